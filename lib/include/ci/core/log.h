@@ -1,0 +1,92 @@
+#pragma once
+
+/// \file
+/// Logging that never prints a secret.
+///
+/// Every message passes through redact() before it reaches a sink:
+///  1. each registered secret (add_secret) is replaced by "[redacted]" wherever it occurs;
+///  2. the password or token in a URL's user-info (`https://user:TOKEN@host`,
+///     `https://TOKEN@host`) is replaced;
+///  3. the value of an `Authorization:` or `X-Amz-Security-Token:` header, to the end of the line,
+///     is replaced;
+///  4. the value of a `key=value` pair whose key ends in password, secret, token, signature or
+///     credential (case-insensitive; `X-Amz-Signature=…`, `GITHUB_TOKEN=…`) is replaced up to the
+///     next `&`, white space or quote.
+/// The default sink writes one line per message to standard error with a UTC timestamp.
+/// All functions are thread-safe.
+
+#include <functional>
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include <fmt/format.h>
+
+#include <ci/core/error.h>
+
+namespace ci::log {
+
+/// Severity, least to most severe. Off disables logging.
+enum class Level { Trace, Debug, Info, Warn, Error, Off };
+
+/// "trace", "debug", "info", "warn", "error" or "off".
+[[nodiscard]] std::string_view to_string(Level level) noexcept;
+
+/// Parses a level name as printed by to_string (case-insensitive; "warning" is accepted).
+/// Fails with ErrorCode::InvalidArgument naming the accepted names.
+[[nodiscard]] Result<Level> parse_level(std::string_view name);
+
+/// Messages below `level` are dropped. The default is Info.
+void set_level(Level level) noexcept;
+[[nodiscard]] Level level() noexcept;
+
+/// The shortest secret add_secret registers: shorter values would redact ordinary words.
+inline constexpr std::size_t min_secret_length = 4;
+
+/// Registers a secret to redact from every later message. Returns false, and registers nothing,
+/// for a value shorter than min_secret_length. Registering the same value twice is harmless.
+bool add_secret(std::string_view secret);
+
+/// Forgets every registered secret (for tests and for a master that reloads its config).
+void clear_secrets();
+
+/// `message` with every secret and secret-shaped value replaced by "[redacted]" (rules above).
+[[nodiscard]] std::string redact(std::string_view message);
+
+/// Receives each message that passed the level filter, already redacted.
+using Sink = std::function<void(Level, std::string_view)>;
+
+/// Replaces the output; an empty Sink restores the default standard-error sink.
+void set_sink(Sink sink);
+
+/// Redacts `message` and writes it if `level` passes the filter.
+void write(Level level, std::string_view message);
+
+/// fmt-style helpers: `ci::log::info("started {} on port {}", name, port)`.
+template <class... Args> void trace(fmt::format_string<Args...> format, Args&&... args) {
+    if (level() <= Level::Trace) {
+        write(Level::Trace, fmt::format(format, std::forward<Args>(args)...));
+    }
+}
+template <class... Args> void debug(fmt::format_string<Args...> format, Args&&... args) {
+    if (level() <= Level::Debug) {
+        write(Level::Debug, fmt::format(format, std::forward<Args>(args)...));
+    }
+}
+template <class... Args> void info(fmt::format_string<Args...> format, Args&&... args) {
+    if (level() <= Level::Info) {
+        write(Level::Info, fmt::format(format, std::forward<Args>(args)...));
+    }
+}
+template <class... Args> void warn(fmt::format_string<Args...> format, Args&&... args) {
+    if (level() <= Level::Warn) {
+        write(Level::Warn, fmt::format(format, std::forward<Args>(args)...));
+    }
+}
+template <class... Args> void error(fmt::format_string<Args...> format, Args&&... args) {
+    if (level() <= Level::Error) {
+        write(Level::Error, fmt::format(format, std::forward<Args>(args)...));
+    }
+}
+
+} // namespace ci::log

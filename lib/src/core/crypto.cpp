@@ -1,0 +1,106 @@
+#include "ci/core/crypto.h"
+
+#include <climits>
+#include <new>
+#include <vector>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+
+namespace ci::crypto {
+
+Digest sha256(std::string_view data) noexcept {
+    Digest out{};
+    unsigned int length = 0;
+    EVP_Digest(data.data(), data.size(), out.data(), &length, EVP_sha256(), nullptr);
+    return out;
+}
+
+Digest hmac_sha256(std::string_view key, std::string_view data) noexcept {
+    Digest out{};
+    unsigned int length = 0;
+    HMAC(EVP_sha256(),
+         key.data(),
+         static_cast<int>(key.size()),
+         reinterpret_cast<const unsigned char*>(data.data()),
+         data.size(),
+         out.data(),
+         &length);
+    return out;
+}
+
+std::string to_hex(std::span<const std::uint8_t> bytes) {
+    static constexpr char digits[] = "0123456789abcdef";
+    std::string out(bytes.size() * 2, '\0');
+    for (std::size_t i = 0; i < bytes.size(); ++i) {
+        out[2 * i] = digits[bytes[i] >> 4U];
+        out[2 * i + 1] = digits[bytes[i] & 0x0FU];
+    }
+    return out;
+}
+
+bool constant_time_equal(std::string_view a, std::string_view b) noexcept {
+    // The length of a signature or token is public; its content is not.
+    if (a.size() != b.size()) {
+        return false;
+    }
+    return a.empty() || CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
+}
+
+Status random_bytes(std::span<std::uint8_t> out) {
+    while (!out.empty()) {
+        const auto chunk = std::min<std::size_t>(out.size(), INT_MAX);
+        if (RAND_bytes(out.data(), static_cast<int>(chunk)) != 1) {
+            return fail(ErrorCode::Internal, "read random bytes: the CSPRNG is not seeded");
+        }
+        out = out.subspan(chunk);
+    }
+    return {};
+}
+
+Result<std::string> random_token(std::size_t bytes) {
+    if (bytes == 0) {
+        return fail(ErrorCode::InvalidArgument, "random token: length must be positive");
+    }
+    std::vector<std::uint8_t> buffer(bytes);
+    if (auto status = random_bytes(buffer); !status) {
+        return fail(status.error());
+    }
+    auto token = to_hex(buffer);
+    OPENSSL_cleanse(buffer.data(), buffer.size());
+    return token;
+}
+
+struct Sha256::Impl {
+    EVP_MD_CTX* ctx = nullptr;
+    Impl() : ctx(EVP_MD_CTX_new()) {
+        if (ctx == nullptr) {
+            throw std::bad_alloc();
+        }
+        EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr);
+    }
+    ~Impl() { EVP_MD_CTX_free(ctx); }
+    Impl(const Impl&) = delete;
+    Impl& operator=(const Impl&) = delete;
+};
+
+Sha256::Sha256() : impl_(std::make_unique<Impl>()) {}
+Sha256::~Sha256() = default;
+Sha256::Sha256(Sha256&&) noexcept = default;
+Sha256& Sha256::operator=(Sha256&&) noexcept = default;
+
+void Sha256::update(std::string_view data) noexcept {
+    EVP_DigestUpdate(impl_->ctx, data.data(), data.size());
+}
+
+Digest Sha256::finish() noexcept {
+    Digest out{};
+    unsigned int length = 0;
+    EVP_DigestFinal_ex(impl_->ctx, out.data(), &length);
+    EVP_DigestInit_ex(impl_->ctx, EVP_sha256(), nullptr);
+    return out;
+}
+
+} // namespace ci::crypto

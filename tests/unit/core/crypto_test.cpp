@@ -1,0 +1,64 @@
+#include <set>
+#include <string>
+
+#include <doctest/doctest.h>
+
+#include <ci/core/crypto.h>
+
+#include "support/require_ok.h"
+
+using ci::crypto::to_hex;
+
+TEST_CASE("crypto: sha256 matches FIPS 180-2 vectors") {
+    CHECK(to_hex(ci::crypto::sha256("")) ==
+          "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    CHECK(to_hex(ci::crypto::sha256("abc")) ==
+          "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+}
+
+TEST_CASE("crypto: incremental sha256 equals one-shot, and resets after finish") {
+    ci::crypto::Sha256 hasher;
+    hasher.update("ab");
+    hasher.update("");
+    hasher.update("c");
+    CHECK(to_hex(hasher.finish()) == to_hex(ci::crypto::sha256("abc")));
+    hasher.update("abc");
+    CHECK(to_hex(hasher.finish()) == to_hex(ci::crypto::sha256("abc")));
+
+    std::string big(1 << 20, 'x');
+    ci::crypto::Sha256 chunked;
+    for (std::size_t i = 0; i < big.size(); i += 4096) {
+        chunked.update(std::string_view(big).substr(i, 4096));
+    }
+    CHECK(chunked.finish() == ci::crypto::sha256(big));
+}
+
+TEST_CASE("crypto: hmac-sha256 matches RFC 4231 vectors") {
+    // Test case 2.
+    CHECK(to_hex(ci::crypto::hmac_sha256("Jefe", "what do ya want for nothing?")) ==
+          "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+    // Test case 1: key 0x0b * 20.
+    CHECK(to_hex(ci::crypto::hmac_sha256(std::string(20, '\x0b'), "Hi There")) ==
+          "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7");
+}
+
+TEST_CASE("crypto: constant_time_equal") {
+    CHECK(ci::crypto::constant_time_equal("", ""));
+    CHECK(ci::crypto::constant_time_equal("sha256=abc", "sha256=abc"));
+    CHECK_FALSE(ci::crypto::constant_time_equal("sha256=abc", "sha256=abd"));
+    CHECK_FALSE(ci::crypto::constant_time_equal("sha256=abc", "sha256=ab"));
+    CHECK_FALSE(ci::crypto::constant_time_equal("", "x"));
+}
+
+TEST_CASE("crypto: random tokens are hex, of the asked length, and distinct") {
+    std::set<std::string> seen;
+    for (int i = 0; i < 100; ++i) {
+        auto token = ci::crypto::random_token(16);
+        REQUIRE_OK(token);
+        CHECK(token->size() == 32);
+        CHECK(token->find_first_not_of("0123456789abcdef") == std::string::npos);
+        seen.insert(*token);
+    }
+    CHECK(seen.size() == 100);
+    CHECK_FALSE(ci::crypto::random_token(0));
+}

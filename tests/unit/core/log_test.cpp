@@ -1,0 +1,139 @@
+#include <mutex>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include <doctest/doctest.h>
+
+#include <ci/core/log.h>
+
+#include "support/require_ok.h"
+
+namespace {
+
+// Captures what reaches the sink and restores the default sink, level and secrets afterwards.
+class Capture {
+public:
+    Capture() {
+        ci::log::set_level(ci::log::Level::Trace);
+        ci::log::set_sink([this](ci::log::Level level, std::string_view message) {
+            const std::lock_guard lock(mutex_);
+            lines_.emplace_back(level, std::string(message));
+        });
+    }
+    ~Capture() {
+        ci::log::set_sink({});
+        ci::log::clear_secrets();
+        ci::log::set_level(ci::log::Level::Warn);
+    }
+    Capture(const Capture&) = delete;
+    Capture& operator=(const Capture&) = delete;
+
+    std::vector<std::pair<ci::log::Level, std::string>> lines() {
+        const std::lock_guard lock(mutex_);
+        return lines_;
+    }
+
+private:
+    std::mutex mutex_;
+    std::vector<std::pair<ci::log::Level, std::string>> lines_;
+};
+
+} // namespace
+
+TEST_CASE("log: registered secrets never reach the sink") {
+    Capture capture;
+    CHECK(ci::log::add_secret("hunter2-secret"));
+    ci::log::info("connecting with password {} to {}", "hunter2-secret", "db");
+    const auto lines = capture.lines();
+    REQUIRE(lines.size() == 1);
+    CHECK(lines[0].first == ci::log::Level::Info);
+    CHECK(lines[0].second == "connecting with password [redacted] to db");
+}
+
+TEST_CASE("log: a secret that contains another is redacted whole") {
+    Capture capture;
+    CHECK(ci::log::add_secret("abcd"));
+    CHECK(ci::log::add_secret("xxabcdyy"));
+    CHECK(ci::log::redact("k=xxabcdyy and abcd") == "k=[redacted] and [redacted]");
+}
+
+TEST_CASE("log: very short secrets are refused instead of redacting ordinary words") {
+    Capture capture;
+    CHECK_FALSE(ci::log::add_secret("a"));
+    CHECK_FALSE(ci::log::add_secret(""));
+    CHECK(ci::log::redact("a banana") == "a banana");
+}
+
+TEST_CASE("log: secret-shaped values are redacted without registration") {
+    Capture capture;
+    SUBCASE("token in URL user-info") {
+        CHECK(ci::log::redact("clone https://x-access-token:ghp_abc123@github.com/o/r.git") ==
+              "clone https://x-access-token:[redacted]@github.com/o/r.git");
+        CHECK(ci::log::redact("fetch https://ghp_abc123@github.com/o/r") ==
+              "fetch https://[redacted]@github.com/o/r");
+        CHECK(ci::log::redact("see https://github.com/o/r and user@example.org") ==
+              "see https://github.com/o/r and user@example.org");
+    }
+    SUBCASE("authorization headers") {
+        CHECK(ci::log::redact("Authorization: AWS4-HMAC-SHA256 Credential=AKIA/x, Signature=ff\n"
+                              "Host: s3") == "Authorization: [redacted]\nHost: s3");
+        CHECK(ci::log::redact("x-amz-security-token: FQoGZXIvYXdzE") ==
+              "x-amz-security-token: [redacted]");
+    }
+    SUBCASE("secret query and environment values") {
+        CHECK(ci::log::redact("GET /?X-Amz-Signature=deadbeef&X-Amz-Date=20150830T123600Z") ==
+              "GET /?X-Amz-Signature=[redacted]&X-Amz-Date=20150830T123600Z");
+        CHECK(ci::log::redact("env GITHUB_TOKEN=ghp_x1 CI=true") ==
+              "env GITHUB_TOKEN=[redacted] CI=true");
+        CHECK(ci::log::redact("worker_password='p4ss'") == "worker_password='[redacted]'");
+    }
+    SUBCASE("config errors keep their words") {
+        const std::string message = "config.yml:3:5: github.token: expected a string";
+        CHECK(ci::log::redact(message) == message);
+    }
+}
+
+TEST_CASE("log: level filter") {
+    Capture capture;
+    ci::log::set_level(ci::log::Level::Warn);
+    ci::log::info("dropped");
+    ci::log::debug("dropped");
+    ci::log::warn("kept {}", 1);
+    ci::log::error("kept {}", 2);
+    const auto lines = capture.lines();
+    REQUIRE(lines.size() == 2);
+    CHECK(lines[0].second == "kept 1");
+    CHECK(lines[1].first == ci::log::Level::Error);
+}
+
+TEST_CASE("log: parse_level") {
+    CHECK(ci::log::parse_level("INFO") == ci::log::Level::Info);
+    CHECK(ci::log::parse_level("warning") == ci::log::Level::Warn);
+    auto bad = ci::log::parse_level("loud");
+    REQUIRE_FALSE(bad);
+    CHECK(bad.error().code == ci::ErrorCode::InvalidArgument);
+    CHECK(bad.error().message.find("'loud'") != std::string::npos);
+}
+
+TEST_CASE("log: concurrent writers and secret registration") {
+    Capture capture;
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t) {
+        threads.emplace_back([t] {
+            for (int i = 0; i < 200; ++i) {
+                ci::log::add_secret("secret-" + std::to_string(t));
+                ci::log::info("thread {} says secret-{}", t, t);
+            }
+        });
+    }
+    for (auto& thread : threads) {
+        thread.join();
+    }
+    const auto lines = capture.lines();
+    CHECK(lines.size() == 800);
+    for (const auto& [level, line] : lines) {
+        CHECK(line.find("secret-") == std::string::npos);
+    }
+}

@@ -1,0 +1,19 @@
+// ci-master: runs the CI master. One file per subcommand; this one only assembles them.
+
+#include <CLI/CLI.hpp>
+
+#include "ci-master/commands.h"
+#include "common/tool.h"
+
+int main(int argc, char** argv) {
+    CLI::App app{"ci-master: the libci build master. It watches repositories, schedules builds\n"
+                 "and hands them to workers. Configuration: one YAML file (see docs/config.md)."};
+    ci::tools::setup_common(app, "ci-master");
+    app.require_subcommand(1);
+    ci::tools::Runner runner;
+    CLI11_PARSE(app, argc, argv);
+    if (!ci::tools::initialize_library()) {
+        return ci::tools::ExitError;
+    }
+    return runner ? runner() : ci::tools::ExitUsage;
+}

@@ -1,0 +1,52 @@
+#include "common/tool.h"
+
+#include <cstdio>
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+#include <ci/core/log.h>
+#include <ci/version.h>
+
+namespace ci::tools {
+
+std::string version_text(std::string_view tool) {
+    std::string text = std::string(tool) + " " + std::string(ci::version()) + " (libci " +
+                       std::string(ci::version());
+    const char* separator = "; ";
+    for (const auto& library : ci::library_versions()) {
+        text += separator + library.name + " " + library.version;
+        separator = ", ";
+    }
+    return text + ")";
+}
+
+void setup_common(CLI::App& app, std::string_view tool) {
+    app.set_version_flag("--version", version_text(tool), "Print the version and exit");
+    app.add_option_function<std::string>(
+           "--log-level",
+           [](const std::string& name) {
+               auto level = ci::log::parse_level(name);
+               if (!level) {
+                   throw CLI::ValidationError("--log-level", level.error().message);
+               }
+               ci::log::set_level(*level);
+           },
+           "Least severe messages to print: trace, debug, info, warn, error, off")
+        ->default_str("info")
+        ->envname("CI_LOG_LEVEL");
+}
+
+void print_error(const Error& error) {
+    std::fprintf(stderr, "error: %s\n", ci::log::redact(error.to_string()).c_str());
+}
+
+bool initialize_library() {
+    if (auto status = ci::initialize(); !status) {
+        print_error(status.error());
+        return false;
+    }
+    return true;
+}
+
+} // namespace ci::tools
