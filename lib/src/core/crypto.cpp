@@ -32,7 +32,7 @@ Digest hmac_sha256(std::string_view key, std::string_view data) noexcept {
 }
 
 std::string to_hex(std::span<const std::uint8_t> bytes) {
-    static constexpr char digits[] = "0123456789abcdef";
+    static constexpr std::string_view digits = "0123456789abcdef";
     std::string out(bytes.size() * 2, '\0');
     for (std::size_t i = 0; i < bytes.size(); ++i) {
         out[2 * i] = digits[bytes[i] >> 4U];
