@@ -10,6 +10,7 @@ int main(int argc, char** argv) {
     ci::tools::setup_common(app, "ci-deploy");
     app.require_subcommand(1);
     ci::tools::Runner runner;
+    ci::tools::deploy::setup_check(app, runner);
     CLI11_PARSE(app, argc, argv);
     if (!ci::tools::initialize_library()) {
         return ci::tools::ExitError;

@@ -11,6 +11,7 @@ int main(int argc, char** argv) {
     ci::tools::setup_common(app, "ci-master");
     app.require_subcommand(1);
     ci::tools::Runner runner;
+    ci::tools::master::setup_check_config(app, runner);
     CLI11_PARSE(app, argc, argv);
     if (!ci::tools::initialize_library()) {
         return ci::tools::ExitError;

@@ -1,0 +1,211 @@
+#pragma once
+
+/// \file
+/// The master's configuration as typed values: what `config.yml` says once it has been checked.
+///
+/// The YAML keys are those of the Buildbot deployment libci replaces (`auth`, `buildmaster`,
+/// `github`, `zulip`, `aws`, `slaves`, `failing_builders`), plus what that deployment wrote in
+/// Python (`repositories`, `locks`, `builders`, `schedulers`). docs/config.md documents every key
+/// with its type, default and an example; the field comments below name the YAML key they hold.
+/// Every default below is the documented default: a Config built by hand and one loaded from an
+/// empty file are equal.
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+namespace ci::config {
+
+/// Durations in the file are "30s", "5m", "2h", "1h30m" or a bare number of seconds.
+using Duration = std::chrono::seconds;
+
+/// `auth`: the user and password of the web UI and of the REST API's write operations.
+struct Auth {
+    std::string user;     ///< `auth.user` (required)
+    std::string password; ///< `auth.password` (required; a secret)
+    friend bool operator==(const Auth&, const Auth&) = default;
+};
+
+/// `buildmaster`: where the master runs and what it listens on.
+struct Buildmaster {
+    std::string host = "localhost";    ///< `buildmaster.host`: the name workers and GitHub reach
+    std::string docker_tag = "latest"; ///< `buildmaster.docker_tag`: image tag ci-deploy runs
+    std::uint16_t web_port = 8010;     ///< `buildmaster.web_port`: HTTP (UI, API, webhooks)
+    std::uint16_t worker_port = 9989;  ///< `buildmaster.worker_port`: worker connections
+    /// `buildmaster.state`: the state database, a SQLite file path (relative to the master's
+    /// working directory).
+    std::string state = "state.sqlite";
+    friend bool operator==(const Buildmaster&, const Buildmaster&) = default;
+};
+
+/// `github`: commit-status reporting and webhook verification.
+struct Github {
+    std::string token;          ///< `github.token`: API token (a secret); empty disables the API
+    bool report_status = false; ///< `github.report_status`: post commit statuses (false on staging)
+    /// `github.webhook_secret`: when set, every webhook must carry a valid X-Hub-Signature-256.
+    std::string webhook_secret;
+    friend bool operator==(const Github&, const Github&) = default;
+};
+
+/// `zulip`: chat notifications of build results.
+struct Zulip {
+    std::string user;     ///< `zulip.user` (required): the bot's e-mail address
+    std::string password; ///< `zulip.password` (required; a secret): the bot's API key
+    std::string stream;   ///< `zulip.stream` (required): where every result goes
+    /// `zulip.critical_stream`: where failures of the default branch also go; null disables.
+    std::optional<std::string> critical_stream;
+    friend bool operator==(const Zulip&, const Zulip&) = default;
+};
+
+/// `aws`: credentials and image selection for EC2 latent workers.
+struct Aws {
+    /// `aws.identifier`: access key id; empty means the AWS CLI's chain (environment, profile,
+    /// instance role).
+    std::string identifier;
+    std::string secret_identifier;    ///< `aws.secret_identifier`: secret access key (a secret)
+    std::string region = "us-west-2"; ///< `aws.region`: where workers are launched
+    /// `aws.image_tags`: tags an AMI must carry to be used. Missing from the file means
+    /// {production: "true"}; null or {} means no filter (the newest image of that name).
+    std::map<std::string, std::string> image_tags{{"production", "true"}};
+    friend bool operator==(const Aws&, const Aws&) = default;
+};
+
+/// A worker class of EC2 latent workers (`slaves.<class>` with `ami`): the master starts
+/// instances when builds wait and stops them when idle.
+struct Ec2Workers {
+    std::string ami; ///< `ami` (required): the image's Name (newest match is used)
+    int count = 1;   ///< `slaves`: at most this many instances at once
+    std::string instance_type = "c3.large"; ///< `instance_type`
+    int max_builds = 1;                     ///< `max_builds`: builds at once on one instance
+    /// `max_spot_price`: USD per hour; present means spot instances, absent means on-demand.
+    std::optional<double> max_spot_price;
+    std::string distribution; ///< `distribution`: informational (e.g. "centos-7")
+    friend bool operator==(const Ec2Workers&, const Ec2Workers&) = default;
+};
+
+/// A worker class of static workers (`slaves.<class>` with `passwords`): one worker per password,
+/// named `<class>/<i>`, that connects to the master by itself.
+struct StaticWorkers {
+    std::vector<std::string> passwords; ///< `passwords` (required, not empty; secrets)
+    int max_builds = 1;                 ///< `max_builds`: builds at once on one worker
+    std::string distribution;           ///< `distribution`: informational
+    friend bool operator==(const StaticWorkers&, const StaticWorkers&) = default;
+};
+
+/// A worker class run inside the master process (`slaves.<class>` with `local: true`): the
+/// embedded default that needs no other machine.
+struct LocalWorkers {
+    int count = 1;      ///< `slaves`: how many in-process workers
+    int max_builds = 1; ///< `max_builds`: builds at once on one worker
+    friend bool operator==(const LocalWorkers&, const LocalWorkers&) = default;
+};
+
+/// One `slaves.<class>` entry. Classes libci cannot run (Rackspace's `openstack-image`) are
+/// dropped with a warning when the file is loaded, so they never appear here.
+using WorkerClass = std::variant<Ec2Workers, StaticWorkers, LocalWorkers>;
+
+/// `repositories.<name>`: a Git repository that builds check out.
+struct Repository {
+    std::string url;                       ///< `url` (required): what `git clone` accepts
+    std::string default_branch = "master"; ///< `default_branch`: the usual merge target
+    /// `poll_interval`: poll the remote's refs this often (for masters that get no webhooks,
+    /// such as staging); absent means webhooks only.
+    std::optional<Duration> poll_interval;
+    friend bool operator==(const Repository&, const Repository&) = default;
+};
+
+/// `locks.<name>`: a counting lock; builders that name it run at most `max_count` at once.
+struct Lock {
+    int max_count = 1; ///< `max_count`
+    friend bool operator==(const Lock&, const Lock&) = default;
+};
+
+/// What a builder's checkout merges into the branch before the steps run.
+struct MergeTarget {
+    enum class Mode {
+        Auto,   ///< `auto`: the rules (master, release/* and version tags: no merge; ...)
+        None,   ///< `none`: build the branch as pushed
+        Branch, ///< any other value: always merge this branch
+    };
+    Mode mode = Mode::Auto;
+    std::string branch; ///< set when mode is Branch
+    friend bool operator==(const MergeTarget&, const MergeTarget&) = default;
+};
+
+/// One `builders.<name>.steps[i]`: a command run in the checkout.
+struct Step {
+    std::string name; ///< `name` (required): shown in the UI and the logs
+    /// `run` (required): a list is the argv, run as is; a string is a shell command, stored as
+    /// {"/bin/sh", "-c", text}.
+    std::vector<std::string> command;
+    std::map<std::string, std::string> env; ///< `env`: added to the worker's environment
+    std::string workdir;             ///< `workdir`: relative to the checkout; empty means its root
+    std::optional<Duration> timeout; ///< `timeout`: absent means the builder's timeout only
+    Duration grace{10};          ///< `grace`: between SIGTERM and SIGKILL when the step is stopped
+    bool halt_on_failure = true; ///< `halt_on_failure`: a failure ends the build
+    friend bool operator==(const Step&, const Step&) = default;
+};
+
+/// `builders.<name>`: what to build, where, and how.
+struct Builder {
+    std::string repository;           ///< `repository` (required): a `repositories` name
+    std::vector<std::string> workers; ///< `workers` (required): `slaves` class names
+    std::vector<std::string> locks;   ///< `locks`: `locks` names held while the build runs
+    MergeTarget merge_target;         ///< `merge_target`: auto (default), none, or a branch
+    Duration timeout{3600};           ///< `timeout`: the whole build
+    std::vector<Step> steps;          ///< `steps` (required, not empty)
+    friend bool operator==(const Builder&, const Builder&) = default;
+};
+
+/// `schedulers.<name>`: when builders run.
+struct Scheduler {
+    enum class Type {
+        Branch,   ///< `branch`: on pushes, after the tree-stable wait
+        Force,    ///< `force`: on request (UI, API, CLI)
+        Periodic, ///< `periodic`: every `interval`, or daily `at` a UTC time
+    };
+    Type type = Type::Branch;          ///< `type` (required)
+    std::vector<std::string> builders; ///< `builders` (required): `builders` names
+    /// `repository`: a `repositories` name; required for branch and periodic schedulers.
+    std::string repository;
+    /// `branches` (branch): glob patterns, or /regular expressions/ between slashes.
+    std::vector<std::string> branches{"master", "release/*"};
+    /// `important_files` (branch): globs; a change touching none of them never starts a wait.
+    /// Empty means every file is important.
+    std::vector<std::string> important_files;
+    Duration tree_stable_timer{5}; ///< `tree_stable_timer` (branch): quiet time before building
+    /// `max_wait` (branch): a wait never lasts longer than this after its first change.
+    Duration max_wait{600};
+    bool collapse_requests = false;   ///< `collapse_requests`: merge pending requests of a branch
+    std::optional<Duration> interval; ///< `interval` (periodic)
+    std::string at;                   ///< `at` (periodic): "HH:MM", UTC, daily
+    std::string branch;               ///< `branch` (periodic): default: the repository's default
+    friend bool operator==(const Scheduler&, const Scheduler&) = default;
+};
+
+/// The whole configuration.
+struct Config {
+    std::optional<Auth> auth;                  ///< `auth`: absent means the web UI is read-only
+    Buildmaster buildmaster;                   ///< `buildmaster`
+    Github github;                             ///< `github`
+    std::optional<Zulip> zulip;                ///< `zulip`: absent means no chat notifications
+    Aws aws;                                   ///< `aws`
+    std::map<std::string, WorkerClass> slaves; ///< `slaves`: worker classes by name
+    /// `failing_builders`: builders known to fail; their results never mark a branch red.
+    std::vector<std::string> failing_builders;
+    std::map<std::string, Repository> repositories; ///< `repositories`
+    std::map<std::string, Lock> locks;              ///< `locks`
+    std::map<std::string, Builder> builders;        ///< `builders`
+    std::map<std::string, Scheduler> schedulers;    ///< `schedulers`
+    friend bool operator==(const Config&, const Config&) = default;
+};
+
+/// Every secret value in `config` (passwords, tokens, keys), for ci::log::add_secret so that no
+/// log line shows them.
+[[nodiscard]] std::vector<std::string> secrets(const Config& config);
+
+} // namespace ci::config

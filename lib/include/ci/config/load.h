@@ -1,0 +1,90 @@
+#pragma once
+
+/// \file
+/// Reading a configuration: from `config.yml`, from the JSON form a master receives, and from the
+/// environment variable or 0600 file that carries that JSON.
+///
+/// Checking never stops at the first problem: every error and warning is collected as a
+/// Diagnostic naming the origin (file), line, column and key path, e.g.
+/// `config.yml:12:3: slaves.aws/centos-7.max_builds: expected an integer, got "two"`.
+
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <ci/config/config.h>
+#include <ci/core/error.h>
+
+namespace ci::config {
+
+/// One finding about a configuration text.
+struct Diagnostic {
+    enum class Severity { Warning, Error };
+    Severity severity = Severity::Error;
+    std::string origin;   ///< the file name, or e.g. "$LIBCI_CONFIG"
+    int line = 0;         ///< 1-based; 0 when unknown (JSON has no positions after parsing)
+    int column = 0;       ///< 1-based; 0 when unknown
+    std::string key_path; ///< e.g. "builders.flocker.steps[0].run"; empty for the whole text
+    std::string message;  ///< what is wrong, with a "did you mean" where one fits
+
+    /// "origin:line:column: key.path: message", with "warning: " before the message for a
+    /// warning; positions and path are left out when unknown.
+    [[nodiscard]] std::string to_string() const;
+    friend bool operator==(const Diagnostic&, const Diagnostic&) = default;
+};
+
+/// The outcome of checking a configuration text: the Config when there were no errors, and every
+/// diagnostic (warnings too) in the order of the text.
+struct CheckedConfig {
+    std::optional<Config> config;
+    std::vector<Diagnostic> diagnostics;
+
+    /// True when `config` is set, i.e. no diagnostic is an error.
+    [[nodiscard]] bool ok() const noexcept { return config.has_value(); }
+    /// The diagnostics that are errors.
+    [[nodiscard]] std::vector<Diagnostic> errors() const;
+    /// The diagnostics that are warnings.
+    [[nodiscard]] std::vector<Diagnostic> warnings() const;
+    /// The Config, or one Error (ConfigSyntax when the text does not parse, else ConfigInvalid)
+    /// whose message lists every error, one per line.
+    [[nodiscard]] Result<Config> to_result() &&;
+};
+
+/// Checks YAML text. `origin` names it in diagnostics (usually the file's path). Never throws.
+[[nodiscard]] CheckedConfig parse_config(std::string_view yaml, std::string_view origin);
+
+/// Reads and checks a YAML file. Fails (NotFound, PermissionDenied, Io) only when the file cannot
+/// be read; problems in its content are diagnostics.
+[[nodiscard]] Result<CheckedConfig> load_config(const std::filesystem::path& path);
+
+/// The JSON form of `config`: every key as in the YAML file, defaults written out, so that
+/// parse_config_json(to_json(c)) gives back c. It holds secrets: keep it out of logs.
+[[nodiscard]] std::string to_json(const Config& config);
+
+/// Checks the JSON form (as written by to_json, or by hand: the same keys and rules as the YAML
+/// file apply). Line and column of diagnostics are known only for JSON syntax errors.
+[[nodiscard]] CheckedConfig parse_config_json(std::string_view json, std::string_view origin);
+
+/// The environment variable that carries a master's config as JSON.
+inline constexpr std::string_view config_environment_variable = "LIBCI_CONFIG";
+
+/// Reads the config from the environment variable `name` and removes the variable from this
+/// process's environment, so that no child process inherits it. Returns nullopt when the variable
+/// is not set; fails with ConfigSyntax/ConfigInvalid (every error listed) when its JSON is bad.
+/// Not thread-safe (it changes the environment): call it at start, before threads exist.
+[[nodiscard]] Result<std::optional<Config>>
+take_config_from_environment(std::string_view name = config_environment_variable);
+
+/// Writes the JSON form to `path` with mode 0600, atomically (a temporary file in the same
+/// directory, then rename), replacing any earlier file. Fails with Io.
+[[nodiscard]] Status write_config_json_file(const std::filesystem::path& path,
+                                            const Config& config);
+
+/// Reads a JSON config file. Refuses (PermissionDenied) a file that its group or others can
+/// read or write, since it holds secrets; fails like load_config otherwise, and with
+/// ConfigSyntax/ConfigInvalid (every error listed) when the JSON is bad.
+[[nodiscard]] Result<Config> load_config_json_file(const std::filesystem::path& path);
+
+} // namespace ci::config

@@ -1,0 +1,122 @@
+#include "config/file.h"
+
+#include <cerrno>
+#include <cstring>
+#include <fcntl.h>
+#include <string>
+#include <unistd.h>
+
+#include <fmt/format.h>
+#include <sys/stat.h>
+
+namespace ci::config::detail {
+
+namespace {
+
+ErrorCode code_for_errno(int error) {
+    switch (error) {
+    case ENOENT:
+    case ENOTDIR:
+        return ErrorCode::NotFound;
+    case EACCES:
+    case EPERM:
+        return ErrorCode::PermissionDenied;
+    default:
+        return ErrorCode::Io;
+    }
+}
+
+std::unexpected<Error>
+errno_error(std::string_view what, const std::filesystem::path& path, int error) {
+    return fail(code_for_errno(error),
+                fmt::format("{} {}: {}", what, path.string(), std::strerror(error)),
+                error);
+}
+
+// Closes a descriptor on every path out of a function.
+class Descriptor {
+public:
+    explicit Descriptor(int fd) noexcept : fd_(fd) {}
+    ~Descriptor() {
+        if (fd_ >= 0) {
+            ::close(fd_);
+        }
+    }
+    Descriptor(const Descriptor&) = delete;
+    Descriptor& operator=(const Descriptor&) = delete;
+    [[nodiscard]] int get() const noexcept { return fd_; }
+    int release() noexcept { return std::exchange(fd_, -1); }
+
+private:
+    int fd_;
+};
+
+} // namespace
+
+Result<std::string> read_text_file(const std::filesystem::path& path, std::string_view what) {
+    const Descriptor fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (fd.get() < 0) {
+        return errno_error(what, path, errno);
+    }
+    struct stat info {};
+    if (::fstat(fd.get(), &info) != 0) {
+        return errno_error(what, path, errno);
+    }
+    if (S_ISDIR(info.st_mode)) {
+        return errno_error(what, path, EISDIR);
+    }
+    std::string content;
+    char buffer[65536];
+    for (;;) {
+        const ssize_t n = ::read(fd.get(), buffer, sizeof buffer);
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            return errno_error(what, path, errno);
+        }
+        if (n == 0) {
+            break;
+        }
+        content.append(buffer, static_cast<std::size_t>(n));
+    }
+    return content;
+}
+
+Status write_private_file(const std::filesystem::path& path, std::string_view content) {
+    const std::filesystem::path directory =
+        path.has_parent_path() ? path.parent_path() : std::filesystem::path(".");
+    std::string temporary = (directory / ("." + path.filename().string() + ".XXXXXX")).string();
+    // mkstemp creates the file with mode 0600, so the secret is never readable by others.
+    Descriptor fd(::mkostemp(temporary.data(), O_CLOEXEC));
+    if (fd.get() < 0) {
+        return errno_error("write", path, errno);
+    }
+    const auto abandon = [&](int error) {
+        ::unlink(temporary.c_str());
+        return errno_error("write", path, error);
+    };
+    std::size_t written = 0;
+    while (written < content.size()) {
+        const ssize_t n = ::write(fd.get(), content.data() + written, content.size() - written);
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            return abandon(errno);
+        }
+        written += static_cast<std::size_t>(n);
+    }
+    if (::fsync(fd.get()) != 0) {
+        return abandon(errno);
+    }
+    if (::close(fd.release()) != 0) {
+        return abandon(errno);
+    }
+    if (::rename(temporary.c_str(), path.c_str()) != 0) {
+        return abandon(errno);
+    }
+    return {};
+}
+
+} // namespace ci::config::detail

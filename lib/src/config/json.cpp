@@ -1,0 +1,376 @@
+// The JSON form of a Config: how a master receives its configuration (one environment variable
+// or a 0600 file) without a YAML file on its disk. Reading converts the JSON DOM to a YAML tree and
+// checks it with the same schema as config.yml, so both forms accept exactly the same keys.
+
+#include <cstdlib>
+#include <string>
+#include <utility>
+
+#include <fmt/format.h>
+#include <rapidjson/document.h>
+#include <rapidjson/error/en.h>
+#include <rapidjson/prettywriter.h>
+#include <rapidjson/stringbuffer.h>
+#include <sys/stat.h>
+#include <yaml-cpp/yaml.h>
+
+#include <ci/config/load.h>
+
+#include "config/file.h"
+#include "config/schema.h"
+
+namespace ci::config {
+
+namespace {
+
+using Writer = rapidjson::PrettyWriter<rapidjson::StringBuffer>;
+
+void write_string(Writer& writer, std::string_view text) {
+    writer.String(text.data(), static_cast<rapidjson::SizeType>(text.size()));
+}
+
+void write_key(Writer& writer, std::string_view key) {
+    writer.Key(key.data(), static_cast<rapidjson::SizeType>(key.size()));
+}
+
+void write_field(Writer& writer, std::string_view key, std::string_view value) {
+    write_key(writer, key);
+    write_string(writer, value);
+}
+
+void write_field(Writer& writer, std::string_view key, bool value) {
+    write_key(writer, key);
+    writer.Bool(value);
+}
+
+void write_field(Writer& writer, std::string_view key, std::int64_t value) {
+    write_key(writer, key);
+    writer.Int64(value);
+}
+
+void write_field(Writer& writer, std::string_view key, Duration value) {
+    write_field(writer, key, static_cast<std::int64_t>(value.count()));
+}
+
+void write_field(Writer& writer, std::string_view key, const std::vector<std::string>& values) {
+    write_key(writer, key);
+    writer.StartArray();
+    for (const auto& value : values) {
+        write_string(writer, value);
+    }
+    writer.EndArray();
+}
+
+void write_field(Writer& writer,
+                 std::string_view key,
+                 const std::map<std::string, std::string>& values) {
+    write_key(writer, key);
+    writer.StartObject();
+    for (const auto& [name, value] : values) {
+        write_field(writer, name, value);
+    }
+    writer.EndObject();
+}
+
+void write_worker_class(Writer& writer, const WorkerClass& worker_class) {
+    writer.StartObject();
+    if (const auto* ec2 = std::get_if<Ec2Workers>(&worker_class)) {
+        write_field(writer, "ami", ec2->ami);
+        write_field(writer, "slaves", std::int64_t{ec2->count});
+        write_field(writer, "instance_type", ec2->instance_type);
+        write_field(writer, "max_builds", std::int64_t{ec2->max_builds});
+        if (ec2->max_spot_price) {
+            write_key(writer, "max_spot_price");
+            writer.Double(*ec2->max_spot_price);
+        }
+        write_field(writer, "distribution", ec2->distribution);
+    } else if (const auto* fixed = std::get_if<StaticWorkers>(&worker_class)) {
+        write_field(writer, "passwords", fixed->passwords);
+        write_field(writer, "max_builds", std::int64_t{fixed->max_builds});
+        write_field(writer, "distribution", fixed->distribution);
+    } else if (const auto* local = std::get_if<LocalWorkers>(&worker_class)) {
+        write_field(writer, "local", true);
+        write_field(writer, "slaves", std::int64_t{local->count});
+        write_field(writer, "max_builds", std::int64_t{local->max_builds});
+    }
+    writer.EndObject();
+}
+
+void write_step(Writer& writer, const Step& step) {
+    writer.StartObject();
+    write_field(writer, "name", step.name);
+    write_field(writer, "run", step.command);
+    write_field(writer, "env", step.env);
+    write_field(writer, "workdir", step.workdir);
+    if (step.timeout) {
+        write_field(writer, "timeout", *step.timeout);
+    }
+    write_field(writer, "grace", step.grace);
+    write_field(writer, "halt_on_failure", step.halt_on_failure);
+    writer.EndObject();
+}
+
+void write_builder(Writer& writer, const Builder& builder) {
+    writer.StartObject();
+    write_field(writer, "repository", builder.repository);
+    write_field(writer, "workers", builder.workers);
+    write_field(writer, "locks", builder.locks);
+    switch (builder.merge_target.mode) {
+    case MergeTarget::Mode::Auto:
+        write_field(writer, "merge_target", std::string_view("auto"));
+        break;
+    case MergeTarget::Mode::None:
+        write_field(writer, "merge_target", std::string_view("none"));
+        break;
+    case MergeTarget::Mode::Branch:
+        write_field(writer, "merge_target", builder.merge_target.branch);
+        break;
+    }
+    write_field(writer, "timeout", builder.timeout);
+    write_key(writer, "steps");
+    writer.StartArray();
+    for (const auto& step : builder.steps) {
+        write_step(writer, step);
+    }
+    writer.EndArray();
+    writer.EndObject();
+}
+
+// Only the keys valid for the scheduler's type are written: the others would be refused on the
+// way back in.
+void write_scheduler(Writer& writer, const Scheduler& scheduler) {
+    writer.StartObject();
+    switch (scheduler.type) {
+    case Scheduler::Type::Branch:
+        write_field(writer, "type", std::string_view("branch"));
+        break;
+    case Scheduler::Type::Force:
+        write_field(writer, "type", std::string_view("force"));
+        break;
+    case Scheduler::Type::Periodic:
+        write_field(writer, "type", std::string_view("periodic"));
+        break;
+    }
+    write_field(writer, "builders", scheduler.builders);
+    write_field(writer, "collapse_requests", scheduler.collapse_requests);
+    if (!scheduler.repository.empty()) {
+        write_field(writer, "repository", scheduler.repository);
+    }
+    if (scheduler.type == Scheduler::Type::Branch) {
+        write_field(writer, "branches", scheduler.branches);
+        write_field(writer, "important_files", scheduler.important_files);
+        write_field(writer, "tree_stable_timer", scheduler.tree_stable_timer);
+        write_field(writer, "max_wait", scheduler.max_wait);
+    } else if (scheduler.type == Scheduler::Type::Periodic) {
+        if (scheduler.interval) {
+            write_field(writer, "interval", *scheduler.interval);
+        }
+        if (!scheduler.at.empty()) {
+            write_field(writer, "at", scheduler.at);
+        }
+        if (!scheduler.branch.empty()) {
+            write_field(writer, "branch", scheduler.branch);
+        }
+    }
+    writer.EndObject();
+}
+
+template <class T, class WriteOne>
+void write_section(Writer& writer,
+                   std::string_view key,
+                   const std::map<std::string, T>& entries,
+                   WriteOne write_one) {
+    write_key(writer, key);
+    writer.StartObject();
+    for (const auto& [name, value] : entries) {
+        write_key(writer, name);
+        write_one(writer, value);
+    }
+    writer.EndObject();
+}
+
+// A JSON value as the YAML tree the schema checker reads. Scalars become YAML scalars holding
+// their text, so "8010" and 8010 are read alike, as they are in YAML.
+YAML::Node to_yaml(const rapidjson::Value& value) {
+    switch (value.GetType()) {
+    case rapidjson::kNullType:
+        return YAML::Node(YAML::NodeType::Null);
+    case rapidjson::kFalseType:
+        return YAML::Node("false");
+    case rapidjson::kTrueType:
+        return YAML::Node("true");
+    case rapidjson::kStringType:
+        return YAML::Node(std::string(value.GetString(), value.GetStringLength()));
+    case rapidjson::kNumberType:
+        if (value.IsInt64()) {
+            return YAML::Node(fmt::format("{}", value.GetInt64()));
+        }
+        if (value.IsUint64()) {
+            return YAML::Node(fmt::format("{}", value.GetUint64()));
+        }
+        return YAML::Node(fmt::format("{}", value.GetDouble()));
+    case rapidjson::kArrayType: {
+        YAML::Node sequence(YAML::NodeType::Sequence);
+        for (const auto& item : value.GetArray()) {
+            sequence.push_back(to_yaml(item));
+        }
+        return sequence;
+    }
+    case rapidjson::kObjectType: {
+        YAML::Node map(YAML::NodeType::Map);
+        for (const auto& member : value.GetObject()) {
+            const std::string key(member.name.GetString(), member.name.GetStringLength());
+            // A repeated key is kept once, as RapidJSON's own lookup does (first one).
+            if (!map[key].IsDefined()) {
+                map[key] = to_yaml(member.value);
+            }
+        }
+        return map;
+    }
+    }
+    return YAML::Node();
+}
+
+} // namespace
+
+std::string to_json(const Config& config) {
+    rapidjson::StringBuffer buffer;
+    Writer writer(buffer);
+    writer.SetIndent(' ', 2);
+    writer.StartObject();
+    if (config.auth) {
+        write_key(writer, "auth");
+        writer.StartObject();
+        write_field(writer, "user", config.auth->user);
+        write_field(writer, "password", config.auth->password);
+        writer.EndObject();
+    }
+    write_key(writer, "buildmaster");
+    writer.StartObject();
+    write_field(writer, "host", config.buildmaster.host);
+    write_field(writer, "docker_tag", config.buildmaster.docker_tag);
+    write_field(writer, "web_port", std::int64_t{config.buildmaster.web_port});
+    write_field(writer, "worker_port", std::int64_t{config.buildmaster.worker_port});
+    write_field(writer, "state", config.buildmaster.state);
+    writer.EndObject();
+
+    write_key(writer, "github");
+    writer.StartObject();
+    write_field(writer, "token", config.github.token);
+    write_field(writer, "report_status", config.github.report_status);
+    write_field(writer, "webhook_secret", config.github.webhook_secret);
+    writer.EndObject();
+
+    if (config.zulip) {
+        write_key(writer, "zulip");
+        writer.StartObject();
+        write_field(writer, "user", config.zulip->user);
+        write_field(writer, "password", config.zulip->password);
+        write_field(writer, "stream", config.zulip->stream);
+        write_key(writer, "critical_stream");
+        if (config.zulip->critical_stream) {
+            write_string(writer, *config.zulip->critical_stream);
+        } else {
+            writer.Null();
+        }
+        writer.EndObject();
+    }
+
+    write_key(writer, "aws");
+    writer.StartObject();
+    write_field(writer, "identifier", config.aws.identifier);
+    write_field(writer, "secret_identifier", config.aws.secret_identifier);
+    write_field(writer, "region", config.aws.region);
+    write_field(writer, "image_tags", config.aws.image_tags);
+    writer.EndObject();
+
+    write_section(writer, "slaves", config.slaves, write_worker_class);
+    write_field(writer, "failing_builders", config.failing_builders);
+    write_section(
+        writer, "repositories", config.repositories, [](Writer& w, const Repository& repository) {
+            w.StartObject();
+            write_field(w, "url", repository.url);
+            write_field(w, "default_branch", repository.default_branch);
+            if (repository.poll_interval) {
+                write_field(w, "poll_interval", *repository.poll_interval);
+            }
+            w.EndObject();
+        });
+    write_section(writer, "locks", config.locks, [](Writer& w, const Lock& lock) {
+        w.StartObject();
+        write_field(w, "max_count", std::int64_t{lock.max_count});
+        w.EndObject();
+    });
+    write_section(writer, "builders", config.builders, write_builder);
+    write_section(writer, "schedulers", config.schedulers, write_scheduler);
+    writer.EndObject();
+    return {buffer.GetString(), buffer.GetSize()};
+}
+
+CheckedConfig parse_config_json(std::string_view json, std::string_view origin) {
+    CheckedConfig checked;
+    rapidjson::Document document;
+    document.Parse<rapidjson::kParseFullPrecisionFlag>(json.data(), json.size());
+    if (document.HasParseError()) {
+        // RapidJSON reports a byte offset; turn it into the line and column editors show.
+        const std::size_t offset = std::min(document.GetErrorOffset(), json.size());
+        int line = 1;
+        int column = 1;
+        for (std::size_t i = 0; i < offset; ++i) {
+            if (json[i] == '\n') {
+                ++line;
+                column = 1;
+            } else {
+                ++column;
+            }
+        }
+        Diagnostic diagnostic;
+        diagnostic.origin = std::string(origin);
+        diagnostic.line = line;
+        diagnostic.column = column;
+        diagnostic.message = rapidjson::GetParseError_En(document.GetParseError());
+        checked.diagnostics.push_back(std::move(diagnostic));
+        return checked;
+    }
+    checked.config =
+        detail::check_document(to_yaml(document), std::string(origin), checked.diagnostics);
+    return checked;
+}
+
+Result<std::optional<Config>> take_config_from_environment(std::string_view name) {
+    const std::string variable(name);
+    const char* value = std::getenv(variable.c_str());
+    if (value == nullptr) {
+        return std::optional<Config>();
+    }
+    const std::string json(value);
+    // Removed before the text is even checked: a bad config must not linger for children either.
+    ::unsetenv(variable.c_str());
+    auto config = parse_config_json(json, "$" + variable).to_result();
+    if (!config) {
+        return fail(config.error());
+    }
+    return std::optional<Config>(std::move(*config));
+}
+
+Status write_config_json_file(const std::filesystem::path& path, const Config& config) {
+    return detail::write_private_file(path, to_json(config));
+}
+
+Result<Config> load_config_json_file(const std::filesystem::path& path) {
+    struct stat info {};
+    if (::stat(path.c_str(), &info) == 0 && (info.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
+        return fail(ErrorCode::PermissionDenied,
+                    fmt::format("read config {}: mode {:04o} lets other users see its secrets; "
+                                "chmod 600 it",
+                                path.string(),
+                                info.st_mode & 07777));
+    }
+    auto text = detail::read_text_file(path, "read config");
+    if (!text) {
+        return fail(text.error());
+    }
+    return parse_config_json(*text, path.string()).to_result();
+}
+
+} // namespace ci::config

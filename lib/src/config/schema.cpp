@@ -1,0 +1,724 @@
+#include "config/schema.h"
+
+#include <algorithm>
+#include <regex>
+#include <set>
+#include <utility>
+
+#include <fmt/format.h>
+
+#include "config/reader.h"
+
+namespace ci::config::detail {
+
+namespace {
+
+constexpr int max_count = 10000;
+
+// A name listed under another section, remembered with its node so that a dangling reference
+// is reported where it is written.
+struct Reference {
+    std::string name;
+    YAML::Node node;
+    std::string path;
+};
+
+// Reads a list of names and remembers where each one is written.
+std::vector<Reference> read_references(Reader& reader, const Fields& fields, std::string_view key) {
+    std::vector<Reference> references;
+    const Entry* entry = fields.find(key);
+    if (entry == nullptr || entry->value.IsNull()) {
+        return references;
+    }
+    const std::string path = fields.path(key);
+    if (!entry->value.IsSequence()) {
+        // One name instead of a list is a common slip; say what is expected.
+        reader.error(entry->value, path, "expected a list of names");
+        return references;
+    }
+    for (std::size_t i = 0; i < entry->value.size(); ++i) {
+        const YAML::Node item = entry->value[i];
+        const std::string item_path = fmt::format("{}[{}]", path, i);
+        if (auto name = reader.string(item, item_path)) {
+            references.push_back(Reference{std::move(*name), item, item_path});
+        }
+    }
+    return references;
+}
+
+std::vector<std::string> names_of(const std::vector<Reference>& references) {
+    std::vector<std::string> names;
+    names.reserve(references.size());
+    for (const auto& reference : references) {
+        names.push_back(reference.name);
+    }
+    return names;
+}
+
+// A glob, or a /regular expression/ between slashes.
+bool is_regex_pattern(std::string_view pattern) {
+    return pattern.size() >= 2 && pattern.front() == '/' && pattern.back() == '/';
+}
+
+class Checker {
+public:
+    Checker(const std::string& origin, std::vector<Diagnostic>& out) : reader_(origin, out) {}
+
+    std::optional<Config> check(const YAML::Node& root);
+
+private:
+    void check_auth(const YAML::Node& node);
+    void check_buildmaster(const YAML::Node& node);
+    void check_github(const YAML::Node& node);
+    void check_zulip(const YAML::Node& node);
+    void check_aws(const YAML::Node& node);
+    void check_slaves(const YAML::Node& node);
+    void check_worker_class(const std::string& name, const Entry& entry);
+    void check_repositories(const YAML::Node& node);
+    void check_locks(const YAML::Node& node);
+    void check_builders(const YAML::Node& node);
+    void check_builder(const std::string& name, const YAML::Node& node);
+    std::optional<Step> check_step(const YAML::Node& node, const std::string& path);
+    void check_schedulers(const YAML::Node& node);
+    void check_scheduler(const std::string& name, const YAML::Node& node);
+    void check_failing_builders(const Entry& entry);
+    void check_patterns(const Fields& fields,
+                        std::string_view key,
+                        const std::vector<std::string>& patterns);
+    void check_known(const std::vector<Reference>& references,
+                     const std::set<std::string>& known,
+                     std::string_view section,
+                     const std::set<std::string>& unsupported = {});
+
+    Reader reader_;
+    Config config_;
+    // Names defined in each section, including entries that have errors of their own, so that
+    // one mistake is not reported again by every reference to it.
+    std::set<std::string> worker_classes_;
+    std::set<std::string> unsupported_classes_;
+    std::set<std::string> repositories_;
+    std::set<std::string> locks_;
+    std::set<std::string> builders_;
+};
+
+std::optional<Config> Checker::check(const YAML::Node& root) {
+    Fields fields(reader_,
+                  root,
+                  "",
+                  {"auth",
+                   "buildmaster",
+                   "github",
+                   "zulip",
+                   "manhole",
+                   "aws",
+                   "rackspace",
+                   "slaves",
+                   "failing_builders",
+                   "repositories",
+                   "locks",
+                   "builders",
+                   "schedulers"});
+    if (!fields.valid()) {
+        return std::nullopt;
+    }
+    for (const auto* unsupported : {"manhole", "rackspace"}) {
+        if (const Entry* entry = fields.find(unsupported)) {
+            reader_.warning(
+                entry->key_node,
+                unsupported,
+                fmt::format("not supported by libci; the {} section is ignored", unsupported));
+        }
+    }
+    // Sections are checked in dependency order, whatever their order in the file: a builder's
+    // references need the worker classes, repositories and locks known first.
+    const auto section = [&](std::string_view key) -> const YAML::Node* {
+        const Entry* entry = fields.find(key);
+        return entry != nullptr ? &entry->value : nullptr;
+    };
+    if (const auto* node = section("auth")) {
+        check_auth(*node);
+    }
+    if (const auto* node = section("buildmaster")) {
+        check_buildmaster(*node);
+    }
+    if (const auto* node = section("github")) {
+        check_github(*node);
+    }
+    if (const auto* node = section("zulip")) {
+        check_zulip(*node);
+    }
+    if (const auto* node = section("aws")) {
+        check_aws(*node);
+    }
+    if (const auto* node = section("slaves")) {
+        check_slaves(*node);
+    }
+    if (const auto* node = section("repositories")) {
+        check_repositories(*node);
+    }
+    if (const auto* node = section("locks")) {
+        check_locks(*node);
+    }
+    if (const auto* node = section("builders")) {
+        check_builders(*node);
+    }
+    if (const auto* node = section("schedulers")) {
+        check_schedulers(*node);
+    }
+    if (const Entry* entry = fields.find("failing_builders")) {
+        check_failing_builders(*entry);
+    }
+    if (reader_.has_errors()) {
+        return std::nullopt;
+    }
+    return std::move(config_);
+}
+
+void Checker::check_auth(const YAML::Node& node) {
+    if (node.IsNull()) {
+        return;
+    }
+    Fields fields(reader_, node, "auth", {"user", "password"});
+    Auth auth;
+    fields.require("user");
+    fields.require("password");
+    fields.read("user", auth.user);
+    fields.read("password", auth.password);
+    config_.auth = std::move(auth);
+}
+
+void Checker::check_buildmaster(const YAML::Node& node) {
+    Fields fields(
+        reader_, node, "buildmaster", {"host", "docker_tag", "web_port", "worker_port", "state"});
+    Buildmaster& out = config_.buildmaster;
+    fields.read("host", out.host);
+    fields.read("docker_tag", out.docker_tag);
+    fields.read("web_port", out.web_port);
+    fields.read("worker_port", out.worker_port);
+    fields.read("state", out.state);
+    if (out.web_port == out.worker_port && fields.has("worker_port")) {
+        reader_.error(fields.find("worker_port")->value,
+                      fields.path("worker_port"),
+                      fmt::format("must differ from web_port ({})", out.web_port));
+    }
+    if (out.state.empty() && fields.has("state")) {
+        reader_.error(
+            fields.find("state")->value, fields.path("state"), "must name the state database file");
+    }
+}
+
+void Checker::check_github(const YAML::Node& node) {
+    Fields fields(reader_, node, "github", {"token", "report_status", "webhook_secret"});
+    Github& out = config_.github;
+    fields.read("token", out.token);
+    fields.read("report_status", out.report_status);
+    fields.read("webhook_secret", out.webhook_secret);
+    if (out.report_status && out.token.empty() && fields.has("report_status")) {
+        reader_.error(fields.find("report_status")->value,
+                      fields.path("report_status"),
+                      "reporting statuses needs github.token");
+    }
+}
+
+void Checker::check_zulip(const YAML::Node& node) {
+    if (node.IsNull()) {
+        return;
+    }
+    Fields fields(reader_, node, "zulip", {"user", "password", "stream", "critical_stream"});
+    Zulip zulip;
+    for (const auto* key : {"user", "password", "stream"}) {
+        fields.require(key);
+    }
+    fields.read("user", zulip.user);
+    fields.read("password", zulip.password);
+    fields.read("stream", zulip.stream);
+    fields.read("critical_stream", zulip.critical_stream);
+    config_.zulip = std::move(zulip);
+}
+
+void Checker::check_aws(const YAML::Node& node) {
+    Fields fields(
+        reader_, node, "aws", {"identifier", "secret_identifier", "region", "image_tags"});
+    Aws& out = config_.aws;
+    fields.read("identifier", out.identifier);
+    fields.read("secret_identifier", out.secret_identifier);
+    fields.read("region", out.region);
+    // image_tags is tri-state: absent keeps {production: "true"}, null or {} means no filter.
+    fields.read("image_tags", out.image_tags);
+    if (out.identifier.empty() != out.secret_identifier.empty()) {
+        const bool has_id = !out.identifier.empty();
+        const std::string_view missing = has_id ? "secret_identifier" : "identifier";
+        const std::string_view present = has_id ? "identifier" : "secret_identifier";
+        reader_.error(fields.node(),
+                      fields.path(missing),
+                      fmt::format("required when aws.{} is set", present));
+    }
+}
+
+void Checker::check_slaves(const YAML::Node& node) {
+    auto entries = mapping_entries(reader_, node, "slaves");
+    if (!entries) {
+        return;
+    }
+    for (const auto& entry : *entries) {
+        worker_classes_.insert(entry.key);
+        check_worker_class(entry.key, entry);
+    }
+}
+
+void Checker::check_worker_class(const std::string& name, const Entry& entry) {
+    const std::string path = join_path("slaves", name);
+    Fields fields(reader_,
+                  entry.value,
+                  path,
+                  {"ami",
+                   "slaves",
+                   "instance_type",
+                   "max_builds",
+                   "max_spot_price",
+                   "distribution",
+                   "passwords",
+                   "local",
+                   "openstack-image"});
+    if (!fields.valid()) {
+        return;
+    }
+    const bool ec2 = fields.find("ami") != nullptr;
+    const bool fixed = fields.find("passwords") != nullptr;
+    const bool local = fields.find("local") != nullptr;
+    const bool rackspace = fields.find("openstack-image") != nullptr;
+    const int kinds = int(ec2) + int(fixed) + int(local) + int(rackspace);
+    if (kinds == 0) {
+        reader_.error(entry.key_node,
+                      path,
+                      "a worker class needs one of ami (EC2 workers), passwords (static workers) "
+                      "or local: true (workers inside the master)");
+        return;
+    }
+    if (kinds > 1) {
+        reader_.error(entry.key_node,
+                      path,
+                      "a worker class has exactly one of ami, passwords, local and "
+                      "openstack-image");
+        return;
+    }
+    if (rackspace) {
+        reader_.warning(entry.key_node,
+                        path,
+                        "Rackspace workers are not supported by libci; this class is ignored");
+        unsupported_classes_.insert(name);
+        return;
+    }
+    if (ec2) {
+        fields.forbid({"local"}, "for an EC2 worker class");
+        Ec2Workers out;
+        fields.require("ami");
+        fields.read("ami", out.ami);
+        fields.read("slaves", out.count, 1, max_count);
+        fields.read("instance_type", out.instance_type);
+        fields.read("max_builds", out.max_builds, 1, max_count);
+        fields.read("max_spot_price", out.max_spot_price);
+        if (out.max_spot_price && *out.max_spot_price <= 0) {
+            reader_.error(fields.find("max_spot_price")->value,
+                          fields.path("max_spot_price"),
+                          "must be a positive price in USD per hour");
+        }
+        fields.read("distribution", out.distribution);
+        config_.slaves.emplace(name, std::move(out));
+    } else if (fixed) {
+        fields.forbid({"slaves", "instance_type", "max_spot_price"},
+                      "for a static worker class (it has passwords: one worker each)");
+        StaticWorkers out;
+        fields.read("passwords", out.passwords);
+        if (out.passwords.empty()) {
+            reader_.error(fields.find("passwords")->value,
+                          fields.path("passwords"),
+                          "needs at least one password (one static worker each)");
+        }
+        for (std::size_t i = 0; i < out.passwords.size(); ++i) {
+            if (out.passwords[i].empty()) {
+                reader_.error(fields.find("passwords")->value,
+                              fmt::format("{}[{}]", fields.path("passwords"), i),
+                              "a worker password cannot be empty");
+            }
+        }
+        fields.read("max_builds", out.max_builds, 1, max_count);
+        fields.read("distribution", out.distribution);
+        config_.slaves.emplace(name, std::move(out));
+    } else {
+        fields.forbid({"instance_type", "max_spot_price", "distribution"},
+                      "for a local worker class");
+        bool enabled = true;
+        fields.read("local", enabled);
+        if (!enabled) {
+            reader_.error(fields.find("local")->value,
+                          fields.path("local"),
+                          "must be true (remove the class to have no local workers)");
+        }
+        LocalWorkers out;
+        fields.read("slaves", out.count, 1, max_count);
+        fields.read("max_builds", out.max_builds, 1, max_count);
+        config_.slaves.emplace(name, out);
+    }
+}
+
+void Checker::check_repositories(const YAML::Node& node) {
+    auto entries = mapping_entries(reader_, node, "repositories");
+    if (!entries) {
+        return;
+    }
+    for (const auto& entry : *entries) {
+        repositories_.insert(entry.key);
+        Fields fields(reader_,
+                      entry.value,
+                      join_path("repositories", entry.key),
+                      {"url", "default_branch", "poll_interval"});
+        if (!fields.valid()) {
+            continue;
+        }
+        Repository out;
+        fields.require("url");
+        fields.read("url", out.url);
+        fields.read("default_branch", out.default_branch);
+        fields.read("poll_interval", out.poll_interval);
+        if (out.poll_interval && out.poll_interval->count() == 0) {
+            reader_.error(fields.find("poll_interval")->value,
+                          fields.path("poll_interval"),
+                          "must be at least 1s (leave it out to poll never)");
+        }
+        config_.repositories.emplace(entry.key, std::move(out));
+    }
+}
+
+void Checker::check_locks(const YAML::Node& node) {
+    auto entries = mapping_entries(reader_, node, "locks");
+    if (!entries) {
+        return;
+    }
+    for (const auto& entry : *entries) {
+        locks_.insert(entry.key);
+        Fields fields(reader_, entry.value, join_path("locks", entry.key), {"max_count"});
+        Lock out;
+        fields.read("max_count", out.max_count, 1, max_count);
+        config_.locks.emplace(entry.key, out);
+    }
+}
+
+void Checker::check_builders(const YAML::Node& node) {
+    auto entries = mapping_entries(reader_, node, "builders");
+    if (!entries) {
+        return;
+    }
+    for (const auto& entry : *entries) {
+        builders_.insert(entry.key);
+    }
+    for (const auto& entry : *entries) {
+        check_builder(entry.key, entry.value);
+    }
+}
+
+void Checker::check_known(const std::vector<Reference>& references,
+                          const std::set<std::string>& known,
+                          std::string_view section,
+                          const std::set<std::string>& unsupported) {
+    const std::vector<std::string_view> candidates(known.begin(), known.end());
+    for (const auto& reference : references) {
+        if (unsupported.contains(reference.name)) {
+            reader_.error(
+                reference.node,
+                reference.path,
+                fmt::format("{} \"{}\" is not supported by libci", section, reference.name));
+            continue;
+        }
+        if (known.contains(reference.name)) {
+            continue;
+        }
+        std::string message = fmt::format("no {} named \"{}\"", section, reference.name);
+        if (auto suggestion = closest_match(reference.name, candidates)) {
+            message += fmt::format(" (did you mean \"{}\"?)", *suggestion);
+        }
+        reader_.error(reference.node, reference.path, std::move(message));
+    }
+}
+
+void Checker::check_builder(const std::string& name, const YAML::Node& node) {
+    const std::string path = join_path("builders", name);
+    Fields fields(reader_,
+                  node,
+                  path,
+                  {"repository", "workers", "locks", "merge_target", "timeout", "steps"});
+    if (!fields.valid()) {
+        return;
+    }
+    Builder out;
+    fields.require("repository");
+    fields.require("workers");
+    fields.require("steps");
+    fields.read("repository", out.repository);
+    if (const Entry* entry = fields.find("repository"); entry && !out.repository.empty()) {
+        check_known({Reference{out.repository, entry->value, fields.path("repository")}},
+                    repositories_,
+                    "repository");
+    }
+    const auto workers = read_references(reader_, fields, "workers");
+    check_known(workers, worker_classes_, "worker class (under slaves)", unsupported_classes_);
+    out.workers = names_of(workers);
+    if (const Entry* entry = fields.find("workers");
+        entry && entry->value.IsSequence() && entry->value.size() == 0) {
+        reader_.error(entry->value, fields.path("workers"), "needs at least one worker class");
+    }
+    const auto locks = read_references(reader_, fields, "locks");
+    check_known(locks, locks_, "lock");
+    out.locks = names_of(locks);
+    std::string merge_target;
+    fields.read("merge_target", merge_target);
+    if (merge_target == "auto" || merge_target.empty()) {
+        out.merge_target = MergeTarget{};
+    } else if (merge_target == "none") {
+        out.merge_target = MergeTarget{MergeTarget::Mode::None, {}};
+    } else {
+        out.merge_target = MergeTarget{MergeTarget::Mode::Branch, merge_target};
+    }
+    fields.read("timeout", out.timeout);
+    if (const Entry* entry = fields.find("steps"); entry && !entry->value.IsNull()) {
+        const std::string steps_path = fields.path("steps");
+        if (!entry->value.IsSequence()) {
+            reader_.error(entry->value, steps_path, "expected a list of steps");
+        } else if (entry->value.size() == 0) {
+            reader_.error(entry->value, steps_path, "needs at least one step");
+        } else {
+            std::set<std::string> step_names;
+            for (std::size_t i = 0; i < entry->value.size(); ++i) {
+                const YAML::Node step_node = entry->value[i];
+                const std::string step_path = fmt::format("{}[{}]", steps_path, i);
+                auto step = check_step(step_node, step_path);
+                if (!step) {
+                    continue;
+                }
+                if (!step->name.empty() && !step_names.insert(step->name).second) {
+                    reader_.error(
+                        step_node,
+                        step_path + ".name",
+                        fmt::format("another step of this builder is named \"{}\"", step->name));
+                }
+                out.steps.push_back(std::move(*step));
+            }
+        }
+    }
+    config_.builders.emplace(name, std::move(out));
+}
+
+std::optional<Step> Checker::check_step(const YAML::Node& node, const std::string& path) {
+    Fields fields(reader_,
+                  node,
+                  path,
+                  {"name", "run", "env", "workdir", "timeout", "grace", "halt_on_failure"});
+    if (!fields.valid()) {
+        return std::nullopt;
+    }
+    Step out;
+    fields.require("name");
+    fields.read("name", out.name);
+    if (fields.require("run")) {
+        const Entry* run = fields.find("run");
+        if (run->value.IsScalar()) {
+            out.command = {"/bin/sh", "-c", run->value.Scalar()};
+        } else if (run->value.IsSequence()) {
+            fields.read("run", out.command);
+            if (out.command.empty()) {
+                reader_.error(run->value, fields.path("run"), "needs a command");
+            }
+        } else {
+            reader_.error(run->value,
+                          fields.path("run"),
+                          "expected a shell command (a string) or an argv (a list of strings)");
+        }
+    }
+    fields.read("env", out.env);
+    fields.read("workdir", out.workdir);
+    if (!out.workdir.empty()) {
+        const bool absolute = out.workdir.front() == '/';
+        const bool escapes = out.workdir == ".." || out.workdir.starts_with("../") ||
+                             out.workdir.find("/../") != std::string::npos ||
+                             out.workdir.ends_with("/..");
+        if (absolute || escapes) {
+            reader_.error(fields.find("workdir")->value,
+                          fields.path("workdir"),
+                          "must be a path inside the checkout (relative, without ..)");
+        }
+    }
+    fields.read("timeout", out.timeout);
+    fields.read("grace", out.grace);
+    fields.read("halt_on_failure", out.halt_on_failure);
+    return out;
+}
+
+void Checker::check_patterns(const Fields& fields,
+                             std::string_view key,
+                             const std::vector<std::string>& patterns) {
+    for (std::size_t i = 0; i < patterns.size(); ++i) {
+        const std::string& pattern = patterns[i];
+        const std::string path = fmt::format("{}[{}]", fields.path(key), i);
+        if (pattern.empty()) {
+            reader_.error(fields.find(key)->value, path, "a pattern cannot be empty");
+            continue;
+        }
+        if (!is_regex_pattern(pattern)) {
+            continue;
+        }
+        try {
+            const std::regex compiled(pattern.substr(1, pattern.size() - 2),
+                                      std::regex::ECMAScript);
+        } catch (const std::regex_error& error) {
+            reader_.error(fields.find(key)->value[i],
+                          path,
+                          fmt::format("invalid regular expression: {}", error.what()));
+        }
+    }
+}
+
+void Checker::check_schedulers(const YAML::Node& node) {
+    auto entries = mapping_entries(reader_, node, "schedulers");
+    if (!entries) {
+        return;
+    }
+    for (const auto& entry : *entries) {
+        check_scheduler(entry.key, entry.value);
+    }
+}
+
+void Checker::check_scheduler(const std::string& name, const YAML::Node& node) {
+    const std::string path = join_path("schedulers", name);
+    Fields fields(reader_,
+                  node,
+                  path,
+                  {"type",
+                   "builders",
+                   "collapse_requests",
+                   "repository",
+                   "branches",
+                   "important_files",
+                   "tree_stable_timer",
+                   "max_wait",
+                   "interval",
+                   "at",
+                   "branch"});
+    if (!fields.valid()) {
+        return;
+    }
+    Scheduler out;
+    fields.require("builders");
+    if (!fields.require("type")) {
+        return;
+    }
+    std::string type;
+    fields.read("type", type);
+    if (type == "branch") {
+        out.type = Scheduler::Type::Branch;
+        fields.forbid({"interval", "at", "branch"}, "for a branch scheduler");
+        fields.require("repository");
+    } else if (type == "force") {
+        out.type = Scheduler::Type::Force;
+        fields.forbid({"branches",
+                       "important_files",
+                       "tree_stable_timer",
+                       "max_wait",
+                       "interval",
+                       "at",
+                       "branch"},
+                      "for a force scheduler");
+    } else if (type == "periodic") {
+        out.type = Scheduler::Type::Periodic;
+        fields.forbid({"branches", "important_files", "tree_stable_timer", "max_wait"},
+                      "for a periodic scheduler");
+        fields.require("repository");
+        if (fields.has("interval") == fields.has("at")) {
+            reader_.error(node, path, "a periodic scheduler needs exactly one of interval and at");
+        }
+    } else {
+        std::string message = "expected branch, force or periodic";
+        if (auto suggestion = closest_match(type, {"branch", "force", "periodic"})) {
+            message += fmt::format(" (did you mean \"{}\"?)", *suggestion);
+        }
+        reader_.error(fields.find("type")->value, fields.path("type"), std::move(message));
+        return;
+    }
+    const auto builders = read_references(reader_, fields, "builders");
+    check_known(builders, builders_, "builder");
+    out.builders = names_of(builders);
+    fields.read("collapse_requests", out.collapse_requests);
+    fields.read("repository", out.repository);
+    if (const Entry* entry = fields.find("repository"); entry && !out.repository.empty()) {
+        check_known({Reference{out.repository, entry->value, fields.path("repository")}},
+                    repositories_,
+                    "repository");
+    }
+    if (out.type == Scheduler::Type::Branch) {
+        fields.read("branches", out.branches);
+        check_patterns(fields, "branches", out.branches);
+        fields.read("important_files", out.important_files);
+        check_patterns(fields, "important_files", out.important_files);
+        fields.read("tree_stable_timer", out.tree_stable_timer);
+        fields.read("max_wait", out.max_wait);
+        if (out.max_wait < out.tree_stable_timer) {
+            const Entry* at = fields.find("max_wait");
+            reader_.error(at != nullptr ? at->value : node,
+                          fields.path("max_wait"),
+                          fmt::format("must be at least tree_stable_timer ({}s), got {}s",
+                                      out.tree_stable_timer.count(),
+                                      out.max_wait.count()));
+        }
+    } else if (out.type == Scheduler::Type::Periodic) {
+        fields.read("interval", out.interval);
+        if (out.interval && out.interval->count() == 0) {
+            reader_.error(
+                fields.find("interval")->value, fields.path("interval"), "must be at least 1s");
+        }
+        fields.read("at", out.at);
+        if (fields.has("at")) {
+            static const std::regex time_of_day("([01][0-9]|2[0-3]):[0-5][0-9]");
+            if (!std::regex_match(out.at, time_of_day)) {
+                reader_.error(
+                    fields.find("at")->value,
+                    fields.path("at"),
+                    fmt::format("expected a UTC time of day as HH:MM, got \"{}\"", out.at));
+            }
+        }
+        fields.read("branch", out.branch);
+    }
+    config_.schedulers.emplace(name, std::move(out));
+}
+
+void Checker::check_failing_builders(const Entry& entry) {
+    if (auto names = reader_.string_list(entry.value, "failing_builders")) {
+        config_.failing_builders = *names;
+        // The old deployment defined builders in Python, so its failing_builders name builders
+        // this file may not have: say so, but do not refuse the file.
+        if (!builders_.empty()) {
+            for (std::size_t i = 0; i < names->size(); ++i) {
+                if (!builders_.contains((*names)[i])) {
+                    reader_.warning(entry.value[i],
+                                    fmt::format("failing_builders[{}]", i),
+                                    fmt::format("no builder named \"{}\"", (*names)[i]));
+                }
+            }
+        }
+    }
+}
+
+} // namespace
+
+std::optional<Config>
+check_document(const YAML::Node& root, const std::string& origin, std::vector<Diagnostic>& out) {
+    std::vector<Diagnostic> found;
+    Checker checker(origin, found);
+    auto config = checker.check(root);
+    // Report in the order of the text; diagnostics without a position (JSON) keep their order.
+    std::ranges::stable_sort(found, [](const Diagnostic& a, const Diagnostic& b) {
+        return std::pair(a.line, a.column) < std::pair(b.line, b.column);
+    });
+    std::ranges::move(found, std::back_inserter(out));
+    return config;
+}
+
+} // namespace ci::config::detail

@@ -1,0 +1,543 @@
+#include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include <doctest/doctest.h>
+#include <sys/stat.h>
+
+#include <ci/config/load.h>
+#include <ci/core/log.h>
+
+#include "support/require_ok.h"
+#include "support/temp_dir.h"
+
+using ci::config::CheckedConfig;
+using ci::config::Config;
+using ci::config::Diagnostic;
+
+namespace {
+
+std::filesystem::path source_dir() {
+    const char* dir = std::getenv("LIBCI_SOURCE_DIR");
+    REQUIRE_MESSAGE(dir != nullptr, "LIBCI_SOURCE_DIR is not set (run through meson test)");
+    return dir;
+}
+
+CheckedConfig load(const std::filesystem::path& path) {
+    auto checked = ci::config::load_config(path);
+    REQUIRE_OK(checked);
+    return std::move(*checked);
+}
+
+std::string all_diagnostics(const CheckedConfig& checked) {
+    std::string text;
+    for (const auto& diagnostic : checked.diagnostics) {
+        text += diagnostic.to_string() + "\n";
+    }
+    return text;
+}
+
+// Parses text that must be valid and returns its Config.
+Config parse_ok(const std::string& yaml) {
+    auto checked = ci::config::parse_config(yaml, "test.yml");
+    INFO(all_diagnostics(checked));
+    REQUIRE(checked.ok());
+    return *checked.config;
+}
+
+// Parses text that must be invalid and returns its errors.
+std::vector<Diagnostic> parse_errors(const std::string& yaml) {
+    auto checked = ci::config::parse_config(yaml, "test.yml");
+    INFO(all_diagnostics(checked));
+    REQUIRE_FALSE(checked.ok());
+    return checked.errors();
+}
+
+// True when some error is at `path` and its message contains `text`.
+bool has_error(const std::vector<Diagnostic>& errors,
+               const std::string& path,
+               const std::string& text) {
+    return std::ranges::any_of(errors, [&](const Diagnostic& d) {
+        return d.key_path == path && d.message.find(text) != std::string::npos;
+    });
+}
+
+const char* minimal_pipeline = R"(
+slaves:
+  local: {local: true}
+repositories:
+  app: {url: /srv/app.git}
+builders:
+  app-tests:
+    repository: app
+    workers: [local]
+    steps:
+      - {name: test, run: make check}
+)";
+
+} // namespace
+
+TEST_CASE(
+    "config: the old deployment's config.yml loads as is, with warnings for what is ignored") {
+    const auto checked = load(source_dir() / "tests/data/config/config.yml");
+    INFO(all_diagnostics(checked));
+    REQUIRE(checked.ok());
+    const Config& config = *checked.config;
+
+    REQUIRE(config.auth.has_value());
+    CHECK(config.auth->user == "admin");
+    CHECK(config.auth->password == "example-web-password");
+    REQUIRE(config.zulip.has_value());
+    CHECK(config.zulip->stream == "BuildBot");
+    CHECK(config.zulip->critical_stream == "Engineering");
+    CHECK(config.github.report_status);
+    CHECK(config.github.token == "ghp_exampletokenexampletokenexample0000");
+    CHECK(config.buildmaster.host == "ci.example.org");
+    CHECK(config.buildmaster.web_port == 8010);
+    CHECK(config.buildmaster.worker_port == 9989);
+    CHECK(config.aws.identifier == "AKIAEXAMPLEEXAMPLE00");
+    CHECK(config.aws.image_tags == std::map<std::string, std::string>{{"production", "true"}});
+    CHECK(config.failing_builders.empty());
+
+    // Eight classes in the file; the Rackspace one is dropped.
+    CHECK(config.slaves.size() == 7);
+    CHECK_FALSE(config.slaves.contains("rackspace/centos-7"));
+    const auto& spot = std::get<ci::config::Ec2Workers>(config.slaves.at("aws/centos-7"));
+    CHECK(spot.ami == "buildslave-centos-7");
+    CHECK(spot.count == 3);
+    CHECK(spot.instance_type == "c3.large");
+    CHECK(spot.max_builds == 2);
+    CHECK(spot.max_spot_price == 0.10);
+    const auto& on_demand = std::get<ci::config::Ec2Workers>(config.slaves.at("aws/ubuntu-14.04"));
+    CHECK_FALSE(on_demand.max_spot_price.has_value());
+    const auto& rhel = std::get<ci::config::StaticWorkers>(config.slaves.at("aws/rhel-7.2/0"));
+    CHECK(rhel.distribution == "rhel-7.2");
+    CHECK(rhel.passwords == std::vector<std::string>{"example-worker-password-1"});
+    const auto& openstack =
+        std::get<ci::config::StaticWorkers>(config.slaves.at("redhat-openstack/centos-7"));
+    CHECK(openstack.passwords.size() == 2);
+
+    const auto warnings = checked.warnings();
+    REQUIRE(warnings.size() == 3);
+    CHECK(warnings[0].key_path == "manhole");
+    CHECK(warnings[0].line == 11);
+    CHECK(warnings[1].key_path == "rackspace");
+    CHECK(warnings[2].key_path == "slaves.rackspace/centos-7");
+    CHECK(warnings[2].to_string().find("config.yml:55:5: warning: slaves.rackspace/centos-7: ") !=
+          std::string::npos);
+}
+
+TEST_CASE("config: staging.yml is the same file with staging's host, tag and reporting") {
+    const auto checked = load(source_dir() / "tests/data/config/staging.yml");
+    INFO(all_diagnostics(checked));
+    REQUIRE(checked.ok());
+    CHECK(checked.config->buildmaster.host == "54.191.9.106");
+    CHECK(checked.config->buildmaster.docker_tag == "staging");
+    CHECK_FALSE(checked.config->github.report_status);
+}
+
+TEST_CASE("config: the example config loads and uses every section") {
+    const auto checked = load(source_dir() / "examples/config.yml");
+    INFO(all_diagnostics(checked));
+    REQUIRE(checked.ok());
+    CHECK(checked.diagnostics.empty());
+    const Config& config = *checked.config;
+    CHECK(std::holds_alternative<ci::config::LocalWorkers>(config.slaves.at("local")));
+    CHECK(config.repositories.at("demo").poll_interval == std::chrono::seconds(10));
+    const auto& builder = config.builders.at("demo-tests");
+    REQUIRE(builder.steps.size() == 2);
+    CHECK(builder.steps[0].command ==
+          std::vector<std::string>{"/bin/sh", "-c", "git log --oneline -n 3"});
+    CHECK(builder.steps[1].command == std::vector<std::string>{"/bin/sh", "./test.sh"});
+    CHECK(builder.steps[1].timeout == std::chrono::minutes(10));
+    CHECK(builder.timeout == std::chrono::minutes(30));
+    CHECK(config.schedulers.at("branches").max_wait == std::chrono::minutes(2));
+    CHECK(config.schedulers.at("nightly").type == ci::config::Scheduler::Type::Periodic);
+    CHECK(config.schedulers.at("nightly").at == "03:00");
+}
+
+TEST_CASE("config: an empty file is the documented defaults") {
+    CHECK(parse_ok("") == Config{});
+    CHECK(parse_ok("# nothing but a comment\n") == Config{});
+    const Config defaults{};
+    CHECK(defaults.buildmaster.web_port == 8010);
+    CHECK(defaults.buildmaster.worker_port == 9989);
+    CHECK(defaults.buildmaster.state == "state.sqlite");
+}
+
+TEST_CASE("config: aws.image_tags is missing, null, empty or a map") {
+    CHECK(parse_ok("aws: {}\n").aws.image_tags ==
+          std::map<std::string, std::string>{{"production", "true"}});
+    CHECK(parse_ok("aws:\n  image_tags:\n").aws.image_tags.empty());
+    CHECK(parse_ok("aws:\n  image_tags: {}\n").aws.image_tags.empty());
+    CHECK(parse_ok("aws:\n  image_tags: {stage: beta, production: true}\n").aws.image_tags ==
+          std::map<std::string, std::string>{{"production", "true"}, {"stage", "beta"}});
+}
+
+TEST_CASE("config: zulip.critical_stream null disables critical notifications") {
+    const auto config = parse_ok("zulip: {user: u, password: p, stream: s, critical_stream: }\n");
+    REQUIRE(config.zulip.has_value());
+    CHECK_FALSE(config.zulip->critical_stream.has_value());
+    const auto errors = parse_errors("zulip: {user: u}\n");
+    CHECK(has_error(errors, "zulip.password", "missing required key"));
+    CHECK(has_error(errors, "zulip.stream", "missing required key"));
+}
+
+TEST_CASE("config: three mistakes are all reported with line, column and key path") {
+    const std::string text = "buildmaster:\n"
+                             "  web_port: eighty\n"      // a wrong type
+                             "  hostt: ci.example.org\n" // an unknown key
+                             "auth:\n"
+                             "  user: admin\n"; // auth.password missing
+    auto checked = ci::config::parse_config(text, "config.yml");
+    REQUIRE_FALSE(checked.ok());
+    const auto errors = checked.errors();
+    REQUIRE(errors.size() == 3);
+    CHECK(errors[0].to_string() ==
+          "config.yml:2:13: buildmaster.web_port: expected an integer, got \"eighty\"");
+    CHECK(errors[1].to_string() ==
+          "config.yml:3:3: buildmaster.hostt: unknown key (did you mean \"host\"?)");
+    CHECK(errors[2].to_string() == "config.yml:5:3: auth.password: missing required key");
+    auto result = std::move(checked).to_result();
+    REQUIRE_FALSE(result.has_value());
+    CHECK(result.error().code == ci::ErrorCode::ConfigInvalid);
+    CHECK(std::ranges::count(result.error().message, '\n') == 2);
+}
+
+TEST_CASE("config: unknown keys are errors, with a suggestion only when one is close") {
+    auto errors = parse_errors("builder: {}\nzzz: 1\n");
+    CHECK(has_error(errors, "builder", "did you mean \"builders\"?"));
+    CHECK(has_error(errors, "zzz", "unknown key"));
+    CHECK_FALSE(has_error(errors, "zzz", "did you mean"));
+    errors = parse_errors("buildmaster: {web_prot: 1}\n");
+    CHECK(has_error(errors, "buildmaster.web_prot", "did you mean \"web_port\"?"));
+}
+
+TEST_CASE("config: a duplicate key is an error naming the first definition") {
+    const auto errors = parse_errors("buildmaster:\n  host: a\n  host: b\n");
+    REQUIRE(errors.size() == 1);
+    CHECK(errors[0].key_path == "buildmaster.host");
+    CHECK(errors[0].line == 3);
+    CHECK(errors[0].message == "duplicate key (first defined on line 2)");
+}
+
+TEST_CASE("config: a YAML syntax error is one ConfigSyntax error with its position") {
+    auto checked = ci::config::parse_config("a: [1, 2\nb: c\n", "broken.yml");
+    REQUIRE_FALSE(checked.ok());
+    REQUIRE(checked.errors().size() == 1);
+    CHECK(checked.errors()[0].line > 0);
+    auto result = std::move(checked).to_result();
+    REQUIRE_FALSE(result.has_value());
+    CHECK(result.error().code == ci::ErrorCode::ConfigSyntax);
+    CHECK(result.error().message.starts_with("broken.yml:"));
+}
+
+TEST_CASE("config: scalars are checked") {
+    SUBCASE("ports") {
+        auto errors = parse_errors("buildmaster: {web_port: 70000, worker_port: 0}\n");
+        CHECK(has_error(errors, "buildmaster.web_port", "from 1 to 65535, got 70000"));
+        CHECK(has_error(errors, "buildmaster.worker_port", "from 1 to 65535, got 0"));
+        errors = parse_errors("buildmaster: {web_port: 9000, worker_port: 9000}\n");
+        CHECK(has_error(errors, "buildmaster.worker_port", "must differ from web_port"));
+    }
+    SUBCASE("booleans in the spellings of YAML 1.2") {
+        CHECK(parse_ok("github: {token: t, report_status: True}\n").github.report_status);
+        CHECK_FALSE(parse_ok("github: {report_status: false}\n").github.report_status);
+        CHECK(has_error(parse_errors("github: {report_status: maybe}\n"),
+                        "github.report_status",
+                        "expected true or false"));
+        CHECK(has_error(parse_errors("github: {report_status: true}\n"),
+                        "github.report_status",
+                        "needs github.token"));
+    }
+    SUBCASE("durations") {
+        const auto duration_of = [](const std::string& text) {
+            const auto config = parse_ok(std::string(minimal_pipeline) +
+                                         "      - {name: t2, run: x, timeout: " + text + "}\n");
+            return *config.builders.at("app-tests").steps[1].timeout;
+        };
+        CHECK(duration_of("30s") == std::chrono::seconds(30));
+        CHECK(duration_of("5m") == std::chrono::minutes(5));
+        CHECK(duration_of("2h") == std::chrono::hours(2));
+        CHECK(duration_of("1h30m") == std::chrono::minutes(90));
+        CHECK(duration_of("1h0m5s") == std::chrono::seconds(3605));
+        CHECK(duration_of("45") == std::chrono::seconds(45));
+        for (const char* bad : {"5x", "m5", "-3", "5m1h", "1m1m", "\"\"", "1.5h"}) {
+            CAPTURE(bad);
+            const auto errors = parse_errors(std::string(minimal_pipeline) +
+                                             "      - {name: t2, run: x, timeout: " + bad + "}\n");
+            CHECK(has_error(errors, "builders.app-tests.steps[1].timeout", "expected a duration"));
+        }
+    }
+    SUBCASE("a mapping where a string belongs") {
+        CHECK(has_error(parse_errors("buildmaster: {host: {a: b}}\n"),
+                        "buildmaster.host",
+                        "expected a string, got a mapping"));
+    }
+    SUBCASE("aws credentials come in pairs") {
+        CHECK(has_error(parse_errors("aws: {identifier: AKIA}\n"),
+                        "aws.secret_identifier",
+                        "required when aws.identifier is set"));
+    }
+}
+
+TEST_CASE("config: worker classes") {
+    SUBCASE("a class needs a kind") {
+        CHECK(has_error(
+            parse_errors("slaves:\n  x: {max_builds: 2}\n"), "slaves.x", "needs one of ami"));
+        CHECK(has_error(parse_errors("slaves:\n  x: {ami: a, passwords: [p]}\n"),
+                        "slaves.x",
+                        "exactly one of"));
+    }
+    SUBCASE("keys that belong to another kind are refused") {
+        const auto errors = parse_errors("slaves:\n  x: {passwords: [p], instance_type: c3}\n");
+        CHECK(has_error(errors, "slaves.x.instance_type", "not valid for a static worker class"));
+    }
+    SUBCASE("counts and prices") {
+        const auto errors = parse_errors(
+            "slaves:\n  x: {ami: a, slaves: 0, max_builds: -1, max_spot_price: -0.5}\n");
+        CHECK(has_error(errors, "slaves.x.slaves", "from 1 to"));
+        CHECK(has_error(errors, "slaves.x.max_builds", "from 1 to"));
+        CHECK(has_error(errors, "slaves.x.max_spot_price", "positive"));
+    }
+    SUBCASE("static workers need passwords") {
+        CHECK(has_error(
+            parse_errors("slaves:\n  x: {passwords: []}\n"), "slaves.x.passwords", "at least one"));
+    }
+}
+
+TEST_CASE("config: references between sections are checked") {
+    const auto errors = parse_errors(R"(
+slaves:
+  local: {local: true}
+  rack: {openstack-image: img}
+repositories:
+  app: {url: /srv/app.git}
+locks:
+  cpu: {max_count: 2}
+builders:
+  one:
+    repository: ap
+    workers: [locl, rack]
+    locks: [gpu]
+    steps: [{name: s, run: x}]
+schedulers:
+  main: {type: branch, repository: app, builders: [one, two]}
+)");
+    CHECK(has_error(errors, "builders.one.repository", "no repository named \"ap\" (did you mean"));
+    CHECK(has_error(errors, "builders.one.workers[0]", "(did you mean \"local\"?)"));
+    CHECK(has_error(errors, "builders.one.workers[1]", "\"rack\" is not supported"));
+    CHECK(has_error(errors, "builders.one.locks[0]", "no lock named \"gpu\""));
+    CHECK(has_error(errors, "schedulers.main.builders[1]", "no builder named \"two\""));
+    CHECK_FALSE(has_error(errors, "schedulers.main.builders[0]", ""));
+}
+
+TEST_CASE("config: builders and steps") {
+    SUBCASE("a string is a shell command, a list is an argv") {
+        const auto config = parse_ok(minimal_pipeline);
+        const auto& steps = config.builders.at("app-tests").steps;
+        REQUIRE(steps.size() == 1);
+        CHECK(steps[0].command == std::vector<std::string>{"/bin/sh", "-c", "make check"});
+        CHECK(steps[0].grace == std::chrono::seconds(10));
+        CHECK(steps[0].halt_on_failure);
+    }
+    SUBCASE("merge targets") {
+        auto text = std::string(minimal_pipeline);
+        const auto with_target = [&](const std::string& target) {
+            return parse_ok(text + "    merge_target: " + target + "\n")
+                .builders.at("app-tests")
+                .merge_target;
+        };
+        CHECK(with_target("auto").mode == ci::config::MergeTarget::Mode::Auto);
+        CHECK(with_target("none").mode == ci::config::MergeTarget::Mode::None);
+        const auto branch = with_target("develop");
+        CHECK(branch.mode == ci::config::MergeTarget::Mode::Branch);
+        CHECK(branch.branch == "develop");
+    }
+    SUBCASE("required keys, empty lists and escaping workdirs") {
+        const auto errors = parse_errors(R"(
+builders:
+  b:
+    workers: []
+    steps:
+      - {name: a, run: x, workdir: ../elsewhere}
+      - {name: a, run: []}
+      - {run: x, workdir: /abs}
+)");
+        CHECK(has_error(errors, "builders.b.repository", "missing required key"));
+        CHECK(has_error(errors, "builders.b.workers", "at least one worker class"));
+        CHECK(has_error(errors, "builders.b.steps[0].workdir", "inside the checkout"));
+        CHECK(has_error(errors, "builders.b.steps[1].run", "needs a command"));
+        CHECK(has_error(errors, "builders.b.steps[1].name", "another step"));
+        CHECK(has_error(errors, "builders.b.steps[2].name", "missing required key"));
+        CHECK(has_error(errors, "builders.b.steps[2].workdir", "inside the checkout"));
+    }
+}
+
+TEST_CASE("config: schedulers") {
+    const std::string base = std::string(minimal_pipeline) + "schedulers:\n";
+    SUBCASE("branch defaults") {
+        const auto config =
+            parse_ok(base + "  s: {type: branch, repository: app, builders: [app-tests]}\n");
+        const auto& scheduler = config.schedulers.at("s");
+        CHECK(scheduler.branches == std::vector<std::string>{"master", "release/*"});
+        CHECK(scheduler.tree_stable_timer == std::chrono::seconds(5));
+        CHECK(scheduler.max_wait == std::chrono::minutes(10));
+        CHECK_FALSE(scheduler.collapse_requests);
+    }
+    SUBCASE("keys of other types are refused") {
+        const auto errors =
+            parse_errors(base + "  s: {type: force, builders: [app-tests], max_wait: 5m}\n" +
+                         "  p: {type: periodic, repository: app, builders: [app-tests],\n" +
+                         "      branches: [x], interval: 1h}\n");
+        CHECK(has_error(errors, "schedulers.s.max_wait", "not valid for a force scheduler"));
+        CHECK(has_error(errors, "schedulers.p.branches", "not valid for a periodic scheduler"));
+    }
+    SUBCASE("periodic needs exactly one of interval and at") {
+        auto errors =
+            parse_errors(base + "  p: {type: periodic, repository: app, builders: [app-tests]}\n");
+        CHECK(has_error(errors, "schedulers.p", "exactly one of interval and at"));
+        errors = parse_errors(base + "  p: {type: periodic, repository: app, builders: "
+                                     "[app-tests], at: \"25:00\"}\n");
+        CHECK(has_error(errors, "schedulers.p.at", "HH:MM"));
+    }
+    SUBCASE("a cap shorter than the wait, a bad expression, a bad type") {
+        const auto errors =
+            parse_errors(base + "  s: {type: branch, repository: app, builders: [app-tests],\n" +
+                         "      tree_stable_timer: 1m, max_wait: 30s, branches: ['/feat(/']}\n" +
+                         "  t: {type: nightly, builders: [app-tests]}\n");
+        CHECK(has_error(errors, "schedulers.s.max_wait", "at least tree_stable_timer (60s)"));
+        CHECK(has_error(errors, "schedulers.s.branches[0]", "invalid regular expression"));
+        CHECK(has_error(errors, "schedulers.t.type", "expected branch, force or periodic"));
+    }
+}
+
+TEST_CASE("config: failing_builders naming no builder is a warning, not an error") {
+    auto checked = ci::config::parse_config(
+        std::string(minimal_pipeline) + "failing_builders: [app-tests, gone]\n", "test.yml");
+    REQUIRE(checked.ok());
+    REQUIRE(checked.warnings().size() == 1);
+    CHECK(checked.warnings()[0].key_path == "failing_builders[1]");
+}
+
+TEST_CASE("config: the JSON form round-trips every config") {
+    for (const char* name :
+         {"tests/data/config/config.yml", "tests/data/config/staging.yml", "examples/config.yml"}) {
+        CAPTURE(name);
+        const auto checked = load(source_dir() / name);
+        REQUIRE(checked.ok());
+        const std::string json = ci::config::to_json(*checked.config);
+        auto back = ci::config::parse_config_json(json, "round-trip.json");
+        INFO(all_diagnostics(back));
+        REQUIRE(back.ok());
+        CHECK(back.diagnostics.empty());
+        CHECK(*back.config == *checked.config);
+        // And it is stable: writing the result again gives the same text.
+        CHECK(ci::config::to_json(*back.config) == json);
+    }
+    // Defaults, absent optional sections and a null critical_stream survive too.
+    Config config;
+    config.zulip = ci::config::Zulip{"u", "p", "s", std::nullopt};
+    config.aws.image_tags.clear();
+    auto back = ci::config::parse_config_json(ci::config::to_json(config), "j");
+    REQUIRE(back.ok());
+    CHECK(*back.config == config);
+}
+
+TEST_CASE("config: the JSON form is checked by the same rules") {
+    auto checked =
+        ci::config::parse_config_json(R"({"buildmaster": {"web_prot": 1, "host": 3}})", "$X");
+    REQUIRE_FALSE(checked.ok());
+    CHECK(has_error(checked.errors(), "buildmaster.web_prot", "did you mean \"web_port\"?"));
+    CHECK(checked.errors()[0].to_string().starts_with("$X: buildmaster.web_prot"));
+
+    checked = ci::config::parse_config_json("{\n  \"a\": [1,\n}", "bad.json");
+    REQUIRE(checked.errors().size() == 1);
+    CHECK(checked.errors()[0].line == 3);
+    CHECK(checked.errors()[0].origin == "bad.json");
+}
+
+TEST_CASE("config: the master takes its config from the environment and removes it") {
+    const std::string name = "LIBCI_CONFIG_TEST_VARIABLE";
+    ::unsetenv(name.c_str());
+    auto absent = ci::config::take_config_from_environment(name);
+    REQUIRE_OK(absent);
+    CHECK_FALSE(absent->has_value());
+
+    Config config;
+    config.github.token = "ghp_token_from_environment";
+    ::setenv(name.c_str(), ci::config::to_json(config).c_str(), 1);
+    auto taken = ci::config::take_config_from_environment(name);
+    REQUIRE_OK(taken);
+    REQUIRE(taken->has_value());
+    CHECK(**taken == config);
+    CHECK(std::getenv(name.c_str()) == nullptr);
+
+    ::setenv(name.c_str(), "{\"nope\": 1}", 1);
+    auto bad = ci::config::take_config_from_environment(name);
+    REQUIRE_FALSE(bad.has_value());
+    CHECK(bad.error().code == ci::ErrorCode::ConfigInvalid);
+    CHECK(bad.error().message.find("$LIBCI_CONFIG_TEST_VARIABLE: nope: unknown key") !=
+          std::string::npos);
+    CHECK(std::getenv(name.c_str()) == nullptr);
+}
+
+TEST_CASE("config: the JSON file is written 0600 and refused when others can read it") {
+    ci::test::TempDir dir;
+    const auto path = dir / "master.json";
+    auto checked = load(source_dir() / "examples/config.yml");
+    REQUIRE_OK(ci::config::write_config_json_file(path, *checked.config));
+    struct stat info {};
+    REQUIRE(::stat(path.c_str(), &info) == 0);
+    CHECK((info.st_mode & 0777) == 0600);
+    auto loaded = ci::config::load_config_json_file(path);
+    REQUIRE_OK(loaded);
+    CHECK(*loaded == *checked.config);
+    // Rewriting replaces the file and leaves no temporary behind.
+    REQUIRE_OK(ci::config::write_config_json_file(path, Config{}));
+    CHECK(std::distance(std::filesystem::directory_iterator(dir.path()),
+                        std::filesystem::directory_iterator()) == 1);
+
+    REQUIRE(::chmod(path.c_str(), 0644) == 0);
+    auto refused = ci::config::load_config_json_file(path);
+    REQUIRE_FALSE(refused.has_value());
+    CHECK(refused.error().code == ci::ErrorCode::PermissionDenied);
+    CHECK(refused.error().message.find("chmod 600") != std::string::npos);
+
+    auto missing = ci::config::load_config_json_file(dir / "absent.json");
+    REQUIRE_FALSE(missing.has_value());
+    CHECK(missing.error().code == ci::ErrorCode::NotFound);
+    CHECK(ci::config::write_config_json_file(dir / "no/such/dir/x.json", Config{}).error().code ==
+          ci::ErrorCode::NotFound);
+}
+
+TEST_CASE("config: an unreadable file is an error, not a diagnostic") {
+    ci::test::TempDir dir;
+    auto missing = ci::config::load_config(dir / "nope.yml");
+    REQUIRE_FALSE(missing.has_value());
+    CHECK(missing.error().code == ci::ErrorCode::NotFound);
+    CHECK(missing.error().message.find("nope.yml") != std::string::npos);
+    auto directory = ci::config::load_config(dir.path());
+    REQUIRE_FALSE(directory.has_value());
+    CHECK(directory.error().code == ci::ErrorCode::Io);
+}
+
+TEST_CASE("config: every secret is listed for redaction") {
+    const auto checked = load(source_dir() / "tests/data/config/config.yml");
+    REQUIRE(checked.ok());
+    auto secrets = ci::config::secrets(*checked.config);
+    std::ranges::sort(secrets);
+    CHECK(secrets == std::vector<std::string>{
+                         "example-web-password",
+                         "example-worker-password-1",
+                         "example-worker-password-2",
+                         "example-worker-password-3",
+                         "example-worker-password-4",
+                         "example-worker-password-5",
+                         "example-zulip-api-key",
+                         "exampleSecretKeyexampleSecretKeyexample0",
+                         "ghp_exampletokenexampletokenexample0000",
+                     });
+}

@@ -1,0 +1,16 @@
+// `ci-deploy check FILE`
+
+#include "ci-deploy/commands.h"
+#include "common/check_config.h"
+
+namespace ci::tools::deploy {
+
+void setup_check(CLI::App& app, Runner& runner) {
+    add_check_config_command(app,
+                             runner,
+                             "check",
+                             "Check a deployment's config.yml before deploying it.",
+                             /*file_required=*/true);
+}
+
+} // namespace ci::tools::deploy

@@ -1,0 +1,107 @@
+#include "common/check_config.h"
+
+#include <cstdio>
+#include <memory>
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+#include <ci/config/load.h>
+#include <ci/core/log.h>
+
+#include "common/tool.h"
+
+namespace ci::tools {
+
+namespace {
+
+void print_diagnostics(const config::CheckedConfig& checked) {
+    for (const auto& diagnostic : checked.diagnostics) {
+        std::fprintf(stderr, "%s\n", log::redact(diagnostic.to_string()).c_str());
+    }
+}
+
+int report(const config::CheckedConfig& checked) {
+    print_diagnostics(checked);
+    if (checked.ok()) {
+        for (const auto& secret : config::secrets(*checked.config)) {
+            (void)log::add_secret(secret);
+        }
+        std::printf("OK\n");
+        return ExitOk;
+    }
+    const std::size_t count = checked.errors().size();
+    std::fprintf(stderr, "%zu error%s\n", count, count == 1 ? "" : "s");
+    return ExitFailure;
+}
+
+// The JSON form reports one Error that lists every problem, one per line.
+int report(const Error& error) {
+    if (error.code == ErrorCode::ConfigSyntax || error.code == ErrorCode::ConfigInvalid) {
+        std::fprintf(stderr, "%s\n", log::redact(error.message).c_str());
+        return ExitFailure;
+    }
+    print_error(error);
+    return ExitError;
+}
+
+int report(const Result<config::Config>& loaded) {
+    if (!loaded) {
+        return report(loaded.error());
+    }
+    std::printf("OK\n");
+    return ExitOk;
+}
+
+} // namespace
+
+int check_config(const std::optional<std::string>& path) {
+    if (!path) {
+        auto taken = config::take_config_from_environment();
+        if (taken && !*taken) {
+            print_error(Error{ErrorCode::InvalidArgument,
+                              std::string("no FILE given and $") +
+                                  std::string(config::config_environment_variable) + " is not set",
+                              std::nullopt});
+            return ExitUsage;
+        }
+        if (!taken) {
+            return report(taken.error());
+        }
+        std::printf("OK\n");
+        return ExitOk;
+    }
+    if (path->ends_with(".json")) {
+        return report(config::load_config_json_file(*path));
+    }
+    auto checked = config::load_config(*path);
+    if (!checked) {
+        print_error(checked.error());
+        return ExitError;
+    }
+    return report(*checked);
+}
+
+void add_check_config_command(CLI::App& app,
+                              Runner& runner,
+                              std::string_view name,
+                              std::string_view purpose,
+                              bool file_required) {
+    std::string help(purpose);
+    help += "\nPrints every warning and error as file:line:column: key.path: message, then OK\n"
+            "(exit 0) or the number of errors (exit 1). Exit 3 when the file cannot be read.\n"
+            "FILE may be config.yml or the JSON form (*.json, mode 0600).";
+    if (!file_required) {
+        help += "\nWithout FILE, the JSON in $LIBCI_CONFIG is checked and removed from the\n"
+                "environment, as `ci-master start` does.";
+    }
+    auto* command = app.add_subcommand(std::string(name), help);
+    auto path = std::make_shared<std::optional<std::string>>();
+    auto* option = command->add_option("FILE", *path, "config.yml, or a JSON config (*.json)");
+    if (file_required) {
+        option->required();
+    }
+    command->callback([&runner, path] { runner = [path] { return check_config(*path); }; });
+}
+
+} // namespace ci::tools

@@ -1,0 +1,34 @@
+#pragma once
+
+// The configuration check that `ci-master check-config` and `ci-deploy check` share.
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "common/tool.h"
+
+namespace CLI {
+class App;
+}
+
+namespace ci::tools {
+
+/// Checks a configuration and prints the outcome: every warning and error on standard error, one
+/// per line as "file:line:column: key.path: message", then "OK" on standard output, or the
+/// number of errors on standard error. A path ending in ".json" is read as the JSON form (which
+/// must be mode 0600); no path means the JSON in $LIBCI_CONFIG, which is then removed from the
+/// environment. Returns ExitOk, ExitFailure (errors in the config), ExitUsage (no path and no
+/// variable) or ExitError (unreadable).
+[[nodiscard]] int check_config(const std::optional<std::string>& path);
+
+/// Adds a subcommand `name` to `app` that runs check_config on its FILE argument. With
+/// `file_required` false, FILE may be left out to check $LIBCI_CONFIG. `purpose` opens the
+/// subcommand's --help; the output format and exit codes are appended to it.
+void add_check_config_command(CLI::App& app,
+                              Runner& runner,
+                              std::string_view name,
+                              std::string_view purpose,
+                              bool file_required);
+
+} // namespace ci::tools
