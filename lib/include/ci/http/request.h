@@ -1,0 +1,47 @@
+#pragma once
+
+/// \file
+/// HTTP requests and responses as plain values. Building a request, signing it and parsing a
+/// response are pure functions of these; only the client (lib/src/http) touches the network.
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace ci::http {
+
+/// One header line. Names keep the case they were given; comparisons ignore case.
+struct Header {
+    std::string name;
+    std::string value;
+    friend bool operator==(const Header&, const Header&) = default;
+};
+
+using Headers = std::vector<Header>;
+
+/// The value of the first header named `name` (any case), or nullptr.
+[[nodiscard]] const std::string* find_header(const Headers& headers, std::string_view name);
+
+/// A request as it goes on the wire.
+struct Request {
+    std::string method = "GET";
+    std::string scheme = "https"; ///< "https" or "http"
+    std::string host;             ///< the authority: "host" or "host:port"
+    std::string path = "/";       ///< as sent: already percent-encoded by whoever built it
+    std::string query;            ///< as sent, without the '?': "a=1&b=x%2Fy"; may be empty
+    Headers headers;              ///< in the order they are sent
+    std::string body;
+
+    /// "scheme://host/path?query".
+    [[nodiscard]] std::string url() const;
+    friend bool operator==(const Request&, const Request&) = default;
+};
+
+/// Percent-encodes every byte except the unreserved characters of RFC 3986 (A-Z a-z 0-9 - . _ ~)
+/// and, when `keep_slash`, '/': the encoding AWS SigV4 requires.
+[[nodiscard]] std::string uri_encode(std::string_view text, bool keep_slash = false);
+
+/// Decodes %XX sequences; a malformed sequence is kept as it is. '+' stays '+'.
+[[nodiscard]] std::string uri_decode(std::string_view text);
+
+} // namespace ci::http
