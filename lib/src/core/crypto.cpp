@@ -1,13 +1,20 @@
 #include "ci/core/crypto.h"
 
+#include <cerrno>
 #include <climits>
+#include <cstring>
+#include <fcntl.h>
 #include <new>
+#include <unistd.h>
 #include <vector>
 
+#include <fmt/format.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
+
+#include "core/sha256_state.h"
 
 namespace ci::crypto {
 
@@ -71,6 +78,41 @@ Result<std::string> random_token(std::size_t bytes) {
     auto token = to_hex(buffer);
     OPENSSL_cleanse(buffer.data(), buffer.size());
     return token;
+}
+
+Result<Digest> sha256_file(const std::filesystem::path& path) {
+    const auto error = [&](int number) {
+        const ErrorCode code = number == ENOENT   ? ErrorCode::NotFound
+                               : number == EACCES ? ErrorCode::PermissionDenied
+                                                  : ErrorCode::Io;
+        return fail(code, fmt::format("hash {}: {}", path.string(), std::strerror(number)), number);
+    };
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        return error(errno);
+    }
+    // Tell the kernel to read ahead aggressively: the file is read once, front to back.
+    (void)::posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+    constexpr std::size_t block = 1U << 20U;
+    const auto buffer = std::make_unique<char[]>(block);
+    detail::Sha256State state;
+    for (;;) {
+        const ssize_t n = ::read(fd, buffer.get(), block);
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            const int number = errno;
+            ::close(fd);
+            return error(number);
+        }
+        if (n == 0) {
+            break;
+        }
+        state.update(std::string_view(buffer.get(), static_cast<std::size_t>(n)));
+    }
+    ::close(fd);
+    return state.finish();
 }
 
 struct Sha256::Impl {

@@ -12,9 +12,13 @@
 #include <cstdint>
 #include <string_view>
 
-#define OPENSSL_SUPPRESS_DEPRECATED
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
+
+// OpenSSL 3 marks these routines deprecated in favour of EVP, but keeps them; they are what this
+// header is for (see above).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
 
 namespace ci::crypto::detail {
 
@@ -85,3 +89,5 @@ private:
 };
 
 } // namespace ci::crypto::detail
+
+#pragma GCC diagnostic pop

@@ -1,17 +1,25 @@
 #include "ci/http/request.h"
 
 #include <algorithm>
-#include <cctype>
+#include <array>
 
 namespace ci::http {
 
 namespace {
 
+// Header names are ASCII (RFC 9110): compare without the locale.
 bool iequals(std::string_view a, std::string_view b) {
-    return std::ranges::equal(a, b, [](char x, char y) {
-        return std::tolower(static_cast<unsigned char>(x)) ==
-               std::tolower(static_cast<unsigned char>(y));
-    });
+    if (a.size() != b.size()) {
+        return false;
+    }
+    for (std::size_t i = 0; i < a.size(); ++i) {
+        const auto x = static_cast<unsigned char>(a[i]);
+        const auto y = static_cast<unsigned char>(b[i]);
+        if (x != y && ((x | 0x20U) != (y | 0x20U) || (x | 0x20U) < 'a' || (x | 0x20U) > 'z')) {
+            return false;
+        }
+    }
+    return true;
 }
 
 int hex_value(char c) {
@@ -47,23 +55,32 @@ std::string Request::url() const {
     return out;
 }
 
-std::string uri_encode(std::string_view text, bool keep_slash) {
+void append_uri_encoded(std::string& out, std::string_view text, bool keep_slash) {
     static constexpr char digits[] = "0123456789ABCDEF";
+    const auto unreserved = [keep_slash](unsigned char byte) {
+        return (byte >= 'A' && byte <= 'Z') || (byte >= 'a' && byte <= 'z') ||
+               (byte >= '0' && byte <= '9') || byte == '-' || byte == '.' || byte == '_' ||
+               byte == '~' || (keep_slash && byte == '/');
+    };
+    // Runs of characters that need no encoding (most of any path or value) are copied whole.
+    std::size_t start = 0;
+    for (std::size_t i = 0; i < text.size(); ++i) {
+        const auto byte = static_cast<unsigned char>(text[i]);
+        if (unreserved(byte)) {
+            continue;
+        }
+        out.append(text.data() + start, i - start);
+        const std::array<char, 3> escaped{'%', digits[byte >> 4U], digits[byte & 0x0FU]};
+        out.append(escaped.data(), escaped.size());
+        start = i + 1;
+    }
+    out.append(text.data() + start, text.size() - start);
+}
+
+std::string uri_encode(std::string_view text, bool keep_slash) {
     std::string out;
     out.reserve(text.size() + text.size() / 2);
-    for (const char c : text) {
-        const auto byte = static_cast<unsigned char>(c);
-        const bool unreserved = (byte >= 'A' && byte <= 'Z') || (byte >= 'a' && byte <= 'z') ||
-                                (byte >= '0' && byte <= '9') || byte == '-' || byte == '.' ||
-                                byte == '_' || byte == '~' || (keep_slash && byte == '/');
-        if (unreserved) {
-            out += c;
-        } else {
-            out += '%';
-            out += digits[byte >> 4U];
-            out += digits[byte & 0x0FU];
-        }
-    }
+    append_uri_encoded(out, text, keep_slash);
     return out;
 }
 

@@ -80,6 +80,7 @@ void check_case(const std::filesystem::path& dir, ci::aws::SignatureLocation loc
     const std::string form = location == ci::aws::SignatureLocation::Headers ? "header-" : "query-";
     Case test = load_case(dir);
     test.params.location = location;
+    test.params.include_stages = true;
     auto signed_ = ci::aws::sign(test.request, test.credentials, test.params);
     REQUIRE_OK(signed_);
     CHECK(signed_->canonical_request ==
@@ -143,12 +144,27 @@ TEST_CASE("sigv4: S3 mode keeps the path as sent") {
     test.params.double_uri_encode = false;
     test.params.payload_hash = "UNSIGNED-PAYLOAD";
     test.params.add_content_sha256_header = true;
+    test.params.include_stages = true;
     auto result = ci::aws::sign(test.request, test.credentials, test.params);
     REQUIRE_OK(result);
     CHECK(result->canonical_request.starts_with("GET\n/bucket/a%20b/../c//d\n\n"));
     CHECK(result->canonical_request.ends_with("\nUNSIGNED-PAYLOAD"));
     CHECK(result->canonical_request.find("x-amz-content-sha256:UNSIGNED-PAYLOAD\n") !=
           std::string::npos);
+}
+
+TEST_CASE("sigv4: stages are returned only on request; the signature is the same either way") {
+    Case test = load_case(suite_dir() / "post-x-www-form-urlencoded");
+    auto without = ci::aws::sign(test.request, test.credentials, test.params);
+    REQUIRE_OK(without);
+    CHECK(without->canonical_request.empty());
+    CHECK(without->string_to_sign.empty());
+    test.params.include_stages = true;
+    auto with = ci::aws::sign(test.request, test.credentials, test.params);
+    REQUIRE_OK(with);
+    CHECK_FALSE(with->canonical_request.empty());
+    CHECK(with->signature == without->signature);
+    CHECK(with->headers == without->headers);
 }
 
 TEST_CASE("sigv4: bad inputs are refused with a reason") {

@@ -6,6 +6,7 @@
 #include <ci/core/crypto.h>
 
 #include "support/require_ok.h"
+#include "support/temp_dir.h"
 
 using ci::crypto::to_hex;
 
@@ -61,4 +62,23 @@ TEST_CASE("crypto: random tokens are hex, of the asked length, and distinct") {
     }
     CHECK(seen.size() == 100);
     CHECK_FALSE(ci::crypto::random_token(0));
+}
+
+TEST_CASE("crypto: sha256_file equals sha256 of the content, across read blocks") {
+    ci::test::TempDir dir;
+    std::string content((3U << 20U) + 17, '\0');
+    for (std::size_t i = 0; i < content.size(); ++i) {
+        content[i] = static_cast<char>((i * 131) % 251);
+    }
+    const auto path = ci::test::write_file(dir / "payload.bin", content);
+    auto digest = ci::crypto::sha256_file(path);
+    REQUIRE_OK(digest);
+    CHECK(*digest == ci::crypto::sha256(content));
+    auto empty = ci::crypto::sha256_file(ci::test::write_file(dir / "empty", ""));
+    REQUIRE_OK(empty);
+    CHECK(to_hex(*empty) == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    auto missing = ci::crypto::sha256_file(dir / "absent");
+    REQUIRE_FALSE(missing.has_value());
+    CHECK(missing.error().code == ci::ErrorCode::NotFound);
+    CHECK(missing.error().message.find("absent") != std::string::npos);
 }

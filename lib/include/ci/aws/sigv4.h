@@ -58,6 +58,10 @@ struct SigningParams {
     /// e.g. IoT, want this).
     bool sign_session_token = true;
     std::chrono::seconds expires{3600}; ///< query form: 1 s to 7 days
+    /// Also return the canonical request and string to sign (tests, and explaining a
+    /// SignatureDoesNotMatch); off by default, since copying them out costs a fifth of a
+    /// signature.
+    bool include_stages = false;
 };
 
 /// What sign() produces: what to add to the request, and the intermediate stages (for tests and
@@ -69,9 +73,9 @@ struct SigningResult {
     /// Query form: encoded "name=value" parameters to append to the query, in order, the last
     /// being X-Amz-Signature. Empty in the header form.
     std::vector<std::string> query_parameters;
-    std::string canonical_request;
-    std::string string_to_sign;
-    std::string signature; ///< lower-case hex
+    std::string canonical_request; ///< set when SigningParams::include_stages
+    std::string string_to_sign;    ///< set when SigningParams::include_stages
+    std::string signature;         ///< lower-case hex
 };
 
 /// Signs `request`. Fails with InvalidArgument when the credentials lack a key id or secret,

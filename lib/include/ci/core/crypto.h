@@ -8,6 +8,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <filesystem>
 #include <memory>
 #include <span>
 #include <string>
@@ -50,6 +51,10 @@ using Digest = std::array<std::uint8_t, 32>;
 /// A new random token of `bytes` random bytes, as lower-case hex (2 × bytes characters).
 /// Used for worker passwords, registration tokens and session ids.
 [[nodiscard]] Result<std::string> random_token(std::size_t bytes = 32);
+
+/// SHA-256 of a file's content, read once in large sequential blocks (an upload's payload hash).
+/// Fails with NotFound, PermissionDenied or Io (native: errno), naming the file.
+[[nodiscard]] Result<Digest> sha256_file(const std::filesystem::path& path);
 
 /// An incremental SHA-256, for hashing a stream once (an upload's payload, a wheel file).
 /// Not thread-safe; movable, not copyable.

@@ -41,6 +41,9 @@ struct Request {
 /// and, when `keep_slash`, '/': the encoding AWS SigV4 requires.
 [[nodiscard]] std::string uri_encode(std::string_view text, bool keep_slash = false);
 
+/// uri_encode, appending to `out` (for building a long string without temporaries).
+void append_uri_encoded(std::string& out, std::string_view text, bool keep_slash = false);
+
 /// Decodes %XX sequences; a malformed sequence is kept as it is. '+' stays '+'.
 [[nodiscard]] std::string uri_decode(std::string_view text);
 
