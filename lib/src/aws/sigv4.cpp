@@ -292,6 +292,10 @@ Status validate(const http::Request& request,
         return fail(ErrorCode::InvalidArgument,
                     "sign request: the request is already signed (Authorization or X-Amz-Date)");
     }
+    if (!request.body_file.empty() && params.payload_hash.empty()) {
+        return fail(ErrorCode::InvalidArgument,
+                    "sign request: a body streamed from a file needs its payload_hash");
+    }
     if (params.location == SignatureLocation::Query &&
         (params.expires.count() < 1 || params.expires > max_expires)) {
         return fail(ErrorCode::InvalidArgument,

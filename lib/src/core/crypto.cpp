@@ -80,6 +80,16 @@ Result<std::string> random_token(std::size_t bytes) {
     return token;
 }
 
+std::string base64_encode(std::string_view data) {
+    // EVP_EncodeBlock writes 4 characters per 3 bytes, then a NUL.
+    std::string out(4 * ((data.size() + 2) / 3) + 1, '\0');
+    const int written = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                                        reinterpret_cast<const unsigned char*>(data.data()),
+                                        static_cast<int>(data.size()));
+    out.resize(static_cast<std::size_t>(written));
+    return out;
+}
+
 Result<Digest> sha256_file(const std::filesystem::path& path) {
     const auto error = [&](int number) {
         const ErrorCode code = number == ENOENT   ? ErrorCode::NotFound

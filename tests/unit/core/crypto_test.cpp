@@ -82,3 +82,12 @@ TEST_CASE("crypto: sha256_file equals sha256 of the content, across read blocks"
     CHECK(missing.error().code == ci::ErrorCode::NotFound);
     CHECK(missing.error().message.find("absent") != std::string::npos);
 }
+
+TEST_CASE("crypto: base64 matches RFC 4648 vectors") {
+    CHECK(ci::crypto::base64_encode("") == "");
+    CHECK(ci::crypto::base64_encode("f") == "Zg==");
+    CHECK(ci::crypto::base64_encode("fo") == "Zm8=");
+    CHECK(ci::crypto::base64_encode("foo") == "Zm9v");
+    CHECK(ci::crypto::base64_encode("foobar") == "Zm9vYmFy");
+    CHECK(ci::crypto::base64_encode(std::string("\xff\x00\x10", 3)) == "/wAQ");
+}

@@ -16,7 +16,8 @@
 ///    but S3). The canonical query decodes and strictly re-encodes each name and value, then
 ///    sorts by name and value.
 /// 4. The payload hash is `payload_hash` when set (a hex SHA-256, or "UNSIGNED-PAYLOAD"),
-///    otherwise the SHA-256 of the request's body.
+///    otherwise the SHA-256 of the request's body. A request whose body streams from a file
+///    (`body_file`) must say its hash (ci::crypto::sha256_file computes it once).
 
 #include <chrono>
 #include <string>
@@ -80,7 +81,8 @@ struct SigningResult {
 
 /// Signs `request`. Fails with InvalidArgument when the credentials lack a key id or secret,
 /// region or service is empty, the request has no Host header nor host, it already carries an
-/// Authorization header or X-Amz-Date, or `expires` is out of range. Thread-safe.
+/// Authorization header or X-Amz-Date, has a body_file but no payload_hash, or `expires` is out
+/// of range. Thread-safe.
 [[nodiscard]] Result<SigningResult>
 sign(const http::Request& request, const Credentials& credentials, const SigningParams& params);
 

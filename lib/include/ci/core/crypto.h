@@ -52,6 +52,9 @@ using Digest = std::array<std::uint8_t, 32>;
 /// Used for worker passwords, registration tokens and session ids.
 [[nodiscard]] Result<std::string> random_token(std::size_t bytes = 32);
 
+/// Standard base64 (RFC 4648, with padding) of `data`: EC2 UserData, Content-MD5 headers.
+[[nodiscard]] std::string base64_encode(std::string_view data);
+
 /// SHA-256 of a file's content, read once in large sequential blocks (an upload's payload hash).
 /// Fails with NotFound, PermissionDenied or Io (native: errno), naming the file.
 [[nodiscard]] Result<Digest> sha256_file(const std::filesystem::path& path);

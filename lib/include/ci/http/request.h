@@ -31,6 +31,8 @@ struct Request {
     std::string query;            ///< as sent, without the '?': "a=1&b=x%2Fy"; may be empty
     Headers headers;              ///< in the order they are sent
     std::string body;
+    /// When set, the body is this file's content, streamed from disk (`body` is then ignored).
+    std::string body_file;
 
     /// "scheme://host/path?query".
     [[nodiscard]] std::string url() const;
