@@ -9,7 +9,7 @@ LIBCI_BUILD_PACKAGES=(
 )
 # What the test suites use besides the build: real peers run on 127.0.0.1.
 LIBCI_TEST_PACKAGES=(
-  python3-botocore
+  python3-botocore python3-venv nodejs npm
 )
 
 log() { printf '==> %s\n' "$*" >&2; }
@@ -64,4 +64,36 @@ compile_build() {
     echo "error: build failed; full log in $dir/ninja.log" >&2
     return 1
   fi
+}
+
+# Makes the test peers that are not Debian packages available under DIR/peers and exports where
+# they are: s3rver (npm) as LIBCI_S3RVER, and moto_server as LIBCI_MOTO_SERVER (from PATH, or
+# installed with pip into a venv). A peer that cannot be had is left unset: the tests that need
+# it then report a loud SKIP naming it.
+ensure_test_peers() {
+  local dir=$1/peers
+  mkdir -p "$dir"
+  if [[ ! -f "$dir/node_modules/s3rver/bin/s3rver.js" ]]; then
+    log "installing s3rver@3 (npm) into $dir"
+    (cd "$dir" && timeout 300 npm install --no-audit --no-fund --loglevel=error s3rver@3 \
+      >"$dir/npm.log" 2>&1) || log "warning: npm install s3rver@3 failed; see $dir/npm.log"
+  fi
+  if [[ -f "$dir/node_modules/s3rver/bin/s3rver.js" ]]; then
+    export LIBCI_S3RVER=$dir/node_modules/s3rver/bin/s3rver.js
+  fi
+  if command -v moto_server >/dev/null 2>&1; then
+    LIBCI_MOTO_SERVER=$(command -v moto_server)
+  elif [[ -x "$dir/venv/bin/moto_server" ]]; then
+    LIBCI_MOTO_SERVER=$dir/venv/bin/moto_server
+  else
+    log "moto_server is not installed; trying pip install 'moto[server]' into $dir/venv"
+    if python3 -m venv "$dir/venv" >"$dir/pip.log" 2>&1 &&
+      timeout 300 "$dir/venv/bin/pip" install --quiet 'moto[server]' >>"$dir/pip.log" 2>&1; then
+      LIBCI_MOTO_SERVER=$dir/venv/bin/moto_server
+    else
+      log "warning: moto_server unavailable (pip failed, see $dir/pip.log): its tests will SKIP"
+      LIBCI_MOTO_SERVER=
+    fi
+  fi
+  export LIBCI_MOTO_SERVER
 }

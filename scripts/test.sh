@@ -12,6 +12,7 @@ build_dir=${LIBCI_BUILD_DIR:-build}
 ensure_packages "${LIBCI_BUILD_PACKAGES[@]}" "${LIBCI_TEST_PACKAGES[@]}"
 configure_build "$build_dir"
 compile_build "$build_dir"
+ensure_test_peers "$build_dir"
 
 log "testing"
 rm -f "$build_dir/meson-logs/testlog.json"

@@ -11,7 +11,9 @@ int main(int argc, char** argv) {
     app.require_subcommand(1);
     ci::tools::Runner runner;
     ci::tools::deploy::setup_check(app, runner);
-    CLI11_PARSE(app, argc, argv);
+    if (auto status = ci::tools::parse_command_line(app, argc, argv)) {
+        return *status;
+    }
     if (!ci::tools::initialize_library()) {
         return ci::tools::ExitError;
     }

@@ -3,6 +3,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "ci-worker/commands.h"
 #include "common/tool.h"
 
 int main(int argc, char** argv) {
@@ -11,7 +12,11 @@ int main(int argc, char** argv) {
     ci::tools::setup_common(app, "ci-worker");
     app.require_subcommand(1);
     ci::tools::Runner runner;
-    CLI11_PARSE(app, argc, argv);
+    ci::tools::worker::setup_run_step(app, runner);
+    ci::tools::worker::take_step_command(argc, argv);
+    if (auto status = ci::tools::parse_command_line(app, argc, argv)) {
+        return *status;
+    }
     if (!ci::tools::initialize_library()) {
         return ci::tools::ExitError;
     }

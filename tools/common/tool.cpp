@@ -37,6 +37,16 @@ void setup_common(CLI::App& app, std::string_view tool) {
         ->envname("CI_LOG_LEVEL");
 }
 
+std::optional<int> parse_command_line(CLI::App& app, int argc, char** argv) {
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::ParseError& error) {
+        const int status = app.exit(error);
+        return status == 0 ? ExitOk : ExitUsage;
+    }
+    return std::nullopt;
+}
+
 void print_error(const Error& error) {
     std::fprintf(stderr, "error: %s\n", ci::log::redact(error.to_string()).c_str());
 }

@@ -3,6 +3,7 @@
 // What every tool shares: the --version text, the error printout and exit codes.
 
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -33,6 +34,11 @@ using Runner = std::function<int()>;
 
 /// Adds --version (with version_text) and the common --log-level option to `app`.
 void setup_common(CLI::App& app, std::string_view tool);
+
+/// Parses the command line. Returns nullopt when the tool should go on, or the exit status when
+/// it should stop: 0 after --help or --version, ExitUsage after a usage error (CLI11 prints the
+/// message).
+[[nodiscard]] std::optional<int> parse_command_line(CLI::App& app, int argc, char** argv);
 
 /// Prints "error: <message> [<code>]" to standard error, as libgit2's examples do.
 void print_error(const Error& error);

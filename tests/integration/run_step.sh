@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# `ci-worker run-step` as a worker runs a build step: output passes through, the exit status is
+# the step's, 124 on a timeout (even when the step ignores SIGTERM), 128+N when signal N killed
+# it, 127 when it cannot start, and nothing the step started outlives it.
+set -uo pipefail
+worker=${LIBCI_BUILD_DIR:?}/tools/ci-worker/ci-worker
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+failures=0
+
+check() { # check EXPECTED_STATUS DESCRIPTION -- ARGS...
+  local expected=$1 what=$2
+  shift 3
+  "$worker" run-step "$@" >"$tmp/out" 2>"$tmp/err"
+  local got=$?
+  if [[ $got -ne $expected ]]; then
+    echo "FAIL: $what: exit $got, expected $expected"
+    sed 's/^/  stdout: /' "$tmp/out"
+    sed 's/^/  stderr: /' "$tmp/err"
+    failures=$((failures + 1))
+  else
+    echo "ok: $what"
+  fi
+}
+expect_text() { # expect_text FILE TEXT
+  if ! grep -qF -- "$2" "$tmp/$1"; then
+    echo "FAIL: $1 lacks: $2"
+    sed 's/^/  /' "$tmp/$1"
+    failures=$((failures + 1))
+  fi
+}
+
+check 0 "a step that succeeds" -- -- sh -c 'echo out; echo err >&2'
+expect_text out "out"
+expect_text err "err"
+check 3 "a step that fails keeps its status" -- sh -c 'exit 3'
+expect_text err "ci-worker: step exited with status 3"
+check 124 "a step that ignores SIGTERM is killed at its timeout" -- \
+  --timeout 0.3 --grace 0.3 -- sh -c "trap '' TERM; echo started; while :; do sleep 0.1; done"
+expect_text out "started"
+expect_text err "it ignored SIGTERM and was killed with SIGKILL"
+check 137 "a step killed by a signal exits 128+N" -- sh -c 'kill -KILL $$'
+check 127 "a command that does not exist" -- libci-no-such-command
+expect_text err "error: spawn 'libci-no-such-command': No such file or directory"
+check 0 "--env and --cwd reach the step" -- --env GREETING=hello --cwd "$tmp" -- \
+  sh -c 'echo "$GREETING from $(pwd -P)"'
+expect_text out "hello from $(cd "$tmp" && pwd -P)"
+check 0 "a background process of the step does not outlive it" -- \
+  sh -c "sleep 1000 >/dev/null 2>&1 & echo \$! > $tmp/bg.pid"
+# Gone, or a zombie that nobody has reaped yet (a container's init may not reap): not running.
+state=$(ps -o stat= -p "$(cat "$tmp/bg.pid")" 2>/dev/null || true)
+if [[ -n "$state" && "$state" != Z* ]]; then
+  echo "FAIL: the step's background process $(cat "$tmp/bg.pid") is still running"
+  failures=$((failures + 1))
+fi
+check 2 "no command is a usage error" --
+
+[[ $failures -eq 0 ]] || { echo "$failures check(s) failed"; exit 1; }

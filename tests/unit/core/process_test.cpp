@@ -1,0 +1,282 @@
+// The process runner, with real children: /bin/sh scripts that exit, print, read, ignore
+// SIGTERM and fork grandchildren.
+
+#include <atomic>
+#include <csignal>
+#include <dirent.h>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <thread>
+#include <unistd.h>
+#include <vector>
+
+#include <doctest/doctest.h>
+
+#include <ci/core/process.h>
+
+#include "support/require_ok.h"
+#include "support/temp_dir.h"
+
+namespace {
+
+using namespace std::chrono_literals;
+using Termination = ci::ProcessResult::Termination;
+
+struct Captured {
+    std::string out;
+    std::string err;
+    ci::ProcessResult result;
+};
+
+// Runs `script` with /bin/sh -c and captures both streams.
+Captured run_shell(const std::string& script, ci::ProcessSpec spec = {}) {
+    Captured captured;
+    spec.argv = {"/bin/sh", "-c", script};
+    spec.on_output = [&](ci::OutputStream stream, std::string_view chunk) {
+        (stream == ci::OutputStream::Stdout ? captured.out : captured.err).append(chunk);
+    };
+    auto result = ci::run_process(spec);
+    REQUIRE_OK(result);
+    captured.result = *result;
+    return captured;
+}
+
+bool process_exists(pid_t pid) {
+    // A zombie still answers kill(pid, 0); look at its state instead.
+    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+    std::string line;
+    if (!std::getline(stat, line)) {
+        return false;
+    }
+    const auto close = line.rfind(')');
+    return close != std::string::npos && line[close + 2] != 'Z';
+}
+
+pid_t read_pid(const std::filesystem::path& file) {
+    std::ifstream in(file);
+    pid_t pid = 0;
+    in >> pid;
+    return pid;
+}
+
+int open_descriptors() {
+    int count = 0;
+    DIR* dir = ::opendir("/proc/self/fd");
+    while (dirent* entry = ::readdir(dir)) {
+        count += entry->d_name[0] != '.' ? 1 : 0;
+    }
+    ::closedir(dir);
+    return count;
+}
+
+} // namespace
+
+TEST_CASE("process: exit status, signals and both output streams") {
+    auto ok = run_shell("echo out; echo err >&2; exit 0");
+    CHECK(ok.result.success());
+    CHECK(ok.out == "out\n");
+    CHECK(ok.err == "err\n");
+    CHECK(ok.result.describe() == "exited with status 0");
+
+    auto failed = run_shell("exit 3");
+    CHECK(failed.result.termination == Termination::Exited);
+    CHECK(failed.result.exit_code == 3);
+    CHECK_FALSE(failed.result.success());
+
+    auto killed = run_shell("kill -SEGV $$");
+    CHECK(killed.result.termination == Termination::Signaled);
+    CHECK(killed.result.signal == SIGSEGV);
+    CHECK(killed.result.describe() == "killed by signal 11 (SIGSEGV)");
+}
+
+TEST_CASE("process: merged output keeps the order it was written in") {
+    ci::ProcessSpec spec;
+    spec.merge_stderr = true;
+    auto merged = run_shell("echo one; echo two >&2; echo three", spec);
+    CHECK(merged.out == "one\ntwo\nthree\n");
+    CHECK(merged.err.empty());
+}
+
+TEST_CASE("process: large output and large input pass whole") {
+    auto big = run_shell("head -c 5000000 /dev/zero | tr '\\0' x");
+    CHECK(big.out.size() == 5000000);
+    CHECK(big.out.find_first_not_of('x') == std::string::npos);
+
+    ci::test::TempDir dir;
+    ci::ProcessSpec spec;
+    spec.stdin_data = std::string(3000000, 'y') + "end";
+    const std::string copy = (dir / "stdin").string();
+    auto echoed = run_shell("cat > " + copy + "; wc -c < " + copy + "; tail -c 3 " + copy, spec);
+    CHECK(echoed.out == "3000003\nend");
+
+    ci::ProcessSpec closed;
+    closed.stdin_data = std::string(4000000, 'z');
+    auto ignored = run_shell("exit 0", closed); // never reads: no SIGPIPE, no hang
+    CHECK(ignored.result.success());
+
+    auto no_input = run_shell("cat");
+    CHECK(no_input.out.empty()); // standard input is /dev/null
+}
+
+TEST_CASE("process: environment and working directory") {
+    ::setenv("LIBCI_PROCESS_TEST_INHERITED", "inherited", 1);
+    ::setenv("LIBCI_PROCESS_TEST_REMOVED", "removed", 1);
+    ci::ProcessSpec spec;
+    spec.env = {{"LIBCI_STEP", "value with spaces"}};
+    spec.unset_env = {"LIBCI_PROCESS_TEST_REMOVED"};
+    auto env = run_shell(
+        "echo \"$LIBCI_STEP|$LIBCI_PROCESS_TEST_INHERITED|${LIBCI_PROCESS_TEST_REMOVED-unset}\"",
+        spec);
+    CHECK(env.out == "value with spaces|inherited|unset\n");
+
+    ci::ProcessSpec clean;
+    clean.inherit_env = false;
+    clean.env = {{"ONLY", "1"}};
+    auto empty = run_shell("env | grep -v '^PWD=' | grep -v '^SHLVL=' | grep -v '^_='", clean);
+    CHECK(empty.out == "ONLY=1\n");
+
+    ci::test::TempDir dir;
+    ci::ProcessSpec in_dir;
+    in_dir.cwd = dir.path().string();
+    auto pwd = run_shell("pwd -P", in_dir);
+    CHECK(pwd.out == std::filesystem::canonical(dir.path()).string() + "\n");
+    ::unsetenv("LIBCI_PROCESS_TEST_INHERITED");
+    ::unsetenv("LIBCI_PROCESS_TEST_REMOVED");
+}
+
+TEST_CASE("process: what cannot start is an error naming the command") {
+    ci::ProcessSpec missing;
+    missing.argv = {"libci-no-such-program", "--flag"};
+    auto result = ci::run_process(missing);
+    REQUIRE_FALSE(result.has_value());
+    CHECK(result.error().code == ci::ErrorCode::ProcessSpawn);
+    CHECK(result.error().message == "spawn 'libci-no-such-program': No such file or directory");
+    CHECK(result.error().native == ENOENT);
+
+    ci::ProcessSpec bad_dir;
+    bad_dir.argv = {"/bin/true"};
+    bad_dir.cwd = "/nonexistent/libci";
+    result = ci::run_process(bad_dir);
+    REQUIRE_FALSE(result.has_value());
+    CHECK(result.error().message ==
+          "spawn '/bin/true' in /nonexistent/libci: working directory: No such file or directory");
+
+    CHECK(ci::run_process(ci::ProcessSpec{}).error().code == ci::ErrorCode::InvalidArgument);
+}
+
+TEST_CASE("process: a timeout stops a child that ignores SIGTERM with SIGKILL") {
+    ci::ProcessSpec spec;
+    spec.timeout = 300ms;
+    spec.kill_grace = 300ms;
+    const auto start = std::chrono::steady_clock::now();
+    auto stubborn = run_shell("trap '' TERM; echo started; while :; do sleep 0.05; done", spec);
+    const auto elapsed = std::chrono::steady_clock::now() - start;
+    CHECK(stubborn.out == "started\n");
+    CHECK(stubborn.result.termination == Termination::TimedOut);
+    CHECK(stubborn.result.killed_after_grace);
+    CHECK(stubborn.result.signal == SIGKILL);
+    CHECK(stubborn.result.describe().starts_with("timed out after "));
+    CHECK(stubborn.result.describe().ends_with("it ignored SIGTERM and was killed with SIGKILL"));
+    CHECK(elapsed < 10s); // a sanity bound, not a measurement
+
+    spec.kill_grace = 5s;
+    auto polite = run_shell("trap 'echo bye; exit 7' TERM; while :; do sleep 0.05; done", spec);
+    CHECK(polite.result.termination == Termination::TimedOut);
+    CHECK_FALSE(polite.result.killed_after_grace);
+    CHECK(polite.result.exit_code == 7);
+    CHECK(polite.out == "bye\n");
+}
+
+TEST_CASE("process: grandchildren are stopped with the child") {
+    ci::test::TempDir dir;
+    const auto pid_file = dir / "grandchild.pid";
+
+    SUBCASE("when the child times out") {
+        ci::ProcessSpec spec;
+        spec.timeout = 300ms;
+        spec.kill_grace = 500ms;
+        auto result = run_shell("sleep 1000 & echo $! > " + pid_file.string() + "; wait", spec);
+        CHECK(result.result.termination == Termination::TimedOut);
+        const pid_t grandchild = read_pid(pid_file);
+        REQUIRE(grandchild > 0);
+        CHECK_FALSE(process_exists(grandchild));
+    }
+    SUBCASE("when the child exits and a grandchild keeps the output pipe open") {
+        ci::ProcessSpec spec;
+        spec.kill_grace = 500ms;
+        const auto start = std::chrono::steady_clock::now();
+        auto result =
+            run_shell("sleep 1000 & echo $! > " + pid_file.string() + "; echo done", spec);
+        CHECK(std::chrono::steady_clock::now() - start < 10s);
+        CHECK(result.result.success());
+        CHECK(result.out == "done\n");
+        const pid_t grandchild = read_pid(pid_file);
+        REQUIRE(grandchild > 0);
+        CHECK_FALSE(process_exists(grandchild));
+    }
+    SUBCASE("when a grandchild left no pipe open and ignores SIGTERM") {
+        ci::ProcessSpec spec;
+        spec.kill_grace = 300ms;
+        auto result = run_shell("(trap '' TERM; exec sleep 1000) >/dev/null 2>&1 & echo $! > " +
+                                    pid_file.string(),
+                                spec);
+        CHECK(result.result.success());
+        const pid_t grandchild = read_pid(pid_file);
+        REQUIRE(grandchild > 0);
+        CHECK_FALSE(process_exists(grandchild));
+    }
+}
+
+TEST_CASE("process: a stop request from another thread ends the child") {
+    std::stop_source source;
+    ci::ProcessSpec spec;
+    spec.stop = source.get_token();
+    spec.kill_grace = 2s;
+    std::thread stopper([&] {
+        std::this_thread::sleep_for(200ms);
+        source.request_stop();
+    });
+    auto result = run_shell("echo waiting; sleep 1000", spec);
+    stopper.join();
+    CHECK(result.result.termination == Termination::Cancelled);
+    CHECK(result.result.signal == SIGTERM);
+    CHECK(result.out == "waiting\n");
+    CHECK(result.result.describe().starts_with("stopped on request after "));
+
+    std::stop_source already;
+    already.request_stop();
+    spec.stop = already.get_token();
+    auto never = run_shell("sleep 1000", spec);
+    CHECK(never.result.termination == Termination::Cancelled);
+}
+
+TEST_CASE("process: concurrent runs keep their output apart and leak no descriptors") {
+    const int before = open_descriptors();
+    std::vector<std::thread> threads;
+    std::atomic<int> correct{0};
+    for (int i = 0; i < 8; ++i) {
+        threads.emplace_back([i, &correct] {
+            std::string out;
+            ci::ProcessSpec spec;
+            spec.argv = {"/bin/sh", "-c", "for n in 1 2 3; do echo $ID-$n; done"};
+            spec.env = {{"ID", std::to_string(i)}};
+            spec.on_output = [&](ci::OutputStream, std::string_view chunk) { out.append(chunk); };
+            auto result = ci::run_process(spec);
+            const std::string id = std::to_string(i);
+            if (result && result->success() && out == id + "-1\n" + id + "-2\n" + id + "-3\n") {
+                ++correct;
+            }
+        });
+    }
+    for (auto& thread : threads) {
+        thread.join();
+    }
+    CHECK(correct == 8);
+    CHECK(open_descriptors() == before);
+
+    // The child sees only 0, 1 and 2 (and the descriptor ls opens to list them), even of what
+    // this process inherited without close-on-exec.
+    auto fds = run_shell("ls /proc/self/fd | sort -n | tr '\\n' ' '");
+    CHECK(fds.out == "0 1 2 3 ");
+}

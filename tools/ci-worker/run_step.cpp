@@ -1,0 +1,150 @@
+// `ci-worker run-step [--timeout S] [--grace S] [--cwd DIR] [--env K=V]... -- COMMAND...`
+
+#include <csignal>
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <unistd.h>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+#include <ci/core/process.h>
+
+#include "ci-worker/commands.h"
+
+namespace ci::tools::worker {
+
+namespace {
+
+struct RunStepOptions {
+    double timeout_seconds = 0;
+    double grace_seconds = 10;
+    std::string cwd;
+    std::vector<std::string> env;
+    std::vector<std::string> command;
+};
+
+// Writes all of `data` to `fd`; the step's output must not be lost to a short write.
+void write_all(int fd, std::string_view data) {
+    while (!data.empty()) {
+        const ssize_t n = ::write(fd, data.data(), data.size());
+        if (n <= 0) {
+            return;
+        }
+        data.remove_prefix(static_cast<std::size_t>(n));
+    }
+}
+
+int run_step(const RunStepOptions& options) {
+    ProcessSpec spec;
+    spec.argv = options.command;
+    spec.cwd = options.cwd;
+    spec.timeout =
+        std::chrono::milliseconds(static_cast<long long>(options.timeout_seconds * 1000));
+    spec.kill_grace =
+        std::chrono::milliseconds(static_cast<long long>(options.grace_seconds * 1000));
+    for (const auto& assignment : options.env) {
+        const auto equals = assignment.find('=');
+        spec.env[assignment.substr(0, equals)] = assignment.substr(equals + 1);
+    }
+    spec.on_output = [](OutputStream stream, std::string_view chunk) {
+        write_all(stream == OutputStream::Stdout ? STDOUT_FILENO : STDERR_FILENO, chunk);
+    };
+    auto result = run_process(spec);
+    if (!result) {
+        print_error(result.error());
+        return 127; // as a shell says for a command it cannot run
+    }
+    if (!result->success()) {
+        std::fprintf(stderr, "ci-worker: step %s\n", result->describe().c_str());
+    }
+    switch (result->termination) {
+    case ProcessResult::Termination::Exited:
+        return result->exit_code;
+    case ProcessResult::Termination::Signaled:
+        return 128 + result->signal;
+    case ProcessResult::Termination::TimedOut:
+        return 124; // as coreutils' timeout does
+    case ProcessResult::Termination::Cancelled:
+        break;
+    }
+    return 128 + SIGTERM;
+}
+
+// What followed "--" on the command line, when run-step was given one.
+std::vector<std::string>& separated_command() {
+    static std::vector<std::string> command;
+    return command;
+}
+
+} // namespace
+
+void take_step_command(int& argc, char** argv) {
+    bool in_run_step = false;
+    for (int i = 1; i < argc; ++i) {
+        const std::string_view arg(argv[i]);
+        if (arg == "run-step") {
+            in_run_step = true;
+        } else if (arg == "--" && in_run_step) {
+            separated_command().assign(argv + i + 1, argv + argc);
+            argc = i;
+            return;
+        }
+    }
+}
+
+void setup_run_step(CLI::App& app, Runner& runner) {
+    auto options = std::make_shared<RunStepOptions>();
+    auto* command = app.add_subcommand(
+        "run-step",
+        "Run one build step as a worker runs it: COMMAND in its own process group, its output\n"
+        "streamed here; at the timeout the whole group gets SIGTERM, then SIGKILL after the\n"
+        "grace period, and anything the step leaves running is stopped when it ends.\n"
+        "Exit status: the step's own; 124 when it timed out; 128+N when signal N killed it;\n"
+        "127 when it could not be started.\n"
+        "Usage: ci-worker run-step [OPTIONS] [--] COMMAND [ARGS...]");
+    command
+        ->add_option("--timeout",
+                     options->timeout_seconds,
+                     "Seconds before the step is stopped; 0 means no limit")
+        ->check(CLI::NonNegativeNumber)
+        ->default_str("0");
+    command
+        ->add_option("--grace",
+                     options->grace_seconds,
+                     "Seconds between SIGTERM and SIGKILL when the step is stopped")
+        ->check(CLI::NonNegativeNumber)
+        ->default_str("10");
+    command->add_option("--cwd", options->cwd, "Working directory of the step")
+        ->check(CLI::ExistingDirectory);
+    command
+        ->add_option("--env",
+                     options->env,
+                     "NAME=VALUE added to the step's environment (repeatable). Secrets belong "
+                     "in the worker's own environment, not here: arguments are visible to "
+                     "every user of the machine")
+        ->check([](const std::string& value) {
+            return value.find('=') == std::string::npos || value.front() == '='
+                       ? std::string("expected NAME=VALUE")
+                       : std::string();
+        });
+    // Everything from the first argument that is not an option on (or after "--") is the step's
+    // command line, its own options included.
+    command->prefix_command();
+    command->callback([&runner, options, command] {
+        options->command = command->remaining();
+        if (!separated_command().empty()) {
+            if (!options->command.empty()) {
+                throw CLI::ExtrasError({options->command.front()});
+            }
+            options->command = separated_command();
+        }
+        if (options->command.empty()) {
+            throw CLI::RequiredError("COMMAND");
+        }
+        runner = [options] { return run_step(*options); };
+    });
+}
+
+} // namespace ci::tools::worker
