@@ -9,7 +9,7 @@ LIBCI_BUILD_PACKAGES=(
 )
 # What the test suites use besides the build: real peers run on 127.0.0.1.
 LIBCI_TEST_PACKAGES=(
-  python3-botocore python3-venv nodejs npm
+  python3-botocore python3-venv
 )
 
 log() { printf '==> %s\n' "$*" >&2; }
@@ -73,7 +73,12 @@ compile_build() {
 ensure_test_peers() {
   local dir=$1/peers
   mkdir -p "$dir"
-  if [[ ! -f "$dir/node_modules/s3rver/bin/s3rver.js" ]]; then
+  # Debian's nodejs and npm, unless a node and npm are there already (from another source, whose
+  # packages would conflict with Debian's).
+  if ! command -v npm >/dev/null 2>&1; then
+    ensure_packages nodejs npm || log "warning: cannot install nodejs and npm"
+  fi
+  if [[ ! -f "$dir/node_modules/s3rver/bin/s3rver.js" ]] && command -v npm >/dev/null 2>&1; then
     log "installing s3rver@3 (npm) into $dir"
     (cd "$dir" && timeout 300 npm install --no-audit --no-fund --loglevel=error s3rver@3 \
       >"$dir/npm.log" 2>&1) || log "warning: npm install s3rver@3 failed; see $dir/npm.log"
