@@ -73,17 +73,20 @@ AwsErrorBody parse_error_body(const http::Response& response, ErrorFormat format
     pugi::xml_document document;
     if (!response.body.empty() &&
         document.load_buffer(response.body.data(), response.body.size())) {
-        if (format == ErrorFormat::S3) {
-            const auto error = document.child("Error");
-            out.code = error.child_value("Code");
-            out.message = error.child_value("Message");
-            out.request_id = error.child_value("RequestId");
-        } else {
-            const auto root = document.child("Response");
-            const auto error = root.child("Errors").child("Error");
-            out.code = error.child_value("Code");
-            out.message = error.child_value("Message");
-            out.request_id = root.child_value("RequestID");
+        // The documented shape first; then any Error element, since services and their
+        // emulators also answer with the Query API's generic <ErrorResponse><Error>...
+        pugi::xml_node error = format == ErrorFormat::S3
+                                   ? document.child("Error")
+                                   : document.child("Response").child("Errors").child("Error");
+        if (!error) {
+            error = document.select_node("//Error").node();
+        }
+        out.code = error.child_value("Code");
+        out.message = error.child_value("Message");
+        for (const char* query : {"//RequestId", "//RequestID"}) {
+            if (out.request_id.empty()) {
+                out.request_id = document.select_node(query).node().child_value();
+            }
         }
     }
     if (out.code.empty()) {

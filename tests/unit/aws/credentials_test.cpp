@@ -1,13 +1,17 @@
 // The credentials chain: explicit keys, the environment and the shared credentials file, in the
 // AWS CLI's order, with an injected environment and a temporary HOME.
 
+#include <atomic>
+#include <ctime>
 #include <map>
 #include <string>
+#include <vector>
 
 #include <doctest/doctest.h>
 
 #include <ci/aws/credentials.h>
 
+#include "support/local_http_server.h"
 #include "support/require_ok.h"
 #include "support/temp_dir.h"
 
@@ -119,4 +123,128 @@ TEST_CASE("credentials: with no source, the error lists every source tried") {
     CHECK(message.find("AWS_ACCESS_KEY_ID") != std::string::npos);
     CHECK(message.find(".aws/credentials: cannot be read") != std::string::npos);
     CHECK(message.find("AWS_EC2_METADATA_DISABLED=true") != std::string::npos);
+}
+
+namespace {
+
+// A fake EC2 instance metadata service that insists on IMDSv2: a session token from
+// PUT /latest/api/token, then every GET must carry it.
+class FakeImds {
+public:
+    explicit FakeImds(std::chrono::system_clock::time_point expiration)
+        : server_([this](const ci::test::ReceivedRequest& r) { return answer(r); }),
+          expiration_(expiration) {}
+
+    [[nodiscard]] std::string url() const { return server_.url(); }
+    [[nodiscard]] int credential_fetches() const { return fetches_; }
+    [[nodiscard]] std::vector<ci::test::ReceivedRequest> requests() const {
+        return server_.requests();
+    }
+    std::atomic<bool> refuse_tokens{false};
+
+private:
+    ci::test::Reply answer(const ci::test::ReceivedRequest& r) {
+        using ci::test::Reply;
+        if (r.method == "PUT" && r.target == "/latest/api/token") {
+            if (refuse_tokens || r.header("x-aws-ec2-metadata-token-ttl-seconds") == nullptr) {
+                return Reply{400, {}, "", {}, false};
+            }
+            return Reply{200, {}, token_, {}, false};
+        }
+        const std::string* token = r.header("x-aws-ec2-metadata-token");
+        if (r.method != "GET" || token == nullptr || *token != token_) {
+            return Reply{401, {}, "", {}, false};
+        }
+        if (r.target == "/latest/meta-data/iam/security-credentials/") {
+            return Reply{200, {}, "ci-worker-role\n", {}, false};
+        }
+        if (r.target == "/latest/meta-data/iam/security-credentials/ci-worker-role") {
+            ++fetches_;
+            const std::time_t expires = std::chrono::system_clock::to_time_t(expiration_);
+            std::tm utc{};
+            ::gmtime_r(&expires, &utc);
+            char text[32];
+            std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &utc);
+            return Reply{
+                200,
+                {},
+                std::string(R"({"Code":"Success","Type":"AWS-HMAC","AccessKeyId":"ASIAROLE)") +
+                    std::to_string(fetches_.load()) +
+                    R"(","SecretAccessKey":"role-secret","Token":"role-token","Expiration":")" +
+                    text + R"("})",
+                {},
+                false};
+        }
+        return Reply{404, {}, "", {}, false};
+    }
+
+    ci::test::LocalHttpServer server_;
+    std::chrono::system_clock::time_point expiration_;
+    const std::string token_ = "AQAEAimdsv2token==";
+    std::atomic<int> fetches_{0};
+};
+
+std::shared_ptr<ci::http::Client> imds_client() {
+    ci::http::ClientOptions options;
+    options.timeout = std::chrono::seconds(5);
+    options.retry.max_attempts = 1;
+    return ci::http::make_client(options);
+}
+
+} // namespace
+
+TEST_CASE("credentials: the instance role through IMDSv2, refreshed before it expires") {
+    const auto start = std::chrono::system_clock::from_time_t(1764000000);
+    ci::ManualClock clock(start);
+    FakeImds imds(start + std::chrono::hours(1));
+    auto provider = ci::aws::make_instance_role_credentials(imds_client(), imds.url(), clock);
+
+    auto first = provider->get();
+    REQUIRE_OK(first);
+    CHECK(first->credentials == ci::aws::Credentials{"ASIAROLE1", "role-secret", "role-token"});
+    CHECK(first->source == "instance role ci-worker-role");
+    CHECK(first->expiration == start + std::chrono::hours(1));
+    // Every metadata GET carried the session token (the fake answers 401 otherwise).
+    for (const auto& request : imds.requests()) {
+        if (request.method == "GET") {
+            CHECK(request.header("x-aws-ec2-metadata-token") != nullptr);
+        }
+    }
+
+    clock.advance(std::chrono::minutes(50)); // still 10 minutes left: cached
+    REQUIRE_OK(provider->get());
+    CHECK(imds.credential_fetches() == 1);
+    clock.advance(std::chrono::minutes(6)); // 4 minutes left: inside the 5-minute margin
+    auto refreshed = provider->get();
+    REQUIRE_OK(refreshed);
+    CHECK(imds.credential_fetches() == 2);
+    CHECK(refreshed->credentials.access_key_id == "ASIAROLE2");
+
+    // A failing refresh keeps serving keys that have not expired yet.
+    imds.refuse_tokens = true;
+    clock.advance(std::chrono::seconds(30));
+    auto kept = provider->get();
+    REQUIRE_OK(kept);
+    CHECK(kept->credentials.access_key_id == "ASIAROLE2");
+}
+
+TEST_CASE("credentials: the chain falls through to the instance role, and says why it fails") {
+    const auto start = std::chrono::system_clock::from_time_t(1764000000);
+    ci::ManualClock clock(start);
+    FakeImds imds(start + std::chrono::hours(6));
+    ci::test::TempDir home;
+    ci::aws::CredentialsChainOptions options;
+    options.environment = fake_environment(
+        {{"HOME", home.path().string()}, {"AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.url()}});
+    options.http = imds_client();
+    options.clock = &clock;
+    auto found = ci::aws::make_credentials_chain(options)->get();
+    REQUIRE_OK(found);
+    CHECK(found->source == "instance role ci-worker-role");
+
+    imds.refuse_tokens = true;
+    auto refused = ci::aws::make_credentials_chain(options)->get();
+    REQUIRE_FALSE(refused.has_value());
+    CHECK(refused.error().message.find(
+              "instance metadata token (PUT /latest/api/token): HTTP 400") != std::string::npos);
 }
