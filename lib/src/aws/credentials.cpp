@@ -27,8 +27,12 @@ std::unexpected<Error> no_credentials(std::string message) {
 
 class StaticCredentials final : public CredentialsProvider {
 public:
+    // Whatever the keys' source, their secret parts are redacted from every log line from now on.
     explicit StaticCredentials(TimedCredentials credentials)
-        : credentials_(std::move(credentials)) {}
+        : credentials_(std::move(credentials)) {
+        (void)log::add_secret(credentials_.credentials.secret_access_key);
+        (void)log::add_secret(credentials_.credentials.session_token);
+    }
 
     Result<TimedCredentials> get() override { return credentials_; }
 

@@ -10,6 +10,7 @@
 #include <doctest/doctest.h>
 
 #include <ci/aws/credentials.h>
+#include <ci/core/log.h>
 
 #include "support/local_http_server.h"
 #include "support/require_ok.h"
@@ -247,4 +248,12 @@ TEST_CASE("credentials: the chain falls through to the instance role, and says w
     REQUIRE_FALSE(refused.has_value());
     CHECK(refused.error().message.find(
               "instance metadata token (PUT /latest/api/token): HTTP 400") != std::string::npos);
+}
+
+TEST_CASE("credentials: secrets of every source are redacted from logs") {
+    auto provider =
+        ci::aws::make_static_credentials({"AKIAX", "static-secret-value", "tok-value"}, "test");
+    CHECK(ci::log::redact("secret static-secret-value, token tok-value") ==
+          "secret [redacted], token [redacted]");
+    ci::log::clear_secrets();
 }
