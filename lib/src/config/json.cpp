@@ -158,6 +158,7 @@ void write_scheduler(Writer& writer, const Scheduler& scheduler) {
     }
     if (scheduler.type == Scheduler::Type::Branch) {
         write_field(writer, "branches", scheduler.branches);
+        write_field(writer, "tags", scheduler.tags);
         write_field(writer, "important_files", scheduler.important_files);
         write_field(writer, "tree_stable_timer", scheduler.tree_stable_timer);
         write_field(writer, "max_wait", scheduler.max_wait);

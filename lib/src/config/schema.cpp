@@ -597,6 +597,7 @@ void Checker::check_scheduler(const std::string& name, const YAML::Node& node) {
                    "collapse_requests",
                    "repository",
                    "branches",
+                   "tags",
                    "important_files",
                    "tree_stable_timer",
                    "max_wait",
@@ -620,6 +621,7 @@ void Checker::check_scheduler(const std::string& name, const YAML::Node& node) {
     } else if (type == "force") {
         out.type = Scheduler::Type::Force;
         fields.forbid({"branches",
+                       "tags",
                        "important_files",
                        "tree_stable_timer",
                        "max_wait",
@@ -629,7 +631,7 @@ void Checker::check_scheduler(const std::string& name, const YAML::Node& node) {
                       "for a force scheduler");
     } else if (type == "periodic") {
         out.type = Scheduler::Type::Periodic;
-        fields.forbid({"branches", "important_files", "tree_stable_timer", "max_wait"},
+        fields.forbid({"branches", "tags", "important_files", "tree_stable_timer", "max_wait"},
                       "for a periodic scheduler");
         fields.require("repository");
         if (fields.has("interval") == fields.has("at")) {
@@ -656,6 +658,8 @@ void Checker::check_scheduler(const std::string& name, const YAML::Node& node) {
     if (out.type == Scheduler::Type::Branch) {
         fields.read("branches", out.branches);
         check_patterns(fields, "branches", out.branches);
+        fields.read("tags", out.tags);
+        check_patterns(fields, "tags", out.tags);
         fields.read("important_files", out.important_files);
         check_patterns(fields, "important_files", out.important_files);
         fields.read("tree_stable_timer", out.tree_stable_timer);

@@ -174,6 +174,10 @@ struct Scheduler {
     std::string repository;
     /// `branches` (branch): glob patterns, or /regular expressions/ between slashes.
     std::vector<std::string> branches{"master", "release/*"};
+    /// `tags` (branch): patterns of tag pushes that build; by default version tags (1.2.3,
+    /// 1.2.3dev1, 1.2.3rc1, 1.2.3pre1, 1.2.3.post1, 1.2.3+doc1).
+    std::vector<std::string> tags{
+        R"(/^[0-9]+(\.[0-9]+)+((dev|rc|pre|\.post)[0-9]+|\+doc[0-9]+)?$/)"};
     /// `important_files` (branch): globs; a change touching none of them never starts a wait.
     /// Empty means every file is important.
     std::vector<std::string> important_files;
