@@ -1,0 +1,37 @@
+#pragma once
+
+/// \file
+/// GitHub push webhook payloads as scheduler events: branch pushes with their commits and changed
+/// files, tag pushes, and deletions. Pure: JSON text in, events out. Verifying the payload's
+/// signature (X-Hub-Signature-256) is the web server's job, before this is called.
+
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <ci/config/config.h>
+#include <ci/core/error.h>
+#include <ci/sched/scheduler.h>
+
+namespace ci::sched {
+
+/// The repository of `config.repositories` a URL designates, comparing URLs without scheme,
+/// user, ".git" suffix, trailing '/' and case of the host ("git@github.com:o/r.git" and
+/// "https://github.com/o/r" are the same). Empty when none matches.
+[[nodiscard]] std::string match_repository(const config::Config& config,
+                                           const std::vector<std::string>& urls);
+
+/// The events of a `push` payload: a Push with one Change per commit (oldest first; added,
+/// modified and removed files; the head commit when `commits` is empty, as for a new tag), or a
+/// RefDeleted. Refs other than branches and tags give no event. `repository` is the config's
+/// name for the payload's repository (see match_repository). Fails with InvalidArgument naming
+/// the missing or mistyped field; a payload of another kind gives no events.
+[[nodiscard]] Result<std::vector<Event>> parse_github_push(std::string_view json,
+                                                           const std::string& repository);
+
+/// The URLs a payload gives for its repository (clone_url, ssh_url, git_url, html_url), for
+/// match_repository. Fails with InvalidArgument when the JSON does not parse.
+[[nodiscard]] Result<std::vector<std::string>> github_repository_urls(std::string_view json);
+
+} // namespace ci::sched

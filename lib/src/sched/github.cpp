@@ -1,0 +1,187 @@
+#include "ci/sched/github.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+
+#include <fmt/format.h>
+#include <rapidjson/document.h>
+
+namespace ci::sched {
+
+namespace {
+
+// "https://user@GitHub.com/o/r.git/" -> "github.com/o/r"; "git@github.com:o/r.git" -> the same.
+std::string normalize_url(std::string url) {
+    if (const auto scheme = url.find("://"); scheme != std::string::npos) {
+        url.erase(0, scheme + 3);
+    } else if (const auto colon = url.find(':');
+               colon != std::string::npos && url.find('/') > colon) {
+        url[colon] = '/'; // scp-like "host:path"
+    }
+    if (const auto at = url.find('@'); at != std::string::npos && at < url.find('/')) {
+        url.erase(0, at + 1);
+    }
+    while (!url.empty() && url.back() == '/') {
+        url.pop_back();
+    }
+    if (url.ends_with(".git")) {
+        url.resize(url.size() - 4);
+    }
+    const auto slash = std::min(url.find('/'), url.size());
+    for (std::size_t i = 0; i < slash; ++i) {
+        if (url[i] >= 'A' && url[i] <= 'Z') {
+            url[i] = static_cast<char>(url[i] - 'A' + 'a');
+        }
+    }
+    return url;
+}
+
+std::unexpected<Error> bad_payload(std::string_view what) {
+    return fail(ErrorCode::InvalidArgument, fmt::format("GitHub push payload: {}", what));
+}
+
+std::string string_member(const rapidjson::Value& object, const char* name) {
+    if (!object.IsObject() || !object.HasMember(name) || !object[name].IsString()) {
+        return {};
+    }
+    return {object[name].GetString(), object[name].GetStringLength()};
+}
+
+// GitHub writes commit timestamps as "2026-11-24T10:00:00Z" or with an offset "+01:00".
+WallTime parse_timestamp(const std::string& text) {
+    std::tm tm{};
+    const char* rest = ::strptime(text.c_str(), "%Y-%m-%dT%H:%M:%S", &tm);
+    if (rest == nullptr) {
+        return {};
+    }
+    auto when = std::chrono::system_clock::from_time_t(::timegm(&tm));
+    if ((*rest == '+' || *rest == '-') && std::strlen(rest) >= 6) {
+        const int hours = std::atoi(rest + 1);
+        const int minutes = std::atoi(rest + 4);
+        const auto offset = std::chrono::hours(hours) + std::chrono::minutes(minutes);
+        when += *rest == '+' ? -offset : offset;
+    }
+    return when;
+}
+
+Change change_from_commit(const rapidjson::Value& commit,
+                          const std::string& repository,
+                          const std::string& branch,
+                          bool is_tag) {
+    Change change;
+    change.repository = repository;
+    change.branch = branch;
+    change.is_tag = is_tag;
+    change.revision = string_member(commit, "id");
+    change.comments = string_member(commit, "message");
+    if (commit.HasMember("author") && commit["author"].IsObject()) {
+        const auto& author = commit["author"];
+        const std::string name = string_member(author, "name");
+        const std::string email = string_member(author, "email");
+        change.author = email.empty() ? name : fmt::format("{} <{}>", name, email);
+    }
+    change.when = parse_timestamp(string_member(commit, "timestamp"));
+    std::vector<std::string> files;
+    for (const char* list : {"added", "modified", "removed"}) {
+        if (commit.HasMember(list) && commit[list].IsArray()) {
+            for (const auto& file : commit[list].GetArray()) {
+                if (file.IsString()) {
+                    files.emplace_back(file.GetString(), file.GetStringLength());
+                }
+            }
+        }
+    }
+    change.files = std::move(files);
+    return change;
+}
+
+} // namespace
+
+std::string match_repository(const config::Config& config, const std::vector<std::string>& urls) {
+    for (const auto& url : urls) {
+        const std::string wanted = normalize_url(url);
+        for (const auto& [name, repository] : config.repositories) {
+            if (!wanted.empty() && normalize_url(repository.url) == wanted) {
+                return name;
+            }
+        }
+    }
+    return {};
+}
+
+Result<std::vector<std::string>> github_repository_urls(std::string_view json) {
+    rapidjson::Document document;
+    document.Parse(json.data(), json.size());
+    if (document.HasParseError() || !document.IsObject()) {
+        return bad_payload("not a JSON object");
+    }
+    std::vector<std::string> urls;
+    if (document.HasMember("repository")) {
+        for (const char* name : {"clone_url", "ssh_url", "git_url", "html_url", "url"}) {
+            std::string url = string_member(document["repository"], name);
+            if (!url.empty()) {
+                urls.push_back(std::move(url));
+            }
+        }
+    }
+    return urls;
+}
+
+Result<std::vector<Event>> parse_github_push(std::string_view json, const std::string& repository) {
+    rapidjson::Document document;
+    document.Parse(json.data(), json.size());
+    if (document.HasParseError() || !document.IsObject()) {
+        return bad_payload("not a JSON object");
+    }
+    const std::string ref = string_member(document, "ref");
+    if (ref.empty()) {
+        return bad_payload("no \"ref\"");
+    }
+    std::vector<Event> events;
+    bool is_tag = false;
+    std::string name;
+    if (ref.starts_with("refs/heads/")) {
+        name = ref.substr(11);
+    } else if (ref.starts_with("refs/tags/")) {
+        name = ref.substr(10);
+        is_tag = true;
+    } else {
+        return events; // notes, pull request refs: nothing to build
+    }
+    const bool deleted = document.HasMember("deleted") && document["deleted"].IsBool() &&
+                         document["deleted"].GetBool();
+    if (deleted) {
+        events.emplace_back(RefDeleted{repository, name, is_tag});
+        return events;
+    }
+    Push push;
+    if (document.HasMember("commits") && document["commits"].IsArray()) {
+        for (const auto& commit : document["commits"].GetArray()) {
+            push.changes.push_back(change_from_commit(commit, repository, name, is_tag));
+        }
+    }
+    const std::string after = string_member(document, "after");
+    if (push.changes.empty() || (!after.empty() && push.changes.back().revision != after)) {
+        // A new tag, or a branch moved to an existing commit: the head commit is the change.
+        if (!document.HasMember("head_commit") || !document["head_commit"].IsObject()) {
+            if (after.empty()) {
+                return bad_payload("no commits, no head_commit and no \"after\"");
+            }
+            Change change;
+            change.repository = repository;
+            change.branch = name;
+            change.is_tag = is_tag;
+            change.revision = after;
+            push.changes.push_back(std::move(change));
+        } else {
+            push.changes.push_back(
+                change_from_commit(document["head_commit"], repository, name, is_tag));
+        }
+    }
+    events.emplace_back(std::move(push));
+    return events;
+}
+
+} // namespace ci::sched

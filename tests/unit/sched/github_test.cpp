@@ -1,0 +1,98 @@
+// GitHub push payloads (shaped as GitHub sends them, trimmed) as scheduler events.
+
+#include <string>
+
+#include <doctest/doctest.h>
+
+#include <ci/config/load.h>
+#include <ci/sched/github.h>
+
+#include "support/require_ok.h"
+
+namespace {
+
+const char* branch_push = R"({
+  "ref": "refs/heads/feature/fast",
+  "before": "1111111111111111111111111111111111111111",
+  "after": "3333333333333333333333333333333333333333",
+  "created": false, "deleted": false, "forced": false,
+  "repository": {"full_name": "ClusterHQ/flocker",
+                 "clone_url": "https://github.com/ClusterHQ/flocker.git",
+                 "ssh_url": "git@github.com:ClusterHQ/flocker.git"},
+  "commits": [
+    {"id": "2222222222222222222222222222222222222222", "message": "Add the thing",
+     "timestamp": "2026-11-24T10:00:00+01:00",
+     "author": {"name": "Alice", "email": "alice@example.org"},
+     "added": ["src/thing.py"], "removed": [], "modified": ["setup.py"]},
+    {"id": "3333333333333333333333333333333333333333", "message": "Document it",
+     "timestamp": "2026-11-24T09:30:00Z",
+     "author": {"name": "Bob", "email": "bob@example.org"},
+     "added": [], "removed": ["docs/old.rst"], "modified": ["docs/index.rst"]}
+  ],
+  "head_commit": {"id": "3333333333333333333333333333333333333333"}
+})";
+
+} // namespace
+
+TEST_CASE("github: a branch push becomes a Push with every commit and its files") {
+    auto events = ci::sched::parse_github_push(branch_push, "flocker");
+    REQUIRE_OK(events);
+    REQUIRE(events->size() == 1);
+    const auto& push = std::get<ci::sched::Push>((*events)[0]);
+    REQUIRE(push.changes.size() == 2);
+    const auto& first = push.changes[0];
+    CHECK(first.repository == "flocker");
+    CHECK(first.branch == "feature/fast");
+    CHECK_FALSE(first.is_tag);
+    CHECK(first.revision == "2222222222222222222222222222222222222222");
+    CHECK(first.author == "Alice <alice@example.org>");
+    CHECK(first.comments == "Add the thing");
+    CHECK(*first.files == std::vector<std::string>{"src/thing.py", "setup.py"});
+    // 10:00 at +01:00 is 09:00 UTC.
+    CHECK(first.when == std::chrono::system_clock::from_time_t(1795510800));
+    CHECK(*push.changes[1].files == std::vector<std::string>{"docs/index.rst", "docs/old.rst"});
+}
+
+TEST_CASE("github: tag pushes, deletions and other refs") {
+    auto tag = ci::sched::parse_github_push(R"({"ref": "refs/tags/1.2.3", "after": "abc",
+        "deleted": false, "commits": [],
+        "head_commit": {"id": "abc", "message": "Release", "timestamp": "2026-11-24T10:00:00Z"}})",
+                                            "flocker");
+    REQUIRE_OK(tag);
+    const auto& push = std::get<ci::sched::Push>((*tag)[0]);
+    REQUIRE(push.changes.size() == 1);
+    CHECK(push.changes[0].is_tag);
+    CHECK(push.changes[0].branch == "1.2.3");
+    CHECK(push.changes[0].revision == "abc");
+
+    auto deleted = ci::sched::parse_github_push(
+        R"({"ref": "refs/heads/old", "after": "0000000000000000000000000000000000000000",
+            "deleted": true, "commits": [], "head_commit": null})",
+        "flocker");
+    REQUIRE_OK(deleted);
+    CHECK(std::get<ci::sched::RefDeleted>((*deleted)[0]).branch == "old");
+
+    auto other = ci::sched::parse_github_push(R"({"ref": "refs/pull/1/head", "after": "a"})", "r");
+    REQUIRE_OK(other);
+    CHECK(other->empty());
+
+    CHECK_FALSE(ci::sched::parse_github_push("{", "r").has_value());
+    auto no_ref = ci::sched::parse_github_push(R"({"zen": "Keep it logically awesome."})", "r");
+    REQUIRE_FALSE(no_ref.has_value());
+    CHECK(no_ref.error().message == "GitHub push payload: no \"ref\"");
+}
+
+TEST_CASE("github: the payload's repository is matched to the config's by URL") {
+    auto checked = ci::config::parse_config(R"(
+repositories:
+  flocker: {url: "git@github.com:ClusterHQ/flocker.git"}
+  other: {url: "https://github.com/o/other"}
+)",
+                                            "t.yml");
+    REQUIRE(checked.ok());
+    auto urls = ci::sched::github_repository_urls(branch_push);
+    REQUIRE_OK(urls);
+    CHECK(ci::sched::match_repository(*checked.config, *urls) == "flocker");
+    CHECK(ci::sched::match_repository(*checked.config, {"https://GitHub.com/o/other/"}) == "other");
+    CHECK(ci::sched::match_repository(*checked.config, {"https://github.com/o/unknown"}).empty());
+}
