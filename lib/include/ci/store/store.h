@@ -1,0 +1,110 @@
+#pragma once
+
+/// \file
+/// The master's persistent state: changes, tree-stable waits with their deadlines, periodic
+/// schedules, and build requests. SQLite (WAL) is the embedded implementation; `Store` is the
+/// interface a PostgreSQL backend can implement later, so that several masters share one
+/// database.
+///
+/// Every write is one transaction, committed to disk (synchronous=FULL) before it returns: a
+/// master killed with -9 loses nothing it has acknowledged. The schema is versioned; opening a
+/// database written by a newer libci fails with a message that says so.
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <ci/core/error.h>
+#include <ci/sched/scheduler.h>
+
+namespace ci::store {
+
+using WallTime = std::chrono::system_clock::time_point;
+
+/// The schema version this libci writes.
+inline constexpr int schema_version = 1;
+
+/// Where a build request is in its life.
+enum class RequestState {
+    Pending,   ///< waiting for a worker
+    Claimed,   ///< a dispatcher took it
+    Completed, ///< its build finished (whatever the result)
+    Cancelled, ///< someone cancelled it before it ran
+};
+
+/// A build request as stored.
+struct BuildRequest {
+    std::int64_t id = 0;
+    sched::RequestBuild request;
+    RequestState state = RequestState::Pending;
+    WallTime submitted{};
+    std::string claimed_by; ///< the dispatcher that claimed it
+    friend bool operator==(const BuildRequest&, const BuildRequest&) = default;
+};
+
+/// What one scheduler step writes: new changes and the actions the scheduler returned for them.
+/// Applied in one transaction.
+struct Batch {
+    std::vector<sched::Change> changes; ///< ids are assigned by add(); they come back in order
+    std::vector<sched::Action> actions;
+};
+
+class Store {
+public:
+    virtual ~Store() = default;
+
+    /// Stores changes (assigning their ids, in order) and applies scheduler actions: waits saved
+    /// or cleared, periodic runs saved, build requests queued. All or nothing. Returns the ids
+    /// of the changes and of the new build requests.
+    struct Written {
+        std::vector<std::int64_t> change_ids;
+        std::vector<std::int64_t> request_ids;
+    };
+    [[nodiscard]] virtual Result<Written> write(const std::vector<Batch>& batches,
+                                                WallTime now) = 0;
+
+    /// Assigns ids to changes before the scheduler sees them (their ids appear in its waits).
+    [[nodiscard]] virtual Result<std::vector<std::int64_t>>
+    reserve_change_ids(std::size_t count) = 0;
+
+    /// The scheduler's waits and periodic runs, for Scheduler::restore after a restart.
+    [[nodiscard]] virtual Result<sched::SavedState> scheduler_state() = 0;
+
+    /// One stored change.
+    [[nodiscard]] virtual Result<std::optional<sched::Change>> change(std::int64_t id) = 0;
+
+    /// Build requests in `state`, oldest first.
+    [[nodiscard]] virtual Result<std::vector<BuildRequest>> requests(RequestState state) = 0;
+
+    /// Claims the oldest pending request of one of `builders` for `dispatcher`, atomically:
+    /// however many dispatchers (threads, processes, masters) call this at once, each request
+    /// is claimed by exactly one. nullopt when none is pending.
+    [[nodiscard]] virtual Result<std::optional<BuildRequest>>
+    claim(const std::vector<std::string>& builders, const std::string& dispatcher) = 0;
+
+    /// Moves a claimed request to Completed, or back to Pending (its worker was lost).
+    [[nodiscard]] virtual Status finish(std::int64_t request, RequestState state) = 0;
+
+    /// Cancels a pending request; false when it was not pending.
+    [[nodiscard]] virtual Result<bool> cancel(std::int64_t request) = 0;
+};
+
+/// How a SQLite store is opened.
+struct SqliteOptions {
+    /// How long a write waits for another connection's lock before failing.
+    std::chrono::milliseconds busy_timeout{5000};
+};
+
+/// Opens (creating it when absent) the SQLite store at `path`, migrating an older schema.
+/// Fails with ErrorCode::Store naming the file: a database from a newer libci ("schema
+/// version 3 is newer than this libci's 1"), a file that is not a database, a read-only or
+/// locked one.
+[[nodiscard]] Result<std::unique_ptr<Store>> open_sqlite(const std::filesystem::path& path,
+                                                         SqliteOptions options = {});
+
+} // namespace ci::store

@@ -1,0 +1,622 @@
+// The SQLite store. Only this folder includes <sqlite3.h>.
+
+#include <mutex>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <fmt/format.h>
+#include <rapidjson/document.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+#include <sqlite3.h>
+
+#include <ci/store/store.h>
+
+namespace ci::store {
+
+namespace {
+
+// Each entry upgrades the schema from version i to i + 1. Never edit a released entry: add one.
+const std::vector<const char*> migrations = {
+    // 0 -> 1
+    R"sql(
+CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+INSERT INTO counters VALUES ('change_id', 0);
+CREATE TABLE changes (
+    id INTEGER PRIMARY KEY, repository TEXT NOT NULL, branch TEXT NOT NULL,
+    is_tag INTEGER NOT NULL, revision TEXT NOT NULL, author TEXT NOT NULL,
+    comments TEXT NOT NULL, files TEXT, at_ms INTEGER NOT NULL);
+CREATE TABLE waits (
+    scheduler TEXT NOT NULL, repository TEXT NOT NULL, branch TEXT NOT NULL,
+    is_tag INTEGER NOT NULL, started_ms INTEGER NOT NULL, deadline_ms INTEGER NOT NULL,
+    revision TEXT NOT NULL, change_ids TEXT NOT NULL,
+    PRIMARY KEY (scheduler, repository, branch));
+CREATE TABLE periodic (scheduler TEXT PRIMARY KEY, next_run_ms INTEGER NOT NULL);
+CREATE TABLE build_requests (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, scheduler TEXT NOT NULL, builder TEXT NOT NULL,
+    repository TEXT NOT NULL, branch TEXT NOT NULL, revision TEXT NOT NULL,
+    change_ids TEXT NOT NULL, reason TEXT NOT NULL, properties TEXT NOT NULL,
+    collapsible INTEGER NOT NULL, state TEXT NOT NULL, submitted_ms INTEGER NOT NULL,
+    claimed_by TEXT NOT NULL DEFAULT '');
+CREATE INDEX build_requests_by_state ON build_requests (state, builder, id);
+CREATE TABLE builds (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, request_id INTEGER NOT NULL REFERENCES build_requests,
+    builder TEXT NOT NULL, worker TEXT NOT NULL, started_ms INTEGER NOT NULL,
+    finished_ms INTEGER, result TEXT, branch_tip TEXT, target_tip TEXT, merge_commit TEXT);
+CREATE TABLE steps (
+    build_id INTEGER NOT NULL REFERENCES builds, number INTEGER NOT NULL, name TEXT NOT NULL,
+    started_ms INTEGER, finished_ms INTEGER, result TEXT, exit_code INTEGER,
+    PRIMARY KEY (build_id, number));
+CREATE TABLE log_chunks (
+    build_id INTEGER NOT NULL, step INTEGER NOT NULL, sequence INTEGER NOT NULL,
+    compressed BLOB NOT NULL, PRIMARY KEY (build_id, step, sequence));
+CREATE TABLE workers (
+    name TEXT PRIMARY KEY, class TEXT NOT NULL, state TEXT NOT NULL, last_seen_ms INTEGER);
+CREATE TABLE latent_instances (
+    instance_id TEXT PRIMARY KEY, class TEXT NOT NULL, client_token TEXT NOT NULL,
+    state TEXT NOT NULL, launched_ms INTEGER NOT NULL, terminated_ms INTEGER);
+)sql",
+};
+
+std::int64_t to_ms(WallTime time) {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(time.time_since_epoch()).count();
+}
+
+WallTime from_ms(std::int64_t ms) {
+    return WallTime(std::chrono::duration_cast<WallTime::duration>(std::chrono::milliseconds(ms)));
+}
+
+std::string join_ids(const std::vector<std::int64_t>& ids) {
+    std::string out;
+    for (const auto id : ids) {
+        if (!out.empty()) {
+            out += ',';
+        }
+        out += std::to_string(id);
+    }
+    return out;
+}
+
+std::vector<std::int64_t> split_ids(const std::string& text) {
+    std::vector<std::int64_t> out;
+    std::size_t start = 0;
+    while (start < text.size()) {
+        const auto comma = std::min(text.find(',', start), text.size());
+        out.push_back(std::stoll(text.substr(start, comma - start)));
+        start = comma + 1;
+    }
+    return out;
+}
+
+std::string to_json(const std::vector<std::string>& values) {
+    rapidjson::StringBuffer buffer;
+    rapidjson::Writer<rapidjson::StringBuffer> writer(buffer);
+    writer.StartArray();
+    for (const auto& value : values) {
+        writer.String(value.data(), static_cast<rapidjson::SizeType>(value.size()));
+    }
+    writer.EndArray();
+    return {buffer.GetString(), buffer.GetSize()};
+}
+
+std::string to_json(const std::map<std::string, std::string>& values) {
+    rapidjson::StringBuffer buffer;
+    rapidjson::Writer<rapidjson::StringBuffer> writer(buffer);
+    writer.StartObject();
+    for (const auto& [name, value] : values) {
+        writer.Key(name.data(), static_cast<rapidjson::SizeType>(name.size()));
+        writer.String(value.data(), static_cast<rapidjson::SizeType>(value.size()));
+    }
+    writer.EndObject();
+    return {buffer.GetString(), buffer.GetSize()};
+}
+
+std::vector<std::string> list_from_json(const std::string& text) {
+    std::vector<std::string> out;
+    rapidjson::Document document;
+    document.Parse(text.c_str());
+    if (document.IsArray()) {
+        for (const auto& value : document.GetArray()) {
+            if (value.IsString()) {
+                out.emplace_back(value.GetString(), value.GetStringLength());
+            }
+        }
+    }
+    return out;
+}
+
+std::map<std::string, std::string> map_from_json(const std::string& text) {
+    std::map<std::string, std::string> out;
+    rapidjson::Document document;
+    document.Parse(text.c_str());
+    if (document.IsObject()) {
+        for (const auto& member : document.GetObject()) {
+            if (member.value.IsString()) {
+                out.emplace(member.name.GetString(), member.value.GetString());
+            }
+        }
+    }
+    return out;
+}
+
+const char* state_name(RequestState state) {
+    switch (state) {
+    case RequestState::Pending:
+        return "pending";
+    case RequestState::Claimed:
+        return "claimed";
+    case RequestState::Completed:
+        return "completed";
+    case RequestState::Cancelled:
+        return "cancelled";
+    }
+    return "pending";
+}
+
+RequestState state_from(std::string_view name) {
+    if (name == "claimed") {
+        return RequestState::Claimed;
+    }
+    if (name == "completed") {
+        return RequestState::Completed;
+    }
+    if (name == "cancelled") {
+        return RequestState::Cancelled;
+    }
+    return RequestState::Pending;
+}
+
+// A prepared statement, finalized on every path.
+class Statement {
+public:
+    Statement(sqlite3* db, const char* sql) {
+        code_ = sqlite3_prepare_v2(db, sql, -1, &statement_, nullptr);
+    }
+    ~Statement() { sqlite3_finalize(statement_); }
+    Statement(const Statement&) = delete;
+    Statement& operator=(const Statement&) = delete;
+
+    [[nodiscard]] int prepared() const noexcept { return code_; }
+    Statement& bind(int index, std::int64_t value) {
+        sqlite3_bind_int64(statement_, index, value);
+        return *this;
+    }
+    Statement& bind(int index, const std::string& value) {
+        sqlite3_bind_text(
+            statement_, index, value.data(), static_cast<int>(value.size()), SQLITE_TRANSIENT);
+        return *this;
+    }
+    Statement& bind_null(int index) {
+        sqlite3_bind_null(statement_, index);
+        return *this;
+    }
+    /// SQLITE_ROW, SQLITE_DONE or an error code.
+    int step() { return sqlite3_step(statement_); }
+    void reset() {
+        sqlite3_reset(statement_);
+        sqlite3_clear_bindings(statement_);
+    }
+    [[nodiscard]] std::int64_t integer(int column) const {
+        return sqlite3_column_int64(statement_, column);
+    }
+    [[nodiscard]] std::string text(int column) const {
+        const auto* data = sqlite3_column_text(statement_, column);
+        return data == nullptr ? std::string()
+                               : std::string(reinterpret_cast<const char*>(data),
+                                             static_cast<std::size_t>(
+                                                 sqlite3_column_bytes(statement_, column)));
+    }
+    [[nodiscard]] bool is_null(int column) const {
+        return sqlite3_column_type(statement_, column) == SQLITE_NULL;
+    }
+
+private:
+    sqlite3_stmt* statement_ = nullptr;
+    int code_ = SQLITE_OK;
+};
+
+class SqliteStore final : public Store {
+public:
+    SqliteStore(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
+    ~SqliteStore() override { sqlite3_close_v2(db_); }
+    SqliteStore(const SqliteStore&) = delete;
+    SqliteStore& operator=(const SqliteStore&) = delete;
+
+    Status initialize(const SqliteOptions& options) {
+        sqlite3_busy_timeout(db_, static_cast<int>(options.busy_timeout.count()));
+        // Reading the version first also tells a file that is not a database.
+        auto version = query_integer("PRAGMA user_version", "read the schema version");
+        if (!version) {
+            return fail(version.error());
+        }
+        if (*version > schema_version) {
+            return fail(ErrorCode::Store,
+                        fmt::format("{}: schema version {} is newer than this libci's {}; run a "
+                                    "newer libci, or restore the database from before the "
+                                    "upgrade",
+                                    path_,
+                                    *version,
+                                    schema_version));
+        }
+        // WAL: readers do not block the writer; FULL: a commit is on disk when it returns.
+        if (auto status = execute("PRAGMA journal_mode=WAL", "enable write-ahead logging");
+            !status) {
+            return status;
+        }
+        if (auto status =
+                execute("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON", "set durability");
+            !status) {
+            return status;
+        }
+        for (auto v = static_cast<std::size_t>(*version); v < migrations.size(); ++v) {
+            const std::string script = fmt::format("BEGIN IMMEDIATE; {} PRAGMA user_version={}; "
+                                                   "COMMIT;",
+                                                   migrations[v],
+                                                   v + 1);
+            if (auto status = execute(script.c_str(), fmt::format("migrate to schema {}", v + 1));
+                !status) {
+                (void)execute("ROLLBACK", "roll back");
+                return status;
+            }
+        }
+        return {};
+    }
+
+    Result<Written> write(const std::vector<Batch>& batches, WallTime now) override {
+        const std::lock_guard lock(mutex_);
+        Written written;
+        if (auto status = execute("BEGIN IMMEDIATE", "begin a write"); !status) {
+            return fail(status.error());
+        }
+        auto status = write_batches(batches, now, written);
+        if (!status) {
+            (void)execute("ROLLBACK", "roll back");
+            return fail(status.error());
+        }
+        if (auto committed = execute("COMMIT", "commit"); !committed) {
+            (void)execute("ROLLBACK", "roll back");
+            return fail(committed.error());
+        }
+        return written;
+    }
+
+    Result<std::vector<std::int64_t>> reserve_change_ids(std::size_t count) override {
+        const std::lock_guard lock(mutex_);
+        Statement statement(db_,
+                            "UPDATE counters SET value = value + ?1 WHERE name = 'change_id' "
+                            "RETURNING value");
+        if (statement.prepared() != SQLITE_OK) {
+            return error("reserve change ids");
+        }
+        statement.bind(1, static_cast<std::int64_t>(count));
+        if (statement.step() != SQLITE_ROW) {
+            return error("reserve change ids");
+        }
+        const std::int64_t last = statement.integer(0);
+        if (statement.step() != SQLITE_DONE) {
+            return error("reserve change ids");
+        }
+        std::vector<std::int64_t> ids;
+        for (auto id = last - static_cast<std::int64_t>(count) + 1; id <= last; ++id) {
+            ids.push_back(id);
+        }
+        return ids;
+    }
+
+    Result<sched::SavedState> scheduler_state() override {
+        const std::lock_guard lock(mutex_);
+        sched::SavedState state;
+        Statement waits(db_,
+                        "SELECT scheduler, repository, branch, is_tag, started_ms, "
+                        "deadline_ms, revision, change_ids FROM waits ORDER BY 1, 2, 3");
+        if (waits.prepared() != SQLITE_OK) {
+            return error("read waits");
+        }
+        int code = SQLITE_OK;
+        while ((code = waits.step()) == SQLITE_ROW) {
+            state.waits.push_back(sched::Wait{waits.text(0),
+                                              waits.text(1),
+                                              waits.text(2),
+                                              waits.integer(3) != 0,
+                                              from_ms(waits.integer(4)),
+                                              from_ms(waits.integer(5)),
+                                              waits.text(6),
+                                              split_ids(waits.text(7))});
+        }
+        if (code != SQLITE_DONE) {
+            return error("read waits");
+        }
+        Statement periodic(db_, "SELECT scheduler, next_run_ms FROM periodic");
+        while ((code = periodic.step()) == SQLITE_ROW) {
+            state.periodic_next_runs[periodic.text(0)] = from_ms(periodic.integer(1));
+        }
+        if (code != SQLITE_DONE) {
+            return error("read periodic schedules");
+        }
+        return state;
+    }
+
+    Result<std::optional<sched::Change>> change(std::int64_t id) override {
+        const std::lock_guard lock(mutex_);
+        Statement statement(db_,
+                            "SELECT repository, branch, is_tag, revision, author, comments, "
+                            "files, at_ms FROM changes WHERE id = ?1");
+        statement.bind(1, id);
+        const int code = statement.step();
+        if (code == SQLITE_DONE) {
+            return std::optional<sched::Change>();
+        }
+        if (code != SQLITE_ROW) {
+            return error(fmt::format("read change {}", id));
+        }
+        sched::Change change;
+        change.id = id;
+        change.repository = statement.text(0);
+        change.branch = statement.text(1);
+        change.is_tag = statement.integer(2) != 0;
+        change.revision = statement.text(3);
+        change.author = statement.text(4);
+        change.comments = statement.text(5);
+        if (!statement.is_null(6)) {
+            change.files = list_from_json(statement.text(6));
+        }
+        change.when = from_ms(statement.integer(7));
+        return std::optional<sched::Change>(std::move(change));
+    }
+
+    Result<std::vector<BuildRequest>> requests(RequestState state) override {
+        const std::lock_guard lock(mutex_);
+        Statement statement(db_,
+                            "SELECT id, scheduler, builder, repository, branch, revision, "
+                            "change_ids, reason, properties, collapsible, state, "
+                            "submitted_ms, claimed_by FROM build_requests WHERE state = ?1 "
+                            "ORDER BY id");
+        statement.bind(1, std::string(state_name(state)));
+        std::vector<BuildRequest> out;
+        int code = SQLITE_OK;
+        while ((code = statement.step()) == SQLITE_ROW) {
+            out.push_back(read_request(statement));
+        }
+        if (code != SQLITE_DONE) {
+            return error("read build requests");
+        }
+        return out;
+    }
+
+    Result<std::optional<BuildRequest>> claim(const std::vector<std::string>& builders,
+                                              const std::string& dispatcher) override {
+        const std::lock_guard lock(mutex_);
+        if (builders.empty()) {
+            return std::optional<BuildRequest>();
+        }
+        // One statement: SQLite runs it atomically, whoever else writes to the file.
+        std::string placeholders;
+        for (std::size_t i = 0; i < builders.size(); ++i) {
+            placeholders += i == 0 ? "?" : ", ?";
+            placeholders += std::to_string(i + 2);
+        }
+        const std::string sql = fmt::format(
+            "UPDATE build_requests SET state = 'claimed', claimed_by = ?1 WHERE id = (SELECT id "
+            "FROM build_requests WHERE state = 'pending' AND builder IN ({}) ORDER BY id LIMIT 1) "
+            "RETURNING id, scheduler, builder, repository, branch, revision, change_ids, reason, "
+            "properties, collapsible, state, submitted_ms, claimed_by",
+            placeholders);
+        Statement statement(db_, sql.c_str());
+        if (statement.prepared() != SQLITE_OK) {
+            return error("claim a build request");
+        }
+        statement.bind(1, dispatcher);
+        for (std::size_t i = 0; i < builders.size(); ++i) {
+            statement.bind(static_cast<int>(i + 2), builders[i]);
+        }
+        const int code = statement.step();
+        if (code == SQLITE_DONE) {
+            return std::optional<BuildRequest>();
+        }
+        if (code != SQLITE_ROW) {
+            return error("claim a build request");
+        }
+        auto request = read_request(statement);
+        if (statement.step() != SQLITE_DONE) {
+            return error("claim a build request");
+        }
+        return std::optional<BuildRequest>(std::move(request));
+    }
+
+    Status finish(std::int64_t request, RequestState state) override {
+        const std::lock_guard lock(mutex_);
+        Statement statement(db_,
+                            "UPDATE build_requests SET state = ?2, claimed_by = CASE WHEN "
+                            "?2 = 'pending' THEN '' ELSE claimed_by END WHERE id = ?1 AND "
+                            "state = 'claimed'");
+        statement.bind(1, request).bind(2, std::string(state_name(state)));
+        if (statement.step() != SQLITE_DONE) {
+            return fail(error(fmt::format("finish build request {}", request)).error());
+        }
+        if (sqlite3_changes(db_) != 1) {
+            return fail(ErrorCode::NotFound,
+                        fmt::format("{}: build request {} is not claimed", path_, request));
+        }
+        return {};
+    }
+
+    Result<bool> cancel(std::int64_t request) override {
+        const std::lock_guard lock(mutex_);
+        Statement statement(db_,
+                            "UPDATE build_requests SET state = 'cancelled' WHERE id = ?1 "
+                            "AND state = 'pending'");
+        statement.bind(1, request);
+        if (statement.step() != SQLITE_DONE) {
+            return error(fmt::format("cancel build request {}", request));
+        }
+        return sqlite3_changes(db_) == 1;
+    }
+
+private:
+    std::unexpected<Error> error(std::string_view what) const {
+        return fail(ErrorCode::Store,
+                    fmt::format("{}: {}: {}", path_, what, sqlite3_errmsg(db_)),
+                    sqlite3_extended_errcode(db_));
+    }
+
+    Status execute(const char* sql, std::string_view what) {
+        char* message = nullptr;
+        const int code = sqlite3_exec(db_, sql, nullptr, nullptr, &message);
+        if (code != SQLITE_OK) {
+            const std::string text = message != nullptr ? message : sqlite3_errstr(code);
+            sqlite3_free(message);
+            return fail(ErrorCode::Store,
+                        fmt::format("{}: {}: {}", path_, what, text),
+                        sqlite3_extended_errcode(db_));
+        }
+        return {};
+    }
+
+    Result<std::int64_t> query_integer(const char* sql, std::string_view what) {
+        Statement statement(db_, sql);
+        if (statement.prepared() != SQLITE_OK || statement.step() != SQLITE_ROW) {
+            return error(what);
+        }
+        return statement.integer(0);
+    }
+
+    BuildRequest read_request(const Statement& row) const {
+        BuildRequest out;
+        out.id = row.integer(0);
+        out.request.scheduler = row.text(1);
+        out.request.builder = row.text(2);
+        out.request.repository = row.text(3);
+        out.request.branch = row.text(4);
+        out.request.revision = row.text(5);
+        out.request.change_ids = split_ids(row.text(6));
+        out.request.reason = row.text(7);
+        out.request.properties = map_from_json(row.text(8));
+        out.request.collapsible = row.integer(9) != 0;
+        out.state = state_from(row.text(10));
+        out.submitted = from_ms(row.integer(11));
+        out.claimed_by = row.text(12);
+        return out;
+    }
+
+    Status write_batches(const std::vector<Batch>& batches, WallTime now, Written& written) {
+        Statement change(db_,
+                         "INSERT INTO changes (id, repository, branch, is_tag, revision, "
+                         "author, comments, files, at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, "
+                         "?7, ?8, ?9)");
+        Statement save_wait(db_,
+                            "INSERT OR REPLACE INTO waits VALUES (?1, ?2, ?3, ?4, ?5, ?6, "
+                            "?7, ?8)");
+        Statement clear_wait(db_,
+                             "DELETE FROM waits WHERE scheduler = ?1 AND repository = ?2 "
+                             "AND branch = ?3");
+        Statement save_periodic(db_, "INSERT OR REPLACE INTO periodic VALUES (?1, ?2)");
+        Statement request(db_,
+                          "INSERT INTO build_requests (scheduler, builder, repository, "
+                          "branch, revision, change_ids, reason, properties, collapsible, "
+                          "state, submitted_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, "
+                          "'pending', ?10)");
+        for (const auto* statement : {&change, &save_wait, &clear_wait, &save_periodic, &request}) {
+            if (statement->prepared() != SQLITE_OK) {
+                return fail(error("prepare a write").error());
+            }
+        }
+        const auto run = [&](Statement& statement, std::string_view what) -> Status {
+            const int code = statement.step();
+            statement.reset();
+            if (code != SQLITE_DONE) {
+                return fail(error(what).error());
+            }
+            return {};
+        };
+        for (const auto& batch : batches) {
+            for (const auto& c : batch.changes) {
+                change.bind(1, c.id)
+                    .bind(2, c.repository)
+                    .bind(3, c.branch)
+                    .bind(4, c.is_tag ? 1 : 0)
+                    .bind(5, c.revision)
+                    .bind(6, c.author)
+                    .bind(7, c.comments)
+                    .bind(9, to_ms(c.when));
+                if (c.files) {
+                    change.bind(8, to_json(*c.files));
+                } else {
+                    change.bind_null(8);
+                }
+                if (auto status = run(change, fmt::format("store change {}", c.id)); !status) {
+                    return status;
+                }
+                written.change_ids.push_back(c.id);
+            }
+            for (const auto& action : batch.actions) {
+                Status status;
+                if (const auto* wait = std::get_if<sched::SaveWait>(&action)) {
+                    const auto& w = wait->wait;
+                    save_wait.bind(1, w.scheduler)
+                        .bind(2, w.repository)
+                        .bind(3, w.branch)
+                        .bind(4, w.is_tag ? 1 : 0)
+                        .bind(5, to_ms(w.started))
+                        .bind(6, to_ms(w.deadline))
+                        .bind(7, w.revision)
+                        .bind(8, join_ids(w.change_ids));
+                    status = run(save_wait, "save a wait");
+                } else if (const auto* clear = std::get_if<sched::ClearWait>(&action)) {
+                    clear_wait.bind(1, clear->scheduler)
+                        .bind(2, clear->repository)
+                        .bind(3, clear->branch);
+                    status = run(clear_wait, "clear a wait");
+                } else if (const auto* periodic = std::get_if<sched::SavePeriodic>(&action)) {
+                    save_periodic.bind(1, periodic->scheduler).bind(2, to_ms(periodic->next_run));
+                    status = run(save_periodic, "save a periodic schedule");
+                } else if (const auto* build = std::get_if<sched::RequestBuild>(&action)) {
+                    request.bind(1, build->scheduler)
+                        .bind(2, build->builder)
+                        .bind(3, build->repository)
+                        .bind(4, build->branch)
+                        .bind(5, build->revision)
+                        .bind(6, join_ids(build->change_ids))
+                        .bind(7, build->reason)
+                        .bind(8, to_json(build->properties))
+                        .bind(9, build->collapsible ? 1 : 0)
+                        .bind(10, to_ms(now));
+                    status = run(request, "queue a build request");
+                    written.request_ids.push_back(sqlite3_last_insert_rowid(db_));
+                }
+                if (!status) {
+                    return status;
+                }
+            }
+        }
+        return {};
+    }
+
+    sqlite3* db_;
+    std::string path_;
+    std::mutex mutex_;
+};
+
+} // namespace
+
+Result<std::unique_ptr<Store>> open_sqlite(const std::filesystem::path& path,
+                                           SqliteOptions options) {
+    sqlite3* db = nullptr;
+    const int code =
+        sqlite3_open_v2(path.c_str(),
+                        &db,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                        nullptr);
+    if (code != SQLITE_OK) {
+        std::string message = db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(code);
+        sqlite3_close_v2(db);
+        return fail(ErrorCode::Store, fmt::format("{}: open: {}", path.string(), message), code);
+    }
+    auto store = std::make_unique<SqliteStore>(db, path.string());
+    if (auto status = store->initialize(options); !status) {
+        return fail(status.error());
+    }
+    return std::unique_ptr<Store>(std::move(store));
+}
+
+} // namespace ci::store

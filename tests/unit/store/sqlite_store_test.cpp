@@ -1,0 +1,284 @@
+// The SQLite store: what the scheduler writes survives a restart, requests are claimed once,
+// and bad files (newer, corrupt, locked, read-only) give clear errors.
+
+#include <atomic>
+#include <functional>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <unistd.h>
+#include <vector>
+
+#include <doctest/doctest.h>
+#include <sqlite3.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include <ci/store/store.h>
+
+#include "support/require_ok.h"
+#include "support/temp_dir.h"
+
+namespace {
+
+using namespace std::chrono_literals;
+const auto t0 = std::chrono::system_clock::from_time_t(1795510800);
+
+std::unique_ptr<ci::store::Store> open(const std::filesystem::path& path) {
+    auto store = ci::store::open_sqlite(path);
+    REQUIRE_OK(store);
+    return std::move(*store);
+}
+
+ci::sched::RequestBuild request_for(const std::string& builder, const std::string& revision) {
+    ci::sched::RequestBuild build;
+    build.scheduler = "main";
+    build.builder = builder;
+    build.repository = "app";
+    build.branch = "master";
+    build.revision = revision;
+    build.change_ids = {1, 2};
+    build.reason = "branch master changed (2 changes)";
+    build.properties = {{"k", "v"}};
+    build.collapsible = true;
+    return build;
+}
+
+// Runs `body` as a user that cannot write files root owns (uid 65534) when the tests run as
+// root, and returns what it printed; otherwise runs it directly.
+std::string as_unprivileged(const std::function<std::string()>& body) {
+    if (::getuid() != 0) {
+        return body();
+    }
+    int fds[2];
+    REQUIRE(::pipe(fds) == 0);
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+        ::close(fds[0]);
+        std::string out = "setuid failed";
+        if (::setgid(65534) == 0 && ::setuid(65534) == 0) {
+            out = body();
+        }
+        (void)::write(fds[1], out.data(), out.size());
+        ::_exit(0);
+    }
+    ::close(fds[1]);
+    std::string out;
+    char buffer[4096];
+    ssize_t n = 0;
+    while ((n = ::read(fds[0], buffer, sizeof buffer)) > 0) {
+        out.append(buffer, static_cast<std::size_t>(n));
+    }
+    ::close(fds[0]);
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    return out;
+}
+
+} // namespace
+
+TEST_CASE("store: changes, waits, schedules and requests survive a restart") {
+    ci::test::TempDir dir;
+    const auto path = dir / "state.sqlite";
+    ci::sched::Change change;
+    {
+        auto store = open(path);
+        auto ids = store->reserve_change_ids(2);
+        REQUIRE_OK(ids);
+        CHECK(*ids == std::vector<std::int64_t>{1, 2});
+        change.id = (*ids)[0];
+        change.repository = "app";
+        change.branch = "master";
+        change.revision = "abc";
+        change.author = "Alice <alice@example.org>";
+        change.comments = "Fix it";
+        change.files = std::vector<std::string>{"src/a.cpp", "docs/\"quoted\".rst"};
+        change.when = t0;
+        ci::sched::Change polled = change;
+        polled.id = (*ids)[1];
+        polled.files.reset();
+
+        ci::sched::Wait wait{"main", "app", "master", false, t0, t0 + 5s, "abc", {1, 2}};
+        ci::store::Batch batch;
+        batch.changes = {change, polled};
+        batch.actions = {ci::sched::SaveWait{wait},
+                         ci::sched::SavePeriodic{"nightly", t0 + 1h},
+                         request_for("tests", "abc"),
+                         request_for("docs", "abc")};
+        auto written = store->write({batch}, t0);
+        REQUIRE_OK(written);
+        CHECK(written->change_ids == std::vector<std::int64_t>{1, 2});
+        CHECK(written->request_ids.size() == 2);
+    }
+    auto store = open(path);
+    auto state = store->scheduler_state();
+    REQUIRE_OK(state);
+    REQUIRE(state->waits.size() == 1);
+    CHECK(state->waits[0].deadline == t0 + 5s);
+    CHECK(state->waits[0].change_ids == std::vector<std::int64_t>{1, 2});
+    CHECK(state->periodic_next_runs.at("nightly") == t0 + 1h);
+    auto stored = store->change(1);
+    REQUIRE_OK(stored);
+    REQUIRE(stored->has_value());
+    CHECK(**stored == change);
+    auto polled = store->change(2);
+    REQUIRE_OK(polled);
+    CHECK_FALSE((*polled)->files.has_value());
+    auto none = store->change(99);
+    REQUIRE_OK(none);
+    CHECK_FALSE(none->has_value());
+
+    auto pending = store->requests(ci::store::RequestState::Pending);
+    REQUIRE_OK(pending);
+    REQUIRE(pending->size() == 2);
+    CHECK((*pending)[0].request == request_for("tests", "abc"));
+    CHECK((*pending)[0].submitted == t0);
+
+    // Clearing the wait is stored too; ids keep increasing after a restart.
+    REQUIRE_OK(
+        store->write({ci::store::Batch{{}, {ci::sched::ClearWait{"main", "app", "master"}}}}, t0));
+    CHECK(store->scheduler_state()->waits.empty());
+    CHECK(*store->reserve_change_ids(1) == std::vector<std::int64_t>{3});
+}
+
+TEST_CASE("store: claiming, finishing and cancelling requests") {
+    ci::test::TempDir dir;
+    auto store = open(dir / "state.sqlite");
+    ci::store::Batch batch;
+    batch.actions = {
+        request_for("tests", "1"), request_for("docs", "2"), request_for("tests", "3")};
+    REQUIRE_OK(store->write({batch}, t0));
+
+    auto docs = store->claim({"docs"}, "dispatcher-a");
+    REQUIRE_OK(docs);
+    REQUIRE(docs->has_value());
+    CHECK((*docs)->request.revision == "2");
+    CHECK((*docs)->state == ci::store::RequestState::Claimed);
+    CHECK((*docs)->claimed_by == "dispatcher-a");
+    CHECK_FALSE(store->claim({"docs"}, "dispatcher-a")->has_value());
+
+    auto first = store->claim({"tests", "docs"}, "dispatcher-b");
+    REQUIRE_OK(first);
+    CHECK((*first)->request.revision == "1");                                  // oldest first
+    REQUIRE_OK(store->finish((*first)->id, ci::store::RequestState::Pending)); // worker lost
+    auto again = store->claim({"tests"}, "dispatcher-c");
+    CHECK((*again)->id == (*first)->id);
+    REQUIRE_OK(store->finish((*again)->id, ci::store::RequestState::Completed));
+    CHECK(store->finish((*again)->id, ci::store::RequestState::Completed).error().code ==
+          ci::ErrorCode::NotFound);
+
+    auto last = store->requests(ci::store::RequestState::Pending);
+    REQUIRE(last->size() == 1);
+    CHECK(*store->cancel((*last)[0].id));
+    CHECK_FALSE(*store->cancel((*last)[0].id));
+    CHECK(store->requests(ci::store::RequestState::Cancelled)->size() == 1);
+    CHECK(store->requests(ci::store::RequestState::Completed)->size() == 1);
+}
+
+TEST_CASE("store: each request is claimed by exactly one of several connections") {
+    ci::test::TempDir dir;
+    const auto path = dir / "state.sqlite";
+    {
+        auto store = open(path);
+        ci::store::Batch batch;
+        for (int i = 0; i < 200; ++i) {
+            batch.actions.emplace_back(request_for(i % 2 ? "tests" : "docs", std::to_string(i)));
+        }
+        REQUIRE_OK(store->write({batch}, t0));
+    }
+    std::mutex mutex;
+    std::vector<std::int64_t> claimed;
+    std::atomic<int> errors{0};
+    std::vector<std::thread> dispatchers;
+    for (int d = 0; d < 4; ++d) {
+        dispatchers.emplace_back([&, d] {
+            auto store = ci::store::open_sqlite(path);
+            if (!store) {
+                ++errors;
+                return;
+            }
+            for (;;) {
+                auto request = (*store)->claim({"tests", "docs"}, "d" + std::to_string(d));
+                if (!request) {
+                    ++errors;
+                    return;
+                }
+                if (!request->has_value()) {
+                    return;
+                }
+                const std::lock_guard lock(mutex);
+                claimed.push_back((**request).id);
+            }
+        });
+    }
+    for (auto& thread : dispatchers) {
+        thread.join();
+    }
+    CHECK(errors == 0);
+    CHECK(claimed.size() == 200);
+    CHECK(std::set<std::int64_t>(claimed.begin(), claimed.end()).size() == 200);
+}
+
+TEST_CASE("store: files it cannot use give clear errors and are left alone") {
+    ci::test::TempDir dir;
+    SUBCASE("a database from a newer libci") {
+        const auto path = dir / "newer.sqlite";
+        { open(path); }
+        sqlite3* db = nullptr;
+        REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
+        REQUIRE(sqlite3_exec(db, "PRAGMA user_version=99", nullptr, nullptr, nullptr) == SQLITE_OK);
+        sqlite3_close(db);
+        auto refused = ci::store::open_sqlite(path);
+        REQUIRE_FALSE(refused.has_value());
+        CHECK(refused.error().code == ci::ErrorCode::Store);
+        CHECK(refused.error().message.find("schema version 99 is newer than this libci's 1") !=
+              std::string::npos);
+    }
+    SUBCASE("a file that is not a database") {
+        const auto path = ci::test::write_file(dir / "corrupt.sqlite",
+                                               std::string(8192, 'x') + "not sqlite at all");
+        auto refused = ci::store::open_sqlite(path);
+        REQUIRE_FALSE(refused.has_value());
+        CHECK(refused.error().message.find("corrupt.sqlite") != std::string::npos);
+        CHECK(refused.error().message.find("not a database") != std::string::npos);
+        CHECK(ci::test::read_file(path).starts_with("xxxx"));
+    }
+    SUBCASE("a database another connection has locked") {
+        const auto path = dir / "locked.sqlite";
+        { open(path); }
+        sqlite3* db = nullptr;
+        REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
+        REQUIRE(sqlite3_exec(db, "BEGIN EXCLUSIVE", nullptr, nullptr, nullptr) == SQLITE_OK);
+        ci::store::SqliteOptions options;
+        options.busy_timeout = 100ms;
+        auto store = ci::store::open_sqlite(path, options);
+        if (store) {
+            auto written = (*store)->write({ci::store::Batch{{}, {request_for("tests", "x")}}}, t0);
+            REQUIRE_FALSE(written.has_value());
+            CHECK(written.error().message.find("locked") != std::string::npos);
+        } else {
+            CHECK(store.error().message.find("locked") != std::string::npos);
+        }
+        sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
+        sqlite3_close(db);
+    }
+    SUBCASE("a database it may not write") {
+        const auto path = dir / "state-ro.sqlite";
+        { open(path); }
+        ::chmod(dir.path().c_str(), 0755);
+        ::chmod(path.c_str(), 0444);
+        const std::string said = as_unprivileged([&] {
+            auto store = ci::store::open_sqlite(path);
+            if (!store) {
+                return store.error().message;
+            }
+            auto written = (*store)->write({ci::store::Batch{{}, {request_for("t", "x")}}}, t0);
+            return written ? std::string("written") : written.error().message;
+        });
+        INFO(said);
+        CHECK(said.find("state-ro.sqlite") != std::string::npos);
+        CHECK(said.find("attempt to write a readonly database") != std::string::npos);
+        CHECK(said != "written");
+    }
+}
