@@ -3,6 +3,7 @@
 
 #include <atomic>
 #include <functional>
+#include <future>
 #include <mutex>
 #include <set>
 #include <string>
@@ -15,6 +16,9 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include <ci/config/load.h>
+#include <ci/core/clock.h>
+#include <ci/store/ingest.h>
 #include <ci/store/store.h>
 
 #include "support/require_ok.h"
@@ -281,4 +285,49 @@ TEST_CASE("store: files it cannot use give clear errors and are left alone") {
         CHECK(said.find("attempt to write a readonly database") != std::string::npos);
         CHECK(said != "written");
     }
+}
+
+TEST_CASE("ingest: events are acknowledged once on disk; waits end on their deadline") {
+    ci::test::TempDir dir;
+    auto checked = ci::config::parse_config(R"(
+slaves: {local: {local: true}}
+repositories: {app: {url: /srv/app.git}}
+builders: {tests: {repository: app, workers: [local], steps: [{name: t, run: "true"}]}}
+schedulers:
+  main: {type: branch, repository: app, builders: [tests], branches: ["*"],
+         tree_stable_timer: 0s}
+  force: {type: force, builders: [tests]}
+)",
+                                            "t.yml");
+    REQUIRE(checked.ok());
+    auto store = open(dir / "state.sqlite");
+    ci::ManualClock clock(t0);
+    auto ingestor = ci::store::Ingestor::start(*checked.config, *store, clock);
+    REQUIRE_OK(ingestor);
+
+    std::vector<std::future<ci::Result<ci::store::Receipt>>> futures;
+    for (int i = 0; i < 100; ++i) {
+        ci::sched::Change change;
+        change.repository = "app";
+        change.branch = "b" + std::to_string(i % 10);
+        change.revision = "r" + std::to_string(i);
+        futures.push_back((*ingestor)->submit(ci::sched::Push{{change}}));
+    }
+    std::set<std::int64_t> ids;
+    for (auto& future : futures) {
+        auto receipt = future.get();
+        REQUIRE_OK(receipt);
+        REQUIRE(receipt->change_ids.size() == 1);
+        ids.insert(receipt->change_ids[0]);
+    }
+    CHECK(ids.size() == 100);
+    // A zero timer: every push ended its wait at once and queued a build.
+    CHECK(store->requests(ci::store::RequestState::Pending)->size() >= 10);
+    CHECK((*store->change(*ids.begin()))->revision.starts_with("r"));
+
+    ci::sched::ForceRequest bad;
+    bad.builders = {"nope"};
+    auto refused = (*ingestor)->submit(bad).get();
+    REQUIRE_FALSE(refused.has_value());
+    CHECK(refused.error().code == ci::ErrorCode::InvalidArgument);
 }

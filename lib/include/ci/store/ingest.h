@@ -1,0 +1,61 @@
+#pragma once
+
+/// \file
+/// The durable front of the scheduler: events go in from any thread, and each is acknowledged
+/// only once the changes it carried and the scheduler's actions for it are committed to disk.
+///
+/// One writer thread takes whatever events are queued (up to `max_batch`), reserves their change
+/// ids, feeds them to the scheduler, and writes everything in one transaction (group commit):
+/// a burst of webhooks costs one fsync, not one each. The same thread wakes at the scheduler's
+/// next deadline to end tree-stable waits.
+
+#include <chrono>
+#include <cstdint>
+#include <future>
+#include <memory>
+#include <vector>
+
+#include <ci/config/config.h>
+#include <ci/core/clock.h>
+#include <ci/core/error.h>
+#include <ci/sched/scheduler.h>
+#include <ci/store/store.h>
+
+namespace ci::store {
+
+/// What an acknowledged event produced.
+struct Receipt {
+    std::vector<std::int64_t> change_ids;  ///< the event's changes, in order
+    std::vector<std::int64_t> request_ids; ///< requests its step queued (possibly for other
+                                           ///< events' waits that ended at the same time)
+};
+
+struct IngestOptions {
+    std::size_t max_batch = 4096; ///< events per transaction at most
+};
+
+class Ingestor {
+public:
+    /// Restores the scheduler built from `config` from `store`, then starts the writer thread.
+    /// `store` and `clock` must outlive the Ingestor.
+    [[nodiscard]] static Result<std::unique_ptr<Ingestor>> start(const config::Config& config,
+                                                                 Store& store,
+                                                                 const Clock& clock,
+                                                                 IngestOptions options = {});
+
+    /// Stops after writing what is queued.
+    ~Ingestor();
+    Ingestor(const Ingestor&) = delete;
+    Ingestor& operator=(const Ingestor&) = delete;
+
+    /// Queues an event. The future is ready when the event is on disk, or failed: an invalid
+    /// force request (InvalidArgument; nothing of it written) or a store failure (Store).
+    [[nodiscard]] std::future<Result<Receipt>> submit(sched::Event event);
+
+private:
+    struct Impl;
+    explicit Ingestor(std::unique_ptr<Impl> impl);
+    std::unique_ptr<Impl> impl_;
+};
+
+} // namespace ci::store

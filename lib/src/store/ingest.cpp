@@ -1,0 +1,190 @@
+#include "ci/store/ingest.h"
+
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <thread>
+#include <utility>
+
+#include <ci/core/log.h>
+
+namespace ci::store {
+
+namespace {
+
+struct Pending {
+    sched::Event event;
+    std::promise<Result<Receipt>> done;
+};
+
+} // namespace
+
+struct Ingestor::Impl {
+    config::Config config;
+    Store& store;
+    const Clock& clock;
+    IngestOptions options;
+    std::optional<sched::Scheduler> scheduler;
+
+    std::mutex mutex;
+    std::condition_variable wake;
+    std::deque<Pending> queue;
+    bool stopping = false;
+    std::thread writer;
+
+    Impl(config::Config c, Store& s, const Clock& k, IngestOptions o)
+        : config(std::move(c)), store(s), clock(k), options(o) {}
+
+    // The scheduler as the store says it is: at start, and after a failed write (whose actions
+    // the scheduler had already taken into its memory).
+    Status reload() {
+        auto fresh = sched::Scheduler::create(config);
+        if (!fresh) {
+            return fail(fresh.error());
+        }
+        auto state = store.scheduler_state();
+        if (!state) {
+            return fail(state.error());
+        }
+        fresh->restore(*state, clock.now());
+        scheduler.emplace(std::move(*fresh));
+        return {};
+    }
+
+    void run() {
+        for (;;) {
+            std::vector<Pending> taken;
+            {
+                std::unique_lock lock(mutex);
+                const auto deadline = scheduler->next_deadline();
+                const auto ready = [&] { return stopping || !queue.empty(); };
+                if (deadline) {
+                    // The scheduler's deadlines are wall-clock times; wait for them on the
+                    // steady clock so a clock step cannot stall a wait.
+                    const auto left = *deadline - clock.now();
+                    wake.wait_for(lock, std::max<std::chrono::nanoseconds>(left, {}), ready);
+                } else {
+                    wake.wait(lock, ready);
+                }
+                while (!queue.empty() && taken.size() < options.max_batch) {
+                    taken.push_back(std::move(queue.front()));
+                    queue.pop_front();
+                }
+                if (taken.empty() && stopping) {
+                    return;
+                }
+            }
+            process(taken);
+        }
+    }
+
+    void process(std::vector<Pending>& taken) {
+        const auto now = clock.now();
+        std::size_t change_count = 0;
+        for (const auto& item : taken) {
+            if (const auto* push = std::get_if<sched::Push>(&item.event)) {
+                change_count += push->changes.size();
+            }
+        }
+        std::vector<std::int64_t> ids;
+        if (change_count > 0) {
+            auto reserved = store.reserve_change_ids(change_count);
+            if (!reserved) {
+                fail_all(taken, reserved.error());
+                return;
+            }
+            ids = std::move(*reserved);
+        }
+        std::vector<Batch> batches;
+        std::vector<std::optional<Error>> refused(taken.size());
+        std::vector<Receipt> receipts(taken.size());
+        std::size_t next_id = 0;
+        for (std::size_t i = 0; i < taken.size(); ++i) {
+            Batch batch;
+            if (auto* push = std::get_if<sched::Push>(&taken[i].event)) {
+                for (auto& change : push->changes) {
+                    change.id = ids[next_id++];
+                    receipts[i].change_ids.push_back(change.id);
+                }
+                batch.changes = push->changes;
+            }
+            auto actions = scheduler->handle(taken[i].event, now);
+            if (!actions) {
+                refused[i] = actions.error();
+                continue;
+            }
+            batch.actions = std::move(*actions);
+            batches.push_back(std::move(batch));
+        }
+        if (taken.empty()) {
+            // Woken by a deadline: let the scheduler end the waits that are due.
+            auto actions = scheduler->handle(sched::Tick{}, now);
+            if (actions && !actions->empty()) {
+                batches.push_back(Batch{{}, std::move(*actions)});
+            }
+        }
+        if (batches.empty() && taken.empty()) {
+            return;
+        }
+        auto written = store.write(batches, now);
+        if (!written) {
+            log::error("ingest: {}", written.error().message);
+            fail_all(taken, written.error());
+            if (auto status = reload(); !status) {
+                log::error("ingest: reloading the scheduler: {}", status.error().message);
+            }
+            return;
+        }
+        for (std::size_t i = 0; i < taken.size(); ++i) {
+            if (refused[i]) {
+                taken[i].done.set_value(fail(*refused[i]));
+                continue;
+            }
+            receipts[i].request_ids = written->request_ids;
+            taken[i].done.set_value(std::move(receipts[i]));
+        }
+    }
+
+    static void fail_all(std::vector<Pending>& taken, const Error& error) {
+        for (auto& item : taken) {
+            item.done.set_value(fail(error));
+        }
+    }
+};
+
+Ingestor::Ingestor(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Result<std::unique_ptr<Ingestor>> Ingestor::start(const config::Config& config,
+                                                  Store& store,
+                                                  const Clock& clock,
+                                                  IngestOptions options) {
+    auto impl = std::make_unique<Impl>(config, store, clock, options);
+    if (auto status = impl->reload(); !status) {
+        return fail(status.error());
+    }
+    Impl* raw = impl.get();
+    raw->writer = std::thread([raw] { raw->run(); });
+    return std::unique_ptr<Ingestor>(new Ingestor(std::move(impl)));
+}
+
+Ingestor::~Ingestor() {
+    {
+        const std::lock_guard lock(impl_->mutex);
+        impl_->stopping = true;
+    }
+    impl_->wake.notify_all();
+    impl_->writer.join();
+}
+
+std::future<Result<Receipt>> Ingestor::submit(sched::Event event) {
+    Pending pending{std::move(event), {}};
+    auto future = pending.done.get_future();
+    {
+        const std::lock_guard lock(impl_->mutex);
+        impl_->queue.push_back(std::move(pending));
+    }
+    impl_->wake.notify_one();
+    return future;
+}
+
+} // namespace ci::store
