@@ -1,9 +1,11 @@
 // The SQLite store. Only this folder includes <sqlite3.h>.
 
+#include <cstring>
 #include <mutex>
 #include <string>
 #include <utility>
 #include <vector>
+#include <zlib.h>
 
 #include <fmt/format.h>
 #include <rapidjson/document.h>
@@ -140,6 +142,39 @@ std::map<std::string, std::string> map_from_json(const std::string& text) {
     return out;
 }
 
+// Logs compress about tenfold; zlib at its fastest level keeps ingest cheap.
+std::string compress_text(std::string_view text) {
+    uLongf size = compressBound(static_cast<uLong>(text.size()));
+    std::string out(size, '\0');
+    compress2(reinterpret_cast<Bytef*>(out.data()),
+              &size,
+              reinterpret_cast<const Bytef*>(text.data()),
+              static_cast<uLong>(text.size()),
+              1);
+    out.resize(size);
+    // The original size first, so that decompressing needs no guessing.
+    const auto original = static_cast<std::uint32_t>(text.size());
+    return std::string(reinterpret_cast<const char*>(&original), sizeof original) + out;
+}
+
+std::optional<std::string> decompress_text(const std::string& stored) {
+    std::uint32_t original = 0;
+    if (stored.size() < sizeof original) {
+        return std::nullopt;
+    }
+    std::memcpy(&original, stored.data(), sizeof original);
+    std::string out(original, '\0');
+    uLongf size = original;
+    if (uncompress(reinterpret_cast<Bytef*>(out.data()),
+                   &size,
+                   reinterpret_cast<const Bytef*>(stored.data() + sizeof original),
+                   static_cast<uLong>(stored.size() - sizeof original)) != Z_OK ||
+        size != original) {
+        return std::nullopt;
+    }
+    return out;
+}
+
 const char* state_name(RequestState state) {
     switch (state) {
     case RequestState::Pending:
@@ -190,6 +225,27 @@ public:
     Statement& bind_null(int index) {
         sqlite3_bind_null(statement_, index);
         return *this;
+    }
+    Statement& bind(int index, std::optional<WallTime> value) {
+        return value ? bind(index, to_ms(*value)) : bind_null(index);
+    }
+    Statement& bind(int index, std::optional<int> value) {
+        return value ? bind(index, static_cast<std::int64_t>(*value)) : bind_null(index);
+    }
+    Statement& bind_blob(int index, const std::string& value) {
+        sqlite3_bind_blob(
+            statement_, index, value.data(), static_cast<int>(value.size()), SQLITE_TRANSIENT);
+        return *this;
+    }
+    [[nodiscard]] std::optional<WallTime> time(int column) const {
+        return is_null(column) ? std::nullopt : std::optional<WallTime>(from_ms(integer(column)));
+    }
+    [[nodiscard]] std::string blob(int column) const {
+        const auto* data = static_cast<const char*>(sqlite3_column_blob(statement_, column));
+        return data == nullptr
+                   ? std::string()
+                   : std::string(
+                         data, static_cast<std::size_t>(sqlite3_column_bytes(statement_, column)));
     }
     /// SQLITE_ROW, SQLITE_DONE or an error code.
     int step() { return sqlite3_step(statement_); }
@@ -451,6 +507,225 @@ public:
             return error(fmt::format("cancel build request {}", request));
         }
         return sqlite3_changes(db_) == 1;
+    }
+
+    Result<std::int64_t> start_build(std::int64_t request,
+                                     const std::string& builder,
+                                     const std::string& worker,
+                                     WallTime now) override {
+        const std::lock_guard lock(mutex_);
+        Statement statement(db_,
+                            "INSERT INTO builds (request_id, builder, worker, started_ms) "
+                            "VALUES (?1, ?2, ?3, ?4)");
+        statement.bind(1, request).bind(2, builder).bind(3, worker).bind(4, to_ms(now));
+        if (statement.step() != SQLITE_DONE) {
+            return error(fmt::format("start a build of request {}", request));
+        }
+        return sqlite3_last_insert_rowid(db_);
+    }
+
+    Status update_build(const Build& build) override {
+        const std::lock_guard lock(mutex_);
+        Statement statement(db_,
+                            "UPDATE builds SET finished_ms = ?2, result = ?3, branch_tip = "
+                            "?4, target_tip = ?5, merge_commit = ?6 WHERE id = ?1");
+        statement.bind(1, build.id)
+            .bind(2, build.finished)
+            .bind(3, build.result)
+            .bind(4, build.branch_tip)
+            .bind(5, build.target_tip)
+            .bind(6, build.merge_commit);
+        if (statement.step() != SQLITE_DONE) {
+            return fail(error(fmt::format("update build {}", build.id)).error());
+        }
+        if (sqlite3_changes(db_) != 1) {
+            return fail(ErrorCode::NotFound, fmt::format("{}: no build {}", path_, build.id));
+        }
+        return {};
+    }
+
+    Result<std::optional<Build>> build(std::int64_t id) override {
+        const std::lock_guard lock(mutex_);
+        Statement statement(db_,
+                            "SELECT request_id, builder, worker, started_ms, finished_ms, "
+                            "result, branch_tip, target_tip, merge_commit FROM builds WHERE "
+                            "id = ?1");
+        statement.bind(1, id);
+        const int code = statement.step();
+        if (code == SQLITE_DONE) {
+            return std::optional<Build>();
+        }
+        if (code != SQLITE_ROW) {
+            return error(fmt::format("read build {}", id));
+        }
+        return std::optional<Build>(Build{id,
+                                          statement.integer(0),
+                                          statement.text(1),
+                                          statement.text(2),
+                                          from_ms(statement.integer(3)),
+                                          statement.time(4),
+                                          statement.text(5),
+                                          statement.text(6),
+                                          statement.text(7),
+                                          statement.text(8)});
+    }
+
+    Status save_step(const Step& step) override {
+        const std::lock_guard lock(mutex_);
+        Statement statement(db_,
+                            "INSERT OR REPLACE INTO steps VALUES (?1, ?2, ?3, ?4, ?5, ?6, "
+                            "?7)");
+        statement.bind(1, step.build_id)
+            .bind(2, static_cast<std::int64_t>(step.number))
+            .bind(3, step.name)
+            .bind(4, step.started)
+            .bind(5, step.finished)
+            .bind(6, step.result)
+            .bind(7, step.exit_code);
+        if (statement.step() != SQLITE_DONE) {
+            return fail(
+                error(fmt::format("save step {} of build {}", step.number, step.build_id)).error());
+        }
+        return {};
+    }
+
+    Result<std::vector<Step>> steps(std::int64_t build) override {
+        const std::lock_guard lock(mutex_);
+        Statement statement(db_,
+                            "SELECT number, name, started_ms, finished_ms, result, exit_code "
+                            "FROM steps WHERE build_id = ?1 ORDER BY number");
+        statement.bind(1, build);
+        std::vector<Step> out;
+        int code = SQLITE_OK;
+        while ((code = statement.step()) == SQLITE_ROW) {
+            out.push_back(Step{build,
+                               static_cast<int>(statement.integer(0)),
+                               statement.text(1),
+                               statement.time(2),
+                               statement.time(3),
+                               statement.text(4),
+                               statement.is_null(5)
+                                   ? std::nullopt
+                                   : std::optional<int>(static_cast<int>(statement.integer(5)))});
+        }
+        if (code != SQLITE_DONE) {
+            return error(fmt::format("read steps of build {}", build));
+        }
+        return out;
+    }
+
+    Status append_log(std::int64_t build,
+                      int step,
+                      std::int64_t sequence,
+                      std::string_view text) override {
+        const std::lock_guard lock(mutex_);
+        // INSERT OR IGNORE: a chunk sent again after a reconnection is stored once.
+        Statement statement(db_, "INSERT OR IGNORE INTO log_chunks VALUES (?1, ?2, ?3, ?4)");
+        statement.bind(1, build)
+            .bind(2, static_cast<std::int64_t>(step))
+            .bind(3, sequence)
+            .bind_blob(4, compress_text(text));
+        if (statement.step() != SQLITE_DONE) {
+            return fail(
+                error(fmt::format("store log chunk {} of build {} step {}", sequence, build, step))
+                    .error());
+        }
+        return {};
+    }
+
+    Result<std::string> log(std::int64_t build, int step, std::int64_t from) override {
+        const std::lock_guard lock(mutex_);
+        Statement statement(db_,
+                            "SELECT sequence, compressed FROM log_chunks WHERE build_id = "
+                            "?1 AND step = ?2 AND sequence >= ?3 ORDER BY sequence");
+        statement.bind(1, build).bind(2, static_cast<std::int64_t>(step)).bind(3, from);
+        std::string out;
+        int code = SQLITE_OK;
+        while ((code = statement.step()) == SQLITE_ROW) {
+            auto text = decompress_text(statement.blob(1));
+            if (!text) {
+                return fail(ErrorCode::Store,
+                            fmt::format("{}: log chunk {} of build {} step {} is corrupt",
+                                        path_,
+                                        statement.integer(0),
+                                        build,
+                                        step));
+            }
+            out += *text;
+        }
+        if (code != SQLITE_DONE) {
+            return error(fmt::format("read the log of build {} step {}", build, step));
+        }
+        return out;
+    }
+
+    Status save_worker(const WorkerRecord& worker) override {
+        const std::lock_guard lock(mutex_);
+        Statement statement(db_, "INSERT OR REPLACE INTO workers VALUES (?1, ?2, ?3, ?4)");
+        statement.bind(1, worker.name)
+            .bind(2, worker.worker_class)
+            .bind(3, worker.state)
+            .bind(4, worker.last_seen);
+        if (statement.step() != SQLITE_DONE) {
+            return fail(error(fmt::format("save worker {}", worker.name)).error());
+        }
+        return {};
+    }
+
+    Result<std::vector<WorkerRecord>> workers() override {
+        const std::lock_guard lock(mutex_);
+        Statement statement(db_,
+                            "SELECT name, class, state, last_seen_ms FROM workers ORDER BY "
+                            "name");
+        std::vector<WorkerRecord> out;
+        int code = SQLITE_OK;
+        while ((code = statement.step()) == SQLITE_ROW) {
+            out.push_back(WorkerRecord{
+                statement.text(0), statement.text(1), statement.text(2), statement.time(3)});
+        }
+        if (code != SQLITE_DONE) {
+            return error("read workers");
+        }
+        return out;
+    }
+
+    Status save_instance(const LatentInstance& instance) override {
+        const std::lock_guard lock(mutex_);
+        Statement statement(db_,
+                            "INSERT OR REPLACE INTO latent_instances VALUES (?1, ?2, ?3, ?4, "
+                            "?5, ?6)");
+        statement.bind(1, instance.instance_id)
+            .bind(2, instance.worker_class)
+            .bind(3, instance.client_token)
+            .bind(4, instance.state)
+            .bind(5, to_ms(instance.launched))
+            .bind(6, instance.terminated);
+        if (statement.step() != SQLITE_DONE) {
+            return fail(error(fmt::format("save instance {}", instance.instance_id)).error());
+        }
+        return {};
+    }
+
+    Result<std::vector<LatentInstance>> live_instances() override {
+        const std::lock_guard lock(mutex_);
+        Statement statement(db_,
+                            "SELECT instance_id, class, client_token, state, launched_ms, "
+                            "terminated_ms FROM latent_instances WHERE state != "
+                            "'terminated' ORDER BY launched_ms, instance_id");
+        std::vector<LatentInstance> out;
+        int code = SQLITE_OK;
+        while ((code = statement.step()) == SQLITE_ROW) {
+            out.push_back(LatentInstance{statement.text(0),
+                                         statement.text(1),
+                                         statement.text(2),
+                                         statement.text(3),
+                                         from_ms(statement.integer(4)),
+                                         statement.time(5)});
+        }
+        if (code != SQLITE_DONE) {
+            return error("read latent instances");
+        }
+        return out;
     }
 
 private:

@@ -331,3 +331,81 @@ schedulers:
     REQUIRE_FALSE(refused.has_value());
     CHECK(refused.error().code == ci::ErrorCode::InvalidArgument);
 }
+
+TEST_CASE("store: builds, steps, compressed logs, workers and latent instances") {
+    ci::test::TempDir dir;
+    const auto path = dir / "state.sqlite";
+    std::int64_t build_id = 0;
+    std::string log_text;
+    {
+        auto store = open(path);
+        REQUIRE_OK(store->write({ci::store::Batch{{}, {request_for("tests", "abc")}}}, t0));
+        auto request = store->claim({"tests"}, "master");
+        REQUIRE_OK(request);
+        auto started = store->start_build((*request)->id, "tests", "local/0", t0);
+        REQUIRE_OK(started);
+        build_id = *started;
+
+        ci::store::Step step{build_id, 0, "checkout", t0, std::nullopt, "", std::nullopt};
+        REQUIRE_OK(store->save_step(step));
+        step.finished = t0 + 3s;
+        step.result = "success";
+        step.exit_code = 0;
+        REQUIRE_OK(store->save_step(step)); // an update, not a second step
+        REQUIRE_OK(store->save_step({build_id, 1, "test", t0 + 3s, std::nullopt, "", {}}));
+
+        // Chunks arrive in order, one twice (a worker that reconnected).
+        for (int i = 0; i < 50; ++i) {
+            const std::string line =
+                "line " + std::to_string(i) + " " + std::string(100, '.') + "\n";
+            log_text += line;
+            REQUIRE_OK(store->append_log(build_id, 1, i, line));
+        }
+        REQUIRE_OK(store->append_log(build_id, 1, 7, "a duplicate that must not appear\n"));
+
+        ci::store::Build finished = **store->build(build_id);
+        finished.finished = t0 + 60s;
+        finished.result = "failure";
+        finished.branch_tip = "b1";
+        finished.target_tip = "t1";
+        finished.merge_commit = "m1";
+        REQUIRE_OK(store->update_build(finished));
+        ci::store::Build missing;
+        missing.id = 999;
+        CHECK(store->update_build(missing).error().code == ci::ErrorCode::NotFound);
+
+        REQUIRE_OK(store->save_worker({"local/0", "local", "idle", t0}));
+        REQUIRE_OK(store->save_instance({"i-1", "aws/centos-7", "tok-1", "running", t0, {}}));
+        REQUIRE_OK(store->save_instance({"i-2", "aws/centos-7", "tok-2", "terminated", t0, t0}));
+    }
+    auto store = open(path);
+    auto build = store->build(build_id);
+    REQUIRE_OK(build);
+    REQUIRE(build->has_value());
+    CHECK((*build)->worker == "local/0");
+    CHECK((*build)->result == "failure");
+    CHECK((*build)->finished == t0 + 60s);
+    CHECK((*build)->merge_commit == "m1");
+    auto steps = store->steps(build_id);
+    REQUIRE_OK(steps);
+    REQUIRE(steps->size() == 2);
+    CHECK((*steps)[0].exit_code == 0);
+    CHECK((*steps)[0].finished == t0 + 3s);
+    CHECK_FALSE((*steps)[1].exit_code.has_value());
+
+    auto log = store->log(build_id, 1);
+    REQUIRE_OK(log);
+    CHECK(*log == log_text);
+    auto tail = store->log(build_id, 1, 48);
+    REQUIRE_OK(tail);
+    CHECK(tail->starts_with("line 48 "));
+    CHECK(store->log(build_id, 5)->empty());
+
+    CHECK(*store->workers() ==
+          std::vector<ci::store::WorkerRecord>{{"local/0", "local", "idle", t0}});
+    auto live = store->live_instances();
+    REQUIRE_OK(live);
+    REQUIRE(live->size() == 1);
+    CHECK((*live)[0].instance_id == "i-1");
+    CHECK((*live)[0].client_token == "tok-1");
+}

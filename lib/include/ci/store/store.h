@@ -17,6 +17,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <ci/core/error.h>
@@ -45,6 +46,54 @@ struct BuildRequest {
     WallTime submitted{};
     std::string claimed_by; ///< the dispatcher that claimed it
     friend bool operator==(const BuildRequest&, const BuildRequest&) = default;
+};
+
+/// A build: a request a worker ran (or runs).
+struct Build {
+    std::int64_t id = 0;
+    std::int64_t request_id = 0;
+    std::string builder;
+    std::string worker;
+    WallTime started{};
+    std::optional<WallTime> finished;
+    std::string result;     ///< empty while it runs; "success", "failure", "retry", ...
+    std::string branch_tip; ///< what the merge-forward checkout recorded
+    std::string target_tip;
+    std::string merge_commit;
+    friend bool operator==(const Build&, const Build&) = default;
+};
+
+/// One step of a build.
+struct Step {
+    std::int64_t build_id = 0;
+    int number = 0;
+    std::string name;
+    std::optional<WallTime> started;
+    std::optional<WallTime> finished;
+    std::string result;
+    std::optional<int> exit_code;
+    friend bool operator==(const Step&, const Step&) = default;
+};
+
+/// A worker the master knows.
+struct WorkerRecord {
+    std::string name;
+    std::string worker_class;
+    std::string state; ///< "connected", "idle", "lost", ...
+    std::optional<WallTime> last_seen;
+    friend bool operator==(const WorkerRecord&, const WorkerRecord&) = default;
+};
+
+/// An EC2 instance the master launched: stored before it is needed, so that a restarted master
+/// finds and reconciles it.
+struct LatentInstance {
+    std::string instance_id;
+    std::string worker_class;
+    std::string client_token;
+    std::string state; ///< "launching", "running", "terminating", "terminated"
+    WallTime launched{};
+    std::optional<WallTime> terminated;
+    friend bool operator==(const LatentInstance&, const LatentInstance&) = default;
 };
 
 /// What one scheduler step writes: new changes and the actions the scheduler returned for them.
@@ -92,6 +141,36 @@ public:
 
     /// Cancels a pending request; false when it was not pending.
     [[nodiscard]] virtual Result<bool> cancel(std::int64_t request) = 0;
+
+    /// Records that `worker` started a build of a claimed request; returns the build id.
+    [[nodiscard]] virtual Result<std::int64_t> start_build(std::int64_t request,
+                                                           const std::string& builder,
+                                                           const std::string& worker,
+                                                           WallTime now) = 0;
+    /// Stores a build's checkout (tips, merge) or its end (finished and result).
+    [[nodiscard]] virtual Status update_build(const Build& build) = 0;
+    [[nodiscard]] virtual Result<std::optional<Build>> build(std::int64_t id) = 0;
+
+    /// Creates or updates a step (by build id and number).
+    [[nodiscard]] virtual Status save_step(const Step& step) = 0;
+    [[nodiscard]] virtual Result<std::vector<Step>> steps(std::int64_t build) = 0;
+
+    /// Stores chunk `sequence` of a step's log, compressed. Idempotent: a chunk sent twice (a
+    /// worker that reconnected) is stored once.
+    [[nodiscard]] virtual Status
+    append_log(std::int64_t build, int step, std::int64_t sequence, std::string_view text) = 0;
+    /// A step's log from chunk `from` on, in order, decompressed.
+    [[nodiscard]] virtual Result<std::string>
+    log(std::int64_t build, int step, std::int64_t from = 0) = 0;
+
+    /// Creates or updates a worker (by name).
+    [[nodiscard]] virtual Status save_worker(const WorkerRecord& worker) = 0;
+    [[nodiscard]] virtual Result<std::vector<WorkerRecord>> workers() = 0;
+
+    /// Creates or updates a latent instance (by instance id).
+    [[nodiscard]] virtual Status save_instance(const LatentInstance& instance) = 0;
+    /// Instances not yet terminated.
+    [[nodiscard]] virtual Result<std::vector<LatentInstance>> live_instances() = 0;
 };
 
 /// How a SQLite store is opened.
