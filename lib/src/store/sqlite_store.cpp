@@ -423,21 +423,13 @@ public:
 
     Result<std::vector<BuildRequest>> requests(RequestState state) override {
         const std::lock_guard lock(mutex_);
-        Statement statement(db_,
-                            "SELECT id, scheduler, builder, repository, branch, revision, "
-                            "change_ids, reason, properties, collapsible, state, "
-                            "submitted_ms, claimed_by FROM build_requests WHERE state = ?1 "
-                            "ORDER BY id");
-        statement.bind(1, std::string(state_name(state)));
-        std::vector<BuildRequest> out;
-        int code = SQLITE_OK;
-        while ((code = statement.step()) == SQLITE_ROW) {
-            out.push_back(read_request(statement));
-        }
-        if (code != SQLITE_DONE) {
-            return error("read build requests");
-        }
-        return out;
+        return rows<BuildRequest>(
+            "SELECT id, scheduler, builder, repository, branch, revision, change_ids, reason, "
+            "properties, collapsible, state, submitted_ms, claimed_by FROM build_requests WHERE "
+            "state = ?1 ORDER BY id",
+            [&](Statement& s) { s.bind(1, std::string(state_name(state))); },
+            [&](const Statement& row) { return read_request(row); },
+            "read build requests");
     }
 
     Result<std::optional<BuildRequest>> claim(const std::vector<std::string>& builders,
@@ -591,27 +583,21 @@ public:
 
     Result<std::vector<Step>> steps(std::int64_t build) override {
         const std::lock_guard lock(mutex_);
-        Statement statement(db_,
-                            "SELECT number, name, started_ms, finished_ms, result, exit_code "
-                            "FROM steps WHERE build_id = ?1 ORDER BY number");
-        statement.bind(1, build);
-        std::vector<Step> out;
-        int code = SQLITE_OK;
-        while ((code = statement.step()) == SQLITE_ROW) {
-            out.push_back(Step{build,
-                               static_cast<int>(statement.integer(0)),
-                               statement.text(1),
-                               statement.time(2),
-                               statement.time(3),
-                               statement.text(4),
-                               statement.is_null(5)
-                                   ? std::nullopt
-                                   : std::optional<int>(static_cast<int>(statement.integer(5)))});
-        }
-        if (code != SQLITE_DONE) {
-            return error(fmt::format("read steps of build {}", build));
-        }
-        return out;
+        return rows<Step>(
+            "SELECT number, name, started_ms, finished_ms, result, exit_code FROM steps WHERE "
+            "build_id = ?1 ORDER BY number",
+            [&](Statement& s) { s.bind(1, build); },
+            [&](const Statement& row) {
+                return Step{build,
+                            static_cast<int>(row.integer(0)),
+                            row.text(1),
+                            row.time(2),
+                            row.time(3),
+                            row.text(4),
+                            row.is_null(5) ? std::nullopt
+                                           : std::optional<int>(static_cast<int>(row.integer(5)))};
+            },
+            fmt::format("read steps of build {}", build));
     }
 
     Status append_log(std::int64_t build,
@@ -674,19 +660,13 @@ public:
 
     Result<std::vector<WorkerRecord>> workers() override {
         const std::lock_guard lock(mutex_);
-        Statement statement(db_,
-                            "SELECT name, class, state, last_seen_ms FROM workers ORDER BY "
-                            "name");
-        std::vector<WorkerRecord> out;
-        int code = SQLITE_OK;
-        while ((code = statement.step()) == SQLITE_ROW) {
-            out.push_back(WorkerRecord{
-                statement.text(0), statement.text(1), statement.text(2), statement.time(3)});
-        }
-        if (code != SQLITE_DONE) {
-            return error("read workers");
-        }
-        return out;
+        return rows<WorkerRecord>(
+            "SELECT name, class, state, last_seen_ms FROM workers ORDER BY name",
+            [](Statement&) {},
+            [](const Statement& row) {
+                return WorkerRecord{row.text(0), row.text(1), row.text(2), row.time(3)};
+            },
+            "read workers");
     }
 
     Status save_instance(const LatentInstance& instance) override {
@@ -708,27 +688,41 @@ public:
 
     Result<std::vector<LatentInstance>> live_instances() override {
         const std::lock_guard lock(mutex_);
-        Statement statement(db_,
-                            "SELECT instance_id, class, client_token, state, launched_ms, "
-                            "terminated_ms FROM latent_instances WHERE state != "
-                            "'terminated' ORDER BY launched_ms, instance_id");
-        std::vector<LatentInstance> out;
+        return rows<LatentInstance>(
+            "SELECT instance_id, class, client_token, state, launched_ms, terminated_ms FROM "
+            "latent_instances WHERE state != 'terminated' ORDER BY launched_ms, instance_id",
+            [](Statement&) {},
+            [](const Statement& row) {
+                return LatentInstance{row.text(0),
+                                      row.text(1),
+                                      row.text(2),
+                                      row.text(3),
+                                      from_ms(row.integer(4)),
+                                      row.time(5)};
+            },
+            "read latent instances");
+    }
+
+private:
+    // Runs a query: `bind` sets its parameters, `read` makes a T of each row.
+    template <class T, class Bind, class Read>
+    Result<std::vector<T>> rows(const char* sql, Bind bind, Read read, std::string_view what) {
+        Statement statement(db_, sql);
+        if (statement.prepared() != SQLITE_OK) {
+            return error(what);
+        }
+        bind(statement);
+        std::vector<T> out;
         int code = SQLITE_OK;
         while ((code = statement.step()) == SQLITE_ROW) {
-            out.push_back(LatentInstance{statement.text(0),
-                                         statement.text(1),
-                                         statement.text(2),
-                                         statement.text(3),
-                                         from_ms(statement.integer(4)),
-                                         statement.time(5)});
+            out.push_back(read(statement));
         }
         if (code != SQLITE_DONE) {
-            return error("read latent instances");
+            return error(what);
         }
         return out;
     }
 
-private:
     std::unexpected<Error> error(std::string_view what) const {
         return fail(ErrorCode::Store,
                     fmt::format("{}: {}: {}", path_, what, sqlite3_errmsg(db_)),
