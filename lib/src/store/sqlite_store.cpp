@@ -1,5 +1,6 @@
 // The SQLite store. Only this folder includes <sqlite3.h>.
 
+#include <algorithm>
 #include <cstring>
 #include <mutex>
 #include <string>
@@ -59,7 +60,16 @@ CREATE TABLE latent_instances (
     instance_id TEXT PRIMARY KEY, class TEXT NOT NULL, client_token TEXT NOT NULL,
     state TEXT NOT NULL, launched_ms INTEGER NOT NULL, terminated_ms INTEGER);
 )sql",
+    // 1 -> 2: collapsed requests record the request that builds them.
+    R"sql(
+ALTER TABLE build_requests ADD COLUMN collapsed_into INTEGER;
+)sql",
 };
+
+// The columns read_request() reads, in its order.
+constexpr const char* request_columns =
+    "id, scheduler, builder, repository, branch, revision, change_ids, reason, properties, "
+    "collapsible, state, submitted_ms, claimed_by, collapsed_into";
 
 std::int64_t to_ms(WallTime time) {
     return std::chrono::duration_cast<std::chrono::milliseconds>(time.time_since_epoch()).count();
@@ -185,6 +195,8 @@ const char* state_name(RequestState state) {
         return "completed";
     case RequestState::Cancelled:
         return "cancelled";
+    case RequestState::Collapsed:
+        return "collapsed";
     }
     return "pending";
 }
@@ -198,6 +210,9 @@ RequestState state_from(std::string_view name) {
     }
     if (name == "cancelled") {
         return RequestState::Cancelled;
+    }
+    if (name == "collapsed") {
+        return RequestState::Collapsed;
     }
     return RequestState::Pending;
 }
@@ -423,10 +438,10 @@ public:
 
     Result<std::vector<BuildRequest>> requests(RequestState state) override {
         const std::lock_guard lock(mutex_);
+        const std::string sql = fmt::format(
+            "SELECT {} FROM build_requests WHERE state = ?1 ORDER BY id", request_columns);
         return rows<BuildRequest>(
-            "SELECT id, scheduler, builder, repository, branch, revision, change_ids, reason, "
-            "properties, collapsible, state, submitted_ms, claimed_by FROM build_requests WHERE "
-            "state = ?1 ORDER BY id",
+            sql.c_str(),
             [&](Statement& s) { s.bind(1, std::string(state_name(state))); },
             [&](const Statement& row) { return read_request(row); },
             "read build requests");
@@ -438,38 +453,21 @@ public:
         if (builders.empty()) {
             return std::optional<BuildRequest>();
         }
-        // One statement: SQLite runs it atomically, whoever else writes to the file.
-        std::string placeholders;
-        for (std::size_t i = 0; i < builders.size(); ++i) {
-            placeholders += i == 0 ? "?" : ", ?";
-            placeholders += std::to_string(i + 2);
+        // One write transaction: whoever else uses the file, the choice and the claim happen
+        // together.
+        if (auto status = execute("BEGIN IMMEDIATE", "claim a build request"); !status) {
+            return fail(status.error());
         }
-        const std::string sql = fmt::format(
-            "UPDATE build_requests SET state = 'claimed', claimed_by = ?1 WHERE id = (SELECT id "
-            "FROM build_requests WHERE state = 'pending' AND builder IN ({}) ORDER BY id LIMIT 1) "
-            "RETURNING id, scheduler, builder, repository, branch, revision, change_ids, reason, "
-            "properties, collapsible, state, submitted_ms, claimed_by",
-            placeholders);
-        Statement statement(db_, sql.c_str());
-        if (statement.prepared() != SQLITE_OK) {
-            return error("claim a build request");
+        auto claimed = claim_locked(builders, dispatcher);
+        if (!claimed) {
+            (void)execute("ROLLBACK", "roll back");
+            return claimed;
         }
-        statement.bind(1, dispatcher);
-        for (std::size_t i = 0; i < builders.size(); ++i) {
-            statement.bind(static_cast<int>(i + 2), builders[i]);
+        if (auto status = execute("COMMIT", "claim a build request"); !status) {
+            (void)execute("ROLLBACK", "roll back");
+            return fail(status.error());
         }
-        const int code = statement.step();
-        if (code == SQLITE_DONE) {
-            return std::optional<BuildRequest>();
-        }
-        if (code != SQLITE_ROW) {
-            return error("claim a build request");
-        }
-        auto request = read_request(statement);
-        if (statement.step() != SQLITE_DONE) {
-            return error("claim a build request");
-        }
-        return std::optional<BuildRequest>(std::move(request));
+        return claimed;
     }
 
     Status finish(std::int64_t request, RequestState state) override {
@@ -704,6 +702,90 @@ public:
     }
 
 private:
+    Result<std::optional<BuildRequest>> claim_locked(const std::vector<std::string>& builders,
+                                                     const std::string& dispatcher) {
+        std::string placeholders;
+        for (std::size_t i = 0; i < builders.size(); ++i) {
+            placeholders += fmt::format("{}?{}", i == 0 ? "" : ", ", i + 1);
+        }
+        const std::string oldest_sql = fmt::format(
+            "SELECT {} FROM build_requests WHERE state = 'pending' AND builder IN ({}) ORDER BY "
+            "id LIMIT 1",
+            request_columns,
+            placeholders);
+        auto oldest = rows<BuildRequest>(
+            oldest_sql.c_str(),
+            [&](Statement& s) {
+                for (std::size_t i = 0; i < builders.size(); ++i) {
+                    s.bind(static_cast<int>(i + 1), builders[i]);
+                }
+            },
+            [&](const Statement& row) { return read_request(row); },
+            "claim a build request");
+        if (!oldest) {
+            return fail(oldest.error());
+        }
+        if (oldest->empty()) {
+            return std::optional<BuildRequest>();
+        }
+        BuildRequest chosen = oldest->front();
+        if (chosen.request.collapsible) {
+            auto group = rows<BuildRequest>(
+                fmt::format("SELECT {} FROM build_requests WHERE state = 'pending' AND "
+                            "collapsible = 1 AND builder = ?1 AND repository = ?2 AND branch = ?3 "
+                            "ORDER BY id",
+                            request_columns)
+                    .c_str(),
+                [&](Statement& s) {
+                    s.bind(1, chosen.request.builder)
+                        .bind(2, chosen.request.repository)
+                        .bind(3, chosen.request.branch);
+                },
+                [&](const Statement& row) { return read_request(row); },
+                "collapse build requests");
+            if (!group) {
+                return fail(group.error());
+            }
+            // The newest request builds; it covers every change of the ones merged into it.
+            chosen = group->back();
+            std::vector<std::int64_t> changes;
+            for (const auto& member : *group) {
+                changes.insert(changes.end(),
+                               member.request.change_ids.begin(),
+                               member.request.change_ids.end());
+            }
+            std::ranges::sort(changes);
+            const auto [first, last] = std::ranges::unique(changes);
+            changes.erase(first, last);
+            Statement merge(db_,
+                            "UPDATE build_requests SET state = 'collapsed', collapsed_into = "
+                            "?2 WHERE id = ?1");
+            for (std::size_t i = 0; i + 1 < group->size(); ++i) {
+                merge.bind(1, (*group)[i].id).bind(2, chosen.id);
+                if (merge.step() != SQLITE_DONE) {
+                    return error("collapse build requests");
+                }
+                merge.reset();
+            }
+            Statement cover(db_, "UPDATE build_requests SET change_ids = ?2 WHERE id = ?1");
+            cover.bind(1, chosen.id).bind(2, join_ids(changes));
+            if (cover.step() != SQLITE_DONE) {
+                return error("collapse build requests");
+            }
+            chosen.request.change_ids = changes;
+        }
+        Statement claim(db_,
+                        "UPDATE build_requests SET state = 'claimed', claimed_by = ?2 WHERE "
+                        "id = ?1 AND state = 'pending'");
+        claim.bind(1, chosen.id).bind(2, dispatcher);
+        if (claim.step() != SQLITE_DONE || sqlite3_changes(db_) != 1) {
+            return error("claim a build request");
+        }
+        chosen.state = RequestState::Claimed;
+        chosen.claimed_by = dispatcher;
+        return std::optional<BuildRequest>(std::move(chosen));
+    }
+
     // Runs a query: `bind` sets its parameters, `read` makes a T of each row.
     template <class T, class Bind, class Read>
     Result<std::vector<T>> rows(const char* sql, Bind bind, Read read, std::string_view what) {
@@ -765,6 +847,9 @@ private:
         out.state = state_from(row.text(10));
         out.submitted = from_ms(row.integer(11));
         out.claimed_by = row.text(12);
+        if (!row.is_null(13)) {
+            out.collapsed_into = row.integer(13);
+        }
         return out;
     }
 

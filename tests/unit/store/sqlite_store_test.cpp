@@ -35,7 +35,8 @@ std::unique_ptr<ci::store::Store> open(const std::filesystem::path& path) {
     return std::move(*store);
 }
 
-ci::sched::RequestBuild request_for(const std::string& builder, const std::string& revision) {
+ci::sched::RequestBuild
+request_for(const std::string& builder, const std::string& revision, bool collapsible = false) {
     ci::sched::RequestBuild build;
     build.scheduler = "main";
     build.builder = builder;
@@ -45,7 +46,7 @@ ci::sched::RequestBuild request_for(const std::string& builder, const std::strin
     build.change_ids = {1, 2};
     build.reason = "branch master changed (2 changes)";
     build.properties = {{"k", "v"}};
-    build.collapsible = true;
+    build.collapsible = collapsible;
     return build;
 }
 
@@ -236,7 +237,7 @@ TEST_CASE("store: files it cannot use give clear errors and are left alone") {
         auto refused = ci::store::open_sqlite(path);
         REQUIRE_FALSE(refused.has_value());
         CHECK(refused.error().code == ci::ErrorCode::Store);
-        CHECK(refused.error().message.find("schema version 99 is newer than this libci's 1") !=
+        CHECK(refused.error().message.find("schema version 99 is newer than this libci's 2") !=
               std::string::npos);
     }
     SUBCASE("a file that is not a database") {
@@ -408,4 +409,66 @@ TEST_CASE("store: builds, steps, compressed logs, workers and latent instances")
     REQUIRE(live->size() == 1);
     CHECK((*live)[0].instance_id == "i-1");
     CHECK((*live)[0].client_token == "tok-1");
+}
+
+TEST_CASE("store: collapsible requests of a builder and branch merge into the newest") {
+    ci::test::TempDir dir;
+    auto store = open(dir / "state.sqlite");
+    auto first = request_for("tests", "r1", true);
+    first.change_ids = {1};
+    auto second = request_for("tests", "r2", true);
+    second.change_ids = {2, 3};
+    auto third = request_for("tests", "r3", true);
+    third.change_ids = {4};
+    auto other_branch = request_for("tests", "x1", true);
+    other_branch.branch = "release/1";
+    auto not_collapsible = request_for("tests", "r0", false);
+    REQUIRE_OK(store->write(
+        {ci::store::Batch{{}, {not_collapsible, first, second, other_branch, third}}}, t0));
+
+    auto plain = store->claim({"tests"}, "d");
+    REQUIRE_OK(plain);
+    CHECK((*plain)->request.revision == "r0"); // not collapsible: claimed alone
+
+    auto merged = store->claim({"tests"}, "d");
+    REQUIRE_OK(merged);
+    CHECK((*merged)->request.revision == "r3"); // the newest builds
+    CHECK((*merged)->request.change_ids == std::vector<std::int64_t>{1, 2, 3, 4});
+    auto collapsed = store->requests(ci::store::RequestState::Collapsed);
+    REQUIRE_OK(collapsed);
+    REQUIRE(collapsed->size() == 2);
+    CHECK((*collapsed)[0].collapsed_into == (*merged)->id);
+
+    auto release = store->claim({"tests"}, "d");
+    REQUIRE_OK(release);
+    CHECK((*release)->request.branch == "release/1");
+    CHECK_FALSE(store->claim({"tests"}, "d")->has_value());
+}
+
+TEST_CASE("store: an older schema is migrated when opened") {
+    ci::test::TempDir dir;
+    const auto path = dir / "old.sqlite";
+    { open(path); }
+    sqlite3* db = nullptr;
+    REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
+    // Back to schema 1: the column migration 2 adds is gone.
+    REQUIRE(sqlite3_exec(db,
+                         "ALTER TABLE build_requests DROP COLUMN collapsed_into; "
+                         "PRAGMA user_version=1",
+                         nullptr,
+                         nullptr,
+                         nullptr) == SQLITE_OK);
+    sqlite3_close(db);
+    auto store = open(path);
+    REQUIRE_OK(store->write({ci::store::Batch{{}, {request_for("tests", "a", true)}}}, t0));
+    auto claimed = store->claim({"tests"}, "d");
+    REQUIRE_OK(claimed);
+    CHECK((*claimed)->request.revision == "a");
+    REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
+    sqlite3_stmt* statement = nullptr;
+    sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &statement, nullptr);
+    REQUIRE(sqlite3_step(statement) == SQLITE_ROW);
+    CHECK(sqlite3_column_int(statement, 0) == ci::store::schema_version);
+    sqlite3_finalize(statement);
+    sqlite3_close(db);
 }

@@ -28,7 +28,7 @@ namespace ci::store {
 using WallTime = std::chrono::system_clock::time_point;
 
 /// The schema version this libci writes.
-inline constexpr int schema_version = 1;
+inline constexpr int schema_version = 2;
 
 /// Where a build request is in its life.
 enum class RequestState {
@@ -36,6 +36,7 @@ enum class RequestState {
     Claimed,   ///< a dispatcher took it
     Completed, ///< its build finished (whatever the result)
     Cancelled, ///< someone cancelled it before it ran
+    Collapsed, ///< merged into a newer request of the same builder and branch (collapsed_into)
 };
 
 /// A build request as stored.
@@ -44,7 +45,8 @@ struct BuildRequest {
     sched::RequestBuild request;
     RequestState state = RequestState::Pending;
     WallTime submitted{};
-    std::string claimed_by; ///< the dispatcher that claimed it
+    std::string claimed_by;                     ///< the dispatcher that claimed it
+    std::optional<std::int64_t> collapsed_into; ///< when Collapsed: the request that builds it
     friend bool operator==(const BuildRequest&, const BuildRequest&) = default;
 };
 
@@ -133,6 +135,11 @@ public:
     /// Claims the oldest pending request of one of `builders` for `dispatcher`, atomically:
     /// however many dispatchers (threads, processes, masters) call this at once, each request
     /// is claimed by exactly one. nullopt when none is pending.
+    ///
+    /// Collapsing: when that request is collapsible, every pending collapsible request of the
+    /// same builder, repository and branch is merged into the newest of them, which is claimed
+    /// instead: it lists all their changes, and the others become Collapsed with
+    /// `collapsed_into` recording where they went.
     [[nodiscard]] virtual Result<std::optional<BuildRequest>>
     claim(const std::vector<std::string>& builders, const std::string& dispatcher) = 0;
 
