@@ -71,8 +71,9 @@ compile_build() {
 # installed with pip into a venv). A peer that cannot be had is left unset: the tests that need
 # it then report a loud SKIP naming it.
 ensure_test_peers() {
-  local dir=$1/peers
-  mkdir -p "$dir"
+  mkdir -p "$1/peers"
+  local dir
+  dir=$(cd "$1/peers" && pwd)
   # Debian's nodejs and npm, unless a node and npm are there already (from another source, whose
   # packages would conflict with Debian's).
   if ! command -v npm >/dev/null 2>&1; then
@@ -90,13 +91,18 @@ ensure_test_peers() {
     LIBCI_MOTO_SERVER=$(command -v moto_server)
   elif [[ -x "$dir/venv/bin/moto_server" ]]; then
     LIBCI_MOTO_SERVER=$dir/venv/bin/moto_server
+  elif [[ -f "$dir/pip-failed" ]]; then
+    log "moto_server unavailable (pip failed before; delete $dir/pip-failed to try again): its tests will SKIP"
+    LIBCI_MOTO_SERVER=
   else
     log "moto_server is not installed; trying pip install 'moto[server]' into $dir/venv"
     if python3 -m venv "$dir/venv" >"$dir/pip.log" 2>&1 &&
-      timeout 300 "$dir/venv/bin/pip" install --quiet 'moto[server]' >>"$dir/pip.log" 2>&1; then
+      timeout 300 "$dir/venv/bin/pip" install --quiet --retries 1 --timeout 15 'moto[server]' \
+        >>"$dir/pip.log" 2>&1; then
       LIBCI_MOTO_SERVER=$dir/venv/bin/moto_server
     else
       log "warning: moto_server unavailable (pip failed, see $dir/pip.log): its tests will SKIP"
+      touch "$dir/pip-failed"
       LIBCI_MOTO_SERVER=
     fi
   fi

@@ -25,7 +25,11 @@ def main(paths):
                     passed += 1
                 elif result in SKIPPED:
                     skipped += 1
-                    print(f"SKIPPED: {entry.get('name')}: see its log in {path}")
+                    output = (entry.get("stdout") or "") + (entry.get("stderr") or "")
+                    reasons = [l[len("SKIP: "):] for l in output.splitlines() if l.startswith("SKIP: ")]
+                    reasons = list(dict.fromkeys(reasons))
+                    why = "; ".join(reasons) if reasons else f"see its log in {path}"
+                    print(f"SKIPPED: {entry.get('name')}: {why}")
                 else:
                     failed += 1
                     failures.append(f"{entry.get('name')} ({result})")

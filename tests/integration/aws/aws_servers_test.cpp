@@ -20,6 +20,7 @@
 
 #include "support/background_process.h"
 #include "support/require_ok.h"
+#include "support/skip.h"
 #include "support/temp_dir.h"
 
 namespace {
@@ -39,12 +40,6 @@ std::optional<std::string> moto_program() {
         return configured;
     }
     return ci::test::find_program("moto_server");
-}
-
-void skip_loudly(const std::string& what) {
-    // doctest has no runtime skip; say it where CI logs show it, and in the test's own output.
-    MESSAGE("SKIP: " << what);
-    std::fprintf(stderr, "SKIP: %s\n", what.c_str());
 }
 
 std::shared_ptr<ci::http::Client> http_client() {
@@ -88,8 +83,8 @@ std::string iam_call(ci::http::Client& http, const std::string& endpoint, const 
 std::optional<Moto> start_moto() {
     const auto program = moto_program();
     if (!program) {
-        skip_loudly("moto_server not found (LIBCI_MOTO_SERVER unset, not in PATH; "
-                    "scripts/test.sh tries pip install 'moto[server]')");
+        ci::test::skip("moto_server not found (LIBCI_MOTO_SERVER unset, not in PATH; "
+                       "scripts/test.sh tries pip install 'moto[server]')");
         return std::nullopt;
     }
     Moto moto;
@@ -279,7 +274,8 @@ TEST_CASE("aws servers: S3 against s3rver, with listings over several pages") {
     const auto s3rver = environment("LIBCI_S3RVER");
     const auto node = ci::test::find_program("node");
     if (!s3rver || !node) {
-        skip_loudly("s3rver not found (LIBCI_S3RVER unset: scripts/test.sh installs it with npm)");
+        ci::test::skip(
+            "s3rver not found (LIBCI_S3RVER unset: scripts/test.sh installs it with npm)");
         return;
     }
     ci::test::TempDir data;
