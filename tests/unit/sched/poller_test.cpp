@@ -8,37 +8,11 @@
 #include <ci/sched/poller.h>
 #include <ci/sched/scheduler.h>
 
+#include "support/git_cli.h"
 #include "support/require_ok.h"
 #include "support/temp_dir.h"
 
-namespace {
-
-std::string git(const std::filesystem::path& dir, std::vector<std::string> args) {
-    ci::ProcessSpec spec;
-    spec.argv = {"git", "-C", dir.string()};
-    spec.argv.insert(spec.argv.end(), args.begin(), args.end());
-    spec.env = {{"GIT_AUTHOR_NAME", "t"},
-                {"GIT_AUTHOR_EMAIL", "t@example.org"},
-                {"GIT_COMMITTER_NAME", "t"},
-                {"GIT_COMMITTER_EMAIL", "t@example.org"},
-                {"GIT_CONFIG_NOSYSTEM", "1"},
-                {"HOME", dir.string()}};
-    std::string out;
-    spec.on_output = [&](ci::OutputStream stream, std::string_view chunk) {
-        if (stream == ci::OutputStream::Stdout) {
-            out.append(chunk);
-        }
-    };
-    auto result = ci::run_process(spec);
-    REQUIRE_OK(result);
-    REQUIRE(result->success());
-    while (!out.empty() && out.back() == '\n') {
-        out.pop_back();
-    }
-    return out;
-}
-
-} // namespace
+using ci::test::git;
 
 TEST_CASE("poller: ls-remote output, annotated tags peeled") {
     const auto refs = ci::sched::parse_ls_remote(

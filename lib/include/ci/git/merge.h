@@ -1,0 +1,68 @@
+#pragma once
+
+/// \file
+/// Merge-forward: every branch is built as a merge of its merge target into it, made so that
+/// the same inputs always give the same merge commit id, the id
+/// `git merge --no-ff --no-stat -m "Merge forward." TARGET` gives with the same identity and
+/// dates:
+/// 1. the branch tip is the first parent, the target tip the second;
+/// 2. author and committer are a fixed identity (default `libci <ci@localhost>`);
+/// 3. both dates are the branch tip's committer date, with its time zone;
+/// 4. the message is "Merge forward.".
+/// A conflict is an outcome (the conflicted paths), not an error.
+
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <ci/config/config.h>
+#include <ci/core/error.h>
+
+namespace ci::git {
+
+/// Who merge commits are by.
+struct Identity {
+    std::string name = "libci";
+    std::string email = "ci@localhost";
+};
+
+/// The message of every merge-forward commit (without its final newline).
+inline constexpr std::string_view merge_message = "Merge forward.";
+
+/// What to merge into `branch` under `rule` (a builder's merge_target), or nullopt when the
+/// branch is built as pushed. The `auto` rules: master, release/* and version tags (1.2.3,
+/// 1.2.3dev1, 1.2.3rc1, 1.2.3pre1, 1.2.3.post1, 1.2.3+doc1) are not merged;
+/// release-maintenance/X/... merges release/X; everything else merges `default_branch`.
+[[nodiscard]] std::optional<std::string>
+merge_target_for(std::string_view branch,
+                 bool is_tag,
+                 const config::MergeTarget& rule,
+                 std::string_view default_branch = "master");
+
+/// The result of merging a target into a branch tip.
+struct MergeOutcome {
+    std::string branch_tip;
+    std::string target_tip;
+    /// The merge commit; empty when the target was already part of the branch (nothing to
+    /// merge, as git says "Already up to date") or on a conflict.
+    std::string merge_commit;
+    std::vector<std::string> conflicts; ///< conflicted paths, sorted; empty on success
+
+    [[nodiscard]] bool conflicted() const noexcept { return !conflicts.empty(); }
+    /// What to check out: the merge commit, or the branch tip when there was nothing to merge.
+    [[nodiscard]] const std::string& result() const noexcept {
+        return merge_commit.empty() ? branch_tip : merge_commit;
+    }
+};
+
+/// Merges commit `target_tip` into commit `branch_tip` in the repository at `repository` (bare
+/// or not), writing the merge commit object (no ref or work tree changes). Fails with Git when
+/// the repository or a commit cannot be read (native: libgit2 error class).
+[[nodiscard]] Result<MergeOutcome> merge_forward(const std::filesystem::path& repository,
+                                                 std::string_view branch_tip,
+                                                 std::string_view target_tip,
+                                                 const Identity& identity = {});
+
+} // namespace ci::git

@@ -1,0 +1,200 @@
+#include "ci/git/merge.h"
+
+#include <algorithm>
+#include <memory>
+#include <regex>
+#include <set>
+
+#include <fmt/format.h>
+#include <git2.h>
+
+namespace ci::git {
+
+namespace {
+
+// RAII for libgit2 objects (libgit2's examples free every object on every path).
+template <class T, void (*Free)(T*)> struct Deleter {
+    void operator()(T* object) const noexcept { Free(object); }
+};
+using Repository = std::unique_ptr<git_repository, Deleter<git_repository, git_repository_free>>;
+using Commit = std::unique_ptr<git_commit, Deleter<git_commit, git_commit_free>>;
+using Index = std::unique_ptr<git_index, Deleter<git_index, git_index_free>>;
+using Tree = std::unique_ptr<git_tree, Deleter<git_tree, git_tree_free>>;
+using Signature = std::unique_ptr<git_signature, Deleter<git_signature, git_signature_free>>;
+using ConflictIterator =
+    std::unique_ptr<git_index_conflict_iterator,
+                    Deleter<git_index_conflict_iterator, git_index_conflict_iterator_free>>;
+
+// The Error for the libgit2 call that just failed.
+std::unexpected<Error> git_failure(std::string_view what, int code) {
+    const git_error* error = git_error_last();
+    return fail(ErrorCode::Git,
+                fmt::format("{}: {}", what, error != nullptr ? error->message : "unknown error"),
+                error != nullptr ? error->klass : code);
+}
+
+std::string oid_text(const git_oid* oid) {
+    char text[GIT_OID_HEXSZ + 1] = {};
+    git_oid_tostr(text, sizeof text, oid);
+    return text;
+}
+
+Result<Commit> lookup(git_repository* repository, std::string_view id, std::string_view role) {
+    git_oid oid;
+    const std::string text(id);
+    if (int code = git_oid_fromstr(&oid, text.c_str()); code != 0) {
+        return git_failure(fmt::format("{} \"{}\" is not a commit id", role, id), code);
+    }
+    git_commit* commit = nullptr;
+    if (int code = git_commit_lookup(&commit, repository, &oid); code != 0) {
+        return git_failure(fmt::format("read {} commit {}", role, id), code);
+    }
+    return Commit(commit);
+}
+
+} // namespace
+
+std::optional<std::string> merge_target_for(std::string_view branch,
+                                            bool is_tag,
+                                            const config::MergeTarget& rule,
+                                            std::string_view default_branch) {
+    switch (rule.mode) {
+    case config::MergeTarget::Mode::None:
+        return std::nullopt;
+    case config::MergeTarget::Mode::Branch:
+        return rule.branch == branch ? std::nullopt : std::optional<std::string>(rule.branch);
+    case config::MergeTarget::Mode::Auto:
+        break;
+    }
+    static const std::regex version(
+        R"(^[0-9]+(\.[0-9]+)+((dev|rc|pre|\.post)[0-9]+|\+doc[0-9]+)?$)");
+    const std::string name(branch);
+    if (is_tag || branch == default_branch || branch.starts_with("release/") ||
+        std::regex_match(name, version)) {
+        return std::nullopt;
+    }
+    constexpr std::string_view maintenance = "release-maintenance/";
+    if (branch.starts_with(maintenance)) {
+        const auto rest = branch.substr(maintenance.size());
+        const auto slash = rest.find('/');
+        if (slash != std::string_view::npos && slash > 0) {
+            return fmt::format("release/{}", rest.substr(0, slash));
+        }
+    }
+    return std::string(default_branch);
+}
+
+Result<MergeOutcome> merge_forward(const std::filesystem::path& path,
+                                   std::string_view branch_tip,
+                                   std::string_view target_tip,
+                                   const Identity& identity) {
+    git_repository* raw = nullptr;
+    if (int code = git_repository_open(&raw, path.c_str()); code != 0) {
+        return git_failure(fmt::format("open repository {}", path.string()), code);
+    }
+    const Repository repository(raw);
+    auto ours = lookup(raw, branch_tip, "branch tip");
+    if (!ours) {
+        return fail(ours.error());
+    }
+    auto theirs = lookup(raw, target_tip, "target tip");
+    if (!theirs) {
+        return fail(theirs.error());
+    }
+    MergeOutcome outcome;
+    outcome.branch_tip = oid_text(git_commit_id(ours->get()));
+    outcome.target_tip = oid_text(git_commit_id(theirs->get()));
+
+    // Already up to date: the target is the branch tip or one of its ancestors (git makes no
+    // commit then, --no-ff or not).
+    git_oid base;
+    const int base_code =
+        git_merge_base(&base, raw, git_commit_id(ours->get()), git_commit_id(theirs->get()));
+    if (base_code == 0 && git_oid_equal(&base, git_commit_id(theirs->get())) != 0) {
+        return outcome;
+    }
+    if (base_code != 0 && base_code != GIT_ENOTFOUND) {
+        return git_failure("find the merge base", base_code);
+    }
+
+    git_merge_options options = GIT_MERGE_OPTIONS_INIT;
+    // git's defaults: rename detection at 50% similarity.
+    options.flags = GIT_MERGE_FIND_RENAMES;
+    git_index* merged_raw = nullptr;
+    if (int code = git_merge_commits(&merged_raw, raw, ours->get(), theirs->get(), &options);
+        code != 0) {
+        return git_failure(fmt::format("merge {} into {}", outcome.target_tip, outcome.branch_tip),
+                           code);
+    }
+    const Index merged(merged_raw);
+    if (git_index_has_conflicts(merged.get()) != 0) {
+        git_index_conflict_iterator* iterator_raw = nullptr;
+        if (int code = git_index_conflict_iterator_new(&iterator_raw, merged.get()); code != 0) {
+            return git_failure("list conflicts", code);
+        }
+        const ConflictIterator iterator(iterator_raw);
+        std::set<std::string> paths;
+        const git_index_entry* ancestor = nullptr;
+        const git_index_entry* our = nullptr;
+        const git_index_entry* their = nullptr;
+        while (git_index_conflict_next(&ancestor, &our, &their, iterator.get()) == 0) {
+            // The paths left to resolve, as git reports them: where the sides stand. An entry
+            // with only an ancestor is the old name of a file a side renamed (rename/delete);
+            // git reports that conflict under the new name, which has an entry of its own.
+            // A file one side renamed and the other changed conflicts under its new name.
+            std::set<std::string> sides;
+            for (const auto* entry : {our, their}) {
+                if (entry != nullptr) {
+                    sides.insert(entry->path);
+                }
+            }
+            if (ancestor != nullptr && sides.size() > 1) {
+                sides.erase(ancestor->path);
+            }
+            paths.insert(sides.begin(), sides.end());
+        }
+        outcome.conflicts.assign(paths.begin(), paths.end());
+        return outcome;
+    }
+    git_oid tree_id;
+    if (int code = git_index_write_tree_to(&tree_id, merged.get(), raw); code != 0) {
+        return git_failure("write the merged tree", code);
+    }
+    git_tree* tree_raw = nullptr;
+    if (int code = git_tree_lookup(&tree_raw, raw, &tree_id); code != 0) {
+        return git_failure("read the merged tree", code);
+    }
+    const Tree tree(tree_raw);
+    // Rule 3: the branch tip's committer date, with its time zone, for both dates.
+    const git_signature* tip_committer = git_commit_committer(ours->get());
+    git_signature* signature_raw = nullptr;
+    if (int code = git_signature_new(&signature_raw,
+                                     identity.name.c_str(),
+                                     identity.email.c_str(),
+                                     tip_committer->when.time,
+                                     tip_committer->when.offset);
+        code != 0) {
+        return git_failure("make the merge signature", code);
+    }
+    const Signature signature(signature_raw);
+    const std::string message = std::string(merge_message) + "\n";
+    const git_commit* parents[] = {ours->get(), theirs->get()};
+    git_oid merge_id;
+    if (int code = git_commit_create(&merge_id,
+                                     raw,
+                                     nullptr,
+                                     signature.get(),
+                                     signature.get(),
+                                     nullptr,
+                                     message.c_str(),
+                                     tree.get(),
+                                     2,
+                                     parents);
+        code != 0) {
+        return git_failure("write the merge commit", code);
+    }
+    outcome.merge_commit = oid_text(&merge_id);
+    return outcome;
+}
+
+} // namespace ci::git
