@@ -12,6 +12,10 @@ namespace ci::tools::worker {
 /// its timeout and SIGTERM grace, streaming its output.
 void setup_run_step(CLI::App& app, Runner& runner);
 
+/// `ci-worker checkout URL DEST --branch B [--target auto|none|NAME] [--json]`: the merge-forward
+/// checkout a build starts with.
+void setup_checkout(CLI::App& app, Runner& runner);
+
 /// Removes "--" and what follows it from the command line when it belongs to run-step, keeping
 /// it as the step's command (CLI11 2.1 mishandles "--" in a prefix command). Call before parsing.
 void take_step_command(int& argc, char** argv);

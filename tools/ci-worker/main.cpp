@@ -12,6 +12,7 @@ int main(int argc, char** argv) {
     ci::tools::setup_common(app, "ci-worker");
     app.require_subcommand(1);
     ci::tools::Runner runner;
+    ci::tools::worker::setup_checkout(app, runner);
     ci::tools::worker::setup_run_step(app, runner);
     ci::tools::worker::take_step_command(argc, argv);
     if (auto status = ci::tools::parse_command_line(app, argc, argv)) {

@@ -1,0 +1,65 @@
+#pragma once
+
+/// \file
+/// A build's checkout: a mirror of the repository in the worker's cache, fetched
+/// incrementally, and a work directory holding the branch tip merged forward onto its target.
+///
+/// The mirror is bare, one per URL, shared by every build on the worker: a file lock serializes
+/// fetches, and a mirror that cannot be opened or fetched is cloned again. Work directories
+/// borrow the mirror's objects (git alternates) instead of copying them, and are reused: each
+/// checkout forces the tree and removes untracked and ignored files.
+///
+/// Credentials never reach a file or a log: an HTTPS token is given to libgit2 through its
+/// credentials callback, never written into a URL or `.git/config`.
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <optional>
+#include <string>
+
+#include <ci/core/error.h>
+#include <ci/git/merge.h>
+
+namespace ci::git {
+
+/// Where a checkout is.
+struct Progress {
+    enum class Stage { Receiving, Indexing, CheckingOut };
+    Stage stage = Stage::Receiving;
+    std::uint64_t current = 0;
+    std::uint64_t total = 0;
+};
+
+struct CheckoutOptions {
+    std::string url;                 ///< what `git clone` accepts
+    std::filesystem::path cache_dir; ///< where mirrors live
+    std::string branch;              ///< the branch (or tag) to build
+    bool is_tag = false;
+    std::optional<std::string> revision; ///< an exact commit instead of the tip
+    std::optional<std::string> target;   ///< the branch to merge in; nullopt: none
+    Identity identity;
+    std::string token;   ///< HTTPS token (a secret); empty: none
+    std::string ssh_key; ///< private key file for SSH; empty: the agent
+    std::function<void(const Progress&)> on_progress;
+};
+
+/// What a checkout did.
+struct CheckoutResult {
+    MergeOutcome merge;                ///< branch tip, target tip, merge commit, conflicts
+    std::optional<std::string> target; ///< the target merged, when one was
+    std::string checked_out;           ///< the commit now in the work directory
+};
+
+/// Fetches, merges forward and checks out into `work_dir` (created when missing). A conflict is
+/// an outcome: `merge.conflicts` lists the paths and the work directory holds the branch tip,
+/// clean. Fails with Git (fetch, missing branch or commit, corrupt data that a fresh clone did
+/// not cure) or Io, naming the URL (without credentials) and what failed.
+[[nodiscard]] Result<CheckoutResult> checkout(const std::filesystem::path& work_dir,
+                                              const CheckoutOptions& options);
+
+/// The mirror directory `checkout` uses for `url` under `cache_dir`.
+[[nodiscard]] std::filesystem::path mirror_path(const std::filesystem::path& cache_dir,
+                                                const std::string& url);
+
+} // namespace ci::git

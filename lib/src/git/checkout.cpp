@@ -1,0 +1,357 @@
+#include "ci/git/checkout.h"
+
+#include <cerrno>
+#include <cstring>
+#include <fcntl.h>
+#include <fstream>
+#include <memory>
+#include <system_error>
+#include <unistd.h>
+
+#include <fmt/format.h>
+#include <git2.h>
+#include <sys/file.h>
+
+#include <ci/core/crypto.h>
+#include <ci/core/log.h>
+
+namespace ci::git {
+
+namespace {
+
+template <class T, void (*Free)(T*)> struct Deleter {
+    void operator()(T* object) const noexcept { Free(object); }
+};
+using Repository = std::unique_ptr<git_repository, Deleter<git_repository, git_repository_free>>;
+using Remote = std::unique_ptr<git_remote, Deleter<git_remote, git_remote_free>>;
+using Object = std::unique_ptr<git_object, Deleter<git_object, git_object_free>>;
+
+std::unexpected<Error> git_failure(std::string_view what, int code) {
+    const git_error* error = git_error_last();
+    return fail(ErrorCode::Git,
+                log::redact(fmt::format(
+                    "{}: {}", what, error != nullptr ? error->message : "unknown error")),
+                error != nullptr ? error->klass : code);
+}
+
+// An exclusive lock on a file beside the mirror, held while it is fetched and merged into, so
+// that two builds of one repository on one worker take turns.
+class MirrorLock {
+public:
+    static Result<MirrorLock> acquire(const std::filesystem::path& path) {
+        const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        if (fd < 0) {
+            return fail(ErrorCode::Io,
+                        fmt::format("lock {}: {}", path.string(), std::strerror(errno)),
+                        errno);
+        }
+        while (::flock(fd, LOCK_EX) != 0) {
+            if (errno != EINTR) {
+                const int error = errno;
+                ::close(fd);
+                return fail(ErrorCode::Io,
+                            fmt::format("lock {}: {}", path.string(), std::strerror(error)),
+                            error);
+            }
+        }
+        return MirrorLock(fd);
+    }
+    MirrorLock(MirrorLock&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+    MirrorLock(const MirrorLock&) = delete;
+    MirrorLock& operator=(const MirrorLock&) = delete;
+    MirrorLock& operator=(MirrorLock&&) = delete;
+    ~MirrorLock() {
+        if (fd_ >= 0) {
+            ::close(fd_); // releases the lock
+        }
+    }
+
+private:
+    explicit MirrorLock(int fd) : fd_(fd) {}
+    int fd_;
+};
+
+struct CallbackState {
+    const CheckoutOptions* options = nullptr;
+    int credential_attempts = 0;
+};
+
+int provide_credentials(git_credential** out,
+                        const char* /*url*/,
+                        const char* username_from_url,
+                        unsigned int allowed,
+                        void* payload) {
+    auto* state = static_cast<CallbackState*>(payload);
+    // One offer per kind: a refused credential must end the fetch, not loop.
+    if (++state->credential_attempts > 2) {
+        git_error_set_str(GIT_ERROR_NET, "authentication failed (credentials refused)");
+        return GIT_EAUTH;
+    }
+    const auto& options = *state->options;
+    if ((allowed & GIT_CREDENTIAL_USERPASS_PLAINTEXT) != 0 && !options.token.empty()) {
+        return git_credential_userpass_plaintext_new(out, "x-access-token", options.token.c_str());
+    }
+    const char* user = username_from_url != nullptr ? username_from_url : "git";
+    if ((allowed & GIT_CREDENTIAL_SSH_KEY) != 0) {
+        if (!options.ssh_key.empty()) {
+            return git_credential_ssh_key_new(out, user, nullptr, options.ssh_key.c_str(), nullptr);
+        }
+        return git_credential_ssh_key_from_agent(out, user);
+    }
+    if ((allowed & GIT_CREDENTIAL_USERNAME) != 0) {
+        return git_credential_username_new(out, user);
+    }
+    return GIT_PASSTHROUGH;
+}
+
+int report_transfer(const git_indexer_progress* stats, void* payload) {
+    const auto* state = static_cast<CallbackState*>(payload);
+    if (state->options->on_progress) {
+        const bool indexing = stats->received_objects == stats->total_objects;
+        state->options->on_progress(
+            Progress{indexing ? Progress::Stage::Indexing : Progress::Stage::Receiving,
+                     indexing ? stats->indexed_objects : stats->received_objects,
+                     stats->total_objects});
+    }
+    return 0;
+}
+
+void report_checkout(const char* /*path*/, size_t completed, size_t total, void* payload) {
+    const auto* state = static_cast<CallbackState*>(payload);
+    if (state->options->on_progress) {
+        state->options->on_progress(Progress{Progress::Stage::CheckingOut, completed, total});
+    }
+}
+
+// Opens the mirror, creating it when absent.
+Result<Repository> open_mirror(const std::filesystem::path& path, const std::string& url) {
+    git_repository* raw = nullptr;
+    if (std::filesystem::exists(path / "HEAD")) {
+        if (int code = git_repository_open_bare(&raw, path.c_str()); code != 0) {
+            return git_failure(fmt::format("open mirror {}", path.string()), code);
+        }
+        Repository repository(raw);
+        git_remote* remote = nullptr;
+        if (git_remote_lookup(&remote, raw, "origin") == 0) {
+            const Remote owned(remote);
+            if (url != git_remote_url(remote)) {
+                // The URL changed (a new host): keep the objects, follow the new URL.
+                git_remote_set_url(raw, "origin", url.c_str());
+            }
+            return repository;
+        }
+        return git_failure(fmt::format("mirror {} has no origin", path.string()), -1);
+    }
+    if (int code = git_repository_init(&raw, path.c_str(), 1); code != 0) {
+        return git_failure(fmt::format("create mirror {}", path.string()), code);
+    }
+    Repository repository(raw);
+    git_remote* remote = nullptr;
+    if (int code = git_remote_create_with_fetchspec(
+            &remote, raw, "origin", url.c_str(), "+refs/heads/*:refs/heads/*");
+        code != 0) {
+        return git_failure(fmt::format("create mirror {}", path.string()), code);
+    }
+    git_remote_free(remote);
+    if (int code = git_remote_add_fetch(raw, "origin", "+refs/tags/*:refs/tags/*"); code != 0) {
+        return git_failure(fmt::format("create mirror {}", path.string()), code);
+    }
+    return repository;
+}
+
+Status fetch(git_repository* repository, const std::string& url, CallbackState& state) {
+    git_remote* raw = nullptr;
+    if (int code = git_remote_lookup(&raw, repository, "origin"); code != 0) {
+        return git_failure(fmt::format("fetch {}", url), code);
+    }
+    const Remote remote(raw);
+    git_fetch_options options = GIT_FETCH_OPTIONS_INIT;
+    options.callbacks.credentials = provide_credentials;
+    options.callbacks.transfer_progress = report_transfer;
+    options.callbacks.payload = &state;
+    options.prune = GIT_FETCH_PRUNE;
+    options.download_tags = GIT_REMOTE_DOWNLOAD_TAGS_NONE; // the refspec fetches every tag
+    state.credential_attempts = 0;
+    if (int code = git_remote_fetch(remote.get(), nullptr, &options, nullptr); code != 0) {
+        return git_failure(fmt::format("fetch {}", url), code);
+    }
+    return {};
+}
+
+bool is_data_error(const Error& error) {
+    if (!error.native) {
+        return false;
+    }
+    const int klass = *error.native;
+    return klass == GIT_ERROR_ODB || klass == GIT_ERROR_OBJECT || klass == GIT_ERROR_REPOSITORY ||
+           klass == GIT_ERROR_INDEXER || klass == GIT_ERROR_REFERENCE || klass == GIT_ERROR_OS ||
+           klass == GIT_ERROR_ZLIB || klass == GIT_ERROR_CONFIG;
+}
+
+Result<std::string>
+resolve(git_repository* repository, const std::string& spec, const std::string& what) {
+    git_object* raw = nullptr;
+    const std::string peeled = spec + "^{commit}";
+    if (int code = git_revparse_single(&raw, repository, peeled.c_str()); code != 0) {
+        return git_failure(what, code);
+    }
+    const Object object(raw);
+    char text[GIT_OID_HEXSZ + 1] = {};
+    git_oid_tostr(text, sizeof text, git_object_id(object.get()));
+    return std::string(text);
+}
+
+// A work directory whose repository borrows the mirror's objects.
+Result<Repository> open_work_dir(const std::filesystem::path& work_dir,
+                                 const std::filesystem::path& mirror) {
+    std::error_code error;
+    std::filesystem::create_directories(work_dir, error);
+    if (error) {
+        return fail(ErrorCode::Io,
+                    fmt::format("create {}: {}", work_dir.string(), error.message()));
+    }
+    git_repository* raw = nullptr;
+    if (git_repository_open(&raw, work_dir.c_str()) != 0 ||
+        std::filesystem::path(git_repository_workdir(raw)) != work_dir / "") {
+        git_repository_free(raw);
+        raw = nullptr;
+        if (int code = git_repository_init(&raw, work_dir.c_str(), 0); code != 0) {
+            return git_failure(fmt::format("create work directory {}", work_dir.string()), code);
+        }
+    }
+    Repository repository(raw);
+    const auto alternates = work_dir / ".git" / "objects" / "info" / "alternates";
+    std::filesystem::create_directories(alternates.parent_path(), error);
+    std::ofstream(alternates) << std::filesystem::absolute(mirror / "objects").string() << "\n";
+    // Reopen so that libgit2 reads the alternates just written.
+    git_repository_free(repository.release());
+    if (int code = git_repository_open(&raw, work_dir.c_str()); code != 0) {
+        return git_failure(fmt::format("open work directory {}", work_dir.string()), code);
+    }
+    return Repository(raw);
+}
+
+Status check_out(git_repository* repository,
+                 const std::string& commit,
+                 CallbackState& state,
+                 const std::filesystem::path& work_dir) {
+    git_oid oid;
+    git_oid_fromstr(&oid, commit.c_str());
+    git_object* raw = nullptr;
+    if (int code = git_object_lookup(&raw, repository, &oid, GIT_OBJECT_COMMIT); code != 0) {
+        return git_failure(fmt::format("check out {} in {}", commit, work_dir.string()), code);
+    }
+    const Object object(raw);
+    git_checkout_options options = GIT_CHECKOUT_OPTIONS_INIT;
+    // Whatever an earlier build left (changes, untracked and ignored files) goes.
+    options.checkout_strategy =
+        GIT_CHECKOUT_FORCE | GIT_CHECKOUT_REMOVE_UNTRACKED | GIT_CHECKOUT_REMOVE_IGNORED;
+    options.progress_cb = report_checkout;
+    options.progress_payload = &state;
+    if (int code = git_checkout_tree(repository, object.get(), &options); code != 0) {
+        return git_failure(fmt::format("check out {} in {}", commit, work_dir.string()), code);
+    }
+    if (int code = git_repository_set_head_detached(repository, &oid); code != 0) {
+        return git_failure(fmt::format("set HEAD in {}", work_dir.string()), code);
+    }
+    return {};
+}
+
+} // namespace
+
+std::filesystem::path mirror_path(const std::filesystem::path& cache_dir, const std::string& url) {
+    // A readable name plus a hash of the whole URL: two hosts' "app.git" stay apart.
+    std::string name = url.substr(url.find_last_of("/:") + 1);
+    if (name.ends_with(".git")) {
+        name.resize(name.size() - 4);
+    }
+    for (char& c : name) {
+        const bool plain = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                           (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.';
+        c = plain ? c : '_';
+    }
+    const std::string hash = crypto::to_hex(crypto::sha256(url)).substr(0, 16);
+    return cache_dir / fmt::format("{}-{}.git", name.empty() ? "repo" : name, hash);
+}
+
+Result<CheckoutResult> checkout(const std::filesystem::path& work_dir,
+                                const CheckoutOptions& options) {
+    if (options.url.empty() || options.branch.empty()) {
+        return fail(ErrorCode::InvalidArgument, "checkout: a URL and a branch are required");
+    }
+    std::error_code io_error;
+    std::filesystem::create_directories(options.cache_dir, io_error);
+    if (io_error) {
+        return fail(
+            ErrorCode::Io,
+            fmt::format("create cache {}: {}", options.cache_dir.string(), io_error.message()));
+    }
+    const auto mirror = mirror_path(options.cache_dir, options.url);
+    CallbackState state{&options, 0};
+    CheckoutResult result;
+    {
+        auto lock = MirrorLock::acquire(mirror.string() + ".lock");
+        if (!lock) {
+            return fail(lock.error());
+        }
+        // A mirror that cannot be opened or fetched for a reason in its own data is cloned
+        // again, once; network and authentication failures are reported as they are.
+        Repository repository;
+        for (int attempt = 0;; ++attempt) {
+            auto opened = open_mirror(mirror, options.url);
+            Status fetched =
+                opened ? fetch(opened->get(), options.url, state) : Status(fail(opened.error()));
+            if (fetched) {
+                repository = std::move(*opened);
+                break;
+            }
+            if (attempt > 0 || !is_data_error(fetched.error())) {
+                return fail(fetched.error());
+            }
+            log::warn("mirror {} is damaged ({}); cloning it again",
+                      mirror.string(),
+                      fetched.error().message);
+            std::filesystem::remove_all(mirror, io_error);
+        }
+        const std::string ref =
+            options.is_tag ? "refs/tags/" + options.branch : "refs/heads/" + options.branch;
+        auto tip = resolve(repository.get(),
+                           options.revision.value_or(ref),
+                           fmt::format("{} {} in {}",
+                                       options.revision ? "commit" : "branch",
+                                       options.revision.value_or(options.branch),
+                                       log::redact(options.url)));
+        if (!tip) {
+            return fail(tip.error());
+        }
+        result.merge.branch_tip = *tip;
+        if (options.target) {
+            auto target_tip = resolve(
+                repository.get(),
+                "refs/heads/" + *options.target,
+                fmt::format("merge target {} in {}", *options.target, log::redact(options.url)));
+            if (!target_tip) {
+                return fail(target_tip.error());
+            }
+            auto merged = merge_forward(mirror, *tip, *target_tip, options.identity);
+            if (!merged) {
+                return fail(merged.error());
+            }
+            result.merge = std::move(*merged);
+            result.target = options.target;
+        }
+    }
+    auto work = open_work_dir(work_dir, mirror);
+    if (!work) {
+        return fail(work.error());
+    }
+    // A conflict leaves the work directory clean, on the branch tip.
+    result.checked_out =
+        result.merge.conflicted() ? result.merge.branch_tip : result.merge.result();
+    if (auto status = check_out(work->get(), result.checked_out, state, work_dir); !status) {
+        return fail(status.error());
+    }
+    return result;
+}
+
+} // namespace ci::git

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# `ci-worker checkout` as a worker runs it: a branch merged forward onto master gives the merge
+# commit the git CLI gives with the same identity and dates (exit 0, --json); a conflicting
+# branch exits 1 listing the path; a missing branch exits 2.
+set -uo pipefail
+worker=${LIBCI_BUILD_DIR:?}/tools/ci-worker/ci-worker
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+export GIT_CONFIG_NOSYSTEM=1 GIT_CONFIG_GLOBAL=/dev/null
+export GIT_AUTHOR_NAME=Dev GIT_AUTHOR_EMAIL=dev@example.org GIT_COMMITTER_NAME=Dev
+export GIT_COMMITTER_EMAIL=dev@example.org
+failures=0
+fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
+
+origin=$tmp/origin
+git init -q -b master "$origin"
+cd "$origin" || exit 1
+printf 'a1\n' >a.txt && printf 'b1\n' >b.txt && git add -A && git commit -qm base
+git checkout -qb feature && printf 'b2\n' >b.txt && git commit -qam feature
+GIT_COMMITTER_DATE='1795510800 +0530' git commit -q --allow-empty -m 'feature, dated'
+git checkout -qb clash master~0 && printf 'a-clash\n' >a.txt && git commit -qam clash
+git checkout -q master && printf 'a2\n' >a.txt && git commit -qam master
+cd "$tmp" || exit 1
+
+out=$("$worker" checkout "file://$origin" "$tmp/work" --branch feature --cache "$tmp/cache" --json)
+status=$?
+[[ $status -eq 0 ]] || fail "feature: exit $status"
+merge=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["merge"])' <<<"$out")
+# The oracle: git merge in a clone, with the identity and the branch tip's committer date.
+git clone -q "$origin" "$tmp/oracle" && cd "$tmp/oracle" || exit 1
+git checkout -q --detach origin/feature
+date=$(git log -1 --format=%cd --date=raw)
+GIT_AUTHOR_NAME=libci GIT_AUTHOR_EMAIL=ci@localhost GIT_COMMITTER_NAME=libci \
+  GIT_COMMITTER_EMAIL=ci@localhost GIT_AUTHOR_DATE=$date GIT_COMMITTER_DATE=$date \
+  git merge -q --no-ff --no-stat -m "Merge forward." origin/master
+expected=$(git rev-parse HEAD)
+cd "$tmp" || exit 1
+[[ "$merge" == "$expected" ]] || fail "merge commit $merge, git made $expected"
+[[ "$(git -C "$tmp/work" rev-parse HEAD)" == "$expected" ]] || fail "work directory not at the merge"
+echo "ok: merge commit $merge equals git's"
+
+out=$("$worker" checkout "file://$origin" "$tmp/work" --branch clash --cache "$tmp/cache" --json)
+status=$?
+[[ $status -eq 1 ]] || fail "clash: exit $status, expected 1"
+grep -q '"conflicts": \["a.txt"\]' <<<"$out" || fail "clash: conflicts not listed: $out"
+[[ -z "$(git -C "$tmp/work" status --porcelain)" ]] || fail "clash: work directory not clean"
+echo "ok: conflict reported"
+
+"$worker" checkout "file://$origin" "$tmp/work" --branch nope --cache "$tmp/cache" 2>"$tmp/err"
+status=$?
+[[ $status -eq 2 ]] || fail "missing branch: exit $status, expected 2"
+grep -q "error: branch nope in file://" "$tmp/err" || fail "missing branch: $(cat "$tmp/err")"
+echo "ok: missing branch is an error"
+
+[[ $failures -eq 0 ]] || { echo "$failures check(s) failed"; exit 1; }

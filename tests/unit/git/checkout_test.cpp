@@ -1,0 +1,220 @@
+// Checkouts from a mirror cache: merged forward, reused, fetched incrementally, concurrent,
+// and recovered when the mirror is damaged. Repositories are made with the git CLI.
+
+#include <algorithm>
+#include <atomic>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <doctest/doctest.h>
+
+#include <ci/git/checkout.h>
+
+#include "support/git_cli.h"
+#include "support/require_ok.h"
+#include "support/temp_dir.h"
+
+namespace {
+
+using ci::test::git;
+
+// An origin with master (a.txt, b.txt) and a feature branch that changes b.txt; master then
+// moves on and changes a.txt.
+struct Origin {
+    ci::test::TempDir dir;
+    std::filesystem::path repo = dir / "origin";
+    std::string feature_tip;
+    std::string master_tip;
+
+    Origin() {
+        std::filesystem::create_directories(repo);
+        git(repo, {"init", "-q", "-b", "master"});
+        ci::test::write_file(repo / "a.txt", "a1\n");
+        ci::test::write_file(repo / "b.txt", "b1\n");
+        ci::test::write_file(repo / ".gitignore", "*.log\n");
+        commit("base");
+        git(repo, {"checkout", "-q", "-b", "feature"});
+        ci::test::write_file(repo / "b.txt", "b2 from feature\n");
+        feature_tip = commit("feature work");
+        git(repo, {"checkout", "-q", "master"});
+        ci::test::write_file(repo / "a.txt", "a2 from master\n");
+        master_tip = commit("master work");
+    }
+
+    std::string commit(const std::string& message) {
+        git(repo, {"add", "-A"});
+        git(repo,
+            {"commit", "-q", "-m", message},
+            {{"GIT_COMMITTER_DATE", "1795510800 +0100"}, {"GIT_AUTHOR_DATE", "1795510800 +0100"}});
+        return git(repo, {"rev-parse", "HEAD"});
+    }
+
+    [[nodiscard]] std::string url() const { return "file://" + repo.string(); }
+};
+
+ci::git::CheckoutOptions options_for(const Origin& origin,
+                                     const std::filesystem::path& cache,
+                                     const std::string& branch,
+                                     std::optional<std::string> target = "master") {
+    ci::git::CheckoutOptions options;
+    options.url = origin.url();
+    options.cache_dir = cache;
+    options.branch = branch;
+    options.target = std::move(target);
+    return options;
+}
+
+} // namespace
+
+TEST_CASE("checkout: a branch merged forward onto master, in a reusable work directory") {
+    Origin origin;
+    ci::test::TempDir dir;
+    const auto work = dir / "work";
+    std::vector<ci::git::Progress::Stage> stages;
+    auto options = options_for(origin, dir / "cache", "feature");
+    options.on_progress = [&](const ci::git::Progress& p) { stages.push_back(p.stage); };
+    auto result = ci::git::checkout(work, options);
+    REQUIRE_OK(result);
+    CHECK(result->merge.branch_tip == origin.feature_tip);
+    CHECK(result->merge.target_tip == origin.master_tip);
+    CHECK(result->target == "master");
+    REQUIRE_FALSE(result->merge.merge_commit.empty());
+    CHECK(result->checked_out == result->merge.merge_commit);
+    CHECK(ci::test::read_file(work / "a.txt") == "a2 from master\n");
+    CHECK(ci::test::read_file(work / "b.txt") == "b2 from feature\n");
+    CHECK(git(work, {"rev-parse", "HEAD"}) == result->merge.merge_commit);
+    CHECK(git(work, {"log", "-1", "--format=%an <%ae> %s"}) ==
+          "libci <ci@localhost> Merge forward.");
+    CHECK(std::ranges::find(stages, ci::git::Progress::Stage::CheckingOut) != stages.end());
+
+    // Reused: local edits, untracked and ignored files are gone after the next checkout.
+    ci::test::write_file(work / "a.txt", "edited by a build\n");
+    ci::test::write_file(work / "untracked.txt", "x");
+    ci::test::write_file(work / "build.log", "ignored");
+    auto again = ci::git::checkout(work, options);
+    REQUIRE_OK(again);
+    CHECK(again->merge.merge_commit == result->merge.merge_commit); // reproducible
+    CHECK(ci::test::read_file(work / "a.txt") == "a2 from master\n");
+    CHECK_FALSE(std::filesystem::exists(work / "untracked.txt"));
+    CHECK_FALSE(std::filesystem::exists(work / "build.log"));
+
+    // Incremental: a new master commit arrives with the next fetch.
+    ci::test::write_file(origin.repo / "c.txt", "c\n");
+    const std::string newer = origin.commit("more master");
+    auto fetched = ci::git::checkout(work, options);
+    REQUIRE_OK(fetched);
+    CHECK(fetched->merge.target_tip == newer);
+    CHECK(std::filesystem::exists(work / "c.txt"));
+}
+
+TEST_CASE("checkout: no target, an exact revision, a tag") {
+    Origin origin;
+    ci::test::TempDir dir;
+    auto plain =
+        ci::git::checkout(dir / "w1", options_for(origin, dir / "cache", "master", std::nullopt));
+    REQUIRE_OK(plain);
+    CHECK(plain->checked_out == origin.master_tip);
+    CHECK(plain->merge.merge_commit.empty());
+    CHECK_FALSE(plain->target.has_value());
+
+    git(origin.repo, {"tag", "-a", "-m", "release", "1.0", origin.master_tip});
+    auto tagged = options_for(origin, dir / "cache", "1.0", std::nullopt);
+    tagged.is_tag = true;
+    auto tag = ci::git::checkout(dir / "w2", tagged);
+    REQUIRE_OK(tag);
+    CHECK(tag->checked_out == origin.master_tip);
+
+    auto exact = options_for(origin, dir / "cache", "feature", std::nullopt);
+    exact.revision = origin.feature_tip;
+    auto revision = ci::git::checkout(dir / "w3", exact);
+    REQUIRE_OK(revision);
+    CHECK(revision->checked_out == origin.feature_tip);
+}
+
+TEST_CASE("checkout: a conflict is an outcome, and the work directory is clean") {
+    Origin origin;
+    git(origin.repo, {"checkout", "-q", "-b", "clash", origin.feature_tip});
+    ci::test::write_file(origin.repo / "a.txt", "a3 from clash\n");
+    const std::string clash_tip = origin.commit("clash");
+    git(origin.repo, {"checkout", "-q", "master"});
+    ci::test::TempDir dir;
+    auto result = ci::git::checkout(dir / "work", options_for(origin, dir / "cache", "clash"));
+    REQUIRE_OK(result);
+    CHECK(result->merge.conflicted());
+    CHECK(result->merge.conflicts == std::vector<std::string>{"a.txt"});
+    CHECK(result->checked_out == clash_tip);
+    CHECK(ci::test::read_file(dir / "work" / "a.txt") == "a3 from clash\n");
+    CHECK(git(dir / "work", {"status", "--porcelain"}).empty());
+}
+
+TEST_CASE("checkout: what is missing is an error naming it") {
+    Origin origin;
+    ci::test::TempDir dir;
+    auto missing = ci::git::checkout(dir / "w", options_for(origin, dir / "cache", "nope"));
+    REQUIRE_FALSE(missing.has_value());
+    CHECK(missing.error().code == ci::ErrorCode::Git);
+    CHECK(missing.error().message.starts_with("branch nope in file://"));
+    auto no_target =
+        ci::git::checkout(dir / "w", options_for(origin, dir / "cache", "feature", "develop"));
+    REQUIRE_FALSE(no_target.has_value());
+    CHECK(no_target.error().message.starts_with("merge target develop in "));
+    auto no_repo = options_for(origin, dir / "cache", "master");
+    no_repo.url = "file://" + (dir / "absent").string();
+    auto unreachable = ci::git::checkout(dir / "w", no_repo);
+    REQUIRE_FALSE(unreachable.has_value());
+    CHECK(unreachable.error().message.starts_with("fetch file://"));
+}
+
+TEST_CASE("checkout: a damaged mirror is cloned again") {
+    Origin origin;
+    ci::test::TempDir dir;
+    const auto cache = dir / "cache";
+    REQUIRE_OK(ci::git::checkout(dir / "w", options_for(origin, cache, "feature")));
+    const auto mirror = ci::git::mirror_path(cache, origin.url());
+    REQUIRE(std::filesystem::exists(mirror / "HEAD"));
+    // Every object gone, refs pointing at nothing: the kind of damage a full disk leaves.
+    std::filesystem::remove_all(mirror / "objects");
+    std::filesystem::create_directories(mirror / "objects");
+    ci::test::write_file(mirror / "config", "this is not a git config [[[\n");
+    auto recovered = ci::git::checkout(dir / "w", options_for(origin, cache, "feature"));
+    REQUIRE_OK(recovered);
+    CHECK(recovered->merge.branch_tip == origin.feature_tip);
+    CHECK(ci::test::read_file(dir / "w" / "b.txt") == "b2 from feature\n");
+}
+
+TEST_CASE("checkout: concurrent builds of one repository share its mirror") {
+    Origin origin;
+    ci::test::TempDir dir;
+    std::atomic<int> good{0};
+    std::vector<std::string> merges(4);
+    std::vector<std::thread> builds;
+    for (int i = 0; i < 4; ++i) {
+        builds.emplace_back([&, i] {
+            auto result = ci::git::checkout(dir / ("work" + std::to_string(i)),
+                                            options_for(origin, dir / "cache", "feature"));
+            if (result && !result->merge.conflicted()) {
+                merges[i] = result->merge.merge_commit;
+                ++good;
+            }
+        });
+    }
+    for (auto& build : builds) {
+        build.join();
+    }
+    CHECK(good == 4);
+    CHECK(merges[0] == merges[1]);
+    CHECK(merges[1] == merges[2]);
+    CHECK(merges[2] == merges[3]);
+}
+
+TEST_CASE("checkout: a token is never written to a git config") {
+    Origin origin;
+    ci::test::TempDir dir;
+    auto options = options_for(origin, dir / "cache", "feature");
+    options.token = "ghp_never_written_anywhere_0000";
+    REQUIRE_OK(ci::git::checkout(dir / "work", options));
+    const auto mirror = ci::git::mirror_path(dir / "cache", origin.url());
+    CHECK(ci::test::read_file(mirror / "config").find("ghp_") == std::string::npos);
+    CHECK(ci::test::read_file(dir / "work" / ".git" / "config").find("ghp_") == std::string::npos);
+}

@@ -1,0 +1,184 @@
+// `ci-worker checkout URL DEST --branch B [--target auto|none|NAME] [--json]`
+
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <string>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include <ci/core/log.h>
+#include <ci/git/checkout.h>
+
+#include "ci-worker/commands.h"
+
+namespace ci::tools::worker {
+
+namespace {
+
+struct CheckoutCommand {
+    std::string url;
+    std::string dest;
+    std::string branch;
+    bool tag = false;
+    std::string revision;
+    std::string target = "auto";
+    std::string default_branch = "master";
+    std::string cache;
+    bool json = false;
+};
+
+// Exit statuses of this subcommand, as its --help says.
+constexpr int exit_clean = 0;
+constexpr int exit_conflict = 1;
+constexpr int exit_error = 2;
+
+std::string json_string(const std::string& text) {
+    std::string out = "\"";
+    for (const char c : text) {
+        switch (c) {
+        case '"':
+            out += "\\\"";
+            break;
+        case '\\':
+            out += "\\\\";
+            break;
+        case '\n':
+            out += "\\n";
+            break;
+        default:
+            if (static_cast<unsigned char>(c) < 0x20) {
+                out += fmt::format("\\u{:04x}", static_cast<int>(c));
+            } else {
+                out += c;
+            }
+        }
+    }
+    return out + "\"";
+}
+
+std::string json_or_null(const std::string& text) {
+    return text.empty() ? "null" : json_string(text);
+}
+
+int run_checkout(const CheckoutCommand& command) {
+    git::CheckoutOptions options;
+    options.url = command.url;
+    options.branch = command.branch;
+    options.is_tag = command.tag;
+    if (!command.revision.empty()) {
+        options.revision = command.revision;
+    }
+    if (command.target == "auto") {
+        options.target = git::merge_target_for(
+            command.branch, command.tag, config::MergeTarget{}, command.default_branch);
+    } else if (command.target != "none") {
+        options.target = command.target;
+    }
+    const char* home = std::getenv("HOME");
+    options.cache_dir = !command.cache.empty() ? std::filesystem::path(command.cache)
+                        : home != nullptr ? std::filesystem::path(home) / ".cache" / "libci" / "git"
+                                          : std::filesystem::path("/var/cache/libci/git");
+    // Secrets come from the environment, never from arguments.
+    if (const char* token = std::getenv("CI_GIT_TOKEN")) {
+        options.token = token;
+        (void)log::add_secret(options.token);
+    }
+    if (const char* key = std::getenv("CI_GIT_SSH_KEY")) {
+        options.ssh_key = key;
+    }
+    const bool terminal = ::isatty(STDERR_FILENO) != 0 && !command.json;
+    if (terminal) {
+        options.on_progress = [](const git::Progress& progress) {
+            static constexpr const char* names[] = {
+                "receiving objects", "indexing objects", "checking out files"};
+            std::fprintf(stderr,
+                         "\r%s: %llu/%llu   ",
+                         names[static_cast<int>(progress.stage)],
+                         static_cast<unsigned long long>(progress.current),
+                         static_cast<unsigned long long>(progress.total));
+        };
+    }
+    auto result = git::checkout(command.dest, options);
+    if (terminal) {
+        std::fprintf(stderr, "\r\033[K");
+    }
+    if (!result) {
+        std::fprintf(stderr, "error: %s\n", log::redact(result.error().to_string()).c_str());
+        return exit_error;
+    }
+    const auto& merge = result->merge;
+    const bool merged = result->target.has_value() && !merge.merge_commit.empty();
+    if (command.json) {
+        std::string conflicts = "[";
+        for (std::size_t i = 0; i < merge.conflicts.size(); ++i) {
+            conflicts += (i == 0 ? "" : ", ") + json_string(merge.conflicts[i]);
+        }
+        conflicts += "]";
+        const bool has_target = result->target.has_value();
+        std::printf("{\"branch_tip\": %s, \"target\": %s, \"target_tip\": %s, \"merge\": %s, "
+                    "\"conflicts\": %s}\n",
+                    json_string(merge.branch_tip).c_str(),
+                    has_target ? json_string(*result->target).c_str() : "null",
+                    has_target ? json_or_null(merge.target_tip).c_str() : "null",
+                    merged ? json_string(merge.merge_commit).c_str() : "null",
+                    conflicts.c_str());
+    } else {
+        std::printf("branch %s at %s\n", command.branch.c_str(), merge.branch_tip.c_str());
+        if (result->target) {
+            std::printf("target %s at %s\n", result->target->c_str(), merge.target_tip.c_str());
+        }
+        if (merge.conflicted()) {
+            std::printf("conflicts (work directory left at the branch tip):\n");
+            for (const auto& path : merge.conflicts) {
+                std::printf("  %s\n", path.c_str());
+            }
+        } else if (merged) {
+            std::printf("merged forward as %s\n", merge.merge_commit.c_str());
+        } else if (result->target) {
+            std::printf("already up to date with %s\n", result->target->c_str());
+        }
+        std::printf("checked out %s in %s\n", result->checked_out.c_str(), command.dest.c_str());
+    }
+    return merge.conflicted() ? exit_conflict : exit_clean;
+}
+
+} // namespace
+
+void setup_checkout(CLI::App& app, Runner& runner) {
+    auto command = std::make_shared<CheckoutCommand>();
+    auto* sub = app.add_subcommand(
+        "checkout",
+        "Check out a branch merged forward onto its target, as a build does: the repository is\n"
+        "mirrored (and fetched incrementally) under --cache, the branch tip is merged with its\n"
+        "target ('Merge forward.', libci <ci@localhost>, the tip's committer date), and the\n"
+        "result is checked out in DEST, which is cleaned of untracked and ignored files.\n"
+        "Secrets come from the environment: CI_GIT_TOKEN (HTTPS token), CI_GIT_SSH_KEY (key\n"
+        "file; otherwise the SSH agent).\n"
+        "Exit status: 0 checked out (merged or not), 1 the merge conflicts (DEST holds the branch\n"
+        "tip), 2 an error.");
+    sub->add_option("URL", command->url, "The repository, as git clone takes it")->required();
+    sub->add_option("DEST", command->dest, "The work directory (created or reused)")->required();
+    sub->add_option("--branch,-b", command->branch, "The branch (or tag, with --tag) to build")
+        ->required();
+    sub->add_flag("--tag", command->tag, "BRANCH names a tag");
+    sub->add_option("--revision", command->revision, "Build this commit instead of the tip");
+    sub->add_option("--target",
+                    command->target,
+                    "auto: the default rules (master, release/* and version tags as pushed; "
+                    "release-maintenance/X/... onto release/X; others onto master); none; or a "
+                    "branch to merge")
+        ->default_str("auto");
+    sub->add_option(
+           "--default-branch", command->default_branch, "The branch 'auto' merges others onto")
+        ->default_str("master");
+    sub->add_option("--cache", command->cache, "Where mirrors live (default: ~/.cache/libci/git)");
+    sub->add_flag("--json",
+                  command->json,
+                  "Print {\"branch_tip\", \"target\", \"target_tip\", \"merge\", \"conflicts\"}");
+    sub->callback([&runner, command] { runner = [command] { return run_checkout(*command); }; });
+}
+
+} // namespace ci::tools::worker
