@@ -74,6 +74,8 @@ def make_repo(path):
     subprocess.run(["git", "fast-import", "--quiet"], cwd=path, input=stream, text=True,
                    env=env(), check=True)
     git("checkout", "-q", "-f", "master", cwd=path)
+    # Packed, as a hosted repository is, so that the server's side costs the same for both.
+    git("repack", "-a", "-d", "-q", cwd=path)
 
 
 def add_commits(path, count=10):
