@@ -88,7 +88,11 @@ int provide_credentials(git_credential** out,
         return GIT_EAUTH;
     }
     const auto& options = *state->options;
-    if ((allowed & GIT_CREDENTIAL_USERPASS_PLAINTEXT) != 0 && !options.token.empty()) {
+    if ((allowed & GIT_CREDENTIAL_USERPASS_PLAINTEXT) != 0) {
+        if (options.token.empty()) {
+            git_error_set_str(GIT_ERROR_NET, "the server wants credentials and no token was given");
+            return GIT_EAUTH;
+        }
         return git_credential_userpass_plaintext_new(out, "x-access-token", options.token.c_str());
     }
     const char* user = username_from_url != nullptr ? username_from_url : "git";
@@ -101,7 +105,8 @@ int provide_credentials(git_credential** out,
     if ((allowed & GIT_CREDENTIAL_USERNAME) != 0) {
         return git_credential_username_new(out, user);
     }
-    return GIT_PASSTHROUGH;
+    git_error_set_str(GIT_ERROR_NET, "the server wants credentials of a kind libci cannot give");
+    return GIT_EAUTH;
 }
 
 int report_transfer(const git_indexer_progress* stats, void* payload) {

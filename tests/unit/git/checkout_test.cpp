@@ -3,14 +3,19 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdlib>
+#include <mutex>
+#include <regex>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include <doctest/doctest.h>
 
+#include <ci/core/log.h>
 #include <ci/git/checkout.h>
 
+#include "support/background_process.h"
 #include "support/git_cli.h"
 #include "support/require_ok.h"
 #include "support/temp_dir.h"
@@ -217,4 +222,57 @@ TEST_CASE("checkout: a token is never written to a git config") {
     const auto mirror = ci::git::mirror_path(dir / "cache", origin.url());
     CHECK(ci::test::read_file(mirror / "config").find("ghp_") == std::string::npos);
     CHECK(ci::test::read_file(dir / "work" / ".git" / "config").find("ghp_") == std::string::npos);
+}
+
+TEST_CASE("checkout: an HTTPS-style token authenticates, and is never written or logged") {
+    const auto server_script = std::filesystem::path(std::getenv("LIBCI_SOURCE_DIR")) / "tests" /
+                               "support" / "git_http_server.py";
+    Origin origin;
+    ci::test::TempDir dir;
+    const auto served = dir / "served";
+    std::filesystem::create_directories(served);
+    git(served, {"clone", "-q", "--bare", origin.repo.string(), (served / "app.git").string()});
+    const std::string token = "ghp_tokenthatmustnotleak0123456789";
+    ci::test::BackgroundProcess server({"python3", server_script.string(), served.string(), token});
+    auto ready = server.wait_for_line(std::regex(R"(listening on (127\.0\.0\.1:\d+))"),
+                                      std::chrono::seconds(30));
+    INFO(server.output());
+    REQUIRE(ready.has_value());
+    const std::string url = "http://" + std::string((*ready)[1]) + "/app.git";
+
+    std::vector<std::string> logged;
+    std::mutex log_mutex;
+    ci::log::set_level(ci::log::Level::Trace);
+    ci::log::set_sink([&](ci::log::Level, std::string_view line) {
+        const std::lock_guard lock(log_mutex);
+        logged.emplace_back(line);
+    });
+
+    auto options = options_for(origin, dir / "cache", "feature");
+    options.url = url;
+    auto without = ci::git::checkout(dir / "work", options);
+    REQUIRE_FALSE(without.has_value());
+    CHECK(without.error().message.find("no token was given") != std::string::npos);
+
+    options.token = "ghp_wrong_token_000000000000000";
+    auto wrong = ci::git::checkout(dir / "work", options);
+    REQUIRE_FALSE(wrong.has_value());
+    CHECK(wrong.error().message.find("ghp_wrong") == std::string::npos);
+
+    options.token = token;
+    auto with = ci::git::checkout(dir / "work", options);
+    ci::log::set_sink({});
+    ci::log::set_level(ci::log::Level::Warn);
+    REQUIRE_OK(with);
+    CHECK(with->merge.branch_tip == origin.feature_tip);
+    CHECK(ci::test::read_file(served / "requests.log").find("x-access-token") != std::string::npos);
+
+    const auto mirror = ci::git::mirror_path(dir / "cache", url);
+    for (const auto& file : {mirror / "config", dir / "work" / ".git" / "config"}) {
+        CAPTURE(file.string());
+        CHECK(ci::test::read_file(file).find(token) == std::string::npos);
+    }
+    for (const auto& line : logged) {
+        CHECK(line.find(token) == std::string::npos);
+    }
 }
