@@ -216,12 +216,28 @@ Result<http::Response> S3Client::send(http::Request request, std::string payload
     return http_->send(apply(std::move(request), *signature));
 }
 
-Status S3Client::put_object(const PutObjectInput& input) {
-    const std::string what = describe("PUT", input.bucket, input.key);
-    auto request = make_put_object(endpoint_, input);
+Result<std::optional<http::Response>> S3Client::exchange(Result<http::Request> request,
+                                                         std::string payload_hash,
+                                                         const std::string& what,
+                                                         bool missing_is_outcome) {
     if (!request) {
         return fail(request.error());
     }
+    auto response = send(std::move(*request), std::move(payload_hash));
+    if (!response) {
+        return fail(response.error().with_context(what));
+    }
+    if (missing_is_outcome && response->status == 404) {
+        return std::optional<http::Response>();
+    }
+    if (response->status / 100 != 2) {
+        return fail(s3_error(what, *response));
+    }
+    return std::optional<http::Response>(std::move(*response));
+}
+
+Status S3Client::put_object(const PutObjectInput& input) {
+    const std::string what = describe("PUT", input.bucket, input.key);
     std::string payload_hash;
     if (!input.body_file.empty()) {
         // Hashed once here; the client then streams the file without holding it in memory.
@@ -231,68 +247,48 @@ Status S3Client::put_object(const PutObjectInput& input) {
         }
         payload_hash = crypto::to_hex(*digest);
     }
-    auto response = send(std::move(*request), std::move(payload_hash));
+    auto response = exchange(make_put_object(endpoint_, input), std::move(payload_hash), what);
     if (!response) {
-        return fail(response.error().with_context(what));
-    }
-    if (response->status / 100 != 2) {
-        return fail(s3_error(what, *response));
+        return fail(response.error());
     }
     return {};
 }
 
 Result<std::optional<Object>> S3Client::get_object(std::string_view bucket, std::string_view key) {
-    const std::string what = describe("GET", bucket, key);
-    auto request = make_s3_request(endpoint_, "GET", bucket, key);
-    if (!request) {
-        return fail(request.error());
-    }
-    auto response = send(std::move(*request), {});
+    auto response = exchange(make_s3_request(endpoint_, "GET", bucket, key),
+                             {},
+                             describe("GET", bucket, key),
+                             /*missing_is_outcome=*/true);
     if (!response) {
-        return fail(response.error().with_context(what));
+        return fail(response.error());
     }
-    if (response->status == 404) {
+    if (!*response) {
         return std::optional<Object>();
     }
-    if (response->status / 100 != 2) {
-        return fail(s3_error(what, *response));
-    }
-    Object object{parse_object_head(*response), std::move(response->body)};
-    return std::optional<Object>(std::move(object));
+    auto& found = **response;
+    return std::optional<Object>(Object{parse_object_head(found), std::move(found.body)});
 }
 
 Result<std::optional<ObjectHead>> S3Client::head_object(std::string_view bucket,
                                                         std::string_view key) {
-    const std::string what = describe("HEAD", bucket, key);
-    auto request = make_s3_request(endpoint_, "HEAD", bucket, key);
-    if (!request) {
-        return fail(request.error());
-    }
-    auto response = send(std::move(*request), {});
+    auto response = exchange(make_s3_request(endpoint_, "HEAD", bucket, key),
+                             {},
+                             describe("HEAD", bucket, key),
+                             /*missing_is_outcome=*/true);
     if (!response) {
-        return fail(response.error().with_context(what));
+        return fail(response.error());
     }
-    if (response->status == 404) {
+    if (!*response) {
         return std::optional<ObjectHead>();
     }
-    if (response->status / 100 != 2) {
-        return fail(s3_error(what, *response));
-    }
-    return std::optional<ObjectHead>(parse_object_head(*response));
+    return std::optional<ObjectHead>(parse_object_head(**response));
 }
 
 Status S3Client::delete_object(std::string_view bucket, std::string_view key) {
-    const std::string what = describe("DELETE", bucket, key);
-    auto request = make_s3_request(endpoint_, "DELETE", bucket, key);
-    if (!request) {
-        return fail(request.error());
-    }
-    auto response = send(std::move(*request), {});
+    auto response = exchange(
+        make_s3_request(endpoint_, "DELETE", bucket, key), {}, describe("DELETE", bucket, key));
     if (!response) {
-        return fail(response.error().with_context(what));
-    }
-    if (response->status / 100 != 2) {
-        return fail(s3_error(what, *response));
+        return fail(response.error());
     }
     return {};
 }
@@ -302,18 +298,12 @@ Result<ListObjectsPage> S3Client::list_objects_page(std::string_view bucket,
                                                     std::string_view continuation_token,
                                                     int max_keys) {
     const std::string what = fmt::format("LIST s3://{}/{}", bucket, prefix);
-    auto request = make_list_objects_v2(endpoint_, bucket, prefix, continuation_token, max_keys);
-    if (!request) {
-        return fail(request.error());
-    }
-    auto response = send(std::move(*request), {});
+    auto response = exchange(
+        make_list_objects_v2(endpoint_, bucket, prefix, continuation_token, max_keys), {}, what);
     if (!response) {
-        return fail(response.error().with_context(what));
+        return fail(response.error());
     }
-    if (response->status / 100 != 2) {
-        return fail(s3_error(what, *response));
-    }
-    auto page = parse_list_objects_v2(response->body);
+    auto page = parse_list_objects_v2((*response)->body);
     if (!page) {
         return fail(page.error().with_context(what));
     }
@@ -336,24 +326,17 @@ Result<std::vector<ObjectSummary>> S3Client::list_objects(std::string_view bucke
 }
 
 Status S3Client::create_bucket(std::string_view bucket) {
-    const std::string what = fmt::format("CREATE BUCKET s3://{}", bucket);
     auto request = make_s3_request(endpoint_, "PUT", bucket, "");
-    if (!request) {
-        return fail(request.error());
-    }
     // Outside us-east-1, S3 wants the region in the body.
-    if (endpoint_.region != "us-east-1") {
+    if (request && endpoint_.region != "us-east-1") {
         request->body = fmt::format(
             "<CreateBucketConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
             "<LocationConstraint>{}</LocationConstraint></CreateBucketConfiguration>",
             endpoint_.region);
     }
-    auto response = send(std::move(*request), {});
+    auto response = exchange(std::move(request), {}, fmt::format("CREATE BUCKET s3://{}", bucket));
     if (!response) {
-        return fail(response.error().with_context(what));
-    }
-    if (response->status / 100 != 2) {
-        return fail(s3_error(what, *response));
+        return fail(response.error());
     }
     return {};
 }

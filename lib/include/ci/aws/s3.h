@@ -146,6 +146,12 @@ public:
 
 private:
     Result<http::Response> send(http::Request request, std::string payload_hash);
+    // Builds, signs, sends: transport errors and non-2xx answers become Errors naming `what`;
+    // a 404 is nullopt when `missing_is_outcome`.
+    Result<std::optional<http::Response>> exchange(Result<http::Request> request,
+                                                   std::string payload_hash,
+                                                   const std::string& what,
+                                                   bool missing_is_outcome = false);
 
     std::shared_ptr<http::Client> http_;
     std::shared_ptr<CredentialsProvider> credentials_;
