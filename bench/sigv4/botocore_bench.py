@@ -42,18 +42,23 @@ def s3_request():
     return request
 
 
-def per_second(seconds, make_request, signer):
-    calls = 0
-    start = time.perf_counter()
-    deadline = start + seconds
-    now = start
-    while now < deadline:
-        for _ in range(100):
-            request = make_request()
-            signer.add_auth(request)
-        calls += 100
-        now = time.perf_counter()
-    return calls / (now - start)
+def per_second(seconds, request, signer):
+    """Best of five rounds, as sigv4_bench measures. One request signed again and again, as
+    sigv4_bench does: add_auth replaces the X-Amz-Date and Authorization it added before, so
+    only signing is timed, not building the request."""
+    best = 0.0
+    for _ in range(5):
+        calls = 0
+        start = time.perf_counter()
+        deadline = start + seconds / 5
+        now = start
+        while now < deadline:
+            for _ in range(100):
+                signer.add_auth(request)
+            calls += 100
+            now = time.perf_counter()
+        best = max(best, calls / (now - start))
+    return best
 
 
 def main():
@@ -64,8 +69,8 @@ def main():
     probe = s3_request()
     s3.add_auth(probe)
     assert probe.headers["X-Amz-Content-SHA256"] == "UNSIGNED-PAYLOAD"
-    print("ec2_describe_instances.botocore %.0f signatures/s" % per_second(seconds, ec2_request, ec2))
-    print("s3_put_object.botocore %.0f signatures/s" % per_second(seconds, s3_request, s3))
+    print("ec2_describe_instances.botocore %.0f signatures/s" % per_second(seconds, ec2_request(), ec2))
+    print("s3_put_object.botocore %.0f signatures/s" % per_second(seconds, s3_request(), s3))
 
 
 if __name__ == "__main__":

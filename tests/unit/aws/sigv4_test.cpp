@@ -153,6 +153,87 @@ TEST_CASE("sigv4: S3 mode keeps the path as sent") {
           std::string::npos);
 }
 
+// The canonical header block written the plain way: each name lower-cased byte by byte (A-Z
+// only), each value trimmed with its whitespace runs as one space, stably sorted by name,
+// repeated names joined with ','. The signer does the same eight bytes at a time.
+namespace {
+std::string reference_header_block(const ci::http::Headers& headers) {
+    std::vector<std::pair<std::string, std::string>> lines;
+    for (const auto& header : headers) {
+        std::string name;
+        for (const char c : header.name) {
+            name += (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
+        }
+        std::string value;
+        bool space = false;
+        for (const char c : header.value) {
+            if (c == ' ' || c == '\t' || c == '\n' || c == '\r') {
+                space = !value.empty();
+                continue;
+            }
+            if (space) {
+                value += ' ';
+                space = false;
+            }
+            value += c;
+        }
+        lines.emplace_back(name, value);
+    }
+    std::ranges::stable_sort(lines, {}, &std::pair<std::string, std::string>::first);
+    std::string out;
+    for (std::size_t i = 0; i < lines.size(); ++i) {
+        if (i > 0 && lines[i].first == lines[i - 1].first) {
+            out.back() = ',';
+        } else {
+            out += lines[i].first + ":";
+        }
+        out += lines[i].second + "\n";
+    }
+    return out;
+}
+} // namespace
+
+TEST_CASE("sigv4: canonical headers of every length and byte class") {
+    // Names around the bounds of A-Z ('@', '[', '`', '{'), bytes above 0x7f, names sharing their
+    // first eight bytes, lengths below, at and above eight; values with spaces, tabs and line
+    // breaks at the ends and inside, and of lengths around eight.
+    ci::http::Request request;
+    request.method = "GET";
+    request.path = "/";
+    request.host = "example.amazonaws.com";
+    request.headers = {
+        {"X-Amz-Meta-ABCDEFGHIJKLMNOPQRSTUVWXYZ", "v"},
+        {"X-AMZ-META-@[`{", "  a  b\tc  "},
+        {"x-amz-meta-\xc3\x84\xc3\xa4Z", "12345678"},
+        {"X-Amz-Meta-Same-Prefix-B", "1234567 "},
+        {"X-Amz-Meta-Same-Prefix-A", " 1234567"},
+        {"X-Amz-Meta-Same-Prefix-A", "second\r\n  folded"},
+        {"A", "x"},
+        {"ZZ", "\t"},
+        {"Abcdefgh", "1234567\t9"},
+        {"X-Tail-Space", "123456789 "},
+        {"X-Tail-Tab", "12345678\t9"},
+        {"Abcdefg", "seven   spaces    here and there, long enough for two words"},
+    };
+    ci::aws::SigningParams params;
+    params.region = "us-east-1";
+    params.service = "service";
+    params.time = parse_time("2015-08-30T12:36:00Z");
+    params.include_stages = true;
+    const ci::aws::Credentials credentials{"AKIDEXAMPLE", "secret", ""};
+    auto result = ci::aws::sign(request, credentials, params);
+    REQUIRE_OK(result);
+    ci::http::Headers all = request.headers;
+    all.push_back({"host", request.host});
+    all.push_back({"x-amz-date", "20150830T123600Z"});
+    const std::string expected = reference_header_block(all);
+    const std::string& canonical = result->canonical_request;
+    const std::size_t start =
+        canonical.find('\n', canonical.find('\n', canonical.find('\n') + 1) + 1);
+    REQUIRE(start != std::string::npos);
+    CHECK(canonical.substr(start + 1, expected.size()) == expected);
+}
+
 TEST_CASE("sigv4: stages are returned only on request; the signature is the same either way") {
     Case test = load_case(suite_dir() / "post-x-www-form-urlencoded");
     auto without = ci::aws::sign(test.request, test.credentials, test.params);
