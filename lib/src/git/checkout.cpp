@@ -1,5 +1,6 @@
 #include "ci/git/checkout.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
@@ -236,6 +237,82 @@ Result<Repository> open_work_dir(const std::filesystem::path& work_dir,
     return Repository(raw);
 }
 
+// Whether some file of libgit2's search path `level` exists under the name `name`.
+bool search_path_has(int level, const char* name) {
+    git_buf paths = GIT_BUF_INIT;
+    if (git_libgit2_opts(GIT_OPT_GET_SEARCH_PATH, level, &paths) != 0) {
+        git_error_clear();
+        return true; // cannot tell: assume it does
+    }
+    const std::string list(paths.ptr != nullptr ? paths.ptr : "");
+    git_buf_dispose(&paths);
+    std::size_t start = 0;
+    while (start <= list.size()) {
+        const std::size_t end = std::min(list.find(':', start), list.size());
+        if (end > start) {
+            const std::filesystem::path dir = list.substr(start, end - start);
+            std::error_code ignored;
+            if (std::filesystem::exists(dir / name, ignored)) {
+                return true;
+            }
+        }
+        start = end + 1;
+    }
+    return false;
+}
+
+int find_gitattributes(const char* /*root*/, const git_tree_entry* entry, void* payload) {
+    if (std::strcmp(git_tree_entry_name(entry), ".gitattributes") == 0) {
+        *static_cast<bool*>(payload) = true;
+        return -1; // stops the walk
+    }
+    return 0;
+}
+
+// Whether checking `commit` out could change a file's content on the way (end-of-line
+// conversion, ident, a filter driver): only when core.autocrlf is true or some gitattributes
+// file exists (in the tree, in .git/info, core.attributesFile, the user's or the system's).
+// Otherwise filters are turned off, which is exact, and spares libgit2 two realpath() calls per
+// file while it looks for attributes that are not there.
+bool may_apply_filters(git_repository* repository, git_object* commit) {
+    git_config* config = nullptr;
+    if (git_repository_config_snapshot(&config, repository) != 0) {
+        git_error_clear();
+        return true;
+    }
+    int autocrlf = 0;
+    git_buf attributes_file = GIT_BUF_INIT;
+    const bool configured =
+        (git_config_get_bool(&autocrlf, config, "core.autocrlf") == 0 && autocrlf != 0) ||
+        git_config_get_string_buf(&attributes_file, config, "core.attributesfile") == 0;
+    git_buf_dispose(&attributes_file);
+    git_config_free(config);
+    git_error_clear();
+    if (configured) {
+        return true;
+    }
+    std::error_code ignored;
+    const std::filesystem::path git_dir = git_repository_commondir(repository);
+    if (std::filesystem::exists(git_dir / "info" / "attributes", ignored) ||
+        search_path_has(GIT_CONFIG_LEVEL_XDG, "attributes") ||
+        search_path_has(GIT_CONFIG_LEVEL_SYSTEM, "gitattributes")) {
+        return true;
+    }
+    git_tree* tree = nullptr;
+    if (git_commit_tree(&tree, reinterpret_cast<git_commit*>(commit)) != 0) { // NOLINT
+        git_error_clear();
+        return true;
+    }
+    bool found = false;
+    const int walked = git_tree_walk(tree, GIT_TREEWALK_PRE, find_gitattributes, &found);
+    git_tree_free(tree);
+    if (walked < 0 && !found) {
+        git_error_clear();
+        return true; // the walk failed: do not guess
+    }
+    return found;
+}
+
 Status check_out(git_repository* repository,
                  const std::string& commit,
                  CallbackState& state,
@@ -251,6 +328,7 @@ Status check_out(git_repository* repository,
     // Whatever an earlier build left (changes, untracked and ignored files) goes.
     options.checkout_strategy =
         GIT_CHECKOUT_FORCE | GIT_CHECKOUT_REMOVE_UNTRACKED | GIT_CHECKOUT_REMOVE_IGNORED;
+    options.disable_filters = may_apply_filters(repository, object.get()) ? 0 : 1;
     options.progress_cb = report_checkout;
     options.progress_payload = &state;
     if (int code = git_checkout_tree(repository, object.get(), &options); code != 0) {

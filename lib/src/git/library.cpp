@@ -24,6 +24,14 @@ Status global_init() {
                     count);
     }
     std::atexit([] { git_libgit2_shutdown(); });
+    // Objects are hashed once, when a fetch indexes them, as git does; libgit2 would otherwise
+    // hash every object again each time it reads one (checkout and merge read tens of
+    // thousands).
+    git_libgit2_opts(GIT_OPT_ENABLE_STRICT_HASH_VERIFICATION, 0);
+    // libci creates objects (merged trees, merge commits) only from entries it has just read
+    // from the object database. libgit2 would look each one up again: writing the tree of a
+    // 20,000-file merge took 85 ms with those lookups and 14 ms without.
+    git_libgit2_opts(GIT_OPT_ENABLE_STRICT_OBJECT_CREATION, 0);
     return {};
 }
 

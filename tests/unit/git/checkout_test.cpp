@@ -137,6 +137,47 @@ TEST_CASE("checkout: no target, an exact revision, a tag") {
     CHECK(revision->checked_out == origin.feature_tip);
 }
 
+TEST_CASE("checkout: files come out byte for byte as git checks them out, attributes or not") {
+    // Without any gitattributes libci turns libgit2's filters off (exact, and faster); with
+    // them, end-of-line conversion and ident apply as they do for git. The oracle is a clone
+    // checked out by the git CLI.
+    Origin origin;
+    ci::test::write_file(origin.repo / "lines.txt", "one\ntwo\n");
+    ci::test::write_file(origin.repo / "id.c", "/* $Id$ */\n");
+    ci::test::write_file(origin.repo / "data.bin", std::string("a\nb\0c\r\n", 8));
+    const std::string plain_tip = origin.commit("no attributes");
+    git(origin.repo, {"checkout", "-q", "-b", "attributes"});
+    ci::test::write_file(origin.repo / ".gitattributes", "*.txt text eol=crlf\n*.c ident\n");
+    ci::test::write_file(origin.repo / "sub" / ".gitattributes", "*.md text eol=crlf\n");
+    ci::test::write_file(origin.repo / "sub" / "notes.md", "x\ny\n");
+    origin.commit("attributes");
+    git(origin.repo, {"checkout", "-q", "master"});
+    ci::test::TempDir dir;
+    for (const std::string branch : {"master", "attributes"}) {
+        CAPTURE(branch);
+        const auto ours = dir / ("ours-" + branch);
+        REQUIRE_OK(
+            ci::git::checkout(ours, options_for(origin, dir / "cache", branch, std::nullopt)));
+        const auto theirs = dir / ("theirs-" + branch);
+        git(dir.path(), {"clone", "-q", "-b", branch, origin.url(), theirs.string()});
+        for (const char* file : {"a.txt", "lines.txt", "id.c", "data.bin", "sub/notes.md"}) {
+            CAPTURE(file);
+            CHECK(std::filesystem::exists(ours / file) == std::filesystem::exists(theirs / file));
+            if (std::filesystem::exists(theirs / file)) {
+                CHECK(ci::test::read_file(ours / file) == ci::test::read_file(theirs / file));
+            }
+        }
+        if (branch == "attributes") {
+            CHECK(ci::test::read_file(ours / "lines.txt") == "one\r\ntwo\r\n");
+            CHECK(ci::test::read_file(ours / "sub" / "notes.md") == "x\r\ny\r\n");
+            CHECK(ci::test::read_file(ours / "id.c").starts_with("/* $Id: "));
+        } else {
+            CHECK(ci::test::read_file(ours / "lines.txt") == "one\ntwo\n");
+        }
+    }
+    CHECK_FALSE(plain_tip.empty());
+}
+
 TEST_CASE("checkout: a conflict is an outcome, and the work directory is clean") {
     Origin origin;
     git(origin.repo, {"checkout", "-q", "-b", "clash", origin.feature_tip});
