@@ -10,6 +10,7 @@ LIBCI_BUILD_PACKAGES=(
 # What the test suites use besides the build: real peers run on 127.0.0.1.
 LIBCI_TEST_PACKAGES=(
   python3-botocore python3-venv
+  openssh-server openssh-client # the SSH checkout test runs a real sshd on 127.0.0.1
 )
 
 log() { printf '==> %s\n' "$*" >&2; }
@@ -41,7 +42,19 @@ ensure_packages() {
   log "installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   as_root apt-get update -qq
-  as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # Packages installed for the tests (openssh-server) must not start system services: the
+  # tests run their own servers on 127.0.0.1. Debian asks policy-rc.d; where there is none,
+  # one that refuses is in place for the install only.
+  local policy=/usr/sbin/policy-rc.d own_policy=0 status=0
+  if [[ ! -e $policy ]]; then
+    printf '#!/bin/sh\nexit 101\n' | as_root tee "$policy" >/dev/null && as_root chmod 755 "$policy"
+    own_policy=1
+  fi
+  as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || status=$?
+  if [[ $own_policy -eq 1 ]]; then
+    as_root rm -f "$policy"
+  fi
+  return $status
 }
 
 # Configures DIR with the given meson options unless it is configured already; ninja

@@ -156,7 +156,8 @@ void setup_checkout(CLI::App& app, Runner& runner) {
         "target ('Merge forward.', libci <ci@localhost>, the tip's committer date), and the\n"
         "result is checked out in DEST, which is cleaned of untracked and ignored files.\n"
         "Secrets come from the environment: CI_GIT_TOKEN (HTTPS token), CI_GIT_SSH_KEY (key\n"
-        "file; otherwise the SSH agent).\n"
+        "file; otherwise the SSH agent). An SSH server's host key must be in\n"
+        "~/.ssh/known_hosts.\n"
         "Exit status: 0 checked out (merged or not), 1 the merge conflicts (DEST holds the branch\n"
         "tip), 2 an error.");
     sub->add_option("URL", command->url, "The repository, as git clone takes it")->required();

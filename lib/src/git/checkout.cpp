@@ -75,6 +75,7 @@ private:
 struct CallbackState {
     const CheckoutOptions* options = nullptr;
     int credential_attempts = 0;
+    std::string offered; // what the last credential was, for the error when it is refused
 };
 
 int provide_credentials(git_credential** out,
@@ -85,7 +86,10 @@ int provide_credentials(git_credential** out,
     auto* state = static_cast<CallbackState*>(payload);
     // One offer per kind: a refused credential must end the fetch, not loop.
     if (++state->credential_attempts > 2) {
-        git_error_set_str(GIT_ERROR_NET, "authentication failed (credentials refused)");
+        const std::string message =
+            fmt::format("authentication failed: the server refused {}",
+                        state->offered.empty() ? "the credentials" : state->offered);
+        git_error_set_str(GIT_ERROR_NET, message.c_str());
         return GIT_EAUTH;
     }
     const auto& options = *state->options;
@@ -94,13 +98,16 @@ int provide_credentials(git_credential** out,
             git_error_set_str(GIT_ERROR_NET, "the server wants credentials and no token was given");
             return GIT_EAUTH;
         }
+        state->offered = "the token";
         return git_credential_userpass_plaintext_new(out, "x-access-token", options.token.c_str());
     }
     const char* user = username_from_url != nullptr ? username_from_url : "git";
     if ((allowed & GIT_CREDENTIAL_SSH_KEY) != 0) {
         if (!options.ssh_key.empty()) {
+            state->offered = fmt::format("the SSH key {}", options.ssh_key);
             return git_credential_ssh_key_new(out, user, nullptr, options.ssh_key.c_str(), nullptr);
         }
+        state->offered = "every key of the SSH agent (no key file was given)";
         return git_credential_ssh_key_from_agent(out, user);
     }
     if ((allowed & GIT_CREDENTIAL_USERNAME) != 0) {
@@ -178,6 +185,7 @@ Status fetch(git_repository* repository, const std::string& url, CallbackState& 
     options.prune = GIT_FETCH_PRUNE;
     options.download_tags = GIT_REMOTE_DOWNLOAD_TAGS_NONE; // the refspec fetches every tag
     state.credential_attempts = 0;
+    state.offered.clear();
     if (int code = git_remote_fetch(remote.get(), nullptr, &options, nullptr); code != 0) {
         return git_failure(fmt::format("fetch {}", url), code);
     }
@@ -370,7 +378,7 @@ Result<CheckoutResult> checkout(const std::filesystem::path& work_dir,
             fmt::format("create cache {}: {}", options.cache_dir.string(), io_error.message()));
     }
     const auto mirror = mirror_path(options.cache_dir, options.url);
-    CallbackState state{&options, 0};
+    CallbackState state{&options, 0, {}};
     CheckoutResult result;
     {
         auto lock = MirrorLock::acquire(mirror.string() + ".lock");
