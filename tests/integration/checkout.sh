@@ -52,4 +52,18 @@ status=$?
 grep -q "error: branch nope in file://" "$tmp/err" || fail "missing branch: $(cat "$tmp/err")"
 echo "ok: missing branch is an error"
 
+# --submodules: a branch that adds a submodule gets it checked out only when asked.
+git init -q -b master "$tmp/lib" && printf 'lib\n' >"$tmp/lib/lib.txt"
+git -C "$tmp/lib" add -A && git -C "$tmp/lib" commit -qm lib
+git -C "$origin" checkout -qb with-sub master
+git -C "$origin" -c protocol.file.allow=always submodule add -q "file://$tmp/lib" lib
+git -C "$origin" commit -qm "lib as a submodule" && git -C "$origin" checkout -q master
+"$worker" checkout "file://$origin" "$tmp/sub1" --branch with-sub --target none \
+  --cache "$tmp/cache" >/dev/null 2>&1 || fail "with-sub: exit $?"
+[[ ! -e $tmp/sub1/lib/lib.txt ]] || fail "submodule checked out without --submodules"
+"$worker" checkout "file://$origin" "$tmp/sub2" --branch with-sub --target none --submodules \
+  --cache "$tmp/cache" >/dev/null 2>&1 || fail "with-sub --submodules: exit $?"
+[[ -f $tmp/sub2/lib/lib.txt ]] || fail "--submodules: lib/lib.txt missing"
+echo "ok: --submodules"
+
 [[ $failures -eq 0 ]] || { echo "$failures check(s) failed"; exit 1; }

@@ -28,6 +28,7 @@ struct CheckoutCommand {
     std::string default_branch = "master";
     std::string cache;
     bool json = false;
+    bool submodules = false;
 };
 
 // Exit statuses of this subcommand, as its --help says.
@@ -89,6 +90,7 @@ int run_checkout(const CheckoutCommand& command) {
     if (const char* key = std::getenv("CI_GIT_SSH_KEY")) {
         options.ssh_key = key;
     }
+    options.submodules = command.submodules;
     const bool terminal = ::isatty(STDERR_FILENO) != 0 && !command.json;
     if (terminal) {
         options.on_progress = [](const git::Progress& progress) {
@@ -165,6 +167,9 @@ void setup_checkout(CLI::App& app, Runner& runner) {
     sub->add_option("--branch,-b", command->branch, "The branch (or tag, with --tag) to build")
         ->required();
     sub->add_flag("--tag", command->tag, "BRANCH names a tag");
+    sub->add_flag("--submodules",
+                  command->submodules,
+                  "Also check out submodules, recursively, at the commits the tree records");
     sub->add_option("--revision", command->revision, "Build this commit instead of the tip");
     sub->add_option("--target",
                     command->target,

@@ -1,6 +1,7 @@
 #include "ci/git/checkout.h"
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
@@ -217,7 +218,8 @@ resolve(git_repository* repository, const std::string& spec, const std::string& 
 
 // A work directory whose repository borrows the mirror's objects.
 Result<Repository> open_work_dir(const std::filesystem::path& work_dir,
-                                 const std::filesystem::path& mirror) {
+                                 const std::filesystem::path& mirror,
+                                 const std::string& url) {
     std::error_code error;
     std::filesystem::create_directories(work_dir, error);
     if (error) {
@@ -237,6 +239,20 @@ Result<Repository> open_work_dir(const std::filesystem::path& work_dir,
     const auto alternates = work_dir / ".git" / "objects" / "info" / "alternates";
     std::filesystem::create_directories(alternates.parent_path(), error);
     std::ofstream(alternates) << std::filesystem::absolute(mirror / "objects").string() << "\n";
+    // origin names the repository's URL (never with credentials: those go through the
+    // callback), against which relative submodule URLs ("../lib.git") resolve, as in a clone.
+    git_remote* remote = nullptr;
+    if (git_remote_lookup(&remote, repository.get(), "origin") == 0) {
+        const Remote existing(remote);
+        if (url != git_remote_url(remote)) {
+            git_remote_set_url(repository.get(), "origin", url.c_str());
+        }
+    } else if (int code = git_remote_create(&remote, repository.get(), "origin", url.c_str());
+               code == 0) {
+        git_remote_free(remote);
+    } else {
+        return git_failure(fmt::format("set origin in {}", work_dir.string()), code);
+    }
     // Reopen so that libgit2 reads the alternates just written.
     git_repository_free(repository.release());
     if (int code = git_repository_open(&raw, work_dir.c_str()); code != 0) {
@@ -348,7 +364,175 @@ Status check_out(git_repository* repository,
     return {};
 }
 
+struct SubmoduleWalk {
+    CallbackState* state;
+    git_repository* repository;     // whose submodules are walked
+    std::filesystem::path work_dir; // its work directory
+    std::optional<Error> error;
+};
+
+// The URL of `repository`'s origin, which relative submodule URLs start from.
+std::string origin_url(git_repository* repository) {
+    git_remote* raw = nullptr;
+    if (git_remote_lookup(&raw, repository, "origin") != 0) {
+        git_error_clear();
+        return {};
+    }
+    const Remote remote(raw);
+    const char* url = git_remote_url(remote.get());
+    return url != nullptr ? url : "";
+}
+
+Status update_submodules(git_repository* repository,
+                         CallbackState& state,
+                         const std::filesystem::path& work_dir);
+
+// Opens the submodule's repository, creating it (under .git/modules) when this work directory
+// has none yet, with origin at `url`. Done here rather than by git_submodule_update, which in
+// libgit2 1.5 clones into the submodule's path taken relative to the process's working
+// directory, and resolves relative URLs against file:// URLs wrongly.
+Result<Repository> open_submodule(git_repository* superproject,
+                                  git_submodule* submodule,
+                                  const std::string& url,
+                                  const std::string& what) {
+    git_repository* raw = nullptr;
+    if (git_submodule_open(&raw, submodule) != 0) {
+        git_error_clear();
+        git_config* config = nullptr;
+        if (int code = git_repository_config(&config, superproject); code != 0) {
+            return git_failure(what, code);
+        }
+        const std::string key = fmt::format("submodule.{}.url", git_submodule_name(submodule));
+        const int set = git_config_set_string(config, key.c_str(), url.c_str());
+        git_config_free(config);
+        if (set != 0) {
+            return git_failure(what, set);
+        }
+        if (int code = git_submodule_repo_init(&raw, submodule, /*use_gitlink=*/1); code != 0) {
+            return git_failure(what, code);
+        }
+    }
+    Repository repository(raw);
+    if (origin_url(repository.get()) != url) {
+        git_remote* remote = nullptr;
+        if (git_remote_lookup(&remote, repository.get(), "origin") == 0) {
+            git_remote_free(remote);
+            git_remote_set_url(repository.get(), "origin", url.c_str());
+        } else if (int code = git_remote_create(&remote, repository.get(), "origin", url.c_str());
+                   code == 0) {
+            git_remote_free(remote);
+        } else {
+            return git_failure(what, code);
+        }
+    }
+    return repository;
+}
+
+int update_submodule(git_submodule* submodule, const char* name, void* payload) {
+    auto& walk = *static_cast<SubmoduleWalk*>(payload);
+    const auto where = walk.work_dir / git_submodule_path(submodule);
+    const char* recorded = git_submodule_url(submodule);
+    const std::string url =
+        recorded != nullptr ? submodule_url(origin_url(walk.repository), recorded) : "";
+    const std::string what = log::redact(fmt::format(
+        "submodule {} ({}) in {}", name, url.empty() ? "no URL" : url, walk.work_dir.string()));
+    const auto record = [&](Error error) {
+        walk.error = std::move(error);
+        return -1;
+    };
+    const git_oid* commit_id = git_submodule_index_id(submodule);
+    if (commit_id == nullptr) {
+        return record(Error{ErrorCode::Git, what + ": the tree records no commit for it", {}});
+    }
+    if (url.empty()) {
+        return record(Error{ErrorCode::Git, what + ": .gitmodules gives it no URL", {}});
+    }
+    auto repository = open_submodule(walk.repository, submodule, url, what);
+    if (!repository) {
+        return record(repository.error());
+    }
+    git_object* raw = nullptr;
+    if (git_object_lookup(&raw, repository->get(), commit_id, GIT_OBJECT_COMMIT) != 0) {
+        git_error_clear();
+        git_remote* remote_raw = nullptr;
+        if (int code = git_remote_lookup(&remote_raw, repository->get(), "origin"); code != 0) {
+            return record(git_failure(what, code).error());
+        }
+        const Remote remote(remote_raw);
+        git_fetch_options options = GIT_FETCH_OPTIONS_INIT;
+        options.callbacks.credentials = provide_credentials;
+        options.callbacks.transfer_progress = report_transfer;
+        options.callbacks.payload = walk.state;
+        walk.state->credential_attempts = 0;
+        walk.state->offered.clear();
+        if (int code = git_remote_fetch(remote.get(), nullptr, &options, nullptr); code != 0) {
+            return record(git_failure(what, code).error());
+        }
+        if (int code = git_object_lookup(&raw, repository->get(), commit_id, GIT_OBJECT_COMMIT);
+            code != 0) {
+            return record(git_failure(what + ": the recorded commit", code).error());
+        }
+    }
+    const Object commit(raw);
+    std::array<char, GIT_OID_HEXSZ + 1> text{};
+    git_oid_tostr(text.data(), text.size(), commit_id);
+    if (auto status = check_out(repository->get(), text.data(), *walk.state, where); !status) {
+        return record(status.error());
+    }
+    if (auto status = update_submodules(repository->get(), *walk.state, where); !status) {
+        return record(status.error());
+    }
+    return 0;
+}
+
+// Initializes and checks out every submodule of `repository`, then theirs.
+Status update_submodules(git_repository* repository,
+                         CallbackState& state,
+                         const std::filesystem::path& work_dir) {
+    SubmoduleWalk walk{&state, repository, work_dir, std::nullopt};
+    if (int code = git_submodule_foreach(repository, update_submodule, &walk); code != 0) {
+        if (walk.error) {
+            return fail(*walk.error);
+        }
+        return git_failure(fmt::format("list submodules in {}", work_dir.string()), code);
+    }
+    return {};
+}
+
 } // namespace
+
+std::string submodule_url(std::string_view superproject, std::string_view url) {
+    if (!url.starts_with("./") && !url.starts_with("../")) {
+        return std::string(url);
+    }
+    std::string base(superproject);
+    while (base.size() > 1 && base.back() == '/') {
+        base.pop_back();
+    }
+    char separator = '/';
+    for (;;) {
+        if (url.starts_with("./")) {
+            url.remove_prefix(2);
+        } else if (url.starts_with("../")) {
+            url.remove_prefix(3);
+            const std::size_t slash = base.find_last_of('/');
+            const std::size_t colon = base.find_last_of(':');
+            if (slash != std::string::npos && (colon == std::string::npos || slash > colon)) {
+                base.resize(slash);
+                separator = '/';
+            } else if (colon != std::string::npos) {
+                base.resize(colon); // scp-like host:path
+                separator = ':';
+            } else {
+                base = ".";
+                separator = '/';
+            }
+        } else {
+            break;
+        }
+    }
+    return base + separator + std::string(url);
+}
 
 std::filesystem::path mirror_path(const std::filesystem::path& cache_dir, const std::string& url) {
     // A readable name plus a hash of the whole URL: two hosts' "app.git" stay apart.
@@ -432,7 +616,7 @@ Result<CheckoutResult> checkout(const std::filesystem::path& work_dir,
             result.target = options.target;
         }
     }
-    auto work = open_work_dir(work_dir, mirror);
+    auto work = open_work_dir(work_dir, mirror, options.url);
     if (!work) {
         return fail(work.error());
     }
@@ -441,6 +625,11 @@ Result<CheckoutResult> checkout(const std::filesystem::path& work_dir,
         result.merge.conflicted() ? result.merge.branch_tip : result.merge.result();
     if (auto status = check_out(work->get(), result.checked_out, state, work_dir); !status) {
         return fail(status.error());
+    }
+    if (options.submodules) {
+        if (auto status = update_submodules(work->get(), state, work_dir); !status) {
+            return fail(status.error());
+        }
     }
     return result;
 }

@@ -2,8 +2,10 @@
 // and recovered when the mirror is damaged. Repositories are made with the git CLI.
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cstdlib>
+#include <map>
 #include <mutex>
 #include <regex>
 #include <string>
@@ -176,6 +178,115 @@ TEST_CASE("checkout: files come out byte for byte as git checks them out, attrib
         }
     }
     CHECK_FALSE(plain_tip.empty());
+}
+
+TEST_CASE("checkout: relative submodule URLs resolve as git resolves them") {
+    const std::vector<std::array<std::string, 3>> cases = {
+        {"https://github.com/org/app.git", "../lib.git", "https://github.com/org/lib.git"},
+        {"https://github.com/org/app.git/", "../lib.git", "https://github.com/org/lib.git"},
+        {"https://github.com/org/app", "./lib", "https://github.com/org/app/lib"},
+        {"https://github.com/org/app.git",
+         "../../other/lib.git",
+         "https://github.com/other/lib.git"},
+        {"git@github.com:org/app.git", "../lib.git", "git@github.com:org/lib.git"},
+        {"git@github.com:app.git", "../lib.git", "git@github.com:lib.git"},
+        {"file:///srv/git/app", "../lib", "file:///srv/git/lib"},
+        {"ssh://git@host:2222/srv/app.git", "../lib.git", "ssh://git@host:2222/srv/lib.git"},
+        {"https://github.com/org/app.git",
+         "https://example.org/x.git",
+         "https://example.org/x.git"},
+        {"https://github.com/org/app.git", "git@host:y.git", "git@host:y.git"},
+    };
+    // The oracle: git submodule init, in a repository whose origin is the superproject URL.
+    ci::test::TempDir dir;
+    int n = 0;
+    for (const auto& [superproject, url, expected] : cases) {
+        CAPTURE(superproject);
+        CAPTURE(url);
+        CHECK(ci::git::submodule_url(superproject, url) == expected);
+        const auto repo = dir / std::to_string(n++);
+        std::filesystem::create_directories(repo);
+        git(repo, {"init", "-q"});
+        git(repo, {"remote", "add", "origin", superproject});
+        ci::test::write_file(repo / ".gitmodules",
+                             "[submodule \"x\"]\n\tpath = x\n\turl = " + url + "\n");
+        git(repo,
+            {"update-index",
+             "--add",
+             "--cacheinfo",
+             "160000,1111111111111111111111111111111111111111,x"});
+        git(repo, {"submodule", "init", "-q"});
+        CHECK(git(repo, {"config", "submodule.x.url"}) ==
+              ci::git::submodule_url(superproject, url));
+    }
+}
+
+TEST_CASE("checkout: submodules, nested, only on request, at the commits the tree records") {
+    Origin origin;
+    ci::test::TempDir dir;
+    const std::map<std::string, std::string> dates{{"GIT_COMMITTER_DATE", "1795510800 +0100"},
+                                                   {"GIT_AUTHOR_DATE", "1795510800 +0100"}};
+    const auto make_repo = [&](const std::filesystem::path& repo, const std::string& file) {
+        std::filesystem::create_directories(repo);
+        git(repo, {"init", "-q", "-b", "master"});
+        ci::test::write_file(repo / file, file + "\n");
+        git(repo, {"add", "-A"});
+        git(repo, {"commit", "-q", "-m", file}, dates);
+    };
+    // Beside the origin, so that "../middle" names it.
+    const auto middle = origin.dir / "middle";
+    const auto inner = origin.dir / "inner";
+    make_repo(inner, "inner.txt");
+    make_repo(middle, "middle.txt");
+    // The git CLI refuses file:// submodules unless told (CVE-2022-39253); libgit2 has no
+    // such rule.
+    git(middle,
+        {"-c",
+         "protocol.file.allow=always",
+         "submodule",
+         "add",
+         "-q",
+         "file://" + (inner).string(),
+         "deps/inner"});
+    git(middle, {"commit", "-q", "-m", "inner as a submodule"}, dates);
+    git(origin.repo, {"checkout", "-q", "feature"});
+    // A relative URL, as GitHub projects write them: it resolves against the superproject's.
+    git(origin.repo,
+        {"-c", "protocol.file.allow=always", "submodule", "add", "-q", "../middle", "middle"});
+    const std::string feature_tip = origin.commit("middle as a submodule");
+    git(origin.repo, {"checkout", "-q", "master"});
+    const std::string middle_commit = git(middle, {"rev-parse", "HEAD"});
+    const std::string inner_commit = git(inner, {"rev-parse", "HEAD"});
+    // Move the submodules' own branches on: the checkout must use the recorded commits.
+    ci::test::write_file(middle / "later.txt", "later\n");
+    git(middle, {"add", "-A"});
+    git(middle, {"commit", "-q", "-m", "later"}, dates);
+
+    auto options = options_for(origin, dir / "cache", "feature");
+    auto plain = ci::git::checkout(dir / "plain", options);
+    REQUIRE_OK(plain);
+    CHECK_FALSE(std::filesystem::exists(dir / "plain" / "middle" / "middle.txt"));
+
+    options.submodules = true;
+    auto with = ci::git::checkout(dir / "work", options);
+    REQUIRE_OK(with);
+    CHECK(with->merge.branch_tip == feature_tip);
+    CHECK(ci::test::read_file(dir / "work" / "middle" / "middle.txt") == "middle.txt\n");
+    CHECK(ci::test::read_file(dir / "work" / "middle" / "deps" / "inner" / "inner.txt") ==
+          "inner.txt\n");
+    CHECK_FALSE(std::filesystem::exists(dir / "work" / "middle" / "later.txt"));
+    CHECK(git(dir / "work" / "middle", {"rev-parse", "HEAD"}) == middle_commit);
+    CHECK(git(dir / "work" / "middle" / "deps" / "inner", {"rev-parse", "HEAD"}) == inner_commit);
+    // Reused: a second checkout with submodules succeeds and leaves them in place.
+    auto again = ci::git::checkout(dir / "work", options);
+    REQUIRE_OK(again);
+    CHECK(std::filesystem::exists(dir / "work" / "middle" / "deps" / "inner" / "inner.txt"));
+
+    // A submodule that cannot be fetched is an error naming it.
+    std::filesystem::remove_all(middle);
+    auto broken = ci::git::checkout(dir / "fresh", options);
+    REQUIRE_FALSE(broken.has_value());
+    CHECK(broken.error().message.find("submodule middle") != std::string::npos);
 }
 
 TEST_CASE("checkout: a conflict is an outcome, and the work directory is clean") {

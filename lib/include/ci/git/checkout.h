@@ -17,6 +17,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include <ci/core/error.h>
 #include <ci/git/merge.h>
@@ -41,6 +42,10 @@ struct CheckoutOptions {
     Identity identity;
     std::string token;   ///< HTTPS token (a secret); empty: none
     std::string ssh_key; ///< private key file for SSH; empty: the agent
+    /// Also initialize and check out submodules, recursively, at the commits the checked-out
+    /// tree records (fetched with the same credentials; cloned under the work directory's
+    /// .git/modules, not mirrored).
+    bool submodules = false;
     std::function<void(const Progress&)> on_progress;
 };
 
@@ -57,6 +62,11 @@ struct CheckoutResult {
 /// not cure) or Io, naming the URL (without credentials) and what failed.
 [[nodiscard]] Result<CheckoutResult> checkout(const std::filesystem::path& work_dir,
                                               const CheckoutOptions& options);
+
+/// A submodule's URL as git resolves it: one that starts with "./" or "../" is relative to the
+/// superproject's URL (each "../" removes one path component, or the path of a scp-like
+/// "host:path" URL); any other is returned as it is.
+[[nodiscard]] std::string submodule_url(std::string_view superproject, std::string_view url);
 
 /// The mirror directory `checkout` uses for `url` under `cache_dir`.
 [[nodiscard]] std::filesystem::path mirror_path(const std::filesystem::path& cache_dir,
