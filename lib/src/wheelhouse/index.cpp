@@ -1,0 +1,240 @@
+#include "ci/wheelhouse/index.h"
+
+#include <algorithm>
+#include <map>
+
+#include <fmt/format.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+
+#include <ci/http/request.h>
+
+namespace ci::wheelhouse {
+
+namespace {
+
+constexpr std::string_view html_type = "text/html";
+constexpr std::string_view json_type = "application/vnd.pypi.simple.v1+json";
+constexpr std::string_view repository_version = "1.1";
+
+std::string page_head(std::string_view title) {
+    return fmt::format("<!DOCTYPE html>\n<html>\n  <head>\n"
+                       "    <meta name=\"pypi:repository-version\" content=\"{}\">\n"
+                       "    <title>{}</title>\n  </head>\n  <body>\n    <h1>{}</h1>\n",
+                       repository_version,
+                       html_escape(title),
+                       html_escape(title));
+}
+
+constexpr std::string_view page_tail = "  </body>\n</html>\n";
+
+// A link to a wheel from a page `up` directories below the prefix.
+std::string wheel_link(const WheelEntry& wheel, std::string_view up) {
+    std::string link = fmt::format("    <a href=\"{}{}#sha256={}\"",
+                                   up,
+                                   html_escape(http::uri_encode(wheel.file_name)),
+                                   wheel.sha256);
+    if (wheel.requires_python) {
+        link += fmt::format(" data-requires-python=\"{}\"", html_escape(*wheel.requires_python));
+    }
+    if (!wheel.metadata_sha256.empty()) {
+        link += fmt::format(" data-dist-info-metadata=\"sha256={0}\""
+                            " data-core-metadata=\"sha256={0}\"",
+                            wheel.metadata_sha256);
+    }
+    link += fmt::format(">{}</a><br/>\n", html_escape(wheel.file_name));
+    return link;
+}
+
+using JsonWriter = rapidjson::Writer<rapidjson::StringBuffer>;
+
+void json_string(JsonWriter& out, std::string_view text) {
+    out.String(text.data(), static_cast<rapidjson::SizeType>(text.size()));
+}
+
+void json_meta(JsonWriter& out) {
+    out.Key("meta");
+    out.StartObject();
+    out.Key("api-version");
+    json_string(out, repository_version);
+    out.EndObject();
+}
+
+std::string project_json(std::string_view project, const std::vector<const WheelEntry*>& wheels) {
+    rapidjson::StringBuffer buffer;
+    JsonWriter out(buffer);
+    out.StartObject();
+    json_meta(out);
+    out.Key("name");
+    json_string(out, project);
+    out.Key("files");
+    out.StartArray();
+    std::vector<std::string> versions;
+    for (const auto* wheel : wheels) {
+        out.StartObject();
+        out.Key("filename");
+        json_string(out, wheel->file_name);
+        out.Key("url");
+        json_string(out, "../../" + http::uri_encode(wheel->file_name));
+        out.Key("hashes");
+        out.StartObject();
+        out.Key("sha256");
+        json_string(out, wheel->sha256);
+        out.EndObject();
+        if (wheel->requires_python) {
+            out.Key("requires-python");
+            json_string(out, *wheel->requires_python);
+        }
+        if (!wheel->metadata_sha256.empty()) {
+            for (const char* key : {"core-metadata", "dist-info-metadata"}) {
+                out.Key(key);
+                out.StartObject();
+                out.Key("sha256");
+                json_string(out, wheel->metadata_sha256);
+                out.EndObject();
+            }
+        }
+        out.Key("size");
+        out.Uint64(wheel->size);
+        out.EndObject();
+        const std::string version = wheel->name.version.to_string();
+        if (versions.empty() || versions.back() != version) {
+            versions.push_back(version);
+        }
+    }
+    out.EndArray();
+    out.Key("versions");
+    out.StartArray();
+    for (const auto& version : versions) {
+        json_string(out, version);
+    }
+    out.EndArray();
+    out.EndObject();
+    return std::string(buffer.GetString(), buffer.GetSize()) + "\n";
+}
+
+std::string root_json(const std::map<std::string, std::vector<const WheelEntry*>>& projects) {
+    rapidjson::StringBuffer buffer;
+    JsonWriter out(buffer);
+    out.StartObject();
+    json_meta(out);
+    out.Key("projects");
+    out.StartArray();
+    for (const auto& [project, wheels] : projects) {
+        out.StartObject();
+        out.Key("name");
+        json_string(out, project);
+        out.EndObject();
+    }
+    out.EndArray();
+    out.EndObject();
+    return std::string(buffer.GetString(), buffer.GetSize()) + "\n";
+}
+
+// Each HTML page under "dir/" and "dir/index.html" (see the header).
+void add_html(std::vector<Page>& pages, const std::string& dir, const std::string& body) {
+    pages.push_back(Page{dir, std::string(html_type), body});
+    pages.push_back(Page{dir + "index.html", std::string(html_type), body});
+}
+
+} // namespace
+
+std::string html_escape(std::string_view text) {
+    std::string out;
+    out.reserve(text.size());
+    for (const char c : text) {
+        switch (c) {
+        case '&':
+            out += "&amp;";
+            break;
+        case '<':
+            out += "&lt;";
+            break;
+        case '>':
+            out += "&gt;";
+            break;
+        case '"':
+            out += "&quot;";
+            break;
+        case '\'':
+            out += "&#x27;";
+            break;
+        default:
+            out += c;
+        }
+    }
+    return out;
+}
+
+std::vector<Page> build_index(const std::vector<WheelEntry>& wheels) {
+    // Projects by normalized name; their wheels by version (PEP 440), then file name.
+    std::vector<const WheelEntry*> sorted;
+    sorted.reserve(wheels.size());
+    for (const auto& wheel : wheels) {
+        sorted.push_back(&wheel);
+    }
+    std::vector<std::string> projects_of(wheels.size());
+    for (std::size_t i = 0; i < wheels.size(); ++i) {
+        projects_of[i] = normalize_project_name(wheels[i].name.distribution);
+    }
+    const auto project = [&](const WheelEntry* wheel) -> const std::string& {
+        return projects_of[static_cast<std::size_t>(wheel - wheels.data())];
+    };
+    std::ranges::sort(sorted, [&](const WheelEntry* a, const WheelEntry* b) {
+        if (const auto order = project(a) <=> project(b); order != 0) {
+            return order < 0;
+        }
+        if (const auto order = a->name.version <=> b->name.version; order != 0) {
+            return order < 0;
+        }
+        return a->file_name < b->file_name;
+    });
+    std::map<std::string, std::vector<const WheelEntry*>> projects;
+    for (const auto* wheel : sorted) {
+        projects[project(wheel)].push_back(wheel);
+    }
+
+    std::vector<Page> pages;
+    for (const auto& [name, project_wheels] : projects) {
+        std::string body = page_head("Links for " + name);
+        for (const auto* wheel : project_wheels) {
+            body += wheel_link(*wheel, "../../");
+        }
+        body += page_tail;
+        const std::string dir = "simple/" + name + "/";
+        add_html(pages, dir, body);
+        pages.push_back(
+            Page{dir + "index.json", std::string(json_type), project_json(name, project_wheels)});
+    }
+    std::string root = page_head("Simple index");
+    for (const auto& [name, project_wheels] : projects) {
+        root += fmt::format("    <a href=\"{}/\">{}</a><br/>\n",
+                            html_escape(http::uri_encode(name)),
+                            html_escape(name));
+    }
+    root += page_tail;
+    add_html(pages, "simple/", root);
+    pages.push_back(Page{"simple/index.json", std::string(json_type), root_json(projects)});
+
+    std::string flat = page_head("Wheelhouse");
+    for (const auto* wheel : sorted) {
+        flat += wheel_link(*wheel, "");
+    }
+    flat += page_tail;
+    pages.push_back(Page{"index", std::string(html_type), flat});
+    return pages;
+}
+
+std::string pip_conf(std::string_view url) {
+    std::string index(url);
+    if (index.ends_with('/')) {
+        index += "index";
+    }
+    return fmt::format("# pip configuration for a libci wheelhouse (ci-wheelhouse pip-conf).\n"
+                       "# pip looks for wheels in the wheelhouse as well as in its index.\n"
+                       "[global]\n"
+                       "find-links = {}\n",
+                       index);
+}
+
+} // namespace ci::wheelhouse
