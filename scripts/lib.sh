@@ -11,6 +11,7 @@ LIBCI_BUILD_PACKAGES=(
 LIBCI_TEST_PACKAGES=(
   python3-botocore python3-venv
   openssh-server openssh-client # the SSH checkout test runs a real sshd on 127.0.0.1
+  python3-pip python3-setuptools python3-wheel curl # the wheelhouse test: pip builds, installs
 )
 
 log() { printf '==> %s\n' "$*" >&2; }

@@ -22,6 +22,8 @@ std::string_view to_string(ErrorCode code) noexcept {
         return "unsupported";
     case ErrorCode::Internal:
         return "internal";
+    case ErrorCode::Conflict:
+        return "conflict";
     case ErrorCode::ConfigSyntax:
         return "config-syntax";
     case ErrorCode::ConfigInvalid:

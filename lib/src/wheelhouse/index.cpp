@@ -60,7 +60,9 @@ void json_meta(JsonWriter& out) {
     out.EndObject();
 }
 
-std::string project_json(std::string_view project, const std::vector<const WheelEntry*>& wheels) {
+std::string project_json(std::string_view project,
+                         const std::vector<const WheelEntry*>& wheels,
+                         std::string_view up) {
     rapidjson::StringBuffer buffer;
     JsonWriter out(buffer);
     out.StartObject();
@@ -75,7 +77,7 @@ std::string project_json(std::string_view project, const std::vector<const Wheel
         out.Key("filename");
         json_string(out, wheel->file_name);
         out.Key("url");
-        json_string(out, "../../" + http::uri_encode(wheel->file_name));
+        json_string(out, std::string(up) + http::uri_encode(wheel->file_name));
         out.Key("hashes");
         out.StartObject();
         out.Key("sha256");
@@ -166,7 +168,12 @@ std::string html_escape(std::string_view text) {
     return out;
 }
 
-std::vector<Page> build_index(const std::vector<WheelEntry>& wheels) {
+std::vector<Page> build_index(const std::vector<WheelEntry>& wheels, std::string_view base_url) {
+    std::string base(base_url);
+    if (!base.empty() && !base.ends_with('/')) {
+        base += '/';
+    }
+    const std::string from_project = base.empty() ? "../../" : base;
     // Projects by normalized name; their wheels by version (PEP 440), then file name.
     std::vector<const WheelEntry*> sorted;
     sorted.reserve(wheels.size());
@@ -198,13 +205,14 @@ std::vector<Page> build_index(const std::vector<WheelEntry>& wheels) {
     for (const auto& [name, project_wheels] : projects) {
         std::string body = page_head("Links for " + name);
         for (const auto* wheel : project_wheels) {
-            body += wheel_link(*wheel, "../../");
+            body += wheel_link(*wheel, from_project);
         }
         body += page_tail;
         const std::string dir = "simple/" + name + "/";
         add_html(pages, dir, body);
-        pages.push_back(
-            Page{dir + "index.json", std::string(json_type), project_json(name, project_wheels)});
+        pages.push_back(Page{dir + "index.json",
+                             std::string(json_type),
+                             project_json(name, project_wheels, from_project)});
     }
     std::string root = page_head("Simple index");
     for (const auto& [name, project_wheels] : projects) {
@@ -218,7 +226,7 @@ std::vector<Page> build_index(const std::vector<WheelEntry>& wheels) {
 
     std::string flat = page_head("Wheelhouse");
     for (const auto* wheel : sorted) {
-        flat += wheel_link(*wheel, "");
+        flat += wheel_link(*wheel, base);
     }
     flat += page_tail;
     pages.push_back(Page{"index", std::string(html_type), flat});

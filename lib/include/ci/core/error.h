@@ -29,6 +29,7 @@ enum class ErrorCode : int {
     PermissionDenied = 6, ///< The OS refused access, or a file is more open than a secret allows.
     Unsupported = 7,      ///< The request is understood but libci does not implement it.
     Internal = 8,         ///< A broken invariant inside libci: a bug to report.
+    Conflict = 9,         ///< What exists differs from what the caller would replace it with.
 
     // Configuration (100-199)
     ConfigSyntax = 100,  ///< The YAML or JSON text does not parse.

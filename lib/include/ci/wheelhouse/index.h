@@ -59,8 +59,10 @@ struct Page {
 
 /// The index pages for `wheels` (any order; one entry per file name), in upload order:
 /// project pages, then the root pages, then the flat index last. `.metadata` files are not
-/// pages: the publisher uploads them with the wheels.
-[[nodiscard]] std::vector<Page> build_index(const std::vector<WheelEntry>& wheels);
+/// pages: the publisher uploads them with the wheels. Links to wheels are relative, or start
+/// with `base_url` (where the wheels are served) when it is given.
+[[nodiscard]] std::vector<Page> build_index(const std::vector<WheelEntry>& wheels,
+                                            std::string_view base_url = {});
 
 /// Escapes &, <, >, " and ' for HTML text and attribute values.
 [[nodiscard]] std::string html_escape(std::string_view text);

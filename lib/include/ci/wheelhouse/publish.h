@@ -1,0 +1,62 @@
+#pragma once
+
+/// \file
+/// Publishing a wheelhouse to S3 without ever leaving a broken index.
+///
+/// Order of uploads: new wheels (Content-Type application/python+wheel, their sha256 in
+/// x-amz-meta-sha256), their `.metadata` files, the manifest, then the index pages that changed
+/// (project pages, the root, the flat `index` last), then the manifest again with the pages'
+/// hashes. A failure at any point leaves every page as it was or already complete, and the
+/// publish fails. The index is rebuilt from the whole listing under the prefix, not only from
+/// the new wheels; what it needs of wheels already there comes from the manifest
+/// (`PREFIX/.libci-wheelhouse.json`), else from the object's x-amz-meta-sha256 and `.metadata`,
+/// else from the wheel itself (downloaded once, for wheels another tool uploaded).
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <ci/aws/s3.h>
+#include <ci/core/error.h>
+#include <ci/wheelhouse/index.h>
+
+namespace ci::wheelhouse {
+
+struct PublishProgress {
+    enum class Stage { Listing, Wheels, Index };
+    Stage stage = Stage::Listing;
+    std::size_t done = 0;
+    std::size_t total = 0;
+};
+
+struct PublishOptions {
+    std::string bucket;
+    std::string prefix; ///< "fedora20-x86_64"; empty: the bucket's root
+    std::string acl;    ///< x-amz-acl for every object, e.g. "public-read"; empty: none
+    bool dry_run = false;
+    /// Replace a published wheel of the same name whose content differs (refused otherwise).
+    bool overwrite = false;
+    int jobs = 8; ///< uploads in flight
+    std::function<void(const PublishProgress&)> on_progress;
+};
+
+struct PublishReport {
+    std::vector<std::string> uploaded; ///< wheels uploaded (or, with dry_run, to upload)
+    std::vector<std::string> skipped;  ///< already there with the same sha256
+    std::size_t wheels_indexed = 0;    ///< wheels in the index now
+    std::size_t pages_uploaded = 0;    ///< (or to upload)
+    std::size_t pages_unchanged = 0;
+};
+
+/// The manifest's key under `prefix`.
+[[nodiscard]] std::string manifest_key(std::string_view prefix);
+
+/// Publishes `wheels` under s3://bucket/prefix and rebuilds the index. Fails, before uploading
+/// anything, when a wheel of the same name but another sha256 is there and `overwrite` is off
+/// (naming each); fails with the S3 error when an upload fails (the index then is the previous
+/// one, or complete).
+[[nodiscard]] Result<PublishReport>
+publish(aws::S3Client& s3, const std::vector<LocalWheel>& wheels, const PublishOptions& options);
+
+} // namespace ci::wheelhouse

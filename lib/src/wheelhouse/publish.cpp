@@ -1,0 +1,417 @@
+#include "ci/wheelhouse/publish.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <thread>
+
+#include <fmt/format.h>
+#include <rapidjson/document.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+
+#include <ci/core/crypto.h>
+#include <ci/core/log.h>
+
+namespace ci::wheelhouse {
+
+namespace {
+
+constexpr std::string_view wheel_type = "application/python+wheel";
+constexpr std::string_view metadata_type = "text/plain; charset=utf-8";
+constexpr std::string_view manifest_type = "application/json";
+
+std::string key_for(std::string_view prefix, std::string_view name) {
+    return prefix.empty() ? std::string(name) : fmt::format("{}/{}", prefix, name);
+}
+
+// What the manifest keeps: every wheel's entry, and the sha256 of every page last uploaded.
+struct Manifest {
+    std::map<std::string, WheelEntry> wheels;
+    std::map<std::string, std::string> pages;
+};
+
+std::string json_text(const rapidjson::Value& object, const char* name) {
+    const auto found = object.FindMember(name);
+    return found != object.MemberEnd() && found->value.IsString() ? found->value.GetString() : "";
+}
+
+Manifest parse_manifest(std::string_view text, std::string_view where) {
+    Manifest manifest;
+    rapidjson::Document json;
+    json.Parse(text.data(), text.size());
+    if (json.HasParseError() || !json.IsObject()) {
+        log::warn("{} is not a libci wheelhouse manifest; it will be rebuilt", where);
+        return manifest;
+    }
+    if (const auto wheels = json.FindMember("wheels");
+        wheels != json.MemberEnd() && wheels->value.IsObject()) {
+        for (const auto& member : wheels->value.GetObject()) {
+            const std::string file_name = member.name.GetString();
+            auto name = parse_wheel_name(file_name);
+            if (!name || !member.value.IsObject()) {
+                continue;
+            }
+            WheelEntry entry;
+            entry.file_name = file_name;
+            entry.name = std::move(*name);
+            entry.sha256 = json_text(member.value, "sha256");
+            entry.metadata_sha256 = json_text(member.value, "metadata_sha256");
+            if (const auto size = member.value.FindMember("size");
+                size != member.value.MemberEnd() && size->value.IsUint64()) {
+                entry.size = size->value.GetUint64();
+            }
+            if (const auto rp = member.value.FindMember("requires_python");
+                rp != member.value.MemberEnd() && rp->value.IsString()) {
+                entry.requires_python = rp->value.GetString();
+            }
+            if (entry.sha256.size() == 64) {
+                manifest.wheels.emplace(file_name, std::move(entry));
+            }
+        }
+    }
+    if (const auto pages = json.FindMember("pages");
+        pages != json.MemberEnd() && pages->value.IsObject()) {
+        for (const auto& member : pages->value.GetObject()) {
+            if (member.value.IsString()) {
+                manifest.pages.emplace(member.name.GetString(), member.value.GetString());
+            }
+        }
+    }
+    return manifest;
+}
+
+std::string format_manifest(const Manifest& manifest) {
+    rapidjson::StringBuffer buffer;
+    rapidjson::Writer<rapidjson::StringBuffer> out(buffer);
+    const auto string = [&](std::string_view text) {
+        out.String(text.data(), static_cast<rapidjson::SizeType>(text.size()));
+    };
+    out.StartObject();
+    out.Key("format");
+    out.Int(1);
+    out.Key("wheels");
+    out.StartObject();
+    for (const auto& [name, entry] : manifest.wheels) {
+        string(name);
+        out.StartObject();
+        out.Key("sha256");
+        string(entry.sha256);
+        out.Key("size");
+        out.Uint64(entry.size);
+        out.Key("metadata_sha256");
+        string(entry.metadata_sha256);
+        if (entry.requires_python) {
+            out.Key("requires_python");
+            string(*entry.requires_python);
+        }
+        out.EndObject();
+    }
+    out.EndObject();
+    out.Key("pages");
+    out.StartObject();
+    for (const auto& [key, sha] : manifest.pages) {
+        string(key);
+        string(sha);
+    }
+    out.EndObject();
+    out.EndObject();
+    return std::string(buffer.GetString(), buffer.GetSize()) + "\n";
+}
+
+// Runs `work(i)` for i in [0, count) on up to `jobs` threads; the first failure stops the
+// others from starting more and is returned.
+Status parallel_for(std::size_t count,
+                    int jobs,
+                    const std::function<Status(std::size_t)>& work,
+                    const std::function<void()>& after_each) {
+    std::atomic<std::size_t> next{0};
+    std::atomic<bool> failed{false};
+    std::optional<Error> first_error;
+    std::mutex mutex;
+    const auto run = [&] {
+        for (;;) {
+            const std::size_t i = next.fetch_add(1);
+            if (i >= count || failed.load()) {
+                return;
+            }
+            auto status = work(i);
+            const std::lock_guard lock(mutex);
+            if (!status) {
+                if (!first_error) {
+                    first_error = status.error();
+                }
+                failed = true;
+                return;
+            }
+            after_each();
+        }
+    };
+    const auto threads = static_cast<std::size_t>(std::clamp(jobs, 1, 64));
+    std::vector<std::jthread> pool;
+    for (std::size_t t = 1; t < std::min(threads, count); ++t) {
+        pool.emplace_back(run);
+    }
+    run();
+    pool.clear(); // joins
+    if (first_error) {
+        return fail(*first_error);
+    }
+    return {};
+}
+
+// A wheel another tool uploaded: read it from S3 once (into a temporary directory, since the
+// reader checks the file name too).
+Result<LocalWheel>
+fetch_wheel(aws::S3Client& s3, const PublishOptions& options, const std::string& file_name) {
+    const std::string key = key_for(options.prefix, file_name);
+    auto object = s3.get_object(options.bucket, key);
+    if (!object) {
+        return fail(object.error());
+    }
+    if (!*object) {
+        return fail(ErrorCode::NotFound,
+                    fmt::format("s3://{}/{} vanished while publishing", options.bucket, key));
+    }
+    std::string pattern = (std::filesystem::temp_directory_path() / "libci-wheel-XXXXXX").string();
+    if (::mkdtemp(pattern.data()) == nullptr) {
+        return fail(ErrorCode::Io, fmt::format("mkdtemp {}: {}", pattern, std::strerror(errno)));
+    }
+    const std::filesystem::path dir = pattern;
+    const auto path = dir / file_name;
+    std::ofstream(path, std::ios::binary) << (*object)->body;
+    auto wheel = read_wheel(path);
+    std::error_code ignored;
+    std::filesystem::remove_all(dir, ignored);
+    return wheel;
+}
+
+} // namespace
+
+std::string manifest_key(std::string_view prefix) {
+    return key_for(prefix, ".libci-wheelhouse.json");
+}
+
+Result<PublishReport>
+publish(aws::S3Client& s3, const std::vector<LocalWheel>& wheels, const PublishOptions& options) {
+    const auto progress = [&](PublishProgress::Stage stage, std::size_t done, std::size_t total) {
+        if (options.on_progress) {
+            options.on_progress(PublishProgress{stage, done, total});
+        }
+    };
+    const std::string where = fmt::format("s3://{}/{}", options.bucket, options.prefix);
+    progress(PublishProgress::Stage::Listing, 0, 1);
+    // 1. What is there: wheels directly under the prefix, and the manifest.
+    const std::string list_prefix = options.prefix.empty() ? "" : options.prefix + "/";
+    auto listing = s3.list_objects(options.bucket, list_prefix);
+    if (!listing) {
+        return fail(listing.error());
+    }
+    std::set<std::string> published;
+    std::set<std::string> keys;
+    for (const auto& object : *listing) {
+        keys.insert(object.key);
+        const std::string name = object.key.substr(list_prefix.size());
+        if (name.ends_with(".whl") && name.find('/') == std::string::npos) {
+            published.insert(name);
+        }
+    }
+    Manifest manifest;
+    auto manifest_object = s3.get_object(options.bucket, manifest_key(options.prefix));
+    if (!manifest_object) {
+        return fail(manifest_object.error());
+    }
+    if (*manifest_object) {
+        manifest = parse_manifest((*manifest_object)->body, where + "/.libci-wheelhouse.json");
+    }
+    progress(PublishProgress::Stage::Listing, 1, 1);
+
+    // 2. Entries of published wheels the manifest does not know: the object's metadata, else
+    // the wheel itself. Entries the manifest knows of wheels no longer listed are dropped.
+    std::erase_if(manifest.wheels,
+                  [&](const auto& item) { return !published.contains(item.first); });
+    std::vector<LocalWheel> fetched;
+    for (const auto& name : published) {
+        if (manifest.wheels.contains(name)) {
+            continue;
+        }
+        log::info("{}: {} is not in the manifest; reading it", where, name);
+        auto wheel = fetch_wheel(s3, options, name);
+        if (!wheel) {
+            log::warn("{}: {} is left out of the index: {}", where, name, wheel.error().message);
+            continue;
+        }
+        manifest.wheels[name] = wheel->entry;
+        if (!keys.contains(key_for(options.prefix, name + ".metadata"))) {
+            fetched.push_back(std::move(*wheel));
+        }
+    }
+
+    // 3. What to upload; a different wheel under a published name is refused, before anything.
+    PublishReport report;
+    std::vector<const LocalWheel*> uploads;
+    std::vector<std::string> refused;
+    for (const auto& wheel : wheels) {
+        const auto& name = wheel.entry.file_name;
+        const auto known = manifest.wheels.find(name);
+        if (published.contains(name) && known != manifest.wheels.end()) {
+            if (known->second.sha256 == wheel.entry.sha256) {
+                report.skipped.push_back(name);
+                continue;
+            }
+            if (!options.overwrite) {
+                refused.push_back(fmt::format("{} (published sha256 {}, this one {})",
+                                              name,
+                                              known->second.sha256,
+                                              wheel.entry.sha256));
+                continue;
+            }
+        }
+        uploads.push_back(&wheel);
+        report.uploaded.push_back(name);
+    }
+    if (!refused.empty()) {
+        return fail(ErrorCode::Conflict,
+                    fmt::format("{}: {} wheel(s) already published with other content (use "
+                                "--overwrite to replace them): {}",
+                                where,
+                                refused.size(),
+                                fmt::join(refused, "; ")));
+    }
+    for (const auto* wheel : uploads) {
+        manifest.wheels[wheel->entry.file_name] = wheel->entry;
+    }
+    std::vector<WheelEntry> entries;
+    entries.reserve(manifest.wheels.size());
+    for (const auto& [name, entry] : manifest.wheels) {
+        entries.push_back(entry);
+    }
+    report.wheels_indexed = entries.size();
+    const auto pages = build_index(entries);
+    std::vector<const Page*> changed;
+    std::map<std::string, std::string> page_hashes;
+    for (const auto& page : pages) {
+        const std::string sha = crypto::to_hex(crypto::sha256(page.body));
+        page_hashes[page.key] = sha;
+        const auto previous = manifest.pages.find(page.key);
+        if (previous != manifest.pages.end() && previous->second == sha &&
+            keys.contains(key_for(options.prefix, page.key))) {
+            ++report.pages_unchanged;
+        } else {
+            changed.push_back(&page);
+        }
+    }
+    report.pages_uploaded = changed.size();
+    if (options.dry_run) {
+        return report;
+    }
+
+    // 4. Wheels, then their metadata files (with those of fetched wheels that lacked one).
+    const auto put = [&](std::string key,
+                         std::string body,
+                         std::string body_file,
+                         std::string_view content_type,
+                         std::map<std::string, std::string> metadata = {}) {
+        aws::PutObjectInput input;
+        input.bucket = options.bucket;
+        input.key = std::move(key);
+        input.body = std::move(body);
+        input.body_file = std::move(body_file);
+        input.content_type = content_type;
+        input.acl = options.acl;
+        input.metadata = std::move(metadata);
+        return s3.put_object(input);
+    };
+    std::size_t done = 0;
+    const std::size_t total_wheels = 2 * uploads.size() + fetched.size();
+    const auto tick = [&](PublishProgress::Stage stage, std::size_t total) {
+        ++done;
+        progress(stage, done, total);
+    };
+    progress(PublishProgress::Stage::Wheels, 0, total_wheels);
+    auto status = parallel_for(
+        uploads.size(),
+        options.jobs,
+        [&](std::size_t i) {
+            const auto& wheel = *uploads[i];
+            std::map<std::string, std::string> metadata{{"sha256", wheel.entry.sha256}};
+            return put(key_for(options.prefix, wheel.entry.file_name),
+                       {},
+                       wheel.path.string(),
+                       wheel_type,
+                       std::move(metadata));
+        },
+        [&] { tick(PublishProgress::Stage::Wheels, total_wheels); });
+    if (!status) {
+        return fail(status.error());
+    }
+    std::vector<const LocalWheel*> with_metadata = uploads;
+    for (const auto& wheel : fetched) {
+        with_metadata.push_back(&wheel);
+    }
+    status = parallel_for(
+        with_metadata.size(),
+        options.jobs,
+        [&](std::size_t i) {
+            const auto& wheel = *with_metadata[i];
+            return put(key_for(options.prefix, wheel.entry.file_name + ".metadata"),
+                       wheel.metadata,
+                       {},
+                       metadata_type);
+        },
+        [&] { tick(PublishProgress::Stage::Wheels, total_wheels); });
+    if (!status) {
+        return fail(status.error());
+    }
+    // 5. The manifest (wheels known now; pages as they were), then the pages that changed, in
+    // build_index's order: each project before the root, the flat index last.
+    if (!uploads.empty() || !fetched.empty()) {
+        status = put(manifest_key(options.prefix), format_manifest(manifest), {}, manifest_type);
+        if (!status) {
+            return fail(status.error());
+        }
+    }
+    done = 0;
+    progress(PublishProgress::Stage::Index, 0, changed.size());
+    // Project pages may go in parallel; the root and the flat index only after all of them.
+    std::size_t project_pages = 0;
+    while (project_pages < changed.size() && changed[project_pages]->key.starts_with("simple/") &&
+           changed[project_pages]->key != "simple/" &&
+           !changed[project_pages]->key.starts_with("simple/index.")) {
+        ++project_pages;
+    }
+    const auto put_page = [&](std::size_t i) {
+        const Page& page = *changed[i];
+        return put(key_for(options.prefix, page.key), page.body, {}, page.content_type);
+    };
+    status = parallel_for(project_pages, options.jobs, put_page, [&] {
+        tick(PublishProgress::Stage::Index, changed.size());
+    });
+    if (!status) {
+        return fail(status.error());
+    }
+    for (std::size_t i = project_pages; i < changed.size(); ++i) {
+        if (auto put_status = put_page(i); !put_status) {
+            return fail(put_status.error());
+        }
+        tick(PublishProgress::Stage::Index, changed.size());
+    }
+    // 6. The manifest with the pages' hashes: the next publish uploads only what changes.
+    if (!changed.empty()) {
+        manifest.pages = std::move(page_hashes);
+        status = put(manifest_key(options.prefix), format_manifest(manifest), {}, manifest_type);
+        if (!status) {
+            return fail(status.error());
+        }
+    }
+    return report;
+}
+
+} // namespace ci::wheelhouse
