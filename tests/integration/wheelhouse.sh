@@ -85,6 +85,40 @@ printf 'not a zip archive' >"$tmp/wheels/broken-1.0-py3-none-any.whl"
 
 $python -m venv "$tmp/venv" || { echo "FAIL: python3 -m venv"; exit 1; }
 pip=$tmp/venv/bin/pip
+
+# PEP 440 as pip reads it: libci's parser against the packaging library pip vendors, over
+# 30,000 strings made of version fragments (valid and not).
+verdicts=$("$tmp/venv/bin/python" - "$LIBCI_BUILD_DIR/tests/pep440_check" <<'EOF'
+import random, subprocess, sys
+from pip._vendor.packaging.version import InvalidVersion, Version
+random.seed(440)
+atoms = ["1", "0", "2", "10", "007", ".", "-", "_", "a", "alpha", "b", "beta", "c", "rc", "pre",
+         "preview", "post", "rev", "r", "dev", "+", "local", "ubuntu", "!", "v", "V", "RC",
+         "Post", "DEV", " ", "x"]
+cases = sorted({"".join(random.choice(atoms) for _ in range(random.randint(1, 8)))
+                for _ in range(30000)} | {"1.0", "1!2.0a1.post3.dev4+ubuntu.1"})
+ours = subprocess.run([sys.argv[1]], input="\n".join(cases) + "\n", capture_output=True,
+                      text=True, check=True).stdout.split("\n")
+differ, valid = [], 0
+for case, mine in zip(cases, ours):
+    try:
+        theirs = str(Version(case))
+        valid += 1
+    except InvalidVersion:
+        theirs = "INVALID"
+    if mine != theirs:
+        differ.append(f"{case!r}: libci {mine}, packaging {theirs}")
+print(f"{len(cases)} {valid} {len(differ)}")
+for line in differ[:10]:
+    print(line)
+EOF
+)
+read -r total valid differ <<<"$(head -1 <<<"$verdicts")"
+if [[ ${differ:-x} == 0 && ${valid:-0} -gt 100 ]]; then
+  echo "ok: PEP 440: libci and pip's packaging agree on $total strings ($valid valid)"
+else
+  fail "PEP 440 parsing differs from packaging: $verdicts"
+fi
 installs() { # label, pip arguments...: pkg-a and pkg-b install, pkg-c resolves to 1.0
   local label=$1
   shift

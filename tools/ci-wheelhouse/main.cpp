@@ -109,6 +109,7 @@ struct PublishCommand {
     std::string acl;
     bool dry_run = false;
     bool overwrite = false;
+    bool rescan = false;
     int jobs = 8;
 };
 
@@ -135,6 +136,7 @@ int run_publish(const PublishCommand& command) {
     options.dry_run = command.dry_run;
     options.overwrite = command.overwrite;
     options.jobs = command.jobs;
+    options.rescan = command.rescan;
 
     int bad = 0;
     const auto wheels = read_wheels(command.dir, bad);
@@ -346,8 +348,11 @@ int main(int argc, char** argv) {
         "publish",
         "Upload the wheels of DIR that s3://BUCKET/PREFIX lacks (same name and sha256: skipped;\n"
         "same name, other content: refused unless --overwrite), then rebuild the index from\n"
-        "everything under the prefix: wheels first, then .metadata files, then project pages,\n"
+        "every wheel under the prefix: wheels first, then .metadata files, then project pages,\n"
         "the root and the flat 'index' last, so that a failed upload leaves the previous index.\n"
+        "What is under the prefix is what the manifest of earlier publishes records\n"
+        "(PREFIX/.libci-wheelhouse.json); the prefix is listed when there is none, or with\n"
+        "--rescan after another tool added or removed wheels.\n"
         "Credentials as the AWS CLI finds them (environment, ~/.aws/credentials, instance role).\n"
         "Exit status: 0 published; 1 bad wheels left out or a published wheel differs; 3 an\n"
         "S3 error.");
@@ -363,6 +368,10 @@ int main(int argc, char** argv) {
         "--dry-run", publish->dry_run, "Say what would be uploaded; upload nothing");
     publish_cmd->add_flag(
         "--overwrite", publish->overwrite, "Replace published wheels whose content differs");
+    publish_cmd->add_flag("--rescan",
+                          publish->rescan,
+                          "List the prefix instead of trusting the manifest of earlier publishes "
+                          "(after another tool added or removed wheels)");
     publish_cmd->add_option("--jobs", publish->jobs, "Uploads in flight")->default_str("8");
     publish_cmd->callback(
         [&runner, publish] { runner = [publish] { return run_publish(*publish); }; });

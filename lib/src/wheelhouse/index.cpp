@@ -168,7 +168,9 @@ std::string html_escape(std::string_view text) {
     return out;
 }
 
-std::vector<Page> build_index(const std::vector<WheelEntry>& wheels, std::string_view base_url) {
+std::vector<Page> build_index(const std::vector<WheelEntry>& wheels,
+                              std::string_view base_url,
+                              const std::set<std::string>* only_projects) {
     std::string base(base_url);
     if (!base.empty() && !base.ends_with('/')) {
         base += '/';
@@ -203,6 +205,9 @@ std::vector<Page> build_index(const std::vector<WheelEntry>& wheels, std::string
 
     std::vector<Page> pages;
     for (const auto& [name, project_wheels] : projects) {
+        if (only_projects != nullptr && !only_projects->contains(name)) {
+            continue;
+        }
         std::string body = page_head("Links for " + name);
         for (const auto* wheel : project_wheels) {
             body += wheel_link(*wheel, from_project);

@@ -36,6 +36,9 @@ std::string key_for(std::string_view prefix, std::string_view name) {
 struct Manifest {
     std::map<std::string, WheelEntry> wheels;
     std::map<std::string, std::string> pages;
+    /// Projects whose pages a publish was about to upload: a publish cut off before the end
+    /// leaves them here, and the next one uploads them again.
+    std::set<std::string> pending;
 };
 
 std::string json_text(const rapidjson::Value& object, const char* name) {
@@ -43,13 +46,14 @@ std::string json_text(const rapidjson::Value& object, const char* name) {
     return found != object.MemberEnd() && found->value.IsString() ? found->value.GetString() : "";
 }
 
-Manifest parse_manifest(std::string_view text, std::string_view where) {
+// The manifest, or nullopt when `text` is not one (it is then rebuilt from a listing).
+std::optional<Manifest> parse_manifest(std::string_view text, std::string_view where) {
     Manifest manifest;
     rapidjson::Document json;
     json.Parse(text.data(), text.size());
-    if (json.HasParseError() || !json.IsObject()) {
-        log::warn("{} is not a libci wheelhouse manifest; it will be rebuilt", where);
-        return manifest;
+    if (json.HasParseError() || !json.IsObject() || !json.HasMember("wheels")) {
+        log::warn("{} is not a libci wheelhouse manifest; the prefix will be listed", where);
+        return std::nullopt;
     }
     if (const auto wheels = json.FindMember("wheels");
         wheels != json.MemberEnd() && wheels->value.IsObject()) {
@@ -74,6 +78,14 @@ Manifest parse_manifest(std::string_view text, std::string_view where) {
             }
             if (entry.sha256.size() == 64) {
                 manifest.wheels.emplace(file_name, std::move(entry));
+            }
+        }
+    }
+    if (const auto pending = json.FindMember("pending");
+        pending != json.MemberEnd() && pending->value.IsArray()) {
+        for (const auto& project : pending->value.GetArray()) {
+            if (project.IsString()) {
+                manifest.pending.insert(project.GetString());
             }
         }
     }
@@ -115,6 +127,12 @@ std::string format_manifest(const Manifest& manifest) {
         out.EndObject();
     }
     out.EndObject();
+    out.Key("pending");
+    out.StartArray();
+    for (const auto& project : manifest.pending) {
+        string(project);
+    }
+    out.EndArray();
     out.Key("pages");
     out.StartObject();
     for (const auto& [key, sha] : manifest.pages) {
@@ -208,35 +226,75 @@ publish(aws::S3Client& s3, const std::vector<LocalWheel>& wheels, const PublishO
     };
     const std::string where = fmt::format("s3://{}/{}", options.bucket, options.prefix);
     progress(PublishProgress::Stage::Listing, 0, 1);
-    // 1. What is there: wheels directly under the prefix, and the manifest.
-    const std::string list_prefix = options.prefix.empty() ? "" : options.prefix + "/";
-    auto listing = s3.list_objects(options.bucket, list_prefix);
-    if (!listing) {
-        return fail(listing.error());
-    }
-    std::set<std::string> published;
-    std::set<std::string> keys;
-    for (const auto& object : *listing) {
-        keys.insert(object.key);
-        const std::string name = object.key.substr(list_prefix.size());
-        if (name.ends_with(".whl") && name.find('/') == std::string::npos) {
-            published.insert(name);
-        }
-    }
+    // 1. What is there. The manifest says what earlier publishes left; the prefix is listed
+    // when there is none (a first publish, a prefix another tool filled) or on request
+    // (rescan: after another tool changed the prefix). Without a listing, a new wheel's name is
+    // checked with HEAD, so that a wheel of that name put there by another tool is not
+    // overwritten unseen.
     Manifest manifest;
     auto manifest_object = s3.get_object(options.bucket, manifest_key(options.prefix));
     if (!manifest_object) {
         return fail(manifest_object.error());
     }
+    std::optional<Manifest> recorded;
     if (*manifest_object) {
-        manifest = parse_manifest((*manifest_object)->body, where + "/.libci-wheelhouse.json");
+        recorded = parse_manifest((*manifest_object)->body, where + "/.libci-wheelhouse.json");
+    }
+    std::set<std::string> published;
+    std::set<std::string> keys;
+    if (options.rescan || !recorded) {
+        const std::string list_prefix = options.prefix.empty() ? "" : options.prefix + "/";
+        auto listing = s3.list_objects(options.bucket, list_prefix);
+        if (!listing) {
+            return fail(listing.error());
+        }
+        for (const auto& object : *listing) {
+            keys.insert(object.key);
+            const std::string name = object.key.substr(list_prefix.size());
+            if (name.ends_with(".whl") && name.find('/') == std::string::npos) {
+                published.insert(name);
+            }
+        }
+        if (recorded) {
+            manifest = std::move(*recorded);
+        }
+    } else {
+        manifest = std::move(*recorded);
+        for (const auto& [name, entry] : manifest.wheels) {
+            published.insert(name);
+            keys.insert(key_for(options.prefix, name));
+            keys.insert(key_for(options.prefix, name + ".metadata"));
+        }
+        for (const auto& [page, sha] : manifest.pages) {
+            keys.insert(key_for(options.prefix, page));
+        }
+        for (const auto& wheel : wheels) {
+            const auto& name = wheel.entry.file_name;
+            if (published.contains(name)) {
+                continue;
+            }
+            auto head = s3.head_object(options.bucket, key_for(options.prefix, name));
+            if (!head) {
+                return fail(head.error());
+            }
+            if (*head) {
+                published.insert(name); // another tool's: read below, then compared
+                keys.insert(key_for(options.prefix, name));
+            }
+        }
     }
     progress(PublishProgress::Stage::Listing, 1, 1);
 
     // 2. Entries of published wheels the manifest does not know: the object's metadata, else
     // the wheel itself. Entries the manifest knows of wheels no longer listed are dropped.
-    std::erase_if(manifest.wheels,
-                  [&](const auto& item) { return !published.contains(item.first); });
+    std::set<std::string> affected = manifest.pending;
+    std::erase_if(manifest.wheels, [&](const auto& item) {
+        if (published.contains(item.first)) {
+            return false;
+        }
+        affected.insert(normalize_project_name(item.second.name.distribution));
+        return true;
+    });
     std::vector<LocalWheel> fetched;
     for (const auto& name : published) {
         if (manifest.wheels.contains(name)) {
@@ -287,16 +345,32 @@ publish(aws::S3Client& s3, const std::vector<LocalWheel>& wheels, const PublishO
     }
     for (const auto* wheel : uploads) {
         manifest.wheels[wheel->entry.file_name] = wheel->entry;
+        affected.insert(normalize_project_name(wheel->entry.name.distribution));
+    }
+    for (const auto& wheel : fetched) {
+        affected.insert(normalize_project_name(wheel.entry.name.distribution));
     }
     std::vector<WheelEntry> entries;
     entries.reserve(manifest.wheels.size());
+    std::set<std::string> projects;
     for (const auto& [name, entry] : manifest.wheels) {
         entries.push_back(entry);
+        projects.insert(normalize_project_name(entry.name.distribution));
+    }
+    // Pages are made again only for the projects that change, that an earlier publish did
+    // not finish, or that have no recorded page; the others are as the manifest records them.
+    for (const auto& project : projects) {
+        if (!manifest.pages.contains("simple/" + project + "/")) {
+            affected.insert(project);
+        }
     }
     report.wheels_indexed = entries.size();
-    const auto pages = build_index(entries);
+    const auto pages = build_index(entries, {}, &affected);
+    report.pages_unchanged =
+        3 * (projects.size() -
+             std::ranges::count_if(projects, [&](const auto& p) { return affected.contains(p); }));
     std::vector<const Page*> changed;
-    std::map<std::string, std::string> page_hashes;
+    std::map<std::string, std::string> page_hashes = manifest.pages;
     for (const auto& page : pages) {
         const std::string sha = crypto::to_hex(crypto::sha256(page.body));
         page_hashes[page.key] = sha;
@@ -372,6 +446,7 @@ publish(aws::S3Client& s3, const std::vector<LocalWheel>& wheels, const PublishO
     }
     // 5. The manifest (wheels known now; pages as they were), then the pages that changed, in
     // build_index's order: each project before the root, the flat index last.
+    manifest.pending = affected;
     if (!uploads.empty() || !fetched.empty()) {
         status = put(manifest_key(options.prefix), format_manifest(manifest), {}, manifest_type);
         if (!status) {
@@ -404,7 +479,8 @@ publish(aws::S3Client& s3, const std::vector<LocalWheel>& wheels, const PublishO
         tick(PublishProgress::Stage::Index, changed.size());
     }
     // 6. The manifest with the pages' hashes: the next publish uploads only what changes.
-    if (!changed.empty()) {
+    if (!changed.empty() || !manifest.pending.empty()) {
+        manifest.pending.clear();
         manifest.pages = std::move(page_hashes);
         status = put(manifest_key(options.prefix), format_manifest(manifest), {}, manifest_type);
         if (!status) {

@@ -1,8 +1,9 @@
 #include "ci/wheelhouse/wheel.h"
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
-#include <regex>
+#include <initializer_list>
 #include <tuple>
 
 #include <fmt/format.h>
@@ -10,20 +11,6 @@
 namespace ci::wheelhouse {
 
 namespace {
-
-// PEP 440, appendix B: the canonical pattern, matched case-insensitively. Groups: 1 epoch,
-// 2 release, 4 pre label, 5 pre number, 7 post number (the "-N" form), 8 post label, 9 post
-// number, 11 dev label, 12 dev number, 13 local.
-const std::regex& version_pattern() {
-    static const std::regex pattern(R"(^\s*v?(?:(?:([0-9]+)!)?([0-9]+(?:\.[0-9]+)*))"
-                                    R"(([-_.]?(alpha|a|beta|b|preview|pre|c|rc)[-_.]?([0-9]+)?)?)"
-                                    R"(((?:-([0-9]+))|(?:[-_.]?(post|rev|r)[-_.]?([0-9]+)?))?)"
-                                    R"(([-_.]?(dev)[-_.]?([0-9]+)?)?)"
-                                    R"((?:\+([a-z0-9]+(?:[-_.][a-z0-9]+)*))?)\s*$)",
-                                    std::regex::ECMAScript | std::regex::icase |
-                                        std::regex::optimize);
-    return pattern;
-}
 
 std::optional<std::uint64_t> number(std::string_view digits) {
     std::uint64_t value = 0;
@@ -134,84 +121,197 @@ std::string Version::to_string() const {
     return out;
 }
 
+namespace {
+
+// A cursor over a version string, matching PEP 440's pattern (appendix B) by hand: the same
+// language as its regular expression, case-insensitive, without a regex engine's cost.
+struct VersionScanner {
+    std::string_view text;
+    std::size_t at = 0;
+
+    [[nodiscard]] bool done() const { return at == text.size(); }
+    [[nodiscard]] char peek(std::size_t ahead = 0) const {
+        return at + ahead < text.size() ? text[at + ahead] : '\0';
+    }
+    static bool is_separator(char c) { return c == '-' || c == '_' || c == '.'; }
+    static bool is_digit(char c) { return c >= '0' && c <= '9'; }
+    static char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c; }
+
+    // Consumes `word` (case-insensitive) if it is next.
+    bool word(std::string_view w) {
+        if (text.size() - at < w.size()) {
+            return false;
+        }
+        for (std::size_t i = 0; i < w.size(); ++i) {
+            if (lower(text[at + i]) != w[i]) {
+                return false;
+            }
+        }
+        at += w.size();
+        return true;
+    }
+    // Digits, or nullopt when none are next; `overflow` is set when they do not fit.
+    std::optional<std::string_view> digits() {
+        const std::size_t start = at;
+        while (is_digit(peek())) {
+            ++at;
+        }
+        if (at == start) {
+            return std::nullopt;
+        }
+        return text.substr(start, at - start);
+    }
+    void separator() {
+        if (is_separator(peek())) {
+            ++at;
+        }
+    }
+    // [sep] one of `labels` [sep] [digits]; returns the label's index, or -1 (nothing consumed).
+    int labelled(std::initializer_list<std::string_view> labels,
+                 std::optional<std::string_view>& n) {
+        const std::size_t start = at;
+        separator();
+        int index = 0;
+        for (const auto label : labels) {
+            if (word(label)) {
+                separator();
+                n = digits();
+                return index;
+            }
+            ++index;
+        }
+        at = start;
+        return -1;
+    }
+};
+
+} // namespace
+
 Result<Version> parse_version(std::string_view text) {
     const auto invalid = [&](std::string_view why) {
         return fail(ErrorCode::InvalidArgument,
                     fmt::format("'{}' is not a PEP 440 version{}", text, why));
     };
-    std::match_results<std::string_view::const_iterator> m;
-    if (!std::regex_match(text.begin(), text.end(), m, version_pattern())) {
+    const auto is_space = [](char c) {
+        return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+    };
+    std::string_view trimmed = text;
+    while (!trimmed.empty() && is_space(trimmed.front())) {
+        trimmed.remove_prefix(1);
+    }
+    while (!trimmed.empty() && is_space(trimmed.back())) {
+        trimmed.remove_suffix(1);
+    }
+    VersionScanner in{trimmed};
+    Version v;
+    const auto to_number = [&](std::optional<std::string_view> d, std::uint64_t& out) {
+        if (!d) {
+            out = 0;
+            return true;
+        }
+        const auto value = number(*d);
+        if (value) {
+            out = *value;
+        }
+        return value.has_value();
+    };
+    if (VersionScanner::lower(in.peek()) == 'v') {
+        ++in.at;
+    }
+    // Epoch "N!", else the first release number.
+    auto first = in.digits();
+    if (!first) {
         return invalid("");
     }
-    const auto group = [&](int i) {
-        return m[i].matched
-                   ? std::string_view(&*m[i].first, static_cast<std::size_t>(m[i].length()))
-                   : std::string_view();
-    };
-    const auto numeric = [&](int i) -> std::optional<std::uint64_t> {
-        return m[i].matched ? number(group(i)) : std::optional<std::uint64_t>(0);
-    };
-    Version v;
-    if (m[1].matched) {
-        const auto epoch = number(group(1));
-        if (!epoch) {
+    if (in.peek() == '!') {
+        ++in.at;
+        if (!to_number(first, v.epoch)) {
             return invalid(" (epoch too large)");
         }
-        v.epoch = *epoch;
+        first = in.digits();
+        if (!first) {
+            return invalid("");
+        }
     }
-    const std::string_view release = group(2);
-    std::size_t start = 0;
-    while (start <= release.size()) {
-        const std::size_t end = std::min(release.find('.', start), release.size());
-        const auto part = number(release.substr(start, end - start));
-        if (!part) {
+    for (;;) {
+        std::uint64_t part = 0;
+        if (!to_number(first, part)) {
             return invalid(" (a release number is too large)");
         }
-        v.release.push_back(*part);
-        start = end + 1;
+        v.release.push_back(part);
+        if (in.peek() != '.' || !VersionScanner::is_digit(in.peek(1))) {
+            break;
+        }
+        ++in.at;
+        first = in.digits();
     }
-    if (m[4].matched) {
-        const std::string label = lower(group(4));
-        const auto n = numeric(5);
-        if (!n) {
+    std::optional<std::string_view> n;
+    if (const int label = in.labelled({"alpha", "a", "beta", "b", "preview", "pre", "c", "rc"}, n);
+        label >= 0) {
+        constexpr Version::PreKind kinds[] = {Version::PreKind::Alpha,
+                                              Version::PreKind::Alpha,
+                                              Version::PreKind::Beta,
+                                              Version::PreKind::Beta,
+                                              Version::PreKind::Candidate,
+                                              Version::PreKind::Candidate,
+                                              Version::PreKind::Candidate,
+                                              Version::PreKind::Candidate};
+        std::uint64_t value = 0;
+        if (!to_number(n, value)) {
             return invalid(" (pre-release number too large)");
         }
-        const auto kind = (label == "a" || label == "alpha")  ? Version::PreKind::Alpha
-                          : (label == "b" || label == "beta") ? Version::PreKind::Beta
-                                                              : Version::PreKind::Candidate;
-        v.pre = Version::Pre{kind, *n};
+        v.pre = Version::Pre{kinds[label], value};
     }
-    if (m[7].matched || m[8].matched) {
-        const auto n = m[7].matched ? numeric(7) : numeric(9);
-        if (!n) {
+    // Post release: "-N", or [sep] post|rev|r [sep] [N].
+    if (in.peek() == '-' && VersionScanner::is_digit(in.peek(1))) {
+        ++in.at;
+        std::uint64_t value = 0;
+        if (!to_number(in.digits(), value)) {
             return invalid(" (post-release number too large)");
         }
-        v.post = *n;
+        v.post = value;
+    } else if (in.labelled({"post", "rev", "r"}, n) >= 0) {
+        std::uint64_t value = 0;
+        if (!to_number(n, value)) {
+            return invalid(" (post-release number too large)");
+        }
+        v.post = value;
     }
-    if (m[11].matched) {
-        const auto n = numeric(12);
-        if (!n) {
+    if (in.labelled({"dev"}, n) >= 0) {
+        std::uint64_t value = 0;
+        if (!to_number(n, value)) {
             return invalid(" (development release number too large)");
         }
-        v.dev = *n;
+        v.dev = value;
     }
-    if (m[13].matched) {
-        const std::string local = lower(group(13));
-        std::size_t at = 0;
-        while (at <= local.size()) {
-            const std::size_t end = std::min(local.find_first_of("-_.", at), local.size());
-            const std::string segment = local.substr(at, end - at);
+    if (in.peek() == '+') {
+        ++in.at;
+        for (;;) {
+            const std::size_t start = in.at;
+            while (std::isalnum(static_cast<unsigned char>(in.peek())) != 0) {
+                ++in.at;
+            }
+            if (in.at == start) {
+                return invalid(" (an empty local segment)");
+            }
+            const std::string segment = lower(trimmed.substr(start, in.at - start));
             if (all_digits(segment)) {
-                const auto n = number(segment);
-                if (!n) {
+                const auto value = number(segment);
+                if (!value) {
                     return invalid(" (a local segment is too large)");
                 }
-                v.local.emplace_back(*n);
+                v.local.emplace_back(*value);
             } else {
                 v.local.emplace_back(segment);
             }
-            at = end + 1;
+            if (!VersionScanner::is_separator(in.peek())) {
+                break;
+            }
+            ++in.at;
         }
+    }
+    if (!in.done()) {
+        return invalid("");
     }
     return v;
 }

@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -60,9 +61,11 @@ struct Page {
 /// The index pages for `wheels` (any order; one entry per file name), in upload order:
 /// project pages, then the root pages, then the flat index last. `.metadata` files are not
 /// pages: the publisher uploads them with the wheels. Links to wheels are relative, or start
-/// with `base_url` (where the wheels are served) when it is given.
+/// with `base_url` (where the wheels are served) when it is given. With `only_projects`, the
+/// pages of other projects are left out (the root and the flat index are always there).
 [[nodiscard]] std::vector<Page> build_index(const std::vector<WheelEntry>& wheels,
-                                            std::string_view base_url = {});
+                                            std::string_view base_url = {},
+                                            const std::set<std::string>* only_projects = nullptr);
 
 /// Escapes &, <, >, " and ' for HTML text and attribute values.
 [[nodiscard]] std::string html_escape(std::string_view text);

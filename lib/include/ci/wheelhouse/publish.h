@@ -7,10 +7,12 @@
 /// x-amz-meta-sha256), their `.metadata` files, the manifest, then the index pages that changed
 /// (project pages, the root, the flat `index` last), then the manifest again with the pages'
 /// hashes. A failure at any point leaves every page as it was or already complete, and the
-/// publish fails. The index is rebuilt from the whole listing under the prefix, not only from
-/// the new wheels; what it needs of wheels already there comes from the manifest
-/// (`PREFIX/.libci-wheelhouse.json`), else from the object's x-amz-meta-sha256 and `.metadata`,
-/// else from the wheel itself (downloaded once, for wheels another tool uploaded).
+/// publish fails. The index is rebuilt from every wheel under the prefix, not only from the
+/// new ones. What was published is what the manifest (`PREFIX/.libci-wheelhouse.json`) records;
+/// the prefix is listed instead when there is no manifest (a first publish, a prefix another
+/// tool filled) or with `rescan` (after another tool changed it). A new wheel's name is checked
+/// with HEAD either way. What the index needs of a wheel another tool uploaded is read from the
+/// wheel once, then kept in the manifest.
 
 #include <cstdint>
 #include <functional>
@@ -38,6 +40,9 @@ struct PublishOptions {
     /// Replace a published wheel of the same name whose content differs (refused otherwise).
     bool overwrite = false;
     int jobs = 8; ///< uploads in flight
+    /// List the prefix even when the manifest is there: after another tool added or removed
+    /// wheels. Without a manifest the prefix is always listed.
+    bool rescan = false;
     std::function<void(const PublishProgress&)> on_progress;
 };
 
