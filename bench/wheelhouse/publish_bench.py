@@ -124,17 +124,22 @@ def main():
               f"({ours_full_cpu:.2f} s CPU), s3cmd pipeline {theirs_full:.2f} s "
               f"({links} links): {theirs_full / ours_full:.1f}x faster")
 
-        # Both sides get the one new wheel (a directory holding only it, for ours).
-        new_dir = os.path.join(root, "new")
-        os.makedirs(new_dir)
-        new = make_wheel(new_dir, "project9999", "2.0")
-        publish_one = [tool, "publish", new_dir, "s3://bench/ours", "--endpoint-url", endpoint,
-                       "--acl", "public-read"]
-        ours_one, ours_one_cpu = timed(publish_one, env=env)
-        theirs_one, links = s3cmd_pipeline(config, [os.path.join(new_dir, new)],
-                                           "s3://bench/theirs/")
-        print(f"1 new wheel into {count}: ci-wheelhouse {ours_one:.2f} s ({ours_one_cpu:.2f} s "
-              f"CPU), s3cmd pipeline {theirs_one:.2f} s ({links} links): "
+        # One new wheel, three rounds alternating, each side's best: both get only the new
+        # wheel (for ours, a directory holding it).
+        ours_runs, theirs_runs = [], []
+        for round_ in range(3):
+            new_dir = os.path.join(root, f"new{round_}")
+            os.makedirs(new_dir)
+            new = make_wheel(new_dir, f"project{9000 + round_}", "2.0")
+            publish_one = [tool, "publish", new_dir, "s3://bench/ours", "--endpoint-url",
+                           endpoint, "--acl", "public-read"]
+            ours_runs.append(timed(publish_one, env=env))
+            theirs_runs.append(s3cmd_pipeline(config, [os.path.join(new_dir, new)],
+                                              "s3://bench/theirs/"))
+        ours_one, ours_one_cpu = min(ours_runs)
+        theirs_one, links = min(theirs_runs)
+        print(f"1 new wheel into {count} (best of 3): ci-wheelhouse {ours_one:.3f} s "
+              f"({ours_one_cpu:.3f} s CPU), s3cmd pipeline {theirs_one:.2f} s ({links} links): "
               f"{theirs_one / ours_one:.1f}x faster (target >= 20x)")
         return 0
     finally:

@@ -86,8 +86,8 @@ printf 'not a zip archive' >"$tmp/wheels/broken-1.0-py3-none-any.whl"
 $python -m venv "$tmp/venv" || { echo "FAIL: python3 -m venv"; exit 1; }
 pip=$tmp/venv/bin/pip
 
-# PEP 440 as pip reads it: libci's parser against the packaging library pip vendors, over
-# 30,000 strings made of version fragments (valid and not).
+# PEP 440 as pip reads it: libci's parser and order against the packaging library pip vendors,
+# over 30,000 strings made of version fragments (valid and not).
 verdicts=$("$tmp/venv/bin/python" - "$LIBCI_BUILD_DIR/tests/pep440_check" <<'EOF'
 import random, subprocess, sys
 from pip._vendor.packaging.version import InvalidVersion, Version
@@ -108,6 +108,18 @@ for case, mine in zip(cases, ours):
         theirs = "INVALID"
     if mine != theirs:
         differ.append(f"{case!r}: libci {mine}, packaging {theirs}")
+parsed = []
+for case in cases:
+    try:
+        parsed.append(Version(case))
+    except InvalidVersion:
+        pass
+theirs_sorted = [str(v) for v in sorted(parsed)]
+ours_sorted = subprocess.run([sys.argv[1], "--sort"], input="\n".join(cases) + "\n",
+                             capture_output=True, text=True, check=True).stdout.split("\n")[:-1]
+if ours_sorted != theirs_sorted:
+    differ.append("the order differs: " + " / ".join(
+        f"{o} vs {t}" for o, t in zip(ours_sorted, theirs_sorted) if o != t)[:400])
 print(f"{len(cases)} {valid} {len(differ)}")
 for line in differ[:10]:
     print(line)
@@ -115,7 +127,7 @@ EOF
 )
 read -r total valid differ <<<"$(head -1 <<<"$verdicts")"
 if [[ ${differ:-x} == 0 && ${valid:-0} -gt 100 ]]; then
-  echo "ok: PEP 440: libci and pip's packaging agree on $total strings ($valid valid)"
+  echo "ok: PEP 440: libci and pip's packaging agree on $total strings ($valid valid, and their order)"
 else
   fail "PEP 440 parsing differs from packaging: $verdicts"
 fi
@@ -174,8 +186,14 @@ suite() { # server name, endpoint, access key
     fail "$name: the project page, uploaded before the flat index, was not"
   installs "$name, PEP 503 index after a cut-off publish" --index-url "$url/simple/"
   echo "ok: $name: a publish cut off mid-way left the previous index ($(head -1 "$tmp/err"))"
-  out=$("$tool" publish "$tmp/wheels" s3://wheels/fedora20-x86_64 --endpoint-url "$endpoint" --acl public-read)
-  curl -sf "$url/simple/pkg-c/" | grep -q "pkg_c-2.0" || fail "$name: the next publish did not complete the index: $out"
+  # The next publish, of a directory without pkg-c 2.0: only the pending record the cut-off
+  # one left says that wheel is there and which pages are owed.
+  out=$("$tool" publish "$tmp/clean" s3://wheels/fedora20-x86_64 --endpoint-url "$endpoint" --acl public-read)
+  curl -sf "$url/index" | grep -q "pkg_c-2.0" ||
+    fail "$name: the next publish did not finish the cut-off one's index: $out"
+  out=$("$tool" publish "$tmp/clean" s3://wheels/fedora20-x86_64 --endpoint-url "$endpoint" --acl public-read)
+  grep -q "0 wheel(s) uploaded, 3 already there; index of 4 wheel(s): 0 page(s) uploaded" <<<"$out" ||
+    fail "$name: the pending record was applied again after its publish finished: $out"
   rm "$tmp"/wheels/pkg_c-2.0-*.whl
 
   # Other content under a published name: refused, nothing uploaded; --overwrite replaces it.

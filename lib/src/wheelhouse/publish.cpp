@@ -11,6 +11,7 @@
 #include <optional>
 #include <set>
 #include <thread>
+#include <zlib.h>
 
 #include <fmt/format.h>
 #include <rapidjson/document.h>
@@ -39,6 +40,9 @@ struct Manifest {
     /// Projects whose pages a publish was about to upload: a publish cut off before the end
     /// leaves them here, and the next one uploads them again.
     std::set<std::string> pending;
+    /// Counts publishes. A pending record of a generation the manifest has reached is spent
+    /// (its publish finished), so it need not be deleted.
+    std::uint64_t generation = 0;
 };
 
 std::string json_text(const rapidjson::Value& object, const char* name) {
@@ -81,6 +85,10 @@ std::optional<Manifest> parse_manifest(std::string_view text, std::string_view w
             }
         }
     }
+    if (const auto generation = json.FindMember("generation");
+        generation != json.MemberEnd() && generation->value.IsUint64()) {
+        manifest.generation = generation->value.GetUint64();
+    }
     if (const auto pending = json.FindMember("pending");
         pending != json.MemberEnd() && pending->value.IsArray()) {
         for (const auto& project : pending->value.GetArray()) {
@@ -109,6 +117,8 @@ std::string format_manifest(const Manifest& manifest) {
     out.StartObject();
     out.Key("format");
     out.Int(1);
+    out.Key("generation");
+    out.Uint64(manifest.generation);
     out.Key("wheels");
     out.StartObject();
     for (const auto& [name, entry] : manifest.wheels) {
@@ -217,6 +227,10 @@ std::string manifest_key(std::string_view prefix) {
     return key_for(prefix, ".libci-wheelhouse.json");
 }
 
+std::string pending_key(std::string_view prefix) {
+    return key_for(prefix, ".libci-wheelhouse.pending.json");
+}
+
 Result<PublishReport>
 publish(aws::S3Client& s3, const std::vector<LocalWheel>& wheels, const PublishOptions& options) {
     const auto progress = [&](PublishProgress::Stage stage, std::size_t done, std::size_t total) {
@@ -231,14 +245,37 @@ publish(aws::S3Client& s3, const std::vector<LocalWheel>& wheels, const PublishO
     // (rescan: after another tool changed the prefix). Without a listing, a new wheel's name is
     // checked with HEAD, so that a wheel of that name put there by another tool is not
     // overwritten unseen.
+    // A publish that was cut off before its pages were done left a small pending record
+    // beside the manifest: the wheels it had uploaded and the projects whose pages it owed.
     Manifest manifest;
+    Result<std::optional<aws::Object>> pending_object{std::nullopt};
+    std::jthread pending_reader(
+        [&] { pending_object = s3.get_object(options.bucket, pending_key(options.prefix)); });
     auto manifest_object = s3.get_object(options.bucket, manifest_key(options.prefix));
+    pending_reader.join();
     if (!manifest_object) {
         return fail(manifest_object.error());
+    }
+    if (!pending_object) {
+        return fail(pending_object.error());
     }
     std::optional<Manifest> recorded;
     if (*manifest_object) {
         recorded = parse_manifest((*manifest_object)->body, where + "/.libci-wheelhouse.json");
+    }
+    std::optional<Manifest> unfinished;
+    if (*pending_object) {
+        unfinished =
+            parse_manifest((*pending_object)->body, where + "/.libci-wheelhouse.pending.json");
+        if (unfinished && recorded && unfinished->generation <= recorded->generation) {
+            unfinished.reset(); // spent: its publish wrote the manifest after it
+        }
+        if (unfinished && recorded) {
+            for (const auto& [name, entry] : unfinished->wheels) {
+                recorded->wheels.insert_or_assign(name, entry);
+            }
+            recorded->pending.insert(unfinished->pending.begin(), unfinished->pending.end());
+        }
     }
     std::set<std::string> published;
     std::set<std::string> keys;
@@ -295,20 +332,45 @@ publish(aws::S3Client& s3, const std::vector<LocalWheel>& wheels, const PublishO
         affected.insert(normalize_project_name(item.second.name.distribution));
         return true;
     });
-    std::vector<LocalWheel> fetched;
+    std::vector<std::string> unknown;
     for (const auto& name : published) {
-        if (manifest.wheels.contains(name)) {
-            continue;
+        if (!manifest.wheels.contains(name)) {
+            unknown.push_back(name);
         }
-        log::info("{}: {} is not in the manifest; reading it", where, name);
-        auto wheel = fetch_wheel(s3, options, name);
-        if (!wheel) {
-            log::warn("{}: {} is left out of the index: {}", where, name, wheel.error().message);
-            continue;
-        }
-        manifest.wheels[name] = wheel->entry;
-        if (!keys.contains(key_for(options.prefix, name + ".metadata"))) {
-            fetched.push_back(std::move(*wheel));
+    }
+    std::vector<LocalWheel> fetched;
+    if (!unknown.empty()) {
+        log::info("{}: reading {} wheel(s) the manifest does not record (put there by another "
+                  "tool, or before the manifest)",
+                  where,
+                  unknown.size());
+        std::vector<std::optional<LocalWheel>> read(unknown.size());
+        // A wheel that cannot be read is left out of the index with a warning, not an error.
+        (void)parallel_for(
+            unknown.size(),
+            options.jobs,
+            [&](std::size_t i) -> Status {
+                auto wheel = fetch_wheel(s3, options, unknown[i]);
+                if (!wheel) {
+                    log::warn("{}: {} is left out of the index: {}",
+                              where,
+                              unknown[i],
+                              wheel.error().message);
+                    return {};
+                }
+                read[i] = std::move(*wheel);
+                return {};
+            },
+            [] {});
+        for (auto& wheel : read) {
+            if (!wheel) {
+                continue;
+            }
+            const std::string name = wheel->entry.file_name;
+            manifest.wheels[name] = wheel->entry;
+            if (!keys.contains(key_for(options.prefix, name + ".metadata"))) {
+                fetched.push_back(std::move(*wheel));
+            }
         }
     }
 
@@ -404,55 +466,63 @@ publish(aws::S3Client& s3, const std::vector<LocalWheel>& wheels, const PublishO
         return s3.put_object(input);
     };
     std::size_t done = 0;
-    const std::size_t total_wheels = 2 * uploads.size() + fetched.size();
+    const std::size_t total_wheels =
+        2 * uploads.size() + fetched.size() + (changed.empty() ? 0 : 1);
     const auto tick = [&](PublishProgress::Stage stage, std::size_t total) {
         ++done;
         progress(stage, done, total);
     };
     progress(PublishProgress::Stage::Wheels, 0, total_wheels);
-    auto status = parallel_for(
-        uploads.size(),
-        options.jobs,
-        [&](std::size_t i) {
-            const auto& wheel = *uploads[i];
-            std::map<std::string, std::string> metadata{{"sha256", wheel.entry.sha256}};
-            return put(key_for(options.prefix, wheel.entry.file_name),
-                       {},
-                       wheel.path.string(),
-                       wheel_type,
-                       std::move(metadata));
-        },
-        [&] { tick(PublishProgress::Stage::Wheels, total_wheels); });
-    if (!status) {
-        return fail(status.error());
-    }
+    // 5. One batch before any page: the wheels, their .metadata files (one that lands before
+    // its wheel is linked from no page yet), and the pending record -- what the manifest will
+    // say once the pages are up; small, unlike the manifest, which is written once, at the end.
     std::vector<const LocalWheel*> with_metadata = uploads;
     for (const auto& wheel : fetched) {
         with_metadata.push_back(&wheel);
     }
-    status = parallel_for(
-        with_metadata.size(),
+    const bool owe_pages = !changed.empty();
+    std::string pending_record;
+    if (owe_pages) {
+        Manifest record;
+        if (unfinished) {
+            record.wheels = unfinished->wheels; // still not in the manifest
+        }
+        for (const auto* wheel : with_metadata) {
+            record.wheels[wheel->entry.file_name] = wheel->entry;
+        }
+        record.pending = affected;
+        record.generation = manifest.generation + 1;
+        pending_record = format_manifest(record);
+    }
+    const std::size_t batch = uploads.size() + with_metadata.size() + (owe_pages ? 1 : 0);
+    auto status = parallel_for(
+        batch,
         options.jobs,
         [&](std::size_t i) {
-            const auto& wheel = *with_metadata[i];
-            return put(key_for(options.prefix, wheel.entry.file_name + ".metadata"),
-                       wheel.metadata,
-                       {},
-                       metadata_type);
+            if (i < uploads.size()) {
+                const auto& wheel = *uploads[i];
+                std::map<std::string, std::string> metadata{{"sha256", wheel.entry.sha256}};
+                return put(key_for(options.prefix, wheel.entry.file_name),
+                           {},
+                           wheel.path.string(),
+                           wheel_type,
+                           std::move(metadata));
+            }
+            if (i < uploads.size() + with_metadata.size()) {
+                const auto& wheel = *with_metadata[i - uploads.size()];
+                return put(key_for(options.prefix, wheel.entry.file_name + ".metadata"),
+                           wheel.metadata,
+                           {},
+                           metadata_type);
+            }
+            return put(pending_key(options.prefix), pending_record, {}, manifest_type);
         },
         [&] { tick(PublishProgress::Stage::Wheels, total_wheels); });
     if (!status) {
         return fail(status.error());
     }
-    // 5. The manifest (wheels known now; pages as they were), then the pages that changed, in
-    // build_index's order: each project before the root, the flat index last.
-    manifest.pending = affected;
-    if (!uploads.empty() || !fetched.empty()) {
-        status = put(manifest_key(options.prefix), format_manifest(manifest), {}, manifest_type);
-        if (!status) {
-            return fail(status.error());
-        }
-    }
+    // 6. The pages that changed, in build_index's order: each project before the root, the
+    // flat index last.
     done = 0;
     progress(PublishProgress::Stage::Index, 0, changed.size());
     // Project pages may go in parallel; the root and the flat index only after all of them.
@@ -472,16 +542,34 @@ publish(aws::S3Client& s3, const std::vector<LocalWheel>& wheels, const PublishO
     if (!status) {
         return fail(status.error());
     }
-    for (std::size_t i = project_pages; i < changed.size(); ++i) {
+    // Then the root's pages together, and the flat index, last, alone.
+    const std::size_t root_pages = changed.size() - project_pages -
+                                   (!changed.empty() && changed.back()->key == "index" ? 1 : 0);
+    status = parallel_for(
+        root_pages,
+        options.jobs,
+        [&](std::size_t i) { return put_page(project_pages + i); },
+        [&] { tick(PublishProgress::Stage::Index, changed.size()); });
+    if (!status) {
+        return fail(status.error());
+    }
+    for (std::size_t i = project_pages + root_pages; i < changed.size(); ++i) {
         if (auto put_status = put_page(i); !put_status) {
             return fail(put_status.error());
         }
         tick(PublishProgress::Stage::Index, changed.size());
     }
-    // 6. The manifest with the pages' hashes: the next publish uploads only what changes.
-    if (!changed.empty() || !manifest.pending.empty()) {
+    // 7. The manifest with the wheels and the pages' hashes (the next publish uploads only
+    // what changes), then the pending record goes.
+    const bool manifest_changed = owe_pages || !uploads.empty() || !fetched.empty() || !recorded ||
+                                  !manifest.pending.empty() ||
+                                  manifest.wheels.size() != recorded->wheels.size();
+    if (manifest_changed) {
         manifest.pending.clear();
         manifest.pages = std::move(page_hashes);
+        manifest.generation =
+            std::max(manifest.generation, unfinished ? unfinished->generation : std::uint64_t{0}) +
+            1;
         status = put(manifest_key(options.prefix), format_manifest(manifest), {}, manifest_type);
         if (!status) {
             return fail(status.error());

@@ -35,50 +35,6 @@ bool all_digits(std::string_view text) {
     return !text.empty() && std::ranges::all_of(text, [](char c) { return c >= '0' && c <= '9'; });
 }
 
-// Ranks for the parts of the ordering that may be absent: absent sorts first (Low) or last
-// (High), as packaging's NegativeInfinity / Infinity do.
-enum class Rank { Low = -1, Value = 0, High = 1 };
-
-struct LocalKey {
-    Rank rank;
-    std::uint64_t number;
-    std::string text;
-    auto operator<=>(const LocalKey&) const = default;
-};
-
-auto order_key(const Version& v) {
-    std::vector<std::uint64_t> release = v.release;
-    while (release.size() > 1 && release.back() == 0) {
-        release.pop_back();
-    }
-    if (release.size() == 1 && release.front() == 0) {
-        release.clear();
-    }
-    std::tuple<Rank, int, std::uint64_t> pre{Rank::High, 0, 0};
-    if (v.pre) {
-        pre = {Rank::Value, static_cast<int>(v.pre->kind), v.pre->number};
-    } else if (!v.post && v.dev) {
-        pre = {Rank::Low, 0, 0}; // 1.0.dev1 sorts before 1.0a1
-    }
-    const std::pair<Rank, std::uint64_t> post =
-        v.post ? std::pair{Rank::Value, *v.post} : std::pair{Rank::Low, std::uint64_t{0}};
-    const std::pair<Rank, std::uint64_t> dev =
-        v.dev ? std::pair{Rank::Value, *v.dev} : std::pair{Rank::High, std::uint64_t{0}};
-    // No local label sorts first; numeric segments sort after alphanumeric ones.
-    std::vector<LocalKey> local;
-    if (v.local.empty()) {
-        local.push_back(LocalKey{Rank::Low, 0, {}});
-    }
-    for (const auto& segment : v.local) {
-        if (const auto* n = std::get_if<std::uint64_t>(&segment)) {
-            local.push_back(LocalKey{Rank::Value, *n, {}});
-        } else {
-            local.push_back(LocalKey{Rank::Low, 0, std::get<std::string>(segment)});
-        }
-    }
-    return std::tuple{v.epoch, std::move(release), pre, post, dev, std::move(local)};
-}
-
 bool valid_name_part(std::string_view part) {
     return !part.empty() && std::ranges::all_of(part, [](char c) {
         return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
@@ -89,7 +45,58 @@ bool valid_name_part(std::string_view part) {
 } // namespace
 
 std::strong_ordering operator<=>(const Version& a, const Version& b) {
-    return order_key(a) <=> order_key(b);
+    // packaging's comparison key, compared in place: sorting thousands of versions must not
+    // allocate per comparison.
+    if (const auto order = a.epoch <=> b.epoch; order != 0) {
+        return order;
+    }
+    // Release numbers, trailing zeros ignored (1.0 == 1.0.0): compared as if padded with zeros.
+    for (std::size_t i = 0; i < std::max(a.release.size(), b.release.size()); ++i) {
+        const std::uint64_t x = i < a.release.size() ? a.release[i] : 0;
+        const std::uint64_t y = i < b.release.size() ? b.release[i] : 0;
+        if (const auto order = x <=> y; order != 0) {
+            return order;
+        }
+    }
+    // A dev release of a final release (1.0.dev1) sorts before its pre-releases; no pre-release
+    // sorts after them.
+    const auto pre_key = [](const Version& v) {
+        if (v.pre) {
+            return std::tuple{0, static_cast<int>(v.pre->kind), v.pre->number};
+        }
+        return std::tuple{(!v.post && v.dev) ? -1 : 1, 0, std::uint64_t{0}};
+    };
+    if (const auto order = pre_key(a) <=> pre_key(b); order != 0) {
+        return order;
+    }
+    // No post release sorts first; no dev release sorts last.
+    const auto post_key = [](const Version& v) {
+        return v.post ? std::pair{0, *v.post} : std::pair{-1, std::uint64_t{0}};
+    };
+    if (const auto order = post_key(a) <=> post_key(b); order != 0) {
+        return order;
+    }
+    const auto dev_key = [](const Version& v) {
+        return v.dev ? std::pair{0, *v.dev} : std::pair{1, std::uint64_t{0}};
+    };
+    if (const auto order = dev_key(a) <=> dev_key(b); order != 0) {
+        return order;
+    }
+    // No local label sorts first; segment by segment, alphanumeric before numeric.
+    for (std::size_t i = 0; i < std::min(a.local.size(), b.local.size()); ++i) {
+        const auto* x = std::get_if<std::uint64_t>(&a.local[i]);
+        const auto* y = std::get_if<std::uint64_t>(&b.local[i]);
+        if ((x == nullptr) != (y == nullptr)) {
+            return x == nullptr ? std::strong_ordering::less : std::strong_ordering::greater;
+        }
+        const auto order =
+            x != nullptr ? *x <=> *y
+                         : std::get<std::string>(a.local[i]) <=> std::get<std::string>(b.local[i]);
+        if (order != 0) {
+            return order;
+        }
+    }
+    return a.local.size() <=> b.local.size();
 }
 
 std::string Version::to_string() const {

@@ -56,6 +56,10 @@ struct PublishReport {
 
 /// The manifest's key under `prefix`.
 [[nodiscard]] std::string manifest_key(std::string_view prefix);
+/// The key of the record a publish writes before its pages (the wheels it uploaded, the
+/// projects whose pages it owes) and deletes after the manifest: one cut off leaves it for the
+/// next publish to finish.
+[[nodiscard]] std::string pending_key(std::string_view prefix);
 
 /// Publishes `wheels` under s3://bucket/prefix and rebuilds the index. Fails, before uploading
 /// anything, when a wheel of the same name but another sha256 is there and `overwrite` is off
