@@ -4,7 +4,7 @@
 
 #include <openssl/crypto.h>
 
-#include "git/library.h"
+#include "git/library.h" // libgit2_version
 #include "http/library.h"
 
 namespace ci {
@@ -25,11 +25,8 @@ Status initialize() {
     static std::once_flag once;
     static Status result;
     std::call_once(once, [] {
-        if (auto status = http::detail::global_init(); !status) {
-            result = status;
-            return;
-        }
-        result = git::detail::global_init();
+        // libgit2 starts on the git module's first use (git::detail::ensure_initialized).
+        result = http::detail::global_init();
     });
     return result;
 }

@@ -23,9 +23,9 @@ struct LibraryVersion {
 /// The versions of libcurl, OpenSSL and libgit2 loaded into this process, in that order.
 [[nodiscard]] std::vector<LibraryVersion> library_versions();
 
-/// Initialises libcurl and libgit2 for the whole process. Call it once from main() before any
-/// thread starts (libcurl's global init is not thread-safe); later calls do nothing.
-/// Fails with ErrorCode::Internal naming the library that could not start.
+/// Initialises libcurl for the whole process. Call it once from main() before any thread starts
+/// (libcurl's global init is not thread-safe); later calls do nothing. libgit2 starts by itself
+/// on the git module's first use. Fails naming the library that could not start.
 [[nodiscard]] Status initialize();
 
 } // namespace ci

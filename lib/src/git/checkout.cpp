@@ -17,6 +17,8 @@
 #include <ci/core/crypto.h>
 #include <ci/core/log.h>
 
+#include "git/library.h"
+
 namespace ci::git {
 
 namespace {
@@ -551,6 +553,9 @@ std::filesystem::path mirror_path(const std::filesystem::path& cache_dir, const 
 
 Result<CheckoutResult> checkout(const std::filesystem::path& work_dir,
                                 const CheckoutOptions& options) {
+    if (auto started = detail::ensure_initialized(); !started) {
+        return fail(started.error());
+    }
     if (options.url.empty() || options.branch.empty()) {
         return fail(ErrorCode::InvalidArgument, "checkout: a URL and a branch are required");
     }

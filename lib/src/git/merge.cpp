@@ -8,6 +8,8 @@
 #include <fmt/format.h>
 #include <git2.h>
 
+#include "git/library.h"
+
 namespace ci::git {
 
 namespace {
@@ -88,6 +90,9 @@ Result<MergeOutcome> merge_forward(const std::filesystem::path& path,
                                    std::string_view branch_tip,
                                    std::string_view target_tip,
                                    const Identity& identity) {
+    if (auto started = detail::ensure_initialized(); !started) {
+        return fail(started.error());
+    }
     git_repository* raw = nullptr;
     if (int code = git_repository_open(&raw, path.c_str()); code != 0) {
         return git_failure(fmt::format("open repository {}", path.string()), code);
