@@ -251,8 +251,29 @@ publish(aws::S3Client& s3, const std::vector<LocalWheel>& wheels, const PublishO
     Result<std::optional<aws::Object>> pending_object{std::nullopt};
     std::jthread pending_reader(
         [&] { pending_object = s3.get_object(options.bucket, pending_key(options.prefix)); });
+    // A few local wheels (the usual publish of a build's new wheels): their names are checked
+    // now, beside the manifest's download, rather than after it.
+    constexpr std::size_t early_heads = 16;
+    std::vector<std::optional<Result<std::optional<aws::ObjectHead>>>> heads(wheels.size());
+    std::jthread head_reader;
+    if (!options.rescan && wheels.size() <= early_heads) {
+        head_reader = std::jthread([&] {
+            (void)parallel_for(
+                wheels.size(),
+                options.jobs,
+                [&](std::size_t i) -> Status {
+                    heads[i] = s3.head_object(options.bucket,
+                                              key_for(options.prefix, wheels[i].entry.file_name));
+                    return {};
+                },
+                [] {});
+        });
+    }
     auto manifest_object = s3.get_object(options.bucket, manifest_key(options.prefix));
     pending_reader.join();
+    if (head_reader.joinable()) {
+        head_reader.join();
+    }
     if (!manifest_object) {
         return fail(manifest_object.error());
     }
@@ -305,12 +326,13 @@ publish(aws::S3Client& s3, const std::vector<LocalWheel>& wheels, const PublishO
         for (const auto& [page, sha] : manifest.pages) {
             keys.insert(key_for(options.prefix, page));
         }
-        for (const auto& wheel : wheels) {
-            const auto& name = wheel.entry.file_name;
+        for (std::size_t i = 0; i < wheels.size(); ++i) {
+            const auto& name = wheels[i].entry.file_name;
             if (published.contains(name)) {
                 continue;
             }
-            auto head = s3.head_object(options.bucket, key_for(options.prefix, name));
+            auto head = heads[i] ? std::move(*heads[i])
+                                 : s3.head_object(options.bucket, key_for(options.prefix, name));
             if (!head) {
                 return fail(head.error());
             }
