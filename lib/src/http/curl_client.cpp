@@ -157,7 +157,17 @@ public:
                            options_.retry.max_attempts);
                 std::this_thread::sleep_for(wait);
             }
+            const auto started = std::chrono::steady_clock::now();
             auto outcome = perform(request, what);
+            if (outcome && log::level() <= log::Level::Trace) {
+                log::trace("{}: HTTP {} in {} us, {} bytes",
+                           what,
+                           outcome->status,
+                           std::chrono::duration_cast<std::chrono::microseconds>(
+                               std::chrono::steady_clock::now() - started)
+                               .count(),
+                           outcome->body.size());
+            }
             if (!outcome) {
                 if (outcome.error().code == ErrorCode::Io) {
                     return outcome; // the body file: trying again will not help
