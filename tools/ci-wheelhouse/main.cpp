@@ -348,8 +348,9 @@ int main(int argc, char** argv) {
         "publish",
         "Upload the wheels of DIR that s3://BUCKET/PREFIX lacks (same name and sha256: skipped;\n"
         "same name, other content: refused unless --overwrite), then rebuild the index from\n"
-        "every wheel under the prefix: wheels first, then .metadata files, then project pages,\n"
-        "the root and the flat 'index' last, so that a failed upload leaves the previous index.\n"
+        "every wheel under the prefix: wheels and their .metadata files first, then project\n"
+        "pages, the root and the flat 'index' last, so that a failed upload leaves the previous\n"
+        "index (the next publish finishes it).\n"
         "What is under the prefix is what the manifest of earlier publishes records\n"
         "(PREFIX/.libci-wheelhouse.json); the prefix is listed when there is none, or "
         "with\n"

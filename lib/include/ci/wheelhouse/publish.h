@@ -4,15 +4,16 @@
 /// Publishing a wheelhouse to S3 without ever leaving a broken index.
 ///
 /// Order of uploads: new wheels (Content-Type application/python+wheel, their sha256 in
-/// x-amz-meta-sha256), their `.metadata` files, the manifest, then the index pages that changed
-/// (project pages, the root, the flat `index` last), then the manifest again with the pages'
-/// hashes. A failure at any point leaves every page as it was or already complete, and the
-/// publish fails. The index is rebuilt from every wheel under the prefix, not only from the
-/// new ones. What was published is what the manifest (`PREFIX/.libci-wheelhouse.json`) records;
-/// the prefix is listed instead when there is no manifest (a first publish, a prefix another
-/// tool filled) or with `rescan` (after another tool changed it). A new wheel's name is checked
-/// with HEAD either way. What the index needs of a wheel another tool uploaded is read from the
-/// wheel once, then kept in the manifest.
+/// x-amz-meta-sha256), their `.metadata` files and a small pending record (the wheels uploaded,
+/// the projects whose pages are owed), together; then the index pages that changed (project
+/// pages, the root, the flat `index` last); then the manifest, with the pages' hashes. A
+/// failure at any point leaves every page as it was or already complete, and the publish fails;
+/// the next publish finishes the owed pages from the pending record. The index is rebuilt from
+/// every wheel under the prefix, not only from the new ones. What was published is what the
+/// manifest (`PREFIX/.libci-wheelhouse.json`) records; the prefix is listed instead when there is
+/// no manifest (a first publish, a prefix another tool filled) or with `rescan` (after another tool
+/// changed it). A new wheel's name is checked with HEAD either way. What the index needs of a wheel
+/// another tool uploaded is read from the wheel once, then kept in the manifest.
 
 #include <cstdint>
 #include <functional>
