@@ -28,22 +28,30 @@ std::string page_head(std::string_view title) {
 
 constexpr std::string_view page_tail = "  </body>\n</html>\n";
 
-// A link to a wheel from a page `up` directories below the prefix.
-std::string wheel_link(const WheelEntry& wheel, std::string_view up) {
-    std::string link = fmt::format("    <a href=\"{}{}#sha256={}\"",
-                                   up,
-                                   html_escape(http::uri_encode(wheel.file_name)),
-                                   wheel.sha256);
+// A link to a wheel, its href starting with `up` (the way from the page to the prefix). Built
+// by appending: the flat index holds one per wheel, thousands of them.
+void append_wheel_link(std::string& out, const WheelEntry& wheel, std::string_view up) {
+    out += "    <a href=\"";
+    out += up;
+    out += html_escape(http::uri_encode(wheel.file_name));
+    out += "#sha256=";
+    out += wheel.sha256;
+    out += '"';
     if (wheel.requires_python) {
-        link += fmt::format(" data-requires-python=\"{}\"", html_escape(*wheel.requires_python));
+        out += " data-requires-python=\"";
+        out += html_escape(*wheel.requires_python);
+        out += '"';
     }
     if (!wheel.metadata_sha256.empty()) {
-        link += fmt::format(" data-dist-info-metadata=\"sha256={0}\""
-                            " data-core-metadata=\"sha256={0}\"",
-                            wheel.metadata_sha256);
+        out += " data-dist-info-metadata=\"sha256=";
+        out += wheel.metadata_sha256;
+        out += "\" data-core-metadata=\"sha256=";
+        out += wheel.metadata_sha256;
+        out += '"';
     }
-    link += fmt::format(">{}</a><br/>\n", html_escape(wheel.file_name));
-    return link;
+    out += '>';
+    out += html_escape(wheel.file_name);
+    out += "</a><br/>\n";
 }
 
 using JsonWriter = rapidjson::Writer<rapidjson::StringBuffer>;
@@ -171,36 +179,45 @@ std::string html_escape(std::string_view text) {
 std::vector<Page> build_index(const std::vector<WheelEntry>& wheels,
                               std::string_view base_url,
                               const std::set<std::string>* only_projects) {
+    std::vector<const WheelEntry*> pointers;
+    pointers.reserve(wheels.size());
+    for (const auto& wheel : wheels) {
+        pointers.push_back(&wheel);
+    }
+    return build_index(pointers, base_url, only_projects);
+}
+
+std::vector<Page> build_index(const std::vector<const WheelEntry*>& wheels,
+                              std::string_view base_url,
+                              const std::set<std::string>* only_projects) {
     std::string base(base_url);
     if (!base.empty() && !base.ends_with('/')) {
         base += '/';
     }
     const std::string from_project = base.empty() ? "../../" : base;
     // Projects by normalized name; their wheels by version (PEP 440), then file name.
-    std::vector<const WheelEntry*> sorted;
-    sorted.reserve(wheels.size());
-    for (const auto& wheel : wheels) {
-        sorted.push_back(&wheel);
+    std::vector<std::pair<std::string, const WheelEntry*>> keyed;
+    keyed.reserve(wheels.size());
+    for (const auto* wheel : wheels) {
+        keyed.emplace_back(normalize_project_name(wheel->name.distribution), wheel);
     }
-    std::vector<std::string> projects_of(wheels.size());
-    for (std::size_t i = 0; i < wheels.size(); ++i) {
-        projects_of[i] = normalize_project_name(wheels[i].name.distribution);
-    }
-    const auto project = [&](const WheelEntry* wheel) -> const std::string& {
-        return projects_of[static_cast<std::size_t>(wheel - wheels.data())];
-    };
-    std::ranges::sort(sorted, [&](const WheelEntry* a, const WheelEntry* b) {
-        if (const auto order = project(a) <=> project(b); order != 0) {
+    std::ranges::sort(keyed, [](const auto& a, const auto& b) {
+        if (const auto order = a.first <=> b.first; order != 0) {
             return order < 0;
         }
-        if (const auto order = a->name.version <=> b->name.version; order != 0) {
+        if (const auto order = a.second->name.version <=> b.second->name.version; order != 0) {
             return order < 0;
         }
-        return a->file_name < b->file_name;
+        return a.second->file_name < b.second->file_name;
     });
+    std::vector<const WheelEntry*> sorted;
+    sorted.reserve(keyed.size());
+    for (const auto& [name, wheel] : keyed) {
+        sorted.push_back(wheel);
+    }
     std::map<std::string, std::vector<const WheelEntry*>> projects;
-    for (const auto* wheel : sorted) {
-        projects[project(wheel)].push_back(wheel);
+    for (const auto& [name, wheel] : keyed) {
+        projects[name].push_back(wheel);
     }
 
     std::vector<Page> pages;
@@ -210,7 +227,7 @@ std::vector<Page> build_index(const std::vector<WheelEntry>& wheels,
         }
         std::string body = page_head("Links for " + name);
         for (const auto* wheel : project_wheels) {
-            body += wheel_link(*wheel, from_project);
+            append_wheel_link(body, *wheel, from_project);
         }
         body += page_tail;
         const std::string dir = "simple/" + name + "/";
@@ -230,8 +247,9 @@ std::vector<Page> build_index(const std::vector<WheelEntry>& wheels,
     pages.push_back(Page{"simple/index.json", std::string(json_type), root_json(projects)});
 
     std::string flat = page_head("Wheelhouse");
+    flat.reserve(flat.size() + 400 * sorted.size());
     for (const auto* wheel : sorted) {
-        flat += wheel_link(*wheel, base);
+        append_wheel_link(flat, *wheel, base);
     }
     flat += page_tail;
     pages.push_back(Page{"index", std::string(html_type), flat});

@@ -51,10 +51,12 @@ std::string json_text(const rapidjson::Value& object, const char* name) {
 }
 
 // The manifest, or nullopt when `text` is not one (it is then rebuilt from a listing).
-std::optional<Manifest> parse_manifest(std::string_view text, std::string_view where) {
+// Parses in place: `text` is the downloaded body, which nothing reads afterwards (its strings are
+// decoded where they lie instead of being copied).
+std::optional<Manifest> parse_manifest(std::string& text, std::string_view where) {
     Manifest manifest;
     rapidjson::Document json;
-    json.Parse(text.data(), text.size());
+    json.ParseInsitu(text.data());
     if (json.HasParseError() || !json.IsObject() || !json.HasMember("wheels")) {
         log::warn("{} is not a libci wheelhouse manifest; the prefix will be listed", where);
         return std::nullopt;
@@ -298,37 +300,32 @@ publish(aws::S3Client& s3, const std::vector<LocalWheel>& wheels, const PublishO
             recorded->pending.insert(unfinished->pending.begin(), unfinished->pending.end());
         }
     }
-    std::set<std::string> published;
-    std::set<std::string> keys;
-    if (options.rescan || !recorded) {
+    // What is there: from the listing, or (without one) from the manifest plus the wheels a HEAD
+    // found that it does not record. Keys are relative to the prefix.
+    const bool listed = options.rescan || !recorded;
+    std::set<std::string> listed_wheels; // listed: every wheel; otherwise: those HEAD found
+    std::set<std::string> listed_keys;   // listed only
+    if (listed) {
         const std::string list_prefix = options.prefix.empty() ? "" : options.prefix + "/";
         auto listing = s3.list_objects(options.bucket, list_prefix);
         if (!listing) {
             return fail(listing.error());
         }
         for (const auto& object : *listing) {
-            keys.insert(object.key);
-            const std::string name = object.key.substr(list_prefix.size());
+            std::string name = object.key.substr(list_prefix.size());
             if (name.ends_with(".whl") && name.find('/') == std::string::npos) {
-                published.insert(name);
+                listed_wheels.insert(name);
             }
+            listed_keys.insert(std::move(name));
         }
         if (recorded) {
             manifest = std::move(*recorded);
         }
     } else {
         manifest = std::move(*recorded);
-        for (const auto& [name, entry] : manifest.wheels) {
-            published.insert(name);
-            keys.insert(key_for(options.prefix, name));
-            keys.insert(key_for(options.prefix, name + ".metadata"));
-        }
-        for (const auto& [page, sha] : manifest.pages) {
-            keys.insert(key_for(options.prefix, page));
-        }
         for (std::size_t i = 0; i < wheels.size(); ++i) {
             const auto& name = wheels[i].entry.file_name;
-            if (published.contains(name)) {
+            if (manifest.wheels.contains(name)) {
                 continue;
             }
             auto head = heads[i] ? std::move(*heads[i])
@@ -337,25 +334,43 @@ publish(aws::S3Client& s3, const std::vector<LocalWheel>& wheels, const PublishO
                 return fail(head.error());
             }
             if (*head) {
-                published.insert(name); // another tool's: read below, then compared
-                keys.insert(key_for(options.prefix, name));
+                listed_wheels.insert(name); // another tool's: read below, then compared
             }
         }
     }
+    const auto published = [&](const std::string& name) {
+        return listed_wheels.contains(name) || (!listed && manifest.wheels.contains(name));
+    };
+    // Whether an object is there: listed, or recorded by the manifest (wheels' .metadata files
+    // and pages).
+    const auto exists = [&](const std::string& key) {
+        if (listed) {
+            return listed_keys.contains(key);
+        }
+        constexpr std::string_view metadata_suffix = ".metadata";
+        if (key.ends_with(metadata_suffix)) {
+            return manifest.wheels.contains(key.substr(0, key.size() - metadata_suffix.size()));
+        }
+        return manifest.pages.contains(key);
+    };
     progress(PublishProgress::Stage::Listing, 1, 1);
 
-    // 2. Entries of published wheels the manifest does not know: the object's metadata, else
-    // the wheel itself. Entries the manifest knows of wheels no longer listed are dropped.
+    // 2. Entries of published wheels the manifest does not know: read from the wheel itself.
+    // With a listing, entries of wheels no longer there are dropped.
     std::set<std::string> affected = manifest.pending;
-    std::erase_if(manifest.wheels, [&](const auto& item) {
-        if (published.contains(item.first)) {
-            return false;
-        }
-        affected.insert(normalize_project_name(item.second.name.distribution));
-        return true;
-    });
+    const bool had_manifest = recorded.has_value();
+    std::size_t removed = 0;
+    if (listed) {
+        removed = std::erase_if(manifest.wheels, [&](const auto& item) {
+            if (listed_wheels.contains(item.first)) {
+                return false;
+            }
+            affected.insert(normalize_project_name(item.second.name.distribution));
+            return true;
+        });
+    }
     std::vector<std::string> unknown;
-    for (const auto& name : published) {
+    for (const auto& name : listed_wheels) {
         if (!manifest.wheels.contains(name)) {
             unknown.push_back(name);
         }
@@ -389,8 +404,11 @@ publish(aws::S3Client& s3, const std::vector<LocalWheel>& wheels, const PublishO
                 continue;
             }
             const std::string name = wheel->entry.file_name;
+            // Without a listing, whether another tool put a .metadata file there is unknown:
+            // one is uploaded.
+            const bool has_metadata = listed && listed_keys.contains(name + ".metadata");
             manifest.wheels[name] = wheel->entry;
-            if (!keys.contains(key_for(options.prefix, name + ".metadata"))) {
+            if (!has_metadata) {
                 fetched.push_back(std::move(*wheel));
             }
         }
@@ -403,7 +421,7 @@ publish(aws::S3Client& s3, const std::vector<LocalWheel>& wheels, const PublishO
     for (const auto& wheel : wheels) {
         const auto& name = wheel.entry.file_name;
         const auto known = manifest.wheels.find(name);
-        if (published.contains(name) && known != manifest.wheels.end()) {
+        if (published(name) && known != manifest.wheels.end()) {
             if (known->second.sha256 == wheel.entry.sha256) {
                 report.skipped.push_back(name);
                 continue;
@@ -434,11 +452,11 @@ publish(aws::S3Client& s3, const std::vector<LocalWheel>& wheels, const PublishO
     for (const auto& wheel : fetched) {
         affected.insert(normalize_project_name(wheel.entry.name.distribution));
     }
-    std::vector<WheelEntry> entries;
+    std::vector<const WheelEntry*> entries;
     entries.reserve(manifest.wheels.size());
     std::set<std::string> projects;
     for (const auto& [name, entry] : manifest.wheels) {
-        entries.push_back(entry);
+        entries.push_back(&entry);
         projects.insert(normalize_project_name(entry.name.distribution));
     }
     // Pages are made again only for the projects that change, that an earlier publish did
@@ -459,8 +477,7 @@ publish(aws::S3Client& s3, const std::vector<LocalWheel>& wheels, const PublishO
         const std::string sha = crypto::to_hex(crypto::sha256(page.body));
         page_hashes[page.key] = sha;
         const auto previous = manifest.pages.find(page.key);
-        if (previous != manifest.pages.end() && previous->second == sha &&
-            keys.contains(key_for(options.prefix, page.key))) {
+        if (previous != manifest.pages.end() && previous->second == sha && exists(page.key)) {
             ++report.pages_unchanged;
         } else {
             changed.push_back(&page);
@@ -543,11 +560,25 @@ publish(aws::S3Client& s3, const std::vector<LocalWheel>& wheels, const PublishO
     if (!status) {
         return fail(status.error());
     }
-    // 6. The pages that changed, in build_index's order: each project before the root, the
-    // flat index last.
+    // 6. The manifest to write at the end, made while the pages go up: the wheels, the pages'
+    // hashes (the next publish uploads only what changes), a generation that spends the
+    // pending record.
+    const bool manifest_changed = owe_pages || !uploads.empty() || !fetched.empty() ||
+                                  !had_manifest || !manifest.pending.empty() || removed > 0;
+    std::string manifest_text;
+    std::jthread formatter;
+    if (manifest_changed) {
+        manifest.pending.clear();
+        manifest.pages = std::move(page_hashes);
+        manifest.generation =
+            std::max(manifest.generation, unfinished ? unfinished->generation : std::uint64_t{0}) +
+            1;
+        formatter = std::jthread([&] { manifest_text = format_manifest(manifest); });
+    }
+    // 7. The pages that changed, in build_index's order: the project pages together, then the
+    // root's pages and the flat index together, last.
     done = 0;
     progress(PublishProgress::Stage::Index, 0, changed.size());
-    // Project pages may go in parallel; the root and the flat index only after all of them.
     std::size_t project_pages = 0;
     while (project_pages < changed.size() && changed[project_pages]->key.starts_with("simple/") &&
            changed[project_pages]->key != "simple/" &&
@@ -558,41 +589,24 @@ publish(aws::S3Client& s3, const std::vector<LocalWheel>& wheels, const PublishO
         const Page& page = *changed[i];
         return put(key_for(options.prefix, page.key), page.body, {}, page.content_type);
     };
-    status = parallel_for(project_pages, options.jobs, put_page, [&] {
-        tick(PublishProgress::Stage::Index, changed.size());
-    });
+    const auto tick_page = [&] { tick(PublishProgress::Stage::Index, changed.size()); };
+    status = parallel_for(project_pages, options.jobs, put_page, tick_page);
+    if (status) {
+        status = parallel_for(
+            changed.size() - project_pages,
+            options.jobs,
+            [&](std::size_t i) { return put_page(project_pages + i); },
+            tick_page);
+    }
+    if (formatter.joinable()) {
+        formatter.join();
+    }
     if (!status) {
         return fail(status.error());
     }
-    // Then the root's pages together, and the flat index, last, alone.
-    const std::size_t root_pages = changed.size() - project_pages -
-                                   (!changed.empty() && changed.back()->key == "index" ? 1 : 0);
-    status = parallel_for(
-        root_pages,
-        options.jobs,
-        [&](std::size_t i) { return put_page(project_pages + i); },
-        [&] { tick(PublishProgress::Stage::Index, changed.size()); });
-    if (!status) {
-        return fail(status.error());
-    }
-    for (std::size_t i = project_pages + root_pages; i < changed.size(); ++i) {
-        if (auto put_status = put_page(i); !put_status) {
-            return fail(put_status.error());
-        }
-        tick(PublishProgress::Stage::Index, changed.size());
-    }
-    // 7. The manifest with the wheels and the pages' hashes (the next publish uploads only
-    // what changes), then the pending record goes.
-    const bool manifest_changed = owe_pages || !uploads.empty() || !fetched.empty() || !recorded ||
-                                  !manifest.pending.empty() ||
-                                  manifest.wheels.size() != recorded->wheels.size();
+    // 8. The manifest, last: it records the pages as they now are.
     if (manifest_changed) {
-        manifest.pending.clear();
-        manifest.pages = std::move(page_hashes);
-        manifest.generation =
-            std::max(manifest.generation, unfinished ? unfinished->generation : std::uint64_t{0}) +
-            1;
-        status = put(manifest_key(options.prefix), format_manifest(manifest), {}, manifest_type);
+        status = put(manifest_key(options.prefix), std::move(manifest_text), {}, manifest_type);
         if (!status) {
             return fail(status.error());
         }

@@ -202,7 +202,8 @@ TEST_CASE("wheelhouse: the index pages, in upload order, with hashes, markers an
     REQUIRE_FALSE(root_json.HasParseError());
     CHECK(root_json["projects"].Size() == 2);
 
-    CHECK(ci::wheelhouse::build_index({}).size() == 4); // an empty wheelhouse still has pages
+    CHECK(ci::wheelhouse::build_index(std::vector<ci::wheelhouse::WheelEntry>{}).size() ==
+          4); // an empty wheelhouse still has pages
 }
 
 TEST_CASE("wheelhouse: HTML escaping and pip.conf") {

@@ -66,6 +66,10 @@ struct Page {
 [[nodiscard]] std::vector<Page> build_index(const std::vector<WheelEntry>& wheels,
                                             std::string_view base_url = {},
                                             const std::set<std::string>* only_projects = nullptr);
+/// The same, over entries held elsewhere (the publisher's manifest), without copying them.
+[[nodiscard]] std::vector<Page> build_index(const std::vector<const WheelEntry*>& wheels,
+                                            std::string_view base_url = {},
+                                            const std::set<std::string>* only_projects = nullptr);
 
 /// Escapes &, <, >, " and ' for HTML text and attribute values.
 [[nodiscard]] std::string html_escape(std::string_view text);

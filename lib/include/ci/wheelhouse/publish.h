@@ -6,7 +6,8 @@
 /// Order of uploads: new wheels (Content-Type application/python+wheel, their sha256 in
 /// x-amz-meta-sha256), their `.metadata` files and a small pending record (the wheels uploaded,
 /// the projects whose pages are owed), together; then the index pages that changed (project
-/// pages, the root, the flat `index` last); then the manifest, with the pages' hashes. A
+/// pages, then the root's pages and the flat `index`, last); then the manifest, with the pages'
+/// hashes. A
 /// failure at any point leaves every page as it was or already complete, and the publish fails;
 /// the next publish finishes the owed pages from the pending record. The index is rebuilt from
 /// every wheel under the prefix, not only from the new ones. What was published is what the
