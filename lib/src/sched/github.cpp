@@ -8,6 +8,8 @@
 #include <fmt/format.h>
 #include <rapidjson/document.h>
 
+#include <ci/core/crypto.h>
+
 namespace ci::sched {
 
 namespace {
@@ -182,6 +184,40 @@ Result<std::vector<Event>> parse_github_push(std::string_view json, const std::s
     }
     events.emplace_back(std::move(push));
     return events;
+}
+
+Status verify_github_signature(std::string_view secret,
+                               std::string_view body,
+                               std::string_view signature_header) {
+    const auto refuse = [](std::string_view why) {
+        return fail(ErrorCode::PermissionDenied, fmt::format("webhook refused: {}", why));
+    };
+    if (signature_header.empty()) {
+        return refuse("no X-Hub-Signature-256 header (the webhook has no secret set?)");
+    }
+    constexpr std::string_view scheme = "sha256=";
+    std::string_view hex = signature_header;
+    if (!hex.starts_with(scheme)) {
+        return refuse("X-Hub-Signature-256 does not start with 'sha256='");
+    }
+    hex.remove_prefix(scheme.size());
+    if (hex.size() != 64) {
+        return refuse("X-Hub-Signature-256 is not 64 hex digits");
+    }
+    // Lower-case first, so that the comparison below sees one spelling; its length is fixed.
+    std::string given(hex);
+    for (char& c : given) {
+        if (c >= 'A' && c <= 'F') {
+            c = static_cast<char>(c - 'A' + 'a');
+        } else if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) {
+            return refuse("X-Hub-Signature-256 is not 64 hex digits");
+        }
+    }
+    const std::string expected = crypto::to_hex(crypto::hmac_sha256(secret, body));
+    if (!crypto::constant_time_equal(expected, given)) {
+        return refuse("X-Hub-Signature-256 does not match the body under the webhook secret");
+    }
+    return {};
 }
 
 } // namespace ci::sched

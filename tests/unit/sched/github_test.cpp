@@ -1,5 +1,7 @@
 // GitHub push payloads (shaped as GitHub sends them, trimmed) as scheduler events.
 
+#include <algorithm>
+#include <cctype>
 #include <string>
 
 #include <doctest/doctest.h>
@@ -95,4 +97,35 @@ repositories:
     CHECK(ci::sched::match_repository(*checked.config, *urls) == "flocker");
     CHECK(ci::sched::match_repository(*checked.config, {"https://GitHub.com/o/other/"}) == "other");
     CHECK(ci::sched::match_repository(*checked.config, {"https://github.com/o/unknown"}).empty());
+}
+
+TEST_CASE("github: webhook signatures are checked, and every bad one is refused") {
+    // GitHub's own example ("Validating webhook deliveries").
+    const std::string secret = "It's a Secret to Everybody";
+    const std::string body = "Hello, World!";
+    const std::string good =
+        "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
+    CHECK(ci::sched::verify_github_signature(secret, body, good).has_value());
+    std::string upper = good;
+    std::transform(upper.begin() + 7, upper.end(), upper.begin() + 7, [](char c) {
+        return static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    });
+    CHECK(ci::sched::verify_github_signature(secret, body, upper).has_value());
+
+    const auto refused =
+        [&](std::string_view s, std::string_view b, std::string_view header, std::string_view why) {
+            CAPTURE(header);
+            auto status = ci::sched::verify_github_signature(s, b, header);
+            REQUIRE_FALSE(status.has_value());
+            CHECK(status.error().code == ci::ErrorCode::PermissionDenied);
+            CHECK(status.error().message.find(why) != std::string::npos);
+            CHECK(status.error().message.find(secret) == std::string::npos);
+        };
+    refused(secret, "Hello, World?", good, "does not match");
+    refused("another secret", body, good, "does not match");
+    refused(secret, body, "", "no X-Hub-Signature-256");
+    refused(secret, body, "sha1=757107ea0eb2509fc211221cce984b8a37570b6d", "does not start");
+    refused(secret, body, good.substr(0, good.size() - 1), "64 hex digits");
+    refused(secret, body, good.substr(0, good.size() - 1) + "g", "64 hex digits");
+    refused(secret, body, good + "00", "64 hex digits");
 }

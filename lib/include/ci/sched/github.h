@@ -2,8 +2,8 @@
 
 /// \file
 /// GitHub push webhook payloads as scheduler events: branch pushes with their commits and changed
-/// files, tag pushes, and deletions. Pure: JSON text in, events out. Verifying the payload's
-/// signature (X-Hub-Signature-256) is the web server's job, before this is called.
+/// files, tag pushes, and deletions. Pure: JSON text in, events out. The web server checks the
+/// payload's signature (verify_github_signature) before anything here runs.
 
 #include <map>
 #include <string>
@@ -33,5 +33,12 @@ namespace ci::sched {
 /// The URLs a payload gives for its repository (clone_url, ssh_url, git_url, html_url), for
 /// match_repository. Fails with InvalidArgument when the JSON does not parse.
 [[nodiscard]] Result<std::vector<std::string>> github_repository_urls(std::string_view json);
+
+/// Checks a webhook's X-Hub-Signature-256 header ("sha256=" and the hex HMAC-SHA256 of the raw
+/// body under the webhook secret), comparing in constant time. Fails with PermissionDenied, never
+/// quoting the secret: the header is missing, malformed, or signs something else.
+[[nodiscard]] Status verify_github_signature(std::string_view secret,
+                                             std::string_view body,
+                                             std::string_view signature_header);
 
 } // namespace ci::sched
