@@ -259,6 +259,29 @@ elif op == "delete-dir-keys":
 EOF
 }
 
+# --- index and pip-conf, locally ---
+mkdir -p "$tmp/local"
+cp "$tmp"/wheels/pkg_*.whl "$tmp/local/"
+printf 'not a zip archive' >"$tmp/local/broken-1.0-py3-none-any.whl"
+"$tool" index "$tmp/local" >"$tmp/index.out" 2>"$tmp/err"
+status=$?
+[[ $status -eq 1 ]] || fail "index with a bad wheel: exit $status, expected 1"
+grep -q "indexed 3 wheel(s)" "$tmp/index.out" || fail "index: $(cat "$tmp/index.out")"
+for file in index simple/index.html simple/index.json simple/pkg-a/index.html \
+  simple/pkg-a/index.json; do
+  [[ -s $tmp/local/$file ]] || fail "index did not write $file"
+done
+ls "$tmp"/local/pkg_a-2.0-*.whl.metadata >/dev/null 2>&1 || fail "index wrote no .metadata file"
+grep -q broken "$tmp/local/index" && fail "index linked the bad wheel"
+installs "local PEP 503 index (file://)" --index-url "file://$tmp/local/simple/"
+"$tool" index "$tmp/local" --base-url https://wheels.example.org/f20 >/dev/null 2>&1
+grep -q 'href="https://wheels.example.org/f20/pkg_a-2.0-py3-none-any.whl#sha256=' \
+  "$tmp/local/simple/pkg-a/index.html" || fail "--base-url not in the project page's links"
+conf=$("$tool" pip-conf https://s3-us-west-2.amazonaws.com/wheels/f20/index)
+grep -q '^find-links = https://s3-us-west-2.amazonaws.com/wheels/f20/index$' <<<"$conf" ||
+  fail "pip-conf: $conf"
+echo "ok: index (bad wheel left out, pip installs from it, --base-url) and pip-conf"
+
 # --- s3rver ---
 mkdir -p "$tmp/s3rver"
 start "$tmp/s3rver.log" '.*listening on 127\.0\.0\.1:\([0-9]*\).*' \
