@@ -1,21 +1,44 @@
 #!/usr/bin/env bash
-# Installs what is missing, builds libci, and runs the main job on the example configuration.
-# Idempotent: a second run reuses the build directory.
+# Installs what is missing, builds libci, and runs the main job: a master on the demo (a local
+# repository with master and feature branches, two workers inside the master, SQLite state),
+# in the foreground until Ctrl-C. Idempotent: a second run reuses the build directory and
+# recreates the demo.
+#   scripts/quickstart.sh [DEMO_DIR]     (default /tmp/libci-demo; ports 8010 and 9989)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
 
 build_dir=${LIBCI_BUILD_DIR:-build}
-ensure_packages "${LIBCI_BUILD_PACKAGES[@]}"
+demo=${1:-/tmp/libci-demo}
+ensure_packages "${LIBCI_BUILD_PACKAGES[@]}" git curl
 configure_build "$build_dir"
 compile_build "$build_dir"
+master=$(pwd)/$build_dir/tools/ci-master/ci-master
 
-# The master itself lands with the scheduler and worker issues; until then the main job is
-# validating the example configuration the demo master will run.
 log "checking examples/config.yml"
-"$build_dir/tools/ci-master/ci-master" check-config examples/config.yml
+"$master" check-config examples/config.yml
+
+# The demo is ours to recreate only when setup.sh made it (it leaves config.yml and work/).
+if [[ -e $demo ]]; then
+  if [[ -f $demo/config.yml && -d $demo/work && -d $demo/origin.git ]]; then
+    rm -rf "$demo"
+  else
+    echo "error: $demo exists and is not a libci demo; pass another directory" >&2
+    exit 1
+  fi
+fi
+log "setting up the demo in $demo"
+examples/demo/setup.sh "$demo" >/dev/null
 cat <<MSG
 
-Built: $build_dir/tools/ci-master/ci-master, ci-worker, ci-deploy, ci-wheelhouse.
-Try:   $build_dir/tools/ci-master/ci-master --help
+The master runs in the foreground on the demo; Ctrl-C (SIGTERM) stops it.
+In another terminal, push to a branch and watch the build (5 s after the push goes quiet):
+  cd $demo/work
+  git checkout feature/passing && echo more >>feature.txt && git commit -qam more && git push -q
+  git checkout feature/failing && echo more >>BROKEN && git commit -qam more && git push -q
+  curl -s localhost:8010/api/v1/builds                     # builds, newest first
+  curl -s localhost:8010/api/v1/builds/1                   # one build with its steps
+  curl -s localhost:8010/api/v1/builds/1/steps/1/log       # a step's log (?follow=1: live)
+
 MSG
+exec "$master" start --config "$demo/config.yml" --data-dir "$demo/data"

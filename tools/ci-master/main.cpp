@@ -12,6 +12,7 @@ int main(int argc, char** argv) {
     app.require_subcommand(1);
     ci::tools::Runner runner;
     ci::tools::master::setup_check_config(app, runner);
+    ci::tools::master::setup_start(app, runner);
     if (auto status = ci::tools::parse_command_line(app, argc, argv)) {
         return *status;
     }

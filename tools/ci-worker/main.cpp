@@ -14,6 +14,7 @@ int main(int argc, char** argv) {
     ci::tools::Runner runner;
     ci::tools::worker::setup_checkout(app, runner);
     ci::tools::worker::setup_run_step(app, runner);
+    ci::tools::worker::setup_start(app, runner);
     ci::tools::worker::take_step_command(argc, argv);
     if (auto status = ci::tools::parse_command_line(app, argc, argv)) {
         return *status;

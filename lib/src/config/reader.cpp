@@ -410,7 +410,8 @@ void Fields::read(std::string_view key, int& out, int min, int max) {
 
 void Fields::read(std::string_view key, std::uint16_t& out) {
     if (const Entry* entry = find(key); entry && !entry->value.IsNull()) {
-        if (auto value = reader_.integer(entry->value, path(key), 1, 65535)) {
+        // 0 asks the system for a free port (tests, benchmarks); the master prints the one it got.
+        if (auto value = reader_.integer(entry->value, path(key), 0, 65535)) {
             out = static_cast<std::uint16_t>(*value);
         }
     }

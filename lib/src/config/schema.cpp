@@ -196,7 +196,7 @@ void Checker::check_buildmaster(const YAML::Node& node) {
     fields.read("web_port", out.web_port);
     fields.read("worker_port", out.worker_port);
     fields.read("state", out.state);
-    if (out.web_port == out.worker_port && fields.has("worker_port")) {
+    if (out.web_port == out.worker_port && out.web_port != 0 && fields.has("worker_port")) {
         reader_.error(fields.find("worker_port")->value,
                       fields.path("worker_port"),
                       fmt::format("must differ from web_port ({})", out.web_port));

@@ -2,6 +2,8 @@
 
 #include <condition_variable>
 #include <deque>
+#include <functional>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <utility>
@@ -14,7 +16,8 @@ namespace {
 
 struct Pending {
     sched::Event event;
-    std::promise<Result<Receipt>> done;
+    std::string delivery;
+    std::function<void(Result<Receipt>)> done;
 };
 
 } // namespace
@@ -108,6 +111,9 @@ struct Ingestor::Impl {
                 }
                 batch.changes = push->changes;
             }
+            if (!taken[i].delivery.empty()) {
+                batch.deliveries.push_back(taken[i].delivery);
+            }
             auto actions = scheduler->handle(taken[i].event, now);
             if (!actions) {
                 refused[i] = actions.error();
@@ -120,7 +126,7 @@ struct Ingestor::Impl {
             // Woken by a deadline: let the scheduler end the waits that are due.
             auto actions = scheduler->handle(sched::Tick{}, now);
             if (actions && !actions->empty()) {
-                batches.push_back(Batch{{}, std::move(*actions)});
+                batches.push_back(Batch{{}, std::move(*actions), {}});
             }
         }
         if (batches.empty() && taken.empty()) {
@@ -137,17 +143,20 @@ struct Ingestor::Impl {
         }
         for (std::size_t i = 0; i < taken.size(); ++i) {
             if (refused[i]) {
-                taken[i].done.set_value(fail(*refused[i]));
+                taken[i].done(fail(*refused[i]));
                 continue;
             }
             receipts[i].request_ids = written->request_ids;
-            taken[i].done.set_value(std::move(receipts[i]));
+            taken[i].done(std::move(receipts[i]));
+        }
+        if (!written->request_ids.empty() && options.on_requests) {
+            options.on_requests(written->request_ids);
         }
     }
 
     static void fail_all(std::vector<Pending>& taken, const Error& error) {
         for (auto& item : taken) {
-            item.done.set_value(fail(error));
+            item.done(fail(error));
         }
     }
 };
@@ -177,14 +186,22 @@ Ingestor::~Ingestor() {
 }
 
 std::future<Result<Receipt>> Ingestor::submit(sched::Event event) {
-    Pending pending{std::move(event), {}};
-    auto future = pending.done.get_future();
+    auto promise = std::make_shared<std::promise<Result<Receipt>>>();
+    auto future = promise->get_future();
+    submit(std::move(event), {}, [promise](Result<Receipt> receipt) {
+        promise->set_value(std::move(receipt));
+    });
+    return future;
+}
+
+void Ingestor::submit(sched::Event event,
+                      std::string delivery,
+                      std::function<void(Result<Receipt>)> done) {
     {
         const std::lock_guard lock(impl_->mutex);
-        impl_->queue.push_back(std::move(pending));
+        impl_->queue.push_back(Pending{std::move(event), std::move(delivery), std::move(done)});
     }
     impl_->wake.notify_one();
-    return future;
 }
 
 } // namespace ci::store

@@ -64,7 +64,19 @@ CREATE TABLE latent_instances (
     R"sql(
 ALTER TABLE build_requests ADD COLUMN collapsed_into INTEGER;
 )sql",
+    // 2 -> 3: webhook deliveries already stored; builds listed by builder and by request.
+    R"sql(
+CREATE TABLE deliveries (id TEXT PRIMARY KEY, received_ms INTEGER NOT NULL);
+CREATE INDEX deliveries_by_time ON deliveries (received_ms);
+CREATE INDEX builds_by_builder ON builds (builder, id);
+CREATE INDEX builds_by_request ON builds (request_id);
+)sql",
 };
+
+// The columns read_build() reads, in its order.
+constexpr const char* build_columns =
+    "id, request_id, builder, worker, started_ms, finished_ms, result, branch_tip, target_tip, "
+    "merge_commit";
 
 // The columns read_request() reads, in its order.
 constexpr const char* request_columns =
@@ -246,6 +258,9 @@ public:
     }
     Statement& bind(int index, std::optional<int> value) {
         return value ? bind(index, static_cast<std::int64_t>(*value)) : bind_null(index);
+    }
+    Statement& bind(int index, std::optional<std::int64_t> value) {
+        return value ? bind(index, *value) : bind_null(index);
     }
     Statement& bind_blob(int index, const std::string& value) {
         sqlite3_bind_blob(
@@ -436,6 +451,57 @@ public:
         return std::optional<sched::Change>(std::move(change));
     }
 
+    Result<std::vector<sched::Change>> recent_changes(int limit, std::int64_t before_id) override {
+        const std::lock_guard lock(mutex_);
+        return rows<sched::Change>(
+            "SELECT id, repository, branch, is_tag, revision, author, comments, files, at_ms "
+            "FROM changes WHERE (?1 = 0 OR id < ?1) ORDER BY id DESC LIMIT ?2",
+            [&](Statement& s) { s.bind(1, before_id).bind(2, std::int64_t{limit}); },
+            [&](const Statement& row) {
+                sched::Change change;
+                change.id = row.integer(0);
+                change.repository = row.text(1);
+                change.branch = row.text(2);
+                change.is_tag = row.integer(3) != 0;
+                change.revision = row.text(4);
+                change.author = row.text(5);
+                change.comments = row.text(6);
+                if (!row.is_null(7)) {
+                    change.files = list_from_json(row.text(7));
+                }
+                change.when = from_ms(row.integer(8));
+                return change;
+            },
+            "list changes");
+    }
+
+    Result<std::vector<std::string>> deliveries_since(WallTime since) override {
+        const std::lock_guard lock(mutex_);
+        return rows<std::string>(
+            "SELECT id FROM deliveries WHERE received_ms >= ?1",
+            [&](Statement& s) { s.bind(1, to_ms(since)); },
+            [&](const Statement& row) { return row.text(0); },
+            "read webhook deliveries");
+    }
+
+    Result<std::optional<BuildRequest>> request(std::int64_t id) override {
+        const std::lock_guard lock(mutex_);
+        const std::string sql =
+            fmt::format("SELECT {} FROM build_requests WHERE id = ?1", request_columns);
+        auto found = rows<BuildRequest>(
+            sql.c_str(),
+            [&](Statement& s) { s.bind(1, id); },
+            [&](const Statement& row) { return read_request(row); },
+            fmt::format("read build request {}", id));
+        if (!found) {
+            return fail(found.error());
+        }
+        if (found->empty()) {
+            return std::optional<BuildRequest>();
+        }
+        return std::optional<BuildRequest>(std::move(found->front()));
+    }
+
     Result<std::vector<BuildRequest>> requests(RequestState state) override {
         const std::lock_guard lock(mutex_);
         const std::string sql = fmt::format(
@@ -536,28 +602,67 @@ public:
 
     Result<std::optional<Build>> build(std::int64_t id) override {
         const std::lock_guard lock(mutex_);
-        Statement statement(db_,
-                            "SELECT request_id, builder, worker, started_ms, finished_ms, "
-                            "result, branch_tip, target_tip, merge_commit FROM builds WHERE "
-                            "id = ?1");
-        statement.bind(1, id);
-        const int code = statement.step();
-        if (code == SQLITE_DONE) {
+        const std::string sql = fmt::format("SELECT {} FROM builds WHERE id = ?1", build_columns);
+        auto found = rows<Build>(
+            sql.c_str(),
+            [&](Statement& s) { s.bind(1, id); },
+            [&](const Statement& row) { return read_build(row); },
+            fmt::format("read build {}", id));
+        if (!found) {
+            return fail(found.error());
+        }
+        if (found->empty()) {
             return std::optional<Build>();
         }
-        if (code != SQLITE_ROW) {
-            return error(fmt::format("read build {}", id));
+        return std::optional<Build>(std::move(found->front()));
+    }
+
+    Result<std::vector<Build>> builds(const BuildQuery& query) override {
+        const std::lock_guard lock(mutex_);
+        const std::string sql = fmt::format(
+            "SELECT {} FROM builds WHERE (?1 = '' OR builder = ?1) AND (?2 IS NULL OR "
+            "request_id = ?2) AND (?3 = 0 OR finished_ms IS NULL) AND (?4 = 0 OR id < ?4) "
+            "ORDER BY id DESC LIMIT ?5",
+            build_columns);
+        return rows<Build>(
+            sql.c_str(),
+            [&](Statement& s) {
+                s.bind(1, query.builder)
+                    .bind(2, query.request)
+                    .bind(3, std::int64_t{query.unfinished_only ? 1 : 0})
+                    .bind(4, query.before_id)
+                    .bind(5, std::int64_t{query.limit});
+            },
+            [&](const Statement& row) { return read_build(row); },
+            "list builds");
+    }
+
+    Result<int> recover_unfinished(WallTime now) override {
+        const std::lock_guard lock(mutex_);
+        if (auto status = execute("BEGIN IMMEDIATE", "recover unfinished builds"); !status) {
+            return fail(status.error());
         }
-        return std::optional<Build>(Build{id,
-                                          statement.integer(0),
-                                          statement.text(1),
-                                          statement.text(2),
-                                          from_ms(statement.integer(3)),
-                                          statement.time(4),
-                                          statement.text(5),
-                                          statement.text(6),
-                                          statement.text(7),
-                                          statement.text(8)});
+        Statement end(db_,
+                      "UPDATE builds SET finished_ms = ?1, result = 'retry' WHERE finished_ms "
+                      "IS NULL");
+        end.bind(1, to_ms(now));
+        if (end.step() != SQLITE_DONE) {
+            (void)execute("ROLLBACK", "roll back");
+            return error("recover unfinished builds");
+        }
+        const int ended = sqlite3_changes(db_);
+        if (auto status = execute("UPDATE build_requests SET state = 'pending', claimed_by = '' "
+                                  "WHERE state = 'claimed'",
+                                  "return claimed requests to the queue");
+            !status) {
+            (void)execute("ROLLBACK", "roll back");
+            return fail(status.error());
+        }
+        if (auto status = execute("COMMIT", "recover unfinished builds"); !status) {
+            (void)execute("ROLLBACK", "roll back");
+            return fail(status.error());
+        }
+        return ended;
     }
 
     Status save_step(const Step& step) override {
@@ -832,6 +937,19 @@ private:
         return statement.integer(0);
     }
 
+    static Build read_build(const Statement& row) {
+        return Build{row.integer(0),
+                     row.integer(1),
+                     row.text(2),
+                     row.text(3),
+                     from_ms(row.integer(4)),
+                     row.time(5),
+                     row.text(6),
+                     row.text(7),
+                     row.text(8),
+                     row.text(9)};
+    }
+
     BuildRequest read_request(const Statement& row) const {
         BuildRequest out;
         out.id = row.integer(0);
@@ -865,12 +983,14 @@ private:
                              "DELETE FROM waits WHERE scheduler = ?1 AND repository = ?2 "
                              "AND branch = ?3");
         Statement save_periodic(db_, "INSERT OR REPLACE INTO periodic VALUES (?1, ?2)");
+        Statement delivery(db_, "INSERT OR IGNORE INTO deliveries VALUES (?1, ?2)");
         Statement request(db_,
                           "INSERT INTO build_requests (scheduler, builder, repository, "
                           "branch, revision, change_ids, reason, properties, collapsible, "
                           "state, submitted_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, "
                           "'pending', ?10)");
-        for (const auto* statement : {&change, &save_wait, &clear_wait, &save_periodic, &request}) {
+        for (const auto* statement :
+             {&change, &save_wait, &clear_wait, &save_periodic, &request, &delivery}) {
             if (statement->prepared() != SQLITE_OK) {
                 return fail(error("prepare a write").error());
             }
@@ -884,6 +1004,12 @@ private:
             return {};
         };
         for (const auto& batch : batches) {
+            for (const auto& id : batch.deliveries) {
+                delivery.bind(1, id).bind(2, to_ms(now));
+                if (auto status = run(delivery, "record a webhook delivery"); !status) {
+                    return status;
+                }
+            }
             for (const auto& c : batch.changes) {
                 change.bind(1, c.id)
                     .bind(2, c.repository)

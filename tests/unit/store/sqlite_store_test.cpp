@@ -141,8 +141,8 @@ TEST_CASE("store: changes, waits, schedules and requests survive a restart") {
     CHECK((*pending)[0].submitted == t0);
 
     // Clearing the wait is stored too; ids keep increasing after a restart.
-    REQUIRE_OK(
-        store->write({ci::store::Batch{{}, {ci::sched::ClearWait{"main", "app", "master"}}}}, t0));
+    REQUIRE_OK(store->write(
+        {ci::store::Batch{{}, {ci::sched::ClearWait{"main", "app", "master"}}, {}}}, t0));
     CHECK(store->scheduler_state()->waits.empty());
     CHECK(*store->reserve_change_ids(1) == std::vector<std::int64_t>{3});
 }
@@ -237,7 +237,7 @@ TEST_CASE("store: files it cannot use give clear errors and are left alone") {
         auto refused = ci::store::open_sqlite(path);
         REQUIRE_FALSE(refused.has_value());
         CHECK(refused.error().code == ci::ErrorCode::Store);
-        CHECK(refused.error().message.find("schema version 99 is newer than this libci's 2") !=
+        CHECK(refused.error().message.find("schema version 99 is newer than this libci's 3") !=
               std::string::npos);
     }
     SUBCASE("a file that is not a database") {
@@ -259,7 +259,8 @@ TEST_CASE("store: files it cannot use give clear errors and are left alone") {
         options.busy_timeout = 100ms;
         auto store = ci::store::open_sqlite(path, options);
         if (store) {
-            auto written = (*store)->write({ci::store::Batch{{}, {request_for("tests", "x")}}}, t0);
+            auto written =
+                (*store)->write({ci::store::Batch{{}, {request_for("tests", "x")}, {}}}, t0);
             REQUIRE_FALSE(written.has_value());
             CHECK(written.error().message.find("locked") != std::string::npos);
         } else {
@@ -278,7 +279,7 @@ TEST_CASE("store: files it cannot use give clear errors and are left alone") {
             if (!store) {
                 return store.error().message;
             }
-            auto written = (*store)->write({ci::store::Batch{{}, {request_for("t", "x")}}}, t0);
+            auto written = (*store)->write({ci::store::Batch{{}, {request_for("t", "x")}, {}}}, t0);
             return written ? std::string("written") : written.error().message;
         });
         INFO(said);
@@ -340,7 +341,7 @@ TEST_CASE("store: builds, steps, compressed logs, workers and latent instances")
     std::string log_text;
     {
         auto store = open(path);
-        REQUIRE_OK(store->write({ci::store::Batch{{}, {request_for("tests", "abc")}}}, t0));
+        REQUIRE_OK(store->write({ci::store::Batch{{}, {request_for("tests", "abc")}, {}}}, t0));
         auto request = store->claim({"tests"}, "master");
         REQUIRE_OK(request);
         auto started = store->start_build((*request)->id, "tests", "local/0", t0);
@@ -424,7 +425,7 @@ TEST_CASE("store: collapsible requests of a builder and branch merge into the ne
     other_branch.branch = "release/1";
     auto not_collapsible = request_for("tests", "r0", false);
     REQUIRE_OK(store->write(
-        {ci::store::Batch{{}, {not_collapsible, first, second, other_branch, third}}}, t0));
+        {ci::store::Batch{{}, {not_collapsible, first, second, other_branch, third}, {}}}, t0));
 
     auto plain = store->claim({"tests"}, "d");
     REQUIRE_OK(plain);
@@ -451,16 +452,17 @@ TEST_CASE("store: an older schema is migrated when opened") {
     { open(path); }
     sqlite3* db = nullptr;
     REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
-    // Back to schema 1: the column migration 2 adds is gone.
+    // Back to schema 1: what migrations 2 and 3 add is gone.
     REQUIRE(sqlite3_exec(db,
                          "ALTER TABLE build_requests DROP COLUMN collapsed_into; "
-                         "PRAGMA user_version=1",
+                         "DROP TABLE deliveries; DROP INDEX builds_by_builder; "
+                         "DROP INDEX builds_by_request; PRAGMA user_version=1",
                          nullptr,
                          nullptr,
                          nullptr) == SQLITE_OK);
     sqlite3_close(db);
     auto store = open(path);
-    REQUIRE_OK(store->write({ci::store::Batch{{}, {request_for("tests", "a", true)}}}, t0));
+    REQUIRE_OK(store->write({ci::store::Batch{{}, {request_for("tests", "a", true)}, {}}}, t0));
     auto claimed = store->claim({"tests"}, "d");
     REQUIRE_OK(claimed);
     CHECK((*claimed)->request.revision == "a");

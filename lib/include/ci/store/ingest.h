@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <future>
 #include <memory>
 #include <vector>
@@ -32,6 +33,10 @@ struct Receipt {
 
 struct IngestOptions {
     std::size_t max_batch = 4096; ///< events per transaction at most
+    /// Called on the writer thread after each commit that queued build requests (from events
+    /// or from waits that ended), with their ids: the master wakes its dispatcher here. Must
+    /// not block.
+    std::function<void(const std::vector<std::int64_t>&)> on_requests;
 };
 
 class Ingestor {
@@ -51,6 +56,11 @@ public:
     /// Queues an event. The future is ready when the event is on disk, or failed: an invalid
     /// force request (InvalidArgument; nothing of it written) or a store failure (Store).
     [[nodiscard]] std::future<Result<Receipt>> submit(sched::Event event);
+    /// Queues an event; `done` is called on the writer thread once it is on disk or failed (as
+    /// for the future above). `delivery` (a webhook's X-GitHub-Delivery; empty: none) is stored
+    /// in the same transaction. `done` must not block: it holds up the next batch.
+    void
+    submit(sched::Event event, std::string delivery, std::function<void(Result<Receipt>)> done);
 
 private:
     struct Impl;

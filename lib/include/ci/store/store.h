@@ -28,7 +28,7 @@ namespace ci::store {
 using WallTime = std::chrono::system_clock::time_point;
 
 /// The schema version this libci writes.
-inline constexpr int schema_version = 2;
+inline constexpr int schema_version = 3;
 
 /// Where a build request is in its life.
 enum class RequestState {
@@ -103,6 +103,18 @@ struct LatentInstance {
 struct Batch {
     std::vector<sched::Change> changes; ///< ids are assigned by add(); they come back in order
     std::vector<sched::Action> actions;
+    /// Webhook deliveries (GitHub's X-GitHub-Delivery) these changes came from, recorded in the
+    /// same transaction: a delivery is remembered exactly when its changes are stored.
+    std::vector<std::string> deliveries;
+};
+
+/// Which builds to list, newest first.
+struct BuildQuery {
+    std::string builder;                 ///< empty: every builder
+    std::optional<std::int64_t> request; ///< only the builds of this request
+    bool unfinished_only = false;        ///< only builds still running
+    std::int64_t before_id = 0;          ///< 0: from the newest; otherwise ids below this (paging)
+    int limit = 50;
 };
 
 class Store {
@@ -128,6 +140,13 @@ public:
 
     /// One stored change.
     [[nodiscard]] virtual Result<std::optional<sched::Change>> change(std::int64_t id) = 0;
+    /// The newest `limit` changes, newest first; with `before_id`, those with smaller ids.
+    [[nodiscard]] virtual Result<std::vector<sched::Change>>
+    recent_changes(int limit, std::int64_t before_id = 0) = 0;
+    /// Webhook deliveries recorded at or after `since` (for de-duplication after a restart).
+    [[nodiscard]] virtual Result<std::vector<std::string>> deliveries_since(WallTime since) = 0;
+    /// One build request.
+    [[nodiscard]] virtual Result<std::optional<BuildRequest>> request(std::int64_t id) = 0;
 
     /// Build requests in `state`, oldest first.
     [[nodiscard]] virtual Result<std::vector<BuildRequest>> requests(RequestState state) = 0;
@@ -157,6 +176,12 @@ public:
     /// Stores a build's checkout (tips, merge) or its end (finished and result).
     [[nodiscard]] virtual Status update_build(const Build& build) = 0;
     [[nodiscard]] virtual Result<std::optional<Build>> build(std::int64_t id) = 0;
+    /// Builds matching `query`, newest first.
+    [[nodiscard]] virtual Result<std::vector<Build>> builds(const BuildQuery& query) = 0;
+    /// After a master stopped without finishing its builds (a crash, kill -9): every unfinished
+    /// build ends as "retry" at `now` and every claimed request returns to Pending, so that
+    /// nothing acknowledged is lost. Returns how many builds it ended.
+    [[nodiscard]] virtual Result<int> recover_unfinished(WallTime now) = 0;
 
     /// Creates or updates a step (by build id and number).
     [[nodiscard]] virtual Status save_step(const Step& step) = 0;

@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Sets up the libci demo in DIR (default /tmp/libci-demo):
+#   DIR/origin.git   a bare repository: master, feature/passing, feature/failing
+#   DIR/work         a clone to push from
+#   DIR/config.yml   a master config: SQLite state, two local (in-process) workers, the
+#                    repository polled every 2 s, builds 5 s after a branch goes quiet
+# Then run the master on it:  ci-master start --config DIR/config.yml
+# WEB_PORT and WORKER_PORT (default 8010 and 9989; 0: any free port) go into the config.
+set -euo pipefail
+dir=${1:-/tmp/libci-demo}
+web_port=${WEB_PORT:-8010}
+worker_port=${WORKER_PORT:-9989}
+if [[ -e $dir/origin.git ]]; then
+  echo "error: $dir/origin.git exists; remove $dir or pass another directory" >&2
+  exit 1
+fi
+mkdir -p "$dir"
+dir=$(cd "$dir" && pwd)
+export GIT_CONFIG_NOSYSTEM=1
+g() { git -c user.name="Demo" -c user.email="demo@example.org" -c init.defaultBranch=master "$@"; }
+
+g init -q --bare "$dir/origin.git"
+g clone -q "$dir/origin.git" "$dir/work" 2>/dev/null
+cd "$dir/work"
+g checkout -q -b master
+cat >test.sh <<'TESTS'
+#!/bin/sh
+# The demo's test suite: it fails when a file named BROKEN is in the tree.
+echo "testing $(git log -1 --format='%h %s')"
+echo "merged with master: ${CI_MERGE_COMMIT:-no merge needed}"
+for f in *.txt; do [ -e "$f" ] && echo "  checking $f"; done
+if [ -e BROKEN ]; then
+  echo "FAILED: BROKEN is in the tree"
+  exit 1
+fi
+echo "all tests passed"
+TESTS
+chmod +x test.sh
+echo "master" >master.txt
+g add -A && g commit -qm "The demo project" && g push -q origin master
+
+g checkout -q -b feature/passing
+echo "a feature" >feature.txt
+g add -A && g commit -qm "Add a feature" && g push -q origin feature/passing
+
+g checkout -q -b feature/failing master
+echo "oops" >BROKEN
+g add -A && g commit -qm "Break the tests" && g push -q origin feature/failing
+
+# master moves on, so feature branches are built as merges.
+g checkout -q master
+echo "master, a bit later" >master.txt
+g commit -qam "Master moves on" && g push -q origin master
+
+umask 077
+cat >"$dir/config.yml" <<CONFIG
+# The libci demo: one machine, workers inside the master, one local repository.
+buildmaster:
+    host: localhost
+    web_port: $web_port
+    worker_port: $worker_port
+    state: $dir/state.sqlite
+
+slaves:
+    local:
+        local: true       # workers inside the master process
+        slaves: 2
+        max_builds: 1
+
+repositories:
+    demo:
+        url: $dir/origin.git
+        poll_interval: 2s # no webhooks on a demo machine: poll the refs
+
+builders:
+    demo-tests:
+        repository: demo
+        workers: [local]
+        merge_target: auto  # feature branches are built merged with master
+        steps:
+            - name: test
+              run: ["/bin/sh", "./test.sh"]
+              timeout: 5m
+
+schedulers:
+    branches:
+        type: branch
+        repository: demo
+        builders: [demo-tests]
+        branches: ["master", "feature/*"]
+        tree_stable_timer: 5s
+        max_wait: 1m
+CONFIG
+echo "demo ready in $dir"
+echo "  start the master:  ci-master start --config $dir/config.yml --data-dir $dir/data"
+echo "  then push:         cd $dir/work && git checkout feature/passing && echo more >>feature.txt && git commit -qam more && git push"

@@ -1,0 +1,154 @@
+#pragma once
+
+/// \file
+/// The build runner: what a worker does with one build. It checks the repository out (merged
+/// forward onto the target the master chose), then runs each step as a process in that checkout,
+/// streaming the log as it is written and reporting each step's outcome as it ends.
+///
+/// Every step sees the worker's environment plus:
+///  - the step's own `env`;
+///  - CI_BUILD_ID, CI_BUILDER, CI_REPOSITORY, CI_BRANCH, CI_BRANCH_TIP, CI_TARGET_BRANCH,
+///    CI_TARGET_TIP, CI_MERGE_COMMIT (empty when not applicable), CI_REVISION (the commit
+///    checked out) and CI_WORKDIR (the checkout's root);
+///  - each build property `name` as CI_PROP_<name>, every character other than [A-Za-z0-9]
+///    replaced by '_' (the case is kept);
+///  - CI_PROPERTIES: a file, empty when the step starts, to which the step may append
+///    `KEY=VALUE` lines (KEY matching [A-Za-z_][A-Za-z0-9_]*). Once the step ends, each such
+///    value becomes an environment variable of every later step of the build. Other lines,
+///    and keys naming one of the variables above, are reported in the log and ignored.
+/// Precedence, lowest first: the worker's environment, values from CI_PROPERTIES, the step's
+/// `env`, the CI_* variables above.
+///
+/// The log never shows an environment value: values can be secrets.
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <optional>
+#include <stop_token>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <ci/config/config.h>
+#include <ci/git/merge.h>
+
+namespace ci::build {
+
+/// One step as the master sends it to a worker (config::Step without YAML concerns).
+struct StepSpec {
+    std::string name;                       ///< shown in the UI and the log
+    std::vector<std::string> command;       ///< argv; a shell command is {"/bin/sh", "-c", text}
+    std::map<std::string, std::string> env; ///< added to the step's environment
+    /// Relative to the checkout, created when missing; empty: the checkout's root. An absolute
+    /// path, or one that leaves the checkout through "..", makes the step an "exception".
+    std::string workdir;
+    std::optional<std::chrono::seconds> timeout; ///< nullopt: only the build's timeout applies
+    std::chrono::seconds grace{10};              ///< between SIGTERM and SIGKILL
+    bool halt_on_failure = true;                 ///< a failure (or exception) ends the build
+    friend bool operator==(const StepSpec&, const StepSpec&) = default;
+};
+
+/// Everything a worker needs to run one build.
+struct BuildSpec {
+    std::int64_t build_id = 0;
+    std::string builder;    ///< the builder's name; also names its work directory
+    std::string repository; ///< config name
+    std::string url;        ///< what `git clone` accepts (credentials come from RunnerOptions)
+    std::string branch;     ///< the branch (or tag, with is_tag) to build
+    bool is_tag = false;
+    std::string revision; ///< empty: the branch tip at checkout time
+    /// The branch merged in; nullopt: none (the master resolved the builder's merge_target rule
+    /// already, with git::merge_target_for).
+    std::optional<std::string> merge_target;
+    std::chrono::seconds timeout{3600}; ///< the whole build, checkout included; zero: no limit
+    std::map<std::string, std::string> properties; ///< given to steps as CI_PROP_<name>
+    std::vector<StepSpec> steps;
+};
+
+/// Converts a builder's config into StepSpecs, one per step, in order.
+[[nodiscard]] std::vector<StepSpec> step_specs(const config::Builder& builder);
+
+/// Where a worker keeps its files and how it authenticates to git.
+struct RunnerOptions {
+    /// Work directories: work_root/<builder>, the builder's name with every character other
+    /// than [A-Za-z0-9._-] replaced by '_' (see work_directory). Created when missing.
+    std::filesystem::path work_root;
+    std::filesystem::path cache_dir; ///< git mirrors, shared by every build of the worker
+    std::string git_token;           ///< HTTPS token (a secret); empty: none
+    std::string ssh_key;             ///< private key file for SSH; empty: the agent
+    git::Identity identity;          ///< who merge-forward commits are by
+    /// Variables of the worker's own environment that steps must not inherit (its secrets).
+    std::vector<std::string> unset_env{"CI_GIT_TOKEN", "CI_GIT_SSH_KEY"};
+};
+
+/// The directory `builder`'s checkout goes to under `options.work_root`.
+[[nodiscard]] std::filesystem::path work_directory(const RunnerOptions& options,
+                                                   std::string_view builder);
+
+/// The commits a checkout involved, as hexadecimal ids; each is empty when not applicable.
+struct CheckoutRecord {
+    std::string branch_tip;   ///< the commit of the branch (or tag, or the exact revision) built
+    std::string target;       ///< the branch merged in; empty: none
+    std::string target_tip;   ///< its commit; empty when there is no target
+    std::string merge_commit; ///< the merge-forward commit; empty: none (up to date, conflict)
+    std::string revision;     ///< the commit checked out: the merge commit or the branch tip
+    std::vector<std::string> conflicts; ///< conflicted paths, sorted; empty unless it conflicted
+    friend bool operator==(const CheckoutRecord&, const CheckoutRecord&) = default;
+};
+
+/// How one step (or the checkout, step 0) ended.
+struct StepOutcome {
+    /// "success"; "failure" (non-zero exit, a signal, its or the build's timeout, a merge
+    /// conflict); "exception" (could not start: a bad workdir, a missing program, a git error);
+    /// "cancelled" (stopped on request).
+    std::string result;
+    std::optional<int> exit_code; ///< when the process exited by itself
+    std::string description;      ///< ProcessResult::describe(), or why it could not start
+};
+
+/// What happens during a build, reported as it happens, on the thread that called run_build.
+/// Any member may be empty.
+struct BuildObserver {
+    /// A step starts: step 0 is "checkout", then the spec's steps as 1..N.
+    std::function<void(int step, const std::string& name)> step_started;
+    /// Log text of that step, in order, in chunks as they arrive (not split into lines).
+    std::function<void(int step, std::string_view text)> output;
+    /// The checkout is done (also when it conflicted).
+    std::function<void(const CheckoutRecord&)> checked_out;
+    /// A step ended; steps that were not run are never reported.
+    std::function<void(int step, const StepOutcome&)> step_finished;
+};
+
+/// How a build ended.
+struct BuildOutcome {
+    /// "success"; "failure" (a step failed, the merge conflicted, or the build timed out);
+    /// "exception" (checkout or infrastructure error, or a step could not start); "cancelled".
+    /// With several, the worst counts: cancelled > exception > failure > success.
+    std::string result;
+    CheckoutRecord checkout;
+    std::string message; ///< one line for people: what failed, or empty on success
+};
+
+/// Runs one build:
+///  1. Step 0, "checkout": git::checkout into work_directory(options, spec.builder). A merge
+///     conflict ends the build as "failure"; a git error as "exception" (the message in the
+///     log).
+///  2. Each step, in order, with ci::run_process (standard error merged into the log). A step
+///     that does not succeed and has halt_on_failure ends the build: later steps are neither
+///     run nor reported. Otherwise the build goes on and ends "failure" (or "exception").
+///  3. `stop` cancels: the running step gets SIGTERM, then SIGKILL after its grace; the step and
+///     the build end "cancelled".
+///  4. spec.timeout stops the build the same way: the running step and the build end "failure",
+///     the message says the build timed out. The checkout itself cannot be interrupted: a stop
+///     or the timeout takes effect when it returns.
+/// Never throws for a build's own failures; all of them are outcomes. Thread-safe for builds
+/// with different builders; two concurrent builds of one builder would share a work directory.
+[[nodiscard]] BuildOutcome run_build(const BuildSpec& spec,
+                                     const RunnerOptions& options,
+                                     const BuildObserver& observer,
+                                     std::stop_token stop);
+
+} // namespace ci::build

@@ -1,0 +1,86 @@
+#pragma once
+
+/// \file
+/// The master: the HTTP service (GitHub webhooks, the REST API, build logs, health and
+/// metrics), the worker protocol server, the scheduler with its persistent state, and the
+/// dispatcher that hands build requests to workers.
+///
+/// Threads: the HTTP server's I/O threads, one thread for worker connections, the ingest writer
+/// (scheduler + group commit), one dispatcher, and one thread per build of a local
+/// (in-process) worker. Everything that changes the master's view of workers and running builds
+/// happens under one mutex, and every change is written to the store before it is acknowledged.
+///
+/// Durability: a webhook is answered only once its changes are on disk; a build request is on
+/// disk before anything runs it. A master killed with -9 restarts with every request it had:
+/// builds that were running end as "retry" and their requests return to the queue.
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <string>
+
+#include <ci/config/config.h>
+#include <ci/core/clock.h>
+#include <ci/core/error.h>
+
+namespace ci::master {
+
+namespace detail {
+struct MasterState; ///< the implementation (lib/src/master)
+} // namespace detail
+
+/// How a master runs (what the config file does not say).
+struct MasterOptions {
+    /// Where the HTTP and worker ports listen: "0.0.0.0" (every interface) or one address.
+    std::string listen_address = "0.0.0.0";
+    /// Local workers keep their work directories under data_dir/work and git mirrors under
+    /// data_dir/cache.
+    std::filesystem::path data_dir = ".";
+    /// How often workers send heartbeats; one silent for three intervals is lost.
+    std::chrono::seconds heartbeat{10};
+    /// On shutdown, how long running builds may go on before they are stopped (and queued
+    /// again for the next start).
+    std::chrono::seconds shutdown_grace{60};
+    /// HTTP I/O threads.
+    unsigned http_threads = 2;
+    /// Token local workers use for HTTPS git remotes (a secret; empty: none).
+    std::string git_token;
+    /// Private key file local workers use for SSH git remotes (empty: the SSH agent).
+    std::string ssh_key;
+    /// The name this master claims build requests under.
+    std::string dispatcher_name = "master";
+    /// The clock (tests); null: the system clock. Must outlive the master.
+    const Clock* clock = nullptr;
+};
+
+/// A running master. Create with start(); destroying it shuts it down (see shutdown()).
+class Master {
+public:
+    /// Opens the state database (creating or migrating it), ends builds a previous master left
+    /// unfinished ("retry", requests queued again), restores the scheduler's waits, binds the
+    /// web and worker ports and starts serving. Fails with the store's error, or Io naming the
+    /// address and port that could not be bound; nothing keeps running after a failure.
+    [[nodiscard]] static Result<std::unique_ptr<Master>> start(const config::Config& config,
+                                                               MasterOptions options = {});
+    ~Master();
+    Master(const Master&) = delete;
+    Master& operator=(const Master&) = delete;
+
+    /// The bound HTTP port (the configured one, or the one the system chose for 0).
+    [[nodiscard]] std::uint16_t web_port() const;
+    /// The bound worker port.
+    [[nodiscard]] std::uint16_t worker_port() const;
+
+    /// Stops gracefully: no new connections, webhooks or builds; running builds get up to
+    /// `shutdown_grace` to finish, then are stopped and their requests queued again; everything
+    /// is written to the store. Idempotent; blocks until done. Safe to call from any thread
+    /// except the master's own.
+    void shutdown();
+
+private:
+    explicit Master(std::unique_ptr<detail::MasterState> state);
+    std::unique_ptr<detail::MasterState> state_;
+};
+
+} // namespace ci::master

@@ -1,0 +1,114 @@
+#pragma once
+
+/// \file
+/// The worker protocol: how `ci-worker start` and the master talk over TCP.
+///
+/// Workers connect out to the master's `buildmaster.worker_port` (a worker needs no inbound
+/// port). Each message is one JSON object on one line. The conversation:
+/// 1. master → worker: Challenge (a fresh random nonce);
+/// 2. worker → master: Hello with its name and proof = hex HMAC-SHA256(secret, nonce): the
+///    secret itself never crosses the network, and a recorded proof is useless for the next
+///    connection;
+/// 3. master → worker: Welcome (with the heartbeat interval) or Refused, then it closes;
+/// 4. then, in any order: Heartbeat (worker, every interval: a worker silent for three intervals
+///    is lost), StartBuild / StopBuild (master), and the build's progress (worker): CheckedOut,
+///    StepStarted, LogChunk (numbered per step, so that a chunk sent twice is stored once),
+///    StepFinished, BuildFinished. Drain (worker) asks for no more builds: the worker is
+///    stopping after its current ones.
+/// Pure: encode() and decode() do no I/O.
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+
+#include <ci/build/runner.h>
+#include <ci/core/error.h>
+
+namespace ci::master::protocol {
+
+/// The version both sides speak; a Hello of another version is refused.
+inline constexpr int version = 1;
+/// The longest line either side accepts (a log chunk is far smaller).
+inline constexpr std::size_t max_line = 4 * 1024 * 1024;
+
+struct Challenge {
+    std::string nonce;
+    int protocol = version;
+};
+struct Hello {
+    std::string name;
+    std::string proof; ///< proof(secret, nonce)
+    int max_builds = 1;
+    int protocol = version;
+};
+struct Welcome {
+    int heartbeat_seconds = 10;
+};
+struct Refused {
+    std::string reason;
+};
+struct Heartbeat {};
+struct Drain {};
+struct StartBuild {
+    build::BuildSpec spec;
+};
+struct StopBuild {
+    std::int64_t build = 0;
+};
+struct CheckedOut {
+    std::int64_t build = 0;
+    std::string branch_tip;
+    std::string target_tip;
+    std::string merge_commit;
+};
+struct StepStarted {
+    std::int64_t build = 0;
+    int step = 0;
+    std::string name;
+};
+struct LogChunk {
+    std::int64_t build = 0;
+    int step = 0;
+    std::int64_t sequence = 0; ///< 0, 1, 2, ... per step
+    std::string text;
+};
+struct StepFinished {
+    std::int64_t build = 0;
+    int step = 0;
+    std::string result; ///< "success", "failure", "exception", "cancelled"
+    std::optional<int> exit_code;
+    std::string description;
+};
+struct BuildFinished {
+    std::int64_t build = 0;
+    std::string result; ///< "success", "failure", "exception", "cancelled"
+    std::string message;
+};
+
+using Message = std::variant<Challenge,
+                             Hello,
+                             Welcome,
+                             Refused,
+                             Heartbeat,
+                             Drain,
+                             StartBuild,
+                             StopBuild,
+                             CheckedOut,
+                             StepStarted,
+                             LogChunk,
+                             StepFinished,
+                             BuildFinished>;
+
+/// One line of JSON, ending in '\n'.
+[[nodiscard]] std::string encode(const Message& message);
+
+/// Reads one line (with or without its '\n'). Fails with InvalidArgument naming what is wrong:
+/// not JSON, no "type", an unknown type, a missing or mistyped field.
+[[nodiscard]] Result<Message> decode(std::string_view line);
+
+/// hex HMAC-SHA256(secret, nonce): what a Hello proves.
+[[nodiscard]] std::string proof(std::string_view secret, std::string_view nonce);
+
+} // namespace ci::master::protocol

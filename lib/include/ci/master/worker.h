@@ -1,0 +1,42 @@
+#pragma once
+
+/// \file
+/// The worker side of the worker protocol (see protocol.h): what `ci-worker start` runs.
+///
+/// The worker connects out to the master, proves it knows its secret, and runs the builds the
+/// master sends (build::run_build), streaming their progress and logs back. It sends heartbeats;
+/// when the connection drops it stops its builds (the master retries them elsewhere) and
+/// connects again with a growing, jittered delay. Asked to drain, it takes no new builds,
+/// finishes the running ones, and returns.
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <stop_token>
+#include <string>
+
+#include <ci/build/runner.h>
+#include <ci/core/error.h>
+
+namespace ci::master {
+
+struct WorkerOptions {
+    std::string host = "127.0.0.1"; ///< the master
+    std::uint16_t port = 9989;      ///< its buildmaster.worker_port
+    std::string name;               ///< as the master's config names it: "<class>/<i>"
+    std::string secret;             ///< the worker's password (a secret)
+    int max_builds = 1;             ///< reported to the master (its config decides)
+    build::RunnerOptions runner;    ///< where builds run, git credentials
+    std::chrono::seconds max_reconnect_delay{30};
+    /// Stop trying after this many failed connection attempts in a row; 0: never.
+    int max_connect_attempts = 0;
+    /// Called with one line for people on each state change (connected, build started, ...).
+    std::function<void(const std::string&)> on_status;
+};
+
+/// Runs the worker until `drain` is requested and its builds have ended (returns success), or
+/// until the master refuses it (PermissionDenied with the master's reason: a wrong name or
+/// secret does not fix itself) or max_connect_attempts is reached (Io).
+[[nodiscard]] Status run_worker(const WorkerOptions& options, std::stop_token drain);
+
+} // namespace ci::master

@@ -1,0 +1,438 @@
+#include <algorithm>
+#include <fstream>
+#include <iterator>
+#include <system_error>
+#include <utility>
+
+#include <fmt/format.h>
+
+#include <ci/build/runner.h>
+#include <ci/core/log.h>
+#include <ci/core/process.h>
+#include <ci/git/checkout.h>
+
+#include "build/steps.h"
+
+namespace ci::build {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+constexpr std::string_view success = "success";
+constexpr std::string_view failure = "failure";
+constexpr std::string_view exception = "exception";
+constexpr std::string_view cancelled = "cancelled";
+
+// A step may write this much to CI_PROPERTIES; more is reported and ignored, so that a runaway
+// step cannot make the runner hold an arbitrary file in memory.
+constexpr std::streamsize max_properties_size = 1 << 20;
+
+int severity(std::string_view result) {
+    if (result == cancelled) {
+        return 3;
+    }
+    if (result == exception) {
+        return 2;
+    }
+    return result == failure ? 1 : 0;
+}
+
+std::string short_id(const std::string& id) {
+    return id.substr(0, 12);
+}
+
+// `text` safe for a build log: without the git token, even where redact()'s patterns would not
+// find it (the caller need not have registered it with log::add_secret).
+std::string scrub(std::string_view text, const std::string& token) {
+    std::string out = log::redact(text);
+    if (token.empty()) {
+        return out;
+    }
+    for (auto at = out.find(token); at != std::string::npos; at = out.find(token, at)) {
+        out.replace(at, token.size(), "[redacted]");
+    }
+    return out;
+}
+
+// One build in progress: the spec, the observer and what has happened so far.
+class Build {
+public:
+    Build(const BuildSpec& spec,
+          const RunnerOptions& options,
+          const BuildObserver& observer,
+          std::stop_token stop)
+        : spec_(spec), options_(options), observer_(observer), stop_(std::move(stop)),
+          work_dir_(work_directory(options, spec.builder)),
+          properties_file_(options.work_root /
+                           (detail::directory_name(spec.builder) + ".properties")) {
+        if (spec.timeout.count() > 0) {
+            deadline_ = Clock::now() + spec.timeout;
+        }
+    }
+
+    BuildOutcome run() {
+        if (checkout()) {
+            for (std::size_t i = 0; i < spec_.steps.size(); ++i) {
+                if (!before_step(spec_.steps[i])) {
+                    break;
+                }
+                if (!step(static_cast<int>(i) + 1, spec_.steps[i])) {
+                    break;
+                }
+            }
+        }
+        std::error_code ignored;
+        std::filesystem::remove(properties_file_, ignored);
+        return std::move(outcome_);
+    }
+
+private:
+    void started(int step, const std::string& name) {
+        if (observer_.step_started) {
+            observer_.step_started(step, name);
+        }
+    }
+
+    void output(int step, std::string_view text) {
+        if (observer_.output && !text.empty()) {
+            observer_.output(step, text);
+        }
+    }
+
+    void finished(int step, const StepOutcome& outcome) {
+        if (observer_.step_finished) {
+            observer_.step_finished(step, outcome);
+        }
+    }
+
+    // Notes a result for the build: the worst one counts, and the message goes with the event
+    // that decided the result (the first failure) or with what ended the build.
+    void note(std::string_view result, std::string message, bool ends_build = false) {
+        const bool worse = severity(result) > severity(outcome_.result);
+        if (worse) {
+            outcome_.result = std::string(result);
+        }
+        if (worse || ends_build) {
+            outcome_.message = std::move(message);
+        }
+    }
+
+    // Step 0. Returns whether the build goes on.
+    bool checkout() {
+        started(0, "checkout");
+        std::string text =
+            fmt::format("checking out {} {}", spec_.is_tag ? "tag" : "branch", spec_.branch);
+        if (!spec_.revision.empty()) {
+            text += fmt::format(" at {}", spec_.revision);
+        }
+        text += fmt::format(" from {}", scrub(spec_.url, options_.git_token));
+        if (spec_.merge_target) {
+            text += fmt::format(", merging {} into it", *spec_.merge_target);
+        }
+        output(0, text + "\n");
+
+        git::CheckoutOptions options;
+        options.url = spec_.url;
+        options.cache_dir = options_.cache_dir;
+        options.branch = spec_.branch;
+        options.is_tag = spec_.is_tag;
+        if (!spec_.revision.empty()) {
+            options.revision = spec_.revision;
+        }
+        options.target = spec_.merge_target;
+        options.identity = options_.identity;
+        options.token = options_.git_token;
+        options.ssh_key = options_.ssh_key;
+
+        std::error_code error;
+        std::filesystem::create_directories(options_.work_root, error);
+        if (error) {
+            return checkout_error(fmt::format(
+                "create work root {}: {}", options_.work_root.string(), error.message()));
+        }
+        auto result = git::checkout(work_dir_, options);
+        if (!result) {
+            return checkout_error(result.error().to_string());
+        }
+
+        const auto& merge = result->merge;
+        auto& record = outcome_.checkout;
+        record.branch_tip = merge.branch_tip;
+        record.target = result->target.value_or("");
+        record.target_tip = result->target ? merge.target_tip : "";
+        record.merge_commit = merge.merge_commit;
+        record.revision = result->checked_out;
+        record.conflicts = merge.conflicts;
+
+        text = fmt::format("branch tip   {}\n", record.branch_tip);
+        if (result->target) {
+            text += fmt::format("target tip   {} ({})\n", record.target_tip, record.target);
+        }
+        if (merge.conflicted()) {
+            text += fmt::format("merging {} conflicts in {} path{}:\n",
+                                record.target,
+                                merge.conflicts.size(),
+                                merge.conflicts.size() == 1 ? "" : "s");
+            for (const auto& path : merge.conflicts) {
+                text += "  " + path + "\n";
+            }
+        } else if (!record.merge_commit.empty()) {
+            text += fmt::format("merge commit {}\n", record.merge_commit);
+        } else if (result->target) {
+            text += fmt::format("merge commit none: already up to date with {}\n", record.target);
+        }
+        text += fmt::format("checked out {} in {}\n", record.revision, work_dir_.string());
+        output(0, text);
+        if (observer_.checked_out) {
+            observer_.checked_out(record);
+        }
+
+        if (merge.conflicted()) {
+            std::string paths;
+            for (const auto& path : merge.conflicts) {
+                paths += (paths.empty() ? "" : ", ") + path;
+            }
+            finished(0,
+                     {std::string(failure),
+                      std::nullopt,
+                      fmt::format("merge conflict in {} path{}",
+                                  merge.conflicts.size(),
+                                  merge.conflicts.size() == 1 ? "" : "s")});
+            note(
+                failure,
+                fmt::format("merging {} into {} conflicts: {}", record.target, spec_.branch, paths),
+                true);
+            return false;
+        }
+        finished(0,
+                 {std::string(success),
+                  std::nullopt,
+                  fmt::format("checked out {}", short_id(record.revision))});
+        outcome_.result = std::string(success);
+        return true;
+    }
+
+    bool checkout_error(const std::string& message) {
+        const std::string text = scrub(message, options_.git_token);
+        output(0, "error: " + text + "\n");
+        finished(0, {std::string(exception), std::nullopt, text});
+        note(exception, "checkout: " + text, true);
+        return false;
+    }
+
+    // Whether the next step may start: not after a stop or past the deadline.
+    bool before_step(const StepSpec& next) {
+        if (stop_.stop_requested()) {
+            note(cancelled, fmt::format("cancelled before step '{}'", next.name), true);
+            return false;
+        }
+        if (deadline_ && Clock::now() >= *deadline_) {
+            note(failure,
+                 fmt::format("build timed out after {} before step '{}'",
+                             detail::duration_text(spec_.timeout),
+                             next.name),
+                 true);
+            return false;
+        }
+        return true;
+    }
+
+    // Runs step `number`. Returns whether the build goes on.
+    bool step(int number, const StepSpec& step) {
+        started(number, step.name);
+        output(number, detail::header_line(step.command, step.workdir, step.timeout));
+
+        const auto cannot_start = [&](const std::string& why) {
+            output(number, "error: " + why + "\n");
+            finished(number, {std::string(exception), std::nullopt, why});
+            note(exception,
+                 fmt::format("step '{}' could not start: {}", step.name, why),
+                 step.halt_on_failure);
+            return !step.halt_on_failure;
+        };
+
+        auto cwd = detail::resolve_workdir(work_dir_, step.workdir);
+        if (!cwd) {
+            return cannot_start(cwd.error().message);
+        }
+        std::error_code error;
+        std::filesystem::create_directories(*cwd, error);
+        if (error) {
+            return cannot_start(fmt::format("create {}: {}", cwd->string(), error.message()));
+        }
+        {
+            std::ofstream truncate(properties_file_, std::ios::trunc);
+            if (!truncate) {
+                return cannot_start(fmt::format("create {}", properties_file_.string()));
+            }
+        }
+
+        ProcessSpec process;
+        process.argv = step.command;
+        process.cwd = cwd->string();
+        process.env = environment(step);
+        process.unset_env = options_.unset_env;
+        process.merge_stderr = true;
+        process.kill_grace = step.grace;
+        process.stop = stop_;
+        bool build_deadline = false;
+        if (step.timeout) {
+            process.timeout = *step.timeout;
+        }
+        if (deadline_) {
+            // At least 1ms: zero would mean no limit at all.
+            const auto left = std::max(
+                std::chrono::duration_cast<std::chrono::milliseconds>(*deadline_ - Clock::now()),
+                std::chrono::milliseconds(1));
+            if (process.timeout.count() == 0 || left < process.timeout) {
+                process.timeout = left;
+                build_deadline = true;
+            }
+        }
+        bool line_open = false;
+        process.on_output = [&](OutputStream, std::string_view chunk) {
+            line_open = !chunk.empty() ? chunk.back() != '\n' : line_open;
+            output(number, chunk);
+        };
+
+        auto result = run_process(process);
+        if (!result) {
+            return cannot_start(result.error().message);
+        }
+        read_properties(number);
+
+        StepOutcome outcome;
+        outcome.description = result->describe();
+        if (result->signal == 0) {
+            outcome.exit_code = result->exit_code;
+        }
+        using Termination = ProcessResult::Termination;
+        if (result->success()) {
+            outcome.result = std::string(success);
+        } else if (result->termination == Termination::Cancelled) {
+            outcome.result = std::string(cancelled);
+        } else {
+            outcome.result = std::string(failure);
+        }
+        output(number, fmt::format("{}-- {}\n", line_open ? "\n" : "", outcome.description));
+        finished(number, outcome);
+
+        if (outcome.result == cancelled) {
+            note(cancelled, fmt::format("cancelled during step '{}'", step.name), true);
+            return false;
+        }
+        if (result->termination == Termination::TimedOut && build_deadline) {
+            note(failure,
+                 fmt::format("build timed out after {} during step '{}'",
+                             detail::duration_text(spec_.timeout),
+                             step.name),
+                 true);
+            return false;
+        }
+        if (outcome.result == failure) {
+            note(failure,
+                 fmt::format("step '{}' failed: {}", step.name, outcome.description),
+                 step.halt_on_failure);
+            return !step.halt_on_failure;
+        }
+        return true;
+    }
+
+    std::map<std::string, std::string> environment(const StepSpec& step) const {
+        std::map<std::string, std::string> env = carried_;
+        for (const auto& [name, value] : step.env) {
+            env[name] = value;
+        }
+        const auto& checkout = outcome_.checkout;
+        env["CI_BUILD_ID"] = std::to_string(spec_.build_id);
+        env["CI_BUILDER"] = spec_.builder;
+        env["CI_REPOSITORY"] = spec_.repository;
+        env["CI_BRANCH"] = spec_.branch;
+        env["CI_BRANCH_TIP"] = checkout.branch_tip;
+        env["CI_TARGET_BRANCH"] = checkout.target;
+        env["CI_TARGET_TIP"] = checkout.target_tip;
+        env["CI_MERGE_COMMIT"] = checkout.merge_commit;
+        env["CI_REVISION"] = checkout.revision;
+        env["CI_WORKDIR"] = work_dir_.string();
+        env["CI_PROPERTIES"] = properties_file_.string();
+        for (const auto& [name, value] : spec_.properties) {
+            env[detail::property_variable(name)] = value;
+        }
+        return env;
+    }
+
+    // Takes what step `number` appended to CI_PROPERTIES into the environment of later steps.
+    void read_properties(int number) {
+        std::ifstream in(properties_file_, std::ios::binary);
+        if (!in) {
+            return; // the step removed it: nothing to take
+        }
+        std::string text(static_cast<std::size_t>(max_properties_size) + 1, '\0');
+        in.read(text.data(), max_properties_size + 1);
+        text.resize(static_cast<std::size_t>(in.gcount()));
+        std::string log;
+        if (std::cmp_greater(text.size(), max_properties_size)) {
+            text.resize(static_cast<std::size_t>(max_properties_size));
+            text.erase(std::min(text.size(), text.rfind('\n') + 1));
+            log += fmt::format("CI_PROPERTIES: larger than {} bytes; the rest is ignored\n",
+                               max_properties_size);
+        }
+        auto lines = detail::parse_properties(text);
+        for (const auto& problem : lines.problems) {
+            log += "CI_PROPERTIES " + problem + "\n";
+        }
+        if (!lines.values.empty()) {
+            // Names only: a value may be a secret.
+            std::string names;
+            for (auto& [name, value] : lines.values) {
+                names += (names.empty() ? "" : ", ") + name;
+                carried_[name] = std::move(value);
+            }
+            log += "CI_PROPERTIES set for later steps: " + names + "\n";
+        }
+        output(number, log);
+    }
+
+    const BuildSpec& spec_;
+    const RunnerOptions& options_;
+    const BuildObserver& observer_;
+    std::stop_token stop_;
+    std::filesystem::path work_dir_;
+    std::filesystem::path properties_file_;
+    std::optional<Clock::time_point> deadline_;
+    std::map<std::string, std::string> carried_; // values from CI_PROPERTIES so far
+    BuildOutcome outcome_;
+};
+
+} // namespace
+
+std::vector<StepSpec> step_specs(const config::Builder& builder) {
+    std::vector<StepSpec> out;
+    out.reserve(builder.steps.size());
+    for (const auto& step : builder.steps) {
+        out.push_back(StepSpec{
+            .name = step.name,
+            .command = step.command,
+            .env = step.env,
+            .workdir = step.workdir,
+            .timeout = step.timeout,
+            .grace = step.grace,
+            .halt_on_failure = step.halt_on_failure,
+        });
+    }
+    return out;
+}
+
+std::filesystem::path work_directory(const RunnerOptions& options, std::string_view builder) {
+    return options.work_root / detail::directory_name(builder);
+}
+
+BuildOutcome run_build(const BuildSpec& spec,
+                       const RunnerOptions& options,
+                       const BuildObserver& observer,
+                       std::stop_token stop) {
+    return Build(spec, options, observer, std::move(stop)).run();
+}
+
+} // namespace ci::build

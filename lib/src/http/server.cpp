@@ -1,0 +1,1268 @@
+// The HTTP/1.1 server over Boost.Beast (Asio underneath).
+//
+// Ownership: Server owns a shared Server::Impl, which owns the io_context, the listener, the
+// registry of open connections (strong references) and the I/O threads. A Connection is kept
+// alive by the registry and by its pending operations; it refers to the Impl by reference.
+// Every Reply and ResponseStream holds the Impl strongly and its Connection weakly: after ~Server
+// (threads joined, sockets closed, registry cleared) they can still post into the stopped
+// io_context safely, and nothing ever runs there again. Nothing the io_context owns holds the Impl
+// strongly, so the Impl is never destroyed from inside its own io_context.
+//
+// Per request, the connection parses straight into a reused ServerRequest (no intermediate Beast
+// message), formats the response head into a reused string and writes head and body with one
+// gather write. A handler that answers on the server thread is served inline (no post).
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <cstddef>
+#include <ctime>
+#include <exception>
+#include <iterator>
+#include <list>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <utility>
+
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/string.hpp>
+#include <boost/beast/http/basic_parser.hpp>
+#include <boost/beast/http/error.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/status.hpp>
+#include <fmt/format.h>
+
+#include <ci/core/log.h>
+#include <ci/http/server.h>
+
+namespace ci::http {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+using tcp = net::ip::tcp;
+using boost::system::error_code;
+using SteadyClock = std::chrono::steady_clock;
+using Fields = std::vector<std::pair<std::string, std::string>>;
+
+namespace {
+
+using namespace std::chrono_literals;
+
+// Beast's default is 8 KiB; browsers with many cookies exceed it.
+constexpr std::uint32_t header_limit = 16 * 1024;
+// How much a request body's storage may keep between requests on one connection.
+constexpr std::size_t kept_body_capacity = 64 * 1024;
+// While a stream is sent, bytes the client sends ahead (its next request) are buffered up to
+// this much; beyond it the server stops reading until the stream ends.
+constexpr std::size_t max_read_ahead = 64 * 1024;
+constexpr std::size_t background_read_size = 16 * 1024;
+// After a response that ends its connection, the longest the server reads and discards what the
+// client still sends: closing with unread data would reset the connection and could destroy the
+// response in flight.
+constexpr SteadyClock::duration linger_time = 2s;
+
+constexpr std::string_view continue_response = "HTTP/1.1 100 Continue\r\n\r\n";
+constexpr std::string_view last_chunk = "0\r\n\r\n";
+constexpr std::string_view crlf = "\r\n";
+
+char to_lower(char c) noexcept {
+    return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
+}
+
+bool equals_ignoring_case(std::string_view a, std::string_view b) noexcept {
+    return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+               return to_lower(x) == to_lower(y);
+           });
+}
+
+int hex_value(char c) noexcept {
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+    if (c >= 'a' && c <= 'f') {
+        return c - 'a' + 10;
+    }
+    if (c >= 'A' && c <= 'F') {
+        return c - 'A' + 10;
+    }
+    return -1;
+}
+
+// Appends `text` with %XX decoded (a malformed sequence is kept as it is) and, in a query, '+'
+// as a space (the form encoding every browser and curl --data-urlencode use).
+void append_percent_decoded(std::string& out, std::string_view text, bool plus_is_space) {
+    out.reserve(out.size() + text.size());
+    for (std::size_t i = 0; i < text.size(); ++i) {
+        const char c = text[i];
+        if (c == '%' && i + 2 < text.size()) {
+            const int high = hex_value(text[i + 1]);
+            const int low = hex_value(text[i + 2]);
+            if (high >= 0 && low >= 0) {
+                out.push_back(static_cast<char>(high * 16 + low));
+                i += 2;
+                continue;
+            }
+        }
+        out.push_back(plus_is_space && c == '+' ? ' ' : c);
+    }
+}
+
+void parse_query(std::string_view query, std::map<std::string, std::string>& out) {
+    while (!query.empty()) {
+        const auto end = query.find('&');
+        const auto pair = query.substr(0, end);
+        query = end == std::string_view::npos ? std::string_view() : query.substr(end + 1);
+        if (pair.empty()) {
+            continue;
+        }
+        const auto equals = pair.find('=');
+        std::string name;
+        append_percent_decoded(name, pair.substr(0, equals), true);
+        std::string value;
+        if (equals != std::string_view::npos) {
+            append_percent_decoded(value, pair.substr(equals + 1), true);
+        }
+        out.insert_or_assign(std::move(name), std::move(value));
+    }
+}
+
+// Fills path and query from target. A target in absolute form ("http://host/p?q", as sent to a
+// proxy) is reduced to its path and query first.
+void split_target(ServerRequest& request) {
+    std::string_view target = request.target;
+    if (!target.empty() && target.front() != '/') {
+        if (const auto scheme_end = target.find("://"); scheme_end != std::string_view::npos) {
+            const auto path_start = target.find_first_of("/?", scheme_end + 3);
+            target = path_start == std::string_view::npos ? std::string_view("/")
+                                                          : target.substr(path_start);
+        }
+    }
+    const auto question = target.find('?');
+    request.path.clear();
+    append_percent_decoded(request.path, target.substr(0, question), false);
+    if (!request.query.empty()) {
+        request.query.clear();
+    }
+    if (question != std::string_view::npos) {
+        parse_query(target.substr(question + 1), request.query);
+    }
+}
+
+std::string_view reason_phrase(int status) {
+    const auto reason = bhttp::obsolete_reason(static_cast<bhttp::status>(status));
+    if (reason.empty() || reason.front() == '<') {
+        return "Unknown";
+    }
+    return {reason.data(), reason.size()};
+}
+
+// The fields the server writes itself; a handler's copies would contradict them.
+bool is_server_field(std::string_view name) noexcept {
+    return equals_ignoring_case(name, "content-length") ||
+           equals_ignoring_case(name, "transfer-encoding") ||
+           equals_ignoring_case(name, "connection") || equals_ignoring_case(name, "server") ||
+           equals_ignoring_case(name, "date");
+}
+
+bool is_safe_field_text(std::string_view text) noexcept {
+    return text.find_first_of("\r\n") == std::string_view::npos;
+}
+
+bool is_safe_field_name(std::string_view name) noexcept {
+    return !name.empty() && name.find_first_of("\r\n: \t") == std::string_view::npos;
+}
+
+// "Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n", formatted once a second per thread.
+void append_date_field(std::string& out) {
+    struct Cache {
+        std::time_t second = -1;
+        std::array<char, 48> text{};
+        std::size_t size = 0;
+    };
+    thread_local Cache cache;
+    const std::time_t now = std::time(nullptr);
+    if (now != cache.second) {
+        static constexpr std::array<std::string_view, 7> days = {
+            "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+        static constexpr std::array<std::string_view, 12> months = {
+            "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+        std::tm parts{};
+        gmtime_r(&now, &parts);
+        const auto result = fmt::format_to_n(cache.text.data(),
+                                             cache.text.size(),
+                                             "Date: {}, {:02} {} {} {:02}:{:02}:{:02} GMT\r\n",
+                                             days[static_cast<std::size_t>(parts.tm_wday % 7)],
+                                             parts.tm_mday,
+                                             months[static_cast<std::size_t>(parts.tm_mon % 12)],
+                                             parts.tm_year + 1900,
+                                             parts.tm_hour,
+                                             parts.tm_min,
+                                             parts.tm_sec);
+        cache.size = std::min(result.size, cache.text.size());
+        cache.second = now;
+    }
+    out.append(cache.text.data(), cache.size);
+}
+
+// "listen on 127.0.0.1:8010", "listen on [::1]:8010".
+std::string describe_listen(std::string_view address, std::uint16_t port) {
+    if (address.find(':') != std::string_view::npos) {
+        return fmt::format("listen on [{}]:{}", address, port);
+    }
+    return fmt::format("listen on {}:{}", address, port);
+}
+
+std::string peer_address(const tcp::socket& socket) {
+    error_code ec;
+    const auto endpoint = socket.remote_endpoint(ec);
+    if (ec) {
+        return {};
+    }
+    auto address = endpoint.address();
+    // A dual-stack listener sees IPv4 peers as ::ffff:a.b.c.d; callers expect a.b.c.d.
+    if (address.is_v6() && address.to_v6().is_v4_mapped()) {
+        address = net::ip::make_address_v4(net::ip::v4_mapped, address.to_v6());
+    }
+    return address.to_string();
+}
+
+// A Beast parser that fills a ServerRequest directly, reusing its storage: no intermediate
+// beast::http::message, no per-field allocation for names and values that fit the strings'
+// existing capacity.
+class RequestParser final : public bhttp::basic_parser<true> {
+public:
+    explicit RequestParser(ServerRequest& request) : request_(request) {}
+
+    [[nodiscard]] bool expects_continue() const noexcept { return expects_continue_; }
+    [[nodiscard]] int http_version() const noexcept { return version_; }
+
+private:
+    void on_request_impl(bhttp::verb /*method*/,
+                         beast::string_view method_text,
+                         beast::string_view target,
+                         int version,
+                         error_code& /*ec*/) override {
+        request_.method.assign(method_text.data(), method_text.size());
+        request_.target.assign(target.data(), target.size());
+        version_ = version;
+    }
+
+    void on_response_impl(int /*code*/,
+                          beast::string_view /*reason*/,
+                          int /*version*/,
+                          error_code& /*ec*/) override {}
+
+    void on_field_impl(bhttp::field name,
+                       beast::string_view name_text,
+                       beast::string_view value,
+                       error_code& /*ec*/) override {
+        auto& headers = request_.headers;
+        if (used_headers_ == headers.size()) {
+            headers.emplace_back();
+        }
+        auto& [field_name, field_value] = headers[used_headers_++];
+        field_name.resize(name_text.size());
+        std::transform(name_text.begin(), name_text.end(), field_name.begin(), to_lower);
+        field_value.assign(value.data(), value.size());
+        if (name == bhttp::field::expect && beast::iequals(value, "100-continue")) {
+            expects_continue_ = true;
+        }
+    }
+
+    void on_header_impl(error_code& /*ec*/) override { request_.headers.resize(used_headers_); }
+
+    void on_body_init_impl(const boost::optional<std::uint64_t>& content_length,
+                           error_code& /*ec*/) override {
+        // The parser checked the length against the body limit already.
+        if (content_length) {
+            request_.body.reserve(static_cast<std::size_t>(*content_length));
+        }
+    }
+
+    std::size_t on_body_impl(beast::string_view body, error_code& /*ec*/) override {
+        request_.body.append(body.data(), body.size());
+        return body.size();
+    }
+
+    void on_chunk_header_impl(std::uint64_t /*size*/,
+                              beast::string_view /*extensions*/,
+                              error_code& /*ec*/) override {}
+
+    std::size_t on_chunk_body_impl(std::uint64_t /*remain*/,
+                                   beast::string_view body,
+                                   error_code& /*ec*/) override {
+        request_.body.append(body.data(), body.size());
+        return body.size();
+    }
+
+    void on_finish_impl(error_code& /*ec*/) override {}
+
+    ServerRequest& request_;
+    std::size_t used_headers_ = 0;
+    int version_ = 11;
+    bool expects_continue_ = false;
+};
+
+} // namespace
+
+namespace detail {
+
+// What a ResponseStream hands to its connection. Guarded by `mutex` except `closed`.
+struct StreamChannel {
+    std::mutex mutex;
+    std::vector<std::string> pending; ///< chunks queued, not yet taken by the connection
+    bool wake_posted = false;         ///< a pump of the connection is on its way
+    bool finish_requested = false;
+    bool abandoned = false;          ///< the stream was destroyed without finish()
+    std::atomic<bool> closed{false}; ///< the client or the connection is gone
+};
+
+} // namespace detail
+
+/// The server's state; see the comment at the top of this file for who owns what.
+class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
+public:
+    Impl(ServerOptions options, Handler handler);
+
+    [[nodiscard]] Status listen();
+    void start_threads();
+    void stop();
+    void stop_accepting();
+
+    [[nodiscard]] std::uint16_t port() const noexcept { return port_; }
+    [[nodiscard]] std::size_t connection_count() const;
+    [[nodiscard]] const ServerOptions& options() const noexcept { return options_; }
+    [[nodiscard]] const Handler& handler() const noexcept { return handler_; }
+    [[nodiscard]] bool stopped() const noexcept { return stopped_.load(); }
+    [[nodiscard]] bool accepting() const noexcept { return accepting_.load(); }
+
+    /// Removes a closing connection from the registry (no-op once ~Server took the registry).
+    void unregister(detail::Connection& connection);
+
+private:
+    void accept_next();
+    void on_accept(error_code ec, tcp::socket socket);
+    [[nodiscard]] net::any_io_executor connection_executor();
+
+    const ServerOptions options_;
+    Handler handler_;
+    std::atomic<bool> stopped_{false};
+    std::atomic<bool> accepting_{true};
+    std::uint16_t port_ = 0;
+    // Declared before everything that uses it, so destroyed after them.
+    net::io_context io_;
+    net::executor_work_guard<net::io_context::executor_type> work_;
+    // The acceptor is used from the accept handler (any server thread) and from stop_accepting()
+    // (any thread); the mutex serializes every call on it.
+    std::mutex acceptor_mutex_;
+    tcp::acceptor acceptor_;
+    net::steady_timer accept_retry_timer_;
+    mutable std::mutex connections_mutex_;
+    std::list<std::shared_ptr<detail::Connection>> connections_;
+    std::vector<std::thread> threads_;
+};
+
+namespace detail {
+
+/// One client connection: reads a request, hands it to the handler, writes the answer (whole or
+/// streamed), and repeats while the connection is kept alive. Every member function runs on the
+/// connection's executor (a strand when the server has several threads), except while ~Server
+/// closes it after the threads were joined.
+class Connection : public std::enable_shared_from_this<Connection> {
+public:
+    Connection(Server::Impl& server, tcp::socket socket)
+        : server_(server), socket_(std::move(socket)), timer_(socket_.get_executor()),
+          remote_address_(peer_address(socket_)) {}
+
+    [[nodiscard]] net::any_io_executor executor() { return socket_.get_executor(); }
+
+    void start() { read_request(); }
+
+    void answer(ServerResponse response);
+    void start_stream(int status,
+                      std::string content_type,
+                      Fields fields,
+                      std::shared_ptr<StreamChannel> channel);
+    void pump_stream();
+    void close_if_idle();
+    void close();
+
+private:
+    friend class ci::http::Server::Impl;
+
+    enum class Phase {
+        Reading,         ///< reading a request (or waiting for one)
+        Handling,        ///< the handler has the request; waiting for the answer
+        Writing,         ///< writing a whole response
+        Streaming,       ///< writing a chunked response as the stream produces it
+        AwaitingRequest, ///< a stream ended; a read begun during it will bring the next request
+        Closing,         ///< the last response was sent; discarding input until the client closes
+        Closed,
+    };
+
+    void read_request();
+    void read_body();
+    void on_read_error(error_code ec);
+    void handle_request();
+    void respond_error(int status, std::string_view message);
+    void on_response_written(error_code ec);
+    void append_status_line(int status);
+    void append_connection_field();
+    void append_extra_fields(const Fields& fields);
+    void on_stream_written(error_code ec);
+    void end_stream(bool complete);
+    void read_in_background();
+    void on_background_read(error_code ec, std::size_t bytes);
+    void graceful_close();
+    void arm_deadline(SteadyClock::duration timeout);
+    void disarm_deadline() noexcept { deadline_ = SteadyClock::time_point::max(); }
+    void wait_for_deadline(SteadyClock::time_point when);
+    void on_deadline(error_code ec);
+
+    Server::Impl& server_;
+    tcp::socket socket_;
+    net::steady_timer timer_;
+    const std::string remote_address_;
+
+    Phase phase_ = Phase::Reading;
+    bool closed_ = false;
+    bool keep_alive_ = true;
+    bool http10_ = false;
+    bool head_request_ = false;
+
+    beast::flat_buffer buffer_;
+    std::optional<RequestParser> parser_;
+    ServerRequest request_;
+    bool background_read_pending_ = false;
+
+    std::string head_; ///< the response head being written
+    std::string body_; ///< the response body being written
+
+    std::shared_ptr<StreamChannel> stream_channel_;
+    std::vector<std::string> stream_batch_; ///< chunks being written
+    std::string chunk_sizes_;               ///< their "size\r\n" lines, back to back
+    std::vector<net::const_buffer> stream_buffers_;
+    bool stream_head_pending_ = false;
+    bool stream_writing_ = false;
+    bool stream_finishing_ = false;
+    bool stream_abandoning_ = false;
+
+    // A lazy deadline: moving it later costs nothing; the timer re-waits when it fires early.
+    SteadyClock::time_point deadline_ = SteadyClock::time_point::max();
+    bool timer_waiting_ = false;
+
+    // Guarded by Server::Impl::connections_mutex_.
+    std::list<std::shared_ptr<Connection>>::iterator registry_position_;
+    bool registered_ = false;
+};
+
+void Connection::read_request() {
+    if (closed_) {
+        return;
+    }
+    if (!server_.accepting() && buffer_.size() == 0) {
+        close();
+        return;
+    }
+    phase_ = Phase::Reading;
+    request_.method.clear();
+    request_.target.clear();
+    request_.path.clear();
+    if (!request_.query.empty()) {
+        request_.query.clear();
+    }
+    if (request_.body.capacity() > kept_body_capacity) {
+        std::string().swap(request_.body);
+    } else {
+        request_.body.clear();
+    }
+    parser_.emplace(request_);
+    parser_->header_limit(header_limit);
+    parser_->body_limit(static_cast<std::uint64_t>(server_.options().max_body));
+    arm_deadline(server_.options().idle_timeout);
+    bhttp::async_read_header(
+        socket_, buffer_, *parser_, [self = shared_from_this()](error_code ec, std::size_t) {
+            if (ec) {
+                self->on_read_error(ec);
+            } else if (self->parser_->is_done()) {
+                self->handle_request();
+            } else if (self->parser_->expects_continue() && self->parser_->http_version() >= 11) {
+                // curl waits a second for this before it sends a large body.
+                net::async_write(self->socket_,
+                                 net::buffer(continue_response.data(), continue_response.size()),
+                                 [self](error_code write_error, std::size_t) {
+                                     if (write_error) {
+                                         self->close();
+                                     } else {
+                                         self->read_body();
+                                     }
+                                 });
+            } else {
+                self->read_body();
+            }
+        });
+}
+
+void Connection::read_body() {
+    if (closed_) {
+        return;
+    }
+    // A large body may take longer than the wait for the header: give it a whole timeout too.
+    arm_deadline(server_.options().idle_timeout);
+    bhttp::async_read(
+        socket_, buffer_, *parser_, [self = shared_from_this()](error_code ec, std::size_t) {
+            if (ec) {
+                self->on_read_error(ec);
+            } else {
+                self->handle_request();
+            }
+        });
+}
+
+void Connection::on_read_error(error_code ec) {
+    if (closed_) {
+        return;
+    }
+    if (ec == bhttp::error::body_limit) {
+        respond_error(413, "request body too large");
+    } else if (ec == bhttp::error::header_limit) {
+        respond_error(431, "request header too large");
+    } else if (ec.category() == bhttp::make_error_code(bhttp::error::bad_method).category() &&
+               ec != bhttp::error::end_of_stream && ec != bhttp::error::partial_message) {
+        ci::log::trace("HTTP {}: bad request: {}", remote_address_, ec.message());
+        respond_error(400, "bad request");
+    } else {
+        // The client closed, reset, or went quiet past the deadline.
+        close();
+    }
+}
+
+void Connection::handle_request() {
+    disarm_deadline();
+    phase_ = Phase::Handling;
+    keep_alive_ = parser_->keep_alive() && server_.accepting();
+    http10_ = parser_->http_version() < 11;
+    head_request_ = request_.method == "HEAD";
+    split_target(request_);
+    request_.remote_address.assign(remote_address_);
+    ci::log::trace("HTTP {}: {} {}", remote_address_, request_.method, request_.target);
+    auto state = std::make_shared<Reply::State>(server_.shared_from_this(), weak_from_this());
+    try {
+        server_.handler()(request_, Reply(std::move(state)));
+    } catch (const std::exception& error) {
+        ci::log::error(
+            "HTTP handler for {} {} threw: {}", request_.method, request_.path, error.what());
+    } catch (...) {
+        ci::log::error("HTTP handler for {} {} threw", request_.method, request_.path);
+    }
+}
+
+void Connection::respond_error(int status, std::string_view message) {
+    phase_ = Phase::Handling;
+    keep_alive_ = false;
+    http10_ = false;
+    head_request_ = false;
+    ServerResponse response;
+    response.status = status;
+    response.body = fmt::format(R"({{"error":"{}"}})", message);
+    answer(std::move(response));
+}
+
+void Connection::append_status_line(int status) {
+    fmt::format_to(std::back_inserter(head_),
+                   "HTTP/1.1 {} {}\r\nServer: libci\r\n",
+                   status,
+                   reason_phrase(status));
+    append_date_field(head_);
+}
+
+void Connection::append_connection_field() {
+    if (!keep_alive_) {
+        head_ += "Connection: close\r\n";
+    } else if (http10_) {
+        head_ += "Connection: keep-alive\r\n";
+    }
+}
+
+void Connection::append_extra_fields(const Fields& fields) {
+    for (const auto& [name, value] : fields) {
+        if (!is_safe_field_name(name) || !is_safe_field_text(value)) {
+            ci::log::warn("HTTP response field '{}' dropped: its name or value holds CR or LF",
+                          name);
+            continue;
+        }
+        if (is_server_field(name)) {
+            continue;
+        }
+        head_.append(name).append(": ").append(value).append(crlf);
+    }
+}
+
+void Connection::answer(ServerResponse response) {
+    if (closed_ || phase_ != Phase::Handling) {
+        return;
+    }
+    int status = response.status;
+    if (status < 200 || status > 599) {
+        ci::log::warn("HTTP handler for {} answered status {}; sending 500", request_.path, status);
+        status = 500;
+    }
+    const bool body_allowed = status != 204 && status != 304;
+    // Answered after stop_accepting(): this is the connection's last response.
+    keep_alive_ = keep_alive_ && server_.accepting();
+    head_.clear();
+    append_status_line(status);
+    if (!response.content_type.empty() && is_safe_field_text(response.content_type)) {
+        head_.append("Content-Type: ").append(response.content_type).append(crlf);
+    }
+    if (body_allowed) {
+        fmt::format_to(std::back_inserter(head_), "Content-Length: {}\r\n", response.body.size());
+    }
+    append_connection_field();
+    append_extra_fields(response.headers);
+    head_.append(crlf);
+    body_ = std::move(response.body);
+    const bool send_body = body_allowed && !head_request_ && !body_.empty();
+    phase_ = Phase::Writing;
+    arm_deadline(server_.options().idle_timeout);
+    const std::array<net::const_buffer, 2> buffers = {
+        net::buffer(head_), send_body ? net::buffer(body_) : net::const_buffer()};
+    net::async_write(socket_, buffers, [self = shared_from_this()](error_code ec, std::size_t) {
+        self->on_response_written(ec);
+    });
+}
+
+void Connection::on_response_written(error_code ec) {
+    if (closed_) {
+        return;
+    }
+    body_ = std::string();
+    if (ec) {
+        close();
+    } else if (keep_alive_) {
+        read_request();
+    } else {
+        graceful_close();
+    }
+}
+
+void Connection::start_stream(int status,
+                              std::string content_type,
+                              Fields fields,
+                              std::shared_ptr<StreamChannel> channel) {
+    if (closed_ || phase_ != Phase::Handling) {
+        channel->closed = true;
+        return;
+    }
+    if (status < 200 || status > 599 || status == 204 || status == 304) {
+        ci::log::warn("HTTP handler for {} streams status {}; sending 500", request_.path, status);
+        status = 500;
+    }
+    // No chunked encoding in HTTP/1.0: the body ends when the connection does.
+    keep_alive_ = keep_alive_ && !http10_ && server_.accepting();
+    head_.clear();
+    append_status_line(status);
+    if (!content_type.empty() && is_safe_field_text(content_type)) {
+        head_.append("Content-Type: ").append(content_type).append(crlf);
+    }
+    if (!http10_) {
+        head_ += "Transfer-Encoding: chunked\r\n";
+    }
+    append_connection_field();
+    append_extra_fields(fields);
+    head_.append(crlf);
+    if (head_request_) {
+        // Nobody will read this body: tell the producer at once.
+        channel->closed = true;
+    }
+    stream_channel_ = std::move(channel);
+    stream_head_pending_ = true;
+    phase_ = Phase::Streaming;
+    // Reading while streaming is how a client's disconnect is noticed between writes.
+    if (!background_read_pending_ && buffer_.size() < max_read_ahead) {
+        read_in_background();
+    }
+    pump_stream();
+}
+
+void Connection::pump_stream() {
+    if (closed_ || phase_ != Phase::Streaming || stream_writing_) {
+        return;
+    }
+    bool finish = false;
+    bool abandoned = false;
+    {
+        std::lock_guard lock(stream_channel_->mutex);
+        stream_batch_.swap(stream_channel_->pending);
+        stream_channel_->wake_posted = false;
+        finish = stream_channel_->finish_requested;
+        abandoned = stream_channel_->abandoned;
+    }
+    if (head_request_) {
+        stream_batch_.clear();
+        finish = true;
+    }
+    stream_buffers_.clear();
+    if (stream_head_pending_) {
+        stream_buffers_.push_back(net::buffer(head_));
+    }
+    if (http10_) {
+        for (const auto& data : stream_batch_) {
+            stream_buffers_.push_back(net::buffer(data));
+        }
+    } else {
+        // Reserved first: the buffers point into chunk_sizes_, which must not move. A size line
+        // is at most 16 hex digits and CRLF.
+        chunk_sizes_.clear();
+        chunk_sizes_.reserve(stream_batch_.size() * 18);
+        for (const auto& data : stream_batch_) {
+            const auto start = chunk_sizes_.size();
+            fmt::format_to(std::back_inserter(chunk_sizes_), "{:x}\r\n", data.size());
+            stream_buffers_.push_back(
+                net::buffer(chunk_sizes_.data() + start, chunk_sizes_.size() - start));
+            stream_buffers_.push_back(net::buffer(data));
+            stream_buffers_.push_back(net::buffer(crlf.data(), crlf.size()));
+        }
+        if (finish && !head_request_) {
+            stream_buffers_.push_back(net::buffer(last_chunk.data(), last_chunk.size()));
+        }
+    }
+    if (stream_buffers_.empty()) {
+        if (finish || abandoned) {
+            end_stream(finish);
+        }
+        return;
+    }
+    stream_writing_ = true;
+    stream_finishing_ = finish;
+    stream_abandoning_ = abandoned && !finish;
+    arm_deadline(server_.options().idle_timeout);
+    net::async_write(
+        socket_, stream_buffers_, [self = shared_from_this()](error_code ec, std::size_t) {
+            self->on_stream_written(ec);
+        });
+}
+
+void Connection::on_stream_written(error_code ec) {
+    stream_writing_ = false;
+    if (closed_) {
+        return;
+    }
+    if (ec) {
+        close(); // marks the stream closed: the client is gone
+        return;
+    }
+    disarm_deadline();
+    stream_head_pending_ = false;
+    stream_batch_.clear();
+    if (stream_finishing_) {
+        end_stream(true);
+    } else if (stream_abandoning_) {
+        end_stream(false);
+    } else {
+        pump_stream();
+    }
+}
+
+void Connection::end_stream(bool complete) {
+    stream_channel_.reset();
+    stream_batch_.clear();
+    if (!complete) {
+        // The producer dropped the stream: a terminating chunk would claim the body is whole.
+        close();
+    } else if (!keep_alive_) {
+        graceful_close();
+    } else if (background_read_pending_) {
+        phase_ = Phase::AwaitingRequest;
+        arm_deadline(server_.options().idle_timeout);
+    } else {
+        read_request();
+    }
+}
+
+void Connection::read_in_background() {
+    background_read_pending_ = true;
+    socket_.async_read_some(buffer_.prepare(background_read_size),
+                            [self = shared_from_this()](error_code ec, std::size_t bytes) {
+                                self->on_background_read(ec, bytes);
+                            });
+}
+
+void Connection::on_background_read(error_code ec, std::size_t bytes) {
+    background_read_pending_ = false;
+    if (closed_) {
+        return;
+    }
+    if (ec) {
+        close(); // end of input or an error: the client is gone (or has finished, when Closing)
+        return;
+    }
+    if (phase_ == Phase::Closing) {
+        read_in_background(); // discarded: never committed
+        return;
+    }
+    buffer_.commit(bytes);
+    if (phase_ == Phase::Streaming) {
+        if (buffer_.size() < max_read_ahead) {
+            read_in_background();
+        }
+    } else if (phase_ == Phase::AwaitingRequest) {
+        read_request();
+    }
+}
+
+void Connection::graceful_close() {
+    if (closed_) {
+        return;
+    }
+    phase_ = Phase::Closing;
+    error_code ignored;
+    socket_.shutdown(tcp::socket::shutdown_send, ignored);
+    buffer_.consume(buffer_.size());
+    arm_deadline(std::min<SteadyClock::duration>(linger_time, server_.options().idle_timeout));
+    if (!background_read_pending_) {
+        read_in_background();
+    }
+}
+
+void Connection::close_if_idle() {
+    if (closed_) {
+        return;
+    }
+    const bool waiting = (phase_ == Phase::Reading && parser_ && !parser_->got_some()) ||
+                         phase_ == Phase::AwaitingRequest;
+    if (waiting && buffer_.size() == 0) {
+        close();
+    }
+}
+
+void Connection::close() {
+    if (closed_) {
+        return;
+    }
+    closed_ = true;
+    phase_ = Phase::Closed;
+    error_code ignored;
+    socket_.close(ignored);
+    timer_.cancel();
+    if (stream_channel_) {
+        stream_channel_->closed = true;
+        stream_channel_.reset();
+    }
+    server_.unregister(*this);
+}
+
+void Connection::arm_deadline(SteadyClock::duration timeout) {
+    deadline_ = SteadyClock::now() + timeout;
+    if (!timer_waiting_ || deadline_ < timer_.expiry()) {
+        wait_for_deadline(deadline_);
+    }
+}
+
+void Connection::wait_for_deadline(SteadyClock::time_point when) {
+    timer_waiting_ = true;
+    timer_.expires_at(when); // cancels an earlier wait, whose handler then ignores itself
+    timer_.async_wait([self = shared_from_this()](error_code ec) { self->on_deadline(ec); });
+}
+
+void Connection::on_deadline(error_code ec) {
+    if (ec) {
+        return; // cancelled: replaced by a newer wait, or the connection closed
+    }
+    timer_waiting_ = false;
+    if (closed_ || deadline_ == SteadyClock::time_point::max()) {
+        return;
+    }
+    if (SteadyClock::now() < deadline_) {
+        wait_for_deadline(deadline_);
+        return;
+    }
+    ci::log::trace("HTTP {}: connection timed out", remote_address_);
+    close();
+}
+
+/// A ResponseStream feeding one connection through a StreamChannel.
+class StreamHandle final : public ResponseStream {
+public:
+    StreamHandle(std::shared_ptr<Reply::State> reply, std::shared_ptr<StreamChannel> channel)
+        : reply_(std::move(reply)), channel_(std::move(channel)) {}
+
+    StreamHandle(const StreamHandle&) = delete;
+    StreamHandle& operator=(const StreamHandle&) = delete;
+
+    ~StreamHandle() override;
+
+    bool write(std::string data) override;
+    void finish() override;
+    [[nodiscard]] bool closed() const override;
+
+private:
+    void wake_connection();
+
+    std::shared_ptr<Reply::State> reply_;
+    std::shared_ptr<StreamChannel> channel_;
+};
+
+} // namespace detail
+
+/// What a Reply and its copies share: which connection to answer on, and whether it was.
+struct Reply::State {
+    State(std::shared_ptr<Server::Impl> server_impl, std::weak_ptr<detail::Connection> target)
+        : server(std::move(server_impl)), connection(std::move(target)) {}
+
+    State(const State&) = delete;
+    State& operator=(const State&) = delete;
+
+    ~State() {
+        if (!answered.exchange(true)) {
+            ServerResponse response;
+            response.status = 500;
+            response.body = R"({"error":"the request was not answered"})";
+            run_on_connection([response = std::move(response)](detail::Connection& c) mutable {
+                c.answer(std::move(response));
+            });
+        }
+    }
+
+    /// Runs `action` on the connection's executor: at once when already there, else posted.
+    /// False when the connection or the server is gone.
+    template <class Action> bool run_on_connection(Action action) {
+        if (!server || server->stopped()) {
+            return false;
+        }
+        auto target = connection.lock();
+        if (!target) {
+            return false;
+        }
+        auto executor = target->executor();
+        net::dispatch(executor, [target = std::move(target), action = std::move(action)]() mutable {
+            action(*target);
+        });
+        return true;
+    }
+
+    std::shared_ptr<Server::Impl> server; ///< keeps the (possibly stopped) io_context alive
+    std::weak_ptr<detail::Connection> connection;
+    std::atomic<bool> answered{false};
+};
+
+namespace detail {
+
+StreamHandle::~StreamHandle() {
+    bool wake = false;
+    {
+        std::lock_guard lock(channel_->mutex);
+        if (!channel_->finish_requested) {
+            channel_->abandoned = true;
+            wake = !std::exchange(channel_->wake_posted, true);
+        }
+    }
+    if (wake) {
+        wake_connection();
+    }
+}
+
+bool StreamHandle::write(std::string data) {
+    bool wake = false;
+    {
+        std::lock_guard lock(channel_->mutex);
+        if (channel_->finish_requested || channel_->closed || !reply_->server ||
+            reply_->server->stopped()) {
+            return false;
+        }
+        if (data.empty()) {
+            return true;
+        }
+        channel_->pending.push_back(std::move(data));
+        wake = !std::exchange(channel_->wake_posted, true);
+    }
+    if (wake) {
+        wake_connection();
+    }
+    return true;
+}
+
+void StreamHandle::finish() {
+    bool wake = false;
+    {
+        std::lock_guard lock(channel_->mutex);
+        if (channel_->finish_requested) {
+            return;
+        }
+        channel_->finish_requested = true;
+        wake = !std::exchange(channel_->wake_posted, true);
+    }
+    if (wake) {
+        wake_connection();
+    }
+}
+
+bool StreamHandle::closed() const {
+    return channel_->closed.load() || !reply_->server || reply_->server->stopped();
+}
+
+void StreamHandle::wake_connection() {
+    if (!reply_->run_on_connection([](Connection& c) { c.pump_stream(); })) {
+        channel_->closed = true;
+    }
+}
+
+} // namespace detail
+
+std::string_view ServerRequest::header(std::string_view name) const {
+    for (const auto& [field_name, value] : headers) {
+        if (equals_ignoring_case(field_name, name)) {
+            return value;
+        }
+    }
+    return {};
+}
+
+Reply::Reply(std::shared_ptr<State> state) : state_(std::move(state)) {}
+
+bool Reply::answered() const {
+    return state_ && state_->answered.load();
+}
+
+void Reply::send(ServerResponse response) {
+    if (!state_ || state_->answered.exchange(true)) {
+        ci::log::warn("HTTP reply answered twice: the second answer is dropped");
+        return;
+    }
+    state_->run_on_connection([response = std::move(response)](detail::Connection& c) mutable {
+        c.answer(std::move(response));
+    });
+}
+
+std::shared_ptr<ResponseStream>
+Reply::stream(int status, std::string content_type, Fields headers) {
+    auto channel = std::make_shared<detail::StreamChannel>();
+    if (!state_ || state_->answered.exchange(true)) {
+        ci::log::warn("HTTP reply answered twice: the second answer (a stream) is dropped");
+        channel->finish_requested = true;
+        channel->closed = true;
+        auto state = state_;
+        if (!state) {
+            state = std::make_shared<State>(nullptr, std::weak_ptr<detail::Connection>());
+            state->answered = true;
+        }
+        return std::make_shared<detail::StreamHandle>(std::move(state), std::move(channel));
+    }
+    auto handle = std::make_shared<detail::StreamHandle>(state_, channel);
+    const bool delivered = state_->run_on_connection(
+        [status, content_type = std::move(content_type), headers = std::move(headers), channel](
+            detail::Connection& c) mutable {
+            c.start_stream(status, std::move(content_type), std::move(headers), std::move(channel));
+        });
+    if (!delivered) {
+        channel->closed = true;
+    }
+    return handle;
+}
+
+Server::Impl::Impl(ServerOptions options, Handler handler)
+    : options_(std::move(options)), handler_(std::move(handler)),
+      io_(static_cast<int>(std::max(1U, options_.threads))), work_(net::make_work_guard(io_)),
+      acceptor_(io_), accept_retry_timer_(io_) {}
+
+Status Server::Impl::listen() {
+    error_code ec;
+    const auto address = net::ip::make_address(options_.address, ec);
+    if (ec) {
+        return fail(ErrorCode::InvalidArgument,
+                    describe_listen(options_.address, options_.port) + ": not an IP address");
+    }
+    const tcp::endpoint endpoint(address, options_.port);
+    acceptor_.open(endpoint.protocol(), ec);
+    if (!ec) {
+        acceptor_.set_option(tcp::acceptor::reuse_address(true), ec);
+    }
+    if (!ec) {
+        acceptor_.bind(endpoint, ec);
+    }
+    if (!ec) {
+        acceptor_.listen(net::socket_base::max_listen_connections, ec);
+    }
+    if (!ec) {
+        port_ = acceptor_.local_endpoint(ec).port();
+    }
+    if (ec) {
+        return fail(
+            ErrorCode::Io,
+            fmt::format("{}: {}", describe_listen(options_.address, options_.port), ec.message()),
+            ec.value());
+    }
+    std::lock_guard lock(acceptor_mutex_);
+    accept_next();
+    return {};
+}
+
+void Server::Impl::start_threads() {
+    const unsigned count = std::max(1U, options_.threads);
+    threads_.reserve(count);
+    for (unsigned i = 0; i < count; ++i) {
+        threads_.emplace_back([this] {
+            for (;;) {
+                try {
+                    io_.run();
+                    return;
+                } catch (const std::exception& error) {
+                    ci::log::error("HTTP server on port {}: {}", port_, error.what());
+                }
+            }
+        });
+    }
+}
+
+net::any_io_executor Server::Impl::connection_executor() {
+    if (options_.threads > 1) {
+        return net::make_strand(io_);
+    }
+    return io_.get_executor();
+}
+
+void Server::Impl::accept_next() {
+    acceptor_.async_accept(connection_executor(), [this](error_code ec, tcp::socket socket) {
+        on_accept(ec, std::move(socket));
+    });
+}
+
+void Server::Impl::on_accept(error_code ec, tcp::socket socket) {
+    std::lock_guard lock(acceptor_mutex_);
+    if (!accepting_ || stopped_) {
+        return;
+    }
+    if (ec) {
+        if (ec == net::error::operation_aborted) {
+            return;
+        }
+        ci::log::warn("HTTP server on port {}: accept: {}", port_, ec.message());
+        // Out of descriptors lasts until a connection closes: wait rather than spin.
+        accept_retry_timer_.expires_after(100ms);
+        accept_retry_timer_.async_wait([this](error_code wait_error) {
+            std::lock_guard retry_lock(acceptor_mutex_);
+            if (!wait_error && accepting_) {
+                accept_next();
+            }
+        });
+        return;
+    }
+    accept_next();
+    error_code ignored;
+    socket.set_option(tcp::no_delay(true), ignored);
+    auto connection = std::make_shared<detail::Connection>(*this, std::move(socket));
+    {
+        std::lock_guard registry_lock(connections_mutex_);
+        connections_.push_front(connection);
+        connection->registry_position_ = connections_.begin();
+        connection->registered_ = true;
+    }
+    // Registered under acceptor_mutex_: a stop_accepting() that follows sees it and closes it.
+    auto executor = connection->executor();
+    net::post(executor, [connection = std::move(connection)] { connection->start(); });
+}
+
+void Server::Impl::unregister(detail::Connection& connection) {
+    std::lock_guard lock(connections_mutex_);
+    if (connection.registered_) {
+        connection.registered_ = false;
+        connections_.erase(connection.registry_position_);
+    }
+}
+
+std::size_t Server::Impl::connection_count() const {
+    std::lock_guard lock(connections_mutex_);
+    return connections_.size();
+}
+
+void Server::Impl::stop_accepting() {
+    {
+        std::lock_guard lock(acceptor_mutex_);
+        if (!accepting_.exchange(false)) {
+            return;
+        }
+        error_code ignored;
+        acceptor_.close(ignored);
+        accept_retry_timer_.cancel();
+    }
+    std::lock_guard lock(connections_mutex_);
+    for (const auto& connection : connections_) {
+        net::post(connection->executor(), [connection] { connection->close_if_idle(); });
+    }
+}
+
+void Server::Impl::stop() {
+    stopped_ = true;
+    {
+        std::lock_guard lock(acceptor_mutex_);
+        accepting_ = false;
+        error_code ignored;
+        acceptor_.close(ignored);
+        accept_retry_timer_.cancel();
+    }
+    work_.reset();
+    io_.stop();
+    for (auto& thread : threads_) {
+        thread.join();
+    }
+    threads_.clear();
+    // No thread runs the io_context now: closing the connections from here is safe. Handlers
+    // still queued in it are destroyed, never run, when the io_context is.
+    std::list<std::shared_ptr<detail::Connection>> open;
+    {
+        std::lock_guard lock(connections_mutex_);
+        open.swap(connections_);
+        for (const auto& connection : open) {
+            connection->registered_ = false;
+        }
+    }
+    for (const auto& connection : open) {
+        connection->close();
+    }
+    open.clear();
+    // What the handler captured goes now, not when the last Reply does.
+    Handler().swap(handler_);
+}
+
+Result<std::unique_ptr<Server>> Server::start(ServerOptions options, Handler handler) {
+    if (!handler) {
+        return fail(ErrorCode::InvalidArgument,
+                    describe_listen(options.address, options.port) + ": no handler");
+    }
+    auto impl = std::make_shared<Impl>(std::move(options), std::move(handler));
+    if (auto listening = impl->listen(); !listening) {
+        return fail(std::move(listening.error()));
+    }
+    impl->start_threads();
+    return std::unique_ptr<Server>(new Server(std::move(impl)));
+}
+
+Server::Server(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Server::~Server() {
+    impl_->stop();
+}
+
+std::uint16_t Server::port() const {
+    return impl_->port();
+}
+
+void Server::stop_accepting() {
+    impl_->stop_accepting();
+}
+
+std::size_t Server::connections() const {
+    return impl_->connection_count();
+}
+
+} // namespace ci::http

@@ -1,0 +1,415 @@
+#include "ci/master/protocol.h"
+
+#include <fmt/format.h>
+#include <rapidjson/document.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+
+#include <ci/core/crypto.h>
+
+namespace ci::master::protocol {
+
+namespace {
+
+using Writer = rapidjson::Writer<rapidjson::StringBuffer>;
+
+void field(Writer& w, const char* key, std::string_view value) {
+    w.Key(key);
+    w.String(value.data(), static_cast<rapidjson::SizeType>(value.size()));
+}
+// Without this, a string literal would pick the bool overload.
+void field(Writer& w, const char* key, const char* value) {
+    field(w, key, std::string_view(value));
+}
+void field(Writer& w, const char* key, std::int64_t value) {
+    w.Key(key);
+    w.Int64(value);
+}
+void field(Writer& w, const char* key, bool value) {
+    w.Key(key);
+    w.Bool(value);
+}
+void field(Writer& w, const char* key, const std::map<std::string, std::string>& values) {
+    w.Key(key);
+    w.StartObject();
+    for (const auto& [name, value] : values) {
+        w.Key(name.data(), static_cast<rapidjson::SizeType>(name.size()));
+        w.String(value.data(), static_cast<rapidjson::SizeType>(value.size()));
+    }
+    w.EndObject();
+}
+
+void write_spec(Writer& w, const build::BuildSpec& spec) {
+    field(w, "build", spec.build_id);
+    field(w, "builder", spec.builder);
+    field(w, "repository", spec.repository);
+    field(w, "url", spec.url);
+    field(w, "branch", spec.branch);
+    field(w, "is_tag", spec.is_tag);
+    field(w, "revision", spec.revision);
+    if (spec.merge_target) {
+        field(w, "merge_target", *spec.merge_target);
+    }
+    field(w, "timeout", static_cast<std::int64_t>(spec.timeout.count()));
+    field(w, "properties", spec.properties);
+    w.Key("steps");
+    w.StartArray();
+    for (const auto& step : spec.steps) {
+        w.StartObject();
+        field(w, "name", step.name);
+        w.Key("command");
+        w.StartArray();
+        for (const auto& arg : step.command) {
+            w.String(arg.data(), static_cast<rapidjson::SizeType>(arg.size()));
+        }
+        w.EndArray();
+        field(w, "env", step.env);
+        field(w, "workdir", step.workdir);
+        if (step.timeout) {
+            field(w, "timeout", static_cast<std::int64_t>(step.timeout->count()));
+        }
+        field(w, "grace", static_cast<std::int64_t>(step.grace.count()));
+        field(w, "halt_on_failure", step.halt_on_failure);
+        w.EndObject();
+    }
+    w.EndArray();
+}
+
+struct Encoder {
+    Writer& w;
+    void operator()(const Challenge& m) const {
+        field(w, "type", "challenge");
+        field(w, "nonce", m.nonce);
+        field(w, "protocol", std::int64_t{m.protocol});
+    }
+    void operator()(const Hello& m) const {
+        field(w, "type", "hello");
+        field(w, "name", m.name);
+        field(w, "proof", m.proof);
+        field(w, "max_builds", std::int64_t{m.max_builds});
+        field(w, "protocol", std::int64_t{m.protocol});
+    }
+    void operator()(const Welcome& m) const {
+        field(w, "type", "welcome");
+        field(w, "heartbeat_seconds", std::int64_t{m.heartbeat_seconds});
+    }
+    void operator()(const Refused& m) const {
+        field(w, "type", "refused");
+        field(w, "reason", m.reason);
+    }
+    void operator()(const Heartbeat&) const { field(w, "type", "heartbeat"); }
+    void operator()(const Drain&) const { field(w, "type", "drain"); }
+    void operator()(const StartBuild& m) const {
+        field(w, "type", "build");
+        write_spec(w, m.spec);
+    }
+    void operator()(const StopBuild& m) const {
+        field(w, "type", "stop");
+        field(w, "build", m.build);
+    }
+    void operator()(const CheckedOut& m) const {
+        field(w, "type", "checked_out");
+        field(w, "build", m.build);
+        field(w, "branch_tip", m.branch_tip);
+        field(w, "target_tip", m.target_tip);
+        field(w, "merge_commit", m.merge_commit);
+    }
+    void operator()(const StepStarted& m) const {
+        field(w, "type", "step_started");
+        field(w, "build", m.build);
+        field(w, "step", std::int64_t{m.step});
+        field(w, "name", m.name);
+    }
+    void operator()(const LogChunk& m) const {
+        field(w, "type", "log");
+        field(w, "build", m.build);
+        field(w, "step", std::int64_t{m.step});
+        field(w, "seq", m.sequence);
+        field(w, "text", m.text);
+    }
+    void operator()(const StepFinished& m) const {
+        field(w, "type", "step_finished");
+        field(w, "build", m.build);
+        field(w, "step", std::int64_t{m.step});
+        field(w, "result", m.result);
+        if (m.exit_code) {
+            field(w, "exit_code", std::int64_t{*m.exit_code});
+        }
+        field(w, "description", m.description);
+    }
+    void operator()(const BuildFinished& m) const {
+        field(w, "type", "build_finished");
+        field(w, "build", m.build);
+        field(w, "result", m.result);
+        field(w, "message", m.message);
+    }
+};
+
+// Reads the fields of one message, remembering the first problem.
+class Reader {
+public:
+    Reader(const rapidjson::Value& object, std::string_view type) : object_(object), type_(type) {}
+
+    std::string text(const char* key, bool required = true) {
+        const auto* value = find(key, required);
+        if (value == nullptr) {
+            return {};
+        }
+        if (!value->IsString()) {
+            problem(fmt::format("\"{}\" is not a string", key));
+            return {};
+        }
+        return {value->GetString(), value->GetStringLength()};
+    }
+    std::optional<std::string> optional_text(const char* key) {
+        if (!object_.HasMember(key)) {
+            return std::nullopt;
+        }
+        return text(key);
+    }
+    std::int64_t integer(const char* key, bool required = true, std::int64_t fallback = 0) {
+        const auto* value = find(key, required);
+        if (value == nullptr) {
+            return fallback;
+        }
+        if (!value->IsInt64()) {
+            problem(fmt::format("\"{}\" is not an integer", key));
+            return fallback;
+        }
+        return value->GetInt64();
+    }
+    int small(const char* key, bool required = true, int fallback = 0) {
+        const auto value = integer(key, required, fallback);
+        if (value < -(1LL << 30) || value > (1LL << 30)) {
+            problem(fmt::format("\"{}\" is out of range", key));
+            return fallback;
+        }
+        return static_cast<int>(value);
+    }
+    bool boolean(const char* key, bool fallback) {
+        const auto* value = find(key, false);
+        if (value == nullptr) {
+            return fallback;
+        }
+        if (!value->IsBool()) {
+            problem(fmt::format("\"{}\" is not a boolean", key));
+            return fallback;
+        }
+        return value->GetBool();
+    }
+    std::map<std::string, std::string> map(const rapidjson::Value& object, const char* key) {
+        std::map<std::string, std::string> out;
+        const auto member = object.FindMember(key);
+        if (member == object.MemberEnd()) {
+            return out;
+        }
+        if (!member->value.IsObject()) {
+            problem(fmt::format("\"{}\" is not an object", key));
+            return out;
+        }
+        for (const auto& entry : member->value.GetObject()) {
+            if (!entry.value.IsString()) {
+                problem(fmt::format("\"{}.{}\" is not a string", key, entry.name.GetString()));
+                continue;
+            }
+            out.emplace(std::string(entry.name.GetString(), entry.name.GetStringLength()),
+                        std::string(entry.value.GetString(), entry.value.GetStringLength()));
+        }
+        return out;
+    }
+    const rapidjson::Value& object() const { return object_; }
+    const std::optional<std::string>& first_problem() const { return problem_; }
+    void problem(std::string text) {
+        if (!problem_) {
+            problem_ = std::move(text);
+        }
+    }
+    template <class T> Result<Message> done(T message) {
+        if (problem_) {
+            return fail(ErrorCode::InvalidArgument,
+                        fmt::format("worker protocol: \"{}\" message: {}", type_, *problem_));
+        }
+        return Message(std::move(message));
+    }
+
+private:
+    const rapidjson::Value* find(const char* key, bool required) {
+        const auto member = object_.FindMember(key);
+        if (member == object_.MemberEnd()) {
+            if (required) {
+                problem(fmt::format("\"{}\" is missing", key));
+            }
+            return nullptr;
+        }
+        return &member->value;
+    }
+
+    const rapidjson::Value& object_;
+    std::string_view type_;
+    std::optional<std::string> problem_;
+};
+
+build::BuildSpec read_spec(Reader& r) {
+    build::BuildSpec spec;
+    spec.build_id = r.integer("build");
+    spec.builder = r.text("builder");
+    spec.repository = r.text("repository");
+    spec.url = r.text("url");
+    spec.branch = r.text("branch");
+    spec.is_tag = r.boolean("is_tag", false);
+    spec.revision = r.text("revision", false);
+    spec.merge_target = r.optional_text("merge_target");
+    spec.timeout = std::chrono::seconds(r.integer("timeout", false, 3600));
+    spec.properties = r.map(r.object(), "properties");
+    const auto steps = r.object().FindMember("steps");
+    if (steps == r.object().MemberEnd() || !steps->value.IsArray()) {
+        r.problem("\"steps\" is missing or not a list");
+        return spec;
+    }
+    for (const auto& item : steps->value.GetArray()) {
+        if (!item.IsObject()) {
+            r.problem("a step is not an object");
+            continue;
+        }
+        Reader s(item, "build");
+        build::StepSpec step;
+        step.name = s.text("name");
+        const auto command = item.FindMember("command");
+        if (command == item.MemberEnd() || !command->value.IsArray()) {
+            r.problem("a step's \"command\" is missing or not a list");
+            continue;
+        }
+        for (const auto& arg : command->value.GetArray()) {
+            if (!arg.IsString()) {
+                r.problem("a step's command has an argument that is not a string");
+                continue;
+            }
+            step.command.emplace_back(arg.GetString(), arg.GetStringLength());
+        }
+        step.env = s.map(item, "env");
+        step.workdir = s.text("workdir", false);
+        if (item.HasMember("timeout")) {
+            step.timeout = std::chrono::seconds(s.integer("timeout"));
+        }
+        step.grace = std::chrono::seconds(s.integer("grace", false, 10));
+        step.halt_on_failure = s.boolean("halt_on_failure", true);
+        if (const auto& problem = s.first_problem()) {
+            r.problem(*problem);
+        }
+        spec.steps.push_back(std::move(step));
+    }
+    return spec;
+}
+
+} // namespace
+
+std::string encode(const Message& message) {
+    rapidjson::StringBuffer buffer;
+    Writer writer(buffer);
+    writer.StartObject();
+    std::visit(Encoder{writer}, message);
+    writer.EndObject();
+    std::string line(buffer.GetString(), buffer.GetSize());
+    line += '\n';
+    return line;
+}
+
+Result<Message> decode(std::string_view line) {
+    if (!line.empty() && line.back() == '\n') {
+        line.remove_suffix(1);
+    }
+    rapidjson::Document document;
+    document.Parse(line.data(), line.size());
+    if (document.HasParseError() || !document.IsObject()) {
+        return fail(ErrorCode::InvalidArgument, "worker protocol: a line is not a JSON object");
+    }
+    const auto type_member = document.FindMember("type");
+    if (type_member == document.MemberEnd() || !type_member->value.IsString()) {
+        return fail(ErrorCode::InvalidArgument, "worker protocol: a message has no \"type\"");
+    }
+    const std::string_view type(type_member->value.GetString(),
+                                type_member->value.GetStringLength());
+    Reader r(document, type);
+    if (type == "challenge") {
+        Challenge m;
+        m.nonce = r.text("nonce");
+        m.protocol = r.small("protocol");
+        return r.done(std::move(m));
+    }
+    if (type == "hello") {
+        Hello m;
+        m.name = r.text("name");
+        m.proof = r.text("proof");
+        m.max_builds = r.small("max_builds", false, 1);
+        m.protocol = r.small("protocol", false, version);
+        return r.done(std::move(m));
+    }
+    if (type == "welcome") {
+        return r.done(Welcome{r.small("heartbeat_seconds")});
+    }
+    if (type == "refused") {
+        return r.done(Refused{r.text("reason")});
+    }
+    if (type == "heartbeat") {
+        return r.done(Heartbeat{});
+    }
+    if (type == "drain") {
+        return r.done(Drain{});
+    }
+    if (type == "build") {
+        StartBuild m{read_spec(r)};
+        return r.done(std::move(m));
+    }
+    if (type == "stop") {
+        return r.done(StopBuild{r.integer("build")});
+    }
+    if (type == "checked_out") {
+        CheckedOut m;
+        m.build = r.integer("build");
+        m.branch_tip = r.text("branch_tip", false);
+        m.target_tip = r.text("target_tip", false);
+        m.merge_commit = r.text("merge_commit", false);
+        return r.done(std::move(m));
+    }
+    if (type == "step_started") {
+        StepStarted m;
+        m.build = r.integer("build");
+        m.step = r.small("step");
+        m.name = r.text("name");
+        return r.done(std::move(m));
+    }
+    if (type == "log") {
+        LogChunk m;
+        m.build = r.integer("build");
+        m.step = r.small("step");
+        m.sequence = r.integer("seq");
+        m.text = r.text("text");
+        return r.done(std::move(m));
+    }
+    if (type == "step_finished") {
+        StepFinished m;
+        m.build = r.integer("build");
+        m.step = r.small("step");
+        m.result = r.text("result");
+        if (document.HasMember("exit_code")) {
+            m.exit_code = r.small("exit_code");
+        }
+        m.description = r.text("description", false);
+        return r.done(std::move(m));
+    }
+    if (type == "build_finished") {
+        BuildFinished m;
+        m.build = r.integer("build");
+        m.result = r.text("result");
+        m.message = r.text("message", false);
+        return r.done(std::move(m));
+    }
+    return fail(ErrorCode::InvalidArgument,
+                fmt::format("worker protocol: unknown message type \"{}\"", type));
+}
+
+std::string proof(std::string_view secret, std::string_view nonce) {
+    return crypto::to_hex(crypto::hmac_sha256(secret, nonce));
+}
+
+} // namespace ci::master::protocol

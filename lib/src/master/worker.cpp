@@ -1,0 +1,397 @@
+#include "ci/master/worker.h"
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <fcntl.h>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <netdb.h>
+#include <poll.h>
+#include <random>
+#include <thread>
+#include <unistd.h>
+
+#include <fmt/format.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
+#include <ci/core/log.h>
+#include <ci/master/protocol.h>
+
+namespace ci::master {
+
+namespace {
+
+// A connected socket; writes from several threads are serialized.
+class Connection {
+public:
+    explicit Connection(int fd) : fd_(fd) {}
+    ~Connection() { ::close(fd_); }
+    Connection(const Connection&) = delete;
+    Connection& operator=(const Connection&) = delete;
+
+    [[nodiscard]] int fd() const { return fd_; }
+
+    bool send(const protocol::Message& message) {
+        const auto line = protocol::encode(message);
+        const std::lock_guard lock(write_mutex_);
+        std::size_t sent = 0;
+        while (sent < line.size() && !broken_) {
+            const auto n = ::send(fd_, line.data() + sent, line.size() - sent, MSG_NOSIGNAL);
+            if (n < 0) {
+                if (errno == EINTR) {
+                    continue;
+                }
+                broken_ = true;
+                break;
+            }
+            sent += static_cast<std::size_t>(n);
+        }
+        return !broken_;
+    }
+
+    [[nodiscard]] bool broken() const { return broken_; }
+    void mark_broken() { broken_ = true; }
+
+    // Reads what is available into the buffer; false on EOF or error.
+    bool fill() {
+        char chunk[65536];
+        const auto n = ::recv(fd_, chunk, sizeof chunk, 0);
+        if (n <= 0) {
+            if (n < 0 && (errno == EINTR || errno == EAGAIN)) {
+                return true;
+            }
+            broken_ = true;
+            return false;
+        }
+        buffer_.append(chunk, static_cast<std::size_t>(n));
+        if (buffer_.size() > protocol::max_line && buffer_.find('\n') == std::string::npos) {
+            broken_ = true;
+            return false;
+        }
+        return true;
+    }
+
+    // The next complete line in the buffer, if any.
+    std::optional<std::string> next_line() {
+        const auto newline = buffer_.find('\n');
+        if (newline == std::string::npos) {
+            return std::nullopt;
+        }
+        std::string line = buffer_.substr(0, newline + 1);
+        buffer_.erase(0, newline + 1);
+        return line;
+    }
+
+    // Blocks up to `timeout` for one line.
+    Result<std::string> read_line(std::chrono::milliseconds timeout) {
+        const auto deadline = std::chrono::steady_clock::now() + timeout;
+        for (;;) {
+            if (auto line = next_line()) {
+                return std::move(*line);
+            }
+            const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                deadline - std::chrono::steady_clock::now());
+            if (left.count() <= 0) {
+                return fail(ErrorCode::Timeout, "the master did not answer");
+            }
+            pollfd p{fd_, POLLIN, 0};
+            if (::poll(&p, 1, static_cast<int>(left.count())) > 0 && !fill()) {
+                return fail(ErrorCode::Io, "the master closed the connection");
+            }
+        }
+    }
+
+private:
+    int fd_;
+    std::mutex write_mutex_;
+    std::atomic<bool> broken_{false};
+    std::string buffer_;
+};
+
+Result<std::unique_ptr<Connection>> connect_to(const std::string& host, std::uint16_t port) {
+    addrinfo hints{};
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    addrinfo* found = nullptr;
+    const auto service = std::to_string(port);
+    if (const int code = ::getaddrinfo(host.c_str(), service.c_str(), &hints, &found); code != 0) {
+        return fail(ErrorCode::Io, fmt::format("resolve {}: {}", host, ::gai_strerror(code)));
+    }
+    std::string last_error = "no address";
+    int fd = -1;
+    for (auto* address = found; address != nullptr; address = address->ai_next) {
+        fd =
+            ::socket(address->ai_family, address->ai_socktype | SOCK_CLOEXEC, address->ai_protocol);
+        if (fd < 0) {
+            last_error = std::strerror(errno);
+            continue;
+        }
+        if (::connect(fd, address->ai_addr, address->ai_addrlen) == 0) {
+            break;
+        }
+        last_error = std::strerror(errno);
+        ::close(fd);
+        fd = -1;
+    }
+    ::freeaddrinfo(found);
+    if (fd < 0) {
+        return fail(ErrorCode::Io, fmt::format("connect to {}:{}: {}", host, port, last_error));
+    }
+    const int on = 1;
+    (void)::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
+    (void)::setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on);
+    return std::make_unique<Connection>(fd);
+}
+
+// One build on its own thread.
+struct Job {
+    std::jthread thread;
+    std::shared_ptr<std::atomic<bool>> done;
+};
+
+class Session {
+public:
+    Session(const WorkerOptions& options, Connection& connection)
+        : options_(options), connection_(connection) {}
+
+    ~Session() { stop_all(); }
+
+    // Serves the master until the connection breaks (false) or draining is complete (true).
+    bool serve(std::chrono::seconds heartbeat, std::stop_token drain) {
+        auto next_heartbeat = std::chrono::steady_clock::now() + heartbeat;
+        bool drain_sent = false;
+        for (;;) {
+            reap();
+            if (drain.stop_requested()) {
+                if (!drain_sent) {
+                    status("draining: no new builds; finishing the running ones");
+                    connection_.send(protocol::Drain{});
+                    drain_sent = true;
+                }
+                if (running() == 0) {
+                    return true;
+                }
+            }
+            if (connection_.broken()) {
+                return false;
+            }
+            const auto now = std::chrono::steady_clock::now();
+            if (now >= next_heartbeat) {
+                connection_.send(protocol::Heartbeat{});
+                next_heartbeat = now + heartbeat;
+            }
+            pollfd p{connection_.fd(), POLLIN, 0};
+            // Short polls: a drain request and finished builds are noticed quickly.
+            if (::poll(&p, 1, 200) > 0) {
+                if (!connection_.fill()) {
+                    return false;
+                }
+                while (auto line = connection_.next_line()) {
+                    auto message = protocol::decode(*line);
+                    if (!message) {
+                        log::warn("from the master: {}", message.error().message);
+                        continue;
+                    }
+                    handle(std::move(*message), drain_sent);
+                }
+            }
+        }
+    }
+
+private:
+    void status(const std::string& line) const {
+        log::info("{}", line);
+        if (options_.on_status) {
+            options_.on_status(line);
+        }
+    }
+
+    void handle(protocol::Message message, bool draining) {
+        if (auto* start = std::get_if<protocol::StartBuild>(&message)) {
+            const auto id = start->spec.build_id;
+            if (draining) {
+                // The master sent it before it saw our drain: refuse, it will be retried.
+                connection_.send(protocol::BuildFinished{id, "retry", "the worker is draining"});
+                return;
+            }
+            status(fmt::format(
+                "build {} ({}, branch {}) started", id, start->spec.builder, start->spec.branch));
+            auto done = std::make_shared<std::atomic<bool>>(false);
+            const std::lock_guard lock(mutex_);
+            jobs_.emplace(
+                id,
+                Job{std::jthread([this, spec = std::move(start->spec), done](std::stop_token stop) {
+                        run(spec, stop);
+                        *done = true;
+                    }),
+                    done});
+        } else if (const auto* stop = std::get_if<protocol::StopBuild>(&message)) {
+            const std::lock_guard lock(mutex_);
+            if (auto found = jobs_.find(stop->build); found != jobs_.end()) {
+                status(fmt::format("build {}: the master asked to stop it", stop->build));
+                found->second.thread.request_stop();
+            }
+        }
+    }
+
+    void run(const build::BuildSpec& spec, std::stop_token stop) {
+        const auto id = spec.build_id;
+        std::map<int, std::int64_t> sequence;
+        build::BuildObserver observer;
+        observer.step_started = [&](int step, const std::string& name) {
+            connection_.send(protocol::StepStarted{id, step, name});
+        };
+        observer.output = [&](int step, std::string_view text) {
+            connection_.send(protocol::LogChunk{id, step, sequence[step]++, std::string(text)});
+        };
+        observer.checked_out = [&](const build::CheckoutRecord& record) {
+            connection_.send(protocol::CheckedOut{
+                id, record.branch_tip, record.target_tip, record.merge_commit});
+        };
+        observer.step_finished = [&](int step, const build::StepOutcome& outcome) {
+            connection_.send(protocol::StepFinished{
+                id, step, outcome.result, outcome.exit_code, outcome.description});
+        };
+        const auto outcome = build::run_build(spec, options_.runner, observer, stop);
+        connection_.send(protocol::BuildFinished{id, outcome.result, outcome.message});
+        status(fmt::format("build {} ended: {}", id, outcome.result));
+    }
+
+    std::size_t running() {
+        const std::lock_guard lock(mutex_);
+        return jobs_.size();
+    }
+
+    void reap() {
+        const std::lock_guard lock(mutex_);
+        std::erase_if(jobs_, [](const auto& entry) { return entry.second.done->load(); });
+    }
+
+    void stop_all() {
+        std::map<std::int64_t, Job> jobs;
+        {
+            const std::lock_guard lock(mutex_);
+            jobs.swap(jobs_);
+        }
+        if (!jobs.empty()) {
+            status(fmt::format("stopping {} build(s): the connection to the master is gone",
+                               jobs.size()));
+        }
+        for (auto& [id, job] : jobs) {
+            job.thread.request_stop();
+        }
+    }
+
+    const WorkerOptions& options_;
+    Connection& connection_;
+    std::mutex mutex_;
+    std::map<std::int64_t, Job> jobs_;
+};
+
+// Sleeps up to `delay`, waking early when a drain is requested. False when it was.
+bool pause(std::chrono::milliseconds delay, const std::stop_token& drain) {
+    const auto until = std::chrono::steady_clock::now() + delay;
+    while (std::chrono::steady_clock::now() < until) {
+        if (drain.stop_requested()) {
+            return false;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return !drain.stop_requested();
+}
+
+} // namespace
+
+Status run_worker(const WorkerOptions& options, std::stop_token drain) {
+    const auto status = [&](const std::string& line) {
+        log::info("{}", line);
+        if (options.on_status) {
+            options.on_status(line);
+        }
+    };
+    std::mt19937_64 random(std::random_device{}());
+    std::chrono::milliseconds delay(500);
+    int failures = 0;
+    while (!drain.stop_requested()) {
+        auto connected = connect_to(options.host, options.port);
+        Result<std::chrono::seconds> welcomed = fail(ErrorCode::Io, "not connected");
+        if (connected) {
+            auto& connection = **connected;
+            welcomed = [&]() -> Result<std::chrono::seconds> {
+                auto line = connection.read_line(std::chrono::seconds(30));
+                if (!line) {
+                    return fail(line.error());
+                }
+                auto challenge = protocol::decode(*line);
+                if (!challenge || !std::holds_alternative<protocol::Challenge>(*challenge)) {
+                    return fail(ErrorCode::Io, "the master did not send a challenge");
+                }
+                const auto& nonce = std::get<protocol::Challenge>(*challenge).nonce;
+                connection.send(protocol::Hello{
+                    options.name, protocol::proof(options.secret, nonce), options.max_builds});
+                line = connection.read_line(std::chrono::seconds(30));
+                if (!line) {
+                    return fail(line.error());
+                }
+                auto answer = protocol::decode(*line);
+                if (!answer) {
+                    return fail(answer.error());
+                }
+                if (const auto* refused = std::get_if<protocol::Refused>(&*answer)) {
+                    return fail(ErrorCode::PermissionDenied,
+                                fmt::format("the master at {}:{} refused worker \"{}\": {}",
+                                            options.host,
+                                            options.port,
+                                            options.name,
+                                            refused->reason));
+                }
+                const auto* welcome = std::get_if<protocol::Welcome>(&*answer);
+                if (welcome == nullptr) {
+                    return fail(ErrorCode::Io, "the master answered the hello with something else");
+                }
+                return std::chrono::seconds(std::max(1, welcome->heartbeat_seconds));
+            }();
+            if (welcomed) {
+                status(fmt::format("connected to the master at {}:{} as {}",
+                                   options.host,
+                                   options.port,
+                                   options.name));
+                failures = 0;
+                delay = std::chrono::milliseconds(500);
+                Session session(options, connection);
+                if (session.serve(*welcomed, drain)) {
+                    status("drained: every build has ended");
+                    return {};
+                }
+                status("lost the connection to the master");
+                continue;
+            }
+            if (welcomed.error().code == ErrorCode::PermissionDenied) {
+                return fail(welcomed.error());
+            }
+        }
+        const auto& error = connected ? welcomed.error() : connected.error();
+        ++failures;
+        if (options.max_connect_attempts > 0 && failures >= options.max_connect_attempts) {
+            return fail(ErrorCode::Io,
+                        fmt::format("{} (gave up after {} attempts)", error.message, failures));
+        }
+        // Full jitter, as for AWS retries: many workers of a restarted master spread out.
+        std::uniform_int_distribution<std::int64_t> spread(0, delay.count());
+        const auto wait = std::chrono::milliseconds(delay.count() / 2 + spread(random) / 2);
+        status(fmt::format("{}; trying again in {:.1f} s",
+                           error.message,
+                           static_cast<double>(wait.count()) / 1000.0));
+        if (!pause(wait, drain)) {
+            break;
+        }
+        delay = std::min<std::chrono::milliseconds>(delay * 2, options.max_reconnect_delay);
+    }
+    return {};
+}
+
+} // namespace ci::master

@@ -1,0 +1,490 @@
+// The build runner against real git repositories (made with the git CLI) and real processes:
+// checkout merged forward, step environments, halting, CI_PROPERTIES, timeouts, cancellation,
+// conflicts and checkout errors.
+
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <map>
+#include <stop_token>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include <doctest/doctest.h>
+
+#include <ci/build/runner.h>
+
+#include "build/steps.h"
+#include "support/git_cli.h"
+#include "support/temp_dir.h"
+
+namespace {
+
+using ci::test::git;
+using namespace std::chrono_literals;
+
+// An origin with master (a.txt, b.txt) and a feature branch that changes b.txt; master then
+// moves on and changes a.txt: feature merges forward onto master without conflict.
+struct Origin {
+    ci::test::TempDir dir{"libci-runner"};
+    std::filesystem::path repo = dir / "origin";
+    std::string feature_tip;
+    std::string master_tip;
+
+    Origin() {
+        std::filesystem::create_directories(repo);
+        git(repo, {"init", "-q", "-b", "master"});
+        ci::test::write_file(repo / "a.txt", "a1\n");
+        ci::test::write_file(repo / "b.txt", "b1\n");
+        commit("base");
+        git(repo, {"checkout", "-q", "-b", "feature"});
+        ci::test::write_file(repo / "b.txt", "b2 from feature\n");
+        feature_tip = commit("feature work");
+        git(repo, {"checkout", "-q", "master"});
+        ci::test::write_file(repo / "a.txt", "a2 from master\n");
+        master_tip = commit("master work");
+    }
+
+    std::string commit(const std::string& message) {
+        git(repo, {"add", "-A"});
+        git(repo, {"commit", "-q", "-m", message});
+        return git(repo, {"rev-parse", "HEAD"});
+    }
+
+    [[nodiscard]] std::string url() const { return "file://" + repo.string(); }
+};
+
+// Everything the observer saw, in order.
+struct Recorder {
+    std::vector<std::pair<int, std::string>> started;
+    std::map<int, std::string> logs;
+    std::vector<std::pair<int, ci::build::StepOutcome>> finished;
+    std::vector<ci::build::CheckoutRecord> checkouts;
+    std::function<void(int)> on_start; // called after recording a start
+
+    ci::build::BuildObserver observer() {
+        ci::build::BuildObserver observer;
+        observer.step_started = [this](int step, const std::string& name) {
+            started.emplace_back(step, name);
+            if (on_start) {
+                on_start(step);
+            }
+        };
+        observer.output = [this](int step, std::string_view text) { logs[step] += text; };
+        observer.checked_out = [this](const ci::build::CheckoutRecord& record) {
+            checkouts.push_back(record);
+        };
+        observer.step_finished = [this](int step, const ci::build::StepOutcome& outcome) {
+            finished.emplace_back(step, outcome);
+        };
+        return observer;
+    }
+
+    [[nodiscard]] std::vector<int> finished_steps() const {
+        std::vector<int> out;
+        for (const auto& [step, outcome] : finished) {
+            out.push_back(step);
+        }
+        return out;
+    }
+
+    [[nodiscard]] const ci::build::StepOutcome& outcome(int step) const {
+        for (const auto& [number, outcome] : finished) {
+            if (number == step) {
+                return outcome;
+            }
+        }
+        FAIL("step ", step, " was not reported");
+        return finished.front().second; // not reached
+    }
+};
+
+ci::build::StepSpec shell_step(std::string name, std::string script) {
+    ci::build::StepSpec step;
+    step.name = std::move(name);
+    step.command = {"/bin/sh", "-c", std::move(script)};
+    return step;
+}
+
+// A build of `branch` merged onto master, with a work root and a cache under `dir`.
+struct Fixture {
+    Origin origin;
+    ci::test::TempDir dir{"libci-runner-work"};
+    ci::build::BuildSpec spec;
+    ci::build::RunnerOptions options;
+    Recorder recorder;
+
+    Fixture() {
+        spec.build_id = 42;
+        spec.builder = "linux/py3";
+        spec.repository = "app";
+        spec.url = origin.url();
+        spec.branch = "feature";
+        spec.merge_target = "master";
+        options.work_root = dir / "work";
+        options.cache_dir = dir / "cache";
+    }
+
+    ci::build::BuildOutcome run(std::stop_token stop = {}) {
+        return ci::build::run_build(spec, options, recorder.observer(), std::move(stop));
+    }
+
+    [[nodiscard]] std::filesystem::path work() const {
+        return ci::build::work_directory(options, spec.builder);
+    }
+};
+
+std::string trimmed(std::string text) {
+    while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) {
+        text.pop_back();
+    }
+    return text;
+}
+
+} // namespace
+
+TEST_CASE("runner: a passing build merged forward; CI_* variables match what checked_out said") {
+    Fixture f;
+    f.spec.properties = {{"pr.number", "17"}};
+    ::setenv("CI_GIT_TOKEN", "worker-secret-token", 1);
+    ::setenv("LIBCI_RUNNER_TEST_INHERITED", "inherited", 1);
+    auto env_step = shell_step("env",
+                               "echo merge=$CI_MERGE_COMMIT; echo tip=$CI_BRANCH_TIP; "
+                               "echo target=$CI_TARGET_BRANCH@$CI_TARGET_TIP; "
+                               "echo revision=$CI_REVISION; echo workdir=$CI_WORKDIR; "
+                               "echo id=$CI_BUILD_ID builder=$CI_BUILDER repo=$CI_REPOSITORY "
+                               "branch=$CI_BRANCH; echo prop=$CI_PROP_pr_number; "
+                               "echo inherited=$LIBCI_RUNNER_TEST_INHERITED; "
+                               "echo token=${CI_GIT_TOKEN:-unset}; echo step_env=$STEP_ONLY");
+    env_step.env = {{"STEP_ONLY", "hunter2-value"}};
+    auto where_step = shell_step("where", "pwd; cat ../../a.txt; echo to stderr >&2");
+    where_step.workdir = "sub/dir";
+    where_step.timeout = 30min;
+    f.spec.steps = {env_step, where_step};
+
+    const auto outcome = f.run();
+    ::unsetenv("CI_GIT_TOKEN");
+    ::unsetenv("LIBCI_RUNNER_TEST_INHERITED");
+
+    INFO("checkout log: ", f.recorder.logs[0]);
+    INFO("message: ", outcome.message);
+    CHECK(outcome.result == "success");
+    CHECK(outcome.message.empty());
+    REQUIRE(f.recorder.checkouts.size() == 1);
+    const auto& record = f.recorder.checkouts.front();
+    CHECK(record == outcome.checkout);
+    CHECK(record.branch_tip == f.origin.feature_tip);
+    CHECK(record.target == "master");
+    CHECK(record.target_tip == f.origin.master_tip);
+    REQUIRE_FALSE(record.merge_commit.empty());
+    CHECK(record.revision == record.merge_commit);
+    CHECK(record.conflicts.empty());
+    CHECK(git(f.work(), {"rev-parse", "HEAD"}) == record.merge_commit);
+    CHECK(f.work() == f.options.work_root / "linux_py3");
+
+    CHECK(f.recorder.started ==
+          std::vector<std::pair<int, std::string>>{{0, "checkout"}, {1, "env"}, {2, "where"}});
+    CHECK(f.recorder.finished_steps() == std::vector<int>{0, 1, 2});
+    for (int step = 0; step <= 2; ++step) {
+        CAPTURE(step);
+        CHECK(f.recorder.outcome(step).result == "success");
+    }
+    CHECK(f.recorder.outcome(1).exit_code == 0);
+    CHECK(f.recorder.outcome(1).description == "exited with status 0");
+
+    // The checkout's log names the three commits.
+    const auto& checkout_log = f.recorder.logs[0];
+    CHECK(checkout_log.find(record.branch_tip) != std::string::npos);
+    CHECK(checkout_log.find(record.target_tip) != std::string::npos);
+    CHECK(checkout_log.find("merge commit " + record.merge_commit) != std::string::npos);
+
+    const auto& log = f.recorder.logs[1];
+    INFO("step log: ", log);
+    CHECK(log.starts_with("$ echo merge=$CI_MERGE_COMMIT;"));
+    CHECK(log.find("merge=" + record.merge_commit + "\n") != std::string::npos);
+    CHECK(log.find("tip=" + record.branch_tip + "\n") != std::string::npos);
+    CHECK(log.find("target=master@" + record.target_tip + "\n") != std::string::npos);
+    CHECK(log.find("revision=" + record.merge_commit + "\n") != std::string::npos);
+    CHECK(log.find("workdir=" + f.work().string() + "\n") != std::string::npos);
+    CHECK(log.find("id=42 builder=linux/py3 repo=app branch=feature\n") != std::string::npos);
+    CHECK(log.find("prop=17\n") != std::string::npos);
+    CHECK(log.find("inherited=inherited\n") != std::string::npos);
+    CHECK(log.find("token=unset\n") != std::string::npos); // the worker's secret stays out
+    CHECK(log.find("step_env=hunter2-value\n") != std::string::npos);
+    // The header shows the command, never an environment value.
+    CHECK(log.substr(0, log.find('\n')).find("hunter2") == std::string::npos);
+
+    // workdir relative to the checkout, created; stderr in the same log.
+    const auto& where = f.recorder.logs[2];
+    INFO("where log: ", where);
+    CHECK(where.starts_with("$ pwd; cat ../../a.txt; echo to stderr >&2  (in sub/dir/, "
+                            "timeout 30m)\n"));
+    CHECK(where.find((f.work() / "sub" / "dir").string() + "\n") != std::string::npos);
+    CHECK(where.find("a2 from master\n") != std::string::npos);
+    CHECK(where.find("to stderr\n") != std::string::npos);
+}
+
+TEST_CASE("runner: a failing step halts the build; later steps are neither run nor reported") {
+    Fixture f;
+    f.spec.steps = {shell_step("ok", "true"),
+                    shell_step("broken", "echo about to fail; exit 3"),
+                    shell_step("never", "touch never-ran")};
+    const auto outcome = f.run();
+    CHECK(outcome.result == "failure");
+    CHECK(outcome.message == "step 'broken' failed: exited with status 3");
+    CHECK(f.recorder.finished_steps() == std::vector<int>{0, 1, 2});
+    CHECK(f.recorder.started.size() == 3);
+    CHECK(f.recorder.outcome(2).result == "failure");
+    CHECK(f.recorder.outcome(2).exit_code == 3);
+    CHECK(f.recorder.outcome(2).description == "exited with status 3");
+    CHECK(f.recorder.logs[2].find("about to fail\n") != std::string::npos);
+    CHECK_FALSE(f.recorder.logs.contains(3));
+    CHECK_FALSE(std::filesystem::exists(f.work() / "never-ran"));
+}
+
+TEST_CASE("runner: halt_on_failure false: the build goes on and ends failure") {
+    Fixture f;
+    auto lint = shell_step("lint", "exit 1");
+    lint.halt_on_failure = false;
+    f.spec.steps = {lint, shell_step("test", "touch ran")};
+    const auto outcome = f.run();
+    CHECK(outcome.result == "failure");
+    CHECK(outcome.message == "step 'lint' failed: exited with status 1");
+    CHECK(f.recorder.finished_steps() == std::vector<int>{0, 1, 2});
+    CHECK(f.recorder.outcome(1).result == "failure");
+    CHECK(f.recorder.outcome(2).result == "success");
+    CHECK(std::filesystem::exists(f.work() / "ran"));
+}
+
+TEST_CASE("runner: values appended to CI_PROPERTIES reach later steps as variables") {
+    Fixture f;
+    f.spec.steps = {
+        shell_step("set",
+                   "printf 'VERSION=1.2.3-secretish\\nnot a property\\n1X=2\\nCI_BRANCH=evil\\n"
+                   "WITH_EQ=a=b\\n\\nLATE=first\\nLATE=second\\n' >> \"$CI_PROPERTIES\""),
+        shell_step("plain", "echo nothing"),
+        shell_step("use",
+                   "echo \"v=$VERSION eq=$WITH_EQ late=$LATE branch=$CI_BRANCH\"; "
+                   "wc -c < \"$CI_PROPERTIES\""),
+    };
+    auto override_step = shell_step("override", "echo \"v=$VERSION\"");
+    override_step.env = {{"VERSION", "from-config"}};
+    f.spec.steps.push_back(override_step);
+    const auto outcome = f.run();
+    CHECK(outcome.result == "success");
+
+    const auto& set_log = f.recorder.logs[1];
+    INFO("set log: ", set_log);
+    CHECK(set_log.find("line 2: not KEY=VALUE; ignored") != std::string::npos);
+    CHECK(set_log.find("line 3: the key is not a variable name") != std::string::npos);
+    CHECK(set_log.find("line 4: CI_BRANCH is set by the runner; ignored") != std::string::npos);
+    CHECK(set_log.find("set for later steps: LATE, VERSION, WITH_EQ") != std::string::npos);
+    // The runner never logs a value (the header shows the command, which holds this one).
+    CHECK(set_log.substr(set_log.find('\n')).find("1.2.3") == std::string::npos);
+
+    const auto& use_log = f.recorder.logs[3];
+    INFO("use log: ", use_log);
+    // Carried past a step that set nothing; each step starts with an empty file.
+    CHECK(use_log.find("v=1.2.3-secretish eq=a=b late=second branch=feature\n") !=
+          std::string::npos);
+    CHECK(use_log.find("\n0\n") != std::string::npos);
+    // A step's own env wins over carried values.
+    CHECK(f.recorder.logs[4].find("v=from-config\n") != std::string::npos);
+}
+
+TEST_CASE("runner: a step's timeout stops it and fails the build") {
+    Fixture f;
+    auto slow = shell_step("slow", "echo started; sleep 30");
+    slow.timeout = 1s;
+    slow.grace = 1s;
+    f.spec.steps = {slow, shell_step("after", "true")};
+    const auto start = std::chrono::steady_clock::now();
+    const auto outcome = f.run();
+    const auto elapsed = std::chrono::steady_clock::now() - start;
+    CHECK(elapsed < 15s);
+    CHECK(outcome.result == "failure");
+    CHECK(outcome.message.starts_with("step 'slow' failed: timed out after 1"));
+    CHECK(f.recorder.outcome(1).result == "failure");
+    CHECK(f.recorder.outcome(1).description.starts_with("timed out after 1"));
+    CHECK(f.recorder.logs[1].starts_with("$ echo started; sleep 30  (timeout 1s)\n"));
+    CHECK(f.recorder.finished_steps() == std::vector<int>{0, 1});
+}
+
+TEST_CASE("runner: the whole build's timeout stops the running step") {
+    Fixture f;
+    f.spec.timeout = 2s;
+    auto slow = shell_step("slow", "sleep 30");
+    slow.grace = 1s;
+    slow.halt_on_failure = false; // the build's timeout ends the build all the same
+    f.spec.steps = {slow, shell_step("after", "true")};
+    const auto start = std::chrono::steady_clock::now();
+    const auto outcome = f.run();
+    CHECK(std::chrono::steady_clock::now() - start < 15s);
+    CHECK(outcome.result == "failure");
+    CHECK(outcome.message == "build timed out after 2s during step 'slow'");
+    CHECK(f.recorder.outcome(1).result == "failure");
+    CHECK(f.recorder.finished_steps() == std::vector<int>{0, 1});
+}
+
+TEST_CASE("runner: a stop from another thread cancels the running step quickly") {
+    Fixture f;
+    // The step ignores SIGTERM: it ends only with SIGKILL, after its 1s grace.
+    auto stubborn = shell_step("stubborn", "trap '' TERM; echo waiting; sleep 30; sleep 30");
+    stubborn.grace = 1s;
+    f.spec.steps = {stubborn, shell_step("never", "touch never-ran")};
+    std::stop_source source;
+    std::atomic<bool> step_running{false};
+    f.recorder.on_start = [&](int step) {
+        if (step == 1) {
+            step_running = true;
+        }
+    };
+    std::jthread canceller([&](const std::stop_token& own) {
+        while (!step_running && !own.stop_requested()) {
+            std::this_thread::sleep_for(10ms);
+        }
+        std::this_thread::sleep_for(300ms);
+        source.request_stop();
+    });
+    const auto start = std::chrono::steady_clock::now();
+    const auto outcome = f.run(source.get_token());
+    const auto elapsed = std::chrono::steady_clock::now() - start;
+    CHECK(elapsed < 10s);
+    CHECK(outcome.result == "cancelled");
+    CHECK(outcome.message == "cancelled during step 'stubborn'");
+    CHECK(f.recorder.outcome(1).result == "cancelled");
+    CHECK(f.recorder.outcome(1).description.find("SIGKILL") != std::string::npos);
+    CHECK(f.recorder.finished_steps() == std::vector<int>{0, 1});
+    CHECK_FALSE(std::filesystem::exists(f.work() / "never-ran"));
+}
+
+TEST_CASE("runner: a merge conflict ends the build as failure before any step") {
+    Fixture f;
+    git(f.origin.repo, {"checkout", "-q", "-b", "clash", f.origin.feature_tip});
+    ci::test::write_file(f.origin.repo / "a.txt", "a from clash\n");
+    const std::string clash_tip = f.origin.commit("clash");
+    f.spec.branch = "clash";
+    f.spec.steps = {shell_step("never", "touch never-ran")};
+    const auto outcome = f.run();
+    INFO("checkout log: ", f.recorder.logs[0]);
+    CHECK(outcome.result == "failure");
+    CHECK(outcome.message == "merging master into clash conflicts: a.txt");
+    CHECK(f.recorder.finished_steps() == std::vector<int>{0});
+    CHECK(f.recorder.outcome(0).result == "failure");
+    REQUIRE(f.recorder.checkouts.size() == 1);
+    CHECK(f.recorder.checkouts.front().conflicts == std::vector<std::string>{"a.txt"});
+    CHECK(f.recorder.checkouts.front().branch_tip == clash_tip);
+    CHECK(f.recorder.checkouts.front().merge_commit.empty());
+    CHECK(f.recorder.logs[0].find("  a.txt\n") != std::string::npos);
+    CHECK_FALSE(std::filesystem::exists(f.work() / "never-ran"));
+}
+
+TEST_CASE("runner: a repository that cannot be fetched is an exception") {
+    Fixture f;
+    f.spec.url = "file://" + (f.dir / "no-such-repository").string();
+    f.spec.steps = {shell_step("never", "true")};
+    const auto outcome = f.run();
+    INFO("checkout log: ", f.recorder.logs[0]);
+    CHECK(outcome.result == "exception");
+    CHECK(outcome.message.starts_with("checkout: "));
+    CHECK(f.recorder.finished_steps() == std::vector<int>{0});
+    CHECK(f.recorder.outcome(0).result == "exception");
+    CHECK(f.recorder.logs[0].find("error: ") != std::string::npos);
+    CHECK(f.recorder.logs[0].find("no-such-repository") != std::string::npos);
+    CHECK(f.recorder.checkouts.empty());
+}
+
+TEST_CASE("runner: a workdir outside the checkout is refused; a missing program too") {
+    Fixture f;
+    auto escape = shell_step("escape", "touch escaped");
+    escape.workdir = "sub/../../outside";
+    escape.halt_on_failure = false;
+    auto absolute = shell_step("absolute", "touch escaped");
+    absolute.workdir = (f.dir / "abs").string();
+    absolute.halt_on_failure = false;
+    ci::build::StepSpec missing;
+    missing.name = "missing";
+    missing.command = {"libci-no-such-program"};
+    missing.halt_on_failure = false;
+    f.spec.steps = {escape, absolute, missing, shell_step("fine", "true")};
+    const auto outcome = f.run();
+    CHECK(outcome.result == "exception");
+    CHECK(outcome.message.starts_with("step 'escape' could not start: "));
+    CHECK(f.recorder.finished_steps() == std::vector<int>{0, 1, 2, 3, 4});
+    for (int step = 1; step <= 3; ++step) {
+        CAPTURE(step);
+        CHECK(f.recorder.outcome(step).result == "exception");
+        CHECK_FALSE(f.recorder.outcome(step).exit_code.has_value());
+    }
+    CHECK(f.recorder.outcome(1).description.find("leaves the checkout") != std::string::npos);
+    CHECK(f.recorder.outcome(2).description.find("relative") != std::string::npos);
+    CHECK(f.recorder.outcome(4).result == "success");
+    CHECK_FALSE(std::filesystem::exists(f.options.work_root / "outside"));
+    CHECK_FALSE(std::filesystem::exists(f.dir / "abs"));
+}
+
+TEST_CASE("runner: step_specs copies a builder's steps") {
+    ci::config::Builder builder;
+    ci::config::Step step;
+    step.name = "test";
+    step.command = {"make", "test"};
+    step.env = {{"A", "1"}};
+    step.workdir = "build";
+    step.timeout = 30s;
+    step.grace = 5s;
+    step.halt_on_failure = false;
+    builder.steps = {step};
+    const auto specs = ci::build::step_specs(builder);
+    REQUIRE(specs.size() == 1);
+    CHECK(specs[0] == ci::build::StepSpec{.name = "test",
+                                          .command = {"make", "test"},
+                                          .env = {{"A", "1"}},
+                                          .workdir = "build",
+                                          .timeout = 30s,
+                                          .grace = 5s,
+                                          .halt_on_failure = false});
+}
+
+TEST_CASE("runner: helpers: header line, names, workdirs") {
+    using namespace ci::build::detail;
+    CHECK(header_line({"make", "test"}, "build/", 30min) ==
+          "$ make test  (in build/, timeout 30m)\n");
+    CHECK(header_line({"/bin/sh", "-c", "make -j4 && echo 'ok'"}, "", std::nullopt) ==
+          "$ make -j4 && echo 'ok'\n");
+    CHECK(header_line({"/bin/sh", "-c", "one\ntwo"}, "x", 5400s) ==
+          "$ one ...  (in x/, timeout 1h30m)\n");
+    CHECK(header_line({"echo", "a b", "it's"}, "", 45s) ==
+          "$ echo 'a b' 'it'\\''s'  (timeout 45s)\n");
+    CHECK(trimmed(header_line({std::string(500, 'x')}, "", std::nullopt)).size() < 220);
+    CHECK(duration_text(3600s) == "1h");
+    CHECK(duration_text(0s) == "0s");
+
+    CHECK(property_variable("pr.number") == "CI_PROP_pr_number");
+    CHECK(property_variable("Build-Type") == "CI_PROP_Build_Type");
+    CHECK(valid_variable_name("_A1"));
+    CHECK_FALSE(valid_variable_name("1A"));
+    CHECK_FALSE(valid_variable_name("A-B"));
+    CHECK_FALSE(valid_variable_name(""));
+    CHECK(reserved_variable("CI_REVISION"));
+    CHECK(reserved_variable("CI_PROP_x"));
+    CHECK_FALSE(reserved_variable("CI_OTHER"));
+
+    const std::filesystem::path root = "/w/b";
+    CHECK(resolve_workdir(root, "").value() == root);
+    CHECK(resolve_workdir(root, ".").value() == root);
+    CHECK(resolve_workdir(root, "a/../c").value() == "/w/b/c");
+    CHECK_FALSE(resolve_workdir(root, "..").has_value());
+    CHECK_FALSE(resolve_workdir(root, "a/../../b").has_value());
+    CHECK_FALSE(resolve_workdir(root, "/etc").has_value());
+
+    CHECK(directory_name("linux/py3 (x)") == "linux_py3__x_");
+    CHECK(directory_name("..") == "_..");
+    CHECK(directory_name("") == "_");
+
+    const auto lines = parse_properties("A=1\r\nB\nC=x=y");
+    CHECK(lines.values == std::map<std::string, std::string>{{"A", "1"}, {"C", "x=y"}});
+    REQUIRE(lines.problems.size() == 1);
+    CHECK(lines.problems[0].starts_with("line 2:"));
+}

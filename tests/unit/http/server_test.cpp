@@ -1,0 +1,898 @@
+// The Beast HTTP server against real clients on 127.0.0.1: libcurl (through ci::http::Client)
+// where a well-behaved client is wanted, a raw socket where the bytes on the wire, the
+// connection they travel on, or a misbehaving client matter.
+
+#include <algorithm>
+#include <atomic>
+#include <cctype>
+#include <cerrno>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <poll.h>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <unistd.h>
+#include <utility>
+#include <vector>
+
+#include <arpa/inet.h>
+#include <doctest/doctest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <ci/http/client.h>
+#include <ci/http/server.h>
+
+#include "support/require_ok.h"
+
+namespace {
+
+using namespace std::chrono_literals;
+using ci::http::Reply;
+using ci::http::ResponseStream;
+using ci::http::Server;
+using ci::http::ServerOptions;
+using ci::http::ServerRequest;
+using ci::http::ServerResponse;
+
+constexpr auto patience = 5s;
+
+std::unique_ptr<Server> start_server(ci::http::Handler handler, ServerOptions options = {}) {
+    auto server = Server::start(std::move(options), std::move(handler));
+    REQUIRE_OK(server);
+    return std::move(*server);
+}
+
+ServerResponse text_response(std::string body, int status = 200) {
+    ServerResponse response;
+    response.status = status;
+    response.content_type = "text/plain";
+    response.body = std::move(body);
+    return response;
+}
+
+/// Polls `condition` until it holds or `patience` passes.
+template <class Condition> bool eventually(Condition condition) {
+    const auto deadline = std::chrono::steady_clock::now() + patience;
+    while (!condition()) {
+        if (std::chrono::steady_clock::now() > deadline) {
+            return false;
+        }
+        std::this_thread::sleep_for(5ms);
+    }
+    return true;
+}
+
+/// A value one thread hands to another, waited for with a timeout.
+template <class T> class Mailbox {
+public:
+    void put(T value) {
+        {
+            std::lock_guard lock(mutex_);
+            values_.push_back(std::move(value));
+        }
+        ready_.notify_all();
+    }
+    std::optional<T> take() {
+        std::unique_lock lock(mutex_);
+        if (!ready_.wait_for(lock, patience, [&] { return !values_.empty(); })) {
+            return std::nullopt;
+        }
+        T value = std::move(values_.front());
+        values_.erase(values_.begin());
+        return value;
+    }
+
+private:
+    std::mutex mutex_;
+    std::condition_variable ready_;
+    std::vector<T> values_;
+};
+
+/// A response as a RawClient read it off the wire.
+struct RawResponse {
+    int status = 0;
+    std::vector<std::pair<std::string, std::string>> headers; ///< names lower-cased
+    std::string body;                                         ///< de-chunked
+    int chunks = 0;                                           ///< data chunks, when chunked
+
+    [[nodiscard]] std::optional<std::string> header(std::string_view name) const {
+        for (const auto& [field, value] : headers) {
+            if (field == name) {
+                return value;
+            }
+        }
+        return std::nullopt;
+    }
+};
+
+/// A blocking HTTP/1.1 client on a plain socket, with a timeout on every read.
+class RawClient {
+public:
+    explicit RawClient(std::uint16_t port) {
+        fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+        sockaddr_in address{};
+        address.sin_family = AF_INET;
+        address.sin_port = htons(port);
+        address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        if (::connect(fd_, reinterpret_cast<const sockaddr*>(&address), sizeof address) != 0) {
+            connect_errno_ = errno;
+            ::close(fd_);
+            fd_ = -1;
+        }
+    }
+    ~RawClient() { close(); }
+    RawClient(const RawClient&) = delete;
+    RawClient& operator=(const RawClient&) = delete;
+
+    [[nodiscard]] bool connected() const { return fd_ >= 0; }
+    [[nodiscard]] int connect_errno() const { return connect_errno_; }
+
+    void close() {
+        if (fd_ >= 0) {
+            ::close(fd_);
+            fd_ = -1;
+        }
+    }
+
+    bool send(std::string_view data) {
+        while (!data.empty()) {
+            const ssize_t n = ::send(fd_, data.data(), data.size(), MSG_NOSIGNAL);
+            if (n <= 0) {
+                return false;
+            }
+            data.remove_prefix(static_cast<std::size_t>(n));
+        }
+        return true;
+    }
+
+    /// Reads until `text` arrived (kept for later reads); false on timeout or end of input.
+    bool wait_for(std::string_view text) {
+        while (buffer_.find(text) == std::string::npos) {
+            if (!fill()) {
+                return false;
+            }
+        }
+        return true;
+    }
+
+    /// Reads one whole response, or nullopt when the connection ends or times out first.
+    /// `head`: the response to a HEAD request, which has no body whatever its fields say.
+    std::optional<RawResponse> read_response(bool head = false) {
+        if (!wait_for("\r\n\r\n")) {
+            return std::nullopt;
+        }
+        const auto header_end = buffer_.find("\r\n\r\n");
+        const std::string header = buffer_.substr(0, header_end);
+        buffer_.erase(0, header_end + 4);
+        RawResponse response;
+        std::size_t line_end = header.find("\r\n");
+        const std::string status_line = header.substr(0, line_end);
+        if (status_line.size() < 12 || status_line.compare(0, 5, "HTTP/") != 0) {
+            return std::nullopt;
+        }
+        response.status = std::stoi(status_line.substr(9, 3));
+        while (line_end != std::string::npos) {
+            const auto start = line_end + 2;
+            line_end = header.find("\r\n", start);
+            const auto line = header.substr(start, line_end - start);
+            const auto colon = line.find(':');
+            std::string name = line.substr(0, colon);
+            for (auto& c : name) {
+                c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+            }
+            response.headers.emplace_back(name,
+                                          line.substr(line.find_first_not_of(' ', colon + 1)));
+        }
+        if (head || response.status < 200 || response.status == 204 || response.status == 304) {
+            return response;
+        }
+        if (response.header("transfer-encoding") == "chunked") {
+            for (;;) {
+                if (!wait_for("\r\n")) {
+                    return std::nullopt;
+                }
+                const auto size_end = buffer_.find("\r\n");
+                const std::size_t size = std::stoul(buffer_.substr(0, size_end), nullptr, 16);
+                buffer_.erase(0, size_end + 2);
+                while (buffer_.size() < size + 2) {
+                    if (!fill()) {
+                        return std::nullopt;
+                    }
+                }
+                if (buffer_.compare(size, 2, "\r\n") != 0) {
+                    return std::nullopt;
+                }
+                response.body.append(buffer_, 0, size);
+                buffer_.erase(0, size + 2);
+                if (size == 0) {
+                    return response;
+                }
+                ++response.chunks;
+            }
+        }
+        if (const auto length = response.header("content-length")) {
+            const auto size = std::stoul(*length);
+            while (buffer_.size() < size) {
+                if (!fill()) {
+                    return std::nullopt;
+                }
+            }
+            response.body = buffer_.substr(0, size);
+            buffer_.erase(0, size);
+            return response;
+        }
+        while (fill()) {
+        }
+        response.body = std::exchange(buffer_, {});
+        return response;
+    }
+
+    /// True when the server closes the connection (end of input or reset) within `patience`;
+    /// bytes that arrive meanwhile are kept.
+    bool wait_closed() {
+        while (fill()) {
+        }
+        return closed_by_peer_;
+    }
+
+    /// Bytes received and not yet consumed by read_response().
+    [[nodiscard]] const std::string& unread() const { return buffer_; }
+
+private:
+    // Reads what is available; false on end of input, error or timeout.
+    bool fill() {
+        pollfd poll_fd{fd_, POLLIN, 0};
+        const int ready = ::poll(&poll_fd, 1, static_cast<int>(patience / 1ms));
+        if (ready <= 0) {
+            return false;
+        }
+        char chunk[16384];
+        const ssize_t n = ::recv(fd_, chunk, sizeof chunk, 0);
+        if (n <= 0) {
+            closed_by_peer_ = true;
+            return false;
+        }
+        buffer_.append(chunk, static_cast<std::size_t>(n));
+        return true;
+    }
+
+    int fd_ = -1;
+    int connect_errno_ = 0;
+    bool closed_by_peer_ = false;
+    std::string buffer_;
+};
+
+std::unique_ptr<ci::http::Client> make_test_client() {
+    ci::http::ClientOptions options;
+    options.retry.max_attempts = 1;
+    options.timeout = 10s;
+    return ci::http::make_client(options);
+}
+
+ci::http::Request request_to(const Server& server, std::string method, std::string path) {
+    ci::http::Request request;
+    request.method = std::move(method);
+    request.scheme = "http";
+    request.host = "127.0.0.1:" + std::to_string(server.port());
+    request.path = std::move(path);
+    return request;
+}
+
+} // namespace
+
+TEST_CASE("http server: a GET arrives with its path and query decoded and its headers found") {
+    Mailbox<ServerRequest> received;
+    auto server = start_server([&](ServerRequest& request, Reply reply) {
+        received.put(request);
+        ServerResponse response = text_response("hello", 201);
+        response.headers = {{"X-Answer", "42"}};
+        reply.send(std::move(response));
+    });
+    auto request = request_to(*server, "GET", "/api/v1/a%20b%2Fc+d");
+    request.query = "limit=5&name=x%2By+z&flag&limit=7&&empty=";
+    request.headers = {{"X-Token", "abc"}, {"X-Second", "two words"}};
+    auto response = make_test_client()->send(request);
+    REQUIRE_OK(response);
+
+    CHECK(response->status == 201);
+    CHECK(response->body == "hello");
+    REQUIRE(response->header("server") != nullptr);
+    CHECK(*response->header("server") == "libci");
+    REQUIRE(response->header("content-length") != nullptr);
+    CHECK(*response->header("content-length") == "5");
+    CHECK(*response->header("content-type") == "text/plain");
+    CHECK(*response->header("x-answer") == "42");
+    CHECK(response->header("date") != nullptr);
+
+    const auto seen = received.take();
+    REQUIRE(seen);
+    CHECK(seen->method == "GET");
+    CHECK(seen->target == "/api/v1/a%20b%2Fc+d?limit=5&name=x%2By+z&flag&limit=7&&empty=");
+    CHECK(seen->path == "/api/v1/a b/c+d"); // '+' is a space only in a query
+    const std::map<std::string, std::string> expected_query = {
+        {"limit", "7"}, {"name", "x+y z"}, {"flag", ""}, {"empty", ""}};
+    CHECK(seen->query == expected_query);
+    CHECK(seen->header("x-token") == "abc");
+    CHECK(seen->header("X-TOKEN") == "abc");
+    CHECK(seen->header("x-second") == "two words");
+    CHECK(seen->header("x-missing").empty());
+    CHECK(seen->remote_address == "127.0.0.1");
+    std::vector<std::string> names;
+    for (const auto& [name, value] : seen->headers) {
+        names.push_back(name);
+    }
+    const auto token = std::find(names.begin(), names.end(), "x-token");
+    const auto second = std::find(names.begin(), names.end(), "x-second");
+    CHECK(token < second); // in the order sent
+    CHECK(second != names.end());
+}
+
+TEST_CASE("http server: a POST body round-trips byte for byte, plain or chunked") {
+    auto server = start_server([](ServerRequest& request, Reply reply) {
+        ServerResponse response;
+        response.content_type = "application/octet-stream";
+        response.body = std::move(request.body);
+        reply.send(std::move(response));
+    });
+    SUBCASE("through curl, binary and large") {
+        std::string body;
+        for (int i = 0; i < 300 * 1024; ++i) {
+            body.push_back(static_cast<char>(i * 7 % 256));
+        }
+        auto request = request_to(*server, "POST", "/echo");
+        request.body = body;
+        auto response = make_test_client()->send(request);
+        REQUIRE_OK(response);
+        CHECK(response->status == 200);
+        CHECK(response->body.size() == body.size());
+        CHECK(response->body == body);
+    }
+    SUBCASE("chunked transfer encoding is decoded") {
+        RawClient client(server->port());
+        REQUIRE(client.connected());
+        client.send("POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                    "5\r\nhello\r\n7\r\n, world\r\n0\r\n\r\n");
+        const auto response = client.read_response();
+        REQUIRE(response);
+        CHECK(response->status == 200);
+        CHECK(response->body == "hello, world");
+    }
+}
+
+TEST_CASE("http server: Expect: 100-continue is answered before the body is sent") {
+    auto server = start_server([](ServerRequest& request, Reply reply) {
+        reply.send(text_response("got " + request.body));
+    });
+    RawClient client(server->port());
+    REQUIRE(client.connected());
+    client.send("PUT /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+                "Expect: 100-continue\r\n\r\n");
+    const auto interim = client.read_response();
+    REQUIRE(interim);
+    CHECK(interim->status == 100);
+    client.send("hello");
+    const auto response = client.read_response();
+    REQUIRE(response);
+    CHECK(response->status == 200);
+    CHECK(response->body == "got hello");
+}
+
+TEST_CASE("http server: keep-alive serves one request after another on one connection") {
+    std::atomic<int> handled{0};
+    auto server = start_server([&](ServerRequest& request, Reply reply) {
+        ++handled;
+        reply.send(text_response(request.path));
+    });
+    SUBCASE("HTTP/1.1") {
+        RawClient client(server->port());
+        REQUIRE(client.connected());
+        for (const char* path : {"/one", "/two", "/three"}) {
+            CAPTURE(path);
+            client.send(std::string("GET ") + path + " HTTP/1.1\r\nHost: x\r\n\r\n");
+            const auto response = client.read_response();
+            REQUIRE(response);
+            CHECK(response->body == path);
+            CHECK_FALSE(response->header("connection"));
+            CHECK(server->connections() == 1);
+        }
+        client.send("GET /last HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        const auto last = client.read_response();
+        REQUIRE(last);
+        CHECK(last->body == "/last");
+        CHECK(last->header("connection") == "close");
+        CHECK(client.wait_closed());
+        CHECK(eventually([&] { return server->connections() == 0; }));
+        CHECK(handled == 4);
+    }
+    SUBCASE("HTTP/1.0 closes unless asked to keep alive") {
+        RawClient kept(server->port());
+        REQUIRE(kept.connected());
+        for (int i = 0; i < 2; ++i) {
+            kept.send("GET /ten HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+            const auto response = kept.read_response();
+            REQUIRE(response);
+            CHECK(response->body == "/ten");
+            CHECK(response->header("connection") == "keep-alive");
+            CHECK(response->header("content-length") == "4");
+        }
+        RawClient once(server->port());
+        REQUIRE(once.connected());
+        once.send("GET /once HTTP/1.0\r\n\r\n");
+        const auto response = once.read_response();
+        REQUIRE(response);
+        CHECK(response->body == "/once");
+        CHECK(response->header("content-length") == "5");
+        CHECK(once.wait_closed());
+    }
+    SUBCASE("pipelined requests are answered in order") {
+        RawClient client(server->port());
+        REQUIRE(client.connected());
+        client.send("GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n");
+        const auto first = client.read_response();
+        const auto second = client.read_response();
+        REQUIRE(first);
+        REQUIRE(second);
+        CHECK(first->body == "/a");
+        CHECK(second->body == "/b");
+    }
+    SUBCASE("HEAD gets the length of the body but not the body") {
+        RawClient client(server->port());
+        REQUIRE(client.connected());
+        client.send("HEAD /head HTTP/1.1\r\nHost: x\r\n\r\n");
+        const auto head = client.read_response(true);
+        REQUIRE(head);
+        CHECK(head->header("content-length") == "5");
+        // Had a body been sent, it would be read as the start of the next response.
+        client.send("GET /next HTTP/1.1\r\nHost: x\r\n\r\n");
+        const auto next = client.read_response();
+        REQUIRE(next);
+        CHECK(next->status == 200);
+        CHECK(next->body == "/next");
+    }
+}
+
+TEST_CASE("http server: fields the server owns cannot be overridden or injected") {
+    auto server = start_server([](ServerRequest&, Reply reply) {
+        ServerResponse response = text_response("12345");
+        response.headers = {
+            {"Content-Length", "999"}, {"X-Evil", "a\r\nInjected: 1"}, {"X-Fine", "ok"}};
+        reply.send(std::move(response));
+    });
+    RawClient client(server->port());
+    REQUIRE(client.connected());
+    client.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    const auto response = client.read_response();
+    REQUIRE(response);
+    CHECK(response->header("content-length") == "5");
+    CHECK(response->body == "12345");
+    CHECK_FALSE(response->header("injected"));
+    CHECK_FALSE(response->header("x-evil"));
+    CHECK(response->header("x-fine") == "ok");
+}
+
+TEST_CASE("http server: a handler may answer later, from another thread") {
+    Mailbox<Reply> held;
+    auto server = start_server([&](ServerRequest& request, Reply reply) {
+        if (request.path == "/later") {
+            held.put(std::move(reply));
+        } else if (request.path == "/dropped") {
+            // Destroyed unanswered: the server must answer 500 by itself.
+        } else if (request.path == "/throws") {
+            throw std::runtime_error("handler failed");
+        } else {
+            reply.send(text_response("now"));
+        }
+    });
+    SUBCASE("answered later while the server goes on serving others") {
+        auto client = make_test_client();
+        ci::Result<ci::http::Response> late = ci::fail(ci::ErrorCode::Internal, "not sent");
+        std::thread waiting([&] { late = client->send(request_to(*server, "GET", "/later")); });
+        auto reply = held.take();
+        REQUIRE(reply);
+        CHECK_FALSE(reply->answered());
+        // The server thread is free while /later waits: another request is served at once.
+        auto now = make_test_client()->send(request_to(*server, "GET", "/now"));
+        REQUIRE_OK(now);
+        CHECK(now->body == "now");
+        std::thread answering([reply = std::move(*reply)]() mutable {
+            reply.send(text_response("finally", 202));
+            CHECK(reply.answered());
+        });
+        answering.join();
+        waiting.join();
+        REQUIRE_OK(late);
+        CHECK(late->status == 202);
+        CHECK(late->body == "finally");
+    }
+    SUBCASE("an unanswered Reply sends 500") {
+        auto response = make_test_client()->send(request_to(*server, "GET", "/dropped"));
+        REQUIRE_OK(response);
+        CHECK(response->status == 500);
+    }
+    SUBCASE("a handler that throws gets 500 and the server goes on") {
+        auto client = make_test_client();
+        auto failed = client->send(request_to(*server, "GET", "/throws"));
+        REQUIRE_OK(failed);
+        CHECK(failed->status == 500);
+        auto after = client->send(request_to(*server, "GET", "/ok"));
+        REQUIRE_OK(after);
+        CHECK(after->status == 200);
+    }
+    SUBCASE("a second answer is ignored") {
+        RawClient raw(server->port());
+        REQUIRE(raw.connected());
+        raw.send("GET /later HTTP/1.1\r\nHost: x\r\n\r\n");
+        auto reply = held.take();
+        REQUIRE(reply);
+        Reply copy = *reply;
+        reply->send(text_response("first"));
+        copy.send(text_response("second"));
+        auto stream = copy.stream(200, "text/plain");
+        CHECK(stream->closed());
+        CHECK_FALSE(stream->write("third"));
+        const auto response = raw.read_response();
+        REQUIRE(response);
+        CHECK(response->body == "first");
+        raw.send("GET /ok HTTP/1.1\r\nHost: x\r\n\r\n");
+        const auto next = raw.read_response();
+        REQUIRE(next);
+        CHECK(next->body == "now"); // nothing of "second" was written in between
+    }
+}
+
+TEST_CASE("http server: a body over max_body gets 413 and never reaches the handler") {
+    std::atomic<int> handled{0};
+    ServerOptions options;
+    options.max_body = 1024;
+    auto server = start_server(
+        [&](ServerRequest& request, Reply reply) {
+            ++handled;
+            reply.send(text_response(std::to_string(request.body.size())));
+        },
+        options);
+    SUBCASE("declared by Content-Length") {
+        RawClient client(server->port());
+        REQUIRE(client.connected());
+        client.send("POST /big HTTP/1.1\r\nHost: x\r\nContent-Length: 1025\r\n\r\n" +
+                    std::string(1025, 'x'));
+        const auto response = client.read_response();
+        REQUIRE(response);
+        CHECK(response->status == 413);
+        CHECK(response->header("connection") == "close");
+        CHECK(client.wait_closed());
+        CHECK(handled == 0);
+    }
+    SUBCASE("sent in chunks") {
+        RawClient client(server->port());
+        REQUIRE(client.connected());
+        const std::string chunk(600, 'y');
+        client.send("POST /big HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n258\r\n" +
+                    chunk + "\r\n258\r\n" + chunk + "\r\n0\r\n\r\n");
+        const auto response = client.read_response();
+        REQUIRE(response);
+        CHECK(response->status == 413);
+        CHECK(handled == 0);
+    }
+    SUBCASE("curl, which sends the whole body anyway, still reads the 413") {
+        auto request = request_to(*server, "POST", "/big");
+        request.body = std::string(200 * 1024, 'z');
+        auto response = make_test_client()->send(request);
+        REQUIRE_OK(response);
+        CHECK(response->status == 413);
+        CHECK(handled == 0);
+    }
+    SUBCASE("exactly max_body is accepted") {
+        auto request = request_to(*server, "POST", "/fits");
+        request.body = std::string(1024, 'z');
+        auto response = make_test_client()->send(request);
+        REQUIRE_OK(response);
+        CHECK(response->status == 200);
+        CHECK(response->body == "1024");
+        CHECK(handled == 1);
+    }
+}
+
+TEST_CASE("http server: a malformed request gets 400 and the connection closes") {
+    std::atomic<int> handled{0};
+    auto server = start_server([&](ServerRequest&, Reply reply) {
+        ++handled;
+        reply.send(text_response("ok"));
+    });
+    for (const char* garbage : {"this is not http\r\n\r\n",
+                                "GET / HTTP/1.1\r\nBad Header Line\r\n\r\n",
+                                "GET / HTTP/1.1\r\nContent-Length: nope\r\n\r\n"}) {
+        CAPTURE(garbage);
+        RawClient client(server->port());
+        REQUIRE(client.connected());
+        client.send(garbage);
+        const auto response = client.read_response();
+        REQUIRE(response);
+        CHECK(response->status == 400);
+        CHECK(response->header("connection") == "close");
+        CHECK(response->header("server") == "libci");
+        CHECK(client.wait_closed());
+    }
+    RawClient client(server->port());
+    REQUIRE(client.connected());
+    client.send("GET / HTTP/1.1\r\nX-Huge: " + std::string(20000, 'h') + "\r\n\r\n");
+    const auto huge = client.read_response();
+    REQUIRE(huge);
+    CHECK(huge->status == 431);
+    CHECK(handled == 0);
+}
+
+TEST_CASE("http server: a chunked stream written from another thread arrives whole") {
+    std::vector<std::thread> producers;
+    std::mutex producers_mutex;
+    std::string expected;
+    for (int i = 0; i < 200; ++i) {
+        expected += "line " + std::to_string(i) + "\n";
+    }
+    auto server = start_server([&](ServerRequest& request, Reply reply) {
+        if (request.path != "/log") {
+            reply.send(text_response("plain"));
+            return;
+        }
+        auto stream = reply.stream(200, "text/plain", {{"X-Stream", "yes"}});
+        std::lock_guard lock(producers_mutex);
+        producers.emplace_back([stream] {
+            for (int i = 0; i < 200; ++i) {
+                CHECK(stream->write("line " + std::to_string(i) + "\n"));
+                if (i % 50 == 0) {
+                    std::this_thread::sleep_for(2ms); // let some chunks leave on their own
+                }
+            }
+            CHECK(stream->write("")); // ignored, but the stream is still open
+            stream->finish();
+            CHECK_FALSE(stream->write("after finish"));
+        });
+    });
+    SUBCASE("raw: exact chunked framing, then the connection serves the next request") {
+        RawClient client(server->port());
+        REQUIRE(client.connected());
+        client.send("GET /log HTTP/1.1\r\nHost: x\r\n\r\n");
+        const auto response = client.read_response();
+        REQUIRE(response);
+        CHECK(response->status == 200);
+        CHECK(response->header("transfer-encoding") == "chunked");
+        CHECK_FALSE(response->header("content-length"));
+        CHECK(response->header("x-stream") == "yes");
+        CHECK(response->header("server") == "libci");
+        CHECK(response->body == expected);
+        CHECK(response->chunks >= 1);
+        client.send("GET /plain HTTP/1.1\r\nHost: x\r\n\r\n");
+        const auto next = client.read_response();
+        REQUIRE(next);
+        CHECK(next->body == "plain");
+        CHECK(server->connections() == 1);
+    }
+    SUBCASE("curl") {
+        auto response = make_test_client()->send(request_to(*server, "GET", "/log"));
+        REQUIRE_OK(response);
+        CHECK(response->status == 200);
+        CHECK(response->body == expected);
+    }
+    SUBCASE("HTTP/1.0: the body is sent as is and ends with the connection") {
+        RawClient client(server->port());
+        REQUIRE(client.connected());
+        client.send("GET /log HTTP/1.0\r\n\r\n");
+        const auto response = client.read_response();
+        REQUIRE(response);
+        CHECK_FALSE(response->header("transfer-encoding"));
+        CHECK(response->body == expected);
+    }
+    std::lock_guard lock(producers_mutex);
+    for (auto& producer : producers) {
+        producer.join();
+    }
+}
+
+TEST_CASE("http server: a stream notices when its client disconnects") {
+    Mailbox<std::shared_ptr<ResponseStream>> streams;
+    auto server = start_server([&](ServerRequest&, Reply reply) {
+        auto stream = reply.stream(200, "text/event-stream");
+        stream->write("data: first\n\n");
+        streams.put(std::move(stream));
+    });
+    RawClient client(server->port());
+    REQUIRE(client.connected());
+    client.send("GET /follow HTTP/1.1\r\nHost: x\r\n\r\n");
+    auto stream = streams.take();
+    REQUIRE(stream);
+    REQUIRE(client.wait_for("data: first"));
+    CHECK_FALSE((*stream)->closed());
+    CHECK((*stream)->write("data: second\n\n"));
+    REQUIRE(client.wait_for("data: second"));
+    client.close();
+    CHECK(eventually([&] { return (*stream)->closed(); }));
+    CHECK_FALSE((*stream)->write("data: third\n\n"));
+    CHECK(eventually([&] { return server->connections() == 0; }));
+}
+
+TEST_CASE("http server: a stream destroyed unfinished cuts its connection") {
+    auto server = start_server([&](ServerRequest&, Reply reply) {
+        auto stream = reply.stream(200, "text/plain");
+        stream->write("partial");
+        // Dropped without finish(): a terminating chunk would claim the body was whole.
+    });
+    RawClient client(server->port());
+    REQUIRE(client.connected());
+    client.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    CHECK(client.wait_closed());
+    const std::string& received = client.unread();
+    CHECK(received.find("Transfer-Encoding: chunked\r\n") != std::string::npos);
+    // The chunk that was written, and no terminating zero chunk after it.
+    CHECK(received.ends_with("\r\n\r\n7\r\npartial\r\n"));
+}
+
+TEST_CASE("http server: streams and replies held past ~Server are safe and closed") {
+    Mailbox<std::shared_ptr<ResponseStream>> streams;
+    Mailbox<Reply> replies;
+    auto server = start_server([&](ServerRequest& request, Reply reply) {
+        if (request.path == "/stream") {
+            auto stream = reply.stream(200, "text/plain");
+            stream->write("started\n");
+            streams.put(std::move(stream));
+        } else {
+            replies.put(std::move(reply));
+        }
+    });
+    RawClient streaming(server->port());
+    RawClient waiting(server->port());
+    REQUIRE(streaming.connected());
+    REQUIRE(waiting.connected());
+    streaming.send("GET /stream HTTP/1.1\r\nHost: x\r\n\r\n");
+    waiting.send("GET /pending HTTP/1.1\r\nHost: x\r\n\r\n");
+    auto stream = streams.take();
+    auto reply = replies.take();
+    REQUIRE(stream);
+    REQUIRE(reply);
+    REQUIRE(streaming.wait_for("started"));
+    CHECK_FALSE((*stream)->closed());
+
+    // A producer keeps writing while the server goes away.
+    std::atomic<bool> producing{true};
+    std::thread producer([&, held = *stream] {
+        while (producing) {
+            held->write("more\n");
+            std::this_thread::yield();
+        }
+    });
+    const auto before = std::chrono::steady_clock::now();
+    server.reset();
+    CHECK(std::chrono::steady_clock::now() - before < 2s);
+    producing = false;
+    producer.join();
+
+    CHECK((*stream)->closed());
+    CHECK_FALSE((*stream)->write("after"));
+    (*stream)->finish();
+    reply->send(text_response("too late"));
+    CHECK(streaming.wait_closed());
+    CHECK(waiting.wait_closed());
+    CHECK(waiting.unread().find("too late") == std::string::npos);
+    stream->reset(); // the last references, destroyed after the server: harmless too
+    reply.reset();
+}
+
+TEST_CASE("http server: stop_accepting refuses new connections and finishes requests") {
+    Mailbox<Reply> held;
+    auto server = start_server([&](ServerRequest& request, Reply reply) {
+        if (request.path == "/pending") {
+            held.put(std::move(reply));
+        } else {
+            reply.send(text_response("now"));
+        }
+    });
+    RawClient busy(server->port());
+    RawClient idle(server->port());
+    REQUIRE(busy.connected());
+    REQUIRE(idle.connected());
+    idle.send("GET /first HTTP/1.1\r\nHost: x\r\n\r\n");
+    REQUIRE(idle.read_response()); // now an idle keep-alive connection
+    busy.send("GET /pending HTTP/1.1\r\nHost: x\r\n\r\n");
+    auto reply = held.take();
+    REQUIRE(reply);
+    CHECK(server->connections() == 2);
+
+    server->stop_accepting();
+    RawClient refused(server->port());
+    CHECK_FALSE(refused.connected());
+    CHECK(refused.connect_errno() == ECONNREFUSED);
+    CHECK(idle.wait_closed());
+
+    reply->send(text_response("answered"));
+    const auto response = busy.read_response();
+    REQUIRE(response);
+    CHECK(response->body == "answered");
+    CHECK(response->header("connection") == "close");
+    CHECK(busy.wait_closed());
+    CHECK(eventually([&] { return server->connections() == 0; }));
+}
+
+TEST_CASE("http server: start fails naming the address and port") {
+    auto first = start_server([](ServerRequest&, Reply reply) { reply.send({}); });
+    ServerOptions options;
+    options.port = first->port();
+    auto second = Server::start(options, [](ServerRequest&, Reply reply) { reply.send({}); });
+    REQUIRE_FALSE(second);
+    CHECK(second.error().code == ci::ErrorCode::Io);
+    CHECK(second.error().message ==
+          "listen on 127.0.0.1:" + std::to_string(first->port()) + ": Address already in use");
+    CHECK(second.error().native == EADDRINUSE);
+
+    options.address = "not-an-address";
+    auto invalid = Server::start(options, [](ServerRequest&, Reply reply) { reply.send({}); });
+    REQUIRE_FALSE(invalid);
+    CHECK(invalid.error().code == ci::ErrorCode::InvalidArgument);
+    CHECK(invalid.error().message.find("not-an-address") != std::string::npos);
+}
+
+TEST_CASE("http server: an idle keep-alive connection is closed after idle_timeout") {
+    ServerOptions options;
+    options.idle_timeout = 1s;
+    auto server =
+        start_server([](ServerRequest&, Reply reply) { reply.send(text_response("")); }, options);
+    RawClient client(server->port());
+    REQUIRE(client.connected());
+    client.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    REQUIRE(client.read_response());
+    const auto idle_since = std::chrono::steady_clock::now();
+    CHECK(client.wait_closed());
+    const auto idle_for = std::chrono::steady_clock::now() - idle_since;
+    CHECK(idle_for > 800ms);
+    CHECK(idle_for < 4s);
+    CHECK(eventually([&] { return server->connections() == 0; }));
+}
+
+TEST_CASE("http server: several I/O threads serve many concurrent clients") {
+    std::mutex workers_mutex;
+    std::vector<std::thread> workers;
+    ServerOptions options;
+    options.threads = 4;
+    auto server = start_server(
+        [&](ServerRequest& request, Reply reply) {
+            if (request.query.count("later") != 0) {
+                std::lock_guard lock(workers_mutex);
+                workers.emplace_back([reply, body = request.target]() mutable {
+                    reply.send(text_response(std::move(body)));
+                });
+            } else {
+                reply.send(text_response(request.target));
+            }
+        },
+        options);
+    std::atomic<int> wrong{0};
+    std::vector<std::thread> clients;
+    for (int c = 0; c < 6; ++c) {
+        clients.emplace_back([&, c] {
+            auto client = make_test_client();
+            for (int i = 0; i < 40; ++i) {
+                auto request = request_to(*server, "GET", "/c" + std::to_string(c));
+                request.query = "i=" + std::to_string(i) + (i % 3 == 0 ? "&later=1" : "");
+                auto response = client->send(request);
+                if (!response || response->body != request.path + "?" + request.query) {
+                    ++wrong;
+                }
+            }
+        });
+    }
+    for (auto& client : clients) {
+        client.join();
+    }
+    CHECK(wrong == 0);
+    std::lock_guard lock(workers_mutex);
+    CHECK(workers.size() == 6 * 14);
+    for (auto& worker : workers) {
+        worker.join();
+    }
+}

@@ -1,0 +1,198 @@
+// The master's pure parts: the worker protocol's messages and the dispatcher's choices.
+
+#include <doctest/doctest.h>
+
+#include <ci/core/crypto.h>
+#include <ci/master/protocol.h>
+
+#include "master/dispatch.h"
+
+namespace protocol = ci::master::protocol;
+using ci::master::Assignment;
+using ci::master::QueuedRequest;
+using ci::master::WorkerLoad;
+
+namespace {
+
+template <class T> T round_trip(const T& message) {
+    const auto line = protocol::encode(message);
+    REQUIRE(line.back() == '\n');
+    REQUIRE(line.find('\n') == line.size() - 1); // one line, whatever the text holds
+    auto decoded = protocol::decode(line);
+    REQUIRE(decoded.has_value());
+    REQUIRE(std::holds_alternative<T>(*decoded));
+    return std::get<T>(*decoded);
+}
+
+ci::config::Config two_builders() {
+    ci::config::Config config;
+    config.locks["aws-lock"] = ci::config::Lock{3};
+    config.locks["one"] = ci::config::Lock{1};
+    ci::config::Builder linux;
+    linux.repository = "app";
+    linux.workers = {"linux"};
+    linux.locks = {"aws-lock"};
+    config.builders["linux"] = linux;
+    ci::config::Builder serial = linux;
+    serial.locks = {"one"};
+    config.builders["serial"] = serial;
+    ci::config::Builder osx;
+    osx.repository = "app";
+    osx.workers = {"osx"};
+    config.builders["osx"] = osx;
+    return config;
+}
+
+} // namespace
+
+TEST_CASE("protocol: every message survives encode and decode") {
+    ci::build::BuildSpec spec;
+    spec.build_id = 42;
+    spec.builder = "linux";
+    spec.repository = "app";
+    spec.url = "git@github.com:o/app.git";
+    spec.branch = "feature/x";
+    spec.revision = "abc";
+    spec.merge_target = "master";
+    spec.timeout = std::chrono::seconds(90);
+    spec.properties = {{"reason", "push"}};
+    ci::build::StepSpec step;
+    step.name = "test";
+    step.command = {"/bin/sh", "-c", "make test \"$X\""};
+    step.env = {{"X", "1"}};
+    step.workdir = "build";
+    step.timeout = std::chrono::seconds(30);
+    step.grace = std::chrono::seconds(2);
+    step.halt_on_failure = false;
+    spec.steps = {step};
+    const auto build = round_trip(protocol::StartBuild{spec}).spec;
+    CHECK(build.build_id == 42);
+    CHECK(build.url == spec.url);
+    CHECK(build.branch == spec.branch);
+    CHECK(build.revision == "abc");
+    CHECK(build.merge_target == std::optional<std::string>("master"));
+    CHECK(build.timeout == std::chrono::seconds(90));
+    CHECK(build.properties == spec.properties);
+    REQUIRE(build.steps.size() == 1);
+    CHECK(build.steps[0] == step);
+
+    spec.merge_target.reset();
+    spec.steps[0].timeout.reset();
+    const auto no_target = round_trip(protocol::StartBuild{spec}).spec;
+    CHECK_FALSE(no_target.merge_target.has_value());
+    CHECK_FALSE(no_target.steps[0].timeout.has_value());
+
+    const std::string text = "line 1\nline \"2\"\t\x01 caf\xc3\xa9\n";
+    const auto chunk = round_trip(protocol::LogChunk{7, 2, 5, text});
+    CHECK(chunk.build == 7);
+    CHECK(chunk.step == 2);
+    CHECK(chunk.sequence == 5);
+    CHECK(chunk.text == text);
+
+    const auto hello = round_trip(protocol::Hello{"linux/0", "ab12", 3});
+    CHECK(hello.name == "linux/0");
+    CHECK(hello.proof == "ab12");
+    CHECK(hello.max_builds == 3);
+    CHECK(round_trip(protocol::Challenge{"n0nce"}).nonce == "n0nce");
+    CHECK(round_trip(protocol::Welcome{7}).heartbeat_seconds == 7);
+    CHECK(round_trip(protocol::Refused{"no"}).reason == "no");
+    const auto finished =
+        round_trip(protocol::StepFinished{3, 1, "failure", 2, "exited with status 2"});
+    CHECK(finished.exit_code == std::optional<int>(2));
+    CHECK(finished.description == "exited with status 2");
+    CHECK_FALSE(round_trip(protocol::StepFinished{3, 1, "exception", std::nullopt, ""})
+                    .exit_code.has_value());
+    const auto checked = round_trip(protocol::CheckedOut{3, "a", "b", "c"});
+    CHECK((checked.branch_tip + checked.target_tip + checked.merge_commit) == "abc");
+    CHECK(round_trip(protocol::BuildFinished{3, "success", ""}).result == "success");
+    CHECK(round_trip(protocol::StopBuild{9}).build == 9);
+    round_trip(protocol::Heartbeat{});
+    round_trip(protocol::Drain{});
+}
+
+TEST_CASE("protocol: bad lines are errors that say what is wrong") {
+    const auto error_of = [](std::string_view line) {
+        auto decoded = protocol::decode(line);
+        REQUIRE_FALSE(decoded.has_value());
+        CHECK(decoded.error().code == ci::ErrorCode::InvalidArgument);
+        return decoded.error().message;
+    };
+    CHECK(error_of("not json").find("not a JSON object") != std::string::npos);
+    CHECK(error_of("[1]").find("not a JSON object") != std::string::npos);
+    CHECK(error_of(R"({"name": "x"})").find("no \"type\"") != std::string::npos);
+    CHECK(error_of(R"({"type": "launch"})").find("unknown message type \"launch\"") !=
+          std::string::npos);
+    CHECK(error_of(R"({"type": "log", "build": 1, "step": 0, "seq": 0})")
+              .find("\"text\" is missing") != std::string::npos);
+    CHECK(error_of(R"({"type": "log", "build": "1", "step": 0, "seq": 0, "text": ""})")
+              .find("\"build\" is not an integer") != std::string::npos);
+    CHECK(error_of(R"({"type": "build", "build": 1, "builder": "b", "repository": "r",)"
+                   R"( "url": "u", "branch": "m", "steps": [{"name": "s", "command": "make"}]})")
+              .find("\"command\" is missing or not a list") != std::string::npos);
+}
+
+TEST_CASE("protocol: the proof is HMAC-SHA256 of the nonce under the secret") {
+    // RFC 4231 test case 2: key "Jefe", data "what do ya want for nothing?".
+    CHECK(protocol::proof("Jefe", "what do ya want for nothing?") ==
+          "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+    CHECK(protocol::proof("secret", "nonce-1") != protocol::proof("secret", "nonce-2"));
+}
+
+TEST_CASE("dispatch: classes, slots, the least busy worker, and counting locks") {
+    const auto config = two_builders();
+    SUBCASE("an idle worker before a busy one; only workers of the builder's classes") {
+        const std::vector<WorkerLoad> workers = {
+            {"linux/0", "linux", 2, 1, true},
+            {"linux/1", "linux", 2, 0, true},
+            {"osx/0", "osx", 4, 0, true},
+        };
+        const auto out = ci::master::assign({{1, "linux"}}, workers, {}, config);
+        CHECK(out == std::vector<Assignment>{{1, "linux/1"}});
+    }
+    SUBCASE("max_builds is respected and requests spread over workers") {
+        const std::vector<WorkerLoad> workers = {
+            {"linux/0", "linux", 1, 0, true},
+            {"linux/1", "linux", 1, 0, true},
+        };
+        const auto out =
+            ci::master::assign({{1, "linux"}, {2, "linux"}, {3, "linux"}}, workers, {}, config);
+        CHECK(out == std::vector<Assignment>{{1, "linux/0"}, {2, "linux/1"}});
+    }
+    SUBCASE("a counting lock of 3 admits three builds, however many workers are free") {
+        std::vector<WorkerLoad> workers;
+        for (int i = 0; i < 6; ++i) {
+            workers.push_back({"linux/" + std::to_string(i), "linux", 1, 0, true});
+        }
+        std::vector<QueuedRequest> queue;
+        for (int i = 1; i <= 5; ++i) {
+            queue.push_back({i, "linux"});
+        }
+        CHECK(ci::master::assign(queue, workers, {}, config).size() == 3);
+        CHECK(ci::master::assign(queue, workers, {{"aws-lock", 2}}, config).size() == 1);
+        CHECK(ci::master::assign(queue, workers, {{"aws-lock", 3}}, config).empty());
+    }
+    SUBCASE("a blocked request does not hold up a later one that can run") {
+        const std::vector<WorkerLoad> workers = {
+            {"linux/0", "linux", 2, 0, true},
+            {"osx/0", "osx", 1, 0, true},
+        };
+        const auto out = ci::master::assign(
+            {{1, "serial"}, {2, "serial"}, {3, "osx"}, {4, "nobody-builds-this"}},
+            workers,
+            {},
+            config);
+        CHECK(out == std::vector<Assignment>{{1, "linux/0"}, {3, "osx/0"}});
+    }
+    SUBCASE("a draining worker gets nothing") {
+        const std::vector<WorkerLoad> workers = {{"linux/0", "linux", 4, 0, false}};
+        CHECK(ci::master::assign({{1, "linux"}}, workers, {}, config).empty());
+    }
+    SUBCASE("ties go to the smaller share of slots, then the name") {
+        const std::vector<WorkerLoad> workers = {
+            {"linux/b", "linux", 2, 1, true},
+            {"linux/a", "linux", 4, 1, true},
+        };
+        CHECK(ci::master::assign({{1, "linux"}}, workers, {}, config) ==
+              std::vector<Assignment>{{1, "linux/a"}});
+    }
+}

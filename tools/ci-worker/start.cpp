@@ -1,0 +1,147 @@
+// `ci-worker start --master HOST:PORT --name NAME [--secret-file FILE] [options]`
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <thread>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include <ci/core/log.h>
+#include <ci/master/worker.h>
+
+#include "ci-worker/commands.h"
+#include "common/signals.h"
+
+namespace ci::tools::worker {
+
+namespace {
+
+struct StartCommand {
+    std::string master;
+    std::string name;
+    std::string secret_file;
+    std::string work_dir = "ci-worker";
+    std::string cache_dir;
+    int max_builds = 1;
+};
+
+constexpr const char* secret_variable = "CI_WORKER_SECRET";
+
+// The secret: from --secret-file (its first line), else from $CI_WORKER_SECRET, which is then
+// removed from the environment so that no build step sees it.
+Result<std::string> read_secret(const StartCommand& command) {
+    if (!command.secret_file.empty()) {
+        std::ifstream in(command.secret_file);
+        if (!in) {
+            return fail(ErrorCode::NotFound,
+                        fmt::format("cannot read the secret file {}", command.secret_file));
+        }
+        std::string secret;
+        std::getline(in, secret);
+        if (secret.empty()) {
+            return fail(ErrorCode::InvalidArgument,
+                        fmt::format("the secret file {} is empty", command.secret_file));
+        }
+        return secret;
+    }
+    if (const char* value = std::getenv(secret_variable); value != nullptr && *value != '\0') {
+        std::string secret = value;
+        ::unsetenv(secret_variable);
+        return secret;
+    }
+    return fail(ErrorCode::InvalidArgument,
+                fmt::format("no secret: give --secret-file FILE or set ${}", secret_variable));
+}
+
+int run_start(const StartCommand& command) {
+    const auto colon = command.master.rfind(':');
+    int port = 0;
+    if (colon == std::string::npos ||
+        !(std::istringstream(command.master.substr(colon + 1)) >> port) || port < 1 ||
+        port > 65535) {
+        std::fprintf(
+            stderr, "error: --master must be HOST:PORT, got \"%s\"\n", command.master.c_str());
+        return ExitUsage;
+    }
+    auto secret = read_secret(command);
+    if (!secret) {
+        print_error(secret.error());
+        return ExitUsage;
+    }
+    (void)log::add_secret(*secret);
+    ci::master::WorkerOptions options;
+    options.host = command.master.substr(0, colon);
+    if (options.host.starts_with('[') && options.host.ends_with(']')) {
+        options.host = options.host.substr(1, options.host.size() - 2);
+    }
+    options.port = static_cast<std::uint16_t>(port);
+    options.name = command.name;
+    options.secret = std::move(*secret);
+    options.max_builds = command.max_builds;
+    options.runner.work_root = command.work_dir;
+    options.runner.cache_dir = command.cache_dir.empty()
+                                   ? std::filesystem::path(command.work_dir) / "cache"
+                                   : std::filesystem::path(command.cache_dir);
+    if (const char* token = std::getenv("CI_GIT_TOKEN")) {
+        options.runner.git_token = token;
+        (void)log::add_secret(options.runner.git_token);
+    }
+    if (const char* key = std::getenv("CI_GIT_SSH_KEY")) {
+        options.runner.ssh_key = key;
+    }
+    block_stop_signals();
+    std::stop_source drain;
+    std::thread([&drain] {
+        const int signal = wait_for_stop_signal();
+        log::info("signal {} received: finishing the running builds, then exiting", signal);
+        drain.request_stop();
+    }).detach();
+    auto status = ci::master::run_worker(options, drain.get_token());
+    if (!status) {
+        print_error(status.error());
+        return status.error().code == ErrorCode::PermissionDenied ? ExitFailure : ExitError;
+    }
+    return ExitOk;
+}
+
+} // namespace
+
+void setup_start(CLI::App& app, Runner& runner) {
+    auto command = std::make_shared<StartCommand>();
+    auto* sub = app.add_subcommand(
+        "start",
+        "Connect to a master and run the builds it sends, until SIGTERM or SIGINT. The worker\n"
+        "connects out (it needs no inbound port), proves its secret without sending it\n"
+        "(HMAC of a one-time challenge), sends heartbeats, and reconnects with a growing delay\n"
+        "when the connection drops (its running builds stop then; the master retries them).\n"
+        "On SIGTERM it takes no new builds, finishes the running ones, and exits.\n"
+        "Secrets come from files or the environment, never from arguments: the worker's secret\n"
+        "from --secret-file or $CI_WORKER_SECRET (removed from the environment), git\n"
+        "credentials from $CI_GIT_TOKEN (HTTPS) and $CI_GIT_SSH_KEY (key file; otherwise the\n"
+        "SSH agent). Build steps see none of them.\n"
+        "Exit status: 0 stopped by a signal, 1 the master refused the name or secret, 2 usage,\n"
+        "3 an error.");
+    sub->add_option("--master", command->master, "The master's worker port: HOST:PORT")->required();
+    sub->add_option("--name", command->name, "This worker's name in the master's config: CLASS/I")
+        ->required();
+    sub->add_option("--secret-file",
+                    command->secret_file,
+                    "A file whose first line is this worker's password (else $CI_WORKER_SECRET)");
+    sub->add_option("--work-dir", command->work_dir, "Where builds run (one directory per builder)")
+        ->default_str("ci-worker");
+    sub->add_option("--cache-dir", command->cache_dir, "Git mirrors (default: WORK_DIR/cache)");
+    sub->add_option("--max-builds",
+                    command->max_builds,
+                    "Builds at once this worker reports (the master's config decides)")
+        ->default_str("1")
+        ->check(CLI::Range(1, 10000));
+    sub->callback([&runner, command] { runner = [command] { return run_start(*command); }; });
+}
+
+} // namespace ci::tools::worker
