@@ -410,6 +410,7 @@ TEST_CASE("http server: keep-alive serves one request after another on one conne
         CHECK(last->body == "/last");
         CHECK(last->header("connection") == "close");
         CHECK(client.wait_closed());
+        client.close(); // the server lingers until the client closes too
         CHECK(eventually([&] { return server->connections() == 0; }));
         CHECK(handled == 4);
     }
@@ -816,6 +817,7 @@ TEST_CASE("http server: stop_accepting refuses new connections and finishes requ
     CHECK(response->body == "answered");
     CHECK(response->header("connection") == "close");
     CHECK(busy.wait_closed());
+    busy.close();
     CHECK(eventually([&] { return server->connections() == 0; }));
 }
 

@@ -474,3 +474,92 @@ TEST_CASE("store: an older schema is migrated when opened") {
     sqlite3_finalize(statement);
     sqlite3_close(db);
 }
+
+TEST_CASE("store: webhook deliveries are stored with their changes, or not at all") {
+    ci::test::TempDir dir;
+    const auto path = dir / "state.sqlite";
+    {
+        auto store = open(path);
+        ci::sched::Change change;
+        change.id = 1;
+        change.repository = "app";
+        change.branch = "feature";
+        change.revision = "abc";
+        change.when = t0;
+        REQUIRE_OK(store->write({ci::store::Batch{{change}, {}, {"delivery-1"}}}, t0));
+        // A batch that fails (the same change id again) rolls its delivery back too.
+        CHECK_FALSE(store->write({ci::store::Batch{{change}, {}, {"delivery-2"}}}, t0 + 1h));
+    }
+    auto store = open(path);
+    auto seen = store->deliveries_since(t0 - 1h);
+    REQUIRE_OK(seen);
+    CHECK(*seen == std::vector<std::string>{"delivery-1"});
+    CHECK(store->deliveries_since(t0 + 1s)->empty());
+    auto changes = store->recent_changes(10);
+    REQUIRE_OK(changes);
+    REQUIRE(changes->size() == 1);
+    CHECK((*changes)[0].revision == "abc");
+}
+
+TEST_CASE("store: builds are listed newest first; a restart ends unfinished ones as retry") {
+    ci::test::TempDir dir;
+    const auto path = dir / "state.sqlite";
+    std::int64_t running_build = 0;
+    std::int64_t done_build = 0;
+    {
+        auto store = open(path);
+        REQUIRE_OK(store->write(
+            {ci::store::Batch{
+                {},
+                {request_for("tests", "a"), request_for("tests", "b"), request_for("docs", "c")},
+                {}}},
+            t0));
+        auto first = store->claim({"tests"}, "master");
+        auto second = store->claim({"tests"}, "master");
+        REQUIRE_OK(first);
+        REQUIRE_OK(second);
+        auto a = store->start_build((*first)->id, "tests", "w/0", t0);
+        auto b = store->start_build((*second)->id, "tests", "w/1", t0 + 1s);
+        REQUIRE_OK(a);
+        REQUIRE_OK(b);
+        done_build = *a;
+        running_build = *b;
+        auto finished = *store->build(done_build);
+        finished->finished = t0 + 5s;
+        finished->result = "success";
+        REQUIRE_OK(store->update_build(*finished));
+        REQUIRE_OK(store->finish((*first)->id, ci::store::RequestState::Completed));
+        // The master dies here: build b runs, its request is claimed.
+    }
+    auto store = open(path);
+    ci::store::BuildQuery query;
+    query.builder = "tests";
+    auto listed = store->builds(query);
+    REQUIRE_OK(listed);
+    REQUIRE(listed->size() == 2);
+    CHECK((*listed)[0].id == running_build);
+    CHECK((*listed)[1].id == done_build);
+    query.unfinished_only = true;
+    CHECK(store->builds(query)->size() == 1);
+    query.builder = "docs";
+    CHECK(store->builds(query)->empty());
+
+    auto ended = store->recover_unfinished(t0 + 1min);
+    REQUIRE_OK(ended);
+    CHECK(*ended == 1);
+    auto lost = *store->build(running_build);
+    CHECK(lost->result == "retry");
+    CHECK(lost->finished == std::optional(t0 + 1min));
+    CHECK((*store->build(done_build))->result == "success");
+    // Its request is pending again, ahead of the one that never ran.
+    auto pending = store->requests(ci::store::RequestState::Pending);
+    REQUIRE_OK(pending);
+    REQUIRE(pending->size() == 2);
+    CHECK(pending->front().request.revision == "b");
+    CHECK(pending->front().claimed_by.empty());
+    CHECK(*store->recover_unfinished(t0 + 2min) == 0);
+    auto one = store->request(pending->front().id);
+    REQUIRE_OK(one);
+    CHECK((*one)->state == ci::store::RequestState::Pending);
+    CHECK_FALSE(store->request(9999)->has_value());
+}

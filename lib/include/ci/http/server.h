@@ -140,8 +140,9 @@ struct ServerOptions {
 class Server {
 public:
     /// Binds and starts serving on its own threads. Fails with InvalidArgument for an address
-    /// that is not an IP address, and with Io (native: errno) when the socket cannot listen,
-    /// naming the address and port ("listen on 127.0.0.1:8010: Address already in use").
+    /// that is not an IP address or an empty handler, and with Io (native: errno) when the socket
+    /// cannot listen, naming the address and port ("listen on 127.0.0.1:8010: Address already in
+    /// use").
     [[nodiscard]] static Result<std::unique_ptr<Server>> start(ServerOptions options,
                                                                Handler handler);
 
@@ -160,7 +161,8 @@ public:
     /// they finish, and idle keep-alive connections are closed.
     void stop_accepting();
 
-    /// Connections open now (for tests and /metrics).
+    /// Connections open now (for tests and /metrics), counting one that sent its last response
+    /// and waits (up to 2 s) for its client to close.
     [[nodiscard]] std::size_t connections() const;
 
     /// The server's state (defined by the implementation).
