@@ -18,6 +18,7 @@
 
 #include "build/steps.h"
 #include "support/git_cli.h"
+#include "support/origin.h"
 #include "support/temp_dir.h"
 
 namespace {
@@ -25,36 +26,7 @@ namespace {
 using ci::test::git;
 using namespace std::chrono_literals;
 
-// An origin with master (a.txt, b.txt) and a feature branch that changes b.txt; master then
-// moves on and changes a.txt: feature merges forward onto master without conflict.
-struct Origin {
-    ci::test::TempDir dir{"libci-runner"};
-    std::filesystem::path repo = dir / "origin";
-    std::string feature_tip;
-    std::string master_tip;
-
-    Origin() {
-        std::filesystem::create_directories(repo);
-        git(repo, {"init", "-q", "-b", "master"});
-        ci::test::write_file(repo / "a.txt", "a1\n");
-        ci::test::write_file(repo / "b.txt", "b1\n");
-        commit("base");
-        git(repo, {"checkout", "-q", "-b", "feature"});
-        ci::test::write_file(repo / "b.txt", "b2 from feature\n");
-        feature_tip = commit("feature work");
-        git(repo, {"checkout", "-q", "master"});
-        ci::test::write_file(repo / "a.txt", "a2 from master\n");
-        master_tip = commit("master work");
-    }
-
-    std::string commit(const std::string& message) {
-        git(repo, {"add", "-A"});
-        git(repo, {"commit", "-q", "-m", message});
-        return git(repo, {"rev-parse", "HEAD"});
-    }
-
-    [[nodiscard]] std::string url() const { return "file://" + repo.string(); }
-};
+using ci::test::Origin;
 
 // Everything the observer saw, in order.
 struct Recorder {

@@ -19,6 +19,7 @@
 
 #include "support/background_process.h"
 #include "support/git_cli.h"
+#include "support/origin.h"
 #include "support/require_ok.h"
 #include "support/temp_dir.h"
 
@@ -26,39 +27,7 @@ namespace {
 
 using ci::test::git;
 
-// An origin with master (a.txt, b.txt) and a feature branch that changes b.txt; master then
-// moves on and changes a.txt.
-struct Origin {
-    ci::test::TempDir dir;
-    std::filesystem::path repo = dir / "origin";
-    std::string feature_tip;
-    std::string master_tip;
-
-    Origin() {
-        std::filesystem::create_directories(repo);
-        git(repo, {"init", "-q", "-b", "master"});
-        ci::test::write_file(repo / "a.txt", "a1\n");
-        ci::test::write_file(repo / "b.txt", "b1\n");
-        ci::test::write_file(repo / ".gitignore", "*.log\n");
-        commit("base");
-        git(repo, {"checkout", "-q", "-b", "feature"});
-        ci::test::write_file(repo / "b.txt", "b2 from feature\n");
-        feature_tip = commit("feature work");
-        git(repo, {"checkout", "-q", "master"});
-        ci::test::write_file(repo / "a.txt", "a2 from master\n");
-        master_tip = commit("master work");
-    }
-
-    std::string commit(const std::string& message) {
-        git(repo, {"add", "-A"});
-        git(repo,
-            {"commit", "-q", "-m", message},
-            {{"GIT_COMMITTER_DATE", "1795510800 +0100"}, {"GIT_AUTHOR_DATE", "1795510800 +0100"}});
-        return git(repo, {"rev-parse", "HEAD"});
-    }
-
-    [[nodiscard]] std::string url() const { return "file://" + repo.string(); }
-};
+using ci::test::Origin;
 
 ci::git::CheckoutOptions options_for(const Origin& origin,
                                      const std::filesystem::path& cache,
