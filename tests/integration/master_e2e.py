@@ -12,6 +12,8 @@ Python's own hmac (not libci's); the REST API read with urllib. Checked:
   other worker;
 - a log followed live (chunked text and Server-Sent Events) until the step ends;
 - forcing a build needs the config's auth; /metrics counts results;
+- a latent worker logs in once with a one-time token (reuse refused), and after its connection
+  was dropped logs in again with the secret its welcome gave it;
 - the master killed with -9 while requests wait and a build runs: after a restart the requests
   are still there and run, and the interrupted build ends "retry";
 - SIGTERM: the master lets the running build finish, then exits 0.
@@ -118,16 +120,22 @@ class Master:
 
 
 class Worker:
-    def __init__(self, tmp, master, index):
-        self.name = f"remote/{index}"
-        secret_file = os.path.join(tmp, f"worker{index}.secret")
-        with open(secret_file, "w") as out:
-            out.write(PASSWORDS[index] + "\n")
-        self.log = open(os.path.join(tmp, f"worker{index}.log"), "a")
-        self.process = subprocess.Popen(
-            [WORKER, "start", "--master", f"127.0.0.1:{master.worker_port}", "--name", self.name,
-             "--secret-file", secret_file, "--work-dir", os.path.join(tmp, f"worker{index}")],
-            cwd=tmp, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+    def __init__(self, tmp, master, index, name=None, token=None):
+        self.name = name or f"remote/{index}"
+        command = [WORKER, "start", "--master", f"127.0.0.1:{master.worker_port}", "--name",
+                   self.name, "--work-dir", os.path.join(tmp, f"worker{index}")]
+        env = dict(os.environ)
+        if token:
+            env["CI_WORKER_SECRET"] = token  # the environment, as a latent worker gets it
+        else:
+            secret_file = os.path.join(tmp, f"worker{index}.secret")
+            with open(secret_file, "w") as out:
+                out.write(PASSWORDS[index] + "\n")
+            command += ["--secret-file", secret_file]
+        self.log_path = os.path.join(tmp, f"worker{index}.log")
+        self.log = open(self.log_path, "a")
+        self.process = subprocess.Popen(command, cwd=tmp, env=env, stdout=self.log,
+                                        stderr=subprocess.STDOUT, start_new_session=True)
 
     def kill(self, sig=signal.SIGKILL):
         try:
@@ -198,6 +206,7 @@ auth: {{user: {AUTH[0]}, password: "{AUTH[1]}"}}
 github: {{webhook_secret: "{SECRET}"}}
 slaves:
   remote: {{passwords: ["{PASSWORDS[0]}", "{PASSWORDS[1]}"], max_builds: 2}}
+  latent: {{ami: ci-image, slaves: 2}}
 repositories:
   demo: {{url: "{origin}"}}
 locks:
@@ -369,6 +378,41 @@ schedulers:
               'ci_builds_finished_total{builder="tests",result="retry"} 1' in metrics and
               "ci_build_duration_seconds_bucket" in metrics,
               "/metrics counts results and durations")
+
+        # Latent workers: a one-time token, then a secret that changes at every login.
+        status, answer = master.post("/api/v1/workers/tokens", b'{"class": "latent"}')
+        check(status == 401, f"a token needs the config's auth ({status})")
+        status, answer = master.post("/api/v1/workers/tokens", b'{"class": "remote"}', auth=AUTH)
+        check(status == 400 and "not an EC2 worker class" in answer["error"],
+              "no tokens for static classes")
+        status, issued = master.post("/api/v1/workers/tokens", b'{"class": "latent"}', auth=AUTH)
+        check(status == 201 and issued["name"].startswith("latent/") and len(issued["token"]) == 64,
+              f"a one-time token for a latent worker: {issued.get('name')}")
+
+        def connected(name):
+            return any(w["name"] == name and w["connected"]
+                       for w in master.get("/api/v1/workers")["workers"])
+
+        latent = Worker(tmp, master, 5, name=issued["name"], token=issued["token"])
+        wait_for("the latent worker", lambda: connected(issued["name"]), 30)
+        check(True, "the latent worker logged in with its token")
+        again = Worker(tmp, master, 6, name=issued["name"], token=issued["token"])
+        code = again.process.wait(timeout=30)
+        check(code == 1 and "refused" in open(again.log_path).read(),
+              f"the same token a second time is refused (exit {code})")
+        # Silence it past three heartbeats: the master drops it; awake, it logs in again with
+        # the secret its welcome gave it (the token is spent).
+        os.killpg(latent.process.pid, signal.SIGSTOP)
+        wait_for("the master to drop the silent worker", lambda: not connected(issued["name"]), 30)
+        os.killpg(latent.process.pid, signal.SIGCONT)
+        wait_for("the latent worker to log in again", lambda: connected(issued["name"]), 30)
+        check(open(latent.log_path).read().count("connected to the master") == 2,
+              "after being dropped, the latent worker logged in again with its next secret")
+        latent.kill()
+        logs = "".join(open(os.path.join(tmp, n)).read() for n in os.listdir(tmp)
+                       if n.endswith(".log"))
+        check(issued["token"] not in logs and PASSWORDS[0] not in logs and SECRET not in logs,
+              "no log shows a token, a password or the webhook secret")
 
         # kill -9 with a build running and requests waiting.
         os.remove(release)

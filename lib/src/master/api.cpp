@@ -565,6 +565,7 @@ void MasterState::handle_http(http::ServerRequest& request, http::Reply reply) {
                       "/api/v1/builds/{id}/steps/{n}/log?follow=1",
                       "/api/v1/builds/{id}/steps/{n}/events",
                       "/api/v1/workers",
+                      "/api/v1/workers/tokens (POST)",
                       "/healthz",
                       "/metrics"})
             .end();
@@ -859,6 +860,38 @@ void MasterState::handle_http(http::ServerRequest& request, http::Reply reply) {
             run->second.followers[step].push_back(Follower{std::move(stream), events});
             return;
         }
+    }
+    if (what == "workers" && parts.size() == 2 && parts[1] == "tokens" && post) {
+        rapidjson::Document body;
+        body.Parse(request.body.data(), request.body.size());
+        const auto member = [&](const char* key) -> std::string {
+            if (body.HasParseError() || !body.IsObject()) {
+                return {};
+            }
+            const auto found = body.FindMember(key);
+            return found != body.MemberEnd() && found->value.IsString()
+                       ? std::string(found->value.GetString(), found->value.GetStringLength())
+                       : std::string();
+        };
+        const auto worker_class = member("class");
+        if (worker_class.empty()) {
+            reply.send(error_response(400, "the body must be {\"class\": \"<EC2 worker class>\"}"));
+            return;
+        }
+        auto issued = issue_worker_token(worker_class, member("name"), std::chrono::minutes(15));
+        if (!issued) {
+            reply.send(error_response(issued.error().code == ErrorCode::Conflict ? 409 : 400,
+                                      issued.error().message));
+            return;
+        }
+        Json json;
+        json.begin()
+            .field("name", issued->name)
+            .field("token", issued->token)
+            .time("expires", issued->expires)
+            .end();
+        reply.send(json_response(201, json.text()));
+        return;
     }
     if (what == "workers" && parts.size() == 1 && get) {
         auto stored = store->workers();

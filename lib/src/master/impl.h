@@ -106,6 +106,24 @@ struct MasterState {
     };
     std::map<std::string, StaticWorker> static_workers;
 
+    // Latent (EC2) workers: the one-time token, then the secret each login hands out for the
+    // next one (the previous secret stays valid until the new one is used, in case the welcome
+    // that carried it was lost).
+    struct LatentCredential {
+        std::string worker_class;
+        int max_builds = 1;
+        std::string secret;
+        std::string previous;
+        std::optional<WallTime> expires; // set while the one-time token is unused
+    };
+    struct LatentLogin {
+        std::string worker_class;
+        int max_builds = 1;
+        std::string next_secret;
+    };
+    std::mutex credentials_mutex;
+    std::map<std::string, LatentCredential> latent_credentials;
+
     std::mutex mutex;
     std::condition_variable changed; // dispatch needed, a build ended, stopping
     bool dispatch_needed = true;
@@ -146,6 +164,12 @@ struct MasterState {
     finish_build_locked(std::int64_t build, const std::string& result, const std::string& message);
     void stop_build(std::int64_t build, const std::string& who);
     void shutdown();
+    Result<WorkerToken> issue_worker_token(const std::string& worker_class,
+                                           std::string name_suffix,
+                                           std::chrono::seconds lifetime);
+    // Checks the hello of a worker that is not a static one; nullopt when refused.
+    std::optional<LatentLogin>
+    latent_login(const std::string& name, const std::string& proof, const std::string& nonce);
 
     // api.cpp
     void handle_http(http::ServerRequest& request, http::Reply reply);

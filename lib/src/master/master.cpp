@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include <ci/build/runner.h>
+#include <ci/core/crypto.h>
 #include <ci/core/log.h>
 #include <ci/git/merge.h>
 #include <ci/sched/poller.h>
@@ -609,6 +610,85 @@ void MasterState::stop_build(std::int64_t build_id, const std::string& who) {
     }
 }
 
+Result<WorkerToken> MasterState::issue_worker_token(const std::string& worker_class,
+                                                    std::string name_suffix,
+                                                    std::chrono::seconds lifetime) {
+    const auto found = config.slaves.find(worker_class);
+    const auto* ec2 =
+        found == config.slaves.end() ? nullptr : std::get_if<config::Ec2Workers>(&found->second);
+    if (ec2 == nullptr) {
+        return fail(ErrorCode::InvalidArgument,
+                    fmt::format("\"{}\" is not an EC2 worker class of the config (slaves.<class> "
+                                "with ami); static workers log in with their passwords",
+                                worker_class));
+    }
+    auto token = crypto::random_token(32);
+    if (!token) {
+        return fail(token.error());
+    }
+    if (name_suffix.empty()) {
+        auto random = crypto::random_token(4);
+        if (!random) {
+            return fail(random.error());
+        }
+        name_suffix = std::move(*random);
+    }
+    if (name_suffix.find('/') != std::string::npos) {
+        return fail(ErrorCode::InvalidArgument, "a worker name suffix has no '/'");
+    }
+    (void)log::add_secret(*token);
+    WorkerToken issued{fmt::format("{}/{}", worker_class, name_suffix), *token, now() + lifetime};
+    {
+        const std::lock_guard lock(credentials_mutex);
+        if (latent_credentials.contains(issued.name) || static_workers.contains(issued.name)) {
+            return fail(ErrorCode::Conflict,
+                        fmt::format("worker {} already has credentials", issued.name));
+        }
+        latent_credentials.emplace(
+            issued.name,
+            LatentCredential{worker_class, ec2->max_builds, *token, {}, issued.expires});
+    }
+    log::info(
+        "one-time token issued for worker {} (valid for {} s)", issued.name, lifetime.count());
+    return issued;
+}
+
+std::optional<MasterState::LatentLogin> MasterState::latent_login(const std::string& name,
+                                                                  const std::string& proof,
+                                                                  const std::string& nonce) {
+    const std::lock_guard lock(credentials_mutex);
+    const auto found = latent_credentials.find(name);
+    if (found == latent_credentials.end()) {
+        return std::nullopt;
+    }
+    auto& credential = found->second;
+    if (credential.expires && *credential.expires < now()) {
+        log::warn("worker {}: its one-time token expired unused", name);
+        latent_credentials.erase(found);
+        return std::nullopt;
+    }
+    const bool current =
+        crypto::constant_time_equal(proof, protocol::proof(credential.secret, nonce));
+    const bool previous =
+        !credential.previous.empty() &&
+        crypto::constant_time_equal(proof, protocol::proof(credential.previous, nonce));
+    if (!current && !previous) {
+        return std::nullopt;
+    }
+    auto next = crypto::random_token(32);
+    if (!next) {
+        log::error("worker {}: {}", name, next.error().message);
+        return std::nullopt;
+    }
+    (void)log::add_secret(*next);
+    // The secret just used stays valid until the new one is, in case this welcome is lost; a
+    // used one-time token does not.
+    credential.previous = credential.expires ? std::string() : credential.secret;
+    credential.secret = *next;
+    credential.expires.reset();
+    return LatentLogin{credential.worker_class, credential.max_builds, *next};
+}
+
 void MasterState::shutdown() {
     std::call_once(shutdown_once, [this] {
         log::info("shutting down: no new webhooks, workers or builds");
@@ -706,6 +786,12 @@ std::uint16_t Master::worker_port() const {
 
 void Master::shutdown() {
     state_->shutdown();
+}
+
+Result<WorkerToken> Master::issue_worker_token(const std::string& worker_class,
+                                               std::string name_suffix,
+                                               std::chrono::seconds lifetime) {
+    return state_->issue_worker_token(worker_class, std::move(name_suffix), lifetime);
 }
 
 } // namespace ci::master

@@ -92,6 +92,9 @@ struct Encoder {
     void operator()(const Welcome& m) const {
         field(w, "type", "welcome");
         field(w, "heartbeat_seconds", std::int64_t{m.heartbeat_seconds});
+        if (!m.next_secret.empty()) {
+            field(w, "next_secret", m.next_secret);
+        }
     }
     void operator()(const Refused& m) const {
         field(w, "type", "refused");
@@ -345,7 +348,10 @@ Result<Message> decode(std::string_view line) {
         return r.done(std::move(m));
     }
     if (type == "welcome") {
-        return r.done(Welcome{r.small("heartbeat_seconds")});
+        Welcome m;
+        m.heartbeat_seconds = r.small("heartbeat_seconds");
+        m.next_secret = r.text("next_secret", false);
+        return r.done(std::move(m));
     }
     if (type == "refused") {
         return r.done(Refused{r.text("reason")});

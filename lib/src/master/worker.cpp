@@ -316,6 +316,9 @@ Status run_worker(const WorkerOptions& options, std::stop_token drain) {
     std::mt19937_64 random(std::random_device{}());
     std::chrono::milliseconds delay(500);
     int failures = 0;
+    // A latent worker's one-time token is replaced at each login by the secret the master
+    // hands out for the next one.
+    std::string secret = options.secret;
     while (!drain.stop_requested()) {
         auto connected = connect_to(options.host, options.port);
         Result<std::chrono::seconds> welcomed = fail(ErrorCode::Io, "not connected");
@@ -332,7 +335,7 @@ Status run_worker(const WorkerOptions& options, std::stop_token drain) {
                 }
                 const auto& nonce = std::get<protocol::Challenge>(*challenge).nonce;
                 connection.send(protocol::Hello{
-                    options.name, protocol::proof(options.secret, nonce), options.max_builds});
+                    options.name, protocol::proof(secret, nonce), options.max_builds});
                 line = connection.read_line(std::chrono::seconds(30));
                 if (!line) {
                     return fail(line.error());
@@ -352,6 +355,10 @@ Status run_worker(const WorkerOptions& options, std::stop_token drain) {
                 const auto* welcome = std::get_if<protocol::Welcome>(&*answer);
                 if (welcome == nullptr) {
                     return fail(ErrorCode::Io, "the master answered the hello with something else");
+                }
+                if (!welcome->next_secret.empty()) {
+                    (void)log::add_secret(welcome->next_secret);
+                    secret = welcome->next_secret;
                 }
                 return std::chrono::seconds(std::max(1, welcome->heartbeat_seconds));
             }();

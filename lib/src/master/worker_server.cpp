@@ -103,27 +103,40 @@ private:
             refuse("the first message must be a hello");
             return false;
         }
+        if (hello->protocol != protocol::version) {
+            refuse(fmt::format(
+                "protocol {} is not this master's {}", hello->protocol, protocol::version));
+            return false;
+        }
         const auto found = master_.static_workers.find(hello->name);
+        std::string worker_class;
+        int max_builds = 1;
+        std::string next_secret;
+        if (found != master_.static_workers.end() &&
+            crypto::constant_time_equal(hello->proof,
+                                        protocol::proof(found->second.password, nonce_))) {
+            worker_class = found->second.worker_class;
+            max_builds = found->second.max_builds;
+        } else if (found == master_.static_workers.end()) {
+            if (auto latent = master_.latent_login(hello->name, hello->proof, nonce_)) {
+                worker_class = latent->worker_class;
+                max_builds = latent->max_builds;
+                next_secret = std::move(latent->next_secret);
+            }
+        }
         // The same answer for an unknown name and a wrong secret: a scanner learns nothing.
-        if (found == master_.static_workers.end() ||
-            !crypto::constant_time_equal(hello->proof,
-                                         protocol::proof(found->second.password, nonce_))) {
+        if (worker_class.empty()) {
             log::warn("worker connection from {}: refused \"{}\": unknown worker or wrong secret",
                       peer_,
                       hello->name);
             refuse("unknown worker or wrong secret");
             return false;
         }
-        if (hello->protocol != protocol::version) {
-            refuse(fmt::format(
-                "protocol {} is not this master's {}", hello->protocol, protocol::version));
-            return false;
-        }
         name_ = hello->name;
-        write_line(protocol::encode(protocol::Welcome{static_cast<int>(heartbeat_.count())}));
+        write_line(protocol::encode(
+            protocol::Welcome{static_cast<int>(heartbeat_.count()), std::move(next_secret)}));
         log::info("worker {} connected from {}", name_, peer_);
-        master_.worker_connected(
-            name_, found->second.worker_class, found->second.max_builds, false, shared_from_this());
+        master_.worker_connected(name_, worker_class, max_builds, false, shared_from_this());
         return true;
     }
 

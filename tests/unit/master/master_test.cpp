@@ -94,7 +94,10 @@ TEST_CASE("protocol: every message survives encode and decode") {
     CHECK(hello.proof == "ab12");
     CHECK(hello.max_builds == 3);
     CHECK(round_trip(protocol::Challenge{"n0nce"}).nonce == "n0nce");
-    CHECK(round_trip(protocol::Welcome{7}).heartbeat_seconds == 7);
+    const auto welcome = round_trip(protocol::Welcome{7, "next"});
+    CHECK(welcome.heartbeat_seconds == 7);
+    CHECK(welcome.next_secret == "next");
+    CHECK(round_trip(protocol::Welcome{7, ""}).next_secret.empty());
     CHECK(round_trip(protocol::Refused{"no"}).reason == "no");
     const auto finished =
         round_trip(protocol::StepFinished{3, 1, "failure", 2, "exited with status 2"});

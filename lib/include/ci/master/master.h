@@ -54,6 +54,15 @@ struct MasterOptions {
     const Clock* clock = nullptr;
 };
 
+/// A one-time registration token for a worker of an EC2 latent class (`slaves.<class>` with
+/// `ami`): the worker logs in once with it (`ci-worker start --name NAME`, the token as its
+/// secret); from then on each login gives it the secret for its next one.
+struct WorkerToken {
+    std::string name;                              ///< the worker's name: "<class>/<suffix>"
+    std::string token;                             ///< a secret: 64 hex characters from the CSPRNG
+    std::chrono::system_clock::time_point expires; ///< unused after this, it is refused
+};
+
 /// A running master. Create with start(); destroying it shuts it down (see shutdown()).
 class Master {
 public:
@@ -71,6 +80,16 @@ public:
     [[nodiscard]] std::uint16_t web_port() const;
     /// The bound worker port.
     [[nodiscard]] std::uint16_t worker_port() const;
+
+    /// Issues a one-time token for a new worker of the EC2 latent class `worker_class`, named
+    /// "<class>/<name_suffix>" (a random suffix when empty; an EC2 pool passes the instance id).
+    /// Fails with InvalidArgument for a class that is not an EC2 class of the config. Tokens
+    /// live in the master's memory: a restarted master forgets them (and the workers that used
+    /// them must be started again).
+    [[nodiscard]] Result<WorkerToken>
+    issue_worker_token(const std::string& worker_class,
+                       std::string name_suffix = {},
+                       std::chrono::seconds lifetime = std::chrono::minutes(15));
 
     /// Stops gracefully: no new connections, webhooks or builds; running builds get up to
     /// `shutdown_grace` to finish, then are stopped and their requests queued again; everything

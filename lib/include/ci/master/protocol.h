@@ -9,7 +9,9 @@
 /// 2. worker → master: Hello with its name and proof = hex HMAC-SHA256(secret, nonce): the
 ///    secret itself never crosses the network, and a recorded proof is useless for the next
 ///    connection;
-/// 3. master → worker: Welcome (with the heartbeat interval) or Refused, then it closes;
+/// 3. master → worker: Welcome (with the heartbeat interval) or Refused, then it closes. A
+///    latent worker's first secret is a one-time token; its Welcome carries the secret that its
+///    next connection must prove (so a token in an instance's user-data is worthless once used);
 /// 4. then, in any order: Heartbeat (worker, every interval: a worker silent for three intervals
 ///    is lost), StartBuild / StopBuild (master), and the build's progress (worker): CheckedOut,
 ///    StepStarted, LogChunk (numbered per step, so that a chunk sent twice is stored once),
@@ -45,6 +47,9 @@ struct Hello {
 };
 struct Welcome {
     int heartbeat_seconds = 10;
+    /// For a worker that logged in with a one-time token (EC2 latent workers): the secret its
+    /// next connection proves instead, new at every login. Empty for static workers.
+    std::string next_secret;
 };
 struct Refused {
     std::string reason;
