@@ -3,7 +3,8 @@
 # repository with master and feature branches, two workers inside the master, SQLite state),
 # in the foreground until Ctrl-C. Idempotent: a second run reuses the build directory and
 # recreates the demo.
-#   scripts/quickstart.sh [DEMO_DIR]     (default /tmp/libci-demo; ports 8010 and 9989)
+#   scripts/quickstart.sh [DEMO_DIR]     (default /tmp/libci-demo)
+# WEB_PORT and WORKER_PORT (default 8010 and 9989) choose the master's ports.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -29,16 +30,17 @@ if [[ -e $demo ]]; then
 fi
 log "setting up the demo in $demo"
 examples/demo/setup.sh "$demo" >/dev/null
+port=${WEB_PORT:-8010}
 cat <<MSG
 
-The master runs in the foreground on the demo; Ctrl-C (SIGTERM) stops it.
+The master runs in the foreground on the demo; Ctrl-C (or SIGTERM) stops it.
 In another terminal, push to a branch and watch the build (5 s after the push goes quiet):
   cd $demo/work
   git checkout feature/passing && echo more >>feature.txt && git commit -qam more && git push -q
   git checkout feature/failing && echo more >>BROKEN && git commit -qam more && git push -q
-  curl -s localhost:8010/api/v1/builds                     # builds, newest first
-  curl -s localhost:8010/api/v1/builds/1                   # one build with its steps
-  curl -s localhost:8010/api/v1/builds/1/steps/1/log       # a step's log (?follow=1: live)
+  curl -s localhost:$port/api/v1/builds                  # builds, newest first, with their branch
+  curl -s localhost:$port/api/v1/builds/ID               # one build (an id from the list) and its steps
+  curl -s localhost:$port/api/v1/builds/ID/steps/1/log   # the test step's log (?follow=1: live)
 
 MSG
 exec "$master" start --config "$demo/config.yml" --data-dir "$demo/data"

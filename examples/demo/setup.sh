@@ -22,6 +22,9 @@ g() { git -c user.name="Demo" -c user.email="demo@example.org" -c init.defaultBr
 g init -q --bare "$dir/origin.git"
 g clone -q "$dir/origin.git" "$dir/work" 2>/dev/null
 cd "$dir/work"
+# The clone has an identity of its own, so that commits work for a user without one.
+git config user.name "Demo"
+git config user.email "demo@example.org"
 g checkout -q -b master
 cat >test.sh <<'TESTS'
 #!/bin/sh
@@ -41,11 +44,11 @@ g add -A && g commit -qm "The demo project" && g push -q origin master
 
 g checkout -q -b feature/passing
 echo "a feature" >feature.txt
-g add -A && g commit -qm "Add a feature" && g push -q origin feature/passing
+g add -A && g commit -qm "Add a feature" && g push -q -u origin feature/passing
 
 g checkout -q -b feature/failing master
 echo "oops" >BROKEN
-g add -A && g commit -qm "Break the tests" && g push -q origin feature/failing
+g add -A && g commit -qm "Break the tests" && g push -q -u origin feature/failing
 
 # master moves on, so feature branches are built as merges.
 g checkout -q master
@@ -93,4 +96,5 @@ schedulers:
 CONFIG
 echo "demo ready in $dir"
 echo "  start the master:  ci-master start --config $dir/config.yml --data-dir $dir/data"
-echo "  then push:         cd $dir/work && git checkout feature/passing && echo more >>feature.txt && git commit -qam more && git push"
+echo "  then push:         cd $dir/work && git checkout feature/passing && echo more >>feature.txt && git commit -qam more && git push -q"
+echo "  and watch:         curl -s localhost:${web_port/#0/PORT}/api/v1/builds"

@@ -209,12 +209,20 @@ void write_request(Json& json, const store::BuildRequest& request) {
     json.end();
 }
 
-void write_build(Json& json, const store::Build& build, const std::vector<store::Step>* steps) {
+void write_build(Json& json,
+                 const store::Build& build,
+                 const store::BuildRequest* request,
+                 const std::vector<store::Step>* steps) {
     json.begin()
         .field("id", build.id)
         .field("request", build.request_id)
-        .field("builder", build.builder)
-        .field("worker", build.worker)
+        .field("builder", build.builder);
+    if (request != nullptr) {
+        json.field("repository", request->request.repository)
+            .field("branch", request->request.branch)
+            .field("reason", request->request.reason);
+    }
+    json.field("worker", build.worker)
         .time("started", build.started)
         .time("finished", build.finished)
         .field("result", build.finished ? std::string_view(build.result) : "running")
@@ -532,11 +540,12 @@ void MasterState::handle_http(http::ServerRequest& request, http::Reply reply) {
         reply.send(std::move(response));
         return;
     }
-    if (!path.starts_with("/api/v1")) {
+    if (!path.starts_with("/api/v1") && path != "/") {
         reply.send(error_response(404, fmt::format("no such page: {}", path)));
         return;
     }
-    const auto parts = segments(std::string_view(path).substr(7));
+    const auto parts =
+        path == "/" ? std::vector<std::string_view>() : segments(std::string_view(path).substr(7));
     const bool get = request.method == "GET" || request.method == "HEAD";
     const bool post = request.method == "POST";
     if (post && !authorized(*this, request)) {
@@ -557,7 +566,9 @@ void MasterState::handle_http(http::ServerRequest& request, http::Reply reply) {
                      {"/api/v1/builders",
                       "/api/v1/builders/{name}/force (POST)",
                       "/api/v1/changes",
-                      "/api/v1/buildrequests?state=pending",
+                      "/api/v1/buildrequests?state=pending (or claimed, completed, "
+                      "cancelled, collapsed)",
+                      "/api/v1/buildrequests/{id}",
                       "/api/v1/buildrequests/{id}/cancel (POST)",
                       "/api/v1/builds",
                       "/api/v1/builds/{id}",
@@ -762,8 +773,15 @@ void MasterState::handle_http(http::ServerRequest& request, http::Reply reply) {
         }
         Json json;
         json.begin().begin_array("builds");
+        std::map<std::int64_t, std::optional<store::BuildRequest>> requests;
         for (const auto& build : *builds) {
-            write_build(json, build, nullptr);
+            auto& found = requests[build.request_id];
+            if (!found) {
+                if (auto read = store->request(build.request_id); read && *read) {
+                    found = std::move(*read);
+                }
+            }
+            write_build(json, build, found ? &*found : nullptr, nullptr);
         }
         json.end_array().end();
         reply.send(json_response(200, json.text()));
@@ -790,8 +808,10 @@ void MasterState::handle_http(http::ServerRequest& request, http::Reply reply) {
                 store_error(steps.error());
                 return;
             }
+            auto requested = store->request((*build)->request_id);
+            const store::BuildRequest* found = requested && *requested ? &**requested : nullptr;
             Json json;
-            write_build(json, **build, &*steps);
+            write_build(json, **build, found, &*steps);
             reply.send(json_response(200, json.text()));
             return;
         }

@@ -296,6 +296,13 @@ void MasterState::run_housekeeper() {
 }
 
 void MasterState::dispatch_locked() {
+    // No free slot anywhere: the queue need not be read (it can be long when no worker is up).
+    if (std::ranges::none_of(workers, [](const auto& entry) {
+            const auto& worker = entry.second;
+            return !worker.draining && static_cast<int>(worker.builds.size()) < worker.max_builds;
+        })) {
+        return;
+    }
     auto pending = store->requests(store::RequestState::Pending);
     if (!pending) {
         log::error("dispatch: {}", pending.error().message);
