@@ -526,7 +526,7 @@ std::string submodule_url(std::string_view superproject, std::string_view url) {
                 base.resize(colon); // scp-like host:path
                 separator = ':';
             } else {
-                base = ".";
+                base.assign(1, '.'); // not = ".": GCC 12 -O3 -Wrestrict false positive (PR 105329)
                 separator = '/';
             }
         } else {

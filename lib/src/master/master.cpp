@@ -271,13 +271,18 @@ void MasterState::run_poller() {
                 continue;
             }
             if (state.refs) {
-                for (auto& event : sched::poll_events(name, *state.refs, *refs, now())) {
+                auto events = sched::poll_events(name, *state.refs, *refs, now());
+                // Not under the master's lock: submit() may write at once and wake the
+                // dispatcher, which takes it.
+                lock.unlock();
+                for (auto& event : events) {
                     ingestor->submit(std::move(event), {}, [name](Result<store::Receipt> receipt) {
                         if (!receipt) {
                             log::error("poll {}: {}", name, receipt.error().message);
                         }
                     });
                 }
+                lock.lock();
             }
             state.refs = std::move(*refs);
         }
