@@ -195,7 +195,8 @@ public:
     [[nodiscard]] virtual Result<std::string>
     log(std::int64_t build, int step, std::int64_t from = 0) = 0;
 
-    /// Creates or updates a worker (by name).
+    /// Creates or updates a worker (by name). Not synced to disk by itself (worker records are
+    /// informational): a crash may lose the newest ones, never an earlier synchronous write.
     [[nodiscard]] virtual Status save_worker(const WorkerRecord& worker) = 0;
     [[nodiscard]] virtual Result<std::vector<WorkerRecord>> workers() = 0;
 
