@@ -360,13 +360,12 @@ void github_hook(MasterState& master, http::ServerRequest& request, http::Reply 
         }
         reply.send(error_response(status, message));
     };
-    auto urls = sched::github_repository_urls(request.body);
-    if (!urls) {
-        refuse(400, urls.error().message);
+    auto push = sched::parse_github_webhook(request.body, master.config);
+    if (!push) {
+        refuse(400, push.error().message);
         return;
     }
-    const auto repository = sched::match_repository(master.config, *urls);
-    if (repository.empty()) {
+    if (push->repository.empty()) {
         if (!delivery.empty()) {
             master.forget_delivery(delivery);
         }
@@ -374,16 +373,12 @@ void github_hook(MasterState& master, http::ServerRequest& request, http::Reply 
         json.begin()
             .field("ignored",
                    fmt::format("no repository of the config has the URL {}",
-                               urls->empty() ? std::string("(none)") : urls->front()))
+                               push->urls.empty() ? std::string("(none)") : push->urls.front()))
             .end();
         reply.send(json_response(200, json.text()));
         return;
     }
-    auto events = sched::parse_github_push(request.body, repository);
-    if (!events) {
-        refuse(400, events.error().message);
-        return;
-    }
+    auto* events = &push->events;
     if (events->empty()) {
         if (!delivery.empty()) {
             master.forget_delivery(delivery);

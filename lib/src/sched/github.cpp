@@ -113,12 +113,9 @@ std::string match_repository(const config::Config& config, const std::vector<std
     return {};
 }
 
-Result<std::vector<std::string>> github_repository_urls(std::string_view json) {
-    rapidjson::Document document;
-    document.Parse(json.data(), json.size());
-    if (document.HasParseError() || !document.IsObject()) {
-        return bad_payload("not a JSON object");
-    }
+namespace {
+
+std::vector<std::string> urls_of(const rapidjson::Document& document) {
     std::vector<std::string> urls;
     if (document.HasMember("repository")) {
         for (const char* name : {"clone_url", "ssh_url", "git_url", "html_url", "url"}) {
@@ -131,12 +128,8 @@ Result<std::vector<std::string>> github_repository_urls(std::string_view json) {
     return urls;
 }
 
-Result<std::vector<Event>> parse_github_push(std::string_view json, const std::string& repository) {
-    rapidjson::Document document;
-    document.Parse(json.data(), json.size());
-    if (document.HasParseError() || !document.IsObject()) {
-        return bad_payload("not a JSON object");
-    }
+Result<std::vector<Event>> events_of(const rapidjson::Document& document,
+                                     const std::string& repository) {
     const std::string ref = string_member(document, "ref");
     if (ref.empty()) {
         return bad_payload("no \"ref\"");
@@ -184,6 +177,52 @@ Result<std::vector<Event>> parse_github_push(std::string_view json, const std::s
     }
     events.emplace_back(std::move(push));
     return events;
+}
+
+Result<rapidjson::Document> parse_object(std::string_view json) {
+    rapidjson::Document document;
+    document.Parse(json.data(), json.size());
+    if (document.HasParseError() || !document.IsObject()) {
+        return bad_payload("not a JSON object");
+    }
+    return document;
+}
+
+} // namespace
+
+Result<std::vector<std::string>> github_repository_urls(std::string_view json) {
+    auto document = parse_object(json);
+    if (!document) {
+        return fail(document.error());
+    }
+    return urls_of(*document);
+}
+
+Result<std::vector<Event>> parse_github_push(std::string_view json, const std::string& repository) {
+    auto document = parse_object(json);
+    if (!document) {
+        return fail(document.error());
+    }
+    return events_of(*document, repository);
+}
+
+Result<GithubPush> parse_github_webhook(std::string_view json, const config::Config& config) {
+    auto document = parse_object(json);
+    if (!document) {
+        return fail(document.error());
+    }
+    GithubPush out;
+    out.urls = urls_of(*document);
+    out.repository = match_repository(config, out.urls);
+    if (out.repository.empty()) {
+        return out;
+    }
+    auto events = events_of(*document, out.repository);
+    if (!events) {
+        return fail(events.error());
+    }
+    out.events = std::move(*events);
+    return out;
 }
 
 Status verify_github_signature(std::string_view secret,

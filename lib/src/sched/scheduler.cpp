@@ -4,6 +4,7 @@
 #include <ctime>
 #include <fnmatch.h>
 #include <regex>
+#include <set>
 #include <tuple>
 #include <utility>
 
@@ -125,7 +126,21 @@ struct Scheduler::State {
     std::map<std::string, std::string> builder_repositories;
     std::map<std::string, std::string> default_branches;
     std::map<WaitKey, Wait> waits;
+    // The same waits by deadline: the next deadline and the due waits without walking them all
+    // (a master with 1,000 active branches looks at this on every event).
+    std::set<std::pair<WallTime, WaitKey>> by_deadline;
     std::map<std::string, WallTime> next_runs;
+
+    void set_deadline(Wait& wait, const WaitKey& key, WallTime deadline) {
+        by_deadline.erase({wait.deadline, key});
+        wait.deadline = deadline;
+        by_deadline.emplace(deadline, key);
+    }
+
+    std::map<WaitKey, Wait>::iterator erase_wait(std::map<WaitKey, Wait>::iterator it) {
+        by_deadline.erase({it->second.deadline, it->first});
+        return waits.erase(it);
+    }
 
     const BranchRule* branch_rule(const std::string& name) const {
         const auto it = std::ranges::find(branch_rules, name, &BranchRule::name);
@@ -160,7 +175,8 @@ struct Scheduler::State {
             }
             Wait& wait = it->second;
             // Rules 2 and 3: restart the quiet period, within the cap.
-            wait.deadline = std::min(now + rule.tree_stable_timer, wait.started + rule.max_wait);
+            set_deadline(
+                wait, key, std::min(now + rule.tree_stable_timer, wait.started + rule.max_wait));
             wait.revision = tip.revision;
             for (const auto& change : push.changes) {
                 wait.change_ids.push_back(change.id);
@@ -175,7 +191,7 @@ struct Scheduler::State {
                 it->second.branch == deleted.branch) {
                 actions.emplace_back(
                     ClearWait{it->second.scheduler, it->second.repository, it->second.branch});
-                it = waits.erase(it);
+                it = erase_wait(it);
             } else {
                 ++it;
             }
@@ -231,11 +247,18 @@ struct Scheduler::State {
     // Rule 4: every wait whose deadline has passed becomes build requests; periodic schedulers
     // that are due run.
     void fire_due(WallTime now, std::vector<Action>& actions) {
-        for (auto it = waits.begin(); it != waits.end();) {
+        // The due waits, in key order (the order of the actions does not depend on deadlines).
+        std::vector<WaitKey> due;
+        for (auto entry = by_deadline.begin(); entry != by_deadline.end() && entry->first <= now;
+             ++entry) {
+            due.push_back(entry->second);
+        }
+        std::ranges::sort(due);
+        for (const auto& key : due) {
+            const auto it = waits.find(key);
             const Wait& wait = it->second;
             const BranchRule* rule = branch_rule(wait.scheduler);
-            if (wait.deadline > now || rule == nullptr) {
-                ++it;
+            if (rule == nullptr) {
                 continue;
             }
             const std::string reason = fmt::format("{} {} changed ({} change{})",
@@ -255,7 +278,7 @@ struct Scheduler::State {
                                                   rule->collapsible});
             }
             actions.emplace_back(ClearWait{wait.scheduler, wait.repository, wait.branch});
-            it = waits.erase(it);
+            erase_wait(it);
         }
         for (const auto& rule : periodic_rules) {
             auto next = next_runs.find(rule.name);
@@ -352,7 +375,12 @@ void Scheduler::restore(const SavedState& saved, WallTime now) {
     (void)now;
     for (const auto& wait : saved.waits) {
         if (state_->branch_rule(wait.scheduler) != nullptr) {
-            state_->waits[WaitKey{wait.scheduler, wait.repository, wait.branch}] = wait;
+            const WaitKey key{wait.scheduler, wait.repository, wait.branch};
+            if (const auto old = state_->waits.find(key); old != state_->waits.end()) {
+                state_->erase_wait(old);
+            }
+            state_->waits.emplace(key, wait);
+            state_->by_deadline.emplace(wait.deadline, key);
         }
     }
     for (const auto& [name, next] : saved.periodic_next_runs) {
@@ -382,8 +410,8 @@ Result<std::vector<Action>> Scheduler::handle(const Event& event, WallTime now) 
 std::optional<WallTime> Scheduler::next_deadline() const {
     std::optional<WallTime> next;
     const auto consider = [&](WallTime when) { next = next ? std::min(*next, when) : when; };
-    for (const auto& [key, wait] : state_->waits) {
-        consider(wait.deadline);
+    if (!state_->by_deadline.empty()) {
+        consider(state_->by_deadline.begin()->first);
     }
     for (const auto& [name, when] : state_->next_runs) {
         consider(when);

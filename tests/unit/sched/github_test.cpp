@@ -97,6 +97,30 @@ repositories:
     CHECK(ci::sched::match_repository(*checked.config, *urls) == "flocker");
     CHECK(ci::sched::match_repository(*checked.config, {"https://GitHub.com/o/other/"}) == "other");
     CHECK(ci::sched::match_repository(*checked.config, {"https://github.com/o/unknown"}).empty());
+
+    // The webhook's one-parse path gives the same as the three steps.
+    auto webhook = ci::sched::parse_github_webhook(branch_push, *checked.config);
+    REQUIRE_OK(webhook);
+    CHECK(webhook->urls == *urls);
+    CHECK(webhook->repository == "flocker");
+    auto events = ci::sched::parse_github_push(branch_push, "flocker");
+    REQUIRE_OK(events);
+    REQUIRE(webhook->events.size() == 1);
+    CHECK(std::get<ci::sched::Push>(webhook->events[0]).changes ==
+          std::get<ci::sched::Push>((*events)[0]).changes);
+    auto unknown = ci::sched::parse_github_webhook(
+        R"({"ref": "refs/heads/x", "repository": {"clone_url": "https://github.com/o/unknown"}})",
+        *checked.config);
+    REQUIRE_OK(unknown);
+    CHECK(unknown->repository.empty());
+    CHECK(unknown->events.empty());
+    auto broken = ci::sched::parse_github_webhook("{not json", *checked.config);
+    REQUIRE_FALSE(broken.has_value());
+    CHECK(broken.error().code == ci::ErrorCode::InvalidArgument);
+    auto no_ref = ci::sched::parse_github_webhook(
+        R"({"repository": {"clone_url": "https://github.com/o/other"}})", *checked.config);
+    REQUIRE_FALSE(no_ref.has_value());
+    CHECK(no_ref.error().message.find("ref") != std::string::npos);
 }
 
 TEST_CASE("github: webhook signatures are checked, and every bad one is refused") {

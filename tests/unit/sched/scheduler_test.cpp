@@ -353,3 +353,45 @@ TEST_CASE("sched: a poller's refs become pushes and deletions") {
     CHECK(std::get<ci::sched::RefDeleted>(events[3]).branch == "old");
     CHECK(ci::sched::poll_events("app", after, after, t0).empty());
 }
+
+TEST_CASE("scheduler: deadlines moved later are not reported early; due waits fire in key order") {
+    auto scheduler = make(R"(
+  main:
+    type: branch
+    repository: app
+    builders: [tests]
+    branches: ["*"]
+    tree_stable_timer: 5s
+    max_wait: 1h
+)");
+    // Three branches pushed at t0, t0+1s, t0+2s; the first pushed again at t0+3s.
+    REQUIRE_OK(scheduler.handle(push("c", "c1"), t0));
+    REQUIRE_OK(scheduler.handle(push("a", "a1"), t0 + 1s));
+    REQUIRE_OK(scheduler.handle(push("b", "b1"), t0 + 2s));
+    CHECK(scheduler.next_deadline() == std::optional(t0 + 5s));
+    REQUIRE_OK(scheduler.handle(push("c", "c2"), t0 + 3s));
+    // c's old deadline (t0+5s) is gone: a's (t0+6s) is next.
+    CHECK(scheduler.next_deadline() == std::optional(t0 + 6s));
+    auto none = scheduler.handle(ci::sched::Tick{}, t0 + 5s);
+    REQUIRE_OK(none);
+    CHECK(builds(*none).empty());
+    // All due at once: requests come in (scheduler, repository, branch) order, not deadline order.
+    auto due = scheduler.handle(ci::sched::Tick{}, t0 + 9s);
+    REQUIRE_OK(due);
+    const auto requests = builds(*due);
+    REQUIRE(requests.size() == 3);
+    CHECK(requests[0].branch == "a");
+    CHECK(requests[1].branch == "b");
+    CHECK(requests[2].branch == "c");
+    CHECK(requests[2].revision == "c2");
+    CHECK_FALSE(scheduler.next_deadline().has_value());
+    CHECK(scheduler.waits().empty());
+
+    // A restored wait replaces the one of the same key, deadline included.
+    REQUIRE_OK(scheduler.handle(push("d", "d1"), t0 + 10s));
+    ci::sched::SavedState saved;
+    saved.waits = scheduler.waits();
+    saved.waits[0].deadline = t0 + 30s;
+    scheduler.restore(saved, t0 + 11s);
+    CHECK(scheduler.next_deadline() == std::optional(t0 + 30s));
+}

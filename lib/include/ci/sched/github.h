@@ -34,6 +34,19 @@ namespace ci::sched {
 /// match_repository. Fails with InvalidArgument when the JSON does not parse.
 [[nodiscard]] Result<std::vector<std::string>> github_repository_urls(std::string_view json);
 
+/// A push webhook read once: its repository's URLs, the config's repository they designate
+/// (empty when none does: then no events), and its events (as parse_github_push gives them).
+struct GithubPush {
+    std::vector<std::string> urls;
+    std::string repository;
+    std::vector<Event> events;
+};
+
+/// github_repository_urls, match_repository and parse_github_push in one parse of the JSON
+/// (the webhook's hot path). Fails like parse_github_push.
+[[nodiscard]] Result<GithubPush> parse_github_webhook(std::string_view json,
+                                                      const config::Config& config);
+
 /// Checks a webhook's X-Hub-Signature-256 header ("sha256=" and the hex HMAC-SHA256 of the raw
 /// body under the webhook secret), comparing in constant time. Fails with PermissionDenied, never
 /// quoting the secret: the header is missing, malformed, or signs something else.
