@@ -4,6 +4,7 @@
 #include <cstring>
 #include <mutex>
 #include <string>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 #include <zlib.h>
@@ -229,13 +230,83 @@ RequestState state_from(std::string_view name) {
     return RequestState::Pending;
 }
 
-// A prepared statement, finalized on every path.
+// Prepared statements of one connection, kept for reuse: the ingest path runs the same dozen
+// statements for every batch, and preparing them is a good part of a small batch's cost.
+class StatementCache {
+public:
+    explicit StatementCache(sqlite3* db) : db_(db) {}
+    ~StatementCache() {
+        for (auto& [sql, entry] : entries_) {
+            sqlite3_finalize(entry.statement);
+        }
+    }
+    StatementCache(const StatementCache&) = delete;
+    StatementCache& operator=(const StatementCache&) = delete;
+
+    // A statement for `sql`: the cached one when it is free, else a new one (`owned`, to be
+    // finalized by the caller).
+    int take(const char* sql, sqlite3_stmt** out, bool& owned) {
+        auto& entry = entries_[sql];
+        if (entry.statement != nullptr && !entry.in_use) {
+            entry.in_use = true;
+            *out = entry.statement;
+            owned = false;
+            return SQLITE_OK;
+        }
+        if (entry.statement == nullptr) {
+            const int code = sqlite3_prepare_v3(
+                db_, sql, -1, SQLITE_PREPARE_PERSISTENT, &entry.statement, nullptr);
+            if (code != SQLITE_OK) {
+                sqlite3_finalize(entry.statement);
+                entry.statement = nullptr;
+                *out = nullptr;
+                owned = true;
+                return code;
+            }
+            entry.in_use = true;
+            *out = entry.statement;
+            owned = false;
+            return SQLITE_OK;
+        }
+        owned = true; // the cached one is in use (a statement inside a loop over another)
+        return sqlite3_prepare_v2(db_, sql, -1, out, nullptr);
+    }
+
+    void give_back(sqlite3_stmt* statement) {
+        sqlite3_reset(statement);
+        sqlite3_clear_bindings(statement);
+        for (auto& [sql, entry] : entries_) {
+            if (entry.statement == statement) {
+                entry.in_use = false;
+                return;
+            }
+        }
+    }
+
+    [[nodiscard]] sqlite3* db() const { return db_; }
+
+private:
+    struct Entry {
+        sqlite3_stmt* statement = nullptr;
+        bool in_use = false;
+    };
+    sqlite3* db_;
+    std::unordered_map<std::string, Entry> entries_;
+};
+
+// A prepared statement from the connection's cache, reset (or finalized) on every path.
 class Statement {
 public:
-    Statement(sqlite3* db, const char* sql) {
-        code_ = sqlite3_prepare_v2(db, sql, -1, &statement_, nullptr);
+    Statement(StatementCache& cache, const char* sql) : cache_(cache) {
+        code_ = cache.take(sql, &statement_, owned_);
     }
-    ~Statement() { sqlite3_finalize(statement_); }
+    ~Statement() {
+        if (owned_) {
+            sqlite3_finalize(statement_);
+        } else if (statement_ != nullptr) {
+            cache_.give_back(statement_);
+        }
+    }
     Statement(const Statement&) = delete;
     Statement& operator=(const Statement&) = delete;
 
@@ -298,14 +369,20 @@ public:
     }
 
 private:
+    StatementCache& cache_;
     sqlite3_stmt* statement_ = nullptr;
+    bool owned_ = true;
     int code_ = SQLITE_OK;
 };
 
 class SqliteStore final : public Store {
 public:
-    SqliteStore(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
-    ~SqliteStore() override { sqlite3_close_v2(db_); }
+    SqliteStore(sqlite3* db, std::string path)
+        : db_(db), path_(std::move(path)), statements_(std::make_unique<StatementCache>(db)) {}
+    ~SqliteStore() override {
+        statements_.reset(); // finalized before the connection closes
+        sqlite3_close_v2(db_);
+    }
     SqliteStore(const SqliteStore&) = delete;
     SqliteStore& operator=(const SqliteStore&) = delete;
 
@@ -373,7 +450,7 @@ public:
         // uses these ids (synchronous=FULL) makes it durable too, and a reservation lost with
         // nothing written after it only skips ids. One fsync per batch instead of two.
         const Unsynced unsynced(*this);
-        Statement statement(db_,
+        Statement statement(*statements_,
                             "UPDATE counters SET value = value + ?1 WHERE name = 'change_id' "
                             "RETURNING value");
         if (statement.prepared() != SQLITE_OK) {
@@ -397,7 +474,7 @@ public:
     Result<sched::SavedState> scheduler_state() override {
         const std::lock_guard lock(mutex_);
         sched::SavedState state;
-        Statement waits(db_,
+        Statement waits(*statements_,
                         "SELECT scheduler, repository, branch, is_tag, started_ms, "
                         "deadline_ms, revision, change_ids FROM waits ORDER BY 1, 2, 3");
         if (waits.prepared() != SQLITE_OK) {
@@ -417,7 +494,7 @@ public:
         if (code != SQLITE_DONE) {
             return error("read waits");
         }
-        Statement periodic(db_, "SELECT scheduler, next_run_ms FROM periodic");
+        Statement periodic(*statements_, "SELECT scheduler, next_run_ms FROM periodic");
         while ((code = periodic.step()) == SQLITE_ROW) {
             state.periodic_next_runs[periodic.text(0)] = from_ms(periodic.integer(1));
         }
@@ -429,7 +506,7 @@ public:
 
     Result<std::optional<sched::Change>> change(std::int64_t id) override {
         const std::lock_guard lock(mutex_);
-        Statement statement(db_,
+        Statement statement(*statements_,
                             "SELECT repository, branch, is_tag, revision, author, comments, "
                             "files, at_ms FROM changes WHERE id = ?1");
         statement.bind(1, id);
@@ -542,7 +619,7 @@ public:
 
     Status finish(std::int64_t request, RequestState state) override {
         const std::lock_guard lock(mutex_);
-        Statement statement(db_,
+        Statement statement(*statements_,
                             "UPDATE build_requests SET state = ?2, claimed_by = CASE WHEN "
                             "?2 = 'pending' THEN '' ELSE claimed_by END WHERE id = ?1 AND "
                             "state = 'claimed'");
@@ -559,7 +636,7 @@ public:
 
     Result<bool> cancel(std::int64_t request) override {
         const std::lock_guard lock(mutex_);
-        Statement statement(db_,
+        Statement statement(*statements_,
                             "UPDATE build_requests SET state = 'cancelled' WHERE id = ?1 "
                             "AND state = 'pending'");
         statement.bind(1, request);
@@ -574,7 +651,7 @@ public:
                                      const std::string& worker,
                                      WallTime now) override {
         const std::lock_guard lock(mutex_);
-        Statement statement(db_,
+        Statement statement(*statements_,
                             "INSERT INTO builds (request_id, builder, worker, started_ms) "
                             "VALUES (?1, ?2, ?3, ?4)");
         statement.bind(1, request).bind(2, builder).bind(3, worker).bind(4, to_ms(now));
@@ -586,7 +663,7 @@ public:
 
     Status update_build(const Build& build) override {
         const std::lock_guard lock(mutex_);
-        Statement statement(db_,
+        Statement statement(*statements_,
                             "UPDATE builds SET finished_ms = ?2, result = ?3, branch_tip = "
                             "?4, target_tip = ?5, merge_commit = ?6 WHERE id = ?1");
         statement.bind(1, build.id)
@@ -646,7 +723,7 @@ public:
         if (auto status = execute("BEGIN IMMEDIATE", "recover unfinished builds"); !status) {
             return fail(status.error());
         }
-        Statement end(db_,
+        Statement end(*statements_,
                       "UPDATE builds SET finished_ms = ?1, result = 'retry' WHERE finished_ms "
                       "IS NULL");
         end.bind(1, to_ms(now));
@@ -671,7 +748,7 @@ public:
 
     Status save_step(const Step& step) override {
         const std::lock_guard lock(mutex_);
-        Statement statement(db_,
+        Statement statement(*statements_,
                             "INSERT OR REPLACE INTO steps VALUES (?1, ?2, ?3, ?4, ?5, ?6, "
                             "?7)");
         statement.bind(1, step.build_id)
@@ -713,7 +790,8 @@ public:
                       std::string_view text) override {
         const std::lock_guard lock(mutex_);
         // INSERT OR IGNORE: a chunk sent again after a reconnection is stored once.
-        Statement statement(db_, "INSERT OR IGNORE INTO log_chunks VALUES (?1, ?2, ?3, ?4)");
+        Statement statement(*statements_,
+                            "INSERT OR IGNORE INTO log_chunks VALUES (?1, ?2, ?3, ?4)");
         statement.bind(1, build)
             .bind(2, static_cast<std::int64_t>(step))
             .bind(3, sequence)
@@ -728,7 +806,7 @@ public:
 
     Result<std::string> log(std::int64_t build, int step, std::int64_t from) override {
         const std::lock_guard lock(mutex_);
-        Statement statement(db_,
+        Statement statement(*statements_,
                             "SELECT sequence, compressed FROM log_chunks WHERE build_id = "
                             "?1 AND step = ?2 AND sequence >= ?3 ORDER BY sequence");
         statement.bind(1, build).bind(2, static_cast<std::int64_t>(step)).bind(3, from);
@@ -758,7 +836,7 @@ public:
         // of their own, so that 1,000 workers connecting cost no 1,000 disk syncs. The next
         // synchronous commit makes them durable too.
         const Unsynced unsynced(*this);
-        Statement statement(db_, "INSERT OR REPLACE INTO workers VALUES (?1, ?2, ?3, ?4)");
+        Statement statement(*statements_, "INSERT OR REPLACE INTO workers VALUES (?1, ?2, ?3, ?4)");
         statement.bind(1, worker.name)
             .bind(2, worker.worker_class)
             .bind(3, worker.state)
@@ -782,7 +860,7 @@ public:
 
     Status save_instance(const LatentInstance& instance) override {
         const std::lock_guard lock(mutex_);
-        Statement statement(db_,
+        Statement statement(*statements_,
                             "INSERT OR REPLACE INTO latent_instances VALUES (?1, ?2, ?3, ?4, "
                             "?5, ?6)");
         statement.bind(1, instance.instance_id)
@@ -885,7 +963,7 @@ private:
             std::ranges::sort(changes);
             const auto [first, last] = std::ranges::unique(changes);
             changes.erase(first, last);
-            Statement merge(db_,
+            Statement merge(*statements_,
                             "UPDATE build_requests SET state = 'collapsed', collapsed_into = "
                             "?2 WHERE id = ?1");
             for (std::size_t i = 0; i + 1 < group->size(); ++i) {
@@ -895,14 +973,15 @@ private:
                 }
                 merge.reset();
             }
-            Statement cover(db_, "UPDATE build_requests SET change_ids = ?2 WHERE id = ?1");
+            Statement cover(*statements_,
+                            "UPDATE build_requests SET change_ids = ?2 WHERE id = ?1");
             cover.bind(1, chosen.id).bind(2, join_ids(changes));
             if (cover.step() != SQLITE_DONE) {
                 return error("collapse build requests");
             }
             chosen.request.change_ids = changes;
         }
-        Statement claim(db_,
+        Statement claim(*statements_,
                         "UPDATE build_requests SET state = 'claimed', claimed_by = ?2 WHERE "
                         "id = ?1 AND state = 'pending'");
         claim.bind(1, chosen.id).bind(2, dispatcher);
@@ -917,7 +996,7 @@ private:
     // Runs a query: `bind` sets its parameters, `read` makes a T of each row.
     template <class T, class Bind, class Read>
     Result<std::vector<T>> rows(const char* sql, Bind bind, Read read, std::string_view what) {
-        Statement statement(db_, sql);
+        Statement statement(*statements_, sql);
         if (statement.prepared() != SQLITE_OK) {
             return error(what);
         }
@@ -940,6 +1019,19 @@ private:
     }
 
     Status execute(const char* sql, std::string_view what) {
+        if (std::strchr(sql, ';') == nullptr) {
+            // One statement (BEGIN, COMMIT, a PRAGMA): from the cache, not parsed again.
+            Statement statement(*statements_, sql);
+            int code = statement.prepared();
+            if (code == SQLITE_OK) {
+                while ((code = statement.step()) == SQLITE_ROW) {
+                }
+            }
+            if (code != SQLITE_DONE) {
+                return fail(error(what).error());
+            }
+            return {};
+        }
         char* message = nullptr;
         const int code = sqlite3_exec(db_, sql, nullptr, nullptr, &message);
         if (code != SQLITE_OK) {
@@ -953,7 +1045,7 @@ private:
     }
 
     Result<std::int64_t> query_integer(const char* sql, std::string_view what) {
-        Statement statement(db_, sql);
+        Statement statement(*statements_, sql);
         if (statement.prepared() != SQLITE_OK || statement.step() != SQLITE_ROW) {
             return error(what);
         }
@@ -995,19 +1087,19 @@ private:
     }
 
     Status write_batches(const std::vector<Batch>& batches, WallTime now, Written& written) {
-        Statement change(db_,
+        Statement change(*statements_,
                          "INSERT INTO changes (id, repository, branch, is_tag, revision, "
                          "author, comments, files, at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, "
                          "?7, ?8, ?9)");
-        Statement save_wait(db_,
+        Statement save_wait(*statements_,
                             "INSERT OR REPLACE INTO waits VALUES (?1, ?2, ?3, ?4, ?5, ?6, "
                             "?7, ?8)");
-        Statement clear_wait(db_,
+        Statement clear_wait(*statements_,
                              "DELETE FROM waits WHERE scheduler = ?1 AND repository = ?2 "
                              "AND branch = ?3");
-        Statement save_periodic(db_, "INSERT OR REPLACE INTO periodic VALUES (?1, ?2)");
-        Statement delivery(db_, "INSERT OR IGNORE INTO deliveries VALUES (?1, ?2)");
-        Statement request(db_,
+        Statement save_periodic(*statements_, "INSERT OR REPLACE INTO periodic VALUES (?1, ?2)");
+        Statement delivery(*statements_, "INSERT OR IGNORE INTO deliveries VALUES (?1, ?2)");
+        Statement request(*statements_,
                           "INSERT INTO build_requests (scheduler, builder, repository, "
                           "branch, revision, change_ids, reason, properties, collapsible, "
                           "state, submitted_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, "
@@ -1097,6 +1189,7 @@ private:
 
     sqlite3* db_;
     std::string path_;
+    std::unique_ptr<StatementCache> statements_;
     std::mutex mutex_;
 };
 
