@@ -106,9 +106,9 @@ struct MasterState {
     };
     std::map<std::string, StaticWorker> static_workers;
 
-    // Latent (EC2) workers: the one-time token, then the secret each login hands out for the
-    // next one (the previous secret stays valid until the new one is used, in case the welcome
-    // that carried it was lost).
+    // Latent (EC2) workers: the one-time token, then the secret each login derives for the next
+    // one (protocol::next_secret; the previous one stays valid until the new one is used, in
+    // case the welcome that told the worker to rotate was lost).
     struct LatentCredential {
         std::string worker_class;
         int max_builds = 1;
@@ -119,7 +119,6 @@ struct MasterState {
     struct LatentLogin {
         std::string worker_class;
         int max_builds = 1;
-        std::string next_secret;
     };
     std::mutex credentials_mutex;
     std::map<std::string, LatentCredential> latent_credentials;

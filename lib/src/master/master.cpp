@@ -266,6 +266,9 @@ void MasterState::run_poller() {
             lock.unlock();
             auto refs = sched::list_remote_refs(repository.url);
             lock.lock();
+            if (stopping) {
+                return;
+            }
             if (!refs) {
                 log::warn("poll {}: {}", name, refs.error().message);
                 continue;
@@ -671,6 +674,8 @@ std::optional<MasterState::LatentLogin> MasterState::latent_login(const std::str
     const std::lock_guard lock(credentials_mutex);
     const auto found = latent_credentials.find(name);
     if (found == latent_credentials.end()) {
+        // As much work as a wrong secret: a refusal's timing does not tell which names exist.
+        (void)crypto::constant_time_equal(proof, protocol::proof(nonce, nonce));
         return std::nullopt;
     }
     auto& credential = found->second;
@@ -687,18 +692,18 @@ std::optional<MasterState::LatentLogin> MasterState::latent_login(const std::str
     if (!current && !previous) {
         return std::nullopt;
     }
-    auto next = crypto::random_token(32);
-    if (!next) {
-        log::error("worker {}: {}", name, next.error().message);
-        return std::nullopt;
+    // Both sides now derive the next secret from the one just proven (it is never sent). The
+    // secret the worker last knew stays valid until the new one is used, in case this welcome
+    // is lost; a used one-time token does not.
+    const std::string used = current ? credential.secret : credential.previous;
+    auto next = protocol::next_secret(used, nonce);
+    (void)log::add_secret(next);
+    if (current) {
+        credential.previous = credential.expires ? std::string() : credential.secret;
     }
-    (void)log::add_secret(*next);
-    // The secret just used stays valid until the new one is, in case this welcome is lost; a
-    // used one-time token does not.
-    credential.previous = credential.expires ? std::string() : credential.secret;
-    credential.secret = *next;
+    credential.secret = std::move(next);
     credential.expires.reset();
-    return LatentLogin{credential.worker_class, credential.max_builds, *next};
+    return LatentLogin{credential.worker_class, credential.max_builds};
 }
 
 void MasterState::shutdown() {

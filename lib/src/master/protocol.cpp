@@ -92,8 +92,8 @@ struct Encoder {
     void operator()(const Welcome& m) const {
         field(w, "type", "welcome");
         field(w, "heartbeat_seconds", std::int64_t{m.heartbeat_seconds});
-        if (!m.next_secret.empty()) {
-            field(w, "next_secret", m.next_secret);
+        if (m.rotate) {
+            field(w, "rotate", true);
         }
     }
     void operator()(const Refused& m) const {
@@ -350,7 +350,7 @@ Result<Message> decode(std::string_view line) {
     if (type == "welcome") {
         Welcome m;
         m.heartbeat_seconds = r.small("heartbeat_seconds");
-        m.next_secret = r.text("next_secret", false);
+        m.rotate = r.boolean("rotate", false);
         return r.done(std::move(m));
     }
     if (type == "refused") {
@@ -416,6 +416,10 @@ Result<Message> decode(std::string_view line) {
 
 std::string proof(std::string_view secret, std::string_view nonce) {
     return crypto::to_hex(crypto::hmac_sha256(secret, nonce));
+}
+
+std::string next_secret(std::string_view secret, std::string_view nonce) {
+    return crypto::to_hex(crypto::hmac_sha256(secret, std::string("next:").append(nonce)));
 }
 
 } // namespace ci::master::protocol

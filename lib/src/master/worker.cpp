@@ -184,20 +184,20 @@ public:
                 connection_.send(protocol::Heartbeat{});
                 next_heartbeat = now + heartbeat;
             }
+            // Lines already read (with the welcome, or by an earlier fill) first: the master may
+            // send nothing more until they are answered.
+            while (auto line = connection_.next_line()) {
+                auto message = protocol::decode(*line);
+                if (!message) {
+                    log::warn("from the master: {}", message.error().message);
+                    continue;
+                }
+                handle(std::move(*message), drain_sent);
+            }
             pollfd p{connection_.fd(), POLLIN, 0};
             // Short polls: a drain request and finished builds are noticed quickly.
-            if (::poll(&p, 1, 200) > 0) {
-                if (!connection_.fill()) {
-                    return false;
-                }
-                while (auto line = connection_.next_line()) {
-                    auto message = protocol::decode(*line);
-                    if (!message) {
-                        log::warn("from the master: {}", message.error().message);
-                        continue;
-                    }
-                    handle(std::move(*message), drain_sent);
-                }
+            if (::poll(&p, 1, 200) > 0 && !connection_.fill()) {
+                return false;
             }
         }
     }
@@ -316,8 +316,8 @@ Status run_worker(const WorkerOptions& options, std::stop_token drain) {
     std::mt19937_64 random(std::random_device{}());
     std::chrono::milliseconds delay(500);
     int failures = 0;
-    // A latent worker's one-time token is replaced at each login by the secret the master
-    // hands out for the next one.
+    // A latent worker's one-time token is replaced at each login by the secret both sides
+    // derive for the next one (Welcome::rotate).
     std::string secret = options.secret;
     while (!drain.stop_requested()) {
         auto connected = connect_to(options.host, options.port);
@@ -356,9 +356,9 @@ Status run_worker(const WorkerOptions& options, std::stop_token drain) {
                 if (welcome == nullptr) {
                     return fail(ErrorCode::Io, "the master answered the hello with something else");
                 }
-                if (!welcome->next_secret.empty()) {
-                    (void)log::add_secret(welcome->next_secret);
-                    secret = welcome->next_secret;
+                if (welcome->rotate) {
+                    secret = protocol::next_secret(secret, nonce);
+                    (void)log::add_secret(secret);
                 }
                 return std::chrono::seconds(std::max(1, welcome->heartbeat_seconds));
             }();

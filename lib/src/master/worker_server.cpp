@@ -111,17 +111,19 @@ private:
         const auto found = master_.static_workers.find(hello->name);
         std::string worker_class;
         int max_builds = 1;
-        std::string next_secret;
+        bool rotate = false;
         if (found != master_.static_workers.end() &&
             crypto::constant_time_equal(hello->proof,
                                         protocol::proof(found->second.password, nonce_))) {
             worker_class = found->second.worker_class;
             max_builds = found->second.max_builds;
         } else if (found == master_.static_workers.end()) {
+            // latent_login computes a proof for unknown names too, so that the time of a refusal
+            // does not tell which names exist.
             if (auto latent = master_.latent_login(hello->name, hello->proof, nonce_)) {
                 worker_class = latent->worker_class;
                 max_builds = latent->max_builds;
-                next_secret = std::move(latent->next_secret);
+                rotate = true;
             }
         }
         // The same answer for an unknown name and a wrong secret: a scanner learns nothing.
@@ -133,8 +135,8 @@ private:
             return false;
         }
         name_ = hello->name;
-        write_line(protocol::encode(
-            protocol::Welcome{static_cast<int>(heartbeat_.count()), std::move(next_secret)}));
+        write_line(
+            protocol::encode(protocol::Welcome{static_cast<int>(heartbeat_.count()), rotate}));
         log::info("worker {} connected from {}", name_, peer_);
         master_.worker_connected(name_, worker_class, max_builds, false, shared_from_this());
         return true;

@@ -893,12 +893,14 @@ public:
     }
 
 private:
-    // While it lives, commits do not sync (synchronous=OFF); FULL again after. For writes whose
-    // durability the next synchronous commit provides (WAL commits are ordered).
+    // While it lives, commits do not sync (synchronous=NORMAL); FULL again after. For writes
+    // whose durability the next synchronous commit provides (WAL commits are ordered). Not OFF:
+    // OFF also skips the syncs of a checkpoint that such a commit may run, and a checkpoint
+    // copies earlier, acknowledged commits into the database file; NORMAL still syncs those.
     class Unsynced {
     public:
         explicit Unsynced(SqliteStore& store) : store_(store) {
-            (void)store_.execute("PRAGMA synchronous=OFF", "unsynced write");
+            (void)store_.execute("PRAGMA synchronous=NORMAL", "unsynced write");
         }
         ~Unsynced() { (void)store_.execute("PRAGMA synchronous=FULL", "unsynced write"); }
         Unsynced(const Unsynced&) = delete;

@@ -94,10 +94,11 @@ TEST_CASE("protocol: every message survives encode and decode") {
     CHECK(hello.proof == "ab12");
     CHECK(hello.max_builds == 3);
     CHECK(round_trip(protocol::Challenge{"n0nce"}).nonce == "n0nce");
-    const auto welcome = round_trip(protocol::Welcome{7, "next"});
+    const auto welcome = round_trip(protocol::Welcome{7, true});
     CHECK(welcome.heartbeat_seconds == 7);
-    CHECK(welcome.next_secret == "next");
-    CHECK(round_trip(protocol::Welcome{7, ""}).next_secret.empty());
+    CHECK(welcome.rotate);
+    CHECK_FALSE(round_trip(protocol::Welcome{7, false}).rotate);
+    CHECK(protocol::encode(protocol::Welcome{7, false}).find("rotate") == std::string::npos);
     CHECK(round_trip(protocol::Refused{"no"}).reason == "no");
     const auto finished =
         round_trip(protocol::StepFinished{3, 1, "failure", 2, "exited with status 2"});
@@ -139,6 +140,12 @@ TEST_CASE("protocol: the proof is HMAC-SHA256 of the nonce under the secret") {
     CHECK(protocol::proof("Jefe", "what do ya want for nothing?") ==
           "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
     CHECK(protocol::proof("secret", "nonce-1") != protocol::proof("secret", "nonce-2"));
+    // The rotated secret is HMAC(secret, "next:" + nonce): RFC 4231 case 2's key over other data
+    // differs from the proof, and depends on the nonce.
+    CHECK(protocol::next_secret("Jefe", "n") ==
+          ci::crypto::to_hex(ci::crypto::hmac_sha256("Jefe", "next:n")));
+    CHECK(protocol::next_secret("Jefe", "n") != protocol::proof("Jefe", "n"));
+    CHECK(protocol::next_secret("Jefe", "n").size() == 64);
 }
 
 TEST_CASE("dispatch: classes, slots, the least busy worker, and counting locks") {

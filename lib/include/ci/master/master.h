@@ -56,7 +56,8 @@ struct MasterOptions {
 
 /// A one-time registration token for a worker of an EC2 latent class (`slaves.<class>` with
 /// `ami`): the worker logs in once with it (`ci-worker start --name NAME`, the token as its
-/// secret); from then on each login gives it the secret for its next one.
+/// secret); from then on each login derives, on both sides, the secret for the next
+/// one (protocol::next_secret).
 struct WorkerToken {
     std::string name;                              ///< the worker's name: "<class>/<suffix>"
     std::string token;                             ///< a secret: 64 hex characters from the CSPRNG

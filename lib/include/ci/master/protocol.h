@@ -10,8 +10,9 @@
 ///    secret itself never crosses the network, and a recorded proof is useless for the next
 ///    connection;
 /// 3. master → worker: Welcome (with the heartbeat interval) or Refused, then it closes. A
-///    latent worker's first secret is a one-time token; its Welcome carries the secret that its
-///    next connection must prove (so a token in an instance's user-data is worthless once used);
+///    latent worker's first secret is a one-time token; its Welcome says to rotate: both sides
+///    replace the secret by next_secret(secret, nonce), which the next connection must prove
+///    (so a token in an instance's user-data is worthless once used, and no secret is sent);
 /// 4. then, in any order: Heartbeat (worker, every interval: a worker silent for three intervals
 ///    is lost), StartBuild / StopBuild (master), and the build's progress (worker): CheckedOut,
 ///    StepStarted, LogChunk (numbered per step, so that a chunk sent twice is stored once),
@@ -47,9 +48,9 @@ struct Hello {
 };
 struct Welcome {
     int heartbeat_seconds = 10;
-    /// For a worker that logged in with a one-time token (EC2 latent workers): the secret its
-    /// next connection proves instead, new at every login. Empty for static workers.
-    std::string next_secret;
+    /// For a worker that logged in with a one-time token (EC2 latent workers): from now on its
+    /// secret is next_secret(secret, nonce). Both sides derive it; it is never sent.
+    bool rotate = false;
 };
 struct Refused {
     std::string reason;
@@ -115,5 +116,9 @@ using Message = std::variant<Challenge,
 
 /// hex HMAC-SHA256(secret, nonce): what a Hello proves.
 [[nodiscard]] std::string proof(std::string_view secret, std::string_view nonce);
+
+/// hex HMAC-SHA256(secret, "next:" + nonce): a latent worker's secret after a login with
+/// `secret` answering `nonce` (see Welcome::rotate).
+[[nodiscard]] std::string next_secret(std::string_view secret, std::string_view nonce);
 
 } // namespace ci::master::protocol
