@@ -299,9 +299,15 @@ void MasterState::remember_delivery(const std::string& id) {
     }
 }
 
+void MasterState::delivery_stored(const std::string& id) {
+    const std::lock_guard lock(deliveries_mutex);
+    deliveries_in_flight.erase(id);
+    remember_delivery(id);
+}
+
 void MasterState::forget_delivery(const std::string& id) {
     const std::lock_guard lock(deliveries_mutex);
-    deliveries.erase(id);
+    deliveries_in_flight.erase(id);
 }
 
 namespace {
@@ -352,7 +358,12 @@ void github_hook(MasterState& master, http::ServerRequest& request, http::Reply 
             reply.send(json_response(200, json.text()));
             return;
         }
-        master.remember_delivery(delivery);
+        if (!master.deliveries_in_flight.insert(delivery).second) {
+            reply.send(error_response(
+                409,
+                fmt::format("delivery {} is being stored now; send it again later", delivery)));
+            return;
+        }
     }
     const auto refuse = [&](int status, std::string_view message) {
         if (!delivery.empty()) {
@@ -421,6 +432,9 @@ void github_hook(MasterState& master, http::ServerRequest& request, http::Reply 
                     }
                     reply.send(error_response(503, pending->error->message));
                     return;
+                }
+                if (!delivery.empty()) {
+                    master.delivery_stored(delivery);
                 }
                 ++master.metrics.webhooks_accepted;
                 Json json;

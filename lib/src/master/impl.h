@@ -141,6 +141,9 @@ struct MasterState {
     // redelivery without a database read).
     std::mutex deliveries_mutex;
     std::unordered_set<std::string> deliveries;
+    // Deliveries being written: a redelivery meanwhile is neither a duplicate (the write may
+    // still fail) nor new (it would be stored twice).
+    std::unordered_set<std::string> deliveries_in_flight;
     std::deque<std::string> delivery_order;
 
     [[nodiscard]] WallTime now() const { return clock->now(); }
@@ -173,6 +176,7 @@ struct MasterState {
     // api.cpp
     void handle_http(http::ServerRequest& request, http::Reply reply);
     void remember_delivery(const std::string& id);
+    void delivery_stored(const std::string& id);
     void forget_delivery(const std::string& id);
 };
 
