@@ -8,6 +8,7 @@
 #include <ci/core/crypto.h>
 #include <ci/core/log.h>
 #include <ci/git/merge.h>
+#include <ci/master/worker.h>
 #include <ci/sched/poller.h>
 
 #include "master/dispatch.h"
@@ -75,32 +76,13 @@ private:
     }
 
     void run(const build::BuildSpec& spec, std::stop_token stop) {
-        const auto id = spec.build_id;
-        std::map<int, std::int64_t> sequence;
-        build::BuildObserver observer;
-        observer.step_started = [&](int step, const std::string& name) {
-            master_.on_message(name_, this, protocol::StepStarted{id, step, name});
-        };
-        observer.output = [&](int step, std::string_view text) {
-            master_.on_message(
-                name_, this, protocol::LogChunk{id, step, sequence[step]++, std::string(text)});
-        };
-        observer.checked_out = [&](const build::CheckoutRecord& record) {
-            master_.on_message(name_,
-                               this,
-                               protocol::CheckedOut{
-                                   id, record.branch_tip, record.target_tip, record.merge_commit});
-        };
-        observer.step_finished = [&](int step, const build::StepOutcome& outcome) {
-            master_.on_message(
-                name_,
-                this,
-                protocol::StepFinished{
-                    id, step, outcome.result, outcome.exit_code, outcome.description});
-        };
-        const auto outcome = build::run_build(spec, options_, observer, stop);
-        master_.on_message(
-            name_, this, protocol::BuildFinished{id, outcome.result, outcome.message});
+        (void)run_reported_build(
+            spec,
+            options_,
+            [this](protocol::Message message) {
+                master_.on_message(name_, this, std::move(message));
+            },
+            stop);
     }
 
     MasterState& master_;

@@ -239,26 +239,12 @@ private:
     }
 
     void run(const build::BuildSpec& spec, std::stop_token stop) {
-        const auto id = spec.build_id;
-        std::map<int, std::int64_t> sequence;
-        build::BuildObserver observer;
-        observer.step_started = [&](int step, const std::string& name) {
-            connection_.send(protocol::StepStarted{id, step, name});
-        };
-        observer.output = [&](int step, std::string_view text) {
-            connection_.send(protocol::LogChunk{id, step, sequence[step]++, std::string(text)});
-        };
-        observer.checked_out = [&](const build::CheckoutRecord& record) {
-            connection_.send(protocol::CheckedOut{
-                id, record.branch_tip, record.target_tip, record.merge_commit});
-        };
-        observer.step_finished = [&](int step, const build::StepOutcome& outcome) {
-            connection_.send(protocol::StepFinished{
-                id, step, outcome.result, outcome.exit_code, outcome.description});
-        };
-        const auto outcome = build::run_build(spec, options_.runner, observer, stop);
-        connection_.send(protocol::BuildFinished{id, outcome.result, outcome.message});
-        status(fmt::format("build {} ended: {}", id, outcome.result));
+        const auto outcome = run_reported_build(
+            spec,
+            options_.runner,
+            [this](protocol::Message message) { connection_.send(message); },
+            stop);
+        status(fmt::format("build {} ended: {}", spec.build_id, outcome.result));
     }
 
     std::size_t running() {
@@ -305,6 +291,31 @@ bool pause(std::chrono::milliseconds delay, const std::stop_token& drain) {
 }
 
 } // namespace
+
+build::BuildOutcome run_reported_build(const build::BuildSpec& spec,
+                                       const build::RunnerOptions& options,
+                                       const std::function<void(protocol::Message)>& send,
+                                       std::stop_token stop) {
+    const auto id = spec.build_id;
+    std::map<int, std::int64_t> sequence;
+    build::BuildObserver observer;
+    observer.step_started = [&](int step, const std::string& name) {
+        send(protocol::StepStarted{id, step, name});
+    };
+    observer.output = [&](int step, std::string_view text) {
+        send(protocol::LogChunk{id, step, sequence[step]++, std::string(text)});
+    };
+    observer.checked_out = [&](const build::CheckoutRecord& record) {
+        send(protocol::CheckedOut{id, record.branch_tip, record.target_tip, record.merge_commit});
+    };
+    observer.step_finished = [&](int step, const build::StepOutcome& outcome) {
+        send(protocol::StepFinished{
+            id, step, outcome.result, outcome.exit_code, outcome.description});
+    };
+    auto outcome = build::run_build(spec, options, observer, stop);
+    send(protocol::BuildFinished{id, outcome.result, outcome.message});
+    return outcome;
+}
 
 Status run_worker(const WorkerOptions& options, std::stop_token drain) {
     const auto status = [&](const std::string& line) {
