@@ -408,9 +408,13 @@ void github_hook(MasterState& master, http::ServerRequest& request, http::Reply 
     };
     auto pending = std::make_shared<Pending>();
     pending->left = events->size();
+    // Written on this server thread once the round of requests that arrived with this one has
+    // been read: one transaction (one fsync) for all of them, and no hand-off to the ingest
+    // thread and back.
+    bool flush_owed = false;
     for (std::size_t i = 0; i < events->size(); ++i) {
         const bool last = i + 1 == events->size();
-        master.ingestor->submit(
+        flush_owed |= master.ingestor->enqueue(
             std::move((*events)[i]),
             last ? delivery : std::string(),
             [&master, pending, reply, delivery](Result<store::Receipt> receipt) mutable {
@@ -441,6 +445,9 @@ void github_hook(MasterState& master, http::ServerRequest& request, http::Reply 
                 json.begin().ids("changes", pending->changes).end();
                 reply.send(json_response(200, json.text()));
             });
+    }
+    if (flush_owed) {
+        reply.defer([&master] { master.ingestor->flush(); });
     }
 }
 

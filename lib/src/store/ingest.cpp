@@ -27,19 +27,30 @@ struct Ingestor::Impl {
     Store& store;
     const Clock& clock;
     IngestOptions options;
+
+    // The writer's role: whoever holds it (the writer thread, or a thread in flush()) owns the
+    // scheduler and writes to the store.
+    std::mutex writing;
     std::optional<sched::Scheduler> scheduler;
 
+    // The queue and the writer thread's wake-ups.
     std::mutex mutex;
     std::condition_variable wake;
     std::deque<Pending> queue;
+    bool writer_wanted = false; ///< submit() queued something for the writer thread
+    bool flush_owed = false;    ///< enqueue() told its caller to flush(); not done yet
     bool stopping = false;
+    /// The scheduler's next deadline, as the last writer left it; the writer thread sleeps
+    /// until then (none: until woken).
+    std::optional<WallTime> deadline;
     std::thread writer;
 
     Impl(config::Config c, Store& s, const Clock& k, IngestOptions o)
         : config(std::move(c)), store(s), clock(k), options(o) {}
 
     // The scheduler as the store says it is: at start, and after a failed write (whose actions
-    // the scheduler had already taken into its memory).
+    // the scheduler had already taken into its memory). Called with `writing` held (or before
+    // the writer thread starts).
     Status reload() {
         auto fresh = sched::Scheduler::create(config);
         if (!fresh) {
@@ -56,28 +67,65 @@ struct Ingestor::Impl {
 
     void run() {
         for (;;) {
-            std::vector<Pending> taken;
             {
                 std::unique_lock lock(mutex);
-                const auto deadline = scheduler->next_deadline();
-                const auto ready = [&] { return stopping || !queue.empty(); };
-                if (deadline) {
-                    // The scheduler's deadlines are wall-clock times; wait for them on the
-                    // steady clock so a clock step cannot stall a wait.
-                    const auto left = *deadline - clock.now();
-                    wake.wait_for(lock, std::max<std::chrono::nanoseconds>(left, {}), ready);
-                } else {
-                    wake.wait(lock, ready);
+                for (;;) {
+                    if (stopping && queue.empty()) {
+                        return;
+                    }
+                    if (stopping || writer_wanted || (deadline && clock.now() >= *deadline)) {
+                        break;
+                    }
+                    // Woken early when a write moved the deadline earlier: wait again for the
+                    // new one. The scheduler's deadlines are wall-clock times; wait for them on
+                    // the steady clock so a clock step cannot stall a wait.
+                    if (deadline) {
+                        wake.wait_for(
+                            lock, std::max<std::chrono::nanoseconds>(*deadline - clock.now(), {}));
+                    } else {
+                        wake.wait(lock);
+                    }
                 }
+                writer_wanted = false;
+            }
+            // Woken by a submit, a due deadline, or stopping with events still queued.
+            write_queued(true);
+        }
+    }
+
+    // Takes the writer's role, then writes what is queued (up to max_batch per transaction,
+    // until the queue is empty). With `tick` and nothing queued, ends the waits that are due.
+    void write_queued(bool tick) {
+        const std::lock_guard role(writing);
+        for (bool first = true;; first = false) {
+            std::vector<Pending> taken;
+            {
+                const std::lock_guard lock(mutex);
                 while (!queue.empty() && taken.size() < options.max_batch) {
                     taken.push_back(std::move(queue.front()));
                     queue.pop_front();
                 }
-                if (taken.empty() && stopping) {
-                    return;
+                if (queue.empty()) {
+                    flush_owed = false;
                 }
             }
+            if (taken.empty() && !(tick && first)) {
+                break;
+            }
             process(taken);
+            if (taken.empty()) {
+                break;
+            }
+        }
+        const auto next = scheduler->next_deadline();
+        bool earlier = false;
+        {
+            const std::lock_guard lock(mutex);
+            earlier = next && (!deadline || *next < *deadline);
+            deadline = next;
+        }
+        if (earlier) {
+            wake.notify_one(); // the writer thread sleeps until a later deadline, or forever
         }
     }
 
@@ -200,8 +248,21 @@ void Ingestor::submit(sched::Event event,
     {
         const std::lock_guard lock(impl_->mutex);
         impl_->queue.push_back(Pending{std::move(event), std::move(delivery), std::move(done)});
+        impl_->writer_wanted = true;
     }
     impl_->wake.notify_one();
+}
+
+bool Ingestor::enqueue(sched::Event event,
+                       std::string delivery,
+                       std::function<void(Result<Receipt>)> done) {
+    const std::lock_guard lock(impl_->mutex);
+    impl_->queue.push_back(Pending{std::move(event), std::move(delivery), std::move(done)});
+    return !std::exchange(impl_->flush_owed, true);
+}
+
+void Ingestor::flush() {
+    impl_->write_queued(false);
 }
 
 } // namespace ci::store

@@ -10,6 +10,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <cstring>
+#include <future>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -548,6 +549,84 @@ TEST_CASE("http server: a handler may answer later, from another thread") {
         REQUIRE(next);
         CHECK(next->body == "now"); // nothing of "second" was written in between
     }
+}
+
+TEST_CASE("http server: Reply::defer runs once after the requests that arrived together") {
+    // A group commit as the master's webhook receiver does it: each request joins a batch, the
+    // first of a round defers the action, and the action answers the whole batch.
+    std::mutex mutex;
+    std::vector<Reply> batch;
+    std::vector<std::size_t> batch_sizes;
+    std::atomic<bool> in_handler{false};
+    std::atomic<bool> deferred_ran_inside_handler{false};
+    std::promise<void> release;
+    auto released = release.get_future().share();
+    std::promise<void> entered;
+    auto server = start_server([&](ServerRequest& request, Reply reply) {
+        if (request.path == "/block") {
+            // Holds the server's only thread while the test sends the batch.
+            entered.set_value();
+            released.wait();
+            reply.send(text_response("unblocked"));
+            return;
+        }
+        in_handler = true;
+        bool first = false;
+        {
+            std::lock_guard lock(mutex);
+            first = batch.empty();
+            batch.push_back(reply);
+        }
+        if (first) {
+            reply.defer([&] {
+                if (in_handler) {
+                    deferred_ran_inside_handler = true;
+                }
+                std::vector<Reply> taken;
+                {
+                    std::lock_guard lock(mutex);
+                    taken.swap(batch);
+                    batch_sizes.push_back(taken.size());
+                }
+                for (auto& each : taken) {
+                    each.send(text_response("batch of " + std::to_string(taken.size())));
+                }
+            });
+        }
+        in_handler = false;
+    });
+    // Three keep-alive connections, each served once (alone in its round) so that all three
+    // are open and waiting for their next request.
+    std::vector<std::unique_ptr<RawClient>> clients;
+    for (int i = 0; i < 3; ++i) {
+        clients.push_back(std::make_unique<RawClient>(server->port()));
+        REQUIRE(clients.back()->connected());
+        REQUIRE(
+            clients.back()->send("POST /hook HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nx"));
+        const auto alone = clients.back()->read_response();
+        REQUIRE(alone);
+        CHECK(alone->body == "batch of 1");
+    }
+    // The server thread is held while all three send, then sees them in one round.
+    RawClient blocker(server->port());
+    REQUIRE(blocker.send("GET /block HTTP/1.1\r\nHost: x\r\n\r\n"));
+    REQUIRE(entered.get_future().wait_for(patience) == std::future_status::ready);
+    for (auto& client : clients) {
+        REQUIRE(client->send("POST /hook HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nx"));
+    }
+    // Loopback delivers within send(); the pause only gives a loaded machine some slack.
+    std::this_thread::sleep_for(50ms);
+    release.set_value();
+    CHECK(blocker.read_response()->body == "unblocked");
+    for (auto& client : clients) {
+        const auto response = client->read_response();
+        REQUIRE(response);
+        CHECK(response->status == 200);
+        CHECK(response->body == "batch of 3");
+    }
+    CHECK_FALSE(deferred_ran_inside_handler.load());
+    std::lock_guard lock(mutex);
+    CHECK(batch_sizes == std::vector<std::size_t>{1, 1, 1, 3});
 }
 
 TEST_CASE("http server: a body over max_body gets 413 and never reaches the handler") {

@@ -2,6 +2,7 @@
 // and bad files (newer, corrupt, locked, read-only) give clear errors.
 
 #include <atomic>
+#include <filesystem>
 #include <functional>
 #include <future>
 #include <mutex>
@@ -237,7 +238,8 @@ TEST_CASE("store: files it cannot use give clear errors and are left alone") {
         auto refused = ci::store::open_sqlite(path);
         REQUIRE_FALSE(refused.has_value());
         CHECK(refused.error().code == ci::ErrorCode::Store);
-        CHECK(refused.error().message.find("schema version 99 is newer than this libci's 3") !=
+        CHECK(refused.error().message.find("schema version 99 is newer than this libci's " +
+                                           std::to_string(ci::store::schema_version)) !=
               std::string::npos);
     }
     SUBCASE("a file that is not a database") {
@@ -289,22 +291,45 @@ TEST_CASE("store: files it cannot use give clear errors and are left alone") {
     }
 }
 
-TEST_CASE("ingest: events are acknowledged once on disk; waits end on their deadline") {
-    ci::test::TempDir dir;
+namespace {
+
+/// Runs `sql` on the database at `path` through a connection of its own.
+void execute_sql(const std::filesystem::path& path, const char* sql) {
+    sqlite3* db = nullptr;
+    REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
+    char* message = nullptr;
+    const int code = sqlite3_exec(db, sql, nullptr, nullptr, &message);
+    INFO((message != nullptr ? message : ""));
+    sqlite3_free(message);
+    sqlite3_close(db);
+    REQUIRE(code == SQLITE_OK);
+}
+
+/// One repository, a branch scheduler with this tree-stable timer, and a force scheduler.
+ci::config::Config ingest_config(const std::string& tree_stable_timer) {
     auto checked = ci::config::parse_config(R"(
 slaves: {local: {local: true}}
 repositories: {app: {url: /srv/app.git}}
 builders: {tests: {repository: app, workers: [local], steps: [{name: t, run: "true"}]}}
 schedulers:
   main: {type: branch, repository: app, builders: [tests], branches: ["*"],
-         tree_stable_timer: 0s}
+         tree_stable_timer: )" + tree_stable_timer +
+                                                R"(}
   force: {type: force, builders: [tests]}
 )",
                                             "t.yml");
     REQUIRE(checked.ok());
+    return *checked.config;
+}
+
+} // namespace
+
+TEST_CASE("ingest: events are acknowledged once on disk; waits end on their deadline") {
+    ci::test::TempDir dir;
+    const auto config = ingest_config("0s");
     auto store = open(dir / "state.sqlite");
     ci::ManualClock clock(t0);
-    auto ingestor = ci::store::Ingestor::start(*checked.config, *store, clock);
+    auto ingestor = ci::store::Ingestor::start(config, *store, clock);
     REQUIRE_OK(ingestor);
 
     std::vector<std::future<ci::Result<ci::store::Receipt>>> futures;
@@ -332,6 +357,64 @@ schedulers:
     auto refused = (*ingestor)->submit(bad).get();
     REQUIRE_FALSE(refused.has_value());
     CHECK(refused.error().code == ci::ErrorCode::InvalidArgument);
+}
+
+TEST_CASE("ingest: enqueue() and flush() write on the caller's thread; the writer thread still "
+          "ends the waits they start") {
+    ci::test::TempDir dir;
+    const auto config = ingest_config("1s");
+    auto store = open(dir / "state.sqlite");
+    ci::SystemClock clock;
+    std::atomic<int> requests_seen{0};
+    ci::store::IngestOptions options;
+    options.on_requests = [&](const std::vector<std::int64_t>& ids) {
+        requests_seen += static_cast<int>(ids.size());
+    };
+    auto ingestor = ci::store::Ingestor::start(config, *store, clock, options);
+    REQUIRE_OK(ingestor);
+
+    const auto push = [](const std::string& branch, const std::string& revision) {
+        ci::sched::Change change;
+        change.repository = "app";
+        change.branch = branch;
+        change.revision = revision;
+        return ci::sched::Event{ci::sched::Push{{change}}};
+    };
+    std::vector<std::thread::id> done_on;
+    std::vector<std::int64_t> ids;
+    const auto done = [&](ci::Result<ci::store::Receipt> receipt) {
+        REQUIRE_OK(receipt);
+        done_on.push_back(std::this_thread::get_id());
+        ids.push_back(receipt->change_ids.at(0));
+    };
+    // The first event of a round owes a flush, the others do not.
+    CHECK((*ingestor)->enqueue(push("a", "r1"), "delivery-1", done));
+    CHECK_FALSE((*ingestor)->enqueue(push("b", "r2"), "delivery-2", done));
+    CHECK_FALSE((*ingestor)->enqueue(push("c", "r3"), {}, done));
+    CHECK(done_on.empty()); // nothing is written before the flush
+    (*ingestor)->flush();
+    REQUIRE(done_on.size() == 3);
+    for (const auto& id : done_on) {
+        CHECK(id == std::this_thread::get_id());
+    }
+    CHECK(ids == std::vector<std::int64_t>{1, 2, 3});
+    CHECK(*store->deliveries_since(clock.now() - 1h) ==
+          std::vector<std::string>{"delivery-1", "delivery-2"});
+    CHECK(store->scheduler_state()->waits.size() == 3);
+    // After a flush, the next event owes one again.
+    CHECK((*ingestor)->enqueue(push("a", "r4"), {}, done));
+    (*ingestor)->flush();
+    CHECK(done_on.size() == 4);
+
+    // The writer thread slept without a deadline; the flushes gave it one (1 s), and it ends
+    // the waits then, with nobody calling flush() again: one build for each of a (its wait
+    // restarted by r4), b and c.
+    for (int i = 0; i < 200 && requests_seen < 3; ++i) {
+        std::this_thread::sleep_for(50ms);
+    }
+    CHECK(requests_seen == 3);
+    CHECK(store->requests(ci::store::RequestState::Pending)->size() == 3);
+    CHECK(store->scheduler_state()->waits.empty());
 }
 
 TEST_CASE("store: builds, steps, compressed logs, workers and latent instances") {
@@ -450,22 +533,17 @@ TEST_CASE("store: an older schema is migrated when opened") {
     ci::test::TempDir dir;
     const auto path = dir / "old.sqlite";
     { open(path); }
-    sqlite3* db = nullptr;
-    REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
-    // Back to schema 1: what migrations 2 and 3 add is gone.
-    REQUIRE(sqlite3_exec(db,
-                         "ALTER TABLE build_requests DROP COLUMN collapsed_into; "
-                         "DROP TABLE deliveries; DROP INDEX builds_by_builder; "
-                         "DROP INDEX builds_by_request; PRAGMA user_version=1",
-                         nullptr,
-                         nullptr,
-                         nullptr) == SQLITE_OK);
-    sqlite3_close(db);
+    // Back to schema 1: what migrations 2 to 4 add is gone (waits keep their columns).
+    execute_sql(path,
+                "ALTER TABLE build_requests DROP COLUMN collapsed_into; "
+                "DROP TABLE webhook_deliveries; DROP INDEX builds_by_builder; "
+                "DROP INDEX builds_by_request; PRAGMA user_version=1");
     auto store = open(path);
     REQUIRE_OK(store->write({ci::store::Batch{{}, {request_for("tests", "a", true)}, {}}}, t0));
     auto claimed = store->claim({"tests"}, "d");
     REQUIRE_OK(claimed);
     CHECK((*claimed)->request.revision == "a");
+    sqlite3* db = nullptr;
     REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
     sqlite3_stmt* statement = nullptr;
     sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &statement, nullptr);
@@ -473,6 +551,64 @@ TEST_CASE("store: an older schema is migrated when opened") {
     CHECK(sqlite3_column_int(statement, 0) == ci::store::schema_version);
     sqlite3_finalize(statement);
     sqlite3_close(db);
+}
+
+TEST_CASE("store: schema 3's waits and deliveries are kept by the migration to schema 4") {
+    ci::test::TempDir dir;
+    const auto path = dir / "v3.sqlite";
+    { open(path); }
+    // Schema 3's two tables, as it made them, with rows in them.
+    execute_sql(path,
+                "DROP TABLE waits; DROP TABLE webhook_deliveries; "
+                "CREATE TABLE waits (scheduler TEXT NOT NULL, repository TEXT NOT NULL, "
+                "branch TEXT NOT NULL, is_tag INTEGER NOT NULL, started_ms INTEGER NOT NULL, "
+                "deadline_ms INTEGER NOT NULL, revision TEXT NOT NULL, change_ids TEXT NOT NULL, "
+                "PRIMARY KEY (scheduler, repository, branch)); "
+                "CREATE TABLE deliveries (id TEXT PRIMARY KEY, received_ms INTEGER NOT NULL); "
+                "CREATE INDEX deliveries_by_time ON deliveries (received_ms); "
+                "INSERT INTO waits VALUES ('main', 'app', 'feature', 0, 1000, 6000, 'abc', '7,8'); "
+                "INSERT INTO deliveries VALUES ('newer', 3000), ('older', 2000); "
+                "PRAGMA user_version=3");
+    auto store = open(path);
+    auto state = store->scheduler_state();
+    REQUIRE_OK(state);
+    REQUIRE(state->waits.size() == 1);
+    CHECK(state->waits[0].branch == "feature");
+    CHECK(state->waits[0].change_ids == std::vector<std::int64_t>{7, 8});
+    const auto epoch = ci::WallTime{};
+    CHECK(*store->deliveries_since(epoch) == std::vector<std::string>{"older", "newer"});
+    CHECK(*store->deliveries_since(epoch + 2500ms) == std::vector<std::string>{"newer"});
+    // A wait saved again replaces the migrated one (same key).
+    ci::sched::Wait wait{"main", "app", "feature", false, t0, t0 + 5s, "def", {9}};
+    REQUIRE_OK(store->write({ci::store::Batch{{}, {ci::sched::SaveWait{wait}}, {}}}, t0));
+    state = store->scheduler_state();
+    REQUIRE(state->waits.size() == 1);
+    CHECK(state->waits[0].revision == "def");
+    // Change ids go on from the changes stored (none here) and the old counter.
+    CHECK(*store->reserve_change_ids(1) == std::vector<std::int64_t>{1});
+}
+
+TEST_CASE("store: change ids go on after the newest stored change, not after what was reserved") {
+    ci::test::TempDir dir;
+    const auto path = dir / "state.sqlite";
+    {
+        auto store = open(path);
+        auto ids = store->reserve_change_ids(3);
+        REQUIRE_OK(ids);
+        CHECK(*ids == std::vector<std::int64_t>{1, 2, 3});
+        ci::sched::Change change;
+        change.id = 2;
+        change.repository = "app";
+        change.branch = "feature";
+        change.revision = "abc";
+        change.when = t0;
+        REQUIRE_OK(store->write({ci::store::Batch{{change}, {}, {}}}, t0));
+        // Within one run, ids only increase.
+        CHECK(*store->reserve_change_ids(1) == std::vector<std::int64_t>{4});
+    }
+    // 3 and 4 were never stored: after a restart the next id follows 2.
+    auto store = open(path);
+    CHECK(*store->reserve_change_ids(2) == std::vector<std::int64_t>{3, 4});
 }
 
 TEST_CASE("store: webhook deliveries are stored with their changes, or not at all") {

@@ -110,6 +110,14 @@ public:
     /// True once send() or stream() was called on this Reply or one of its copies.
     [[nodiscard]] bool answered() const;
 
+    /// Runs `action` on a server thread after the handlers that are ready now: those of the
+    /// requests that arrived together with this one (the I/O the server thread has already
+    /// seen). A handler that collects work from many requests and does it once per round (a
+    /// group commit, answering each request from `action`) calls this on the first request of a
+    /// round. Not tied to this Reply's connection, and callable after the answer. Dropped
+    /// without running when the server stops first.
+    void defer(std::function<void()> action);
+
     /// The shared state of a Reply and its copies (defined by the server).
     struct State;
 

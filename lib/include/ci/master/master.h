@@ -42,8 +42,11 @@ struct MasterOptions {
     /// On shutdown, how long running builds may go on before they are stopped (and queued
     /// again for the next start).
     std::chrono::seconds shutdown_grace{60};
-    /// HTTP I/O threads.
-    unsigned http_threads = 2;
+    /// HTTP I/O threads. One is the default: webhooks are written to the store on that thread,
+    /// once per round of requests read together (a group commit without a thread hand-off);
+    /// more threads only add hand-offs for the webhook path, but may help a master with many
+    /// cores that serves many heavy API readers.
+    unsigned http_threads = 1;
     /// Token local workers use for HTTPS git remotes (a secret; empty: none).
     std::string git_token;
     /// Private key file local workers use for SSH git remotes (empty: the SSH agent).

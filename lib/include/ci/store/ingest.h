@@ -4,10 +4,13 @@
 /// The durable front of the scheduler: events go in from any thread, and each is acknowledged
 /// only once the changes it carried and the scheduler's actions for it are committed to disk.
 ///
-/// One writer thread takes whatever events are queued (up to `max_batch`), reserves their change
-/// ids, feeds them to the scheduler, and writes everything in one transaction (group commit):
-/// a burst of webhooks costs one fsync, not one each. The same thread wakes at the scheduler's
-/// next deadline to end tree-stable waits.
+/// A writer takes whatever events are queued (up to `max_batch`), reserves their change ids,
+/// feeds them to the scheduler, and writes everything in one transaction (group commit): a burst
+/// of webhooks costs one fsync, not one each. The writer is the Ingestor's own thread for
+/// submit(), or the caller's thread for enqueue() + flush(): a server that handles a round of
+/// ready requests, enqueueing each, then flushes once, gets the same group commit without a
+/// hand-off to another thread and back. The writer thread also wakes at the scheduler's next
+/// deadline to end tree-stable waits.
 
 #include <chrono>
 #include <cstdint>
@@ -61,6 +64,18 @@ public:
     /// in the same transaction. `done` must not block: it holds up the next batch.
     void
     submit(sched::Event event, std::string delivery, std::function<void(Result<Receipt>)> done);
+
+    /// Queues an event as submit() does, without waking the writer thread: the caller writes it
+    /// with flush(), and `done` is called there. Returns true when the caller owes a flush()
+    /// (this is the first event queued since the last one), false when a flush() is already
+    /// owed: e.g. an HTTP server queues the webhooks of one round of ready requests and flushes
+    /// once after the round. An event left unflushed is written with the writer thread's next
+    /// write (a submit(), a deadline, or the destructor).
+    [[nodiscard]] bool
+    enqueue(sched::Event event, std::string delivery, std::function<void(Result<Receipt>)> done);
+    /// Writes everything queued, on the calling thread, in transactions of up to `max_batch`
+    /// events; their `done` callbacks run here. Waits while another writer is writing.
+    void flush();
 
 private:
     struct Impl;

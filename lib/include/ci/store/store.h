@@ -28,7 +28,7 @@ namespace ci::store {
 using WallTime = std::chrono::system_clock::time_point;
 
 /// The schema version this libci writes.
-inline constexpr int schema_version = 3;
+inline constexpr int schema_version = 4;
 
 /// Where a build request is in its life.
 enum class RequestState {
@@ -132,6 +132,9 @@ public:
                                                 WallTime now) = 0;
 
     /// Assigns ids to changes before the scheduler sees them (their ids appear in its waits).
+    /// Ids only increase. A reservation is not stored by itself: an id becomes permanent with the
+    /// write() that stores its change, and one that was never stored may be handed out again
+    /// after a restart.
     [[nodiscard]] virtual Result<std::vector<std::int64_t>>
     reserve_change_ids(std::size_t count) = 0;
 
@@ -143,7 +146,9 @@ public:
     /// The newest `limit` changes, newest first; with `before_id`, those with smaller ids.
     [[nodiscard]] virtual Result<std::vector<sched::Change>>
     recent_changes(int limit, std::int64_t before_id = 0) = 0;
-    /// Webhook deliveries recorded at or after `since` (for de-duplication after a restart).
+    /// Webhook deliveries recorded at or after `since` (for de-duplication after a restart),
+    /// oldest first. Read back from the newest to the first one recorded before `since` (a
+    /// delivery recorded before a backward clock step may be left out).
     [[nodiscard]] virtual Result<std::vector<std::string>> deliveries_since(WallTime since) = 0;
     /// One build request.
     [[nodiscard]] virtual Result<std::optional<BuildRequest>> request(std::int64_t id) = 0;
