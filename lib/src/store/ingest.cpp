@@ -1,5 +1,7 @@
 #include "ci/store/ingest.h"
 
+#include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -44,6 +46,12 @@ struct Ingestor::Impl {
     /// until then (none: until woken).
     std::optional<WallTime> deadline;
     std::thread writer;
+
+    /// Commits of small batches take this long, on average (nanoseconds; an exponentially
+    /// weighted mean).
+    std::atomic<std::int64_t> commit_ns{0};
+    /// At least this, and flush() leaves the writing to the writer thread.
+    static constexpr std::int64_t slow_commit_ns = 100'000;
 
     Impl(config::Config c, Store& s, const Clock& k, IngestOptions o)
         : config(std::move(c)), store(s), clock(k), options(o) {}
@@ -181,6 +189,13 @@ struct Ingestor::Impl {
             return;
         }
         auto written = store.write(batches, now);
+        if (written && taken.size() <= 2) {
+            // Small batches only: their commit time is the disk's sync time, where a large
+            // batch's also counts writing its pages (CPU work, not waiting).
+            const auto last =
+                std::chrono::duration_cast<std::chrono::nanoseconds>(written->commit_time).count();
+            commit_ns = commit_ns + (last - commit_ns) / 8;
+        }
         if (!written) {
             log::error("ingest: {}", written.error().message);
             fail_all(taken, written.error());
@@ -262,6 +277,19 @@ bool Ingestor::enqueue(sched::Event event,
 }
 
 void Ingestor::flush() {
+    if (impl_->commit_ns >= Impl::slow_commit_ns) {
+        // Commits wait for a slow disk: the writer thread waits for it, and the caller goes on
+        // (reading the next requests, which the writer then takes as its next batch).
+        {
+            const std::lock_guard lock(impl_->mutex);
+            if (impl_->queue.empty()) {
+                return;
+            }
+            impl_->writer_wanted = true;
+        }
+        impl_->wake.notify_one();
+        return;
+    }
     impl_->write_queued(false);
 }
 

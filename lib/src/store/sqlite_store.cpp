@@ -463,10 +463,12 @@ public:
             (void)execute("ROLLBACK", "roll back");
             return fail(status.error());
         }
+        const auto commit_start = std::chrono::steady_clock::now();
         if (auto committed = execute("COMMIT", "commit"); !committed) {
             (void)execute("ROLLBACK", "roll back");
             return fail(committed.error());
         }
+        written.commit_time = std::chrono::steady_clock::now() - commit_start;
         return written;
     }
 

@@ -7,10 +7,10 @@
 /// A writer takes whatever events are queued (up to `max_batch`), reserves their change ids,
 /// feeds them to the scheduler, and writes everything in one transaction (group commit): a burst
 /// of webhooks costs one fsync, not one each. The writer is the Ingestor's own thread for
-/// submit(), or the caller's thread for enqueue() + flush(): a server that handles a round of
-/// ready requests, enqueueing each, then flushes once, gets the same group commit without a
-/// hand-off to another thread and back. The writer thread also wakes at the scheduler's next
-/// deadline to end tree-stable waits.
+/// submit(), or the caller's thread for enqueue() + flush() while commits are fast: a server
+/// that handles a round of ready requests, enqueueing each, then flushes once, gets the same
+/// group commit without a hand-off to another thread and back. The writer thread also wakes at
+/// the scheduler's next deadline to end tree-stable waits.
 
 #include <chrono>
 #include <cstdint>
@@ -70,11 +70,15 @@ public:
     /// (this is the first event queued since the last one), false when a flush() is already
     /// owed: e.g. an HTTP server queues the webhooks of one round of ready requests and flushes
     /// once after the round. An event left unflushed is written with the writer thread's next
-    /// write (a submit(), a deadline, or the destructor).
+    /// write (a submit(), a deadline, or the destructor). `done` must not block and must not
+    /// call flush() (it runs while the writer's role is held).
     [[nodiscard]] bool
     enqueue(sched::Event event, std::string delivery, std::function<void(Result<Receipt>)> done);
-    /// Writes everything queued, on the calling thread, in transactions of up to `max_batch`
-    /// events; their `done` callbacks run here. Waits while another writer is writing.
+    /// Writes everything queued, in transactions of up to `max_batch` events: on the calling
+    /// thread (their `done` callbacks run here; waits while another writer is writing) while
+    /// commits are fast, and by waking the writer thread once they take 100 us or more on
+    /// average (a disk that syncs slowly): the caller then goes on, e.g. reading the next
+    /// requests, which the writer takes as its next batch when the disk is done (pipelining).
     void flush();
 
 private:

@@ -127,6 +127,8 @@ public:
     struct Written {
         std::vector<std::int64_t> change_ids;
         std::vector<std::int64_t> request_ids;
+        /// How long the commit took: mostly the wait for the disk to make it durable.
+        std::chrono::nanoseconds commit_time{};
     };
     [[nodiscard]] virtual Result<Written> write(const std::vector<Batch>& batches,
                                                 WallTime now) = 0;
