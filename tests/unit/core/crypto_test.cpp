@@ -41,6 +41,16 @@ TEST_CASE("crypto: hmac-sha256 matches RFC 4231 vectors") {
     // Test case 1: key 0x0b * 20.
     CHECK(to_hex(ci::crypto::hmac_sha256(std::string(20, '\x0b'), "Hi There")) ==
           "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7");
+    // Test cases 6 and 7: a key longer than the block (hashed first), a message longer too.
+    const std::string long_key(131, '\xaa');
+    CHECK(to_hex(ci::crypto::hmac_sha256(
+              long_key, "Test Using Larger Than Block-Size Key - Hash Key First")) ==
+          "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54");
+    CHECK(to_hex(ci::crypto::hmac_sha256(
+              long_key,
+              "This is a test using a larger than block-size key and a larger than block-size "
+              "data. The key needs to be hashed before being used by the HMAC algorithm.")) ==
+          "9b09ffa71b942fcb27635fbcd5b0e944bfdc63644f0713938a7f51535c3a35e2");
 }
 
 TEST_CASE("crypto: constant_time_equal") {
