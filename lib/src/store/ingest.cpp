@@ -105,7 +105,7 @@ struct Ingestor::Impl {
     // until the queue is empty). With `tick` and nothing queued, ends the waits that are due.
     void write_queued(bool tick) {
         const std::lock_guard role(writing);
-        for (bool first = true;; first = false) {
+        for (;;) {
             std::vector<Pending> taken;
             {
                 const std::lock_guard lock(mutex);
@@ -117,10 +117,11 @@ struct Ingestor::Impl {
                     flush_owed = false;
                 }
             }
-            if (taken.empty() && !(tick && first)) {
+            if (taken.empty() && !tick) {
                 break;
             }
-            process(taken);
+            process(taken); // with nothing taken: the tick
+            tick = false;
             if (taken.empty()) {
                 break;
             }
