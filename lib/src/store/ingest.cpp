@@ -235,6 +235,9 @@ Result<std::unique_ptr<Ingestor>> Ingestor::start(const config::Config& config,
     if (auto status = impl->reload(); !status) {
         return fail(status.error());
     }
+    // Waits restored from the store end at their deadlines with no other event: a master
+    // restarted inside a tree-stable window builds the pushes it acknowledged before.
+    impl->deadline = impl->scheduler->next_deadline();
     Impl* raw = impl.get();
     raw->writer = std::thread([raw] { raw->run(); });
     return std::unique_ptr<Ingestor>(new Ingestor(std::move(impl)));

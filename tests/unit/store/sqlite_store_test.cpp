@@ -417,6 +417,42 @@ TEST_CASE("ingest: enqueue() and flush() write on the caller's thread; the write
     CHECK(store->scheduler_state()->waits.empty());
 }
 
+TEST_CASE("ingest: waits restored at start end at their deadlines with no other event") {
+    // A master killed inside a tree-stable window: its waits are on disk, and the next start
+    // must end them when they are due, not when the next event happens to arrive.
+    ci::test::TempDir dir;
+    const auto config = ingest_config("1s");
+    auto store = open(dir / "state.sqlite");
+    ci::SystemClock clock;
+    {
+        auto first = ci::store::Ingestor::start(config, *store, clock);
+        REQUIRE_OK(first);
+        for (const auto* branch : {"a", "b", "c"}) {
+            ci::sched::Change change;
+            change.repository = "app";
+            change.branch = branch;
+            change.revision = std::string("r-") + branch;
+            REQUIRE_OK((*first)->submit(ci::sched::Push{{change}}).get());
+        }
+    } // stopped before the waits are due
+    REQUIRE(store->scheduler_state()->waits.size() == 3);
+    REQUIRE(store->requests(ci::store::RequestState::Pending)->empty());
+
+    std::atomic<int> requests_seen{0};
+    ci::store::IngestOptions options;
+    options.on_requests = [&](const std::vector<std::int64_t>& ids) {
+        requests_seen += static_cast<int>(ids.size());
+    };
+    auto second = ci::store::Ingestor::start(config, *store, clock, options);
+    REQUIRE_OK(second);
+    for (int i = 0; i < 200 && requests_seen < 3; ++i) {
+        std::this_thread::sleep_for(50ms);
+    }
+    CHECK(requests_seen == 3);
+    CHECK(store->requests(ci::store::RequestState::Pending)->size() == 3);
+    CHECK(store->scheduler_state()->waits.empty());
+}
+
 TEST_CASE("store: builds, steps, compressed logs, workers and latent instances") {
     ci::test::TempDir dir;
     const auto path = dir / "state.sqlite";
