@@ -14,7 +14,7 @@
 #include <ci/core/crypto.h>
 #include <ci/core/log.h>
 
-#include "master/impl.h"
+#include "master/coordinator.h"
 
 namespace ci::master {
 
@@ -27,7 +27,7 @@ namespace {
 // any thread (they post to it).
 class Session final : public Link, public std::enable_shared_from_this<Session> {
 public:
-    Session(tcp::socket socket, detail::MasterState& master, std::chrono::seconds heartbeat)
+    Session(tcp::socket socket, WorkerEvents& master, std::chrono::seconds heartbeat)
         : socket_(std::move(socket)), input_(protocol::max_line), master_(master),
           heartbeat_(heartbeat), timer_(socket_.get_executor()) {
         boost::system::error_code ignored;
@@ -90,7 +90,7 @@ private:
                 return;
             }
         } else if (!std::holds_alternative<protocol::Heartbeat>(*message)) {
-            master_.on_message(name_, this, std::move(*message));
+            master_.message(name_, this, std::move(*message));
         }
         if (open_) {
             read();
@@ -108,26 +108,9 @@ private:
                 "protocol {} is not this master's {}", hello->protocol, protocol::version));
             return false;
         }
-        const auto found = master_.static_workers.find(hello->name);
-        std::string worker_class;
-        int max_builds = 1;
-        bool rotate = false;
-        if (found != master_.static_workers.end() &&
-            crypto::constant_time_equal(hello->proof,
-                                        protocol::proof(found->second.password, nonce_))) {
-            worker_class = found->second.worker_class;
-            max_builds = found->second.max_builds;
-        } else if (found == master_.static_workers.end()) {
-            // latent_login computes a proof for unknown names too, so that the time of a refusal
-            // does not tell which names exist.
-            if (auto latent = master_.latent_login(hello->name, hello->proof, nonce_)) {
-                worker_class = latent->worker_class;
-                max_builds = latent->max_builds;
-                rotate = true;
-            }
-        }
         // The same answer for an unknown name and a wrong secret: a scanner learns nothing.
-        if (worker_class.empty()) {
+        const auto login = master_.login(hello->name, hello->proof, nonce_);
+        if (!login) {
             log::warn("worker connection from {}: refused \"{}\": unknown worker or wrong secret",
                       peer_,
                       hello->name);
@@ -135,10 +118,10 @@ private:
             return false;
         }
         name_ = hello->name;
-        write_line(
-            protocol::encode(protocol::Welcome{static_cast<int>(heartbeat_.count()), rotate}));
+        write_line(protocol::encode(
+            protocol::Welcome{static_cast<int>(heartbeat_.count()), login->rotate}));
         log::info("worker {} connected from {}", name_, peer_);
-        master_.worker_connected(name_, worker_class, max_builds, false, shared_from_this());
+        master_.connected(name_, *login, false, shared_from_this());
         return true;
     }
 
@@ -203,13 +186,13 @@ private:
         socket_.shutdown(tcp::socket::shutdown_both, ignored);
         socket_.close(ignored);
         if (!name_.empty()) {
-            master_.worker_lost(name_, this, why);
+            master_.lost(name_, this, why);
         }
     }
 
     tcp::socket socket_;
     net::streambuf input_;
-    detail::MasterState& master_;
+    WorkerEvents& master_;
     std::chrono::seconds heartbeat_;
     net::steady_timer timer_;
     std::string peer_;
@@ -224,14 +207,14 @@ private:
 } // namespace
 
 struct WorkerServer::Impl {
-    detail::MasterState& master;
+    WorkerEvents& master;
     std::chrono::seconds heartbeat;
     net::io_context io{1};
     tcp::acceptor acceptor{io};
     std::thread thread;
     std::uint16_t port = 0;
 
-    Impl(detail::MasterState& m, std::chrono::seconds h) : master(m), heartbeat(h) {}
+    Impl(WorkerEvents& m, std::chrono::seconds h) : master(m), heartbeat(h) {}
 
     void accept() {
         acceptor.async_accept([this](const boost::system::error_code& error, tcp::socket socket) {
@@ -255,7 +238,7 @@ struct WorkerServer::Impl {
 
 WorkerServer::WorkerServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
-Result<std::unique_ptr<WorkerServer>> WorkerServer::start(detail::MasterState& master,
+Result<std::unique_ptr<WorkerServer>> WorkerServer::start(WorkerEvents& master,
                                                           const std::string& address,
                                                           std::uint16_t port,
                                                           std::chrono::seconds heartbeat) {

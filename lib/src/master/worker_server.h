@@ -13,16 +13,15 @@
 
 namespace ci::master {
 
-namespace detail {
-struct MasterState;
-}
+class WorkerEvents;
 
 class WorkerServer {
 public:
     struct Impl;
-    // Binds `address`:`port` and serves on its own thread. `master` must outlive it.
+    // Binds `address`:`port` and serves on its own thread, telling `events` about workers and
+    // their messages. `events` must outlive it.
     [[nodiscard]] static Result<std::unique_ptr<WorkerServer>>
-    start(detail::MasterState& master,
+    start(WorkerEvents& events,
           const std::string& address,
           std::uint16_t port,
           std::chrono::seconds heartbeat);

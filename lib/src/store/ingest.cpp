@@ -45,6 +45,9 @@ struct Ingestor::Impl {
     /// The scheduler's next deadline, as the last writer left it; the writer thread sleeps
     /// until then (none: until woken).
     std::optional<WallTime> deadline;
+    /// After a failed commit: no tick before this (steady clock), and the next backoff.
+    std::optional<std::chrono::steady_clock::time_point> retry_at;
+    std::chrono::milliseconds backoff{0};
     std::thread writer;
 
     /// Commits of small batches take this long, on average (nanoseconds; an exponentially
@@ -81,13 +84,18 @@ struct Ingestor::Impl {
                     if (stopping && queue.empty()) {
                         return;
                     }
-                    if (stopping || writer_wanted || (deadline && clock.now() >= *deadline)) {
+                    const bool backing_off =
+                        retry_at && std::chrono::steady_clock::now() < *retry_at;
+                    if (stopping || writer_wanted ||
+                        (!backing_off && deadline && clock.now() >= *deadline)) {
                         break;
                     }
                     // Woken early when a write moved the deadline earlier: wait again for the
                     // new one. The scheduler's deadlines are wall-clock times; wait for them on
                     // the steady clock so a clock step cannot stall a wait.
-                    if (deadline) {
+                    if (backing_off) {
+                        wake.wait_until(lock, *retry_at);
+                    } else if (deadline) {
                         wake.wait_for(
                             lock, std::max<std::chrono::nanoseconds>(*deadline - clock.now(), {}));
                     } else {
@@ -150,6 +158,7 @@ struct Ingestor::Impl {
         if (change_count > 0) {
             auto reserved = store.reserve_change_ids(change_count);
             if (!reserved) {
+                note_commit(fail(reserved.error()));
                 fail_all(taken, reserved.error());
                 return;
             }
@@ -190,6 +199,7 @@ struct Ingestor::Impl {
             return;
         }
         auto written = store.write(batches, now);
+        note_commit(written ? Status{} : Status(fail(written.error())));
         if (written && taken.size() <= 2) {
             // Small batches only: their commit time is the disk's sync time, where a large
             // batch's also counts writing its pages (CPU work, not waiting).
@@ -215,6 +225,24 @@ struct Ingestor::Impl {
         }
         if (!written->request_ids.empty() && options.on_requests) {
             options.on_requests(written->request_ids);
+        }
+    }
+
+    // Reports a commit, and backs off the writer thread's ticks after a failure.
+    void note_commit(const Status& status) {
+        {
+            const std::lock_guard lock(mutex);
+            if (status) {
+                retry_at.reset();
+                backoff = {};
+            } else {
+                backoff = backoff.count() == 0 ? options.first_retry
+                                               : std::min(backoff * 2, options.max_retry);
+                retry_at = std::chrono::steady_clock::now() + backoff;
+            }
+        }
+        if (options.on_commit) {
+            options.on_commit(status);
         }
     }
 

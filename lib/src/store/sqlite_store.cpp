@@ -351,6 +351,9 @@ public:
     Statement& bind(int index, std::optional<std::int64_t> value) {
         return value ? bind(index, *value) : bind_null(index);
     }
+    Statement& bind(int index, const std::optional<std::string>& value) {
+        return value ? bind(index, *value) : bind_null(index);
+    }
     Statement& bind_blob(int index, const std::string& value) {
         sqlite3_bind_blob(
             statement_, index, value.data(), static_cast<int>(value.size()), SQLITE_TRANSIENT);
@@ -694,7 +697,7 @@ public:
                             "?4, target_tip = ?5, merge_commit = ?6 WHERE id = ?1");
         statement.bind(1, build.id)
             .bind(2, build.finished)
-            .bind(3, build.result)
+            .bind(3, result_text(build.result))
             .bind(4, build.branch_tip)
             .bind(5, build.target_tip)
             .bind(6, build.merge_commit);
@@ -782,7 +785,7 @@ public:
             .bind(3, step.name)
             .bind(4, step.started)
             .bind(5, step.finished)
-            .bind(6, step.result)
+            .bind(6, result_text(step.result))
             .bind(7, step.exit_code);
         if (statement.step() != SQLITE_DONE) {
             return fail(
@@ -797,13 +800,18 @@ public:
             "SELECT number, name, started_ms, finished_ms, result, exit_code FROM steps WHERE "
             "build_id = ?1 ORDER BY number",
             [&](Statement& s) { s.bind(1, build); },
-            [&](const Statement& row) {
+            [&](const Statement& row) -> Result<Step> {
+                auto result = read_result(row, 4);
+                if (!result) {
+                    return fail(result.error().with_context(
+                        fmt::format("step {} of build {}", row.integer(0), build)));
+                }
                 return Step{build,
                             static_cast<int>(row.integer(0)),
                             row.text(1),
                             row.time(2),
                             row.time(3),
-                            row.text(4),
+                            *result,
                             row.is_null(5) ? std::nullopt
                                            : std::optional<int>(static_cast<int>(row.integer(5)))};
             },
@@ -830,12 +838,14 @@ public:
         return {};
     }
 
-    Result<std::string> log(std::int64_t build, int step, std::int64_t from) override {
+    Result<std::string>
+    log(std::int64_t build, int step, std::int64_t from, std::int64_t to) override {
         const std::lock_guard lock(mutex_);
         Statement statement(*statements_,
                             "SELECT sequence, compressed FROM log_chunks WHERE build_id = "
-                            "?1 AND step = ?2 AND sequence >= ?3 ORDER BY sequence");
-        statement.bind(1, build).bind(2, static_cast<std::int64_t>(step)).bind(3, from);
+                            "?1 AND step = ?2 AND sequence >= ?3 AND sequence < ?4 "
+                            "ORDER BY sequence");
+        statement.bind(1, build).bind(2, static_cast<std::int64_t>(step)).bind(3, from).bind(4, to);
         std::string out;
         int code = SQLITE_OK;
         while ((code = statement.step()) == SQLITE_ROW) {
@@ -1032,7 +1042,17 @@ private:
         std::vector<T> out;
         int code = SQLITE_OK;
         while ((code = statement.step()) == SQLITE_ROW) {
-            out.push_back(read(statement));
+            if constexpr (requires { read(statement).has_value(); }) {
+                // A reader that can refuse a row (text that names no known value).
+                auto row = read(statement);
+                if (!row) {
+                    return fail(ErrorCode::Store,
+                                fmt::format("{}: {}: {}", path_, what, row.error().message));
+                }
+                out.push_back(std::move(*row));
+            } else {
+                out.push_back(read(statement));
+            }
         }
         if (code != SQLITE_DONE) {
             return error(what);
@@ -1080,17 +1100,40 @@ private:
         return statement.integer(0);
     }
 
-    static Build read_build(const Statement& row) {
+    static Result<Build> read_build(const Statement& row) {
+        auto result = read_result(row, 6);
+        if (!result) {
+            return fail(result.error().with_context(fmt::format("build {}", row.integer(0))));
+        }
         return Build{row.integer(0),
                      row.integer(1),
                      row.text(2),
                      row.text(3),
                      from_ms(row.integer(4)),
                      row.time(5),
-                     row.text(6),
+                     *result,
                      row.text(7),
                      row.text(8),
                      row.text(9)};
+    }
+
+    // A result column: NULL or '' while running, else one of to_string(BuildResult).
+    static Result<std::optional<BuildResult>> read_result(const Statement& row, int column) {
+        if (row.is_null(column) || row.text(column).empty()) {
+            return std::optional<BuildResult>();
+        }
+        auto parsed = parse_build_result(row.text(column));
+        if (!parsed) {
+            return fail(parsed.error());
+        }
+        return std::optional<BuildResult>(*parsed);
+    }
+
+    static std::optional<std::string> result_text(std::optional<BuildResult> result) {
+        if (!result) {
+            return std::nullopt;
+        }
+        return std::string(to_string(*result));
     }
 
     BuildRequest read_request(const Statement& row) const {

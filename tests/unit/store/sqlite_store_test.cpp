@@ -467,13 +467,14 @@ TEST_CASE("store: builds, steps, compressed logs, workers and latent instances")
         REQUIRE_OK(started);
         build_id = *started;
 
-        ci::store::Step step{build_id, 0, "checkout", t0, std::nullopt, "", std::nullopt};
+        ci::store::Step step{build_id, 0, "checkout", t0, std::nullopt, std::nullopt, std::nullopt};
         REQUIRE_OK(store->save_step(step));
         step.finished = t0 + 3s;
-        step.result = "success";
+        step.result = ci::BuildResult::Success;
         step.exit_code = 0;
         REQUIRE_OK(store->save_step(step)); // an update, not a second step
-        REQUIRE_OK(store->save_step({build_id, 1, "test", t0 + 3s, std::nullopt, "", {}}));
+        REQUIRE_OK(
+            store->save_step({build_id, 1, "test", t0 + 3s, std::nullopt, std::nullopt, {}}));
 
         // Chunks arrive in order, one twice (a worker that reconnected).
         for (int i = 0; i < 50; ++i) {
@@ -486,7 +487,7 @@ TEST_CASE("store: builds, steps, compressed logs, workers and latent instances")
 
         ci::store::Build finished = **store->build(build_id);
         finished.finished = t0 + 60s;
-        finished.result = "failure";
+        finished.result = ci::BuildResult::Failure;
         finished.branch_tip = "b1";
         finished.target_tip = "t1";
         finished.merge_commit = "m1";
@@ -504,7 +505,7 @@ TEST_CASE("store: builds, steps, compressed logs, workers and latent instances")
     REQUIRE_OK(build);
     REQUIRE(build->has_value());
     CHECK((*build)->worker == "local/0");
-    CHECK((*build)->result == "failure");
+    CHECK((*build)->result == ci::BuildResult::Failure);
     CHECK((*build)->finished == t0 + 60s);
     CHECK((*build)->merge_commit == "m1");
     auto steps = store->steps(build_id);
@@ -521,6 +522,12 @@ TEST_CASE("store: builds, steps, compressed logs, workers and latent instances")
     REQUIRE_OK(tail);
     CHECK(tail->starts_with("line 48 "));
     CHECK(store->log(build_id, 5)->empty());
+    // A range [from, to): what a follower reads from disk before the chunks still in memory.
+    auto middle = store->log(build_id, 1, 2, 4);
+    REQUIRE_OK(middle);
+    CHECK(*middle ==
+          "line 2 " + std::string(100, '.') + "\nline 3 " + std::string(100, '.') + "\n");
+    CHECK(store->log(build_id, 1, 0, 0)->empty());
 
     CHECK(*store->workers() ==
           std::vector<ci::store::WorkerRecord>{{"local/0", "local", "idle", t0}});
@@ -529,6 +536,33 @@ TEST_CASE("store: builds, steps, compressed logs, workers and latent instances")
     REQUIRE(live->size() == 1);
     CHECK((*live)[0].instance_id == "i-1");
     CHECK((*live)[0].client_token == "tok-1");
+}
+
+TEST_CASE("store: a result that names no build result is an error, not a default") {
+    ci::test::TempDir dir;
+    const auto path = dir / "state.sqlite";
+    std::int64_t build_id = 0;
+    {
+        auto store = open(path);
+        REQUIRE_OK(store->write({ci::store::Batch{{}, {request_for("tests", "abc")}, {}}}, t0));
+        auto request = store->claim({"tests"}, "master");
+        REQUIRE_OK(request);
+        build_id = *store->start_build((*request)->id, "tests", "local/0", t0);
+        REQUIRE_OK(
+            store->save_step({build_id, 0, "checkout", t0, t0, ci::BuildResult::Success, 0}));
+        CHECK((*store->build(build_id))->result == std::nullopt); // running
+    }
+    execute_sql(path, "UPDATE builds SET finished_ms = 1, result = 'sucess'");
+    execute_sql(path, "UPDATE steps SET result = 'green'");
+    auto store = open(path);
+    auto build = store->build(build_id);
+    REQUIRE_FALSE(build.has_value());
+    CHECK(build.error().code == ci::ErrorCode::Store);
+    CHECK(build.error().message.find("\"sucess\" is not a build result") != std::string::npos);
+    CHECK(build.error().message.find("build " + std::to_string(build_id)) != std::string::npos);
+    auto steps = store->steps(build_id);
+    REQUIRE_FALSE(steps.has_value());
+    CHECK(steps.error().message.find("\"green\"") != std::string::npos);
 }
 
 TEST_CASE("store: collapsible requests of a builder and branch merge into the newest") {
@@ -698,7 +732,7 @@ TEST_CASE("store: builds are listed newest first; a restart ends unfinished ones
         running_build = *b;
         auto finished = *store->build(done_build);
         finished->finished = t0 + 5s;
-        finished->result = "success";
+        finished->result = ci::BuildResult::Success;
         REQUIRE_OK(store->update_build(*finished));
         REQUIRE_OK(store->finish((*first)->id, ci::store::RequestState::Completed));
         // The master dies here: build b runs, its request is claimed.
@@ -720,9 +754,9 @@ TEST_CASE("store: builds are listed newest first; a restart ends unfinished ones
     REQUIRE_OK(ended);
     CHECK(*ended == 1);
     auto lost = *store->build(running_build);
-    CHECK(lost->result == "retry");
+    CHECK(lost->result == ci::BuildResult::Retry);
     CHECK(lost->finished == std::optional(t0 + 1min));
-    CHECK((*store->build(done_build))->result == "success");
+    CHECK((*store->build(done_build))->result == ci::BuildResult::Success);
     // Its request is pending again, ahead of the one that never ran.
     auto pending = store->requests(ci::store::RequestState::Pending);
     REQUIRE_OK(pending);

@@ -40,6 +40,15 @@ struct IngestOptions {
     /// or from waits that ended), with their ids: the master wakes its dispatcher here. Must
     /// not block.
     std::function<void(const std::vector<std::int64_t>&)> on_requests;
+    /// Called on the writer's thread after each commit with how it went: the master keeps its
+    /// health from it (a failing disk makes it degraded until a commit succeeds again). Must
+    /// not block.
+    std::function<void(const Status&)> on_commit;
+    /// After a failed commit, the writer thread waits this long before it tries the waits that
+    /// are due again (doubling up to max_retry): a full disk costs a log line per retry, not a
+    /// hot loop. Events submitted meanwhile are still tried (and refused) at once.
+    std::chrono::milliseconds first_retry{200};
+    std::chrono::milliseconds max_retry{5000};
 };
 
 class Ingestor {

@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <limits>
 #include <map>
 #include <memory>
 #include <optional>
@@ -20,6 +21,7 @@
 #include <string_view>
 #include <vector>
 
+#include <ci/core/build_result.h>
 #include <ci/core/error.h>
 #include <ci/sched/scheduler.h>
 
@@ -58,8 +60,8 @@ struct Build {
     std::string worker;
     WallTime started{};
     std::optional<WallTime> finished;
-    std::string result;     ///< empty while it runs; "success", "failure", "retry", ...
-    std::string branch_tip; ///< what the merge-forward checkout recorded
+    std::optional<BuildResult> result; ///< nullopt while it runs
+    std::string branch_tip;            ///< what the merge-forward checkout recorded
     std::string target_tip;
     std::string merge_commit;
     friend bool operator==(const Build&, const Build&) = default;
@@ -72,7 +74,7 @@ struct Step {
     std::string name;
     std::optional<WallTime> started;
     std::optional<WallTime> finished;
-    std::string result;
+    std::optional<BuildResult> result; ///< nullopt while it runs
     std::optional<int> exit_code;
     friend bool operator==(const Step&, const Step&) = default;
 };
@@ -198,9 +200,12 @@ public:
     /// worker that reconnected) is stored once.
     [[nodiscard]] virtual Status
     append_log(std::int64_t build, int step, std::int64_t sequence, std::string_view text) = 0;
-    /// A step's log from chunk `from` on, in order, decompressed.
+    /// A step's log from chunk `from` up to (not including) chunk `to`, in order, decompressed.
     [[nodiscard]] virtual Result<std::string>
-    log(std::int64_t build, int step, std::int64_t from = 0) = 0;
+    log(std::int64_t build,
+        int step,
+        std::int64_t from = 0,
+        std::int64_t to = std::numeric_limits<std::int64_t>::max()) = 0;
 
     /// Creates or updates a worker (by name). Not synced to disk by itself (worker records are
     /// informational): a crash may lose the newest ones, never an earlier synchronous write.

@@ -1,0 +1,219 @@
+#include "master/coordinator.h"
+
+#include <fmt/format.h>
+
+#include <ci/core/log.h>
+
+namespace ci::master {
+
+namespace {
+
+// The build a message is about (0 for messages about no build).
+std::int64_t build_of(const protocol::Message& message) {
+    return std::visit(
+        [](const auto& m) -> std::int64_t {
+            if constexpr (requires { m.build; }) {
+                return m.build;
+            } else {
+                return 0;
+            }
+        },
+        message);
+}
+
+// A result a worker reported; one this master does not know is an exception (and logged).
+BuildResult reported(const std::string& worker, std::string_view text) {
+    auto result = parse_build_result(text);
+    if (!result) {
+        log::warn("worker {}: {}; taken as exception", worker, result.error().message);
+        return BuildResult::Exception;
+    }
+    return *result;
+}
+
+} // namespace
+
+std::optional<Login>
+Coordinator::login(const std::string& name, const std::string& proof, const std::string& nonce) {
+    return p_.credentials.login(name, proof, nonce);
+}
+
+void Coordinator::save_worker(const std::string& name,
+                              const std::string& worker_class,
+                              const char* state) {
+    p_.writes.post(fmt::format("the state of worker {} ({})", name, state),
+                   [record = store::WorkerRecord{name, worker_class, state, p_.clock.now()}](
+                       store::Store& store) { return store.save_worker(record); });
+}
+
+void Coordinator::connected(const std::string& name,
+                            const Login& login,
+                            bool local,
+                            std::shared_ptr<Link> link) {
+    if (refusing_) {
+        link->close();
+        return;
+    }
+    auto replaced = p_.workers.add(name, login.worker_class, login.max_builds, local, link);
+    save_worker(name, login.worker_class, "idle");
+    if (replaced) {
+        // The same worker again (it restarted, or its old connection is half-open): the new
+        // connection won, and whatever the old one ran is retried.
+        log::warn("worker {} connected again; its previous connection is dropped", name);
+        for (const auto build : replaced->builds) {
+            finish(build, BuildResult::Retry, "its worker connected again");
+        }
+        if (replaced->link) {
+            replaced->link->close();
+        }
+    }
+    p_.wake_dispatcher();
+}
+
+void Coordinator::lost(const std::string& name, const Link* link, const std::string& why) {
+    auto view = p_.workers.view(name);
+    auto builds = p_.workers.remove(name, link);
+    if (!builds) {
+        return; // an old connection of a worker that connected again
+    }
+    if (!builds->empty()) {
+        log::warn("worker {} lost ({}) during {} build(s): they end as retry and their requests "
+                  "are queued again",
+                  name,
+                  why,
+                  builds->size());
+    } else {
+        log::info("worker {} disconnected ({})", name, why);
+    }
+    for (const auto build : *builds) {
+        finish(build, BuildResult::Retry, fmt::format("worker {} lost: {}", name, why));
+    }
+    save_worker(name, view ? view->worker_class : std::string(), "lost");
+    p_.wake_dispatcher();
+}
+
+void Coordinator::message(const std::string& name, const Link* link, protocol::Message message) {
+    if (!p_.workers.heard(name, link)) {
+        return; // a connection the master already gave up on
+    }
+    if (std::holds_alternative<protocol::Drain>(message)) {
+        log::info("worker {} is draining: no new builds", name);
+        p_.workers.drain(name);
+        return;
+    }
+    const auto id = build_of(message);
+    if (!p_.running.runs_on(id, name)) {
+        log::debug("worker {}: a message about build {}, which it is not running", name, id);
+        return;
+    }
+    const auto now = p_.clock.now();
+    if (auto* checked = std::get_if<protocol::CheckedOut>(&message)) {
+        if (auto build = p_.running.checked_out(id,
+                                                std::move(checked->branch_tip),
+                                                std::move(checked->target_tip),
+                                                std::move(checked->merge_commit))) {
+            p_.writes.post(fmt::format("the checkout of build {}", id),
+                           [build = std::move(*build)](store::Store& store) {
+                               return store.update_build(build);
+                           });
+        }
+    } else if (auto* started = std::get_if<protocol::StepStarted>(&message)) {
+        if (auto step = p_.running.step_started(id, started->step, std::move(started->name), now)) {
+            p_.writes.post(
+                fmt::format("the start of step {} of build {}", started->step, id),
+                [step = std::move(*step)](store::Store& store) { return store.save_step(step); });
+        }
+    } else if (auto* chunk = std::get_if<protocol::LogChunk>(&message)) {
+        p_.running.log(id, chunk->step, chunk->sequence, chunk->text);
+        auto& running = p_.running;
+        p_.writes.post(
+            fmt::format(
+                "chunk {} of the log of build {} step {}", chunk->sequence, id, chunk->step),
+            [id, step = chunk->step, sequence = chunk->sequence, text = std::move(chunk->text)](
+                store::Store& store) { return store.append_log(id, step, sequence, text); },
+            [&running, id, step = chunk->step, sequence = chunk->sequence] {
+                running.logged(id, step, sequence);
+            });
+    } else if (const auto* finished = std::get_if<protocol::StepFinished>(&message)) {
+        step_finished(id, *finished);
+    } else if (const auto* done = std::get_if<protocol::BuildFinished>(&message)) {
+        finish(id, reported(name, done->result), done->message);
+    }
+}
+
+void Coordinator::step_finished(std::int64_t id, const protocol::StepFinished& finished) {
+    const auto result = reported(fmt::format("of build {}", id), finished.result);
+    if (auto step = p_.running.step_finished(
+            id, finished.step, result, finished.exit_code, p_.clock.now())) {
+        p_.writes.post(
+            fmt::format("the end of step {} of build {}", finished.step, id),
+            [step = std::move(*step)](store::Store& store) { return store.save_step(step); });
+    }
+}
+
+void Coordinator::finish(std::int64_t id, BuildResult result, const std::string& message) {
+    auto ended = p_.running.end(id, result, p_.clock.now());
+    if (!ended) {
+        return;
+    }
+    const auto& build = ended->build;
+    const auto final_result = *build.result;
+    const bool again = final_result == BuildResult::Retry;
+    auto& running = p_.running;
+    // The build and its request in one queued write, after its log chunks (the queue keeps
+    // their order): once the store says the build ended, its log is complete there.
+    p_.writes.post(
+        fmt::format("the end of build {} ({}) and of its request {}",
+                    id,
+                    to_string(final_result),
+                    build.request_id),
+        [build, again](store::Store& store) -> Status {
+            if (auto status = store.update_build(build); !status) {
+                return status;
+            }
+            return store.finish(build.request_id,
+                                again ? store::RequestState::Pending
+                                      : store::RequestState::Completed);
+        },
+        [&running, id, again, wake = p_.wake_dispatcher] {
+            running.forget(id);
+            if (again) {
+                wake(); // its request is pending again
+            }
+        });
+    p_.locks.release(ended->locks);
+    p_.workers.release(build.worker, id);
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - ended->started).count();
+    p_.metrics.build_finished(build.builder, final_result, seconds);
+    log::info("build {} ({} on {}) ended: {}{}{}",
+              id,
+              build.builder,
+              build.worker,
+              to_string(final_result),
+              message.empty() ? "" : ": ",
+              message);
+    p_.wake_dispatcher();
+}
+
+bool Coordinator::stop(std::int64_t id, const std::string& who) {
+    const auto worker = p_.running.request_stop(id);
+    if (!worker) {
+        return false;
+    }
+    log::info("build {}: stop requested by {}", id, who);
+    if (auto link = p_.workers.link(*worker)) {
+        link->send(protocol::StopBuild{id});
+    }
+    return true;
+}
+
+void Coordinator::disconnect_all() {
+    refusing_ = true;
+    for (auto& removed : p_.workers.remove_all()) {
+        save_worker(removed.name, removed.worker_class, "disconnected");
+        removed.link->close();
+    }
+}
+
+} // namespace ci::master

@@ -1,0 +1,91 @@
+#pragma once
+
+// What happens when workers come, go and report: the one place that updates the worker
+// registry, the running builds, the locks, the metrics and the store together. It has no lock
+// of its own; each component it uses owns its state, and the order of its calls keeps them
+// consistent (a build ends exactly once: RunningBuilds::end decides who ends it).
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include <ci/config/config.h>
+#include <ci/core/build_result.h>
+#include <ci/core/clock.h>
+#include <ci/master/protocol.h>
+
+#include "master/credentials.h"
+#include "master/link.h"
+#include "master/locks.h"
+#include "master/metrics.h"
+#include "master/registry.h"
+#include "master/running.h"
+#include "master/store_writes.h"
+
+namespace ci::master {
+
+/// What the worker server (and the local workers) report about their connections.
+class WorkerEvents {
+public:
+    virtual ~WorkerEvents() = default;
+    /// Checks a Hello; nullopt when refused.
+    [[nodiscard]] virtual std::optional<Login>
+    login(const std::string& name, const std::string& proof, const std::string& nonce) = 0;
+    /// An authenticated worker is ready for builds.
+    virtual void connected(const std::string& name,
+                           const Login& login,
+                           bool local,
+                           std::shared_ptr<Link> link) = 0;
+    /// A message from `name` over `link` (ignored unless `link` is its connection now).
+    virtual void message(const std::string& name, const Link* link, protocol::Message message) = 0;
+    /// `link` closed.
+    virtual void lost(const std::string& name, const Link* link, const std::string& why) = 0;
+};
+
+class Coordinator final : public WorkerEvents {
+public:
+    struct Parts {
+        const Clock& clock;
+        Credentials& credentials;
+        WorkerRegistry& workers;
+        RunningBuilds& running;
+        LockTable& locks;
+        Metrics& metrics;
+        StoreWrites& writes;
+        /// Called whenever a slot or a lock may have come free.
+        std::function<void()> wake_dispatcher;
+    };
+    explicit Coordinator(Parts parts) : p_(std::move(parts)) {}
+
+    std::optional<Login>
+    login(const std::string& name, const std::string& proof, const std::string& nonce) override;
+    void connected(const std::string& name,
+                   const Login& login,
+                   bool local,
+                   std::shared_ptr<Link> link) override;
+    void message(const std::string& name, const Link* link, protocol::Message message) override;
+    void lost(const std::string& name, const Link* link, const std::string& why) override;
+
+    /// Ends a running build: stores its end (and its request's: retry queues it again), gives
+    /// back its slot and locks, counts it, ends its log followers. Does nothing when the build
+    /// ended already.
+    void finish(std::int64_t build, BuildResult result, const std::string& message);
+    /// Asks the build's worker to stop it; false when it is not running.
+    bool stop(std::int64_t build, const std::string& who);
+    /// No new workers from now on (shutdown); those connected stay until disconnect_all().
+    void refuse_workers() { refusing_ = true; }
+    /// Closes every worker's link (shutdown), recording them as disconnected.
+    void disconnect_all();
+
+private:
+    void step_finished(std::int64_t build, const protocol::StepFinished& finished);
+    void save_worker(const std::string& name, const std::string& worker_class, const char* state);
+
+    Parts p_;
+    std::atomic<bool> refusing_{false};
+};
+
+} // namespace ci::master

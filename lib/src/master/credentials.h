@@ -1,0 +1,69 @@
+#pragma once
+
+// Who may log in as a worker: static workers with their passwords (slaves.<class>.passwords),
+// and latent (EC2) workers with a one-time token, then the secret each login derives for the
+// next one (protocol::next_secret). Owns its lock; every member is thread-safe.
+
+#include <chrono>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include <ci/config/config.h>
+#include <ci/core/clock.h>
+#include <ci/master/master.h>
+
+namespace ci::master {
+
+/// A worker whose proof was accepted.
+struct Login {
+    std::string worker_class;
+    int max_builds = 1;
+    bool rotate = false; ///< a latent worker: both sides now derive its next secret
+};
+
+class Credentials {
+public:
+    /// Static workers from `config` (`<class>/<i>` for each password). `clock` must outlive it.
+    Credentials(const config::Config& config, const Clock& clock);
+
+    /// Checks a Hello's proof of `name` against `nonce`. nullopt when refused: an unknown name
+    /// costs as much work as a wrong secret, so a refusal's timing does not tell which names
+    /// exist. A latent worker's secret rotates with each login; the previous one stays valid
+    /// until the new one is used (the welcome that told the worker to rotate may be lost).
+    [[nodiscard]] std::optional<Login>
+    login(const std::string& name, const std::string& proof, const std::string& nonce);
+
+    /// A one-time token for a new worker of the EC2 class `worker_class` (see
+    /// Master::issue_worker_token).
+    [[nodiscard]] Result<WorkerToken> issue_token(const std::string& worker_class,
+                                                  std::string name_suffix,
+                                                  std::chrono::seconds lifetime);
+
+private:
+    struct Static {
+        std::string worker_class;
+        std::string password;
+        int max_builds = 1;
+    };
+    struct Latent {
+        std::string worker_class;
+        int max_builds = 1;
+        std::string secret;
+        std::string previous;
+        std::optional<WallTime> expires; ///< set while the one-time token is unused
+    };
+
+    std::optional<Login> latent_login_locked(const std::string& name,
+                                             const std::string& proof,
+                                             const std::string& nonce);
+
+    const config::Config& config_;
+    const Clock& clock_;
+    std::map<std::string, Static> static_; // immutable after construction
+    std::mutex mutex_;
+    std::map<std::string, Latent> latent_;
+};
+
+} // namespace ci::master

@@ -1,0 +1,176 @@
+#include "master/dispatcher.h"
+
+#include <algorithm>
+
+#include <ci/core/log.h>
+#include <ci/git/merge.h>
+
+#include "master/dispatch.h"
+
+namespace ci::master {
+
+build::BuildSpec build_spec(const config::Config& config,
+                            const store::BuildRequest& request,
+                            std::int64_t build_id,
+                            bool is_tag) {
+    const auto& builder = config.builders.at(request.request.builder);
+    const auto& repository = config.repositories.at(builder.repository);
+    build::BuildSpec spec;
+    spec.build_id = build_id;
+    spec.builder = request.request.builder;
+    spec.repository = builder.repository;
+    spec.url = repository.url;
+    spec.branch =
+        request.request.branch.empty() ? repository.default_branch : request.request.branch;
+    spec.is_tag = is_tag;
+    spec.revision = request.request.revision;
+    spec.merge_target =
+        git::merge_target_for(spec.branch, is_tag, builder.merge_target, repository.default_branch);
+    spec.timeout = builder.timeout;
+    spec.properties = request.request.properties;
+    spec.steps = build::step_specs(builder);
+    return spec;
+}
+
+Dispatcher::~Dispatcher() {
+    stop();
+}
+
+void Dispatcher::start() {
+    thread_ = std::thread([this] { run(); });
+}
+
+void Dispatcher::wake() {
+    {
+        const std::lock_guard lock(mutex_);
+        wanted_ = true;
+    }
+    wake_.notify_one();
+}
+
+void Dispatcher::stop() {
+    {
+        const std::lock_guard lock(mutex_);
+        stopping_ = true;
+    }
+    wake_.notify_one();
+    if (thread_.joinable()) {
+        thread_.join();
+    }
+}
+
+void Dispatcher::run() {
+    std::unique_lock lock(mutex_);
+    for (;;) {
+        // A periodic pass as well: a request whose store write raced a wake-up is never stuck.
+        wake_.wait_for(lock, std::chrono::seconds(5), [&] { return wanted_ || stopping_; });
+        if (stopping_) {
+            return;
+        }
+        wanted_ = false;
+        lock.unlock();
+        pass();
+        lock.lock();
+    }
+}
+
+void Dispatcher::pass() {
+    // No free slot anywhere: the queue need not be read (it can be long when no worker is up).
+    if (!p_.workers.any_free_slot()) {
+        return;
+    }
+    auto pending = p_.store.requests(store::RequestState::Pending);
+    if (!pending) {
+        ++p_.metrics.store_errors;
+        log::error("dispatch: {}", pending.error().message);
+        return;
+    }
+    if (pending->empty()) {
+        return;
+    }
+    std::vector<QueuedRequest> queue;
+    queue.reserve(pending->size());
+    for (const auto& request : *pending) {
+        queue.push_back(QueuedRequest{request.id, request.request.builder});
+    }
+    for (const auto& assignment : assign(queue, p_.workers.loads(), p_.locks.in_use(), p_.config)) {
+        {
+            const std::lock_guard lock(mutex_);
+            if (stopping_) {
+                return;
+            }
+        }
+        const auto found =
+            std::ranges::find(*pending, assignment.request, &store::BuildRequest::id);
+        start_build(*found, assignment.worker);
+    }
+}
+
+void Dispatcher::start_build(const store::BuildRequest& queued, const std::string& worker) {
+    const auto& builder_name = queued.request.builder;
+    const auto& builder = p_.config.builders.at(builder_name);
+    // Slot and locks first, in memory: the worker may have left or filled up since the pass
+    // began, and a lock may have been taken.
+    if (!p_.locks.try_acquire(builder.locks)) {
+        return;
+    }
+    if (!p_.workers.reserve(worker)) {
+        p_.locks.release(builder.locks);
+        return;
+    }
+    const auto give_back = [&] {
+        p_.workers.unreserve(worker);
+        p_.locks.release(builder.locks);
+    };
+    // Claiming may collapse this request with newer ones of the same branch: the claimed one is
+    // what runs.
+    auto claimed = p_.store.claim({builder_name}, p_.name);
+    if (!claimed || !*claimed) {
+        give_back();
+        if (!claimed) {
+            ++p_.metrics.store_errors;
+            log::error("dispatch: {}", claimed.error().message);
+        }
+        return;
+    }
+    const auto& request = **claimed;
+    const auto started = p_.clock.now();
+    auto build_id = p_.store.start_build(request.id, builder_name, worker, started);
+    if (!build_id) {
+        give_back();
+        ++p_.metrics.store_errors;
+        log::error("dispatch: {}", build_id.error().message);
+        if (auto status = p_.store.finish(request.id, store::RequestState::Pending); !status) {
+            // Left claimed: the next start of the master queues it again (recover_unfinished).
+            log::error("dispatch: request {} stays claimed until the master restarts: {}",
+                       request.id,
+                       status.error().message);
+        }
+        return;
+    }
+    bool is_tag = false;
+    if (!request.request.change_ids.empty()) {
+        if (auto change = p_.store.change(request.request.change_ids.back()); change && *change) {
+            is_tag = (*change)->is_tag;
+        }
+    }
+    auto spec = build_spec(p_.config, request, *build_id, is_tag);
+    p_.running.add(
+        store::Build{*build_id, request.id, builder_name, worker, started, {}, {}, {}, {}, {}},
+        builder.locks);
+    auto link = p_.workers.attach(worker, *build_id);
+    if (!link) {
+        p_.coordinator.finish(*build_id, BuildResult::Retry, "its worker left before it started");
+        return;
+    }
+    log::info("build {} ({} on {}, request {}, branch {}) starts on {}",
+              *build_id,
+              builder_name,
+              spec.url,
+              request.id,
+              spec.branch,
+              worker);
+    link->send(protocol::StartBuild{std::move(spec)});
+}
+
+} // namespace ci::master

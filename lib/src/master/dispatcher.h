@@ -1,0 +1,71 @@
+#pragma once
+
+// The dispatcher: one thread that hands pending build requests to workers with free slots,
+// as assign() (dispatch.h) decides, whenever a request is queued or a slot or lock comes free
+// (and every few seconds, so that nothing waits on a lost wake-up).
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include <ci/build/runner.h>
+#include <ci/config/config.h>
+#include <ci/core/clock.h>
+#include <ci/store/store.h>
+
+#include "master/coordinator.h"
+#include "master/locks.h"
+#include "master/registry.h"
+#include "master/running.h"
+
+namespace ci::master {
+
+/// What a worker is sent for a claimed request: the builder's steps, the branch and its merge
+/// target (a pure function of the config and the request).
+[[nodiscard]] build::BuildSpec build_spec(const config::Config& config,
+                                          const store::BuildRequest& request,
+                                          std::int64_t build_id,
+                                          bool is_tag);
+
+class Dispatcher {
+public:
+    struct Parts {
+        const config::Config& config;
+        const Clock& clock;
+        store::Store& store;
+        WorkerRegistry& workers;
+        RunningBuilds& running;
+        LockTable& locks;
+        Coordinator& coordinator;
+        Metrics& metrics;
+        std::string name; ///< the name requests are claimed under
+    };
+    explicit Dispatcher(Parts parts) : p_(std::move(parts)) {}
+    /// Joins the thread.
+    ~Dispatcher();
+    Dispatcher(const Dispatcher&) = delete;
+    Dispatcher& operator=(const Dispatcher&) = delete;
+
+    void start();
+    /// A request was queued, or a slot or lock came free.
+    void wake();
+    /// Starts no more builds (shutdown); the thread ends.
+    void stop();
+
+private:
+    void run();
+    void pass();
+    void start_build(const store::BuildRequest& queued, const std::string& worker);
+
+    Parts p_;
+    std::mutex mutex_;
+    std::condition_variable wake_;
+    bool wanted_ = true;
+    bool stopping_ = false;
+    std::thread thread_;
+};
+
+} // namespace ci::master

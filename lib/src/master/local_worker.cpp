@@ -1,0 +1,48 @@
+#include "master/local_worker.h"
+
+#include <ci/master/worker.h>
+
+namespace ci::master {
+
+void LocalWorker::send(const protocol::Message& message) {
+    if (const auto* start = std::get_if<protocol::StartBuild>(&message)) {
+        const std::lock_guard lock(mutex_);
+        std::erase_if(jobs_, [](const auto& entry) { return entry.second.done->load(); });
+        auto spec = start->spec;
+        const auto id = spec.build_id;
+        auto done = std::make_shared<std::atomic<bool>>(false);
+        jobs_.emplace(id,
+                      Job{std::jthread([this, spec = std::move(spec), done](std::stop_token stop) {
+                              run(spec, stop);
+                              *done = true;
+                          }),
+                          done});
+    } else if (const auto* stop = std::get_if<protocol::StopBuild>(&message)) {
+        const std::lock_guard lock(mutex_);
+        if (auto found = jobs_.find(stop->build); found != jobs_.end()) {
+            found->second.thread.request_stop();
+        }
+    }
+}
+
+void LocalWorker::close() {
+    std::map<std::int64_t, Job> jobs;
+    {
+        const std::lock_guard lock(mutex_);
+        jobs.swap(jobs_);
+    }
+    for (auto& [id, job] : jobs) {
+        job.thread.request_stop();
+    }
+    jobs.clear(); // joins
+}
+
+void LocalWorker::run(const build::BuildSpec& spec, std::stop_token stop) {
+    (void)run_reported_build(
+        spec,
+        options_,
+        [this](protocol::Message message) { events_.message(name_, this, std::move(message)); },
+        stop);
+}
+
+} // namespace ci::master

@@ -1,0 +1,98 @@
+// Prometheus text exposition of the master's metrics.
+
+#include <fmt/format.h>
+
+#include "master/metrics.h"
+
+namespace ci::master {
+
+namespace {
+
+// A label value: backslash, double quote and newline escaped.
+std::string label(std::string_view value) {
+    std::string out;
+    out.reserve(value.size());
+    for (const char c : value) {
+        if (c == '\\' || c == '"') {
+            out += '\\';
+            out += c;
+        } else if (c == '\n') {
+            out += "\\n";
+        } else {
+            out += c;
+        }
+    }
+    return out;
+}
+
+void family(std::string& out, std::string_view name, std::string_view type, std::string_view help) {
+    out += fmt::format("# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
+}
+
+void by_builder(std::string& out, std::string_view name, const std::map<std::string, int>& values) {
+    for (const auto& [builder, value] : values) {
+        out += fmt::format("{}{{builder=\"{}\"}} {}\n", name, label(builder), value);
+    }
+}
+
+void durations(std::string& out, const std::map<std::string, Metrics::Histogram>& histograms) {
+    family(out, "ci_build_duration_seconds", "histogram", "How long builds ran.");
+    for (const auto& [builder, histogram] : histograms) {
+        const auto name = label(builder);
+        std::uint64_t cumulative = 0;
+        for (std::size_t i = 0; i < duration_buckets.size(); ++i) {
+            cumulative += histogram.buckets[i];
+            out += fmt::format("ci_build_duration_seconds_bucket{{builder=\"{}\",le=\"{}\"}} {}\n",
+                               name,
+                               duration_buckets[i],
+                               cumulative);
+        }
+        out += fmt::format("ci_build_duration_seconds_bucket{{builder=\"{}\",le=\"+Inf\"}} {}\n",
+                           name,
+                           histogram.count);
+        out += fmt::format(
+            "ci_build_duration_seconds_sum{{builder=\"{}\"}} {}\n", name, histogram.sum);
+        out += fmt::format(
+            "ci_build_duration_seconds_count{{builder=\"{}\"}} {}\n", name, histogram.count);
+    }
+}
+
+} // namespace
+
+std::string prometheus_text(const Metrics::Snapshot& counters, const Gauges& gauges) {
+    std::string out;
+    family(out, "ci_builds_pending", "gauge", "Build requests waiting for a worker.");
+    by_builder(out, "ci_builds_pending", gauges.pending);
+    family(out, "ci_builds_running", "gauge", "Builds running now.");
+    by_builder(out, "ci_builds_running", gauges.running);
+    family(out, "ci_builds_finished_total", "counter", "Builds finished since the master started.");
+    for (const auto& [key, count] : counters.finished) {
+        out += fmt::format("ci_builds_finished_total{{builder=\"{}\",result=\"{}\"}} {}\n",
+                           label(key.first),
+                           to_string(key.second),
+                           count);
+    }
+    durations(out, counters.durations);
+    family(out, "ci_workers_connected", "gauge", "Remote workers connected.");
+    out += fmt::format("ci_workers_connected {}\n", gauges.workers_connected);
+    family(out, "ci_webhooks_total", "counter", "Webhooks received, by outcome.");
+    out += fmt::format("ci_webhooks_total{{outcome=\"accepted\"}} {}\n"
+                       "ci_webhooks_total{{outcome=\"rejected\"}} {}\n"
+                       "ci_webhooks_total{{outcome=\"duplicate\"}} {}\n",
+                       counters.webhooks_accepted,
+                       counters.webhooks_rejected,
+                       counters.webhooks_duplicate);
+    family(out,
+           "ci_store_errors_total",
+           "counter",
+           "Writes to the state database that failed (each failed retry counts).");
+    out += fmt::format("ci_store_errors_total {}\n", counters.store_errors);
+    family(out,
+           "ci_store_degraded",
+           "gauge",
+           "1 while writes to the state database fail and are being retried.");
+    out += fmt::format("ci_store_degraded {}\n", gauges.store_degraded ? 1 : 0);
+    return out;
+}
+
+} // namespace ci::master

@@ -1,0 +1,147 @@
+#include "master/router.h"
+
+#include <algorithm>
+#include <charconv>
+
+#include <fmt/format.h>
+
+#include "master/json.h"
+
+namespace ci::master {
+
+std::string_view PathParams::get(std::string_view name) const {
+    for (const auto& [key, value] : values_) {
+        if (key == name) {
+            return value;
+        }
+    }
+    return {};
+}
+
+namespace {
+std::optional<std::int64_t> to_integer(std::string_view text);
+} // namespace
+
+std::optional<std::int64_t> PathParams::integer(std::string_view name) const {
+    const auto value = to_integer(get(name));
+    return value && *value >= 0 ? value : std::nullopt;
+}
+
+namespace {
+std::optional<std::int64_t> to_integer(std::string_view text) {
+    std::int64_t value = 0;
+    const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (text.empty() || error != std::errc() || end != text.data() + text.size()) {
+        return std::nullopt;
+    }
+    return value;
+}
+} // namespace
+
+std::optional<std::int64_t> query_integer(const http::ServerRequest& request,
+                                          const std::string& name) {
+    const auto found = request.query.find(name);
+    return found == request.query.end() ? std::nullopt : to_integer(found->second);
+}
+
+int query_int(const http::ServerRequest& request, const std::string& name, int fallback, int max) {
+    const auto value = query_integer(request, name);
+    return value ? static_cast<int>(std::clamp<std::int64_t>(*value, 1, max)) : fallback;
+}
+
+std::vector<std::string_view> path_segments(std::string_view path) {
+    std::vector<std::string_view> out;
+    while (!path.empty()) {
+        const auto slash = path.find('/');
+        const auto segment = path.substr(0, slash);
+        if (!segment.empty()) {
+            out.push_back(segment);
+        }
+        if (slash == std::string_view::npos) {
+            break;
+        }
+        path.remove_prefix(slash + 1);
+    }
+    return out;
+}
+
+void Router::add(std::string method,
+                 std::string pattern,
+                 RouteHandler handler,
+                 bool authenticated,
+                 std::string summary) {
+    Route route{std::move(method), {}, std::move(handler), authenticated, std::move(summary)};
+    for (const auto segment : path_segments(pattern)) {
+        route.segments.emplace_back(segment);
+    }
+    routes_.push_back(std::move(route));
+}
+
+bool Router::match(const Route& route,
+                   const std::vector<std::string_view>& path,
+                   PathParams& params) {
+    if (route.segments.size() != path.size()) {
+        return false;
+    }
+    for (std::size_t i = 0; i < path.size(); ++i) {
+        const auto& segment = route.segments[i];
+        if (segment.size() > 2 && segment.front() == '{' && segment.back() == '}') {
+            params.add(std::string_view(segment).substr(1, segment.size() - 2), path[i]);
+        } else if (segment != path[i]) {
+            return false;
+        }
+    }
+    return true;
+}
+
+void Router::handle(http::ServerRequest& request, http::Reply reply) const {
+    const auto path = path_segments(request.path);
+    const bool head = request.method == "HEAD";
+    std::vector<std::string_view> allowed;
+    for (const auto& route : routes_) {
+        PathParams params;
+        if (!match(route, path, params)) {
+            continue;
+        }
+        if (route.method != request.method && !(head && route.method == "GET")) {
+            allowed.push_back(route.method);
+            continue;
+        }
+        if (route.authenticated) {
+            if (auto refused = check_(request)) {
+                reply.send(std::move(*refused));
+                return;
+            }
+        }
+        route.handler(request, params, std::move(reply));
+        return;
+    }
+    if (!allowed.empty()) {
+        auto response = error_response(405,
+                                       fmt::format("{} {} is not allowed; use {}",
+                                                   request.method,
+                                                   request.path,
+                                                   fmt::join(allowed, " or ")));
+        response.headers.emplace_back("Allow", fmt::format("{}", fmt::join(allowed, ", ")));
+        reply.send(std::move(response));
+        return;
+    }
+    reply.send(error_response(404,
+                              request.path.starts_with("/api/")
+                                  ? fmt::format("no {} {} in the API (GET /api/v1 lists it)",
+                                                request.method,
+                                                request.path)
+                                  : fmt::format("no such page: {}", request.path)));
+}
+
+std::vector<std::string> Router::endpoints() const {
+    std::vector<std::string> out;
+    for (const auto& route : routes_) {
+        if (!route.summary.empty()) {
+            out.push_back(route.summary);
+        }
+    }
+    return out;
+}
+
+} // namespace ci::master

@@ -1,0 +1,304 @@
+// /api/v1/builds: builds (newest first), one build with its steps, stopping one, and a step's
+// log: whole, followed live (chunked text that curl shows as it comes), or as Server-Sent
+// Events. Logs of running builds come from memory (RunningBuilds), the rest from the store.
+
+#include <fmt/format.h>
+
+#include "master/json.h"
+#include "master/services.h"
+
+namespace ci::master {
+
+namespace {
+
+std::string_view result_text(const std::optional<BuildResult>& result, bool finished) {
+    if (!finished) {
+        return "running";
+    }
+    return result ? to_string(*result) : "unknown";
+}
+
+void write_build(Json& json,
+                 const store::Build& build,
+                 const store::BuildRequest* request,
+                 const std::vector<store::Step>* steps) {
+    json.begin()
+        .field("id", build.id)
+        .field("request", build.request_id)
+        .field("builder", build.builder);
+    if (request != nullptr) {
+        json.field("repository", request->request.repository)
+            .field("branch", request->request.branch)
+            .field("reason", request->request.reason);
+    }
+    json.field("worker", build.worker)
+        .time("started", build.started)
+        .time("finished", build.finished)
+        .field("result", result_text(build.result, build.finished.has_value()))
+        .field("branch_tip", build.branch_tip)
+        .field("target_tip", build.target_tip)
+        .field("merge_commit", build.merge_commit);
+    if (steps != nullptr) {
+        json.begin_array("steps");
+        for (const auto& step : *steps) {
+            json.begin()
+                .field("number", step.number)
+                .field("name", step.name)
+                .time("started", step.started)
+                .time("finished", step.finished)
+                .field("result", result_text(step.result, step.finished.has_value()));
+            if (step.exit_code) {
+                json.field("exit_code", *step.exit_code);
+            }
+            json.field("log", fmt::format("/api/v1/builds/{}/steps/{}/log", build.id, step.number))
+                .end();
+        }
+        json.end_array();
+    }
+    json.end();
+}
+
+void list(Services& s, const http::ServerRequest& request, http::Reply reply) {
+    store::BuildQuery query;
+    if (const auto found = request.query.find("builder"); found != request.query.end()) {
+        query.builder = found->second;
+    }
+    query.request = query_integer(request, "request");
+    query.unfinished_only = request.query.contains("running");
+    query.before_id = query_integer(request, "before").value_or(0);
+    query.limit = query_int(request, "limit", 50, 1000);
+    s.reads.post([reply, query](store::Store& store) mutable {
+        auto builds = store.builds(query);
+        if (!builds) {
+            reply.send(error_response(500, builds.error().message));
+            return;
+        }
+        Json json;
+        json.begin().begin_array("builds");
+        std::map<std::int64_t, std::optional<store::BuildRequest>> requests;
+        for (const auto& build : *builds) {
+            auto [found, fresh] = requests.try_emplace(build.request_id);
+            if (fresh) {
+                if (auto read = store.request(build.request_id); read && *read) {
+                    found->second = std::move(*read);
+                }
+            }
+            write_build(json, build, found->second ? &*found->second : nullptr, nullptr);
+        }
+        json.end_array().end();
+        reply.send(json_response(200, json.text()));
+    });
+}
+
+void one(Services& s, std::int64_t id, http::Reply reply) {
+    s.reads.post([reply, id](store::Store& store) mutable {
+        auto build = store.build(id);
+        if (!build) {
+            reply.send(error_response(500, build.error().message));
+            return;
+        }
+        if (!*build) {
+            reply.send(error_response(404, fmt::format("no build {}", id)));
+            return;
+        }
+        auto steps = store.steps(id);
+        if (!steps) {
+            reply.send(error_response(500, steps.error().message));
+            return;
+        }
+        auto request = store.request((*build)->request_id);
+        const store::BuildRequest* found = request && *request ? &**request : nullptr;
+        Json json;
+        write_build(json, **build, found, &*steps);
+        reply.send(json_response(200, json.text()));
+    });
+}
+
+void stop(Services& s, std::int64_t id, http::Reply reply) {
+    if (s.coordinator.stop(id, api_user(s))) {
+        Json json;
+        json.begin().field("stopping", id).end();
+        reply.send(json_response(202, json.text()));
+        return;
+    }
+    s.reads.post([reply, id](store::Store& store) mutable {
+        auto build = store.build(id);
+        if (!build) {
+            reply.send(error_response(500, build.error().message));
+        } else if (!*build) {
+            reply.send(error_response(404, fmt::format("no build {}", id)));
+        } else {
+            reply.send(error_response(409, fmt::format("build {} has finished", id)));
+        }
+    });
+}
+
+// How a log is asked for.
+struct LogQuery {
+    std::int64_t build = 0;
+    int step = 0;
+    bool events = false; // Server-Sent Events
+    bool follow = false; // stay open while the step runs
+};
+
+http::ServerResponse whole_log(const LogQuery& q, std::string text, std::string_view result) {
+    http::ServerResponse response;
+    if (!q.events) {
+        response.content_type = "text/plain; charset=utf-8";
+        response.body = std::move(text);
+        return response;
+    }
+    response.content_type = "text/event-stream";
+    response.headers.emplace_back("Cache-Control", "no-cache");
+    response.body = text.empty() ? std::string() : sse_event("log", text);
+    response.body += sse_event("end", result.empty() ? "unknown" : result);
+    return response;
+}
+
+// A log the store holds whole (the build is not in memory).
+void stored_log(Services& s, const LogQuery& q, http::Reply reply) {
+    s.reads.post([reply, q](store::Store& store) mutable {
+        auto build = store.build(q.build);
+        if (!build) {
+            reply.send(error_response(500, build.error().message));
+            return;
+        }
+        if (!*build) {
+            reply.send(error_response(404, fmt::format("no build {}", q.build)));
+            return;
+        }
+        auto text = store.log(q.build, q.step);
+        auto steps = store.steps(q.build);
+        if (!text || !steps) {
+            reply.send(error_response(500, (!text ? text.error() : steps.error()).message));
+            return;
+        }
+        std::string result;
+        for (const auto& step : *steps) {
+            if (step.number == q.step && step.result) {
+                result = to_string(*step.result);
+            }
+        }
+        if (result.empty() && (*build)->result) {
+            result = to_string(*(*build)->result);
+        }
+        reply.send(whole_log(q, std::move(*text), result));
+    });
+}
+
+void step_log(Services& s, const LogQuery& q, http::Reply reply) {
+    auto snapshot = s.running.snapshot(q.build, q.step, nullptr);
+    if (!snapshot) {
+        stored_log(s, q, std::move(reply));
+        return;
+    }
+    std::shared_ptr<Follower> follower;
+    if (q.follow && snapshot->live) {
+        // Registered with a second snapshot, taken under the same lock that feeds followers:
+        // no chunk falls between what it is primed with and what it is sent.
+        follower = std::make_shared<Follower>(
+            reply.stream(200,
+                         q.events ? "text/event-stream" : "text/plain; charset=utf-8",
+                         {{"Cache-Control", "no-cache"}}),
+            q.events);
+        snapshot = s.running.snapshot(q.build, q.step, follower);
+        if (!snapshot) {
+            snapshot = LogSnapshot{}; // ended and forgotten in between: the store has it all
+            snapshot->in_store_before = std::numeric_limits<std::int64_t>::max();
+        }
+    }
+    s.reads.post(
+        [reply, q, follower, snapshot = std::move(*snapshot)](store::Store& store) mutable {
+            std::string text;
+            if (snapshot.in_store_before > 0) {
+                auto stored = store.log(q.build, q.step, 0, snapshot.in_store_before);
+                if (!stored) {
+                    if (follower) {
+                        follower->prime(fmt::format("(the log could not be read: {})\n",
+                                                    stored.error().message));
+                        follower->end("unknown");
+                    } else {
+                        reply.send(error_response(500, stored.error().message));
+                    }
+                    return;
+                }
+                text = std::move(*stored);
+            }
+            text += snapshot.memory;
+            if (!follower) {
+                reply.send(whole_log(q, std::move(text), snapshot.result));
+                return;
+            }
+            if (!snapshot.live) {
+                follower->end(snapshot.result.empty() ? "unknown" : snapshot.result);
+            }
+            follower->prime(std::move(text));
+        });
+}
+
+} // namespace
+
+void add_build_routes(Router& router, Services& services) {
+    router.add(
+        "GET",
+        "/api/v1/builds",
+        [&services](http::ServerRequest& request, const PathParams&, http::Reply reply) {
+            list(services, request, std::move(reply));
+        },
+        false,
+        "/api/v1/builds");
+    const auto with_id = [](const PathParams& params, http::Reply& reply) {
+        const auto id = params.integer("id");
+        if (!id) {
+            reply.send(error_response(404, "build ids are integers"));
+        }
+        return id;
+    };
+    router.add(
+        "GET",
+        "/api/v1/builds/{id}",
+        [&services, with_id](http::ServerRequest&, const PathParams& params, http::Reply reply) {
+            if (const auto id = with_id(params, reply)) {
+                one(services, *id, std::move(reply));
+            }
+        },
+        false,
+        "/api/v1/builds/{id}");
+    router.add(
+        "POST",
+        "/api/v1/builds/{id}/stop",
+        [&services, with_id](http::ServerRequest&, const PathParams& params, http::Reply reply) {
+            if (const auto id = with_id(params, reply)) {
+                stop(services, *id, std::move(reply));
+            }
+        },
+        true,
+        "/api/v1/builds/{id}/stop (POST)");
+    for (const bool events : {false, true}) {
+        router.add(
+            "GET",
+            events ? "/api/v1/builds/{id}/steps/{n}/events" : "/api/v1/builds/{id}/steps/{n}/log",
+            [&services, with_id, events](
+                http::ServerRequest& request, const PathParams& params, http::Reply reply) {
+                const auto id = with_id(params, reply);
+                if (!id) {
+                    return;
+                }
+                const auto step = params.integer("n");
+                if (!step || *step > 100000) {
+                    reply.send(error_response(404, "step numbers are integers"));
+                    return;
+                }
+                const LogQuery query{*id,
+                                     static_cast<int>(*step),
+                                     events,
+                                     events || request.query.contains("follow")};
+                step_log(services, query, std::move(reply));
+            },
+            false,
+            events ? "/api/v1/builds/{id}/steps/{n}/events"
+                   : "/api/v1/builds/{id}/steps/{n}/log?follow=1");
+    }
+}
+
+} // namespace ci::master

@@ -1,0 +1,161 @@
+// /api/v1/buildrequests: the queue (by state), one request, and cancelling a pending one.
+
+#include <fmt/format.h>
+
+#include <ci/core/log.h>
+
+#include "master/json.h"
+#include "master/services.h"
+
+namespace ci::master {
+
+namespace {
+
+std::string_view state_text(store::RequestState state) {
+    switch (state) {
+    case store::RequestState::Pending:
+        return "pending";
+    case store::RequestState::Claimed:
+        return "claimed";
+    case store::RequestState::Completed:
+        return "completed";
+    case store::RequestState::Cancelled:
+        return "cancelled";
+    case store::RequestState::Collapsed:
+        return "collapsed";
+    }
+    return "unknown";
+}
+
+std::optional<store::RequestState> state_from(std::string_view text) {
+    for (const auto state : {store::RequestState::Pending,
+                             store::RequestState::Claimed,
+                             store::RequestState::Completed,
+                             store::RequestState::Cancelled,
+                             store::RequestState::Collapsed}) {
+        if (state_text(state) == text) {
+            return state;
+        }
+    }
+    return std::nullopt;
+}
+
+void write_request(Json& json, const store::BuildRequest& request) {
+    json.begin()
+        .field("id", request.id)
+        .field("builder", request.request.builder)
+        .field("scheduler", request.request.scheduler)
+        .field("repository", request.request.repository)
+        .field("branch", request.request.branch)
+        .field("revision", request.request.revision)
+        .field("reason", request.request.reason)
+        .field("state", state_text(request.state))
+        .time("submitted", request.submitted)
+        .ids("changes", request.request.change_ids);
+    if (request.collapsed_into) {
+        json.field("collapsed_into", *request.collapsed_into);
+    }
+    json.end();
+}
+
+void list(Services& s, const http::ServerRequest& request, http::Reply reply) {
+    const auto found = request.query.find("state");
+    const auto state = state_from(found == request.query.end() ? "pending" : found->second);
+    if (!state) {
+        reply.send(error_response(
+            400, "state is one of pending, claimed, completed, cancelled, collapsed"));
+        return;
+    }
+    const auto limit = static_cast<std::size_t>(query_int(request, "limit", 1000, 100000));
+    s.reads.post([reply, state = *state, limit](store::Store& store) mutable {
+        auto requests = store.requests(state);
+        if (!requests) {
+            reply.send(error_response(500, requests.error().message));
+            return;
+        }
+        Json json;
+        json.begin().begin_array("buildrequests");
+        // The newest when there are more than the limit.
+        const auto first = requests->size() > limit ? requests->size() - limit : 0;
+        for (std::size_t i = first; i < requests->size(); ++i) {
+            write_request(json, (*requests)[i]);
+        }
+        json.end_array().end();
+        reply.send(json_response(200, json.text()));
+    });
+}
+
+void one(Services& s, std::int64_t id, http::Reply reply) {
+    s.reads.post([reply, id](store::Store& store) mutable {
+        auto found = store.request(id);
+        if (!found) {
+            reply.send(error_response(500, found.error().message));
+        } else if (!*found) {
+            reply.send(error_response(404, fmt::format("no build request {}", id)));
+        } else {
+            Json json;
+            write_request(json, **found);
+            reply.send(json_response(200, json.text()));
+        }
+    });
+}
+
+void cancel(Services& s, std::int64_t id, http::Reply reply) {
+    s.reads.post([&s, reply, id](store::Store& store) mutable {
+        auto cancelled = store.cancel(id);
+        if (!cancelled) {
+            reply.send(error_response(500, cancelled.error().message));
+            return;
+        }
+        if (!*cancelled) {
+            reply.send(error_response(
+                409, fmt::format("build request {} is not pending (or does not exist)", id)));
+            return;
+        }
+        log::info("build request {} cancelled by {}", id, api_user(s));
+        Json json;
+        json.begin().field("cancelled", id).end();
+        reply.send(json_response(200, json.text()));
+    });
+}
+
+// Runs `then` with the {id} capture, or answers 404 when it is not an integer.
+template <class Then> void with_id(const PathParams& params, http::Reply& reply, Then then) {
+    const auto id = params.integer("id");
+    if (!id) {
+        reply.send(error_response(404, "build request ids are integers"));
+        return;
+    }
+    then(*id);
+}
+
+} // namespace
+
+void add_request_routes(Router& router, Services& services) {
+    router.add(
+        "GET",
+        "/api/v1/buildrequests",
+        [&services](http::ServerRequest& request, const PathParams&, http::Reply reply) {
+            list(services, request, std::move(reply));
+        },
+        false,
+        "/api/v1/buildrequests?state=pending (or claimed, completed, cancelled, collapsed)");
+    router.add(
+        "GET",
+        "/api/v1/buildrequests/{id}",
+        [&services](http::ServerRequest&, const PathParams& params, http::Reply reply) {
+            with_id(params, reply, [&](std::int64_t id) { one(services, id, reply); });
+        },
+        false,
+        "/api/v1/buildrequests/{id}");
+    router.add(
+        "POST",
+        "/api/v1/buildrequests/{id}/cancel",
+        [&services](http::ServerRequest&, const PathParams& params, http::Reply reply) {
+            with_id(params, reply, [&](std::int64_t id) { cancel(services, id, reply); });
+        },
+        true,
+        "/api/v1/buildrequests/{id}/cancel (POST)");
+}
+
+} // namespace ci::master

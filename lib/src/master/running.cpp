@@ -1,0 +1,274 @@
+#include "master/running.h"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+namespace ci::master {
+
+std::string sse_event(std::string_view event, std::string_view data) {
+    std::string out = fmt::format("event: {}\n", event);
+    // One data line per line: a client joins them with '\n' again.
+    while (true) {
+        const auto newline = data.find('\n');
+        out += "data: ";
+        out += data.substr(0, newline);
+        out += '\n';
+        if (newline == std::string_view::npos) {
+            break;
+        }
+        data.remove_prefix(newline + 1);
+        if (data.empty()) {
+            out += "data: \n";
+            break;
+        }
+    }
+    out += '\n';
+    return out;
+}
+
+void Follower::write_locked(std::string_view text) {
+    if (!text.empty()) {
+        stream_->write(events_ ? sse_event("log", text) : std::string(text));
+    }
+}
+
+void Follower::finish_locked() {
+    if (events_) {
+        stream_->write(sse_event("end", *ended_));
+    }
+    stream_->finish();
+}
+
+void Follower::prime(std::string earlier) {
+    const std::lock_guard lock(mutex_);
+    earlier += held_;
+    held_.clear();
+    write_locked(earlier);
+    primed_ = true;
+    if (ended_) {
+        finish_locked();
+    }
+}
+
+bool Follower::deliver(std::string_view text) {
+    const std::lock_guard lock(mutex_);
+    if (!primed_) {
+        held_ += text;
+        return true;
+    }
+    if (stream_->closed()) {
+        return false;
+    }
+    write_locked(text);
+    return true;
+}
+
+void Follower::end(std::string_view result) {
+    const std::lock_guard lock(mutex_);
+    if (ended_) {
+        return;
+    }
+    ended_ = std::string(result);
+    if (primed_) {
+        finish_locked();
+    }
+}
+
+void RunningBuilds::add(store::Build build, std::vector<std::string> locks) {
+    const std::lock_guard lock(mutex_);
+    const auto id = build.id;
+    builds_[id] = Build{
+        std::move(build), std::move(locks), std::chrono::steady_clock::now(), false, false, {}};
+}
+
+bool RunningBuilds::runs_on(std::int64_t id, const std::string& worker) {
+    const std::lock_guard lock(mutex_);
+    const auto found = builds_.find(id);
+    return found != builds_.end() && !found->second.ended && found->second.record.worker == worker;
+}
+
+std::optional<std::string> RunningBuilds::request_stop(std::int64_t id) {
+    const std::lock_guard lock(mutex_);
+    const auto found = builds_.find(id);
+    if (found == builds_.end() || found->second.ended) {
+        return std::nullopt;
+    }
+    found->second.stop_requested = true;
+    return found->second.record.worker;
+}
+
+std::optional<store::Build> RunningBuilds::checked_out(std::int64_t id,
+                                                       std::string branch_tip,
+                                                       std::string target_tip,
+                                                       std::string merge_commit) {
+    const std::lock_guard lock(mutex_);
+    const auto found = builds_.find(id);
+    if (found == builds_.end() || found->second.ended) {
+        return std::nullopt;
+    }
+    auto& record = found->second.record;
+    record.branch_tip = std::move(branch_tip);
+    record.target_tip = std::move(target_tip);
+    record.merge_commit = std::move(merge_commit);
+    return record;
+}
+
+std::optional<store::Step>
+RunningBuilds::step_started(std::int64_t id, int step, std::string name, store::WallTime now) {
+    const std::lock_guard lock(mutex_);
+    const auto found = builds_.find(id);
+    if (found == builds_.end() || found->second.ended) {
+        return std::nullopt;
+    }
+    auto& state = found->second.steps[step];
+    state.record = store::Step{id, step, std::move(name), now, std::nullopt, std::nullopt, {}};
+    return state.record;
+}
+
+void RunningBuilds::log(std::int64_t id, int step, std::int64_t sequence, std::string_view text) {
+    const std::lock_guard lock(mutex_);
+    const auto found = builds_.find(id);
+    if (found == builds_.end() || found->second.ended) {
+        return;
+    }
+    auto& state = found->second.steps[step];
+    if (sequence < state.next_sequence) {
+        return; // sent twice
+    }
+    state.next_sequence = sequence + 1;
+    state.chunks.push_back(Chunk{sequence, std::string(text)});
+    state.bytes += text.size();
+    std::erase_if(state.followers, [&](const auto& follower) { return !follower->deliver(text); });
+    trim_locked(state);
+}
+
+void RunningBuilds::logged(std::int64_t id, int step, std::int64_t sequence) {
+    const std::lock_guard lock(mutex_);
+    const auto found = builds_.find(id);
+    if (found == builds_.end()) {
+        return;
+    }
+    auto& state = found->second.steps[step];
+    state.on_disk = std::max(state.on_disk, sequence + 1);
+    trim_locked(state);
+}
+
+// Lets go of the oldest chunks that are on disk while the step holds more than its share.
+void RunningBuilds::trim_locked(StepState& step) const {
+    while (step.bytes > memory_per_step_ && !step.chunks.empty() &&
+           step.chunks.front().sequence < step.on_disk) {
+        step.bytes -= step.chunks.front().text.size();
+        step.chunks.pop_front();
+    }
+}
+
+void RunningBuilds::end_followers(StepState& step, std::string_view result) {
+    for (auto& follower : step.followers) {
+        follower->end(result);
+    }
+    step.followers.clear();
+}
+
+std::optional<store::Step> RunningBuilds::step_finished(std::int64_t id,
+                                                        int step,
+                                                        BuildResult result,
+                                                        std::optional<int> exit_code,
+                                                        store::WallTime now) {
+    const std::lock_guard lock(mutex_);
+    const auto found = builds_.find(id);
+    if (found == builds_.end() || found->second.ended) {
+        return std::nullopt;
+    }
+    auto& state = found->second.steps[step];
+    state.record.build_id = id;
+    state.record.number = step;
+    state.record.finished = now;
+    state.record.result = result;
+    state.record.exit_code = exit_code;
+    end_followers(state, to_string(result));
+    return state.record;
+}
+
+std::optional<EndedBuild>
+RunningBuilds::end(std::int64_t id, BuildResult result, store::WallTime now) {
+    const std::lock_guard lock(mutex_);
+    const auto found = builds_.find(id);
+    if (found == builds_.end() || found->second.ended) {
+        return std::nullopt;
+    }
+    auto& build = found->second;
+    build.ended = true;
+    // A build stopped by request ends "cancelled", whatever its step said.
+    if (build.stop_requested && result != BuildResult::Retry) {
+        result = BuildResult::Cancelled;
+    }
+    build.record.finished = now;
+    build.record.result = result;
+    for (auto& [number, step] : build.steps) {
+        end_followers(step,
+                      step.record.result ? to_string(*step.record.result) : to_string(result));
+    }
+    return EndedBuild{build.record, build.locks, build.started};
+}
+
+void RunningBuilds::forget(std::int64_t id) {
+    const std::lock_guard lock(mutex_);
+    builds_.erase(id);
+}
+
+std::optional<LogSnapshot>
+RunningBuilds::snapshot(std::int64_t id, int step, const std::shared_ptr<Follower>& follower) {
+    const std::lock_guard lock(mutex_);
+    const auto found = builds_.find(id);
+    if (found == builds_.end()) {
+        return std::nullopt;
+    }
+    auto& build = found->second;
+    LogSnapshot out;
+    const auto state = build.steps.find(step);
+    if (state == build.steps.end()) {
+        // Not started (yet): a follower of a running build waits for it.
+        out.live = !build.ended;
+        if (out.live && follower) {
+            build.steps[step].followers.push_back(follower);
+        }
+        if (!out.live && build.record.result) {
+            out.result = std::string(to_string(*build.record.result));
+        }
+        return out;
+    }
+    auto& s = state->second;
+    out.in_store_before = s.chunks.empty() ? s.next_sequence : s.chunks.front().sequence;
+    for (const auto& chunk : s.chunks) {
+        out.memory += chunk.text;
+    }
+    out.live = !build.ended && !s.record.finished;
+    if (out.live && follower) {
+        s.followers.push_back(follower);
+    }
+    if (!out.live) {
+        const auto result = s.record.result ? s.record.result : build.record.result;
+        out.result = result ? std::string(to_string(*result)) : std::string();
+    }
+    return out;
+}
+
+std::vector<store::Build> RunningBuilds::builds() {
+    const std::lock_guard lock(mutex_);
+    std::vector<store::Build> out;
+    for (const auto& [id, build] : builds_) {
+        if (!build.ended) {
+            out.push_back(build.record);
+        }
+    }
+    return out;
+}
+
+std::size_t RunningBuilds::size() {
+    const std::lock_guard lock(mutex_);
+    return static_cast<std::size_t>(
+        std::ranges::count_if(builds_, [](const auto& entry) { return !entry.second.ended; }));
+}
+
+} // namespace ci::master

@@ -1,0 +1,150 @@
+#pragma once
+
+// The builds running now, with what the API needs of them while they run: their steps, the
+// newest part of each step's log (in memory, until it is on disk), and the people following a
+// log. Owns its lock; every member is thread-safe. Followers are fed from memory: following a
+// log never waits for the disk, and a chunk is never read back from the store while it is
+// being written.
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <ci/core/build_result.h>
+#include <ci/http/server.h>
+#include <ci/store/store.h>
+
+namespace ci::master {
+
+/// One Server-Sent Event: `event: NAME` and the data, one `data:` line per line of it.
+[[nodiscard]] std::string sse_event(std::string_view event, std::string_view data);
+
+/// Someone following a step's log over HTTP: plain text (curl) or Server-Sent Events. Until it
+/// is primed with what was written before it came, what arrives is held back, so the client
+/// sees the log in order. Thread-safe.
+class Follower {
+public:
+    Follower(std::shared_ptr<http::ResponseStream> stream, bool events)
+        : stream_(std::move(stream)), events_(events) {}
+    /// Sends the log written before the follower came (from the store and from memory), then
+    /// whatever arrived meanwhile.
+    void prime(std::string earlier);
+    /// More of the log; false once the client is gone.
+    bool deliver(std::string_view text);
+    /// The step ended with `result`: the stream ends (after priming, when not primed yet).
+    void end(std::string_view result);
+
+private:
+    void write_locked(std::string_view text);
+    void finish_locked();
+
+    std::shared_ptr<http::ResponseStream> stream_;
+    bool events_;
+    std::mutex mutex_;
+    bool primed_ = false;
+    std::string held_;
+    std::optional<std::string> ended_; // the result, once the step ended
+};
+
+/// What RunningBuilds::end returns: what the build held, for the caller to give back.
+struct EndedBuild {
+    store::Build build; ///< with `finished` and `result` set
+    std::vector<std::string> locks;
+    std::chrono::steady_clock::time_point started;
+};
+
+/// A step's log as RunningBuilds has it: chunks [0, in_store_before) are on disk, `memory`
+/// holds the rest in order.
+struct LogSnapshot {
+    std::int64_t in_store_before = 0;
+    std::string memory;
+    bool live = false;  ///< the step is still running (a follower was registered)
+    std::string result; ///< when not live: how the step ended ("" when unknown)
+};
+
+class RunningBuilds {
+public:
+    /// Keeps up to `memory_per_step` bytes of a step's log in memory once its older chunks are
+    /// on disk (a follower then reads those from the store).
+    explicit RunningBuilds(std::size_t memory_per_step = 8 * 1024 * 1024)
+        : memory_per_step_(memory_per_step) {}
+
+    /// A build starts: `build` as stored by start_build, holding `locks`.
+    void add(store::Build build, std::vector<std::string> locks);
+    /// True when build `id` runs on `worker`.
+    [[nodiscard]] bool runs_on(std::int64_t id, const std::string& worker);
+    /// The worker running `id` (nullopt: not running). Marks it stopping.
+    [[nodiscard]] std::optional<std::string> request_stop(std::int64_t id);
+
+    /// The checkout's commits; returns the build to store.
+    [[nodiscard]] std::optional<store::Build> checked_out(std::int64_t id,
+                                                          std::string branch_tip,
+                                                          std::string target_tip,
+                                                          std::string merge_commit);
+    /// A step started; returns the step to store.
+    [[nodiscard]] std::optional<store::Step>
+    step_started(std::int64_t id, int step, std::string name, store::WallTime now);
+    /// A chunk of a step's log: kept in memory and sent to the step's followers.
+    void log(std::int64_t id, int step, std::int64_t sequence, std::string_view text);
+    /// Chunk `sequence` of a step's log is on disk: memory may let it go.
+    void logged(std::int64_t id, int step, std::int64_t sequence);
+    /// A step ended; returns the step to store (with its name and start). Its followers end.
+    [[nodiscard]] std::optional<store::Step> step_finished(std::int64_t id,
+                                                           int step,
+                                                           BuildResult result,
+                                                           std::optional<int> exit_code,
+                                                           store::WallTime now);
+
+    /// The build ends: it leaves the running set (nullopt when it was not in it: ended already).
+    /// A build stopped on request ends "cancelled" unless `result` is retry. Its followers end.
+    /// Its logs stay readable from memory until forget(): call that once the end is on disk.
+    [[nodiscard]] std::optional<EndedBuild>
+    end(std::int64_t id, BuildResult result, store::WallTime now);
+    void forget(std::int64_t id);
+
+    /// A step's log as far as memory knows it, registering `follower` (when given) if the step
+    /// still runs. nullopt: the build is not in memory (everything is in the store).
+    [[nodiscard]] std::optional<LogSnapshot>
+    snapshot(std::int64_t id, int step, const std::shared_ptr<Follower>& follower);
+
+    /// Builds running now (not those ended and not yet forgotten), oldest first.
+    [[nodiscard]] std::vector<store::Build> builds();
+    /// How many run now.
+    [[nodiscard]] std::size_t size();
+
+private:
+    struct Chunk {
+        std::int64_t sequence = 0;
+        std::string text;
+    };
+    struct StepState {
+        store::Step record;
+        std::deque<Chunk> chunks;
+        std::size_t bytes = 0;
+        std::int64_t next_sequence = 0; ///< one past the newest chunk received
+        std::int64_t on_disk = 0;       ///< chunks below this are on disk
+        std::vector<std::shared_ptr<Follower>> followers;
+    };
+    struct Build {
+        store::Build record;
+        std::vector<std::string> locks;
+        std::chrono::steady_clock::time_point started;
+        bool stop_requested = false;
+        bool ended = false;
+        std::map<int, StepState> steps;
+    };
+    void trim_locked(StepState& step) const;
+    static void end_followers(StepState& step, std::string_view result);
+
+    std::size_t memory_per_step_;
+    std::mutex mutex_;
+    std::map<std::int64_t, Build> builds_;
+};
+
+} // namespace ci::master

@@ -1,0 +1,52 @@
+#pragma once
+
+// What the HTTP routes use of the master: its components, by reference. Master (master.cpp)
+// owns them and outlives every route.
+
+#include <atomic>
+
+#include <ci/config/config.h>
+#include <ci/core/clock.h>
+#include <ci/store/ingest.h>
+#include <ci/store/store.h>
+
+#include "master/coordinator.h"
+#include "master/credentials.h"
+#include "master/deliveries.h"
+#include "master/metrics.h"
+#include "master/read_pool.h"
+#include "master/registry.h"
+#include "master/router.h"
+#include "master/running.h"
+#include "master/store_writes.h"
+
+namespace ci::master {
+
+struct Services {
+    const config::Config& config;
+    const Clock& clock;
+    ReadPool& reads; ///< every store read of a route goes here, off the HTTP thread
+    store::Ingestor& ingestor;
+    Deliveries& deliveries;
+    Credentials& credentials;
+    WorkerRegistry& workers;
+    RunningBuilds& running;
+    Metrics& metrics;
+    StoreWrites& writes;
+    Coordinator& coordinator;
+    const std::atomic<bool>& accepting; ///< false once the master is shutting down
+};
+
+/// Each resource's routes, one file each (routes_<resource>.cpp).
+void add_webhook_routes(Router& router, Services& services);
+void add_builder_routes(Router& router, Services& services);
+void add_change_routes(Router& router, Services& services);
+void add_request_routes(Router& router, Services& services);
+void add_build_routes(Router& router, Services& services);
+void add_worker_routes(Router& router, Services& services);
+void add_health_routes(Router& router, Services& services);
+
+/// The user the config's auth names (who forced, cancelled or stopped something).
+[[nodiscard]] std::string api_user(const Services& services);
+
+} // namespace ci::master

@@ -1,0 +1,88 @@
+#pragma once
+
+// The master's writes to its store that nobody waits for (a build's steps, its checkout, its
+// end, worker records, log chunks): queued in order and written on a thread of their own, so
+// that no lock of the master waits for the disk. A write that fails is never dropped: it is
+// logged naming what it holds back, counted (ci_store_errors_total), and retried with backoff
+// (one log line per interval, with a count) together with everything queued after it, in
+// order; meanwhile the store is degraded (/healthz answers 503). It recovers by itself when a
+// retry succeeds.
+
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <ci/core/error.h>
+#include <ci/store/store.h>
+
+#include "master/metrics.h"
+
+namespace ci::master {
+
+class StoreWrites {
+public:
+    struct Options {
+        std::chrono::milliseconds first_retry{200};
+        std::chrono::milliseconds max_retry{5000};
+        /// A failing write is logged once per this interval (with how many writes wait).
+        std::chrono::milliseconds report_every{10000};
+    };
+    /// Starts the writer thread. `store` and `metrics` must outlive it.
+    StoreWrites(store::Store& store, Metrics& metrics, Options options);
+    StoreWrites(store::Store& store, Metrics& metrics) : StoreWrites(store, metrics, Options{}) {}
+    /// Stops the thread; what is still queued is logged as lost (call drain() first).
+    ~StoreWrites();
+    StoreWrites(const StoreWrites&) = delete;
+    StoreWrites& operator=(const StoreWrites&) = delete;
+
+    /// Queues a write. `what` says what it stores ("the end of build 12"), for the log when it
+    /// fails. `write` runs on the writer thread, after every write queued before it has
+    /// succeeded; `then` runs there once it has.
+    void post(std::string what,
+              std::function<Status(store::Store&)> write,
+              std::function<void()> then = {});
+
+    /// Writes what is queued, retrying until `deadline`. Returns what could not be written.
+    [[nodiscard]] std::vector<std::string> drain(std::chrono::steady_clock::time_point deadline);
+
+    /// Another writer of the same store (the ingestor) reports how its last write went: a
+    /// failure keeps the store degraded until one of its writes succeeds again.
+    void note_other_write(const Status& status);
+
+    /// True while a write fails (ours or another writer's); the error, for /healthz.
+    [[nodiscard]] std::optional<std::string> degraded();
+    /// Writes queued and not yet done.
+    [[nodiscard]] std::size_t queued();
+
+private:
+    struct Write {
+        std::string what;
+        std::function<Status(store::Store&)> write;
+        std::function<void()> then;
+    };
+    void run();
+    void failed(const Write& write, const Error& error, std::chrono::milliseconds retry);
+
+    store::Store& store_;
+    Metrics& metrics_;
+    Options options_;
+    std::mutex mutex_;
+    std::condition_variable wake_;
+    std::condition_variable idle_;
+    std::deque<Write> queue_;
+    bool writing_ = false; // the front is being written
+    bool stopping_ = false;
+    std::optional<std::string> our_error_;
+    std::optional<std::string> other_error_;
+    std::chrono::steady_clock::time_point last_report_{};
+    std::uint64_t failures_since_report_ = 0;
+    std::thread thread_;
+};
+
+} // namespace ci::master
