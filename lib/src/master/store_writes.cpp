@@ -51,9 +51,11 @@ void StoreWrites::run() {
         writing_ = false;
         if (status) {
             queue_.pop_front();
-            if (our_error_) {
+            if (our_error_ || other_error_) {
+                // Any write that succeeds shows the disk works again, the ingestor's too.
                 log::info("store: writes work again ({} queued)", queue_.size());
                 our_error_.reset();
+                other_error_.reset();
             }
             retry = options_.first_retry;
             idle_.notify_all();

@@ -52,7 +52,7 @@ public:
     [[nodiscard]] std::vector<std::string> drain(std::chrono::steady_clock::time_point deadline);
 
     /// Another writer of the same store (the ingestor) reports how its last write went: a
-    /// failure keeps the store degraded until one of its writes succeeds again.
+    /// failure keeps the store degraded until a write (its own or one of ours) succeeds again.
     void note_other_write(const Status& status);
 
     /// True while a write fails (ours or another writer's); the error, for /healthz.

@@ -1,0 +1,296 @@
+// The master in process, through its HTTP routes: a real store in a temp directory, real
+// sockets on 127.0.0.1, a local worker running real processes.
+
+#include <csignal>
+#include <fstream>
+#include <regex>
+#include <thread>
+
+#include <doctest/doctest.h>
+#include <fmt/format.h>
+#include <rapidjson/document.h>
+#include <sys/resource.h>
+
+#include "support/master_fixture.h"
+#include "support/origin.h"
+
+using ci::test::MasterFixture;
+using namespace std::chrono_literals;
+
+namespace {
+
+rapidjson::Document json_of(const ci::http::Response& response) {
+    rapidjson::Document document;
+    document.Parse(response.body.data(), response.body.size());
+    INFO(response.body);
+    REQUIRE_FALSE(document.HasParseError());
+    return document;
+}
+
+std::string text_of(const rapidjson::Value& value, const char* key) {
+    const auto member = value.FindMember(key);
+    return member != value.MemberEnd() && member->value.IsString() ? member->value.GetString()
+                                                                   : std::string();
+}
+
+// A config with one repository at `url`, a builder `tests` on `workers`, and a webhook secret.
+std::string webhook_config(const std::string& url, const std::string& steps, const char* workers) {
+    return fmt::format(R"(
+github: {{webhook_secret: hook-secret}}
+slaves:
+  local: {{local: true, max_builds: 2}}
+  remote: {{passwords: [pw-0]}}
+  latent: {{ami: ci-image, slaves: 1}}
+repositories: {{app: {{url: "{}"}}}}
+builders:
+  tests: {{repository: app, workers: [{}], steps: [{}]}}
+schedulers:
+  branches: {{type: branch, repository: app, builders: [tests], branches: ["*"],
+             tree_stable_timer: 1s}}
+  force: {{type: force, builders: [tests]}}
+)",
+                       url,
+                       workers,
+                       steps);
+}
+
+ci::http::Response send_push(MasterFixture& m,
+                             const std::string& body,
+                             const std::string& delivery,
+                             const std::string& secret = "hook-secret") {
+    return m.post("/change_hook/github",
+                  body,
+                  {{"Content-Type", "application/json"},
+                   {"X-GitHub-Event", "push"},
+                   {"X-GitHub-Delivery", delivery},
+                   {"X-Hub-Signature-256", ci::test::github_signature(secret, body)}});
+}
+
+// Forces a build of `tests`; returns its build id once it runs.
+std::int64_t force_and_wait_running(MasterFixture& m) {
+    const auto forced = m.post_auth("/api/v1/builders/tests/force", R"({"reason": "test"})");
+    REQUIRE(forced.status == 202);
+    std::int64_t id = 0;
+    m.wait_for("/api/v1/builds", [&](const ci::http::Response& r) {
+        auto builds = json_of(r);
+        if (builds["builds"].Empty()) {
+            return false;
+        }
+        id = builds["builds"][0]["id"].GetInt64();
+        return true;
+    });
+    REQUIRE(id > 0);
+    return id;
+}
+
+// Waits until step `step` of build `id` has started.
+void wait_step_started(MasterFixture& m, std::int64_t id, int step) {
+    const auto response = m.wait_for(fmt::format("/api/v1/builds/{}", id), [&](const auto& r) {
+        auto build = json_of(r);
+        return build.HasMember("steps") && build["steps"].Size() > static_cast<unsigned>(step);
+    });
+    REQUIRE(json_of(response)["steps"].Size() > static_cast<unsigned>(step));
+}
+
+std::string wait_result(MasterFixture& m, std::int64_t id) {
+    const auto response = m.wait_for(fmt::format("/api/v1/builds/{}", id), [](const auto& r) {
+        return text_of(json_of(r), "result") != "running";
+    });
+    return text_of(json_of(response), "result");
+}
+
+} // namespace
+
+TEST_CASE("master: webhooks are verified, de-duplicated, and refused without storing") {
+    MasterFixture m(webhook_config("/srv/app.git", R"({name: t, run: "true"})", "remote"));
+    const auto body = ci::test::push_payload("/srv/app.git", "feature/x", std::string(40, 'a'));
+
+    auto unsigned_push = m.post(
+        "/change_hook/github", body, {{"X-GitHub-Event", "push"}, {"X-GitHub-Delivery", "d-0"}});
+    CHECK(unsigned_push.status == 403);
+    CHECK(send_push(m, body, "d-1", "wrong-secret").status == 403);
+    CHECK(json_of(m.get("/api/v1/changes"))["changes"].Empty());
+
+    const auto accepted = send_push(m, body, "d-2");
+    CHECK(accepted.status == 200);
+    CHECK(json_of(accepted)["changes"].Size() == 1);
+    const auto again = send_push(m, body, "d-2");
+    CHECK(again.status == 200);
+    CHECK(json_of(again)["duplicate"].GetBool());
+    CHECK(json_of(m.get("/api/v1/changes"))["changes"].Size() == 1);
+
+    // A body that is not a push is refused, and its delivery is not remembered: sent again
+    // with a good body it is new.
+    CHECK(send_push(m, "not json", "d-3").status == 400);
+    CHECK(send_push(m, body, "d-3").status == 200);
+    CHECK(json_of(m.get("/api/v1/changes"))["changes"].Size() == 2);
+
+    const auto ping =
+        m.post("/change_hook/github",
+               "{}",
+               {{"X-GitHub-Event", "ping"},
+                {"X-Hub-Signature-256", ci::test::github_signature("hook-secret", "{}")}});
+    CHECK(ping.status == 200);
+    CHECK(json_of(ping)["pong"].GetBool());
+
+    const auto metrics = m.get("/metrics").body;
+    CHECK(metrics.find("ci_webhooks_total{outcome=\"accepted\"} 2") != std::string::npos);
+    CHECK(metrics.find("ci_webhooks_total{outcome=\"rejected\"} 2") != std::string::npos);
+    CHECK(metrics.find("ci_webhooks_total{outcome=\"duplicate\"} 1") != std::string::npos);
+    CHECK(metrics.find("ci_store_errors_total 0") != std::string::npos);
+}
+
+TEST_CASE("master: every POST route needs the config's auth; without auth the API is read-only") {
+    MasterFixture m(webhook_config("/srv/app.git", R"({name: t, run: "true"})", "remote"));
+    const auto index = json_of(m.get("/api/v1"));
+    int posts = 0;
+    for (const auto& endpoint : index["endpoints"].GetArray()) {
+        std::string path = endpoint.GetString();
+        if (!path.ends_with(" (POST)")) {
+            continue;
+        }
+        ++posts;
+        path = path.substr(0, path.size() - 7);
+        path = std::regex_replace(path, std::regex(R"(\{name\})"), "tests");
+        path = std::regex_replace(path, std::regex(R"(\{id\})"), "1");
+        INFO(path);
+        CHECK(m.post(path, "{}").status == 401);
+        CHECK(m.post(path, "{}", {{"Authorization", "Basic YWRtaW46d3Jvbmc="}}).status == 401);
+        const auto status = m.post_auth(path, R"({"class": "latent"})").status;
+        CHECK(status != 401);
+        CHECK(status != 403);
+    }
+    CHECK(posts == 4); // force, cancel, stop, tokens
+
+    MasterFixture open(webhook_config("/srv/app.git", R"({name: t, run: "true"})", "remote"),
+                       false);
+    const auto refused = open.post("/api/v1/builders/tests/force", "{}");
+    CHECK(refused.status == 403);
+    CHECK(text_of(json_of(refused), "error").find("read-only") != std::string::npos);
+}
+
+TEST_CASE("master: unknown paths are 404; a known path with another method is 405") {
+    MasterFixture m(webhook_config("/srv/app.git", R"({name: t, run: "true"})", "remote"));
+    CHECK(m.get("/api/v1/nothing").status == 404);
+    CHECK(m.get("/nothing").status == 404);
+    CHECK(m.get("/api/v1/builds/x").status == 404);
+    CHECK(m.get("/api/v1/builds/99").status == 404);
+    const auto wrong = m.get("/change_hook/github");
+    CHECK(wrong.status == 405);
+    REQUIRE(wrong.header("Allow") != nullptr);
+    CHECK(*wrong.header("Allow") == "POST");
+    CHECK(m.post_auth("/api/v1/builds").status == 405);
+    CHECK(m.get("/api/v1/buildrequests?state=nope").status == 400);
+    CHECK(m.get("/healthz").status == 200);
+}
+
+TEST_CASE("master: a running step's log is followed live, as text and as events") {
+    ci::test::Origin origin;
+    ci::test::TempDir work;
+    const auto release = work / "release";
+    const auto step = fmt::format(
+        R"({{name: test, run: "echo first; while [ ! -e {} ]; do sleep 0.05; done; echo second"}})",
+        release.string());
+    MasterFixture m(webhook_config(origin.url(), step, "local"));
+    const auto id = force_and_wait_running(m);
+    wait_step_started(m, id, 1);
+    const auto log_path = fmt::format("/api/v1/builds/{}/steps/1/log", id);
+    // A step's log: "$ command", its output, then how it ended.
+    const auto so_far = m.wait_for(
+        log_path, [](const auto& r) { return r.body.find("first\n") != std::string::npos; });
+    CHECK(so_far.body.starts_with("$ echo first;"));
+    CHECK(so_far.body.ends_with("\nfirst\n")); // not followed: what there is now
+
+    ci::http::Response followed;
+    ci::http::Response events;
+    std::thread follower([&] { followed = m.get(log_path + "?follow=1"); });
+    std::thread listener(
+        [&] { events = m.get(fmt::format("/api/v1/builds/{}/steps/1/events", id)); });
+    std::this_thread::sleep_for(300ms); // both connected and primed before the step goes on
+    ci::test::write_file(release, "");
+    follower.join();
+    listener.join();
+    CHECK(wait_result(m, id) == "success");
+    const auto stored = m.get(log_path).body; // from the store
+    CHECK(stored.find("first\nsecond\n-- exited with status 0") != std::string::npos);
+    CHECK(followed.status == 200);
+    CHECK(followed.body == stored);
+    CHECK(events.body.starts_with("event: log\ndata: $ echo first;"));
+    CHECK(events.body.find("data: first\n") != std::string::npos);
+    CHECK(events.body.find("event: log\ndata: second\n") != std::string::npos);
+    CHECK(events.body.ends_with("event: end\ndata: success\n\n"));
+    CHECK(m.get(log_path + "?follow=1").body == stored); // finished: whole, at once
+
+    const auto metrics = m.get("/metrics").body;
+    CHECK(metrics.find("ci_builds_finished_total{builder=\"tests\",result=\"success\"} 1") !=
+          std::string::npos);
+    CHECK(metrics.find("ci_build_duration_seconds_count{builder=\"tests\"} 1") !=
+          std::string::npos);
+}
+
+TEST_CASE("master: waits pending at a stop end at their deadline after the next start") {
+    ci::test::Origin origin;
+    MasterFixture m(webhook_config(origin.url(), R"({name: t, run: "true"})", "local"));
+    const auto body = ci::test::push_payload(origin.url(), "feature", origin.feature_tip);
+    REQUIRE(send_push(m, body, "d-1").status == 200);
+    m.stop(); // inside the 1 s tree-stable window
+    m.start();
+    // No other event: the restored wait ends by itself and its build runs.
+    const auto builds = m.wait_for("/api/v1/builds", [](const auto& r) {
+        auto list = json_of(r);
+        return !list["builds"].Empty() && text_of(list["builds"][0], "result") == "success";
+    });
+    auto list = json_of(builds);
+    REQUIRE(list["builds"].Size() == 1);
+    CHECK(text_of(list["builds"][0], "branch") == "feature");
+    CHECK(text_of(list["builds"][0], "result") == "success");
+}
+
+TEST_CASE("master: a disk that fails makes the master degraded; nothing is lost, and it "
+          "recovers by itself") {
+    ci::test::Origin origin;
+    ci::test::TempDir work;
+    const auto release = work / "release";
+    const auto step =
+        fmt::format(R"({{name: test, run: "while [ ! -e {} ]; do sleep 0.05; done; echo done"}})",
+                    release.string());
+    MasterFixture m(webhook_config(origin.url(), step, "local"));
+    const auto id = force_and_wait_running(m);
+    wait_step_started(m, id, 1);
+
+    // The disk is full: no file of this process may grow (the running step's shell started
+    // before, with its own limit). EFBIG instead of SIGXFSZ.
+    std::signal(SIGXFSZ, SIG_IGN);
+    rlimit saved{};
+    REQUIRE(getrlimit(RLIMIT_FSIZE, &saved) == 0);
+    rlimit full = saved;
+    full.rlim_cur = 0;
+    REQUIRE(setrlimit(RLIMIT_FSIZE, &full) == 0);
+    ci::test::write_file(release, ""); // empty: creating it writes nothing
+
+    const auto degraded = m.wait_for(
+        "/healthz", [](const auto& r) { return r.status == 503; }, 20s);
+    const auto push =
+        send_push(m, ci::test::push_payload(origin.url(), "feature", origin.feature_tip), "d-full");
+    const auto metrics = m.get("/metrics").body;
+    const auto during = m.get(fmt::format("/api/v1/builds/{}", id));
+    REQUIRE(setrlimit(RLIMIT_FSIZE, &saved) == 0);
+
+    CHECK(degraded.status == 503);
+    CHECK(text_of(json_of(degraded), "status") == "degraded");
+    CHECK_FALSE(text_of(json_of(degraded), "error").empty());
+    CHECK(push.status == 503);
+    CHECK(metrics.find("ci_store_degraded 1") != std::string::npos);
+    CHECK(metrics.find("ci_store_errors_total 0") == std::string::npos);
+    CHECK(text_of(json_of(during), "result") == "running"); // its end is not on disk yet
+
+    // The disk works again: the end is written, the master is healthy, nothing was lost.
+    CHECK(m.wait_for(
+               "/healthz", [](const auto& r) { return r.status == 200; }, 20s)
+              .status == 200);
+    CHECK(wait_result(m, id) == "success");
+    CHECK(m.get(fmt::format("/api/v1/builds/{}/steps/1/log", id)).body.find("\ndone\n") !=
+          std::string::npos);
+    // The refused webhook stored nothing; sent again, it is new.
+    CHECK(json_of(m.get("/api/v1/changes"))["changes"].Empty());
+}
