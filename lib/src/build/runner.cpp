@@ -19,24 +19,14 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-constexpr std::string_view success = "success";
-constexpr std::string_view failure = "failure";
-constexpr std::string_view exception = "exception";
-constexpr std::string_view cancelled = "cancelled";
+constexpr auto success = BuildResult::Success;
+constexpr auto failure = BuildResult::Failure;
+constexpr auto exception = BuildResult::Exception;
+constexpr auto cancelled = BuildResult::Cancelled;
 
 // A step may write this much to CI_PROPERTIES; more is reported and ignored, so that a runaway
 // step cannot make the runner hold an arbitrary file in memory.
 constexpr std::streamsize max_properties_size = 1 << 20;
-
-int severity(std::string_view result) {
-    if (result == cancelled) {
-        return 3;
-    }
-    if (result == exception) {
-        return 2;
-    }
-    return result == failure ? 1 : 0;
-}
 
 std::string short_id(const std::string& id) {
     return id.substr(0, 12);
@@ -108,10 +98,10 @@ private:
 
     // Notes a result for the build: the worst one counts, and the message goes with the event
     // that decided the result (the first failure) or with what ended the build.
-    void note(std::string_view result, std::string message, bool ends_build = false) {
-        const bool worse = severity(result) > severity(outcome_.result);
+    void note(BuildResult result, std::string message, bool ends_build = false) {
+        const bool worse = ci::worse(outcome_.result, result) != outcome_.result;
         if (worse) {
-            outcome_.result = std::string(result);
+            outcome_.result = result;
         }
         if (worse || ends_build) {
             outcome_.message = std::move(message);
@@ -194,7 +184,7 @@ private:
                 paths += (paths.empty() ? "" : ", ") + path;
             }
             finished(0,
-                     {std::string(failure),
+                     {failure,
                       std::nullopt,
                       fmt::format("merge conflict in {} path{}",
                                   merge.conflicts.size(),
@@ -206,17 +196,15 @@ private:
             return false;
         }
         finished(0,
-                 {std::string(success),
-                  std::nullopt,
-                  fmt::format("checked out {}", short_id(record.revision))});
-        outcome_.result = std::string(success);
+                 {success, std::nullopt, fmt::format("checked out {}", short_id(record.revision))});
+        outcome_.result = success;
         return true;
     }
 
     bool checkout_error(const std::string& message) {
         const std::string text = scrub(message, options_.git_token);
         output(0, "error: " + text + "\n");
-        finished(0, {std::string(exception), std::nullopt, text});
+        finished(0, {exception, std::nullopt, text});
         note(exception, "checkout: " + text, true);
         return false;
     }
@@ -245,7 +233,7 @@ private:
 
         const auto cannot_start = [&](const std::string& why) {
             output(number, "error: " + why + "\n");
-            finished(number, {std::string(exception), std::nullopt, why});
+            finished(number, {exception, std::nullopt, why});
             note(exception,
                  fmt::format("step '{}' could not start: {}", step.name, why),
                  step.halt_on_failure);
@@ -309,11 +297,11 @@ private:
         }
         using Termination = ProcessResult::Termination;
         if (result->success()) {
-            outcome.result = std::string(success);
+            outcome.result = success;
         } else if (result->termination == Termination::Cancelled) {
-            outcome.result = std::string(cancelled);
+            outcome.result = cancelled;
         } else {
-            outcome.result = std::string(failure);
+            outcome.result = failure;
         }
         output(number, fmt::format("{}-- {}\n", line_open ? "\n" : "", outcome.description));
         finished(number, outcome);

@@ -21,16 +21,6 @@ std::int64_t build_of(const protocol::Message& message) {
         message);
 }
 
-// A result a worker reported; one this master does not know is an exception (and logged).
-BuildResult reported(const std::string& worker, std::string_view text) {
-    auto result = parse_build_result(text);
-    if (!result) {
-        log::warn("worker {}: {}; taken as exception", worker, result.error().message);
-        return BuildResult::Exception;
-    }
-    return *result;
-}
-
 } // namespace
 
 std::optional<Login>
@@ -137,17 +127,17 @@ void Coordinator::message(const std::string& name, const Link* link, protocol::M
     } else if (const auto* finished = std::get_if<protocol::StepFinished>(&message)) {
         step_finished(id, *finished);
     } else if (const auto* done = std::get_if<protocol::BuildFinished>(&message)) {
-        finish(id, reported(name, done->result), done->message);
+        finish(id, done->result, done->message);
     }
 }
 
 void Coordinator::step_finished(std::int64_t id, const protocol::StepFinished& finished) {
-    const auto result = reported(fmt::format("of build {}", id), finished.result);
-    if (auto step = p_.running.step_finished(
-            id, finished.step, result, finished.exit_code, p_.clock.now())) {
+    auto step = p_.running.step_finished(
+        id, finished.step, finished.result, finished.exit_code, p_.clock.now());
+    if (step) {
         p_.writes.post(
             fmt::format("the end of step {} of build {}", finished.step, id),
-            [step = std::move(*step)](store::Store& store) { return store.save_step(step); });
+            [record = std::move(*step)](store::Store& store) { return store.save_step(record); });
     }
 }
 

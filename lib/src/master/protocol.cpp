@@ -134,7 +134,7 @@ struct Encoder {
         field(w, "type", "step_finished");
         field(w, "build", m.build);
         field(w, "step", std::int64_t{m.step});
-        field(w, "result", m.result);
+        field(w, "result", to_string(m.result));
         if (m.exit_code) {
             field(w, "exit_code", std::int64_t{*m.exit_code});
         }
@@ -143,7 +143,7 @@ struct Encoder {
     void operator()(const BuildFinished& m) const {
         field(w, "type", "build_finished");
         field(w, "build", m.build);
-        field(w, "result", m.result);
+        field(w, "result", to_string(m.result));
         field(w, "message", m.message);
     }
 };
@@ -188,6 +188,18 @@ public:
             return fallback;
         }
         return static_cast<int>(value);
+    }
+    BuildResult result(const char* key) {
+        const auto name = text(key);
+        if (name.empty()) {
+            return BuildResult::Exception;
+        }
+        auto parsed = parse_build_result(name);
+        if (!parsed) {
+            problem(fmt::format("\"{}\": {}", key, parsed.error().message));
+            return BuildResult::Exception;
+        }
+        return *parsed;
     }
     bool boolean(const char* key, bool fallback) {
         const auto* value = find(key, false);
@@ -304,6 +316,92 @@ build::BuildSpec read_spec(Reader& r) {
     return spec;
 }
 
+// One reader per message type: the type's fields, in the order encode() writes them.
+Result<Message> read_challenge(Reader& r) {
+    Challenge m;
+    m.nonce = r.text("nonce");
+    m.protocol = r.small("protocol");
+    return r.done(std::move(m));
+}
+
+Result<Message> read_hello(Reader& r) {
+    Hello m;
+    m.name = r.text("name");
+    m.proof = r.text("proof");
+    m.max_builds = r.small("max_builds", false, 1);
+    m.protocol = r.small("protocol", false, version);
+    return r.done(std::move(m));
+}
+
+Result<Message> read_welcome(Reader& r) {
+    Welcome m;
+    m.heartbeat_seconds = r.small("heartbeat_seconds");
+    m.rotate = r.boolean("rotate", false);
+    return r.done(std::move(m));
+}
+
+Result<Message> read_checked_out(Reader& r) {
+    CheckedOut m;
+    m.build = r.integer("build");
+    m.branch_tip = r.text("branch_tip", false);
+    m.target_tip = r.text("target_tip", false);
+    m.merge_commit = r.text("merge_commit", false);
+    return r.done(std::move(m));
+}
+
+Result<Message> read_step_started(Reader& r) {
+    StepStarted m;
+    m.build = r.integer("build");
+    m.step = r.small("step");
+    m.name = r.text("name");
+    return r.done(std::move(m));
+}
+
+Result<Message> read_log(Reader& r) {
+    LogChunk m;
+    m.build = r.integer("build");
+    m.step = r.small("step");
+    m.sequence = r.integer("seq");
+    m.text = r.text("text");
+    return r.done(std::move(m));
+}
+
+Result<Message> read_step_finished(Reader& r) {
+    StepFinished m;
+    m.build = r.integer("build");
+    m.step = r.small("step");
+    m.result = r.result("result");
+    if (r.object().HasMember("exit_code")) {
+        m.exit_code = r.small("exit_code");
+    }
+    m.description = r.text("description", false);
+    return r.done(std::move(m));
+}
+
+Result<Message> read_build_finished(Reader& r) {
+    BuildFinished m;
+    m.build = r.integer("build");
+    m.result = r.result("result");
+    m.message = r.text("message", false);
+    return r.done(std::move(m));
+}
+
+using MessageReader = Result<Message> (*)(Reader&);
+constexpr std::pair<std::string_view, MessageReader> readers[] = {
+    {"challenge", read_challenge},
+    {"hello", read_hello},
+    {"welcome", read_welcome},
+    {"refused", [](Reader& r) { return r.done(Refused{r.text("reason")}); }},
+    {"heartbeat", [](Reader& r) { return r.done(Heartbeat{}); }},
+    {"drain", [](Reader& r) { return r.done(Drain{}); }},
+    {"build", [](Reader& r) { return r.done(StartBuild{read_spec(r)}); }},
+    {"stop", [](Reader& r) { return r.done(StopBuild{r.integer("build")}); }},
+    {"checked_out", read_checked_out},
+    {"step_started", read_step_started},
+    {"log", read_log},
+    {"step_finished", read_step_finished},
+    {"build_finished", read_build_finished},
+};
 } // namespace
 
 std::string encode(const Message& message) {
@@ -333,82 +431,10 @@ Result<Message> decode(std::string_view line) {
     const std::string_view type(type_member->value.GetString(),
                                 type_member->value.GetStringLength());
     Reader r(document, type);
-    if (type == "challenge") {
-        Challenge m;
-        m.nonce = r.text("nonce");
-        m.protocol = r.small("protocol");
-        return r.done(std::move(m));
-    }
-    if (type == "hello") {
-        Hello m;
-        m.name = r.text("name");
-        m.proof = r.text("proof");
-        m.max_builds = r.small("max_builds", false, 1);
-        m.protocol = r.small("protocol", false, version);
-        return r.done(std::move(m));
-    }
-    if (type == "welcome") {
-        Welcome m;
-        m.heartbeat_seconds = r.small("heartbeat_seconds");
-        m.rotate = r.boolean("rotate", false);
-        return r.done(std::move(m));
-    }
-    if (type == "refused") {
-        return r.done(Refused{r.text("reason")});
-    }
-    if (type == "heartbeat") {
-        return r.done(Heartbeat{});
-    }
-    if (type == "drain") {
-        return r.done(Drain{});
-    }
-    if (type == "build") {
-        StartBuild m{read_spec(r)};
-        return r.done(std::move(m));
-    }
-    if (type == "stop") {
-        return r.done(StopBuild{r.integer("build")});
-    }
-    if (type == "checked_out") {
-        CheckedOut m;
-        m.build = r.integer("build");
-        m.branch_tip = r.text("branch_tip", false);
-        m.target_tip = r.text("target_tip", false);
-        m.merge_commit = r.text("merge_commit", false);
-        return r.done(std::move(m));
-    }
-    if (type == "step_started") {
-        StepStarted m;
-        m.build = r.integer("build");
-        m.step = r.small("step");
-        m.name = r.text("name");
-        return r.done(std::move(m));
-    }
-    if (type == "log") {
-        LogChunk m;
-        m.build = r.integer("build");
-        m.step = r.small("step");
-        m.sequence = r.integer("seq");
-        m.text = r.text("text");
-        return r.done(std::move(m));
-    }
-    if (type == "step_finished") {
-        StepFinished m;
-        m.build = r.integer("build");
-        m.step = r.small("step");
-        m.result = r.text("result");
-        if (document.HasMember("exit_code")) {
-            m.exit_code = r.small("exit_code");
+    for (const auto& [name, read] : readers) {
+        if (name == type) {
+            return read(r);
         }
-        m.description = r.text("description", false);
-        return r.done(std::move(m));
-    }
-    if (type == "build_finished") {
-        BuildFinished m;
-        m.build = r.integer("build");
-        m.result = r.text("result");
-        m.message = r.text("message", false);
-        return r.done(std::move(m));
     }
     return fail(ErrorCode::InvalidArgument,
                 fmt::format("worker protocol: unknown message type \"{}\"", type));

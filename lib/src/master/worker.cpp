@@ -215,7 +215,8 @@ private:
             const auto id = start->spec.build_id;
             if (draining) {
                 // The master sent it before it saw our drain: refuse, it will be retried.
-                connection_.send(protocol::BuildFinished{id, "retry", "the worker is draining"});
+                connection_.send(
+                    protocol::BuildFinished{id, BuildResult::Retry, "the worker is draining"});
                 return;
             }
             status(fmt::format(
@@ -244,7 +245,7 @@ private:
             options_.runner,
             [this](protocol::Message message) { connection_.send(message); },
             stop);
-        status(fmt::format("build {} ended: {}", spec.build_id, outcome.result));
+        status(fmt::format("build {} ended: {}", spec.build_id, to_string(outcome.result)));
     }
 
     std::size_t running() {

@@ -142,7 +142,7 @@ TEST_CASE("runner: a passing build merged forward; CI_* variables match what che
 
     INFO("checkout log: ", f.recorder.logs[0]);
     INFO("message: ", outcome.message);
-    CHECK(outcome.result == "success");
+    CHECK(outcome.result == ci::BuildResult::Success);
     CHECK(outcome.message.empty());
     REQUIRE(f.recorder.checkouts.size() == 1);
     const auto& record = f.recorder.checkouts.front();
@@ -161,7 +161,7 @@ TEST_CASE("runner: a passing build merged forward; CI_* variables match what che
     CHECK(f.recorder.finished_steps() == std::vector<int>{0, 1, 2});
     for (int step = 0; step <= 2; ++step) {
         CAPTURE(step);
-        CHECK(f.recorder.outcome(step).result == "success");
+        CHECK(f.recorder.outcome(step).result == ci::BuildResult::Success);
     }
     CHECK(f.recorder.outcome(1).exit_code == 0);
     CHECK(f.recorder.outcome(1).description == "exited with status 0");
@@ -204,11 +204,11 @@ TEST_CASE("runner: a failing step halts the build; later steps are neither run n
                     shell_step("broken", "echo about to fail; exit 3"),
                     shell_step("never", "touch never-ran")};
     const auto outcome = f.run();
-    CHECK(outcome.result == "failure");
+    CHECK(outcome.result == ci::BuildResult::Failure);
     CHECK(outcome.message == "step 'broken' failed: exited with status 3");
     CHECK(f.recorder.finished_steps() == std::vector<int>{0, 1, 2});
     CHECK(f.recorder.started.size() == 3);
-    CHECK(f.recorder.outcome(2).result == "failure");
+    CHECK(f.recorder.outcome(2).result == ci::BuildResult::Failure);
     CHECK(f.recorder.outcome(2).exit_code == 3);
     CHECK(f.recorder.outcome(2).description == "exited with status 3");
     CHECK(f.recorder.logs[2].find("about to fail\n") != std::string::npos);
@@ -222,11 +222,11 @@ TEST_CASE("runner: halt_on_failure false: the build goes on and ends failure") {
     lint.halt_on_failure = false;
     f.spec.steps = {lint, shell_step("test", "touch ran")};
     const auto outcome = f.run();
-    CHECK(outcome.result == "failure");
+    CHECK(outcome.result == ci::BuildResult::Failure);
     CHECK(outcome.message == "step 'lint' failed: exited with status 1");
     CHECK(f.recorder.finished_steps() == std::vector<int>{0, 1, 2});
-    CHECK(f.recorder.outcome(1).result == "failure");
-    CHECK(f.recorder.outcome(2).result == "success");
+    CHECK(f.recorder.outcome(1).result == ci::BuildResult::Failure);
+    CHECK(f.recorder.outcome(2).result == ci::BuildResult::Success);
     CHECK(std::filesystem::exists(f.work() / "ran"));
 }
 
@@ -245,7 +245,7 @@ TEST_CASE("runner: values appended to CI_PROPERTIES reach later steps as variabl
     override_step.env = {{"VERSION", "from-config"}};
     f.spec.steps.push_back(override_step);
     const auto outcome = f.run();
-    CHECK(outcome.result == "success");
+    CHECK(outcome.result == ci::BuildResult::Success);
 
     const auto& set_log = f.recorder.logs[1];
     INFO("set log: ", set_log);
@@ -276,9 +276,9 @@ TEST_CASE("runner: a step's timeout stops it and fails the build") {
     const auto outcome = f.run();
     const auto elapsed = std::chrono::steady_clock::now() - start;
     CHECK(elapsed < 15s);
-    CHECK(outcome.result == "failure");
+    CHECK(outcome.result == ci::BuildResult::Failure);
     CHECK(outcome.message.starts_with("step 'slow' failed: timed out after 1"));
-    CHECK(f.recorder.outcome(1).result == "failure");
+    CHECK(f.recorder.outcome(1).result == ci::BuildResult::Failure);
     CHECK(f.recorder.outcome(1).description.starts_with("timed out after 1"));
     CHECK(f.recorder.logs[1].starts_with("$ echo started; sleep 30  (timeout 1s)\n"));
     CHECK(f.recorder.finished_steps() == std::vector<int>{0, 1});
@@ -294,9 +294,9 @@ TEST_CASE("runner: the whole build's timeout stops the running step") {
     const auto start = std::chrono::steady_clock::now();
     const auto outcome = f.run();
     CHECK(std::chrono::steady_clock::now() - start < 15s);
-    CHECK(outcome.result == "failure");
+    CHECK(outcome.result == ci::BuildResult::Failure);
     CHECK(outcome.message == "build timed out after 2s during step 'slow'");
-    CHECK(f.recorder.outcome(1).result == "failure");
+    CHECK(f.recorder.outcome(1).result == ci::BuildResult::Failure);
     CHECK(f.recorder.finished_steps() == std::vector<int>{0, 1});
 }
 
@@ -324,9 +324,9 @@ TEST_CASE("runner: a stop from another thread cancels the running step quickly")
     const auto outcome = f.run(source.get_token());
     const auto elapsed = std::chrono::steady_clock::now() - start;
     CHECK(elapsed < 10s);
-    CHECK(outcome.result == "cancelled");
+    CHECK(outcome.result == ci::BuildResult::Cancelled);
     CHECK(outcome.message == "cancelled during step 'stubborn'");
-    CHECK(f.recorder.outcome(1).result == "cancelled");
+    CHECK(f.recorder.outcome(1).result == ci::BuildResult::Cancelled);
     CHECK(f.recorder.outcome(1).description.find("SIGKILL") != std::string::npos);
     CHECK(f.recorder.finished_steps() == std::vector<int>{0, 1});
     CHECK_FALSE(std::filesystem::exists(f.work() / "never-ran"));
@@ -341,10 +341,10 @@ TEST_CASE("runner: a merge conflict ends the build as failure before any step") 
     f.spec.steps = {shell_step("never", "touch never-ran")};
     const auto outcome = f.run();
     INFO("checkout log: ", f.recorder.logs[0]);
-    CHECK(outcome.result == "failure");
+    CHECK(outcome.result == ci::BuildResult::Failure);
     CHECK(outcome.message == "merging master into clash conflicts: a.txt");
     CHECK(f.recorder.finished_steps() == std::vector<int>{0});
-    CHECK(f.recorder.outcome(0).result == "failure");
+    CHECK(f.recorder.outcome(0).result == ci::BuildResult::Failure);
     REQUIRE(f.recorder.checkouts.size() == 1);
     CHECK(f.recorder.checkouts.front().conflicts == std::vector<std::string>{"a.txt"});
     CHECK(f.recorder.checkouts.front().branch_tip == clash_tip);
@@ -359,10 +359,10 @@ TEST_CASE("runner: a repository that cannot be fetched is an exception") {
     f.spec.steps = {shell_step("never", "true")};
     const auto outcome = f.run();
     INFO("checkout log: ", f.recorder.logs[0]);
-    CHECK(outcome.result == "exception");
+    CHECK(outcome.result == ci::BuildResult::Exception);
     CHECK(outcome.message.starts_with("checkout: "));
     CHECK(f.recorder.finished_steps() == std::vector<int>{0});
-    CHECK(f.recorder.outcome(0).result == "exception");
+    CHECK(f.recorder.outcome(0).result == ci::BuildResult::Exception);
     CHECK(f.recorder.logs[0].find("error: ") != std::string::npos);
     CHECK(f.recorder.logs[0].find("no-such-repository") != std::string::npos);
     CHECK(f.recorder.checkouts.empty());
@@ -382,17 +382,17 @@ TEST_CASE("runner: a workdir outside the checkout is refused; a missing program 
     missing.halt_on_failure = false;
     f.spec.steps = {escape, absolute, missing, shell_step("fine", "true")};
     const auto outcome = f.run();
-    CHECK(outcome.result == "exception");
+    CHECK(outcome.result == ci::BuildResult::Exception);
     CHECK(outcome.message.starts_with("step 'escape' could not start: "));
     CHECK(f.recorder.finished_steps() == std::vector<int>{0, 1, 2, 3, 4});
     for (int step = 1; step <= 3; ++step) {
         CAPTURE(step);
-        CHECK(f.recorder.outcome(step).result == "exception");
+        CHECK(f.recorder.outcome(step).result == ci::BuildResult::Exception);
         CHECK_FALSE(f.recorder.outcome(step).exit_code.has_value());
     }
     CHECK(f.recorder.outcome(1).description.find("leaves the checkout") != std::string::npos);
     CHECK(f.recorder.outcome(2).description.find("relative") != std::string::npos);
-    CHECK(f.recorder.outcome(4).result == "success");
+    CHECK(f.recorder.outcome(4).result == ci::BuildResult::Success);
     CHECK_FALSE(std::filesystem::exists(f.options.work_root / "outside"));
     CHECK_FALSE(std::filesystem::exists(f.dir / "abs"));
 }

@@ -3,6 +3,7 @@
 
 #include <doctest/doctest.h>
 
+#include <ci/core/build_result.h>
 #include <ci/core/error.h>
 
 #include "support/require_ok.h"
@@ -74,4 +75,28 @@ TEST_CASE("error: every code has a distinct name") {
         names.insert(ci::to_string(code));
     }
     CHECK(names.size() == std::size(codes));
+}
+
+TEST_CASE("build results: names both ways, unknown names refused, the worst one wins") {
+    for (const auto result : {ci::BuildResult::Success,
+                              ci::BuildResult::Failure,
+                              ci::BuildResult::Exception,
+                              ci::BuildResult::Cancelled,
+                              ci::BuildResult::Retry}) {
+        auto parsed = ci::parse_build_result(ci::to_string(result));
+        REQUIRE(parsed.has_value());
+        CHECK(*parsed == result);
+    }
+    CHECK(ci::to_string(ci::BuildResult::Cancelled) == "cancelled");
+    for (const auto* bad : {"", "Success", "sucess", "warnings", "success "}) {
+        auto parsed = ci::parse_build_result(bad);
+        REQUIRE_FALSE(parsed.has_value());
+        CHECK(parsed.error().code == ci::ErrorCode::InvalidArgument);
+    }
+    using enum ci::BuildResult;
+    CHECK(ci::worse(Success, Failure) == Failure);
+    CHECK(ci::worse(Exception, Failure) == Exception);
+    CHECK(ci::worse(Exception, Cancelled) == Cancelled);
+    CHECK(ci::worse(Cancelled, Success) == Cancelled);
+    CHECK(ci::worse(Cancelled, Retry) == Retry);
 }

@@ -100,15 +100,17 @@ TEST_CASE("protocol: every message survives encode and decode") {
     CHECK_FALSE(round_trip(protocol::Welcome{7, false}).rotate);
     CHECK(protocol::encode(protocol::Welcome{7, false}).find("rotate") == std::string::npos);
     CHECK(round_trip(protocol::Refused{"no"}).reason == "no");
-    const auto finished =
-        round_trip(protocol::StepFinished{3, 1, "failure", 2, "exited with status 2"});
+    const auto finished = round_trip(
+        protocol::StepFinished{3, 1, ci::BuildResult::Failure, 2, "exited with status 2"});
     CHECK(finished.exit_code == std::optional<int>(2));
     CHECK(finished.description == "exited with status 2");
-    CHECK_FALSE(round_trip(protocol::StepFinished{3, 1, "exception", std::nullopt, ""})
-                    .exit_code.has_value());
+    CHECK_FALSE(
+        round_trip(protocol::StepFinished{3, 1, ci::BuildResult::Exception, std::nullopt, ""})
+            .exit_code.has_value());
     const auto checked = round_trip(protocol::CheckedOut{3, "a", "b", "c"});
     CHECK((checked.branch_tip + checked.target_tip + checked.merge_commit) == "abc");
-    CHECK(round_trip(protocol::BuildFinished{3, "success", ""}).result == "success");
+    CHECK(round_trip(protocol::BuildFinished{3, ci::BuildResult::Success, ""}).result ==
+          ci::BuildResult::Success);
     CHECK(round_trip(protocol::StopBuild{9}).build == 9);
     round_trip(protocol::Heartbeat{});
     round_trip(protocol::Drain{});
@@ -130,6 +132,13 @@ TEST_CASE("protocol: bad lines are errors that say what is wrong") {
               .find("\"text\" is missing") != std::string::npos);
     CHECK(error_of(R"({"type": "log", "build": "1", "step": 0, "seq": 0, "text": ""})")
               .find("\"build\" is not an integer") != std::string::npos);
+    // A result is one of the names BuildResult has; anything else is refused, never a default.
+    CHECK(error_of(R"({"type": "build_finished", "build": 1, "result": "green"})")
+              .find("\"green\" is not a build result") != std::string::npos);
+    CHECK(error_of(R"({"type": "step_finished", "build": 1, "step": 1, "result": 2})")
+              .find("\"result\" is not a string") != std::string::npos);
+    CHECK(protocol::encode(protocol::BuildFinished{3, ci::BuildResult::Retry, ""})
+              .find(R"("result":"retry")") != std::string::npos);
     CHECK(error_of(R"({"type": "build", "build": 1, "builder": "b", "repository": "r",)"
                    R"( "url": "u", "branch": "m", "steps": [{"name": "s", "command": "make"}]})")
               .find("\"command\" is missing or not a list") != std::string::npos);

@@ -33,6 +33,7 @@
 #include <vector>
 
 #include <ci/config/config.h>
+#include <ci/core/build_result.h>
 #include <ci/git/merge.h>
 
 namespace ci::build {
@@ -101,10 +102,10 @@ struct CheckoutRecord {
 
 /// How one step (or the checkout, step 0) ended.
 struct StepOutcome {
-    /// "success"; "failure" (non-zero exit, a signal, its or the build's timeout, a merge
-    /// conflict); "exception" (could not start: a bad workdir, a missing program, a git error);
-    /// "cancelled" (stopped on request).
-    std::string result;
+    /// Success; Failure (non-zero exit, a signal, its or the build's timeout, a merge
+    /// conflict); Exception (could not start: a bad workdir, a missing program, a git error);
+    /// Cancelled (stopped on request).
+    BuildResult result = BuildResult::Success;
     std::optional<int> exit_code; ///< when the process exited by itself
     std::string description;      ///< ProcessResult::describe(), or why it could not start
 };
@@ -124,10 +125,10 @@ struct BuildObserver {
 
 /// How a build ended.
 struct BuildOutcome {
-    /// "success"; "failure" (a step failed, the merge conflicted, or the build timed out);
-    /// "exception" (checkout or infrastructure error, or a step could not start); "cancelled".
+    /// Success; Failure (a step failed, the merge conflicted, or the build timed out);
+    /// Exception (checkout or infrastructure error, or a step could not start); Cancelled.
     /// With several, the worst counts: cancelled > exception > failure > success.
-    std::string result;
+    BuildResult result = BuildResult::Success;
     CheckoutRecord checkout;
     std::string message; ///< one line for people: what failed, or empty on success
 };

@@ -27,6 +27,7 @@
 #include <variant>
 
 #include <ci/build/runner.h>
+#include <ci/core/build_result.h>
 #include <ci/core/error.h>
 
 namespace ci::master::protocol {
@@ -83,13 +84,13 @@ struct LogChunk {
 struct StepFinished {
     std::int64_t build = 0;
     int step = 0;
-    std::string result; ///< "success", "failure", "exception", "cancelled"
+    BuildResult result = BuildResult::Success; ///< "result" on the wire: to_string(result)
     std::optional<int> exit_code;
     std::string description;
 };
 struct BuildFinished {
     std::int64_t build = 0;
-    std::string result; ///< "success", "failure", "exception", "cancelled"
+    BuildResult result = BuildResult::Success; ///< "result" on the wire: to_string(result)
     std::string message;
 };
 
