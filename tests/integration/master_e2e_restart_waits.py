@@ -40,23 +40,22 @@ def main(case):
           f"first deadline", flush=True)
 
     def requested():
-        found = {}
-        for state in ("pending", "claimed", "completed"):
-            for request in master.requests(state):
-                found[request["branch"]] = request
-        return found
+        return {request["branch"]: request for request in master.all_requests()}
+
+    def all_requested():
+        found = requested()
+        return found if len(found) == BRANCHES else None
 
     last_deadline = max(acked for _, acked, _, _ in pushes.values()) + STABLE
     try:
-        harness.wait_for(f"{BRANCHES} build requests after the restart",
-                         lambda: len(requested()) == BRANCHES, last_deadline - time.time() + 30)
+        found = harness.wait_for(f"{BRANCHES} build requests after the restart", all_requested,
+                                 last_deadline - time.time() + 30)
     except AssertionError:
         found = requested()
         case.check(False, f"after the restart, with no other event, {len(found)} of "
                    f"{BRANCHES} acknowledged pushes were requested within 30 s of their "
                    f"deadlines ({sorted(found)})")
         return
-    found = requested()
     for branch, (sent, acked, change, tip) in sorted(pushes.items()):
         request = found[branch]
         submitted = harness.api_time(request["submitted"])

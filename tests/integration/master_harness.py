@@ -214,6 +214,16 @@ class Master:
         """The build requests in `state`."""
         return self.get(f"/api/v1/buildrequests?state={state}&limit=1000")["buildrequests"]
 
+    def all_requests(self):
+        """Every pending, claimed or completed request, by id. Read in that order: a request
+        moves only forward (unless its build is lost), so one that existed before the call is
+        listed, though one created meanwhile may not be."""
+        found = {}
+        for state in ("pending", "claimed", "completed"):
+            for request in self.requests(state):
+                found[request["id"]] = request
+        return [found[i] for i in sorted(found)]
+
     def finished_build(self, tip):
         """The build of branch tip `tip` that ended (not running, not retry), or None."""
         for build in self.builds():
@@ -397,7 +407,10 @@ schedulers:
             for name, text in self.logs().items():
                 print(f"--- {name} (last lines)")
                 print("".join(text.splitlines(keepends=True)[-30:]))
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        if os.environ.get("LIBCI_E2E_KEEP"):
+            print(f"kept {self.tmp} (LIBCI_E2E_KEEP)")
+        else:
+            shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 def run(case_function):
