@@ -11,10 +11,7 @@ import master_harness as harness
 def main(case):
     master = case.start_master(case.write_config(case.standard_config()))
     old_worker = case.start_workers(master, 1)[0]
-    slow_tip = case.repo.branch("feature/slow", ["slow"])
-    master.push("feature/slow", harness.ZERO, slow_tip, "slow")
-    interrupted = harness.wait_for("a running build", lambda: master.running_build(slow_tip))
-    master.wait_step_output(interrupted["id"], "waiting")
+    slow_tip, interrupted = case.slow_build(master)
     waiting_tips = [case.repo.branch(f"feature/queued-{i}", [f"q{i}.txt"]) for i in range(2)]
     for i, tip in enumerate(waiting_tips):
         master.push(f"feature/queued-{i}", harness.ZERO, tip, "queued")

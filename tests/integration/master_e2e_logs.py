@@ -11,10 +11,7 @@ import master_harness as harness
 def main(case):
     master = case.start_master(case.write_config(case.standard_config()))
     case.start_workers(master, 1)
-    tip = case.repo.branch("feature/slow", ["slow"])
-    master.push("feature/slow", harness.ZERO, tip, "slow")
-    build = harness.wait_for("the slow build to run", lambda: master.running_build(tip))
-    master.wait_step_output(build["id"], "waiting")
+    tip, build = case.slow_build(master)
 
     path = f"/api/v1/builds/{build['id']}/steps/1"
     plain = http.client.HTTPConnection("127.0.0.1", master.web, timeout=60)

@@ -10,10 +10,7 @@ import master_harness as harness
 def main(case):
     master = case.start_master(case.write_config(case.standard_config()))
     case.start_workers(master, 1)
-    tip = case.repo.branch("feature/slow", ["slow"])
-    master.push("feature/slow", harness.ZERO, tip, "slow")
-    running = harness.wait_for("a running build", lambda: master.running_build(tip))
-    master.wait_step_output(running["id"], "waiting")
+    _, running = case.slow_build(master)
 
     master.send_signal(signal.SIGTERM)
     harness.wait_for("the master to wait for the running build", lambda: any(

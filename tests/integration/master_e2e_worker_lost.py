@@ -8,10 +8,7 @@ import master_harness as harness
 def main(case):
     master = case.start_master(case.write_config(case.standard_config()))
     workers = case.start_workers(master, 2)
-    tip = case.repo.branch("feature/slow", ["slow"])
-    master.push("feature/slow", harness.ZERO, tip, "slow")
-    first = harness.wait_for("the slow build to run", lambda: master.running_build(tip))
-    master.wait_step_output(first["id"], "waiting")
+    tip, first = case.slow_build(master)
     victim = next(w for w in workers if w.name == first["worker"])
     victim.kill()
 

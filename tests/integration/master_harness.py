@@ -386,6 +386,15 @@ schedulers:
             master.connected(w.name) for w in started), 30)
         return started
 
+    def slow_build(self, master, branch="feature/slow"):
+        """Pushes `branch` with a file `slow`, waits until its build runs and its step waits
+        for `self.release`; returns (the branch tip, the running build)."""
+        tip = self.repo.branch(branch, ["slow"])
+        master.push(branch, ZERO, tip, "slow")
+        build = wait_for(f"the build of {branch} to run", lambda: master.running_build(tip))
+        master.wait_step_output(build["id"], "waiting")
+        return tip, build
+
     def logs(self):
         """Every log file of the case's processes, by name."""
         return {name: open(os.path.join(self.tmp, name), errors="replace").read()
