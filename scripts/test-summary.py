@@ -2,6 +2,8 @@
 """Prints 'N passed, N failed, N skipped' from one or more meson testlog.json files.
 
 meson's own summary is not a closing line CI recognises, so the test scripts end with this one.
+Skipped tests and expected failures (known bugs) are listed first, with the reasons their
+output gave on lines starting 'SKIP: ' or 'XFAIL: '.
 Exit status: 0 when nothing failed, 1 otherwise.
 """
 import json
@@ -9,6 +11,14 @@ import sys
 
 PASSED = {"OK", "EXPECTEDFAIL"}
 SKIPPED = {"SKIP"}
+
+
+def reasons(entry, prefix, path):
+    """The distinct reasons a test's output gave on lines starting with `prefix`."""
+    output = (entry.get("stdout") or "") + (entry.get("stderr") or "")
+    found = [line[len(prefix):] for line in output.splitlines() if line.startswith(prefix)]
+    found = list(dict.fromkeys(found))
+    return "; ".join(found) if found else f"see its log in {path}"
 
 
 def main(paths):
@@ -23,13 +33,12 @@ def main(paths):
                 result = entry.get("result")
                 if result in PASSED:
                     passed += 1
+                    if result == "EXPECTEDFAIL":
+                        print(f"EXPECTED FAILURE: {entry.get('name')}: "
+                              f"{reasons(entry, 'XFAIL: ', path)}")
                 elif result in SKIPPED:
                     skipped += 1
-                    output = (entry.get("stdout") or "") + (entry.get("stderr") or "")
-                    reasons = [l[len("SKIP: "):] for l in output.splitlines() if l.startswith("SKIP: ")]
-                    reasons = list(dict.fromkeys(reasons))
-                    why = "; ".join(reasons) if reasons else f"see its log in {path}"
-                    print(f"SKIPPED: {entry.get('name')}: {why}")
+                    print(f"SKIPPED: {entry.get('name')}: {reasons(entry, 'SKIP: ', path)}")
                 else:
                     failed += 1
                     failures.append(f"{entry.get('name')} ({result})")
