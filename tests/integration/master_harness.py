@@ -13,6 +13,7 @@ A case is a function of a `Case`; `run(case_function)` is its main:
 
 Webhooks are signed with Python's own hmac (not libci's), the REST API is read with urllib, and
 the git CLI is the oracle for merges. Every check can fail; waits poll with a deadline.
+A failing case prints the last lines of every log; LIBCI_E2E_KEEP=1 keeps its temp dir.
 """
 
 import base64
@@ -317,6 +318,8 @@ class Case:
         self.workers = []
 
     def check(self, condition, message):
+        """Prints `ok: message` or `FAIL: message` (and records the failure); returns
+        `condition`."""
         print(("ok: " if condition else "FAIL: ") + message, flush=True)
         if not condition:
             self.failures.append(message)
@@ -429,12 +432,12 @@ def run(case_function):
     case = Case(name)
     try:
         case_function(case)
-        case.check_no_secrets_in_logs()
     except Exception as error:  # noqa: BLE001 - report, then fail
         traceback.print_exc()
         case.failures.append(repr(error))
         print("FAIL:", repr(error), flush=True)
     finally:
+        case.check_no_secrets_in_logs()
         case.close()
     print(f"{name}: {len(case.failures)} failure(s)"
           + (f", XFAIL: {'; '.join(case.xfails)}" if case.xfails else ""))
