@@ -51,13 +51,16 @@ TEST_SCRIPT = ('echo "start $CI_BUILD_ID" >> "$MARKS"\n'
 
 
 def git(*args, cwd=None, env=None):
-    """Runs the git CLI with a fixed identity and no user or system config; returns stdout."""
+    """Runs the git CLI with a fixed identity and no user or system config; returns stdout,
+    raises AssertionError with git's message when it fails."""
     full = dict(os.environ, GIT_CONFIG_NOSYSTEM="1", GIT_CONFIG_GLOBAL="/dev/null",
                 GIT_AUTHOR_NAME="Dev", GIT_AUTHOR_EMAIL="dev@example.org",
                 GIT_COMMITTER_NAME="Dev", GIT_COMMITTER_EMAIL="dev@example.org")
     full.update(env or {})
-    return subprocess.run(["git", *args], cwd=cwd, env=full, check=True, capture_output=True,
-                          text=True).stdout.strip()
+    done = subprocess.run(["git", *args], cwd=cwd, env=full, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise AssertionError(f"git {' '.join(args)}: {done.stderr.strip()}")
+    return done.stdout.strip()
 
 
 def wait_for(what, predicate, timeout=60.0, interval=0.1):
@@ -131,10 +134,11 @@ class Repo:
 
 
 class Master:
-    """One ci-master process on port 0 (its ports read from --ports-file), and its REST API."""
+    """One ci-master process on port 0 (its ports read from --ports-file), and its REST API.
+    Its logs are master-1.log, master-2.log... (one per start) in the case's temp dir."""
 
-    def __init__(self, case, config):
-        self.case, self.config = case, config
+    def __init__(self, case, config, env=None):
+        self.case, self.config, self.env = case, config, env
         self.process = None
         self.web = self.worker_port = None
         self.starts = 0
@@ -151,7 +155,8 @@ class Master:
             [MASTER, "start", "--config", self.config, "--listen", "127.0.0.1",
              "--data-dir", os.path.join(tmp, "master-data"), "--ports-file", ports,
              "--heartbeat", "2", "--shutdown-grace", "30"],
-            cwd=tmp, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            cwd=tmp, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True)
         log.close()
         wait_for("the master's ports file", lambda: os.path.exists(ports) or
                  self.process.poll() is not None, 30)
@@ -372,8 +377,9 @@ schedulers:
             out.write(text)
         return path
 
-    def start_master(self, config):
-        master = Master(self, config)
+    def start_master(self, config, env=None):
+        """Starts a ci-master with `config` (a path) and `env` (default: this environment)."""
+        master = Master(self, config, env)
         self.masters.append(master)
         return master.start()
 
