@@ -416,6 +416,13 @@ std::optional<WallTime> Scheduler::next_deadline() const {
     for (const auto& [name, when] : state_->next_runs) {
         consider(when);
     }
+    // A periodic scheduler that has no next run yet (a fresh state) needs a tick at once, which
+    // gives it one (SavePeriodic): otherwise it would wait for some unrelated event.
+    for (const auto& rule : state_->periodic_rules) {
+        if (!state_->next_runs.contains(rule.name)) {
+            consider(WallTime{});
+        }
+    }
     return next;
 }
 

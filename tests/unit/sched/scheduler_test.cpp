@@ -267,8 +267,15 @@ TEST_CASE("sched: periodic schedulers") {
   hourly: {type: periodic, repository: app, builders: [tests], interval: 1h}
   nightly: {type: periodic, repository: app, builders: [docs], at: "03:00", branch: release/1}
 )");
+    // A fresh state: due at once, so that the first tick gives each its next run (no other
+    // event needed; a master with only periodic schedulers gets none).
+    REQUIRE(scheduler.next_deadline().has_value());
+    CHECK(*scheduler.next_deadline() <= t0);
     auto first = feed(scheduler, ci::sched::Tick{}, t0);
     CHECK(builds(first).empty());
+    CHECK(std::ranges::count_if(first, [](const auto& action) {
+              return std::holds_alternative<ci::sched::SavePeriodic>(action);
+          }) == 2);
     CHECK(scheduler.next_deadline() == t0 + 1h);
     auto hourly = builds(feed(scheduler, ci::sched::Tick{}, t0 + 1h));
     REQUIRE(hourly.size() == 1);

@@ -152,7 +152,8 @@ public:
     /// naming an unknown builder fails with InvalidArgument (and changes nothing).
     [[nodiscard]] Result<std::vector<Action>> handle(const Event& event, WallTime now);
 
-    /// When the scheduler next needs a Tick; nullopt when nothing is pending.
+    /// When the scheduler next needs a Tick; nullopt when nothing is pending. A periodic
+    /// scheduler without a next run (a fresh state) makes it the epoch: due at once.
     [[nodiscard]] std::optional<WallTime> next_deadline() const;
 
     /// The waits in progress, ordered by (scheduler, repository, branch).
