@@ -317,7 +317,12 @@ build::BuildOutcome run_reported_build(const build::BuildSpec& spec,
     return outcome;
 }
 
-Status run_worker(const WorkerOptions& options, std::stop_token drain) {
+Status run_worker(const WorkerOptions& given, std::stop_token drain) {
+    // One set of work directory slots for every build of this worker, across reconnections.
+    WorkerOptions options = given;
+    if (!options.runner.slots) {
+        options.runner.slots = std::make_shared<build::WorkSlots>(options.runner.work_root);
+    }
     const auto status = [&](const std::string& line) {
         log::info("{}", line);
         if (options.on_status) {
