@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""Two builds of one builder at once on one ci-worker, each in its own work directory slot.
+"""Two builds of one builder at once on one worker, each in its own work directory slot.
 
 A real ci-master (one static worker class with max_builds 2, a builder `tests`) and one real
-ci-worker on 127.0.0.1; two branches pushed (webhooks signed with Python's own hmac). The
+ci-worker on 127.0.0.1; then again with a local worker inside the master (local: true,
+max_builds 2) instead. Two branches pushed (webhooks signed with Python's own hmac). The
 builder's step waits, with a deadline, until both builds are inside it (marks in a shared file),
 so the two run at the same time or the step fails; then it prints `git rev-parse HEAD` and its
 work directory. Checked:
@@ -149,12 +150,16 @@ def oracle_merge(tmp, origin, branch):
     return git("rev-parse", "HEAD", cwd=clone)
 
 
-def main():
-    tmp = tempfile.mkdtemp(prefix="libci-slots-")
+def run_case(tmp, local):
+    """Two branches of one builder at once on one worker: a ci-worker process (local=False) or
+    a local worker inside the master (local=True), both with max_builds 2."""
+    kind = "local" if local else "remote"
+    worker_name = f"{kind}/0"
     origin = os.path.join(tmp, "origin.git")
     src = os.path.join(tmp, "src")
     marks = os.path.join(tmp, "marks")
-    work_dir = os.path.join(tmp, "worker")
+    work_dir = os.path.join(tmp, "master-data", "work", "local-0") if local else \
+        os.path.join(tmp, "worker")
     git("init", "-q", "--bare", "-b", "master", origin)
     git("clone", "-q", origin, src)
     with open(os.path.join(src, "test.sh"), "w") as out:
@@ -182,6 +187,8 @@ def main():
     git("commit", "-qm", "master moves", cwd=src)
     git("push", "-q", "origin", "HEAD:master", cwd=src)
 
+    worker_class = "{local: true, max_builds: 2}" if local else \
+        f'{{passwords: ["{PASSWORD}"], max_builds: 2}}'
     config = os.path.join(tmp, "config.yml")
     fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as out:
@@ -189,13 +196,13 @@ def main():
 buildmaster: {{web_port: 0, worker_port: 0, state: {tmp}/state.sqlite}}
 github: {{webhook_secret: "{SECRET}"}}
 slaves:
-  remote: {{passwords: ["{PASSWORD}"], max_builds: 2}}
+  {kind}: {worker_class}
 repositories:
   demo: {{url: "{origin}"}}
 builders:
   tests:
     repository: demo
-    workers: [remote]
+    workers: [{kind}]
     steps:
       - name: test
         run: "sh ./test.sh"
@@ -204,25 +211,25 @@ schedulers:
   branches: {{type: branch, repository: demo, builders: [tests], branches: ["feature/*"],
              tree_stable_timer: 1s}}
 """)
-    secret_file = os.path.join(tmp, "worker.secret")
-    with open(secret_file, "w") as out:
-        out.write(PASSWORD + "\n")
     master = worker = None
-    worker_log = os.path.join(tmp, "worker.log")
     try:
         master = Master(tmp, config)
-        with open(worker_log, "w") as log:
-            worker = subprocess.Popen(
-                [WORKER, "start", "--master", f"127.0.0.1:{master.worker_port}", "--name",
-                 "remote/0", "--secret-file", secret_file, "--work-dir", work_dir,
-                 "--max-builds", "2"],
-                cwd=tmp, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        if not local:
+            secret_file = os.path.join(tmp, "worker.secret")
+            with open(secret_file, "w") as out:
+                out.write(PASSWORD + "\n")
+            with open(os.path.join(tmp, "worker.log"), "w") as log:
+                worker = subprocess.Popen(
+                    [WORKER, "start", "--master", f"127.0.0.1:{master.worker_port}", "--name",
+                     worker_name, "--secret-file", secret_file, "--work-dir", work_dir,
+                     "--max-builds", "2"],
+                    cwd=tmp, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         wait_for("the worker to connect", lambda: any(
             w["connected"] for w in master.get("/api/v1/workers")["workers"]), 30)
 
         open(marks, "w").close()
         for name, tip in tips.items():
-            check(master.push(origin, name, tip) == 200, f"push of {name} accepted")
+            check(master.push(origin, name, tip) == 200, f"{kind}: push of {name} accepted")
         builds = {name: wait_for(f"the build of {name}",
                                  lambda name=name: master.finished_build(name), 90)
                   for name in tips}
@@ -230,54 +237,70 @@ schedulers:
         slots = set()
         for name, build in builds.items():
             log = master.step_log(build["id"])
-            print(f"--- {name}: build {build['id']}, {build['result']}\n{log}")
-            check(build["result"] == "success", f"{name}: success ({build['result']})")
-            check(build["worker"] == "remote/0", f"{name}: ran on remote/0 ({build['worker']})")
+            print(f"--- {kind}: {name}: build {build['id']}, {build['result']}\n{log}")
+            label = f"{kind}: {name}"
+            check(build["result"] == "success", f"{label}: success ({build['result']})")
+            check(build["worker"] == worker_name,
+                  f"{label}: ran on {worker_name} ({build['worker']})")
             expected = oracle_merge(tmp, origin, name)
             check(build["merge_commit"] == expected,
-                  f"{name}: merge commit {build['merge_commit']} is git's {expected}")
-            check(f"head {expected}\n" in log,
-                  f"{name}: its step saw its own merge commit as HEAD")
-            check(f"branch {name}\n" in log, f"{name}: its step saw its own branch's files")
+                  f"{label}: merge commit {build['merge_commit']} is git's {expected}")
+            check(f"head {expected}\n" in log, f"{label}: its step saw its own merge commit")
+            check(f"branch {name}\n" in log, f"{label}: its step saw its own branch's files")
             found = re.search(r"^workdir (.+)$", log, re.M)
-            if check(found is not None, f"{name}: its step printed its work directory"):
+            if check(found is not None, f"{label}: its step printed its work directory"):
                 slots.add(found.group(1))
         check(builds["feature/one"]["merge_commit"] != builds["feature/two"]["merge_commit"],
-              "the two builds have different merge commits")
-        check(slots == {os.path.join(work_dir, "tests", "0"), os.path.join(work_dir, "tests", "1")},
-              f"the two builds ran in slots 0 and 1 of {work_dir}/tests: {sorted(slots)}")
+              f"{kind}: the two builds have different merge commits")
+
+        def slot(number):
+            return os.path.join(work_dir, "tests", str(number))
+
+        check(slots == {slot(0), slot(1)},
+              f"{kind}: the two builds ran in slots 0 and 1 of {work_dir}/tests: {sorted(slots)}")
         lines = open(marks).read().split("\n")
         starts = [i for i, line in enumerate(lines) if line.startswith("start")]
         ends = [i for i, line in enumerate(lines) if line.startswith("end")]
         check(len(starts) == 2 and len(ends) == 2 and max(starts) < min(ends),
-              f"the two builds ran at the same time: {lines}")
+              f"{kind}: the two builds ran at the same time: {lines}")
 
         # Alone, a later build of the builder takes slot 0 again (its checkout is warm).
         with open(marks, "w") as out:
             out.write("start (a placeholder for the build that is not coming)\n")
         three = branch("feature/three")
-        check(master.push(origin, "feature/three", three) == 200, "push of feature/three accepted")
+        check(master.push(origin, "feature/three", three) == 200,
+              f"{kind}: push of feature/three accepted")
         build = wait_for("the build of feature/three",
                          lambda: master.finished_build("feature/three"))
         log = master.step_log(build["id"])
-        check(build["result"] == "success" and
-              f"workdir {os.path.join(work_dir, 'tests', '0')}\n" in log,
-              f"a later build reuses slot 0 ({build['result']}): {log}")
+        check(build["result"] == "success" and f"workdir {slot(0)}\n" in log,
+              f"{kind}: a later build reuses slot 0 ({build['result']}): {log}")
     except (AssertionError, OSError, ValueError) as error:
-        check(False, f"{type(error).__name__}: {error}")
+        check(False, f"{kind}: {type(error).__name__}: {error}")
     finally:
         if worker is not None and worker.poll() is None:
             os.killpg(worker.pid, signal.SIGTERM)
             worker.wait(timeout=60)
         if master is not None:
             master.stop()
+
+
+def main():
+    root = tempfile.mkdtemp(prefix="libci-slots-")
+    for local in (False, True):
+        tmp = os.path.join(root, "local" if local else "remote")
+        os.makedirs(tmp)
+        before = len(failures)
+        run_case(tmp, local)
+        if len(failures) > before:
+            for name in ("master.log", "worker.log"):
+                path = os.path.join(tmp, name)
+                if os.path.exists(path):
+                    print(f"--- {path}\n" + "".join(open(path).readlines()[-40:]))
     if failures:
-        for path in (os.path.join(tmp, "master.log"), worker_log):
-            if os.path.exists(path):
-                print(f"--- {path}\n" + "".join(open(path).readlines()[-40:]))
-        print(f"{len(failures)} check(s) failed; kept {tmp}")
+        print(f"{len(failures)} check(s) failed; kept {root}")
         return 1
-    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.rmtree(root, ignore_errors=True)
     return 0
 
 
