@@ -358,6 +358,9 @@ private:
     // Whether the work directory is still this build's lease and HEAD there is still the
     // commit the build checked out.
     Status holds_checkout() const {
+        if (!lease_) {
+            return fail(ErrorCode::Internal, "a step before the checkout leased a directory");
+        }
         if (auto held = lease_->check(); !held) {
             return held;
         }

@@ -541,7 +541,7 @@ Result<std::string> head_commit(const std::filesystem::path& work_dir) {
         return fail(started.error());
     }
     git_repository* raw = nullptr;
-    if (int code =
+    if (const int code =
             git_repository_open_ext(&raw, work_dir.c_str(), GIT_REPOSITORY_OPEN_NO_SEARCH, nullptr);
         code != 0) {
         return git_failure(fmt::format("open {}", work_dir.string()), code);
@@ -555,12 +555,12 @@ Result<std::string> head_commit(const std::filesystem::path& work_dir) {
             fmt::format("open {}: not the work directory of its repository", work_dir.string()));
     }
     git_oid head;
-    if (int code = git_reference_name_to_id(&head, raw, "HEAD"); code != 0) {
+    if (const int code = git_reference_name_to_id(&head, raw, "HEAD"); code != 0) {
         return git_failure(fmt::format("read HEAD in {}", work_dir.string()), code);
     }
-    char text[GIT_OID_HEXSZ + 1] = {};
-    git_oid_tostr(text, sizeof text, &head);
-    return std::string(text);
+    std::array<char, GIT_OID_HEXSZ + 1> text{};
+    git_oid_tostr(text.data(), text.size(), &head);
+    return std::string(text.data());
 }
 
 std::filesystem::path mirror_path(const std::filesystem::path& cache_dir, const std::string& url) {

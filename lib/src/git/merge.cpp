@@ -105,7 +105,7 @@ std::vector<std::string> git_conflict_paths(const std::vector<Triple>& conflicts
 // The conflicted paths of a merged index, as git lists them.
 Result<std::vector<std::string>> conflicted_paths(git_index* index) {
     git_index_conflict_iterator* iterator_raw = nullptr;
-    if (int code = git_index_conflict_iterator_new(&iterator_raw, index); code != 0) {
+    if (const int code = git_index_conflict_iterator_new(&iterator_raw, index); code != 0) {
         return git_failure("list conflicts", code);
     }
     const ConflictIterator iterator(iterator_raw);

@@ -317,11 +317,12 @@ build::BuildOutcome run_reported_build(const build::BuildSpec& spec,
     return outcome;
 }
 
-Status run_worker(const WorkerOptions& given, std::stop_token drain) {
-    // One set of work directory slots for every build of this worker, across reconnections.
-    WorkerOptions options = given;
+Status run_worker(const WorkerOptions& options, std::stop_token drain) {
     if (!options.runner.slots) {
-        options.runner.slots = std::make_shared<build::WorkSlots>(options.runner.work_root);
+        // One set of work directory slots for every build of this worker, across reconnections.
+        WorkerOptions with_slots = options;
+        with_slots.runner.slots = std::make_shared<build::WorkSlots>(options.runner.work_root);
+        return run_worker(with_slots, std::move(drain));
     }
     const auto status = [&](const std::string& line) {
         log::info("{}", line);
