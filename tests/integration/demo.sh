@@ -50,7 +50,7 @@ read -r f_result f_id _ <<<"$f"
 [[ $p_result == success ]] || fail "feature/passing: '$p_result'"
 [[ -n $p_merge ]] || fail "feature/passing was not built as a merge"
 parents=0
-for dir in "$tmp"/demo/data/work/*/demo-tests; do
+for dir in "$tmp"/demo/data/work/*/demo-tests/*/; do # one checkout per build slot
   n=$(git -C "$dir" cat-file -p "$p_merge" 2>/dev/null | grep -c '^parent ')
   [[ $n -gt $parents ]] && parents=$n
 done

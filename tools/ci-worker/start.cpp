@@ -133,7 +133,10 @@ void setup_start(CLI::App& app, Runner& runner) {
     sub->add_option("--secret-file",
                     command->secret_file,
                     "A file whose first line is this worker's password (else $CI_WORKER_SECRET)");
-    sub->add_option("--work-dir", command->work_dir, "Where builds run (one directory per builder)")
+    sub->add_option("--work-dir",
+                    command->work_dir,
+                    "Where builds run: WORK_DIR/BUILDER/SLOT, one directory per build running\n"
+                    "at once (slot 0, 1, ...), reused by later builds of the builder")
         ->default_str("ci-worker");
     sub->add_option("--cache-dir", command->cache_dir, "Git mirrors (default: WORK_DIR/cache)");
     sub->add_option("--max-builds",

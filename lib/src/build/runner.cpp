@@ -1,12 +1,15 @@
 #include <algorithm>
 #include <fstream>
 #include <iterator>
+#include <memory>
+#include <optional>
 #include <system_error>
 #include <utility>
 
 #include <fmt/format.h>
 
 #include <ci/build/runner.h>
+#include <ci/build/work_slots.h>
 #include <ci/core/log.h>
 #include <ci/core/process.h>
 #include <ci/git/checkout.h>
@@ -53,9 +56,7 @@ public:
           const BuildObserver& observer,
           std::stop_token stop)
         : spec_(spec), options_(options), observer_(observer), stop_(std::move(stop)),
-          work_dir_(work_directory(options, spec.builder)),
-          properties_file_(options.work_root /
-                           (detail::directory_name(spec.builder) + ".properties")) {
+          slots_(options.slots ? options.slots : std::make_shared<WorkSlots>(options.work_root)) {
         if (spec.timeout.count() > 0) {
             deadline_ = Clock::now() + spec.timeout;
         }
@@ -72,8 +73,10 @@ public:
                 }
             }
         }
-        std::error_code ignored;
-        std::filesystem::remove(properties_file_, ignored);
+        if (lease_) {
+            std::error_code ignored;
+            std::filesystem::remove(properties_file_, ignored);
+        }
         return std::move(outcome_);
     }
 
@@ -135,12 +138,15 @@ private:
         options.token = options_.git_token;
         options.ssh_key = options_.ssh_key;
 
-        std::error_code error;
-        std::filesystem::create_directories(options_.work_root, error);
-        if (error) {
+        // The slot is this build's until run_build returns: no other build checks out there.
+        auto lease = slots_->lease(spec_.builder);
+        if (!lease) {
             return checkout_error(fmt::format(
-                "create work root {}: {}", options_.work_root.string(), error.message()));
+                "lease a work directory for builder {}: {}", spec_.builder, lease.error().message));
         }
+        lease_ = std::move(*lease);
+        work_dir_ = lease_->directory();
+        properties_file_ = lease_->properties_file();
         auto result = git::checkout(work_dir_, options);
         if (!result) {
             return checkout_error(result.error().to_string());
@@ -240,6 +246,16 @@ private:
             return !step.halt_on_failure;
         };
 
+        // Whatever happened since the checkout, the step runs on this build's tree or not at
+        // all: a build must never report on a tree it did not check out.
+        if (auto held = holds_checkout(); !held) {
+            const auto& why = held.error().message;
+            output(number, "error: " + why + "\n");
+            finished(number, {exception, std::nullopt, why});
+            note(exception, fmt::format("step '{}' did not start: {}", step.name, why), true);
+            return false;
+        }
+
         auto cwd = detail::resolve_workdir(work_dir_, step.workdir);
         if (!cwd) {
             return cannot_start(cwd.error().message);
@@ -327,6 +343,35 @@ private:
         return true;
     }
 
+    // Whether the work directory is still this build's lease and HEAD there is still the
+    // commit the build checked out.
+    Status holds_checkout() const {
+        if (!lease_) {
+            return fail(ErrorCode::Internal, "a step before the checkout leased a directory");
+        }
+        if (auto held = lease_->check(); !held) {
+            return held;
+        }
+        const auto& revision = outcome_.checkout.revision;
+        auto head = git::head_commit(work_dir_);
+        if (!head) {
+            return fail(ErrorCode::Conflict,
+                        fmt::format("the work directory no longer holds this build's checkout "
+                                    "of {}: {}",
+                                    revision,
+                                    head.error().message));
+        }
+        if (*head != revision) {
+            return fail(ErrorCode::Conflict,
+                        fmt::format("the work directory {} no longer holds this build's "
+                                    "checkout: HEAD is {}, the build checked out {}",
+                                    work_dir_.string(),
+                                    *head,
+                                    revision));
+        }
+        return {};
+    }
+
     std::map<std::string, std::string> environment(const StepSpec& step) const {
         std::map<std::string, std::string> env = carried_;
         for (const auto& [name, value] : step.env) {
@@ -386,6 +431,8 @@ private:
     const RunnerOptions& options_;
     const BuildObserver& observer_;
     std::stop_token stop_;
+    std::shared_ptr<WorkSlots> slots_;
+    std::optional<WorkLease> lease_; // from the checkout on; released when the build ends
     std::filesystem::path work_dir_;
     std::filesystem::path properties_file_;
     std::optional<Clock::time_point> deadline_;
@@ -410,10 +457,6 @@ std::vector<StepSpec> step_specs(const config::Builder& builder) {
         });
     }
     return out;
-}
-
-std::filesystem::path work_directory(const RunnerOptions& options, std::string_view builder) {
-    return options.work_root / detail::directory_name(builder);
 }
 
 BuildOutcome run_build(const BuildSpec& spec,

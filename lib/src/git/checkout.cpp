@@ -536,6 +536,33 @@ std::string submodule_url(std::string_view superproject, std::string_view url) {
     return base + separator + std::string(url);
 }
 
+Result<std::string> head_commit(const std::filesystem::path& work_dir) {
+    if (auto started = detail::ensure_initialized(); !started) {
+        return fail(started.error());
+    }
+    git_repository* raw = nullptr;
+    if (const int code =
+            git_repository_open_ext(&raw, work_dir.c_str(), GIT_REPOSITORY_OPEN_NO_SEARCH, nullptr);
+        code != 0) {
+        return git_failure(fmt::format("open {}", work_dir.string()), code);
+    }
+    const Repository repository(raw);
+    const char* root = git_repository_workdir(raw);
+    std::error_code error;
+    if (root == nullptr || !std::filesystem::equivalent(root, work_dir, error)) {
+        return fail(
+            ErrorCode::Git,
+            fmt::format("open {}: not the work directory of its repository", work_dir.string()));
+    }
+    git_oid head;
+    if (const int code = git_reference_name_to_id(&head, raw, "HEAD"); code != 0) {
+        return git_failure(fmt::format("read HEAD in {}", work_dir.string()), code);
+    }
+    std::array<char, GIT_OID_HEXSZ + 1> text{};
+    git_oid_tostr(text.data(), text.size(), &head);
+    return std::string(text.data());
+}
+
 std::filesystem::path mirror_path(const std::filesystem::path& cache_dir, const std::string& url) {
     // A readable name plus a hash of the whole URL: two hosts' "app.git" stay apart.
     std::string name = url.substr(url.find_last_of("/:") + 1);

@@ -1,12 +1,14 @@
 #include "ci/git/merge.h"
 
 #include <algorithm>
+#include <map>
 #include <memory>
 #include <regex>
 #include <set>
 
 #include <fmt/format.h>
 #include <git2.h>
+#include <git2/sys/index.h>
 
 #include "git/library.h"
 
@@ -52,6 +54,82 @@ Result<Commit> lookup(git_repository* repository, std::string_view id, std::stri
         return git_failure(fmt::format("read {} commit {}", role, id), code);
     }
     return Commit(commit);
+}
+
+// Three paths of one conflict, as libgit2 records them; empty where a side has no entry.
+struct Triple {
+    std::string ancestor;
+    std::string ours;
+    std::string theirs;
+};
+
+// The paths git leaves unmerged (`git diff --name-only --diff-filter=U`) for a merge that
+// libgit2 recorded as `conflicts` (one per path, each side's entry at that path) and `renames`
+// (its NAME entries: a file's path in the ancestor, ours and theirs). Sorted.
+//
+// libgit2 keeps each side's version of a renamed file at that side's path; git (merge-ort)
+// moves the other side's version to the new name and conflicts there, so the old name is not
+// listed. Only when both sides renamed a file to different names does git list the old name
+// too (with the ancestor's version), beside the two new ones.
+std::vector<std::string> git_conflict_paths(const std::vector<Triple>& conflicts,
+                                            const std::vector<Triple>& renames) {
+    // Where git puts what is left at an old name: the new name, and the side that renamed
+    // (whose entry at the old name is then absent; one still present is another file).
+    struct Carried {
+        std::string to;
+        bool ours;
+        bool theirs;
+    };
+    std::map<std::string, Carried> carried;
+    for (const auto& rename : renames) {
+        const auto& [ancestor, ours, theirs] = rename;
+        const bool ours_moved = !ours.empty() && ours != ancestor;
+        const bool theirs_moved = !theirs.empty() && theirs != ancestor;
+        if (ancestor.empty() || (!ours_moved && !theirs_moved) ||
+            (ours_moved && theirs_moved && ours != theirs)) {
+            continue; // not a rename, or renamed to two names: the old name stays listed
+        }
+        carried[ancestor] = {ours_moved ? ours : theirs, ours_moved, theirs_moved};
+    }
+    std::set<std::string> paths;
+    for (const auto& [ancestor, ours, theirs] : conflicts) {
+        const std::string& path = !ancestor.empty() ? ancestor : (!ours.empty() ? ours : theirs);
+        const auto found = carried.find(path);
+        const bool moved = found != carried.end() && (!found->second.ours || ours.empty()) &&
+                           (!found->second.theirs || theirs.empty());
+        paths.insert(moved ? found->second.to : path);
+    }
+    return {paths.begin(), paths.end()};
+}
+
+// The conflicted paths of a merged index, as git lists them.
+Result<std::vector<std::string>> conflicted_paths(git_index* index) {
+    git_index_conflict_iterator* iterator_raw = nullptr;
+    if (const int code = git_index_conflict_iterator_new(&iterator_raw, index); code != 0) {
+        return git_failure("list conflicts", code);
+    }
+    const ConflictIterator iterator(iterator_raw);
+    std::vector<Triple> conflicts;
+    const git_index_entry* ancestor = nullptr;
+    const git_index_entry* ours = nullptr;
+    const git_index_entry* theirs = nullptr;
+    const auto path = [](const git_index_entry* entry) {
+        return std::string(entry != nullptr ? entry->path : "");
+    };
+    int code = 0;
+    while ((code = git_index_conflict_next(&ancestor, &ours, &theirs, iterator.get())) == 0) {
+        conflicts.push_back({path(ancestor), path(ours), path(theirs)});
+    }
+    if (code != GIT_ITEROVER) {
+        return git_failure("list conflicts", code);
+    }
+    std::vector<Triple> renames;
+    for (std::size_t i = 0; i < git_index_name_entrycount(index); ++i) {
+        const git_index_name_entry* entry = git_index_name_get_byindex(index, i);
+        const auto name = [](const char* text) { return std::string(text != nullptr ? text : ""); };
+        renames.push_back({name(entry->ancestor), name(entry->ours), name(entry->theirs)});
+    }
+    return git_conflict_paths(conflicts, renames);
 }
 
 } // namespace
@@ -133,32 +211,11 @@ Result<MergeOutcome> merge_forward(const std::filesystem::path& path,
     }
     const Index merged(merged_raw);
     if (git_index_has_conflicts(merged.get()) != 0) {
-        git_index_conflict_iterator* iterator_raw = nullptr;
-        if (int code = git_index_conflict_iterator_new(&iterator_raw, merged.get()); code != 0) {
-            return git_failure("list conflicts", code);
+        auto paths = conflicted_paths(merged.get());
+        if (!paths) {
+            return fail(paths.error());
         }
-        const ConflictIterator iterator(iterator_raw);
-        std::set<std::string> paths;
-        const git_index_entry* ancestor = nullptr;
-        const git_index_entry* our = nullptr;
-        const git_index_entry* their = nullptr;
-        while (git_index_conflict_next(&ancestor, &our, &their, iterator.get()) == 0) {
-            // The paths left to resolve, as git reports them: where the sides stand. An entry
-            // with only an ancestor is the old name of a file a side renamed (rename/delete);
-            // git reports that conflict under the new name, which has an entry of its own.
-            // A file one side renamed and the other changed conflicts under its new name.
-            std::set<std::string> sides;
-            for (const auto* entry : {our, their}) {
-                if (entry != nullptr) {
-                    sides.insert(entry->path);
-                }
-            }
-            if (ancestor != nullptr && sides.size() > 1) {
-                sides.erase(ancestor->path);
-            }
-            paths.insert(sides.begin(), sides.end());
-        }
-        outcome.conflicts.assign(paths.begin(), paths.end());
+        outcome.conflicts = std::move(*paths);
         return outcome;
     }
     git_oid tree_id;

@@ -174,6 +174,7 @@ void MasterState::start_local_workers() {
             const auto name = fmt::format("{}/{}", class_name, i);
             build::RunnerOptions runner;
             runner.work_root = options.data_dir / "work" / fmt::format("{}-{}", class_name, i);
+            runner.slots = std::make_shared<build::WorkSlots>(runner.work_root);
             runner.cache_dir = options.data_dir / "cache";
             runner.git_token = options.git_token;
             runner.ssh_key = options.ssh_key;

@@ -319,6 +319,12 @@ build::BuildOutcome run_reported_build(const build::BuildSpec& spec,
 }
 
 Status run_worker(const WorkerOptions& options, std::stop_token drain) {
+    if (!options.runner.slots) {
+        // One set of work directory slots for every build of this worker, across reconnections.
+        WorkerOptions with_slots = options;
+        with_slots.runner.slots = std::make_shared<build::WorkSlots>(options.runner.work_root);
+        return run_worker(with_slots, std::move(drain));
+    }
     const auto status = [&](const std::string& line) {
         log::info("{}", line);
         if (options.on_status) {

@@ -1,11 +1,15 @@
 // The build runner against real git repositories (made with the git CLI) and real processes:
 // checkout merged forward, step environments, halting, CI_PROPERTIES, timeouts, cancellation,
-// conflicts and checkout errors.
+// conflicts and checkout errors; two builds of one builder at once, each in its own work
+// directory slot; a step refused when its work directory no longer holds the build's checkout.
 
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <map>
+#include <memory>
+#include <regex>
+#include <set>
 #include <stop_token>
 #include <string>
 #include <thread>
@@ -104,7 +108,7 @@ struct Fixture {
     }
 
     [[nodiscard]] std::filesystem::path work() const {
-        return ci::build::work_directory(options, spec.builder);
+        return ci::build::WorkSlots::directory(options.work_root, spec.builder, 0);
     }
 };
 
@@ -154,7 +158,7 @@ TEST_CASE("runner: a passing build merged forward; CI_* variables match what che
     CHECK(record.revision == record.merge_commit);
     CHECK(record.conflicts.empty());
     CHECK(git(f.work(), {"rev-parse", "HEAD"}) == record.merge_commit);
-    CHECK(f.work() == f.options.work_root / "linux_py3");
+    CHECK(f.work() == f.options.work_root / "linux_py3" / "0");
 
     CHECK(f.recorder.started ==
           std::vector<std::pair<int, std::string>>{{0, "checkout"}, {1, "env"}, {2, "where"}});
@@ -393,7 +397,7 @@ TEST_CASE("runner: a workdir outside the checkout is refused; a missing program 
     CHECK(f.recorder.outcome(1).description.find("leaves the checkout") != std::string::npos);
     CHECK(f.recorder.outcome(2).description.find("relative") != std::string::npos);
     CHECK(f.recorder.outcome(4).result == ci::BuildResult::Success);
-    CHECK_FALSE(std::filesystem::exists(f.options.work_root / "outside"));
+    CHECK_FALSE(std::filesystem::exists(f.work().parent_path() / "outside"));
     CHECK_FALSE(std::filesystem::exists(f.dir / "abs"));
 }
 
@@ -459,4 +463,124 @@ TEST_CASE("runner: helpers: header line, names, workdirs") {
     CHECK(lines.values == std::map<std::string, std::string>{{"A", "1"}, {"C", "x=y"}});
     REQUIRE(lines.problems.size() == 1);
     CHECK(lines.problems[0].starts_with("line 2:"));
+}
+
+TEST_CASE("runner: two builds of one builder at once, each on its own tree in its own slot") {
+    Fixture f;
+    // A second branch off master's first commit, changing another file than feature does.
+    git(f.origin.repo, {"checkout", "-q", "-b", "other", f.origin.feature_tip + "~1"});
+    ci::test::write_file(f.origin.repo / "c.txt", "c from other\n");
+    const std::string other_tip = f.origin.commit("other work");
+    git(f.origin.repo, {"checkout", "-q", "master"});
+    f.options.slots = std::make_shared<ci::build::WorkSlots>(f.options.work_root);
+
+    // Each build's first step waits until both builds are in it (a barrier on files), so the
+    // two run at the same time; it fails if the other build never comes.
+    const auto barrier = f.dir / "barrier";
+    std::filesystem::create_directories(barrier);
+    const std::string meet = "touch '" + barrier.string() +
+                             "'/$CI_BRANCH; i=0; "
+                             "while [ $(ls '" +
+                             barrier.string() +
+                             "' | wc -l) -lt 2 ]; do "
+                             "i=$((i+1)); [ $i -gt 600 ] && echo alone && exit 1; sleep 0.05; done";
+    const std::string show = "echo head=$(git rev-parse HEAD) workdir=$CI_WORKDIR; "
+                             "cat b.txt; cat c.txt 2>/dev/null || echo no c.txt";
+    f.spec.steps = {shell_step("meet", meet), shell_step("show", show)};
+    auto other_spec = f.spec;
+    other_spec.branch = "other";
+    other_spec.build_id = 43;
+
+    Recorder other_recorder;
+    ci::build::BuildOutcome first;
+    ci::build::BuildOutcome second;
+    {
+        std::jthread one(
+            [&] { first = ci::build::run_build(f.spec, f.options, f.recorder.observer(), {}); });
+        std::jthread two([&] {
+            second = ci::build::run_build(other_spec, f.options, other_recorder.observer(), {});
+        });
+    }
+    INFO("feature: ", first.message, "\n", f.recorder.logs[0], f.recorder.logs[1]);
+    INFO("other: ", second.message, "\n", other_recorder.logs[0], other_recorder.logs[1]);
+    REQUIRE(first.result == ci::BuildResult::Success);
+    REQUIRE(second.result == ci::BuildResult::Success);
+    CHECK(first.checkout.branch_tip == f.origin.feature_tip);
+    CHECK(second.checkout.branch_tip == other_tip);
+    REQUIRE_FALSE(first.checkout.merge_commit.empty());
+    REQUIRE_FALSE(second.checkout.merge_commit.empty());
+    CHECK(first.checkout.merge_commit != second.checkout.merge_commit);
+
+    // Each step saw its own merge commit and its own files, in its own directory.
+    const auto& feature_log = f.recorder.logs[2];
+    const auto& other_log = other_recorder.logs[2];
+    INFO("feature show: ", feature_log);
+    INFO("other show: ", other_log);
+    const auto slot = [&](int n) {
+        return (f.options.work_root / "linux_py3" / std::to_string(n));
+    };
+    const std::regex line(R"(head=([0-9a-f]{40}) workdir=(\S+))");
+    std::smatch feature_match;
+    std::smatch other_match;
+    REQUIRE(std::regex_search(feature_log, feature_match, line));
+    REQUIRE(std::regex_search(other_log, other_match, line));
+    CHECK(feature_match[1] == first.checkout.merge_commit);
+    CHECK(other_match[1] == second.checkout.merge_commit);
+    CHECK(feature_match[2] != other_match[2]);
+    const std::set<std::string> dirs{feature_match[2], other_match[2]};
+    CHECK(dirs == std::set<std::string>{slot(0).string(), slot(1).string()});
+    CHECK(feature_log.find("b2 from feature\nno c.txt\n") != std::string::npos);
+    CHECK(other_log.find("b1\nc from other\n") != std::string::npos);
+
+    // Both slots are free again: the next build of the builder reuses slot 0.
+    Recorder next;
+    f.spec.steps = {shell_step("where", "echo workdir=$CI_WORKDIR")};
+    const auto again = ci::build::run_build(f.spec, f.options, next.observer(), {});
+    CHECK(again.result == ci::BuildResult::Success);
+    CHECK(next.logs[1].find("workdir=" + slot(0).string() + "\n") != std::string::npos);
+}
+
+TEST_CASE("runner: a step does not run when the work directory no longer holds the checkout") {
+    SUBCASE("HEAD moved (another checkout over it)") {
+        Fixture f;
+        auto overwrite = shell_step("overwrite", "git checkout -q --detach HEAD~1");
+        auto next = shell_step("test", "touch never-ran");
+        next.halt_on_failure = false; // the check ends the build all the same
+        f.spec.steps = {overwrite, next, shell_step("last", "touch never-ran-either")};
+        const auto outcome = f.run();
+        INFO("log: ", f.recorder.logs[2]);
+        CHECK(outcome.result == ci::BuildResult::Exception);
+        const std::string head = git(f.work(), {"rev-parse", "HEAD"});
+        CHECK(outcome.message == "step 'test' did not start: the work directory " +
+                                     f.work().string() +
+                                     " no longer holds this build's checkout: HEAD is " + head +
+                                     ", the build checked out " + outcome.checkout.revision);
+        CHECK(f.recorder.finished_steps() == std::vector<int>{0, 1, 2});
+        CHECK(f.recorder.outcome(1).result == ci::BuildResult::Success);
+        CHECK(f.recorder.outcome(2).result == ci::BuildResult::Exception);
+        CHECK(f.recorder.outcome(2).description.find("HEAD is " + head) != std::string::npos);
+        CHECK(f.recorder.logs[2].find("error: the work directory") != std::string::npos);
+        CHECK_FALSE(std::filesystem::exists(f.work() / "never-ran"));
+        CHECK_FALSE(std::filesystem::exists(f.work() / "never-ran-either"));
+    }
+    SUBCASE("the lease lost (its lock file removed)") {
+        Fixture f;
+        f.spec.steps = {shell_step("unlock", "rm \"$CI_WORKDIR.lock\""),
+                        shell_step("test", "touch never-ran")};
+        const auto outcome = f.run();
+        CHECK(outcome.result == ci::BuildResult::Exception);
+        CHECK(outcome.message.starts_with("step 'test' did not start: work directory " +
+                                          f.work().string() + ": its lock file"));
+        CHECK(f.recorder.outcome(2).result == ci::BuildResult::Exception);
+        CHECK_FALSE(std::filesystem::exists(f.work() / "never-ran"));
+    }
+    SUBCASE("the repository removed") {
+        Fixture f;
+        f.spec.steps = {shell_step("wipe", "rm -rf .git"), shell_step("test", "touch never-ran")};
+        const auto outcome = f.run();
+        CHECK(outcome.result == ci::BuildResult::Exception);
+        CHECK(outcome.message.find("no longer holds this build's checkout of " +
+                                   outcome.checkout.revision) != std::string::npos);
+        CHECK_FALSE(std::filesystem::exists(f.work() / "never-ran"));
+    }
 }

@@ -346,8 +346,10 @@ TEST_CASE("checkout: a token is never written to a git config") {
 }
 
 TEST_CASE("checkout: an HTTPS-style token authenticates, and is never written or logged") {
-    const auto server_script = std::filesystem::path(std::getenv("LIBCI_SOURCE_DIR")) / "tests" /
-                               "support" / "git_http_server.py";
+    const char* source_dir = std::getenv("LIBCI_SOURCE_DIR");
+    REQUIRE_MESSAGE(source_dir != nullptr, "LIBCI_SOURCE_DIR is unset: run this under meson test");
+    const auto server_script =
+        std::filesystem::path(source_dir) / "tests" / "support" / "git_http_server.py";
     Origin origin;
     ci::test::TempDir dir;
     const auto served = dir / "served";

@@ -26,12 +26,14 @@
 #include <filesystem>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <stop_token>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include <ci/build/work_slots.h>
 #include <ci/config/config.h>
 #include <ci/core/build_result.h>
 #include <ci/git/merge.h>
@@ -55,7 +57,7 @@ struct StepSpec {
 /// Everything a worker needs to run one build.
 struct BuildSpec {
     std::int64_t build_id = 0;
-    std::string builder;    ///< the builder's name; also names its work directory
+    std::string builder;    ///< the builder's name; also names its work directories
     std::string repository; ///< config name
     std::string url;        ///< what `git clone` accepts (credentials come from RunnerOptions)
     std::string branch;     ///< the branch (or tag, with is_tag) to build
@@ -74,9 +76,13 @@ struct BuildSpec {
 
 /// Where a worker keeps its files and how it authenticates to git.
 struct RunnerOptions {
-    /// Work directories: work_root/<builder>, the builder's name with every character other
-    /// than [A-Za-z0-9._-] replaced by '_' (see work_directory). Created when missing.
+    /// Work directories, one per build slot: work_root/<builder>/<slot> (see work_slots.h).
+    /// Created when missing.
     std::filesystem::path work_root;
+    /// What builds lease their work directories from, shared by the builds of one worker; it
+    /// must be over work_root. Null: each build leases from a WorkSlots of its own over
+    /// work_root, and the slots' lock files alone keep concurrent builds apart.
+    std::shared_ptr<WorkSlots> slots;
     std::filesystem::path cache_dir; ///< git mirrors, shared by every build of the worker
     std::string git_token;           ///< HTTPS token (a secret); empty: none
     std::string ssh_key;             ///< private key file for SSH; empty: the agent
@@ -84,10 +90,6 @@ struct RunnerOptions {
     /// Variables of the worker's own environment that steps must not inherit (its secrets).
     std::vector<std::string> unset_env{"CI_GIT_TOKEN", "CI_GIT_SSH_KEY"};
 };
-
-/// The directory `builder`'s checkout goes to under `options.work_root`.
-[[nodiscard]] std::filesystem::path work_directory(const RunnerOptions& options,
-                                                   std::string_view builder);
 
 /// The commits a checkout involved, as hexadecimal ids; each is empty when not applicable.
 struct CheckoutRecord {
@@ -134,19 +136,23 @@ struct BuildOutcome {
 };
 
 /// Runs one build:
-///  1. Step 0, "checkout": git::checkout into work_directory(options, spec.builder). A merge
-///     conflict ends the build as "failure"; a git error as "exception" (the message in the
-///     log).
-///  2. Each step, in order, with ci::run_process (standard error merged into the log). A step
-///     that does not succeed and has halt_on_failure ends the build: later steps are neither
-///     run nor reported. Otherwise the build goes on and ends "failure" (or "exception").
+///  1. Step 0, "checkout": leases a work directory (the lowest free slot of spec.builder, see
+///     WorkSlots) and git::checkout's into it. A merge conflict ends the build as "failure"; a
+///     git error, or no work directory, as "exception" (the message in the log). The slot is
+///     released when run_build returns.
+///  2. Each step, in order, with ci::run_process (standard error merged into the log). Before
+///     each step the build checks that its work directory is still its lease and that HEAD
+///     there is still the commit it checked out; if not, the step and the build end
+///     "exception", saying so (so a step must not move HEAD, e.g. by committing). A step that
+///     does not succeed and has halt_on_failure ends the build: later steps are neither run
+///     nor reported. Otherwise the build goes on and ends "failure" (or "exception").
 ///  3. `stop` cancels: the running step gets SIGTERM, then SIGKILL after its grace; the step and
 ///     the build end "cancelled".
 ///  4. spec.timeout stops the build the same way: the running step and the build end "failure",
 ///     the message says the build timed out. The checkout itself cannot be interrupted: a stop
 ///     or the timeout takes effect when it returns.
-/// Never throws for a build's own failures; all of them are outcomes. Thread-safe for builds
-/// with different builders; two concurrent builds of one builder would share a work directory.
+/// Never throws for a build's own failures; all of them are outcomes. Thread-safe: concurrent
+/// builds, of one builder or several, each run in a work directory of their own.
 [[nodiscard]] BuildOutcome run_build(const BuildSpec& spec,
                                      const RunnerOptions& options,
                                      const BuildObserver& observer,

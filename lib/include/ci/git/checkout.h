@@ -63,6 +63,11 @@ struct CheckoutResult {
 [[nodiscard]] Result<CheckoutResult> checkout(const std::filesystem::path& work_dir,
                                               const CheckoutOptions& options);
 
+/// The commit HEAD names in the repository whose work directory is `work_dir` itself (not one
+/// found above it): what a build checked out, unless something moved it since. Fails with Git
+/// when there is no such repository or HEAD names no commit.
+[[nodiscard]] Result<std::string> head_commit(const std::filesystem::path& work_dir);
+
 /// A submodule's URL as git resolves it: one that starts with "./" or "../" is relative to the
 /// superproject's URL (each "../" removes one path component, or the path of a scp-like
 /// "host:path" URL); any other is returned as it is.

@@ -10,6 +10,13 @@
 /// 3. both dates are the branch tip's committer date, with its time zone;
 /// 4. the message is "Merge forward.".
 /// A conflict is an outcome (the conflicted paths), not an error.
+///
+/// Renames are detected as git does by default (50% similarity), and the conflicted paths are
+/// the ones git leaves unmerged: a file renamed on one side and changed, deleted or added over on
+/// the other conflicts under its new name only; renamed to two names, under both and the old
+/// one. Not detected: directory renames (git's merge.directoryRenames): a file added on one side
+/// into a directory the other side renamed stays where it was added, and merges cleanly, where
+/// git reports a conflict at the renamed directory.
 
 #include <filesystem>
 #include <optional>
@@ -48,7 +55,9 @@ struct MergeOutcome {
     /// The merge commit; empty when the target was already part of the branch (nothing to
     /// merge, as git says "Already up to date") or on a conflict.
     std::string merge_commit;
-    std::vector<std::string> conflicts; ///< conflicted paths, sorted; empty on success
+    /// Conflicted paths, sorted, as `git diff --name-only --diff-filter=U` lists them after the
+    /// same merge; empty on success.
+    std::vector<std::string> conflicts;
 
     [[nodiscard]] bool conflicted() const noexcept { return !conflicts.empty(); }
     /// What to check out: the merge commit, or the branch tip when there was nothing to merge.

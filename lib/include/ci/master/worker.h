@@ -27,7 +27,9 @@ struct WorkerOptions {
     std::string name;               ///< as the master's config names it: "<class>/<i>"
     std::string secret;             ///< the worker's password (a secret)
     int max_builds = 1;             ///< reported to the master (its config decides)
-    build::RunnerOptions runner;    ///< where builds run, git credentials
+    /// Where builds run, git credentials. Without runner.slots, run_worker makes one WorkSlots
+    /// over runner.work_root that all its builds lease their directories from.
+    build::RunnerOptions runner;
     std::chrono::seconds max_reconnect_delay{30};
     /// Stop trying after this many failed connection attempts in a row; 0: never.
     int max_connect_attempts = 0;
