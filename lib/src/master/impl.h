@@ -15,7 +15,7 @@
 #include <ci/core/clock.h>
 #include <ci/http/server.h>
 #include <ci/master/master.h>
-#include <ci/store/ingest.h>
+#include "store/ingest.h"
 #include <ci/store/store.h>
 
 #include "master/coordinator.h"

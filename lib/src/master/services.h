@@ -7,7 +7,7 @@
 
 #include <ci/config/config.h>
 #include <ci/core/clock.h>
-#include <ci/store/ingest.h>
+#include "store/ingest.h"
 #include <ci/store/store.h>
 
 #include "master/coordinator.h"

@@ -1,4 +1,4 @@
-#include "ci/store/ingest.h"
+#include "store/ingest.h"
 
 #include <atomic>
 #include <chrono>

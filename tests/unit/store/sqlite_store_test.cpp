@@ -19,7 +19,7 @@
 
 #include <ci/config/load.h>
 #include <ci/core/clock.h>
-#include <ci/store/ingest.h>
+#include "store/ingest.h"
 #include <ci/store/store.h>
 
 #include "support/require_ok.h"
