@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `ci-worker checkout` as a worker runs it: a branch merged forward onto master gives the merge
 # commit the git CLI gives with the same identity and dates (exit 0, --json); a conflicting
-# branch exits 1 listing the path; a missing branch exits 2.
+# branch exits 1 listing the path; a missing branch exits 2. The --json line stays JSON when
+# names hold quotes, backslashes and control characters.
 set -uo pipefail
 worker=${LIBCI_BUILD_DIR:?}/tools/ci-worker/ci-worker
 tmp=$(mktemp -d)
@@ -42,7 +43,8 @@ echo "ok: merge commit $merge equals git's"
 out=$("$worker" checkout "file://$origin" "$tmp/work" --branch clash --cache "$tmp/cache" --json)
 status=$?
 [[ $status -eq 1 ]] || fail "clash: exit $status, expected 1"
-grep -q '"conflicts": \["a.txt"\]' <<<"$out" || fail "clash: conflicts not listed: $out"
+python3 -c 'import json,sys; sys.exit(json.load(sys.stdin)["conflicts"] != ["a.txt"])' <<<"$out" ||
+  fail "clash: conflicts not listed: $out"
 [[ -z "$(git -C "$tmp/work" status --porcelain)" ]] || fail "clash: work directory not clean"
 echo "ok: conflict reported"
 
@@ -51,6 +53,36 @@ status=$?
 [[ $status -eq 2 ]] || fail "missing branch: exit $status, expected 2"
 grep -q "error: branch nope in file://" "$tmp/err" || fail "missing branch: $(cat "$tmp/err")"
 echo "ok: missing branch is an error"
+
+# Names the JSON must escape: a branch and a target with a quote, a conflicting path with a
+# quote, a backslash, a tab, a newline and a control character (0x01). The line must parse, and
+# parse back to the names git holds.
+weird_path=$'we"ird\\path\tnl\n\x01.txt'
+weird_branch='topic/we"ird'
+weird_target='tar"get'
+git -C "$origin" checkout -qb "$weird_target" master
+printf 'target\n' >"$origin/$weird_path"
+git -C "$origin" add -A && git -C "$origin" commit -qm "weird name, target side"
+git -C "$origin" checkout -qb "$weird_branch" master
+printf 'branch\n' >"$origin/$weird_path"
+git -C "$origin" add -A && git -C "$origin" commit -qm "weird name, branch side"
+git -C "$origin" checkout -q master
+out=$("$worker" checkout "file://$origin" "$tmp/weird" --branch "$weird_branch" \
+  --target "$weird_target" --cache "$tmp/cache" --json)
+status=$?
+[[ $status -eq 1 ]] || fail "weird names: exit $status, expected 1"
+python3 -c 'import json,sys; json.load(sys.stdin)' <<<"$out" || fail "weird names: not JSON: $out"
+WEIRD_PATH=$weird_path WEIRD_TARGET=$weird_target \
+  BRANCH_TIP=$(git -C "$origin" rev-parse "$weird_branch") \
+  TARGET_TIP=$(git -C "$origin" rev-parse "$weird_target") python3 -c '
+import json, os, sys
+got = json.load(sys.stdin)
+want = {"branch_tip": os.environ["BRANCH_TIP"], "target": os.environ["WEIRD_TARGET"],
+        "target_tip": os.environ["TARGET_TIP"], "merge": None,
+        "conflicts": [os.environ["WEIRD_PATH"]]}
+sys.exit(0 if got == want else "got %r, want %r" % (got, want))
+' <<<"$out" || fail "weird names: the JSON does not hold the names git holds"
+echo "ok: names with a quote, a backslash and control characters are escaped"
 
 # --submodules: a branch that adds a submodule gets it checked out only when asked.
 git init -q -b master "$tmp/lib" && printf 'lib\n' >"$tmp/lib/lib.txt"

@@ -63,7 +63,8 @@ out=$(HOME=$tmp/home CI_GIT_SSH_KEY=$tmp/worker_key "$worker" checkout "$url" "$
   --branch feature --cache "$tmp/cache1" --json 2>"$tmp/err1")
 status=$?
 [[ $status -eq 0 ]] || fail "key file: exit $status: $(cat "$tmp/err1") $(tail -5 "$tmp/sshd/sshd.log")"
-grep -q "\"branch_tip\": \"$feature\"" <<<"$out" || fail "key file: wrong branch tip: $out"
+tip=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["branch_tip"])' <<<"$out")
+[[ "$tip" == "$feature" ]] || fail "key file: wrong branch tip: $out"
 [[ -f $tmp/w1/b.txt ]] || fail "key file: b.txt not checked out"
 grep -q "Accepted publickey for $(id -un)" "$tmp/sshd/sshd.log" || fail "sshd did not log a key login"
 echo "ok: SSH with a key file"

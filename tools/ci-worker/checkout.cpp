@@ -4,10 +4,12 @@
 #include <cstdlib>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
-#include <fmt/format.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
 
 #include <ci/core/log.h>
 #include <ci/git/checkout.h>
@@ -36,32 +38,41 @@ constexpr int exit_clean = 0;
 constexpr int exit_conflict = 1;
 constexpr int exit_error = 2;
 
-std::string json_string(const std::string& text) {
-    std::string out = "\"";
-    for (const char c : text) {
-        switch (c) {
-        case '"':
-            out += "\\\"";
-            break;
-        case '\\':
-            out += "\\\\";
-            break;
-        case '\n':
-            out += "\\n";
-            break;
-        default:
-            if (static_cast<unsigned char>(c) < 0x20) {
-                out += fmt::format("\\u{:04x}", static_cast<int>(c));
-            } else {
-                out += c;
-            }
+// The --json line: {"branch_tip", "target", "target_tip", "merge", "conflicts"}, null where a
+// value does not apply. RapidJSON escapes the strings (branch names and paths may hold quotes,
+// backslashes and control characters).
+std::string checkout_json(const git::CheckoutResult& result) {
+    const auto& merge = result.merge;
+    rapidjson::StringBuffer buffer;
+    rapidjson::Writer<rapidjson::StringBuffer> writer(buffer);
+    const auto string = [&writer](std::string_view text) {
+        writer.String(text.data(), static_cast<rapidjson::SizeType>(text.size()));
+    };
+    const auto string_or_null = [&](bool present, std::string_view text) {
+        if (present) {
+            string(text);
+        } else {
+            writer.Null();
         }
+    };
+    const bool has_target = result.target.has_value();
+    writer.StartObject();
+    writer.Key("branch_tip");
+    string(merge.branch_tip);
+    writer.Key("target");
+    string_or_null(has_target, has_target ? *result.target : std::string_view());
+    writer.Key("target_tip");
+    string_or_null(has_target && !merge.target_tip.empty(), merge.target_tip);
+    writer.Key("merge");
+    string_or_null(has_target && !merge.merge_commit.empty(), merge.merge_commit);
+    writer.Key("conflicts");
+    writer.StartArray();
+    for (const auto& path : merge.conflicts) {
+        string(path);
     }
-    return out + "\"";
-}
-
-std::string json_or_null(const std::string& text) {
-    return text.empty() ? "null" : json_string(text);
+    writer.EndArray();
+    writer.EndObject();
+    return {buffer.GetString(), buffer.GetSize()};
 }
 
 int run_checkout(const CheckoutCommand& command) {
@@ -114,19 +125,7 @@ int run_checkout(const CheckoutCommand& command) {
     const auto& merge = result->merge;
     const bool merged = result->target.has_value() && !merge.merge_commit.empty();
     if (command.json) {
-        std::string conflicts = "[";
-        for (std::size_t i = 0; i < merge.conflicts.size(); ++i) {
-            conflicts += (i == 0 ? "" : ", ") + json_string(merge.conflicts[i]);
-        }
-        conflicts += "]";
-        const bool has_target = result->target.has_value();
-        std::printf("{\"branch_tip\": %s, \"target\": %s, \"target_tip\": %s, \"merge\": %s, "
-                    "\"conflicts\": %s}\n",
-                    json_string(merge.branch_tip).c_str(),
-                    has_target ? json_string(*result->target).c_str() : "null",
-                    has_target ? json_or_null(merge.target_tip).c_str() : "null",
-                    merged ? json_string(merge.merge_commit).c_str() : "null",
-                    conflicts.c_str());
+        std::printf("%s\n", checkout_json(*result).c_str());
     } else {
         std::printf("branch %s at %s\n", command.branch.c_str(), merge.branch_tip.c_str());
         if (result->target) {

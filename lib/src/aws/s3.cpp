@@ -10,6 +10,7 @@
 #include <ci/core/crypto.h>
 
 #include "aws/endpoint.h"
+#include "core/ascii.h"
 
 namespace ci::aws {
 
@@ -164,12 +165,7 @@ Result<ListObjectsPage> parse_list_objects_v2(std::string_view xml) {
 ObjectHead parse_object_head(const http::Response& response) {
     ObjectHead head;
     for (const auto& header : response.headers) {
-        std::string name = header.name;
-        for (char& c : name) {
-            if (c >= 'A' && c <= 'Z') {
-                c = static_cast<char>(c - 'A' + 'a');
-            }
-        }
+        const std::string name = ascii_lower(header.name);
         if (name == "content-length") {
             head.size = to_u64(header.value);
         } else if (name == "etag") {

@@ -109,9 +109,13 @@ std::string hex(const Digest& digest) {
     return out;
 }
 
-// Writes `text` lower-cased (ASCII) at `out`; returns the end. Eight bytes at a time: for each
-// byte below 0x80, bit 7 of (byte + 0x80 - 'A') says >= 'A' and of (byte + 0x7f - 'Z') says > 'Z'.
-char* write_lowercase(char* out, std::string_view text) {
+// Writes `text` lower-cased (ASCII, as core/ascii.h's ascii_lower) at `out`; returns the end.
+// A measured speed trick, kept apart from ascii_lower on purpose: header names are lower-cased
+// eight bytes at a time (SWAR), which halved the signer's bookkeeping with the other changes of
+// its commit (bench/sigv4); sigv4_test compares the result with ascii_lower byte by byte. For
+// each byte below 0x80, bit 7 of (byte + 0x80 - 'A') says >= 'A' and of (byte + 0x7f - 'Z') says
+// > 'Z'; bytes from 0x80 up are left alone, as ascii_lower leaves them.
+char* write_ascii_lower_swar(char* out, std::string_view text) {
     std::size_t i = 0;
     for (; i + 8 <= text.size(); i += 8) {
         std::uint64_t word = 0;
@@ -124,7 +128,7 @@ char* write_lowercase(char* out, std::string_view text) {
     }
     if (i < text.size() && text.size() >= 8) {
         // The last eight bytes again, overlapping what was written: no byte-wise tail.
-        return write_lowercase(out + text.size() - 8, text.substr(text.size() - 8));
+        return write_ascii_lower_swar(out + text.size() - 8, text.substr(text.size() - 8));
     }
     for (; i < text.size(); ++i) {
         const char c = text[i];
@@ -143,8 +147,6 @@ char* put(char* out, std::string_view text) {
     return out + text.size();
 }
 
-// Whether `value` holds a byte that is a space or a control character. Eight bytes per step:
-// header values are short, and a call per byte class (memchr) costs more than this whole scan.
 // Whether some byte of `value` is below `bound` (at most 0x80). Eight bytes per step: header
 // values are short, and a call per byte class (memchr) costs more than this whole scan.
 bool has_byte_below(std::string_view value, unsigned bound) {
@@ -534,7 +536,7 @@ sign(const http::Request& request, const Credentials& credentials, const Signing
     };
     const auto add_header = [&](std::string_view name, std::string_view value) {
         char* const at = names + names_used;
-        write_lowercase(at, name);
+        write_ascii_lower_swar(at, name);
         const std::string_view lower(at, name.size());
         work.headers[count++] = CanonicalHeader{sort_key(lower),
                                                 static_cast<std::uint32_t>(names_used),

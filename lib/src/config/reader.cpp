@@ -8,6 +8,8 @@
 
 #include <fmt/format.h>
 
+#include "core/ascii.h"
+
 namespace ci::config::detail {
 
 namespace {
@@ -49,16 +51,6 @@ std::size_t edit_distance(std::string_view a, std::string_view b) {
         }
     }
     return d[a.size()][b.size()];
-}
-
-char lower(char c) {
-    return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
-}
-
-std::string lowered(std::string_view text) {
-    std::string out(text);
-    std::ranges::transform(out, out.begin(), lower);
-    return out;
 }
 
 // "30s", "5m", "2h", "1h30m", "1h30m15s" or a bare number of seconds.
@@ -126,11 +118,11 @@ std::string join_path(std::string_view parent, std::string_view key) {
 
 std::optional<std::string_view> closest_match(std::string_view word,
                                               const std::vector<std::string_view>& candidates) {
-    const std::string word_lower = lowered(word);
+    const std::string word_lower = ascii_lower(word);
     std::optional<std::string_view> best;
     std::size_t best_distance = std::numeric_limits<std::size_t>::max();
     for (const auto candidate : candidates) {
-        const std::size_t distance = edit_distance(word_lower, lowered(candidate));
+        const std::size_t distance = edit_distance(word_lower, ascii_lower(candidate));
         if (distance < best_distance) {
             best = candidate;
             best_distance = distance;

@@ -12,6 +12,8 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include "core/ascii.h"
+
 namespace ci::log {
 namespace {
 
@@ -59,19 +61,9 @@ spdlog::level::level_enum to_spdlog(Level level) {
     return spdlog::level::off;
 }
 
-char lower(char c) {
-    return static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-}
-
-bool iequals(std::string_view a, std::string_view b) {
-    return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-               return lower(x) == lower(y);
-           });
-}
-
 bool iends_with(std::string_view text, std::string_view suffix) {
     return text.size() >= suffix.size() &&
-           iequals(text.substr(text.size() - suffix.size()), suffix);
+           ascii_iequals(text.substr(text.size() - suffix.size()), suffix);
 }
 
 void replace_secrets(std::string& text, const std::vector<std::string>& secrets) {
@@ -111,7 +103,7 @@ void redact_headers(std::string& text) {
     for (const auto header : headers) {
         std::size_t pos = 0;
         while (pos + header.size() <= text.size()) {
-            if (!iequals(std::string_view(text).substr(pos, header.size()), header) ||
+            if (!ascii_iequals(std::string_view(text).substr(pos, header.size()), header) ||
                 (pos > 0 && (std::isalnum(static_cast<unsigned char>(text[pos - 1])) != 0 ||
                              text[pos - 1] == '-'))) {
                 ++pos;
@@ -194,11 +186,11 @@ std::string_view to_string(Level level) noexcept {
 Result<Level> parse_level(std::string_view name) {
     for (const Level candidate :
          {Level::Trace, Level::Debug, Level::Info, Level::Warn, Level::Error, Level::Off}) {
-        if (iequals(name, to_string(candidate))) {
+        if (ascii_iequals(name, to_string(candidate))) {
             return candidate;
         }
     }
-    if (iequals(name, "warning")) {
+    if (ascii_iequals(name, "warning")) {
         return Level::Warn;
     }
     return fail(

@@ -1,26 +1,12 @@
 #include "ci/http/request.h"
 
-#include <algorithm>
 #include <array>
+
+#include "core/ascii.h"
 
 namespace ci::http {
 
 namespace {
-
-// Header names are ASCII (RFC 9110): compare without the locale.
-bool iequals(std::string_view a, std::string_view b) {
-    if (a.size() != b.size()) {
-        return false;
-    }
-    for (std::size_t i = 0; i < a.size(); ++i) {
-        const auto x = static_cast<unsigned char>(a[i]);
-        const auto y = static_cast<unsigned char>(b[i]);
-        if (x != y && ((x | 0x20U) != (y | 0x20U) || (x | 0x20U) < 'a' || (x | 0x20U) > 'z')) {
-            return false;
-        }
-    }
-    return true;
-}
 
 int hex_value(char c) {
     if (c >= '0' && c <= '9') {
@@ -39,7 +25,8 @@ int hex_value(char c) {
 
 const std::string* find_header(const Headers& headers, std::string_view name) {
     for (const auto& header : headers) {
-        if (iequals(header.name, name)) {
+        // Header names are ASCII (RFC 9110): compared without the locale.
+        if (ascii_iequals(header.name, name)) {
             return &header.value;
         }
     }
@@ -84,21 +71,33 @@ std::string uri_encode(std::string_view text, bool keep_slash) {
     return out;
 }
 
-std::string uri_decode(std::string_view text) {
-    std::string out;
-    out.reserve(text.size());
+void append_uri_decoded(std::string& out, std::string_view text, bool plus_is_space) {
+    out.reserve(out.size() + text.size());
+    // Runs of bytes that decode to themselves (most of any path or value) are copied whole.
+    std::size_t start = 0;
     for (std::size_t i = 0; i < text.size(); ++i) {
-        if (text[i] == '%' && i + 2 < text.size()) {
+        const char c = text[i];
+        if (c == '%' && i + 2 < text.size()) {
             const int high = hex_value(text[i + 1]);
             const int low = hex_value(text[i + 2]);
             if (high >= 0 && low >= 0) {
-                out += static_cast<char>((high << 4) | low);
+                out.append(text.data() + start, i - start);
+                out.push_back(static_cast<char>((high << 4) | low));
                 i += 2;
-                continue;
+                start = i + 1;
             }
+        } else if (c == '+' && plus_is_space) {
+            out.append(text.data() + start, i - start);
+            out.push_back(' ');
+            start = i + 1;
         }
-        out += text[i];
     }
+    out.append(text.data() + start, text.size() - start);
+}
+
+std::string uri_decode(std::string_view text) {
+    std::string out;
+    append_uri_decoded(out, text, false);
     return out;
 }
 

@@ -42,7 +42,10 @@
 #include <fmt/format.h>
 
 #include <ci/core/log.h>
+#include <ci/http/request.h>
 #include <ci/http/server.h>
+
+#include "core/ascii.h"
 
 namespace ci::http {
 
@@ -80,48 +83,8 @@ constexpr std::string_view continue_response = "HTTP/1.1 100 Continue\r\n\r\n";
 constexpr std::string_view last_chunk = "0\r\n\r\n";
 constexpr std::string_view crlf = "\r\n";
 
-char to_lower(char c) noexcept {
-    return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
-}
-
-bool equals_ignoring_case(std::string_view a, std::string_view b) noexcept {
-    return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-               return to_lower(x) == to_lower(y);
-           });
-}
-
-int hex_value(char c) noexcept {
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
-}
-
-// Appends `text` with %XX decoded (a malformed sequence is kept as it is) and, in a query, '+'
-// as a space (the form encoding every browser and curl --data-urlencode use).
-void append_percent_decoded(std::string& out, std::string_view text, bool plus_is_space) {
-    out.reserve(out.size() + text.size());
-    for (std::size_t i = 0; i < text.size(); ++i) {
-        const char c = text[i];
-        if (c == '%' && i + 2 < text.size()) {
-            const int high = hex_value(text[i + 1]);
-            const int low = hex_value(text[i + 2]);
-            if (high >= 0 && low >= 0) {
-                out.push_back(static_cast<char>(high * 16 + low));
-                i += 2;
-                continue;
-            }
-        }
-        out.push_back(plus_is_space && c == '+' ? ' ' : c);
-    }
-}
-
+// Names and values in the form encoding every browser and curl --data-urlencode use: %XX
+// decoded, '+' a space.
 void parse_query(std::string_view query, std::map<std::string, std::string>& out) {
     while (!query.empty()) {
         const auto end = query.find('&');
@@ -132,10 +95,10 @@ void parse_query(std::string_view query, std::map<std::string, std::string>& out
         }
         const auto equals = pair.find('=');
         std::string name;
-        append_percent_decoded(name, pair.substr(0, equals), true);
+        append_uri_decoded(name, pair.substr(0, equals), true);
         std::string value;
         if (equals != std::string_view::npos) {
-            append_percent_decoded(value, pair.substr(equals + 1), true);
+            append_uri_decoded(value, pair.substr(equals + 1), true);
         }
         out.insert_or_assign(std::move(name), std::move(value));
     }
@@ -154,7 +117,7 @@ void split_target(ServerRequest& request) {
     }
     const auto question = target.find('?');
     request.path.clear();
-    append_percent_decoded(request.path, target.substr(0, question), false);
+    append_uri_decoded(request.path, target.substr(0, question), false);
     if (!request.query.empty()) {
         request.query.clear();
     }
@@ -173,10 +136,9 @@ std::string_view reason_phrase(int status) {
 
 // The fields the server writes itself; a handler's copies would contradict them.
 bool is_server_field(std::string_view name) noexcept {
-    return equals_ignoring_case(name, "content-length") ||
-           equals_ignoring_case(name, "transfer-encoding") ||
-           equals_ignoring_case(name, "connection") || equals_ignoring_case(name, "server") ||
-           equals_ignoring_case(name, "date");
+    return ascii_iequals(name, "content-length") || ascii_iequals(name, "transfer-encoding") ||
+           ascii_iequals(name, "connection") || ascii_iequals(name, "server") ||
+           ascii_iequals(name, "date");
 }
 
 bool is_safe_field_text(std::string_view text) noexcept {
@@ -277,7 +239,9 @@ private:
         }
         auto& [field_name, field_value] = headers[used_headers_++];
         field_name.resize(name_text.size());
-        std::transform(name_text.begin(), name_text.end(), field_name.begin(), to_lower);
+        std::transform(name_text.begin(), name_text.end(), field_name.begin(), [](char c) {
+            return ascii_lower(c);
+        });
         field_value.assign(value.data(), value.size());
         if (name == bhttp::field::expect && beast::iequals(value, "100-continue")) {
             expects_continue_ = true;
@@ -1032,7 +996,7 @@ void StreamHandle::wake_connection() {
 
 std::string_view ServerRequest::header(std::string_view name) const {
     for (const auto& [field_name, value] : headers) {
-        if (equals_ignoring_case(field_name, name)) {
+        if (ascii_iequals(field_name, name)) {
             return value;
         }
     }

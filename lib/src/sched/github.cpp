@@ -10,6 +10,8 @@
 
 #include <ci/core/crypto.h>
 
+#include "core/ascii.h"
+
 namespace ci::sched {
 
 namespace {
@@ -33,9 +35,7 @@ std::string normalize_url(std::string url) {
     }
     const auto slash = std::min(url.find('/'), url.size());
     for (std::size_t i = 0; i < slash; ++i) {
-        if (url[i] >= 'A' && url[i] <= 'Z') {
-            url[i] = static_cast<char>(url[i] - 'A' + 'a');
-        }
+        url[i] = ascii_lower(url[i]);
     }
     return url;
 }
@@ -245,12 +245,10 @@ Status verify_github_signature(std::string_view secret,
     }
     // Lower-case first, so that the comparison below sees one spelling; its length is fixed.
     std::string given(hex);
-    for (char& c : given) {
-        if (c >= 'A' && c <= 'F') {
-            c = static_cast<char>(c - 'A' + 'a');
-        } else if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) {
-            return refuse("X-Hub-Signature-256 is not 64 hex digits");
-        }
+    ascii_lower_in_place(given);
+    if (!std::ranges::all_of(
+            given, [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); })) {
+        return refuse("X-Hub-Signature-256 is not 64 hex digits");
     }
     const std::string expected = crypto::to_hex(crypto::hmac_sha256(secret, body));
     if (!crypto::constant_time_equal(expected, given)) {

@@ -8,6 +8,8 @@
 #include <ci/core/crypto.h>
 #include <ci/wheelhouse/index.h>
 
+#include "core/ascii.h"
+
 namespace ci::wheelhouse {
 
 namespace {
@@ -48,14 +50,7 @@ std::optional<std::string> header_field(std::string_view metadata, std::string_v
         if (colon == std::string_view::npos || colon != field.size()) {
             continue;
         }
-        bool same = true;
-        for (std::size_t i = 0; i < colon && same; ++i) {
-            const auto lower = [](char c) {
-                return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
-            };
-            same = lower(line[i]) == lower(field[i]);
-        }
-        if (!same) {
+        if (!ascii_iequals(line.substr(0, colon), field)) {
             continue;
         }
         std::string_view rest = line.substr(colon + 1);

@@ -8,6 +8,8 @@
 
 #include <fmt/format.h>
 
+#include "core/ascii.h"
+
 namespace ci::wheelhouse {
 
 namespace {
@@ -19,16 +21,6 @@ std::optional<std::uint64_t> number(std::string_view digits) {
         return std::nullopt;
     }
     return value;
-}
-
-std::string lower(std::string_view text) {
-    std::string out(text);
-    for (char& c : out) {
-        if (c >= 'A' && c <= 'Z') {
-            c = static_cast<char>(c - 'A' + 'a');
-        }
-    }
-    return out;
 }
 
 bool all_digits(std::string_view text) {
@@ -142,17 +134,11 @@ struct VersionScanner {
     }
     static bool is_separator(char c) { return c == '-' || c == '_' || c == '.'; }
     static bool is_digit(char c) { return c >= '0' && c <= '9'; }
-    static char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c; }
 
     // Consumes `word` (case-insensitive) if it is next.
     bool word(std::string_view w) {
-        if (text.size() - at < w.size()) {
+        if (!ascii_iequals(text.substr(at, w.size()), w)) {
             return false;
-        }
-        for (std::size_t i = 0; i < w.size(); ++i) {
-            if (lower(text[at + i]) != w[i]) {
-                return false;
-            }
         }
         at += w.size();
         return true;
@@ -222,7 +208,7 @@ Result<Version> parse_version(std::string_view text) {
         }
         return value.has_value();
     };
-    if (VersionScanner::lower(in.peek()) == 'v') {
+    if (ascii_lower(in.peek()) == 'v') {
         ++in.at;
     }
     // Epoch "N!", else the first release number.
@@ -301,7 +287,7 @@ Result<Version> parse_version(std::string_view text) {
             if (in.at == start) {
                 return invalid(" (an empty local segment)");
             }
-            const std::string segment = lower(trimmed.substr(start, in.at - start));
+            const std::string segment = ascii_lower(trimmed.substr(start, in.at - start));
             if (all_digits(segment)) {
                 const auto value = number(segment);
                 if (!value) {
@@ -388,7 +374,7 @@ std::string normalize_project_name(std::string_view name) {
             out += '-';
         }
         separator = false;
-        out += (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
+        out += ascii_lower(c);
     }
     if (separator) {
         out += '-'; // a trailing separator run stays one '-', as re.sub does

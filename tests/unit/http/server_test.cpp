@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cctype>
 #include <cerrno>
 #include <chrono>
 #include <condition_variable>
@@ -32,6 +31,7 @@
 #include <ci/http/client.h>
 #include <ci/http/server.h>
 
+#include "core/ascii.h"
 #include "support/require_ok.h"
 
 namespace {
@@ -186,10 +186,7 @@ public:
             line_end = header.find("\r\n", start);
             const auto line = header.substr(start, line_end - start);
             const auto colon = line.find(':');
-            std::string name = line.substr(0, colon);
-            for (auto& c : name) {
-                c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-            }
+            std::string name = ci::ascii_lower(line.substr(0, colon));
             response.headers.emplace_back(name,
                                           line.substr(line.find_first_not_of(' ', colon + 1)));
         }

@@ -46,7 +46,14 @@ struct Request {
 /// uri_encode, appending to `out` (for building a long string without temporaries).
 void append_uri_encoded(std::string& out, std::string_view text, bool keep_slash = false);
 
-/// Decodes %XX sequences; a malformed sequence is kept as it is. '+' stays '+'.
+/// Appends `text` to `out` with every %XX (two hex digits, either case) decoded to its byte,
+/// whatever the byte is (%00 and bytes above 0x7f included; no UTF-8 check). A '%' not followed
+/// by two hex digits ("%", "%4", "%zz") is kept as it is, never an error. '+' becomes a space
+/// when `plus_is_space` (a query string in the form encoding browsers and curl --data-urlencode
+/// send), else it stays '+' (a path).
+void append_uri_decoded(std::string& out, std::string_view text, bool plus_is_space = false);
+
+/// append_uri_decoded into a new string, '+' kept (a path, or a SigV4 query parameter).
 [[nodiscard]] std::string uri_decode(std::string_view text);
 
 } // namespace ci::http
