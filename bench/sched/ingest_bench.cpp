@@ -21,8 +21,9 @@
 
 #include <ci/config/load.h>
 #include <ci/core/clock.h>
-#include "store/ingest.h"
 #include <ci/store/store.h>
+
+#include "store/ingest.h"
 
 namespace {
 

@@ -15,7 +15,6 @@
 #include <ci/core/clock.h>
 #include <ci/http/server.h>
 #include <ci/master/master.h>
-#include "store/ingest.h"
 #include <ci/store/store.h>
 
 #include "master/coordinator.h"
@@ -31,6 +30,7 @@
 #include "master/services.h"
 #include "master/store_writes.h"
 #include "master/worker_server.h"
+#include "store/ingest.h"
 
 namespace ci::master::detail {
 

@@ -7,7 +7,6 @@
 
 #include <ci/config/config.h>
 #include <ci/core/clock.h>
-#include "store/ingest.h"
 #include <ci/store/store.h>
 
 #include "master/coordinator.h"
@@ -19,6 +18,7 @@
 #include "master/router.h"
 #include "master/running.h"
 #include "master/store_writes.h"
+#include "store/ingest.h"
 
 namespace ci::master {
 

@@ -19,9 +19,9 @@
 
 #include <ci/config/load.h>
 #include <ci/core/clock.h>
-#include "store/ingest.h"
 #include <ci/store/store.h>
 
+#include "store/ingest.h"
 #include "support/require_ok.h"
 #include "support/temp_dir.h"
 

@@ -1,0 +1,254 @@
+// The master's parts, each alone: credentials and token rotation, delivery de-duplication,
+// counting locks, the worker registry's slots, running builds and their log followers, the
+// router.
+
+#include <doctest/doctest.h>
+
+#include <ci/config/load.h>
+#include <ci/core/clock.h>
+#include <ci/master/protocol.h>
+
+#include "master/credentials.h"
+#include "master/deliveries.h"
+#include "master/locks.h"
+#include "master/registry.h"
+#include "master/router.h"
+#include "master/running.h"
+
+using namespace std::chrono_literals;
+
+namespace {
+
+ci::config::Config parts_config() {
+    auto checked = ci::config::parse_config(R"(
+slaves:
+  linux: {passwords: [pw-0, pw-1], max_builds: 2}
+  aws: {ami: ci-image, slaves: 2, max_builds: 3}
+repositories: {app: {url: /srv/app.git}}
+locks: {two: {max_count: 2}}
+builders: {tests: {repository: app, workers: [linux], locks: [two], steps: [{name: t, run: "true"}]}}
+schedulers: {force: {type: force, builders: [tests]}}
+)",
+                                            "parts.yml");
+    REQUIRE(checked.ok());
+    return *checked.config;
+}
+
+// A stream that records what a follower writes.
+class RecordingStream final : public ci::http::ResponseStream {
+public:
+    bool write(std::string data) override {
+        text += data;
+        return !gone;
+    }
+    void finish() override { finished = true; }
+    [[nodiscard]] bool closed() const override { return gone; }
+    std::string text;
+    bool finished = false;
+    bool gone = false;
+};
+
+class NullLink final : public ci::master::Link {
+public:
+    void send(const ci::master::protocol::Message&) override {}
+    void close() override {}
+};
+
+} // namespace
+
+TEST_CASE("credentials: static passwords, one-time tokens and their rotation") {
+    const auto config = parts_config();
+    const ci::ManualClock clock(std::chrono::system_clock::now());
+    ci::master::Credentials credentials(config, clock);
+    namespace protocol = ci::master::protocol;
+
+    auto linux = credentials.login("linux/1", protocol::proof("pw-1", "n1"), "n1");
+    REQUIRE(linux.has_value());
+    CHECK(linux->worker_class == "linux");
+    CHECK(linux->max_builds == 2);
+    CHECK_FALSE(linux->rotate);
+    CHECK_FALSE(credentials.login("linux/1", protocol::proof("pw-0", "n1"), "n1"));
+    CHECK_FALSE(credentials.login("linux/9", protocol::proof("pw-0", "n1"), "n1"));
+
+    CHECK(credentials.issue_token("linux", "", 15min).error().code ==
+          ci::ErrorCode::InvalidArgument);
+    CHECK(credentials.issue_token("aws", "a/b", 15min).error().code ==
+          ci::ErrorCode::InvalidArgument);
+    auto issued = credentials.issue_token("aws", "i-1", 15min);
+    REQUIRE(issued.has_value());
+    CHECK(issued->name == "aws/i-1");
+    CHECK(issued->token.size() == 64);
+    CHECK(credentials.issue_token("aws", "i-1", 15min).error().code == ci::ErrorCode::Conflict);
+
+    // The token logs in once; the next login proves the secret both sides derived.
+    auto first = credentials.login("aws/i-1", protocol::proof(issued->token, "n2"), "n2");
+    REQUIRE(first.has_value());
+    CHECK(first->rotate);
+    CHECK(first->max_builds == 3);
+    CHECK_FALSE(credentials.login("aws/i-1", protocol::proof(issued->token, "n3"), "n3"));
+    const auto second_secret = protocol::next_secret(issued->token, "n2");
+    REQUIRE(credentials.login("aws/i-1", protocol::proof(second_secret, "n4"), "n4"));
+    // The welcome of that login may be lost: the secret before stays valid once.
+    const auto third_secret = protocol::next_secret(second_secret, "n4");
+    REQUIRE(credentials.login("aws/i-1", protocol::proof(second_secret, "n5"), "n5"));
+    CHECK(credentials.login(
+        "aws/i-1", protocol::proof(protocol::next_secret(second_secret, "n5"), "n6"), "n6"));
+    CHECK_FALSE(credentials.login("aws/i-1", protocol::proof(third_secret, "n7"), "n7"));
+}
+
+TEST_CASE("credentials: a one-time token expires unused") {
+    const auto config = parts_config();
+    ci::ManualClock clock(std::chrono::system_clock::now());
+    ci::master::Credentials credentials(config, clock);
+    auto issued = credentials.issue_token("aws", "", 1min);
+    REQUIRE(issued.has_value());
+    CHECK(issued->name.starts_with("aws/"));
+    clock.advance(2min);
+    CHECK_FALSE(
+        credentials.login(issued->name, ci::master::protocol::proof(issued->token, "n"), "n"));
+}
+
+TEST_CASE("deliveries: new, in flight, stored, forgotten; the newest are kept") {
+    using Seen = ci::master::Deliveries::Seen;
+    ci::master::Deliveries deliveries(2);
+    CHECK(deliveries.begin("a") == Seen::New);
+    CHECK(deliveries.begin("a") == Seen::InFlight);
+    deliveries.forget("a");
+    CHECK(deliveries.begin("a") == Seen::New);
+    deliveries.stored("a");
+    CHECK(deliveries.begin("a") == Seen::Stored);
+    deliveries.load({"b", "c"}); // "a" is the oldest of three: forgotten
+    CHECK(deliveries.begin("c") == Seen::Stored);
+    CHECK(deliveries.begin("a") == Seen::New);
+}
+
+TEST_CASE("locks: all or nothing, up to each lock's count") {
+    const auto config = parts_config();
+    ci::master::LockTable locks(config);
+    CHECK(locks.try_acquire({"two"}));
+    CHECK(locks.try_acquire({"two"}));
+    CHECK_FALSE(locks.try_acquire({"two"}));
+    CHECK(locks.try_acquire({"unknown"})); // a lock the config does not define counts 1
+    CHECK_FALSE(locks.try_acquire({"unknown", "two"}));
+    CHECK(locks.in_use() == std::map<std::string, int>{{"two", 2}, {"unknown", 1}});
+    locks.release({"two"});
+    CHECK(locks.try_acquire({"two"}));
+    locks.release({"two", "two", "unknown"});
+    CHECK(locks.in_use().empty());
+}
+
+TEST_CASE("registry: reserved slots count until attached; a worker that left gets no build") {
+    ci::master::WorkerRegistry registry;
+    auto link = std::make_shared<NullLink>();
+    CHECK_FALSE(registry.add("linux/0", "linux", 2, false, link).has_value());
+    CHECK(registry.reserve("linux/0"));
+    CHECK(registry.reserve("linux/0"));
+    CHECK_FALSE(registry.reserve("linux/0")); // both slots held
+    CHECK_FALSE(registry.any_free_slot());
+    CHECK(registry.attach("linux/0", 11) == link);
+    registry.unreserve("linux/0");
+    CHECK(registry.loads().at(0).running == 1);
+    CHECK(registry.reserve("linux/0"));
+
+    // The same name connects again: the new link wins and the old builds are handed back.
+    auto again = std::make_shared<NullLink>();
+    auto replaced = registry.add("linux/0", "linux", 2, false, again);
+    REQUIRE(replaced.has_value());
+    CHECK(replaced->link == link);
+    CHECK(replaced->builds == std::vector<std::int64_t>{11});
+    CHECK_FALSE(registry.remove("linux/0", link.get()).has_value()); // the old link: ignored
+    CHECK(registry.heard("linux/0", again.get()));
+    CHECK_FALSE(registry.heard("linux/0", link.get()));
+    registry.drain("linux/0");
+    CHECK_FALSE(registry.reserve("linux/0"));
+    CHECK(std::string(registry.view("linux/0")->state()) == "draining");
+    CHECK(registry.remove("linux/0", again.get()) == std::vector<std::int64_t>{});
+    CHECK(registry.attach("linux/0", 12) == nullptr);
+}
+
+TEST_CASE("running builds: a follower primed late still sees the log in order, once") {
+    ci::master::RunningBuilds running(16); // a small memory share, to see chunks let go
+    const auto t = std::chrono::system_clock::now();
+    running.add(ci::store::Build{7, 1, "tests", "linux/0", t, {}, {}, {}, {}, {}}, {"two"});
+    CHECK(running.runs_on(7, "linux/0"));
+    CHECK_FALSE(running.runs_on(7, "linux/1"));
+    REQUIRE(running.step_started(7, 1, "test", t).has_value());
+    running.log(7, 1, 0, "aaaaaaaaaa\n");
+    running.log(7, 1, 1, "bbbbbbbbbb\n");
+    running.log(7, 1, 1, "a chunk sent twice is ignored\n");
+    running.logged(7, 1, 0); // chunk 0 is on disk: over its share, memory lets it go
+
+    auto stream = std::make_shared<RecordingStream>();
+    auto follower = std::make_shared<ci::master::Follower>(stream, false);
+    auto snapshot = running.snapshot(7, 1, follower);
+    REQUIRE(snapshot.has_value());
+    CHECK(snapshot->live);
+    CHECK(snapshot->in_store_before == 1);
+    CHECK(snapshot->memory == "bbbbbbbbbb\n");
+    running.log(7, 1, 2, "cccccccccc\n"); // arrives before the follower is primed
+    CHECK(stream->text.empty());
+    follower->prime("aaaaaaaaaa\n" + snapshot->memory); // chunk 0 read from the store
+    CHECK(stream->text == "aaaaaaaaaa\nbbbbbbbbbb\ncccccccccc\n");
+    running.log(7, 1, 3, "dd\n");
+    CHECK(stream->text.ends_with("cccccccccc\ndd\n"));
+
+    const auto step = running.step_finished(7, 1, ci::BuildResult::Failure, 3, t);
+    REQUIRE(step.has_value());
+    CHECK(step->name == "test");
+    CHECK(step->started == t);
+    CHECK(stream->finished);
+
+    REQUIRE(running.request_stop(7) == std::optional<std::string>("linux/0"));
+    auto ended = running.end(7, ci::BuildResult::Failure, t);
+    REQUIRE(ended.has_value());
+    CHECK(ended->build.result == ci::BuildResult::Cancelled); // stopped on request
+    CHECK(ended->locks == std::vector<std::string>{"two"});
+    CHECK_FALSE(running.end(7, ci::BuildResult::Success, t).has_value()); // ends once
+    CHECK(running.size() == 0);
+    CHECK(running.snapshot(7, 1, nullptr).has_value()); // readable until forgotten
+    running.forget(7);
+    CHECK_FALSE(running.snapshot(7, 1, nullptr).has_value());
+}
+
+TEST_CASE("running builds: events followers get an end event with the step's result") {
+    ci::master::RunningBuilds running;
+    const auto t = std::chrono::system_clock::now();
+    running.add(ci::store::Build{8, 1, "tests", "w", t, {}, {}, {}, {}, {}}, {});
+    auto stream = std::make_shared<RecordingStream>();
+    auto follower = std::make_shared<ci::master::Follower>(stream, true);
+    REQUIRE(running.snapshot(8, 2, follower)->live); // step 2 has not started: it waits
+    follower->prime("");
+    REQUIRE(running.step_started(8, 2, "lint", t));
+    running.log(8, 2, 0, "line 1\nline 2\n");
+    CHECK(running.end(8, ci::BuildResult::Retry, t).has_value());
+    CHECK(stream->text == "event: log\ndata: line 1\ndata: line 2\ndata: \n\n"
+                          "event: end\ndata: retry\n\n");
+    CHECK(stream->finished);
+}
+
+TEST_CASE("router: the listed endpoints, path segments and integer captures") {
+    // Dispatching needs the HTTP server's Reply: master_routes_test drives the router through
+    // real requests (404, 405 with Allow, auth on every POST). Here: the table's own parts.
+    ci::master::Router router(
+        [](const ci::http::ServerRequest&) -> std::optional<ci::http::ServerResponse> {
+            return std::nullopt;
+        });
+    const auto ignore =
+        [](ci::http::ServerRequest&, const ci::master::PathParams&, ci::http::Reply) {};
+    router.add("GET", "/api/v1/builds/{id}/steps/{n}/log", ignore, false, "log");
+    router.add("POST", "/hidden", ignore);
+    router.add("POST", "/api/v1/builds/{id}/stop", ignore, true, "stop");
+    CHECK(router.endpoints() == std::vector<std::string>{"log", "stop"});
+    CHECK(ci::master::path_segments("//api/v1/builds/") ==
+          std::vector<std::string_view>{"api", "v1", "builds"});
+    CHECK(ci::master::path_segments("/").empty());
+    ci::master::PathParams params;
+    params.add("id", "-3");
+    params.add("n", "12x");
+    params.add("ok", "42");
+    CHECK_FALSE(params.integer("id").has_value());
+    CHECK_FALSE(params.integer("n").has_value());
+    CHECK_FALSE(params.integer("missing").has_value());
+    CHECK(params.integer("ok") == std::optional<std::int64_t>(42));
+    CHECK(params.get("n") == "12x");
+}
