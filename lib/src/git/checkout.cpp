@@ -18,25 +18,16 @@
 #include <ci/core/log.h>
 
 #include "git/library.h"
+#include "git/transport.h"
 
 namespace ci::git {
 
 namespace {
 
-template <class T, void (*Free)(T*)> struct Deleter {
-    void operator()(T* object) const noexcept { Free(object); }
-};
-using Repository = std::unique_ptr<git_repository, Deleter<git_repository, git_repository_free>>;
-using Remote = std::unique_ptr<git_remote, Deleter<git_remote, git_remote_free>>;
-using Object = std::unique_ptr<git_object, Deleter<git_object, git_object_free>>;
-
-std::unexpected<Error> git_failure(std::string_view what, int code) {
-    const git_error* error = git_error_last();
-    return fail(ErrorCode::Git,
-                log::redact(fmt::format(
-                    "{}: {}", what, error != nullptr ? error->message : "unknown error")),
-                error != nullptr ? error->klass : code);
-}
+using detail::git_failure;
+using detail::Object;
+using detail::Remote;
+using detail::Repository;
 
 // An exclusive lock on a file beside the mirror, held while it is fetched and merged into, so
 // that two builds of one repository on one worker take turns.
@@ -77,8 +68,7 @@ private:
 
 struct CallbackState {
     const CheckoutOptions* options = nullptr;
-    int credential_attempts = 0;
-    std::string offered; // what the last credential was, for the error when it is refused
+    detail::CredentialOffer credentials;
 };
 
 int provide_credentials(git_credential** out,
@@ -86,38 +76,8 @@ int provide_credentials(git_credential** out,
                         const char* username_from_url,
                         unsigned int allowed,
                         void* payload) {
-    auto* state = static_cast<CallbackState*>(payload);
-    // One offer per kind: a refused credential must end the fetch, not loop.
-    if (++state->credential_attempts > 2) {
-        const std::string message =
-            fmt::format("authentication failed: the server refused {}",
-                        state->offered.empty() ? "the credentials" : state->offered);
-        git_error_set_str(GIT_ERROR_NET, message.c_str());
-        return GIT_EAUTH;
-    }
-    const auto& options = *state->options;
-    if ((allowed & GIT_CREDENTIAL_USERPASS_PLAINTEXT) != 0) {
-        if (options.token.empty()) {
-            git_error_set_str(GIT_ERROR_NET, "the server wants credentials and no token was given");
-            return GIT_EAUTH;
-        }
-        state->offered = "the token";
-        return git_credential_userpass_plaintext_new(out, "x-access-token", options.token.c_str());
-    }
-    const char* user = username_from_url != nullptr ? username_from_url : "git";
-    if ((allowed & GIT_CREDENTIAL_SSH_KEY) != 0) {
-        if (!options.ssh_key.empty()) {
-            state->offered = fmt::format("the SSH key {}", options.ssh_key);
-            return git_credential_ssh_key_new(out, user, nullptr, options.ssh_key.c_str(), nullptr);
-        }
-        state->offered = "every key of the SSH agent (no key file was given)";
-        return git_credential_ssh_key_from_agent(out, user);
-    }
-    if ((allowed & GIT_CREDENTIAL_USERNAME) != 0) {
-        return git_credential_username_new(out, user);
-    }
-    git_error_set_str(GIT_ERROR_NET, "the server wants credentials of a kind libci cannot give");
-    return GIT_EAUTH;
+    return detail::provide_credentials(
+        out, username_from_url, allowed, static_cast<CallbackState*>(payload)->credentials);
 }
 
 int report_transfer(const git_indexer_progress* stats, void* payload) {
@@ -187,8 +147,7 @@ Status fetch(git_repository* repository, const std::string& url, CallbackState& 
     options.callbacks.payload = &state;
     options.prune = GIT_FETCH_PRUNE;
     options.download_tags = GIT_REMOTE_DOWNLOAD_TAGS_NONE; // the refspec fetches every tag
-    state.credential_attempts = 0;
-    state.offered.clear();
+    state.credentials.reset();
     if (int code = git_remote_fetch(remote.get(), nullptr, &options, nullptr); code != 0) {
         return git_failure(fmt::format("fetch {}", url), code);
     }
@@ -465,8 +424,7 @@ int update_submodule(git_submodule* submodule, const char* name, void* payload) 
         options.callbacks.credentials = provide_credentials;
         options.callbacks.transfer_progress = report_transfer;
         options.callbacks.payload = walk.state;
-        walk.state->credential_attempts = 0;
-        walk.state->offered.clear();
+        walk.state->credentials.reset();
         if (int code = git_remote_fetch(remote.get(), nullptr, &options, nullptr); code != 0) {
             return record(git_failure(what, code).error());
         }
@@ -594,7 +552,7 @@ Result<CheckoutResult> checkout(const std::filesystem::path& work_dir,
             fmt::format("create cache {}: {}", options.cache_dir.string(), io_error.message()));
     }
     const auto mirror = mirror_path(options.cache_dir, options.url);
-    CallbackState state{&options, 0, {}};
+    CallbackState state{&options, {options.token, options.ssh_key, 0, {}}};
     CheckoutResult result;
     {
         auto lock = MirrorLock::acquire(mirror.string() + ".lock");

@@ -7,7 +7,7 @@
 #include <ci/build/runner.h>
 #include <ci/core/crypto.h>
 #include <ci/core/log.h>
-#include <ci/sched/poller.h>
+#include <ci/git/remote.h>
 
 #include "master/impl.h"
 #include "master/json.h"
@@ -229,7 +229,7 @@ void MasterState::run_poller() {
             const auto& repository = config.repositories.at(name);
             state.due = std::chrono::steady_clock::now() + *repository.poll_interval;
             lock.unlock();
-            auto refs = sched::list_remote_refs(repository.url);
+            auto refs = git::list_remote_refs(repository.url);
             if (!refs) {
                 log::warn("poll {}: {}", name, refs.error().message);
             } else {
