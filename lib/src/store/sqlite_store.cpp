@@ -90,6 +90,13 @@ INSERT INTO webhook_deliveries (received_ms, id)
     SELECT received_ms, id FROM deliveries ORDER BY received_ms;
 DROP TABLE deliveries;
 )sql",
+    // 4 -> 5: the refs the poller last saw of each repository (a JSON object of ref -> commit
+    // id), so that pushes made while the master was down are found when it starts.
+    R"sql(
+CREATE TABLE polled_refs (
+    repository TEXT PRIMARY KEY, url TEXT NOT NULL, refs TEXT NOT NULL,
+    polled_ms INTEGER NOT NULL) WITHOUT ROWID;
+)sql",
 };
 
 // The columns read_build() reads, in its order.
@@ -169,18 +176,25 @@ std::vector<std::string> list_from_json(const std::string& text) {
     return out;
 }
 
-std::map<std::string, std::string> map_from_json(const std::string& text) {
+// A JSON object of strings; nullopt when the text is anything else.
+std::optional<std::map<std::string, std::string>> strict_map_from_json(const std::string& text) {
     std::map<std::string, std::string> out;
     rapidjson::Document document;
     document.Parse(text.c_str());
-    if (document.IsObject()) {
-        for (const auto& member : document.GetObject()) {
-            if (member.value.IsString()) {
-                out.emplace(member.name.GetString(), member.value.GetString());
-            }
+    if (!document.IsObject()) {
+        return std::nullopt;
+    }
+    for (const auto& member : document.GetObject()) {
+        if (!member.value.IsString()) {
+            return std::nullopt;
         }
+        out.emplace(member.name.GetString(), member.value.GetString());
     }
     return out;
+}
+
+std::map<std::string, std::string> map_from_json(const std::string& text) {
+    return strict_map_from_json(text).value_or(std::map<std::string, std::string>{});
 }
 
 // Logs compress about tenfold; zlib at its fastest level keeps ingest cheap.
@@ -926,6 +940,52 @@ public:
                                       row.time(5)};
             },
             "read latent instances");
+    }
+
+    Result<std::optional<PolledRefs>> polled_refs(const std::string& repository) override {
+        const std::lock_guard lock(mutex_);
+        const std::string what = fmt::format("read the polled refs of {}", repository);
+        // Raw columns first: damaged refs must be an error, never an empty baseline (against
+        // which every ref would look new and build).
+        struct Row {
+            std::string url;
+            std::string refs;
+            std::int64_t polled_ms;
+        };
+        auto found = rows<Row>(
+            "SELECT url, refs, polled_ms FROM polled_refs WHERE repository = ?1",
+            [&](Statement& s) { s.bind(1, repository); },
+            [](const Statement& row) { return Row{row.text(0), row.text(1), row.integer(2)}; },
+            what);
+        if (!found) {
+            return fail(found.error());
+        }
+        if (found->empty()) {
+            return std::optional<PolledRefs>();
+        }
+        auto refs = strict_map_from_json(found->front().refs);
+        if (!refs) {
+            return fail(ErrorCode::Store,
+                        fmt::format("{}: {}: the stored refs are not a JSON object of strings",
+                                    path_,
+                                    what));
+        }
+        return std::optional<PolledRefs>(PolledRefs{
+            std::move(found->front().url), std::move(*refs), from_ms(found->front().polled_ms)});
+    }
+
+    Status save_polled_refs(const std::string& repository, const PolledRefs& refs) override {
+        const std::lock_guard lock(mutex_);
+        Statement statement(*statements_,
+                            "INSERT OR REPLACE INTO polled_refs VALUES (?1, ?2, ?3, ?4)");
+        statement.bind(1, repository)
+            .bind(2, refs.url)
+            .bind(3, to_json(refs.refs))
+            .bind(4, to_ms(refs.polled));
+        if (statement.step() != SQLITE_DONE) {
+            return fail(error(fmt::format("save the polled refs of {}", repository)).error());
+        }
+        return {};
     }
 
 private:

@@ -603,11 +603,11 @@ TEST_CASE("store: an older schema is migrated when opened") {
     ci::test::TempDir dir;
     const auto path = dir / "old.sqlite";
     { open(path); }
-    // Back to schema 1: what migrations 2 to 4 add is gone (waits keep their columns).
+    // Back to schema 1: what migrations 2 to 5 add is gone (waits keep their columns).
     execute_sql(path,
                 "ALTER TABLE build_requests DROP COLUMN collapsed_into; "
                 "DROP TABLE webhook_deliveries; DROP INDEX builds_by_builder; "
-                "DROP INDEX builds_by_request; PRAGMA user_version=1");
+                "DROP INDEX builds_by_request; DROP TABLE polled_refs; PRAGMA user_version=1");
     auto store = open(path);
     REQUIRE_OK(store->write({ci::store::Batch{{}, {request_for("tests", "a", true)}, {}}}, t0));
     auto claimed = store->claim({"tests"}, "d");
@@ -627,9 +627,9 @@ TEST_CASE("store: schema 3's waits and deliveries are kept by the migration to s
     ci::test::TempDir dir;
     const auto path = dir / "v3.sqlite";
     { open(path); }
-    // Schema 3's two tables, as it made them, with rows in them.
+    // Schema 3's two tables, as it made them, with rows in them (and no table of schema 5).
     execute_sql(path,
-                "DROP TABLE waits; DROP TABLE webhook_deliveries; "
+                "DROP TABLE polled_refs; DROP TABLE waits; DROP TABLE webhook_deliveries; "
                 "CREATE TABLE waits (scheduler TEXT NOT NULL, repository TEXT NOT NULL, "
                 "branch TEXT NOT NULL, is_tag INTEGER NOT NULL, started_ms INTEGER NOT NULL, "
                 "deadline_ms INTEGER NOT NULL, revision TEXT NOT NULL, change_ids TEXT NOT NULL, "
@@ -656,6 +656,53 @@ TEST_CASE("store: schema 3's waits and deliveries are kept by the migration to s
     CHECK(state->waits[0].revision == "def");
     // Change ids go on from the changes stored (none here) and the old counter.
     CHECK(*store->reserve_change_ids(1) == std::vector<std::int64_t>{1});
+}
+
+TEST_CASE("store: schema 4 gains the poller's refs; saved refs survive a reopen") {
+    ci::test::TempDir dir;
+    const auto path = dir / "v4.sqlite";
+    {
+        auto store = open(path);
+        REQUIRE_OK(store->write({ci::store::Batch{{}, {request_for("tests", "a")}, {}}}, t0));
+    }
+    // Back to schema 4, a request queued.
+    execute_sql(path, "DROP TABLE polled_refs; PRAGMA user_version=4");
+    const ci::store::PolledRefs refs{"/srv/git/app.git",
+                                     {{"refs/heads/master", std::string(40, 'a')},
+                                      {"refs/tags/1.0", std::string(40, 'b')}},
+                                     t0};
+    {
+        auto store = open(path);
+        CHECK(store->requests(ci::store::RequestState::Pending)->size() == 1); // kept
+        auto none = store->polled_refs("app");
+        REQUIRE_OK(none);
+        CHECK_FALSE(none->has_value()); // never polled
+        REQUIRE_OK(store->save_polled_refs("app", refs));
+        // An empty reading is a baseline too (a repository with no branches yet).
+        REQUIRE_OK(store->save_polled_refs("empty", {"/srv/git/empty.git", {}, t0 + 1s}));
+    }
+    auto store = open(path);
+    auto read = store->polled_refs("app");
+    REQUIRE_OK(read);
+    REQUIRE(read->has_value());
+    CHECK(**read == refs);
+    auto empty = store->polled_refs("empty");
+    REQUIRE_OK(empty);
+    REQUIRE(empty->has_value());
+    CHECK((*empty)->refs.empty());
+    CHECK((*empty)->polled == t0 + 1s);
+    // Saved again: replaced, not added to.
+    const ci::store::PolledRefs moved{
+        "/srv/git/app.git", {{"refs/heads/master", std::string(40, 'c')}}, t0 + 2s};
+    REQUIRE_OK(store->save_polled_refs("app", moved));
+    CHECK(**store->polled_refs("app") == moved);
+
+    // Damaged refs are an error, never an empty baseline against which every ref looks new.
+    execute_sql(path, "UPDATE polled_refs SET refs = 'not json' WHERE repository = 'app'");
+    auto damaged = store->polled_refs("app");
+    REQUIRE_FALSE(damaged.has_value());
+    CHECK(damaged.error().code == ci::ErrorCode::Store);
+    CHECK(damaged.error().message.find("read the polled refs of app") != std::string::npos);
 }
 
 TEST_CASE("store: change ids go on after the newest stored change, not after what was reserved") {

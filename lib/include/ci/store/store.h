@@ -30,7 +30,7 @@ namespace ci::store {
 using WallTime = std::chrono::system_clock::time_point;
 
 /// The schema version this libci writes.
-inline constexpr int schema_version = 4;
+inline constexpr int schema_version = 5;
 
 /// Where a build request is in its life.
 enum class RequestState {
@@ -108,6 +108,14 @@ struct Batch {
     /// Webhook deliveries (GitHub's X-GitHub-Delivery) these changes came from, recorded in the
     /// same transaction: a delivery is remembered exactly when its changes are stored.
     std::vector<std::string> deliveries;
+};
+
+/// The refs the poller last saw of one repository: its baseline, kept across restarts.
+struct PolledRefs {
+    std::string url; ///< where they were read (another URL: another baseline)
+    std::map<std::string, std::string> refs; ///< "refs/heads/x", "refs/tags/y" -> commit id
+    WallTime polled{};                       ///< when they were read
+    friend bool operator==(const PolledRefs&, const PolledRefs&) = default;
 };
 
 /// Which builds to list, newest first.
@@ -216,6 +224,15 @@ public:
     [[nodiscard]] virtual Status save_instance(const LatentInstance& instance) = 0;
     /// Instances not yet terminated.
     [[nodiscard]] virtual Result<std::vector<LatentInstance>> live_instances() = 0;
+
+    /// The refs last saved for `repository`; nullopt when it was never polled.
+    [[nodiscard]] virtual Result<std::optional<PolledRefs>>
+    polled_refs(const std::string& repository) = 0;
+    /// Replaces the refs saved for `repository` (synchronously, like every write). The poller
+    /// saves them only after the events of the poll that read them are acknowledged, so that a
+    /// crash in between repeats those events rather than losing them.
+    [[nodiscard]] virtual Status save_polled_refs(const std::string& repository,
+                                                  const PolledRefs& refs) = 0;
 };
 
 /// How a SQLite store is opened.
