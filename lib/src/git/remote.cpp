@@ -161,10 +161,9 @@ Result<RefMap> list_remote_refs(const std::string& url, const RemoteOptions& opt
     }
     // A timeout too long to add to now() is no timeout.
     const auto now = std::chrono::steady_clock::now();
-    const auto deadline =
-        options.timeout >= std::chrono::steady_clock::time_point::max() - now
-            ? std::chrono::steady_clock::time_point::max()
-            : now + options.timeout;
+    const auto deadline = options.timeout >= std::chrono::steady_clock::time_point::max() - now
+                              ? std::chrono::steady_clock::time_point::max()
+                              : now + options.timeout;
     std::unique_lock lock(listing->mutex);
     if (listing->done.wait_until(
             lock, options.stop, deadline, [&] { return listing->result.has_value(); })) {
@@ -178,10 +177,9 @@ Result<RefMap> list_remote_refs(const std::string& url, const RemoteOptions& opt
     if (options.stop.stop_requested()) {
         return fail(ErrorCode::Cancelled, fmt::format("list the refs of {}: stopped", shown));
     }
-    return fail(ErrorCode::Timeout,
-                fmt::format("list the refs of {}: no answer within {} ms",
-                            shown,
-                            options.timeout.count()));
+    return fail(
+        ErrorCode::Timeout,
+        fmt::format("list the refs of {}: no answer within {} ms", shown, options.timeout.count()));
 }
 
 } // namespace ci::git

@@ -23,6 +23,7 @@
 #include "master/dispatcher.h"
 #include "master/locks.h"
 #include "master/metrics.h"
+#include "master/poller.h"
 #include "master/read_pool.h"
 #include "master/registry.h"
 #include "master/router.h"
@@ -61,14 +62,14 @@ struct MasterState {
     std::unique_ptr<Router> router;
     std::unique_ptr<http::Server> http;
     std::unique_ptr<WorkerServer> worker_server;
+    std::unique_ptr<Poller> poller;
 
-    // Background loops that are not parts of their own (yet): worker records now and then, and
-    // the git poller. They wait on `quiet` until `stopping`.
+    // A background loop that is not a part of its own (yet): worker records now and then. It
+    // waits on `quiet` until `stopping`.
     std::mutex quiet_mutex;
     std::condition_variable quiet;
     bool stopping = false;
     std::thread housekeeper;
-    std::thread poller;
     std::once_flag shutdown_once;
 
     [[nodiscard]] Status start();
@@ -79,7 +80,6 @@ private:
     Status start_servers();
     void start_local_workers();
     void run_housekeeper();
-    void run_poller();
     void wait_for_builds(std::chrono::steady_clock::time_point deadline);
     void stop_builds();
 };

@@ -7,7 +7,6 @@
 #include <ci/build/runner.h>
 #include <ci/core/crypto.h>
 #include <ci/core/log.h>
-#include <ci/git/remote.h>
 
 #include "master/impl.h"
 #include "master/json.h"
@@ -111,11 +110,9 @@ Status MasterState::start() {
     start_local_workers();
     dispatcher->start();
     housekeeper = std::thread([this] { run_housekeeper(); });
-    if (std::ranges::any_of(config.repositories, [](const auto& entry) {
-            return entry.second.poll_interval.has_value();
-        })) {
-        poller = std::thread([this] { run_poller(); });
-    }
+    poller = std::make_unique<Poller>(
+        config, *store, *ingestor, clock, GitCredentials{options.git_token, options.ssh_key});
+    poller->start();
     return {};
 }
 
@@ -200,59 +197,6 @@ void MasterState::run_housekeeper() {
     }
 }
 
-// Polls the refs of repositories with a poll_interval (masters that get no webhooks). The first
-// reading after a start is the baseline: only later moves are changes.
-void MasterState::run_poller() {
-    struct Polled {
-        std::chrono::steady_clock::time_point due;
-        std::optional<std::map<std::string, std::string>> refs;
-    };
-    std::map<std::string, Polled> polled;
-    for (const auto& [name, repository] : config.repositories) {
-        if (repository.poll_interval) {
-            polled[name].due = std::chrono::steady_clock::now();
-        }
-    }
-    std::unique_lock lock(quiet_mutex);
-    for (;;) {
-        auto next = std::chrono::steady_clock::time_point::max();
-        for (const auto& [name, state] : polled) {
-            next = std::min(next, state.due);
-        }
-        if (quiet.wait_until(lock, next, [&] { return stopping; })) {
-            return;
-        }
-        for (auto& [name, state] : polled) {
-            if (state.due > std::chrono::steady_clock::now()) {
-                continue;
-            }
-            const auto& repository = config.repositories.at(name);
-            state.due = std::chrono::steady_clock::now() + *repository.poll_interval;
-            lock.unlock();
-            auto refs = git::list_remote_refs(repository.url);
-            if (!refs) {
-                log::warn("poll {}: {}", name, refs.error().message);
-            } else {
-                if (state.refs) {
-                    for (auto& event : sched::poll_events(name, *state.refs, *refs, clock.now())) {
-                        ingestor->submit(
-                            std::move(event), {}, [name](Result<store::Receipt> receipt) {
-                                if (!receipt) {
-                                    log::error("poll {}: {}", name, receipt.error().message);
-                                }
-                            });
-                    }
-                }
-                state.refs = std::move(*refs);
-            }
-            lock.lock();
-            if (stopping) {
-                return;
-            }
-        }
-    }
-}
-
 void MasterState::wait_for_builds(std::chrono::steady_clock::time_point deadline) {
     while (running.size() > 0 && std::chrono::steady_clock::now() < deadline) {
         std::this_thread::sleep_for(std::chrono::milliseconds(20));
@@ -291,6 +235,9 @@ void MasterState::shutdown() {
         if (dispatcher) {
             dispatcher->stop();
         }
+        if (poller) {
+            poller->stop(); // no new changes either
+        }
         if (coordinator) {
             if (running.size() > 0) {
                 log::info("waiting up to {} s for {} running build(s)",
@@ -309,9 +256,6 @@ void MasterState::shutdown() {
         quiet.notify_all();
         if (housekeeper.joinable()) {
             housekeeper.join();
-        }
-        if (poller.joinable()) {
-            poller.join();
         }
         if (coordinator) {
             coordinator->disconnect_all();

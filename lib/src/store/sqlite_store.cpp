@@ -955,7 +955,9 @@ public:
         auto found = rows<Row>(
             "SELECT url, refs, polled_ms FROM polled_refs WHERE repository = ?1",
             [&](Statement& s) { s.bind(1, repository); },
-            [](const Statement& row) { return Row{row.text(0), row.text(1), row.integer(2)}; },
+            [](const Statement& row) {
+                return Row{row.text(0), row.text(1), row.integer(2)};
+            },
             what);
         if (!found) {
             return fail(found.error());

@@ -8,11 +8,11 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <unistd.h>
 
 #include <doctest/doctest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
-#include <unistd.h>
 
 #include <ci/git/remote.h>
 
@@ -133,8 +133,8 @@ TEST_CASE("remote: a missing repository is an error that names it") {
     auto refs = ci::git::list_remote_refs(missing);
     REQUIRE_FALSE(refs.has_value());
     CHECK(refs.error().code == ci::ErrorCode::Git);
-    CHECK(refs.error().message == "list the refs of " + missing + ": no repository there: " +
-                                      missing + " does not exist");
+    CHECK(refs.error().message ==
+          "list the refs of " + missing + ": no repository there: " + missing + " does not exist");
 
     // A directory that is not a repository, by path and by file:// URL: libgit2's words.
     const auto plain = dir / "plain";

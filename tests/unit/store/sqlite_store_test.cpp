@@ -667,10 +667,10 @@ TEST_CASE("store: schema 4 gains the poller's refs; saved refs survive a reopen"
     }
     // Back to schema 4, a request queued.
     execute_sql(path, "DROP TABLE polled_refs; PRAGMA user_version=4");
-    const ci::store::PolledRefs refs{"/srv/git/app.git",
-                                     {{"refs/heads/master", std::string(40, 'a')},
-                                      {"refs/tags/1.0", std::string(40, 'b')}},
-                                     t0};
+    const ci::store::PolledRefs refs{
+        "/srv/git/app.git",
+        {{"refs/heads/master", std::string(40, 'a')}, {"refs/tags/1.0", std::string(40, 'b')}},
+        t0};
     {
         auto store = open(path);
         CHECK(store->requests(ci::store::RequestState::Pending)->size() == 1); // kept
