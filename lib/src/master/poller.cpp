@@ -19,6 +19,15 @@ constexpr std::chrono::milliseconds max_backoff = std::chrono::minutes(5);
 
 } // namespace
 
+std::chrono::milliseconds poll_delay(std::chrono::milliseconds interval, int failures) {
+    const auto cap = std::max(interval, max_backoff);
+    auto delay = interval;
+    for (int i = 0; i < failures && delay < cap; ++i) {
+        delay *= 2;
+    }
+    return std::min(delay, cap);
+}
+
 Poller::Poller(const config::Config& config,
                store::Store& store,
                store::Ingestor& ingestor,
@@ -82,33 +91,28 @@ void Poller::run() {
             if (!status && status.error().code == ErrorCode::Cancelled) {
                 return;
             }
-            if (!status) {
-                // Once per streak: a remote that is down for a day logs one line, not thousands.
-                if (polled.failures == 0) {
-                    log::warn("poll {}: {} (retrying with backoff; logged again when it works)",
-                              name,
-                              status.error().message);
-                }
-                ++polled.failures;
-            } else if (polled.failures > 0) {
+            if (status && polled.failures > 0) {
                 log::info("poll {}: works again after {} failed poll(s)", name, polled.failures);
                 polled.failures = 0;
+            } else if (!status) {
+                ++polled.failures;
             }
-            polled.due = std::chrono::steady_clock::now() + next_delay(polled);
+            const auto delay = poll_delay(polled.interval, polled.failures);
+            // Once per streak: a remote that is down for a day logs one warning, not thousands.
+            if (!status && polled.failures == 1) {
+                log::warn("poll {}: {} (retrying with backoff; logged again when it works)",
+                          name,
+                          status.error().message);
+            } else if (!status) {
+                log::debug("poll {}: failed again ({} in a row; next try in {} ms): {}",
+                           name,
+                           polled.failures,
+                           delay.count(),
+                           status.error().message);
+            }
+            polled.due = std::chrono::steady_clock::now() + delay;
         }
     }
-}
-
-std::chrono::milliseconds Poller::next_delay(const Polled& polled) {
-    if (polled.failures == 0) {
-        return polled.interval;
-    }
-    const auto cap = std::max(polled.interval, max_backoff);
-    auto delay = polled.interval;
-    for (int i = 0; i < polled.failures && delay < cap; ++i) {
-        delay *= 2;
-    }
-    return std::min(delay, cap);
 }
 
 Status Poller::load_baseline(const std::string& name, Polled& polled) {

@@ -40,6 +40,12 @@ struct GitCredentials {
     std::string ssh_key; // private key file for SSH; empty: the SSH agent
 };
 
+// When to poll a repository again: `interval` after a poll that succeeded (failures == 0);
+// after `failures` failed polls in a row, the interval doubled once per failure, up to 5 minutes
+// (or up to the interval, when that is longer).
+[[nodiscard]] std::chrono::milliseconds poll_delay(std::chrono::milliseconds interval,
+                                                   int failures);
+
 class Poller {
 public:
     // `store`, `ingestor` and `clock` must outlive the Poller. A stop requested on `stop` stops
@@ -87,8 +93,6 @@ private:
     void run();
     Status load_baseline(const std::string& name, Polled& polled);
     Status submit_and_wait(std::vector<sched::Event> events);
-    // When to poll again after a poll that succeeded (failures == 0) or failed `failures` times.
-    [[nodiscard]] static std::chrono::milliseconds next_delay(const Polled& polled);
 
     store::Store& store_;
     store::Ingestor& ingestor_;

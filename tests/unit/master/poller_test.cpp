@@ -220,3 +220,17 @@ TEST_CASE("poller: the thread polls at start and stops at once when asked") {
     poller.stop();       // joins
     CHECK(queued(*master.store).empty());
 }
+
+TEST_CASE("poller: failures back off, doubling up to 5 minutes or the interval") {
+    using ci::master::poll_delay;
+    CHECK(poll_delay(1s, 0) == 1s);
+    CHECK(poll_delay(1s, 1) == 2s);
+    CHECK(poll_delay(1s, 3) == 8s);
+    CHECK(poll_delay(1s, 8) == 256s);
+    CHECK(poll_delay(1s, 9) == 5min);
+    CHECK(poll_delay(1s, 1000) == 5min); // no overflow
+    CHECK(poll_delay(1min, 2) == 4min);
+    CHECK(poll_delay(1min, 3) == 5min);
+    CHECK(poll_delay(10min, 0) == 10min);
+    CHECK(poll_delay(10min, 4) == 10min); // never sooner than the interval
+}
