@@ -110,7 +110,8 @@ int run_start(const StartCommand& command) {
     options.data_dir = command.data_dir;
     options.shutdown_grace = std::chrono::seconds(command.shutdown_grace);
     options.heartbeat = std::chrono::seconds(command.heartbeat);
-    // Git credentials of local workers: from the environment, never from arguments.
+    // Git credentials of local workers and the poller: from the environment, never from
+    // arguments.
     if (const char* token = std::getenv("CI_GIT_TOKEN")) {
         options.git_token = token;
         (void)log::add_secret(options.git_token);

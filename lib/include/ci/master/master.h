@@ -6,13 +6,16 @@
 /// dispatcher that hands build requests to workers.
 ///
 /// Threads: the HTTP server's I/O threads, one thread for worker connections, the ingest writer
-/// (scheduler + group commit), one dispatcher, and one thread per build of a local
-/// (in-process) worker. Everything that changes the master's view of workers and running builds
-/// happens under one mutex, and every change is written to the store before it is acknowledged.
+/// (scheduler + group commit), one dispatcher, the ref poller (when a repository has a
+/// poll_interval), and one thread per build of a local (in-process) worker. Everything that
+/// changes the master's view of workers and running builds happens under one mutex, and every
+/// change is written to the store before it is acknowledged.
 ///
 /// Durability: a webhook is answered only once its changes are on disk; a build request is on
 /// disk before anything runs it. A master killed with -9 restarts with every request it had:
-/// builds that were running end as "retry" and their requests return to the queue.
+/// builds that were running end as "retry" and their requests return to the queue. The poller's
+/// last reading of each repository is stored after that poll's changes: a restarted master
+/// builds what was pushed while it was down.
 
 #include <chrono>
 #include <cstdint>
@@ -47,9 +50,10 @@ struct MasterOptions {
     /// more threads only add hand-offs for the webhook path, but may help a master with many
     /// cores that serves many heavy API readers.
     unsigned http_threads = 1;
-    /// Token local workers use for HTTPS git remotes (a secret; empty: none).
+    /// Token local workers and the poller use for HTTPS git remotes (a secret; empty: none).
     std::string git_token;
-    /// Private key file local workers use for SSH git remotes (empty: the SSH agent).
+    /// Private key file local workers and the poller use for SSH git remotes (empty: the SSH
+    /// agent).
     std::string ssh_key;
     /// The name this master claims build requests under.
     std::string dispatcher_name = "master";
