@@ -87,14 +87,15 @@ bool is_local_path(std::string_view url) {
 Result<RefMap> read_refs(Listing& listing) {
     const std::string what = fmt::format("list the refs of {}", listing.url);
     git_remote* raw = nullptr;
-    if (int code = git_remote_create_detached(&raw, listing.url.c_str()); code != 0) {
+    if (const int code = git_remote_create_detached(&raw, listing.url.c_str()); code != 0) {
         return detail::git_failure(what, code);
     }
     const detail::Remote remote(raw);
-    git_remote_callbacks callbacks = GIT_REMOTE_CALLBACKS_INIT;
+    git_remote_callbacks callbacks{};
+    git_remote_init_callbacks(&callbacks, GIT_REMOTE_CALLBACKS_VERSION);
     callbacks.credentials = listing_credentials;
     callbacks.payload = &listing;
-    if (int code =
+    if (const int code =
             git_remote_connect(remote.get(), GIT_DIRECTION_FETCH, &callbacks, nullptr, nullptr);
         code != 0) {
         std::error_code ignored;
@@ -109,7 +110,7 @@ Result<RefMap> read_refs(Listing& listing) {
     }
     const git_remote_head** heads = nullptr;
     std::size_t count = 0;
-    if (int code = git_remote_ls(&heads, &count, remote.get()); code != 0) {
+    if (const int code = git_remote_ls(&heads, &count, remote.get()); code != 0) {
         return detail::git_failure(what, code);
     }
     auto refs = branches_and_tags({heads, count});
@@ -167,7 +168,7 @@ Result<RefMap> list_remote_refs(const std::string& url, const RemoteOptions& opt
     std::unique_lock lock(listing->mutex);
     if (listing->done.wait_until(
             lock, options.stop, deadline, [&] { return listing->result.has_value(); })) {
-        return std::move(*listing->result);
+        return std::move(listing->result).value();
     }
     listing->abandoned = true;
     {
