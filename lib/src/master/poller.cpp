@@ -91,28 +91,32 @@ void Poller::run() {
             if (!status && status.error().code == ErrorCode::Cancelled) {
                 return;
             }
-            if (status && polled.failures > 0) {
-                log::info("poll {}: works again after {} failed poll(s)", name, polled.failures);
-                polled.failures = 0;
-            } else if (!status) {
-                ++polled.failures;
-            }
-            const auto delay = poll_delay(polled.interval, polled.failures);
-            // Once per streak: a remote that is down for a day logs one warning, not thousands.
-            if (!status && polled.failures == 1) {
-                log::warn("poll {}: {} (retrying with backoff; logged again when it works)",
-                          name,
-                          status.error().message);
-            } else if (!status) {
-                log::debug("poll {}: failed again ({} in a row; next try in {} ms): {}",
-                           name,
-                           polled.failures,
-                           delay.count(),
-                           status.error().message);
-            }
-            polled.due = std::chrono::steady_clock::now() + delay;
+            schedule_next(name, polled, status);
         }
     }
+}
+
+void Poller::schedule_next(const std::string& name, Polled& polled, const Status& status) {
+    if (status && polled.failures > 0) {
+        log::info("poll {}: works again after {} failed poll(s)", name, polled.failures);
+        polled.failures = 0;
+    } else if (!status) {
+        ++polled.failures;
+    }
+    const auto delay = poll_delay(polled.interval, polled.failures);
+    // Once per streak: a remote that is down for a day logs one warning, not thousands.
+    if (!status && polled.failures == 1) {
+        log::warn("poll {}: {} (retrying with backoff; logged again when it works)",
+                  name,
+                  status.error().message);
+    } else if (!status) {
+        log::debug("poll {}: failed again ({} in a row; next try in {} ms): {}",
+                   name,
+                   polled.failures,
+                   delay.count(),
+                   status.error().message);
+    }
+    polled.due = std::chrono::steady_clock::now() + delay;
 }
 
 Status Poller::load_baseline(const std::string& name, Polled& polled) {

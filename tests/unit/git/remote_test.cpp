@@ -196,17 +196,20 @@ TEST_CASE("remote: a server that never answers: timeout, stop, and no second hun
     REQUIRE_FALSE(stopped.has_value());
     CHECK(stopped.error().code == ci::ErrorCode::Cancelled);
 
-    // Once the server goes away, the hung connections end, and the URL is tried again.
+    // Once the server goes away, the hung connections end, and their URLs are tried again.
     server.close();
     options = {};
-    ci::Result<ci::git::RefMap> after = ci::fail(ci::ErrorCode::Internal, "not tried");
-    const auto deadline = std::chrono::steady_clock::now() + 30s;
-    do {
-        std::this_thread::sleep_for(20ms);
-        after = ci::git::list_remote_refs(url, options);
-    } while (!after && after.error().code == ci::ErrorCode::Timeout &&
-             std::chrono::steady_clock::now() < deadline);
-    REQUIRE_FALSE(after.has_value());
-    INFO(after.error().message);
-    CHECK(after.error().code == ci::ErrorCode::Git); // connection refused, not "still hung"
+    for (const auto& hung : {url, server.url("/other.git")}) {
+        CAPTURE(hung);
+        ci::Result<ci::git::RefMap> after = ci::fail(ci::ErrorCode::Internal, "not tried");
+        const auto deadline = std::chrono::steady_clock::now() + 30s;
+        do {
+            std::this_thread::sleep_for(20ms);
+            after = ci::git::list_remote_refs(hung, options);
+        } while (!after && after.error().code == ci::ErrorCode::Timeout &&
+                 std::chrono::steady_clock::now() < deadline);
+        REQUIRE_FALSE(after.has_value());
+        INFO(after.error().message);
+        CHECK(after.error().code == ci::ErrorCode::Git); // connection refused, not "still hung"
+    }
 }
