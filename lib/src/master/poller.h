@@ -29,8 +29,9 @@
 #include <ci/core/clock.h>
 #include <ci/core/error.h>
 #include <ci/git/remote.h>
-#include <ci/store/ingest.h>
 #include <ci/store/store.h>
+
+#include "store/ingest.h"
 
 namespace ci::master {
 

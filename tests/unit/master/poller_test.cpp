@@ -14,10 +14,10 @@
 
 #include <ci/config/load.h>
 #include <ci/core/clock.h>
-#include <ci/store/ingest.h>
 #include <ci/store/store.h>
 
 #include "master/poller.h"
+#include "store/ingest.h"
 #include "support/git_cli.h"
 #include "support/require_ok.h"
 #include "support/temp_dir.h"
