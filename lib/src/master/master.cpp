@@ -112,6 +112,7 @@ Status MasterState::start() {
     housekeeper = std::thread([this] { run_housekeeper(); });
     poller = std::make_unique<Poller>(
         config, *store, *ingestor, clock, GitCredentials{options.git_token, options.ssh_key});
+    poller->on_store_write([this](const Status& status) { writes->note_other_write(status); });
     poller->start();
     return {};
 }

@@ -191,9 +191,12 @@ Status Poller::poll(const std::string& repository) {
     // stored (then it is stored with a later poll; a crash meanwhile repeats the events).
     polled.baseline = std::move(*refs);
     polled.unsaved = true;
-    if (auto saved = store_.save_polled_refs(repository,
-                                             store::PolledRefs{polled.url, *polled.baseline, now});
-        !saved) {
+    auto saved =
+        store_.save_polled_refs(repository, store::PolledRefs{polled.url, *polled.baseline, now});
+    if (report_store_write_) {
+        report_store_write_(saved);
+    }
+    if (!saved) {
         return saved;
     }
     polled.unsaved = false;

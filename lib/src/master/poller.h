@@ -18,6 +18,7 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -67,6 +68,11 @@ public:
     void start();
     // Ends a listing in progress and the thread, and waits for it. Idempotent.
     void stop();
+    // Called after each write of a baseline with how it went (the master's health counts it).
+    // Set before start().
+    void on_store_write(std::function<void(const Status&)> report) {
+        report_store_write_ = std::move(report);
+    }
 
     // Polls `repository` now on the calling thread: reads the baseline (once), lists the remote,
     // submits the events and waits until they are on disk, then saves the reading. Fails with the
@@ -101,6 +107,7 @@ private:
     store::Ingestor& ingestor_;
     const Clock& clock_;
     GitCredentials credentials_;
+    std::function<void(const Status&)> report_store_write_;
     std::map<std::string, Polled> repositories_;
     std::stop_source stop_source_;
     std::stop_callback<RequestStop> forward_stop_;
