@@ -15,12 +15,12 @@
 #include <ci/config/config.h>
 #include <ci/core/build_result.h>
 #include <ci/core/clock.h>
-#include <ci/master/protocol.h>
 
 #include "master/credentials.h"
 #include "master/link.h"
 #include "master/locks.h"
 #include "master/metrics.h"
+#include "master/protocol.h"
 #include "master/registry.h"
 #include "master/running.h"
 #include "master/store_writes.h"

@@ -4,7 +4,8 @@
 
 #include <ci/core/crypto.h>
 #include <ci/core/log.h>
-#include <ci/master/protocol.h>
+
+#include "master/protocol.h"
 
 namespace ci::master {
 

@@ -3,7 +3,7 @@
 // Where the master sends a worker's messages: a TCP connection (worker_server.cpp) or an
 // in-process worker (local_worker.cpp).
 
-#include <ci/master/protocol.h>
+#include "master/protocol.h"
 
 namespace ci::master {
 

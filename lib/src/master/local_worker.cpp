@@ -1,6 +1,6 @@
 #include "master/local_worker.h"
 
-#include <ci/master/worker.h>
+#include "master/reported_build.h"
 
 namespace ci::master {
 

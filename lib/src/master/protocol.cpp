@@ -1,4 +1,4 @@
-#include "ci/master/protocol.h"
+#include "master/protocol.h"
 
 #include <fmt/format.h>
 #include <rapidjson/document.h>

@@ -19,7 +19,9 @@
 #include <sys/socket.h>
 
 #include <ci/core/log.h>
-#include <ci/master/protocol.h>
+
+#include "master/protocol.h"
+#include "master/reported_build.h"
 
 namespace ci::master {
 

@@ -6,11 +6,11 @@
 
 #include <ci/config/load.h>
 #include <ci/core/clock.h>
-#include <ci/master/protocol.h>
 
 #include "master/credentials.h"
 #include "master/deliveries.h"
 #include "master/locks.h"
+#include "master/protocol.h"
 #include "master/registry.h"
 #include "master/router.h"
 #include "master/running.h"

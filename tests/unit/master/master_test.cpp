@@ -3,9 +3,9 @@
 #include <doctest/doctest.h>
 
 #include <ci/core/crypto.h>
-#include <ci/master/protocol.h>
 
 #include "master/dispatch.h"
+#include "master/protocol.h"
 
 namespace protocol = ci::master::protocol;
 using ci::master::Assignment;

@@ -1,7 +1,8 @@
 #pragma once
 
 /// \file
-/// The worker side of the worker protocol (see protocol.h): what `ci-worker start` runs.
+/// The worker side of the worker protocol (docs/api.md; lib/src/master/protocol.h): what `ci-worker
+/// start` runs.
 ///
 /// The worker connects out to the master, proves it knows its secret, and runs the builds the
 /// master sends (build::run_build), streaming their progress and logs back. It sends heartbeats;
@@ -17,7 +18,6 @@
 
 #include <ci/build/runner.h>
 #include <ci/core/error.h>
-#include <ci/master/protocol.h>
 
 namespace ci::master {
 
@@ -36,15 +36,6 @@ struct WorkerOptions {
     /// Called with one line for people on each state change (connected, build started, ...).
     std::function<void(const std::string&)> on_status;
 };
-
-/// Runs one build (build::run_build) and reports it as protocol messages through `send`, in
-/// order: StepStarted, LogChunk (numbered from 0 per step), CheckedOut, StepFinished, and
-/// BuildFinished last. What ci-worker and the master's local workers both do. Returns the
-/// outcome it reported.
-build::BuildOutcome run_reported_build(const build::BuildSpec& spec,
-                                       const build::RunnerOptions& options,
-                                       const std::function<void(protocol::Message)>& send,
-                                       std::stop_token stop);
 
 /// Runs the worker until `drain` is requested and its builds have ended (returns success), or
 /// until the master refuses it (PermissionDenied with the master's reason: a wrong name or
