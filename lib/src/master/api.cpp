@@ -849,8 +849,17 @@ void MasterState::handle_http(http::ServerRequest& request, http::Reply reply) {
             const bool events = parts[4] == "events";
             const bool follow = events || request.query.contains("follow");
             // Under the master's lock: no chunk can arrive between the stored log and the
-            // follower's registration.
+            // follower's registration. Chunks are queued under it too: wait (outside it) until
+            // none of this build's is still on its way to the disk.
             std::unique_lock lock(mutex);
+            for (int tries = 0; tries < 20 && log_writer->queued(*id) > 0; ++tries) {
+                lock.unlock();
+                const auto flushed = log_writer->flush(*id, std::chrono::seconds(1));
+                lock.lock();
+                if (!flushed) {
+                    break; // the disk fails: what is stored is all there is
+                }
+            }
             auto text = store->log(*id, step);
             if (!text) {
                 lock.unlock();

@@ -25,6 +25,8 @@
 #include <ci/store/ingest.h>
 #include <ci/store/store.h>
 
+#include "store/log_writer.h"
+
 namespace ci::master {
 
 class WorkerServer;
@@ -95,6 +97,7 @@ struct MasterState {
 
     std::unique_ptr<store::Store> store;
     std::unique_ptr<store::Ingestor> ingestor;
+    std::unique_ptr<store::LogWriter> log_writer; // build logs, group-committed off the lock
     std::unique_ptr<http::Server> http;
     std::unique_ptr<WorkerServer> worker_server;
 

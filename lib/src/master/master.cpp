@@ -123,6 +123,11 @@ Status MasterState::start_services() {
     } else {
         return fail(seen.error());
     }
+    auto logs = store::LogWriter::open(config.buildmaster.state);
+    if (!logs) {
+        return fail(logs.error());
+    }
+    log_writer = std::move(*logs);
     store::IngestOptions ingest_options;
     ingest_options.on_requests = [this](const std::vector<std::int64_t>&) { wake_dispatcher(); };
     auto ingest = store::Ingestor::start(config, *store, *clock, ingest_options);
@@ -452,6 +457,15 @@ void MasterState::worker_lost(const std::string& name, const Link* link, const s
 void MasterState::on_message(const std::string& worker_name,
                              const Link* link,
                              protocol::Message message) {
+    if (std::holds_alternative<protocol::LogChunk>(message)) {
+        log_writer->wait_for_room(); // outside the lock: the disk may be behind
+    } else if (const auto* done = std::get_if<protocol::BuildFinished>(&message)) {
+        // The build's log on disk before its end is recorded (a reader of a finished build
+        // sees it whole); a failing disk keeps it queued, and the end is recorded anyway.
+        if (auto flushed = log_writer->flush(done->build, std::chrono::seconds(10)); !flushed) {
+            log::error("build {}: {}", done->build, flushed.error().message);
+        }
+    }
     std::unique_lock lock(mutex);
     const auto worker = workers.find(worker_name);
     if (worker == workers.end() || worker->second.link.get() != link) {
@@ -490,17 +504,15 @@ void MasterState::on_message(const std::string& worker_name,
     } else if (const auto* started = std::get_if<protocol::StepStarted>(&message)) {
         (void)store->save_step(
             store::Step{build_id, started->step, started->name, time, std::nullopt, "", {}});
-    } else if (const auto* chunk = std::get_if<protocol::LogChunk>(&message)) {
-        if (auto status = store->append_log(build_id, chunk->step, chunk->sequence, chunk->text);
-            !status) {
-            log::error("build {}: {}", build_id, status.error().message);
-        }
+    } else if (auto* chunk = std::get_if<protocol::LogChunk>(&message)) {
         if (auto followers = run.followers.find(chunk->step); followers != run.followers.end()) {
             std::erase_if(followers->second, [&](const Follower& follower) {
                 return !follower.stream->write(follower.events ? sse_event("log", chunk->text)
                                                                : chunk->text);
             });
         }
+        // Queued under the lock (never waits): a log read under it sees queued(build) exactly.
+        log_writer->append(build_id, chunk->step, chunk->sequence, std::move(chunk->text));
     } else if (const auto* finished = std::get_if<protocol::StepFinished>(&message)) {
         auto steps = store->steps(build_id);
         std::string name;
@@ -750,7 +762,8 @@ void MasterState::shutdown() {
         }
         http.reset();
         worker_server.reset();
-        ingestor.reset(); // writes what is queued
+        log_writer.reset(); // writes what is queued
+        ingestor.reset();   // writes what is queued
         log::info("master stopped");
     });
 }
