@@ -14,7 +14,8 @@ namespace ci::store::detail {
 inline constexpr const char* insert_log_chunk_sql =
     "INSERT OR IGNORE INTO log_chunks VALUES (?1, ?2, ?3, ?4)";
 
-/// The stored form of `text`: its size (4 bytes, host order) then zlib at level 1.
+/// The stored form of `text`: its size (4 bytes, host order), then the text compressed at the
+/// fastest level in the zlib format (by libdeflate when libci was built with it, else by zlib).
 [[nodiscard]] std::string compress_log_text(std::string_view text);
 
 /// The text back; nullopt when `stored` is not a chunk compress_log_text wrote (corrupt).

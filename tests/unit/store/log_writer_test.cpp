@@ -14,6 +14,7 @@
 #include <string>
 #include <thread>
 #include <vector>
+#include <zlib.h>
 
 #include <doctest/doctest.h>
 #include <sqlite3.h>
@@ -22,6 +23,7 @@
 #include <ci/core/log.h>
 #include <ci/store/store.h>
 
+#include "store/log_codec.h"
 #include "store/log_writer.h"
 #include "support/require_ok.h"
 #include "support/skip.h"
@@ -379,4 +381,40 @@ TEST_CASE("log writer: a full disk (a 1 MiB tmpfs mounted for the test) fails th
     auto log = store->log(9, 1);
     REQUIRE_OK(log);
     CHECK(*log == expected);
+}
+
+TEST_CASE("log codec: chunks in the zlib format read back whoever compressed them") {
+    std::string text;
+    for (int i = 0; i < 5000; ++i) {
+        text += line_text(i);
+    }
+    // What libci writes (libdeflate or zlib) is what zlib's uncompress() reads.
+    const auto stored = ci::store::detail::compress_log_text(text);
+    std::uint32_t original = 0;
+    REQUIRE(stored.size() > sizeof original);
+    std::memcpy(&original, stored.data(), sizeof original);
+    CHECK(original == text.size());
+    CHECK(stored.size() < text.size() / 4);
+    std::string back(text.size(), '\0');
+    uLongf size = back.size();
+    REQUIRE(uncompress(reinterpret_cast<Bytef*>(back.data()),
+                       &size,
+                       reinterpret_cast<const Bytef*>(stored.data() + sizeof original),
+                       stored.size() - sizeof original) == Z_OK);
+    CHECK(back == text);
+
+    // A chunk zlib compressed (as libci built without libdeflate, or an older one, wrote it).
+    uLongf bound = compressBound(text.size());
+    std::string zlib_stored(sizeof original + bound, '\0');
+    std::memcpy(zlib_stored.data(), &original, sizeof original);
+    REQUIRE(compress2(reinterpret_cast<Bytef*>(zlib_stored.data() + sizeof original),
+                      &bound,
+                      reinterpret_cast<const Bytef*>(text.data()),
+                      text.size(),
+                      1) == Z_OK);
+    zlib_stored.resize(sizeof original + bound);
+    CHECK(ci::store::detail::decompress_log_text(zlib_stored) == text);
+    CHECK(ci::store::detail::decompress_log_text(stored) == text);
+    CHECK_FALSE(ci::store::detail::decompress_log_text(stored.substr(0, stored.size() / 2)));
+    CHECK_FALSE(ci::store::detail::decompress_log_text("ab"));
 }
