@@ -45,7 +45,7 @@ import time
 import uuid
 
 # Helpers shared with the webhook benchmark beside this file.
-from webhook_bench import tail, write_secret
+from webhook_bench import rss_mb, tail, write_secret
 
 TARGET_MB_S = 250.0
 TARGET_HEALTHZ_P99_MS = 10.0
@@ -301,6 +301,7 @@ schedulers:
               f"through a remote ci-worker; state in {args.state_dir}; {args.rounds} rounds")
         # Warm up: the worker's first build clones the repository.
         timed_build(client, "quiet", auth_header)
+        rss_before = rss_mb(master.pid)
 
         results = multiprocessing.Queue()
         probes = [
@@ -316,6 +317,8 @@ schedulers:
         times = {"quiet": [], "loud": []}
         windows = {"quiet": [], "loud": []}
         cpu = {"quiet": [], "loud": []}
+        rss_after = []  # after each loud build, before its log is read back
+        rss_rounds = []  # at the end of each round (its log read back, 0.3 s later)
         for round_number in range(args.rounds):
             for builder in ("quiet", "loud"):
                 start = time.monotonic()
@@ -328,6 +331,7 @@ schedulers:
                 if build["result"] != "success":
                     raise RuntimeError(f"build {build['id']} of {builder}: {build['result']}")
                 if builder == "loud":
+                    rss_after.append(rss_mb(master.pid))
                     status, log = client.request("GET", f"/api/v1/builds/{build['id']}/steps/1/log")
                     # The step's log is the output with the runner's header and end lines.
                     whole = status == 200 and expected in log
@@ -337,6 +341,7 @@ schedulers:
                     if not whole:
                         raise RuntimeError(f"the log of build {build['id']} is incomplete")
                 time.sleep(0.3)
+            rss_rounds.append(rss_mb(master.pid))
         stop_probes.set()
         samples = {}
         for _ in probes:
@@ -367,6 +372,9 @@ schedulers:
             print(f"CPU per {builder} build: ci-master "
                   f"{statistics.median(c[0] for c in cpu[builder]):.3f} s, ci-worker with its "
                   f"steps {statistics.median(c[1] for c in cpu[builder]):.3f} s")
+        print(f"ci-master RSS: {rss_before:.1f} MB before the rounds; after each loud build (before "
+              f"its log is read back): {', '.join(f'{r:.1f}' for r in rss_after)} MB; at the end "
+              f"of each round: {', '.join(f'{r:.1f}' for r in rss_rounds)} MB")
         print(describe_samples("GET /healthz during loud builds", during("healthz", "loud"),
                                TARGET_HEALTHZ_P99_MS))
         print(describe_samples("GET /healthz during quiet builds", during("healthz", "quiet")))

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <condition_variable>
 #include <deque>
+#include <malloc.h>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -161,11 +162,23 @@ private:
         Clock::time_point retry_at{};
         std::vector<Row> held; // compressed, not yet committed: a failed round's rows
         std::size_t held_bytes = 0;
+        constexpr std::size_t trim_after = std::size_t{4} << 20;
+        std::size_t written_since_trim = 0;
         for (;;) {
             std::vector<Queued> taken;
             {
                 std::unique_lock lock(mutex_);
                 if (held.empty()) {
+                    if (queue_.empty() && written_since_trim >= trim_after) {
+                        // A burst is written: give its memory back (the queue's chunks were
+                        // freed on this thread and others; glibc keeps freed pages otherwise).
+                        lock.unlock();
+#ifdef __GLIBC__
+                        ::malloc_trim(0);
+#endif
+                        lock.lock();
+                        written_since_trim = 0;
+                    }
                     work_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
                     if (queue_.empty()) {
                         return; // stopping, and everything is on disk
@@ -200,6 +213,7 @@ private:
             }
             taken.clear();
             if (auto written = write(held); written) {
+                written_since_trim += held_bytes;
                 committed(held);
                 held.clear();
                 held_bytes = 0;

@@ -21,7 +21,7 @@ struct LogWriterOptions {
     /// Text queued and not yet on disk (in raw bytes, including chunks kept after a failed write)
     /// above which wait_for_room() waits: memory stays bounded when the disk is slower than the
     /// builds, or fails.
-    std::size_t memory_limit = std::size_t{64} << 20;
+    std::size_t memory_limit = std::size_t{16} << 20;
     /// At most this much text per transaction, so that the database's write lock (which webhook
     /// commits also need) is held briefly.
     std::size_t round_bytes = std::size_t{4} << 20;
