@@ -23,8 +23,13 @@ that builds nothing during the run.
 
 Side by side: `ci-worker run-step -- sh -c 'seq N'` into /dev/null (the worker's own process
 runner, no master) and the bare `sh -c 'seq N'` into /dev/null, median of --rounds runs each.
+Also printed: CPU seconds of ci-master and of ci-worker (with its steps) per build, which other
+load on the machine disturbs less than the times, and ci-master's RSS.
 Target (issue 13): a log throughput of at least 250 MB/s, GET /healthz p99 under 10 ms, webhooks
 still acknowledged during the build. It prints the numbers and the ratio; it does not assert.
+
+Measure a release build (`meson setup build-release --buildtype=release`) on an idle machine:
+every process here wants a CPU at once, and on a shared one the times follow its load (printed).
 """
 import argparse
 import base64
@@ -45,7 +50,7 @@ import time
 import uuid
 
 # Helpers shared with the webhook benchmark beside this file.
-from webhook_bench import rss_mb, tail, write_secret
+from webhook_bench import fsync_probe, rss_mb, tail, write_secret
 
 TARGET_MB_S = 250.0
 TARGET_HEALTHZ_P99_MS = 10.0
@@ -298,7 +303,9 @@ schedulers:
         auth_header = "Basic " + base64.b64encode(f"{AUTH[0]}:{AUTH[1]}".encode()).decode()
 
         print(f"== build log ingest: step `{command}` ({len(expected):,} bytes, {size_mb:.1f} MB) "
-              f"through a remote ci-worker; state in {args.state_dir}; {args.rounds} rounds")
+              f"through a remote ci-worker; state in {args.state_dir} (fdatasync of 4 KiB "
+              f"{fsync_probe(root):.2f} ms); {args.rounds} rounds; load average "
+              f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
         # Warm up: the worker's first build clones the repository.
         timed_build(client, "quiet", auth_header)
         rss_before = rss_mb(master.pid)
@@ -362,7 +369,7 @@ schedulers:
                                    args.rounds)
         bare, _ = time_command(["sh", "-c", command], args.rounds)
 
-        print("\n== summary (medians)")
+        print(f"\n== summary (medians; load average now {os.getloadavg()[0]:.1f})")
         print(f"quiet build (step `true`), force to finished: {quiet:.3f} s")
         print(f"loud build (step `{command}`), force to finished: {loud:.3f} s")
         print(f"log throughput end to end: {size_mb:.1f} MB in {log_seconds:.3f} s = "

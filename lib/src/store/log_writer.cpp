@@ -228,38 +228,39 @@ private:
     }
 
     Status write(const std::vector<Row>& rows) {
-        const auto error = [&](const char* what) -> Status {
-            const int code = sqlite3_errcode(db_);
+        // The error first (a reset or a rollback may replace SQLite's message), then the rollback.
+        const auto failed = [&](const char* what) -> Status {
             auto failure = fail(
                 ErrorCode::Store,
                 fmt::format(
                     "{}: {} {} log chunk(s): {}", path_, what, rows.size(), sqlite3_errmsg(db_)),
-                code);
+                sqlite3_errcode(db_));
+            sqlite3_reset(insert_);
+            sqlite3_clear_bindings(insert_);
             (void)sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
             return failure;
         };
         if (sqlite3_exec(db_, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) != SQLITE_OK) {
-            return error("begin writing");
+            return failed("begin writing");
         }
         for (const auto& row : rows) {
             sqlite3_bind_int64(insert_, 1, row.build);
             sqlite3_bind_int64(insert_, 2, row.step);
             sqlite3_bind_int64(insert_, 3, row.sequence);
+            // STATIC: the rows outlive the statement's use of them (reset below).
             sqlite3_bind_blob(insert_,
                               4,
                               row.compressed.data(),
                               static_cast<int>(row.compressed.size()),
                               SQLITE_STATIC);
-            const int code = sqlite3_step(insert_);
-            sqlite3_reset(insert_);
-            if (code != SQLITE_DONE) {
-                sqlite3_clear_bindings(insert_);
-                return error("write");
+            if (sqlite3_step(insert_) != SQLITE_DONE) {
+                return failed("write");
             }
+            sqlite3_reset(insert_);
         }
         sqlite3_clear_bindings(insert_);
         if (sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK) {
-            return error("commit");
+            return failed("commit");
         }
         return {};
     }
