@@ -221,7 +221,8 @@ def main():
     parser.add_argument("--state-dir", default="/tmp",
                         help="where ci-master keeps its SQLite state (default /tmp, on disk)")
     parser.add_argument("--healthz-interval-ms", type=float, default=5)
-    parser.add_argument("--webhook-interval-ms", type=float, default=20)
+    parser.add_argument("--webhook-interval-ms", type=float, default=20,
+                        help="0: send no webhooks")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = parser.parse_args()
 
@@ -314,10 +315,11 @@ schedulers:
         probes = [
             multiprocessing.Process(target=probe, args=(
                 "healthz", web_port, args.healthz_interval_ms / 1000, stop_probes, results)),
-            multiprocessing.Process(target=probe, args=(
-                "webhook", web_port, args.webhook_interval_ms / 1000, stop_probes, results,
-                origin, webhook_secret, tip)),
         ]
+        if args.webhook_interval_ms > 0:
+            probes.append(multiprocessing.Process(target=probe, args=(
+                "webhook", web_port, args.webhook_interval_ms / 1000, stop_probes, results,
+                origin, webhook_secret, tip)))
         for p in probes:
             p.start()
         time.sleep(0.5)
