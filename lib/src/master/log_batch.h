@@ -20,8 +20,8 @@ namespace ci::master::detail {
 
 /// When a batch is sent.
 struct LogBatchLimits {
-    std::size_t max_bytes = 64 * 1024;        ///< a chunk's text is never longer
-    std::chrono::milliseconds max_delay{100}; ///< no output waits longer than this
+    std::size_t max_bytes = std::size_t{64} * 1024; ///< a chunk's text is never longer
+    std::chrono::milliseconds max_delay{100};       ///< no output waits longer than this
 };
 
 /// The pending output of one build, and the numbering of its chunks (0, 1, 2, ... per step).

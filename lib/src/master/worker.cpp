@@ -287,7 +287,8 @@ private:
 class BatchedSender {
 public:
     BatchedSender(std::int64_t build, const std::function<void(protocol::Message)>& send)
-        : batch_(build), send_(send), flusher_([this](std::stop_token stop) { run(stop); }) {}
+        : batch_(build), send_(send), flusher_([this](const std::stop_token& stop) { run(stop); }) {
+    }
     ~BatchedSender() {
         flusher_.request_stop();
         flusher_.join();
