@@ -266,6 +266,12 @@ private:
     }
 
     void committed(const std::vector<Row>& rows) {
+        // Before flush() can return for them: a caller that flushed sees them reported.
+        if (options_.on_written) {
+            for (const auto& row : rows) {
+                options_.on_written(row.build, row.step, row.sequence);
+            }
+        }
         bool recovered = false;
         std::uint64_t failures = 0;
         {

@@ -41,6 +41,9 @@ struct LogWriterOptions {
     std::function<void(const Error&)> on_failure;
     /// Called on the writer thread after the first successful write that follows failures.
     std::function<void()> on_recovered;
+    /// Called on the writer thread for each chunk once it is on disk, in the order of append()
+    /// (for a copy in memory that may now let the chunk go); before flush() returns for it.
+    std::function<void(std::int64_t build, int step, std::int64_t sequence)> on_written;
 };
 
 /// Appends log chunks to the log_chunks table of a state database that open_sqlite created, as

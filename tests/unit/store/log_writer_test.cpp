@@ -13,6 +13,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 #include <zlib.h>
 
@@ -109,7 +110,14 @@ std::string line_text(int i) {
 TEST_CASE("log writer: what was queued while a round ran is written in one commit, as "
           "Store::log reads it") {
     Database db;
-    auto writer = open_writer(db.path, patient());
+    std::mutex mutex;
+    std::vector<std::tuple<std::int64_t, int, std::int64_t>> written;
+    auto options = patient();
+    options.on_written = [&](std::int64_t build, int step, std::int64_t sequence) {
+        const std::lock_guard guard(mutex);
+        written.emplace_back(build, step, sequence);
+    };
+    auto writer = open_writer(db.path, options);
 
     std::string build1_step1;
     std::string build2_step0;
@@ -134,6 +142,15 @@ TEST_CASE("log writer: what was queued while a round ran is written in one commi
     CHECK(stats.failures == 0);
     CHECK(stats.queued_bytes == 0);
     CHECK(writer->queued(1) == 0);
+    {
+        // Each chunk reported once on disk, in the order it was appended.
+        const std::lock_guard guard(mutex);
+        REQUIRE(written.size() == 400);
+        for (int i = 0; i < 200; ++i) {
+            CHECK(written[2 * i] == std::tuple<std::int64_t, int, std::int64_t>{1, 1, i});
+            CHECK(written[2 * i + 1] == std::tuple<std::int64_t, int, std::int64_t>{2, 0, i});
+        }
+    }
 
     auto log = db.store->log(1, 1);
     REQUIRE_OK(log);
