@@ -76,7 +76,9 @@ public:
 
     /// Waits while more than memory_limit bytes are queued (the disk is behind or failing). Call
     /// it before append(), outside any lock other threads wait on: append itself never waits.
-    /// Returns at once when the writer is stopping.
+    /// While writes fail with the queue full, it waits until they succeed again: that is the
+    /// back-pressure a caller gets (the master's worker connections stop being read). Returns
+    /// at once when the writer is stopping.
     void wait_for_room();
 
     /// Queues chunk `sequence` of a step's log. Never waits (see wait_for_room) and never touches
