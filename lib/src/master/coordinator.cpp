@@ -83,6 +83,11 @@ void Coordinator::lost(const std::string& name, const Link* link, const std::str
 }
 
 void Coordinator::message(const std::string& name, const Link* link, protocol::Message message) {
+    if (std::holds_alternative<protocol::LogChunk>(message)) {
+        // Back-pressure: while the disk is far behind (or fails), this worker's connection waits
+        // here rather than the master's memory growing without bound.
+        p_.logs.wait_for_room();
+    }
     if (!p_.workers.heard(name, link)) {
         return; // a connection the master already gave up on
     }
@@ -114,16 +119,10 @@ void Coordinator::message(const std::string& name, const Link* link, protocol::M
                 [step = std::move(*step)](store::Store& store) { return store.save_step(step); });
         }
     } else if (auto* chunk = std::get_if<protocol::LogChunk>(&message)) {
+        // Memory first (followers see it at once), then the log writer's queue; on_written lets
+        // RunningBuilds drop it once it is on disk.
         p_.running.log(id, chunk->step, chunk->sequence, chunk->text);
-        auto& running = p_.running;
-        p_.writes.post(
-            fmt::format(
-                "chunk {} of the log of build {} step {}", chunk->sequence, id, chunk->step),
-            [id, step = chunk->step, sequence = chunk->sequence, text = std::move(chunk->text)](
-                store::Store& store) { return store.append_log(id, step, sequence, text); },
-            [&running, id, step = chunk->step, sequence = chunk->sequence] {
-                running.logged(id, step, sequence);
-            });
+        p_.logs.append(id, chunk->step, chunk->sequence, std::move(chunk->text));
     } else if (const auto* finished = std::get_if<protocol::StepFinished>(&message)) {
         step_finished(id, *finished);
     } else if (const auto* done = std::get_if<protocol::BuildFinished>(&message)) {
@@ -150,14 +149,19 @@ void Coordinator::finish(std::int64_t id, BuildResult result, const std::string&
     const auto final_result = *build.result;
     const bool again = final_result == BuildResult::Retry;
     auto& running = p_.running;
-    // The build and its request in one queued write, after its log chunks (the queue keeps
-    // their order): once the store says the build ended, its log is complete there.
+    // The build and its request in one queued write, once its log is on disk: when the store
+    // says the build ended, its log is complete there.
     p_.writes.post(
         fmt::format("the end of build {} ({}) and of its request {}",
                     id,
                     to_string(final_result),
                     build.request_id),
-        [build, again](store::Store& store) -> Status {
+        [build, again, &logs = p_.logs](store::Store& store) -> Status {
+            // Its log first (the log writer's own queue): a reader of a finished build sees it
+            // whole. A disk that fails keeps the chunks queued there; the end waits for them.
+            if (auto flushed = logs.flush(build.id, std::chrono::seconds(10)); !flushed) {
+                return flushed;
+            }
             if (auto status = store.update_build(build); !status) {
                 return status;
             }

@@ -24,6 +24,7 @@
 #include "master/registry.h"
 #include "master/running.h"
 #include "master/store_writes.h"
+#include "store/log_writer.h"
 
 namespace ci::master {
 
@@ -55,6 +56,7 @@ public:
         LockTable& locks;
         Metrics& metrics;
         StoreWrites& writes;
+        store::LogWriter& logs; ///< build logs, written on their own thread
         /// Called whenever a slot or a lock may have come free.
         std::function<void()> wake_dispatcher;
     };

@@ -32,6 +32,7 @@
 #include "master/store_writes.h"
 #include "master/worker_server.h"
 #include "store/ingest.h"
+#include "store/log_writer.h"
 
 namespace ci::master::detail {
 
@@ -60,6 +61,7 @@ struct MasterState {
     std::unique_ptr<store::Ingestor> ingestor;
     std::unique_ptr<Services> services;
     std::unique_ptr<Router> router;
+    std::unique_ptr<store::LogWriter> logs; ///< build logs, group-committed off every lock
     std::unique_ptr<http::Server> http;
     std::unique_ptr<WorkerServer> worker_server;
     std::unique_ptr<Poller> poller;

@@ -68,6 +68,18 @@ Status MasterState::open_store() {
     }
     reads = std::move(*pool);
     writes = std::make_unique<StoreWrites>(*store, metrics);
+    // Build logs: their own connection and thread, group commits at synchronous=NORMAL.
+    store::LogWriterOptions log_options;
+    log_options.on_failure = [this](const Error& error) { writes->note_other_write(fail(error)); };
+    log_options.on_recovered = [this] { writes->note_other_write({}); };
+    log_options.on_written = [this](std::int64_t build, int step, std::int64_t sequence) {
+        running.logged(build, step, sequence);
+    };
+    auto log_writer = store::LogWriter::open(config.buildmaster.state, log_options);
+    if (!log_writer) {
+        return fail(log_writer.error());
+    }
+    logs = std::move(*log_writer);
     return {};
 }
 
@@ -75,10 +87,10 @@ Status MasterState::start() {
     if (auto status = open_store(); !status) {
         return status;
     }
-    coordinator = std::make_unique<Coordinator>(
-        Coordinator::Parts{clock, credentials, workers, running, locks, metrics, *writes, [this] {
-                               dispatcher->wake();
-                           }});
+    coordinator = std::make_unique<Coordinator>(Coordinator::Parts{
+        clock, credentials, workers, running, locks, metrics, *writes, *logs, [this] {
+            dispatcher->wake();
+        }});
     dispatcher = std::make_unique<Dispatcher>(Dispatcher::Parts{config,
                                                                 clock,
                                                                 *store,
@@ -264,6 +276,7 @@ void MasterState::shutdown() {
         http.reset();
         worker_server.reset();
         ingestor.reset(); // writes what is queued
+        logs.reset();     // writes what is queued (retrying a few seconds if it fails)
         if (writes) {
             for (const auto& lost :
                  writes->drain(std::chrono::steady_clock::now() + std::chrono::seconds(10))) {

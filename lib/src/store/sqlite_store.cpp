@@ -7,7 +7,6 @@
 #include <unordered_map>
 #include <utility>
 #include <vector>
-#include <zlib.h>
 
 #include <fmt/format.h>
 #include <rapidjson/document.h>
@@ -16,6 +15,8 @@
 #include <sqlite3.h>
 
 #include <ci/store/store.h>
+
+#include "store/log_codec.h"
 
 namespace ci::store {
 
@@ -195,39 +196,6 @@ std::optional<std::map<std::string, std::string>> strict_map_from_json(const std
 
 std::map<std::string, std::string> map_from_json(const std::string& text) {
     return strict_map_from_json(text).value_or(std::map<std::string, std::string>{});
-}
-
-// Logs compress about tenfold; zlib at its fastest level keeps ingest cheap.
-std::string compress_text(std::string_view text) {
-    uLongf size = compressBound(static_cast<uLong>(text.size()));
-    std::string out(size, '\0');
-    compress2(reinterpret_cast<Bytef*>(out.data()),
-              &size,
-              reinterpret_cast<const Bytef*>(text.data()),
-              static_cast<uLong>(text.size()),
-              1);
-    out.resize(size);
-    // The original size first, so that decompressing needs no guessing.
-    const auto original = static_cast<std::uint32_t>(text.size());
-    return std::string(reinterpret_cast<const char*>(&original), sizeof original) + out;
-}
-
-std::optional<std::string> decompress_text(const std::string& stored) {
-    std::uint32_t original = 0;
-    if (stored.size() < sizeof original) {
-        return std::nullopt;
-    }
-    std::memcpy(&original, stored.data(), sizeof original);
-    std::string out(original, '\0');
-    uLongf size = original;
-    if (uncompress(reinterpret_cast<Bytef*>(out.data()),
-                   &size,
-                   reinterpret_cast<const Bytef*>(stored.data() + sizeof original),
-                   static_cast<uLong>(stored.size() - sizeof original)) != Z_OK ||
-        size != original) {
-        return std::nullopt;
-    }
-    return out;
 }
 
 const char* state_name(RequestState state) {
@@ -838,12 +806,11 @@ public:
                       std::string_view text) override {
         const std::lock_guard lock(mutex_);
         // INSERT OR IGNORE: a chunk sent again after a reconnection is stored once.
-        Statement statement(*statements_,
-                            "INSERT OR IGNORE INTO log_chunks VALUES (?1, ?2, ?3, ?4)");
+        Statement statement(*statements_, detail::insert_log_chunk_sql);
         statement.bind(1, build)
             .bind(2, static_cast<std::int64_t>(step))
             .bind(3, sequence)
-            .bind_blob(4, compress_text(text));
+            .bind_blob(4, detail::compress_log_text(text));
         if (statement.step() != SQLITE_DONE) {
             return fail(
                 error(fmt::format("store log chunk {} of build {} step {}", sequence, build, step))
@@ -863,7 +830,7 @@ public:
         std::string out;
         int code = SQLITE_OK;
         while ((code = statement.step()) == SQLITE_ROW) {
-            auto text = decompress_text(statement.blob(1));
+            auto text = detail::decompress_log_text(statement.blob(1));
             if (!text) {
                 return fail(ErrorCode::Store,
                             fmt::format("{}: log chunk {} of build {} step {} is corrupt",
