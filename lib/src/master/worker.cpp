@@ -383,6 +383,52 @@ build::BuildOutcome run_reported_build(const build::BuildSpec& spec,
     return outcome;
 }
 
+namespace {
+
+// Answers the master's challenge and reads its welcome; returns the heartbeat interval. A
+// latent worker's `secret` becomes the one both sides derive for its next login (rotate).
+Result<std::chrono::seconds>
+log_in(Connection& connection, const WorkerOptions& options, std::string& secret) {
+    auto line = connection.read_line(std::chrono::seconds(30));
+    if (!line) {
+        return fail(line.error());
+    }
+    auto challenge = protocol::decode(*line);
+    if (!challenge || !std::holds_alternative<protocol::Challenge>(*challenge)) {
+        return fail(ErrorCode::Io, "the master did not send a challenge");
+    }
+    const auto& nonce = std::get<protocol::Challenge>(*challenge).nonce;
+    connection.send(
+        protocol::Hello{options.name, protocol::proof(secret, nonce), options.max_builds});
+    line = connection.read_line(std::chrono::seconds(30));
+    if (!line) {
+        return fail(line.error());
+    }
+    auto answer = protocol::decode(*line);
+    if (!answer) {
+        return fail(answer.error());
+    }
+    if (const auto* refused = std::get_if<protocol::Refused>(&*answer)) {
+        return fail(ErrorCode::PermissionDenied,
+                    fmt::format("the master at {}:{} refused worker \"{}\": {}",
+                                options.host,
+                                options.port,
+                                options.name,
+                                refused->reason));
+    }
+    const auto* welcome = std::get_if<protocol::Welcome>(&*answer);
+    if (welcome == nullptr) {
+        return fail(ErrorCode::Io, "the master answered the hello with something else");
+    }
+    if (welcome->rotate) {
+        secret = protocol::next_secret(secret, nonce);
+        (void)log::add_secret(secret);
+    }
+    return std::chrono::seconds(std::max(1, welcome->heartbeat_seconds));
+}
+
+} // namespace
+
 Status run_worker(const WorkerOptions& options, std::stop_token drain) {
     if (!options.runner.slots) {
         // One set of work directory slots for every build of this worker, across reconnections.
@@ -407,44 +453,7 @@ Status run_worker(const WorkerOptions& options, std::stop_token drain) {
         Result<std::chrono::seconds> welcomed = fail(ErrorCode::Io, "not connected");
         if (connected) {
             auto& connection = **connected;
-            welcomed = [&]() -> Result<std::chrono::seconds> {
-                auto line = connection.read_line(std::chrono::seconds(30));
-                if (!line) {
-                    return fail(line.error());
-                }
-                auto challenge = protocol::decode(*line);
-                if (!challenge || !std::holds_alternative<protocol::Challenge>(*challenge)) {
-                    return fail(ErrorCode::Io, "the master did not send a challenge");
-                }
-                const auto& nonce = std::get<protocol::Challenge>(*challenge).nonce;
-                connection.send(protocol::Hello{
-                    options.name, protocol::proof(secret, nonce), options.max_builds});
-                line = connection.read_line(std::chrono::seconds(30));
-                if (!line) {
-                    return fail(line.error());
-                }
-                auto answer = protocol::decode(*line);
-                if (!answer) {
-                    return fail(answer.error());
-                }
-                if (const auto* refused = std::get_if<protocol::Refused>(&*answer)) {
-                    return fail(ErrorCode::PermissionDenied,
-                                fmt::format("the master at {}:{} refused worker \"{}\": {}",
-                                            options.host,
-                                            options.port,
-                                            options.name,
-                                            refused->reason));
-                }
-                const auto* welcome = std::get_if<protocol::Welcome>(&*answer);
-                if (welcome == nullptr) {
-                    return fail(ErrorCode::Io, "the master answered the hello with something else");
-                }
-                if (welcome->rotate) {
-                    secret = protocol::next_secret(secret, nonce);
-                    (void)log::add_secret(secret);
-                }
-                return std::chrono::seconds(std::max(1, welcome->heartbeat_seconds));
-            }();
+            welcomed = log_in(connection, options, secret);
             if (welcomed) {
                 status(fmt::format("connected to the master at {}:{} as {}",
                                    options.host,
