@@ -453,6 +453,61 @@ TEST_CASE("ingest: waits restored at start end at their deadlines with no other 
     CHECK(store->scheduler_state()->waits.empty());
 }
 
+TEST_CASE("ingest: a failing disk backs the writer's retries off instead of a hot loop, and "
+          "the waits end once it works again") {
+    ci::test::TempDir dir;
+    const auto path = dir / "state.sqlite";
+    const auto config = ingest_config("1s");
+    ci::store::SqliteOptions sqlite_options;
+    sqlite_options.busy_timeout = 1ms; // a locked database fails a write at once
+    auto opened = ci::store::open_sqlite(path, sqlite_options);
+    REQUIRE_OK(opened);
+    auto& store = **opened;
+    ci::SystemClock clock;
+    std::mutex mutex;
+    int failures = 0;
+    int successes_after_failure = 0;
+    ci::store::IngestOptions options;
+    options.first_retry = 100ms;
+    options.on_commit = [&](const ci::Status& status) {
+        const std::lock_guard guard(mutex);
+        if (!status) {
+            ++failures;
+        } else if (failures > 0) {
+            ++successes_after_failure;
+        }
+    };
+    auto ingestor = ci::store::Ingestor::start(config, store, clock, options);
+    REQUIRE_OK(ingestor);
+    ci::sched::Change change;
+    change.repository = "app";
+    change.branch = "b";
+    change.revision = "r";
+    REQUIRE_OK((*ingestor)->submit(ci::sched::Push{{change}}).get());
+
+    // Another connection holds the write lock past the wait's deadline: every tick fails.
+    sqlite3* other = nullptr;
+    REQUIRE(sqlite3_open(path.c_str(), &other) == SQLITE_OK);
+    REQUIRE(sqlite3_exec(other, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) == SQLITE_OK);
+    std::this_thread::sleep_for(2500ms);
+    int failed_while_locked = 0;
+    {
+        const std::lock_guard guard(mutex);
+        failed_while_locked = failures;
+    }
+    (void)sqlite3_exec(other, "ROLLBACK", nullptr, nullptr, nullptr);
+    sqlite3_close(other);
+    // 100, 200, 400, 800 ms...: a handful of attempts in 1.5 s of failures, not thousands.
+    CHECK(failed_while_locked >= 1);
+    CHECK(failed_while_locked <= 6);
+    for (int i = 0; i < 200 && store.requests(ci::store::RequestState::Pending)->empty(); ++i) {
+        std::this_thread::sleep_for(50ms);
+    }
+    CHECK(store.requests(ci::store::RequestState::Pending)->size() == 1);
+    const std::lock_guard guard(mutex);
+    CHECK(successes_after_failure >= 1);
+}
+
 TEST_CASE("store: builds, steps, compressed logs, workers and latent instances") {
     ci::test::TempDir dir;
     const auto path = dir / "state.sqlite";
