@@ -62,11 +62,7 @@ Status MasterState::open_store() {
         return fail(seen.error());
     }
     deliveries.load(*seen);
-    auto pool = ReadPool::open(config.buildmaster.state, 2);
-    if (!pool) {
-        return fail(pool.error());
-    }
-    reads = std::move(*pool);
+    reads = std::make_unique<ReadPool>(config.buildmaster.state, 2);
     writes = std::make_unique<StoreWrites>(*store, metrics);
     // Build logs: their own connection and thread, group commits at synchronous=NORMAL.
     store::LogWriterOptions log_options;

@@ -1,23 +1,8 @@
 #include "master/read_pool.h"
 
-namespace ci::master {
+#include <ci/core/log.h>
 
-Result<std::unique_ptr<ReadPool>> ReadPool::open(const std::filesystem::path& path,
-                                                 unsigned threads) {
-    std::unique_ptr<ReadPool> pool(new ReadPool());
-    for (unsigned i = 0; i < std::max(1U, threads); ++i) {
-        auto connection = store::open_sqlite(path);
-        if (!connection) {
-            return fail(connection.error());
-        }
-        pool->connections_.push_back(std::move(*connection));
-    }
-    for (auto& connection : pool->connections_) {
-        pool->threads_.emplace_back(
-            [raw = pool.get(), store = connection.get()] { raw->run(*store); });
-    }
-    return pool;
-}
+namespace ci::master {
 
 ReadPool::~ReadPool() {
     {
@@ -34,11 +19,15 @@ void ReadPool::post(std::function<void(store::Store&)> read) {
     {
         const std::lock_guard lock(mutex_);
         queue_.push_back(std::move(read));
+        if (threads_.size() < threads_wanted_) {
+            threads_.emplace_back([this] { run(); });
+        }
     }
     wake_.notify_one();
 }
 
-void ReadPool::run(store::Store& store) {
+void ReadPool::run() {
+    std::unique_ptr<store::Store> store;
     std::unique_lock lock(mutex_);
     for (;;) {
         wake_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
@@ -48,7 +37,17 @@ void ReadPool::run(store::Store& store) {
         auto read = std::move(queue_.front());
         queue_.pop_front();
         lock.unlock();
-        read(store);
+        if (!store) {
+            if (auto opened = store::open_sqlite(path_)) {
+                store = std::move(*opened);
+            } else {
+                log::error("API read: {}", opened.error().message);
+            }
+        }
+        if (store) {
+            read(*store);
+        }
+        read = nullptr; // a Reply it held answers (500) here, outside the lock
         lock.lock();
     }
 }
