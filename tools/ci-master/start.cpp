@@ -182,7 +182,7 @@ void setup_start(CLI::App& app, Runner& runner) {
         ->check(CLI::Range(0, 86400));
     sub->add_option("--heartbeat",
                     command->heartbeat,
-                    "Seconds between worker heartbeats; a worker silent for 3 is lost")
+                    "Seconds between worker heartbeats; a worker silent for three of them is lost")
         ->default_str("10")
         ->check(CLI::Range(1, 3600));
     sub->callback([&runner, command] { runner = [command] { return run_start(*command); }; });

@@ -174,10 +174,17 @@ void stored_log(Services& s, const LogQuery& q, http::Reply reply) {
             return;
         }
         std::string result;
+        bool found = false;
         for (const auto& step : *steps) {
+            found = found || step.number == q.step;
             if (step.number == q.step && step.result) {
                 result = to_string(*step.result);
             }
+        }
+        if (!found) {
+            reply.send(
+                error_response(404, fmt::format("build {} has no step {}", q.build, q.step)));
+            return;
         }
         if (result.empty() && (*build)->result) {
             result = to_string(*(*build)->result);
@@ -190,6 +197,12 @@ void step_log(Services& s, const LogQuery& q, http::Reply reply) {
     auto snapshot = s.running.snapshot(q.build, q.step, nullptr);
     if (!snapshot) {
         stored_log(s, q, std::move(reply));
+        return;
+    }
+    if (!snapshot->started && !(q.follow && snapshot->live)) {
+        // Not started: a follower of a running build waits for it; anyone else gets a 404.
+        reply.send(error_response(
+            404, fmt::format("build {} has no step {} (not started)", q.build, q.step)));
         return;
     }
     std::shared_ptr<Follower> follower;

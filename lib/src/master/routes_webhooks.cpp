@@ -157,11 +157,14 @@ void github_hook(Services& s, http::ServerRequest& request, http::Reply reply) {
 } // namespace
 
 void add_webhook_routes(Router& router, Services& services) {
-    router.add("POST",
-               "/change_hook/github",
-               [&services](http::ServerRequest& request, const PathParams&, http::Reply reply) {
-                   github_hook(services, request, std::move(reply));
-               });
+    router.add(
+        "POST",
+        "/change_hook/github",
+        [&services](http::ServerRequest& request, const PathParams&, http::Reply reply) {
+            github_hook(services, request, std::move(reply));
+        },
+        false,
+        "/change_hook/github (POST: GitHub push webhooks, X-Hub-Signature-256)");
 }
 
 } // namespace ci::master

@@ -239,6 +239,7 @@ RunningBuilds::snapshot(std::int64_t id, int step, const std::shared_ptr<Followe
         return out;
     }
     auto& s = state->second;
+    out.started = true;
     out.in_store_before = s.chunks.empty() ? s.next_sequence : s.chunks.front().sequence;
     for (const auto& chunk : s.chunks) {
         out.memory += chunk.text;

@@ -64,8 +64,9 @@ struct EndedBuild {
 struct LogSnapshot {
     std::int64_t in_store_before = 0;
     std::string memory;
-    bool live = false;  ///< the step is still running (a follower was registered)
-    std::string result; ///< when not live: how the step ended ("" when unknown)
+    bool live = false;    ///< the step is still running (a follower was registered)
+    bool started = false; ///< the step has started (false: not yet, or the build has no such step)
+    std::string result;   ///< when not live: how the step ended ("" when unknown)
 };
 
 class RunningBuilds {

@@ -220,6 +220,8 @@ TEST_CASE("master: a running step's log is followed live, as text and as events"
     CHECK(events.body.find("event: log\ndata: second\n") != std::string::npos);
     CHECK(events.body.ends_with("event: end\ndata: success\n\n"));
     CHECK(m.get(log_path + "?follow=1").body == stored); // finished: whole, at once
+    CHECK(m.get(fmt::format("/api/v1/builds/{}/steps/7/log", id)).status == 404);
+    CHECK(m.get(fmt::format("/api/v1/builds/{}/steps/7/events", id)).status == 404);
 
     const auto metrics = m.get("/metrics").body;
     CHECK(metrics.find("ci_builds_finished_total{builder=\"tests\",result=\"success\"} 1") !=
