@@ -142,7 +142,10 @@ std::string command_text(const std::vector<std::string>& argv) {
         }
     } else {
         for (const auto& arg : argv) {
-            out += (out.empty() ? "" : " ") + shell_quote(arg);
+            if (!out.empty()) {
+                out += ' ';
+            }
+            out += shell_quote(arg);
         }
     }
     if (out.size() > max_command_text) {

@@ -86,7 +86,8 @@ Result<std::string> read_text_file(const std::filesystem::path& path, std::strin
 Status write_private_file(const std::filesystem::path& path, std::string_view content) {
     const std::filesystem::path directory =
         path.has_parent_path() ? path.parent_path() : std::filesystem::path(".");
-    std::string temporary = (directory / ("." + path.filename().string() + ".XXXXXX")).string();
+    std::string temporary =
+        (directory / fmt::format(".{}.XXXXXX", path.filename().string())).string();
     // mkstemp creates the file with mode 0600, so the secret is never readable by others.
     Descriptor fd(::mkostemp(temporary.data(), O_CLOEXEC));
     if (fd.get() < 0) {
