@@ -40,7 +40,8 @@ In another terminal, push to a branch and watch the build (5 s after the push go
   git checkout feature/failing && echo more >>BROKEN && git commit -qam more && git push -q
   curl -s localhost:$port/api/v1/builds                  # builds, newest first, with their branch
   curl -s localhost:$port/api/v1/builds/ID               # one build (an id from the list) and its steps
-  curl -s localhost:$port/api/v1/builds/ID/steps/1/log   # the test step's log (?follow=1: live)
+  curl -s localhost:$port/api/v1/builds/ID/steps/1/log   # the test step's log
+  curl -sN 'localhost:$port/api/v1/builds/ID/steps/1/log?follow=1'   # followed live
 
 MSG
 exec "$master" start --config "$demo/config.yml" --data-dir "$demo/data"
