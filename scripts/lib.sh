@@ -6,7 +6,6 @@ LIBCI_BUILD_PACKAGES=(
   g++ meson ninja-build pkg-config cmake git python3
   libcurl4-openssl-dev libssl-dev libgit2-dev libyaml-cpp-dev rapidjson-dev libcli11-dev
   doctest-dev libboost-dev libsqlite3-dev libpugixml-dev libzip-dev libspdlog-dev zlib1g-dev
-  libdeflate-dev # optional: build logs compress twice as fast (zlib otherwise)
 )
 # What the test suites use besides the build: real peers run on 127.0.0.1.
 LIBCI_TEST_PACKAGES=(
@@ -59,26 +58,72 @@ ensure_packages() {
   return $status
 }
 
-# Configures DIR with the given meson options unless it is configured already; ninja
-# reconfigures by itself when a meson.build changes.
+# Configures DIR with the given meson options (-Dname=value) and warnings as errors: libci builds
+# without a warning with the compiler these scripts install, while meson.build leaves werror off
+# for packagers, whose compilers and flags differ. A DIR configured before (by an earlier run, or
+# by hand with `meson setup DIR`) keeps its other settings and gets only those of these options
+# whose value differs; ninja reconfigures by itself when a meson.build changes.
 configure_build() {
   local dir=$1
   shift
+  local options=(-Dwerror=true "$@")
   if [[ ! -f "$dir/build.ninja" ]]; then
-    log "configuring $dir $*"
-    meson setup "$dir" "$@" >/dev/null || meson setup "$dir" "$@"
+    log "configuring $dir ${options[*]}"
+    meson setup "$dir" "${options[@]}" >/dev/null || meson setup "$dir" "${options[@]}"
+    return
+  fi
+  local changed
+  changed=$(python3 - "$dir/meson-info/intro-buildoptions.json" "${options[@]}" <<'PY'
+import json, sys
+with open(sys.argv[1], encoding="utf-8") as f:
+    current = {o["name"]: o["value"] for o in json.load(f)}
+def text(value):
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return ",".join(map(str, value))
+    return str(value)
+for option in sys.argv[2:]:
+    name, _, value = option.removeprefix("-D").partition("=")
+    if name not in current or text(current[name]) != value:
+        print(option)
+PY
+  ) || return 1
+  if [[ -n $changed ]]; then
+    mapfile -t changed <<<"$changed"
+    log "reconfiguring $dir ${changed[*]}"
+    meson configure "$dir" "${changed[@]}" >/dev/null || meson configure "$dir" "${changed[@]}"
   fi
 }
 
-# Builds DIR, printing only warnings and errors (ninja's full output goes to DIR/ninja.log).
+# Builds DIR (or only the given ninja targets of it), printing only warnings and errors
+# (ninja's full output goes to DIR/ninja.log).
 compile_build() {
   local dir=$1
-  log "building $dir"
-  if ! ninja -C "$dir" >"$dir/ninja.log" 2>&1; then
+  shift
+  log "building $dir${*:+: $*}"
+  if ! ninja -C "$dir" "$@" >"$dir/ninja.log" 2>&1; then
     grep -E -A12 'FAILED|error:' "$dir/ninja.log" | head -200 >&2
     echo "error: build failed; full log in $dir/ninja.log" >&2
     return 1
   fi
+}
+
+# Builds in DIR only what the tests that "$@" selects run (`meson test`'s --suite SUITE and test
+# names; see scripts/test-targets.py), so that `meson test --no-rebuild` with the same selection
+# finds everything it needs.
+compile_tests() {
+  local dir=$1
+  shift
+  # Regenerates build.ninja first when a meson.build changed, so that the introspection is current.
+  ninja -C "$dir" build.ninja >"$dir/ninja.log" 2>&1 || {
+    cat "$dir/ninja.log" >&2
+    return 1
+  }
+  local targets
+  targets=$(python3 scripts/test-targets.py "$dir" "$@") || return 1
+  mapfile -t targets <<<"$targets"
+  compile_build "$dir" "${targets[@]}"
 }
 
 # Makes the test peers that are not Debian packages available under DIR/peers and exports where
@@ -94,10 +139,19 @@ ensure_test_peers() {
   if ! command -v npm >/dev/null 2>&1; then
     ensure_packages nodejs npm || log "warning: cannot install nodejs and npm"
   fi
-  if [[ ! -f "$dir/node_modules/s3rver/bin/s3rver.js" ]] && command -v npm >/dev/null 2>&1; then
-    log "installing s3rver@3 (npm) into $dir"
-    (cd "$dir" && timeout 300 npm install --no-audit --no-fund --loglevel=error s3rver@3 \
-      >"$dir/npm.log" 2>&1) || log "warning: npm install s3rver@3 failed; see $dir/npm.log"
+  # A failed npm install is remembered like a failed pip install below: it takes minutes (its
+  # retries and the timeout) and would fail again on the next run all the same.
+  if [[ ! -f "$dir/node_modules/s3rver/bin/s3rver.js" ]]; then
+    if [[ -f "$dir/npm-failed" ]]; then
+      log "s3rver unavailable (npm failed before; delete $dir/npm-failed to try again): its tests will SKIP"
+    elif command -v npm >/dev/null 2>&1; then
+      log "installing s3rver@3 (npm) into $dir"
+      if ! (cd "$dir" && timeout 300 npm install --no-audit --no-fund --loglevel=error s3rver@3 \
+        >"$dir/npm.log" 2>&1); then
+        log "warning: s3rver unavailable (npm failed, see $dir/npm.log): its tests will SKIP"
+        touch "$dir/npm-failed"
+      fi
+    fi
   fi
   if [[ -f "$dir/node_modules/s3rver/bin/s3rver.js" ]]; then
     export LIBCI_S3RVER=$dir/node_modules/s3rver/bin/s3rver.js

@@ -4,6 +4,10 @@
 meson's own summary is not a closing line CI recognises, so the test scripts end with this one.
 Skipped tests and expected failures (known bugs) are listed first, with the reasons their
 output gave on lines starting 'SKIP: ' or 'XFAIL: '.
+`--failed NAME` (repeatable) counts one more failure: a CI phase that is not a meson test (a
+format check, a build, clang-tidy) and failed, so that the last line never says 0 failed when CI
+failed.
+  scripts/test-summary.py [--failed NAME]... TESTLOG...
 Exit status: 0 when nothing failed, 1 otherwise.
 """
 import json
@@ -21,9 +25,17 @@ def reasons(entry, prefix, path):
     return "; ".join(found) if found else f"see its log in {path}"
 
 
-def main(paths):
+def main(args):
     passed = failed = skipped = 0
     failures = []
+    paths = []
+    while args:
+        arg = args.pop(0)
+        if arg == "--failed" and args:
+            failed += 1
+            failures.append(args.pop(0))
+        else:
+            paths.append(arg)
     for path in paths:
         with open(path, encoding="utf-8") as log:
             for line in log:
