@@ -272,13 +272,17 @@ void MasterState::shutdown() {
         http.reset();
         worker_server.reset();
         ingestor.reset(); // writes what is queued
-        logs.reset();     // writes what is queued (retrying a few seconds if it fails)
+        // The master's writes before the log writer stops: a build's end flushes its log first.
+        // Then no write of theirs runs any more, while the log writer, stopping, may still
+        // report to them (note_other_write).
         if (writes) {
             for (const auto& lost :
                  writes->drain(std::chrono::steady_clock::now() + std::chrono::seconds(10))) {
                 log::error("store: not written before the master stopped: {}", lost);
             }
+            writes->stop();
         }
+        logs.reset(); // writes what is queued (retrying a few seconds if it fails)
         reads.reset();
         if (started) {
             log::info("master stopped");

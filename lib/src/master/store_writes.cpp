@@ -10,8 +10,15 @@ StoreWrites::StoreWrites(store::Store& store, Metrics& metrics, Options options)
     : store_(store), metrics_(metrics), options_(options), thread_([this] { run(); }) {}
 
 StoreWrites::~StoreWrites() {
+    stop();
+}
+
+void StoreWrites::stop() {
     {
         const std::lock_guard lock(mutex_);
+        if (!thread_.joinable()) {
+            return;
+        }
         stopping_ = true;
     }
     wake_.notify_all();
@@ -36,8 +43,8 @@ void StoreWrites::run() {
     std::unique_lock lock(mutex_);
     for (;;) {
         wake_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
-        if (queue_.empty()) {
-            return; // stopping
+        if (stopping_) {
+            return; // what is left is reported lost (drain() first to write it)
         }
         writing_ = true;
         // The front stays queued until it is written: a failure keeps the order.

@@ -36,7 +36,7 @@ public:
     /// Starts the writer thread. `store` and `metrics` must outlive it.
     StoreWrites(store::Store& store, Metrics& metrics, Options options);
     StoreWrites(store::Store& store, Metrics& metrics) : StoreWrites(store, metrics, Options{}) {}
-    /// Stops the thread; what is still queued is logged as lost (call drain() first).
+    /// Stops the thread (see stop()).
     ~StoreWrites();
     StoreWrites(const StoreWrites&) = delete;
     StoreWrites& operator=(const StoreWrites&) = delete;
@@ -47,6 +47,11 @@ public:
     void post(std::string what,
               std::function<Status(store::Store&)> write,
               std::function<void()> then = {});
+
+    /// Stops the thread after the write in progress: no queued write runs after this returns
+    /// (their callbacks may name parts that are about to go); what is left is logged as lost.
+    /// Call drain() first. Idempotent; post() after it queues nothing that runs.
+    void stop();
 
     /// Writes what is queued, retrying until `deadline`. Returns what could not be written.
     [[nodiscard]] std::vector<std::string> drain(std::chrono::steady_clock::time_point deadline);
