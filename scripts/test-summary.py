@@ -8,9 +8,12 @@ output gave on lines starting 'SKIP: ' or 'XFAIL: '.
 format check, a build, clang-tidy) and failed, so that the last line never says 0 failed when CI
 failed.
   scripts/test-summary.py [--failed NAME]... TESTLOG...
+A failed test's telling lines (doctest failures, sanitizer reports, Python tracebacks) are
+printed after the list of failures: CI keeps only the tail of a run's output.
 Exit status: 0 when nothing failed, 1 otherwise.
 """
 import json
+import re
 import sys
 
 PASSED = {"OK", "EXPECTEDFAIL"}
@@ -25,9 +28,21 @@ def reasons(entry, prefix, path):
     return "; ".join(found) if found else f"see its log in {path}"
 
 
+TELLING = re.compile(r"ERROR|FATAL|is NOT correct|values: |logged: |SUMMARY: |Sanitizer|"
+                     r"leak of|^Traceback|Error: |^E  |FAIL:|^\s+#[0-9] ")
+
+
+def telling_lines(entry, limit=30):
+    """The lines of a failed test's output that say why it failed, or else its last lines."""
+    output = ((entry.get("stdout") or "") + (entry.get("stderr") or "")).splitlines()
+    found = [line for line in output if TELLING.search(line)]
+    return (found or output)[-limit:]
+
+
 def main(args):
     passed = failed = skipped = 0
     failures = []
+    details = []
     paths = []
     while args:
         arg = args.pop(0)
@@ -53,7 +68,12 @@ def main(args):
                     print(f"SKIPPED: {entry.get('name')}: {reasons(entry, 'SKIP: ', path)}")
                 else:
                     failed += 1
-                    failures.append(f"{entry.get('name')} ({result})")
+                    failures.append(f"{entry.get('name')} ({result}) in {path}")
+                    details.append((entry.get("name"), telling_lines(entry)))
+    for name, lines in details:
+        print(f"--- why {name} failed:")
+        for line in lines:
+            print(f"    {line[:300]}")
     for failure in failures:
         print(f"FAILED: {failure}")
     print(f"{passed} passed, {failed} failed, {skipped} skipped")

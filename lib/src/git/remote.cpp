@@ -2,7 +2,9 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -10,6 +12,7 @@
 #include <span>
 #include <system_error>
 #include <thread>
+#include <vector>
 
 #include <fmt/format.h>
 #include <git2.h>
@@ -34,9 +37,82 @@ struct Listing {
     std::optional<Result<RefMap>> result; // guarded by mutex
 };
 
-// URLs whose abandoned listing has not ended yet.
-std::mutex hung_mutex;
-std::set<std::string> hung_urls; // guarded by hung_mutex
+// The threads that list refs, and the URLs whose abandoned listing has not ended yet. A listing
+// runs on a thread of its own so that its caller can stop waiting (timeout, stop request) while
+// libgit2 still blocks in a connect or read that has no timeout of its own. Threads are joined
+// once their listing has returned: by the next listing, and at exit. A thread left to end on its
+// own could still be running its exit (libgit2 frees a thread's error state there) when the
+// process ends; LeakSanitizer reports that state as leaked.
+class ListingThreads {
+public:
+    // Runs `work` on a new thread; `returned` is set by `work` once it will not block any more.
+    // Throws std::system_error when no thread can be started.
+    void start(std::function<void()> work, std::shared_ptr<std::atomic<bool>> returned) {
+        const std::lock_guard lock(mutex_);
+        join_returned();
+        threads_.push_back({std::thread(std::move(work)), std::move(returned)});
+    }
+
+    // Joins the threads whose listing returned; leaves the ones still blocked in libgit2.
+    void join_returned_at_exit() {
+        const std::lock_guard lock(mutex_);
+        join_returned();
+        for (auto& entry : threads_) {
+            entry.thread.detach(); // still blocked: the process ends without it
+        }
+        threads_.clear();
+    }
+
+    // Whether an earlier listing of `url` was abandoned and has not ended: `mark` records one.
+    bool hung(const std::string& url) {
+        const std::lock_guard lock(hung_mutex_);
+        return hung_urls_.contains(url);
+    }
+    void mark_hung(const std::string& url) {
+        const std::lock_guard lock(hung_mutex_);
+        hung_urls_.insert(url);
+    }
+    void unmark_hung(const std::string& url) {
+        const std::lock_guard lock(hung_mutex_);
+        hung_urls_.erase(url);
+    }
+
+private:
+    struct Entry {
+        std::thread thread;
+        std::shared_ptr<std::atomic<bool>> returned;
+    };
+
+    void join_returned() { // with mutex_ held; each join waits at most for a thread's exit
+        std::erase_if(threads_, [](Entry& entry) {
+            if (!entry.returned->load()) {
+                return false;
+            }
+            entry.thread.join();
+            return true;
+        });
+    }
+
+    // Two mutexes: a thread being joined under mutex_ may still take hung_mutex_.
+    std::mutex mutex_;
+    std::vector<Entry> threads_; // guarded by mutex_
+    std::mutex hung_mutex_;
+    std::set<std::string> hung_urls_; // guarded by hung_mutex_
+};
+
+// Never destroyed: a thread still blocked at exit may end during static destruction and use it.
+// Its exit handler joins the threads that have returned. It must run before libgit2's shutdown
+// (a thread ending after it keeps its error state): handlers run in reverse order of
+// registration, and this one is registered after libgit2's, on the first call, which
+// list_remote_refs makes after initialising libgit2.
+ListingThreads& listing_threads() {
+    static auto* const threads = [] {
+        auto* created = new ListingThreads;
+        std::atexit([] { listing_threads().join_returned_at_exit(); });
+        return created;
+    }();
+    return *threads;
+}
 
 int listing_credentials(git_credential** out,
                         const char* /*url*/,
@@ -128,33 +204,34 @@ Result<RefMap> list_remote_refs(const std::string& url, const RemoteOptions& opt
     if (url.empty()) {
         return fail(ErrorCode::InvalidArgument, "list remote refs: no URL given");
     }
-    {
-        const std::lock_guard lock(hung_mutex);
-        if (hung_urls.contains(url)) {
-            return fail(ErrorCode::Timeout,
-                        fmt::format("list the refs of {}: an earlier listing has not ended since "
-                                    "its timeout",
-                                    shown));
-        }
+    if (listing_threads().hung(url)) {
+        return fail(ErrorCode::Timeout,
+                    fmt::format("list the refs of {}: an earlier listing has not ended since "
+                                "its timeout",
+                                shown));
     }
     auto listing = std::make_shared<Listing>();
     listing->url = url;
     listing->credentials.token = options.token;
     listing->credentials.ssh_key = options.ssh_key;
+    auto returned = std::make_shared<std::atomic<bool>>(false);
     try {
-        std::thread([listing] {
-            auto result = read_refs(*listing);
-            {
-                const std::lock_guard lock(listing->mutex);
-                listing->result = std::move(result);
-            }
-            listing->done.notify_all();
-            // Set under the listing's mutex by a caller that stopped waiting before the result.
-            if (listing->abandoned) {
-                const std::lock_guard lock(hung_mutex);
-                hung_urls.erase(listing->url);
-            }
-        }).detach();
+        listing_threads().start(
+            [listing, returned] {
+                auto result = read_refs(*listing);
+                returned->store(true);
+                {
+                    const std::lock_guard lock(listing->mutex);
+                    listing->result = std::move(result);
+                }
+                listing->done.notify_all();
+                // Set under the listing's mutex by a caller that stopped waiting before the
+                // result.
+                if (listing->abandoned) {
+                    listing_threads().unmark_hung(listing->url);
+                }
+            },
+            returned);
     } catch (const std::system_error& error) {
         return fail(ErrorCode::Io,
                     fmt::format("list the refs of {}: start a thread: {}", shown, error.what()),
@@ -171,10 +248,7 @@ Result<RefMap> list_remote_refs(const std::string& url, const RemoteOptions& opt
         return std::move(listing->result).value();
     }
     listing->abandoned = true;
-    {
-        const std::lock_guard hung(hung_mutex);
-        hung_urls.insert(url);
-    }
+    listing_threads().mark_hung(url);
     if (options.stop.stop_requested()) {
         return fail(ErrorCode::Cancelled, fmt::format("list the refs of {}: stopped", shown));
     }
