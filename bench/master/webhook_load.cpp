@@ -30,10 +30,12 @@
 // under test keeps the machine's other core. HMACs use OpenSSL, independently of libci.
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cerrno>
 #include <charconv>
 #include <chrono>
+#include <cmath>
 #include <csignal>
 #include <cstdint>
 #include <cstdio>
@@ -112,7 +114,7 @@ std::string trim(std::string text) {
     return text;
 }
 
-constexpr char hex_digits[] = "0123456789abcdef";
+constexpr std::string_view hex_digits = "0123456789abcdef";
 
 void append_hex(std::string& out, const unsigned char* data, std::size_t size) {
     for (std::size_t i = 0; i < size; ++i) {
@@ -152,13 +154,13 @@ public:
             die("OpenSSL has no HMAC");
         }
         base_ = EVP_MAC_CTX_new(mac_);
-        OSSL_PARAM params[] = {
+        std::array<OSSL_PARAM, 2> params = {
             OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, const_cast<char*>(digest), 0),
             OSSL_PARAM_construct_end()};
         if (base_ == nullptr || EVP_MAC_init(base_,
                                              reinterpret_cast<const unsigned char*>(key.data()),
                                              key.size(),
-                                             params) != 1) {
+                                             params.data()) != 1) {
             die(std::string("HMAC init failed for ") + digest);
         }
     }
@@ -171,16 +173,16 @@ public:
 
     void append_hex_mac(std::string& out, std::string_view message) const {
         EVP_MAC_CTX* ctx = EVP_MAC_CTX_dup(base_);
-        unsigned char digest[EVP_MAX_MD_SIZE];
+        std::array<unsigned char, EVP_MAX_MD_SIZE> digest{};
         std::size_t size = 0;
         if (ctx == nullptr ||
             EVP_MAC_update(
                 ctx, reinterpret_cast<const unsigned char*>(message.data()), message.size()) != 1 ||
-            EVP_MAC_final(ctx, digest, &size, sizeof digest) != 1) {
+            EVP_MAC_final(ctx, digest.data(), &size, digest.size()) != 1) {
             die("HMAC failed");
         }
         EVP_MAC_CTX_free(ctx);
-        append_hex(out, digest, size);
+        append_hex(out, digest.data(), size);
     }
 
 private:
@@ -336,7 +338,7 @@ Options parse_options(int argc, char** argv) {
         auto number = [&](auto& target) {
             auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), target);
             if (ec != std::errc{} || end != value.data() + value.size()) {
-                die("bad number for " + arg + ": " + value);
+                die(std::string("bad number for ").append(arg).append(": ").append(value));
             }
         };
         if (arg == "--url") {
@@ -436,22 +438,21 @@ public:
                 "Content-Type: application/json\r\nX-GitHub-Event: push\r\n"
                 "X-GitHub-Hook-ID: 4242\r\n";
         const std::string& r = repo_.html_url;
-        repo_json_ =
-            "{\"id\":31415926,\"node_id\":\"MDEwOlJlcG9zaXRvcnkzMTQxNTkyNg==\",\"name\":\"" +
-            json_escape(repo_.name) + "\",\"full_name\":\"" + json_escape(repo_.full_name) +
-            "\",\"private\":false,\"owner\":{\"name\":\"" + json_escape(repo_.owner) +
-            "\",\"email\":null,\"login\":\"" + json_escape(repo_.owner) +
-            "\",\"id\":2718281,\"type\":\"Organization\",\"site_admin\":false},\"html_url\":\"" +
-            json_escape(r) + "\",\"description\":\"A benchmark repository\",\"fork\":false," +
-            "\"url\":\"" + json_escape(r) + "\",\"created_at\":1400000000,\"updated_at\":\"" +
-            "2024-05-01T12:00:00Z\",\"pushed_at\":1714564800,\"git_url\":\"" +
-            json_escape(repo_.git_url) + "\",\"ssh_url\":\"" + json_escape(repo_.ssh_url) +
-            "\",\"clone_url\":\"" + json_escape(repo_.clone_url) + "\",\"svn_url\":\"" +
-            json_escape(r) + "\",\"homepage\":null,\"size\":41234,\"stargazers_count\":3300," +
-            "\"watchers_count\":3300,\"language\":\"Python\",\"has_issues\":true," +
-            "\"forks_count\":270,\"archived\":false,\"disabled\":false,\"open_issues_count\":" +
-            "120,\"default_branch\":\"master\",\"master_branch\":\"master\",\"organization\":\"" +
-            json_escape(repo_.owner) + "\"}";
+        repo_json_ = R"({"id":31415926,"node_id":"MDEwOlJlcG9zaXRvcnkzMTQxNTkyNg==","name":")" +
+                     json_escape(repo_.name) + R"(","full_name":")" + json_escape(repo_.full_name) +
+                     R"(","private":false,"owner":{"name":")" + json_escape(repo_.owner) +
+                     R"(","email":null,"login":")" + json_escape(repo_.owner) +
+                     R"(","id":2718281,"type":"Organization","site_admin":false},"html_url":")" +
+                     json_escape(r) + R"(","description":"A benchmark repository","fork":false,)" +
+                     R"("url":")" + json_escape(r) + R"(","created_at":1400000000,"updated_at":")" +
+                     R"(2024-05-01T12:00:00Z","pushed_at":1714564800,"git_url":")" +
+                     json_escape(repo_.git_url) + R"(","ssh_url":")" + json_escape(repo_.ssh_url) +
+                     R"(","clone_url":")" + json_escape(repo_.clone_url) + R"(","svn_url":")" +
+                     json_escape(r) + R"(","homepage":null,"size":41234,"stargazers_count":3300,)" +
+                     R"("watchers_count":3300,"language":"Python","has_issues":true,)" +
+                     R"("forks_count":270,"archived":false,"disabled":false,"open_issues_count":)" +
+                     R"(120,"default_branch":"master","master_branch":"master","organization":")" +
+                     json_escape(repo_.owner) + "\"}";
         author_json_ = "{\"name\":\"Bench Author\",\"email\":\"bench@example.org\","
                        "\"username\":\"bench-author\"}";
     }
@@ -464,36 +465,36 @@ public:
         append_sha(after, seed_, 2 * k);
         std::string before;
         append_sha(before, seed_, 2 * k + 1);
-        char stamp[40];
+        std::array<char, 40> stamp{};
         const std::time_t when = 1714564800 + static_cast<std::time_t>(k % 10000000);
         std::tm tm{};
         gmtime_r(&when, &tm);
-        std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S+00:00", &tm);
+        std::strftime(stamp.data(), stamp.size(), "%Y-%m-%dT%H:%M:%S+00:00", &tm);
         const std::string b = std::to_string(branch);
         const std::string n = std::to_string(k);
 
         std::string commit;
         commit.reserve(900);
-        commit += "{\"id\":\"" + after + "\",\"tree_id\":\"";
+        commit += R"({"id":")" + after + R"(","tree_id":")";
         append_sha(commit, seed_ ^ 0x7eee7eeeULL, k);
-        commit += "\",\"distinct\":true,\"message\":\"Bench change " + n + " on feature-" + b +
+        commit += R"(","distinct":true,"message":"Bench change )" + n + " on feature-" + b +
                   "\\n\\nMake the block device agent retry detaching volumes; " +
-                  "see the design notes.\",\"timestamp\":\"" + stamp + "\",\"url\":\"" +
-                  json_escape(repo_.html_url) + "/commit/" + after +
-                  "\",\"author\":" + author_json_ + ",\"committer\":" + author_json_ +
-                  ",\"added\":[\"flocker/node/feature_" + b + "/test_change_" + n +
-                  ".py\"],\"removed\":[],\"modified\":[\"flocker/node/agents/blockdevice.py\"," +
-                  "\"flocker/node/agents/test/test_blockdevice.py\",\"docs/releasenotes.rst\"]}";
+                  R"(see the design notes.","timestamp":")" + stamp.data() + R"(","url":")" +
+                  json_escape(repo_.html_url) + "/commit/" + after + R"(","author":)" +
+                  author_json_ + ",\"committer\":" + author_json_ +
+                  R"(,"added":["flocker/node/feature_)" + b + "/test_change_" + n +
+                  R"(.py"],"removed":[],"modified":["flocker/node/agents/blockdevice.py",)" +
+                  R"("flocker/node/agents/test/test_blockdevice.py","docs/releasenotes.rst"]})";
 
-        body_ += "{\"ref\":\"refs/heads/feature-" + b + "\",\"before\":\"" + before +
-                 "\",\"after\":\"" + after + "\",\"repository\":" + repo_json_ +
-                 ",\"pusher\":{\"name\":\"bench-author\",\"email\":\"bench@example.org\"}" +
-                 ",\"organization\":{\"login\":\"" + json_escape(repo_.owner) +
-                 "\",\"id\":2718281},\"sender\":{\"login\":\"bench-author\",\"id\":1618033," +
-                 "\"type\":\"User\",\"site_admin\":false},\"created\":false,\"deleted\":false," +
-                 "\"forced\":false,\"base_ref\":null,\"compare\":\"" + json_escape(repo_.html_url) +
+        body_ += R"({"ref":"refs/heads/feature-)" + b + R"(","before":")" + before +
+                 R"(","after":")" + after + R"(","repository":)" + repo_json_ +
+                 R"(,"pusher":{"name":"bench-author","email":"bench@example.org"})" +
+                 R"(,"organization":{"login":")" + json_escape(repo_.owner) +
+                 R"(","id":2718281},"sender":{"login":"bench-author","id":1618033,)" +
+                 R"("type":"User","site_admin":false},"created":false,"deleted":false,)" +
+                 R"("forced":false,"base_ref":null,"compare":")" + json_escape(repo_.html_url) +
                  "/compare/" + before.substr(0, 12) + "..." + after.substr(0, 12) +
-                 "\",\"commits\":[" + commit + "],\"head_commit\":" + commit + "}";
+                 R"(","commits":[)" + commit + "],\"head_commit\":" + commit + "}";
 
         out.clear();
         out += head_;
@@ -592,7 +593,7 @@ Response parse_response(std::string_view buffer, bool eof) {
         return value;
     };
     const auto connection = header("connection");
-    response.close = http10 ? !(connection && connection->find("keep-alive") != std::string::npos)
+    response.close = http10 ? (!connection || connection->find("keep-alive") == std::string::npos)
                             : (connection && connection->find("close") != std::string::npos);
     const std::size_t body_start = header_end + 4;
     const bool no_body =
@@ -712,7 +713,7 @@ public:
         for (auto& c : conns_) {
             open(c);
         }
-        epoll_event events[256];
+        std::array<epoll_event, 256> events{};
         const auto timeout = std::chrono::duration_cast<Clock::duration>(
             std::chrono::duration<double>(shared_.options->timeout));
         const auto grace_deadline = shared_.deadline + timeout;
@@ -744,7 +745,7 @@ public:
                     break;
                 }
             }
-            const int n = epoll_wait(epoll_, events, 256, 20);
+            const int n = epoll_wait(epoll_, events.data(), static_cast<int>(events.size()), 20);
             if (n < 0 && errno != EINTR) {
                 die("epoll_wait failed");
             }
@@ -773,7 +774,7 @@ private:
     int in_flight() const {
         int n = 0;
         for (const auto& c : conns_) {
-            n += c.state == State::busy;
+            n += c.state == State::busy ? 1 : 0;
         }
         return n;
     }
@@ -796,7 +797,7 @@ private:
         epoll_ctl(epoll_, EPOLL_CTL_ADD, c.fd, &event);
     }
 
-    void set_write_interest(Conn& c, bool want) {
+    void set_write_interest(Conn& c, bool want) const {
         if (c.want_write == want) {
             return;
         }
@@ -905,15 +906,15 @@ private:
     void read_some(Conn& c) {
         bool eof = false;
         for (;;) {
-            char buffer[16384];
-            const ssize_t n = recv(c.fd, buffer, sizeof buffer, 0);
+            std::array<char, 16384> buffer; // not zero-filled: recv() writes what is used
+            const ssize_t n = recv(c.fd, buffer.data(), buffer.size(), 0);
             if (n > 0) {
-                c.in.append(buffer, static_cast<std::size_t>(n));
+                c.in.append(buffer.data(), static_cast<std::size_t>(n));
                 if (shared_.options->quickack) {
                     int one = 1;
                     setsockopt(c.fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof one);
                 }
-                if (static_cast<std::size_t>(n) < sizeof buffer) {
+                if (static_cast<std::size_t>(n) < buffer.size()) {
                     break;
                 }
                 continue;
@@ -982,7 +983,8 @@ double percentile_ms(std::vector<std::uint32_t>& values, double p) {
     if (values.empty()) {
         return 0;
     }
-    const auto index = static_cast<std::size_t>(p * static_cast<double>(values.size() - 1) + 0.5);
+    const auto index =
+        static_cast<std::size_t>(std::lround(p * static_cast<double>(values.size() - 1)));
     std::nth_element(
         values.begin(), values.begin() + static_cast<std::ptrdiff_t>(index), values.end());
     return values[index] / 1000.0;
@@ -1016,6 +1018,7 @@ int run_webhooks(const Options& options) {
                            options.duration > 0 ? options.duration : 1e9));
     {
         std::vector<std::jthread> workers;
+        workers.reserve(loads.size());
         for (auto& load : loads) {
             workers.emplace_back([&load] { load->run(); });
         }
@@ -1122,7 +1125,7 @@ public:
             open(w);
         }
         bool announced = false;
-        epoll_event events[256];
+        std::array<epoll_event, 256> events{};
         auto next_sweep = Clock::now();
         while (stop_signal == 0 && Clock::now() < deadline) {
             const auto now = Clock::now();
@@ -1133,14 +1136,14 @@ public:
                     if (w.state == State::waiting && now >= w.retry_at) {
                         open(w);
                     } else if (w.state == State::welcomed && now >= w.next_heartbeat) {
-                        send_line(w, "{\"type\":\"heartbeat\"}");
+                        send_line(w, R"({"type":"heartbeat"})");
                         w.next_heartbeat = now + w.heartbeat;
                         ++heartbeats_;
                     } else if ((w.state == State::connecting || w.state == State::greeting) &&
                                now - w.started > handshake_timeout) {
                         fail(w, "no welcome within the timeout");
                     }
-                    welcomed += w.state == State::welcomed;
+                    welcomed += w.state == State::welcomed ? 1 : 0;
                 }
                 if (!announced && welcomed == options_.workers) {
                     announced = true;
@@ -1152,7 +1155,7 @@ public:
                     std::fflush(stdout);
                 }
             }
-            const int n = epoll_wait(epoll_, events, 256, 100);
+            const int n = epoll_wait(epoll_, events.data(), static_cast<int>(events.size()), 100);
             if (n < 0 && errno != EINTR) {
                 die("epoll_wait failed");
             }
@@ -1162,7 +1165,7 @@ public:
         }
         int welcomed = 0;
         for (const auto& w : workers_) {
-            welcomed += w.state == State::welcomed;
+            welcomed += w.state == State::welcomed ? 1 : 0;
         }
         std::printf("{\"event\":\"done\",\"workers\":%d,\"welcomed\":%d,\"welcomes\":%lld,"
                     "\"refused\":%lld,\"disconnects\":%lld,\"errors\":%lld,\"heartbeats\":%lld,"
@@ -1229,7 +1232,7 @@ private:
         w.retry_at = Clock::now() + std::chrono::seconds(1);
     }
 
-    void set_write_interest(Worker& w, bool want) {
+    void set_write_interest(Worker& w, bool want) const {
         if (w.want_write == want) {
             return;
         }
@@ -1291,10 +1294,10 @@ private:
         }
         bool eof = false;
         for (;;) {
-            char buffer[4096];
-            const ssize_t n = recv(w.fd, buffer, sizeof buffer, 0);
+            std::array<char, 4096> buffer; // not zero-filled: recv() writes what is used
+            const ssize_t n = recv(w.fd, buffer.data(), buffer.size(), 0);
             if (n > 0) {
-                w.in.append(buffer, static_cast<std::size_t>(n));
+                w.in.append(buffer.data(), static_cast<std::size_t>(n));
                 continue;
             }
             if (n == 0) {
@@ -1310,7 +1313,7 @@ private:
             eof = true;
             break;
         }
-        std::size_t newline;
+        std::size_t newline = 0;
         while (w.fd >= 0 && (newline = w.in.find('\n')) != std::string::npos) {
             const std::string line = w.in.substr(0, newline);
             w.in.erase(0, newline + 1);
@@ -1350,10 +1353,10 @@ private:
             const std::string nonce = message["nonce"].GetString();
             const std::string& password = passwords_[static_cast<std::size_t>(w.index)];
             send_line(w,
-                      "{\"type\":\"hello\",\"name\":\"" +
+                      R"({"type":"hello","name":")" +
                           json_escape(options_.worker_class + "/" + std::to_string(w.index)) +
-                          "\",\"proof\":\"" + hmac_sha256_hex(password, nonce) +
-                          "\",\"max_builds\":1,\"protocol\":1}");
+                          R"(","proof":")" + hmac_sha256_hex(password, nonce) +
+                          R"(","max_builds":1,"protocol":1})");
         } else if (type == "welcome") {
             double seconds = 30;
             if (message.HasMember("heartbeat_seconds") && message["heartbeat_seconds"].IsNumber()) {
@@ -1388,8 +1391,8 @@ private:
                 }
             }
             send_line(w,
-                      "{\"type\":\"build_finished\",\"build\":" + id +
-                          ",\"result\":\"exception\",\"message\":\"bench worker\"}");
+                      R"({"type":"build_finished","build":)" + id +
+                          R"(,"result":"exception","message":"bench worker"})");
         }
         // Anything else (pings, notices) needs no answer from an idle worker.
     }

@@ -73,6 +73,7 @@ Outcome run(const std::filesystem::path& database, std::size_t max_batch, double
     std::atomic<std::size_t> failures{0};
     std::vector<std::vector<double>> latencies(producers);
     std::vector<std::thread> threads;
+    threads.reserve(static_cast<std::size_t>(producers));
     const auto start = Clock::now();
     for (int p = 0; p < producers; ++p) {
         threads.emplace_back([&, p] {

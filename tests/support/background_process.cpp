@@ -1,5 +1,6 @@
 #include "support/background_process.h"
 
+#include <array>
 #include <cerrno>
 #include <csignal>
 #include <cstdlib>
@@ -11,16 +12,15 @@
 #include <thread>
 #include <unistd.h>
 
+#include <fmt/format.h>
 #include <sys/wait.h>
-
-extern char** environ;
 
 namespace ci::test {
 
 BackgroundProcess::BackgroundProcess(std::vector<std::string> argv,
-                                     std::map<std::string, std::string> env) {
-    int fds[2];
-    if (::pipe2(fds, O_CLOEXEC) != 0) {
+                                     const std::map<std::string, std::string>& env) {
+    std::array<int, 2> fds{};
+    if (::pipe2(fds.data(), O_CLOEXEC) != 0) {
         throw std::runtime_error(std::string("pipe: ") + std::strerror(errno));
     }
     std::vector<std::string> environment;
@@ -32,14 +32,16 @@ BackgroundProcess::BackgroundProcess(std::vector<std::string> argv,
         }
     }
     for (const auto& [name, value] : env) {
-        environment.push_back(name + "=" + value);
+        environment.push_back(fmt::format("{}={}", name, value));
     }
     std::vector<char*> envp;
+    envp.reserve(environment.size() + 1);
     for (auto& entry : environment) {
         envp.push_back(entry.data());
     }
     envp.push_back(nullptr);
     std::vector<char*> args;
+    args.reserve(argv.size() + 1);
     for (auto& arg : argv) {
         args.push_back(arg.data());
     }
@@ -91,15 +93,15 @@ std::optional<std::smatch> BackgroundProcess::wait_for_line(const std::regex& pa
         if (::poll(&poller, 1, static_cast<int>(left.count())) <= 0) {
             continue;
         }
-        char buffer[4096];
-        const ssize_t n = ::read(output_fd_, buffer, sizeof buffer);
+        std::array<char, 4096> buffer; // not zero-filled: read() writes what is used
+        const ssize_t n = ::read(output_fd_, buffer.data(), buffer.size());
         if (n <= 0) {
             ::close(output_fd_);
             output_fd_ = -1;
             continue;
         }
-        output_.append(buffer, static_cast<std::size_t>(n));
-        pending_.append(buffer, static_cast<std::size_t>(n));
+        output_.append(buffer.data(), static_cast<std::size_t>(n));
+        pending_.append(buffer.data(), static_cast<std::size_t>(n));
         std::size_t newline = 0;
         while ((newline = pending_.find('\n')) != std::string::npos) {
             lines_.push_back(pending_.substr(0, newline));

@@ -20,7 +20,7 @@ public:
     /// Starts `argv` (argv[0] is looked up in PATH) with `env` added to this process's
     /// environment, in its own process group. Throws std::runtime_error when it cannot start.
     explicit BackgroundProcess(std::vector<std::string> argv,
-                               std::map<std::string, std::string> env = {});
+                               const std::map<std::string, std::string>& env = {});
     ~BackgroundProcess();
     BackgroundProcess(const BackgroundProcess&) = delete;
     BackgroundProcess& operator=(const BackgroundProcess&) = delete;

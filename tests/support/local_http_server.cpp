@@ -1,5 +1,6 @@
 #include "support/local_http_server.h"
 
+#include <array>
 #include <cstring>
 #include <poll.h>
 #include <stdexcept>
@@ -115,12 +116,12 @@ void LocalHttpServer::serve_connection(int fd, int number) {
             if (ready == 0) {
                 continue;
             }
-            char chunk[65536];
-            const ssize_t n = ready < 0 ? -1 : ::recv(fd, chunk, sizeof chunk, 0);
+            std::array<char, 65536> chunk; // not zero-filled: recv() writes what is used
+            const ssize_t n = ready < 0 ? -1 : ::recv(fd, chunk.data(), chunk.size(), 0);
             if (n <= 0) {
                 return false;
             }
-            buffer.append(chunk, static_cast<std::size_t>(n));
+            buffer.append(chunk.data(), static_cast<std::size_t>(n));
             return true;
         }
     };

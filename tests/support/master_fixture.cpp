@@ -1,5 +1,6 @@
 #include "support/master_fixture.h"
 
+#include <array>
 #include <thread>
 
 #include <doctest/doctest.h>
@@ -79,13 +80,14 @@ http::Response MasterFixture::get(const std::string& target) {
     return *response;
 }
 
-http::Response MasterFixture::post(const std::string& target,
-                                   const std::string& body,
-                                   std::vector<std::pair<std::string, std::string>> headers) {
+http::Response
+MasterFixture::post(const std::string& target,
+                    const std::string& body,
+                    const std::vector<std::pair<std::string, std::string>>& headers) {
     auto request = request_for(*master, "POST", target);
     request.body = body;
-    for (auto& [name, value] : headers) {
-        request.headers.push_back(http::Header{std::move(name), std::move(value)});
+    for (const auto& [name, value] : headers) {
+        request.headers.push_back(http::Header{name, value});
     }
     auto response = client_->send(request);
     REQUIRE(response.has_value());
@@ -122,14 +124,14 @@ push_payload(const std::string& url, const std::string& branch, const std::strin
 std::string github_signature(const std::string& secret, const std::string& body) {
     // OpenSSL's one-shot HMAC(), not libci's crypto: the master's check is tested against an
     // independent implementation.
-    unsigned char digest[EVP_MAX_MD_SIZE];
+    std::array<unsigned char, EVP_MAX_MD_SIZE> digest{};
     unsigned int size = 0;
     HMAC(EVP_sha256(),
          secret.data(),
          static_cast<int>(secret.size()),
          reinterpret_cast<const unsigned char*>(body.data()),
          body.size(),
-         digest,
+         digest.data(),
          &size);
     std::string out = "sha256=";
     for (unsigned int i = 0; i < size; ++i) {

@@ -27,7 +27,7 @@ public:
     /// config or the start fails.
     explicit MasterFixture(const std::string& config_yaml,
                            bool with_auth = true,
-                           master::MasterOptions options = {});
+                           master::MasterOptions opts = {});
     ~MasterFixture();
 
     /// Starts the master (again, after stop(): the same state).
@@ -38,7 +38,7 @@ public:
     http::Response get(const std::string& target);
     http::Response post(const std::string& target,
                         const std::string& body = {},
-                        std::vector<std::pair<std::string, std::string>> headers = {});
+                        const std::vector<std::pair<std::string, std::string>>& headers = {});
     /// POST with the config's auth.
     http::Response post_auth(const std::string& target, const std::string& body = {});
 

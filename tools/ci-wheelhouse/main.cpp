@@ -2,6 +2,7 @@
 // to S3, where workers install from.
 
 #include <algorithm>
+#include <array>
 #include <cstdio>
 #include <fstream>
 #include <memory>
@@ -159,7 +160,7 @@ int run_publish(const PublishCommand& command) {
     const bool terminal = ::isatty(STDERR_FILENO) != 0;
     if (terminal) {
         options.on_progress = [](const wheelhouse::PublishProgress& progress) {
-            static constexpr const char* stages[] = {
+            static constexpr std::array<const char*, 3> stages = {
                 "listing", "uploading wheels", "uploading the index"};
             constexpr std::size_t width = 30;
             const std::size_t filled =
@@ -275,7 +276,7 @@ int run_build(BuildCommand command) {
             while (!version.empty() && (version.back() == '\n' || version.back() == '\r')) {
                 version.pop_back();
             }
-            pip.push_back(project_name + "==" + version);
+            pip.push_back(fmt::format("{}=={}", project_name, version));
         } else {
             pip.push_back(input);
         }

@@ -1,5 +1,6 @@
 // `ci-worker checkout URL DEST --branch B [--target auto|none|NAME] [--json]`
 
+#include <array>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
@@ -105,7 +106,7 @@ int run_checkout(const CheckoutCommand& command) {
     const bool terminal = ::isatty(STDERR_FILENO) != 0 && !command.json;
     if (terminal) {
         options.on_progress = [](const git::Progress& progress) {
-            static constexpr const char* names[] = {
+            static constexpr std::array<const char*, 3> names = {
                 "receiving objects", "indexing objects", "checking out files"};
             std::fprintf(stderr,
                          "\r%s: %llu/%llu   ",
@@ -182,7 +183,7 @@ void setup_checkout(CLI::App& app, Runner& runner) {
     sub->add_option("--cache", command->cache, "Where mirrors live (default: ~/.cache/libci/git)");
     sub->add_flag("--json",
                   command->json,
-                  "Print {\"branch_tip\", \"target\", \"target_tip\", \"merge\", \"conflicts\"}");
+                  R"(Print {"branch_tip", "target", "target_tip", "merge", "conflicts"})");
     sub->callback([&runner, command] { runner = [command] { return run_checkout(*command); }; });
 }
 

@@ -107,7 +107,7 @@ private:
         return out;
     }
 
-    Result<std::string> fetch_text(http::Request request, std::string_view what) {
+    Result<std::string> fetch_text(const http::Request& request, std::string_view what) {
         auto response = http_->send(request);
         if (!response) {
             return no_credentials(
@@ -127,13 +127,13 @@ private:
             return fail(token_request.error());
         }
         token_request->headers.push_back({"X-aws-ec2-metadata-token-ttl-seconds", "21600"});
-        auto token = fetch_text(std::move(*token_request), "token (PUT /latest/api/token)");
+        auto token = fetch_text(*token_request, "token (PUT /latest/api/token)");
         if (!token) {
             return fail(token.error());
         }
         auto role_request = request("GET", "/latest/meta-data/iam/security-credentials/");
         role_request->headers.push_back({"X-aws-ec2-metadata-token", *token});
-        auto roles = fetch_text(std::move(*role_request), "role name");
+        auto roles = fetch_text(*role_request, "role name");
         if (!roles) {
             return fail(roles.error());
         }
@@ -143,7 +143,7 @@ private:
         }
         auto keys_request = request("GET", "/latest/meta-data/iam/security-credentials/" + role);
         keys_request->headers.push_back({"X-aws-ec2-metadata-token", *token});
-        auto keys = fetch_text(std::move(*keys_request), "credentials of role " + role);
+        auto keys = fetch_text(*keys_request, "credentials of role " + role);
         if (!keys) {
             return fail(keys.error());
         }
@@ -208,12 +208,12 @@ private:
         }
         tried.emplace_back("config: no aws.identifier");
 
-        if (auto from_env = credentials_from_environment(env)) {
+        auto from_env = credentials_from_environment(env);
+        if (from_env) {
             return std::shared_ptr<CredentialsProvider>(
                 std::make_shared<StaticCredentials>(std::move(*from_env)));
-        } else {
-            tried.push_back(from_env.error().message);
         }
+        tried.push_back(from_env.error().message);
 
         std::filesystem::path file;
         if (auto custom = env("AWS_SHARED_CREDENTIALS_FILE")) {

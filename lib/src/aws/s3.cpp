@@ -1,5 +1,6 @@
 #include "ci/aws/s3.h"
 
+#include <algorithm>
 #include <charconv>
 #include <utility>
 
@@ -22,13 +23,9 @@ bool virtual_host_compatible(std::string_view bucket) {
     if (bucket.size() < 3 || bucket.size() > 63 || bucket.front() == '-' || bucket.back() == '-') {
         return false;
     }
-    for (const char c : bucket) {
-        const bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-';
-        if (!ok) {
-            return false;
-        }
-    }
-    return true;
+    return std::ranges::all_of(bucket, [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-';
+    });
 }
 
 std::string describe(std::string_view method, std::string_view bucket, std::string_view key) {

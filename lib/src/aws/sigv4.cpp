@@ -31,18 +31,6 @@ using crypto::detail::HmacSha256Key;
 constexpr std::string_view algorithm = "AWS4-HMAC-SHA256";
 constexpr std::chrono::seconds max_expires{7 * 24 * 3600};
 
-// Writes the 64 hex digits of `digest` at `out`.
-// Both hex digits of every byte value, so that encoding costs one lookup per byte: a signature
-// encodes three digests.
-constexpr std::array<std::array<char, 2>, 256> hex_pairs = [] {
-    constexpr char digits[] = "0123456789abcdef";
-    std::array<std::array<char, 2>, 256> pairs{};
-    for (std::size_t i = 0; i < pairs.size(); ++i) {
-        pairs[i] = {digits[i >> 4U], digits[i & 0x0FU]};
-    }
-    return pairs;
-}();
-
 constexpr std::uint64_t ones = 0x0101010101010101ULL;
 constexpr std::uint64_t highs = 0x8080808080808080ULL;
 
@@ -89,6 +77,15 @@ void write_hex(char* out, const Digest& digest) {
             out += sizeof digits;
         }
     } else {
+        // Both hex digits of every byte value: one lookup per byte.
+        static constexpr std::array<std::array<char, 2>, 256> hex_pairs = [] {
+            constexpr std::string_view digits = "0123456789abcdef";
+            std::array<std::array<char, 2>, 256> pairs{};
+            for (std::size_t i = 0; i < pairs.size(); ++i) {
+                pairs[i] = {digits[i >> 4U], digits[i & 0x0FU]};
+            }
+            return pairs;
+        }();
         for (const std::uint8_t byte : digest) {
             std::memcpy(out, hex_pairs[byte].data(), 2);
             out += 2;

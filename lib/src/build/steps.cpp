@@ -56,7 +56,7 @@ constexpr std::array<std::string_view, 11> runner_variables = {
 } // namespace
 
 bool valid_variable_name(std::string_view name) noexcept {
-    if (name.empty() || !(alpha(name.front()) || name.front() == '_')) {
+    if (name.empty() || (!alpha(name.front()) && name.front() != '_')) {
         return false;
     }
     return std::ranges::all_of(name, [](char c) { return alnum(c) || c == '_'; });

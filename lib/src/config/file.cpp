@@ -1,5 +1,6 @@
 #include "config/file.h"
 
+#include <array>
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
@@ -66,9 +67,9 @@ Result<std::string> read_text_file(const std::filesystem::path& path, std::strin
         return errno_error(what, path, EISDIR);
     }
     std::string content;
-    char buffer[65536];
+    std::array<char, 65536> buffer; // not zero-filled: read() writes what is used
     for (;;) {
-        const ssize_t n = ::read(fd.get(), buffer, sizeof buffer);
+        const ssize_t n = ::read(fd.get(), buffer.data(), buffer.size());
         if (n < 0) {
             if (errno == EINTR) {
                 continue;
@@ -78,7 +79,7 @@ Result<std::string> read_text_file(const std::filesystem::path& path, std::strin
         if (n == 0) {
             break;
         }
-        content.append(buffer, static_cast<std::size_t>(n));
+        content.append(buffer.data(), static_cast<std::size_t>(n));
     }
     return content;
 }

@@ -229,7 +229,7 @@ YAML::Node to_yaml(const rapidjson::Value& value) {
         return map;
     }
     }
-    return YAML::Node();
+    return {};
 }
 
 } // namespace

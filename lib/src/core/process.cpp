@@ -23,8 +23,6 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 
-extern char** environ;
-
 namespace ci {
 
 namespace {
@@ -134,7 +132,7 @@ std::vector<std::string> child_environment(const ProcessSpec& spec) {
         }
     }
     for (const auto& [name, value] : spec.env) {
-        out.push_back(name + "=" + value);
+        out.push_back(fmt::format("{}={}", name, value));
     }
     return out;
 }

@@ -141,7 +141,10 @@ Status fetch(git_repository* repository, const std::string& url, CallbackState& 
         return git_failure(fmt::format("fetch {}", url), code);
     }
     const Remote remote(raw);
-    git_fetch_options options = GIT_FETCH_OPTIONS_INIT;
+    // The *_INIT macros' partial brace lists are missing-field-initializers to clang; the init
+    // functions set the same defaults, and fail only for a version other than the headers'.
+    git_fetch_options options{};
+    (void)git_fetch_options_init(&options, GIT_FETCH_OPTIONS_VERSION);
     options.callbacks.credentials = provide_credentials;
     options.callbacks.transfer_progress = report_transfer;
     options.callbacks.payload = &state;
@@ -172,9 +175,9 @@ resolve(git_repository* repository, const std::string& spec, const std::string& 
         return git_failure(what, code);
     }
     const Object object(raw);
-    char text[GIT_OID_HEXSZ + 1] = {};
-    git_oid_tostr(text, sizeof text, git_object_id(object.get()));
-    return std::string(text);
+    std::array<char, GIT_OID_HEXSZ + 1> text{};
+    git_oid_tostr(text.data(), text.size(), git_object_id(object.get()));
+    return std::string(text.data());
 }
 
 // A work directory whose repository borrows the mirror's objects.
@@ -309,7 +312,8 @@ Status check_out(git_repository* repository,
         return git_failure(fmt::format("check out {} in {}", commit, work_dir.string()), code);
     }
     const Object object(raw);
-    git_checkout_options options = GIT_CHECKOUT_OPTIONS_INIT;
+    git_checkout_options options{}; // as in fetch(): the init function, not the macro
+    (void)git_checkout_options_init(&options, GIT_CHECKOUT_OPTIONS_VERSION);
     // Whatever an earlier build left (changes, untracked and ignored files) goes.
     options.checkout_strategy =
         GIT_CHECKOUT_FORCE | GIT_CHECKOUT_REMOVE_UNTRACKED | GIT_CHECKOUT_REMOVE_IGNORED;
@@ -420,7 +424,8 @@ int update_submodule(git_submodule* submodule, const char* name, void* payload) 
             return record(git_failure(what, code).error());
         }
         const Remote remote(remote_raw);
-        git_fetch_options options = GIT_FETCH_OPTIONS_INIT;
+        git_fetch_options options{}; // as in fetch(): the init function, not the macro
+        (void)git_fetch_options_init(&options, GIT_FETCH_OPTIONS_VERSION);
         options.callbacks.credentials = provide_credentials;
         options.callbacks.transfer_progress = report_transfer;
         options.callbacks.payload = walk.state;

@@ -1,6 +1,7 @@
 #include "ci/git/merge.h"
 
 #include <algorithm>
+#include <array>
 #include <map>
 #include <memory>
 #include <regex>
@@ -38,9 +39,9 @@ std::unexpected<Error> git_failure(std::string_view what, int code) {
 }
 
 std::string oid_text(const git_oid* oid) {
-    char text[GIT_OID_HEXSZ + 1] = {};
-    git_oid_tostr(text, sizeof text, oid);
-    return text;
+    std::array<char, GIT_OID_HEXSZ + 1> text{};
+    git_oid_tostr(text.data(), text.size(), oid);
+    return text.data();
 }
 
 Result<Commit> lookup(git_repository* repository, std::string_view id, std::string_view role) {
@@ -200,7 +201,10 @@ Result<MergeOutcome> merge_forward(const std::filesystem::path& path,
         return git_failure("find the merge base", base_code);
     }
 
-    git_merge_options options = GIT_MERGE_OPTIONS_INIT;
+    // The *_INIT macros' partial brace lists are missing-field-initializers to clang; the init
+    // functions set the same defaults, and fail only for a version other than the headers'.
+    git_merge_options options{};
+    (void)git_merge_options_init(&options, GIT_MERGE_OPTIONS_VERSION);
     // git's defaults: rename detection at 50% similarity.
     options.flags = GIT_MERGE_FIND_RENAMES;
     git_index* merged_raw = nullptr;
@@ -240,7 +244,7 @@ Result<MergeOutcome> merge_forward(const std::filesystem::path& path,
     }
     const Signature signature(signature_raw);
     const std::string message = std::string(merge_message) + "\n";
-    const git_commit* parents[] = {ours->get(), theirs->get()};
+    std::array<const git_commit*, 2> parents = {ours->get(), theirs->get()};
     git_oid merge_id;
     if (int code = git_commit_create(&merge_id,
                                      raw,
@@ -250,8 +254,8 @@ Result<MergeOutcome> merge_forward(const std::filesystem::path& path,
                                      nullptr,
                                      message.c_str(),
                                      tree.get(),
-                                     2,
-                                     parents);
+                                     parents.size(),
+                                     parents.data());
         code != 0) {
         return git_failure("write the merge commit", code);
     }

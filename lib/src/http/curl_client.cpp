@@ -235,7 +235,7 @@ private:
     Result<Response> perform(const Request& request, const std::string& what) {
         UploadSource upload;
         std::unique_ptr<std::FILE, FileCloser> file;
-        curl_off_t upload_size = static_cast<curl_off_t>(request.body.size());
+        auto upload_size = static_cast<curl_off_t>(request.body.size());
         if (!request.body_file.empty()) {
             file.reset(std::fopen(request.body_file.c_str(), "rbe"));
             if (!file) {

@@ -60,7 +60,7 @@ Result<Request> parse_request_message(std::string_view text) {
         const std::size_t colon = line.find(':');
         if (colon == std::string_view::npos || colon == 0) {
             return fail(ErrorCode::InvalidArgument,
-                        fmt::format("parse request: line {}: expected \"Name:value\", got \"{}\"",
+                        fmt::format(R"(parse request: line {}: expected "Name:value", got "{}")",
                                     line_number,
                                     line));
         }

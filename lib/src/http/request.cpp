@@ -43,7 +43,7 @@ std::string Request::url() const {
 }
 
 void append_uri_encoded(std::string& out, std::string_view text, bool keep_slash) {
-    static constexpr char digits[] = "0123456789ABCDEF";
+    static constexpr std::string_view digits = "0123456789ABCDEF";
     const auto unreserved = [keep_slash](unsigned char byte) {
         return (byte >= 'A' && byte <= 'Z') || (byte >= 'a' && byte <= 'z') ||
                (byte >= '0' && byte <= '9') || byte == '-' || byte == '.' || byte == '_' ||

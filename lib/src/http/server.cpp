@@ -64,16 +64,16 @@ using namespace std::chrono_literals;
 // Beast's default is 8 KiB; browsers with many cookies exceed it.
 constexpr std::uint32_t header_limit = 16 * 1024;
 // How much a request body's storage may keep between requests on one connection.
-constexpr std::size_t kept_body_capacity = 64 * 1024;
+constexpr std::size_t kept_body_capacity = std::size_t{64} * 1024;
 // While a stream is sent, bytes the client sends ahead (its next request) are buffered up to
 // this much; beyond it the server stops reading until the stream ends.
-constexpr std::size_t max_read_ahead = 64 * 1024;
-constexpr std::size_t background_read_size = 16 * 1024;
+constexpr std::size_t max_read_ahead = std::size_t{64} * 1024;
+constexpr std::size_t background_read_size = std::size_t{16} * 1024;
 // A connection's read buffer, allocated when its first request starts: Beast reads as much as
 // the buffer has room for, at least 512 bytes, and its parser consumes what it parsed, so a
 // buffer left to grow by itself stays near 512 bytes and a 4 KiB webhook costs 8 reads (and 8
 // trips through the event loop). Most requests arrive in one read with this.
-constexpr std::size_t read_buffer_size = 8 * 1024;
+constexpr std::size_t read_buffer_size = std::size_t{8} * 1024;
 // After a response that ends its connection, the longest the server reads and discards what the
 // client still sends: closing with unread data would reset the connection and could destroy the
 // response in flight.
@@ -365,8 +365,8 @@ public:
 
     void answer(ServerResponse response);
     void start_stream(int status,
-                      std::string content_type,
-                      Fields fields,
+                      const std::string& content_type,
+                      const Fields& fields,
                       std::shared_ptr<StreamChannel> channel);
     void pump_stream();
     void close_if_idle();
@@ -632,8 +632,8 @@ void Connection::on_response_written(error_code ec) {
 }
 
 void Connection::start_stream(int status,
-                              std::string content_type,
-                              Fields fields,
+                              const std::string& content_type,
+                              const Fields& fields,
                               std::shared_ptr<StreamChannel> channel) {
     if (closed_ || phase_ != Phase::Handling) {
         channel->closed = true;
@@ -689,11 +689,11 @@ void Connection::pump_stream() {
     }
     stream_buffers_.clear();
     if (stream_head_pending_) {
-        stream_buffers_.push_back(net::buffer(head_));
+        stream_buffers_.emplace_back(net::buffer(head_));
     }
     if (http10_) {
         for (const auto& data : stream_batch_) {
-            stream_buffers_.push_back(net::buffer(data));
+            stream_buffers_.emplace_back(net::buffer(data));
         }
     } else {
         // Reserved first: the buffers point into chunk_sizes_, which must not move. A size line
@@ -703,7 +703,7 @@ void Connection::pump_stream() {
         for (const auto& data : stream_batch_) {
             const auto start = chunk_sizes_.size();
             fmt::format_to(std::back_inserter(chunk_sizes_), "{:x}\r\n", data.size());
-            stream_buffers_.push_back(
+            stream_buffers_.emplace_back(
                 net::buffer(chunk_sizes_.data() + start, chunk_sizes_.size() - start));
             stream_buffers_.push_back(net::buffer(data));
             stream_buffers_.push_back(net::buffer(crlf.data(), crlf.size()));
@@ -1043,7 +1043,7 @@ Reply::stream(int status, std::string content_type, Fields headers) {
     const bool delivered = state_->run_on_connection(
         [status, content_type = std::move(content_type), headers = std::move(headers), channel](
             detail::Connection& c) mutable {
-            c.start_stream(status, std::move(content_type), std::move(headers), std::move(channel));
+            c.start_stream(status, content_type, headers, std::move(channel));
         });
     if (!delivered) {
         channel->closed = true;

@@ -57,7 +57,7 @@ struct Ingestor::Impl {
     static constexpr std::int64_t slow_commit_ns = 100'000;
 
     Impl(config::Config c, Store& s, const Clock& k, IngestOptions o)
-        : config(std::move(c)), store(s), clock(k), options(o) {}
+        : config(std::move(c)), store(s), clock(k), options(std::move(o)) {}
 
     // The scheduler as the store says it is: at start, and after a failed write (whose actions
     // the scheduler had already taken into its memory). Called with `writing` held (or before
@@ -259,7 +259,7 @@ Result<std::unique_ptr<Ingestor>> Ingestor::start(const config::Config& config,
                                                   Store& store,
                                                   const Clock& clock,
                                                   IngestOptions options) {
-    auto impl = std::make_unique<Impl>(config, store, clock, options);
+    auto impl = std::make_unique<Impl>(config, store, clock, std::move(options));
     if (auto status = impl->reload(); !status) {
         return fail(status.error());
     }

@@ -1165,7 +1165,7 @@ private:
         return std::string(to_string(*result));
     }
 
-    BuildRequest read_request(const Statement& row) const {
+    static BuildRequest read_request(const Statement& row) {
         BuildRequest out;
         out.id = row.integer(0);
         out.request.scheduler = row.text(1);

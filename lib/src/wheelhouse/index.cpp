@@ -202,11 +202,12 @@ std::vector<Page> build_index(const std::vector<const WheelEntry*>& wheels,
         keyed.emplace_back(normalize_project_name(wheel->name.distribution), wheel);
     }
     std::ranges::sort(keyed, [](const auto& a, const auto& b) {
-        if (const auto order = a.first <=> b.first; order != 0) {
-            return order < 0;
+        if (const auto order = a.first <=> b.first; std::is_neq(order)) {
+            return std::is_lt(order);
         }
-        if (const auto order = a.second->name.version <=> b.second->name.version; order != 0) {
-            return order < 0;
+        if (const auto order = a.second->name.version <=> b.second->name.version;
+            std::is_neq(order)) {
+            return std::is_lt(order);
         }
         return a.second->file_name < b.second->file_name;
     });

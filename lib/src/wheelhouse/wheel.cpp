@@ -1,6 +1,7 @@
 #include "ci/wheelhouse/wheel.h"
 
 #include <algorithm>
+#include <array>
 #include <cctype>
 #include <charconv>
 #include <initializer_list>
@@ -39,14 +40,14 @@ bool valid_name_part(std::string_view part) {
 std::strong_ordering operator<=>(const Version& a, const Version& b) {
     // packaging's comparison key, compared in place: sorting thousands of versions must not
     // allocate per comparison.
-    if (const auto order = a.epoch <=> b.epoch; order != 0) {
+    if (const auto order = a.epoch <=> b.epoch; std::is_neq(order)) {
         return order;
     }
     // Release numbers, trailing zeros ignored (1.0 == 1.0.0): compared as if padded with zeros.
     for (std::size_t i = 0; i < std::max(a.release.size(), b.release.size()); ++i) {
         const std::uint64_t x = i < a.release.size() ? a.release[i] : 0;
         const std::uint64_t y = i < b.release.size() ? b.release[i] : 0;
-        if (const auto order = x <=> y; order != 0) {
+        if (const auto order = x <=> y; std::is_neq(order)) {
             return order;
         }
     }
@@ -58,20 +59,20 @@ std::strong_ordering operator<=>(const Version& a, const Version& b) {
         }
         return std::tuple{(!v.post && v.dev) ? -1 : 1, 0, std::uint64_t{0}};
     };
-    if (const auto order = pre_key(a) <=> pre_key(b); order != 0) {
+    if (const auto order = pre_key(a) <=> pre_key(b); std::is_neq(order)) {
         return order;
     }
     // No post release sorts first; no dev release sorts last.
     const auto post_key = [](const Version& v) {
         return v.post ? std::pair{0, *v.post} : std::pair{-1, std::uint64_t{0}};
     };
-    if (const auto order = post_key(a) <=> post_key(b); order != 0) {
+    if (const auto order = post_key(a) <=> post_key(b); std::is_neq(order)) {
         return order;
     }
     const auto dev_key = [](const Version& v) {
         return v.dev ? std::pair{0, *v.dev} : std::pair{1, std::uint64_t{0}};
     };
-    if (const auto order = dev_key(a) <=> dev_key(b); order != 0) {
+    if (const auto order = dev_key(a) <=> dev_key(b); std::is_neq(order)) {
         return order;
     }
     // No local label sorts first; segment by segment, alphanumeric before numeric.
@@ -84,7 +85,7 @@ std::strong_ordering operator<=>(const Version& a, const Version& b) {
         const auto order =
             x != nullptr ? *x <=> *y
                          : std::get<std::string>(a.local[i]) <=> std::get<std::string>(b.local[i]);
-        if (order != 0) {
+        if (std::is_neq(order)) {
             return order;
         }
     }
@@ -100,7 +101,7 @@ std::string Version::to_string() const {
         out += fmt::format("{}{}", i > 0 ? "." : "", release[i]);
     }
     if (pre) {
-        constexpr std::string_view labels[] = {"a", "b", "rc"};
+        constexpr std::array<std::string_view, 3> labels = {"a", "b", "rc"};
         out += fmt::format("{}{}", labels[static_cast<int>(pre->kind)], pre->number);
     }
     if (post) {
@@ -241,14 +242,14 @@ Result<Version> parse_version(std::string_view text) {
     std::optional<std::string_view> n;
     if (const int label = in.labelled({"alpha", "a", "beta", "b", "preview", "pre", "c", "rc"}, n);
         label >= 0) {
-        constexpr Version::PreKind kinds[] = {Version::PreKind::Alpha,
-                                              Version::PreKind::Alpha,
-                                              Version::PreKind::Beta,
-                                              Version::PreKind::Beta,
-                                              Version::PreKind::Candidate,
-                                              Version::PreKind::Candidate,
-                                              Version::PreKind::Candidate,
-                                              Version::PreKind::Candidate};
+        constexpr std::array kinds = {Version::PreKind::Alpha,
+                                      Version::PreKind::Alpha,
+                                      Version::PreKind::Beta,
+                                      Version::PreKind::Beta,
+                                      Version::PreKind::Candidate,
+                                      Version::PreKind::Candidate,
+                                      Version::PreKind::Candidate,
+                                      Version::PreKind::Candidate};
         std::uint64_t value = 0;
         if (!to_number(n, value)) {
             return invalid(" (pre-release number too large)");

@@ -1,6 +1,7 @@
 // The credentials chain: explicit keys, the environment and the shared credentials file, in the
 // AWS CLI's order, with an injected environment and a temporary HOME.
 
+#include <array>
 #include <atomic>
 #include <ctime>
 #include <map>
@@ -164,15 +165,15 @@ private:
             const std::time_t expires = std::chrono::system_clock::to_time_t(expiration_);
             std::tm utc{};
             ::gmtime_r(&expires, &utc);
-            char text[32];
-            std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &utc);
+            std::array<char, 32> text{};
+            std::strftime(text.data(), text.size(), "%Y-%m-%dT%H:%M:%SZ", &utc);
             return Reply{
                 200,
                 {},
                 std::string(R"({"Code":"Success","Type":"AWS-HMAC","AccessKeyId":"ASIAROLE)") +
                     std::to_string(fetches_.load()) +
                     R"(","SecretAccessKey":"role-secret","Token":"role-token","Expiration":")" +
-                    text + R"("})",
+                    text.data() + R"("})",
                 {},
                 false};
         }

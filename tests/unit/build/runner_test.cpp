@@ -60,6 +60,7 @@ struct Recorder {
 
     [[nodiscard]] std::vector<int> finished_steps() const {
         std::vector<int> out;
+        out.reserve(finished.size());
         for (const auto& [step, outcome] : finished) {
             out.push_back(step);
         }

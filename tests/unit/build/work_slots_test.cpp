@@ -24,6 +24,7 @@ using ci::build::WorkSlots;
 
 std::vector<int> slots_of(const std::vector<ci::build::WorkLease>& leases) {
     std::vector<int> out;
+    out.reserve(leases.size());
     for (const auto& lease : leases) {
         out.push_back(lease.slot());
     }
@@ -86,6 +87,7 @@ TEST_CASE("work slots: threads leasing at once get different slots") {
     std::vector<std::string> errors;
     {
         std::vector<std::jthread> threads;
+        threads.reserve(static_cast<std::size_t>(count));
         for (int i = 0; i < count; ++i) {
             threads.emplace_back([&] {
                 auto lease = slots.lease("tests");

@@ -28,6 +28,7 @@ TEST_CASE("clock: manual clock moves only when told") {
 TEST_CASE("clock: manual clock is safe to advance from several threads") {
     ci::ManualClock clock;
     std::vector<std::thread> threads;
+    threads.reserve(4);
     for (int t = 0; t < 4; ++t) {
         threads.emplace_back([&] {
             for (int i = 0; i < 1000; ++i) {

@@ -1,3 +1,4 @@
+#include <array>
 #include <set>
 #include <string_view>
 
@@ -51,7 +52,7 @@ TEST_CASE("error: with_context prefixes what the caller was doing") {
 
 TEST_CASE("error: every code has a distinct name") {
     using ci::ErrorCode;
-    const ErrorCode codes[] = {
+    const std::array codes = {
         ErrorCode::InvalidArgument,
         ErrorCode::NotFound,
         ErrorCode::Io,
@@ -74,7 +75,7 @@ TEST_CASE("error: every code has a distinct name") {
         CHECK(ci::to_string(code) != "unknown");
         names.insert(ci::to_string(code));
     }
-    CHECK(names.size() == std::size(codes));
+    CHECK(names.size() == codes.size());
 }
 
 TEST_CASE("build results: names both ways, unknown names refused, the worst one wins") {

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include <doctest/doctest.h>
+#include <fmt/format.h>
 
 #include <ci/core/process.h>
 
@@ -254,6 +255,7 @@ TEST_CASE("process: a stop request from another thread ends the child") {
 TEST_CASE("process: concurrent runs keep their output apart and leak no descriptors") {
     const int before = open_descriptors();
     std::vector<std::thread> threads;
+    threads.reserve(8);
     std::atomic<int> correct{0};
     for (int i = 0; i < 8; ++i) {
         threads.emplace_back([i, &correct] {
@@ -264,7 +266,7 @@ TEST_CASE("process: concurrent runs keep their output apart and leak no descript
             spec.on_output = [&](ci::OutputStream, std::string_view chunk) { out.append(chunk); };
             auto result = ci::run_process(spec);
             const std::string id = std::to_string(i);
-            if (result && result->success() && out == id + "-1\n" + id + "-2\n" + id + "-3\n") {
+            if (result && result->success() && out == fmt::format("{0}-1\n{0}-2\n{0}-3\n", id)) {
                 ++correct;
             }
         });

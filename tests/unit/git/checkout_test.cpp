@@ -115,7 +115,7 @@ TEST_CASE("checkout: files come out byte for byte as git checks them out, attrib
     Origin origin;
     ci::test::write_file(origin.repo / "lines.txt", "one\ntwo\n");
     ci::test::write_file(origin.repo / "id.c", "/* $Id$ */\n");
-    ci::test::write_file(origin.repo / "data.bin", std::string("a\nb\0c\r\n", 8));
+    ci::test::write_file(origin.repo / "data.bin", std::string("a\nb\0c\r\n", 7));
     const std::string plain_tip = origin.commit("no attributes");
     git(origin.repo, {"checkout", "-q", "-b", "attributes"});
     ci::test::write_file(origin.repo / ".gitattributes", "*.txt text eol=crlf\n*.c ident\n");
@@ -315,6 +315,7 @@ TEST_CASE("checkout: concurrent builds of one repository share its mirror") {
     std::atomic<int> good{0};
     std::vector<std::string> merges(4);
     std::vector<std::thread> builds;
+    builds.reserve(4);
     for (int i = 0; i < 4; ++i) {
         builds.emplace_back([&, i] {
             auto result = ci::git::checkout(dir / ("work" + std::to_string(i)),

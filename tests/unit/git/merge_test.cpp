@@ -37,7 +37,7 @@ std::string lines(int count, const std::string& prefix) {
 // Makes commits with varied dates and time zones, as real histories have.
 class History {
 public:
-    History(const std::filesystem::path& repo, unsigned seed) : repo_(repo), random_(seed) {}
+    History(std::filesystem::path repo, unsigned seed) : repo_(std::move(repo)), random_(seed) {}
 
     std::string commit(const std::string& message, bool allow_empty = false) {
         clock_ += 3600 + static_cast<long>(random_() % 7200);
@@ -47,7 +47,7 @@ public:
         git(repo_, {"add", "-A"});
         std::vector<std::string> args = {"commit", "-q", "-m", message};
         if (allow_empty) {
-            args.push_back("--allow-empty");
+            args.emplace_back("--allow-empty");
         }
         git(repo_, args, {{"GIT_AUTHOR_DATE", date}, {"GIT_COMMITTER_DATE", date}});
         return git(repo_, {"rev-parse", "HEAD"});
@@ -204,7 +204,7 @@ TEST_CASE("git: merge-forward gives git's merge commit, or git's conflicts, over
                           lines(8, "base" + std::to_string(f)));
         }
         const std::string base = history.commit("base");
-        std::mt19937 random(seed * 7919);
+        std::mt19937 random(std::mt19937::result_type{seed} * 7919);
         // The target moves on master; the branch starts from base, or from a later master.
         git(repo, {"checkout", "-q", "-b", "topic"});
         const int branch_commits = static_cast<int>(random() % 4);

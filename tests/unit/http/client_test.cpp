@@ -221,6 +221,7 @@ TEST_CASE("http client: one client serves several threads at once") {
     auto client = fast_client();
     std::atomic<int> correct{0};
     std::vector<std::thread> threads;
+    threads.reserve(4);
     for (int t = 0; t < 4; ++t) {
         threads.emplace_back([&, t] {
             for (int i = 0; i < 10; ++i) {

@@ -3,6 +3,7 @@
 // connection they travel on, or a misbehaving client matter.
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -144,7 +145,7 @@ public:
         }
     }
 
-    bool send(std::string_view data) {
+    bool send(std::string_view data) const {
         while (!data.empty()) {
             const ssize_t n = ::send(fd_, data.data(), data.size(), MSG_NOSIGNAL);
             if (n <= 0) {
@@ -253,13 +254,13 @@ private:
         if (ready <= 0) {
             return false;
         }
-        char chunk[16384];
-        const ssize_t n = ::recv(fd_, chunk, sizeof chunk, 0);
+        std::array<char, 16384> chunk; // not zero-filled: recv() writes what is used
+        const ssize_t n = ::recv(fd_, chunk.data(), chunk.size(), 0);
         if (n <= 0) {
             closed_by_peer_ = true;
             return false;
         }
-        buffer_.append(chunk, static_cast<std::size_t>(n));
+        buffer_.append(chunk.data(), static_cast<std::size_t>(n));
         return true;
     }
 
@@ -661,7 +662,7 @@ TEST_CASE("http server: a body over max_body gets 413 and never reaches the hand
     }
     SUBCASE("curl, which sends the whole body anyway, still reads the 413") {
         auto request = request_to(*server, "POST", "/big");
-        request.body = std::string(200 * 1024, 'z');
+        request.body = std::string(std::size_t{200} * 1024, 'z');
         auto response = make_test_client()->send(request);
         REQUIRE_OK(response);
         CHECK(response->status == 413);
@@ -939,7 +940,7 @@ TEST_CASE("http server: several I/O threads serve many concurrent clients") {
     options.threads = 4;
     auto server = start_server(
         [&](ServerRequest& request, Reply reply) {
-            if (request.query.count("later") != 0) {
+            if (request.query.contains("later")) {
                 std::lock_guard lock(workers_mutex);
                 workers.emplace_back([reply, body = request.target]() mutable {
                     reply.send(text_response(std::move(body)));
@@ -951,6 +952,7 @@ TEST_CASE("http server: several I/O threads serve many concurrent clients") {
         options);
     std::atomic<int> wrong{0};
     std::vector<std::thread> clients;
+    clients.reserve(6);
     for (int c = 0; c < 6; ++c) {
         clients.emplace_back([&, c] {
             auto client = make_test_client();

@@ -234,7 +234,7 @@ TEST_CASE("router: the listed endpoints, path segments and integer captures") {
             return std::nullopt;
         });
     const auto ignore =
-        [](ci::http::ServerRequest&, const ci::master::PathParams&, ci::http::Reply) {};
+        [](ci::http::ServerRequest&, const ci::master::PathParams&, const ci::http::Reply&) {};
     router.add("GET", "/api/v1/builds/{id}/steps/{n}/log", ignore, false, "log");
     router.add("POST", "/hidden", ignore);
     router.add("POST", "/api/v1/builds/{id}/stop", ignore, true, "stop");

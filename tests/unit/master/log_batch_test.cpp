@@ -76,7 +76,7 @@ TEST_CASE("log batch: output in pipe-sized pieces goes out in chunks of up to 64
 
 TEST_CASE("log batch: output without newlines is cut at exactly 64 KiB") {
     LogBatch batch(1);
-    const std::string output(200 * 1024, 'x');
+    const std::string output(std::size_t{200} * 1024, 'x');
     auto chunks = batch.add(3, output, t0);
     REQUIRE(chunks.size() == 3);
     for (const auto& chunk : chunks) {
@@ -84,7 +84,7 @@ TEST_CASE("log batch: output without newlines is cut at exactly 64 KiB") {
     }
     auto rest = batch.take();
     REQUIRE(rest.has_value());
-    CHECK(rest->text.size() == output.size() - 3 * 65536);
+    CHECK(rest->text.size() == output.size() - std::size_t{3} * 65536);
     CHECK(rest->sequence == 3);
 }
 

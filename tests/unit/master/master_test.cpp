@@ -179,6 +179,7 @@ TEST_CASE("dispatch: classes, slots, the least busy worker, and counting locks")
     }
     SUBCASE("a counting lock of 3 admits three builds, however many workers are free") {
         std::vector<WorkerLoad> workers;
+        workers.reserve(6);
         for (int i = 0; i < 6; ++i) {
             workers.push_back({"linux/" + std::to_string(i), "linux", 1, 0, true});
         }

@@ -57,7 +57,7 @@ schedulers:
         return *checked.config;
     }
 
-    std::string commit(const std::string& message) {
+    std::string commit(const std::string& message) const {
         git(repo, {"commit", "-q", "--allow-empty", "-m", message});
         return git(repo, {"rev-parse", "HEAD"});
     }

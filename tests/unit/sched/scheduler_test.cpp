@@ -287,6 +287,7 @@ TEST_CASE("sched: periodic schedulers") {
     const WallTime three_am = std::chrono::floor<std::chrono::days>(t0) + 24h + 3h;
     auto nightly = builds(feed(scheduler, ci::sched::Tick{}, three_am));
     std::vector<std::string> builders;
+    builders.reserve(nightly.size());
     for (const auto& build : nightly) {
         builders.push_back(build.builder + "@" + build.branch);
     }

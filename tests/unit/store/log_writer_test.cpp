@@ -147,8 +147,9 @@ TEST_CASE("log writer: what was queued while a round ran is written in one commi
         const std::lock_guard guard(mutex);
         REQUIRE(written.size() == 400);
         for (int i = 0; i < 200; ++i) {
-            CHECK(written[2 * i] == std::tuple<std::int64_t, int, std::int64_t>{1, 1, i});
-            CHECK(written[2 * i + 1] == std::tuple<std::int64_t, int, std::int64_t>{2, 0, i});
+            const auto at = static_cast<std::size_t>(i) * 2;
+            CHECK(written[at] == std::tuple<std::int64_t, int, std::int64_t>{1, 1, i});
+            CHECK(written[at + 1] == std::tuple<std::int64_t, int, std::int64_t>{2, 0, i});
         }
     }
 

@@ -1,6 +1,7 @@
 // The SQLite store: what the scheduler writes survives a restart, requests are claimed once,
 // and bad files (newer, corrupt, locked, read-only) give clear errors.
 
+#include <array>
 #include <atomic>
 #include <filesystem>
 #include <functional>
@@ -57,8 +58,8 @@ std::string as_unprivileged(const std::function<std::string()>& body) {
     if (::getuid() != 0) {
         return body();
     }
-    int fds[2];
-    REQUIRE(::pipe(fds) == 0);
+    std::array<int, 2> fds{};
+    REQUIRE(::pipe(fds.data()) == 0);
     const pid_t pid = ::fork();
     if (pid == 0) {
         ::close(fds[0]);
@@ -71,10 +72,10 @@ std::string as_unprivileged(const std::function<std::string()>& body) {
     }
     ::close(fds[1]);
     std::string out;
-    char buffer[4096];
+    std::array<char, 4096> buffer; // not zero-filled: read() writes what is used
     ssize_t n = 0;
-    while ((n = ::read(fds[0], buffer, sizeof buffer)) > 0) {
-        out.append(buffer, static_cast<std::size_t>(n));
+    while ((n = ::read(fds[0], buffer.data(), buffer.size())) > 0) {
+        out.append(buffer.data(), static_cast<std::size_t>(n));
     }
     ::close(fds[0]);
     int status = 0;
@@ -189,7 +190,8 @@ TEST_CASE("store: each request is claimed by exactly one of several connections"
         auto store = open(path);
         ci::store::Batch batch;
         for (int i = 0; i < 200; ++i) {
-            batch.actions.emplace_back(request_for(i % 2 ? "tests" : "docs", std::to_string(i)));
+            batch.actions.emplace_back(
+                request_for(i % 2 == 1 ? "tests" : "docs", std::to_string(i)));
         }
         REQUIRE_OK(store->write({batch}, t0));
     }
@@ -197,6 +199,7 @@ TEST_CASE("store: each request is claimed by exactly one of several connections"
     std::vector<std::int64_t> claimed;
     std::atomic<int> errors{0};
     std::vector<std::thread> dispatchers;
+    dispatchers.reserve(4);
     for (int d = 0; d < 4; ++d) {
         dispatchers.emplace_back([&, d] {
             auto store = ci::store::open_sqlite(path);

@@ -136,6 +136,7 @@ TEST_CASE("wheelhouse: the index pages, in upload order, with hashes, markers an
     };
     const auto pages = ci::wheelhouse::build_index(wheels);
     std::vector<std::string> keys;
+    keys.reserve(pages.size());
     for (const auto& p : pages) {
         keys.push_back(p.key);
     }

@@ -72,6 +72,7 @@ TEST_CASE("wheelhouse: versions sort in PEP 440 order") {
         "1.0.post456",   "1.0.15",        "1.1.dev1",     "1!0.5",
     };
     std::vector<ci::wheelhouse::Version> versions;
+    versions.reserve(ordered.size());
     for (const auto& text : ordered) {
         versions.push_back(version(text));
     }

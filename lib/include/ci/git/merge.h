@@ -66,10 +66,10 @@ struct MergeOutcome {
     }
 };
 
-/// Merges commit `target_tip` into commit `branch_tip` in the repository at `repository` (bare
-/// or not), writing the merge commit object (no ref or work tree changes). Fails with Git when
-/// the repository or a commit cannot be read (native: libgit2 error class).
-[[nodiscard]] Result<MergeOutcome> merge_forward(const std::filesystem::path& repository,
+/// Merges commit `target_tip` into commit `branch_tip` in the repository at `path` (bare or
+/// not), writing the merge commit object (no ref or work tree changes). Fails with Git when the
+/// repository or a commit cannot be read (native: libgit2 error class).
+[[nodiscard]] Result<MergeOutcome> merge_forward(const std::filesystem::path& path,
                                                  std::string_view branch_tip,
                                                  std::string_view target_tip,
                                                  const Identity& identity = {});

@@ -135,9 +135,10 @@ using Handler = std::function<void(ServerRequest& request, Reply reply)>;
 
 /// Settings of a server, fixed for its lifetime.
 struct ServerOptions {
-    std::string address = "127.0.0.1";       ///< where to listen ("0.0.0.0" for every interface)
-    std::uint16_t port = 0;                  ///< 0: a free port (see Server::port())
-    std::size_t max_body = 25 * 1024 * 1024; ///< larger bodies get 413 and never reach the handler
+    std::string address = "127.0.0.1"; ///< where to listen ("0.0.0.0" for every interface)
+    std::uint16_t port = 0;            ///< 0: a free port (see Server::port())
+    /// Larger bodies get 413 and never reach the handler.
+    std::size_t max_body = std::size_t{25} * 1024 * 1024;
     /// A keep-alive connection idle this long is closed; also the longest a request may take to
     /// arrive and a response to be written.
     std::chrono::seconds idle_timeout{75};

@@ -146,7 +146,7 @@ public:
 
     /// Resumes after a restart: waits keep their absolute deadlines, periodic schedulers their
     /// next runs. Waits of schedulers no longer configured are dropped.
-    void restore(const SavedState& state, WallTime now);
+    void restore(const SavedState& saved, WallTime now);
 
     /// Feeds one event at `now`; returns what to do, in a deterministic order. A ForceRequest
     /// naming an unknown builder fails with InvalidArgument (and changes nothing).
