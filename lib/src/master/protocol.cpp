@@ -128,7 +128,7 @@ struct Encoder {
         field(w, "build", m.build);
         field(w, "step", std::int64_t{m.step});
         field(w, "seq", m.sequence);
-        field(w, "text", m.text);
+        field(w, "size", static_cast<std::int64_t>(m.text.size())); // the text follows the line
     }
     void operator()(const StepFinished& m) const {
         field(w, "type", "step_finished");
@@ -362,7 +362,12 @@ Result<Message> read_log(Reader& r) {
     m.build = r.integer("build");
     m.step = r.small("step");
     m.sequence = r.integer("seq");
-    m.text = r.text("text");
+    const auto size = r.integer("size");
+    if (size < 0 || static_cast<std::uint64_t>(size) > max_line) {
+        r.problem(fmt::format("\"size\" is not between 0 and {}", max_line));
+    } else {
+        m.text.resize(static_cast<std::size_t>(size)); // filled by the reader: following_bytes()
+    }
     return r.done(std::move(m));
 }
 
@@ -410,9 +415,20 @@ std::string encode(const Message& message) {
     writer.StartObject();
     std::visit(Encoder{writer}, message);
     writer.EndObject();
-    std::string line(buffer.GetString(), buffer.GetSize());
+    const auto* chunk = std::get_if<LogChunk>(&message);
+    std::string line;
+    line.reserve(buffer.GetSize() + 1 + (chunk != nullptr ? chunk->text.size() : 0));
+    line.append(buffer.GetString(), buffer.GetSize());
     line += '\n';
+    if (chunk != nullptr) {
+        line += chunk->text;
+    }
     return line;
+}
+
+std::string* following_bytes(Message& message) {
+    auto* chunk = std::get_if<LogChunk>(&message);
+    return chunk != nullptr ? &chunk->text : nullptr;
 }
 
 Result<Message> decode(std::string_view line) {

@@ -18,6 +18,9 @@
 ///    StepStarted, LogChunk (numbered per step, so that a chunk sent twice is stored once),
 ///    StepFinished, BuildFinished. Drain (worker) asks for no more builds: the worker is
 ///    stopping after its current ones.
+/// A LogChunk is the one message with bytes after its line: its line says how many ("size"),
+/// and that many bytes of the step's output follow, as they are (a log is any bytes; escaping
+/// it into JSON, and unescaping it, cost more than the rest of the master's log ingest).
 /// Pure: encode() and decode() do no I/O.
 
 #include <cstdint>
@@ -32,8 +35,9 @@
 
 namespace ci::master::protocol {
 
-/// The version both sides speak; a Hello of another version is refused.
-inline constexpr int version = 1;
+/// The version both sides speak; a Hello of another version is refused. (2: log chunks' text
+/// after their line instead of in it.)
+inline constexpr int version = 2;
 /// The longest line either side accepts (a log chunk is far smaller).
 inline constexpr std::size_t max_line = 4 * 1024 * 1024;
 
@@ -108,12 +112,18 @@ using Message = std::variant<Challenge,
                              StepFinished,
                              BuildFinished>;
 
-/// One line of JSON, ending in '\n'.
+/// One line of JSON, ending in '\n'; for a LogChunk, followed by its text.
 [[nodiscard]] std::string encode(const Message& message);
 
 /// Reads one line (with or without its '\n'). Fails with InvalidArgument naming what is wrong:
-/// not JSON, no "type", an unknown type, a missing or mistyped field.
+/// not JSON, no "type", an unknown type, a missing or mistyped field, a log chunk's "size" over
+/// max_line. A LogChunk's text comes back sized but not read: see following_bytes().
 [[nodiscard]] Result<Message> decode(std::string_view line);
+
+/// Where the bytes that follow a decoded message's line go: a LogChunk's text, sized by
+/// decode() from its line's "size", for the reader to fill with exactly that many bytes from
+/// the connection. nullptr for every other message (nothing follows their line).
+[[nodiscard]] std::string* following_bytes(Message& message);
 
 /// hex HMAC-SHA256(secret, nonce): what a Hello proves.
 [[nodiscard]] std::string proof(std::string_view secret, std::string_view nonce);

@@ -196,6 +196,11 @@ public:
                     log::warn("from the master: {}", message.error().message);
                     continue;
                 }
+                if (protocol::following_bytes(*message) != nullptr) {
+                    // Only workers send log chunks: what follows could not be read as lines.
+                    log::warn("from the master: a log chunk; closing the connection");
+                    return false;
+                }
                 handle(std::move(*message), drain_sent);
             }
             pollfd p{connection_.fd(), POLLIN, 0};

@@ -1,10 +1,12 @@
 #include "master/worker_server.h"
 
+#include <algorithm>
 #include <deque>
 #include <thread>
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/read.hpp>
 #include <boost/asio/read_until.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/streambuf.hpp>
@@ -75,22 +77,57 @@ private:
                                                   : error.message());
             return;
         }
-        std::string line(static_cast<const char*>(input_.data().data()), size);
-        input_.consume(size);
+        const std::string_view line(static_cast<const char*>(input_.data().data()), size);
         last_heard_ = std::chrono::steady_clock::now();
         auto message = protocol::decode(line);
+        input_.consume(size);
         if (!message) {
             log::warn(
                 "worker {} ({}): {}", name_.empty() ? "?" : name_, peer_, message.error().message);
             shut("protocol error");
             return;
         }
+        auto* text = protocol::following_bytes(*message);
+        if (text == nullptr || text->empty()) {
+            handle(std::move(*message));
+            return;
+        }
         if (name_.empty()) {
-            if (!authenticate(*message)) {
+            refuse("the first message must be a hello"); // its bytes are not even read
+            return;
+        }
+        // The bytes after the line: those read with it first, then the rest straight from the
+        // socket into the text (large reads, no search for a newline).
+        const auto buffered = std::min(input_.size(), text->size());
+        net::buffer_copy(net::buffer(*text), input_.data(), buffered);
+        input_.consume(buffered);
+        if (buffered == text->size()) {
+            handle(std::move(*message));
+            return;
+        }
+        auto pending = std::make_shared<protocol::Message>(std::move(*message));
+        text = protocol::following_bytes(*pending);
+        net::async_read(socket_,
+                        net::buffer(text->data() + buffered, text->size() - buffered),
+                        [self = shared_from_this(), pending](auto failed, std::size_t) {
+                            if (failed) {
+                                self->shut(failed == net::error::eof ? "disconnected"
+                                                                     : failed.message());
+                                return;
+                            }
+                            self->last_heard_ = std::chrono::steady_clock::now();
+                            self->handle(std::move(*pending));
+                        });
+    }
+
+    // A whole message: the hello first, then the worker's reports; reads the next one.
+    void handle(protocol::Message message) {
+        if (name_.empty()) {
+            if (!authenticate(message)) {
                 return;
             }
-        } else if (!std::holds_alternative<protocol::Heartbeat>(*message)) {
-            master_.message(name_, this, std::move(*message));
+        } else if (!std::holds_alternative<protocol::Heartbeat>(message)) {
+            master_.message(name_, this, std::move(message));
         }
         if (open_) {
             read();

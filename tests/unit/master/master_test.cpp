@@ -1,6 +1,9 @@
 // The master's pure parts: the worker protocol's messages and the dispatcher's choices.
 
+#include <algorithm>
+
 #include <doctest/doctest.h>
+#include <fmt/format.h>
 
 #include <ci/core/crypto.h>
 
@@ -14,13 +17,21 @@ using ci::master::WorkerLoad;
 
 namespace {
 
+// Encodes and decodes `message` as the two sides do: one line, then the bytes it announces.
 template <class T> T round_trip(const T& message) {
-    const auto line = protocol::encode(message);
-    REQUIRE(line.back() == '\n');
-    REQUIRE(line.find('\n') == line.size() - 1); // one line, whatever the text holds
-    auto decoded = protocol::decode(line);
+    const auto encoded = protocol::encode(message);
+    const auto newline = encoded.find('\n');
+    REQUIRE(newline != std::string::npos);
+    auto decoded = protocol::decode(std::string_view(encoded).substr(0, newline + 1));
     REQUIRE(decoded.has_value());
     REQUIRE(std::holds_alternative<T>(*decoded));
+    const std::string_view after = std::string_view(encoded).substr(newline + 1);
+    if (auto* text = protocol::following_bytes(*decoded)) {
+        REQUIRE(text->size() == after.size());
+        std::copy(after.begin(), after.end(), text->begin());
+    } else {
+        REQUIRE(after.empty()); // one line, whatever the message holds
+    }
     return std::get<T>(*decoded);
 }
 
@@ -82,12 +93,16 @@ TEST_CASE("protocol: every message survives encode and decode") {
     CHECK_FALSE(no_target.merge_target.has_value());
     CHECK_FALSE(no_target.steps[0].timeout.has_value());
 
-    const std::string text = "line 1\nline \"2\"\t\x01 caf\xc3\xa9\n";
+    // A log is any bytes: newlines, quotes, control characters, invalid UTF-8, NULs.
+    const std::string text("line 1\nline \"2\"\t\x01 caf\xc3\xa9 \xff\xfe\0end\n", 31);
+    const auto encoded_chunk = protocol::encode(protocol::LogChunk{7, 2, 5, text});
+    CHECK(encoded_chunk.ends_with(text)); // as it is, after the line
     const auto chunk = round_trip(protocol::LogChunk{7, 2, 5, text});
     CHECK(chunk.build == 7);
     CHECK(chunk.step == 2);
     CHECK(chunk.sequence == 5);
     CHECK(chunk.text == text);
+    CHECK(round_trip(protocol::LogChunk{7, 2, 6, ""}).text.empty());
 
     const auto hello = round_trip(protocol::Hello{"linux/0", "ab12", 3});
     CHECK(hello.name == "linux/0");
@@ -129,9 +144,17 @@ TEST_CASE("protocol: bad lines are errors that say what is wrong") {
     CHECK(error_of(R"({"type": "launch"})").find("unknown message type \"launch\"") !=
           std::string::npos);
     CHECK(error_of(R"({"type": "log", "build": 1, "step": 0, "seq": 0})")
-              .find("\"text\" is missing") != std::string::npos);
-    CHECK(error_of(R"({"type": "log", "build": "1", "step": 0, "seq": 0, "text": ""})")
+              .find("\"size\" is missing") != std::string::npos);
+    CHECK(error_of(R"({"type": "log", "build": "1", "step": 0, "seq": 0, "size": 0})")
               .find("\"build\" is not an integer") != std::string::npos);
+    // A log chunk's size is checked before the reader allocates it.
+    for (const auto* size : {"-1", "4194305", "9223372036854775807", "1.5"}) {
+        CAPTURE(size);
+        CHECK(error_of(fmt::format(R"({{"type": "log", "build": 1, "step": 0, "seq": 0, )"
+                                   R"("size": {}}})",
+                                   size))
+                  .find("\"size\"") != std::string::npos);
+    }
     // A result is one of the names BuildResult has; anything else is refused, never a default.
     CHECK(error_of(R"({"type": "build_finished", "build": 1, "result": "green"})")
               .find("\"green\" is not a build result") != std::string::npos);
