@@ -98,6 +98,14 @@ CREATE TABLE polled_refs (
     repository TEXT PRIMARY KEY, url TEXT NOT NULL, refs TEXT NOT NULL,
     polled_ms INTEGER NOT NULL) WITHOUT ROWID;
 )sql",
+    // 5 -> 6: the reporters' outbox (commit statuses, chat messages): stored before they are
+    // sent, marked once sent or given up, so that a restart neither loses nor repeats them.
+    R"sql(
+CREATE TABLE reports (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, reporter TEXT NOT NULL, payload TEXT NOT NULL,
+    state TEXT NOT NULL, queued_ms INTEGER NOT NULL, done_ms INTEGER);
+CREATE INDEX reports_by_state ON reports (reporter, state, id);
+)sql",
 };
 
 // The columns read_build() reads, in its order.
@@ -953,6 +961,64 @@ public:
             .bind(4, to_ms(refs.polled));
         if (statement.step() != SQLITE_DONE) {
             return fail(error(fmt::format("save the polled refs of {}", repository)).error());
+        }
+        return {};
+    }
+
+    Result<std::vector<std::int64_t>> queue_reports(const std::string& reporter,
+                                                    const std::vector<std::string>& payloads,
+                                                    WallTime now) override {
+        const std::lock_guard lock(mutex_);
+        const std::string what =
+            fmt::format("queue {} message(s) of reporter {}", payloads.size(), reporter);
+        if (auto status = execute("BEGIN IMMEDIATE", what); !status) {
+            return fail(status.error());
+        }
+        std::vector<std::int64_t> ids;
+        for (const auto& payload : payloads) {
+            Statement statement(*statements_,
+                                "INSERT INTO reports (reporter, payload, state, queued_ms) "
+                                "VALUES (?1, ?2, 'queued', ?3)");
+            statement.bind(1, reporter).bind(2, payload).bind(3, to_ms(now));
+            if (statement.step() != SQLITE_DONE) {
+                auto failed = error(what);
+                (void)execute("ROLLBACK", "roll back");
+                return fail(failed.error());
+            }
+            ids.push_back(sqlite3_last_insert_rowid(db_));
+        }
+        if (auto committed = execute("COMMIT", what); !committed) {
+            (void)execute("ROLLBACK", "roll back");
+            return fail(committed.error());
+        }
+        return ids;
+    }
+
+    Result<std::vector<QueuedReport>> queued_reports(const std::string& reporter) override {
+        const std::lock_guard lock(mutex_);
+        return rows<QueuedReport>(
+            "SELECT id, reporter, payload, queued_ms FROM reports WHERE reporter = ?1 AND "
+            "state = 'queued' ORDER BY id",
+            [&](Statement& s) { s.bind(1, reporter); },
+            [](const Statement& row) {
+                return QueuedReport{
+                    row.integer(0), row.text(1), row.text(2), from_ms(row.integer(3))};
+            },
+            fmt::format("read the queued messages of reporter {}", reporter));
+    }
+
+    Status finish_report(std::int64_t id, ReportState state, WallTime now) override {
+        const std::lock_guard lock(mutex_);
+        Statement statement(*statements_,
+                            "UPDATE reports SET state = ?2, done_ms = ?3 WHERE id = ?1");
+        statement.bind(1, id)
+            .bind(2,
+                  std::string(state == ReportState::Sent      ? "sent"
+                              : state == ReportState::Dropped ? "dropped"
+                                                              : "queued"))
+            .bind(3, to_ms(now));
+        if (statement.step() != SQLITE_DONE) {
+            return fail(error(fmt::format("mark reporter message {}", id)).error());
         }
         return {};
     }

@@ -665,7 +665,8 @@ TEST_CASE("store: an older schema is migrated when opened") {
     execute_sql(path,
                 "ALTER TABLE build_requests DROP COLUMN collapsed_into; "
                 "DROP TABLE webhook_deliveries; DROP INDEX builds_by_builder; "
-                "DROP INDEX builds_by_request; DROP TABLE polled_refs; PRAGMA user_version=1");
+                "DROP INDEX builds_by_request; DROP TABLE polled_refs; DROP TABLE reports; "
+                "PRAGMA user_version=1");
     auto store = open(path);
     REQUIRE_OK(store->write({ci::store::Batch{{}, {request_for("tests", "a", true)}, {}}}, t0));
     auto claimed = store->claim({"tests"}, "d");
@@ -687,7 +688,8 @@ TEST_CASE("store: schema 3's waits and deliveries are kept by the migration to s
     { open(path); }
     // Schema 3's two tables, as it made them, with rows in them (and no table of schema 5).
     execute_sql(path,
-                "DROP TABLE polled_refs; DROP TABLE waits; DROP TABLE webhook_deliveries; "
+                "DROP TABLE reports; DROP TABLE polled_refs; DROP TABLE waits; DROP TABLE "
+                "webhook_deliveries; "
                 "CREATE TABLE waits (scheduler TEXT NOT NULL, repository TEXT NOT NULL, "
                 "branch TEXT NOT NULL, is_tag INTEGER NOT NULL, started_ms INTEGER NOT NULL, "
                 "deadline_ms INTEGER NOT NULL, revision TEXT NOT NULL, change_ids TEXT NOT NULL, "
@@ -724,7 +726,7 @@ TEST_CASE("store: schema 4 gains the poller's refs; saved refs survive a reopen"
         REQUIRE_OK(store->write({ci::store::Batch{{}, {request_for("tests", "a")}, {}}}, t0));
     }
     // Back to schema 4, a request queued.
-    execute_sql(path, "DROP TABLE polled_refs; PRAGMA user_version=4");
+    execute_sql(path, "DROP TABLE reports; DROP TABLE polled_refs; PRAGMA user_version=4");
     const ci::store::PolledRefs refs{
         "/srv/git/app.git",
         {{"refs/heads/master", std::string(40, 'a')}, {"refs/tags/1.0", std::string(40, 'b')}},
@@ -761,6 +763,42 @@ TEST_CASE("store: schema 4 gains the poller's refs; saved refs survive a reopen"
     REQUIRE_FALSE(damaged.has_value());
     CHECK(damaged.error().code == ci::ErrorCode::Store);
     CHECK(damaged.error().message.find("read the polled refs of app") != std::string::npos);
+}
+
+TEST_CASE("store: schema 5 gains the reporters' outbox; queued messages survive a reopen") {
+    ci::test::TempDir dir;
+    const auto path = dir / "v5.sqlite";
+    {
+        auto store = open(path);
+        REQUIRE_OK(store->write({ci::store::Batch{{}, {request_for("tests", "a")}, {}}}, t0));
+    }
+    execute_sql(path, "DROP TABLE reports; PRAGMA user_version=5");
+    std::vector<std::int64_t> ids;
+    {
+        auto store = open(path);
+        CHECK(store->requests(ci::store::RequestState::Pending)->size() == 1); // kept
+        CHECK(store->queued_reports("github")->empty());
+        auto queued = store->queue_reports("github", {"one", "two", "three"}, t0);
+        REQUIRE_OK(queued);
+        ids = *queued;
+        REQUIRE(ids.size() == 3);
+        CHECK(ids[0] < ids[1]);
+        CHECK(ids[1] < ids[2]);
+        REQUIRE_OK(store->queue_reports("zulip", {"other"}, t0 + 1s));
+        REQUIRE_OK(store->finish_report(ids[0], ci::store::ReportState::Sent, t0 + 2s));
+    }
+    // Reopened (a restart): what was sent is not sent again; the rest is, in order.
+    auto store = open(path);
+    auto left = store->queued_reports("github");
+    REQUIRE_OK(left);
+    REQUIRE(left->size() == 2);
+    CHECK((*left)[0] == ci::store::QueuedReport{ids[1], "github", "two", t0});
+    CHECK((*left)[1].payload == "three");
+    REQUIRE_OK(store->finish_report(ids[1], ci::store::ReportState::Dropped, t0 + 3s));
+    CHECK(store->queued_reports("github")->size() == 1);
+    CHECK(store->queued_reports("zulip")->size() == 1);
+    // An empty batch is no error.
+    CHECK(store->queue_reports("github", {}, t0)->empty());
 }
 
 TEST_CASE("store: change ids go on after the newest stored change, not after what was reserved") {

@@ -30,7 +30,7 @@ namespace ci::store {
 using WallTime = std::chrono::system_clock::time_point;
 
 /// The schema version this libci writes.
-inline constexpr int schema_version = 5;
+inline constexpr int schema_version = 6;
 
 /// Where a build request is in its life.
 enum class RequestState {
@@ -116,6 +116,23 @@ struct PolledRefs {
     std::map<std::string, std::string> refs; ///< "refs/heads/x", "refs/tags/y" -> commit id
     WallTime polled{};                       ///< when they were read
     friend bool operator==(const PolledRefs&, const PolledRefs&) = default;
+};
+
+/// Where a reporter's message (a commit status, a chat message) is in its life.
+enum class ReportState {
+    Queued,  ///< stored, not yet accepted by the service
+    Sent,    ///< the service accepted it
+    Dropped, ///< given up: the service refused it, or it could not be sent in time
+};
+
+/// A reporter's message in its outbox: stored before it is sent, so that a master restart
+/// neither loses it nor sends it again once the service accepted it.
+struct QueuedReport {
+    std::int64_t id = 0;  ///< ids only increase: the order the messages were queued in
+    std::string reporter; ///< which reporter owns it ("github", ...)
+    std::string payload;  ///< the reporter's own serialisation (opaque to the store)
+    WallTime queued{};
+    friend bool operator==(const QueuedReport&, const QueuedReport&) = default;
 };
 
 /// Which builds to list, newest first.
@@ -233,6 +250,17 @@ public:
     /// crash in between repeats those events rather than losing them.
     [[nodiscard]] virtual Status save_polled_refs(const std::string& repository,
                                                   const PolledRefs& refs) = 0;
+
+    /// Stores `payloads` as Queued messages of `reporter`, in order, in one transaction
+    /// (synchronously). Returns their ids.
+    [[nodiscard]] virtual Result<std::vector<std::int64_t>> queue_reports(
+        const std::string& reporter, const std::vector<std::string>& payloads, WallTime now) = 0;
+    /// The Queued messages of `reporter`, oldest first (what a restarted reporter sends).
+    [[nodiscard]] virtual Result<std::vector<QueuedReport>>
+    queued_reports(const std::string& reporter) = 0;
+    /// Marks message `id` Sent or Dropped (synchronously): it is never sent again.
+    [[nodiscard]] virtual Status
+    finish_report(std::int64_t id, ReportState state, WallTime now) = 0;
 };
 
 /// How a SQLite store is opened.
