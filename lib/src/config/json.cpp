@@ -253,6 +253,7 @@ std::string to_json(const Config& config) {
     write_field(writer, "web_port", std::int64_t{config.buildmaster.web_port});
     write_field(writer, "worker_port", std::int64_t{config.buildmaster.worker_port});
     write_field(writer, "state", config.buildmaster.state);
+    write_field(writer, "url", config.buildmaster.url);
     writer.EndObject();
 
     write_key(writer, "github");
@@ -260,6 +261,11 @@ std::string to_json(const Config& config) {
     write_field(writer, "token", config.github.token);
     write_field(writer, "report_status", config.github.report_status);
     write_field(writer, "webhook_secret", config.github.webhook_secret);
+    write_field(writer, "api_url", config.github.api_url);
+    write_field(writer, "context_prefix", config.github.context_prefix);
+    write_field(writer, "strip_prefix", config.github.strip_prefix);
+    write_field(writer, "builders", config.github.builders);
+    write_field(writer, "give_up", config.github.give_up);
     writer.EndObject();
 
     if (config.zulip) {
@@ -294,6 +300,9 @@ std::string to_json(const Config& config) {
             write_field(w, "default_branch", repository.default_branch);
             if (repository.poll_interval) {
                 write_field(w, "poll_interval", *repository.poll_interval);
+            }
+            if (!repository.github.empty()) {
+                write_field(w, "github", repository.github);
             }
             w.EndObject();
         });

@@ -1,6 +1,7 @@
 #include "ci/config/load.h"
 
 #include <algorithm>
+#include <cctype>
 #include <iterator>
 #include <utility>
 
@@ -125,6 +126,80 @@ std::vector<std::string> secrets(const Config& config) {
         }
     }
     return out;
+}
+
+namespace {
+
+bool is_name_char(char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '-' || c == '_' || c == '.';
+}
+
+bool equals_ignoring_case(std::string_view a, std::string_view b) {
+    return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+               return std::tolower(static_cast<unsigned char>(x)) ==
+                      std::tolower(static_cast<unsigned char>(y));
+           });
+}
+
+// "git@host" -> "host", "user:token@host" -> "host".
+std::string_view without_user_info(std::string_view authority) {
+    const auto at = authority.rfind('@');
+    return at == std::string_view::npos ? authority : authority.substr(at + 1);
+}
+
+} // namespace
+
+bool is_github_repository_name(std::string_view text) {
+    const auto slash = text.find('/');
+    if (slash == std::string_view::npos || slash == 0 || slash + 1 == text.size()) {
+        return false;
+    }
+    const auto owner = text.substr(0, slash);
+    const auto repo = text.substr(slash + 1);
+    return std::ranges::all_of(owner, is_name_char) && std::ranges::all_of(repo, is_name_char) &&
+           repo != "." && repo != "..";
+}
+
+std::string github_repository(const Repository& repository) {
+    if (!repository.github.empty()) {
+        return repository.github;
+    }
+    std::string_view url = repository.url;
+    std::string_view host;
+    std::string_view path;
+    if (const auto scheme = url.find("://"); scheme != std::string_view::npos) {
+        // "scheme://[user-info@]host[:port]/OWNER/REPO"
+        url.remove_prefix(scheme + 3);
+        const auto slash = url.find('/');
+        if (slash == std::string_view::npos) {
+            return {};
+        }
+        host = without_user_info(url.substr(0, slash));
+        host = host.substr(0, host.find(':')); // a port
+        path = url.substr(slash + 1);
+    } else {
+        // scp-like: "[user@]host:OWNER/REPO"
+        const auto colon = url.find(':');
+        if (colon == std::string_view::npos) {
+            return {};
+        }
+        host = without_user_info(url.substr(0, colon));
+        path = url.substr(colon + 1);
+    }
+    if (!equals_ignoring_case(host, "github.com") &&
+        !equals_ignoring_case(host, "www.github.com")) {
+        return {};
+    }
+    while (path.ends_with('/')) {
+        path.remove_suffix(1);
+    }
+    if (path.ends_with(".git")) {
+        path.remove_suffix(4);
+    }
+    if (!is_github_repository_name(path)) {
+        return {};
+    }
+    return std::string(path);
 }
 
 } // namespace ci::config

@@ -82,6 +82,7 @@ private:
     void check_schedulers(const YAML::Node& node);
     void check_scheduler(const std::string& name, const YAML::Node& node);
     void check_failing_builders(const Entry& entry);
+    void check_http_url(const Fields& fields, std::string_view key, const std::string& url);
     void check_patterns(const Fields& fields,
                         std::string_view key,
                         const std::vector<std::string>& patterns);
@@ -188,14 +189,18 @@ void Checker::check_auth(const YAML::Node& node) {
 }
 
 void Checker::check_buildmaster(const YAML::Node& node) {
-    Fields fields(
-        reader_, node, "buildmaster", {"host", "docker_tag", "web_port", "worker_port", "state"});
+    Fields fields(reader_,
+                  node,
+                  "buildmaster",
+                  {"host", "docker_tag", "web_port", "worker_port", "state", "url"});
     Buildmaster& out = config_.buildmaster;
     fields.read("host", out.host);
     fields.read("docker_tag", out.docker_tag);
     fields.read("web_port", out.web_port);
     fields.read("worker_port", out.worker_port);
     fields.read("state", out.state);
+    fields.read("url", out.url);
+    check_http_url(fields, "url", out.url);
     if (out.web_port == out.worker_port && out.web_port != 0 && fields.has("worker_port")) {
         reader_.error(fields.find("worker_port")->value,
                       fields.path("worker_port"),
@@ -208,11 +213,41 @@ void Checker::check_buildmaster(const YAML::Node& node) {
 }
 
 void Checker::check_github(const YAML::Node& node) {
-    Fields fields(reader_, node, "github", {"token", "report_status", "webhook_secret"});
+    Fields fields(reader_,
+                  node,
+                  "github",
+                  {"token",
+                   "report_status",
+                   "webhook_secret",
+                   "api_url",
+                   "context_prefix",
+                   "strip_prefix",
+                   "builders",
+                   "give_up"});
     Github& out = config_.github;
     fields.read("token", out.token);
     fields.read("report_status", out.report_status);
     fields.read("webhook_secret", out.webhook_secret);
+    fields.read("api_url", out.api_url);
+    if (out.api_url.empty() && fields.has("api_url")) {
+        reader_.error(fields.find("api_url")->value,
+                      fields.path("api_url"),
+                      "must be the API's base URL (https://api.github.com)");
+    }
+    check_http_url(fields, "api_url", out.api_url);
+    fields.read("context_prefix", out.context_prefix);
+    fields.read("strip_prefix", out.strip_prefix);
+    fields.read("builders", out.builders);
+    fields.read("give_up", out.give_up);
+    if (out.give_up.count() == 0 && fields.has("give_up")) {
+        reader_.error(fields.find("give_up")->value, fields.path("give_up"), "must be at least 1s");
+    }
+    // A status context is at most 255 characters for GitHub; a builder name adds to the prefix.
+    if (out.context_prefix.size() > 100) {
+        reader_.error(fields.find("context_prefix")->value,
+                      fields.path("context_prefix"),
+                      "at most 100 characters");
+    }
     if (out.report_status && out.token.empty() && fields.has("report_status")) {
         reader_.error(fields.find("report_status")->value,
                       fields.path("report_status"),
@@ -372,7 +407,7 @@ void Checker::check_repositories(const YAML::Node& node) {
         Fields fields(reader_,
                       entry.value,
                       join_path("repositories", entry.key),
-                      {"url", "default_branch", "poll_interval"});
+                      {"url", "default_branch", "poll_interval", "github"});
         if (!fields.valid()) {
             continue;
         }
@@ -385,6 +420,18 @@ void Checker::check_repositories(const YAML::Node& node) {
             reader_.error(fields.find("poll_interval")->value,
                           fields.path("poll_interval"),
                           "must be at least 1s (leave it out to poll never)");
+        }
+        fields.read("github", out.github);
+        if (!out.github.empty() && !is_github_repository_name(out.github)) {
+            reader_.error(fields.find("github")->value,
+                          fields.path("github"),
+                          fmt::format("expected OWNER/REPO, got \"{}\"", out.github));
+        } else if (config_.github.report_status && !out.url.empty() &&
+                   github_repository(out).empty()) {
+            reader_.warning(entry.key_node,
+                            join_path("repositories", entry.key),
+                            "not a GitHub URL and no github: OWNER/REPO: its builds' commit "
+                            "statuses are not reported");
         }
         config_.repositories.emplace(entry.key, std::move(out));
     }
@@ -691,6 +738,20 @@ void Checker::check_scheduler(const std::string& name, const YAML::Node& node) {
         fields.read("branch", out.branch);
     }
     config_.schedulers.emplace(name, std::move(out));
+}
+
+// A URL the master's HTTP client can reach: http:// or https://, with a host.
+void Checker::check_http_url(const Fields& fields, std::string_view key, const std::string& url) {
+    if (url.empty()) {
+        return;
+    }
+    const bool http = url.starts_with("http://") || url.starts_with("https://");
+    const auto host = url.find("//") + 2;
+    if (!http || url.size() <= host || url[host] == '/') {
+        reader_.error(fields.find(key)->value,
+                      fields.path(key),
+                      fmt::format("expected an http:// or https:// URL, got \"{}\"", url));
+    }
 }
 
 void Checker::check_failing_builders(const Entry& entry) {

@@ -426,6 +426,89 @@ TEST_CASE("config: failing_builders naming no builder is a warning, not an error
     CHECK(checked.warnings()[0].key_path == "failing_builders[1]");
 }
 
+TEST_CASE("config: commit-status keys are read and checked") {
+    SUBCASE("defaults") {
+        const auto config = parse_ok("github: {token: t, report_status: true}\n");
+        CHECK(config.github.api_url == "https://api.github.com");
+        CHECK(config.github.context_prefix == "libci/");
+        CHECK(config.github.strip_prefix.empty());
+        CHECK(config.github.builders.empty());
+        CHECK(config.github.give_up == std::chrono::hours(6));
+        CHECK(config.buildmaster.url.empty());
+    }
+    SUBCASE("every key set") {
+        const auto config = parse_ok(std::string(minimal_pipeline) + R"(
+buildmaster: {url: "https://ci.example.org/"}
+github:
+  token: t
+  report_status: true
+  api_url: http://127.0.0.1:9999/api/v3
+  context_prefix: ""
+  strip_prefix: flocker-
+  builders: ["flocker*"]
+  give_up: 30m
+)");
+        CHECK(config.buildmaster.url == "https://ci.example.org/");
+        CHECK(config.github.api_url == "http://127.0.0.1:9999/api/v3");
+        CHECK(config.github.context_prefix.empty());
+        CHECK(config.github.strip_prefix == "flocker-");
+        CHECK(config.github.builders == std::vector<std::string>{"flocker*"});
+        CHECK(config.github.give_up == std::chrono::minutes(30));
+    }
+    SUBCASE("mistakes name the key") {
+        auto errors = parse_errors(std::string(minimal_pipeline) + R"(
+buildmaster: {url: "ci.example.org"}
+github: {api_url: "ftp://x", give_up: 0, builders: flocker}
+)");
+        CHECK(has_error(errors, "buildmaster.url", "expected an http:// or https:// URL"));
+        CHECK(has_error(errors, "github.api_url", "expected an http:// or https:// URL"));
+        CHECK(has_error(errors, "github.give_up", "at least 1s"));
+        CHECK(has_error(errors, "github.builders", "expected a list"));
+        errors = parse_errors("repositories: {app: {url: /srv/app.git, github: app}}\n");
+        CHECK(has_error(errors, "repositories.app.github", "expected OWNER/REPO"));
+    }
+    SUBCASE("a repository with no OWNER/REPO is a warning when statuses are reported") {
+        auto checked = ci::config::parse_config(
+            std::string(minimal_pipeline) + "github: {token: t, report_status: true}\n", "t.yml");
+        REQUIRE(checked.ok());
+        REQUIRE(checked.warnings().size() == 1);
+        CHECK(checked.warnings()[0].key_path == "repositories.app");
+        CHECK(checked.warnings()[0].message.find("not reported") != std::string::npos);
+        const auto config =
+            parse_ok("github: {token: t, report_status: true}\n"
+                     "repositories: {app: {url: /srv/app.git, github: ClusterHQ/flocker}}\n");
+        CHECK(ci::config::github_repository(config.repositories.at("app")) == "ClusterHQ/flocker");
+    }
+}
+
+TEST_CASE("config: OWNER/REPO from a repository's URL") {
+    const auto of = [](std::string url) {
+        ci::config::Repository repository;
+        repository.url = std::move(url);
+        return ci::config::github_repository(repository);
+    };
+    CHECK(of("https://github.com/ClusterHQ/flocker.git") == "ClusterHQ/flocker");
+    CHECK(of("https://github.com/ClusterHQ/flocker") == "ClusterHQ/flocker");
+    CHECK(of("https://GitHub.com/ClusterHQ/flocker/") == "ClusterHQ/flocker");
+    CHECK(of("http://www.github.com/o/r.js.git") == "o/r.js");
+    CHECK(of("git@github.com:ClusterHQ/flocker.git") == "ClusterHQ/flocker");
+    CHECK(of("ssh://git@github.com/ClusterHQ/flocker.git") == "ClusterHQ/flocker");
+    CHECK(of("ssh://git@github.com:22/ClusterHQ/flocker.git") == "ClusterHQ/flocker");
+    CHECK(of("https://x-access-token:secret@github.com/o/r.git") == "o/r");
+    CHECK(of("git://github.com/o/r") == "o/r");
+    // Not GitHub's, or not a repository.
+    CHECK(of("https://gitlab.com/o/r.git").empty());
+    CHECK(of("https://github.com.evil.org/o/r.git").empty());
+    CHECK(of("https://github.com/o").empty());
+    CHECK(of("https://github.com/o/r/tree/master").empty());
+    CHECK(of("/srv/git/r.git").empty());
+    CHECK(of("").empty());
+    CHECK(ci::config::is_github_repository_name("a-b/c_d.e"));
+    CHECK_FALSE(ci::config::is_github_repository_name("a/b/c"));
+    CHECK_FALSE(ci::config::is_github_repository_name("/b"));
+    CHECK_FALSE(ci::config::is_github_repository_name("a/.."));
+}
+
 TEST_CASE("config: the JSON form round-trips every config") {
     for (const char* name :
          {"tests/data/config/config.yml", "tests/data/config/staging.yml", "examples/config.yml"}) {
@@ -445,6 +528,10 @@ TEST_CASE("config: the JSON form round-trips every config") {
     Config config;
     config.zulip = ci::config::Zulip{"u", "p", "s", std::nullopt};
     config.aws.image_tags.clear();
+    config.github.builders = {"flocker*"};
+    config.github.give_up = std::chrono::minutes(5);
+    config.buildmaster.url = "https://ci.example.org";
+    config.repositories["r"] = ci::config::Repository{"/srv/r.git", "master", {}, "o/r"};
     auto back = ci::config::parse_config_json(ci::config::to_json(config), "j");
     REQUIRE(back.ok());
     CHECK(*back.config == config);

@@ -15,6 +15,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <variant>
 #include <vector>
 
@@ -39,6 +40,9 @@ struct Buildmaster {
     /// `buildmaster.state`: the state database, a SQLite file path (relative to the master's
     /// working directory).
     std::string state = "state.sqlite";
+    /// `buildmaster.url`: the base URL of the master's web service as users reach it (links in
+    /// commit statuses); empty means "http://HOST:WEB_PORT/".
+    std::string url;
     friend bool operator==(const Buildmaster&, const Buildmaster&) = default;
 };
 
@@ -48,6 +52,18 @@ struct Github {
     bool report_status = false; ///< `github.report_status`: post commit statuses (false on staging)
     /// `github.webhook_secret`: when set, every webhook must carry a valid X-Hub-Signature-256.
     std::string webhook_secret;
+    /// `github.api_url`: the REST API's base URL (GitHub Enterprise: "https://HOST/api/v3").
+    std::string api_url = "https://api.github.com";
+    /// `github.context_prefix`: put before a builder's name to make its status context.
+    std::string context_prefix = "libci/";
+    /// `github.strip_prefix`: removed from the start of a builder's name first (the old
+    /// deployment's "flocker-").
+    std::string strip_prefix;
+    /// `github.builders`: globs of the builders whose statuses are reported; empty means all.
+    std::vector<std::string> builders;
+    /// `github.give_up`: a status not accepted by GitHub this long after its event is dropped
+    /// (and logged).
+    Duration give_up{6 * 3600};
     friend bool operator==(const Github&, const Github&) = default;
 };
 
@@ -115,8 +131,20 @@ struct Repository {
     /// `poll_interval`: poll the remote's refs this often (for masters that get no webhooks,
     /// such as staging); absent means webhooks only.
     std::optional<Duration> poll_interval;
+    /// `github`: "OWNER/REPO" where `url` is not GitHub's (a mirror, a test); empty means taken
+    /// from `url` (see github_repository).
+    std::string github;
     friend bool operator==(const Repository&, const Repository&) = default;
 };
+
+/// The "OWNER/REPO" that commit statuses of `repository` go to: its `github` key when set, else
+/// parsed from a GitHub URL of its `url` ("https://github.com/OWNER/REPO.git",
+/// "git@github.com:OWNER/REPO.git", "ssh://git@github.com/OWNER/REPO", any case of the host,
+/// with or without ".git" and a trailing slash). Empty when neither gives one.
+[[nodiscard]] std::string github_repository(const Repository& repository);
+
+/// True when `text` has the form "OWNER/REPO" (letters, digits, '-', '_' and '.').
+[[nodiscard]] bool is_github_repository_name(std::string_view text);
 
 /// `locks.<name>`: a counting lock; builders that name it run at most `max_count` at once.
 struct Lock {
