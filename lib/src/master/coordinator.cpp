@@ -103,6 +103,7 @@ void Coordinator::message(const std::string& name, const Link* link, protocol::M
     }
     const auto now = p_.clock.now();
     if (auto* checked = std::get_if<protocol::CheckedOut>(&message)) {
+        p_.reports.checked_out(id, checked->branch_tip);
         if (auto build = p_.running.checked_out(id,
                                                 std::move(checked->branch_tip),
                                                 std::move(checked->target_tip),
@@ -175,6 +176,7 @@ void Coordinator::finish(std::int64_t id, BuildResult result, const std::string&
                 wake(); // its request is pending again
             }
         });
+    p_.reports.finished(id, final_result);
     p_.locks.release(ended->locks);
     p_.workers.release(build.worker, id);
     const double seconds =

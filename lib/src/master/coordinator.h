@@ -22,6 +22,7 @@
 #include "master/metrics.h"
 #include "master/protocol.h"
 #include "master/registry.h"
+#include "master/reports.h"
 #include "master/running.h"
 #include "master/store_writes.h"
 #include "store/log_writer.h"
@@ -57,6 +58,7 @@ public:
         Metrics& metrics;
         StoreWrites& writes;
         store::LogWriter& logs; ///< build logs, written on their own thread
+        Reports& reports;       ///< told when a build's checkout is known and when it ends
         /// Called whenever a slot or a lock may have come free.
         std::function<void()> wake_dispatcher;
     };

@@ -163,6 +163,7 @@ void Dispatcher::start_build(const store::BuildRequest& queued, const std::strin
         p_.coordinator.finish(*build_id, BuildResult::Retry, "its worker left before it started");
         return;
     }
+    p_.reports.started(request, *build_id);
     log::info("build {} ({} on {}, request {}, branch {}) starts on {}",
               *build_id,
               builder_name,

@@ -19,6 +19,7 @@
 #include "master/coordinator.h"
 #include "master/locks.h"
 #include "master/registry.h"
+#include "master/reports.h"
 #include "master/running.h"
 
 namespace ci::master {
@@ -41,6 +42,7 @@ public:
         LockTable& locks;
         Coordinator& coordinator;
         Metrics& metrics;
+        Reports& reports; ///< told when a build starts
         std::string name; ///< the name requests are claimed under
     };
     explicit Dispatcher(Parts parts) : p_(std::move(parts)) {}

@@ -26,6 +26,7 @@
 #include "master/poller.h"
 #include "master/read_pool.h"
 #include "master/registry.h"
+#include "master/reports.h"
 #include "master/router.h"
 #include "master/running.h"
 #include "master/services.h"
@@ -56,6 +57,7 @@ struct MasterState {
     std::unique_ptr<store::Store> store;
     std::unique_ptr<StoreWrites> writes;
     std::unique_ptr<ReadPool> reads;
+    std::unique_ptr<Reports> reports; ///< reporters (GitHub statuses, the embedder's own)
     std::unique_ptr<Coordinator> coordinator;
     std::unique_ptr<Dispatcher> dispatcher;
     std::unique_ptr<store::Ingestor> ingestor;
@@ -79,6 +81,7 @@ struct MasterState {
 
 private:
     Status open_store();
+    Status start_reporters();
     Status start_servers();
     void start_local_workers();
     void run_housekeeper();

@@ -7,6 +7,8 @@
 #include <ci/build/runner.h>
 #include <ci/core/crypto.h>
 #include <ci/core/log.h>
+#include <ci/http/client.h>
+#include <ci/report/github.h>
 
 #include "master/impl.h"
 #include "master/json.h"
@@ -83,8 +85,11 @@ Status MasterState::start() {
     if (auto status = open_store(); !status) {
         return status;
     }
+    if (auto status = start_reporters(); !status) {
+        return status;
+    }
     coordinator = std::make_unique<Coordinator>(Coordinator::Parts{
-        clock, credentials, workers, running, locks, metrics, *writes, *logs, [this] {
+        clock, credentials, workers, running, locks, metrics, *writes, *logs, *reports, [this] {
             dispatcher->wake();
         }});
     dispatcher = std::make_unique<Dispatcher>(Dispatcher::Parts{config,
@@ -95,9 +100,13 @@ Status MasterState::start() {
                                                                 locks,
                                                                 *coordinator,
                                                                 metrics,
+                                                                *reports,
                                                                 options.dispatcher_name});
     store::IngestOptions ingest_options;
-    ingest_options.on_requests = [this](const std::vector<std::int64_t>&) { dispatcher->wake(); };
+    ingest_options.on_requests = [this](const std::vector<store::BuildRequest>& requests) {
+        reports->requested(requests);
+        dispatcher->wake();
+    };
     ingest_options.on_commit = [this](const Status& status) { writes->note_other_write(status); };
     auto ingest = store::Ingestor::start(config, *store, clock, ingest_options);
     if (!ingest) {
@@ -122,6 +131,36 @@ Status MasterState::start() {
         config, *store, *ingestor, clock, GitCredentials{options.git_token, options.ssh_key});
     poller->on_store_write([this](const Status& status) { writes->note_other_write(status); });
     poller->start();
+    return {};
+}
+
+// The reporters an embedding program gave, and GitHub's when github.report_status is true (its
+// outbox on a store connection of its own).
+Status MasterState::start_reporters() {
+    auto list = options.reporters;
+    if (config.github.report_status) {
+        auto outbox = store::open_sqlite(config.buildmaster.state);
+        if (!outbox) {
+            return fail(outbox.error());
+        }
+        http::ClientOptions client_options;
+        client_options.timeout = std::chrono::seconds(30);
+        client_options.retry.max_attempts = 1; // the reporter retries, honouring Retry-After
+        auto github = report::github::start_reporter(report::github::settings_from(config),
+                                                     std::move(*outbox),
+                                                     http::make_client(client_options),
+                                                     clock);
+        if (!github) {
+            return fail(github.error());
+        }
+        list.push_back(std::move(*github));
+        log::info("github: reporting commit statuses to {}", config.github.api_url);
+    }
+    auto base = config.buildmaster.url;
+    if (base.empty()) {
+        base = fmt::format("http://{}:{}", config.buildmaster.host, config.buildmaster.web_port);
+    }
+    reports = std::make_unique<Reports>(config, clock, std::move(list), std::move(base));
     return {};
 }
 
@@ -272,6 +311,11 @@ void MasterState::shutdown() {
         http.reset();
         worker_server.reset();
         ingestor.reset(); // writes what is queued
+        // After the last event (builds stopped, requests written): the reporters store what
+        // they have not sent, for the next start.
+        if (reports) {
+            reports->stop();
+        }
         // The master's writes before the log writer stops: a build's end flushes its log first.
         // Then no write of theirs runs any more, while the log writer, stopping, may still
         // report to them (note_other_write).

@@ -97,6 +97,27 @@ void force(Services& s,
         return;
     }
     sched::ForceRequest forced;
+    if (const auto properties = body.FindMember("properties"); properties != body.MemberEnd()) {
+        // Strings, or booleans as "true"/"false" (report_expected_failures: true).
+        bool valid = properties->value.IsObject();
+        for (auto it = valid ? properties->value.MemberBegin() : properties->value.MemberEnd();
+             valid && it != properties->value.MemberEnd();
+             ++it) {
+            std::string name(it->name.GetString(), it->name.GetStringLength());
+            if (it->value.IsString()) {
+                forced.properties[name] =
+                    std::string(it->value.GetString(), it->value.GetStringLength());
+            } else if (it->value.IsBool()) {
+                forced.properties[name] = it->value.GetBool() ? "true" : "false";
+            } else {
+                valid = false;
+            }
+        }
+        if (!valid) {
+            reply.send(error_response(400, "properties must be an object of strings and booleans"));
+            return;
+        }
+    }
     forced.builders = {builder};
     forced.repository = found->second.repository;
     forced.branch =

@@ -224,7 +224,22 @@ struct Ingestor::Impl {
             taken[i].done(std::move(receipts[i]));
         }
         if (!written->request_ids.empty() && options.on_requests) {
-            options.on_requests(written->request_ids);
+            // write() assigned the ids in the order of the RequestBuild actions.
+            std::vector<BuildRequest> queued;
+            for (const auto& batch : batches) {
+                for (const auto& action : batch.actions) {
+                    if (const auto* request = std::get_if<sched::RequestBuild>(&action);
+                        request != nullptr && queued.size() < written->request_ids.size()) {
+                        queued.push_back(BuildRequest{written->request_ids[queued.size()],
+                                                      *request,
+                                                      RequestState::Pending,
+                                                      now,
+                                                      {},
+                                                      {}});
+                    }
+                }
+            }
+            options.on_requests(queued);
         }
     }
 

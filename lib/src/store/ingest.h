@@ -37,9 +37,9 @@ struct Receipt {
 struct IngestOptions {
     std::size_t max_batch = 4096; ///< events per transaction at most
     /// Called on the writer thread after each commit that queued build requests (from events
-    /// or from waits that ended), with their ids: the master wakes its dispatcher here. Must
-    /// not block.
-    std::function<void(const std::vector<std::int64_t>&)> on_requests;
+    /// or from waits that ended), with those requests as stored (ids assigned, Pending): the
+    /// master wakes its dispatcher and tells its reporters here. Must not block.
+    std::function<void(const std::vector<BuildRequest>&)> on_requests;
     /// Called on the writer's thread after each commit with how it went: the master keeps its
     /// health from it (a failing disk makes it degraded until a commit succeeds again). Must
     /// not block.

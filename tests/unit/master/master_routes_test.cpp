@@ -1,8 +1,10 @@
 // The master in process, through its HTTP routes: a real store in a temp directory, real
 // sockets on 127.0.0.1, a local worker running real processes.
 
+#include <atomic>
 #include <csignal>
 #include <fstream>
+#include <mutex>
 #include <regex>
 #include <thread>
 
@@ -10,6 +12,8 @@
 #include <fmt/format.h>
 #include <rapidjson/document.h>
 #include <sys/resource.h>
+
+#include <ci/report/reporter.h>
 
 #include "support/master_fixture.h"
 #include "support/origin.h"
@@ -246,6 +250,84 @@ TEST_CASE("master: waits pending at a stop end at their deadline after the next 
     REQUIRE(list["builds"].Size() == 1);
     CHECK(text_of(list["builds"][0], "branch") == "feature");
     CHECK(text_of(list["builds"][0], "result") == "success");
+}
+
+namespace {
+
+// A reporter of the embedding program's own: it records what the master tells it.
+class RecordingReporter final : public ci::report::Reporter {
+public:
+    std::string name() const override { return "recording"; }
+    void report(const ci::report::BuildReport& report) override {
+        const std::lock_guard lock(mutex_);
+        reports_.push_back(report);
+    }
+    void stop() override { stopped_ = true; }
+    std::vector<ci::report::BuildReport> reports() {
+        const std::lock_guard lock(mutex_);
+        return reports_;
+    }
+    std::atomic<bool> stopped_{false};
+
+private:
+    std::mutex mutex_;
+    std::vector<ci::report::BuildReport> reports_;
+};
+
+} // namespace
+
+TEST_CASE("master: a reporter the embedding program adds is told of requests, starts and ends") {
+    ci::test::Origin origin;
+    auto recorder = std::make_shared<RecordingReporter>();
+    ci::master::MasterOptions options;
+    options.reporters = {recorder};
+    MasterFixture m(
+        webhook_config(origin.url(), R"({name: t, run: "true"})", "local"), true, options);
+    // Pushed: the pushed tip is the revision of every report (not the merge commit).
+    const auto body = ci::test::push_payload(origin.url(), "feature", origin.feature_tip);
+    REQUIRE(send_push(m, body, "d-1").status == 200);
+    for (int i = 0; i < 600 && recorder->reports().size() < 3; ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    auto seen = recorder->reports();
+    REQUIRE(seen.size() == 3);
+    using ci::report::BuildEvent;
+    CHECK(seen[0].event == BuildEvent::Requested);
+    CHECK(seen[1].event == BuildEvent::Started);
+    CHECK(seen[2].event == BuildEvent::Finished);
+    CHECK(seen[2].result == ci::BuildResult::Success);
+    for (const auto& r : seen) {
+        CHECK(r.revision == origin.feature_tip);
+        CHECK(r.builder == "tests");
+        CHECK(r.repository == "app");
+        CHECK(r.branch == "feature");
+        CHECK(r.request_id == seen[0].request_id);
+    }
+    CHECK(seen[1].build_id == seen[2].build_id);
+    CHECK(seen[0].url.empty());
+    CHECK(seen[1].url.ends_with(fmt::format("/api/v1/builds/{}", seen[1].build_id)));
+
+    // Forced without a revision: the start is reported at the checkout, with the branch tip.
+    const auto forced = m.post_auth(
+        "/api/v1/builders/tests/force",
+        R"({"branch": "feature", "properties": {"report_expected_failures": true, "why": "x"}})");
+    REQUIRE(forced.status == 202);
+    for (int i = 0; i < 600 && recorder->reports().size() < 6; ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    seen = recorder->reports();
+    REQUIRE(seen.size() == 6);
+    CHECK(seen[3].event == BuildEvent::Requested);
+    CHECK(seen[3].revision.empty());
+    CHECK(seen[3].properties.at("report_expected_failures") == "true");
+    CHECK(seen[3].properties.at("why") == "x");
+    CHECK(seen[4].event == BuildEvent::Started);
+    CHECK(seen[4].revision == origin.feature_tip);
+    CHECK(seen[5].event == BuildEvent::Finished);
+    CHECK(seen[5].revision == origin.feature_tip);
+    CHECK(m.post_auth("/api/v1/builders/tests/force", R"({"properties": {"n": 1}})").status == 400);
+    m.stop();
+    CHECK(recorder->stopped_);
 }
 
 TEST_CASE("master: a disk that fails makes the master degraded; nothing is lost, and it "

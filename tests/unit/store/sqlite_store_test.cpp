@@ -370,8 +370,8 @@ TEST_CASE("ingest: enqueue() and flush() write on the caller's thread; the write
     ci::SystemClock clock;
     std::atomic<int> requests_seen{0};
     ci::store::IngestOptions options;
-    options.on_requests = [&](const std::vector<std::int64_t>& ids) {
-        requests_seen += static_cast<int>(ids.size());
+    options.on_requests = [&](const std::vector<ci::store::BuildRequest>& requests) {
+        requests_seen += static_cast<int>(requests.size());
     };
     auto ingestor = ci::store::Ingestor::start(config, *store, clock, options);
     REQUIRE_OK(ingestor);
@@ -443,8 +443,8 @@ TEST_CASE("ingest: waits restored at start end at their deadlines with no other 
 
     std::atomic<int> requests_seen{0};
     ci::store::IngestOptions options;
-    options.on_requests = [&](const std::vector<std::int64_t>& ids) {
-        requests_seen += static_cast<int>(ids.size());
+    options.on_requests = [&](const std::vector<ci::store::BuildRequest>& requests) {
+        requests_seen += static_cast<int>(requests.size());
     };
     auto second = ci::store::Ingestor::start(config, *store, clock, options);
     REQUIRE_OK(second);

@@ -22,10 +22,12 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <ci/config/config.h>
 #include <ci/core/clock.h>
 #include <ci/core/error.h>
+#include <ci/report/reporter.h>
 
 namespace ci::master {
 
@@ -59,6 +61,10 @@ struct MasterOptions {
     std::string dispatcher_name = "master";
     /// The clock (tests); null: the system clock. Must outlive the master.
     const Clock* clock = nullptr;
+    /// Reporters of the embedding program, told of every build request's life besides the
+    /// GitHub reporter (which the config's `github.report_status` starts). The master stops
+    /// them (Reporter::stop) when it shuts down.
+    std::vector<std::shared_ptr<report::Reporter>> reporters;
 };
 
 /// A one-time registration token for a worker of an EC2 latent class (`slaves.<class>` with

@@ -1,0 +1,62 @@
+#pragma once
+
+/// \file
+/// Reporters: what tells the world about builds (GitHub commit statuses, chat, a program's own
+/// service). The master calls each reporter it was given (MasterOptions::reporters, and the
+/// GitHub reporter when `github.report_status` is true) at three moments of every build
+/// request: requested, started, finished. A reporter decides what to send and sends it on a
+/// thread of its own; the master never waits for a network.
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+
+#include <ci/core/build_result.h>
+
+namespace ci::report {
+
+/// The moment of a build request's life a report is about.
+enum class BuildEvent {
+    Requested, ///< a build request was stored (a push, a force, a periodic run)
+    Started,   ///< a worker started a build of it
+    Finished,  ///< that build ended (`result`; Retry: its request is queued again)
+};
+
+/// What a reporter is told. Plain values, copied: a reporter may keep it.
+struct BuildReport {
+    BuildEvent event = BuildEvent::Requested;
+    std::int64_t request_id = 0;
+    std::int64_t build_id = 0; ///< 0 for Requested
+    std::string builder;
+    std::string repository; ///< the config's name of the repository (`repositories.<name>`)
+    std::string branch;
+    /// The commit the report is about: the branch tip that was pushed (or forced), never the
+    /// merge commit a merge-forward build tested. Empty when it is not known yet (a build
+    /// forced without a revision, before its checkout).
+    std::string revision;
+    std::optional<BuildResult> result;             ///< Finished only
+    std::string url;                               ///< the build's page; empty for Requested
+    std::map<std::string, std::string> properties; ///< the request's properties (force, ...)
+    std::chrono::system_clock::time_point at{};    ///< when it happened
+    friend bool operator==(const BuildReport&, const BuildReport&) = default;
+};
+
+/// A destination for reports. Implementations must be thread-safe: report() is called from
+/// several of the master's threads. For one request, Requested comes before Started, and
+/// Started before Finished.
+class Reporter {
+public:
+    virtual ~Reporter() = default;
+    /// A short name for logs ("github").
+    [[nodiscard]] virtual std::string name() const = 0;
+    /// Takes one report. Must return quickly (queue it; no network or disk wait here) and
+    /// must not throw.
+    virtual void report(const BuildReport& report) = 0;
+    /// Called once when the master shuts down, after its last report(): stop the reporter's
+    /// threads, keeping (storing) what was not sent when it can. Must be idempotent.
+    virtual void stop() = 0;
+};
+
+} // namespace ci::report

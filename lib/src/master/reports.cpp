@@ -1,0 +1,126 @@
+#include "master/reports.h"
+
+#include <fmt/format.h>
+
+namespace ci::master {
+
+Reports::Reports(const config::Config& config,
+                 const Clock& clock,
+                 std::vector<std::shared_ptr<report::Reporter>> reporters,
+                 std::string base_url)
+    : config_(config), clock_(clock), reporters_(std::move(reporters)),
+      base_url_(std::move(base_url)) {
+    while (base_url_.ends_with('/')) {
+        base_url_.pop_back();
+    }
+}
+
+std::string Reports::build_url(std::int64_t build) const {
+    return fmt::format("{}/api/v1/builds/{}", base_url_, build);
+}
+
+report::BuildReport Reports::base(const store::BuildRequest& request,
+                                  report::BuildEvent event) const {
+    report::BuildReport out;
+    out.event = event;
+    out.request_id = request.id;
+    out.builder = request.request.builder;
+    out.repository = request.request.repository;
+    out.branch = request.request.branch;
+    if (out.branch.empty()) {
+        if (const auto found = config_.repositories.find(out.repository);
+            found != config_.repositories.end()) {
+            out.branch = found->second.default_branch;
+        }
+    }
+    out.revision = request.request.revision;
+    out.properties = request.request.properties;
+    out.at = clock_.now();
+    return out;
+}
+
+void Reports::send(const report::BuildReport& report) {
+    for (const auto& reporter : reporters_) {
+        reporter->report(report);
+    }
+}
+
+void Reports::requested(const std::vector<store::BuildRequest>& requests) {
+    if (reporters_.empty()) {
+        return;
+    }
+    for (const auto& request : requests) {
+        {
+            const std::lock_guard lock(mutex_);
+            if (started_requests_.erase(request.id) > 0) {
+                continue; // its start was reported already
+            }
+        }
+        send(base(request, report::BuildEvent::Requested));
+    }
+}
+
+void Reports::started(const store::BuildRequest& request, std::int64_t build) {
+    if (reporters_.empty()) {
+        return;
+    }
+    auto report = base(request, report::BuildEvent::Started);
+    report.build_id = build;
+    report.url = build_url(build);
+    const bool now = !report.revision.empty();
+    {
+        const std::lock_guard lock(mutex_);
+        running_[build] = Running{report, now};
+        started_requests_.insert(request.id);
+    }
+    if (now) {
+        send(report);
+    }
+}
+
+void Reports::checked_out(std::int64_t build, const std::string& branch_tip) {
+    if (reporters_.empty() || branch_tip.empty()) {
+        return;
+    }
+    report::BuildReport report;
+    {
+        const std::lock_guard lock(mutex_);
+        const auto found = running_.find(build);
+        if (found == running_.end() || found->second.start_reported) {
+            return;
+        }
+        found->second.report.revision = branch_tip;
+        found->second.start_reported = true;
+        report = found->second.report;
+    }
+    send(report);
+}
+
+void Reports::finished(std::int64_t build, BuildResult result) {
+    if (reporters_.empty()) {
+        return;
+    }
+    report::BuildReport report;
+    {
+        const std::lock_guard lock(mutex_);
+        const auto found = running_.find(build);
+        if (found == running_.end()) {
+            return; // started by an earlier master: it ends as retry, which reports nothing
+        }
+        report = std::move(found->second.report);
+        started_requests_.erase(report.request_id);
+        running_.erase(found);
+    }
+    report.event = report::BuildEvent::Finished;
+    report.result = result;
+    report.at = clock_.now();
+    send(report);
+}
+
+void Reports::stop() {
+    for (const auto& reporter : reporters_) {
+        reporter->stop();
+    }
+}
+
+} // namespace ci::master

@@ -1,0 +1,273 @@
+#include "ci/report/github.h"
+
+#include <algorithm>
+#include <charconv>
+#include <fnmatch.h>
+
+#include <fmt/format.h>
+#include <rapidjson/document.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+
+namespace ci::report::github {
+
+namespace {
+
+constexpr std::string_view state_names[] = {"pending", "success", "failure", "error"};
+
+bool expected_failure(const BuildReport& report, const Settings& settings) {
+    if (std::ranges::find(settings.failing_builders, report.builder) ==
+        settings.failing_builders.end()) {
+        return false;
+    }
+    // The old deployment's property was report-expected-failures.
+    for (const auto* key : {"report_expected_failures", "report-expected-failures"}) {
+        if (const auto found = report.properties.find(key);
+            found != report.properties.end() && found->second == "true") {
+            return false;
+        }
+    }
+    return true;
+}
+
+// The state and description a finished build reports; nullopt for retry.
+std::optional<std::pair<State, std::string>> finished_state(BuildResult result) {
+    switch (result) {
+    case BuildResult::Success:
+        return std::pair(State::Success, std::string("Build succeeded"));
+    case BuildResult::Failure:
+        return std::pair(State::Failure, std::string("Build failed"));
+    case BuildResult::Exception:
+        return std::pair(State::Error, std::string("Build failed: an infrastructure error"));
+    case BuildResult::Cancelled:
+        return std::pair(State::Error, std::string("Build cancelled"));
+    case BuildResult::Retry:
+        break;
+    }
+    return std::nullopt;
+}
+
+std::optional<std::int64_t> header_integer(const http::Response& response, std::string_view name) {
+    const auto* value = response.header(name);
+    if (value == nullptr) {
+        return std::nullopt;
+    }
+    std::int64_t number = 0;
+    const auto* end = value->data() + value->size();
+    auto [ptr, ec] = std::from_chars(value->data(), end, number);
+    if (ec != std::errc() || ptr != end) {
+        return std::nullopt;
+    }
+    return number;
+}
+
+} // namespace
+
+std::string_view to_string(State state) noexcept {
+    return state_names[static_cast<int>(state)];
+}
+
+Settings settings_from(const config::Config& config) {
+    Settings settings;
+    settings.api_url = config.github.api_url;
+    settings.token = config.github.token;
+    settings.context_prefix = config.github.context_prefix;
+    settings.strip_prefix = config.github.strip_prefix;
+    settings.builders = config.github.builders;
+    settings.failing_builders = config.failing_builders;
+    settings.give_up = config.github.give_up;
+    for (const auto& [name, repository] : config.repositories) {
+        if (auto owner_repo = config::github_repository(repository); !owner_repo.empty()) {
+            settings.repositories.emplace(name, std::move(owner_repo));
+        }
+    }
+    return settings;
+}
+
+std::string context_for(std::string_view builder, const Settings& settings) {
+    if (!settings.strip_prefix.empty() && builder.starts_with(settings.strip_prefix) &&
+        builder.size() > settings.strip_prefix.size()) {
+        builder.remove_prefix(settings.strip_prefix.size());
+    }
+    return settings.context_prefix + std::string(builder);
+}
+
+bool reports_builder(std::string_view builder, const Settings& settings) {
+    if (settings.builders.empty()) {
+        return true;
+    }
+    const std::string name(builder);
+    return std::ranges::any_of(settings.builders, [&](const std::string& glob) {
+        return ::fnmatch(glob.c_str(), name.c_str(), 0) == 0;
+    });
+}
+
+std::optional<CommitStatus> status_for(const BuildReport& report, const Settings& settings) {
+    const auto repository = settings.repositories.find(report.repository);
+    if (repository == settings.repositories.end() || report.revision.empty() ||
+        !reports_builder(report.builder, settings) || expected_failure(report, settings)) {
+        return std::nullopt;
+    }
+    CommitStatus status;
+    status.repository = repository->second;
+    status.sha = report.revision;
+    status.context = context_for(report.builder, settings);
+    switch (report.event) {
+    case BuildEvent::Requested:
+        status.description = "Build requested";
+        break;
+    case BuildEvent::Started:
+        status.target_url = report.url;
+        status.description = "Build started";
+        break;
+    case BuildEvent::Finished: {
+        const auto finished = finished_state(report.result.value_or(BuildResult::Retry));
+        if (!finished) {
+            return std::nullopt; // retry: the status stays pending, the request runs again
+        }
+        status.state = finished->first;
+        status.description = finished->second;
+        status.target_url = report.url;
+        break;
+    }
+    }
+    if (status.description.size() > max_description) {
+        status.description.resize(max_description);
+    }
+    return status;
+}
+
+Result<http::Request> status_request(const CommitStatus& status, const Settings& settings) {
+    std::string_view url = settings.api_url;
+    http::Request request;
+    request.method = "POST";
+    if (url.starts_with("https://")) {
+        request.scheme = "https";
+        url.remove_prefix(8);
+    } else if (url.starts_with("http://")) {
+        request.scheme = "http";
+        url.remove_prefix(7);
+    } else {
+        return fail(ErrorCode::InvalidArgument,
+                    fmt::format("github.api_url: expected an http(s) URL, got \"{}\"", url));
+    }
+    const auto slash = url.find('/');
+    request.host = std::string(url.substr(0, slash));
+    std::string base =
+        slash == std::string_view::npos ? std::string() : std::string(url.substr(slash));
+    while (base.ends_with('/')) {
+        base.pop_back();
+    }
+    request.path = fmt::format("{}/repos/{}/statuses/{}",
+                               base,
+                               http::uri_encode(status.repository, true),
+                               http::uri_encode(status.sha));
+    request.headers = {{"Authorization", "token " + settings.token},
+                       {"Accept", "application/vnd.github+json"},
+                       {"X-GitHub-Api-Version", "2022-11-28"},
+                       {"Content-Type", "application/json"}};
+    rapidjson::StringBuffer buffer;
+    rapidjson::Writer<rapidjson::StringBuffer> writer(buffer);
+    writer.StartObject();
+    writer.Key("state");
+    const auto state = to_string(status.state);
+    writer.String(state.data(), static_cast<rapidjson::SizeType>(state.size()));
+    if (!status.target_url.empty()) {
+        writer.Key("target_url");
+        writer.String(status.target_url.c_str(),
+                      static_cast<rapidjson::SizeType>(status.target_url.size()));
+    }
+    writer.Key("description");
+    writer.String(status.description.c_str(),
+                  static_cast<rapidjson::SizeType>(status.description.size()));
+    writer.Key("context");
+    writer.String(status.context.c_str(), static_cast<rapidjson::SizeType>(status.context.size()));
+    writer.EndObject();
+    request.body = buffer.GetString();
+    return request;
+}
+
+std::string to_json(const CommitStatus& status) {
+    rapidjson::StringBuffer buffer;
+    rapidjson::Writer<rapidjson::StringBuffer> writer(buffer);
+    writer.StartObject();
+    const auto field = [&](const char* key, std::string_view value) {
+        writer.Key(key);
+        writer.String(value.data(), static_cast<rapidjson::SizeType>(value.size()));
+    };
+    field("repository", status.repository);
+    field("sha", status.sha);
+    field("state", to_string(status.state));
+    field("target_url", status.target_url);
+    field("description", status.description);
+    field("context", status.context);
+    writer.EndObject();
+    return buffer.GetString();
+}
+
+Result<CommitStatus> parse_status(std::string_view json) {
+    rapidjson::Document document;
+    document.Parse(json.data(), json.size());
+    const auto bad = [&] {
+        return fail(ErrorCode::InvalidArgument,
+                    fmt::format("a stored commit status is damaged: {}", json.substr(0, 200)));
+    };
+    if (document.HasParseError() || !document.IsObject()) {
+        return bad();
+    }
+    CommitStatus status;
+    const auto text = [&](const char* key, std::string& out) {
+        const auto member = document.FindMember(key);
+        if (member == document.MemberEnd() || !member->value.IsString()) {
+            return false;
+        }
+        out.assign(member->value.GetString(), member->value.GetStringLength());
+        return true;
+    };
+    std::string state;
+    if (!text("repository", status.repository) || !text("sha", status.sha) ||
+        !text("state", state) || !text("target_url", status.target_url) ||
+        !text("description", status.description) || !text("context", status.context)) {
+        return bad();
+    }
+    const auto* found = std::ranges::find(state_names, state);
+    if (found == std::end(state_names)) {
+        return bad();
+    }
+    status.state = static_cast<State>(found - std::begin(state_names));
+    return status;
+}
+
+Verdict judge(const http::Response& response, WallTime now) {
+    if (response.status >= 200 && response.status < 300) {
+        return {};
+    }
+    const std::string what =
+        fmt::format("HTTP {}: {}", response.status, response.body.substr(0, 200));
+    if (response.status == 403 || response.status == 429) {
+        if (const auto after = header_integer(response, "retry-after")) {
+            return {Verdict::Kind::Retry,
+                    std::chrono::seconds(std::max<std::int64_t>(1, *after)),
+                    what};
+        }
+        const auto remaining = header_integer(response, "x-ratelimit-remaining");
+        const auto reset = header_integer(response, "x-ratelimit-reset");
+        if (remaining == 0 && reset) {
+            const auto epoch =
+                std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch());
+            return {Verdict::Kind::Retry,
+                    std::chrono::seconds(std::max<std::int64_t>(1, *reset - epoch.count())),
+                    what};
+        }
+        // A secondary rate limit may say so only in its message: wait a minute, as GitHub asks.
+        if (response.status == 429 || response.body.find("rate limit") != std::string::npos) {
+            return {Verdict::Kind::Retry, std::chrono::seconds(60), what};
+        }
+    }
+    if (response.status >= 500) {
+        return {Verdict::Kind::Retry, std::chrono::seconds(0), what};
+    }
+    return {Verdict::Kind::Drop, std::chrono::seconds(0), what};
+}
+
+} // namespace ci::report::github
