@@ -369,6 +369,56 @@ schedulers:
   force: {{type: force, builders: [tests]}}
 {extra_schedulers}"""
 
+    def start_fake_github(self):
+        """A local GitHub commit-status API (tests/support/fake_github.py) for this case's
+        repository (`libci/demo`) that knows its commits; the token joins the case's secrets."""
+        sys.path.insert(0, os.path.join(os.environ["LIBCI_SOURCE_DIR"], "tests", "support"))
+        import fake_github  # noqa: E402 - found through LIBCI_SOURCE_DIR
+
+        self.github_token = "ghp_" + uuid.uuid4().hex
+        self.secrets.append(self.github_token)
+
+        def known(sha):
+            return subprocess.run(["git", "cat-file", "-e", sha + "^{commit}"],
+                                  cwd=self.repo.origin, capture_output=True).returncode == 0
+
+        self.github = fake_github.FakeGithub(self.github_token, "libci/demo", known).start()
+        return self.github
+
+    def github_config(self):
+        """A config that reports commit statuses to the fake GitHub: local workers (two at
+        once), builders `tests` (reported), `flaky` (in failing_builders) and `quiet` (outside
+        the `github.builders` filter), all run by the branch scheduler for `feature/*`; a force
+        scheduler for all three."""
+        return f"""
+buildmaster: {{web_port: 0, worker_port: 0, state: {self.tmp}/state.sqlite,
+              url: "http://ci.example.org:8010/"}}
+auth: {{user: {self.auth[0]}, password: "{self.auth[1]}"}}
+github:
+  webhook_secret: "{self.webhook_secret}"
+  token: "{self.github_token}"
+  report_status: true
+  api_url: "{self.github.url}"
+  builders: [tests, flaky]
+slaves:
+  local: {{local: true, slaves: 3}}
+repositories:
+  demo: {{url: "{self.repo.origin}", github: libci/demo}}
+failing_builders: [flaky]
+builders:
+""" + "".join(f"""  {name}:
+    repository: demo
+    workers: [local]
+    steps:
+      - name: test
+        run: "sh ./test.sh"
+        env: {{RELEASE: "{self.release}", MARKS: "{self.marks}"}}
+""" for name in ("tests", "flaky", "quiet")) + f"""schedulers:
+  branches: {{type: branch, repository: demo, builders: [tests, flaky, quiet],
+             branches: ["feature/*"], tree_stable_timer: 1s}}
+  force: {{type: force, builders: [tests, flaky, quiet]}}
+"""
+
     def write_config(self, text):
         """Writes `text` as the case's config.yml (0600: it holds secrets); returns its path."""
         path = os.path.join(self.tmp, "config.yml")
