@@ -35,8 +35,8 @@ std::optional<http::ServerResponse> check_auth(const config::Config& config,
 
 } // namespace
 
-MasterState::MasterState(const config::Config& c, MasterOptions o)
-    : config(c), options(std::move(o)),
+MasterState::MasterState(config::Config c, MasterOptions o)
+    : config(std::move(c)), options(std::move(o)),
       clock(options.clock != nullptr ? *options.clock : system_clock), credentials(config, clock),
       locks(config) {}
 

@@ -337,7 +337,7 @@ Result<Message> read_welcome(Reader& r) {
     Welcome m;
     m.heartbeat_seconds = r.small("heartbeat_seconds");
     m.rotate = r.boolean("rotate", false);
-    return r.done(std::move(m));
+    return r.done(m);
 }
 
 Result<Message> read_checked_out(Reader& r) {

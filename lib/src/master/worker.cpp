@@ -165,7 +165,7 @@ public:
     ~Session() { stop_all(); }
 
     // Serves the master until the connection breaks (false) or draining is complete (true).
-    bool serve(std::chrono::seconds heartbeat, std::stop_token drain) {
+    bool serve(std::chrono::seconds heartbeat, const std::stop_token& drain) {
         auto next_heartbeat = std::chrono::steady_clock::now() + heartbeat;
         bool drain_sent = false;
         for (;;) {
@@ -230,7 +230,7 @@ private:
             jobs_.emplace(
                 id,
                 Job{std::jthread([this, spec = std::move(start->spec), done](std::stop_token stop) {
-                        run(spec, stop);
+                        run(spec, std::move(stop));
                         *done = true;
                     }),
                     done});
@@ -247,8 +247,8 @@ private:
         const auto outcome = run_reported_build(
             spec,
             options_.runner,
-            [this](protocol::Message message) { connection_.send(message); },
-            stop);
+            [this](const protocol::Message& message) { connection_.send(message); },
+            std::move(stop));
         status(fmt::format("build {} ended: {}", spec.build_id, to_string(outcome.result)));
     }
 
@@ -378,7 +378,7 @@ build::BuildOutcome run_reported_build(const build::BuildSpec& spec,
         sender.send(protocol::StepFinished{
             id, step, outcome.result, outcome.exit_code, outcome.description});
     };
-    auto outcome = build::run_build(spec, options, observer, stop);
+    auto outcome = build::run_build(spec, options, observer, std::move(stop));
     sender.send(protocol::BuildFinished{id, outcome.result, outcome.message});
     return outcome;
 }
