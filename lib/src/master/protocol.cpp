@@ -1,5 +1,7 @@
 #include "master/protocol.h"
 
+#include <array>
+
 #include <fmt/format.h>
 #include <rapidjson/document.h>
 #include <rapidjson/stringbuffer.h>
@@ -387,7 +389,7 @@ Result<Message> read_build_finished(Reader& r) {
 }
 
 using MessageReader = Result<Message> (*)(Reader&);
-constexpr std::pair<std::string_view, MessageReader> readers[] = {
+constexpr auto readers = std::to_array<std::pair<std::string_view, MessageReader>>({
     {"challenge", read_challenge},
     {"hello", read_hello},
     {"welcome", read_welcome},
@@ -401,7 +403,7 @@ constexpr std::pair<std::string_view, MessageReader> readers[] = {
     {"log", read_log},
     {"step_finished", read_step_finished},
     {"build_finished", read_build_finished},
-};
+});
 } // namespace
 
 std::string encode(const Message& message) {

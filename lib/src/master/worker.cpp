@@ -1,5 +1,6 @@
 #include "ci/master/worker.h"
 
+#include <array>
 #include <atomic>
 #include <cerrno>
 #include <condition_variable>
@@ -62,8 +63,8 @@ public:
 
     // Reads what is available into the buffer; false on EOF or error.
     bool fill() {
-        char chunk[65536];
-        const auto n = ::recv(fd_, chunk, sizeof chunk, 0);
+        std::array<char, 65536> chunk; // recv fills it: no need to zero 64 KiB a read
+        const auto n = ::recv(fd_, chunk.data(), chunk.size(), 0);
         if (n <= 0) {
             if (n < 0 && (errno == EINTR || errno == EAGAIN)) {
                 return true;
@@ -71,7 +72,7 @@ public:
             broken_ = true;
             return false;
         }
-        buffer_.append(chunk, static_cast<std::size_t>(n));
+        buffer_.append(chunk.data(), static_cast<std::size_t>(n));
         if (buffer_.size() > protocol::max_line && buffer_.find('\n') == std::string::npos) {
             broken_ = true;
             return false;
