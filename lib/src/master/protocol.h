@@ -35,7 +35,7 @@ namespace ci::master::protocol {
 /// The version both sides speak; a Hello of another version is refused.
 inline constexpr int version = 1;
 /// The longest line either side accepts (a log chunk is far smaller).
-inline constexpr std::size_t max_line = 4 * 1024 * 1024;
+inline constexpr std::size_t max_line = std::size_t{4} * 1024 * 1024;
 
 struct Challenge {
     std::string nonce;
