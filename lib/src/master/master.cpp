@@ -50,9 +50,11 @@ Status MasterState::open_store() {
         return fail(opened.error());
     }
     store = std::move(*opened);
-    if (auto recovered = store->recover_unfinished(clock.now()); !recovered) {
+    const auto recovered = store->recover_unfinished(clock.now());
+    if (!recovered) {
         return fail(recovered.error());
-    } else if (*recovered > 0) {
+    }
+    if (*recovered > 0) {
         log::warn("{} build(s) left unfinished by the previous master end as retry; their "
                   "requests are queued again",
                   *recovered);
