@@ -73,19 +73,19 @@ public:
     void message(const std::string& name, const Link* link, protocol::Message message) override;
     void lost(const std::string& name, const Link* link, const std::string& why) override;
 
-    /// Ends a running build: stores its end (and its request's: retry queues it again), gives
-    /// back its slot and locks, counts it, ends its log followers. Does nothing when the build
-    /// ended already.
-    void finish(std::int64_t build, BuildResult result, const std::string& message);
-    /// Asks the build's worker to stop it; false when it is not running.
-    bool stop(std::int64_t build, const std::string& who);
+    /// Ends running build `id`: stores its end (and its request's: retry queues it again),
+    /// gives back its slot and locks, counts it, ends its log followers. Does nothing when the
+    /// build ended already.
+    void finish(std::int64_t id, BuildResult result, const std::string& message);
+    /// Asks build `id`'s worker to stop it; false when it is not running.
+    bool stop(std::int64_t id, const std::string& who);
     /// No new workers from now on (shutdown); those connected stay until disconnect_all().
     void refuse_workers() { refusing_ = true; }
     /// Closes every worker's link (shutdown), recording them as disconnected.
     void disconnect_all();
 
 private:
-    void step_finished(std::int64_t build, const protocol::StepFinished& finished);
+    void step_finished(std::int64_t id, const protocol::StepFinished& finished);
     void save_worker(const std::string& name, const std::string& worker_class, const char* state);
 
     Parts p_;

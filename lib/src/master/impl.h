@@ -38,7 +38,7 @@
 namespace ci::master::detail {
 
 struct MasterState {
-    MasterState(const config::Config& c, MasterOptions o);
+    MasterState(config::Config c, MasterOptions o);
     ~MasterState();
 
     config::Config config;

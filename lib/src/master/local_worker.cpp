@@ -13,7 +13,7 @@ void LocalWorker::send(const protocol::Message& message) {
         auto done = std::make_shared<std::atomic<bool>>(false);
         jobs_.emplace(id,
                       Job{std::jthread([this, spec = std::move(spec), done](std::stop_token stop) {
-                              run(spec, stop);
+                              run(spec, std::move(stop));
                               *done = true;
                           }),
                           done});
@@ -42,7 +42,7 @@ void LocalWorker::run(const build::BuildSpec& spec, std::stop_token stop) {
         spec,
         options_,
         [this](protocol::Message message) { events_.message(name_, this, std::move(message)); },
-        stop);
+        std::move(stop));
 }
 
 } // namespace ci::master

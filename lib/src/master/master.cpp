@@ -37,8 +37,8 @@ std::optional<http::ServerResponse> check_auth(const config::Config& config,
 
 } // namespace
 
-MasterState::MasterState(const config::Config& c, MasterOptions o)
-    : config(c), options(std::move(o)),
+MasterState::MasterState(config::Config c, MasterOptions o)
+    : config(std::move(c)), options(std::move(o)),
       clock(options.clock != nullptr ? *options.clock : system_clock), credentials(config, clock),
       locks(config) {}
 
@@ -52,9 +52,11 @@ Status MasterState::open_store() {
         return fail(opened.error());
     }
     store = std::move(*opened);
-    if (auto recovered = store->recover_unfinished(clock.now()); !recovered) {
+    const auto recovered = store->recover_unfinished(clock.now());
+    if (!recovered) {
         return fail(recovered.error());
-    } else if (*recovered > 0) {
+    }
+    if (*recovered > 0) {
         log::warn("{} build(s) left unfinished by the previous master end as retry; their "
                   "requests are queued again",
                   *recovered);

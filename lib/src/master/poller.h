@@ -99,7 +99,7 @@ private:
 
     void run();
     // After a poll: counts and logs its failure (or the end of a streak), and sets when it is due.
-    void schedule_next(const std::string& name, Polled& polled, const Status& status);
+    static void schedule_next(const std::string& name, Polled& polled, const Status& status);
     Status load_baseline(const std::string& name, Polled& polled);
     Status submit_and_wait(std::vector<sched::Event> events);
 

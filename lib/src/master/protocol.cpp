@@ -1,5 +1,7 @@
 #include "master/protocol.h"
 
+#include <array>
+
 #include <fmt/format.h>
 #include <rapidjson/document.h>
 #include <rapidjson/stringbuffer.h>
@@ -337,7 +339,7 @@ Result<Message> read_welcome(Reader& r) {
     Welcome m;
     m.heartbeat_seconds = r.small("heartbeat_seconds");
     m.rotate = r.boolean("rotate", false);
-    return r.done(std::move(m));
+    return r.done(m);
 }
 
 Result<Message> read_checked_out(Reader& r) {
@@ -392,7 +394,7 @@ Result<Message> read_build_finished(Reader& r) {
 }
 
 using MessageReader = Result<Message> (*)(Reader&);
-constexpr std::pair<std::string_view, MessageReader> readers[] = {
+constexpr auto readers = std::to_array<std::pair<std::string_view, MessageReader>>({
     {"challenge", read_challenge},
     {"hello", read_hello},
     {"welcome", read_welcome},
@@ -406,7 +408,7 @@ constexpr std::pair<std::string_view, MessageReader> readers[] = {
     {"log", read_log},
     {"step_finished", read_step_finished},
     {"build_finished", read_build_finished},
-};
+});
 } // namespace
 
 std::string encode(const Message& message) {

@@ -39,7 +39,7 @@ namespace ci::master::protocol {
 /// after their line instead of in it.)
 inline constexpr int version = 2;
 /// The longest line either side accepts (a log chunk is far smaller).
-inline constexpr std::size_t max_line = 4 * 1024 * 1024;
+inline constexpr std::size_t max_line = std::size_t{4} * 1024 * 1024;
 
 struct Challenge {
     std::string nonce;

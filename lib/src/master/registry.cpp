@@ -48,6 +48,7 @@ std::optional<std::vector<std::int64_t>> WorkerRegistry::remove(const std::strin
 std::vector<WorkerRegistry::Removed> WorkerRegistry::remove_all() {
     const std::lock_guard lock(mutex_);
     std::vector<Removed> out;
+    out.reserve(workers_.size());
     for (auto& [name, worker] : workers_) {
         out.push_back(Removed{name, worker.worker_class, std::move(worker.link)});
     }

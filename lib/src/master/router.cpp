@@ -66,7 +66,7 @@ std::vector<std::string_view> path_segments(std::string_view path) {
 }
 
 void Router::add(std::string method,
-                 std::string pattern,
+                 std::string_view pattern,
                  RouteHandler handler,
                  bool authenticated,
                  std::string summary) {

@@ -40,7 +40,7 @@ public:
 
     /// Adds a route. `summary` is what GET /api/v1 lists for it (empty: not listed).
     void add(std::string method,
-             std::string pattern,
+             std::string_view pattern,
              RouteHandler handler,
              bool authenticated = false,
              std::string summary = {});

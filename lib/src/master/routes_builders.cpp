@@ -40,6 +40,7 @@ void list_builders(Services& s, http::Reply reply) {
         json.begin().begin_array("builders");
         for (const auto& [name, builder] : s.config.builders) {
             std::vector<std::string> steps;
+            steps.reserve(builder.steps.size());
             for (const auto& step : builder.steps) {
                 steps.push_back(step.name);
             }

@@ -25,7 +25,7 @@ struct PushReceipts {
 // they are on disk.
 void ingest_push(Services& s,
                  std::vector<sched::Event> events,
-                 std::string delivery,
+                 const std::string& delivery,
                  http::Reply reply) {
     auto receipts = std::make_shared<PushReceipts>();
     receipts->left = events.size();
@@ -73,7 +73,7 @@ void ingest_push(Services& s,
 }
 
 // Answers a push that builds nothing: 200 with why.
-void ignored(Services& s, const std::string& delivery, std::string why, http::Reply& reply) {
+void ignored(Services& s, const std::string& delivery, std::string_view why, http::Reply& reply) {
     if (!delivery.empty()) {
         s.deliveries.forget(delivery);
     }
@@ -120,7 +120,7 @@ void github_push(Services& s, http::ServerRequest& request, http::Reply reply) {
         ignored(s, delivery, "the push names no branch or tag", reply);
         return;
     }
-    ingest_push(s, std::move(push->events), std::move(delivery), std::move(reply));
+    ingest_push(s, std::move(push->events), delivery, std::move(reply));
 }
 
 void github_hook(Services& s, http::ServerRequest& request, http::Reply reply) {

@@ -50,7 +50,7 @@ void issue_token(Services& s, const http::ServerRequest& request, http::Reply re
     };
     const auto worker_class = member("class");
     if (worker_class.empty()) {
-        reply.send(error_response(400, "the body must be {\"class\": \"<EC2 worker class>\"}"));
+        reply.send(error_response(400, R"(the body must be {"class": "<EC2 worker class>"})"));
         return;
     }
     auto issued = s.credentials.issue_token(worker_class, member("name"), std::chrono::minutes(15));

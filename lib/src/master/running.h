@@ -73,7 +73,7 @@ class RunningBuilds {
 public:
     /// Keeps up to `memory_per_step` bytes of a step's log in memory once its older chunks are
     /// on disk (a follower then reads those from the store).
-    explicit RunningBuilds(std::size_t memory_per_step = 8 * 1024 * 1024)
+    explicit RunningBuilds(std::size_t memory_per_step = std::size_t{8} * 1024 * 1024)
         : memory_per_step_(memory_per_step) {}
 
     /// A build starts: `build` as stored by start_build, holding `locks`.

@@ -101,6 +101,7 @@ std::vector<std::string> StoreWrites::drain(std::chrono::steady_clock::time_poin
     std::unique_lock lock(mutex_);
     idle_.wait_until(lock, deadline, [&] { return queue_.empty() && !writing_; });
     std::vector<std::string> left;
+    left.reserve(queue_.size());
     for (const auto& write : queue_) {
         left.push_back(write.what);
     }

@@ -1,5 +1,6 @@
 #include "ci/master/worker.h"
 
+#include <array>
 #include <atomic>
 #include <cerrno>
 #include <condition_variable>
@@ -62,8 +63,8 @@ public:
 
     // Reads what is available into the buffer; false on EOF or error.
     bool fill() {
-        char chunk[65536];
-        const auto n = ::recv(fd_, chunk, sizeof chunk, 0);
+        std::array<char, 65536> chunk; // recv fills it: no need to zero 64 KiB a read
+        const auto n = ::recv(fd_, chunk.data(), chunk.size(), 0);
         if (n <= 0) {
             if (n < 0 && (errno == EINTR || errno == EAGAIN)) {
                 return true;
@@ -71,7 +72,7 @@ public:
             broken_ = true;
             return false;
         }
-        buffer_.append(chunk, static_cast<std::size_t>(n));
+        buffer_.append(chunk.data(), static_cast<std::size_t>(n));
         if (buffer_.size() > protocol::max_line && buffer_.find('\n') == std::string::npos) {
             broken_ = true;
             return false;
@@ -165,7 +166,7 @@ public:
     ~Session() { stop_all(); }
 
     // Serves the master until the connection breaks (false) or draining is complete (true).
-    bool serve(std::chrono::seconds heartbeat, std::stop_token drain) {
+    bool serve(std::chrono::seconds heartbeat, const std::stop_token& drain) {
         auto next_heartbeat = std::chrono::steady_clock::now() + heartbeat;
         bool drain_sent = false;
         for (;;) {
@@ -235,7 +236,7 @@ private:
             jobs_.emplace(
                 id,
                 Job{std::jthread([this, spec = std::move(start->spec), done](std::stop_token stop) {
-                        run(spec, stop);
+                        run(spec, std::move(stop));
                         *done = true;
                     }),
                     done});
@@ -252,8 +253,8 @@ private:
         const auto outcome = run_reported_build(
             spec,
             options_.runner,
-            [this](protocol::Message message) { connection_.send(message); },
-            stop);
+            [this](const protocol::Message& message) { connection_.send(message); },
+            std::move(stop));
         status(fmt::format("build {} ended: {}", spec.build_id, to_string(outcome.result)));
     }
 
@@ -383,7 +384,7 @@ build::BuildOutcome run_reported_build(const build::BuildSpec& spec,
         sender.send(protocol::StepFinished{
             id, step, outcome.result, outcome.exit_code, outcome.description});
     };
-    auto outcome = build::run_build(spec, options, observer, stop);
+    auto outcome = build::run_build(spec, options, observer, std::move(stop));
     sender.send(protocol::BuildFinished{id, outcome.result, outcome.message});
     return outcome;
 }

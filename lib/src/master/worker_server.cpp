@@ -275,11 +275,11 @@ struct WorkerServer::Impl {
 
 WorkerServer::WorkerServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
-Result<std::unique_ptr<WorkerServer>> WorkerServer::start(WorkerEvents& master,
+Result<std::unique_ptr<WorkerServer>> WorkerServer::start(WorkerEvents& events,
                                                           const std::string& address,
                                                           std::uint16_t port,
                                                           std::chrono::seconds heartbeat) {
-    auto impl = std::make_unique<Impl>(master, heartbeat);
+    auto impl = std::make_unique<Impl>(events, heartbeat);
     boost::system::error_code error;
     const auto ip = net::ip::make_address(address, error);
     if (error) {
