@@ -8,8 +8,11 @@ void LocalWorker::send(const protocol::Message& message) {
     if (const auto* start = std::get_if<protocol::StartBuild>(&message)) {
         const std::lock_guard lock(mutex_);
         std::erase_if(jobs_, [](const auto& entry) { return entry.second.done->load(); });
+        const auto id = start->spec.build_id;
+        if (jobs_.contains(id)) {
+            return; // already running: a second start of one build is ignored, never a 2nd run
+        }
         auto spec = start->spec;
-        const auto id = spec.build_id;
         auto done = std::make_shared<std::atomic<bool>>(false);
         jobs_.emplace(id,
                       Job{std::jthread([this, spec = std::move(spec), done](std::stop_token stop) {

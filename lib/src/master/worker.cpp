@@ -229,10 +229,14 @@ private:
                     protocol::BuildFinished{id, BuildResult::Retry, "the worker is draining"});
                 return;
             }
+            const std::lock_guard lock(mutex_);
+            if (jobs_.contains(id)) {
+                log::warn("the master started build {} again while it runs here: ignored", id);
+                return;
+            }
             status(fmt::format(
                 "build {} ({}, branch {}) started", id, start->spec.builder, start->spec.branch));
             auto done = std::make_shared<std::atomic<bool>>(false);
-            const std::lock_guard lock(mutex_);
             jobs_.emplace(
                 id,
                 Job{std::jthread([this, spec = std::move(start->spec), done](std::stop_token stop) {

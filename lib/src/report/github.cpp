@@ -1,6 +1,7 @@
 #include "ci/report/github.h"
 
 #include <algorithm>
+#include <array>
 #include <charconv>
 #include <fnmatch.h>
 
@@ -13,7 +14,7 @@ namespace ci::report::github {
 
 namespace {
 
-constexpr std::string_view state_names[] = {"pending", "success", "failure", "error"};
+constexpr std::array<std::string_view, 4> state_names = {"pending", "success", "failure", "error"};
 
 bool expected_failure(const BuildReport& report, const Settings& settings) {
     if (std::ranges::find(settings.failing_builders, report.builder) ==
@@ -21,13 +22,12 @@ bool expected_failure(const BuildReport& report, const Settings& settings) {
         return false;
     }
     // The old deployment's property was report-expected-failures.
-    for (const auto* key : {"report_expected_failures", "report-expected-failures"}) {
-        if (const auto found = report.properties.find(key);
-            found != report.properties.end() && found->second == "true") {
-            return false;
-        }
-    }
-    return true;
+    constexpr std::array<const char*, 2> keys = {"report_expected_failures",
+                                                 "report-expected-failures"};
+    return std::ranges::none_of(keys, [&](const char* key) {
+        const auto found = report.properties.find(key);
+        return found != report.properties.end() && found->second == "true";
+    });
 }
 
 // The state and description a finished build reports; nullopt for retry.
@@ -64,7 +64,7 @@ std::optional<std::int64_t> header_integer(const http::Response& response, std::
 } // namespace
 
 std::string_view to_string(State state) noexcept {
-    return state_names[static_cast<int>(state)];
+    return state_names.at(static_cast<std::size_t>(state));
 }
 
 Settings settings_from(const config::Config& config) {
@@ -230,11 +230,12 @@ Result<CommitStatus> parse_status(std::string_view json) {
         !text("description", status.description) || !text("context", status.context)) {
         return bad();
     }
-    const auto* found = std::ranges::find(state_names, state);
-    if (found == std::end(state_names)) {
+    const auto index =
+        std::ranges::distance(state_names.begin(), std::ranges::find(state_names, state));
+    if (index == std::ranges::ssize(state_names)) {
         return bad();
     }
-    status.state = static_cast<State>(found - std::begin(state_names));
+    status.state = static_cast<State>(index);
     return status;
 }
 
