@@ -461,6 +461,14 @@ TEST_CASE("config: the JSON form is checked by the same rules") {
     REQUIRE(checked.errors().size() == 1);
     CHECK(checked.errors()[0].line == 3);
     CHECK(checked.errors()[0].origin == "bad.json");
+
+    // Nesting is limited before anything recursive (the parse, the YAML tree) sees it.
+    checked = ci::config::parse_config_json(
+        "{\"a\":\n" + std::string(200000, '[') + std::string(200000, ']') + "}", "deep.json");
+    REQUIRE(checked.errors().size() == 1);
+    CHECK(checked.errors()[0].line == 2);
+    CHECK(checked.errors()[0].column == 64);
+    CHECK(checked.errors()[0].message == "nested deeper than 64 arrays and objects");
 }
 
 TEST_CASE("config: the master takes its config from the environment and removes it") {

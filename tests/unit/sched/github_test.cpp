@@ -84,6 +84,66 @@ TEST_CASE("github: tag pushes, deletions and other refs") {
     CHECK(no_ref.error().message == "GitHub push payload: no \"ref\"");
 }
 
+TEST_CASE("github: a value of an unexpected type is a 400 naming it, never an assertion") {
+    // Issue 14: "commits": [1] ended the master in RapidJSON's IsObject() assertion.
+    const auto error_of = [](const std::string& payload) {
+        auto events = ci::sched::parse_github_push(payload, "r");
+        REQUIRE_FALSE(events.has_value());
+        CHECK(events.error().code == ci::ErrorCode::InvalidArgument);
+        return events.error().message;
+    };
+    const std::string ref = R"("ref": "refs/heads/x", "after": "abc", )";
+    CHECK(error_of("{" + ref + R"("commits": [1]})") ==
+          "GitHub push payload: commits[0] is not an object");
+    CHECK(error_of("{" + ref + R"("commits": ["x"]})") ==
+          "GitHub push payload: commits[0] is not an object");
+    CHECK(error_of("{" + ref + R"("commits": {"id": "abc"}})") ==
+          "GitHub push payload: commits is not a list");
+    CHECK(error_of("{" + ref + R"("commits": [{"id": "abc", "author": 1}]})") ==
+          "GitHub push payload: commits[0].author is not an object");
+    CHECK(error_of("{" + ref + R"("commits": [{"id": "abc", "author": {"name": []}}]})") ==
+          "GitHub push payload: commits[0].author.name is not a string");
+    CHECK(error_of("{" + ref + R"("commits": [{"id": "abc", "message": {}}]})") ==
+          "GitHub push payload: commits[0].message is not a string");
+    CHECK(error_of("{" + ref + R"("commits": [{"id": "abc", "added": 2}]})") ==
+          "GitHub push payload: commits[0].added is not a list");
+    CHECK(error_of("{" + ref + R"("commits": [{"id": "abc", "added": [2]}]})") ==
+          "GitHub push payload: commits[0].added holds a value that is not a string");
+    CHECK(error_of("{" + ref + R"("commits": [], "head_commit": 5})") ==
+          "GitHub push payload: head_commit is not an object");
+    CHECK(error_of("{" + ref + R"("deleted": "yes"})") ==
+          "GitHub push payload: deleted is not a boolean");
+    CHECK(error_of(R"({"ref": 7})") == "GitHub push payload: ref is not a string");
+    CHECK(error_of("[1]") == "GitHub push payload: not a JSON object");
+    // Null reads as absent, as GitHub sends it (head_commit of a deletion, a missing e-mail).
+    auto nulls = ci::sched::parse_github_push(
+        "{" + ref + R"("commits": [{"id": "abc", "author": {"name": "A", "email": null}}],
+                        "head_commit": null})",
+        "r");
+    REQUIRE_OK(nulls);
+    CHECK(std::get<ci::sched::Push>((*nulls)[0]).changes[0].author == "A");
+
+    auto config = ci::config::parse_config("repositories: {r: {url: \"https://h/o/r\"}}", "t.yml");
+    REQUIRE(config.ok());
+    auto repository = ci::sched::parse_github_webhook(
+        R"({"ref": "refs/heads/x", "repository": []})", *config.config);
+    REQUIRE_FALSE(repository.has_value());
+    CHECK(repository.error().message == "GitHub push payload: repository is not an object");
+    auto url = ci::sched::parse_github_webhook(
+        R"({"ref": "refs/heads/x", "repository": {"clone_url": 1}})", *config.config);
+    REQUIRE_FALSE(url.has_value());
+    CHECK(url.error().message == "GitHub push payload: repository.clone_url is not a string");
+}
+
+TEST_CASE("github: a payload nested far too deep is refused, not a stack overflow") {
+    // Issue 14: 300,000 levels crashed the master (SIGSEGV) in the recursive parse.
+    const std::string deep = std::string(300000, '[') + std::string(300000, ']');
+    auto events = ci::sched::parse_github_push(deep, "r");
+    REQUIRE_FALSE(events.has_value());
+    CHECK(events.error().message.find("nested deeper than 64") != std::string::npos);
+    CHECK_FALSE(ci::sched::github_repository_urls(R"({"repository": )" + deep + "}").has_value());
+}
+
 TEST_CASE("github: the payload's repository is matched to the config's by URL") {
     auto checked = ci::config::parse_config(R"(
 repositories:
