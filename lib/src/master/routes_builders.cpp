@@ -5,6 +5,7 @@
 #include <ci/core/log.h>
 
 #include "core/json.h"
+#include "git/ref_name.h"
 #include "master/json.h"
 #include "master/services.h"
 
@@ -78,6 +79,18 @@ void force(Services& s,
     const auto reason = json::string_member(*body, "reason");
     if (!branch || !revision || !reason) {
         reply.send(error_response(400, "branch, revision and reason must be strings"));
+        return;
+    }
+    // What a webhook could not bring either: a branch git would refuse, a revision that is no
+    // commit id (issue 14: megabytes of either made a build spec no worker accepts).
+    if (const auto& name = branch->value_or(""); !name.empty()) {
+        if (auto valid = git::check_ref_format("refs/heads/" + name); !valid) {
+            reply.send(error_response(400, "branch: " + valid.error().message));
+            return;
+        }
+    }
+    if (const auto& id = revision->value_or(""); !id.empty() && !git::is_commit_id(id)) {
+        reply.send(error_response(400, "revision: not a commit id (1 to 64 hex digits)"));
         return;
     }
     sched::ForceRequest forced;

@@ -12,6 +12,7 @@
 
 #include "core/ascii.h"
 #include "core/json.h"
+#include "git/ref_name.h"
 
 namespace ci::sched {
 
@@ -83,8 +84,7 @@ public:
             return nullptr;
         }
         if (!(found->value.*is)()) {
-            problem(
-                fmt::format("{}{}{} is not {}", where, where.empty() ? "" : ".", name, type_name));
+            problem(fmt::format("{} is not {}", path(where, name), type_name));
             return nullptr;
         }
         return &found->value;
@@ -93,6 +93,16 @@ public:
         const auto* value = member(object, where, name, &rapidjson::Value::IsString, "a string");
         return value == nullptr ? std::string()
                                 : std::string(value->GetString(), value->GetStringLength());
+    }
+    // A string that must name a commit (is_commit_id) when present.
+    std::string
+    commit_id(const rapidjson::Value& object, std::string_view where, const char* name) {
+        auto id = text(object, where, name);
+        if (!id.empty() && !git::is_commit_id(id)) {
+            problem(path(where, name) + " is not a commit id");
+            return {};
+        }
+        return id;
     }
     const rapidjson::Value*
     object(const rapidjson::Value& parent, std::string_view where, const char* name) {
@@ -114,6 +124,11 @@ public:
     [[nodiscard]] const std::optional<std::string>& first_problem() const { return problem_; }
 
 private:
+    // "commits[0].author" + "name" -> "commits[0].author.name"; "" + "ref" -> "ref".
+    static std::string path(std::string_view where, const char* name) {
+        return where.empty() ? std::string(name) : fmt::format("{}.{}", where, name);
+    }
+
     std::optional<std::string> problem_;
 };
 
@@ -127,7 +142,7 @@ Change change_from_commit(PayloadReader& read,
     change.repository = repository;
     change.branch = branch;
     change.is_tag = is_tag;
-    change.revision = read.text(commit, where, "id");
+    change.revision = read.commit_id(commit, where, "id");
     change.comments = read.text(commit, where, "message");
     if (const auto* author = read.object(commit, where, "author")) {
         const auto author_where = where + ".author";
@@ -191,6 +206,11 @@ events_of(PayloadReader& read, const rapidjson::Document& document, const std::s
     if (ref.empty()) {
         return bad_payload("no \"ref\"");
     }
+    // Before anything is stored: a ref git would refuse names nothing to build, and one of
+    // megabytes made a build spec no worker accepts (issue 14).
+    if (auto valid = git::check_ref_format(ref); !valid) {
+        return bad_payload(valid.error().message);
+    }
     std::vector<Event> events;
     bool is_tag = false;
     std::string name;
@@ -219,7 +239,7 @@ events_of(PayloadReader& read, const rapidjson::Document& document, const std::s
                 change_from_commit(read, commit, where, repository, name, is_tag));
         }
     }
-    const std::string after = read.text(document, "", "after");
+    const std::string after = read.commit_id(document, "", "after");
     const auto* head_commit = read.object(document, "", "head_commit");
     if (const auto& problem = read.first_problem()) {
         return bad_payload(*problem);

@@ -135,6 +135,32 @@ TEST_CASE("github: a value of an unexpected type is a 400 naming it, never an as
     CHECK(url.error().message == "GitHub push payload: repository.clone_url is not a string");
 }
 
+TEST_CASE("github: refs git would refuse and ids that are no commit ids are a 400") {
+    // Issue 14: a 20 MiB ref was stored; its build spec exceeded the worker's line limit and the
+    // build was sent again every 3 s, forever.
+    const auto error_of = [](const std::string& ref, const std::string& after = "abc") {
+        auto events = ci::sched::parse_github_push(
+            R"({"ref": ")" + ref + R"(", "after": ")" + after + R"(", "commits": []})", "r");
+        REQUIRE_FALSE(events.has_value());
+        CHECK(events.error().code == ci::ErrorCode::InvalidArgument);
+        return events.error().message;
+    };
+    const auto huge = error_of("refs/heads/" + std::string(20 * 1024 * 1024, 'a'));
+    CHECK(huge.find("is longer than 1024 bytes") != std::string::npos);
+    CHECK(huge.size() < 200);
+    CHECK(error_of("refs/heads/a..b") ==
+          R"(GitHub push payload: invalid ref "refs/heads/a..b": it contains "..")");
+    CHECK(error_of("refs/heads/x.lock").find("\".lock\"") != std::string::npos);
+    CHECK(error_of("refs/tags/a b").find("a space") != std::string::npos);
+    CHECK(error_of("refs/pull/1/head:x").find("~ ^ :") != std::string::npos);
+    CHECK(error_of("refs/heads/ok", std::string(100, 'a')) ==
+          "GitHub push payload: after is not a commit id");
+    auto id = ci::sched::parse_github_push(
+        R"({"ref": "refs/heads/ok", "commits": [{"id": "HEAD~1"}]})", "r");
+    REQUIRE_FALSE(id.has_value());
+    CHECK(id.error().message == "GitHub push payload: commits[0].id is not a commit id");
+}
+
 TEST_CASE("github: a payload nested far too deep is refused, not a stack overflow") {
     // Issue 14: 300,000 levels crashed the master (SIGSEGV) in the recursive parse.
     const std::string deep = std::string(300000, '[') + std::string(300000, ']');
