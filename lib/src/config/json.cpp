@@ -253,6 +253,7 @@ std::string to_json(const Config& config) {
     write_field(writer, "web_port", std::int64_t{config.buildmaster.web_port});
     write_field(writer, "worker_port", std::int64_t{config.buildmaster.worker_port});
     write_field(writer, "state", config.buildmaster.state);
+    write_field(writer, "max_retries", std::int64_t{config.buildmaster.max_retries});
     writer.EndObject();
 
     write_key(writer, "github");

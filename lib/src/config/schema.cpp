@@ -188,14 +188,17 @@ void Checker::check_auth(const YAML::Node& node) {
 }
 
 void Checker::check_buildmaster(const YAML::Node& node) {
-    Fields fields(
-        reader_, node, "buildmaster", {"host", "docker_tag", "web_port", "worker_port", "state"});
+    Fields fields(reader_,
+                  node,
+                  "buildmaster",
+                  {"host", "docker_tag", "web_port", "worker_port", "state", "max_retries"});
     Buildmaster& out = config_.buildmaster;
     fields.read("host", out.host);
     fields.read("docker_tag", out.docker_tag);
     fields.read("web_port", out.web_port);
     fields.read("worker_port", out.worker_port);
     fields.read("state", out.state);
+    fields.read("max_retries", out.max_retries, 0, 100);
     if (out.web_port == out.worker_port && out.web_port != 0 && fields.has("worker_port")) {
         reader_.error(fields.find("worker_port")->value,
                       fields.path("worker_port"),

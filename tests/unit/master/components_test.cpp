@@ -226,6 +226,23 @@ TEST_CASE("running builds: events followers get an end event with the step's res
     CHECK(stream->finished);
 }
 
+TEST_CASE("running builds: a build on its request's last try ends exception, not retry") {
+    ci::master::RunningBuilds running;
+    const auto t = std::chrono::system_clock::now();
+    running.add(ci::store::Build{9, 1, "tests", "w", t, {}, {}, {}, {}, {}}, {}, true);
+    auto last = running.end(9, ci::BuildResult::Retry, t);
+    REQUIRE(last.has_value());
+    CHECK(last->build.result == ci::BuildResult::Exception);
+    CHECK(last->retries_spent);
+    // Other results stay as they are, and a build with tries left is retried.
+    running.add(ci::store::Build{10, 1, "tests", "w", t, {}, {}, {}, {}, {}}, {}, true);
+    CHECK(running.end(10, ci::BuildResult::Failure, t)->build.result == ci::BuildResult::Failure);
+    running.add(ci::store::Build{11, 1, "tests", "w", t, {}, {}, {}, {}, {}}, {});
+    auto again = running.end(11, ci::BuildResult::Retry, t);
+    CHECK(again->build.result == ci::BuildResult::Retry);
+    CHECK_FALSE(again->retries_spent);
+}
+
 TEST_CASE("router: the listed endpoints, path segments and integer captures") {
     // Dispatching needs the HTTP server's Reply: master_routes_test drives the router through
     // real requests (404, 405 with Allow, auth on every POST). Here: the table's own parts.

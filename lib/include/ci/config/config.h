@@ -39,6 +39,10 @@ struct Buildmaster {
     /// `buildmaster.state`: the state database, a SQLite file path (relative to the master's
     /// working directory).
     std::string state = "state.sqlite";
+    /// `buildmaster.max_retries`: how many times a build request is queued again after its build
+    /// ended `retry` (its worker was lost, the master restarted); the build after that ends
+    /// `exception` instead of `retry`, and the request is completed.
+    int max_retries = 3;
     friend bool operator==(const Buildmaster&, const Buildmaster&) = default;
 };
 
