@@ -4,6 +4,8 @@
 
 #include <fmt/format.h>
 
+#include "core/utf8.h"
+
 namespace ci::git {
 
 namespace {
@@ -83,6 +85,10 @@ const char* problem(std::string_view ref) {
     }
     if (ref.back() == '.') {
         return "ends with '.'";
+    }
+    // git takes any bytes; libci does not, since a branch's name goes out in JSON and logs.
+    if (first_invalid_utf8(ref)) {
+        return "is not valid UTF-8";
     }
     for (const char c : ref) {
         if (const char* why = byte_problem(c)) {

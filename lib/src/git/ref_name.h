@@ -17,7 +17,8 @@ inline constexpr std::size_t max_ref_length = 1024;
 inline constexpr std::size_t max_ref_component_length = 255;
 
 /// Checks a full ref name ("refs/heads/feature/x") by the rules of `git check-ref-format` (no
-/// --allow-onelevel, --refspec-pattern or --normalize), and the length limits above. Fails with
+/// --allow-onelevel, --refspec-pattern or --normalize), the length limits above, and UTF-8
+/// (which git does not ask for: a branch's name goes out as JSON). Fails with
 /// InvalidArgument saying which rule the name breaks (quoting at most its first 64 bytes, since
 /// the name may be megabytes long).
 [[nodiscard]] Status check_ref_format(std::string_view ref);

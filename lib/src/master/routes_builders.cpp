@@ -5,6 +5,7 @@
 #include <ci/core/log.h>
 
 #include "core/json.h"
+#include "core/utf8.h"
 #include "git/ref_name.h"
 #include "master/json.h"
 #include "master/services.h"
@@ -101,7 +102,7 @@ void force(Services& s,
         forced.branch = s.config.repositories.at(forced.repository).default_branch;
     }
     forced.revision = revision->value_or("");
-    forced.reason = reason->value_or("");
+    forced.reason = to_valid_utf8(reason->value_or(""));
     if (forced.reason.empty()) {
         forced.reason = "forced through the API";
     }

@@ -12,6 +12,7 @@
 
 #include "core/ascii.h"
 #include "core/json.h"
+#include "core/utf8.h"
 #include "git/ref_name.h"
 
 namespace ci::sched {
@@ -89,10 +90,16 @@ public:
         }
         return &found->value;
     }
-    std::string text(const rapidjson::Value& object, std::string_view where, const char* name) {
+    // A string as the payload has it (the ref: refused, not repaired, when it is not UTF-8).
+    std::string raw_text(const rapidjson::Value& object, std::string_view where, const char* name) {
         const auto* value = member(object, where, name, &rapidjson::Value::IsString, "a string");
         return value == nullptr ? std::string()
                                 : std::string(value->GetString(), value->GetStringLength());
+    }
+    // A string with what is not UTF-8 replaced (U+FFFD): messages and names go out as JSON,
+    // which a strict decoder reads only when it is valid UTF-8.
+    std::string text(const rapidjson::Value& object, std::string_view where, const char* name) {
+        return to_valid_utf8(raw_text(object, where, name));
     }
     // A string that must name a commit (is_commit_id) when present.
     std::string
@@ -160,7 +167,7 @@ Change change_from_commit(PayloadReader& read,
                         fmt::format("{}.{} holds a value that is not a string", where, list));
                     continue;
                 }
-                files.emplace_back(file.GetString(), file.GetStringLength());
+                files.push_back(to_valid_utf8({file.GetString(), file.GetStringLength()}));
             }
         }
     }
@@ -199,7 +206,7 @@ std::vector<std::string> urls_of(PayloadReader& read, const rapidjson::Document&
 
 Result<std::vector<Event>>
 events_of(PayloadReader& read, const rapidjson::Document& document, const std::string& repository) {
-    const std::string ref = read.text(document, "", "ref");
+    const std::string ref = read.raw_text(document, "", "ref");
     if (const auto& problem = read.first_problem()) {
         return bad_payload(*problem);
     }

@@ -81,6 +81,12 @@ TEST_CASE("ref names: at most 1024 bytes, 255 per component; the message says wh
     CHECK(huge.error().message.size() < 200);
     CHECK(huge.error().message.find("(20971531 bytes)") != std::string::npos);
 
+    // git takes any bytes; libci wants UTF-8 (the name goes out as JSON).
+    CHECK(ci::git::check_ref_format("refs/heads/caf\xc3\xa9").has_value());
+    auto latin1 = ci::git::check_ref_format("refs/heads/caf\xe9");
+    REQUIRE_FALSE(latin1.has_value());
+    CHECK(latin1.error().message.ends_with("is not valid UTF-8"));
+
     auto bell = ci::git::check_ref_format("refs/heads/bell\x07");
     REQUIRE_FALSE(bell.has_value());
     CHECK(bell.error().message ==

@@ -9,6 +9,7 @@
 
 #include "master/credentials.h"
 #include "master/deliveries.h"
+#include "master/json.h"
 #include "master/locks.h"
 #include "master/protocol.h"
 #include "master/registry.h"
@@ -241,6 +242,13 @@ TEST_CASE("running builds: a build on its request's last try ends exception, not
     auto again = running.end(11, ci::BuildResult::Retry, t);
     CHECK(again->build.result == ci::BuildResult::Retry);
     CHECK_FALSE(again->retries_spent);
+}
+
+TEST_CASE("json answers: strings that are not UTF-8 go out repaired (U+FFFD)") {
+    // What came in before text was repaired at the door, or from a worker, is still valid JSON.
+    ci::master::Json json;
+    json.begin().field("step", std::string_view("caf\xe9")).field("ok", "caf\xc3\xa9").end();
+    CHECK(json.text() == "{\"step\":\"caf\xef\xbf\xbd\",\"ok\":\"caf\xc3\xa9\"}");
 }
 
 TEST_CASE("router: the listed endpoints, path segments and integer captures") {

@@ -161,6 +161,28 @@ TEST_CASE("github: refs git would refuse and ids that are no commit ids are a 40
     CHECK(id.error().message == "GitHub push payload: commits[0].id is not a commit id");
 }
 
+TEST_CASE("github: text that is not UTF-8 is repaired (U+FFFD); a ref that is not is refused") {
+    // Issue 14: invalid UTF-8 was stored and served raw: /api/v1/changes was no valid JSON text
+    // for a strict decoder.
+    const std::string fffd = "\xef\xbf\xbd";
+    // Raw bytes (the escapes of ordinary literals), and a lone surrogate as a JSON escape.
+    const std::string payload =
+        std::string(R"({"ref": "refs/heads/x", "commits": [{"id": "abc",)") +
+        "\"message\": \"bad \xff\xfe " + R"(\udc80)" + " \xc3(\", " +
+        "\"author\": {\"name\": \"D\xe9v\", \"email\": \"d@e\"}, " + "\"added\": [\"f\xff\"]}]}";
+    auto events = ci::sched::parse_github_push(payload, "r");
+    REQUIRE_OK(events);
+    const auto& change = std::get<ci::sched::Push>((*events)[0]).changes[0];
+    CHECK(change.comments == "bad " + fffd + fffd + " " + fffd + fffd + fffd + " " + fffd + "(");
+    CHECK(change.author == "D" + fffd + "v <d@e>");
+    CHECK(*change.files == std::vector<std::string>{"f" + fffd});
+
+    auto ref =
+        ci::sched::parse_github_push("{\"ref\": \"refs/heads/caf\xe9\", \"after\": \"abc\"}", "r");
+    REQUIRE_FALSE(ref.has_value());
+    CHECK(ref.error().message.find("is not valid UTF-8") != std::string::npos);
+}
+
 TEST_CASE("github: a payload nested far too deep is refused, not a stack overflow") {
     // Issue 14: 300,000 levels crashed the master (SIGSEGV) in the recursive parse.
     const std::string deep = std::string(300000, '[') + std::string(300000, ']');
