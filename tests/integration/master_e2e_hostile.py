@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
-"""Hostile input against a real ci-master (issue 14, items 1-3 and 7): bodies nested far too
+"""Hostile input against a real ci-master (issue 14, items 1-3, 7 and 8): bodies nested far too
 deep on both ports, values of the wrong type, refs git would refuse, a build whose spec cannot be
-sent, a worker that drops every build, and invalid UTF-8. After each attack the master must still
-run and answer /healthz; the attacks of items 1-3 store no change and no request; builds that
-cannot run end `exception` instead of being retried forever; /api/v1/changes stays valid UTF-8.
+sent, a worker that drops every build, invalid UTF-8, and a 5,000-byte method. After each attack
+the master must still run and answer /healthz; the attacks of items 1-3 store no change and no
+request; builds that cannot run end `exception` instead of being retried forever;
+/api/v1/changes stays valid UTF-8; /healthz takes GET and HEAD only.
 
 A master that crashed is reported (FAIL) and started again, so that one run shows every attack."""
 
@@ -273,6 +274,14 @@ def main(case):
                    mine[0]["author"].startswith("D\ufffdv"),
                    f"the invalid bytes read as U+FFFD ({mine})")
     attacks.survived("invalid UTF-8")
+
+    # Item 8: /healthz answers GET and HEAD only, whatever the method sent.
+    with socket.create_connection(("127.0.0.1", master.web), timeout=10) as s:
+        s.sendall(b"M" * 5000 + b" /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+        answer = s.recv(4096).decode(errors="replace")
+    case.check(answer.startswith("HTTP/1.1 405") and "Allow: GET, HEAD" in answer,
+               f"a 5,000-byte method on /healthz: 405 with Allow ({answer.splitlines()[:1]})")
+    attacks.survived("a 5,000-byte method")
 
 
 if __name__ == "__main__":

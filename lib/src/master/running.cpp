@@ -276,6 +276,15 @@ std::vector<store::Build> RunningBuilds::builds() {
     return out;
 }
 
+std::optional<std::string> RunningBuilds::builder(std::int64_t id) {
+    const std::lock_guard lock(mutex_);
+    const auto found = builds_.find(id);
+    if (found == builds_.end()) {
+        return std::nullopt;
+    }
+    return found->second.record.builder;
+}
+
 std::size_t RunningBuilds::size() {
     const std::lock_guard lock(mutex_);
     return static_cast<std::size_t>(

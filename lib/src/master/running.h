@@ -120,6 +120,8 @@ public:
     [[nodiscard]] std::optional<LogSnapshot>
     snapshot(std::int64_t id, int step, const std::shared_ptr<Follower>& follower);
 
+    /// The builder of build `id` while it is in memory (running, or ended and not forgotten).
+    [[nodiscard]] std::optional<std::string> builder(std::int64_t id);
     /// Builds running now (not those ended and not yet forgotten), oldest first.
     [[nodiscard]] std::vector<store::Build> builds();
     /// How many run now.
