@@ -2,6 +2,7 @@
 // bytes.decode("utf-8", errors="replace") does.
 
 #include <string>
+#include <vector>
 
 #include <doctest/doctest.h>
 
@@ -27,11 +28,12 @@ TEST_CASE("utf8: valid text is kept as it is") {
 
 TEST_CASE("utf8: each ill-formed part becomes one U+FFFD, as Python replaces it") {
     // Expected values from Python 3: bytes.decode("utf-8", errors="replace").
-    const struct {
+    struct Case {
         std::string in;
         std::string out;
         std::size_t first;
-    } cases[] = {
+    };
+    const std::vector<Case> cases = {
         {"D\xe9v", "D" + fffd + "v", 1},                            // a Latin-1 byte
         {"bad \xff\xfe bytes", "bad " + fffd + fffd + " bytes", 4}, // never leads
         {"\xc3(", fffd + "(", 0},                           // a lead without its continuation

@@ -76,7 +76,8 @@ TEST_CASE("ref names: at most 1024 bytes, 255 per component; the message says wh
 
     // Issue 14: a 20 MiB ref was stored and its build retried forever. The message quotes 64
     // bytes of it, not 20 MiB.
-    auto huge = ci::git::check_ref_format("refs/heads/" + std::string(20 * 1024 * 1024, 'x'));
+    auto huge =
+        ci::git::check_ref_format("refs/heads/" + std::string(std::size_t{20} * 1024 * 1024, 'x'));
     REQUIRE_FALSE(huge.has_value());
     CHECK(huge.error().message.size() < 200);
     CHECK(huge.error().message.find("(20971531 bytes)") != std::string::npos);

@@ -145,7 +145,7 @@ TEST_CASE("github: refs git would refuse and ids that are no commit ids are a 40
         CHECK(events.error().code == ci::ErrorCode::InvalidArgument);
         return events.error().message;
     };
-    const auto huge = error_of("refs/heads/" + std::string(20 * 1024 * 1024, 'a'));
+    const auto huge = error_of("refs/heads/" + std::string(std::size_t{20} * 1024 * 1024, 'a'));
     CHECK(huge.find("is longer than 1024 bytes") != std::string::npos);
     CHECK(huge.size() < 200);
     CHECK(error_of("refs/heads/a..b") ==
