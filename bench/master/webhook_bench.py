@@ -29,8 +29,8 @@ are quiet (their tree-stable timers have fired and the builds they queue are wri
 side's background work lands in the other's measurement.
 
 After the runs, the round-trip floor: the same client POSTing the same pushes, one at a time, to
-ci-master's /healthz (which does nothing with them), and what 100x Buildbot's 1-sender rate
-leaves per webhook within it.
+ci-master's /healthz (which reads them and answers 405: it takes only GET and HEAD), and what 100x
+Buildbot's 1-sender rate leaves per webhook within it.
 """
 import argparse
 import contextlib
@@ -626,14 +626,14 @@ def main():
             print(f"target: ours >= {TARGET_RATIO:.0f}x Buildbot's accepted webhooks/s")
         if ours:
             # What one sender can reach at all on this machine: the same client sending the same
-            # signed pushes to ci-master's /healthz, which reads them and answers without any
-            # work (no signature check, no parsing, nothing stored). At 1 sender a webhook
+            # signed pushes to ci-master's /healthz, which reads them and answers 405 without
+            # any work (no signature check, no parsing, nothing stored). At 1 sender a webhook
             # costs this round trip plus its own work.
             wait_quiet([m.process.pid for m in masters], 0)
             with frozen([m.process.pid for m in masters if m is not ours]):
                 floor = run_load(load, f"http://127.0.0.1:{ours.web_port}/healthz", 1,
                                  args.seconds, secret_file, load_pin)
-            print(f"round-trip floor, 1 sender (POST to /healthz, nothing done): "
+            print(f"round-trip floor, 1 sender (POST to /healthz, 405, nothing done): "
                   f"{floor['req_per_s']:.1f} requests/s, p50 {floor['p50_ms']:.3f} ms")
             bb1 = rows.get(1, {}).get("buildbot")
             if bb1 and bb1["accepted_per_s"] > 0:

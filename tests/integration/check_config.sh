@@ -60,6 +60,11 @@ YAML
   contains "$err" "3 errors"
   [[ -z "$out" ]] || { echo "FAIL: $name printed on stdout for a bad config: $out"; failures=$((failures + 1)); }
 
+  printf 'buildmaster: {max_retries: -2}\n' >"$tmp/retries.yml"
+  expect 1 "$name checks buildmaster.max_retries" -- $tool "$tmp/retries.yml"
+  contains "$err" "retries.yml:1:28: buildmaster.max_retries:"
+  contains "$err" "from 0 to 100, got -2"
+
   expect 3 "$name exits 3 on an unreadable file" -- $tool "$tmp/absent.yml"
   contains "$err" "error: read config $tmp/absent.yml: No such file or directory"
 done

@@ -9,9 +9,10 @@
 #include <vector>
 
 #include <fmt/format.h>
-#include <rapidjson/document.h>
 
 #include <ci/core/log.h>
+
+#include "core/json.h"
 
 namespace ci::aws {
 
@@ -147,13 +148,9 @@ private:
         if (!keys) {
             return fail(keys.error());
         }
-        rapidjson::Document document;
-        document.Parse(keys->c_str());
-        const auto text = [&](const char* name) -> std::string {
-            if (!document.IsObject() || !document.HasMember(name) || !document[name].IsString()) {
-                return {};
-            }
-            return document[name].GetString();
+        const auto document = json::parse_object(*keys);
+        const auto text = [&](const char* name) {
+            return document ? json::text_or_empty(*document, name) : std::string();
         };
         TimedCredentials out;
         out.credentials.access_key_id = text("AccessKeyId");

@@ -2,13 +2,13 @@
 // or a 0600 file) without a YAML file on its disk. Reading converts the JSON DOM to a YAML tree and
 // checks it with the same schema as config.yml, so both forms accept exactly the same keys.
 
+#include "core/json.h"
+
 #include <cstdlib>
 #include <string>
 #include <utility>
 
 #include <fmt/format.h>
-#include <rapidjson/document.h>
-#include <rapidjson/error/en.h>
 #include <rapidjson/prettywriter.h>
 #include <rapidjson/stringbuffer.h>
 #include <sys/stat.h>
@@ -254,6 +254,7 @@ std::string to_json(const Config& config) {
     write_field(writer, "worker_port", std::int64_t{config.buildmaster.worker_port});
     write_field(writer, "state", config.buildmaster.state);
     write_field(writer, "url", config.buildmaster.url);
+    write_field(writer, "max_retries", std::int64_t{config.buildmaster.max_retries});
     writer.EndObject();
 
     write_key(writer, "github");
@@ -317,17 +318,16 @@ std::string to_json(const Config& config) {
     return {buffer.GetString(), buffer.GetSize()};
 }
 
-CheckedConfig parse_config_json(std::string_view json, std::string_view origin) {
+CheckedConfig parse_config_json(std::string_view text, std::string_view origin) {
     CheckedConfig checked;
-    rapidjson::Document document;
-    document.Parse<rapidjson::kParseFullPrecisionFlag>(json.data(), json.size());
-    if (document.HasParseError()) {
-        // RapidJSON reports a byte offset; turn it into the line and column editors show.
-        const std::size_t offset = std::min(document.GetErrorOffset(), json.size());
+    auto document = json::parse_document(text);
+    if (!document) {
+        // A byte offset; turn it into the line and column editors show.
+        const std::size_t offset = std::min(document.error().offset, text.size());
         int line = 1;
         int column = 1;
         for (std::size_t i = 0; i < offset; ++i) {
-            if (json[i] == '\n') {
+            if (text[i] == '\n') {
                 ++line;
                 column = 1;
             } else {
@@ -338,12 +338,12 @@ CheckedConfig parse_config_json(std::string_view json, std::string_view origin) 
         diagnostic.origin = std::string(origin);
         diagnostic.line = line;
         diagnostic.column = column;
-        diagnostic.message = rapidjson::GetParseError_En(document.GetParseError());
+        diagnostic.message = std::move(document.error().reason);
         checked.diagnostics.push_back(std::move(diagnostic));
         return checked;
     }
     checked.config =
-        detail::check_document(to_yaml(document), std::string(origin), checked.diagnostics);
+        detail::check_document(to_yaml(*document), std::string(origin), checked.diagnostics);
     return checked;
 }
 

@@ -192,7 +192,7 @@ void Checker::check_buildmaster(const YAML::Node& node) {
     Fields fields(reader_,
                   node,
                   "buildmaster",
-                  {"host", "docker_tag", "web_port", "worker_port", "state", "url"});
+                  {"host", "docker_tag", "web_port", "worker_port", "state", "url", "max_retries"});
     Buildmaster& out = config_.buildmaster;
     fields.read("host", out.host);
     fields.read("docker_tag", out.docker_tag);
@@ -201,6 +201,7 @@ void Checker::check_buildmaster(const YAML::Node& node) {
     fields.read("state", out.state);
     fields.read("url", out.url);
     check_http_url(fields, "url", out.url);
+    fields.read("max_retries", out.max_retries, 0, 100);
     if (out.web_port == out.worker_port && out.web_port != 0 && fields.has("worker_port")) {
         reader_.error(fields.find("worker_port")->value,
                       fields.path("worker_port"),

@@ -182,13 +182,16 @@ void Coordinator::finish(std::int64_t id, BuildResult result, const std::string&
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - ended->started).count();
     p_.metrics.build_finished(build.builder, final_result, seconds);
-    log::info("build {} ({} on {}) ended: {}{}{}",
+    log::info("build {} ({} on {}) ended: {}{}{}{}",
               id,
               build.builder,
               build.worker,
               to_string(final_result),
               message.empty() ? "" : ": ",
-              message);
+              message,
+              ended->retries_spent ? " (its request was retried as often as "
+                                     "buildmaster.max_retries allows: it is not queued again)"
+                                   : "");
     p_.wake_dispatcher();
 }
 

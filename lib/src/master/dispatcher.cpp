@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include <fmt/format.h>
+
 #include <ci/core/log.h>
 #include <ci/git/merge.h>
 
@@ -154,24 +156,53 @@ void Dispatcher::start_build(const store::BuildRequest& queued, const std::strin
             is_tag = (*change)->is_tag;
         }
     }
-    auto spec = build_spec(p_.config, request, *build_id, is_tag);
+    protocol::StartBuild start{build_spec(p_.config, request, *build_id, is_tag)};
     p_.running.add(
         store::Build{*build_id, request.id, builder_name, worker, started, {}, {}, {}, {}, {}},
-        builder.locks);
+        builder.locks,
+        retries_spent(request.id));
     auto link = p_.workers.attach(worker, *build_id);
     if (!link) {
         p_.coordinator.finish(*build_id, BuildResult::Retry, "its worker left before it started");
+        return;
+    }
+    // A spec no worker accepts would be refused (the connection dropped), the build retried,
+    // and the request sent again without end (issue 14): it cannot run, whatever the worker.
+    if (const auto size = protocol::encode(start).size(); size > protocol::max_line) {
+        p_.coordinator.finish(
+            *build_id,
+            BuildResult::Exception,
+            fmt::format("its build spec is {} bytes, more than a worker protocol line may be ({})",
+                        size,
+                        protocol::max_line));
         return;
     }
     p_.reports.started(request, *build_id);
     log::info("build {} ({} on {}, request {}, branch {}) starts on {}",
               *build_id,
               builder_name,
-              spec.url,
+              start.spec.url,
               request.id,
-              spec.branch,
+              start.spec.branch,
               worker);
-    link->send(protocol::StartBuild{std::move(spec)});
+    link->send(start);
+}
+
+bool Dispatcher::retries_spent(std::int64_t request) {
+    // The request's earlier builds that ended `retry` (the build just started is not finished).
+    const int allowed = p_.config.buildmaster.max_retries;
+    store::BuildQuery query;
+    query.request = request;
+    query.limit = allowed + 2;
+    auto builds = p_.store.builds(query);
+    if (!builds) {
+        ++p_.metrics.store_errors;
+        log::error("dispatch: {}", builds.error().message);
+        return false; // a retry too many rather than a build refused for a read that failed
+    }
+    const auto retried =
+        std::ranges::count(*builds, std::optional(BuildResult::Retry), &store::Build::result);
+    return retried >= allowed;
 }
 
 } // namespace ci::master

@@ -61,6 +61,8 @@ private:
     void run();
     void pass();
     void start_build(const store::BuildRequest& queued, const std::string& worker);
+    // Whether request `request` was retried buildmaster.max_retries times already.
+    bool retries_spent(std::int64_t request);
 
     Parts p_;
     std::mutex mutex_;

@@ -3,6 +3,8 @@
 #include <fmt/chrono.h>
 #include <fmt/format.h>
 
+#include "core/utf8.h"
+
 namespace ci::master {
 
 namespace {
@@ -17,7 +19,15 @@ Json& Json::key(std::string_view k) {
 }
 
 Json& Json::str(std::string_view v) {
-    writer_.String(v.data(), size_of(v));
+    // Text is made valid UTF-8 where it comes in (webhooks, forced reasons); this catches what
+    // came another way (a worker's step names) or was stored before that, so that every answer
+    // is valid JSON for a strict decoder.
+    if (first_invalid_utf8(v)) {
+        const auto valid = to_valid_utf8(std::string(v));
+        writer_.String(valid.data(), size_of(valid));
+    } else {
+        writer_.String(v.data(), size_of(v));
+    }
     return *this;
 }
 

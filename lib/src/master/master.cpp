@@ -29,8 +29,11 @@ std::optional<http::ServerResponse> check_auth(const config::Config& config,
     const auto expected =
         "Basic " + crypto::base64_encode(config.auth->user + ":" + config.auth->password);
     if (!crypto::constant_time_equal(request.header("authorization"), expected)) {
-        return error_response(401,
-                              "this needs the user and password of the config's auth (HTTP basic)");
+        auto refused = error_response(
+            401, "this needs the user and password of the config's auth (HTTP basic)");
+        // The challenge RFC 9110 requires with a 401: a browser asks for the password.
+        refused.headers.emplace_back("WWW-Authenticate", R"(Basic realm="libci")");
+        return refused;
     }
     return std::nullopt;
 }

@@ -9,6 +9,8 @@
 
 #include <ci/core/crypto.h>
 
+#include "core/json.h"
+
 namespace ci::master::protocol {
 
 namespace {
@@ -437,21 +439,29 @@ Result<Message> decode(std::string_view line) {
     if (!line.empty() && line.back() == '\n') {
         line.remove_suffix(1);
     }
-    rapidjson::Document document;
-    document.Parse(line.data(), line.size());
-    if (document.HasParseError() || !document.IsObject()) {
-        return fail(ErrorCode::InvalidArgument, "worker protocol: a line is not a JSON object");
+    auto document = json::parse_object(line);
+    if (!document) {
+        return fail(ErrorCode::InvalidArgument,
+                    fmt::format("worker protocol: a line is not a JSON object: {}",
+                                document.error().message));
     }
-    const auto type_member = document.FindMember("type");
-    if (type_member == document.MemberEnd() || !type_member->value.IsString()) {
+    const auto type_member = document->FindMember("type");
+    if (type_member == document->MemberEnd() || !type_member->value.IsString()) {
         return fail(ErrorCode::InvalidArgument, "worker protocol: a message has no \"type\"");
     }
     const std::string_view type(type_member->value.GetString(),
                                 type_member->value.GetStringLength());
-    Reader r(document, type);
+    Reader r(*document, type);
     for (const auto& [name, read] : readers) {
         if (name == type) {
-            return read(r);
+            // Every value's type is checked before it is read; should one slip through, the
+            // assertion it trips is this message's error, not the end of the process.
+            try {
+                return read(r);
+            } catch (const json::AssertionFailed& error) {
+                return fail(ErrorCode::InvalidArgument,
+                            fmt::format("worker protocol: \"{}\" message: {}", type, error.what()));
+            }
         }
     }
     return fail(ErrorCode::InvalidArgument,

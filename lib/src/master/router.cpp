@@ -105,6 +105,9 @@ void Router::handle(http::ServerRequest& request, http::Reply reply) const {
         }
         if (route.method != request.method && !(head && route.method == "GET")) {
             allowed.push_back(route.method);
+            if (route.method == "GET") {
+                allowed.emplace_back("HEAD"); // answered as GET is, without the body
+            }
             continue;
         }
         if (route.authenticated) {

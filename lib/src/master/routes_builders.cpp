@@ -1,10 +1,12 @@
 // /api/v1/builders: the builders of the config with their queues, and forcing a build.
 
 #include <fmt/format.h>
-#include <rapidjson/document.h>
 
 #include <ci/core/log.h>
 
+#include "core/json.h"
+#include "core/utf8.h"
+#include "git/ref_name.h"
 #include "master/json.h"
 #include "master/services.h"
 
@@ -59,18 +61,6 @@ void list_builders(Services& s, http::Reply reply) {
     });
 }
 
-// A string member of the force body: "" when absent, nullopt when not a string.
-std::optional<std::string> text_member(const rapidjson::Document& body, const char* key) {
-    const auto member = body.FindMember(key);
-    if (member == body.MemberEnd()) {
-        return std::string();
-    }
-    if (!member->value.IsString()) {
-        return std::nullopt;
-    }
-    return std::string(member->value.GetString(), member->value.GetStringLength());
-}
-
 void force(Services& s,
            const http::ServerRequest& request,
            const std::string& builder,
@@ -80,34 +70,42 @@ void force(Services& s,
         reply.send(error_response(404, fmt::format("no builder \"{}\"", builder)));
         return;
     }
-    rapidjson::Document body;
-    if (!request.body.empty()) {
-        body.Parse(request.body.data(), request.body.size());
-        if (body.HasParseError() || !body.IsObject()) {
-            reply.send(error_response(400, "the body must be a JSON object"));
-            return;
-        }
-    } else {
-        body.SetObject();
+    auto body = json::parse_object(request.body.empty() ? std::string_view("{}") : request.body);
+    if (!body) {
+        reply.send(error_response(
+            400, fmt::format("the body must be a JSON object: {}", body.error().message)));
+        return;
     }
-    const auto branch = text_member(body, "branch");
-    const auto revision = text_member(body, "revision");
-    const auto reason = text_member(body, "reason");
+    const auto branch = json::string_member(*body, "branch");
+    const auto revision = json::string_member(*body, "revision");
+    const auto reason = json::string_member(*body, "reason");
     if (!branch || !revision || !reason) {
         reply.send(error_response(400, "branch, revision and reason must be strings"));
         return;
     }
+    // What a webhook could not bring either: a branch git would refuse, a revision that is no
+    // commit id (issue 14: megabytes of either made a build spec no worker accepts).
+    if (const auto& name = branch->value_or(""); !name.empty()) {
+        if (auto valid = git::check_ref_format("refs/heads/" + name); !valid) {
+            reply.send(error_response(400, "branch: " + valid.error().message));
+            return;
+        }
+    }
+    if (const auto& id = revision->value_or(""); !id.empty() && !git::is_commit_id(id)) {
+        reply.send(error_response(400, "revision: not a commit id (1 to 64 hex digits)"));
+        return;
+    }
     sched::ForceRequest forced;
-    if (const auto properties = body.FindMember("properties"); properties != body.MemberEnd()) {
+    if (const auto properties = body->FindMember("properties"); properties != body->MemberEnd()) {
         // Strings, or booleans as "true"/"false" (report_expected_failures: true).
         bool valid = properties->value.IsObject();
         for (auto it = valid ? properties->value.MemberBegin() : properties->value.MemberEnd();
              valid && it != properties->value.MemberEnd();
              ++it) {
-            std::string name(it->name.GetString(), it->name.GetStringLength());
+            std::string name = to_valid_utf8({it->name.GetString(), it->name.GetStringLength()});
             if (it->value.IsString()) {
                 forced.properties[name] =
-                    std::string(it->value.GetString(), it->value.GetStringLength());
+                    to_valid_utf8({it->value.GetString(), it->value.GetStringLength()});
             } else if (it->value.IsBool()) {
                 forced.properties[name] = it->value.GetBool() ? "true" : "false";
             } else {
@@ -121,10 +119,15 @@ void force(Services& s,
     }
     forced.builders = {builder};
     forced.repository = found->second.repository;
-    forced.branch =
-        branch->empty() ? s.config.repositories.at(forced.repository).default_branch : *branch;
-    forced.revision = *revision;
-    forced.reason = reason->empty() ? "forced through the API" : *reason;
+    forced.branch = branch->value_or("");
+    if (forced.branch.empty()) {
+        forced.branch = s.config.repositories.at(forced.repository).default_branch;
+    }
+    forced.revision = revision->value_or("");
+    forced.reason = to_valid_utf8(reason->value_or(""));
+    if (forced.reason.empty()) {
+        forced.reason = "forced through the API";
+    }
     forced.who = api_user(s);
     s.ingestor.submit(std::move(forced), {}, [reply](Result<store::Receipt> receipt) mutable {
         if (!receipt) {

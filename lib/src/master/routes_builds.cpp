@@ -193,7 +193,23 @@ void stored_log(Services& s, const LogQuery& q, http::Reply reply) {
     });
 }
 
+// Whether build `id`, while it is in memory, can have step `step`: 0 (the checkout) up to its
+// builder's steps. A follower of any other number would wait for a step that never starts.
+bool may_have_step(Services& s, std::int64_t id, int step) {
+    const auto builder = s.running.builder(id);
+    if (!builder) {
+        return true; // in the store: its steps are there to check
+    }
+    const auto found = s.config.builders.find(*builder);
+    return found != s.config.builders.end() && step >= 0 &&
+           static_cast<std::size_t>(step) <= found->second.steps.size();
+}
+
 void step_log(Services& s, const LogQuery& q, http::Reply reply) {
+    if (!may_have_step(s, q.build, q.step)) {
+        reply.send(error_response(404, fmt::format("build {} has no step {}", q.build, q.step)));
+        return;
+    }
     auto snapshot = s.running.snapshot(q.build, q.step, nullptr);
     if (!snapshot) {
         stored_log(s, q, std::move(reply));

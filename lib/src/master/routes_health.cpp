@@ -61,12 +61,6 @@ void add_health_routes(Router& router, Services& services) {
         },
         false,
         "/healthz");
-    // POST too: a load generator's round-trip floor (bench/master) posts here.
-    router.add("POST",
-               "/healthz",
-               [&services](http::ServerRequest&, const PathParams&, http::Reply reply) {
-                   healthz(services, std::move(reply));
-               });
     router.add(
         "GET",
         "/metrics",

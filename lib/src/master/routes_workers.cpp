@@ -1,8 +1,7 @@
 // /api/v1/workers: every worker the master knows (live state from the registry, the rest from
 // the store), and one-time tokens for EC2 latent workers.
 
-#include <rapidjson/document.h>
-
+#include "core/json.h"
 #include "master/json.h"
 #include "master/services.h"
 
@@ -37,16 +36,9 @@ void list(Services& s, http::Reply reply) {
 }
 
 void issue_token(Services& s, const http::ServerRequest& request, http::Reply reply) {
-    rapidjson::Document body;
-    body.Parse(request.body.data(), request.body.size());
-    const auto member = [&](const char* key) -> std::string {
-        if (body.HasParseError() || !body.IsObject()) {
-            return {};
-        }
-        const auto found = body.FindMember(key);
-        return found != body.MemberEnd() && found->value.IsString()
-                   ? std::string(found->value.GetString(), found->value.GetStringLength())
-                   : std::string();
+    const auto body = json::parse_object(request.body);
+    const auto member = [&](const char* key) {
+        return body ? json::text_or_empty(*body, key) : std::string();
     };
     const auto worker_class = member("class");
     if (worker_class.empty()) {

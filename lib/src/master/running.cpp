@@ -75,11 +75,15 @@ void Follower::end(std::string_view result) {
     }
 }
 
-void RunningBuilds::add(store::Build build, std::vector<std::string> locks) {
+void RunningBuilds::add(store::Build build, std::vector<std::string> locks, bool last_try) {
     const std::lock_guard lock(mutex_);
     const auto id = build.id;
-    builds_[id] = Build{
-        std::move(build), std::move(locks), std::chrono::steady_clock::now(), false, false, {}};
+    Build added;
+    added.record = std::move(build);
+    added.locks = std::move(locks);
+    added.started = std::chrono::steady_clock::now();
+    added.last_try = last_try;
+    builds_[id] = std::move(added);
 }
 
 bool RunningBuilds::runs_on(std::int64_t id, const std::string& worker) {
@@ -203,13 +207,19 @@ RunningBuilds::end(std::int64_t id, BuildResult result, store::WallTime now) {
     if (build.stop_requested && result != BuildResult::Retry) {
         result = BuildResult::Cancelled;
     }
+    // A request whose builds are lost again and again (a build that kills its worker) must not
+    // loop forever.
+    const bool retries_spent = build.last_try && result == BuildResult::Retry;
+    if (retries_spent) {
+        result = BuildResult::Exception;
+    }
     build.record.finished = now;
     build.record.result = result;
     for (auto& [number, step] : build.steps) {
         end_followers(step,
                       step.record.result ? to_string(*step.record.result) : to_string(result));
     }
-    return EndedBuild{build.record, build.locks, build.started};
+    return EndedBuild{build.record, build.locks, build.started, retries_spent};
 }
 
 void RunningBuilds::forget(std::int64_t id) {
@@ -264,6 +274,15 @@ std::vector<store::Build> RunningBuilds::builds() {
         }
     }
     return out;
+}
+
+std::optional<std::string> RunningBuilds::builder(std::int64_t id) {
+    const std::lock_guard lock(mutex_);
+    const auto found = builds_.find(id);
+    if (found == builds_.end()) {
+        return std::nullopt;
+    }
+    return found->second.record.builder;
 }
 
 std::size_t RunningBuilds::size() {

@@ -57,6 +57,9 @@ struct EndedBuild {
     store::Build build; ///< with `finished` and `result` set
     std::vector<std::string> locks;
     std::chrono::steady_clock::time_point started;
+    /// It would have ended `retry`, but its request may not be retried again: it ended
+    /// `exception` instead (see add()).
+    bool retries_spent = false;
 };
 
 /// A step's log as RunningBuilds has it: chunks [0, in_store_before) are on disk, `memory`
@@ -76,8 +79,10 @@ public:
     explicit RunningBuilds(std::size_t memory_per_step = std::size_t{8} * 1024 * 1024)
         : memory_per_step_(memory_per_step) {}
 
-    /// A build starts: `build` as stored by start_build, holding `locks`.
-    void add(store::Build build, std::vector<std::string> locks);
+    /// A build starts: `build` as stored by start_build, holding `locks`. `last_try`: its
+    /// request was retried as often as allowed (buildmaster.max_retries), so that this build
+    /// ends `exception` where it would end `retry`.
+    void add(store::Build build, std::vector<std::string> locks, bool last_try = false);
     /// True when build `id` runs on `worker`.
     [[nodiscard]] bool runs_on(std::int64_t id, const std::string& worker);
     /// The worker running `id` (nullopt: not running). Marks it stopping.
@@ -103,7 +108,8 @@ public:
                                                            store::WallTime now);
 
     /// The build ends: it leaves the running set (nullopt when it was not in it: ended already).
-    /// A build stopped on request ends "cancelled" unless `result` is retry. Its followers end.
+    /// A build stopped on request ends "cancelled" unless `result` is retry; a build on its last
+    /// try ends "exception" where `result` is retry. Its followers end.
     /// Its logs stay readable from memory until forget(): call that once the end is on disk.
     [[nodiscard]] std::optional<EndedBuild>
     end(std::int64_t id, BuildResult result, store::WallTime now);
@@ -114,6 +120,8 @@ public:
     [[nodiscard]] std::optional<LogSnapshot>
     snapshot(std::int64_t id, int step, const std::shared_ptr<Follower>& follower);
 
+    /// The builder of build `id` while it is in memory (running, or ended and not forgotten).
+    [[nodiscard]] std::optional<std::string> builder(std::int64_t id);
     /// Builds running now (not those ended and not yet forgotten), oldest first.
     [[nodiscard]] std::vector<store::Build> builds();
     /// How many run now.
@@ -138,6 +146,7 @@ private:
         std::chrono::steady_clock::time_point started;
         bool stop_requested = false;
         bool ended = false;
+        bool last_try = false;
         std::map<int, StepState> steps;
     };
     void trim_locked(StepState& step) const;

@@ -11,6 +11,9 @@
 #include <ci/core/crypto.h>
 
 #include "core/ascii.h"
+#include "core/json.h"
+#include "core/utf8.h"
+#include "git/ref_name.h"
 
 namespace ci::sched {
 
@@ -44,13 +47,6 @@ std::unexpected<Error> bad_payload(std::string_view what) {
     return fail(ErrorCode::InvalidArgument, fmt::format("GitHub push payload: {}", what));
 }
 
-std::string string_member(const rapidjson::Value& object, const char* name) {
-    if (!object.IsObject() || !object.HasMember(name) || !object[name].IsString()) {
-        return {};
-    }
-    return {object[name].GetString(), object[name].GetStringLength()};
-}
-
 // GitHub writes commit timestamps as "2026-11-24T10:00:00Z" or with an offset "+01:00".
 WallTime parse_timestamp(const std::string& text) {
     std::tm tm{};
@@ -68,7 +64,84 @@ WallTime parse_timestamp(const std::string& text) {
     return when;
 }
 
-Change change_from_commit(const rapidjson::Value& commit,
+// Reads a payload's values, checking the type of each before it is used: a member that is
+// absent or null reads as empty; one of another type is the payload's first problem (a 400),
+// never a RapidJSON assertion.
+class PayloadReader {
+public:
+    using Is = bool (rapidjson::Value::*)() const;
+
+    // The member `name` of `object` (itself called `where`), when `is` holds for it.
+    const rapidjson::Value* member(const rapidjson::Value& object,
+                                   std::string_view where,
+                                   const char* name,
+                                   Is is,
+                                   const char* type_name) {
+        if (!object.IsObject()) {
+            return nullptr;
+        }
+        const auto found = object.FindMember(name);
+        if (found == object.MemberEnd() || found->value.IsNull()) {
+            return nullptr;
+        }
+        if (!(found->value.*is)()) {
+            problem(fmt::format("{} is not {}", path(where, name), type_name));
+            return nullptr;
+        }
+        return &found->value;
+    }
+    // A string as the payload has it (the ref: refused, not repaired, when it is not UTF-8).
+    std::string raw_text(const rapidjson::Value& object, std::string_view where, const char* name) {
+        const auto* value = member(object, where, name, &rapidjson::Value::IsString, "a string");
+        return value == nullptr ? std::string()
+                                : std::string(value->GetString(), value->GetStringLength());
+    }
+    // A string with what is not UTF-8 replaced (U+FFFD): messages and names go out as JSON,
+    // which a strict decoder reads only when it is valid UTF-8.
+    std::string text(const rapidjson::Value& object, std::string_view where, const char* name) {
+        return to_valid_utf8(raw_text(object, where, name));
+    }
+    // A string that must name a commit (is_commit_id) when present.
+    std::string
+    commit_id(const rapidjson::Value& object, std::string_view where, const char* name) {
+        auto id = text(object, where, name);
+        if (!id.empty() && !git::is_commit_id(id)) {
+            problem(path(where, name) + " is not a commit id");
+            return {};
+        }
+        return id;
+    }
+    const rapidjson::Value*
+    object(const rapidjson::Value& parent, std::string_view where, const char* name) {
+        return member(parent, where, name, &rapidjson::Value::IsObject, "an object");
+    }
+    const rapidjson::Value*
+    array(const rapidjson::Value& parent, std::string_view where, const char* name) {
+        return member(parent, where, name, &rapidjson::Value::IsArray, "a list");
+    }
+    bool boolean(const rapidjson::Value& object, const char* name) {
+        const auto* value = member(object, "", name, &rapidjson::Value::IsBool, "a boolean");
+        return value != nullptr && value->GetBool();
+    }
+    void problem(std::string what) {
+        if (!problem_) {
+            problem_ = std::move(what);
+        }
+    }
+    [[nodiscard]] const std::optional<std::string>& first_problem() const { return problem_; }
+
+private:
+    // "commits[0].author" + "name" -> "commits[0].author.name"; "" + "ref" -> "ref".
+    static std::string path(std::string_view where, const char* name) {
+        return where.empty() ? std::string(name) : fmt::format("{}.{}", where, name);
+    }
+
+    std::optional<std::string> problem_;
+};
+
+Change change_from_commit(PayloadReader& read,
+                          const rapidjson::Value& commit,
+                          const std::string& where,
                           const std::string& repository,
                           const std::string& branch,
                           bool is_tag) {
@@ -76,22 +149,25 @@ Change change_from_commit(const rapidjson::Value& commit,
     change.repository = repository;
     change.branch = branch;
     change.is_tag = is_tag;
-    change.revision = string_member(commit, "id");
-    change.comments = string_member(commit, "message");
-    if (commit.HasMember("author") && commit["author"].IsObject()) {
-        const auto& author = commit["author"];
-        const std::string name = string_member(author, "name");
-        const std::string email = string_member(author, "email");
+    change.revision = read.commit_id(commit, where, "id");
+    change.comments = read.text(commit, where, "message");
+    if (const auto* author = read.object(commit, where, "author")) {
+        const auto author_where = where + ".author";
+        const std::string name = read.text(*author, author_where, "name");
+        const std::string email = read.text(*author, author_where, "email");
         change.author = email.empty() ? name : fmt::format("{} <{}>", name, email);
     }
-    change.when = parse_timestamp(string_member(commit, "timestamp"));
+    change.when = parse_timestamp(read.text(commit, where, "timestamp"));
     std::vector<std::string> files;
     for (const char* list : {"added", "modified", "removed"}) {
-        if (commit.HasMember(list) && commit[list].IsArray()) {
-            for (const auto& file : commit[list].GetArray()) {
-                if (file.IsString()) {
-                    files.emplace_back(file.GetString(), file.GetStringLength());
+        if (const auto* paths = read.array(commit, where, list)) {
+            for (const auto& file : paths->GetArray()) {
+                if (!file.IsString()) {
+                    read.problem(
+                        fmt::format("{}.{} holds a value that is not a string", where, list));
+                    continue;
                 }
+                files.push_back(to_valid_utf8({file.GetString(), file.GetStringLength()}));
             }
         }
     }
@@ -115,11 +191,11 @@ std::string match_repository(const config::Config& config, const std::vector<std
 
 namespace {
 
-std::vector<std::string> urls_of(const rapidjson::Document& document) {
+std::vector<std::string> urls_of(PayloadReader& read, const rapidjson::Document& document) {
     std::vector<std::string> urls;
-    if (document.HasMember("repository")) {
+    if (const auto* repository = read.object(document, "", "repository")) {
         for (const char* name : {"clone_url", "ssh_url", "git_url", "html_url", "url"}) {
-            std::string url = string_member(document["repository"], name);
+            std::string url = read.text(*repository, "repository", name);
             if (!url.empty()) {
                 urls.push_back(std::move(url));
             }
@@ -128,11 +204,19 @@ std::vector<std::string> urls_of(const rapidjson::Document& document) {
     return urls;
 }
 
-Result<std::vector<Event>> events_of(const rapidjson::Document& document,
-                                     const std::string& repository) {
-    const std::string ref = string_member(document, "ref");
+Result<std::vector<Event>>
+events_of(PayloadReader& read, const rapidjson::Document& document, const std::string& repository) {
+    const std::string ref = read.raw_text(document, "", "ref");
+    if (const auto& problem = read.first_problem()) {
+        return bad_payload(*problem);
+    }
     if (ref.empty()) {
         return bad_payload("no \"ref\"");
+    }
+    // Before anything is stored: a ref git would refuse names nothing to build, and one of
+    // megabytes made a build spec no worker accepts (issue 14).
+    if (auto valid = git::check_ref_format(ref); !valid) {
+        return bad_payload(valid.error().message);
     }
     std::vector<Event> events;
     bool is_tag = false;
@@ -145,22 +229,31 @@ Result<std::vector<Event>> events_of(const rapidjson::Document& document,
     } else {
         return events; // notes, pull request refs: nothing to build
     }
-    const bool deleted = document.HasMember("deleted") && document["deleted"].IsBool() &&
-                         document["deleted"].GetBool();
-    if (deleted) {
+    if (read.boolean(document, "deleted")) {
         events.emplace_back(RefDeleted{repository, name, is_tag});
         return events;
     }
     Push push;
-    if (document.HasMember("commits") && document["commits"].IsArray()) {
-        for (const auto& commit : document["commits"].GetArray()) {
-            push.changes.push_back(change_from_commit(commit, repository, name, is_tag));
+    if (const auto* commits = read.array(document, "", "commits")) {
+        for (rapidjson::SizeType i = 0; i < commits->Size(); ++i) {
+            const auto where = fmt::format("commits[{}]", i);
+            const auto& commit = (*commits)[i];
+            if (!commit.IsObject()) {
+                read.problem(where + " is not an object");
+                break;
+            }
+            push.changes.push_back(
+                change_from_commit(read, commit, where, repository, name, is_tag));
         }
     }
-    const std::string after = string_member(document, "after");
+    const std::string after = read.commit_id(document, "", "after");
+    const auto* head_commit = read.object(document, "", "head_commit");
+    if (const auto& problem = read.first_problem()) {
+        return bad_payload(*problem);
+    }
     if (push.changes.empty() || (!after.empty() && push.changes.back().revision != after)) {
         // A new tag, or a branch moved to an existing commit: the head commit is the change.
-        if (!document.HasMember("head_commit") || !document["head_commit"].IsObject()) {
+        if (head_commit == nullptr) {
             if (after.empty()) {
                 return bad_payload("no commits, no head_commit and no \"after\"");
             }
@@ -172,20 +265,32 @@ Result<std::vector<Event>> events_of(const rapidjson::Document& document,
             push.changes.push_back(std::move(change));
         } else {
             push.changes.push_back(
-                change_from_commit(document["head_commit"], repository, name, is_tag));
+                change_from_commit(read, *head_commit, "head_commit", repository, name, is_tag));
+            if (const auto& problem = read.first_problem()) {
+                return bad_payload(*problem);
+            }
         }
     }
     events.emplace_back(std::move(push));
     return events;
 }
 
-Result<rapidjson::Document> parse_object(std::string_view json) {
-    rapidjson::Document document;
-    document.Parse(json.data(), json.size());
-    if (document.HasParseError() || !document.IsObject()) {
-        return bad_payload("not a JSON object");
+Result<rapidjson::Document> parse_object(std::string_view text) {
+    auto document = json::parse_object(text);
+    if (!document) {
+        return bad_payload(document.error().message);
     }
     return document;
+}
+
+// Runs `read` over a payload. Every value's type is checked before it is read; should one slip
+// through, the RapidJSON assertion it trips is the payload's error, not the end of the master.
+template <class Read> auto checked(Read read) -> decltype(read()) {
+    try {
+        return read();
+    } catch (const json::AssertionFailed& error) {
+        return bad_payload(error.what());
+    }
 }
 
 } // namespace
@@ -195,7 +300,14 @@ Result<std::vector<std::string>> github_repository_urls(std::string_view json) {
     if (!document) {
         return fail(document.error());
     }
-    return urls_of(*document);
+    return checked([&]() -> Result<std::vector<std::string>> {
+        PayloadReader read;
+        auto urls = urls_of(read, *document);
+        if (const auto& problem = read.first_problem()) {
+            return bad_payload(*problem);
+        }
+        return urls;
+    });
 }
 
 Result<std::vector<Event>> parse_github_push(std::string_view json, const std::string& repository) {
@@ -203,7 +315,10 @@ Result<std::vector<Event>> parse_github_push(std::string_view json, const std::s
     if (!document) {
         return fail(document.error());
     }
-    return events_of(*document, repository);
+    return checked([&] {
+        PayloadReader read;
+        return events_of(read, *document, repository);
+    });
 }
 
 Result<GithubPush> parse_github_webhook(std::string_view json, const config::Config& config) {
@@ -211,18 +326,24 @@ Result<GithubPush> parse_github_webhook(std::string_view json, const config::Con
     if (!document) {
         return fail(document.error());
     }
-    GithubPush out;
-    out.urls = urls_of(*document);
-    out.repository = match_repository(config, out.urls);
-    if (out.repository.empty()) {
+    return checked([&]() -> Result<GithubPush> {
+        PayloadReader read;
+        GithubPush out;
+        out.urls = urls_of(read, *document);
+        if (const auto& problem = read.first_problem()) {
+            return bad_payload(*problem);
+        }
+        out.repository = match_repository(config, out.urls);
+        if (out.repository.empty()) {
+            return out;
+        }
+        auto events = events_of(read, *document, out.repository);
+        if (!events) {
+            return fail(events.error());
+        }
+        out.events = std::move(*events);
         return out;
-    }
-    auto events = events_of(*document, out.repository);
-    if (!events) {
-        return fail(events.error());
-    }
-    out.events = std::move(*events);
-    return out;
+    });
 }
 
 Status verify_github_signature(std::string_view secret,

@@ -10,6 +10,8 @@
 
 #include <fmt/format.h>
 
+#include "git/ref_name.h"
+
 namespace ci::sched {
 
 namespace {
@@ -439,6 +441,9 @@ std::vector<Event> poll_events(const std::string& repository,
                                const std::map<std::string, std::string>& current,
                                WallTime now) {
     const auto split = [](const std::string& ref) -> std::optional<std::pair<std::string, bool>> {
+        if (!git::check_ref_format(ref)) {
+            return std::nullopt;
+        }
         if (ref.starts_with("refs/heads/")) {
             return std::pair(ref.substr(11), false);
         }

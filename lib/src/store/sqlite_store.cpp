@@ -16,6 +16,7 @@
 
 #include <ci/store/store.h>
 
+#include "core/json.h"
 #include "store/log_codec.h"
 
 namespace ci::store {
@@ -173,10 +174,9 @@ std::string to_json(const std::map<std::string, std::string>& values) {
 
 std::vector<std::string> list_from_json(const std::string& text) {
     std::vector<std::string> out;
-    rapidjson::Document document;
-    document.Parse(text.c_str());
-    if (document.IsArray()) {
-        for (const auto& value : document.GetArray()) {
+    auto document = json::parse(text);
+    if (document && document->IsArray()) {
+        for (const auto& value : document->GetArray()) {
             if (value.IsString()) {
                 out.emplace_back(value.GetString(), value.GetStringLength());
             }
@@ -188,16 +188,16 @@ std::vector<std::string> list_from_json(const std::string& text) {
 // A JSON object of strings; nullopt when the text is anything else.
 std::optional<std::map<std::string, std::string>> strict_map_from_json(const std::string& text) {
     std::map<std::string, std::string> out;
-    rapidjson::Document document;
-    document.Parse(text.c_str());
-    if (!document.IsObject()) {
+    auto document = json::parse_object(text);
+    if (!document) {
         return std::nullopt;
     }
-    for (const auto& member : document.GetObject()) {
+    for (const auto& member : document->GetObject()) {
         if (!member.value.IsString()) {
             return std::nullopt;
         }
-        out.emplace(member.name.GetString(), member.value.GetString());
+        out.emplace(std::string(member.name.GetString(), member.name.GetStringLength()),
+                    std::string(member.value.GetString(), member.value.GetStringLength()));
     }
     return out;
 }

@@ -21,6 +21,8 @@
 #include <ci/core/crypto.h>
 #include <ci/core/log.h>
 
+#include "core/json.h"
+
 namespace ci::wheelhouse {
 
 namespace {
@@ -45,24 +47,19 @@ struct Manifest {
     std::uint64_t generation = 0;
 };
 
-std::string json_text(const rapidjson::Value& object, const char* name) {
-    const auto found = object.FindMember(name);
-    return found != object.MemberEnd() && found->value.IsString() ? found->value.GetString() : "";
-}
-
 // The manifest, or nullopt when `text` is not one (it is then rebuilt from a listing).
 // Parses in place: `text` is the downloaded body, which nothing reads afterwards (its strings are
 // decoded where they lie instead of being copied).
 std::optional<Manifest> parse_manifest(std::string& text, std::string_view where) {
     Manifest manifest;
-    rapidjson::Document json;
-    json.ParseInsitu(text.data());
-    if (json.HasParseError() || !json.IsObject() || !json.HasMember("wheels")) {
+    auto parsed = json::parse_in_place(text);
+    if (!parsed || !parsed->IsObject() || !parsed->HasMember("wheels")) {
         log::warn("{} is not a libci wheelhouse manifest; the prefix will be listed", where);
         return std::nullopt;
     }
-    if (const auto wheels = json.FindMember("wheels");
-        wheels != json.MemberEnd() && wheels->value.IsObject()) {
+    const rapidjson::Document& document = *parsed;
+    if (const auto wheels = document.FindMember("wheels");
+        wheels != document.MemberEnd() && wheels->value.IsObject()) {
         for (const auto& member : wheels->value.GetObject()) {
             const std::string file_name = member.name.GetString();
             auto name = parse_wheel_name(file_name);
@@ -72,8 +69,8 @@ std::optional<Manifest> parse_manifest(std::string& text, std::string_view where
             WheelEntry entry;
             entry.file_name = file_name;
             entry.name = std::move(*name);
-            entry.sha256 = json_text(member.value, "sha256");
-            entry.metadata_sha256 = json_text(member.value, "metadata_sha256");
+            entry.sha256 = json::text_or_empty(member.value, "sha256");
+            entry.metadata_sha256 = json::text_or_empty(member.value, "metadata_sha256");
             if (const auto size = member.value.FindMember("size");
                 size != member.value.MemberEnd() && size->value.IsUint64()) {
                 entry.size = size->value.GetUint64();
@@ -87,20 +84,20 @@ std::optional<Manifest> parse_manifest(std::string& text, std::string_view where
             }
         }
     }
-    if (const auto generation = json.FindMember("generation");
-        generation != json.MemberEnd() && generation->value.IsUint64()) {
+    if (const auto generation = document.FindMember("generation");
+        generation != document.MemberEnd() && generation->value.IsUint64()) {
         manifest.generation = generation->value.GetUint64();
     }
-    if (const auto pending = json.FindMember("pending");
-        pending != json.MemberEnd() && pending->value.IsArray()) {
+    if (const auto pending = document.FindMember("pending");
+        pending != document.MemberEnd() && pending->value.IsArray()) {
         for (const auto& project : pending->value.GetArray()) {
             if (project.IsString()) {
                 manifest.pending.insert(project.GetString());
             }
         }
     }
-    if (const auto pages = json.FindMember("pages");
-        pages != json.MemberEnd() && pages->value.IsObject()) {
+    if (const auto pages = document.FindMember("pages");
+        pages != document.MemberEnd() && pages->value.IsObject()) {
         for (const auto& member : pages->value.GetObject()) {
             if (member.value.IsString()) {
                 manifest.pages.emplace(member.name.GetString(), member.value.GetString());

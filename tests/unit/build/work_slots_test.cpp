@@ -127,8 +127,11 @@ TEST_CASE("work slots: a slot another process holds is skipped") {
         return;
     }
     std::filesystem::create_directories(root / "tests");
+    // --close: only flock itself holds the lock, not the shell it runs, so the lock is gone
+    // once stop() has reaped flock (the shell, killed too, could otherwise still hold it).
     ci::test::BackgroundProcess holder({*flock,
                                         "--exclusive",
+                                        "--close",
                                         (root / "tests" / "2.lock").string(),
                                         "/bin/sh",
                                         "-c",

@@ -165,6 +165,7 @@ TEST_CASE("config: an empty file is the documented defaults") {
     CHECK(defaults.buildmaster.web_port == 8010);
     CHECK(defaults.buildmaster.worker_port == 9989);
     CHECK(defaults.buildmaster.state == "state.sqlite");
+    CHECK(defaults.buildmaster.max_retries == 3);
 }
 
 TEST_CASE("config: aws.image_tags is missing, null, empty or a map") {
@@ -245,6 +246,14 @@ TEST_CASE("config: scalars are checked") {
                   .empty());
         errors = parse_errors("buildmaster: {web_port: 9000, worker_port: 9000}\n");
         CHECK(has_error(errors, "buildmaster.worker_port", "must differ from web_port"));
+    }
+    SUBCASE("retries") {
+        CHECK(parse_ok("buildmaster: {max_retries: 0}\n").buildmaster.max_retries == 0);
+        CHECK(parse_ok("buildmaster: {max_retries: 10}\n").buildmaster.max_retries == 10);
+        auto errors = parse_errors("buildmaster: {max_retries: -1}\n");
+        CHECK(has_error(errors, "buildmaster.max_retries", "from 0 to 100, got -1"));
+        errors = parse_errors("buildmaster: {max_retries: many}\n");
+        CHECK(has_error(errors, "buildmaster.max_retries", "expected an integer"));
     }
     SUBCASE("booleans in the spellings of YAML 1.2") {
         CHECK(parse_ok("github: {token: t, report_status: True}\n").github.report_status);
@@ -548,6 +557,14 @@ TEST_CASE("config: the JSON form is checked by the same rules") {
     REQUIRE(checked.errors().size() == 1);
     CHECK(checked.errors()[0].line == 3);
     CHECK(checked.errors()[0].origin == "bad.json");
+
+    // Nesting is limited before anything recursive (the parse, the YAML tree) sees it.
+    checked = ci::config::parse_config_json(
+        "{\"a\":\n" + std::string(200000, '[') + std::string(200000, ']') + "}", "deep.json");
+    REQUIRE(checked.errors().size() == 1);
+    CHECK(checked.errors()[0].line == 2);
+    CHECK(checked.errors()[0].column == 64);
+    CHECK(checked.errors()[0].message == "nested deeper than 64 arrays and objects");
 }
 
 TEST_CASE("config: the master takes its config from the environment and removes it") {

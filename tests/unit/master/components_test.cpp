@@ -9,6 +9,7 @@
 
 #include "master/credentials.h"
 #include "master/deliveries.h"
+#include "master/json.h"
 #include "master/locks.h"
 #include "master/protocol.h"
 #include "master/registry.h"
@@ -224,6 +225,30 @@ TEST_CASE("running builds: events followers get an end event with the step's res
     CHECK(stream->text == "event: log\ndata: line 1\ndata: line 2\ndata: \n\n"
                           "event: end\ndata: retry\n\n");
     CHECK(stream->finished);
+}
+
+TEST_CASE("running builds: a build on its request's last try ends exception, not retry") {
+    ci::master::RunningBuilds running;
+    const auto t = std::chrono::system_clock::now();
+    running.add(ci::store::Build{9, 1, "tests", "w", t, {}, {}, {}, {}, {}}, {}, true);
+    auto last = running.end(9, ci::BuildResult::Retry, t);
+    REQUIRE(last.has_value());
+    CHECK(last->build.result == ci::BuildResult::Exception);
+    CHECK(last->retries_spent);
+    // Other results stay as they are, and a build with tries left is retried.
+    running.add(ci::store::Build{10, 1, "tests", "w", t, {}, {}, {}, {}, {}}, {}, true);
+    CHECK(running.end(10, ci::BuildResult::Failure, t)->build.result == ci::BuildResult::Failure);
+    running.add(ci::store::Build{11, 1, "tests", "w", t, {}, {}, {}, {}, {}}, {});
+    auto again = running.end(11, ci::BuildResult::Retry, t);
+    CHECK(again->build.result == ci::BuildResult::Retry);
+    CHECK_FALSE(again->retries_spent);
+}
+
+TEST_CASE("json answers: strings that are not UTF-8 go out repaired (U+FFFD)") {
+    // What came in before text was repaired at the door, or from a worker, is still valid JSON.
+    ci::master::Json json;
+    json.begin().field("step", std::string_view("caf\xe9")).field("ok", "caf\xc3\xa9").end();
+    CHECK(json.text() == "{\"step\":\"caf\xef\xbf\xbd\",\"ok\":\"caf\xc3\xa9\"}");
 }
 
 TEST_CASE("router: the listed endpoints, path segments and integer captures") {

@@ -158,8 +158,14 @@ TEST_CASE("master: every POST route needs the config's auth; without auth the AP
         path = std::regex_replace(path, std::regex(R"(\{name\})"), "tests");
         path = std::regex_replace(path, std::regex(R"(\{id\})"), "1");
         INFO(path);
-        CHECK(m.post(path, "{}").status == 401);
-        CHECK(m.post(path, "{}", {{"Authorization", "Basic YWRtaW46d3Jvbmc="}}).status == 401);
+        const auto anonymous = m.post(path, "{}");
+        CHECK(anonymous.status == 401);
+        // Issue 14: a 401 carried no challenge, so a browser never asked for a password.
+        REQUIRE(anonymous.header("WWW-Authenticate") != nullptr);
+        CHECK(*anonymous.header("WWW-Authenticate") == R"(Basic realm="libci")");
+        const auto wrong = m.post(path, "{}", {{"Authorization", "Basic YWRtaW46d3Jvbmc="}});
+        CHECK(wrong.status == 401);
+        CHECK(wrong.header("WWW-Authenticate") != nullptr);
         const auto status = m.post_auth(path, R"({"class": "latent"})").status;
         CHECK(status != 401);
         CHECK(status != 403);
@@ -186,6 +192,11 @@ TEST_CASE("master: unknown paths are 404; a known path with another method is 40
     CHECK(m.post_auth("/api/v1/builds").status == 405);
     CHECK(m.get("/api/v1/buildrequests?state=nope").status == 400);
     CHECK(m.get("/healthz").status == 200);
+    // Issue 14: /healthz answered any method.
+    const auto posted = m.post("/healthz", "{}");
+    CHECK(posted.status == 405);
+    REQUIRE(posted.header("Allow") != nullptr);
+    CHECK(*posted.header("Allow") == "GET, HEAD");
 }
 
 TEST_CASE("master: a running step's log is followed live, as text and as events") {
@@ -207,13 +218,25 @@ TEST_CASE("master: a running step's log is followed live, as text and as events"
 
     ci::http::Response followed;
     ci::http::Response events;
+    ci::http::Response no_such_step;
+    ci::http::Response no_such_step_events;
     std::thread follower([&] { followed = m.get(log_path + "?follow=1"); });
     std::thread listener(
         [&] { events = m.get(fmt::format("/api/v1/builds/{}/steps/1/events", id)); });
+    // Issue 14: a step the builder does not have was followed until the build ended, then
+    // answered 200 with an empty log.
+    std::thread stray(
+        [&] { no_such_step = m.get(fmt::format("/api/v1/builds/{}/steps/7/log?follow=1", id)); });
+    std::thread stray_events(
+        [&] { no_such_step_events = m.get(fmt::format("/api/v1/builds/{}/steps/2/events", id)); });
     std::this_thread::sleep_for(300ms); // both connected and primed before the step goes on
     ci::test::write_file(release, "");
     follower.join();
     listener.join();
+    stray.join();
+    stray_events.join();
+    CHECK(no_such_step.status == 404);
+    CHECK(no_such_step_events.status == 404);
     CHECK(wait_result(m, id) == "success");
     const auto stored = m.get(log_path).body; // from the store
     CHECK(stored.find("first\nsecond\n-- exited with status 0") != std::string::npos);

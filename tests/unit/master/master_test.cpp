@@ -167,6 +167,18 @@ TEST_CASE("protocol: bad lines are errors that say what is wrong") {
               .find("\"command\" is missing or not a list") != std::string::npos);
 }
 
+TEST_CASE("protocol: a line nested far too deep is an error, not a stack overflow") {
+    // Issue 14: 300,000 levels sent before the hello overflowed the master's stack in the
+    // recursive parse.
+    const std::string deep = std::string(300000, '[') + std::string(300000, ']') + "\n";
+    auto decoded = protocol::decode(deep);
+    REQUIRE_FALSE(decoded.has_value());
+    CHECK(decoded.error().message.find("nested deeper than 64") != std::string::npos);
+    const std::string in_object =
+        R"({"type": "hello", "name": )" + deep.substr(0, deep.size() - 1) + "}";
+    CHECK_FALSE(protocol::decode(in_object).has_value());
+}
+
 TEST_CASE("protocol: the proof is HMAC-SHA256 of the nonce under the secret") {
     // RFC 4231 test case 2: key "Jefe", data "what do ya want for nothing?".
     CHECK(protocol::proof("Jefe", "what do ya want for nothing?") ==

@@ -84,6 +84,114 @@ TEST_CASE("github: tag pushes, deletions and other refs") {
     CHECK(no_ref.error().message == "GitHub push payload: no \"ref\"");
 }
 
+TEST_CASE("github: a value of an unexpected type is a 400 naming it, never an assertion") {
+    // Issue 14: "commits": [1] ended the master in RapidJSON's IsObject() assertion.
+    const auto error_of = [](const std::string& payload) {
+        auto events = ci::sched::parse_github_push(payload, "r");
+        REQUIRE_FALSE(events.has_value());
+        CHECK(events.error().code == ci::ErrorCode::InvalidArgument);
+        return events.error().message;
+    };
+    const std::string ref = R"("ref": "refs/heads/x", "after": "abc", )";
+    CHECK(error_of("{" + ref + R"("commits": [1]})") ==
+          "GitHub push payload: commits[0] is not an object");
+    CHECK(error_of("{" + ref + R"("commits": ["x"]})") ==
+          "GitHub push payload: commits[0] is not an object");
+    CHECK(error_of("{" + ref + R"("commits": {"id": "abc"}})") ==
+          "GitHub push payload: commits is not a list");
+    CHECK(error_of("{" + ref + R"("commits": [{"id": "abc", "author": 1}]})") ==
+          "GitHub push payload: commits[0].author is not an object");
+    CHECK(error_of("{" + ref + R"("commits": [{"id": "abc", "author": {"name": []}}]})") ==
+          "GitHub push payload: commits[0].author.name is not a string");
+    CHECK(error_of("{" + ref + R"("commits": [{"id": "abc", "message": {}}]})") ==
+          "GitHub push payload: commits[0].message is not a string");
+    CHECK(error_of("{" + ref + R"("commits": [{"id": "abc", "added": 2}]})") ==
+          "GitHub push payload: commits[0].added is not a list");
+    CHECK(error_of("{" + ref + R"("commits": [{"id": "abc", "added": [2]}]})") ==
+          "GitHub push payload: commits[0].added holds a value that is not a string");
+    CHECK(error_of("{" + ref + R"("commits": [], "head_commit": 5})") ==
+          "GitHub push payload: head_commit is not an object");
+    CHECK(error_of("{" + ref + R"("deleted": "yes"})") ==
+          "GitHub push payload: deleted is not a boolean");
+    CHECK(error_of(R"({"ref": 7})") == "GitHub push payload: ref is not a string");
+    CHECK(error_of("[1]") == "GitHub push payload: not a JSON object");
+    // Null reads as absent, as GitHub sends it (head_commit of a deletion, a missing e-mail).
+    auto nulls = ci::sched::parse_github_push(
+        "{" + ref + R"("commits": [{"id": "abc", "author": {"name": "A", "email": null}}],
+                        "head_commit": null})",
+        "r");
+    REQUIRE_OK(nulls);
+    CHECK(std::get<ci::sched::Push>((*nulls)[0]).changes[0].author == "A");
+
+    auto config = ci::config::parse_config("repositories: {r: {url: \"https://h/o/r\"}}", "t.yml");
+    REQUIRE(config.ok());
+    auto repository = ci::sched::parse_github_webhook(
+        R"({"ref": "refs/heads/x", "repository": []})", *config.config);
+    REQUIRE_FALSE(repository.has_value());
+    CHECK(repository.error().message == "GitHub push payload: repository is not an object");
+    auto url = ci::sched::parse_github_webhook(
+        R"({"ref": "refs/heads/x", "repository": {"clone_url": 1}})", *config.config);
+    REQUIRE_FALSE(url.has_value());
+    CHECK(url.error().message == "GitHub push payload: repository.clone_url is not a string");
+}
+
+TEST_CASE("github: refs git would refuse and ids that are no commit ids are a 400") {
+    // Issue 14: a 20 MiB ref was stored; its build spec exceeded the worker's line limit and the
+    // build was sent again every 3 s, forever.
+    const auto error_of = [](const std::string& ref, const std::string& after = "abc") {
+        auto events = ci::sched::parse_github_push(
+            R"({"ref": ")" + ref + R"(", "after": ")" + after + R"(", "commits": []})", "r");
+        REQUIRE_FALSE(events.has_value());
+        CHECK(events.error().code == ci::ErrorCode::InvalidArgument);
+        return events.error().message;
+    };
+    const auto huge = error_of("refs/heads/" + std::string(std::size_t{20} * 1024 * 1024, 'a'));
+    CHECK(huge.find("is longer than 1024 bytes") != std::string::npos);
+    CHECK(huge.size() < 200);
+    CHECK(error_of("refs/heads/a..b") ==
+          R"(GitHub push payload: invalid ref "refs/heads/a..b": it contains "..")");
+    CHECK(error_of("refs/heads/x.lock").find("\".lock\"") != std::string::npos);
+    CHECK(error_of("refs/tags/a b").find("a space") != std::string::npos);
+    CHECK(error_of("refs/pull/1/head:x").find("~ ^ :") != std::string::npos);
+    CHECK(error_of("refs/heads/ok", std::string(100, 'a')) ==
+          "GitHub push payload: after is not a commit id");
+    auto id = ci::sched::parse_github_push(
+        R"({"ref": "refs/heads/ok", "commits": [{"id": "HEAD~1"}]})", "r");
+    REQUIRE_FALSE(id.has_value());
+    CHECK(id.error().message == "GitHub push payload: commits[0].id is not a commit id");
+}
+
+TEST_CASE("github: text that is not UTF-8 is repaired (U+FFFD); a ref that is not is refused") {
+    // Issue 14: invalid UTF-8 was stored and served raw: /api/v1/changes was no valid JSON text
+    // for a strict decoder.
+    const std::string fffd = "\xef\xbf\xbd";
+    // Raw bytes (the escapes of ordinary literals), and a lone surrogate as a JSON escape.
+    const std::string payload =
+        std::string(R"({"ref": "refs/heads/x", "commits": [{"id": "abc",)") +
+        "\"message\": \"bad \xff\xfe " + R"(\udc80)" + " \xc3(\", " +
+        "\"author\": {\"name\": \"D\xe9v\", \"email\": \"d@e\"}, " + "\"added\": [\"f\xff\"]}]}";
+    auto events = ci::sched::parse_github_push(payload, "r");
+    REQUIRE_OK(events);
+    const auto& change = std::get<ci::sched::Push>((*events)[0]).changes[0];
+    CHECK(change.comments == "bad " + fffd + fffd + " " + fffd + fffd + fffd + " " + fffd + "(");
+    CHECK(change.author == "D" + fffd + "v <d@e>");
+    CHECK(*change.files == std::vector<std::string>{"f" + fffd});
+
+    auto ref =
+        ci::sched::parse_github_push("{\"ref\": \"refs/heads/caf\xe9\", \"after\": \"abc\"}", "r");
+    REQUIRE_FALSE(ref.has_value());
+    CHECK(ref.error().message.find("is not valid UTF-8") != std::string::npos);
+}
+
+TEST_CASE("github: a payload nested far too deep is refused, not a stack overflow") {
+    // Issue 14: 300,000 levels crashed the master (SIGSEGV) in the recursive parse.
+    const std::string deep = std::string(300000, '[') + std::string(300000, ']');
+    auto events = ci::sched::parse_github_push(deep, "r");
+    REQUIRE_FALSE(events.has_value());
+    CHECK(events.error().message.find("nested deeper than 64") != std::string::npos);
+    CHECK_FALSE(ci::sched::github_repository_urls(R"({"repository": )" + deep + "}").has_value());
+}
+
 TEST_CASE("github: the payload's repository is matched to the config's by URL") {
     auto checked = ci::config::parse_config(R"(
 repositories:

@@ -360,6 +360,13 @@ TEST_CASE("sched: a poller's refs become pushes and deletions") {
     CHECK(std::get<ci::sched::Push>(events[2]).changes[0].is_tag);
     CHECK(std::get<ci::sched::RefDeleted>(events[3]).branch == "old");
     CHECK(ci::sched::poll_events("app", after, after, t0).empty());
+
+    // Refs git would refuse, from a remote that lists anything, build nothing.
+    const std::map<std::string, std::string> odd = {{"refs/heads/a..b", "c"},
+                                                    {"refs/heads/" + std::string(2000, 'x'), "d"},
+                                                    {"refs/heads/sp ace", "e"}};
+    CHECK(ci::sched::poll_events("app", {}, odd, t0).empty());
+    CHECK(ci::sched::poll_events("app", odd, {}, t0).empty());
 }
 
 TEST_CASE("scheduler: deadlines moved later are not reported early; due waits fire in key order") {

@@ -43,6 +43,10 @@ struct Buildmaster {
     /// `buildmaster.url`: the base URL of the master's web service as users reach it (links in
     /// commit statuses); empty means "http://HOST:WEB_PORT/".
     std::string url;
+    /// `buildmaster.max_retries`: how many times a build request is queued again after its build
+    /// ended `retry` (its worker was lost, the master restarted); the build after that ends
+    /// `exception` instead of `retry`, and the request is completed.
+    int max_retries = 3;
     friend bool operator==(const Buildmaster&, const Buildmaster&) = default;
 };
 

@@ -65,7 +65,7 @@ struct CheckedConfig {
 
 /// Checks the JSON form (as written by to_json, or by hand: the same keys and rules as the YAML
 /// file apply). Line and column of diagnostics are known only for JSON syntax errors.
-[[nodiscard]] CheckedConfig parse_config_json(std::string_view json, std::string_view origin);
+[[nodiscard]] CheckedConfig parse_config_json(std::string_view text, std::string_view origin);
 
 /// The environment variable that carries a master's config as JSON.
 inline constexpr std::string_view config_environment_variable = "LIBCI_CONFIG";

@@ -167,8 +167,9 @@ private:
 
 /// The events a poller reports after reading a repository's refs: pushes for new or moved
 /// branches and tags (one Change each, files unknown), RefDeleted for vanished ones. `refs`
-/// maps "refs/heads/x" and "refs/tags/y" to commit ids; other refs are ignored. Change ids are
-/// left 0 for the store to assign.
+/// maps "refs/heads/x" and "refs/tags/y" to commit ids; other refs are ignored, and so are refs
+/// git would refuse or longer than 1024 bytes (a remote that is not git may list anything).
+/// Change ids are left 0 for the store to assign.
 [[nodiscard]] std::vector<Event> poll_events(const std::string& repository,
                                              const std::map<std::string, std::string>& previous,
                                              const std::map<std::string, std::string>& current,

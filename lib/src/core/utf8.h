@@ -1,0 +1,23 @@
+#pragma once
+
+// UTF-8 as RFC 3629 defines it (no surrogates, nothing above U+10FFFF, shortest forms only), for
+// text that comes in from outside (commit messages, author names) and goes out as JSON, which
+// must be valid UTF-8 for a strict decoder.
+
+#include <cstddef>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace ci {
+
+/// The byte offset of the first byte of `text` that does not begin a well-formed UTF-8
+/// sequence; nullopt when `text` is valid UTF-8.
+[[nodiscard]] std::optional<std::size_t> first_invalid_utf8(std::string_view text);
+
+/// `text` with every ill-formed part replaced by U+FFFD, one per maximal subpart (the practice
+/// the Unicode standard recommends, and Python's `errors="replace"` follows). Valid text is
+/// returned as it is, without a copy.
+[[nodiscard]] std::string to_valid_utf8(std::string text);
+
+} // namespace ci
