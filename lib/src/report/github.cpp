@@ -1,7 +1,6 @@
 #include "ci/report/github.h"
 
 #include <algorithm>
-#include <charconv>
 #include <fnmatch.h>
 
 #include <fmt/format.h>
@@ -45,20 +44,6 @@ std::optional<std::pair<State, std::string>> finished_state(BuildResult result) 
         break;
     }
     return std::nullopt;
-}
-
-std::optional<std::int64_t> header_integer(const http::Response& response, std::string_view name) {
-    const auto* value = response.header(name);
-    if (value == nullptr) {
-        return std::nullopt;
-    }
-    std::int64_t number = 0;
-    const auto* end = value->data() + value->size();
-    auto [ptr, ec] = std::from_chars(value->data(), end, number);
-    if (ec != std::errc() || ptr != end) {
-        return std::nullopt;
-    }
-    return number;
 }
 
 } // namespace
