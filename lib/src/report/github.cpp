@@ -123,34 +123,18 @@ std::optional<CommitStatus> status_for(const BuildReport& report, const Settings
 }
 
 Result<http::Request> status_request(const CommitStatus& status, const Settings& settings) {
-    std::string_view url = settings.api_url;
-    http::Request request;
-    request.method = "POST";
-    if (url.starts_with("https://")) {
-        request.scheme = "https";
-        url.remove_prefix(8);
-    } else if (url.starts_with("http://")) {
-        request.scheme = "http";
-        url.remove_prefix(7);
-    } else {
-        return fail(ErrorCode::InvalidArgument,
-                    fmt::format("github.api_url: expected an http(s) URL, got \"{}\"", url));
+    auto request = post_request(settings.api_url,
+                                fmt::format("/repos/{}/statuses/{}",
+                                            http::uri_encode(status.repository, true),
+                                            http::uri_encode(status.sha)),
+                                "github.api_url");
+    if (!request) {
+        return request;
     }
-    const auto slash = url.find('/');
-    request.host = std::string(url.substr(0, slash));
-    std::string base =
-        slash == std::string_view::npos ? std::string() : std::string(url.substr(slash));
-    while (base.ends_with('/')) {
-        base.pop_back();
-    }
-    request.path = fmt::format("{}/repos/{}/statuses/{}",
-                               base,
-                               http::uri_encode(status.repository, true),
-                               http::uri_encode(status.sha));
-    request.headers = {{"Authorization", "token " + settings.token},
-                       {"Accept", "application/vnd.github+json"},
-                       {"X-GitHub-Api-Version", "2022-11-28"},
-                       {"Content-Type", "application/json"}};
+    request->headers = {{"Authorization", "token " + settings.token},
+                        {"Accept", "application/vnd.github+json"},
+                        {"X-GitHub-Api-Version", "2022-11-28"},
+                        {"Content-Type", "application/json"}};
     rapidjson::StringBuffer buffer;
     rapidjson::Writer<rapidjson::StringBuffer> writer(buffer);
     writer.StartObject();
@@ -168,7 +152,7 @@ Result<http::Request> status_request(const CommitStatus& status, const Settings&
     writer.Key("context");
     writer.String(status.context.c_str(), static_cast<rapidjson::SizeType>(status.context.size()));
     writer.EndObject();
-    request.body = buffer.GetString();
+    request->body = buffer.GetString();
     return request;
 }
 

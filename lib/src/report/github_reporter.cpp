@@ -16,20 +16,16 @@ public:
     StatusChannel(Settings settings, const Clock& clock)
         : settings_(std::move(settings)), clock_(clock) {}
 
-    Verdict send(std::string_view payload, http::Client& client) override {
+    Result<http::Request> request(std::string_view payload) override {
         auto status = parse_status(payload);
         if (!status) {
-            return {Verdict::Kind::Drop, std::chrono::seconds(0), status.error().message};
+            return fail(status.error());
         }
-        auto request = status_request(*status, settings_);
-        if (!request) {
-            return {Verdict::Kind::Drop, std::chrono::seconds(0), request.error().message};
-        }
-        auto response = client.send(*request);
-        if (!response) {
-            return {Verdict::Kind::Retry, std::chrono::seconds(0), response.error().message};
-        }
-        return judge(*response, clock_.now());
+        return status_request(*status, settings_);
+    }
+
+    Verdict judge(const http::Response& response) override {
+        return github::judge(response, clock_.now());
     }
 
     // "OWNER/REPO abcdef1 libci/tests: pending" (never the token).

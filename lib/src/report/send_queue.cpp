@@ -22,6 +22,32 @@ std::optional<std::int64_t> header_integer(const http::Response& response, std::
     return number;
 }
 
+Result<http::Request>
+post_request(std::string_view base_url, std::string_view path, std::string_view key) {
+    std::string_view url = base_url;
+    http::Request request;
+    request.method = "POST";
+    if (url.starts_with("https://")) {
+        request.scheme = "https";
+        url.remove_prefix(8);
+    } else if (url.starts_with("http://")) {
+        request.scheme = "http";
+        url.remove_prefix(7);
+    } else {
+        return fail(ErrorCode::InvalidArgument,
+                    fmt::format("{}: expected an http(s) URL, got \"{}\"", key, base_url));
+    }
+    const auto slash = url.find('/');
+    request.host = std::string(url.substr(0, slash));
+    std::string base =
+        slash == std::string_view::npos ? std::string() : std::string(url.substr(slash));
+    while (base.ends_with('/')) {
+        base.pop_back();
+    }
+    request.path = base + std::string(path);
+    return request;
+}
+
 } // namespace ci::report
 
 namespace ci::report::detail {
@@ -173,11 +199,18 @@ void SendQueue::send_front() {
         log::error("{}", line);
         finish_front(store::ReportState::Dropped);
         if (options_.ops) {
-            options_.ops(OpsEvent{OpsEvent::Kind::ReporterGaveUp, line});
+            options_.ops(OpsEvent{OpsEvent::Kind::ReporterGaveUp, options_.name, line});
         }
         return;
     }
-    const auto verdict = channel_->send(front.payload, *client_);
+    Verdict verdict;
+    if (auto request = channel_->request(front.payload); !request) {
+        verdict = Verdict{Verdict::Kind::Drop, std::chrono::seconds(0), request.error().message};
+    } else if (auto response = client_->send(*request); !response) {
+        verdict = Verdict{Verdict::Kind::Retry, std::chrono::seconds(0), response.error().message};
+    } else {
+        verdict = channel_->judge(*response);
+    }
     switch (verdict.kind) {
     case Verdict::Kind::Sent:
         log::debug("{}: sent {}", options_.name, what);

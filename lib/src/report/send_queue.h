@@ -30,9 +30,11 @@ namespace ci::report::detail {
 class Channel {
 public:
     virtual ~Channel() = default;
-    /// Sends one stored payload and judges the answer. A payload that cannot be read or sent
-    /// at all is a Drop with its reason.
-    [[nodiscard]] virtual Verdict send(std::string_view payload, http::Client& client) = 0;
+    /// The request that sends a stored payload; an error drops the payload (it can never be
+    /// sent).
+    [[nodiscard]] virtual Result<http::Request> request(std::string_view payload) = 0;
+    /// Judges the service's answer.
+    [[nodiscard]] virtual Verdict judge(const http::Response& response) = 0;
     /// The payload in a few words for the log ("OWNER/REPO abc123 libci/tests: pending");
     /// never a secret.
     [[nodiscard]] virtual std::string describe(std::string_view payload) = 0;

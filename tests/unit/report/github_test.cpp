@@ -17,6 +17,7 @@
 #include <ci/store/store.h>
 
 #include "support/local_http_server.h"
+#include "support/recorded.h"
 #include "support/require_ok.h"
 #include "support/temp_dir.h"
 
@@ -199,8 +200,7 @@ namespace {
 // A GitHub that answers by mode, recording the statuses it accepted.
 struct FakeGithub {
     std::atomic<int> mode{0}; // 0 accept, 1 down (503), 2 rate limited (403 + Retry-After: 1)
-    std::mutex mutex;
-    std::vector<std::string> accepted; // "state context"
+    ci::test::Recorded<std::string> accepted; // "state context"
     ci::test::LocalHttpServer server{[this](const ci::test::ReceivedRequest& request) {
         const auto* auth = request.header("authorization");
         if (auth == nullptr || auth->find("token ") != 0) {
@@ -218,23 +218,12 @@ struct FakeGithub {
         }
         rapidjson::Document body;
         body.Parse(request.body.c_str());
-        const std::lock_guard lock(mutex);
-        accepted.push_back(std::string(body["state"].GetString()) + " " +
-                           body["context"].GetString());
+        accepted.add(std::string(body["state"].GetString()) + " " + body["context"].GetString());
         return ci::test::Reply{201, {}, "{}"};
     }};
 
-    std::vector<std::string> statuses() {
-        const std::lock_guard lock(mutex);
-        return accepted;
-    }
-    bool wait_for(std::size_t count, std::chrono::milliseconds timeout = 10s) {
-        const auto deadline = std::chrono::steady_clock::now() + timeout;
-        while (statuses().size() < count && std::chrono::steady_clock::now() < deadline) {
-            std::this_thread::sleep_for(10ms);
-        }
-        return statuses().size() >= count;
-    }
+    std::vector<std::string> statuses() { return accepted.all(); }
+    bool wait_for(std::size_t count) { return accepted.wait_for(count); }
 };
 
 std::unique_ptr<ci::store::Store> open_outbox(const std::filesystem::path& path) {

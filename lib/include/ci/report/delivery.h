@@ -2,17 +2,17 @@
 
 /// \file
 /// What the reporters that send over HTTP (GitHub statuses, Zulip messages) share: the verdict
-/// on a service's answer, and operational events (a reporter giving up, the store degraded)
-/// that a reporter may pass on (Zulip's `ops_stream`).
+/// on a service's answer.
 
 #include <chrono>
 #include <cstdint>
-#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
 
+#include <ci/core/error.h>
 #include <ci/http/client.h>
+#include <ci/report/reporter.h>
 
 namespace ci::report {
 
@@ -33,19 +33,10 @@ struct Verdict {
 [[nodiscard]] std::optional<std::int64_t> header_integer(const http::Response& response,
                                                          std::string_view name);
 
-/// Something an operator should hear of that is no build's result.
-struct OpsEvent {
-    enum class Kind {
-        ReporterGaveUp,        ///< a reporter dropped a message it could not send in time
-        StoreDegraded,         ///< the master's writes to its store fail
-        InstanceNotTerminated, ///< a latent worker's instance did not terminate (EC2, to come)
-    };
-    Kind kind = Kind::ReporterGaveUp;
-    std::string text; ///< one line for people; never a secret
-};
-
-/// Where operational events go (the master's Reports, which passes them to every reporter).
-/// May be called from any thread; must not block.
-using OpsHook = std::function<void(const OpsEvent&)>;
+/// A POST to `base_url` (an http(s) URL, maybe with a path; trailing slashes ignored) followed
+/// by `path` (already encoded). Fails with InvalidArgument naming `key` (the config key the
+/// URL came from) when `base_url` is not an http(s) URL.
+[[nodiscard]] Result<http::Request>
+post_request(std::string_view base_url, std::string_view path, std::string_view key);
 
 } // namespace ci::report
