@@ -232,12 +232,14 @@ std::unique_ptr<ci::store::Store> open_outbox(const std::filesystem::path& path)
     return std::move(*store);
 }
 
-std::shared_ptr<ci::report::Reporter>
-start(const github::Settings& s, const std::filesystem::path& path, const ci::Clock& clock) {
+std::shared_ptr<ci::report::Reporter> start(const github::Settings& s,
+                                            const std::filesystem::path& path,
+                                            const ci::Clock& clock,
+                                            ci::report::OpsHook ops = {}) {
     ci::http::ClientOptions options;
     options.retry.max_attempts = 1;
-    auto reporter =
-        github::start_reporter(s, open_outbox(path), ci::http::make_client(options), clock);
+    auto reporter = github::start_reporter(
+        s, open_outbox(path), ci::http::make_client(options), clock, std::move(ops));
     REQUIRE_OK(reporter);
     return *reporter;
 }
@@ -333,7 +335,8 @@ TEST_CASE("github reporter: a refused status is dropped; one unsent past give_up
     fake.mode = 1;
     s.give_up = 60s;
     reporter->stop();
-    reporter = start(s, path, clock);
+    ci::test::Recorded<ci::report::OpsEvent> ops;
+    reporter = start(s, path, clock, [&](const ci::report::OpsEvent& e) { ops.add(e); });
     reporter->report(report(BuildEvent::Started));
     std::this_thread::sleep_for(150ms);
     clock.advance(61s);
@@ -348,4 +351,9 @@ TEST_CASE("github reporter: a refused status is dropped; one unsent past give_up
                      "after 60 s") != std::string::npos);
     CHECK(lines.find(s.token) == std::string::npos);
     CHECK(open_outbox(path)->queued_reports("github")->empty());
+    // The operators hear of it (Zulip's ops_stream).
+    REQUIRE(ops.all().size() == 1);
+    CHECK(ops.all()[0].kind == ci::report::OpsEvent::Kind::ReporterGaveUp);
+    CHECK(ops.all()[0].source == "github");
+    CHECK(ops.all()[0].text.find("gave up on the status") != std::string::npos);
 }
