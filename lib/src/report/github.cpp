@@ -1,6 +1,7 @@
 #include "ci/report/github.h"
 
 #include <algorithm>
+#include <array>
 #include <fnmatch.h>
 
 #include <fmt/format.h>
@@ -12,7 +13,7 @@ namespace ci::report::github {
 
 namespace {
 
-constexpr std::string_view state_names[] = {"pending", "success", "failure", "error"};
+constexpr std::array<std::string_view, 4> state_names{"pending", "success", "failure", "error"};
 
 bool expected_failure(const BuildReport& report, const Settings& settings) {
     if (std::ranges::find(settings.failing_builders, report.builder) ==
@@ -20,13 +21,11 @@ bool expected_failure(const BuildReport& report, const Settings& settings) {
         return false;
     }
     // The old deployment's property was report-expected-failures.
-    for (const auto* key : {"report_expected_failures", "report-expected-failures"}) {
-        if (const auto found = report.properties.find(key);
-            found != report.properties.end() && found->second == "true") {
-            return false;
-        }
-    }
-    return true;
+    return !std::ranges::any_of(
+        std::array{"report_expected_failures", "report-expected-failures"}, [&](const char* key) {
+            const auto found = report.properties.find(key);
+            return found != report.properties.end() && found->second == "true";
+        });
 }
 
 // The state and description a finished build reports; nullopt for retry.
@@ -199,11 +198,11 @@ Result<CommitStatus> parse_status(std::string_view json) {
         !text("description", status.description) || !text("context", status.context)) {
         return bad();
     }
-    const auto* found = std::ranges::find(state_names, state);
-    if (found == std::end(state_names)) {
+    const auto* const found = std::ranges::find(state_names, state);
+    if (found == state_names.end()) {
         return bad();
     }
-    status.state = static_cast<State>(found - std::begin(state_names));
+    status.state = static_cast<State>(found - state_names.begin());
     return status;
 }
 

@@ -131,7 +131,8 @@ std::string fence_for(std::string_view text) {
         run = c == '`' ? run + 1 : 0;
         longest = std::max(longest, run);
     }
-    return std::string(std::max<std::size_t>(3, longest + 1), '`');
+    std::string fence(std::max<std::size_t>(3, longest + 1), '`');
+    return fence;
 }
 
 // Inline code that survives backticks inside it.

@@ -357,7 +357,7 @@ Result<std::shared_ptr<Reporter>> start_reporter(Settings settings,
     if (!pushes) {
         return fail(pushes.error());
     }
-    auto reporter = std::make_shared<ZulipReporter>(settings, clock, std::move(*pushes));
+    auto channel = std::make_unique<MessageChannel>(settings);
     detail::QueueOptions options{outbox_name,
                                  "message",
                                  "messages",
@@ -365,14 +365,12 @@ Result<std::shared_ptr<Reporter>> start_reporter(Settings settings,
                                  settings.first_retry,
                                  settings.max_retry,
                                  std::move(ops)};
-    auto queue = detail::SendQueue::start(std::move(options),
-                                          std::make_unique<MessageChannel>(settings),
-                                          std::move(outbox),
-                                          std::move(client),
-                                          clock);
+    auto queue = detail::SendQueue::start(
+        std::move(options), std::move(channel), std::move(outbox), std::move(client), clock);
     if (!queue) {
         return fail(queue.error());
     }
+    auto reporter = std::make_shared<ZulipReporter>(std::move(settings), clock, std::move(*pushes));
     reporter->attach(std::move(*queue));
     return std::shared_ptr<Reporter>(std::move(reporter));
 }

@@ -2,6 +2,7 @@
 // the request, the verdicts), and the reporter against a local HTTP server that answers as Zulip
 // does, with its failure details read from a real store, through an outage and a restart.
 
+#include <array>
 #include <atomic>
 #include <map>
 #include <mutex>
@@ -443,7 +444,7 @@ TEST_CASE("zulip reporter: a request collapsed into a newer push's ends with its
     auto older = event(BuildEvent::Requested, {1, 0}, "docs", "feature/x");
     older.revision = std::string(40, 'a');
     reporter->report(older);
-    const std::pair<int, const char*> builds[] = {{0, "tests"}, {1, "docs"}};
+    const std::array<std::pair<int, const char*>, 2> builds{{{0, "tests"}, {1, "docs"}}};
     for (const auto& [index, builder] : builds) {
         reporter->report(event(BuildEvent::Requested, ids[index], builder, "feature/x"));
     }
