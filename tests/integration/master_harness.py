@@ -419,6 +419,59 @@ builders:
   force: {{type: force, builders: [tests, flaky, quiet]}}
 """
 
+    def start_fake_zulip(self):
+        """A local Zulip (tests/support/fake_zulip.py) with streams builds, critical and ops; the
+        bot's API key joins the case's secrets."""
+        sys.path.insert(0, os.path.join(os.environ["LIBCI_SOURCE_DIR"], "tests", "support"))
+        import fake_zulip  # noqa: E402 - found through LIBCI_SOURCE_DIR
+
+        self.zulip_key = "zk" + uuid.uuid4().hex
+        self.secrets.append(self.zulip_key)
+        self.zulip = fake_zulip.FakeZulip("ci-bot@example.org", self.zulip_key,
+                                          {"builds", "critical", "ops"}).start()
+        return self.zulip
+
+    def zulip_config(self):
+        """A config that reports to the fake Zulip: local workers (three at once), builders
+        `tests` (TEST_SCRIPT), `lint` (passes) and `pytest` (prints pytest's summary of a failed
+        test when the tree has a file `broken`), run by a branch scheduler for `master` and
+        `feature/*`."""
+        steps = {
+            "tests": "sh ./test.sh",
+            "lint": "echo lint ok",
+            "pytest": ("echo collected 2 items; if [ -e broken ]; then "
+                       "echo 'FAILED tests/test_app.py::test_broken - assert 0'; "
+                       "echo '1 failed, 1 passed in 0.02s'; exit 1; fi; echo 2 passed"),
+        }
+        return f"""
+buildmaster: {{web_port: 0, worker_port: 0, state: {self.tmp}/state.sqlite,
+              url: "http://ci.example.org:8010/"}}
+auth: {{user: {self.auth[0]}, password: "{self.auth[1]}"}}
+github: {{webhook_secret: "{self.webhook_secret}"}}
+zulip:
+  user: ci-bot@example.org
+  password: "{self.zulip_key}"
+  site: "{self.zulip.url}"
+  stream: builds
+  critical_stream: critical
+  ops_stream: ops
+slaves:
+  local: {{local: true, slaves: 3}}
+repositories:
+  demo: {{url: "{self.repo.origin}"}}
+builders:
+""" + "".join(f"""  {name}:
+    repository: demo
+    workers: [local]
+    steps:
+      - name: test
+        run: "{run}"
+        env: {{RELEASE: "{self.release}", MARKS: "{self.marks}"}}
+""" for name, run in steps.items()) + """schedulers:
+  branches: {type: branch, repository: demo, builders: [tests, lint, pytest],
+             branches: ["master", "feature/*"], tree_stable_timer: 1s}
+"""
+
     def write_config(self, text):
         """Writes `text` as the case's config.yml (0600: it holds secrets); returns its path."""
         path = os.path.join(self.tmp, "config.yml")

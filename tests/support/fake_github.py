@@ -15,87 +15,50 @@ with `state` one of pending/success/failure/error, `target_url` (optional) an ht
 
 import json
 import re
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from fake_service import FakeService
 
 STATES = {"pending", "success", "failure", "error"}
 
 
-class FakeGithub:
+class FakeGithub(FakeService):
     def __init__(self, token, repository, known_sha):
+        super().__init__()
         self.token, self.repository, self.known_sha = token, repository, known_sha
-        self.mode = "up"
         self.statuses = []
-        self.refused = []
-        self.attempts = 0
-        self.lock = threading.Lock()
-        self.server = None
-        self.url = None
 
-    def start(self):
-        fake = self
+    def handle(self, method, path, headers, raw):
+        def answer(code, body, extra=None, reason=None):
+            return code, body, extra, reason or body.get("message", "")
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
-            def answer(self, code, body, headers=None, reason=None):
-                data = json.dumps(body).encode()
-                if code >= 400:
-                    with fake.lock:
-                        fake.refused.append((code, reason or body.get("message", "")))
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                for name, value in (headers or {}).items():
-                    self.send_header(name, value)
-                self.end_headers()
-                self.wfile.write(data)
-
-            def do_POST(self):  # noqa: N802 - http.server's naming
-                length = int(self.headers.get("Content-Length", "0"))
-                raw = self.rfile.read(length)
-                with fake.lock:
-                    fake.attempts += 1
-                if fake.mode == "down":
-                    return self.answer(503, {"message": "Service Unavailable"}, reason="down")
-                if fake.mode == "ratelimit":
-                    return self.answer(403, {"message": "You have exceeded a secondary rate limit"},
-                                       {"Retry-After": "1"}, reason="rate limit")
-                auth = self.headers.get("Authorization", "")
-                if auth not in (f"token {fake.token}", f"Bearer {fake.token}"):
-                    return self.answer(401, {"message": "Requires authentication"})
-                match = re.fullmatch(r"(?:/api/v3)?/repos/([^/]+/[^/]+)/statuses/([0-9a-f]{40})",
-                                     self.path)
-                if not match or match.group(1) != fake.repository:
-                    return self.answer(404, {"message": "Not Found"})
-                try:
-                    body = json.loads(raw)
-                except ValueError:
-                    return self.answer(400, {"message": "Problems parsing JSON"})
-                problem = validate(body)
-                if problem:
-                    return self.answer(422, {"message": "Validation Failed", "errors": [problem]},
-                                       reason=problem)
-                sha = match.group(2)
-                if not fake.known_sha(sha):
-                    return self.answer(422, {"message": f"No commit found for SHA: {sha}"})
-                with fake.lock:
-                    fake.statuses.append(dict(body, sha=sha))
-                return self.answer(201, dict(body, id=len(fake.statuses)))
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return self
-
-    def stop(self):
-        if self.server:
-            self.server.shutdown()
-            self.server.server_close()
+        if method != "POST":
+            return answer(404, {"message": "Not Found"})
+        if self.mode == "down":
+            return answer(503, {"message": "Service Unavailable"}, reason="down")
+        if self.mode == "ratelimit":
+            return answer(403, {"message": "You have exceeded a secondary rate limit"},
+                          {"Retry-After": "1"}, reason="rate limit")
+        auth = headers.get("Authorization", "")
+        if auth not in (f"token {self.token}", f"Bearer {self.token}"):
+            return answer(401, {"message": "Requires authentication"})
+        match = re.fullmatch(r"(?:/api/v3)?/repos/([^/]+/[^/]+)/statuses/([0-9a-f]{40})", path)
+        if not match or match.group(1) != self.repository:
+            return answer(404, {"message": "Not Found"})
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            return answer(400, {"message": "Problems parsing JSON"})
+        problem = validate(body)
+        if problem:
+            return answer(422, {"message": "Validation Failed", "errors": [problem]},
+                          reason=problem)
+        sha = match.group(2)
+        if not self.known_sha(sha):
+            return answer(422, {"message": f"No commit found for SHA: {sha}"})
+        with self.lock:
+            self.statuses.append(dict(body, sha=sha))
+            number = len(self.statuses)
+        return answer(201, dict(body, id=number))
 
     def accepted(self, sha=None, context=None):
         """Accepted statuses, optionally of one commit and context, as (state, has target_url)."""

@@ -275,12 +275,18 @@ std::string to_json(const Config& config) {
         write_field(writer, "user", config.zulip->user);
         write_field(writer, "password", config.zulip->password);
         write_field(writer, "stream", config.zulip->stream);
-        write_key(writer, "critical_stream");
-        if (config.zulip->critical_stream) {
-            write_string(writer, *config.zulip->critical_stream);
-        } else {
-            writer.Null();
+        for (const auto& [key, stream] :
+             {std::pair{"critical_stream", &config.zulip->critical_stream},
+              std::pair{"ops_stream", &config.zulip->ops_stream}}) {
+            write_key(writer, key);
+            if (*stream) {
+                write_string(writer, **stream);
+            } else {
+                writer.Null();
+            }
         }
+        write_field(writer, "site", config.zulip->site);
+        write_field(writer, "give_up", config.zulip->give_up);
         writer.EndObject();
     }
 

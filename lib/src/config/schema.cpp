@@ -260,7 +260,11 @@ void Checker::check_zulip(const YAML::Node& node) {
     if (node.IsNull()) {
         return;
     }
-    Fields fields(reader_, node, "zulip", {"user", "password", "stream", "critical_stream"});
+    Fields fields(
+        reader_,
+        node,
+        "zulip",
+        {"user", "password", "stream", "critical_stream", "ops_stream", "site", "give_up"});
     Zulip zulip;
     for (const auto* key : {"user", "password", "stream"}) {
         fields.require(key);
@@ -269,6 +273,18 @@ void Checker::check_zulip(const YAML::Node& node) {
     fields.read("password", zulip.password);
     fields.read("stream", zulip.stream);
     fields.read("critical_stream", zulip.critical_stream);
+    fields.read("ops_stream", zulip.ops_stream);
+    fields.read("site", zulip.site);
+    if (zulip.site.empty() && fields.has("site")) {
+        reader_.error(fields.find("site")->value,
+                      fields.path("site"),
+                      "must be the Zulip server's URL (https://example.zulipchat.com)");
+    }
+    check_http_url(fields, "site", zulip.site);
+    fields.read("give_up", zulip.give_up);
+    if (zulip.give_up.count() == 0 && fields.has("give_up")) {
+        reader_.error(fields.find("give_up")->value, fields.path("give_up"), "must be at least 1s");
+    }
     config_.zulip = std::move(zulip);
 }
 

@@ -57,7 +57,10 @@ struct MasterState {
     std::unique_ptr<store::Store> store;
     std::unique_ptr<StoreWrites> writes;
     std::unique_ptr<ReadPool> reads;
-    std::unique_ptr<Reports> reports; ///< reporters (GitHub statuses, the embedder's own)
+    std::unique_ptr<Reports> reports; ///< reporters (GitHub statuses, Zulip, the embedder's own)
+    /// `reports` for the reporters' own threads (a reporter giving up), set once it exists.
+    std::atomic<Reports*> ops_reports{nullptr};
+    bool store_degraded = false; ///< the housekeeper's last reading
     std::unique_ptr<Coordinator> coordinator;
     std::unique_ptr<Dispatcher> dispatcher;
     std::unique_ptr<store::Ingestor> ingestor;
@@ -68,8 +71,8 @@ struct MasterState {
     std::unique_ptr<WorkerServer> worker_server;
     std::unique_ptr<Poller> poller;
 
-    // A background loop that is not a part of its own (yet): worker records now and then. It
-    // waits on `quiet` until `stopping`.
+    // A background loop that is not a part of its own (yet): worker records now and then, and
+    // the store's health (an OpsEvent when it degrades). It waits on `quiet` until `stopping`.
     std::mutex quiet_mutex;
     std::condition_variable quiet;
     bool stopping = false;

@@ -9,6 +9,7 @@
 #include <ci/core/log.h>
 #include <ci/http/client.h>
 #include <ci/report/github.h>
+#include <ci/report/zulip.h>
 
 #include "master/impl.h"
 #include "master/json.h"
@@ -139,33 +140,64 @@ Status MasterState::start() {
     return {};
 }
 
-// The reporters an embedding program gave, and GitHub's when github.report_status is true (its
-// outbox on a store connection of its own).
+// The reporters an embedding program gave, GitHub's when github.report_status is true and
+// Zulip's when the config has a zulip section.
 Status MasterState::start_reporters() {
     auto list = options.reporters;
-    if (config.github.report_status) {
+    http::ClientOptions client_options;
+    client_options.timeout = std::chrono::seconds(30);
+    client_options.retry.max_attempts = 1; // the reporters retry, honouring Retry-After
+    // A reporter that gives up tells every reporter (Zulip's ops_stream), once they exist.
+    const report::OpsHook ops = [this](const report::OpsEvent& event) {
+        if (auto* target = ops_reports.load()) {
+            target->operational(event);
+        }
+    };
+    // Each with its outbox on a store connection of its own.
+    const auto add = [&](auto start) -> Status {
         auto outbox = store::open_sqlite(config.buildmaster.state);
         if (!outbox) {
             return fail(outbox.error());
         }
-        http::ClientOptions client_options;
-        client_options.timeout = std::chrono::seconds(30);
-        client_options.retry.max_attempts = 1; // the reporter retries, honouring Retry-After
-        auto github = report::github::start_reporter(report::github::settings_from(config),
-                                                     std::move(*outbox),
-                                                     http::make_client(client_options),
-                                                     clock);
-        if (!github) {
-            return fail(github.error());
+        auto reporter = start(std::move(*outbox), http::make_client(client_options));
+        if (!reporter) {
+            return fail(reporter.error());
         }
-        list.push_back(std::move(*github));
+        list.push_back(std::move(*reporter));
+        return {};
+    };
+    if (config.github.report_status) {
+        if (auto added = add([&](auto outbox, auto client) {
+                return report::github::start_reporter(report::github::settings_from(config),
+                                                      std::move(outbox),
+                                                      std::move(client),
+                                                      clock,
+                                                      ops);
+            });
+            !added) {
+            return added;
+        }
         log::info("github: reporting commit statuses to {}", config.github.api_url);
+    }
+    if (config.zulip) {
+        if (auto added = add([&](auto outbox, auto client) {
+                return report::zulip::start_reporter(report::zulip::settings_from(config),
+                                                     std::move(outbox),
+                                                     std::move(client),
+                                                     clock,
+                                                     ops);
+            });
+            !added) {
+            return added;
+        }
+        log::info("zulip: reporting to {} (stream {})", config.zulip->site, config.zulip->stream);
     }
     auto base = config.buildmaster.url;
     if (base.empty()) {
         base = fmt::format("http://{}:{}", config.buildmaster.host, config.buildmaster.web_port);
     }
     reports = std::make_unique<Reports>(config, clock, std::move(list), std::move(base));
+    ops_reports = reports.get();
     return {};
 }
 
@@ -240,6 +272,16 @@ void MasterState::start_local_workers() {
 void MasterState::run_housekeeper() {
     std::unique_lock lock(quiet_mutex);
     while (!quiet.wait_for(lock, std::chrono::seconds(30), [&] { return stopping; })) {
+        // Checked here, not on the writer's thread: a degraded store is an operator's concern
+        // when it lasts, and the reporters must not be called under the writer's lock.
+        const auto degraded = writes->degraded();
+        if (degraded && !store_degraded) {
+            reports->operational(
+                report::OpsEvent{report::OpsEvent::Kind::StoreDegraded,
+                                 "store",
+                                 "the master's writes to its store fail: " + *degraded});
+        }
+        store_degraded = degraded.has_value();
         for (const auto& worker : workers.views()) {
             writes->post(fmt::format("the state of worker {}", worker.name),
                          [record =
@@ -319,6 +361,7 @@ void MasterState::shutdown() {
         // After the last event (builds stopped, requests written): the reporters store what
         // they have not sent, for the next start.
         if (reports) {
+            ops_reports = nullptr;
             reports->stop();
         }
         // The master's writes before the log writer stops: a build's end flushes its log first.

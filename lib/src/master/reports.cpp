@@ -117,6 +117,12 @@ void Reports::finished(std::int64_t build, BuildResult result) {
     send(report);
 }
 
+void Reports::operational(const report::OpsEvent& event) {
+    for (const auto& reporter : reporters_) {
+        reporter->operational(event);
+    }
+}
+
 void Reports::stop() {
     for (const auto& reporter : reporters_) {
         reporter->stop();

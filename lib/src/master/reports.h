@@ -1,7 +1,7 @@
 #pragma once
 
-// The master's reporters (GitHub statuses, those an embedding program added): the events of a
-// build request's life turned into report::BuildReport values and handed to each reporter. It
+// The master's reporters (GitHub statuses, Zulip, those an embedding program added): the events of
+// a build request's life turned into report::BuildReport values and handed to each reporter. It
 // remembers, under its own lock, what a running build's reports need (the request's branch,
 // revision and properties) between its start and its end. Reporters queue and send on their own
 // threads; nothing here waits for a network or a disk.
@@ -38,6 +38,9 @@ public:
     void checked_out(std::int64_t build, const std::string& branch_tip);
     /// The build ended (its request is queued again when the result is Retry).
     void finished(std::int64_t build, BuildResult result);
+    /// An operational event (a reporter gave up, the store degraded; the EC2 pools will report
+    /// an instance that failed to terminate here): passed to every reporter. Any thread.
+    void operational(const report::OpsEvent& event);
     /// Stops every reporter (at shutdown, after the last event).
     void stop();
 

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <array>
-#include <charconv>
 #include <fnmatch.h>
 
 #include <fmt/format.h>
@@ -14,7 +13,7 @@ namespace ci::report::github {
 
 namespace {
 
-constexpr std::array<std::string_view, 4> state_names = {"pending", "success", "failure", "error"};
+constexpr std::array<std::string_view, 4> state_names{"pending", "success", "failure", "error"};
 
 bool expected_failure(const BuildReport& report, const Settings& settings) {
     if (std::ranges::find(settings.failing_builders, report.builder) ==
@@ -22,12 +21,11 @@ bool expected_failure(const BuildReport& report, const Settings& settings) {
         return false;
     }
     // The old deployment's property was report-expected-failures.
-    constexpr std::array<const char*, 2> keys = {"report_expected_failures",
-                                                 "report-expected-failures"};
-    return std::ranges::none_of(keys, [&](const char* key) {
-        const auto found = report.properties.find(key);
-        return found != report.properties.end() && found->second == "true";
-    });
+    return !std::ranges::any_of(
+        std::array{"report_expected_failures", "report-expected-failures"}, [&](const char* key) {
+            const auto found = report.properties.find(key);
+            return found != report.properties.end() && found->second == "true";
+        });
 }
 
 // The state and description a finished build reports; nullopt for retry.
@@ -45,20 +43,6 @@ std::optional<std::pair<State, std::string>> finished_state(BuildResult result) 
         break;
     }
     return std::nullopt;
-}
-
-std::optional<std::int64_t> header_integer(const http::Response& response, std::string_view name) {
-    const auto* value = response.header(name);
-    if (value == nullptr) {
-        return std::nullopt;
-    }
-    std::int64_t number = 0;
-    const auto* end = value->data() + value->size();
-    auto [ptr, ec] = std::from_chars(value->data(), end, number);
-    if (ec != std::errc() || ptr != end) {
-        return std::nullopt;
-    }
-    return number;
 }
 
 } // namespace
@@ -138,34 +122,18 @@ std::optional<CommitStatus> status_for(const BuildReport& report, const Settings
 }
 
 Result<http::Request> status_request(const CommitStatus& status, const Settings& settings) {
-    std::string_view url = settings.api_url;
-    http::Request request;
-    request.method = "POST";
-    if (url.starts_with("https://")) {
-        request.scheme = "https";
-        url.remove_prefix(8);
-    } else if (url.starts_with("http://")) {
-        request.scheme = "http";
-        url.remove_prefix(7);
-    } else {
-        return fail(ErrorCode::InvalidArgument,
-                    fmt::format("github.api_url: expected an http(s) URL, got \"{}\"", url));
+    auto request = post_request(settings.api_url,
+                                fmt::format("/repos/{}/statuses/{}",
+                                            http::uri_encode(status.repository, true),
+                                            http::uri_encode(status.sha)),
+                                "github.api_url");
+    if (!request) {
+        return request;
     }
-    const auto slash = url.find('/');
-    request.host = std::string(url.substr(0, slash));
-    std::string base =
-        slash == std::string_view::npos ? std::string() : std::string(url.substr(slash));
-    while (base.ends_with('/')) {
-        base.pop_back();
-    }
-    request.path = fmt::format("{}/repos/{}/statuses/{}",
-                               base,
-                               http::uri_encode(status.repository, true),
-                               http::uri_encode(status.sha));
-    request.headers = {{"Authorization", "token " + settings.token},
-                       {"Accept", "application/vnd.github+json"},
-                       {"X-GitHub-Api-Version", "2022-11-28"},
-                       {"Content-Type", "application/json"}};
+    request->headers = {{"Authorization", "token " + settings.token},
+                        {"Accept", "application/vnd.github+json"},
+                        {"X-GitHub-Api-Version", "2022-11-28"},
+                        {"Content-Type", "application/json"}};
     rapidjson::StringBuffer buffer;
     rapidjson::Writer<rapidjson::StringBuffer> writer(buffer);
     writer.StartObject();
@@ -183,7 +151,7 @@ Result<http::Request> status_request(const CommitStatus& status, const Settings&
     writer.Key("context");
     writer.String(status.context.c_str(), static_cast<rapidjson::SizeType>(status.context.size()));
     writer.EndObject();
-    request.body = buffer.GetString();
+    request->body = buffer.GetString();
     return request;
 }
 

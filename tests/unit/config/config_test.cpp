@@ -186,6 +186,27 @@ TEST_CASE("config: zulip.critical_stream null disables critical notifications") 
     CHECK(has_error(errors, "zulip.stream", "missing required key"));
 }
 
+TEST_CASE("config: zulip.site, ops_stream and give_up") {
+    auto config = parse_ok("zulip: {user: u, password: p, stream: s}\n");
+    CHECK(config.zulip->site == "https://api.zulip.com");
+    CHECK_FALSE(config.zulip->ops_stream.has_value());
+    CHECK(config.zulip->give_up == std::chrono::hours(6));
+    config = parse_ok("zulip: {user: u, password: p, stream: s, ops_stream: ops,\n"
+                      "        site: \"https://chat.example.org\", give_up: 10m}\n");
+    CHECK(config.zulip->ops_stream == "ops");
+    CHECK(config.zulip->site == "https://chat.example.org");
+    CHECK(config.zulip->give_up == std::chrono::minutes(10));
+    auto back = ci::config::parse_config_json(ci::config::to_json(config), "j");
+    REQUIRE(back.config);
+    CHECK(*back.config == config);
+    const auto errors =
+        parse_errors("zulip: {user: u, password: p, stream: s, site: chat.example.org,\n"
+                     "        give_up: 0, ops_streem: x}\n");
+    CHECK(has_error(errors, "zulip.site", "http"));
+    CHECK(has_error(errors, "zulip.give_up", "at least 1s"));
+    CHECK(has_error(errors, "zulip.ops_streem", "did you mean \"ops_stream\""));
+}
+
 TEST_CASE("config: three mistakes are all reported with line, column and key path") {
     const std::string text = "buildmaster:\n"
                              "  web_port: eighty\n"      // a wrong type
@@ -535,7 +556,10 @@ TEST_CASE("config: the JSON form round-trips every config") {
     }
     // Defaults, absent optional sections and a null critical_stream survive too.
     Config config;
-    config.zulip = ci::config::Zulip{"u", "p", "s", std::nullopt};
+    config.zulip = ci::config::Zulip{};
+    config.zulip->user = "u";
+    config.zulip->password = "p";
+    config.zulip->stream = "s";
     config.aws.image_tags.clear();
     config.github.builders = {"flocker*"};
     config.github.give_up = std::chrono::minutes(5);

@@ -17,6 +17,7 @@
 #include <ci/store/store.h>
 
 #include "support/local_http_server.h"
+#include "support/recorded.h"
 #include "support/require_ok.h"
 #include "support/temp_dir.h"
 
@@ -199,8 +200,7 @@ namespace {
 // A GitHub that answers by mode, recording the statuses it accepted.
 struct FakeGithub {
     std::atomic<int> mode{0}; // 0 accept, 1 down (503), 2 rate limited (403 + Retry-After: 1)
-    std::mutex mutex;
-    std::vector<std::string> accepted; // "state context"
+    ci::test::Recorded<std::string> accepted; // "state context"
     ci::test::LocalHttpServer server{[this](const ci::test::ReceivedRequest& request) {
         const auto* auth = request.header("authorization");
         if (auth == nullptr || auth->find("token ") != 0) {
@@ -218,23 +218,12 @@ struct FakeGithub {
         }
         rapidjson::Document body;
         body.Parse(request.body.c_str());
-        const std::lock_guard lock(mutex);
-        accepted.push_back(std::string(body["state"].GetString()) + " " +
-                           body["context"].GetString());
+        accepted.add(std::string(body["state"].GetString()) + " " + body["context"].GetString());
         return ci::test::Reply{201, {}, "{}"};
     }};
 
-    std::vector<std::string> statuses() {
-        const std::lock_guard lock(mutex);
-        return accepted;
-    }
-    bool wait_for(std::size_t count, std::chrono::milliseconds timeout = 10s) {
-        const auto deadline = std::chrono::steady_clock::now() + timeout;
-        while (statuses().size() < count && std::chrono::steady_clock::now() < deadline) {
-            std::this_thread::sleep_for(10ms);
-        }
-        return statuses().size() >= count;
-    }
+    std::vector<std::string> statuses() { return accepted.all(); }
+    bool wait_for(std::size_t count) { return accepted.wait_for(count); }
 };
 
 std::unique_ptr<ci::store::Store> open_outbox(const std::filesystem::path& path) {
@@ -243,12 +232,14 @@ std::unique_ptr<ci::store::Store> open_outbox(const std::filesystem::path& path)
     return std::move(*store);
 }
 
-std::shared_ptr<ci::report::Reporter>
-start(const github::Settings& s, const std::filesystem::path& path, const ci::Clock& clock) {
+std::shared_ptr<ci::report::Reporter> start(const github::Settings& s,
+                                            const std::filesystem::path& path,
+                                            const ci::Clock& clock,
+                                            ci::report::OpsHook ops = {}) {
     ci::http::ClientOptions options;
     options.retry.max_attempts = 1;
-    auto reporter =
-        github::start_reporter(s, open_outbox(path), ci::http::make_client(options), clock);
+    auto reporter = github::start_reporter(
+        s, open_outbox(path), ci::http::make_client(options), clock, std::move(ops));
     REQUIRE_OK(reporter);
     return *reporter;
 }
@@ -344,7 +335,8 @@ TEST_CASE("github reporter: a refused status is dropped; one unsent past give_up
     fake.mode = 1;
     s.give_up = 60s;
     reporter->stop();
-    reporter = start(s, path, clock);
+    ci::test::Recorded<ci::report::OpsEvent> ops;
+    reporter = start(s, path, clock, [&](const ci::report::OpsEvent& e) { ops.add(e); });
     reporter->report(report(BuildEvent::Started));
     std::this_thread::sleep_for(150ms);
     clock.advance(61s);
@@ -359,4 +351,9 @@ TEST_CASE("github reporter: a refused status is dropped; one unsent past give_up
                      "after 60 s") != std::string::npos);
     CHECK(lines.find(s.token) == std::string::npos);
     CHECK(open_outbox(path)->queued_reports("github")->empty());
+    // The operators hear of it (Zulip's ops_stream).
+    REQUIRE(ops.all().size() == 1);
+    CHECK(ops.all()[0].kind == ci::report::OpsEvent::Kind::ReporterGaveUp);
+    CHECK(ops.all()[0].source == "github");
+    CHECK(ops.all()[0].text.find("gave up on the status") != std::string::npos);
 }

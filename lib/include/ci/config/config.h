@@ -78,6 +78,13 @@ struct Zulip {
     std::string stream;   ///< `zulip.stream` (required): where every result goes
     /// `zulip.critical_stream`: where failures of the default branch also go; null disables.
     std::optional<std::string> critical_stream;
+    /// `zulip.ops_stream`: where operational errors go (a reporter giving up, the store
+    /// degraded, an instance that failed to terminate); null disables.
+    std::optional<std::string> ops_stream;
+    /// `zulip.site`: the Zulip server's base URL (messages go to SITE/api/v1/messages).
+    std::string site = "https://api.zulip.com";
+    /// `zulip.give_up`: a message not accepted this long after it was queued is dropped.
+    Duration give_up{6 * 3600};
     friend bool operator==(const Zulip&, const Zulip&) = default;
 };
 

@@ -26,6 +26,7 @@
 #include <ci/core/clock.h>
 #include <ci/core/error.h>
 #include <ci/http/client.h>
+#include <ci/report/delivery.h>
 #include <ci/report/reporter.h>
 #include <ci/store/store.h>
 
@@ -88,17 +89,8 @@ struct CommitStatus {
 [[nodiscard]] std::string to_json(const CommitStatus& status);
 [[nodiscard]] Result<CommitStatus> parse_status(std::string_view json);
 
-/// What to do after GitHub answered.
-struct Verdict {
-    enum class Kind {
-        Sent,  ///< 2xx
-        Retry, ///< 5xx, a rate limit: send it again after `wait` (0: the backoff decides)
-        Drop,  ///< refused for good (401, 404, 422 unknown sha, ...): `why`
-    };
-    Kind kind = Kind::Sent;
-    std::chrono::seconds wait{0};
-    std::string why;
-};
+/// What to do after GitHub answered (shared with the other reporters).
+using Verdict = report::Verdict;
 
 /// Judges a response: 2xx sent; 403 or 429 with `Retry-After` (seconds) or with
 /// `x-ratelimit-remaining: 0` (until `x-ratelimit-reset`), or whose message names a rate
@@ -110,12 +102,13 @@ struct Verdict {
 /// restart neither loses nor repeats it; statuses stored by an earlier run are sent first, in
 /// order. Statuses are sent one at a time, in order; one that fails is retried (rules of
 /// judge(), backoff of Settings) before any later one, and dropped with an error in the log
-/// once `give_up` has passed since it was queued. The token never appears in a log line.
-/// `outbox` (its own connection is best), `client` and `clock` are the reporter's; `clock`
-/// must outlive it. Fails with the outbox's error.
+/// once `give_up` has passed since it was queued (`ops` is told). The token never appears in a
+/// log line. `outbox` (its own connection is best), `client` and `clock` are the reporter's;
+/// `clock` must outlive it. Fails with the outbox's error.
 [[nodiscard]] Result<std::shared_ptr<Reporter>> start_reporter(Settings settings,
                                                                std::unique_ptr<store::Store> outbox,
                                                                std::unique_ptr<http::Client> client,
-                                                               const Clock& clock);
+                                                               const Clock& clock,
+                                                               OpsHook ops = {});
 
 } // namespace ci::report::github

@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -43,6 +44,22 @@ struct BuildReport {
     friend bool operator==(const BuildReport&, const BuildReport&) = default;
 };
 
+/// Something an operator should hear of that is no build's result.
+struct OpsEvent {
+    enum class Kind {
+        ReporterGaveUp,        ///< a reporter dropped a message it could not send in time
+        StoreDegraded,         ///< the master's writes to its store fail
+        InstanceNotTerminated, ///< a latent worker's instance did not terminate (EC2, to come)
+    };
+    Kind kind = Kind::ReporterGaveUp;
+    std::string source; ///< who noticed: a reporter's name ("github"), "store", ...
+    std::string text;   ///< one line for people; never a secret
+};
+
+/// Where operational events go (the master's Reports, which passes them to every reporter).
+/// May be called from any thread; must not block.
+using OpsHook = std::function<void(const OpsEvent&)>;
+
 /// A destination for reports. Implementations must be thread-safe: report() is called from
 /// several of the master's threads. For one request, Requested comes before Started, and
 /// Started before Finished.
@@ -54,6 +71,9 @@ public:
     /// Takes one report. Must return quickly (queue it; no network or disk wait here) and
     /// must not throw.
     virtual void report(const BuildReport& report) = 0;
+    /// Takes an operational event (a reporter gave up, the store is degraded). The same rules
+    /// as report(); by default ignored.
+    virtual void operational(const OpsEvent& /*event*/) {}
     /// Called once when the master shuts down, after its last report(): stop the reporter's
     /// threads, keeping (storing) what was not sent when it can. Must be idempotent.
     virtual void stop() = 0;
