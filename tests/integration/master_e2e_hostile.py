@@ -104,7 +104,8 @@ class FakeWorker(threading.Thread):
                     proof = hmac.new(self.password.encode(), challenge["nonce"].encode(),
                                      hashlib.sha256).hexdigest()
                     s.sendall(json.dumps({"type": "hello", "name": self.name, "proof": proof,
-                                          "max_builds": 1, "protocol": 1}).encode() + b"\n")
+                                          "max_builds": 1,
+                                          "protocol": challenge["protocol"]}).encode() + b"\n")
                     welcome = json.loads(lines.readline())
                     if welcome.get("type") != "welcome":
                         return
