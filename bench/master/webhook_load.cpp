@@ -1352,11 +1352,15 @@ private:
             }
             const std::string nonce = message["nonce"].GetString();
             const std::string& password = passwords_[static_cast<std::size_t>(w.index)];
+            // The master's version, whichever it is: these workers only say hello and beat.
+            const int version = message.HasMember("protocol") && message["protocol"].IsInt()
+                                    ? message["protocol"].GetInt()
+                                    : 1;
             send_line(w,
                       R"({"type":"hello","name":")" +
                           json_escape(options_.worker_class + "/" + std::to_string(w.index)) +
                           R"(","proof":")" + hmac_sha256_hex(password, nonce) +
-                          R"(","max_builds":1,"protocol":1})");
+                          R"(","max_builds":1,"protocol":)" + std::to_string(version) + "}");
         } else if (type == "welcome") {
             double seconds = 30;
             if (message.HasMember("heartbeat_seconds") && message["heartbeat_seconds"].IsNumber()) {
