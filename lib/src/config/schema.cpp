@@ -196,6 +196,12 @@ void Checker::check_buildmaster(const YAML::Node& node) {
     Buildmaster& out = config_.buildmaster;
     fields.read("host", out.host);
     fields.read("docker_tag", out.docker_tag);
+    if (const auto* tag = fields.find("docker_tag");
+        tag && out.docker_tag != Buildmaster{}.docker_tag) {
+        reader_.warning(tag->key_node,
+                        fields.path("docker_tag"),
+                        "not used yet: nothing deploys an image (ci-deploy only checks configs)");
+    }
     fields.read("web_port", out.web_port);
     fields.read("worker_port", out.worker_port);
     fields.read("state", out.state);
@@ -362,6 +368,12 @@ void Checker::check_worker_class(const std::string& name, const Entry& entry) {
         return;
     }
     if (ec2) {
+        // Accepted early (the config of the deployment it replaces has them), said so.
+        reader_.warning(entry.key_node,
+                        path,
+                        "not used yet: the master does not start EC2 instances yet; workers of "
+                        "this class connect by themselves with one-time tokens "
+                        "(POST /api/v1/workers/tokens)");
         fields.forbid({"local"}, "for an EC2 worker class");
         Ec2Workers out;
         fields.require("ami");

@@ -120,12 +120,19 @@ TEST_CASE(
     CHECK(openstack.passwords.size() == 2);
 
     const auto warnings = checked.warnings();
-    REQUIRE(warnings.size() == 3);
+    REQUIRE(warnings.size() == 6);
     CHECK(warnings[0].key_path == "manhole");
     CHECK(warnings[0].line == 11);
     CHECK(warnings[1].key_path == "rackspace");
-    CHECK(warnings[2].key_path == "slaves.rackspace/centos-7");
-    CHECK(warnings[2].to_string().find("config.yml:55:5: warning: slaves.rackspace/centos-7: ") !=
+    // The EC2 classes are accepted, and said not to be used yet (the master starts no instances).
+    CHECK(warnings[2].key_path == "slaves.aws/centos-7/zfs-head");
+    CHECK(warnings[3].key_path == "slaves.aws/ubuntu-14.04");
+    CHECK(warnings[4].key_path == "slaves.aws/centos-7");
+    for (std::size_t i = 2; i <= 4; ++i) {
+        CHECK(warnings[i].message.starts_with("not used yet: "));
+    }
+    CHECK(warnings[5].key_path == "slaves.rackspace/centos-7");
+    CHECK(warnings[5].to_string().find("config.yml:55:5: warning: slaves.rackspace/centos-7: ") !=
           std::string::npos);
 }
 
@@ -549,7 +556,16 @@ TEST_CASE("config: the JSON form round-trips every config") {
         auto back = ci::config::parse_config_json(json, "round-trip.json");
         INFO(all_diagnostics(back));
         REQUIRE(back.ok());
-        CHECK(back.diagnostics.empty());
+        // Only the warnings for keys not used yet (EC2 classes, a docker_tag), as from the YAML.
+        for (const auto& diagnostic : back.diagnostics) {
+            CAPTURE(diagnostic.to_string());
+            CHECK(diagnostic.severity == ci::config::Diagnostic::Severity::Warning);
+            CHECK(diagnostic.message.starts_with("not used yet: "));
+        }
+        CHECK(back.diagnostics.size() == static_cast<std::size_t>(std::ranges::count_if(
+                                             checked.diagnostics, [](const auto& d) {
+                                                 return d.message.starts_with("not used yet: ");
+                                             })));
         CHECK(*back.config == *checked.config);
         // And it is stable: writing the result again gives the same text.
         CHECK(ci::config::to_json(*back.config) == json);
