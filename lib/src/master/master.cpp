@@ -213,6 +213,7 @@ Status MasterState::start_servers() {
                                                    metrics,
                                                    *writes,
                                                    *coordinator,
+                                                   *reports,
                                                    accepting});
     router = std::make_unique<Router>(
         [this](const http::ServerRequest& request) { return check_auth(config, request); });

@@ -117,6 +117,15 @@ void Reports::finished(std::int64_t build, BuildResult result) {
     send(report);
 }
 
+void Reports::cancelled(const store::BuildRequest& request) {
+    if (reporters_.empty()) {
+        return;
+    }
+    auto report = base(request, report::BuildEvent::Cancelled);
+    report.result = BuildResult::Cancelled;
+    send(report);
+}
+
 void Reports::operational(const report::OpsEvent& event) {
     for (const auto& reporter : reporters_) {
         reporter->operational(event);

@@ -38,6 +38,8 @@ public:
     void checked_out(std::int64_t build, const std::string& branch_tip);
     /// The build ended (its request is queued again when the result is Retry).
     void finished(std::int64_t build, BuildResult result);
+    /// A pending request was cancelled through the API (a read-pool thread).
+    void cancelled(const store::BuildRequest& request);
     /// An operational event (a reporter gave up, the store degraded; the EC2 pools will report
     /// an instance that failed to terminate here): passed to every reporter. Any thread.
     void operational(const report::OpsEvent& event);

@@ -113,6 +113,9 @@ void cancel(Services& s, std::int64_t id, http::Reply reply) {
             return;
         }
         log::info("build request {} cancelled by {}", id, api_user(s));
+        if (auto request = store.request(id); request && *request) {
+            s.reports.cancelled(**request); // a commit status left pending, a push's summary
+        }
         Json json;
         json.begin().field("cancelled", id).end();
         reply.send(json_response(200, json.text()));

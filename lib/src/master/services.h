@@ -15,6 +15,7 @@
 #include "master/metrics.h"
 #include "master/read_pool.h"
 #include "master/registry.h"
+#include "master/reports.h"
 #include "master/router.h"
 #include "master/running.h"
 #include "master/store_writes.h"
@@ -34,6 +35,7 @@ struct Services {
     Metrics& metrics;
     StoreWrites& writes;
     Coordinator& coordinator;
+    Reports& reports;
     const std::atomic<bool>& accepting; ///< false once the master is shutting down
 };
 

@@ -104,7 +104,8 @@ std::optional<CommitStatus> status_for(const BuildReport& report, const Settings
         status.target_url = report.url;
         status.description = "Build started";
         break;
-    case BuildEvent::Finished: {
+    case BuildEvent::Finished:
+    case BuildEvent::Cancelled: {
         const auto finished = finished_state(report.result.value_or(BuildResult::Retry));
         if (!finished) {
             return std::nullopt; // retry: the status stays pending, the request runs again

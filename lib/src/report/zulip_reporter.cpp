@@ -97,6 +97,7 @@ private:
             started(report, outbox);
             return {};
         case BuildEvent::Finished:
+        case BuildEvent::Cancelled: // a line of its push ends, with no build
             return finished(report, outbox);
         }
         return {};
@@ -225,6 +226,9 @@ private:
     // The build as the store has it once its end is written (its log whole by then).
     Details read_details(const BuildReport& report, BuildResult result, store::Store& outbox) {
         Details details;
+        if (report.build_id == 0) {
+            return details; // cancelled before a build of it started
+        }
         const auto deadline = std::chrono::steady_clock::now() + settings_.log_wait;
         std::optional<store::Build> build;
         for (;;) {

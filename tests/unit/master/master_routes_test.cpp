@@ -353,6 +353,39 @@ TEST_CASE("master: a reporter the embedding program adds is told of requests, st
     CHECK(recorder->stopped_);
 }
 
+TEST_CASE("master: a request cancelled while pending is reported as cancelled") {
+    ci::test::Origin origin;
+    auto recorder = std::make_shared<RecordingReporter>();
+    ci::master::MasterOptions options;
+    options.reporters = {recorder};
+    // Only a remote worker class, and no worker connects: the request stays pending.
+    MasterFixture m(
+        webhook_config(origin.url(), R"({name: t, run: "true"})", "remote"), true, options);
+    const auto forced = m.post_auth("/api/v1/builders/tests/force", R"({"branch": "feature"})");
+    REQUIRE(forced.status == 202);
+    const auto id = json_of(forced)["requests"][0].GetInt64();
+    const auto cancelled = m.post_auth(fmt::format("/api/v1/buildrequests/{}/cancel", id), "");
+    REQUIRE(cancelled.status == 200);
+    for (int i = 0; i < 600 && recorder->reports().size() < 2; ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    const auto seen = recorder->reports();
+    REQUIRE(seen.size() == 2);
+    using ci::report::BuildEvent;
+    CHECK(seen[0].event == BuildEvent::Requested);
+    CHECK(seen[1].event == BuildEvent::Cancelled);
+    CHECK(seen[1].result == ci::BuildResult::Cancelled);
+    CHECK(seen[1].request_id == id);
+    CHECK(seen[1].build_id == 0);
+    CHECK(seen[1].builder == "tests");
+    CHECK(seen[1].branch == "feature");
+    // Cancelling it again changes nothing and reports nothing.
+    CHECK(m.post_auth(fmt::format("/api/v1/buildrequests/{}/cancel", id), "").status == 409);
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    CHECK(recorder->reports().size() == 2);
+    m.stop();
+}
+
 TEST_CASE("master: a disk that fails makes the master degraded; nothing is lost, and it "
           "recovers by itself") {
     ci::test::Origin origin;

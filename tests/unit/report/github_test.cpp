@@ -84,6 +84,17 @@ TEST_CASE("github: which state for which event") {
     CHECK(github::status_for(finished(BuildResult::Cancelled), s)->state == github::State::Error);
     // Retry leaves the status pending: nothing is sent.
     CHECK_FALSE(github::status_for(finished(BuildResult::Retry), s));
+    // A request cancelled before it ran: its pending status ends, with no build to link to.
+    auto cancelled = report(BuildEvent::Cancelled);
+    cancelled.build_id = 0;
+    cancelled.url.clear();
+    cancelled.result = BuildResult::Cancelled;
+    const auto ended = github::status_for(cancelled, s);
+    REQUIRE(ended);
+    CHECK(ended->state == github::State::Error);
+    CHECK(ended->description == "Build cancelled");
+    CHECK(ended->target_url.empty());
+    CHECK(ended->context == "libci/tests");
     for (const auto result : {BuildResult::Success, BuildResult::Failure, BuildResult::Exception}) {
         const auto status = github::status_for(finished(result), s);
         CHECK(status->description.size() <= github::max_description);

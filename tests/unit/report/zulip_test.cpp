@@ -461,3 +461,30 @@ TEST_CASE("zulip reporter: a request collapsed into a newer push's ends with its
     CHECK(messages[0].at("content").find("(built with a newer push)") != std::string::npos);
     CHECK(messages[1].at("content").find("`0123456789ab`") != std::string::npos);
 }
+
+TEST_CASE("zulip reporter: a request cancelled before it ran ends its line of the push") {
+    ReporterSetup setup;
+    auto& [dir, path, fake, s, clock, store] = setup;
+    const auto ids = run_builds(*store, "feature/x");
+    auto reporter = start(s, path, clock);
+    reporter->report(event(BuildEvent::Requested, ids[0], "tests", "feature/x"));
+    reporter->report(event(BuildEvent::Requested, ids[1], "docs", "feature/x"));
+    reporter->report(event(BuildEvent::Started, ids[0], "tests", "feature/x"));
+    reporter->report(event(BuildEvent::Finished, ids[0], "tests", "feature/x"));
+    std::this_thread::sleep_for(200ms);
+    CHECK(fake.messages().empty()); // docs has not ended
+    auto cancelled = event(BuildEvent::Requested, ids[1], "docs", "feature/x");
+    cancelled.event = BuildEvent::Cancelled;
+    cancelled.result = BuildResult::Cancelled;
+    reporter->report(cancelled);
+    REQUIRE(fake.wait_for(1));
+    std::this_thread::sleep_for(200ms); // nothing more comes
+    reporter->stop();
+    const auto messages = fake.messages();
+    REQUIRE(messages.size() == 1);
+    const auto& content = messages[0].at("content");
+    INFO(content);
+    CHECK(content.find("* tests: success in 42s") != std::string::npos);
+    CHECK(content.find("* docs: **cancelled**\n") != std::string::npos);
+    CHECK(open_store(path)->queued_reports("zulip-pushes")->empty());
+}

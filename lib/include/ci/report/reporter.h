@@ -23,13 +23,14 @@ enum class BuildEvent {
     Requested, ///< a build request was stored (a push, a force, a periodic run)
     Started,   ///< a worker started a build of it
     Finished,  ///< that build ended (`result`; Retry: its request is queued again)
+    Cancelled, ///< the request was cancelled before a build of it started (`result`: Cancelled)
 };
 
 /// What a reporter is told. Plain values, copied: a reporter may keep it.
 struct BuildReport {
     BuildEvent event = BuildEvent::Requested;
     std::int64_t request_id = 0;
-    std::int64_t build_id = 0; ///< 0 for Requested
+    std::int64_t build_id = 0; ///< 0 for Requested and Cancelled
     std::string builder;
     std::string repository; ///< the config's name of the repository (`repositories.<name>`)
     std::string branch;
@@ -37,7 +38,7 @@ struct BuildReport {
     /// merge commit a merge-forward build tested. Empty when it is not known yet (a build
     /// forced without a revision, before its checkout).
     std::string revision;
-    std::optional<BuildResult> result;             ///< Finished only
+    std::optional<BuildResult> result;             ///< Finished and Cancelled only
     std::string url;                               ///< the build's page; empty for Requested
     std::map<std::string, std::string> properties; ///< the request's properties (force, ...)
     std::chrono::system_clock::time_point at{};    ///< when it happened
@@ -62,7 +63,7 @@ using OpsHook = std::function<void(const OpsEvent&)>;
 
 /// A destination for reports. Implementations must be thread-safe: report() is called from
 /// several of the master's threads. For one request, Requested comes before Started, and
-/// Started before Finished.
+/// Started before Finished; a request cancelled while pending gets Cancelled instead of both.
 class Reporter {
 public:
     virtual ~Reporter() = default;
