@@ -21,6 +21,12 @@ namespace detail {
 
 namespace {
 
+// How far back a webhook delivery is recognised as sent again (GitHub's redeliveries).
+constexpr auto delivery_window = std::chrono::hours(24 * 7);
+// What the store keeps of history it no longer needs (delivery ids, sent reports): a day more.
+constexpr auto history_kept = delivery_window + std::chrono::hours(24);
+constexpr auto prune_interval = std::chrono::hours(1);
+
 // The check of the routes that change something: HTTP basic with the config's auth.
 std::optional<http::ServerResponse> check_auth(const config::Config& config,
                                                const http::ServerRequest& request) {
@@ -65,7 +71,7 @@ Status MasterState::open_store() {
                   "requests are queued again",
                   *recovered);
     }
-    auto seen = store->deliveries_since(clock.now() - std::chrono::hours(24 * 7));
+    auto seen = store->deliveries_since(clock.now() - delivery_window);
     if (!seen) {
         return fail(seen.error());
     }
@@ -272,7 +278,24 @@ void MasterState::start_local_workers() {
 // Writes the workers' state now and then (last seen), for the API after a restart.
 void MasterState::run_housekeeper() {
     std::unique_lock lock(quiet_mutex);
+    auto next_prune = clock.now();
     while (!quiet.wait_for(lock, std::chrono::seconds(30), [&] { return stopping; })) {
+        if (const auto now = clock.now(); now >= next_prune) {
+            next_prune = now + prune_interval;
+            writes->post("the pruning of old webhook deliveries and sent reports",
+                         [before = now - history_kept](store::Store& s) -> Status {
+                             auto removed = s.prune(before);
+                             if (!removed) {
+                                 return fail(removed.error());
+                             }
+                             if (*removed > 0) {
+                                 log::info("pruned {} rows of history (webhook deliveries, sent "
+                                           "reports) older than 8 days",
+                                           *removed);
+                             }
+                             return {};
+                         });
+        }
         // Checked here, not on the writer's thread: a degraded store is an operator's concern
         // when it lasts, and the reporters must not be called under the writer's lock.
         const auto degraded = writes->degraded();

@@ -1023,6 +1023,31 @@ public:
         return {};
     }
 
+    Result<std::int64_t> prune(WallTime before) override {
+        const std::lock_guard lock(mutex_);
+        const char* what = "prune the history";
+        if (auto status = execute("BEGIN IMMEDIATE", what); !status) {
+            return fail(status.error());
+        }
+        std::int64_t removed = 0;
+        for (const char* sql : {"DELETE FROM webhook_deliveries WHERE received_ms < ?1",
+                                "DELETE FROM reports WHERE state != 'queued' AND done_ms < ?1"}) {
+            Statement statement(*statements_, sql);
+            statement.bind(1, to_ms(before));
+            if (statement.step() != SQLITE_DONE) {
+                auto failed = error(what);
+                (void)execute("ROLLBACK", "roll back");
+                return fail(failed.error());
+            }
+            removed += sqlite3_changes(db_);
+        }
+        if (auto committed = execute("COMMIT", what); !committed) {
+            (void)execute("ROLLBACK", "roll back");
+            return fail(committed.error());
+        }
+        return removed;
+    }
+
 private:
     // While it lives, commits do not sync (synchronous=NORMAL); FULL again after. For writes
     // whose durability the next synchronous commit provides (WAL commits are ordered). Not OFF:

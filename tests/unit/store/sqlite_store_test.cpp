@@ -801,6 +801,38 @@ TEST_CASE("store: schema 5 gains the reporters' outbox; queued messages survive 
     CHECK(store->queue_reports("github", {}, t0)->empty());
 }
 
+TEST_CASE("store: prune deletes old delivery ids and finished reports, never a queued one") {
+    ci::test::TempDir dir;
+    auto store = open(dir / "state.sqlite");
+    const auto change_at = [](std::int64_t id, const char* revision) {
+        ci::sched::Change change;
+        change.id = id;
+        change.repository = "app";
+        change.branch = "feature";
+        change.revision = revision;
+        change.when = t0;
+        return change;
+    };
+    REQUIRE_OK(store->write({ci::store::Batch{{change_at(1, "a")}, {}, {"old"}}}, t0));
+    REQUIRE_OK(store->write({ci::store::Batch{{change_at(2, "b")}, {}, {"new"}}}, t0 + 10h));
+    auto ids =
+        store->queue_reports("github", {"sent-early", "dropped-early", "queued", "sent-late"}, t0);
+    REQUIRE_OK(ids);
+    REQUIRE_OK(store->finish_report((*ids)[0], ci::store::ReportState::Sent, t0 + 1h));
+    REQUIRE_OK(store->finish_report((*ids)[1], ci::store::ReportState::Dropped, t0 + 1h));
+    REQUIRE_OK(store->finish_report((*ids)[3], ci::store::ReportState::Sent, t0 + 10h));
+
+    auto removed = store->prune(t0 + 5h);
+    REQUIRE_OK(removed);
+    CHECK(*removed == 3); // "old", sent-early, dropped-early
+    CHECK(*store->deliveries_since(t0 - 1h) == std::vector<std::string>{"new"});
+    const auto queued = store->queued_reports("github");
+    REQUIRE(queued->size() == 1);
+    CHECK((*queued)[0].payload == "queued");       // queued long ago, and still to be sent
+    CHECK(store->recent_changes(10)->size() == 2); // changes are not history to prune
+    CHECK(*store->prune(t0 + 5h) == 0);
+}
+
 TEST_CASE("store: change ids go on after the newest stored change, not after what was reserved") {
     ci::test::TempDir dir;
     const auto path = dir / "state.sqlite";

@@ -261,6 +261,11 @@ public:
     /// Marks message `id` Sent or Dropped (synchronously): it is never sent again.
     [[nodiscard]] virtual Status
     finish_report(std::int64_t id, ReportState state, WallTime now) = 0;
+
+    /// Deletes what is only history by `before`: webhook delivery ids received before it (the
+    /// master de-duplicates deliveries of the last 7 days) and reporter messages Sent or
+    /// Dropped before it (never a Queued one). Returns how many rows went.
+    [[nodiscard]] virtual Result<std::int64_t> prune(WallTime before) = 0;
 };
 
 /// How a SQLite store is opened.
