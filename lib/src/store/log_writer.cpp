@@ -291,7 +291,6 @@ private:
             failures = failures_in_a_row_;
             failures_in_a_row_ = 0;
         }
-        progress_.notify_all();
         if (recovered) {
             log::info("build logs: {}: written again after {} failed attempt(s); nothing was lost",
                       path_,
@@ -300,6 +299,9 @@ private:
                 options_.on_recovered();
             }
         }
+        // After the recovery is reported: a flush() that returns has seen it (the master's
+        // health and the tests rely on that order).
+        progress_.notify_all();
     }
 
     void failed(const Error& error, std::size_t chunks, std::size_t bytes) {
