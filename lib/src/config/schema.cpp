@@ -197,7 +197,7 @@ void Checker::check_buildmaster(const YAML::Node& node) {
     fields.read("host", out.host);
     fields.read("docker_tag", out.docker_tag);
     if (const auto* tag = fields.find("docker_tag");
-        tag && out.docker_tag != Buildmaster{}.docker_tag) {
+        tag != nullptr && out.docker_tag != Buildmaster{}.docker_tag) {
         reader_.warning(tag->key_node,
                         fields.path("docker_tag"),
                         "not used yet: nothing deploys an image (ci-deploy only checks configs)");
