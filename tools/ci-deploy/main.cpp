@@ -1,4 +1,5 @@
-// ci-deploy: deploys and updates a master from config.yml.
+// ci-deploy: checks a config.yml before it is deployed (deploying and updating a master: not
+// built yet).
 
 #include <CLI/CLI.hpp>
 
@@ -6,7 +7,8 @@
 #include "common/tool.h"
 
 int main(int argc, char** argv) {
-    CLI::App app{"ci-deploy: deploys and updates a libci master from its config.yml."};
+    CLI::App app{"ci-deploy: checks a libci master's config.yml before it is deployed (deploying "
+                 "and updating a master are not built yet)."};
     ci::tools::setup_common(app, "ci-deploy");
     app.require_subcommand(1);
     ci::tools::Runner runner;
