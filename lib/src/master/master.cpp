@@ -159,13 +159,15 @@ Status MasterState::start_reporters() {
             target->operational(event);
         }
     };
-    // Each with its outbox on a store connection of its own.
-    const auto add = [&](auto start) -> Status {
+    // Each with its outbox on a store connection of its own: GitHub's and Zulip's
+    // start_reporter take the same arguments, but for their settings.
+    const auto add = [&](auto start_reporter, auto settings) -> Status {
         auto outbox = store::open_sqlite(config.buildmaster.state);
         if (!outbox) {
             return fail(outbox.error());
         }
-        auto reporter = start(std::move(*outbox), http::make_client(client_options));
+        auto reporter = start_reporter(
+            std::move(settings), std::move(*outbox), http::make_client(client_options), clock, ops);
         if (!reporter) {
             return fail(reporter.error());
         }
@@ -173,26 +175,14 @@ Status MasterState::start_reporters() {
         return {};
     };
     if (config.github.report_status) {
-        if (auto added = add([&](auto outbox, auto client) {
-                return report::github::start_reporter(report::github::settings_from(config),
-                                                      std::move(outbox),
-                                                      std::move(client),
-                                                      clock,
-                                                      ops);
-            });
+        if (auto added = add(report::github::start_reporter, report::github::settings_from(config));
             !added) {
             return added;
         }
         log::info("github: reporting commit statuses to {}", config.github.api_url);
     }
     if (config.zulip) {
-        if (auto added = add([&](auto outbox, auto client) {
-                return report::zulip::start_reporter(report::zulip::settings_from(config),
-                                                     std::move(outbox),
-                                                     std::move(client),
-                                                     clock,
-                                                     ops);
-            });
+        if (auto added = add(report::zulip::start_reporter, report::zulip::settings_from(config));
             !added) {
             return added;
         }

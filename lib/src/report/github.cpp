@@ -9,6 +9,8 @@
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
+#include "core/json.h"
+
 namespace ci::report::github {
 
 namespace {
@@ -175,15 +177,15 @@ std::string to_json(const CommitStatus& status) {
 }
 
 Result<CommitStatus> parse_status(std::string_view json) {
-    rapidjson::Document document;
-    document.Parse(json.data(), json.size());
     const auto bad = [&] {
         return fail(ErrorCode::InvalidArgument,
                     fmt::format("a stored commit status is damaged: {}", json.substr(0, 200)));
     };
-    if (document.HasParseError() || !document.IsObject()) {
+    auto parsed = json::parse_object(json);
+    if (!parsed) {
         return bad();
     }
+    const auto& document = *parsed;
     CommitStatus status;
     const auto text = [&](const char* key, std::string& out) {
         const auto member = document.FindMember(key);

@@ -11,6 +11,8 @@
 
 #include <ci/core/crypto.h>
 
+#include "core/json.h"
+
 namespace ci::report::zulip {
 
 namespace {
@@ -423,11 +425,13 @@ std::string to_json(const Message& message) {
 }
 
 Result<Message> parse_message(std::string_view json) {
-    rapidjson::Document document;
-    document.Parse(json.data(), json.size());
+    auto parsed = json::parse_object(json);
     Message message;
-    if (document.HasParseError() || !document.IsObject() ||
-        !read(document, "stream", message.stream) || !read(document, "topic", message.topic) ||
+    if (!parsed) {
+        return damaged("message", json);
+    }
+    const auto& document = *parsed;
+    if (!read(document, "stream", message.stream) || !read(document, "topic", message.topic) ||
         !read(document, "content", message.content)) {
         return damaged("message", json);
     }
@@ -471,13 +475,15 @@ std::string to_json(const Push& push) {
 }
 
 Result<Push> parse_push(std::string_view json) {
-    rapidjson::Document document;
-    document.Parse(json.data(), json.size());
+    auto parsed = json::parse_object(json);
+    if (!parsed) {
+        return damaged("push", json);
+    }
+    const auto& document = *parsed;
     Push push;
-    if (document.HasParseError() || !document.IsObject() || !read(document, "id", push.id) ||
-        !read(document, "repository", push.repository) || !read(document, "branch", push.branch) ||
-        !read(document, "revision", push.revision) || !document.HasMember("builds") ||
-        !document["builds"].IsArray()) {
+    if (!read(document, "id", push.id) || !read(document, "repository", push.repository) ||
+        !read(document, "branch", push.branch) || !read(document, "revision", push.revision) ||
+        !document.HasMember("builds") || !document["builds"].IsArray()) {
         return damaged("push", json);
     }
     for (const auto& item : document["builds"].GetArray()) {
@@ -494,11 +500,11 @@ Result<Push> parse_push(std::string_view json) {
         }
         line.duration = std::chrono::seconds(duration);
         if (read(item, "result", result)) {
-            auto parsed = parse_build_result(result);
-            if (!parsed) {
+            auto named = parse_build_result(result);
+            if (!named) {
                 return damaged("push", json);
             }
-            line.result = *parsed;
+            line.result = *named;
         }
         for (const auto& test : item["failed_tests"].GetArray()) {
             if (!test.IsString()) {
