@@ -9,7 +9,7 @@ LIBCI_BUILD_PACKAGES=(
 )
 # What the test suites use besides the build: real peers run on 127.0.0.1.
 LIBCI_TEST_PACKAGES=(
-  python3-botocore python3-venv
+  python3-botocore python3-venv python3-openssl # python3-openssl: TLS workers in tests
   openssh-server openssh-client # the SSH checkout test runs a real sshd on 127.0.0.1
   python3-pip python3-setuptools python3-wheel curl # the wheelhouse test: pip builds, installs
 )

@@ -4,6 +4,7 @@
 
     log_bench.py BUILD_DIR [--lines 5000000] [--rounds 5] [--state-dir /tmp]
                  [--healthz-interval-ms 5] [--webhook-interval-ms 20] [--keep]
+                 [--worker-transport tls|plaintext]
 
 One ci-master (SQLite state on disk in --state-dir) and one ci-worker connected to it, both real
 processes. Two builders on the same repository and worker: `loud`, whose step is `seq N` (N =
@@ -38,6 +39,7 @@ import hmac
 import http.client
 import json
 import multiprocessing
+import ssl
 import os
 import secrets
 import shutil
@@ -224,6 +226,10 @@ def main():
     parser.add_argument("--webhook-interval-ms", type=float, default=20,
                         help="0: send no webhooks")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    parser.add_argument("--worker-transport", choices=["tls", "plaintext"], default="tls",
+                        help="the worker port: TLS 1.3 (the default; the worker pins the "
+                             "master's self-signed certificate) or plaintext (buildmaster.tls: "
+                             "false, ci-worker --insecure); run both to compare")
     args = parser.parse_args()
 
     build_dir = os.path.abspath(args.build_dir)
@@ -248,7 +254,8 @@ def main():
         password = secrets.token_hex(16)
         config = os.path.join(root, "config.yml")
         write_secret(config, f"""# ci-master for the log benchmark (written by bench/master/log_bench.py).
-buildmaster: {{host: 127.0.0.1, web_port: 0, worker_port: 0, state: {root}/state.sqlite}}
+buildmaster: {{host: 127.0.0.1, web_port: 0, worker_port: 0, state: {root}/state.sqlite,
+              tls: {"true" if args.worker_transport == "tls" else "false"}}}
 auth: {{user: {AUTH[0]}, password: "{AUTH[1]}"}}
 github: {{webhook_secret: "{webhook_secret}"}}
 slaves:
@@ -289,11 +296,17 @@ schedulers:
         with open(ports_file) as f:
             ports = json.load(f)
         web_port, worker_port = ports["web_port"], ports["worker_port"]
+        if args.worker_transport == "tls":
+            pem = open(os.path.join(root, "tls", "cert.pem")).read()
+            trust = ["--fingerprint",
+                     "sha256:" + hashlib.sha256(ssl.PEM_cert_to_DER_cert(pem)).hexdigest()]
+        else:
+            trust = ["--insecure"]
         with open(worker_log, "w") as log:
             worker = subprocess.Popen(
                 [worker_tool, "start", "--master", f"127.0.0.1:{worker_port}", "--name",
                  "remote/0", "--secret-file", secret_file, "--work-dir",
-                 os.path.join(root, "worker")],
+                 os.path.join(root, "worker")] + trust,
                 cwd=root, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         processes.append(worker)
         client = Client(web_port)
@@ -304,7 +317,7 @@ schedulers:
         auth_header = "Basic " + base64.b64encode(f"{AUTH[0]}:{AUTH[1]}".encode()).decode()
 
         print(f"== build log ingest: step `{command}` ({len(expected):,} bytes, {size_mb:.1f} MB) "
-              f"through a remote ci-worker; state in {args.state_dir} (fdatasync of 4 KiB "
+              f"through a remote ci-worker over {args.worker_transport}; state in {args.state_dir} (fdatasync of 4 KiB "
               f"{fsync_probe(root):.2f} ms); {args.rounds} rounds; load average "
               f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
         # Warm up: the worker's first build clones the repository.

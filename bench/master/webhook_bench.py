@@ -34,6 +34,7 @@ Buildbot's 1-sender rate leaves per webhook within it.
 """
 import argparse
 import contextlib
+import hashlib
 import json
 import os
 import secrets
@@ -41,6 +42,7 @@ import shutil
 import signal
 import socket
 import sqlite3
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -462,11 +464,19 @@ def describe(result):
     return text + ")"
 
 
+def fingerprint(pem_path):
+    """`sha256:HEX` of a PEM certificate (Python's ssl and hashlib)."""
+    der = ssl.PEM_cert_to_DER_cert(open(pem_path).read())
+    return "sha256:" + hashlib.sha256(der).hexdigest()
+
+
 def workers_phase(ours, load, passwords_file, count, pin):
     """Connects `count` idle workers to ours; returns (RSS after all are welcomed, after 5 s)."""
     command = [load, "--workers", str(count), "--worker-port", str(ours.worker_port),
                "--worker-secret-file", passwords_file, "--worker-class", "bench",
-               "--timeout", "60", "--duration", "300"]  # ends by itself if never all welcomed
+               "--timeout", "60", "--duration", "300",  # ends by itself if never all welcomed
+               # TLS, as ci-worker: the self-signed certificate ci-master made in its dir.
+               "--worker-fingerprint", fingerprint(os.path.join(ours.dir, "tls", "cert.pem"))]
     if pin:
         command = ["taskset", "-c", pin, *command]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

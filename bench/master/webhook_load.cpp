@@ -23,6 +23,12 @@
 //   webhook_load --workers 1000 --worker-port PORT --worker-secret-file FILE
 //                [--worker-class bench] [--worker-host 127.0.0.1] [--duration S]
 //
+// With --worker-fingerprint sha256:HEX the workers speak TLS 1.3 (OpenSSL, non-blocking on the
+// same epoll loop) as ci-worker does: the master's certificate pinned, the proof bound to the
+// connection's exporter value (RFC 5705), the session kept for resumption. A worker that loses
+// its connection reconnects after 1 s; each time all N are welcomed again, a JSON line says how
+// long it took and how many handshakes were full and how many resumed (a master restart).
+//
 // FILE holds one password per line: line i (0-based) is the password of worker CLASS/i.
 // Secrets are read from files only, never from the command line.
 //
@@ -61,6 +67,8 @@
 #include <openssl/core_names.h>
 #include <openssl/evp.h>
 #include <openssl/params.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 #include <rapidjson/document.h>
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
@@ -121,6 +129,12 @@ void append_hex(std::string& out, const unsigned char* data, std::size_t size) {
         out += hex_digits[data[i] >> 4];
         out += hex_digits[data[i] & 15];
     }
+}
+
+std::string hex(std::string_view bytes) {
+    std::string out;
+    append_hex(out, reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size());
+    return out;
 }
 
 void append_hex64(std::string& out, std::uint64_t value, int digits) {
@@ -301,6 +315,7 @@ struct Options {
     int worker_port = 0;
     std::string worker_secret_file;
     std::string worker_class = "bench";
+    std::string worker_fingerprint; // TLS when set: "sha256:" + 64 lowercase hex digits
 };
 
 void usage() {
@@ -309,7 +324,8 @@ void usage() {
                "                    [--repo-url URL] [--signature both|sha256|sha1] [--threads T]\n"
                "                    [--branches B] [--timeout S] [--seed N] [--quickack]\n"
                "       webhook_load --workers N --worker-port PORT --worker-secret-file FILE\n"
-               "                    [--worker-class CLASS] [--worker-host HOST] [--duration S]\n",
+               "                    [--worker-class CLASS] [--worker-host HOST] [--duration S]\n"
+               "                    [--worker-fingerprint sha256:HEX]\n",
                stderr);
 }
 
@@ -373,6 +389,8 @@ Options parse_options(int argc, char** argv) {
             options.worker_secret_file = value;
         } else if (arg == "--worker-class") {
             options.worker_class = value;
+        } else if (arg == "--worker-fingerprint") {
+            options.worker_fingerprint = value;
         } else {
             usage();
             die("unknown option " + arg);
@@ -1102,14 +1120,26 @@ public:
         for (std::size_t i = 0; i < workers_.size(); ++i) {
             workers_[i].index = static_cast<int>(i);
         }
+        if (!options.worker_fingerprint.empty()) {
+            tls_ = SSL_CTX_new(TLS_client_method());
+            SSL_CTX_set_min_proto_version(tls_, TLS1_3_VERSION);
+            SSL_CTX_set_verify(tls_, SSL_VERIFY_NONE, nullptr); // pinned after the handshake
+            SSL_CTX_set_session_cache_mode(
+                tls_, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+            SSL_CTX_sess_set_new_cb(tls_, &WorkerPool::on_new_session);
+        }
     }
     WorkerPool(const WorkerPool&) = delete;
     WorkerPool& operator=(const WorkerPool&) = delete;
     ~WorkerPool() {
         for (auto& w : workers_) {
-            if (w.fd >= 0) {
-                close(w.fd);
+            drop(w);
+            if (w.session != nullptr) {
+                SSL_SESSION_free(w.session);
             }
+        }
+        if (tls_ != nullptr) {
+            SSL_CTX_free(tls_);
         }
         close(epoll_);
     }
@@ -1125,6 +1155,9 @@ public:
             open(w);
         }
         bool announced = false;
+        bool all_welcomed = false;
+        int round = 0;
+        auto round_start = start;
         std::array<epoll_event, 256> events{};
         auto next_sweep = Clock::now();
         while (stop_signal == 0 && Clock::now() < deadline) {
@@ -1139,20 +1172,38 @@ public:
                         send_line(w, R"({"type":"heartbeat"})");
                         w.next_heartbeat = now + w.heartbeat;
                         ++heartbeats_;
-                    } else if ((w.state == State::connecting || w.state == State::greeting) &&
+                    } else if ((w.state == State::connecting || w.state == State::handshaking ||
+                                w.state == State::greeting) &&
                                now - w.started > handshake_timeout) {
                         fail(w, "no welcome within the timeout");
                     }
                     welcomed += w.state == State::welcomed ? 1 : 0;
                 }
-                if (!announced && welcomed == options_.workers) {
+                if (welcomed == options_.workers && !all_welcomed) {
+                    all_welcomed = true;
                     announced = true;
-                    std::printf("{\"event\":\"welcomed\",\"workers\":%d,\"seconds\":%.3f,"
-                                "\"heartbeat_seconds\":%.1f}\n",
+                    const double seconds = seconds_since(round_start);
+                    std::printf("{\"event\":\"welcomed\",\"round\":%d,\"workers\":%d,"
+                                "\"seconds\":%.3f,\"heartbeat_seconds\":%.1f,\"tls\":%s,"
+                                "\"full_handshakes\":%lld,\"resumed_handshakes\":%lld,"
+                                "\"handshakes_per_second\":%.1f}\n",
+                                round,
                                 welcomed,
-                                seconds_since(start),
-                                heartbeat_seconds_);
+                                seconds,
+                                heartbeat_seconds_,
+                                tls_ != nullptr ? "true" : "false",
+                                full_handshakes_,
+                                resumed_handshakes_,
+                                static_cast<double>(full_handshakes_ + resumed_handshakes_) /
+                                    std::max(seconds, 1e-3));
                     std::fflush(stdout);
+                } else if (welcomed < options_.workers && all_welcomed) {
+                    // Connections dropped (a master restart): time the next round from here.
+                    all_welcomed = false;
+                    ++round;
+                    round_start = Clock::now();
+                    full_handshakes_ = 0;
+                    resumed_handshakes_ = 0;
                 }
             }
             const int n = epoll_wait(epoll_, events.data(), static_cast<int>(events.size()), 100);
@@ -1187,7 +1238,7 @@ public:
     }
 
 private:
-    enum class State { waiting, connecting, greeting, welcomed, refused };
+    enum class State { waiting, connecting, handshaking, greeting, welcomed, refused };
 
     struct Worker {
         int index = 0;
@@ -1200,9 +1251,86 @@ private:
         Clock::time_point next_heartbeat{};
         Clock::duration heartbeat{};
         bool want_write = false;
+        SSL* ssl = nullptr;
+        SSL_SESSION* session = nullptr; // the last ticket, for the next connection
+        std::string exporter;           // hex, what the proof covers besides the nonce
     };
 
+    static int on_new_session(SSL* ssl, SSL_SESSION* session) {
+        auto* w = static_cast<Worker*>(SSL_get_app_data(ssl));
+        if (w->session != nullptr) {
+            SSL_SESSION_free(w->session);
+        }
+        w->session = session;
+        return 1; // the reference is the worker's now
+    }
+
+    // Closes the connection (and its TLS state); the session stays for the next one.
+    void drop(Worker& w) {
+        if (w.ssl != nullptr) {
+            SSL_free(w.ssl);
+            w.ssl = nullptr;
+        }
+        if (w.fd >= 0) {
+            close(w.fd);
+            w.fd = -1;
+        }
+    }
+
+    // Drives the TLS handshake; on success checks the pin and moves on to the protocol.
+    void handshake(Worker& w) {
+        const int done = SSL_connect(w.ssl);
+        if (done != 1) {
+            const int error = SSL_get_error(w.ssl, done);
+            if (error == SSL_ERROR_WANT_READ) {
+                set_write_interest(w, false);
+                return;
+            }
+            if (error == SSL_ERROR_WANT_WRITE) {
+                set_write_interest(w, true);
+                return;
+            }
+            fail(w, "TLS handshake failed (SSL_get_error " + std::to_string(error) + ")");
+            return;
+        }
+        X509* certificate = SSL_get0_peer_certificate(w.ssl);
+        std::array<unsigned char, EVP_MAX_MD_SIZE> digest{};
+        unsigned int size = 0;
+        std::string seen = "sha256:";
+        if (certificate != nullptr &&
+            X509_digest(certificate, EVP_sha256(), digest.data(), &size) == 1) {
+            seen += hex(std::string_view(reinterpret_cast<const char*>(digest.data()), size));
+        }
+        if (seen != options_.worker_fingerprint) {
+            fail(w, "the master's certificate is " + seen + ", not the pinned one");
+            return;
+        }
+        std::array<unsigned char, 32> exported{};
+        static constexpr std::string_view label = "EXPORTER-libci-worker-proof";
+        if (SSL_export_keying_material(w.ssl,
+                                       exported.data(),
+                                       exported.size(),
+                                       label.data(),
+                                       label.size(),
+                                       nullptr,
+                                       0,
+                                       0) != 1) {
+            fail(w, "no TLS exporter value");
+            return;
+        }
+        w.exporter =
+            hex(std::string_view(reinterpret_cast<const char*>(exported.data()), exported.size()));
+        if (SSL_session_reused(w.ssl) == 1) {
+            ++resumed_handshakes_;
+        } else {
+            ++full_handshakes_;
+        }
+        w.state = State::greeting;
+        set_write_interest(w, false);
+    }
+
     void open(Worker& w) {
+        drop(w);
         w.fd = start_connect(endpoint_);
         w.started = Clock::now();
         if (w.fd < 0) {
@@ -1224,10 +1352,7 @@ private:
         if (first_error_.empty()) {
             first_error_ = options_.worker_class + "/" + std::to_string(w.index) + ": " + what;
         }
-        if (w.fd >= 0) {
-            close(w.fd);
-            w.fd = -1;
-        }
+        drop(w);
         w.state = State::waiting;
         w.retry_at = Clock::now() + std::chrono::seconds(1);
     }
@@ -1250,6 +1375,19 @@ private:
     }
 
     void flush(Worker& w) {
+        while (!w.out.empty() && w.ssl != nullptr) {
+            const int n = SSL_write(w.ssl, w.out.data(), static_cast<int>(w.out.size()));
+            if (n <= 0) {
+                const int error = SSL_get_error(w.ssl, n);
+                if (error == SSL_ERROR_WANT_WRITE || error == SSL_ERROR_WANT_READ) {
+                    set_write_interest(w, true);
+                    return;
+                }
+                fail(w, "TLS write failed");
+                return;
+            }
+            w.out.erase(0, static_cast<std::size_t>(n));
+        }
         while (!w.out.empty()) {
             const ssize_t n = send(w.fd, w.out.data(), w.out.size(), MSG_NOSIGNAL);
             if (n < 0) {
@@ -1280,8 +1418,24 @@ private:
                 fail(w, std::string("connect: ") + std::strerror(error));
                 return;
             }
-            w.state = State::greeting;
-            set_write_interest(w, false);
+            if (tls_ != nullptr) {
+                w.ssl = SSL_new(tls_);
+                SSL_set_app_data(w.ssl, &w);
+                SSL_set_fd(w.ssl, w.fd);
+                if (w.session != nullptr) {
+                    SSL_set_session(w.ssl, w.session);
+                }
+                w.state = State::handshaking;
+            } else {
+                w.state = State::greeting;
+                set_write_interest(w, false);
+            }
+        }
+        if (w.state == State::handshaking) {
+            handshake(w);
+            if (w.state == State::handshaking || w.fd < 0) {
+                return;
+            }
         }
         if ((events & EPOLLOUT) != 0 && !w.out.empty()) {
             flush(w);
@@ -1295,6 +1449,19 @@ private:
         bool eof = false;
         for (;;) {
             std::array<char, 4096> buffer; // not zero-filled: recv() writes what is used
+            if (w.ssl != nullptr) {
+                const int n = SSL_read(w.ssl, buffer.data(), static_cast<int>(buffer.size()));
+                if (n > 0) {
+                    w.in.append(buffer.data(), static_cast<std::size_t>(n));
+                    continue;
+                }
+                const int error = SSL_get_error(w.ssl, n);
+                if (error == SSL_ERROR_WANT_READ || error == SSL_ERROR_WANT_WRITE) {
+                    break;
+                }
+                eof = true;
+                break;
+            }
             const ssize_t n = recv(w.fd, buffer.data(), buffer.size(), 0);
             if (n > 0) {
                 w.in.append(buffer.data(), static_cast<std::size_t>(n));
@@ -1321,8 +1488,7 @@ private:
         }
         if (eof && w.fd >= 0) {
             const bool was_refused = w.state == State::refused;
-            close(w.fd);
-            w.fd = -1;
+            drop(w);
             if (was_refused) {
                 return; // refused workers stay down: the password or name is wrong
             }
@@ -1359,7 +1525,9 @@ private:
             send_line(w,
                       R"({"type":"hello","name":")" +
                           json_escape(options_.worker_class + "/" + std::to_string(w.index)) +
-                          R"(","proof":")" + hmac_sha256_hex(password, nonce) +
+                          R"(","proof":")" +
+                          hmac_sha256_hex(password,
+                                          w.exporter.empty() ? nonce : nonce + ":" + w.exporter) +
                           R"(","max_builds":1,"protocol":)" + std::to_string(version) + "}");
         } else if (type == "welcome") {
             double seconds = 30;
@@ -1415,6 +1583,9 @@ private:
     long long builds_ = 0;
     std::string first_error_;
     std::string first_refusal_;
+    SSL_CTX* tls_ = nullptr;
+    long long full_handshakes_ = 0;
+    long long resumed_handshakes_ = 0;
 };
 
 int run_workers(const Options& options) {

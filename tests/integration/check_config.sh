@@ -2,7 +2,7 @@
 # `ci-master check-config` and `ci-deploy check` as a user runs them: the old deployment's files
 # pass with warnings, a file with three mistakes gets all three reported with line:column and key
 # path and exit 1, an unreadable file exits 3, and the JSON form works from a 0600 file and from
-# $LIBCI_CONFIG.
+# $LIBCI_CONFIG; the certificate files of buildmaster.tls are read and checked.
 set -uo pipefail
 build_dir=${LIBCI_BUILD_DIR:?}
 source_dir=${LIBCI_SOURCE_DIR:?}
@@ -85,6 +85,26 @@ expect 1 "a bad JSON config in \$LIBCI_CONFIG is reported" -- \
   env LIBCI_CONFIG='{"buildmaster": {"hots": "h"}}' "$master" check-config
 contains "$err" "\$LIBCI_CONFIG: buildmaster.hots: unknown key (did you mean \"host\"?)"
 expect 2 "no FILE and no \$LIBCI_CONFIG is a usage error" -- env -u LIBCI_CONFIG "$master" check-config
+
+# buildmaster.tls: the files it names are read (issue 17).
+printf 'buildmaster: {tls: {cert: %s/missing.pem, key: %s/missing.key}}\n' "$tmp" "$tmp" >"$tmp/tls.yml"
+expect 1 "a missing buildmaster.tls.cert is reported" -- "$master" check-config "$tmp/tls.yml"
+contains "$err" "buildmaster.tls.cert: cannot read $tmp/missing.pem"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$tmp/a.key" \
+  -out "$tmp/a.pem" -days 1 -subj /CN=a 2>/dev/null
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$tmp/b.key" \
+  -out "$tmp/b.pem" -days 1 -subj /CN=b 2>/dev/null
+printf 'buildmaster: {tls: {cert: %s/a.pem, key: %s/b.key}}\n' "$tmp" "$tmp" >"$tmp/tls.yml"
+expect 1 "a key of another certificate is reported" -- "$master" check-config "$tmp/tls.yml"
+contains "$err" "buildmaster.tls.key: the key in $tmp/b.key does not belong to the certificate"
+printf 'buildmaster: {tls: {cert: %s/a.key, key: %s/a.key}}\n' "$tmp" "$tmp" >"$tmp/tls.yml"
+expect 1 "a cert file that holds no certificate is reported" -- "$master" check-config "$tmp/tls.yml"
+contains "$err" "buildmaster.tls.cert: $tmp/a.key holds no PEM certificate"
+printf 'buildmaster: {tls: {cert: %s/a.pem, key: %s/a.key}}\n' "$tmp" "$tmp" >"$tmp/tls.yml"
+expect 0 "a matching certificate and key pass" -- "$master" check-config "$tmp/tls.yml"
+printf 'buildmaster: {tls: {cert: %s/a.pem}}\n' "$tmp" >"$tmp/tls.yml"
+expect 1 "a cert without its key is reported" -- "$master" check-config "$tmp/tls.yml"
+contains "$err" "buildmaster.tls.key: cert and key go together"
 
 expect 0 "--help explains check-config" -- "$master" check-config --help
 contains "$out" "file:line:column: key.path: message"

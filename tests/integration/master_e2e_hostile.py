@@ -8,8 +8,6 @@ request; builds that cannot run end `exception` instead of being retried forever
 
 A master that crashed is reported (FAIL) and started again, so that one run shows every attack."""
 
-import hashlib
-import hmac
 import json
 import socket
 import threading
@@ -59,7 +57,8 @@ class Attacks:
 
     def worker_line(self, line, what):
         """Sends `line` as the first line on the worker port (no hello), waits for the answer."""
-        with socket.create_connection(("127.0.0.1", self.master.worker_port), timeout=10) as s:
+        with harness.WorkerSocket(self.master.worker_port, self.master.fingerprint(),
+                                  timeout=10) as s:
             s.recv(200)  # the challenge
             s.sendall(line)
             try:
@@ -84,6 +83,23 @@ def encoded(payload):
     return json.dumps(payload).encode()
 
 
+class Lines:
+    """Lines read from a harness.WorkerSocket (b"" at the end)."""
+
+    def __init__(self, sock):
+        self.sock, self.buffer = sock, b""
+
+    def readline(self):
+        while b"\n" not in self.buffer:
+            data = self.sock.recv(65536)
+            if not data:
+                line, self.buffer = self.buffer, b""
+                return line
+            self.buffer += data
+        line, self.buffer = self.buffer.split(b"\n", 1)
+        return line + b"\n"
+
+
 class FakeWorker(threading.Thread):
     """A worker of class `fake` that authenticates, takes each build it is sent and drops the
     connection at once: the worker a build is lost on, again and again."""
@@ -97,12 +113,11 @@ class FakeWorker(threading.Thread):
     def run(self):
         for _ in range(self.connections):
             try:
-                with socket.create_connection(("127.0.0.1", self.master.worker_port),
-                                              timeout=8) as s:
-                    lines = s.makefile("rb")
+                with harness.WorkerSocket(self.master.worker_port, self.master.fingerprint(),
+                                          timeout=8) as s:
+                    lines = Lines(s)
                     challenge = json.loads(lines.readline())
-                    proof = hmac.new(self.password.encode(), challenge["nonce"].encode(),
-                                     hashlib.sha256).hexdigest()
+                    proof = harness.proof(self.password, challenge["nonce"], s)
                     s.sendall(json.dumps({"type": "hello", "name": self.name, "proof": proof,
                                           "max_builds": 1,
                                           "protocol": challenge["protocol"]}).encode() + b"\n")

@@ -9,10 +9,7 @@ chunks to a real ci-master, their bytes cut across TCP sends as a slow network c
 - a log chunk before the hello is refused without its bytes being read; a chunk announcing more
   than the protocol's longest line closes the connection; the master stays up.
 """
-import hashlib
-import hmac
 import json
-import socket
 import time
 import urllib.request
 
@@ -22,11 +19,11 @@ MAX_LINE = 4 * 1024 * 1024
 
 
 class RawWorker:
-    """One protocol connection, its lines read and written by hand."""
+    """One protocol connection (TLS, the master's certificate pinned), its lines read and
+    written by hand."""
 
-    def __init__(self, port):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    def __init__(self, master):
+        self.sock = harness.WorkerSocket(master.worker_port, master.fingerprint())
         self.buffer = b""
 
     def line(self):
@@ -49,7 +46,7 @@ class RawWorker:
     def hello(self, name, secret):
         challenge = self.line()
         assert challenge and challenge["type"] == "challenge", challenge
-        proof = hmac.new(secret.encode(), challenge["nonce"].encode(), hashlib.sha256).hexdigest()
+        proof = harness.proof(secret, challenge["nonce"], self.sock)
         self.send(message(type="hello", name=name, proof=proof, max_builds=1,
                           protocol=challenge["protocol"]))
         return self.line()
@@ -65,7 +62,7 @@ def chunk_line(build, sequence, size, step=1):
 
 def main(case):
     master = case.start_master(case.write_config(case.standard_config()))
-    worker = RawWorker(master.worker_port)
+    worker = RawWorker(master)
     welcome = worker.hello("remote/0", case.passwords[0])
     case.check(welcome and welcome["type"] == "welcome", f"the hello is welcomed ({welcome})")
     harness.wait_for("remote/0 connected", lambda: master.connected("remote/0"))
@@ -118,7 +115,7 @@ def main(case):
                f"{next((i for i, (a, b) in enumerate(zip(stored, expected)) if a != b), None)})")
 
     # Before the hello: refused at the chunk's line, its 4 MiB never read.
-    stranger = RawWorker(master.worker_port)
+    stranger = RawWorker(master)
     stranger.line()  # the challenge
     stranger.send(chunk_line(1, 0, MAX_LINE))
     refused = stranger.line()

@@ -13,6 +13,8 @@ A case is a function of a `Case`; `run(case_function)` is its main:
 
 Webhooks are signed with Python's own hmac (not libci's), the REST API is read with urllib, and
 the git CLI is the oracle for merges. Every check can fail; waits poll with a deadline.
+Workers speak TLS to the master: they pin the fingerprint of the certificate the master created
+in its data dir, computed here with Python's ssl and hashlib (not libci's).
 A failing case prints the last lines of every log; LIBCI_E2E_KEEP=1 keeps its temp dir.
 """
 
@@ -23,7 +25,10 @@ import hmac
 import json
 import os
 import shutil
+import select
 import signal
+import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -37,6 +42,13 @@ BUILD = os.environ["LIBCI_BUILD_DIR"]
 MASTER = os.path.join(BUILD, "tools", "ci-master", "ci-master")
 WORKER = os.path.join(BUILD, "tools", "ci-worker", "ci-worker")
 ZERO = "0" * 40
+
+
+def certificate_fingerprint(pem_path):
+    """`sha256:HEX` of the first certificate of a PEM file, as `ci-worker --fingerprint` takes
+    it: Python's own PEM decoding and SHA-256."""
+    der = ssl.PEM_cert_to_DER_cert(open(pem_path).read())
+    return "sha256:" + hashlib.sha256(der).hexdigest()
 
 # The step every case's builder runs: marks for the lock case, the revision it tested, a wait for
 # `$RELEASE` when the tree has a file `slow`, and a failure when it has a file `broken`.
@@ -78,6 +90,66 @@ def wait_for(what, predicate, timeout=60.0, interval=0.1):
 def api_time(text):
     """Seconds since the epoch of an API time (`YYYY-MM-DDTHH:MM:SSZ`, UTC)."""
     return calendar.timegm(time.strptime(text, "%Y-%m-%dT%H:%M:%SZ"))
+
+
+EXPORTER_LABEL = b"EXPORTER-libci-worker-proof"
+
+
+class WorkerSocket:
+    """A TLS connection to a master's worker port made with pyOpenSSL (Debian's python3-openssl;
+    run such cases with /usr/bin/python3), for workers written in Python: it pins the master's
+    certificate by `fingerprint` and exposes the exporter value proofs are bound to (RFC 5705),
+    which Python's ssl module cannot give. recv/sendall/close like a socket; recv returns b""
+    once the master closed the connection, and raises socket.timeout after `timeout` s."""
+
+    def __init__(self, port, fingerprint, timeout=30):
+        from OpenSSL import SSL, crypto  # noqa: E402 - only the cases that need it import it
+
+        self.timeout = timeout
+        self.raw = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.raw.settimeout(None)  # pyOpenSSL wants a blocking socket; recv waits by select
+        context = SSL.Context(SSL.TLS_CLIENT_METHOD)
+        context.set_min_proto_version(SSL.TLS1_3_VERSION)
+        context.set_verify(SSL.VERIFY_NONE, lambda *args: True)  # pinned below instead
+        self.conn = SSL.Connection(context, self.raw)
+        self.conn.set_connect_state()
+        self.conn.do_handshake()
+        der = crypto.dump_certificate(crypto.FILETYPE_ASN1, self.conn.get_peer_certificate())
+        seen = "sha256:" + hashlib.sha256(der).hexdigest()
+        if seen != fingerprint:
+            raise AssertionError(f"the worker port's certificate is {seen}, not {fingerprint}")
+        self.exporter = self.conn.export_keying_material(EXPORTER_LABEL, 32).hex()
+        self.errors = (SSL.ZeroReturnError, SSL.SysCallError, SSL.Error)
+
+    def recv(self, size):
+        if self.conn.pending() == 0:
+            ready, _, _ = select.select([self.raw], [], [], self.timeout)
+            if not ready:
+                raise socket.timeout("no answer from the master")
+        try:
+            return self.conn.recv(size)
+        except self.errors:
+            return b""
+
+    def sendall(self, data):
+        self.conn.sendall(data)
+
+    def close(self):
+        self.raw.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def proof(secret, nonce, connection):
+    """hex HMAC-SHA256(secret, nonce ":" exporter): the proof a hello sends on `connection` (a
+    WorkerSocket), with Python's own hmac."""
+    challenge = f"{nonce}:{connection.exporter}"
+    return hmac.new(secret.encode(), challenge.encode(), hashlib.sha256).hexdigest()
 
 
 class Repo:
@@ -153,7 +225,7 @@ class Master:
         log = open(os.path.join(tmp, f"master-{self.starts}.log"), "w")
         self.process = subprocess.Popen(
             [MASTER, "start", "--config", self.config, "--listen", "127.0.0.1",
-             "--data-dir", os.path.join(tmp, "master-data"), "--ports-file", ports,
+             "--data-dir", self.data_dir(), "--ports-file", ports,
              "--heartbeat", "2", "--shutdown-grace", "30"],
             cwd=tmp, env=self.env, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True)
@@ -165,6 +237,14 @@ class Master:
         data = json.load(open(ports))
         self.web, self.worker_port = data["web_port"], data["worker_port"]
         return self
+
+    def data_dir(self):
+        return os.path.join(self.case.tmp, "master-data")
+
+    def fingerprint(self):
+        """The fingerprint of the self-signed certificate the master created for its worker
+        port (its data dir's tls/cert.pem)."""
+        return certificate_fingerprint(os.path.join(self.data_dir(), "tls", "cert.pem"))
 
     def url(self, path):
         return f"http://127.0.0.1:{self.web}{path}"
@@ -268,11 +348,15 @@ class Worker:
     """One ci-worker process; a static worker of class `remote` by index, or a latent one
     (`name` and its one-time `token`, given through the environment as on EC2)."""
 
-    def __init__(self, case, master, index, name=None, token=None):
+    def __init__(self, case, master, index, name=None, token=None, trust=None, port=None):
+        """`trust`: the arguments that say how the worker checks the master (default: it pins
+        the master's fingerprint); `port`: where it connects (default: the master's worker
+        port; a proxy's, say)."""
         self.name = name or f"remote/{index}"
         tmp = case.tmp
-        command = [WORKER, "start", "--master", f"127.0.0.1:{master.worker_port}", "--name",
-                   self.name, "--work-dir", os.path.join(tmp, f"worker{index}")]
+        command = [WORKER, "start", "--master", f"127.0.0.1:{port or master.worker_port}",
+                   "--name", self.name, "--work-dir", os.path.join(tmp, f"worker{index}")]
+        command += trust if trust is not None else ["--fingerprint", master.fingerprint()]
         env = dict(os.environ)
         if token:
             env["CI_WORKER_SECRET"] = token
@@ -486,8 +570,8 @@ builders:
         self.masters.append(master)
         return master.start()
 
-    def start_worker(self, master, index, name=None, token=None):
-        worker = Worker(self, master, index, name, token)
+    def start_worker(self, master, index, name=None, token=None, trust=None, port=None):
+        worker = Worker(self, master, index, name, token, trust, port)
         self.workers.append(worker)
         return worker
 

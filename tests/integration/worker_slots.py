@@ -22,6 +22,7 @@ import os
 import re
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -67,6 +68,12 @@ def git(*args, cwd=None, env=None):
     if done.returncode != 0:
         raise AssertionError(f"git {' '.join(args)}: {done.stderr.strip()}")
     return done.stdout.strip()
+
+
+def fingerprint(tmp):
+    """The pin of the worker port's self-signed certificate (Python's ssl and hashlib)."""
+    pem = open(os.path.join(tmp, "master-data", "tls", "cert.pem")).read()
+    return "sha256:" + hashlib.sha256(ssl.PEM_cert_to_DER_cert(pem)).hexdigest()
 
 
 def wait_for(what, predicate, timeout=60.0):
@@ -222,7 +229,7 @@ schedulers:
                 worker = subprocess.Popen(
                     [WORKER, "start", "--master", f"127.0.0.1:{master.worker_port}", "--name",
                      worker_name, "--secret-file", secret_file, "--work-dir", work_dir,
-                     "--max-builds", "2"],
+                     "--max-builds", "2", "--fingerprint", fingerprint(tmp)],
                     cwd=tmp, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         wait_for("the worker to connect", lambda: any(
             w["connected"] for w in master.get("/api/v1/workers")["workers"]), 30)

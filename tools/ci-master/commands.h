@@ -1,5 +1,10 @@
 #pragma once
 
+#include <optional>
+#include <string>
+
+#include <ci/config/config.h>
+
 #include "common/tool.h"
 
 namespace CLI {
@@ -13,5 +18,14 @@ void setup_check_config(CLI::App& app, Runner& runner);
 
 /// `ci-master start [--config FILE]`: runs the master until SIGTERM or SIGINT.
 void setup_start(CLI::App& app, Runner& runner);
+
+/// `ci-master fingerprint [--config FILE] [--data-dir DIR]`: prints the worker port's certificate
+/// fingerprint (creating the self-signed certificate when the config names none and it is
+/// missing, as `start` does).
+void setup_fingerprint(CLI::App& app, Runner& runner);
+
+/// The config from `config_path` (YAML, or the 0600 JSON form) or, when empty, from
+/// $LIBCI_CONFIG; its diagnostics printed. nullopt with `exit_code` set when it is unusable.
+std::optional<config::Config> read_master_config(const std::string& config_path, int& exit_code);
 
 } // namespace ci::tools::master

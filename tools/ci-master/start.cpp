@@ -19,20 +19,9 @@
 
 namespace ci::tools::master {
 
-namespace {
-
-struct StartCommand {
-    std::string config_path;
-    std::string listen = "0.0.0.0";
-    std::string data_dir = ".";
-    std::string ports_file;
-    int shutdown_grace = 60;
-    int heartbeat = 10;
-};
-
 // The config from --config (YAML, or the 0600 JSON form) or from $LIBCI_CONFIG.
-std::optional<config::Config> read_config(const StartCommand& command, int& exit_code) {
-    if (command.config_path.empty()) {
+std::optional<config::Config> read_master_config(const std::string& config_path, int& exit_code) {
+    if (config_path.empty()) {
         auto taken = config::take_config_from_environment();
         if (!taken) {
             std::fprintf(stderr, "%s\n", log::redact(taken.error().message).c_str());
@@ -48,8 +37,8 @@ std::optional<config::Config> read_config(const StartCommand& command, int& exit
         }
         return std::move(**taken);
     }
-    if (command.config_path.ends_with(".json")) {
-        auto loaded = config::load_config_json_file(command.config_path);
+    if (config_path.ends_with(".json")) {
+        auto loaded = config::load_config_json_file(config_path);
         if (!loaded) {
             print_error(loaded.error());
             exit_code = loaded.error().code == ErrorCode::ConfigInvalid ||
@@ -60,7 +49,7 @@ std::optional<config::Config> read_config(const StartCommand& command, int& exit
         }
         return std::move(*loaded);
     }
-    auto checked = config::load_config(command.config_path);
+    auto checked = config::load_config(config_path);
     if (!checked) {
         print_error(checked.error());
         exit_code = ExitError;
@@ -81,6 +70,17 @@ std::optional<config::Config> read_config(const StartCommand& command, int& exit
     return std::move(*checked->config);
 }
 
+namespace {
+
+struct StartCommand {
+    std::string config_path;
+    std::string listen = "0.0.0.0";
+    std::string data_dir = ".";
+    std::string ports_file;
+    int shutdown_grace = 60;
+    int heartbeat = 10;
+};
+
 // Written once both ports are bound, atomically (tests and scripts wait for it).
 bool write_ports_file(const std::string& path, std::uint16_t web, std::uint16_t worker) {
     const auto temporary = path + ".tmp";
@@ -98,7 +98,7 @@ bool write_ports_file(const std::string& path, std::uint16_t web, std::uint16_t 
 
 int run_start(const StartCommand& command) {
     int exit_code = ExitOk;
-    auto config = read_config(command, exit_code);
+    auto config = read_master_config(command.config_path, exit_code);
     if (!config) {
         return exit_code;
     }
@@ -169,7 +169,8 @@ void setup_start(CLI::App& app, Runner& runner) {
         ->default_str("0.0.0.0");
     sub->add_option("--data-dir",
                     command->data_dir,
-                    "Where local workers keep work directories and git mirrors")
+                    "Where local workers keep work directories and git mirrors, and the worker\n"
+                    "port keeps its self-signed TLS certificate (DATA_DIR/tls)")
         ->default_str(".");
     sub->add_option("--ports-file",
                     command->ports_file,

@@ -13,7 +13,7 @@
 #include <fmt/format.h>
 
 #include <ci/core/log.h>
-#include <ci/master/worker.h>
+#include <ci/worker/agent.h>
 
 #include "ci-worker/commands.h"
 #include "common/signals.h"
@@ -28,6 +28,9 @@ struct StartCommand {
     std::string secret_file;
     std::string work_dir = "ci-worker";
     std::string cache_dir;
+    std::string ca_file;
+    std::string fingerprint;
+    bool insecure = false;
     int max_builds = 1;
 };
 
@@ -75,7 +78,7 @@ int run_start(const StartCommand& command) {
         return ExitUsage;
     }
     (void)log::add_secret(*secret);
-    ci::master::WorkerOptions options;
+    ci::worker::WorkerOptions options;
     options.host = command.master.substr(0, colon);
     if (options.host.starts_with('[') && options.host.ends_with(']')) {
         options.host = options.host.substr(1, options.host.size() - 2);
@@ -84,6 +87,9 @@ int run_start(const StartCommand& command) {
     options.name = command.name;
     options.secret = std::move(*secret);
     options.max_builds = command.max_builds;
+    options.ca_file = command.ca_file;
+    options.fingerprint = command.fingerprint;
+    options.insecure = command.insecure;
     options.runner.work_root = command.work_dir;
     options.runner.cache_dir = command.cache_dir.empty()
                                    ? std::filesystem::path(command.work_dir) / "cache"
@@ -102,9 +108,12 @@ int run_start(const StartCommand& command) {
         log::info("signal {} received: finishing the running builds, then exiting", signal);
         drain.request_stop();
     }).detach();
-    auto status = ci::master::run_worker(options, drain.get_token());
+    auto status = ci::worker::run_worker(options, drain.get_token());
     if (!status) {
         print_error(status.error());
+        if (status.error().code == ErrorCode::InvalidArgument) {
+            return ExitUsage;
+        }
         return status.error().code == ErrorCode::PermissionDenied ? ExitFailure : ExitError;
     }
     return ExitOk;
@@ -121,12 +130,16 @@ void setup_start(CLI::App& app, Runner& runner) {
         "(HMAC of a one-time challenge), sends heartbeats, and reconnects with a growing delay\n"
         "when the connection drops (its running builds stop then; the master retries them).\n"
         "On SIGTERM it takes no new builds, finishes the running ones, and exits.\n"
+        "The connection is TLS 1.3; the worker checks the master with --fingerprint (the\n"
+        "certificate pinned: what `ci-master fingerprint` prints) or --ca (a CA file; the\n"
+        "certificate must name the host of --master) and refuses any other. --insecure\n"
+        "(plaintext) only works with a master whose config says buildmaster.tls: false.\n"
         "Secrets come from files or the environment, never from arguments: the worker's secret\n"
         "from --secret-file or $CI_WORKER_SECRET (removed from the environment), git\n"
         "credentials from $CI_GIT_TOKEN (HTTPS) and $CI_GIT_SSH_KEY (key file; otherwise the\n"
         "SSH agent). Build steps see none of them.\n"
-        "Exit status: 0 stopped by a signal, 1 the master refused the name or secret, 2 usage,\n"
-        "3 an error.");
+        "Exit status: 0 stopped by a signal, 1 the master refused the name or secret, or its\n"
+        "certificate is not the expected one, 2 usage, 3 an error.");
     sub->add_option("--master", command->master, "The master's worker port: HOST:PORT")->required();
     sub->add_option("--name", command->name, "This worker's name in the master's config: CLASS/I")
         ->required();
@@ -139,6 +152,20 @@ void setup_start(CLI::App& app, Runner& runner) {
                     "at once (slot 0, 1, ...), reused by later builds of the builder")
         ->default_str("ci-worker");
     sub->add_option("--cache-dir", command->cache_dir, "Git mirrors (default: WORK_DIR/cache)");
+    auto* fingerprint =
+        sub->add_option("--fingerprint",
+                        command->fingerprint,
+                        "sha256:HEX: the master's certificate must be exactly this one (pinning)");
+    auto* ca = sub->add_option("--ca",
+                               command->ca_file,
+                               "A PEM file of CA certificates: the master's certificate must\n"
+                               "chain to one and name the host of --master");
+    auto* insecure = sub->add_flag(
+        "--insecure",
+        command->insecure,
+        "No TLS: only for a master with buildmaster.tls: false (a warning each connection)");
+    fingerprint->excludes(ca)->excludes(insecure);
+    ca->excludes(insecure);
     sub->add_option("--max-builds",
                     command->max_builds,
                     "Builds at once this worker reports (the master's config decides)")

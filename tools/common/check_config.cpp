@@ -8,6 +8,7 @@
 
 #include <ci/config/load.h>
 #include <ci/core/log.h>
+#include <ci/master/master.h>
 
 #include "common/tool.h"
 
@@ -21,14 +22,23 @@ void print_diagnostics(const config::CheckedConfig& checked) {
     }
 }
 
+// What only reading other files shows: the worker port's certificate and key.
+int check_files(const config::Config& config) {
+    if (auto checked = master::check_worker_certificate(config); !checked) {
+        std::fprintf(stderr, "%s\n1 error\n", log::redact(checked.error().message).c_str());
+        return ExitFailure;
+    }
+    std::printf("OK\n");
+    return ExitOk;
+}
+
 int report(const config::CheckedConfig& checked) {
     print_diagnostics(checked);
     if (checked.ok()) {
         for (const auto& secret : config::secrets(*checked.config)) {
             (void)log::add_secret(secret);
         }
-        std::printf("OK\n");
-        return ExitOk;
+        return check_files(*checked.config);
     }
     const std::size_t count = checked.errors().size();
     std::fprintf(stderr, "%zu error%s\n", count, count == 1 ? "" : "s");
@@ -49,8 +59,7 @@ int report(const Result<config::Config>& loaded) {
     if (!loaded) {
         return report(loaded.error());
     }
-    std::printf("OK\n");
-    return ExitOk;
+    return check_files(*loaded);
 }
 
 } // namespace
@@ -68,8 +77,7 @@ int check_config(const std::optional<std::string>& path) {
         if (!taken) {
             return report(taken.error());
         }
-        std::printf("OK\n");
-        return ExitOk;
+        return check_files(**taken);
     }
     if (path->ends_with(".json")) {
         return report(config::load_config_json_file(*path));

@@ -255,6 +255,15 @@ std::string to_json(const Config& config) {
     write_field(writer, "state", config.buildmaster.state);
     write_field(writer, "url", config.buildmaster.url);
     write_field(writer, "max_retries", std::int64_t{config.buildmaster.max_retries});
+    if (!config.buildmaster.tls.enabled) {
+        write_field(writer, "tls", false);
+    } else if (!config.buildmaster.tls.cert.empty()) {
+        write_key(writer, "tls");
+        writer.StartObject();
+        write_field(writer, "cert", config.buildmaster.tls.cert);
+        write_field(writer, "key", config.buildmaster.tls.key);
+        writer.EndObject();
+    }
     writer.EndObject();
 
     write_key(writer, "github");

@@ -69,6 +69,7 @@ public:
 private:
     void check_auth(const YAML::Node& node);
     void check_buildmaster(const YAML::Node& node);
+    void check_worker_tls(const YAML::Node& node, const std::string& path);
     void check_github(const YAML::Node& node);
     void check_zulip(const YAML::Node& node);
     void check_aws(const YAML::Node& node);
@@ -189,10 +190,11 @@ void Checker::check_auth(const YAML::Node& node) {
 }
 
 void Checker::check_buildmaster(const YAML::Node& node) {
-    Fields fields(reader_,
-                  node,
-                  "buildmaster",
-                  {"host", "docker_tag", "web_port", "worker_port", "state", "url", "max_retries"});
+    Fields fields(
+        reader_,
+        node,
+        "buildmaster",
+        {"host", "docker_tag", "web_port", "worker_port", "state", "url", "max_retries", "tls"});
     Buildmaster& out = config_.buildmaster;
     fields.read("host", out.host);
     fields.read("docker_tag", out.docker_tag);
@@ -216,6 +218,35 @@ void Checker::check_buildmaster(const YAML::Node& node) {
     if (out.state.empty() && fields.has("state")) {
         reader_.error(
             fields.find("state")->value, fields.path("state"), "must name the state database file");
+    }
+    if (const auto* tls = fields.find("tls"); tls != nullptr && !tls->value.IsNull()) {
+        check_worker_tls(tls->value, fields.path("tls"));
+    }
+}
+
+// `buildmaster.tls`: a boolean, or a mapping of the certificate and key files (both or neither;
+// whether the files hold a matching pair is checked where files are read: ci-master
+// check-config and start).
+void Checker::check_worker_tls(const YAML::Node& node, const std::string& path) {
+    WorkerTls& out = config_.buildmaster.tls;
+    if (node.IsScalar()) {
+        if (auto enabled = reader_.boolean(node, path)) {
+            out.enabled = *enabled;
+        }
+        return;
+    }
+    Fields fields(reader_, node, path, {"cert", "key"});
+    if (!fields.valid()) {
+        return;
+    }
+    fields.read("cert", out.cert);
+    fields.read("key", out.key);
+    if (fields.has("cert") != fields.has("key")) {
+        const auto* given = fields.find(fields.has("cert") ? "cert" : "key");
+        reader_.error(given->key_node,
+                      fields.path(fields.has("cert") ? "key" : "cert"),
+                      "cert and key go together: give both, or neither for a self-signed "
+                      "certificate the master creates");
     }
 }
 

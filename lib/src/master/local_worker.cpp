@@ -1,6 +1,6 @@
 #include "master/local_worker.h"
 
-#include "master/reported_build.h"
+#include "worker/reported_build.h"
 
 namespace ci::master {
 
@@ -41,7 +41,7 @@ void LocalWorker::close() {
 }
 
 void LocalWorker::run(const build::BuildSpec& spec, std::stop_token stop) {
-    (void)run_reported_build(
+    (void)worker::run_reported_build(
         spec,
         options_,
         [this](protocol::Message message) { events_.message(name_, this, std::move(message)); },

@@ -14,6 +14,7 @@
 #include "master/impl.h"
 #include "master/json.h"
 #include "master/local_worker.h"
+#include "master/worker_certificate.h"
 
 namespace ci::master {
 
@@ -221,8 +222,15 @@ Status MasterState::start_servers() {
     add_worker_routes(*router, *services);
     add_health_routes(*router, *services);
 
-    auto workers_server = WorkerServer::start(
-        *coordinator, options.listen_address, config.buildmaster.worker_port, options.heartbeat);
+    auto tls = worker_port_tls(config, options.data_dir);
+    if (!tls) {
+        return fail(tls.error());
+    }
+    auto workers_server = WorkerServer::start(*coordinator,
+                                              options.listen_address,
+                                              config.buildmaster.worker_port,
+                                              options.heartbeat,
+                                              *tls);
     if (!workers_server) {
         return fail(workers_server.error());
     }

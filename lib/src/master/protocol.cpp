@@ -468,6 +468,13 @@ Result<Message> decode(std::string_view line) {
                 fmt::format("worker protocol: unknown message type \"{}\"", type));
 }
 
+std::string bound_challenge(std::string_view nonce, std::string_view exporter) {
+    if (exporter.empty()) {
+        return std::string(nonce);
+    }
+    return fmt::format("{}:{}", nonce, exporter);
+}
+
 std::string proof(std::string_view secret, std::string_view nonce) {
     return crypto::to_hex(crypto::hmac_sha256(secret, nonce));
 }

@@ -5,10 +5,12 @@
 ///
 /// Workers connect out to the master's `buildmaster.worker_port` (a worker needs no inbound
 /// port). Each message is one JSON object on one line. The conversation:
+/// 0. TLS 1.3 (worker::tls; unless the master's config says `buildmaster.tls: false`): the worker
+///    checks the master's certificate (a pinned fingerprint, or a CA and the host name);
 /// 1. master → worker: Challenge (a fresh random nonce);
-/// 2. worker → master: Hello with its name and proof = hex HMAC-SHA256(secret, nonce): the
-///    secret itself never crosses the network, and a recorded proof is useless for the next
-///    connection;
+/// 2. worker → master: Hello with its name and proof = hex HMAC-SHA256(secret,
+///    bound_challenge(nonce, TLS exporter)): the secret itself never crosses the network, and a
+///    proof is useless on any other connection;
 /// 3. master → worker: Welcome (with the heartbeat interval) or Refused, then it closes. A
 ///    latent worker's first secret is a one-time token; its Welcome says to rotate: both sides
 ///    replace the secret by next_secret(secret, nonce), which the next connection must prove
@@ -36,8 +38,8 @@
 namespace ci::master::protocol {
 
 /// The version both sides speak; a Hello of another version is refused. (2: log chunks' text
-/// after their line instead of in it.)
-inline constexpr int version = 2;
+/// after their line instead of in it; 3: TLS, and proofs bound to the TLS connection.)
+inline constexpr int version = 3;
 /// The longest line either side accepts (a log chunk is far smaller).
 inline constexpr std::size_t max_line = std::size_t{4} * 1024 * 1024;
 
@@ -125,11 +127,17 @@ using Message = std::variant<Challenge,
 /// the connection. nullptr for every other message (nothing follows their line).
 [[nodiscard]] std::string* following_bytes(Message& message);
 
-/// hex HMAC-SHA256(secret, nonce): what a Hello proves.
+/// What a Hello's proof covers: the Challenge's nonce and, on a TLS connection, the connection's
+/// exporter value (RFC 5705; worker::tls::exporter), as "NONCE:EXPORTER". A proof is then
+/// worthless on any other connection, e.g. one a TLS-terminating proxy opens to relay it. On a
+/// plaintext connection (`buildmaster.tls: false`; `exporter` empty) it is the nonce alone.
+[[nodiscard]] std::string bound_challenge(std::string_view nonce, std::string_view exporter);
+
+/// hex HMAC-SHA256(secret, challenge): what a Hello proves (challenge: bound_challenge()).
 [[nodiscard]] std::string proof(std::string_view secret, std::string_view nonce);
 
 /// hex HMAC-SHA256(secret, "next:" + nonce): a latent worker's secret after a login with
-/// `secret` answering `nonce` (see Welcome::rotate).
+/// `secret` answering `nonce` (the bound challenge the proof covered; see Welcome::rotate).
 [[nodiscard]] std::string next_secret(std::string_view secret, std::string_view nonce);
 
 } // namespace ci::master::protocol

@@ -1,84 +1,182 @@
 #include "master/worker_server.h"
 
 #include <algorithm>
+#include <array>
 #include <deque>
+#include <optional>
 #include <thread>
+#include <utility> // before Asio: Boost 1.74 uses std::exchange without including it
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
-#include <boost/asio/read.hpp>
-#include <boost/asio/read_until.hpp>
+#include <boost/asio/ssl/context.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <boost/asio/streambuf.hpp>
-#include <boost/asio/write.hpp>
 #include <fmt/format.h>
 
 #include <ci/core/crypto.h>
 #include <ci/core/log.h>
 
 #include "master/coordinator.h"
+#include "master/login_throttle.h"
+#include "worker/stream.h"
+#include "worker/tls.h"
 
 namespace ci::master {
 
 namespace net = boost::asio;
+namespace ssl = net::ssl;
 using tcp = net::ip::tcp;
 
 namespace {
+
+// The first byte of a TLS handshake record: anything else on a TLS worker port is a plaintext
+// client (an old worker, one started with --insecure, or a scanner).
+constexpr unsigned char tls_handshake_record = 0x16;
+
+// What every connection shares. Lives on the server's I/O thread.
+struct Shared {
+    WorkerEvents& master;
+    std::chrono::seconds heartbeat;
+    std::optional<ssl::context> tls; // nullopt: plaintext (buildmaster.tls: false)
+    LoginThrottle throttle;
+};
 
 // One worker connection. Lives on the server's I/O thread; send() and close() may be called from
 // any thread (they post to it).
 class Session final : public Link, public std::enable_shared_from_this<Session> {
 public:
-    Session(tcp::socket socket, WorkerEvents& master, std::chrono::seconds heartbeat)
-        : socket_(std::move(socket)), input_(protocol::max_line), master_(master),
-          heartbeat_(heartbeat), timer_(socket_.get_executor()) {
+    Session(tcp::socket socket, Shared& shared)
+        : stream_(std::move(socket)), input_(protocol::max_line), shared_(shared),
+          timer_(stream_.socket().get_executor()), delay_(stream_.socket().get_executor()) {
         boost::system::error_code ignored;
-        const auto endpoint = socket_.remote_endpoint(ignored);
-        peer_ = ignored ? std::string("?")
-                        : fmt::format("{}:{}", endpoint.address().to_string(), endpoint.port());
+        const auto endpoint = stream_.socket().remote_endpoint(ignored);
+        address_ = ignored ? std::string("?") : endpoint.address().to_string();
+        peer_ = ignored ? std::string("?") : fmt::format("{}:{}", address_, endpoint.port());
     }
 
     void begin() {
-        auto nonce = crypto::random_token(32);
-        if (!nonce) {
-            log::error("worker connection from {}: {}", peer_, nonce.error().message);
+        last_heard_ = std::chrono::steady_clock::now();
+        watch(WorkerServer::hello_timeout);
+        if (!shared_.tls) {
+            log::warn("worker connection from {} is not encrypted (buildmaster.tls: false): "
+                      "builds, logs and commands cross the network in clear text",
+                      peer_);
+            challenge();
             return;
         }
-        nonce_ = std::move(*nonce);
-        write_line(protocol::encode(protocol::Challenge{nonce_}));
-        last_heard_ = std::chrono::steady_clock::now();
-        watch();
-        read();
+        // A TLS client speaks first; a plaintext one gets a plaintext answer saying why.
+        stream_.socket().async_wait(
+            tcp::socket::wait_read,
+            [self = shared_from_this()](const boost::system::error_code& error) {
+                self->on_first_bytes(error);
+            });
     }
 
     void send(const protocol::Message& message) override {
-        net::post(socket_.get_executor(),
+        net::post(stream_.socket().get_executor(),
                   [self = shared_from_this(), line = protocol::encode(message)]() mutable {
                       self->write_line(std::move(line));
                   });
     }
 
     void close() override {
-        net::post(socket_.get_executor(), [self = shared_from_this()] { self->shut("closed"); });
+        net::post(stream_.socket().get_executor(),
+                  [self = shared_from_this()] { self->shut("closed"); });
     }
 
 private:
+    void on_first_bytes(const boost::system::error_code& error) {
+        if (error || !open_) {
+            shut(error ? error.message() : "closed");
+            return;
+        }
+        unsigned char first = 0;
+        boost::system::error_code peeked;
+        const auto size =
+            stream_.socket().receive(net::buffer(&first, 1), tcp::socket::message_peek, peeked);
+        if (peeked || size == 0) {
+            shut(peeked ? peeked.message() : "disconnected");
+            return;
+        }
+        if (first != tls_handshake_record) {
+            // What it sent is read first: a socket closed with unread bytes sends a reset,
+            // which could reach the client before the refusal does.
+            std::array<char, 4096> unread; // receive() fills what it returns
+            (void)stream_.socket().receive(net::buffer(unread), 0, peeked);
+            log::warn("worker connection from {}: refused: it does not speak TLS (a plaintext "
+                      "client; this master's worker port requires TLS)",
+                      peer_);
+            refuse("this master's worker port requires TLS: start ci-worker with --fingerprint "
+                   "or --ca, not --insecure");
+            return;
+        }
+        stream_.start_tls(*shared_.tls)
+            .async_handshake(ssl::stream_base::server,
+                             [self = shared_from_this()](const boost::system::error_code& failed) {
+                                 self->on_handshake(failed);
+                             });
+    }
+
+    void on_handshake(const boost::system::error_code& error) {
+        if (!open_) {
+            return;
+        }
+        if (error) {
+            // Its reason (e.g. "certificate unknown" from a worker that refused the certificate)
+            // helps whoever runs the worker; one line per connection, like a refusal.
+            log::warn(
+                "worker connection from {}: TLS handshake failed: {}", peer_, error.message());
+            shut("TLS handshake failed");
+            return;
+        }
+        SSL* native = stream_.native();
+        exporter_ = worker::tls::exporter(native);
+        if (exporter_.empty()) {
+            log::warn("worker connection from {}: no TLS exporter value", peer_);
+            shut("TLS exporter unavailable");
+            return;
+        }
+        transport_ =
+            fmt::format("{}, {}",
+                        SSL_get_version(native),
+                        SSL_session_reused(native) == 1 ? "session resumed" : "full handshake");
+        challenge();
+    }
+
+    void challenge() {
+        auto nonce = crypto::random_token(32);
+        if (!nonce) {
+            log::error("worker connection from {}: {}", peer_, nonce.error().message);
+            shut("no nonce");
+            return;
+        }
+        nonce_ = std::move(*nonce);
+        write_line(protocol::encode(protocol::Challenge{nonce_}));
+        read();
+    }
+
     void read() {
-        net::async_read_until(
-            socket_, input_, '\n', [self = shared_from_this()](auto error, std::size_t size) {
-                self->on_read(error, size);
-            });
+        stream_.async_read_line(input_, [self = shared_from_this()](auto error, std::size_t size) {
+            self->on_read(error, size);
+        });
     }
 
     void on_read(const boost::system::error_code& error, std::size_t size) {
         if (error) {
-            shut(error == net::error::eof         ? "disconnected"
+            shut(worker::ProtocolStream::closed_by_peer(error) ? "disconnected"
                  : error == net::error::not_found ? "sent a line longer than the protocol allows"
                                                   : error.message());
             return;
         }
         const std::string_view line(static_cast<const char*>(input_.data().data()), size);
         last_heard_ = std::chrono::steady_clock::now();
+        if (name_.empty() && (line == "\n" || line == "\r\n")) {
+            // A plaintext worker's first bytes: a TLS master answers them with a refusal
+            // (on_first_bytes) instead of waiting for a ClientHello that never comes.
+            input_.consume(size);
+            read();
+            return;
+        }
         auto message = protocol::decode(line);
         input_.consume(size);
         if (!message) {
@@ -97,7 +195,7 @@ private:
             return;
         }
         // The bytes after the line: those read with it first, then the rest straight from the
-        // socket into the text (large reads, no search for a newline).
+        // stream into the text (large reads, no search for a newline).
         const auto buffered = std::min(input_.size(), text->size());
         net::buffer_copy(net::buffer(*text), input_.data(), buffered);
         input_.consume(buffered);
@@ -107,27 +205,43 @@ private:
         }
         auto pending = std::make_shared<protocol::Message>(std::move(*message));
         text = protocol::following_bytes(*pending);
-        net::async_read(socket_,
-                        net::buffer(text->data() + buffered, text->size() - buffered),
-                        [self = shared_from_this(), pending](auto failed, std::size_t) {
-                            if (failed) {
-                                self->shut(failed == net::error::eof ? "disconnected"
-                                                                     : failed.message());
-                                return;
-                            }
-                            self->last_heard_ = std::chrono::steady_clock::now();
-                            self->handle(std::move(*pending));
-                        });
+        stream_.async_read_exactly(net::buffer(text->data() + buffered, text->size() - buffered),
+                                   [self = shared_from_this(), pending](auto failed, std::size_t) {
+                                       if (failed) {
+                                           self->shut(worker::ProtocolStream::closed_by_peer(failed)
+                                                          ? "disconnected"
+                                                          : failed.message());
+                                           return;
+                                       }
+                                       self->last_heard_ = std::chrono::steady_clock::now();
+                                       self->handle(std::move(*pending));
+                                   });
     }
 
     // A whole message: the hello first, then the worker's reports; reads the next one.
     void handle(protocol::Message message) {
         if (name_.empty()) {
+            if (hello_seen_) {
+                return; // a second message before the answer to the hello: not read further
+            }
+            hello_seen_ = true;
+            // Repeated wrong proofs from one address: its hellos wait, longer each time.
+            const auto wait = shared_.throttle.delay(address_, std::chrono::steady_clock::now());
+            if (wait.count() > 0) {
+                delay_.expires_after(wait);
+                delay_.async_wait([self = shared_from_this(), message = std::move(message)](
+                                      const boost::system::error_code& error) mutable {
+                    if (!error && self->open_ && self->authenticate(message)) {
+                        self->read();
+                    }
+                });
+                return;
+            }
             if (!authenticate(message)) {
                 return;
             }
         } else if (!std::holds_alternative<protocol::Heartbeat>(message)) {
-            master_.message(name_, this, std::move(message));
+            shared_.master.message(name_, this, std::move(message));
         }
         if (open_) {
             read();
@@ -146,19 +260,29 @@ private:
             return false;
         }
         // The same answer for an unknown name and a wrong secret: a scanner learns nothing.
-        const auto login = master_.login(hello->name, hello->proof, nonce_);
+        const auto login = shared_.master.login(
+            hello->name, hello->proof, protocol::bound_challenge(nonce_, exporter_));
         if (!login) {
-            log::warn("worker connection from {}: refused \"{}\": unknown worker or wrong secret",
-                      peer_,
-                      hello->name);
+            if (auto line = shared_.throttle.failed(
+                    address_, hello->name, std::chrono::steady_clock::now())) {
+                log::warn("{}", *line);
+            }
             refuse("unknown worker or wrong secret");
             return false;
         }
+        shared_.throttle.succeeded(address_);
         name_ = hello->name;
         write_line(protocol::encode(
-            protocol::Welcome{static_cast<int>(heartbeat_.count()), login->rotate}));
-        log::info("worker {} connected from {}", name_, peer_);
-        master_.connected(name_, *login, false, shared_from_this());
+            protocol::Welcome{static_cast<int>(shared_.heartbeat.count()), login->rotate}));
+        if (stream_.tls() != nullptr) {
+            log::info("worker {} connected from {} ({})", name_, peer_, transport_);
+        } else {
+            log::warn(
+                "worker {} connected from {} without TLS (buildmaster.tls: false)", name_, peer_);
+        }
+        // The heartbeat watch replaces the hello deadline.
+        watch(shared_.heartbeat);
+        shared_.master.connected(name_, *login, false, shared_from_this());
         return true;
     }
 
@@ -167,22 +291,29 @@ private:
         closing_after_write_ = true;
     }
 
-    // Closes a connection that has said nothing for three heartbeat intervals.
-    void watch() {
-        timer_.expires_after(heartbeat_);
-        timer_.async_wait([self = shared_from_this()](const boost::system::error_code& error) {
+    // Before the hello: closes the connection at the hello deadline. After it: closes a
+    // connection that has said nothing for three heartbeat intervals.
+    void watch(std::chrono::seconds interval) {
+        timer_.expires_after(interval);
+        timer_.async_wait([self = shared_from_this(),
+                           interval](const boost::system::error_code& error) {
             if (error || !self->open_) {
                 return;
             }
+            if (self->name_.empty()) {
+                if (!self->hello_seen_) {
+                    self->shut(fmt::format("no hello within {} s", interval.count()));
+                }
+                return;
+            }
             const auto silent = std::chrono::steady_clock::now() - self->last_heard_;
-            // Before the hello, one interval is enough.
-            if (silent > (self->name_.empty() ? 1 : 3) * self->heartbeat_) {
+            if (silent > 3 * self->shared_.heartbeat) {
                 self->shut(
                     fmt::format("no message for {} s",
                                 std::chrono::duration_cast<std::chrono::seconds>(silent).count()));
                 return;
             }
-            self->watch();
+            self->watch(self->shared_.heartbeat);
         });
     }
 
@@ -197,20 +328,19 @@ private:
     }
 
     void write_next() {
-        net::async_write(socket_,
-                         net::buffer(output_.front()),
-                         [self = shared_from_this()](auto error, std::size_t) {
-                             if (error) {
-                                 self->shut(error.message());
-                                 return;
-                             }
-                             self->output_.pop_front();
-                             if (!self->output_.empty()) {
-                                 self->write_next();
-                             } else if (self->closing_after_write_) {
-                                 self->shut("refused");
-                             }
-                         });
+        stream_.async_write(net::buffer(output_.front()),
+                            [self = shared_from_this()](auto error, std::size_t) {
+                                if (error) {
+                                    self->shut(error.message());
+                                    return;
+                                }
+                                self->output_.pop_front();
+                                if (!self->output_.empty()) {
+                                    self->write_next();
+                                } else if (self->closing_after_write_) {
+                                    self->shut("refused");
+                                }
+                            });
     }
 
     void shut(const std::string& why) {
@@ -218,40 +348,81 @@ private:
             return;
         }
         open_ = false;
-        boost::system::error_code ignored;
         timer_.cancel();
-        socket_.shutdown(tcp::socket::shutdown_both, ignored);
-        socket_.close(ignored);
+        delay_.cancel();
+        stream_.close();
         if (!name_.empty()) {
-            master_.lost(name_, this, why);
+            shared_.master.lost(name_, this, why);
         }
     }
 
-    tcp::socket socket_;
+    worker::ProtocolStream stream_; // TLS once the client has begun its handshake
     net::streambuf input_;
-    WorkerEvents& master_;
-    std::chrono::seconds heartbeat_;
+    Shared& shared_;
     net::steady_timer timer_;
+    net::steady_timer delay_; // a hello's wait after wrong proofs from its address
+    std::string address_;
     std::string peer_;
+    std::string exporter_;  // hex; empty without TLS
+    std::string transport_; // "TLSv1.3, session resumed", for the log
     std::string nonce_;
     std::string name_; // set once authenticated
     std::deque<std::string> output_;
     std::chrono::steady_clock::time_point last_heard_;
     bool open_ = true;
+    bool hello_seen_ = false;
     bool closing_after_write_ = false;
 };
+
+Result<ssl::context> make_context(const WorkerPortTls& settings) {
+    ssl::context context(ssl::context::tls_server);
+    SSL_CTX* native = context.native_handle();
+    // TLS 1.3 only: both sides are ours, and 1.3 has the exporter and tickets this needs.
+    SSL_CTX_set_min_proto_version(native, TLS1_3_VERSION);
+    // An idle connection keeps no read or write buffer (1,000 idle workers).
+    SSL_CTX_set_mode(native, SSL_MODE_RELEASE_BUFFERS);
+    if (SSL_CTX_use_certificate_chain_file(native, settings.cert.c_str()) != 1) {
+        return fail(ErrorCode::InvalidArgument,
+                    fmt::format("buildmaster.tls.cert: cannot use {}: {}",
+                                settings.cert.string(),
+                                worker::tls::last_error()));
+    }
+    if (SSL_CTX_use_PrivateKey_file(native, settings.key.c_str(), SSL_FILETYPE_PEM) != 1 ||
+        SSL_CTX_check_private_key(native) != 1) {
+        return fail(ErrorCode::InvalidArgument,
+                    fmt::format("buildmaster.tls.key: cannot use {} with {}: {}",
+                                settings.key.string(),
+                                settings.cert.string(),
+                                worker::tls::last_error()));
+    }
+    static constexpr std::string_view session_context = "libci-worker";
+    SSL_CTX_set_session_id_context(native,
+                                   reinterpret_cast<const unsigned char*>(session_context.data()),
+                                   static_cast<unsigned int>(session_context.size()));
+    // Stateless tickets only; one per connection is enough for a worker's next reconnection.
+    SSL_CTX_set_session_cache_mode(native, SSL_SESS_CACHE_OFF);
+    SSL_CTX_set_num_tickets(native, 1);
+    if (!settings.ticket_keys.empty()) {
+        std::string keys = settings.ticket_keys;
+        if (SSL_CTX_set_tlsext_ticket_keys(native, keys.data(), static_cast<long>(keys.size())) !=
+            1) {
+            return fail(ErrorCode::InvalidArgument,
+                        "worker port: session ticket keys refused: " + worker::tls::last_error());
+        }
+    }
+    return context;
+}
 
 } // namespace
 
 struct WorkerServer::Impl {
-    WorkerEvents& master;
-    std::chrono::seconds heartbeat;
+    Shared shared;
     net::io_context io{1};
     tcp::acceptor acceptor{io};
     std::thread thread;
     std::uint16_t port = 0;
 
-    Impl(WorkerEvents& m, std::chrono::seconds h) : master(m), heartbeat(h) {}
+    Impl(WorkerEvents& m, std::chrono::seconds h) : shared{m, h, std::nullopt, {}} {}
 
     void accept() {
         acceptor.async_accept([this](const boost::system::error_code& error, tcp::socket socket) {
@@ -267,7 +438,7 @@ struct WorkerServer::Impl {
             boost::system::error_code ignored;
             socket.set_option(tcp::no_delay(true), ignored);
             socket.set_option(net::socket_base::keep_alive(true), ignored);
-            std::make_shared<Session>(std::move(socket), master, heartbeat)->begin();
+            std::make_shared<Session>(std::move(socket), shared)->begin();
             accept();
         });
     }
@@ -278,8 +449,16 @@ WorkerServer::WorkerServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) 
 Result<std::unique_ptr<WorkerServer>> WorkerServer::start(WorkerEvents& events,
                                                           const std::string& address,
                                                           std::uint16_t port,
-                                                          std::chrono::seconds heartbeat) {
+                                                          std::chrono::seconds heartbeat,
+                                                          const WorkerPortTls& tls) {
     auto impl = std::make_unique<Impl>(events, heartbeat);
+    if (tls.enabled) {
+        auto context = make_context(tls);
+        if (!context) {
+            return fail(context.error());
+        }
+        impl->shared.tls.emplace(std::move(*context));
+    }
     boost::system::error_code error;
     const auto ip = net::ip::make_address(address, error);
     if (error) {

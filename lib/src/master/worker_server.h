@@ -1,11 +1,14 @@
 #pragma once
 
-// The worker protocol's TCP side: accepts connections on the worker port, authenticates them
-// (challenge, HMAC proof), and hands each authenticated worker's messages to the master.
-// One I/O thread serves every connection; 1,000 idle workers cost a socket and a buffer each.
+// The worker protocol's network side: accepts connections on the worker port, speaks TLS 1.3
+// on them (unless `buildmaster.tls: false`), authenticates them (challenge, HMAC proof bound to
+// the TLS connection), and hands each authenticated worker's messages to the master.
+// One I/O thread serves every connection; 1,000 idle workers cost a socket, a TLS session and a
+// buffer each.
 
 #include <chrono>
 #include <cstdint>
+#include <filesystem>
 #include <memory>
 #include <string>
 
@@ -15,16 +18,31 @@ namespace ci::master {
 
 class WorkerEvents;
 
+/// TLS on the worker port.
+struct WorkerPortTls {
+    bool enabled = true;        ///< false: plaintext, each connection logged as unencrypted
+    std::filesystem::path cert; ///< PEM chain, the master's certificate first
+    std::filesystem::path key;  ///< PEM private key
+    /// 80 bytes of session ticket keys (worker::tls::ticket_keys): tickets stay valid across
+    /// restarts, so reconnecting workers resume their sessions instead of full handshakes.
+    std::string ticket_keys;
+};
+
 class WorkerServer {
 public:
     struct Impl;
+    /// A hello must arrive this long after the connection opened (TLS handshake included), or
+    /// the connection is closed.
+    static constexpr std::chrono::seconds hello_timeout{10};
+
     // Binds `address`:`port` and serves on its own thread, telling `events` about workers and
-    // their messages. `events` must outlive it.
-    [[nodiscard]] static Result<std::unique_ptr<WorkerServer>>
-    start(WorkerEvents& events,
-          const std::string& address,
-          std::uint16_t port,
-          std::chrono::seconds heartbeat);
+    // their messages. `events` must outlive it. Fails (InvalidArgument) when the certificate or
+    // key cannot be used, naming the file.
+    [[nodiscard]] static Result<std::unique_ptr<WorkerServer>> start(WorkerEvents& events,
+                                                                     const std::string& address,
+                                                                     std::uint16_t port,
+                                                                     std::chrono::seconds heartbeat,
+                                                                     const WorkerPortTls& tls);
     ~WorkerServer();
     [[nodiscard]] std::uint16_t port() const;
     // No new connections; those open stay.

@@ -283,6 +283,35 @@ TEST_CASE("config: scalars are checked") {
         errors = parse_errors("buildmaster: {max_retries: many}\n");
         CHECK(has_error(errors, "buildmaster.max_retries", "expected an integer"));
     }
+    SUBCASE("tls: on by default, false, or a certificate and its key") {
+        CHECK(parse_ok("buildmaster: {host: ci}\n").buildmaster.tls ==
+              ci::config::WorkerTls{true, "", ""});
+        CHECK_FALSE(parse_ok("buildmaster: {tls: false}\n").buildmaster.tls.enabled);
+        CHECK(parse_ok("buildmaster: {tls: true}\n").buildmaster.tls.enabled);
+        const auto files = parse_ok("buildmaster: {tls: {cert: c.pem, key: k.pem}}\n");
+        CHECK(files.buildmaster.tls == ci::config::WorkerTls{true, "c.pem", "k.pem"});
+        // The JSON form keeps them.
+        auto back = ci::config::parse_config_json(ci::config::to_json(files), "j");
+        REQUIRE(back.ok());
+        CHECK(back.config->buildmaster.tls == files.buildmaster.tls);
+        auto off = ci::config::parse_config_json(
+            ci::config::to_json(parse_ok("buildmaster: {tls: false}\n")), "j");
+        REQUIRE(off.ok());
+        CHECK_FALSE(off.config->buildmaster.tls.enabled);
+        CHECK(has_error(parse_errors("buildmaster: {tls: {cert: c.pem}}\n"),
+                        "buildmaster.tls.key",
+                        "cert and key go together"));
+        CHECK(has_error(parse_errors("buildmaster: {tls: {key: k.pem}}\n"),
+                        "buildmaster.tls.cert",
+                        "cert and key go together"));
+        CHECK(has_error(parse_errors("buildmaster: {tls: {cert: c.pem, key: k.pem, ca: x}}\n"),
+                        "buildmaster.tls.ca",
+                        "unknown key"));
+        CHECK(has_error(parse_errors("buildmaster: {tls: maybe}\n"),
+                        "buildmaster.tls",
+                        "expected true or false"));
+        CHECK(has_error(parse_errors("buildmaster: {tls: [a]}\n"), "buildmaster.tls", ""));
+    }
     SUBCASE("booleans in the spellings of YAML 1.2") {
         CHECK(parse_ok("github: {token: t, report_status: True}\n").github.report_status);
         CHECK_FALSE(parse_ok("github: {report_status: false}\n").github.report_status);

@@ -31,6 +31,18 @@ struct Auth {
     friend bool operator==(const Auth&, const Auth&) = default;
 };
 
+/// `buildmaster.tls`: TLS on the worker port (docs/api.md). `true` (the default) or a mapping
+/// turns it on, `false` turns it off (workers then need `ci-worker start --insecure`).
+struct WorkerTls {
+    bool enabled = true; ///< false for `buildmaster.tls: false`
+    /// `buildmaster.tls.cert`: the certificate chain (PEM; the master's first). Empty: a
+    /// self-signed certificate for `buildmaster.host` that the master creates in its data
+    /// directory on first start and keeps.
+    std::string cert;
+    std::string key; ///< `buildmaster.tls.key`: its private key (PEM; required with cert)
+    friend bool operator==(const WorkerTls&, const WorkerTls&) = default;
+};
+
 /// `buildmaster`: where the master runs and what it listens on.
 struct Buildmaster {
     std::string host = "localhost";    ///< `buildmaster.host`: the name workers and GitHub reach
@@ -47,6 +59,7 @@ struct Buildmaster {
     /// ended `retry` (its worker was lost, the master restarted); the build after that ends
     /// `exception` instead of `retry`, and the request is completed.
     int max_retries = 3;
+    WorkerTls tls; ///< `buildmaster.tls`
     friend bool operator==(const Buildmaster&, const Buildmaster&) = default;
 };
 

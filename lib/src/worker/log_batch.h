@@ -2,8 +2,8 @@
 
 // A worker's build log in batches: output of a step is gathered into chunks of up to max_bytes,
 // or sent once its oldest byte has waited max_delay, whichever comes first. The pure part: no
-// thread, no clock (the caller passes the time); run_reported_build (worker.cpp) wraps it with a
-// thread that honours deadline().
+// thread, no clock (the caller passes the time); run_reported_build (worker/reported_build.cpp)
+// wraps it with a thread that honours deadline().
 
 #include <chrono>
 #include <cstddef>
@@ -16,7 +16,7 @@
 
 #include "master/protocol.h"
 
-namespace ci::master::detail {
+namespace ci::worker::detail {
 
 /// When a batch is sent.
 struct LogBatchLimits {
@@ -34,20 +34,20 @@ public:
     /// Adds `text` of `step` at `now`. Returns the chunks to send now, in order: what was pending
     /// for another step first, then every full chunk (max_bytes; cut after the last newline
     /// inside it when there is one in its second half, so that lines stay whole).
-    [[nodiscard]] std::vector<protocol::LogChunk>
+    [[nodiscard]] std::vector<master::protocol::LogChunk>
     add(int step, std::string_view text, TimePoint now);
 
     /// Everything pending as one chunk when its oldest byte has waited max_delay at `now`.
-    [[nodiscard]] std::optional<protocol::LogChunk> due(TimePoint now);
+    [[nodiscard]] std::optional<master::protocol::LogChunk> due(TimePoint now);
 
     /// Everything pending as one chunk, whatever its age (before any other message).
-    [[nodiscard]] std::optional<protocol::LogChunk> take();
+    [[nodiscard]] std::optional<master::protocol::LogChunk> take();
 
     /// When due() will return a chunk; nullopt while nothing is pending.
     [[nodiscard]] std::optional<TimePoint> deadline() const;
 
 private:
-    protocol::LogChunk chunk(std::size_t length);
+    master::protocol::LogChunk chunk(std::size_t length);
 
     std::int64_t build_;
     LogBatchLimits limits_;
@@ -57,4 +57,4 @@ private:
     std::map<int, std::int64_t> next_sequence_; // by step
 };
 
-} // namespace ci::master::detail
+} // namespace ci::worker::detail

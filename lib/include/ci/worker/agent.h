@@ -1,14 +1,17 @@
 #pragma once
 
 /// \file
-/// The worker side of the worker protocol (docs/api.md; lib/src/master/protocol.h): what `ci-worker
-/// start` runs.
+/// The worker agent: the worker side of the worker protocol (docs/api.md;
+/// lib/src/master/protocol.h), what `ci-worker start` runs.
 ///
-/// The worker connects out to the master, proves it knows its secret, and runs the builds the
+/// The agent connects out to the master, proves it knows its secret, and runs the builds the
 /// master sends (build::run_build), streaming their progress and logs back. It sends heartbeats;
 /// when the connection drops it stops its builds (the master retries them elsewhere) and
 /// connects again with a growing, jittered delay. Asked to drain, it takes no new builds,
 /// finishes the running ones, and returns.
+///
+/// Threads: the connection is served by one Boost.Asio event loop on the calling thread; each
+/// build runs on a thread of its own and hands its messages to that loop.
 
 #include <chrono>
 #include <cstdint>
@@ -19,8 +22,9 @@
 #include <ci/build/runner.h>
 #include <ci/core/error.h>
 
-namespace ci::master {
+namespace ci::worker {
 
+/// How the agent reaches its master and runs its builds.
 struct WorkerOptions {
     std::string host = "127.0.0.1"; ///< the master
     std::uint16_t port = 9989;      ///< its buildmaster.worker_port
@@ -33,13 +37,29 @@ struct WorkerOptions {
     std::chrono::seconds max_reconnect_delay{30};
     /// Stop trying after this many failed connection attempts in a row; 0: never.
     int max_connect_attempts = 0;
+    /// How the master is authenticated (docs/api.md, "TLS"); exactly one of the three:
+    /// `ca_file`: PEM CA certificates the master's chain must lead to, and its certificate must
+    /// name `host` (`ci-worker --ca`);
+    std::string ca_file;
+    /// `fingerprint`: "sha256:HEX", the master's certificate must be exactly this one (pinning;
+    /// `ci-worker --fingerprint`, what `ci-master fingerprint` prints);
+    std::string fingerprint;
+    /// `insecure`: no TLS at all, for a master with `buildmaster.tls: false` (`--insecure`; a
+    /// warning is logged at each connection).
+    bool insecure = false;
     /// Called with one line for people on each state change (connected, build started, ...).
     std::function<void(const std::string&)> on_status;
 };
 
 /// Runs the worker until `drain` is requested and its builds have ended (returns success), or
 /// until the master refuses it (PermissionDenied with the master's reason: a wrong name or
-/// secret does not fix itself) or max_connect_attempts is reached (Io).
+/// secret does not fix itself; also when the master's certificate is not the one expected, or
+/// the master does not speak TLS while this worker does, or the other way round) or
+/// max_connect_attempts is reached (Io). InvalidArgument when the options do not give exactly
+/// one of ca_file, fingerprint and insecure, or the CA file cannot be read.
+/// TLS sessions are resumed across reconnections (tickets), so that many workers reconnecting
+/// to a restarted master cost it little; the status line of each connection says whether its
+/// session was resumed.
 [[nodiscard]] Status run_worker(const WorkerOptions& options, std::stop_token drain);
 
-} // namespace ci::master
+} // namespace ci::worker

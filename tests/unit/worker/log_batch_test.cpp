@@ -12,17 +12,17 @@
 
 #include <doctest/doctest.h>
 
-#include "master/log_batch.h"
 #include "master/protocol.h"
-#include "master/reported_build.h"
 #include "support/origin.h"
 #include "support/temp_dir.h"
+#include "worker/log_batch.h"
+#include "worker/reported_build.h"
 
 namespace {
 
 using namespace std::chrono_literals;
-using ci::master::detail::LogBatch;
 using ci::master::protocol::LogChunk;
+using ci::worker::detail::LogBatch;
 using Time = LogBatch::TimePoint;
 
 const Time t0{std::chrono::seconds(1000)};
@@ -167,7 +167,7 @@ TEST_CASE("run_reported_build: batched log chunks in order between their step's 
 
     std::mutex mutex;
     std::vector<protocol::Message> sent;
-    const auto outcome = ci::master::run_reported_build(
+    const auto outcome = ci::worker::run_reported_build(
         spec,
         options,
         [&](protocol::Message message) {

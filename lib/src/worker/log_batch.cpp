@@ -1,13 +1,14 @@
-#include "master/log_batch.h"
+#include "worker/log_batch.h"
 
 #include <utility>
 
-namespace ci::master::detail {
+namespace ci::worker::detail {
 
 LogBatch::LogBatch(std::int64_t build, LogBatchLimits limits) : build_(build), limits_(limits) {}
 
-std::vector<protocol::LogChunk> LogBatch::add(int step, std::string_view text, TimePoint now) {
-    std::vector<protocol::LogChunk> out;
+std::vector<master::protocol::LogChunk>
+LogBatch::add(int step, std::string_view text, TimePoint now) {
+    std::vector<master::protocol::LogChunk> out;
     if (step != step_) {
         if (auto rest = take()) {
             out.push_back(std::move(*rest));
@@ -33,14 +34,14 @@ std::vector<protocol::LogChunk> LogBatch::add(int step, std::string_view text, T
     return out;
 }
 
-std::optional<protocol::LogChunk> LogBatch::due(TimePoint now) {
+std::optional<master::protocol::LogChunk> LogBatch::due(TimePoint now) {
     if (pending_.empty() || now - oldest_ < limits_.max_delay) {
         return std::nullopt;
     }
     return take();
 }
 
-std::optional<protocol::LogChunk> LogBatch::take() {
+std::optional<master::protocol::LogChunk> LogBatch::take() {
     if (pending_.empty()) {
         return std::nullopt;
     }
@@ -54,8 +55,8 @@ std::optional<LogBatch::TimePoint> LogBatch::deadline() const {
     return oldest_ + limits_.max_delay;
 }
 
-protocol::LogChunk LogBatch::chunk(std::size_t length) {
-    protocol::LogChunk out{build_, step_, next_sequence_[step_]++, {}};
+master::protocol::LogChunk LogBatch::chunk(std::size_t length) {
+    master::protocol::LogChunk out{build_, step_, next_sequence_[step_]++, {}};
     if (length == pending_.size()) {
         out.text = std::move(pending_);
         pending_.clear();
@@ -66,4 +67,4 @@ protocol::LogChunk LogBatch::chunk(std::size_t length) {
     return out;
 }
 
-} // namespace ci::master::detail
+} // namespace ci::worker::detail
