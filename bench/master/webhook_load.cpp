@@ -1258,11 +1258,16 @@ private:
 
     static int on_new_session(SSL* ssl, SSL_SESSION* session) {
         auto* w = static_cast<Worker*>(SSL_get_app_data(ssl));
-        if (w->session != nullptr) {
-            SSL_SESSION_free(w->session);
+        // A copy, as ci-worker keeps: the connection's own session is marked not resumable
+        // when the connection ends without a TLS close (a master killed).
+        SSL_SESSION* copy = SSL_SESSION_dup(session);
+        if (copy != nullptr) {
+            if (w->session != nullptr) {
+                SSL_SESSION_free(w->session);
+            }
+            w->session = copy;
         }
-        w->session = session;
-        return 1; // the reference is the worker's now
+        return 0; // OpenSSL keeps its own reference
     }
 
     // Closes the connection (and its TLS state); the session stays for the next one.
@@ -1423,7 +1428,11 @@ private:
                 SSL_set_app_data(w.ssl, &w);
                 SSL_set_fd(w.ssl, w.fd);
                 if (w.session != nullptr) {
-                    SSL_set_session(w.ssl, w.session);
+                    // A copy again: a failed handshake marks its session not resumable.
+                    if (SSL_SESSION* copy = SSL_SESSION_dup(w.session)) {
+                        SSL_set_session(w.ssl, copy);
+                        SSL_SESSION_free(copy);
+                    }
                 }
                 w.state = State::handshaking;
             } else {

@@ -134,6 +134,7 @@ def main():
     parser.add_argument("build_dir", nargs="?", default="build")
     parser.add_argument("--workers", type=int, default=1000)
     args = parser.parse_args()
+    args.build_dir = os.path.abspath(args.build_dir)
     print(f"== {args.workers} idle workers on ci-master's worker port; load average "
           f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs", flush=True)
     results = {}
