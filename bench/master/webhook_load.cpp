@@ -1271,7 +1271,7 @@ private:
     }
 
     // Closes the connection (and its TLS state); the session stays for the next one.
-    void drop(Worker& w) {
+    static void drop(Worker& w) {
         if (w.ssl != nullptr) {
             SSL_free(w.ssl);
             w.ssl = nullptr;
