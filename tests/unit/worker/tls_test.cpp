@@ -3,6 +3,7 @@
 // checks of configured files (errors name the key and the file), fingerprint arguments, ticket
 // keys, and the challenge a proof covers.
 
+#include <array>
 #include <cstdio>
 #include <filesystem>
 #include <string>
@@ -23,9 +24,9 @@ std::string openssl(const std::string& command) {
     std::string out;
     FILE* pipe = ::popen(("openssl " + command + " 2>&1").c_str(), "r");
     REQUIRE(pipe != nullptr);
-    char buffer[512];
-    while (std::fgets(buffer, sizeof buffer, pipe) != nullptr) {
-        out += buffer;
+    std::array<char, 512> buffer{};
+    while (std::fgets(buffer.data(), static_cast<int>(buffer.size()), pipe) != nullptr) {
+        out += buffer.data();
     }
     ::pclose(pipe);
     return out;
