@@ -119,6 +119,9 @@ Status MasterState::start() {
         reports->requested(requests);
         dispatcher->wake();
     };
+    ingest_options.reports = [this](const store::BuildRequest& request) {
+        return reports->request_outbox(request);
+    };
     ingest_options.on_commit = [this](const Status& status) { writes->note_other_write(status); };
     auto ingest = store::Ingestor::start(config, *store, clock, ingest_options);
     if (!ingest) {
@@ -372,12 +375,6 @@ void MasterState::shutdown() {
         http.reset();
         worker_server.reset();
         ingestor.reset(); // writes what is queued
-        // After the last event (builds stopped, requests written): the reporters store what
-        // they have not sent, for the next start.
-        if (reports) {
-            ops_reports = nullptr;
-            reports->stop();
-        }
         // The master's writes before the log writer stops: a build's end flushes its log first.
         // Then no write of theirs runs any more, while the log writer, stopping, may still
         // report to them (note_other_write).
@@ -387,6 +384,13 @@ void MasterState::shutdown() {
                 log::error("store: not written before the master stopped: {}", lost);
             }
             writes->stop();
+        }
+        // After the last event (builds stopped, requests, ends and their reports written, and
+        // delivered by the writes' callbacks): the reporters stop; what they have not sent
+        // stays in the outbox for the next start.
+        if (reports) {
+            ops_reports = nullptr;
+            reports->stop();
         }
         logs.reset(); // writes what is queued (retrying a few seconds if it fails)
         reads.reset();

@@ -20,6 +20,7 @@
 #include "support/local_http_server.h"
 #include "support/recorded.h"
 #include "support/require_ok.h"
+#include "support/stored_report.h"
 #include "support/temp_dir.h"
 
 namespace zulip = ci::report::zulip;
@@ -388,14 +389,19 @@ TEST_CASE("zulip reporter: one summary per push once its builds ended, through a
     const auto ids = run_builds(*store, "master");
 
     auto reporter = start(s, path, clock);
-    reporter->report(event(BuildEvent::Requested, ids[0], "tests", "master"));
-    reporter->report(event(BuildEvent::Requested, ids[1], "docs", "master"));
-    reporter->report(event(BuildEvent::Started, ids[0], "tests", "master"));
-    reporter->report(event(BuildEvent::Started, ids[1], "docs", "master"));
-    reporter->report(event(BuildEvent::Finished, ids[0], "tests", "master"));
+    ci::test::deliver(
+        *reporter, *store, event(BuildEvent::Requested, ids[0], "tests", "master"), clock.now());
+    ci::test::deliver(
+        *reporter, *store, event(BuildEvent::Requested, ids[1], "docs", "master"), clock.now());
+    ci::test::deliver(
+        *reporter, *store, event(BuildEvent::Started, ids[0], "tests", "master"), clock.now());
+    ci::test::deliver(
+        *reporter, *store, event(BuildEvent::Started, ids[1], "docs", "master"), clock.now());
+    ci::test::deliver(
+        *reporter, *store, event(BuildEvent::Finished, ids[0], "tests", "master"), clock.now());
     auto retried = event(BuildEvent::Finished, ids[1], "docs", "master");
     retried.result = BuildResult::Retry; // runs again: not an end
-    reporter->report(retried);
+    ci::test::deliver(*reporter, *store, retried, clock.now());
     std::this_thread::sleep_for(300ms);
     CHECK(fake.messages().empty());
 
@@ -403,7 +409,8 @@ TEST_CASE("zulip reporter: one summary per push once its builds ended, through a
     reporter->stop();
     reporter = start(s, path, clock);
     fake.mode = 1; // down
-    reporter->report(event(BuildEvent::Finished, ids[1], "docs", "master"));
+    ci::test::deliver(
+        *reporter, *store, event(BuildEvent::Finished, ids[1], "docs", "master"), clock.now());
     std::this_thread::sleep_for(300ms);
     CHECK(fake.messages().empty());
     // Queued while down, then a restart: sent once after it.
@@ -443,14 +450,23 @@ TEST_CASE("zulip reporter: a request collapsed into a newer push's ends with its
     auto reporter = start(s, path, clock);
     auto older = event(BuildEvent::Requested, {1, 0}, "docs", "feature/x");
     older.revision = std::string(40, 'a');
-    reporter->report(older);
+    ci::test::deliver(*reporter, *store, older, clock.now());
     const std::array<std::pair<int, const char*>, 2> builds{{{0, "tests"}, {1, "docs"}}};
     for (const auto& [index, builder] : builds) {
-        reporter->report(event(BuildEvent::Requested, ids[index], builder, "feature/x"));
+        ci::test::deliver(*reporter,
+                          *store,
+                          event(BuildEvent::Requested, ids[index], builder, "feature/x"),
+                          clock.now());
     }
     for (const auto& [index, builder] : builds) {
-        reporter->report(event(BuildEvent::Started, ids[index], builder, "feature/x"));
-        reporter->report(event(BuildEvent::Finished, ids[index], builder, "feature/x"));
+        ci::test::deliver(*reporter,
+                          *store,
+                          event(BuildEvent::Started, ids[index], builder, "feature/x"),
+                          clock.now());
+        ci::test::deliver(*reporter,
+                          *store,
+                          event(BuildEvent::Finished, ids[index], builder, "feature/x"),
+                          clock.now());
     }
     REQUIRE(fake.wait_for(2));
     std::this_thread::sleep_for(200ms);
@@ -467,16 +483,20 @@ TEST_CASE("zulip reporter: a request cancelled before it ran ends its line of th
     auto& [dir, path, fake, s, clock, store] = setup;
     const auto ids = run_builds(*store, "feature/x");
     auto reporter = start(s, path, clock);
-    reporter->report(event(BuildEvent::Requested, ids[0], "tests", "feature/x"));
-    reporter->report(event(BuildEvent::Requested, ids[1], "docs", "feature/x"));
-    reporter->report(event(BuildEvent::Started, ids[0], "tests", "feature/x"));
-    reporter->report(event(BuildEvent::Finished, ids[0], "tests", "feature/x"));
+    ci::test::deliver(
+        *reporter, *store, event(BuildEvent::Requested, ids[0], "tests", "feature/x"), clock.now());
+    ci::test::deliver(
+        *reporter, *store, event(BuildEvent::Requested, ids[1], "docs", "feature/x"), clock.now());
+    ci::test::deliver(
+        *reporter, *store, event(BuildEvent::Started, ids[0], "tests", "feature/x"), clock.now());
+    ci::test::deliver(
+        *reporter, *store, event(BuildEvent::Finished, ids[0], "tests", "feature/x"), clock.now());
     std::this_thread::sleep_for(200ms);
     CHECK(fake.messages().empty()); // docs has not ended
     auto cancelled = event(BuildEvent::Requested, ids[1], "docs", "feature/x");
     cancelled.event = BuildEvent::Cancelled;
     cancelled.result = BuildResult::Cancelled;
-    reporter->report(cancelled);
+    ci::test::deliver(*reporter, *store, cancelled, clock.now());
     REQUIRE(fake.wait_for(1));
     std::this_thread::sleep_for(200ms); // nothing more comes
     reporter->stop();
