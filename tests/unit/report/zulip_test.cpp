@@ -251,6 +251,29 @@ TEST_CASE("zulip: the request, the verdicts, and what is stored") {
     CHECK(*zulip::parse_push(zulip::to_json(p)) == p);
     CHECK_FALSE(zulip::parse_push("{\"id\": 1}"));
     CHECK_FALSE(zulip::parse_message("[]"));
+
+    // A build event as kept until the reporter handled it.
+    BuildReport event;
+    event.event = BuildEvent::Finished;
+    event.request_id = 7;
+    event.build_id = 9;
+    event.builder = "docs";
+    event.repository = "app";
+    event.branch = "feature/\xc3\xa9";
+    event.revision = std::string(40, 'a');
+    event.result = BuildResult::Exception;
+    event.url = "http://ci.example.org/api/v1/builds/9";
+    event.properties = {{"report_expected_failures", "true"}, {"a\"b", "c\nd"}};
+    event.at = ci::WallTime(std::chrono::milliseconds(1'700'000'000'123));
+    CHECK(*zulip::parse_report(zulip::to_json(event)) == event);
+    event.event = BuildEvent::Requested;
+    event.result.reset();
+    CHECK(*zulip::parse_report(zulip::to_json(event)) == event);
+    CHECK_FALSE(zulip::parse_report("{}"));
+    auto renamed = zulip::to_json(event);
+    renamed.replace(renamed.find("requested"), 9, "destroyed");
+    CHECK_FALSE(zulip::parse_report(renamed));
+    CHECK_FALSE(zulip::parse_report(std::string(100, '[')));
 }
 
 namespace {
