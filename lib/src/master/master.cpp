@@ -197,6 +197,15 @@ Status MasterState::start_reporters() {
     }
     reports = std::make_unique<Reports>(config, clock, std::move(list), std::move(base));
     ops_reports = reports.get();
+    // A store that becomes degraded is told to the operators at once (Zulip's ops_stream).
+    writes->on_degraded([this](const std::string& error) {
+        if (auto* target = ops_reports.load()) {
+            target->operational(
+                report::OpsEvent{report::OpsEvent::Kind::StoreDegraded,
+                                 "store",
+                                 "the master's writes to its store fail: " + error});
+        }
+    });
     return {};
 }
 
@@ -289,16 +298,6 @@ void MasterState::run_housekeeper() {
                              return {};
                          });
         }
-        // Checked here, not on the writer's thread: a degraded store is an operator's concern
-        // when it lasts, and the reporters must not be called under the writer's lock.
-        const auto degraded = writes->degraded();
-        if (degraded && !store_degraded) {
-            reports->operational(
-                report::OpsEvent{report::OpsEvent::Kind::StoreDegraded,
-                                 "store",
-                                 "the master's writes to its store fail: " + *degraded});
-        }
-        store_degraded = degraded.has_value();
         for (const auto& worker : workers.views()) {
             writes->post(fmt::format("the state of worker {}", worker.name),
                          [record =
