@@ -16,40 +16,6 @@ BUILDERS = ("b0", "b1", "b2", "b3")
 PENDING, STARTED = ("pending", False), ("pending", True)
 
 
-def config(case):
-    """GitHub statuses and Zulip summaries for four builders on four local workers."""
-    return f"""
-buildmaster: {{web_port: 0, worker_port: 0, state: {case.tmp}/state.sqlite,
-              url: "http://ci.example.org:8010/"}}
-auth: {{user: {case.auth[0]}, password: "{case.auth[1]}"}}
-github:
-  webhook_secret: "{case.webhook_secret}"
-  token: "{case.github_token}"
-  report_status: true
-  api_url: "{case.github.url}"
-zulip:
-  user: ci-bot@example.org
-  password: "{case.zulip_key}"
-  site: "{case.zulip.url}"
-  stream: builds
-slaves:
-  local: {{local: true, slaves: 4}}
-repositories:
-  demo: {{url: "{case.repo.origin}", github: libci/demo}}
-builders:
-""" + "".join(f"""  {name}:
-    repository: demo
-    workers: [local]
-    steps:
-      - name: test
-        run: "sh ./test.sh"
-        env: {{RELEASE: "{case.release}", MARKS: "{case.marks}"}}
-""" for name in BUILDERS) + f"""schedulers:
-  branches: {{type: branch, repository: demo, builders: [{", ".join(BUILDERS)}],
-             branches: ["feature/*"], tree_stable_timer: 1s}}
-"""
-
-
 def settle(predicate, timeout=60):
     """Waits until `predicate` holds or `timeout` passed; the checks after it say what is
     missing."""
@@ -62,7 +28,7 @@ def settle(predicate, timeout=60):
 def main(case):
     github, zulip = case.start_fake_github(), case.start_fake_zulip()
     github.mode = zulip.mode = "hang"
-    master = case.start_master(case.write_config(config(case)))
+    master = case.start_master(case.write_config(case.reporters_config(BUILDERS)))
 
     # Three pushes (the last one broken: its builds fail), twelve builds.
     tips = {}
