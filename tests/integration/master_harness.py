@@ -556,6 +556,44 @@ builders:
              branches: ["master", "feature/*"], tree_stable_timer: 1s}
 """
 
+    def reporters_config(self, builders, github_extra="", zulip_extra=""):
+        """A config that reports to both fakes (start_fake_github and start_fake_zulip first):
+        GitHub statuses for every builder and Zulip summaries to stream `builds`, for
+        `builders` (each running TEST_SCRIPT) on as many local workers, run by a branch
+        scheduler for `feature/*`; `github_extra` and `zulip_extra` are more keys of those
+        sections (YAML lines indented by two)."""
+        steps = "".join(f"""  {name}:
+    repository: demo
+    workers: [local]
+    steps:
+      - name: test
+        run: "sh ./test.sh"
+        env: {{RELEASE: "{self.release}", MARKS: "{self.marks}"}}
+""" for name in builders)
+        return f"""
+buildmaster: {{web_port: 0, worker_port: 0, state: {self.tmp}/state.sqlite,
+              url: "http://ci.example.org:8010/"}}
+auth: {{user: {self.auth[0]}, password: "{self.auth[1]}"}}
+github:
+  webhook_secret: "{self.webhook_secret}"
+  token: "{self.github_token}"
+  report_status: true
+  api_url: "{self.github.url}"
+{github_extra}zulip:
+  user: ci-bot@example.org
+  password: "{self.zulip_key}"
+  site: "{self.zulip.url}"
+  stream: builds
+{zulip_extra}slaves:
+  local: {{local: true, slaves: {len(builders)}}}
+repositories:
+  demo: {{url: "{self.repo.origin}", github: libci/demo}}
+builders:
+{steps}schedulers:
+  branches: {{type: branch, repository: demo, builders: [{", ".join(builders)}],
+             branches: ["feature/*"], tree_stable_timer: 1s}}
+"""
+
     def write_config(self, text):
         """Writes `text` as the case's config.yml (0600: it holds secrets); returns its path."""
         path = os.path.join(self.tmp, "config.yml")

@@ -1,6 +1,10 @@
 """What the local fakes of web services (fake_github.py, fake_zulip.py) share: a threaded HTTP
 server on 127.0.0.1 and a free port, a `mode` the test switches, and counts of what it got.
 
+Mode "hang", for every fake: a request is read and then held without an answer (its sender
+waits, as it would for a service that stopped answering) until `release()`, then answered 503
+(recorded in `refused` as "hung"); `hung` counts the requests held.
+
 A subclass defines `handle(method, path, headers, body) -> (status, JSON body, extra headers,
 reason)`; the reason of every answer with status >= 400 is recorded in `refused` with its status.
 """
@@ -15,6 +19,8 @@ class FakeService:
         self.mode = "up"
         self.refused = []
         self.attempts = 0
+        self.hung = 0
+        self.released = threading.Event()
         self.lock = threading.Lock()
         self.server = None
         self.url = None
@@ -36,19 +42,28 @@ class FakeService:
                 raw = self.rfile.read(length)
                 with fake.lock:
                     fake.attempts += 1
-                code, body, headers, reason = fake.handle(self.command, self.path, self.headers,
-                                                          raw)
+                if fake.mode == "hang":
+                    with fake.lock:
+                        fake.hung += 1
+                    fake.released.wait(120)
+                    code, body, headers, reason = 503, {"message": "hung"}, None, "hung"
+                else:
+                    code, body, headers, reason = fake.handle(self.command, self.path,
+                                                              self.headers, raw)
                 data = json.dumps(body).encode()
                 if code >= 400:
                     with fake.lock:
                         fake.refused.append((code, reason))
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                for name, value in (headers or {}).items():
-                    self.send_header(name, value)
-                self.end_headers()
-                self.wfile.write(data)
+                try:
+                    self.send_response(code)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    for name, value in (headers or {}).items():
+                        self.send_header(name, value)
+                    self.end_headers()
+                    self.wfile.write(data)
+                except OSError:
+                    self.close_connection = True  # the sender is gone (a master killed)
 
             do_GET = do_POST = serve  # noqa: N815 - http.server's naming
 
@@ -57,6 +72,11 @@ class FakeService:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         return self
+
+    def release(self):
+        """Answers the requests held in mode "hang" (503) and stops holding new ones."""
+        self.mode = "up"
+        self.released.set()
 
     def stop(self):
         if self.server:

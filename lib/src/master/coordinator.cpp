@@ -103,15 +103,26 @@ void Coordinator::message(const std::string& name, const Link* link, protocol::M
     }
     const auto now = p_.clock.now();
     if (auto* checked = std::get_if<protocol::CheckedOut>(&message)) {
-        p_.reports.checked_out(id, checked->branch_tip);
-        if (auto build = p_.running.checked_out(id,
-                                                std::move(checked->branch_tip),
-                                                std::move(checked->target_tip),
-                                                std::move(checked->merge_commit))) {
-            p_.writes.post(fmt::format("the checkout of build {}", id),
-                           [build = std::move(*build)](store::Store& store) {
-                               return store.update_build(build);
-                           });
+        // A start held back for want of a revision is reported with the checkout's write.
+        auto start = p_.reports.checked_out(id, checked->branch_tip);
+        auto build = p_.running.checked_out(id,
+                                            std::move(checked->branch_tip),
+                                            std::move(checked->target_tip),
+                                            std::move(checked->merge_commit));
+        if (build) {
+            auto outbox = start ? p_.reports.outbox(*start) : std::vector<store::OutboxMessage>{};
+            p_.writes.post(
+                fmt::format("the checkout of build {}", id),
+                [build = std::move(*build), outbox = std::move(outbox)](store::Store& store) {
+                    return store.update_build(build, outbox);
+                },
+                [&reports = p_.reports, start = std::move(start)] {
+                    if (start) {
+                        reports.deliver(*start);
+                    }
+                });
+        } else if (start) {
+            p_.reports.deliver(*start);
         }
     } else if (auto* started = std::get_if<protocol::StepStarted>(&message)) {
         if (auto step = p_.running.step_started(id, started->step, std::move(started->name), now)) {
@@ -150,33 +161,41 @@ void Coordinator::finish(std::int64_t id, BuildResult result, const std::string&
     const auto final_result = *build.result;
     const bool again = final_result == BuildResult::Retry;
     auto& running = p_.running;
-    // The build and its request in one queued write, once its log is on disk: when the store
-    // says the build ended, its log is complete there.
+    // Its reports go in the same transaction as its end (Reporter::outbox), delivered after.
+    auto report = p_.reports.finished(id, final_result);
+    auto outbox = report ? p_.reports.outbox(*report) : std::vector<store::OutboxMessage>{};
+    // The build, its request and its reports in one queued write, once its log is on disk: when
+    // the store says the build ended, its log is complete there.
     p_.writes.post(
         fmt::format("the end of build {} ({}) and of its request {}",
                     id,
                     to_string(final_result),
                     build.request_id),
-        [build, again, &logs = p_.logs](store::Store& store) -> Status {
+        [build, again, outbox = std::move(outbox), &logs = p_.logs](store::Store& store) -> Status {
             // Its log first (the log writer's own queue): a reader of a finished build sees it
             // whole. A disk that fails keeps the chunks queued there; the end waits for them.
             if (auto flushed = logs.flush(build.id, std::chrono::seconds(10)); !flushed) {
                 return flushed;
             }
-            if (auto status = store.update_build(build); !status) {
-                return status;
-            }
-            return store.finish(build.request_id,
-                                again ? store::RequestState::Pending
-                                      : store::RequestState::Completed);
+            return store.end_build(build,
+                                   again ? store::RequestState::Pending
+                                         : store::RequestState::Completed,
+                                   outbox);
         },
-        [&running, id, again, wake = p_.wake_dispatcher] {
+        [&running,
+         &reports = p_.reports,
+         report = std::move(report),
+         id,
+         again,
+         wake = p_.wake_dispatcher] {
             running.forget(id);
+            if (report) {
+                reports.deliver(*report);
+            }
             if (again) {
                 wake(); // its request is pending again
             }
         });
-    p_.reports.finished(id, final_result);
     p_.locks.release(ended->locks);
     p_.workers.release(build.worker, id);
     const double seconds =

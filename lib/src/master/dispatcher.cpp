@@ -137,7 +137,11 @@ void Dispatcher::start_build(const store::BuildRequest& queued, const std::strin
     }
     const auto& request = **claimed;
     const auto started = p_.clock.now();
-    auto build_id = p_.store.start_build(request.id, builder_name, worker, started);
+    // The start's reports are stored with it (a kill -9 cannot keep one without the other).
+    auto build_id =
+        p_.store.start_build(request.id, builder_name, worker, started, [&](std::int64_t build) {
+            return p_.reports.start_outbox(request, build);
+        });
     if (!build_id) {
         give_back();
         ++p_.metrics.store_errors;
@@ -161,6 +165,8 @@ void Dispatcher::start_build(const store::BuildRequest& queued, const std::strin
         store::Build{*build_id, request.id, builder_name, worker, started, {}, {}, {}, {}, {}},
         builder.locks,
         retries_spent(request.id));
+    // Its start is stored: reported now, before anything below may end it.
+    p_.reports.started(request, *build_id);
     auto link = p_.workers.attach(worker, *build_id);
     if (!link) {
         p_.coordinator.finish(*build_id, BuildResult::Retry, "its worker left before it started");
@@ -177,7 +183,6 @@ void Dispatcher::start_build(const store::BuildRequest& queued, const std::strin
                         protocol::max_line));
         return;
     }
-    p_.reports.started(request, *build_id);
     log::info("build {} ({} on {}, request {}, branch {}) starts on {}",
               *build_id,
               builder_name,

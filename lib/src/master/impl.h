@@ -60,7 +60,6 @@ struct MasterState {
     std::unique_ptr<Reports> reports; ///< reporters (GitHub statuses, Zulip, the embedder's own)
     /// `reports` for the reporters' own threads (a reporter giving up), set once it exists.
     std::atomic<Reports*> ops_reports{nullptr};
-    bool store_degraded = false; ///< the housekeeper's last reading
     std::unique_ptr<Coordinator> coordinator;
     std::unique_ptr<Dispatcher> dispatcher;
     std::unique_ptr<store::Ingestor> ingestor;

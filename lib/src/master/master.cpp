@@ -120,6 +120,9 @@ Status MasterState::start() {
         reports->requested(requests);
         dispatcher->wake();
     };
+    ingest_options.reports = [this](const store::BuildRequest& request) {
+        return reports->request_outbox(request);
+    };
     ingest_options.on_commit = [this](const Status& status) { writes->note_other_write(status); };
     auto ingest = store::Ingestor::start(config, *store, clock, ingest_options);
     if (!ingest) {
@@ -195,6 +198,15 @@ Status MasterState::start_reporters() {
     }
     reports = std::make_unique<Reports>(config, clock, std::move(list), std::move(base));
     ops_reports = reports.get();
+    // A store that becomes degraded is told to the operators at once (Zulip's ops_stream).
+    writes->on_degraded([this](const std::string& error) {
+        if (auto* target = ops_reports.load()) {
+            target->operational(
+                report::OpsEvent{report::OpsEvent::Kind::StoreDegraded,
+                                 "store",
+                                 "the master's writes to its store fail: " + error});
+        }
+    });
     return {};
 }
 
@@ -294,16 +306,6 @@ void MasterState::run_housekeeper() {
                              return {};
                          });
         }
-        // Checked here, not on the writer's thread: a degraded store is an operator's concern
-        // when it lasts, and the reporters must not be called under the writer's lock.
-        const auto degraded = writes->degraded();
-        if (degraded && !store_degraded) {
-            reports->operational(
-                report::OpsEvent{report::OpsEvent::Kind::StoreDegraded,
-                                 "store",
-                                 "the master's writes to its store fail: " + *degraded});
-        }
-        store_degraded = degraded.has_value();
         for (const auto& worker : workers.views()) {
             writes->post(fmt::format("the state of worker {}", worker.name),
                          [record =
@@ -380,12 +382,6 @@ void MasterState::shutdown() {
         http.reset();
         worker_server.reset();
         ingestor.reset(); // writes what is queued
-        // After the last event (builds stopped, requests written): the reporters store what
-        // they have not sent, for the next start.
-        if (reports) {
-            ops_reports = nullptr;
-            reports->stop();
-        }
         // The master's writes before the log writer stops: a build's end flushes its log first.
         // Then no write of theirs runs any more, while the log writer, stopping, may still
         // report to them (note_other_write).
@@ -395,6 +391,13 @@ void MasterState::shutdown() {
                 log::error("store: not written before the master stopped: {}", lost);
             }
             writes->stop();
+        }
+        // After the last event (builds stopped, requests, ends and their reports written, and
+        // delivered by the writes' callbacks): the reporters stop; what they have not sent
+        // stays in the outbox for the next start.
+        if (reports) {
+            ops_reports = nullptr;
+            reports->stop();
         }
         logs.reset(); // writes what is queued (retrying a few seconds if it fails)
         reads.reset();

@@ -39,10 +39,27 @@ report::BuildReport Reports::base(const store::BuildRequest& request,
     return out;
 }
 
-void Reports::send(const report::BuildReport& report) {
+std::vector<store::OutboxMessage> Reports::outbox(const report::BuildReport& report) {
+    std::vector<store::OutboxMessage> out;
+    for (const auto& reporter : reporters_) {
+        auto more = reporter->outbox(report);
+        out.insert(
+            out.end(), std::make_move_iterator(more.begin()), std::make_move_iterator(more.end()));
+    }
+    return out;
+}
+
+void Reports::deliver(const report::BuildReport& report) {
     for (const auto& reporter : reporters_) {
         reporter->report(report);
     }
+}
+
+std::vector<store::OutboxMessage> Reports::request_outbox(const store::BuildRequest& request) {
+    if (reporters_.empty()) {
+        return {};
+    }
+    return outbox(base(request, report::BuildEvent::Requested));
 }
 
 void Reports::requested(const std::vector<store::BuildRequest>& requests) {
@@ -56,8 +73,19 @@ void Reports::requested(const std::vector<store::BuildRequest>& requests) {
                 continue; // its start was reported already
             }
         }
-        send(base(request, report::BuildEvent::Requested));
+        deliver(base(request, report::BuildEvent::Requested));
     }
+}
+
+std::vector<store::OutboxMessage> Reports::start_outbox(const store::BuildRequest& request,
+                                                        std::int64_t build) {
+    if (reporters_.empty() || request.request.revision.empty()) {
+        return {};
+    }
+    auto report = base(request, report::BuildEvent::Started);
+    report.build_id = build;
+    report.url = build_url(build);
+    return outbox(report);
 }
 
 void Reports::started(const store::BuildRequest& request, std::int64_t build) {
@@ -74,38 +102,35 @@ void Reports::started(const store::BuildRequest& request, std::int64_t build) {
         started_requests_.insert(request.id);
     }
     if (now) {
-        send(report);
+        deliver(report);
     }
 }
 
-void Reports::checked_out(std::int64_t build, const std::string& branch_tip) {
+std::optional<report::BuildReport> Reports::checked_out(std::int64_t build,
+                                                        const std::string& branch_tip) {
     if (reporters_.empty() || branch_tip.empty()) {
-        return;
+        return std::nullopt;
     }
-    report::BuildReport report;
-    {
-        const std::lock_guard lock(mutex_);
-        const auto found = running_.find(build);
-        if (found == running_.end() || found->second.start_reported) {
-            return;
-        }
-        found->second.report.revision = branch_tip;
-        found->second.start_reported = true;
-        report = found->second.report;
+    const std::lock_guard lock(mutex_);
+    const auto found = running_.find(build);
+    if (found == running_.end() || found->second.start_reported) {
+        return std::nullopt;
     }
-    send(report);
+    found->second.report.revision = branch_tip;
+    found->second.start_reported = true;
+    return found->second.report;
 }
 
-void Reports::finished(std::int64_t build, BuildResult result) {
+std::optional<report::BuildReport> Reports::finished(std::int64_t build, BuildResult result) {
     if (reporters_.empty()) {
-        return;
+        return std::nullopt;
     }
     report::BuildReport report;
     {
         const std::lock_guard lock(mutex_);
         const auto found = running_.find(build);
         if (found == running_.end()) {
-            return; // started by an earlier master: it ends as retry, which reports nothing
+            return std::nullopt; // started by an earlier master: it ends as retry (no report)
         }
         report = std::move(found->second.report);
         started_requests_.erase(report.request_id);
@@ -114,16 +139,13 @@ void Reports::finished(std::int64_t build, BuildResult result) {
     report.event = report::BuildEvent::Finished;
     report.result = result;
     report.at = clock_.now();
-    send(report);
+    return report;
 }
 
-void Reports::cancelled(const store::BuildRequest& request) {
-    if (reporters_.empty()) {
-        return;
-    }
+report::BuildReport Reports::cancelled(const store::BuildRequest& request) const {
     auto report = base(request, report::BuildEvent::Cancelled);
     report.result = BuildResult::Cancelled;
-    send(report);
+    return report;
 }
 
 void Reports::operational(const report::OpsEvent& event) {

@@ -5,11 +5,17 @@
 // remembers, under its own lock, what a running build's reports need (the request's branch,
 // revision and properties) between its start and its end. Reporters queue and send on their own
 // threads; nothing here waits for a network or a disk.
+//
+// Each event is reported in two moves: what the reporters keep in the store's outbox for it
+// (outbox(), Reporter::outbox) is written by the transaction that records the event (the
+// ingestor's commit of a request, the dispatcher's start_build, the StoreWrites of a checkout
+// or an end, a cancel), and once that committed, deliver() calls every reporter's report().
 
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -29,17 +35,33 @@ public:
             std::vector<std::shared_ptr<report::Reporter>> reporters,
             std::string base_url);
 
+    /// What the reporters keep in the outbox for `report` (to store with its event).
+    [[nodiscard]] std::vector<store::OutboxMessage> outbox(const report::BuildReport& report);
+    /// Gives `report` to every reporter (once its event and outbox() are stored).
+    void deliver(const report::BuildReport& report);
+
+    /// The outbox messages of a request the ingestor queues (IngestOptions::reports).
+    [[nodiscard]] std::vector<store::OutboxMessage>
+    request_outbox(const store::BuildRequest& request);
     /// Requests were stored (ingest thread).
     void requested(const std::vector<store::BuildRequest>& requests);
-    /// A build of `request` started (dispatcher thread). A request without a revision reports
-    /// its start at its checkout, when its branch tip is known.
+    /// The outbox messages of a start of `request` as build `build` (for start_build); none for
+    /// a request without a revision, whose start is reported at its checkout.
+    [[nodiscard]] std::vector<store::OutboxMessage> start_outbox(const store::BuildRequest& request,
+                                                                 std::int64_t build);
+    /// A build of `request` started and is stored (dispatcher thread). A request without a
+    /// revision reports its start at its checkout, when its branch tip is known.
     void started(const store::BuildRequest& request, std::int64_t build);
-    /// The build's checkout recorded its branch tip.
-    void checked_out(std::int64_t build, const std::string& branch_tip);
-    /// The build ended (its request is queued again when the result is Retry).
-    void finished(std::int64_t build, BuildResult result);
-    /// A pending request was cancelled through the API (a read-pool thread).
-    void cancelled(const store::BuildRequest& request);
+    /// The build's checkout recorded its branch tip: the start to report now (to store with the
+    /// checkout, then deliver()), when it was held back for want of a revision.
+    [[nodiscard]] std::optional<report::BuildReport> checked_out(std::int64_t build,
+                                                                 const std::string& branch_tip);
+    /// The build ended (its request is queued again when the result is Retry): its report, to
+    /// store with the end and then deliver(); nullopt for a build this master did not start.
+    [[nodiscard]] std::optional<report::BuildReport> finished(std::int64_t build,
+                                                              BuildResult result);
+    /// The report of cancelling a pending request (to store with the cancel, then deliver()).
+    [[nodiscard]] report::BuildReport cancelled(const store::BuildRequest& request) const;
     /// An operational event (a reporter gave up, the store degraded; the EC2 pools will report
     /// an instance that failed to terminate here): passed to every reporter. Any thread.
     void operational(const report::OpsEvent& event);
@@ -51,7 +73,6 @@ public:
     [[nodiscard]] bool empty() const noexcept { return reporters_.empty(); }
 
 private:
-    void send(const report::BuildReport& report);
     report::BuildReport base(const store::BuildRequest& request, report::BuildEvent event) const;
 
     const config::Config& config_;

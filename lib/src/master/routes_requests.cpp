@@ -102,7 +102,14 @@ void one(Services& s, std::int64_t id, http::Reply reply) {
 
 void cancel(Services& s, std::int64_t id, http::Reply reply) {
     s.reads.post([&s, reply, id](store::Store& store) mutable {
-        auto cancelled = store.cancel(id);
+        // The cancel's reports (a commit status left pending ends, a push's summary is sent)
+        // are stored with it.
+        std::optional<report::BuildReport> report;
+        if (auto request = store.request(id); request && *request) {
+            report = s.reports.cancelled(**request);
+        }
+        auto cancelled = store.cancel(
+            id, report ? s.reports.outbox(*report) : std::vector<store::OutboxMessage>{});
         if (!cancelled) {
             reply.send(error_response(500, cancelled.error().message));
             return;
@@ -113,8 +120,8 @@ void cancel(Services& s, std::int64_t id, http::Reply reply) {
             return;
         }
         log::info("build request {} cancelled by {}", id, api_user(s));
-        if (auto request = store.request(id); request && *request) {
-            s.reports.cancelled(**request); // a commit status left pending, a push's summary
+        if (report) {
+            s.reports.deliver(*report);
         }
         Json json;
         json.begin().field("cancelled", id).end();

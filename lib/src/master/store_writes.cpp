@@ -68,8 +68,14 @@ void StoreWrites::run() {
             idle_.notify_all();
             continue;
         }
+        auto tell = becoming_degraded(status.error().message);
         failed(queue_.front(), status.error(), retry);
         idle_.notify_all();
+        if (tell) {
+            lock.unlock();
+            tell();
+            lock.lock();
+        }
         // Back off; stopping cuts the wait short (the destructor reports what is left).
         if (wake_.wait_for(lock, retry, [&] { return stopping_; })) {
             return;
@@ -109,16 +115,42 @@ std::vector<std::string> StoreWrites::drain(std::chrono::steady_clock::time_poin
 }
 
 void StoreWrites::note_other_write(const Status& status) {
-    const std::lock_guard lock(mutex_);
-    if (status) {
-        if (other_error_) {
-            log::info("store: the ingestor's writes work again");
+    std::function<void()> tell;
+    {
+        const std::lock_guard lock(mutex_);
+        if (status) {
+            if (other_error_) {
+                log::info("store: the ingestor's writes work again");
+            }
+            other_error_.reset();
+        } else {
+            ++metrics_.store_errors;
+            tell = becoming_degraded(status.error().message);
+            other_error_ = status.error().message;
         }
-        other_error_.reset();
-    } else {
-        ++metrics_.store_errors;
-        other_error_ = status.error().message;
     }
+    if (tell) {
+        tell();
+    }
+}
+
+void StoreWrites::on_degraded(std::function<void(const std::string&)> callback,
+                              std::chrono::milliseconds quiet) {
+    const std::lock_guard lock(mutex_);
+    on_degraded_ = std::move(callback);
+    degraded_quiet_ = quiet;
+}
+
+std::function<void()> StoreWrites::becoming_degraded(const std::string& error) {
+    if (our_error_ || other_error_ || !on_degraded_) {
+        return {}; // degraded already: told when it began
+    }
+    const auto now = std::chrono::steady_clock::now();
+    if (degraded_told_ && now - *degraded_told_ < degraded_quiet_) {
+        return {};
+    }
+    degraded_told_ = now;
+    return [callback = on_degraded_, error] { callback(error); };
 }
 
 std::optional<std::string> StoreWrites::degraded() {

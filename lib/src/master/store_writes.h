@@ -6,7 +6,7 @@
 // logged naming what it holds back, counted (ci_store_errors_total), and retried with backoff
 // (one log line per interval, with a count) together with everything queued after it, in
 // order; meanwhile the store is degraded (/healthz answers 503). It recovers by itself when a
-// retry succeeds.
+// retry succeeds. Becoming degraded is told at once (on_degraded: the operators' stream).
 
 #include <chrono>
 #include <condition_variable>
@@ -60,6 +60,12 @@ public:
     /// failure keeps the store degraded until a write (its own or one of ours) succeeds again.
     void note_other_write(const Status& status);
 
+    /// Called once each time the store becomes degraded (a write failed after writes worked),
+    /// with the error, on the thread whose write failed, outside this object's lock; at most
+    /// once per `quiet` (a disk that fails on and off is one report). Must not block.
+    void on_degraded(std::function<void(const std::string&)> callback,
+                     std::chrono::milliseconds quiet = std::chrono::minutes(5));
+
     /// True while a write fails (ours or another writer's); the error, for /healthz.
     [[nodiscard]] std::optional<std::string> degraded();
     /// Writes queued and not yet done.
@@ -73,6 +79,9 @@ private:
     };
     void run();
     void failed(const Write& write, const Error& error, std::chrono::milliseconds retry);
+    // With the lock held, when a write just failed: the callback to call once the lock is
+    // released (empty when the store was degraded already, or reported too recently).
+    std::function<void()> becoming_degraded(const std::string& error);
 
     store::Store& store_;
     Metrics& metrics_;
@@ -87,6 +96,9 @@ private:
     std::optional<std::string> other_error_;
     std::chrono::steady_clock::time_point last_report_{};
     std::uint64_t failures_since_report_ = 0;
+    std::function<void(const std::string&)> on_degraded_;
+    std::chrono::milliseconds degraded_quiet_{0};
+    std::optional<std::chrono::steady_clock::time_point> degraded_told_;
     std::thread thread_;
 };
 

@@ -1,4 +1,5 @@
-// The GitHub reporter: statuses chosen by status_for, sent from the shared queue (send_queue.h).
+// The GitHub reporter: statuses chosen by status_for, stored by the master with the events they
+// report (outbox()), sent from the shared queue (send_queue.h).
 
 #include <fmt/format.h>
 
@@ -53,11 +54,16 @@ public:
 
     std::string name() const override { return "github"; }
 
-    void report(const BuildReport& report) override {
+    // Stored by the master with the event: none lost, none repeated across a kill -9.
+    std::vector<store::OutboxMessage> outbox(const BuildReport& report) override {
         if (auto status = status_for(report, settings_)) {
-            queue_->push(to_json(*status));
+            return {store::OutboxMessage{"github", to_json(*status), report.at}};
         }
+        return {};
     }
+
+    // The statuses outbox() gave for it are stored: send them.
+    void report(const BuildReport& /*report*/) override { queue_->wake(); }
 
     void stop() override { queue_->stop(); }
 

@@ -1,6 +1,8 @@
 #include "report/send_queue.h"
 
 #include <charconv>
+#include <optional>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -67,13 +69,14 @@ Result<std::unique_ptr<SendQueue>> SendQueue::start(QueueOptions options,
                   stored->size(),
                   options.noun);
     }
-    return std::unique_ptr<SendQueue>(
+    auto queue = std::unique_ptr<SendQueue>(
         new SendQueue(std::move(options),
                       std::move(channel),
                       std::move(outbox),
                       std::move(client),
                       clock,
                       std::deque<store::QueuedReport>(stored->begin(), stored->end())));
+    return queue;
 }
 
 SendQueue::SendQueue(QueueOptions options,
@@ -85,6 +88,9 @@ SendQueue::SendQueue(QueueOptions options,
     : options_(std::move(options)), channel_(std::move(channel)), outbox_(std::move(outbox)),
       client_(std::move(client)), clock_(clock), queue_(std::move(stored)),
       retry_(options_.first_retry) {
+    if (!queue_.empty()) {
+        last_read_ = queue_.back().id;
+    }
     thread_ = std::thread([this] { run(); });
 }
 
@@ -106,6 +112,14 @@ void SendQueue::post(Task task) {
     wake_.notify_one();
 }
 
+void SendQueue::wake() {
+    {
+        const std::lock_guard lock(mutex_);
+        read_wanted_ = true;
+    }
+    wake_.notify_one();
+}
+
 bool SendQueue::stopping() {
     const std::lock_guard lock(mutex_);
     return stopping_;
@@ -123,15 +137,34 @@ void SendQueue::stop() {
 }
 
 void SendQueue::run() {
+    bool read_due = false; // a read of the outbox failed: try again at read_again_
     for (;;) {
         std::vector<Task> incoming;
+        bool read = false;
         {
             std::unique_lock lock(mutex_);
-            wake_.wait_until(lock, next_try_, [&] {
-                return stopping_ || !incoming_.empty() ||
-                       (!queue_.empty() && std::chrono::steady_clock::now() >= next_try_);
-            });
+            const auto ready = [&] {
+                const auto now = std::chrono::steady_clock::now();
+                return stopping_ || !incoming_.empty() || read_wanted_ ||
+                       (read_due && now >= read_again_) || (!queue_.empty() && now >= next_try_);
+            };
+            // Until the front's next try or the next read, whichever comes first; with
+            // neither, until woken.
+            std::optional<std::chrono::steady_clock::time_point> until;
+            if (!queue_.empty()) {
+                until = next_try_;
+            }
+            if (read_due && (!until || read_again_ < *until)) {
+                until = read_again_;
+            }
+            if (until) {
+                wake_.wait_until(lock, *until, ready);
+            } else {
+                wake_.wait(lock, ready);
+            }
             incoming.swap(incoming_);
+            read = std::exchange(read_wanted_, false) || !incoming.empty() ||
+                   (read_due && std::chrono::steady_clock::now() >= read_again_);
         }
         std::vector<std::string> payloads;
         for (auto& task : incoming) {
@@ -141,6 +174,10 @@ void SendQueue::run() {
                             std::make_move_iterator(more.end()));
         }
         store_incoming(payloads);
+        if (read) {
+            read_outbox();
+            read_due = read_again_ > std::chrono::steady_clock::now();
+        }
         {
             const std::lock_guard lock(mutex_);
             if (stopping_) {
@@ -153,23 +190,43 @@ void SendQueue::run() {
     }
 }
 
-// Into the outbox first: once stored, a restart sends them.
+// Into the outbox first (read_outbox() takes them from there): once stored, a restart sends
+// them.
 void SendQueue::store_incoming(const std::vector<std::string>& payloads) {
     if (payloads.empty()) {
         return;
     }
     const auto now = clock_.now();
     auto ids = outbox_->queue_reports(options_.name, payloads, now);
-    if (!ids) {
-        // Sent anyway, from memory; only a restart before they are sent would lose them.
-        log::error("{}: {} {}(s) not stored (a restart now would lose them): {}",
-                   options_.name,
-                   payloads.size(),
-                   options_.noun,
-                   ids.error().message);
+    if (ids) {
+        return;
     }
-    for (std::size_t i = 0; i < payloads.size(); ++i) {
-        queue_.push_back(store::QueuedReport{ids ? (*ids)[i] : 0, options_.name, payloads[i], now});
+    // Sent anyway, from memory; only a restart before they are sent would lose them.
+    log::error("{}: {} {}(s) not stored (a restart now would lose them): {}",
+               options_.name,
+               payloads.size(),
+               options_.noun,
+               ids.error().message);
+    for (const auto& payload : payloads) {
+        queue_.push_back(store::QueuedReport{0, options_.name, payload, now});
+    }
+}
+
+// What was queued in the outbox since the last read, in order. A failed read is tried again a
+// second later (nothing is lost meanwhile: it stays in the outbox).
+void SendQueue::read_outbox() {
+    auto stored = outbox_->queued_reports(options_.name, last_read_);
+    if (!stored) {
+        log::error("{}: reading the outbox (tried again in 1 s): {}",
+                   options_.name,
+                   stored.error().message);
+        read_again_ = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+        return;
+    }
+    read_again_ = {};
+    for (auto& message : *stored) {
+        last_read_ = message.id;
+        queue_.push_back(std::move(message));
     }
 }
 

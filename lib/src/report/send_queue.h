@@ -1,11 +1,15 @@
 #pragma once
 
-// The queue every HTTP reporter sends from (GitHub statuses, Zulip messages): each message is
-// stored in the outbox (store::Store::queue_reports) before it is sent and marked once the
-// service accepted or refused it, so that a restart neither loses nor repeats it. One thread
-// sends the messages one at a time, in order; one that fails is retried (the channel's verdict:
-// Retry-After, backoff doubling from first_retry to max_retry) before any later one, and dropped
-// with an error in the log (and an OpsEvent) once give_up has passed since it was queued.
+// The queue every HTTP reporter sends from (GitHub statuses, Zulip messages): what it sends is
+// the reporter's Queued messages in the outbox (store::Store::queued_reports), stored there by
+// the master with the events they report (Reporter::outbox), by a task of the reporter, or by
+// push(); each is marked once the service accepted or refused it, so that a restart neither
+// loses nor repeats it. The queue reads the outbox at its start and whenever it is woken (by
+// wake(), push() or a task), taking the messages queued since it last looked (ids only
+// increase in commit order). One thread sends the messages one at a time, in order; one that
+// fails is retried (the channel's verdict: Retry-After, backoff doubling from first_retry to
+// max_retry) before any later one, and dropped with an error in the log (and an OpsEvent) once
+// give_up has passed since it was queued.
 
 #include <chrono>
 #include <condition_variable>
@@ -51,7 +55,8 @@ struct QueueOptions {
 };
 
 /// Runs on the queue's thread with the outbox's store, in order with the messages pushed
-/// before and after it; returns payloads to queue.
+/// before and after it; returns payloads to queue. What it stores in the outbox itself (under
+/// the queue's name) is read by the queue after it.
 using Task = std::function<std::vector<std::string>(store::Store& outbox)>;
 
 class SendQueue {
@@ -70,6 +75,8 @@ public:
 
     /// Queues one message (stored by the queue's thread). Thread-safe, never blocks on I/O.
     void push(std::string payload);
+    /// Makes the queue read what was stored in its outbox since it last looked. Thread-safe.
+    void wake();
     /// Runs `task` on the queue's thread (see Task). Thread-safe.
     void post(Task task);
     /// True once stop() was called: a long task may cut itself short.
@@ -87,6 +94,7 @@ private:
               std::deque<store::QueuedReport> stored);
     void run();
     void store_incoming(const std::vector<std::string>& payloads);
+    void read_outbox();
     void finish_front(store::ReportState state);
     void send_front();
 
@@ -100,10 +108,14 @@ private:
     std::chrono::milliseconds retry_;
     bool failing_ = false;
     std::chrono::steady_clock::time_point next_try_{};
+    std::int64_t last_read_ = 0; // the newest outbox id read
+    // After a failed read of the outbox: not again before this.
+    std::chrono::steady_clock::time_point read_again_{};
     // Shared with push(), post() and stop().
     std::mutex mutex_;
     std::condition_variable wake_;
     std::vector<Task> incoming_;
+    bool read_wanted_ = false; // wake() was called
     bool stopping_ = false;
     std::thread thread_;
 };

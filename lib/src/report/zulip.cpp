@@ -1,8 +1,10 @@
 #include "ci/report/zulip.h"
 
 #include <algorithm>
+#include <array>
 #include <cctype>
 #include <set>
+#include <utility>
 
 #include <fmt/format.h>
 #include <rapidjson/document.h>
@@ -515,6 +517,96 @@ Result<Push> parse_push(std::string_view json) {
         push.builds.push_back(std::move(line));
     }
     return push;
+}
+
+namespace {
+
+constexpr std::array<std::pair<BuildEvent, std::string_view>, 4> event_names{{
+    {BuildEvent::Requested, "requested"},
+    {BuildEvent::Started, "started"},
+    {BuildEvent::Finished, "finished"},
+    {BuildEvent::Cancelled, "cancelled"},
+}};
+
+} // namespace
+
+std::string to_json(const BuildReport& report) {
+    rapidjson::StringBuffer buffer;
+    Writer writer(buffer);
+    writer.StartObject();
+    for (const auto& [event, name] : event_names) {
+        if (event == report.event) {
+            write_field(writer, "event", name);
+        }
+    }
+    write_field(writer, "request", report.request_id);
+    write_field(writer, "build", report.build_id);
+    write_field(writer, "builder", report.builder);
+    write_field(writer, "repository", report.repository);
+    write_field(writer, "branch", report.branch);
+    write_field(writer, "revision", report.revision);
+    if (report.result) {
+        write_field(writer, "result", to_string(*report.result));
+    }
+    write_field(writer, "url", report.url);
+    writer.Key("properties");
+    writer.StartObject();
+    for (const auto& [key, value] : report.properties) {
+        writer.Key(key.data(), static_cast<rapidjson::SizeType>(key.size()));
+        write_string(writer, value);
+    }
+    writer.EndObject();
+    write_field(writer,
+                "at_ms",
+                std::int64_t{std::chrono::duration_cast<std::chrono::milliseconds>(
+                                 report.at.time_since_epoch())
+                                 .count()});
+    writer.EndObject();
+    return buffer.GetString();
+}
+
+Result<BuildReport> parse_report(std::string_view json) {
+    auto parsed = json::parse_object(json);
+    if (!parsed) {
+        return damaged("build event", json);
+    }
+    const auto& document = *parsed;
+    BuildReport report;
+    std::string event;
+    std::int64_t at_ms = 0;
+    if (!read(document, "event", event) || !read(document, "request", report.request_id) ||
+        !read(document, "build", report.build_id) || !read(document, "builder", report.builder) ||
+        !read(document, "repository", report.repository) ||
+        !read(document, "branch", report.branch) || !read(document, "revision", report.revision) ||
+        !read(document, "url", report.url) || !read(document, "at_ms", at_ms) ||
+        !document.HasMember("properties") || !document["properties"].IsObject()) {
+        return damaged("build event", json);
+    }
+    const auto* named =
+        std::ranges::find(event_names, event, [](const auto& e) { return e.second; });
+    if (named == event_names.end()) {
+        return damaged("build event", json);
+    }
+    report.event = named->first;
+    if (std::string result; read(document, "result", result)) {
+        auto value = parse_build_result(result);
+        if (!value) {
+            return damaged("build event", json);
+        }
+        report.result = *value;
+    }
+    for (const auto& member : document["properties"].GetObject()) {
+        if (!member.value.IsString()) {
+            return damaged("build event", json);
+        }
+        report.properties.emplace(
+            std::string(member.name.GetString(), member.name.GetStringLength()),
+            std::string(member.value.GetString(), member.value.GetStringLength()));
+    }
+    report.at = std::chrono::system_clock::time_point(
+        std::chrono::duration_cast<std::chrono::system_clock::duration>(
+            std::chrono::milliseconds(at_ms)));
+    return report;
 }
 
 } // namespace ci::report::zulip

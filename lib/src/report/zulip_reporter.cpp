@@ -1,5 +1,6 @@
-// The Zulip reporter: pushes gathered from reports on the queue's thread (kept in the outbox
-// until they end), their summaries sent from the shared queue (send_queue.h).
+// The Zulip reporter: the reports the master stored with their events (outbox queue
+// "zulip-events") gathered into pushes on the queue's thread (kept in the outbox until they end),
+// their summaries sent from the shared queue (send_queue.h).
 
 #include <map>
 #include <set>
@@ -18,6 +19,7 @@ namespace {
 
 constexpr const char* outbox_name = "zulip";
 constexpr const char* pushes_name = "zulip-pushes";
+constexpr const char* events_name = "zulip-events";
 
 // How the queue sends a stored message.
 class MessageChannel final : public detail::Channel {
@@ -64,13 +66,25 @@ public:
     ZulipReporter(Settings settings, const Clock& clock, std::map<std::int64_t, OpenPush> pushes)
         : settings_(std::move(settings)), clock_(clock), pushes_(std::move(pushes)) {}
 
-    void attach(std::unique_ptr<detail::SendQueue> queue) { queue_ = std::move(queue); }
+    // Also takes the events an earlier run stored and did not handle.
+    void attach(std::unique_ptr<detail::SendQueue> queue) {
+        queue_ = std::move(queue);
+        take_events();
+    }
 
     std::string name() const override { return "zulip"; }
 
-    void report(const BuildReport& report) override {
-        queue_->post([this, report](store::Store& outbox) { return handle(report, outbox); });
+    // The report itself, stored by the master with its event (a `retry` end changes nothing).
+    std::vector<store::OutboxMessage> outbox(const BuildReport& report) override {
+        if (report.event == BuildEvent::Finished &&
+            report.result.value_or(BuildResult::Retry) == BuildResult::Retry) {
+            return {};
+        }
+        return {store::OutboxMessage{events_name, to_json(report), report.at}};
     }
+
+    // Its event is stored: handle what is stored.
+    void report(const BuildReport& /*report*/) override { take_events(); }
 
     void operational(const OpsEvent& event) override {
         // Zulip giving up on its own messages is not sent to Zulip (it would only wait too).
@@ -85,22 +99,75 @@ public:
     void stop() override { queue_->stop(); }
 
 private:
+    // What handling one event changes in the outbox: written in one transaction with the
+    // event's mark.
+    struct Changes {
+        std::vector<store::OutboxMessage> messages; // new push rows and messages to send
+        std::vector<std::pair<std::int64_t, std::size_t>> rows; // push id -> its new row's index
+        std::vector<std::pair<std::int64_t, store::ReportState>> finished;
+    };
+
+    void take_events() {
+        queue_->post([this](store::Store& outbox) {
+            handle_stored(outbox);
+            return std::vector<std::string>{}; // the messages are in the outbox already
+        });
+    }
+
     // The queue's thread only, from here on.
-    std::vector<std::string> handle(const BuildReport& report, store::Store& outbox) {
+    void handle_stored(store::Store& outbox) {
+        auto events = outbox.queued_reports(events_name);
+        if (!events) {
+            log::error("zulip: reading the build events (handled with the next one): {}",
+                       events.error().message);
+            return;
+        }
+        for (const auto& event : *events) {
+            if (queue_->stopping()) {
+                return; // the next start handles the rest
+            }
+            auto report = parse_report(event.payload);
+            Changes changes;
+            const auto before = pushes_; // put back when the changes cannot be written
+            if (report) {
+                handle(*report, outbox, changes);
+            } else {
+                log::error("zulip: dropped: {}", report.error().message);
+            }
+            changes.finished.emplace_back(
+                event.id, report ? store::ReportState::Sent : store::ReportState::Dropped);
+            auto ids = outbox.change_reports(changes.messages, changes.finished, clock_.now());
+            if (!ids) {
+                log::error("zulip: build event {} not handled (tried again with the next one, "
+                           "or at the next start): {}",
+                           event.id,
+                           ids.error().message);
+                pushes_ = before;
+                return;
+            }
+            for (const auto& [push, index] : changes.rows) {
+                if (auto found = pushes_.find(push); found != pushes_.end()) {
+                    found->second.row = (*ids)[index];
+                }
+            }
+        }
+    }
+
+    void handle(const BuildReport& report, store::Store& outbox, Changes& changes) {
         switch (report.event) {
         case BuildEvent::Requested:
             if (auto* push = add(report)) {
-                save(push->push.id, outbox);
+                save(push->push.id, changes);
             }
-            return {};
+            return;
         case BuildEvent::Started:
-            started(report, outbox);
-            return {};
+            started(report, changes);
+            return;
         case BuildEvent::Finished:
         case BuildEvent::Cancelled: // a line of its push ends, with no build
-            return finished(report, outbox);
+            finished(report, outbox, changes);
+            return;
         }
-        return {};
     }
 
     // The open push `report`'s request belongs to, adding it when it is new; nullptr when it
@@ -143,7 +210,7 @@ private:
         return nullptr;
     }
 
-    void started(const BuildReport& report, store::Store& outbox) {
+    void started(const BuildReport& report, Changes& changes) {
         std::set<std::int64_t> changed;
         if (auto* added = add(report)) { // its Requested came late, or never
             changed.insert(added->push.id);
@@ -173,14 +240,14 @@ private:
             }
         }
         for (const auto id : changed) {
-            save(id, outbox);
+            save(id, changes);
         }
     }
 
-    std::vector<std::string> finished(const BuildReport& report, store::Store& outbox) {
+    void finished(const BuildReport& report, store::Store& outbox, Changes& changes) {
         const auto result = report.result.value_or(BuildResult::Retry);
         if (result == BuildResult::Retry) {
-            return {}; // its request runs again
+            return; // its request runs again
         }
         std::set<std::int64_t> touched;
         for (auto& [id, open] : pushes_) {
@@ -192,10 +259,9 @@ private:
             }
         }
         if (touched.empty()) {
-            return {}; // not a request this reporter saw (started before a restart, ...)
+            return; // not a request this reporter saw (requested before it was configured)
         }
         const auto details = read_details(report, result, outbox);
-        std::vector<std::string> messages;
         for (const auto id : touched) {
             auto& push = pushes_[id].push;
             for (auto& line : push.builds) {
@@ -211,16 +277,15 @@ private:
                 }
             }
             if (!push.ended()) {
-                save(id, outbox);
+                save(id, changes);
                 continue;
             }
             for (const auto& message : messages_for(push, settings_)) {
-                messages.push_back(to_json(message));
+                changes.messages.push_back(
+                    store::OutboxMessage{outbox_name, to_json(message), clock_.now()});
             }
-            // Ended: its row goes before its messages are stored (by the queue, next).
-            forget(id, outbox);
+            forget(id, changes); // ended: its row goes with its messages' coming
         }
-        return messages;
     }
 
     // The build as the store has it once its end is written (its log whole by then).
@@ -281,33 +346,23 @@ private:
         return details;
     }
 
-    // Stores the push's new state, then retires its old row.
-    void save(std::int64_t id, store::Store& outbox) {
-        auto& open = pushes_[id];
-        auto rows = outbox.queue_reports(pushes_name, {to_json(open.push)}, clock_.now());
-        if (!rows) {
-            log::error("zulip: the builds of push {} not stored (a restart now would lose its "
-                       "summary): {}",
-                       id,
-                       rows.error().message);
-            return;
-        }
-        retire(open.row, outbox);
-        open.row = rows->front();
+    // The push's new state as a new row, and its old row retired.
+    void save(std::int64_t id, Changes& changes) {
+        const auto& open = pushes_[id];
+        changes.rows.emplace_back(id, changes.messages.size());
+        changes.messages.push_back(
+            store::OutboxMessage{pushes_name, to_json(open.push), clock_.now()});
+        retire(open.row, changes);
     }
 
-    void forget(std::int64_t id, store::Store& outbox) {
-        retire(pushes_[id].row, outbox);
+    void forget(std::int64_t id, Changes& changes) {
+        retire(pushes_[id].row, changes);
         pushes_.erase(id);
     }
 
-    void retire(std::int64_t row, store::Store& outbox) {
-        if (row == 0) {
-            return;
-        }
-        if (auto status = outbox.finish_report(row, store::ReportState::Sent, clock_.now());
-            !status) {
-            log::error("zulip: {}", status.error().message);
+    static void retire(std::int64_t row, Changes& changes) {
+        if (row != 0) {
+            changes.finished.emplace_back(row, store::ReportState::Sent);
         }
     }
 

@@ -198,7 +198,7 @@ struct Ingestor::Impl {
         if (batches.empty() && taken.empty()) {
             return;
         }
-        auto written = store.write(batches, now);
+        auto written = store.write(batches, now, options.reports);
         note_commit(written ? Status{} : Status(fail(written.error())));
         if (written && taken.size() <= 2) {
             // Small batches only: their commit time is the disk's sync time, where a large

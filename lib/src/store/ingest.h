@@ -40,6 +40,9 @@ struct IngestOptions {
     /// or from waits that ended), with those requests as stored (ids assigned, Pending): the
     /// master wakes its dispatcher and tells its reporters here. Must not block.
     std::function<void(const std::vector<BuildRequest>&)> on_requests;
+    /// The reporters' outbox messages for each build request a commit queues, stored in that
+    /// commit (Store::write): a request is never on disk without them. May be empty.
+    RequestReports reports;
     /// Called on the writer's thread after each commit with how it went: the master keeps its
     /// health from it (a failing disk makes it degraded until a commit succeeds again). Must
     /// not block.

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <functional>
 #include <mutex>
 #include <string>
 #include <unordered_map>
@@ -445,13 +446,15 @@ public:
         return {};
     }
 
-    Result<Written> write(const std::vector<Batch>& batches, WallTime now) override {
+    Result<Written> write(const std::vector<Batch>& batches,
+                          WallTime now,
+                          const RequestReports& reports = {}) override {
         const std::lock_guard lock(mutex_);
         Written written;
         if (auto status = execute("BEGIN IMMEDIATE", "begin a write"); !status) {
             return fail(status.error());
         }
-        auto status = write_batches(batches, now, written);
+        auto status = write_batches(batches, now, written, reports);
         if (!status) {
             (void)execute("ROLLBACK", "roll back");
             return fail(status.error());
@@ -638,6 +641,10 @@ public:
 
     Status finish(std::int64_t request, RequestState state) override {
         const std::lock_guard lock(mutex_);
+        return finish_locked(request, state);
+    }
+
+    Status finish_locked(std::int64_t request, RequestState state) {
         Statement statement(*statements_,
                             "UPDATE build_requests SET state = ?2, claimed_by = CASE WHEN "
                             "?2 = 'pending' THEN '' ELSE claimed_by END WHERE id = ?1 AND "
@@ -653,35 +660,80 @@ public:
         return {};
     }
 
-    Result<bool> cancel(std::int64_t request) override {
+    Result<bool> cancel(std::int64_t request,
+                        const std::vector<OutboxMessage>& reports = {}) override {
         const std::lock_guard lock(mutex_);
-        Statement statement(*statements_,
-                            "UPDATE build_requests SET state = 'cancelled' WHERE id = ?1 "
-                            "AND state = 'pending'");
-        statement.bind(1, request);
-        if (statement.step() != SQLITE_DONE) {
-            return error(fmt::format("cancel build request {}", request));
+        const auto what = fmt::format("cancel build request {}", request);
+        bool cancelled = false;
+        auto status = transaction(what, [&]() -> Status {
+            Statement statement(*statements_,
+                                "UPDATE build_requests SET state = 'cancelled' WHERE id = ?1 "
+                                "AND state = 'pending'");
+            statement.bind(1, request);
+            if (statement.step() != SQLITE_DONE) {
+                return fail(error(what).error());
+            }
+            cancelled = sqlite3_changes(db_) == 1;
+            return cancelled ? insert_reports(reports, nullptr) : Status{};
+        });
+        if (!status) {
+            return fail(status.error());
         }
-        return sqlite3_changes(db_) == 1;
+        return cancelled;
     }
 
     Result<std::int64_t> start_build(std::int64_t request,
                                      const std::string& builder,
                                      const std::string& worker,
-                                     WallTime now) override {
+                                     WallTime now,
+                                     const BuildReports& reports = {}) override {
         const std::lock_guard lock(mutex_);
-        Statement statement(*statements_,
-                            "INSERT INTO builds (request_id, builder, worker, started_ms) "
-                            "VALUES (?1, ?2, ?3, ?4)");
-        statement.bind(1, request).bind(2, builder).bind(3, worker).bind(4, to_ms(now));
-        if (statement.step() != SQLITE_DONE) {
-            return error(fmt::format("start a build of request {}", request));
+        const auto what = fmt::format("start a build of request {}", request);
+        std::int64_t id = 0;
+        auto status = transaction(what, [&]() -> Status {
+            Statement statement(*statements_,
+                                "INSERT INTO builds (request_id, builder, worker, started_ms) "
+                                "VALUES (?1, ?2, ?3, ?4)");
+            statement.bind(1, request).bind(2, builder).bind(3, worker).bind(4, to_ms(now));
+            if (statement.step() != SQLITE_DONE) {
+                return fail(error(what).error());
+            }
+            id = sqlite3_last_insert_rowid(db_);
+            return reports ? insert_reports(reports(id), nullptr) : Status{};
+        });
+        if (!status) {
+            return fail(status.error());
         }
-        return sqlite3_last_insert_rowid(db_);
+        return id;
     }
 
-    Status update_build(const Build& build) override {
+    Status update_build(const Build& build,
+                        const std::vector<OutboxMessage>& reports = {}) override {
         const std::lock_guard lock(mutex_);
+        return transaction(fmt::format("update build {}", build.id), [&]() -> Status {
+            if (auto status = update_build_locked(build); !status) {
+                return status;
+            }
+            return insert_reports(reports, nullptr);
+        });
+    }
+
+    Status end_build(const Build& build,
+                     RequestState request_state,
+                     const std::vector<OutboxMessage>& reports = {}) override {
+        const std::lock_guard lock(mutex_);
+        return transaction(fmt::format("end build {}", build.id), [&]() -> Status {
+            if (auto status = update_build_locked(build); !status) {
+                return status;
+            }
+            if (auto status = finish_locked(build.request_id, request_state); !status) {
+                return status;
+            }
+            return insert_reports(reports, nullptr);
+        });
+    }
+
+    Status update_build_locked(const Build& build) {
         Statement statement(*statements_,
                             "UPDATE builds SET finished_ms = ?2, result = ?3, branch_tip = "
                             "?4, target_tip = ?5, merge_commit = ?6 WHERE id = ?1");
@@ -969,37 +1021,51 @@ public:
                                                     const std::vector<std::string>& payloads,
                                                     WallTime now) override {
         const std::lock_guard lock(mutex_);
-        const std::string what =
-            fmt::format("queue {} message(s) of reporter {}", payloads.size(), reporter);
-        if (auto status = execute("BEGIN IMMEDIATE", what); !status) {
-            return fail(status.error());
+        std::vector<OutboxMessage> messages;
+        messages.reserve(payloads.size());
+        for (const auto& payload : payloads) {
+            messages.push_back(OutboxMessage{reporter, payload, now});
         }
         std::vector<std::int64_t> ids;
-        for (const auto& payload : payloads) {
-            Statement statement(*statements_,
-                                "INSERT INTO reports (reporter, payload, state, queued_ms) "
-                                "VALUES (?1, ?2, 'queued', ?3)");
-            statement.bind(1, reporter).bind(2, payload).bind(3, to_ms(now));
-            if (statement.step() != SQLITE_DONE) {
-                auto failed = error(what);
-                (void)execute("ROLLBACK", "roll back");
-                return fail(failed.error());
-            }
-            ids.push_back(sqlite3_last_insert_rowid(db_));
-        }
-        if (auto committed = execute("COMMIT", what); !committed) {
-            (void)execute("ROLLBACK", "roll back");
-            return fail(committed.error());
+        auto status = transaction(
+            fmt::format("queue {} message(s) of reporter {}", payloads.size(), reporter),
+            [&] { return insert_reports(messages, &ids); });
+        if (!status) {
+            return fail(status.error());
         }
         return ids;
     }
 
-    Result<std::vector<QueuedReport>> queued_reports(const std::string& reporter) override {
+    Result<std::vector<std::int64_t>>
+    change_reports(const std::vector<OutboxMessage>& messages,
+                   const std::vector<std::pair<std::int64_t, ReportState>>& finished,
+                   WallTime now) override {
+        const std::lock_guard lock(mutex_);
+        std::vector<std::int64_t> ids;
+        auto status = transaction(
+            fmt::format(
+                "queue {} and mark {} reporter message(s)", messages.size(), finished.size()),
+            [&]() -> Status {
+                for (const auto& [id, state] : finished) {
+                    if (auto marked = finish_report_locked(id, state, now); !marked) {
+                        return marked;
+                    }
+                }
+                return insert_reports(messages, &ids);
+            });
+        if (!status) {
+            return fail(status.error());
+        }
+        return ids;
+    }
+
+    Result<std::vector<QueuedReport>> queued_reports(const std::string& reporter,
+                                                     std::int64_t after = 0) override {
         const std::lock_guard lock(mutex_);
         return rows<QueuedReport>(
             "SELECT id, reporter, payload, queued_ms FROM reports WHERE reporter = ?1 AND "
-            "state = 'queued' ORDER BY id",
-            [&](Statement& s) { s.bind(1, reporter); },
+            "state = 'queued' AND id > ?2 ORDER BY id",
+            [&](Statement& s) { s.bind(1, reporter).bind(2, after); },
             [](const Statement& row) {
                 return QueuedReport{
                     row.integer(0), row.text(1), row.text(2), from_ms(row.integer(3))};
@@ -1009,6 +1075,10 @@ public:
 
     Status finish_report(std::int64_t id, ReportState state, WallTime now) override {
         const std::lock_guard lock(mutex_);
+        return finish_report_locked(id, state, now);
+    }
+
+    Status finish_report_locked(std::int64_t id, ReportState state, WallTime now) {
         Statement statement(*statements_,
                             "UPDATE reports SET state = ?2, done_ms = ?3 WHERE id = ?1");
         statement.bind(1, id)
@@ -1186,6 +1256,45 @@ private:
                     sqlite3_extended_errcode(db_));
     }
 
+    // Runs `body` in one write transaction (BEGIN IMMEDIATE ... COMMIT), rolled back when it or
+    // the commit fails. Called with the lock held; `body` must not begin another.
+    Status transaction(std::string_view what, const std::function<Status()>& body) {
+        if (auto status = execute("BEGIN IMMEDIATE", what); !status) {
+            return status;
+        }
+        if (auto status = body(); !status) {
+            (void)execute("ROLLBACK", "roll back");
+            return status;
+        }
+        if (auto committed = execute("COMMIT", what); !committed) {
+            (void)execute("ROLLBACK", "roll back");
+            return committed;
+        }
+        return {};
+    }
+
+    // Adds `messages` to the outbox as Queued (inside a transaction, the lock held); their ids
+    // go to `ids` when given.
+    Status insert_reports(const std::vector<OutboxMessage>& messages,
+                          std::vector<std::int64_t>* ids) {
+        for (const auto& message : messages) {
+            Statement statement(*statements_,
+                                "INSERT INTO reports (reporter, payload, state, queued_ms) "
+                                "VALUES (?1, ?2, 'queued', ?3)");
+            statement.bind(1, message.reporter)
+                .bind(2, message.payload)
+                .bind(3, to_ms(message.queued));
+            if (statement.step() != SQLITE_DONE) {
+                return fail(
+                    error(fmt::format("queue a message of reporter {}", message.reporter)).error());
+            }
+            if (ids != nullptr) {
+                ids->push_back(sqlite3_last_insert_rowid(db_));
+            }
+        }
+        return {};
+    }
+
     Status execute(const char* sql, std::string_view what) {
         if (std::strchr(sql, ';') == nullptr) {
             // One statement (BEGIN, COMMIT, a PRAGMA): from the cache, not parsed again.
@@ -1277,7 +1386,10 @@ private:
         return out;
     }
 
-    Status write_batches(const std::vector<Batch>& batches, WallTime now, Written& written) {
+    Status write_batches(const std::vector<Batch>& batches,
+                         WallTime now,
+                         Written& written,
+                         const RequestReports& reports) {
         Statement change(*statements_,
                          "INSERT INTO changes (id, repository, branch, is_tag, revision, "
                          "author, comments, files, at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, "
@@ -1369,6 +1481,15 @@ private:
                         .bind(10, to_ms(now));
                     status = run(request, "queue a build request");
                     written.request_ids.push_back(sqlite3_last_insert_rowid(db_));
+                    if (status && reports) {
+                        status = insert_reports(reports(BuildRequest{written.request_ids.back(),
+                                                                     *build,
+                                                                     RequestState::Pending,
+                                                                     now,
+                                                                     {},
+                                                                     {}}),
+                                                nullptr);
+                    }
                 }
                 if (!status) {
                     return status;

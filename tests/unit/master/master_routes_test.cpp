@@ -285,16 +285,25 @@ public:
         const std::lock_guard lock(mutex_);
         reports_.push_back(report);
     }
+    void operational(const ci::report::OpsEvent& event) override {
+        const std::lock_guard lock(mutex_);
+        ops_.push_back(event);
+    }
     void stop() override { stopped_ = true; }
     std::vector<ci::report::BuildReport> reports() {
         const std::lock_guard lock(mutex_);
         return reports_;
+    }
+    std::vector<ci::report::OpsEvent> ops() {
+        const std::lock_guard lock(mutex_);
+        return ops_;
     }
     std::atomic<bool> stopped_{false};
 
 private:
     std::mutex mutex_;
     std::vector<ci::report::BuildReport> reports_;
+    std::vector<ci::report::OpsEvent> ops_;
 };
 
 } // namespace
@@ -394,7 +403,10 @@ TEST_CASE("master: a disk that fails makes the master degraded; nothing is lost,
     const auto step =
         fmt::format(R"({{name: test, run: "while [ ! -e {} ]; do sleep 0.05; done; echo done"}})",
                     release.string());
-    MasterFixture m(webhook_config(origin.url(), step, "local"));
+    auto recorder = std::make_shared<RecordingReporter>();
+    ci::master::MasterOptions options;
+    options.reporters = {recorder};
+    MasterFixture m(webhook_config(origin.url(), step, "local"), true, options);
     const auto id = force_and_wait_running(m);
     wait_step_started(m, id, 1);
 
@@ -414,7 +426,18 @@ TEST_CASE("master: a disk that fails makes the master degraded; nothing is lost,
         send_push(m, ci::test::push_payload(origin.url(), "feature", origin.feature_tip), "d-full");
     const auto metrics = m.get("/metrics").body;
     const auto during = m.get(fmt::format("/api/v1/builds/{}", id));
+    // Told at once (not at the housekeeper's next round, 30 s on).
+    for (int i = 0; i < 200 && recorder->ops().empty(); ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    const auto ops = recorder->ops();
     REQUIRE(setrlimit(RLIMIT_FSIZE, &saved) == 0);
+
+    // The operators heard of it once (Zulip's ops_stream), with the error.
+    REQUIRE(ops.size() == 1);
+    CHECK(ops[0].kind == ci::report::OpsEvent::Kind::StoreDegraded);
+    CHECK(ops[0].source == "store");
+    CHECK(ops[0].text.starts_with("the master's writes to its store fail: "));
 
     CHECK(degraded.status == 503);
     CHECK(text_of(json_of(degraded), "status") == "degraded");
@@ -433,4 +456,5 @@ TEST_CASE("master: a disk that fails makes the master degraded; nothing is lost,
           std::string::npos);
     // The refused webhook stored nothing; sent again, it is new.
     CHECK(json_of(m.get("/api/v1/changes"))["changes"].Empty());
+    CHECK(recorder->ops().size() == 1); // one report for the whole streak
 }

@@ -19,6 +19,7 @@
 #include "support/local_http_server.h"
 #include "support/recorded.h"
 #include "support/require_ok.h"
+#include "support/stored_report.h"
 #include "support/temp_dir.h"
 
 namespace github = ci::report::github;
@@ -292,11 +293,12 @@ TEST_CASE("github reporter: in order and once, through an outage, a rate limit a
     auto& [dir, path, fake, s] = setup;
     ci::SystemClock clock;
     CapturedLog log;
+    auto events = open_outbox(path); // the master's connection
 
     fake.mode = 1; // down
     auto reporter = start(s, path, clock);
-    reporter->report(report(BuildEvent::Requested));
-    reporter->report(report(BuildEvent::Started));
+    ci::test::deliver(*reporter, *events, report(BuildEvent::Requested), clock.now());
+    ci::test::deliver(*reporter, *events, report(BuildEvent::Started), clock.now());
     std::this_thread::sleep_for(300ms); // a few retries
     CHECK(fake.statuses().empty());
     fake.mode = 2; // rate limited: Retry-After
@@ -308,8 +310,8 @@ TEST_CASE("github reporter: in order and once, through an outage, a rate limit a
 
     // Queued while down, then the reporter stops (a master restart): the next one sends them.
     fake.mode = 1;
-    reporter->report(finished(BuildResult::Success));
-    reporter->report(finished(BuildResult::Failure, "docs"));
+    ci::test::deliver(*reporter, *events, finished(BuildResult::Success), clock.now());
+    ci::test::deliver(*reporter, *events, finished(BuildResult::Failure, "docs"), clock.now());
     std::this_thread::sleep_for(200ms);
     reporter->stop();
     fake.mode = 0;
@@ -334,12 +336,13 @@ TEST_CASE("github reporter: a refused status is dropped; one unsent past give_up
     auto& [dir, path, fake, s] = setup;
     ci::ManualClock clock(ci::WallTime(std::chrono::hours(400'000)));
     CapturedLog log;
+    auto events = open_outbox(path); // the master's connection
 
     auto reporter = start(s, path, clock);
     auto unknown = report(BuildEvent::Requested);
     unknown.revision = std::string(40, 'f'); // 422: unknown sha
-    reporter->report(unknown);
-    reporter->report(report(BuildEvent::Requested));
+    ci::test::deliver(*reporter, *events, unknown, clock.now());
+    ci::test::deliver(*reporter, *events, report(BuildEvent::Requested), clock.now());
     REQUIRE(fake.wait_for(1));
     CHECK(fake.statuses() == std::vector<std::string>{"pending libci/tests"});
 
@@ -348,7 +351,7 @@ TEST_CASE("github reporter: a refused status is dropped; one unsent past give_up
     reporter->stop();
     ci::test::Recorded<ci::report::OpsEvent> ops;
     reporter = start(s, path, clock, [&](const ci::report::OpsEvent& e) { ops.add(e); });
-    reporter->report(report(BuildEvent::Started));
+    ci::test::deliver(*reporter, *events, report(BuildEvent::Started), clock.now());
     std::this_thread::sleep_for(150ms);
     clock.advance(61s);
     for (int i = 0; i < 200 && log.get().find("gave up") == std::string::npos; ++i) {

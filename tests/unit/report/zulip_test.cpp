@@ -20,6 +20,7 @@
 #include "support/local_http_server.h"
 #include "support/recorded.h"
 #include "support/require_ok.h"
+#include "support/stored_report.h"
 #include "support/temp_dir.h"
 
 namespace zulip = ci::report::zulip;
@@ -250,6 +251,29 @@ TEST_CASE("zulip: the request, the verdicts, and what is stored") {
     CHECK(*zulip::parse_push(zulip::to_json(p)) == p);
     CHECK_FALSE(zulip::parse_push("{\"id\": 1}"));
     CHECK_FALSE(zulip::parse_message("[]"));
+
+    // A build event as kept until the reporter handled it.
+    BuildReport event;
+    event.event = BuildEvent::Finished;
+    event.request_id = 7;
+    event.build_id = 9;
+    event.builder = "docs";
+    event.repository = "app";
+    event.branch = "feature/\xc3\xa9";
+    event.revision = std::string(40, 'a');
+    event.result = BuildResult::Exception;
+    event.url = "http://ci.example.org/api/v1/builds/9";
+    event.properties = {{"report_expected_failures", "true"}, {"a\"b", "c\nd"}};
+    event.at = ci::WallTime(std::chrono::milliseconds(1'700'000'000'123));
+    CHECK(*zulip::parse_report(zulip::to_json(event)) == event);
+    event.event = BuildEvent::Requested;
+    event.result.reset();
+    CHECK(*zulip::parse_report(zulip::to_json(event)) == event);
+    CHECK_FALSE(zulip::parse_report("{}"));
+    auto renamed = zulip::to_json(event);
+    renamed.replace(renamed.find("requested"), 9, "destroyed");
+    CHECK_FALSE(zulip::parse_report(renamed));
+    CHECK_FALSE(zulip::parse_report(std::string(100, '[')));
 }
 
 namespace {
@@ -388,14 +412,19 @@ TEST_CASE("zulip reporter: one summary per push once its builds ended, through a
     const auto ids = run_builds(*store, "master");
 
     auto reporter = start(s, path, clock);
-    reporter->report(event(BuildEvent::Requested, ids[0], "tests", "master"));
-    reporter->report(event(BuildEvent::Requested, ids[1], "docs", "master"));
-    reporter->report(event(BuildEvent::Started, ids[0], "tests", "master"));
-    reporter->report(event(BuildEvent::Started, ids[1], "docs", "master"));
-    reporter->report(event(BuildEvent::Finished, ids[0], "tests", "master"));
+    ci::test::deliver(
+        *reporter, *store, event(BuildEvent::Requested, ids[0], "tests", "master"), clock.now());
+    ci::test::deliver(
+        *reporter, *store, event(BuildEvent::Requested, ids[1], "docs", "master"), clock.now());
+    ci::test::deliver(
+        *reporter, *store, event(BuildEvent::Started, ids[0], "tests", "master"), clock.now());
+    ci::test::deliver(
+        *reporter, *store, event(BuildEvent::Started, ids[1], "docs", "master"), clock.now());
+    ci::test::deliver(
+        *reporter, *store, event(BuildEvent::Finished, ids[0], "tests", "master"), clock.now());
     auto retried = event(BuildEvent::Finished, ids[1], "docs", "master");
     retried.result = BuildResult::Retry; // runs again: not an end
-    reporter->report(retried);
+    ci::test::deliver(*reporter, *store, retried, clock.now());
     std::this_thread::sleep_for(300ms);
     CHECK(fake.messages().empty());
 
@@ -403,7 +432,8 @@ TEST_CASE("zulip reporter: one summary per push once its builds ended, through a
     reporter->stop();
     reporter = start(s, path, clock);
     fake.mode = 1; // down
-    reporter->report(event(BuildEvent::Finished, ids[1], "docs", "master"));
+    ci::test::deliver(
+        *reporter, *store, event(BuildEvent::Finished, ids[1], "docs", "master"), clock.now());
     std::this_thread::sleep_for(300ms);
     CHECK(fake.messages().empty());
     // Queued while down, then a restart: sent once after it.
@@ -443,14 +473,23 @@ TEST_CASE("zulip reporter: a request collapsed into a newer push's ends with its
     auto reporter = start(s, path, clock);
     auto older = event(BuildEvent::Requested, {1, 0}, "docs", "feature/x");
     older.revision = std::string(40, 'a');
-    reporter->report(older);
+    ci::test::deliver(*reporter, *store, older, clock.now());
     const std::array<std::pair<int, const char*>, 2> builds{{{0, "tests"}, {1, "docs"}}};
     for (const auto& [index, builder] : builds) {
-        reporter->report(event(BuildEvent::Requested, ids[index], builder, "feature/x"));
+        ci::test::deliver(*reporter,
+                          *store,
+                          event(BuildEvent::Requested, ids[index], builder, "feature/x"),
+                          clock.now());
     }
     for (const auto& [index, builder] : builds) {
-        reporter->report(event(BuildEvent::Started, ids[index], builder, "feature/x"));
-        reporter->report(event(BuildEvent::Finished, ids[index], builder, "feature/x"));
+        ci::test::deliver(*reporter,
+                          *store,
+                          event(BuildEvent::Started, ids[index], builder, "feature/x"),
+                          clock.now());
+        ci::test::deliver(*reporter,
+                          *store,
+                          event(BuildEvent::Finished, ids[index], builder, "feature/x"),
+                          clock.now());
     }
     REQUIRE(fake.wait_for(2));
     std::this_thread::sleep_for(200ms);
@@ -467,16 +506,20 @@ TEST_CASE("zulip reporter: a request cancelled before it ran ends its line of th
     auto& [dir, path, fake, s, clock, store] = setup;
     const auto ids = run_builds(*store, "feature/x");
     auto reporter = start(s, path, clock);
-    reporter->report(event(BuildEvent::Requested, ids[0], "tests", "feature/x"));
-    reporter->report(event(BuildEvent::Requested, ids[1], "docs", "feature/x"));
-    reporter->report(event(BuildEvent::Started, ids[0], "tests", "feature/x"));
-    reporter->report(event(BuildEvent::Finished, ids[0], "tests", "feature/x"));
+    ci::test::deliver(
+        *reporter, *store, event(BuildEvent::Requested, ids[0], "tests", "feature/x"), clock.now());
+    ci::test::deliver(
+        *reporter, *store, event(BuildEvent::Requested, ids[1], "docs", "feature/x"), clock.now());
+    ci::test::deliver(
+        *reporter, *store, event(BuildEvent::Started, ids[0], "tests", "feature/x"), clock.now());
+    ci::test::deliver(
+        *reporter, *store, event(BuildEvent::Finished, ids[0], "tests", "feature/x"), clock.now());
     std::this_thread::sleep_for(200ms);
     CHECK(fake.messages().empty()); // docs has not ended
     auto cancelled = event(BuildEvent::Requested, ids[1], "docs", "feature/x");
     cancelled.event = BuildEvent::Cancelled;
     cancelled.result = BuildResult::Cancelled;
-    reporter->report(cancelled);
+    ci::test::deliver(*reporter, *store, cancelled, clock.now());
     REQUIRE(fake.wait_for(1));
     std::this_thread::sleep_for(200ms); // nothing more comes
     reporter->stop();

@@ -801,6 +801,89 @@ TEST_CASE("store: schema 5 gains the reporters' outbox; queued messages survive 
     CHECK(store->queue_reports("github", {}, t0)->empty());
 }
 
+TEST_CASE("store: an event's outbox messages are stored by its own transaction, or not at all") {
+    ci::test::TempDir dir;
+    auto store = open(dir / "state.sqlite");
+    using ci::store::OutboxMessage;
+    const auto payloads = [&](std::int64_t after = 0) {
+        std::vector<std::string> out;
+        const auto rows = store->queued_reports("r", after);
+        REQUIRE_OK(rows);
+        for (const auto& row : *rows) {
+            out.push_back(row.payload);
+        }
+        return out;
+    };
+    // A request queued: its messages know its id.
+    const ci::store::RequestReports per_request = [](const ci::store::BuildRequest& request) {
+        return std::vector<OutboxMessage>{
+            {"r", "requested " + std::to_string(request.id) + " " + request.request.builder, t0}};
+    };
+    ci::sched::Change change;
+    change.id = 1;
+    change.repository = "app";
+    change.branch = "feature";
+    change.revision = "abc";
+    change.when = t0;
+    REQUIRE_OK(store->write(
+        {ci::store::Batch{{change}, {request_for("tests", "a"), request_for("docs", "a")}, {}}},
+        t0,
+        per_request));
+    CHECK(payloads() == std::vector<std::string>{"requested 1 tests", "requested 2 docs"});
+    // A write that fails (change 1 again) stores no request and none of their messages.
+    CHECK_FALSE(
+        store->write({ci::store::Batch{{change}, {request_for("lint", "a")}, {}}}, t0, per_request)
+            .has_value());
+    CHECK(payloads().size() == 2);
+    CHECK(store->requests(ci::store::RequestState::Pending)->size() == 2);
+
+    // A build started: its messages know its id.
+    auto claimed = store->claim({"tests"}, "master");
+    REQUIRE_OK(claimed);
+    REQUIRE(*claimed);
+    auto build = store->start_build(1, "tests", "local/0", t0, [](std::int64_t id) {
+        return std::vector<OutboxMessage>{{"r", "started " + std::to_string(id), t0}};
+    });
+    REQUIRE_OK(build);
+    const auto last = store->queued_reports("r")->back().id;
+    CHECK(payloads().back() == "started " + std::to_string(*build));
+
+    // Its checkout, then its end with its request's: one transaction each.
+    auto record = **store->build(*build);
+    record.branch_tip = "abc";
+    REQUIRE_OK(store->update_build(record, {{"r", "checked out", t0}}));
+    record.finished = t0 + 1s;
+    record.result = ci::BuildResult::Success;
+    REQUIRE_OK(
+        store->end_build(record, ci::store::RequestState::Completed, {{"r", "ended", t0 + 1s}}));
+    CHECK(store->request(1)->value().state == ci::store::RequestState::Completed);
+    CHECK(payloads(last) == std::vector<std::string>{"checked out", "ended"});
+    // An end whose request is not claimed any more changes nothing, stores nothing.
+    auto again = record;
+    again.finished = t0 + 9s;
+    CHECK_FALSE(
+        store->end_build(again, ci::store::RequestState::Completed, {{"r", "ended twice", t0}}));
+    CHECK(store->build(*build)->value().finished == t0 + 1s);
+    CHECK(payloads(last).size() == 2);
+
+    // A cancel: with its messages when it cancels, without when the request was not pending.
+    CHECK(*store->cancel(2, {{"r", "cancelled 2", t0}}));
+    CHECK(store->request(2)->value().state == ci::store::RequestState::Cancelled);
+    CHECK_FALSE(*store->cancel(2, {{"r", "cancelled 2 again", t0}}));
+    CHECK_FALSE(*store->cancel(1, {{"r", "cancelled 1", t0}}));
+    CHECK(payloads(last) == std::vector<std::string>{"checked out", "ended", "cancelled 2"});
+
+    // A reporter turning one message into others: the mark and the new ones together.
+    const auto rows = *store->queued_reports("r");
+    auto made = store->change_reports(
+        {{"s", "made of the first", t0}}, {{rows[0].id, ci::store::ReportState::Sent}}, t0 + 2s);
+    REQUIRE_OK(made);
+    REQUIRE(made->size() == 1);
+    CHECK(store->queued_reports("r")->size() == rows.size() - 1);
+    CHECK(store->queued_reports("s")->front().id == made->front());
+    CHECK(store->queued_reports("s")->front().queued == t0);
+}
+
 TEST_CASE("store: prune deletes old delivery ids and finished reports, never a queued one") {
     ci::test::TempDir dir;
     auto store = open(dir / "state.sqlite");

@@ -97,14 +97,16 @@ using Verdict = report::Verdict;
 /// limit, retry after that (60 s when nothing says); 5xx retry; anything else dropped.
 [[nodiscard]] Verdict judge(const http::Response& response, WallTime now);
 
-/// Starts the GitHub reporter: a queue on its own thread. Each status is stored in `outbox`
-/// (reporter "github") before it is sent and marked once GitHub accepted or refused it, so a
-/// restart neither loses nor repeats it; statuses stored by an earlier run are sent first, in
-/// order. Statuses are sent one at a time, in order; one that fails is retried (rules of
-/// judge(), backoff of Settings) before any later one, and dropped with an error in the log
-/// once `give_up` has passed since it was queued (`ops` is told). The token never appears in a
-/// log line. `outbox` (its own connection is best), `client` and `clock` are the reporter's;
-/// `clock` must outlive it. Fails with the outbox's error.
+/// Starts the GitHub reporter: a queue on its own thread. Its outbox() gives the status of a
+/// report (status_for) as a message of the outbox queue "github", which the master stores with
+/// the event (Reporter::outbox); report() then sends what is stored, from `outbox` (a store
+/// connection of the reporter's own, to the master's database). Each is marked once GitHub
+/// accepted or refused it, so a restart neither loses nor repeats it; statuses stored by an
+/// earlier run are sent first, in order. Statuses are sent one at a time, in order; one that fails
+/// is retried (rules of judge(), backoff of Settings) before any later one, and dropped with an
+/// error in the log once `give_up` has passed since it was queued (`ops` is told). The token never
+/// appears in a log line. `outbox` (its own connection is best), `client` and `clock` are the
+/// reporter's; `clock` must outlive it. Fails with the outbox's error.
 [[nodiscard]] Result<std::shared_ptr<Reporter>> start_reporter(Settings settings,
                                                                std::unique_ptr<store::Store> outbox,
                                                                std::unique_ptr<http::Client> client,

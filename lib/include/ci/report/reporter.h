@@ -6,6 +6,14 @@
 /// GitHub reporter when `github.report_status` is true) at three moments of every build
 /// request: requested, started, finished. A reporter decides what to send and sends it on a
 /// thread of its own; the master never waits for a network.
+///
+/// A reporter whose messages must survive a master killed at any moment (GitHub's, Zulip's)
+/// gives them to the master through outbox(): the master stores them in the same transaction
+/// that records the event (the request queued, the build started or ended, ...), in the
+/// store's outbox (store::Store::queued_reports), and the reporter's thread sends them from
+/// there, marking each once sent. After a restart every message of every recorded event is
+/// there, none is missing and none is added twice; a message is sent again only when the
+/// master died between the service's answer and its mark (at most the one in flight).
 
 #include <chrono>
 #include <cstdint>
@@ -13,8 +21,10 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <ci/core/build_result.h>
+#include <ci/store/store.h>
 
 namespace ci::report {
 
@@ -69,8 +79,17 @@ public:
     virtual ~Reporter() = default;
     /// A short name for logs ("github").
     [[nodiscard]] virtual std::string name() const = 0;
-    /// Takes one report. Must return quickly (queue it; no network or disk wait here) and
-    /// must not throw.
+    /// The messages `report` adds to this reporter's outbox: the master stores them in the
+    /// transaction that records the event, then calls report(). Called on the thread that
+    /// records the event, maybe more than once for one event (a write that failed is tried
+    /// again): must be quick, must not throw, and must depend on `report` alone (no I/O, no
+    /// state it changes). By default none: the reporter keeps what report() gives it in
+    /// memory, and a master killed before the reporter stored or sent it loses it.
+    [[nodiscard]] virtual std::vector<store::OutboxMessage> outbox(const BuildReport& /*report*/) {
+        return {};
+    }
+    /// Takes one report, once the event (and what outbox() gave for it) is stored. Must return
+    /// quickly (queue it; no network or disk wait here) and must not throw.
     virtual void report(const BuildReport& report) = 0;
     /// Takes an operational event (a reporter gave up, the store is degraded). The same rules
     /// as report(); by default ignored.

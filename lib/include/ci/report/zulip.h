@@ -143,12 +143,20 @@ last_lines(std::string_view text, std::size_t lines, std::size_t max_bytes = 300
 [[nodiscard]] Result<Message> parse_message(std::string_view json);
 [[nodiscard]] std::string to_json(const Push& push);
 [[nodiscard]] Result<Push> parse_push(std::string_view json);
+/// A build report as the reporter keeps it in the outbox until it has handled it, and back
+/// (`at` to the millisecond).
+[[nodiscard]] std::string to_json(const BuildReport& report);
+[[nodiscard]] Result<BuildReport> parse_report(std::string_view json);
 
-/// Starts the Zulip reporter. Its messages go through the outbox (reporter "zulip") as the
-/// GitHub reporter's statuses do (github::start_reporter): stored before they are sent, sent in
-/// order from one thread, retried, dropped after `give_up` (`ops` is told). The pushes whose
-/// builds have not all ended are kept in the outbox too (reporter "zulip-pushes"), so that a
-/// restart finishes their summaries. A failed build's step and log are read from `outbox`
+/// Starts the Zulip reporter. Its outbox() gives each report (but a `retry` end, which ends
+/// nothing) as a message of the outbox queue "zulip-events", which the master stores with the
+/// event (Reporter::outbox). The reporter's thread takes those in order and, for each, in one
+/// transaction: updates the pushes whose builds have not all ended (kept in the outbox as
+/// "zulip-pushes", so that a restart finishes their summaries), queues the messages of the
+/// pushes it ended (outbox queue "zulip") and marks the event done: each event counts once,
+/// whenever the master is killed. The messages are sent as the GitHub reporter's statuses
+/// are (github::start_reporter): in order from one thread, retried, dropped after `give_up`
+/// (`ops` is told). A failed build's step and log are read from `outbox`
 /// (the master's store; its own connection). The API key never appears in a log line.
 /// `clock` must outlive the reporter. Fails with the outbox's error.
 [[nodiscard]] Result<std::shared_ptr<Reporter>> start_reporter(Settings settings,

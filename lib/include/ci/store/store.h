@@ -13,12 +13,14 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <limits>
 #include <map>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include <ci/core/build_result.h>
@@ -135,6 +137,22 @@ struct QueuedReport {
     friend bool operator==(const QueuedReport&, const QueuedReport&) = default;
 };
 
+/// A message for a reporter's outbox, stored by the same transaction as the event it reports
+/// (a build request queued, a build started, checked out, ended, a request cancelled), so that
+/// a master killed at any moment has either both or neither.
+struct OutboxMessage {
+    std::string reporter; ///< the outbox queue it joins ("github", ...)
+    std::string payload;  ///< the reporter's own serialisation (opaque to the store)
+    WallTime queued{};    ///< when it was queued (the event's time; what give-up counts from)
+    friend bool operator==(const OutboxMessage&, const OutboxMessage&) = default;
+};
+
+/// The outbox messages for a build request that write() queues (its id assigned), or for a build
+/// that start_build() records (by its id). Called inside the transaction: no I/O, no store
+/// call; it may be called again if the write is retried.
+using RequestReports = std::function<std::vector<OutboxMessage>(const BuildRequest& request)>;
+using BuildReports = std::function<std::vector<OutboxMessage>(std::int64_t build)>;
+
 /// Which builds to list, newest first.
 struct BuildQuery {
     std::string builder;                 ///< empty: every builder
@@ -150,15 +168,16 @@ public:
 
     /// Stores changes (assigning their ids, in order) and applies scheduler actions: waits saved
     /// or cleared, periodic runs saved, build requests queued. All or nothing. Returns the ids
-    /// of the changes and of the new build requests.
+    /// of the changes and of the new build requests. `reports` (may be empty) gives the outbox
+    /// messages of each new request, stored in the same transaction.
     struct Written {
         std::vector<std::int64_t> change_ids;
         std::vector<std::int64_t> request_ids;
         /// How long the commit took: mostly the wait for the disk to make it durable.
         std::chrono::nanoseconds commit_time{};
     };
-    [[nodiscard]] virtual Result<Written> write(const std::vector<Batch>& batches,
-                                                WallTime now) = 0;
+    [[nodiscard]] virtual Result<Written>
+    write(const std::vector<Batch>& batches, WallTime now, const RequestReports& reports = {}) = 0;
 
     /// Assigns ids to changes before the scheduler sees them (their ids appear in its waits).
     /// Ids only increase. A reservation is not stored by itself: an id becomes permanent with the
@@ -199,16 +218,28 @@ public:
     /// Moves a claimed request to Completed, or back to Pending (its worker was lost).
     [[nodiscard]] virtual Status finish(std::int64_t request, RequestState state) = 0;
 
-    /// Cancels a pending request; false when it was not pending.
-    [[nodiscard]] virtual Result<bool> cancel(std::int64_t request) = 0;
+    /// Cancels a pending request, storing `reports` in the same transaction; false (and nothing
+    /// stored) when it was not pending.
+    [[nodiscard]] virtual Result<bool> cancel(std::int64_t request,
+                                              const std::vector<OutboxMessage>& reports = {}) = 0;
 
-    /// Records that `worker` started a build of a claimed request; returns the build id.
+    /// Records that `worker` started a build of a claimed request, with the outbox messages
+    /// `reports` gives for it (may be empty) in the same transaction; returns the build id.
     [[nodiscard]] virtual Result<std::int64_t> start_build(std::int64_t request,
                                                            const std::string& builder,
                                                            const std::string& worker,
-                                                           WallTime now) = 0;
-    /// Stores a build's checkout (tips, merge) or its end (finished and result).
-    [[nodiscard]] virtual Status update_build(const Build& build) = 0;
+                                                           WallTime now,
+                                                           const BuildReports& reports = {}) = 0;
+    /// Stores a build's checkout (tips, merge) or its end (finished and result), and `reports`,
+    /// in one transaction.
+    [[nodiscard]] virtual Status update_build(const Build& build,
+                                              const std::vector<OutboxMessage>& reports = {}) = 0;
+    /// Stores a build's end and moves its claimed request to `request_state` (Completed, or
+    /// Pending to run again), with `reports`, in one transaction: a crash never leaves an ended
+    /// build whose request is still claimed (and so built again after a restart).
+    [[nodiscard]] virtual Status end_build(const Build& build,
+                                           RequestState request_state,
+                                           const std::vector<OutboxMessage>& reports = {}) = 0;
     [[nodiscard]] virtual Result<std::optional<Build>> build(std::int64_t id) = 0;
     /// Builds matching `query`, newest first.
     [[nodiscard]] virtual Result<std::vector<Build>> builds(const BuildQuery& query) = 0;
@@ -255,12 +286,21 @@ public:
     /// (synchronously). Returns their ids.
     [[nodiscard]] virtual Result<std::vector<std::int64_t>> queue_reports(
         const std::string& reporter, const std::vector<std::string>& payloads, WallTime now) = 0;
-    /// The Queued messages of `reporter`, oldest first (what a restarted reporter sends).
+    /// The Queued messages of `reporter` with ids above `after`, oldest first (what a restarted
+    /// reporter sends; with `after`, what was queued since it last looked: ids only increase
+    /// in the order the transactions committed).
     [[nodiscard]] virtual Result<std::vector<QueuedReport>>
-    queued_reports(const std::string& reporter) = 0;
+    queued_reports(const std::string& reporter, std::int64_t after = 0) = 0;
     /// Marks message `id` Sent or Dropped (synchronously): it is never sent again.
     [[nodiscard]] virtual Status
     finish_report(std::int64_t id, ReportState state, WallTime now) = 0;
+    /// Queues `messages` and marks the messages of `finished` (id, Sent or Dropped; at `now`) in
+    /// one transaction: a reporter that turns one stored message into others (an event into a
+    /// chat message) does so exactly once. Returns the new messages' ids, in order.
+    [[nodiscard]] virtual Result<std::vector<std::int64_t>>
+    change_reports(const std::vector<OutboxMessage>& messages,
+                   const std::vector<std::pair<std::int64_t, ReportState>>& finished,
+                   WallTime now) = 0;
 
     /// Deletes what is only history by `before`: webhook delivery ids received before it (the
     /// master de-duplicates deliveries of the last 7 days) and reporter messages Sent or
