@@ -30,10 +30,27 @@ if [[ -e $demo ]]; then
 fi
 log "setting up the demo in $demo"
 examples/demo/setup.sh "$demo" >/dev/null
-port=${WEB_PORT:-8010}
+# The master starts in the background only until its ports are known (WEB_PORT=0 picks a free
+# one), then this script waits on it; Ctrl-C or SIGTERM is passed on as SIGTERM (a background
+# process of a script ignores SIGINT).
+ports=$demo/ports.json
+"$master" start --config "$demo/config.yml" --data-dir "$demo/data" --ports-file "$ports" &
+pid=$!
+trap 'kill -TERM "$pid" 2>/dev/null || true' INT TERM
+for _ in $(seq 300); do
+  [[ -s $ports ]] && break
+  kill -0 "$pid" 2>/dev/null || break
+  sleep 0.1
+done
+if [[ ! -s $ports ]]; then
+  wait "$pid" || true
+  echo "error: the master did not start (see its output above)" >&2
+  exit 1
+fi
+port=$(sed -n 's/.*"web_port": *\([0-9]*\).*/\1/p' "$ports")
 cat <<MSG
 
-The master runs in the foreground on the demo; Ctrl-C (or SIGTERM) stops it.
+The master runs on the demo (web port $port); Ctrl-C (or SIGTERM) stops it.
 In another terminal, push to a branch and watch the build (5 s after the push goes quiet):
   cd $demo/work
   git checkout feature/passing && echo more >>feature.txt && git commit -qam more && git push -q
@@ -44,4 +61,9 @@ In another terminal, push to a branch and watch the build (5 s after the push go
   curl -sN 'localhost:$port/api/v1/builds/ID/steps/1/log?follow=1'   # followed live
 
 MSG
-exec "$master" start --config "$demo/config.yml" --data-dir "$demo/data"
+# Until it stops (wait returns early when a signal is trapped: wait again).
+status=0
+while kill -0 "$pid" 2>/dev/null; do
+  wait "$pid" && status=0 || status=$?
+done
+exit "$status"

@@ -55,4 +55,12 @@ if [[ -n "$state" && "$state" != Z* ]]; then
 fi
 check 2 "no command is a usage error" --
 
+# --help: one usage line, ours.
+"$worker" run-step --help >"$tmp/help" 2>&1
+if [[ $(grep -c '^Usage:' "$tmp/help") -ne 1 ]]; then
+  echo "FAIL: run-step --help shows $(grep -c '^Usage:' "$tmp/help") usage lines, not 1"
+  failures=$((failures + 1))
+fi
+expect_text help "Usage: ci-worker run-step [OPTIONS] [--] COMMAND [ARGS...]"
+
 [[ $failures -eq 0 ]] || { echo "$failures check(s) failed"; exit 1; }

@@ -14,6 +14,14 @@
 set -uo pipefail
 tool=${LIBCI_BUILD_DIR:?}/tools/ci-wheelhouse/ci-wheelhouse
 support=${LIBCI_SOURCE_DIR:?}/tests/support
+# --help: one usage line, ours (needs nothing else: checked before the skip below).
+usages=$("$tool" build --help | grep -c '^Usage:')
+if [[ $usages -ne 1 ]] || ! "$tool" build --help |
+  grep -qF "Usage: ci-wheelhouse build [OPTIONS] [PROJECT_DIR | REQUIREMENT]..."; then
+  echo "FAIL: ci-wheelhouse build --help shows $usages usage lines, or not its own"
+  exit 1
+fi
+echo "ok: ci-wheelhouse build --help shows one usage line, its own"
 python=/usr/bin/python3
 if [[ -z ${LIBCI_S3RVER:-} || ! -f ${LIBCI_S3RVER:-} ]] || ! command -v node >/dev/null; then
   echo "SKIP: s3rver not found (LIBCI_S3RVER unset: scripts/test.sh installs it with npm)"

@@ -319,8 +319,9 @@ int main(int argc, char** argv) {
         "Build wheels with PY -m pip wheel into DIR: each PROJECT_DIR holding a setup.py is made\n"
         "into an sdist first (as 'python setup.py sdist' did), then built with its dependencies;\n"
         "a REQUIREMENT ('Flocker[doc]==1.0') is built as pip resolves it. Arguments after '--'\n"
-        "go to pip (e.g. -- --no-index --find-links other/).\n"
-        "Usage: ci-wheelhouse build [OPTIONS] [PROJECT_DIR | REQUIREMENT]... [-- PIP_ARGS]");
+        "go to pip (e.g. -- --no-index --find-links other/).");
+    ci::tools::set_usage(
+        *build_cmd, "ci-wheelhouse build [OPTIONS] [PROJECT_DIR | REQUIREMENT]... [-- PIP_ARGS]");
     build_cmd->add_option("--python", build->python, "The Python to build with")
         ->default_str("python3");
     build_cmd->add_option("-w,--wheel-dir", build->wheel_dir, "Where the wheels go")

@@ -102,8 +102,8 @@ void setup_run_step(CLI::App& app, Runner& runner) {
         "streamed here; at the timeout the whole group gets SIGTERM, then SIGKILL after the\n"
         "grace period, and anything the step leaves running is stopped when it ends.\n"
         "Exit status: the step's own; 124 when it timed out; 128+N when signal N killed it;\n"
-        "127 when it could not be started.\n"
-        "Usage: ci-worker run-step [OPTIONS] [--] COMMAND [ARGS...]");
+        "127 when it could not be started.");
+    set_usage(*command, "ci-worker run-step [OPTIONS] [--] COMMAND [ARGS...]");
     command
         ->add_option("--timeout",
                      options->timeout_seconds,

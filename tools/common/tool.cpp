@@ -1,6 +1,8 @@
 #include "common/tool.h"
 
 #include <cstdio>
+#include <map>
+#include <memory>
 #include <string>
 
 #include <CLI/CLI.hpp>
@@ -21,7 +23,30 @@ std::string version_text(std::string_view tool) {
     return text + ")";
 }
 
+namespace {
+
+// CLI11's help, with the usage lines set_usage() gave.
+class UsageFormatter final : public CLI::Formatter {
+public:
+    std::string make_usage(const CLI::App* app, std::string name) const override {
+        if (const auto found = usages.find(app); found != usages.end()) {
+            return get_label("Usage") + ": " + found->second + "\n";
+        }
+        return CLI::Formatter::make_usage(app, std::move(name));
+    }
+    std::map<const CLI::App*, std::string> usages;
+};
+
+} // namespace
+
+void set_usage(CLI::App& command, std::string usage) {
+    if (auto formatter = std::dynamic_pointer_cast<UsageFormatter>(command.get_formatter())) {
+        formatter->usages[&command] = std::move(usage);
+    }
+}
+
 void setup_common(CLI::App& app, std::string_view tool) {
+    app.formatter(std::make_shared<UsageFormatter>());
     app.set_version_flag("--version", version_text(tool), "Print the version and exit");
     app.add_option_function<std::string>(
            "--log-level",

@@ -32,8 +32,13 @@ using Runner = std::function<int()>;
 /// "ci-master 0.1.0 (libci 0.1.0; libcurl 7.88.1, OpenSSL 3.0.x, libgit2 1.5.1)".
 [[nodiscard]] std::string version_text(std::string_view tool);
 
-/// Adds --version (with version_text) and the common --log-level option to `app`.
+/// Adds --version (with version_text) and the common --log-level option to `app`, and the help
+/// formatter set_usage() needs (call it before adding subcommands: they share it).
 void setup_common(CLI::App& app, std::string_view tool);
+
+/// The usage line of `command`'s --help: "Usage: " and `usage` (e.g. "ci-worker run-step
+/// [OPTIONS] [--] COMMAND [ARGS...]"), instead of the one CLI11 makes from its options.
+void set_usage(CLI::App& command, std::string usage);
 
 /// Parses the command line. Returns nullopt when the tool should go on, or the exit status when
 /// it should stop: 0 after --help or --version, ExitUsage after a usage error (CLI11 prints the
