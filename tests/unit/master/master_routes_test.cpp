@@ -384,10 +384,12 @@ TEST_CASE("master: a reporter the embedding program adds is told of requests, st
     const auto stored = (*store)->queued_reports("recording");
     REQUIRE(stored.has_value());
     std::vector<std::string> payloads;
+    payloads.reserve(stored->size());
     for (const auto& row : *stored) {
         payloads.push_back(row.payload);
     }
     std::vector<std::string> expected;
+    expected.reserve(seen.size());
     for (const auto& r : seen) {
         expected.push_back(fmt::format(
             "{} {} {} {}", static_cast<int>(r.event), r.request_id, r.build_id, r.revision));
