@@ -469,11 +469,22 @@ schedulers:
         self.github = fake_github.FakeGithub(self.github_token, "libci/demo", known).start()
         return self.github
 
-    def github_config(self):
-        """A config that reports commit statuses to the fake GitHub: local workers (two at
-        once), builders `tests` (reported), `flaky` (in failing_builders) and `quiet` (outside
-        the `github.builders` filter), all run by the branch scheduler for `feature/*`; a force
-        scheduler for all three."""
+    def test_builders(self, names):
+        """The `builders` entries (YAML, indented by two) of builders `names` of repository
+        `demo`, each running TEST_SCRIPT on the local workers."""
+        return "".join(f"""  {name}:
+    repository: demo
+    workers: [local]
+    steps:
+      - name: test
+        run: "sh ./test.sh"
+        env: {{RELEASE: "{self.release}", MARKS: "{self.marks}"}}
+""" for name in names)
+
+    def github_head(self, github_extra=""):
+        """The start of a config that reports commit statuses to the fake GitHub: buildmaster
+        (with a url for the builds' links), auth and the github section, ending with
+        `github_extra` (more keys of github, YAML lines indented by two)."""
         return f"""
 buildmaster: {{web_port: 0, worker_port: 0, state: {self.tmp}/state.sqlite,
               url: "http://ci.example.org:8010/"}}
@@ -483,21 +494,20 @@ github:
   token: "{self.github_token}"
   report_status: true
   api_url: "{self.github.url}"
-  builders: [tests, flaky]
-slaves:
+{github_extra}"""
+
+    def github_config(self):
+        """A config that reports commit statuses to the fake GitHub: local workers (two at
+        once), builders `tests` (reported), `flaky` (in failing_builders) and `quiet` (outside
+        the `github.builders` filter), all run by the branch scheduler for `feature/*`; a force
+        scheduler for all three."""
+        return self.github_head("  builders: [tests, flaky]\n") + f"""slaves:
   local: {{local: true, slaves: 3}}
 repositories:
   demo: {{url: "{self.repo.origin}", github: libci/demo}}
 failing_builders: [flaky]
 builders:
-""" + "".join(f"""  {name}:
-    repository: demo
-    workers: [local]
-    steps:
-      - name: test
-        run: "sh ./test.sh"
-        env: {{RELEASE: "{self.release}", MARKS: "{self.marks}"}}
-""" for name in ("tests", "flaky", "quiet")) + f"""schedulers:
+""" + self.test_builders(("tests", "flaky", "quiet")) + f"""schedulers:
   branches: {{type: branch, repository: demo, builders: [tests, flaky, quiet],
              branches: ["feature/*"], tree_stable_timer: 1s}}
   force: {{type: force, builders: [tests, flaky, quiet]}}
@@ -562,24 +572,7 @@ builders:
         `builders` (each running TEST_SCRIPT) on as many local workers, run by a branch
         scheduler for `feature/*`; `github_extra` and `zulip_extra` are more keys of those
         sections (YAML lines indented by two)."""
-        steps = "".join(f"""  {name}:
-    repository: demo
-    workers: [local]
-    steps:
-      - name: test
-        run: "sh ./test.sh"
-        env: {{RELEASE: "{self.release}", MARKS: "{self.marks}"}}
-""" for name in builders)
-        return f"""
-buildmaster: {{web_port: 0, worker_port: 0, state: {self.tmp}/state.sqlite,
-              url: "http://ci.example.org:8010/"}}
-auth: {{user: {self.auth[0]}, password: "{self.auth[1]}"}}
-github:
-  webhook_secret: "{self.webhook_secret}"
-  token: "{self.github_token}"
-  report_status: true
-  api_url: "{self.github.url}"
-{github_extra}zulip:
+        return self.github_head(github_extra) + f"""zulip:
   user: ci-bot@example.org
   password: "{self.zulip_key}"
   site: "{self.zulip.url}"
@@ -589,7 +582,7 @@ github:
 repositories:
   demo: {{url: "{self.repo.origin}", github: libci/demo}}
 builders:
-{steps}schedulers:
+{self.test_builders(builders)}schedulers:
   branches: {{type: branch, repository: demo, builders: [{", ".join(builders)}],
              branches: ["feature/*"], tree_stable_timer: 1s}}
 """

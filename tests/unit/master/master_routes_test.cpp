@@ -14,6 +14,7 @@
 #include <sys/resource.h>
 
 #include <ci/report/reporter.h>
+#include <ci/store/store.h>
 
 #include "support/master_fixture.h"
 #include "support/origin.h"
@@ -281,6 +282,20 @@ namespace {
 class RecordingReporter final : public ci::report::Reporter {
 public:
     std::string name() const override { return "recording"; }
+    // With `durable`: each report also as an outbox message, "EVENT REQUEST BUILD REVISION".
+    std::vector<ci::store::OutboxMessage> outbox(const ci::report::BuildReport& report) override {
+        if (!durable) {
+            return {};
+        }
+        return {{"recording",
+                 fmt::format("{} {} {} {}",
+                             static_cast<int>(report.event),
+                             report.request_id,
+                             report.build_id,
+                             report.revision),
+                 report.at}};
+    }
+    bool durable = false;
     void report(const ci::report::BuildReport& report) override {
         const std::lock_guard lock(mutex_);
         reports_.push_back(report);
@@ -311,6 +326,7 @@ private:
 TEST_CASE("master: a reporter the embedding program adds is told of requests, starts and ends") {
     ci::test::Origin origin;
     auto recorder = std::make_shared<RecordingReporter>();
+    recorder->durable = true;
     ci::master::MasterOptions options;
     options.reporters = {recorder};
     MasterFixture m(
@@ -360,6 +376,25 @@ TEST_CASE("master: a reporter the embedding program adds is told of requests, st
     CHECK(m.post_auth("/api/v1/builders/tests/force", R"({"properties": {"n": 1}})").status == 400);
     m.stop();
     CHECK(recorder->stopped_);
+
+    // What its outbox() gave was stored with each event (Reporter::outbox): one message per
+    // report, in the order of the reports.
+    auto store = ci::store::open_sqlite(m.dir / "state.sqlite");
+    REQUIRE(store.has_value());
+    const auto stored = (*store)->queued_reports("recording");
+    REQUIRE(stored.has_value());
+    std::vector<std::string> payloads;
+    payloads.reserve(stored->size());
+    for (const auto& row : *stored) {
+        payloads.push_back(row.payload);
+    }
+    std::vector<std::string> expected;
+    expected.reserve(seen.size());
+    for (const auto& r : seen) {
+        expected.push_back(fmt::format(
+            "{} {} {} {}", static_cast<int>(r.event), r.request_id, r.build_id, r.revision));
+    }
+    CHECK(payloads == expected);
 }
 
 TEST_CASE("master: a request cancelled while pending is reported as cancelled") {

@@ -52,6 +52,17 @@ request_for(const std::string& builder, const std::string& revision, bool collap
     return build;
 }
 
+// A change of branch `feature` of `app`, at t0.
+ci::sched::Change feature_change(std::int64_t id, const std::string& revision) {
+    ci::sched::Change change;
+    change.id = id;
+    change.repository = "app";
+    change.branch = "feature";
+    change.revision = revision;
+    change.when = t0;
+    return change;
+}
+
 // Runs `body` as a user that cannot write files root owns (uid 65534) when the tests run as
 // root, and returns what it printed; otherwise runs it directly.
 std::string as_unprivileged(const std::function<std::string()>& body) {
@@ -819,12 +830,7 @@ TEST_CASE("store: an event's outbox messages are stored by its own transaction, 
         return std::vector<OutboxMessage>{
             {"r", "requested " + std::to_string(request.id) + " " + request.request.builder, t0}};
     };
-    ci::sched::Change change;
-    change.id = 1;
-    change.repository = "app";
-    change.branch = "feature";
-    change.revision = "abc";
-    change.when = t0;
+    const auto change = feature_change(1, "abc");
     REQUIRE_OK(store->write(
         {ci::store::Batch{{change}, {request_for("tests", "a"), request_for("docs", "a")}, {}}},
         t0,
@@ -887,15 +893,7 @@ TEST_CASE("store: an event's outbox messages are stored by its own transaction, 
 TEST_CASE("store: prune deletes old delivery ids and finished reports, never a queued one") {
     ci::test::TempDir dir;
     auto store = open(dir / "state.sqlite");
-    const auto change_at = [](std::int64_t id, const char* revision) {
-        ci::sched::Change change;
-        change.id = id;
-        change.repository = "app";
-        change.branch = "feature";
-        change.revision = revision;
-        change.when = t0;
-        return change;
-    };
+    const auto change_at = feature_change;
     REQUIRE_OK(store->write({ci::store::Batch{{change_at(1, "a")}, {}, {"old"}}}, t0));
     REQUIRE_OK(store->write({ci::store::Batch{{change_at(2, "b")}, {}, {"new"}}}, t0 + 10h));
     auto ids =
@@ -924,13 +922,7 @@ TEST_CASE("store: change ids go on after the newest stored change, not after wha
         auto ids = store->reserve_change_ids(3);
         REQUIRE_OK(ids);
         CHECK(*ids == std::vector<std::int64_t>{1, 2, 3});
-        ci::sched::Change change;
-        change.id = 2;
-        change.repository = "app";
-        change.branch = "feature";
-        change.revision = "abc";
-        change.when = t0;
-        REQUIRE_OK(store->write({ci::store::Batch{{change}, {}, {}}}, t0));
+        REQUIRE_OK(store->write({ci::store::Batch{{feature_change(2, "abc")}, {}, {}}}, t0));
         // Within one run, ids only increase.
         CHECK(*store->reserve_change_ids(1) == std::vector<std::int64_t>{4});
     }
