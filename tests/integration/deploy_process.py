@@ -5,7 +5,9 @@ sshd runs unprivileged on a port the kernel picks (tests/support/git_ssh_server.
 generated host key and a generated user key (`--identity`; host keys through `--ssh-config`,
 no agent). The target's data_dir is in the case's temp dir; the master it runs is the real
 ci-master, behind small wrapper scripts so that each "binary" is a different release:
- - check, then status (not running, exit 1), start (exit 0), status (version, health, workers);
+ - check, then status (not running, exit 1), start (exit 0), status (version, uptime, health,
+   builds, workers), also with the agent's key instead of --identity, and through the `local`
+   target;
  - a build runs; `update` to a new binary waits for it (countdown), the master is untouched
    meanwhile, and swaps once the build ended; Zulip (a local fake) gets before and after;
  - `update --timeout 1` while a build runs: refused (exit 1), the master untouched;
@@ -13,6 +15,7 @@ ci-master, behind small wrapper scripts so that each "binary" is a different rel
    release runs again and is healthy; Zulip says so;
  - the supervisor restarts a master killed with SIGKILL; `logs` shows the supervisor's notes;
    `logs --follow` streams;
+ - `restart` (the same release, the config written again);
  - `stop` (exit 0; nothing left running), status (exit 1);
  - a target that does not answer: exit 3.
 No secret of the config appears in ci-deploy's output, and the config on the target is 0600.
@@ -23,6 +26,7 @@ commands are checked as generated text by test_deploy (unit), not run here.
 import json
 import os
 import pwd
+import re
 import shutil
 import signal
 import socket
@@ -71,7 +75,7 @@ def deploy_cases(case, server):
     with open(f"{tmp}/known_hosts", "w") as out:
         out.write(f"[127.0.0.1]:{port} {host_key}\n")
     with open(f"{tmp}/ssh_config", "w") as out:
-        out.write(f"Host *\n  UserKnownHostsFile {tmp}/known_hosts\n  IdentitiesOnly yes\n")
+        out.write(f"Host *\n  UserKnownHostsFile {tmp}/known_hosts\n")
     user = pwd.getpwuid(os.getuid()).pw_name
     data_dir = f"{tmp}/srv"
 
@@ -91,8 +95,19 @@ def deploy_cases(case, server):
 
     zulip = case.start_fake_zulip()
 
+    configs = [0]
+
     def config(binary, target=f"ssh://{user}@127.0.0.1:{port}"):
-        return case.write_config(f"""
+        """Writes a config (0600: it holds secrets) of its own; returns its path."""
+        configs[0] += 1
+        path = f"{tmp}/config-{configs[0]}.yml"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(config_text(binary, target))
+        return path
+
+    def config_text(binary, target):
+        return (f"""
 buildmaster: {{host: 127.0.0.1, web_port: 0, worker_port: 0}}
 auth: {{user: {case.auth[0]}, password: "{case.auth[1]}"}}
 zulip:
@@ -194,9 +209,31 @@ deploy:
 
         status, output = deploy("status", cfg, expect=0)
         case.check(f"release {v1}" in output and "health:   ok" in output and
+                   re.search(r"master:   running, pid [0-9]+, up [0-9]+s", output) and
                    "builds:   0 running" in output and "workers:  " in output and
                    "master:   running, pid" in output,
                    f"status shows version, uptime, health, builds, workers:\n{output}")
+
+        # The key from the agent when no --identity is given.
+        agent = subprocess.run(["ssh-agent", "-s", "-a", f"{tmp}/agent.sock"],
+                               capture_output=True, text=True, check=True).stdout
+        agent_pid = int(agent.split("SSH_AGENT_PID=")[1].split(";")[0])
+        try:
+            agent_env = dict(os.environ, SSH_AUTH_SOCK=f"{tmp}/agent.sock")
+            subprocess.run(["ssh-add", "-q", f"{tmp}/key"], env=agent_env, check=True,
+                           capture_output=True)
+            done = subprocess.run([DEPLOY, "status", "--ssh-config", f"{tmp}/ssh_config", cfg],
+                                  capture_output=True, text=True, env=agent_env, timeout=60)
+            case.check(done.returncode == 0 and f"release {v1}" in done.stdout,
+                       f"status with the agent's key ({done.returncode}: {done.stderr})")
+        finally:
+            os.kill(agent_pid, signal.SIGTERM)
+        # The same master seen through the `local` target (/bin/sh on this machine, no ssh).
+        done = subprocess.run([DEPLOY, "status", config(binaries["v1"], "local")],
+                              capture_output=True, text=True, timeout=60)
+        case.check(done.returncode == 0 and "target local" in done.stdout and
+                   f"release {v1}" in done.stdout and "health:   ok (http://127.0.0.1:" in
+                   done.stdout, f"status through the local target:\n{done.stdout}{done.stderr}")
 
         # A build runs: update waits for it, counting down, and leaves the master alone.
         master = master_api()
@@ -295,6 +332,21 @@ deploy:
         follow.wait(10)
         case.check(first != "" and "a line written while logs --follow runs" in second,
                    f"logs --follow prints new lines ({first!r}, {second!r})")
+        case.check(follow.returncode == 0, f"logs --follow ends with exit 0 on SIGTERM, having "
+                   f"stopped ssh ({follow.returncode})")
+
+        # restart: the same release with the config written again.
+        before_restart = pid("master")
+        restarted = config(binaries["v2"])
+        with open(restarted, "a") as out:
+            out.write("failing_builders: [tests]\n")
+        status, output = deploy("restart", restarted, expect=0)
+        case.check("no build is running" in output and "restarted" in output and
+                   pid("master") not in (None, before_restart),
+                   f"restart starts a new master process:\n{output}")
+        case.check(json.load(open(f"{data_dir}/config.json"))["failing_builders"] == ["tests"] and
+                   os.readlink(f"{data_dir}/current") == f"releases/{v2}",
+                   "restart wrote the new config and kept the release")
 
         supervisor = pid("supervisor")
         master_pid = pid("master")

@@ -78,7 +78,8 @@ CLI::App* add_target_command(CLI::App& app,
             ->check(CLI::Range(0, 7 * 86400));
         sub->add_flag("--force",
                       command->options.force,
-                      "Do not wait for running builds (they end `retry` and run again)");
+                      "Do not wait for running builds: they get the master's shutdown grace (60 s) "
+                      "to finish, then end `retry` and run again");
     }
     if (flags.starts) {
         sub->add_option("--health-timeout",

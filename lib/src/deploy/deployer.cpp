@@ -158,6 +158,7 @@ public:
         ProcessSpec spec;
         spec.argv = command_line(settings_.target, options_.ssh, script);
         spec.stdin_data = std::move(input);
+        spec.stop = options_.stop;
         Ran ran;
         spec.on_output = [&](OutputStream which, std::string_view chunk) {
             if (stream && which == OutputStream::Stdout) {
@@ -344,10 +345,13 @@ public:
                 progress_.phase(counted ? "running builds finished" : "no build is running");
                 return std::nullopt;
             case WaitDecision::Forced:
-                progress_.phase(fmt::format("--force: {} running build{} will end `retry` and run "
-                                            "again",
-                                            ids->size(),
-                                            ids->size() == 1 ? "" : "s"));
+                progress_.phase(fmt::format(
+                    "--force: not waiting; {} running build{} get{} the master's shutdown grace "
+                    "({} s) to finish, then end `retry` and run again",
+                    ids->size(),
+                    ids->size() == 1 ? "" : "s",
+                    ids->size() == 1 ? "s" : "",
+                    settings_.shutdown_grace));
                 return std::nullopt;
             case WaitDecision::Refuse:
                 progress_.problem(

@@ -193,7 +193,7 @@ std::string status_script(const Settings& s) {
         "m=$(cat \"$d/run/master.pid\" 2>/dev/null)\n"
         "if [ -n \"$m\" ] && kill -0 \"$m\" 2>/dev/null; then\n"
         "  echo pid=$m\n"
-        "  echo uptime=$(ps -o etimes= -p \"$m\" | tr -d ' ')\n"
+        "  echo uptime=$(( $(date +%s) - $(stat -c %Y \"$d/run/master.pid\") ))\n"
         "fi\n"
         "[ -L \"$d/current\" ] && echo release=$(basename \"$(readlink \"$d/current\")\")\n"
         "[ -f \"$d/current/version\" ] && echo version=$(head -n 1 \"$d/current/version\")\n"

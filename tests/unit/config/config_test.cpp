@@ -556,7 +556,7 @@ TEST_CASE("config: the JSON form round-trips every config") {
         auto back = ci::config::parse_config_json(json, "round-trip.json");
         INFO(all_diagnostics(back));
         REQUIRE(back.ok());
-        // Only the warnings for keys not used yet (EC2 classes, a docker_tag), as from the YAML.
+        // Only the warnings for keys not used yet (EC2 classes), as from the YAML.
         for (const auto& diagnostic : back.diagnostics) {
             CAPTURE(diagnostic.to_string());
             CHECK(diagnostic.severity == ci::config::Diagnostic::Severity::Warning);

@@ -13,6 +13,7 @@
 
 #include <chrono>
 #include <memory>
+#include <stop_token>
 #include <string>
 #include <string_view>
 
@@ -54,7 +55,10 @@ struct Options {
     int log_lines = 100; ///< `logs --lines`
     bool follow = false; ///< `logs --follow`
     /// How often waits ask again.
-    std::chrono::milliseconds poll_interval{1000};
+    std::chrono::milliseconds poll_interval{500};
+    /// `logs`: asking for a stop ends the running ssh or sh (as a timeout would), and `logs`
+    /// returns 0 (`--follow` ends this way).
+    std::stop_token stop;
 };
 
 /// `start`: installs what the runtime needs (process: the supervisor, the binary as a release;
