@@ -15,7 +15,8 @@ ci-master, behind small wrapper scripts so that each "binary" is a different rel
    release runs again and is healthy; Zulip says so;
  - the supervisor restarts a master killed with SIGKILL; `logs` shows the supervisor's notes;
    `logs --follow` streams;
- - `restart` (the same release, the config written again);
+ - `restart` (the same release, the config written again); a deploy lock held by another
+   ci-deploy refuses `stop`;
  - `stop` (exit 0; nothing left running), status (exit 1);
  - a target that does not answer: exit 3.
 No secret of the config appears in ci-deploy's output, and the config on the target is 0600.
@@ -262,6 +263,17 @@ deploy:
                                          cfg], stdout=log, stderr=subprocess.STDOUT, env=env)
         harness.wait_for("update to wait for the build", lambda: "waiting for 1 running build"
                          in open(log_path).read(), 30)
+        # Meanwhile no command line on this machine (ci-deploy, ssh, sshd, the shells it runs,
+        # the supervisor, the master) holds a secret of the config.
+        leaked = []
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    argv = open(f"/proc/{entry}/cmdline", "rb").read().decode(errors="replace")
+                except OSError:
+                    continue
+                leaked += [entry for secret in (case.auth[1], case.zulip_key) if secret in argv]
+        case.check(not leaked, f"no process's arguments hold a secret of the config {leaked}")
         time.sleep(1.5)
         case.check(updating.poll() is None and pid("master") == old_master and
                    alive(old_master), "update waits while the build runs; the master is untouched")
@@ -347,6 +359,21 @@ deploy:
         case.check(json.load(open(f"{data_dir}/config.json"))["failing_builders"] == ["tests"] and
                    os.readlink(f"{data_dir}/current") == f"releases/{v2}",
                    "restart wrote the new config and kept the release")
+
+        # Two commands that change the target do not run at once: a held lock refuses the
+        # second, naming the holder, and changes nothing.
+        case.check(not os.path.exists(f"{data_dir}/run/deploy.lock"),
+                   "no command left the deploy lock behind")
+        os.mkdir(f"{data_dir}/run/deploy.lock")
+        with open(f"{data_dir}/run/deploy.lock/owner", "w") as out:
+            out.write("ci-deploy pid 1 on elsewhere since 2026-01-01T00:00:00Z\n")
+        locked_master = pid("master")
+        status, output = deploy("stop", cfg, expect=1)
+        case.check("refused: another ci-deploy is changing this target: ci-deploy pid 1 on "
+                   "elsewhere" in output and pid("master") == locked_master and
+                   alive(locked_master), f"a held lock refuses stop, which changes nothing:\n"
+                   f"{output}")
+        shutil.rmtree(f"{data_dir}/run/deploy.lock")
 
         supervisor = pid("supervisor")
         master_pid = pid("master")

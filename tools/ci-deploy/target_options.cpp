@@ -58,7 +58,8 @@ CLI::App* add_target_command(CLI::App& app,
             "ssh is the OpenSSH client in BatchMode: the key comes from the agent or --identity,\n"
             "and the host key must be known (~/.ssh/known_hosts, or --ssh-config).\n"
             "Exit status: 0 done, 1 refused (errors in CONFIG, builds still running, a master\n"
-            "that is not healthy), 2 rolled back (update), 3 target or API unreachable.");
+            "that is not healthy, another ci-deploy changing the target: it holds\n"
+            "DATA_DIR/run/deploy.lock), 2 rolled back (update), 3 target or API unreachable.");
     sub->add_option("CONFIG", command->config_path, "The config file")->default_str("config.yml");
     sub->add_option("--identity,-i",
                     command->options.ssh.identity,

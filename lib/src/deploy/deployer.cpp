@@ -147,6 +147,48 @@ public:
         client_ = http::make_client(client_options);
     }
 
+    ~Session() {
+        if (locked_) {
+            (void)run(unlock_script(settings_));
+        }
+    }
+    Session(Session&&) = delete;
+    Session(const Session&) = delete;
+    Session& operator=(Session&&) = delete;
+    Session& operator=(const Session&) = delete;
+
+    // What the target says about its master; with `lock`, after taking the target's deploy
+    // lock for a command that changes it (released by the destructor), in the same connection.
+    // nullopt (reported) when another ci-deploy holds the lock or the target is out of reach.
+    std::optional<RemoteStatus> open(bool lock) {
+        std::string script = status_script(settings_);
+        if (lock) {
+            std::array<char, 256> host{};
+            if (::gethostname(host.data(), host.size() - 1) != 0) {
+                host[0] = '\0';
+            }
+            const std::string owner =
+                fmt::format("ci-deploy pid {} on {}", ::getpid(), std::string_view(host.data()));
+            script = lock_script(settings_, owner) + script;
+        }
+        auto ran = run(script);
+        if (!ran) {
+            return std::nullopt;
+        }
+        if (lock && ran->status == ExitLocked) {
+            progress_.problem("refused: " + ran->said());
+            return std::nullopt;
+        }
+        if (!ran->ok()) {
+            progress_.problem(fmt::format("error: reading the master's state in {} failed: {}",
+                                          settings_.data_dir,
+                                          ran->said()));
+            return std::nullopt;
+        }
+        locked_ = lock;
+        return parse_status(ran->out);
+    }
+
     const Settings& settings() const { return settings_; }
     Progress& progress() { return progress_; }
     const Options& options() const { return options_; }
@@ -523,6 +565,7 @@ private:
     Progress& progress_;
     std::unique_ptr<http::Client> client_;
     bool unreachable_ = false;
+    bool locked_ = false;
 };
 
 std::string describe(const RemoteStatus& status) {
@@ -537,12 +580,15 @@ std::string describe(const RemoteStatus& status) {
 // A session and what the target says about its master; without a session, the exit status
 // (the config cannot be deployed, or the target cannot be reached).
 struct Opened {
-    std::optional<Session> session;
+    std::unique_ptr<Session> session;
     RemoteStatus before;
     int exit = 0;
 };
 
-Opened open_session(const config::Config& config, const Options& options, Progress& progress) {
+Opened open_session(const config::Config& config,
+                    const Options& options,
+                    Progress& progress,
+                    bool changes) {
     Opened opened;
     auto settings = settings_from(config);
     if (!settings) {
@@ -554,8 +600,8 @@ Opened open_session(const config::Config& config, const Options& options, Progre
                                target_text(*settings),
                                config::to_string(settings->runtime),
                                settings->data_dir));
-    opened.session.emplace(config, std::move(*settings), options, progress);
-    auto before = opened.session->remote_status();
+    opened.session = std::make_unique<Session>(config, std::move(*settings), options, progress);
+    auto before = opened.session->open(changes);
     if (!before) {
         opened.exit =
             exit_code(opened.session->unreachable() ? Outcome::Unreachable : Outcome::Refused);
@@ -587,7 +633,7 @@ std::unique_ptr<Progress> make_terminal_progress() {
 }
 
 int start(const config::Config& config, const Options& options, Progress& progress) {
-    auto opened = open_session(config, options, progress);
+    auto opened = open_session(config, options, progress, /*changes=*/true);
     if (!opened.session) {
         return opened.exit;
     }
@@ -621,7 +667,7 @@ int start(const config::Config& config, const Options& options, Progress& progre
 }
 
 int update(const config::Config& config, const Options& options, Progress& progress) {
-    auto opened = open_session(config, options, progress);
+    auto opened = open_session(config, options, progress, /*changes=*/true);
     if (!opened.session) {
         return opened.exit;
     }
@@ -686,7 +732,7 @@ int update(const config::Config& config, const Options& options, Progress& progr
 }
 
 int restart(const config::Config& config, const Options& options, Progress& progress) {
-    auto opened = open_session(config, options, progress);
+    auto opened = open_session(config, options, progress, /*changes=*/true);
     if (!opened.session) {
         return opened.exit;
     }
@@ -715,7 +761,7 @@ int restart(const config::Config& config, const Options& options, Progress& prog
 }
 
 int stop(const config::Config& config, const Options& options, Progress& progress) {
-    auto opened = open_session(config, options, progress);
+    auto opened = open_session(config, options, progress, /*changes=*/true);
     if (!opened.session) {
         return opened.exit;
     }
@@ -737,7 +783,7 @@ int stop(const config::Config& config, const Options& options, Progress& progres
 }
 
 int status(const config::Config& config, const Options& options, Progress& progress) {
-    auto opened = open_session(config, options, progress);
+    auto opened = open_session(config, options, progress, /*changes=*/false);
     if (!opened.session) {
         return opened.exit;
     }

@@ -205,6 +205,27 @@ std::string status_script(const Settings& s) {
         path(s));
 }
 
+std::string lock_script(const Settings& s, std::string_view owner) {
+    // No `exit 0` at the end: callers run another script after it in the same shell.
+    return fmt::format("d={0}\n"
+                       "mkdir -p \"$d/run\" || exit 1\n"
+                       "if ! mkdir \"$d/run/deploy.lock\" 2>/dev/null; then\n"
+                       "  echo \"another ci-deploy is changing this target: $(cat "
+                       "\"$d/run/deploy.lock/owner\" 2>/dev/null) (if it is gone, remove "
+                       "$d/run/deploy.lock)\"\n"
+                       "  exit {2}\n"
+                       "fi\n"
+                       "echo {1} \"since $(date -u +%Y-%m-%dT%H:%M:%SZ)\" "
+                       ">\"$d/run/deploy.lock/owner\"\n",
+                       path(s),
+                       shell_quote(owner),
+                       ExitLocked);
+}
+
+std::string unlock_script(const Settings& s) {
+    return fmt::format("rm -rf {}\n", path(s, "run/deploy.lock"));
+}
+
 std::string write_config_script(const Settings& s) {
     std::string script = fmt::format("set -e\n"
                                      "umask 077\n"

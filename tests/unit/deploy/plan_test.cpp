@@ -11,6 +11,7 @@
 #include <ci/deploy/plan.h>
 
 #include "support/require_ok.h"
+#include "support/temp_dir.h"
 
 using ci::config::Deploy;
 using ci::deploy::Settings;
@@ -252,6 +253,31 @@ TEST_CASE("deploy: process scripts quote the data dir and parse") {
                                std::string(ci::deploy::supervisor_script())}) {
         check_parses(script);
     }
+}
+
+TEST_CASE("deploy: one command at a time changes a target (the deploy lock)") {
+    ci::test::TempDir dir;
+    auto s = process_settings();
+    s.data_dir = (dir.path() / "data dir").string();
+    const auto sh = [&](const std::string& script) {
+        ci::ProcessSpec spec;
+        spec.argv = {"/bin/sh", "-c", script};
+        std::string out;
+        spec.on_output = [&](ci::OutputStream, std::string_view chunk) { out.append(chunk); };
+        auto result = ci::run_process(spec);
+        REQUIRE_OK(result);
+        return std::pair{result->exit_code, out};
+    };
+    CHECK(sh(ci::deploy::lock_script(s, "ci-deploy pid 7 on 'first'")).first == 0);
+    const auto [status, out] = sh(ci::deploy::lock_script(s, "second"));
+    CHECK(status == ci::deploy::ExitLocked);
+    CHECK(contains(out,
+                   "another ci-deploy is changing this target: ci-deploy pid 7 on 'first' "
+                   "since "));
+    CHECK(contains(out, "remove " + s.data_dir + "/run/deploy.lock"));
+    CHECK(sh(ci::deploy::unlock_script(s)).first == 0);
+    CHECK(sh(ci::deploy::lock_script(s, "second")).first == 0);
+    check_parses(ci::deploy::lock_script(s, "x"));
 }
 
 TEST_CASE("deploy: status lines") {

@@ -35,6 +35,7 @@ inline constexpr int ExitAlreadyRunning = 10;   ///< start: a master runs alread
 inline constexpr int ExitNothingInstalled = 11; ///< start/rollback: no release to run
 inline constexpr int ExitBinaryBroken = 12;     ///< install: the binary does not run on the target
 inline constexpr int ExitNotPermitted = 13;     ///< write_config: the container cannot read it
+inline constexpr int ExitLocked = 14; ///< lock: another ci-deploy changes this target right now
 /// ssh's own status when it could not connect or log in (its command's are below 255).
 inline constexpr int ExitSshFailed = 255;
 
@@ -104,6 +105,15 @@ struct RemoteStatus {
 
 // The scripts, one per phase. Each is a POSIX sh script (Debian's dash runs them), run with the
 // target's login shell through ssh or by /bin/sh locally.
+
+/// Takes DATA_DIR/run/deploy.lock (a directory: mkdir is atomic) for one command that changes
+/// the target, recording `owner` and the time in it; ExitLocked, printing the holder, when
+/// another command holds it. A lock left by a ci-deploy that was killed stays until removed by
+/// hand (the message says where). Ends without `exit` when it took the lock, so that another
+/// script can follow it in the same shell (status_script(), to save a connection).
+[[nodiscard]] std::string lock_script(const Settings& settings, std::string_view owner);
+/// Releases the lock lock_script() took.
+[[nodiscard]] std::string unlock_script(const Settings& settings);
 
 /// Prints the RemoteStatus lines. Exits 0 whether or not a master runs.
 [[nodiscard]] std::string status_script(const Settings& settings);
