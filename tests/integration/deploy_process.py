@@ -313,6 +313,10 @@ deploy:
                    f"update rolls back and says so, with the master's log:\n{output}")
         case.check(os.readlink(f"{data_dir}/current") == f"releases/{v2}",
                    "current points at the previous release again")
+        restored = json.load(open(f"{data_dir}/config.json"))
+        mode = stat.S_IMODE(os.stat(f"{data_dir}/config.json").st_mode)
+        case.check(restored["deploy"]["binary"] == binaries["v2"] and mode == 0o600,
+                   f"the config the previous master ran with is back, mode 0600 ({oct(mode)})")
         status, output = deploy("status", cfg, expect=0)
         case.check(f"release {v2}" in output and "health:   ok" in output,
                    f"the previous release runs and is healthy:\n{output}")

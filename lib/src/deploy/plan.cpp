@@ -241,7 +241,12 @@ std::string write_config_script(const Settings& s) {
                               path(s, "config.json.new"),
                               ExitNotPermitted);
     }
-    script += fmt::format("mv -f {} {}\n", path(s, "config.json.new"), path(s, "config.json"));
+    // The config before, for a rollback (cp -p: mode 0600 and owner kept).
+    script += fmt::format("if [ -f {0} ]; then cp -p {0} {1}; fi\n"
+                          "mv -f {2} {0}\n",
+                          path(s, "config.json"),
+                          path(s, "config.json.previous"),
+                          path(s, "config.json.new"));
     return script;
 }
 
@@ -314,17 +319,22 @@ std::string activate_script(const Settings& s, std::string_view id) {
 }
 
 std::string rollback_script(const Settings& s) {
+    // The config the previous master ran with: a new config may be what it cannot read.
+    const std::string config = "if [ -f config.json.previous ]; then mv -f config.json.previous "
+                               "config.json; fi\n";
     if (is_container(s)) {
-        return "true\n";
+        return fmt::format("cd {}\n{}", path(s), config);
     }
     return fmt::format("set -e\n"
                        "cd {0}\n"
                        "[ -L previous ] || {{ echo 'no previous release to go back to'; exit {1}; "
                        "}}\n"
                        "ln -sfn \"$(readlink previous)\" current.new\n"
-                       "mv -fT current.new current\n",
+                       "mv -fT current.new current\n"
+                       "{2}",
                        path(s),
-                       ExitNothingInstalled);
+                       ExitNothingInstalled,
+                       config);
 }
 
 std::string start_script(const Settings& s, bool previous) {

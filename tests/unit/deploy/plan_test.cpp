@@ -168,6 +168,11 @@ TEST_CASE("deploy: docker commands (generated text; no Docker engine runs here)"
     CHECK(contains(config, "cat >/srv/libci/config.json.new\n"));
     CHECK(contains(config, "chown 10001:10001 /srv/libci/config.json.new"));
     CHECK(contains(config, "mv -f /srv/libci/config.json.new /srv/libci/config.json\n"));
+    CHECK(contains(config,
+                   "if [ -f /srv/libci/config.json ]; then cp -p /srv/libci/config.json "
+                   "/srv/libci/config.json.previous; fi\n"));
+    CHECK(ci::deploy::rollback_script(s) == "cd /srv/libci\nif [ -f config.json.previous ]; then "
+                                            "mv -f config.json.previous config.json; fi\n");
 
     CHECK(ci::deploy::pull_script(s) == "docker pull " + image + ":staging\n");
     CHECK(contains(ci::deploy::activate_script(s, "unused"),

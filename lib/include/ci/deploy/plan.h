@@ -118,7 +118,8 @@ struct RemoteStatus {
 /// Prints the RemoteStatus lines. Exits 0 whether or not a master runs.
 [[nodiscard]] std::string status_script(const Settings& settings);
 /// Stores its standard input as DATA_DIR/config.json, mode 0600 (umask 077, then an atomic
-/// rename); for docker and podman owned by image_uid (ExitNotPermitted when that fails).
+/// rename), keeping the one before as config.json.previous; for docker and podman owned by
+/// image_uid (ExitNotPermitted when that fails).
 [[nodiscard]] std::string write_config_script(const Settings& settings);
 /// process: stores its standard input as DATA_DIR/bin/libci-supervise (mode 0755).
 [[nodiscard]] std::string install_supervisor_script(const Settings& settings);
@@ -132,8 +133,9 @@ struct RemoteStatus {
 /// process: points DATA_DIR/current at release `id` and DATA_DIR/previous at the one before.
 /// docker, podman: tags the running container's image IMAGE:libci-previous (for a rollback).
 [[nodiscard]] std::string activate_script(const Settings& settings, std::string_view id);
-/// process: points DATA_DIR/current back at DATA_DIR/previous (ExitNothingInstalled without
-/// one). docker, podman: nothing (start_script(settings, /*previous=*/true) runs the old image).
+/// Puts back config.json.previous (the config the previous master ran with). process: also
+/// points DATA_DIR/current back at DATA_DIR/previous (ExitNothingInstalled without one).
+/// docker, podman: start_script(settings, /*previous=*/true) then runs the old image.
 [[nodiscard]] std::string rollback_script(const Settings& settings);
 /// Starts the master (ExitAlreadyRunning when one runs, ExitNothingInstalled without a
 /// release). process: the supervisor, in a session of its own (setsid), so that it outlives the
