@@ -3,6 +3,8 @@
 # pass with warnings, a file with three mistakes gets all three reported with line:column and key
 # path and exit 1, an unreadable file exits 3, and the JSON form works from a 0600 file and from
 # $LIBCI_CONFIG; the certificate files of buildmaster.tls are read and checked.
+# $LIBCI_CONFIG; `ci-deploy check` reads ./config.yml by default and names the deploy section's
+# mistakes, and its deploy commands refuse a config with errors.
 set -uo pipefail
 build_dir=${LIBCI_BUILD_DIR:?}
 source_dir=${LIBCI_SOURCE_DIR:?}
@@ -108,6 +110,27 @@ contains "$err" "buildmaster.tls.key: cert and key go together"
 
 expect 0 "--help explains check-config" -- "$master" check-config --help
 contains "$out" "file:line:column: key.path: message"
+
+# ci-deploy check: CONFIG defaults to config.yml; the deploy section's mistakes name their key;
+# a deploy command refuses such a file before it reaches any target.
+mkdir -p "$tmp/cwd"
+printf 'deploy:\n  target: ci.example.org\n  runtime: process\n' >"$tmp/cwd/config.yml"
+expect 1 "ci-deploy check reads ./config.yml" -- bash -c "cd '$tmp/cwd' && '$deploy' check"
+contains "$err" "config.yml:2:11: deploy.target: expected \"local\" or an ssh:// URL naming USER@HOST[:PORT], got \"ci.example.org\": not an ssh:// URL"
+contains "$err" "config.yml:2:3: deploy.binary: required for runtime process"
+expect 1 "ci-deploy start refuses a config with errors" -- bash -c "cd '$tmp/cwd' && '$deploy' start"
+contains "$err" "refused: 2 errors in config.yml (nothing was changed)"
+printf 'buildmaster: {host: ci.example.org}\n' >"$tmp/cwd/config.yml"
+expect 1 "ci-deploy start needs deploy.image for the default runtime" -- bash -c "cd '$tmp/cwd' && '$deploy' start"
+contains "$err" "error: deploy.image: required for runtime docker"
+expect 0 "--help explains each ci-deploy command" -- "$deploy" --help
+for command in check start update restart stop status logs; do
+  contains "$out" "  $command "
+done
+expect 0 "ci-deploy update --help names its options" -- "$deploy" update --help
+for option in --timeout --force --health-timeout --identity --ssh-config --api "Exit status: 0 done, 1 refused"; do
+  contains "$out" "$option"
+done
 
 if [[ $failures -ne 0 ]]; then
   echo "$failures check(s) failed"

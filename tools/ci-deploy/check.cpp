@@ -10,7 +10,7 @@ void setup_check(CLI::App& app, Runner& runner) {
                              runner,
                              "check",
                              "Check a deployment's config.yml before deploying it.",
-                             /*file_required=*/true);
+                             /*default_file=*/"config.yml");
 }
 
 } // namespace ci::tools::deploy

@@ -1,5 +1,4 @@
-// ci-deploy: checks a config.yml before it is deployed (deploying and updating a master: not
-// built yet).
+// ci-deploy: deploys, updates and inspects a libci master described by a config.yml.
 
 #include <CLI/CLI.hpp>
 
@@ -7,12 +6,19 @@
 #include "common/tool.h"
 
 int main(int argc, char** argv) {
-    CLI::App app{"ci-deploy: checks a libci master's config.yml before it is deployed (deploying "
-                 "and updating a master are not built yet)."};
+    CLI::App app{"ci-deploy: deploys and updates a libci master from its config.yml (the deploy\n"
+                 "section says where and how: docs/config.md). CONFIG defaults to config.yml;\n"
+                 "staging is `ci-deploy update staging.yml`."};
     ci::tools::setup_common(app, "ci-deploy");
     app.require_subcommand(1);
     ci::tools::Runner runner;
     ci::tools::deploy::setup_check(app, runner);
+    ci::tools::deploy::setup_start(app, runner);
+    ci::tools::deploy::setup_update(app, runner);
+    ci::tools::deploy::setup_restart(app, runner);
+    ci::tools::deploy::setup_stop(app, runner);
+    ci::tools::deploy::setup_status(app, runner);
+    ci::tools::deploy::setup_logs(app, runner);
     if (auto status = ci::tools::parse_command_line(app, argc, argv)) {
         return *status;
     }

@@ -11,7 +11,7 @@ void setup_check_config(CLI::App& app, Runner& runner) {
                              runner,
                              "check-config",
                              "Check a master's configuration without starting anything.",
-                             /*file_required=*/false);
+                             /*default_file=*/"");
 }
 
 } // namespace ci::tools::master

@@ -94,21 +94,23 @@ void add_check_config_command(CLI::App& app,
                               Runner& runner,
                               std::string_view name,
                               std::string_view purpose,
-                              bool file_required) {
+                              std::string_view default_file) {
     std::string help(purpose);
     help += "\nPrints every warning and error as file:line:column: key.path: message, then OK\n"
             "(exit 0) or the number of errors (exit 1). Exit 3 when the file cannot be read.\n"
             "FILE may be config.yml or the JSON form (*.json, mode 0600).";
-    if (!file_required) {
+    if (default_file.empty()) {
         help += "\nWithout FILE, the JSON in $LIBCI_CONFIG is checked and removed from the\n"
                 "environment, as `ci-master start` does.";
+    } else {
+        help += "\nWithout FILE, " + std::string(default_file) + " is checked.";
     }
     auto* command = app.add_subcommand(std::string(name), help);
     auto path = std::make_shared<std::optional<std::string>>();
-    auto* option = command->add_option("FILE", *path, "config.yml, or a JSON config (*.json)");
-    if (file_required) {
-        option->required();
+    if (!default_file.empty()) {
+        *path = std::string(default_file);
     }
+    command->add_option("FILE", *path, "config.yml, or a JSON config (*.json)");
     command->callback([&runner, path] { runner = [path] { return check_config(*path); }; });
 }
 

@@ -23,12 +23,13 @@ namespace ci::tools {
 [[nodiscard]] int check_config(const std::optional<std::string>& path);
 
 /// Adds a subcommand `name` to `app` that runs check_config on its FILE argument. With
-/// `file_required` false, FILE may be left out to check $LIBCI_CONFIG. `purpose` opens the
-/// subcommand's --help; the output format and exit codes are appended to it.
+/// `default_file` empty, FILE may be left out to check $LIBCI_CONFIG; otherwise leaving it out
+/// checks `default_file`. `purpose` opens the subcommand's --help; the output format and exit
+/// codes are appended to it.
 void add_check_config_command(CLI::App& app,
                               Runner& runner,
                               std::string_view name,
                               std::string_view purpose,
-                              bool file_required);
+                              std::string_view default_file);
 
 } // namespace ci::tools

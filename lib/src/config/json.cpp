@@ -329,6 +329,23 @@ std::string to_json(const Config& config) {
     });
     write_section(writer, "builders", config.builders, write_builder);
     write_section(writer, "schedulers", config.schedulers, write_scheduler);
+    // Only when it says something: a master's JSON need not carry where it was deployed from.
+    if (config.deploy != Deploy{}) {
+        write_key(writer, "deploy");
+        writer.StartObject();
+        if (!config.deploy.target.empty()) {
+            write_field(writer, "target", config.deploy.target);
+        }
+        write_field(writer, "runtime", to_string(config.deploy.runtime));
+        if (!config.deploy.image.empty()) {
+            write_field(writer, "image", config.deploy.image);
+        }
+        write_field(writer, "data_dir", config.deploy.data_dir);
+        if (!config.deploy.binary.empty()) {
+            write_field(writer, "binary", config.deploy.binary);
+        }
+        writer.EndObject();
+    }
     writer.EndObject();
     return {buffer.GetString(), buffer.GetSize()};
 }

@@ -55,6 +55,49 @@ std::vector<std::string> names_of(const std::vector<Reference>& references) {
     return names;
 }
 
+// What docker accepts as a tag.
+bool is_image_tag(std::string_view tag) {
+    if (tag.empty() || tag.size() > 128 || tag.front() == '.' || tag.front() == '-') {
+        return false;
+    }
+    return std::ranges::all_of(tag, [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+               c == '_' || c == '.' || c == '-';
+    });
+}
+
+// An image name without its tag: lower-case path components separated by '/', an optional
+// registry host (with a port) first ("registry.example.org:5000/libci/master").
+bool is_image_name(std::string_view image) {
+    if (image.empty() || image.size() > 255 || image.front() == '-' || image.front() == '/' ||
+        image.back() == '/' || image.find("//") != std::string_view::npos) {
+        return false;
+    }
+    const auto last_slash = image.rfind('/');
+    const auto colon = image.find(':');
+    // A colon only in the registry part (a port), never after the last '/': that would be a tag.
+    if (colon != std::string_view::npos &&
+        (last_slash == std::string_view::npos || colon > last_slash)) {
+        return false;
+    }
+    return std::ranges::all_of(image, [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+               c == '_' || c == '.' || c == '-' || c == '/' || c == ':';
+    });
+}
+
+// A path a deploy puts in shell commands on the target: absolute, plain characters, no "..".
+bool is_plain_absolute_path(std::string_view path) {
+    if (path.size() < 2 || path.front() != '/' || path.find("/../") != std::string_view::npos ||
+        path.ends_with("/..") || path.find("//") != std::string_view::npos) {
+        return false;
+    }
+    return std::ranges::all_of(path, [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+               c == '_' || c == '.' || c == '-' || c == '/' || c == '+' || c == '@';
+    });
+}
+
 // A glob, or a /regular expression/ between slashes.
 bool is_regex_pattern(std::string_view pattern) {
     return pattern.size() >= 2 && pattern.front() == '/' && pattern.back() == '/';
@@ -83,6 +126,7 @@ private:
     void check_schedulers(const YAML::Node& node);
     void check_scheduler(const std::string& name, const YAML::Node& node);
     void check_failing_builders(const Entry& entry);
+    void check_deploy(const YAML::Node& node);
     void check_http_url(const Fields& fields, std::string_view key, const std::string& url);
     void check_patterns(const Fields& fields,
                         std::string_view key,
@@ -119,7 +163,8 @@ std::optional<Config> Checker::check(const YAML::Node& root) {
                    "repositories",
                    "locks",
                    "builders",
-                   "schedulers"});
+                   "schedulers",
+                   "deploy"});
     if (!fields.valid()) {
         return std::nullopt;
     }
@@ -170,6 +215,10 @@ std::optional<Config> Checker::check(const YAML::Node& root) {
     if (const Entry* entry = fields.find("failing_builders")) {
         check_failing_builders(*entry);
     }
+    // After buildmaster: the default target is its host.
+    if (const auto* node = section("deploy")) {
+        check_deploy(*node);
+    }
     if (reader_.has_errors()) {
         return std::nullopt;
     }
@@ -198,11 +247,12 @@ void Checker::check_buildmaster(const YAML::Node& node) {
     Buildmaster& out = config_.buildmaster;
     fields.read("host", out.host);
     fields.read("docker_tag", out.docker_tag);
-    if (const auto* tag = fields.find("docker_tag");
-        tag != nullptr && out.docker_tag != Buildmaster{}.docker_tag) {
-        reader_.warning(tag->key_node,
-                        fields.path("docker_tag"),
-                        "not used yet: nothing deploys an image (ci-deploy only checks configs)");
+    if (!is_image_tag(out.docker_tag) && fields.has("docker_tag")) {
+        reader_.error(fields.find("docker_tag")->value,
+                      fields.path("docker_tag"),
+                      fmt::format("expected an image tag (letters, digits, '_', '.' and '-', at "
+                                  "most 128, not starting with '.' or '-'), got \"{}\"",
+                                  out.docker_tag));
     }
     fields.read("web_port", out.web_port);
     fields.read("worker_port", out.worker_port);
@@ -827,6 +877,72 @@ void Checker::check_failing_builders(const Entry& entry) {
                                     fmt::format("no builder named \"{}\"", (*names)[i]));
                 }
             }
+        }
+    }
+}
+
+void Checker::check_deploy(const YAML::Node& node) {
+    Fields fields(reader_, node, "deploy", {"target", "runtime", "image", "data_dir", "binary"});
+    if (!fields.valid()) {
+        return;
+    }
+    Deploy& out = config_.deploy;
+    fields.read("target", out.target);
+    if (const Entry* entry = fields.find("target"); entry != nullptr && fields.has("target")) {
+        if (auto target = parse_deploy_target(out.target, config_.buildmaster.host); !target) {
+            reader_.error(entry->value, fields.path("target"), target.error().message);
+        }
+    } else if (auto target = parse_deploy_target("", config_.buildmaster.host); !target) {
+        reader_.error(node,
+                      fields.path("target"),
+                      "the default target (ssh to root at buildmaster.host): " +
+                          target.error().message);
+    }
+    std::string runtime;
+    fields.read("runtime", runtime);
+    if (runtime == "docker" || runtime.empty()) {
+        out.runtime = Deploy::Runtime::Docker;
+    } else if (runtime == "podman") {
+        out.runtime = Deploy::Runtime::Podman;
+    } else if (runtime == "process") {
+        out.runtime = Deploy::Runtime::Process;
+    } else {
+        std::string message =
+            fmt::format("expected docker, podman or process, got \"{}\"", runtime);
+        if (auto suggestion = closest_match(runtime, {"docker", "podman", "process"})) {
+            message += fmt::format(" (did you mean \"{}\"?)", *suggestion);
+        }
+        reader_.error(fields.find("runtime")->value, fields.path("runtime"), std::move(message));
+        return;
+    }
+    fields.read("image", out.image);
+    fields.read("data_dir", out.data_dir);
+    fields.read("binary", out.binary);
+    if (fields.has("data_dir") && !is_plain_absolute_path(out.data_dir)) {
+        reader_.error(fields.find("data_dir")->value,
+                      fields.path("data_dir"),
+                      fmt::format("expected an absolute path of letters, digits and ._-+@/ "
+                                  "(without ..), got \"{}\"",
+                                  out.data_dir));
+    }
+    if (out.runtime == Deploy::Runtime::Process) {
+        fields.forbid({"image"}, "for runtime process (it runs deploy.binary)");
+        if (!fields.has("binary")) {
+            reader_.error(node, fields.path("binary"), "required for runtime process");
+        }
+    } else {
+        fields.forbid({"binary"},
+                      fmt::format("for runtime {} (it runs deploy.image)", to_string(out.runtime)));
+        if (!fields.has("image")) {
+            reader_.error(node,
+                          fields.path("image"),
+                          fmt::format("required for runtime {}", to_string(out.runtime)));
+        } else if (!is_image_name(out.image)) {
+            reader_.error(fields.find("image")->value,
+                          fields.path("image"),
+                          fmt::format("expected an image name without a tag (the tag is "
+                                      "buildmaster.docker_tag), got \"{}\"",
+                                      out.image));
         }
     }
 }

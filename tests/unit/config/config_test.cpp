@@ -585,7 +585,7 @@ TEST_CASE("config: the JSON form round-trips every config") {
         auto back = ci::config::parse_config_json(json, "round-trip.json");
         INFO(all_diagnostics(back));
         REQUIRE(back.ok());
-        // Only the warnings for keys not used yet (EC2 classes, a docker_tag), as from the YAML.
+        // Only the warnings for keys not used yet (EC2 classes), as from the YAML.
         for (const auto& diagnostic : back.diagnostics) {
             CAPTURE(diagnostic.to_string());
             CHECK(diagnostic.severity == ci::config::Diagnostic::Severity::Warning);
@@ -613,6 +613,116 @@ TEST_CASE("config: the JSON form round-trips every config") {
     auto back = ci::config::parse_config_json(ci::config::to_json(config), "j");
     REQUIRE(back.ok());
     CHECK(*back.config == config);
+}
+
+TEST_CASE("config: the JSON form round-trips a deploy section") {
+    for (const char* yaml : {"deploy: {target: local, runtime: process, binary: /opt/ci-master, "
+                             "data_dir: /var/lib/libci}\n",
+                             "buildmaster: {host: ci.example.org}\n"
+                             "deploy: {image: registry.example.org:5000/libci/master}\n",
+                             "deploy: {target: 'ssh://ci@[::1]:2222', runtime: podman, image: "
+                             "libci}\n"}) {
+        CAPTURE(yaml);
+        const Config config = parse_ok(yaml);
+        auto back = ci::config::parse_config_json(ci::config::to_json(config), "j");
+        INFO(all_diagnostics(back));
+        REQUIRE(back.ok());
+        CHECK(back.config->deploy == config.deploy);
+    }
+}
+
+TEST_CASE("config: the deploy section") {
+    SUBCASE("absent: the defaults, docker to root@buildmaster.host") {
+        const Config config = parse_ok("buildmaster: {host: ci.example.org}\n");
+        CHECK(config.deploy == ci::config::Deploy{});
+        auto target =
+            ci::config::parse_deploy_target(config.deploy.target, config.buildmaster.host);
+        REQUIRE_OK(target);
+        CHECK(target->user == "root");
+        CHECK(target->host == "ci.example.org");
+        CHECK(target->port == 0);
+        CHECK_FALSE(target->local);
+    }
+    SUBCASE("every key") {
+        const Config config = parse_ok("deploy:\n"
+                                       "  target: ssh://deploy@ci.example.org:2222\n"
+                                       "  runtime: process\n"
+                                       "  data_dir: /opt/libci\n"
+                                       "  binary: build/tools/ci-master/ci-master\n");
+        CHECK(config.deploy.runtime == ci::config::Deploy::Runtime::Process);
+        CHECK(config.deploy.data_dir == "/opt/libci");
+        CHECK(config.deploy.binary == "build/tools/ci-master/ci-master");
+        auto target = ci::config::parse_deploy_target(config.deploy.target, "unused");
+        REQUIRE_OK(target);
+        CHECK(*target == ci::config::DeployTarget{false, "deploy", "ci.example.org", 2222});
+    }
+    SUBCASE("mistakes name their key") {
+        auto errors = parse_errors("deploy:\n"
+                                   "  target: ci.example.org\n"
+                                   "  runtime: dokcer\n");
+        CHECK(has_error(errors,
+                        "deploy.target",
+                        "expected \"local\" or an ssh:// URL naming USER@HOST[:PORT]"));
+        CHECK(has_error(errors, "deploy.runtime", "did you mean \"docker\"?"));
+        errors = parse_errors("deploy: {runtime: process, image: x}\n");
+        CHECK(has_error(errors, "deploy.image", "not valid for runtime process"));
+        CHECK(has_error(errors, "deploy.binary", "required for runtime process"));
+        errors = parse_errors("deploy: {binary: /x}\n");
+        CHECK(has_error(errors, "deploy.binary", "not valid for runtime docker"));
+        CHECK(has_error(errors, "deploy.image", "required for runtime docker"));
+        errors = parse_errors("deploy: {image: 'libci/master:2.0', data_dir: relative/dir}\n");
+        CHECK(has_error(errors, "deploy.image", "without a tag"));
+        CHECK(has_error(errors, "deploy.data_dir", "expected an absolute path"));
+        errors = parse_errors("deploy: {image: x, data_dir: '/srv/$(reboot)'}\n");
+        CHECK(has_error(errors, "deploy.data_dir", "expected an absolute path"));
+        errors = parse_errors("deploy: {image: x, data_dir: /srv/../etc}\n");
+        CHECK(has_error(errors, "deploy.data_dir", "expected an absolute path"));
+        errors = parse_errors("deploy: {image: [x]}\n");
+        CHECK(has_error(errors, "deploy.image", "expected a string"));
+        errors = parse_errors("buildmaster: {docker_tag: 'a b'}\n");
+        CHECK(has_error(errors, "buildmaster.docker_tag", "expected an image tag"));
+        errors = parse_errors("deploy: {image: x, targte: local}\n");
+        CHECK(has_error(errors, "deploy.targte", "did you mean \"target\"?"));
+        // The default target is ssh://root@<buildmaster.host>: a host ssh would take as an
+        // option is refused where it is written.
+        errors = parse_errors("buildmaster: {host: -oProxyCommand=x}\ndeploy: {image: x}\n");
+        CHECK(has_error(
+            errors, "deploy.target", "the default target (ssh to root at buildmaster.host)"));
+    }
+    SUBCASE("targets") {
+        const auto ok = [](std::string_view text) {
+            auto target = ci::config::parse_deploy_target(text, "default.example.org");
+            INFO(text);
+            REQUIRE_OK(target);
+            return *target;
+        };
+        CHECK(ok("local").local);
+        CHECK(ok("").host == "default.example.org");
+        CHECK(ok("ssh://a@h").port == 0);
+        CHECK(ok("ssh://a_b.c-d@10.0.0.1:22/") ==
+              ci::config::DeployTarget{false, "a_b.c-d", "10.0.0.1", 22});
+        CHECK(ok("ssh://root@[fe80::1]:2200") ==
+              ci::config::DeployTarget{false, "root", "fe80::1", 2200});
+        for (const char* bad : {"ssh://host",
+                                "http://root@host",
+                                "ssh://-oProxyCommand=x@host",
+                                "ssh://root@-oProxyCommand=x",
+                                "ssh://root@host:0",
+                                "ssh://root@host:65536",
+                                "ssh://root@host:22x",
+                                "ssh://root@host:",
+                                "ssh://root@ho st",
+                                "ssh://root@host;reboot",
+                                "ssh://root@[zz]:22",
+                                "ssh://root@[::1",
+                                "ssh://r$(x)@host",
+                                "ssh://root@"}) {
+            CAPTURE(bad);
+            auto target = ci::config::parse_deploy_target(bad, "default.example.org");
+            REQUIRE_FALSE(target.has_value());
+            CHECK(target.error().code == ci::ErrorCode::InvalidArgument);
+        }
+    }
 }
 
 TEST_CASE("config: the JSON form is checked by the same rules") {

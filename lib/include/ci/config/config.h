@@ -19,6 +19,8 @@
 #include <variant>
 #include <vector>
 
+#include <ci/core/error.h>
+
 namespace ci::config {
 
 /// Durations in the file are "30s", "5m", "2h", "1h30m" or a bare number of seconds.
@@ -243,6 +245,48 @@ struct Scheduler {
     friend bool operator==(const Scheduler&, const Scheduler&) = default;
 };
 
+/// `deploy`: where and how `ci-deploy` runs the master. Only ci-deploy reads it; the master
+/// ignores it.
+struct Deploy {
+    /// How the master runs on the target.
+    enum class Runtime {
+        Docker,  ///< `docker`: a container of `image`:`buildmaster.docker_tag`
+        Podman,  ///< `podman`: the same with podman
+        Process, ///< `process`: `binary` run by a small supervisor script (pidfile, log, restarts)
+    };
+    /// `deploy.target`: "ssh://USER@HOST[:PORT]" or "local"; empty means
+    /// "ssh://root@<buildmaster.host>" (see deploy_target()).
+    std::string target;
+    Runtime runtime = Runtime::Docker; ///< `deploy.runtime`
+    /// `deploy.image`: the master's image without its tag (the tag is `buildmaster.docker_tag`);
+    /// required for docker and podman.
+    std::string image;
+    std::string data_dir = "/srv/libci"; ///< `deploy.data_dir`: the master's files on the target
+    /// `deploy.binary`: the ci-master to install (runtime `process`; required there), a path on
+    /// the machine that runs ci-deploy.
+    std::string binary;
+    friend bool operator==(const Deploy&, const Deploy&) = default;
+};
+
+/// Where `deploy.target` points.
+struct DeployTarget {
+    bool local = false;     ///< "local": this machine, no ssh
+    std::string user;       ///< ssh: the login
+    std::string host;       ///< ssh: a host name, an IPv4 address or a bracketed IPv6 address
+    std::uint16_t port = 0; ///< ssh: the port; 0 means ssh's default (22 or the ssh config's)
+    friend bool operator==(const DeployTarget&, const DeployTarget&) = default;
+};
+
+/// Parses a `deploy.target`: "local", or "ssh://USER@HOST[:PORT]"; an empty `text` means
+/// "ssh://root@<default_host>". USER is letters, digits, '.', '_' and '-'; HOST letters,
+/// digits, '.', '-' (or "[IPv6]"); neither may start with '-' (it would be an ssh option).
+/// Fails with InvalidArgument saying what is wrong.
+[[nodiscard]] Result<DeployTarget> parse_deploy_target(std::string_view text,
+                                                       std::string_view default_host);
+
+/// The text of a runtime: "docker", "podman" or "process".
+[[nodiscard]] std::string_view to_string(Deploy::Runtime runtime);
+
 /// The whole configuration.
 struct Config {
     std::optional<Auth> auth;                  ///< `auth`: absent means the web UI is read-only
@@ -257,6 +301,7 @@ struct Config {
     std::map<std::string, Lock> locks;              ///< `locks`
     std::map<std::string, Builder> builders;        ///< `builders`
     std::map<std::string, Scheduler> schedulers;    ///< `schedulers`
+    Deploy deploy;                                  ///< `deploy`: used by ci-deploy only
     friend bool operator==(const Config&, const Config&) = default;
 };
 
