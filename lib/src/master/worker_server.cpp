@@ -150,7 +150,7 @@ private:
         if (!login) {
             log::warn("worker connection from {}: refused \"{}\": unknown worker or wrong secret",
                       peer_,
-                      hello->name);
+                      log::field(hello->name));
             refuse("unknown worker or wrong secret");
             return false;
         }
