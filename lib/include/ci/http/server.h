@@ -159,7 +159,7 @@ struct ServerOptions {
     /// a connection beyond either gets 503 with `Retry-After` and is closed before anything is
     /// read from it.
     std::size_t max_connections = 1024;
-    std::size_t max_connections_per_address = 64;
+    std::size_t max_connections_per_address = 128;
     /// A keep-alive connection idle this long is closed (also the wait for a new connection's
     /// first byte, and the longest a response may take to be written).
     std::chrono::seconds idle_timeout{75};
