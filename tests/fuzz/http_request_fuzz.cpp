@@ -28,7 +28,7 @@ ci::master::Router& router() {
                 return refused;
             });
         const auto noop =
-            [](ci::http::ServerRequest&, const ci::master::PathParams&, ci::http::Reply) {};
+            [](ci::http::ServerRequest&, const ci::master::PathParams&, const ci::http::Reply&) {};
         made->add("GET", "/api/v1/builds/{id}/steps/{n}/log", noop);
         made->add("POST", "/api/v1/builders/{name}/force", noop, true, "force");
         made->add("POST",
@@ -44,7 +44,8 @@ ci::master::Router& router() {
 
 } // namespace
 
-// libFuzzer calls it with each input.
+// libFuzzer calls it with each input; the name is libFuzzer's, hence the NOLINT.
+// NOLINTNEXTLINE(readability-identifier-naming)
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size);
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {

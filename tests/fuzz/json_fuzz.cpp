@@ -7,7 +7,8 @@
 
 #include "core/json.h"
 
-// libFuzzer calls it with each input.
+// libFuzzer calls it with each input; the name is libFuzzer's, hence the NOLINT.
+// NOLINTNEXTLINE(readability-identifier-naming)
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size);
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {

@@ -32,7 +32,8 @@ schedulers:
 
 } // namespace
 
-// libFuzzer calls it with each input.
+// libFuzzer calls it with each input; the name is libFuzzer's, hence the NOLINT.
+// NOLINTNEXTLINE(readability-identifier-naming)
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size);
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {

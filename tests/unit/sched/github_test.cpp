@@ -280,5 +280,6 @@ TEST_CASE("github: a timestamp out of range or with a bad offset is unknown, not
     // An offset that is not two digits, a colon and two digits is ignored.
     CHECK(when_of("2026-11-24T09:00:00+99999999999999999999") ==
           std::chrono::system_clock::from_time_t(1795510800));
-    CHECK(when_of("2026-11-24T10:00:00+01:00") == std::chrono::system_clock::from_time_t(1795510800));
+    CHECK(when_of("2026-11-24T10:00:00+01:00") ==
+          std::chrono::system_clock::from_time_t(1795510800));
 }
