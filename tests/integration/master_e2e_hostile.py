@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Hostile input against a real ci-master (issue 14, items 1-3, 7 and 8): bodies nested far too
 deep on both ports, values of the wrong type, refs git would refuse, a build whose spec cannot be
-sent, a worker that drops every build, invalid UTF-8, and a 5,000-byte method. After each attack
+sent, a worker that drops every build, invalid UTF-8, a 5,000-byte method, and floods (items 4-6:
+connections, slow headers, large bodies, wrong passwords and signatures, cross-site requests,
+huge names in the log). After each attack
 the master must still run and answer /healthz; the attacks of items 1-3 store no change and no
 request; builds that cannot run end `exception` instead of being retried forever;
 /api/v1/changes stays valid UTF-8; /healthz takes GET and HEAD only.
@@ -18,6 +20,7 @@ import master_harness as harness
 
 DEEP = 300_000  # levels of the worker line and webhook bodies (the issue's numbers)
 DEEP_FORCE = 1_000_000  # levels of the authenticated force body
+DEEP_FORCE_FITS = 30_000  # levels of a force body within the API's 64 KiB
 
 
 def deep(levels):
@@ -176,6 +179,274 @@ def strict_changes(case, master):
         return None
 
 
+# Issue 14, item 4 and the suite's bounds. The master's RSS stays below RSS_BOUND while it is
+# attacked (a generous bound: it idles near 30 MB, and the bodies it may hold are capped at 64
+# MiB; the issue saw 1,088 MB before the caps). Under a sanitizer (ASan keeps freed memory in
+# quarantine, up to 256 MB) the bound is SANITIZED_RSS_BOUND. /healthz, asked from another
+# address than the attacks', answers every probe, its 99th percentile within HEALTHZ_P99 (the
+# issue's 50 ms) and each within HEALTHZ_MAX (a loaded 2-core CI machine stalls now and then).
+# These timed assertions live here, in the hostile end-to-end case, never in unit tests.
+RSS_BOUND = 200 * 1024 * 1024
+SANITIZED_RSS_BOUND = 1024 * 1024 * 1024
+HEALTHZ_P99 = 0.050
+HEALTHZ_MAX = 1.0
+PROBE_ADDRESS = "127.0.0.2"  # the attacks come from 127.0.0.1 (and .3, .4): another client
+
+
+def rss_bytes(pid):
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def sanitized(pid):
+    with open(f"/proc/{pid}/maps") as maps:
+        text = maps.read()
+    return "libasan" in text or "libtsan" in text
+
+
+class Probe(threading.Thread):
+    """GET /healthz from PROBE_ADDRESS on a new connection every 20 ms, and the master's RSS
+    after each, until stop(): each probe's time, the failed ones, the highest RSS."""
+
+    def __init__(self, master):
+        super().__init__(daemon=True)
+        self.master = master
+        self.latencies, self.failures, self.rss_max = [], [], 0
+        self.stopping = threading.Event()
+
+    def probe(self):
+        started = time.monotonic()
+        try:
+            with socket.create_connection(("127.0.0.1", self.master.web), timeout=5,
+                                          source_address=(PROBE_ADDRESS, 0)) as s:
+                s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                answer = b""
+                while chunk := s.recv(4096):
+                    answer += chunk
+            if not answer.startswith(b"HTTP/1.1 200"):
+                self.failures.append(answer[:60])
+        except OSError as error:
+            self.failures.append(repr(error))
+        self.latencies.append(time.monotonic() - started)
+
+    def run(self):
+        while not self.stopping.is_set():
+            self.probe()
+            try:
+                self.rss_max = max(self.rss_max, rss_bytes(self.master.process.pid))
+            except OSError:
+                pass
+            time.sleep(0.02)
+
+    def stop(self):
+        self.stopping.set()
+        self.join(timeout=30)
+
+
+def raw_request(master, data, source="127.0.0.1", timeout=10):
+    """Sends `data` on a new connection and reads the answer until the master closes it."""
+    with socket.create_connection(("127.0.0.1", master.web), timeout=timeout,
+                                  source_address=(source, 0)) as s:
+        s.sendall(data)
+        answer = b""
+        try:
+            while chunk := s.recv(65536):
+                answer += chunk
+        except OSError:
+            pass
+    return answer
+
+
+def status_of(answer):
+    return int(answer[9:12]) if answer.startswith(b"HTTP/1.1 ") else None
+
+
+def basic(user, password):
+    import base64
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def flood(case, master):
+    """Item 4-6 attacks, each while Probe runs."""
+    log_path = harness.os.path.join(case.tmp, f"master-{master.starts}.log")
+
+    # Connections: 300 from one address; at most 128 are kept, the rest get 503 at once.
+    sockets, refused = [], 0
+    for _ in range(300):
+        s = socket.create_connection(("127.0.0.1", master.web), timeout=5)
+        sockets.append(s)
+    for s in sockets:
+        s.settimeout(0.2)
+        try:
+            if s.recv(64).startswith(b"HTTP/1.1 503"):
+                refused += 1
+        except OSError:
+            pass  # kept open: waits for a request
+    case.check(refused >= 300 - 128, f"300 connections from one address: {refused} got 503 "
+               "(at least 172: 128 per address)")
+    for s in sockets:
+        s.close()
+
+    # Slowloris: 40 headers sent a byte at a time are cut 10 s after their first byte.
+    slow = []
+    for _ in range(40):
+        s = socket.create_connection(("127.0.0.1", master.web), timeout=5)
+        s.sendall(b"GET /healthz HTTP/1.1\r\nX-Slow: ")
+        slow.append(s)
+    started, cut = time.monotonic(), set()
+    while len(cut) < len(slow) and time.monotonic() - started < 20:
+        for i, s in enumerate(slow):
+            if i in cut:
+                continue
+            try:
+                s.sendall(b"s")
+            except OSError:
+                cut.add(i)
+        time.sleep(1)
+    case.check(len(cut) == len(slow), f"40 headers sent a byte a second are cut within 20 s "
+               f"({len(cut)} cut after {time.monotonic() - started:.1f} s)")
+    for s in slow:
+        s.close()
+
+    # Bodies: 40 webhooks announcing 24 MiB each, 1 MiB sent, then silence. Their memory is
+    # capped (64 MiB): most get 503 before sending anything more.
+    holders = []
+    head = (b"POST /change_hook/github HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"X-GitHub-Event: push\r\nContent-Length: " + str(24 * 1024 * 1024).encode() +
+            b"\r\n\r\n")
+    for _ in range(40):
+        s = socket.create_connection(("127.0.0.1", master.web), timeout=5)
+        s.sendall(head)
+        holders.append(s)
+    refused = 0
+    for s in holders:
+        s.settimeout(0.5)
+        try:
+            if s.recv(200).startswith(b"HTTP/1.1 503"):
+                refused += 1
+                continue
+        except OSError:
+            pass
+        try:
+            s.settimeout(5)
+            s.sendall(b"x" * (1024 * 1024))
+        except OSError:
+            pass
+    case.check(refused >= 37, f"40 webhooks of 24 MiB at once: {refused} got 503 (64 MiB of "
+               "bodies fit two)")
+    time.sleep(1)
+    for s in holders:
+        s.close()
+
+    # Wrong passwords from 127.0.0.3: five 401s, then 429s; one log line, not 1,000.
+    wrong = (b"POST /api/v1/builders/tests/force HTTP/1.1\r\nHost: x\r\nAuthorization: " +
+             basic("admin", "wrong").encode() + b"\r\nContent-Length: 0\r\n\r\n")
+    statuses = []
+    with socket.create_connection(("127.0.0.1", master.web), timeout=10,
+                                  source_address=("127.0.0.3", 0)) as s:
+        lines = s.makefile("rb")
+        for _ in range(1000):
+            s.sendall(wrong)
+            status = int(lines.readline().split()[1])
+            length = 0
+            while (line := lines.readline()) not in (b"\r\n", b""):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":")[1])
+            lines.read(length)
+            statuses.append(status)
+    case.check(statuses[:5] == [401] * 5 and statuses.count(429) >= 990,
+               f"1,000 wrong passwords from one address: 401 five times, then 429 "
+               f"({statuses.count(401)} 401, {statuses.count(429)} 429)")
+    status, _ = master.post("/api/v1/builders/tests/force", b"{}", auth=case.auth)
+    case.check(status == 202, f"meanwhile the right password from another address works ({status})")
+
+    # Wrong webhook signatures from 127.0.0.4: 403, then 429.
+    body = b'{"zen": "x"}'
+    statuses = [status_of(raw_request(
+        master, b"POST /change_hook/github HTTP/1.1\r\nHost: x\r\nX-GitHub-Event: ping\r\n"
+        b"X-Hub-Signature-256: sha256=" + b"0" * 64 + b"\r\nContent-Type: application/json\r\n"
+        b"Connection: close\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body,
+        source="127.0.0.4")) for _ in range(100)]
+    case.check(statuses.count(403) == 6 and statuses.count(429) == 94,
+               f"100 wrong signatures from one address: six 403, then 429 "
+               f"({statuses.count(403)} 403, {statuses.count(429)} 429)")
+
+    # Cross-site requests with the user's credentials (a browser would send them).
+    force = (b"POST /api/v1/builders/tests/force HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: " +
+             basic(*case.auth).encode() + b"\r\nConnection: close\r\n")
+    for what, extra, expect in [
+        ("Content-Type: text/plain", b"Content-Type: text/plain\r\n", 415),
+        ("Origin: https://evil.example", b"Origin: https://evil.example\r\n"
+         b"Content-Type: application/json\r\n", 403),
+        ("Sec-Fetch-Site: cross-site", b"Sec-Fetch-Site: cross-site\r\n"
+         b"Content-Type: application/json\r\n", 403),
+    ]:
+        status = status_of(raw_request(master, force + extra + b"Content-Length: 2\r\n\r\n{}"))
+        case.check(status == expect, f"a force with {what}: {expect} ({status})")
+
+    # Log flooding: hellos with a 3 MiB name and a newline-forged line; the log grows little.
+    before = harness.os.path.getsize(log_path)
+    for i in range(20):
+        with socket.create_connection(("127.0.0.1", master.worker_port), timeout=10) as s:
+            challenge = json.loads(s.makefile("rb").readline())
+            name = ("\n2026-01-01 [error] forged \x1b[31m" if i == 0 else "") + "n" * (3 << 20)
+            s.sendall(json.dumps({"type": "hello", "name": name, "proof": "0" * 64,
+                                  "max_builds": 1,
+                                  "protocol": challenge["protocol"]}).encode() + b"\n")
+            try:
+                s.recv(200)
+            except OSError:
+                pass
+        with socket.create_connection(("127.0.0.1", master.worker_port), timeout=10) as s:
+            s.makefile("rb").readline()
+            s.sendall(json.dumps({"type": "t" * (3 << 20)}).encode() + b"\n")
+            try:
+                s.recv(200)
+            except OSError:
+                pass
+    time.sleep(0.5)
+    grown = harness.os.path.getsize(log_path) - before
+    case.check(grown < 200 * 1024, f"40 worker lines with a 3 MiB name or type: the master's log "
+               f"grew {grown} bytes (under 200 KiB)")
+    with open(log_path, errors="replace") as log:
+        forged = [line for line in log if line.startswith("2026-01-01 [error] forged")]
+    case.check(not forged, "a newline in a worker's name forges no log line")
+    with open(log_path, errors="replace") as log:
+        text = log.read()
+    case.check(text.count("wrong user or password") <= 2 and
+               text.count("wrong signature") <= 2,
+               f"1,000 wrong passwords and 100 wrong signatures are logged once per 10 s "
+               f"({text.count('wrong user or password')} and {text.count('wrong signature')} "
+               "lines)")
+
+
+def bounded(case, master):
+    """Runs flood() while probing /healthz and the RSS; checks the bounds."""
+    probe = Probe(master)
+    probe.start()
+    try:
+        flood(case, master)
+    finally:
+        probe.stop()
+    latencies = sorted(probe.latencies)
+    p99 = latencies[max(0, int(len(latencies) * 0.99) - 1)] if latencies else None
+    worst = latencies[-1] if latencies else None
+    print(f"/healthz under attack: {len(latencies)} probes, p99 {p99 * 1000:.1f} ms, max "
+          f"{worst * 1000:.1f} ms; master RSS at most {probe.rss_max / 1024 / 1024:.0f} MB")
+    case.check(latencies and not probe.failures,
+               f"/healthz answered every probe during the attacks ({probe.failures[:3]})")
+    case.check(p99 is not None and p99 < HEALTHZ_P99,
+               f"/healthz p99 under attack below {HEALTHZ_P99 * 1000:.0f} ms")
+    case.check(worst is not None and worst < HEALTHZ_MAX,
+               f"/healthz slowest answer under attack below {HEALTHZ_MAX * 1000:.0f} ms")
+    bound = SANITIZED_RSS_BOUND if sanitized(master.process.pid) else RSS_BOUND
+    case.check(probe.rss_max < bound, f"the master's RSS stayed below {bound >> 20} MB "
+               f"({probe.rss_max >> 20} MB)")
+
+
 def main(case):
     # Without a webhook secret: anyone can post to the hook.
     master = case.start_master(config(case, webhook_secret=False))
@@ -191,14 +462,17 @@ def main(case):
     # Item 1: one line (or one body) kills the master.
     attacks.worker_line(deep(DEEP) + b"\n", f"a worker line nested {DEEP} deep before hello")
     attacks.webhook(deep(DEEP), f"a signed webhook body nested {DEEP} deep")
-    body = b'{"branch": ' + deep(DEEP_FORCE) + b"}"
-    try:
-        status, answer = master.post("/api/v1/builders/tests/force", body, auth=case.auth)
-    except OSError as error:
-        status, answer = None, repr(error)
-    case.check(status == 400, f"a force body nested {DEEP_FORCE} deep: 400 ({status}: "
-               f"{str(answer)[:200]})")
-    attacks.survived(f"a force body nested {DEEP_FORCE} deep")
+    # An API body is at most 64 KiB (item 4): the 2 MB one is refused unread; one that fits
+    # the limit but nests 30,000 deep reaches the depth check.
+    for levels, expect in [(DEEP_FORCE, 413), (DEEP_FORCE_FITS, 400)]:
+        body = b'{"branch": ' + deep(levels) + b"}"
+        try:
+            status, answer = master.post("/api/v1/builders/tests/force", body, auth=case.auth)
+        except OSError as error:
+            status, answer = None, repr(error)
+        case.check(status == expect, f"a force body nested {levels} deep: {expect} ({status}: "
+                   f"{str(answer)[:200]})")
+        attacks.survived(f"a force body nested {levels} deep")
 
     # Item 2: one wrong type aborts the master.
     for what, payload in [
@@ -232,16 +506,18 @@ def main(case):
         answer = attacks.webhook(encoded(push(case, ref)), f"a signed push of {what}")
         case.check("ref" in str(answer.get("error", "") if isinstance(answer, dict) else ""),
                    f"{what}: the 400 says what is wrong with the ref")
-    for what, body in [
-        ("a branch with '..'", {"branch": "a..b"}),
-        ("a 20 MiB branch", {"branch": "b" * (20 * 1024 * 1024)}),
+    for what, body, expect in [
+        ("a branch with '..'", {"branch": "a..b"}, 400),
+        ("a 2,000-byte branch", {"branch": "b" * 2000}, 400),
+        ("a 20 MiB branch", {"branch": "b" * (20 * 1024 * 1024)}, 413),  # over 64 KiB
     ]:
         try:
             status, answer = master.post("/api/v1/builders/tests/force", encoded(body),
                                          auth=case.auth)
         except OSError as error:
             status, answer = None, repr(error)
-        case.check(status == 400, f"a force of {what}: 400 ({status}: {str(answer)[:200]})")
+        case.check(status == expect,
+                   f"a force of {what}: {expect} ({status}: {str(answer)[:200]})")
         attacks.survived(f"a force of {what}")
     nothing_stored(case, master, "after the refs git refuses")
 
@@ -298,6 +574,11 @@ def main(case):
     case.check(answer.startswith("HTTP/1.1 405") and "Allow: GET, HEAD" in answer,
                f"a 5,000-byte method on /healthz: 405 with Allow ({answer.splitlines()[:1]})")
     attacks.survived("a 5,000-byte method")
+
+    # Items 4-6: connections, slow headers, bodies, passwords, signatures, CSRF, log flooding;
+    # /healthz and the RSS within their bounds throughout.
+    bounded(case, master)
+    attacks.survived("the floods of items 4-6")
 
 
 if __name__ == "__main__":

@@ -265,8 +265,11 @@ class Master:
 
     def post(self, path, body=b"", headers=None, auth=None):
         """POST: (status, parsed JSON); `auth` is (user, password) for basic authentication."""
+        headers = dict(headers or {})
+        if body and not any(name.lower() == "content-type" for name in headers):
+            headers["Content-Type"] = "application/json"  # the API takes JSON as JSON only
         request = urllib.request.Request(self.url(path), data=body, method="POST",
-                                         headers=headers or {})
+                                         headers=headers)
         if auth:
             token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
             request.add_header("Authorization", "Basic " + token)

@@ -86,8 +86,14 @@ MasterFixture::post(const std::string& target,
                     const std::vector<std::pair<std::string, std::string>>& headers) {
     auto request = request_for(*master, "POST", target);
     request.body = body;
+    bool typed = false;
     for (const auto& [name, value] : headers) {
         request.headers.push_back(http::Header{name, value});
+        typed = typed || name == "Content-Type" || name == "content-type";
+    }
+    // The API takes JSON bodies sent as JSON only (curl would say form data).
+    if (!body.empty() && !typed) {
+        request.headers.push_back(http::Header{"Content-Type", "application/json"});
     }
     auto response = client_->send(request);
     REQUIRE(response.has_value());

@@ -47,7 +47,8 @@ struct Refusal {
 [[nodiscard]] Result<rapidjson::Document> parse_in_place(std::string& text);
 
 /// parse() of a JSON object: also fails (InvalidArgument, "not a JSON object") for a value of
-/// another type.
+/// another type. For JSON from outside: numbers are read without RapidJSON's full-precision
+/// path (see json.cpp), so a fraction may differ from parse()'s in its last bit.
 [[nodiscard]] Result<rapidjson::Document> parse_object(std::string_view text);
 
 /// A string member of `object`: nullopt when `object` is no object or has no such member (or it

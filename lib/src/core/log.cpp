@@ -4,6 +4,7 @@
 #include <array>
 #include <atomic>
 #include <cctype>
+#include <iterator>
 #include <memory>
 #include <mutex>
 #include <shared_mutex>
@@ -13,6 +14,7 @@
 #include <spdlog/spdlog.h>
 
 #include "core/ascii.h"
+#include "core/utf8.h"
 
 namespace ci::log {
 namespace {
@@ -262,6 +264,86 @@ void write(Level message_level, std::string_view message) {
     } else {
         default_logger()->log(to_spdlog(message_level), "{}", clean);
     }
+}
+
+namespace {
+
+// Code points written as \u{NNNN}: C1 controls, and the formatting characters that reorder or
+// hide text on a terminal (line and paragraph separators, bidirectional overrides and isolates).
+bool is_hidden_code_point(std::uint32_t c) noexcept {
+    return (c >= 0x80 && c <= 0x9f) || c == 0x2028 || c == 0x2029 || (c >= 0x202a && c <= 0x202e) ||
+           (c >= 0x2066 && c <= 0x2069) || c == 0x200e || c == 0x200f || c == 0x061c;
+}
+
+std::uint32_t decode_code_point(std::string_view sequence) noexcept {
+    const auto byte = [&](std::size_t k) {
+        return static_cast<std::uint32_t>(static_cast<unsigned char>(sequence[k]));
+    };
+    switch (sequence.size()) {
+    case 2:
+        return ((byte(0) & 0x1fU) << 6U) | (byte(1) & 0x3fU);
+    case 3:
+        return ((byte(0) & 0x0fU) << 12U) | ((byte(1) & 0x3fU) << 6U) | (byte(2) & 0x3fU);
+    case 4:
+        return ((byte(0) & 0x07U) << 18U) | ((byte(1) & 0x3fU) << 12U) | ((byte(2) & 0x3fU) << 6U) |
+               (byte(3) & 0x3fU);
+    default:
+        return byte(0);
+    }
+}
+
+} // namespace
+
+std::string field(std::string_view value, std::size_t max_bytes) {
+    std::string out;
+    out.reserve(std::min(value.size(), max_bytes) + 16);
+    std::size_t i = 0;
+    while (i < value.size()) {
+        const auto c = static_cast<unsigned char>(value[i]);
+        const std::size_t length = utf8_sequence_length(value, i);
+        const std::size_t taken = length == 0 ? 1 : length;
+        if (i + taken > max_bytes) {
+            break;
+        }
+        if (length > 1) {
+            const auto sequence = value.substr(i, length);
+            const auto code_point = decode_code_point(sequence);
+            if (is_hidden_code_point(code_point)) {
+                fmt::format_to(std::back_inserter(out), "\\u{{{:04x}}}", code_point);
+            } else {
+                out.append(sequence);
+            }
+        } else if (c == '\\' || c == '"') {
+            out += '\\';
+            out += static_cast<char>(c);
+        } else if (c == '\n') {
+            out += "\\n";
+        } else if (c == '\r') {
+            out += "\\r";
+        } else if (c == '\t') {
+            out += "\\t";
+        } else if (length == 0 || c < 0x20 || c == 0x7f) {
+            // An invalid UTF-8 byte (length 0: 0x80 and above) or a control character.
+            fmt::format_to(std::back_inserter(out), "\\x{:02x}", c);
+        } else {
+            out += static_cast<char>(c);
+        }
+        i += taken;
+    }
+    if (i < value.size()) {
+        fmt::format_to(std::back_inserter(out), "...[{} more bytes]", value.size() - i);
+    }
+    return out;
+}
+
+std::uint64_t Throttle::count(Clock::time_point now) {
+    const std::lock_guard lock(mutex_);
+    ++held_;
+    if (now < next_line_) {
+        return 0;
+    }
+    next_line_ = now + interval_;
+    return std::exchange(held_, 0);
 }
 
 } // namespace ci::log

@@ -47,6 +47,11 @@ Sequence read_sequence(std::string_view text, std::size_t i) {
 
 } // namespace
 
+std::size_t utf8_sequence_length(std::string_view text, std::size_t i) {
+    const auto sequence = read_sequence(text, i);
+    return sequence.valid ? sequence.length : 0;
+}
+
 std::optional<std::size_t> first_invalid_utf8(std::string_view text) {
     for (std::size_t i = 0; i < text.size();) {
         const auto sequence = read_sequence(text, i);

@@ -15,6 +15,10 @@ namespace ci {
 /// sequence; nullopt when `text` is valid UTF-8.
 [[nodiscard]] std::optional<std::size_t> first_invalid_utf8(std::string_view text);
 
+/// The length of the well-formed UTF-8 sequence that begins at `text[i]` (1 to 4); 0 when the
+/// bytes there do not begin one. `i` must be less than `text.size()`.
+[[nodiscard]] std::size_t utf8_sequence_length(std::string_view text, std::size_t i);
+
 /// `text` with every ill-formed part replaced by U+FFFD, one per maximal subpart (the practice
 /// the Unicode standard recommends, and Python's `errors="replace"` follows). Valid text is
 /// returned as it is, without a copy.

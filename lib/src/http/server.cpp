@@ -20,6 +20,7 @@
 #include <exception>
 #include <iterator>
 #include <list>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -34,6 +35,7 @@
 #include <boost/asio/strand.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/read_size.hpp>
 #include <boost/beast/core/string.hpp>
 #include <boost/beast/http/basic_parser.hpp>
 #include <boost/beast/http/error.hpp>
@@ -46,6 +48,7 @@
 #include <ci/http/server.h>
 
 #include "core/ascii.h"
+#include "http/request_parser.h"
 
 namespace ci::http {
 
@@ -61,8 +64,6 @@ namespace {
 
 using namespace std::chrono_literals;
 
-// Beast's default is 8 KiB; browsers with many cookies exceed it.
-constexpr std::uint32_t header_limit = 16 * 1024;
 // How much a request body's storage may keep between requests on one connection.
 constexpr std::size_t kept_body_capacity = std::size_t{64} * 1024;
 // While a stream is sent, bytes the client sends ahead (its next request) are buffered up to
@@ -79,52 +80,18 @@ constexpr std::size_t read_buffer_size = std::size_t{8} * 1024;
 // response in flight.
 constexpr SteadyClock::duration linger_time = 2s;
 
+// How long a client is asked to wait before it tries again after a 503 for lack of room.
+constexpr std::string_view retry_after_seconds = "5";
+// Connections over the limits and bodies over the budget are logged once per interval.
+constexpr auto refusal_log_interval = 10s;
+
 constexpr std::string_view continue_response = "HTTP/1.1 100 Continue\r\n\r\n";
+constexpr std::string_view connection_refusal =
+    "HTTP/1.1 503 Service Unavailable\r\nServer: libci\r\nRetry-After: 5\r\n"
+    "Content-Type: application/json\r\nContent-Length: 57\r\nConnection: close\r\n\r\n"
+    "{\"error\":\"too many connections; try again in 5 seconds\"}\n";
 constexpr std::string_view last_chunk = "0\r\n\r\n";
 constexpr std::string_view crlf = "\r\n";
-
-// Names and values in the form encoding every browser and curl --data-urlencode use: %XX
-// decoded, '+' a space.
-void parse_query(std::string_view query, std::map<std::string, std::string>& out) {
-    while (!query.empty()) {
-        const auto end = query.find('&');
-        const auto pair = query.substr(0, end);
-        query = end == std::string_view::npos ? std::string_view() : query.substr(end + 1);
-        if (pair.empty()) {
-            continue;
-        }
-        const auto equals = pair.find('=');
-        std::string name;
-        append_uri_decoded(name, pair.substr(0, equals), true);
-        std::string value;
-        if (equals != std::string_view::npos) {
-            append_uri_decoded(value, pair.substr(equals + 1), true);
-        }
-        out.insert_or_assign(std::move(name), std::move(value));
-    }
-}
-
-// Fills path and query from target. A target in absolute form ("http://host/p?q", as sent to a
-// proxy) is reduced to its path and query first.
-void split_target(ServerRequest& request) {
-    std::string_view target = request.target;
-    if (!target.empty() && target.front() != '/') {
-        if (const auto scheme_end = target.find("://"); scheme_end != std::string_view::npos) {
-            const auto path_start = target.find_first_of("/?", scheme_end + 3);
-            target = path_start == std::string_view::npos ? std::string_view("/")
-                                                          : target.substr(path_start);
-        }
-    }
-    const auto question = target.find('?');
-    request.path.clear();
-    append_uri_decoded(request.path, target.substr(0, question), false);
-    if (!request.query.empty()) {
-        request.query.clear();
-    }
-    if (question != std::string_view::npos) {
-        parse_query(target.substr(question + 1), request.query);
-    }
-}
 
 std::string_view reason_phrase(int status) {
     const auto reason = bhttp::obsolete_reason(static_cast<bhttp::status>(status));
@@ -189,7 +156,7 @@ std::string describe_listen(std::string_view address, std::uint16_t port) {
     return fmt::format("listen on {}:{}", address, port);
 }
 
-std::string peer_address(const tcp::socket& socket) {
+net::ip::address peer_ip(const tcp::socket& socket) {
     error_code ec;
     const auto endpoint = socket.remote_endpoint(ec);
     if (ec) {
@@ -200,87 +167,19 @@ std::string peer_address(const tcp::socket& socket) {
     if (address.is_v6() && address.to_v6().is_v4_mapped()) {
         address = net::ip::make_address_v4(net::ip::v4_mapped, address.to_v6());
     }
-    return address.to_string();
+    return address;
 }
 
-// A Beast parser that fills a ServerRequest directly, reusing its storage: no intermediate
-// beast::http::message, no per-field allocation for names and values that fit the strings'
-// existing capacity.
-class RequestParser final : public bhttp::basic_parser<true> {
-public:
-    explicit RequestParser(ServerRequest& request) : request_(request) {}
-
-    [[nodiscard]] bool expects_continue() const noexcept { return expects_continue_; }
-    [[nodiscard]] int http_version() const noexcept { return version_; }
-
-private:
-    void on_request_impl(bhttp::verb /*method*/,
-                         beast::string_view method_text,
-                         beast::string_view target,
-                         int version,
-                         error_code& /*ec*/) override {
-        request_.method.assign(method_text.data(), method_text.size());
-        request_.target.assign(target.data(), target.size());
-        version_ = version;
+// Whose connections count together against max_connections_per_address: an IPv4 address, or an
+// IPv6 address's /64 (one host usually has a whole /64 to pick addresses from).
+std::string address_key(const net::ip::address& address) {
+    if (!address.is_v6()) {
+        return address.to_string();
     }
-
-    void on_response_impl(int /*code*/,
-                          beast::string_view /*reason*/,
-                          int /*version*/,
-                          error_code& /*ec*/) override {}
-
-    void on_field_impl(bhttp::field name,
-                       beast::string_view name_text,
-                       beast::string_view value,
-                       error_code& /*ec*/) override {
-        auto& headers = request_.headers;
-        if (used_headers_ == headers.size()) {
-            headers.emplace_back();
-        }
-        auto& [field_name, field_value] = headers[used_headers_++];
-        field_name.resize(name_text.size());
-        std::transform(name_text.begin(), name_text.end(), field_name.begin(), [](char c) {
-            return ascii_lower(c);
-        });
-        field_value.assign(value.data(), value.size());
-        if (name == bhttp::field::expect && beast::iequals(value, "100-continue")) {
-            expects_continue_ = true;
-        }
-    }
-
-    void on_header_impl(error_code& /*ec*/) override { request_.headers.resize(used_headers_); }
-
-    void on_body_init_impl(const boost::optional<std::uint64_t>& content_length,
-                           error_code& /*ec*/) override {
-        // The parser checked the length against the body limit already.
-        if (content_length) {
-            request_.body.reserve(static_cast<std::size_t>(*content_length));
-        }
-    }
-
-    std::size_t on_body_impl(beast::string_view body, error_code& /*ec*/) override {
-        request_.body.append(body.data(), body.size());
-        return body.size();
-    }
-
-    void on_chunk_header_impl(std::uint64_t /*size*/,
-                              beast::string_view /*extensions*/,
-                              error_code& /*ec*/) override {}
-
-    std::size_t on_chunk_body_impl(std::uint64_t /*remain*/,
-                                   beast::string_view body,
-                                   error_code& /*ec*/) override {
-        request_.body.append(body.data(), body.size());
-        return body.size();
-    }
-
-    void on_finish_impl(error_code& /*ec*/) override {}
-
-    ServerRequest& request_;
-    std::size_t used_headers_ = 0;
-    int version_ = 11;
-    bool expects_continue_ = false;
-};
+    auto bytes = address.to_v6().to_bytes();
+    std::fill(bytes.begin() + 8, bytes.end(), 0);
+    return net::ip::address_v6(bytes).to_string() + "/64";
+}
 
 } // namespace
 
@@ -321,6 +220,11 @@ public:
     /// Queues `action` behind the handlers that are ready now (see Reply::defer).
     void defer(std::function<void()> action) { net::post(io_, std::move(action)); }
 
+    [[nodiscard]] BodyBudget& body_budget() noexcept { return body_budget_; }
+
+    /// Counts a request refused for lack of room (body memory); logs now and then.
+    void log_refusal(std::string_view what, const std::string& address);
+
 private:
     void accept_next();
     void on_accept(error_code ec, tcp::socket socket);
@@ -328,6 +232,9 @@ private:
 
     const ServerOptions options_;
     Handler handler_;
+    BodyBudget body_budget_;
+    ci::log::Throttle connection_refusals_{refusal_log_interval};
+    ci::log::Throttle body_refusals_{refusal_log_interval};
     std::atomic<bool> stopped_{false};
     std::atomic<bool> accepting_{true};
     std::uint16_t port_ = 0;
@@ -341,6 +248,7 @@ private:
     net::steady_timer accept_retry_timer_;
     mutable std::mutex connections_mutex_;
     std::list<std::shared_ptr<detail::Connection>> connections_;
+    std::map<std::string, std::size_t, std::less<>> per_address_; ///< open connections by key
     std::vector<std::thread> threads_;
 };
 
@@ -352,9 +260,10 @@ namespace detail {
 /// closes it after the threads were joined.
 class Connection : public std::enable_shared_from_this<Connection> {
 public:
-    Connection(Server::Impl& server, tcp::socket socket)
+    Connection(Server::Impl& server, tcp::socket socket, std::string address_key)
         : server_(server), socket_(std::move(socket)), timer_(socket_.get_executor()),
-          remote_address_(peer_address(socket_)) {}
+          remote_address_(peer_ip(socket_).to_string()), address_key_(std::move(address_key)),
+          body_share_(server.body_budget()) {}
 
     [[nodiscard]] net::any_io_executor executor() { return socket_.get_executor(); }
 
@@ -386,10 +295,13 @@ private:
     };
 
     void read_request();
+    void read_header();
+    void on_header();
+    [[nodiscard]] bool body_pending() const;
     void read_body();
     void on_read_error(error_code ec);
     void handle_request();
-    void respond_error(int status, std::string_view message);
+    void respond_error(int status, std::string_view message, bool retry_later = false);
     void on_response_written(error_code ec);
     void append_status_line(int status);
     void append_connection_field();
@@ -399,7 +311,10 @@ private:
     void read_in_background();
     void on_background_read(error_code ec, std::size_t bytes);
     void graceful_close();
-    void arm_deadline(SteadyClock::duration timeout);
+    void arm_deadline(SteadyClock::duration timeout) {
+        arm_deadline_at(SteadyClock::now() + timeout);
+    }
+    void arm_deadline_at(SteadyClock::time_point when);
     void disarm_deadline() noexcept { deadline_ = SteadyClock::time_point::max(); }
     void wait_for_deadline(SteadyClock::time_point when);
     void on_deadline(error_code ec);
@@ -408,6 +323,7 @@ private:
     tcp::socket socket_;
     net::steady_timer timer_;
     const std::string remote_address_;
+    const std::string address_key_; ///< see address_key()
 
     Phase phase_ = Phase::Reading;
     bool closed_ = false;
@@ -416,8 +332,10 @@ private:
     bool head_request_ = false;
 
     beast::flat_buffer buffer_;
+    BodyShare body_share_; ///< what request_.body holds of the server's budget
     std::optional<RequestParser> parser_;
     ServerRequest request_;
+    SteadyClock::time_point request_started_{}; ///< its first byte; {} before it arrived
     bool background_read_pending_ = false;
 
     std::string head_; ///< the response head being written
@@ -461,39 +379,133 @@ void Connection::read_request() {
     } else {
         request_.body.clear();
     }
-    parser_.emplace(request_);
-    parser_->header_limit(header_limit);
+    body_share_.give_all();
+    parser_.emplace(request_, body_share_);
+    parser_->header_limit(static_cast<std::uint32_t>(
+        std::min<std::size_t>(server_.options().max_header, std::uint32_t{0xffffffff})));
     parser_->body_limit(static_cast<std::uint64_t>(server_.options().max_body));
+    parser_->eager(false); // stop after the header: the route decides how large a body may be
+    request_started_ = {};
     arm_deadline(server_.options().idle_timeout);
-    bhttp::async_read_header(
-        socket_, buffer_, *parser_, [self = shared_from_this()](error_code ec, std::size_t) {
-            if (ec) {
-                self->on_read_error(ec);
-            } else if (self->parser_->is_done()) {
-                self->handle_request();
-            } else if (self->parser_->expects_continue() && self->parser_->http_version() >= 11) {
-                // curl waits a second for this before it sends a large body.
-                net::async_write(self->socket_,
-                                 net::buffer(continue_response.data(), continue_response.size()),
-                                 [self](error_code write_error, std::size_t) {
-                                     if (write_error) {
-                                         self->close();
-                                     } else {
-                                         self->read_body();
-                                     }
-                                 });
-            } else {
-                self->read_body();
+    read_header();
+}
+
+// Parses what the buffer holds and reads more until the header is complete. Read here rather
+// than with Beast's async_read_header, which returns only once a whole line or header arrived:
+// the header's deadline starts at its first byte.
+void Connection::read_header() {
+    if (closed_) {
+        return;
+    }
+    while (buffer_.size() > 0) {
+        error_code ec;
+        const auto used = parser_->put(buffer_.data(), ec);
+        buffer_.consume(used);
+        if (request_started_ == SteadyClock::time_point() && parser_->got_some()) {
+            request_started_ = SteadyClock::now();
+            arm_deadline_at(request_started_ + server_.options().header_timeout);
+        }
+        if (ec == bhttp::error::need_more) {
+            if (used == 0) {
+                break;
             }
-        });
+            continue;
+        }
+        if (ec) {
+            on_read_error(ec);
+            return;
+        }
+        if (parser_->is_header_done()) {
+            on_header();
+            return;
+        }
+        if (used == 0) {
+            break;
+        }
+    }
+    socket_.async_read_some(buffer_.prepare(beast::read_size(buffer_, read_buffer_size)),
+                            [self = shared_from_this()](error_code ec, std::size_t bytes) {
+                                if (self->closed_) {
+                                    return;
+                                }
+                                if (ec) {
+                                    self->close(); // end of input, a reset, or the deadline
+                                    return;
+                                }
+                                self->buffer_.commit(bytes);
+                                self->read_header();
+                            });
+}
+
+bool Connection::body_pending() const {
+    return !parser_->is_done();
+}
+
+void Connection::on_header() {
+    phase_ = Phase::Handling;
+    http10_ = parser_->http_version() < 11;
+    head_request_ = request_.method == "HEAD";
+    split_target(request_);
+    request_.remote_address.assign(remote_address_);
+    std::size_t max_body = server_.options().max_body;
+    if (const auto& check = server_.options().check_header) {
+        std::optional<ServerResponse> refused;
+        try {
+            refused = check(request_, max_body);
+        } catch (const std::exception& error) {
+            ci::log::error("HTTP header check for {} \"{}\" threw: {}",
+                           ci::log::field(request_.method, 32),
+                           ci::log::field(request_.path),
+                           error.what());
+            refused = ServerResponse{500, "application/json", {}, R"({"error":"internal error"})"};
+        }
+        if (refused) {
+            // What the client sends after the header is not read: the connection ends.
+            keep_alive_ = !body_pending() && parser_->keep_alive() && server_.accepting();
+            disarm_deadline();
+            answer(std::move(*refused));
+            return;
+        }
+    }
+    if (const auto length = parser_->content_length(); length && *length > max_body) {
+        respond_error(413, "request body too large");
+        return;
+    }
+    parser_->body_limit(static_cast<std::uint64_t>(max_body));
+    if (!body_pending()) {
+        handle_request();
+        return;
+    }
+    if (const auto length = parser_->content_length();
+        length && !body_share_.hold(static_cast<std::size_t>(*length))) {
+        server_.log_refusal("a request body", remote_address_);
+        respond_error(503, "the server holds too many request bodies now; try again later", true);
+        return;
+    }
+    if (parser_->expects_continue() && !http10_) {
+        // curl waits a second for this before it sends a large body.
+        phase_ = Phase::Reading;
+        net::async_write(socket_,
+                         net::buffer(continue_response.data(), continue_response.size()),
+                         [self = shared_from_this()](error_code write_error, std::size_t) {
+                             if (write_error) {
+                                 self->close();
+                             } else {
+                                 self->read_body();
+                             }
+                         });
+        return;
+    }
+    read_body();
 }
 
 void Connection::read_body() {
     if (closed_) {
         return;
     }
-    // A large body may take longer than the wait for the header: give it a whole timeout too.
-    arm_deadline(server_.options().idle_timeout);
+    phase_ = Phase::Reading;
+    parser_->eager(true);
+    arm_deadline_at(request_started_ + server_.options().request_timeout);
     bhttp::async_read(
         socket_, buffer_, *parser_, [self = shared_from_this()](error_code ec, std::size_t) {
             if (ec) {
@@ -508,7 +520,10 @@ void Connection::on_read_error(error_code ec) {
     if (closed_) {
         return;
     }
-    if (ec == bhttp::error::body_limit) {
+    if (parser_->over_budget()) {
+        server_.log_refusal("a request body", remote_address_);
+        respond_error(503, "the server holds too many request bodies now; try again later", true);
+    } else if (ec == bhttp::error::body_limit) {
         respond_error(413, "request body too large");
     } else if (ec == bhttp::error::header_limit) {
         respond_error(431, "request header too large");
@@ -526,30 +541,37 @@ void Connection::handle_request() {
     disarm_deadline();
     phase_ = Phase::Handling;
     keep_alive_ = parser_->keep_alive() && server_.accepting();
-    http10_ = parser_->http_version() < 11;
-    head_request_ = request_.method == "HEAD";
-    split_target(request_);
-    request_.remote_address.assign(remote_address_);
-    ci::log::trace("HTTP {}: {} {}", remote_address_, request_.method, request_.target);
+    ci::log::trace("HTTP {}: {} \"{}\"",
+                   remote_address_,
+                   ci::log::field(request_.method, 32),
+                   ci::log::field(request_.target));
     auto state = std::make_shared<Reply::State>(server_.shared_from_this(), weak_from_this());
     try {
         server_.handler()(request_, Reply(std::move(state)));
     } catch (const std::exception& error) {
-        ci::log::error(
-            "HTTP handler for {} {} threw: {}", request_.method, request_.path, error.what());
+        ci::log::error("HTTP handler for {} \"{}\" threw: {}",
+                       ci::log::field(request_.method, 32),
+                       ci::log::field(request_.path),
+                       error.what());
     } catch (...) {
-        ci::log::error("HTTP handler for {} {} threw", request_.method, request_.path);
+        ci::log::error("HTTP handler for {} \"{}\" threw",
+                       ci::log::field(request_.method, 32),
+                       ci::log::field(request_.path));
     }
 }
 
-void Connection::respond_error(int status, std::string_view message) {
+void Connection::respond_error(int status, std::string_view message, bool retry_later) {
     phase_ = Phase::Handling;
     keep_alive_ = false;
     http10_ = false;
     head_request_ = false;
+    disarm_deadline();
     ServerResponse response;
     response.status = status;
     response.body = fmt::format(R"({{"error":"{}"}})", message);
+    if (retry_later) {
+        response.headers.emplace_back("Retry-After", retry_after_seconds);
+    }
     answer(std::move(response));
 }
 
@@ -572,8 +594,8 @@ void Connection::append_connection_field() {
 void Connection::append_extra_fields(const Fields& fields) {
     for (const auto& [name, value] : fields) {
         if (!is_safe_field_name(name) || !is_safe_field_text(value)) {
-            ci::log::warn("HTTP response field '{}' dropped: its name or value holds CR or LF",
-                          name);
+            ci::log::warn("HTTP response field \"{}\" dropped: its name or value holds CR or LF",
+                          ci::log::field(name));
             continue;
         }
         if (is_server_field(name)) {
@@ -589,7 +611,9 @@ void Connection::answer(ServerResponse response) {
     }
     int status = response.status;
     if (status < 200 || status > 599) {
-        ci::log::warn("HTTP handler for {} answered status {}; sending 500", request_.path, status);
+        ci::log::warn("HTTP handler for \"{}\" answered status {}; sending 500",
+                      ci::log::field(request_.path),
+                      status);
         status = 500;
     }
     const bool body_allowed = status != 204 && status != 304;
@@ -640,7 +664,9 @@ void Connection::start_stream(int status,
         return;
     }
     if (status < 200 || status > 599 || status == 204 || status == 304) {
-        ci::log::warn("HTTP handler for {} streams status {}; sending 500", request_.path, status);
+        ci::log::warn("HTTP handler for \"{}\" streams status {}; sending 500",
+                      ci::log::field(request_.path),
+                      status);
         status = 500;
     }
     // No chunked encoding in HTTP/1.0: the body ends when the connection does.
@@ -830,6 +856,7 @@ void Connection::close() {
     error_code ignored;
     socket_.close(ignored);
     timer_.cancel();
+    body_share_.give_all();
     if (stream_channel_) {
         stream_channel_->closed = true;
         stream_channel_.reset();
@@ -837,8 +864,8 @@ void Connection::close() {
     server_.unregister(*this);
 }
 
-void Connection::arm_deadline(SteadyClock::duration timeout) {
-    deadline_ = SteadyClock::now() + timeout;
+void Connection::arm_deadline_at(SteadyClock::time_point when) {
+    deadline_ = when;
     if (!timer_waiting_ || deadline_ < timer_.expiry()) {
         wait_for_deadline(deadline_);
     }
@@ -1053,8 +1080,8 @@ Reply::stream(int status, std::string content_type, Fields headers) {
 
 Server::Impl::Impl(ServerOptions options, Handler handler)
     : options_(std::move(options)), handler_(std::move(handler)),
-      io_(static_cast<int>(std::max(1U, options_.threads))), work_(net::make_work_guard(io_)),
-      acceptor_(io_), accept_retry_timer_(io_) {}
+      body_budget_(options_.max_body_memory), io_(static_cast<int>(std::max(1U, options_.threads))),
+      work_(net::make_work_guard(io_)), acceptor_(io_), accept_retry_timer_(io_) {}
 
 Status Server::Impl::listen() {
     error_code ec;
@@ -1141,9 +1168,40 @@ void Server::Impl::on_accept(error_code ec, tcp::socket socket) {
     accept_next();
     error_code ignored;
     socket.set_option(tcp::no_delay(true), ignored);
-    auto connection = std::make_shared<detail::Connection>(*this, std::move(socket));
+    const auto peer = peer_ip(socket);
+    auto key = address_key(peer);
+    std::shared_ptr<detail::Connection> connection;
     {
         std::lock_guard registry_lock(connections_mutex_);
+        auto& from_address = per_address_[key];
+        if (connections_.size() >= options_.max_connections ||
+            from_address >= options_.max_connections_per_address) {
+            const auto total = connections_.size();
+            const auto mine = from_address;
+            if (mine == 0) {
+                per_address_.erase(key);
+            }
+            if (const auto count = connection_refusals_.count(); count > 0) {
+                ci::log::warn("HTTP server on port {}: {} connection(s) refused over the limits "
+                              "(the last from {}, which had {} open of {} per address; {} open "
+                              "of {} in all)",
+                              port_,
+                              count,
+                              peer.to_string(),
+                              mine,
+                              options_.max_connections_per_address,
+                              total,
+                              options_.max_connections);
+            }
+            // A short answer the client can read (its send buffer is empty: this cannot
+            // block long), then the end; nothing of the request is read.
+            net::write(socket, net::buffer(connection_refusal), ignored);
+            socket.shutdown(tcp::socket::shutdown_both, ignored);
+            socket.close(ignored);
+            return;
+        }
+        ++from_address;
+        connection = std::make_shared<detail::Connection>(*this, std::move(socket), key);
         connections_.push_front(connection);
         connection->registry_position_ = connections_.begin();
         connection->registered_ = true;
@@ -1158,6 +1216,22 @@ void Server::Impl::unregister(detail::Connection& connection) {
     if (connection.registered_) {
         connection.registered_ = false;
         connections_.erase(connection.registry_position_);
+        if (const auto found = per_address_.find(connection.address_key_);
+            found != per_address_.end() && --found->second == 0) {
+            per_address_.erase(found);
+        }
+    }
+}
+
+void Server::Impl::log_refusal(std::string_view what, const std::string& address) {
+    if (const auto count = body_refusals_.count(); count > 0) {
+        ci::log::warn("HTTP server on port {}: {} request(s) refused with 503: {} would pass the "
+                      "memory for bodies ({} bytes; the last from {})",
+                      port_,
+                      count,
+                      what,
+                      options_.max_body_memory,
+                      address);
     }
 }
 

@@ -4,6 +4,8 @@
 
 #include <fmt/format.h>
 
+#include <ci/core/log.h>
+
 namespace ci::master {
 
 std::chrono::milliseconds LoginThrottle::delay(const std::string& address,
@@ -40,8 +42,10 @@ LoginThrottle::failed(const std::string& address, const std::string& name, Clock
         ++entry.unlogged;
         return std::nullopt;
     }
-    std::string line = fmt::format(
-        "worker connection from {}: refused \"{}\": unknown worker or wrong secret", address, name);
+    std::string line =
+        fmt::format("worker connection from {}: refused \"{}\": unknown worker or wrong secret",
+                    address,
+                    log::field(name));
     if (entry.unlogged > 0) {
         line += fmt::format(" ({} more refused since the last such line)", entry.unlogged);
     }

@@ -252,6 +252,10 @@ Status MasterState::start_servers() {
     http_options.address = options.listen_address;
     http_options.port = config.buildmaster.web_port;
     http_options.threads = std::max(1U, options.http_threads);
+    http_options.max_body = webhook_max_body;
+    http_options.check_header = [this](const http::ServerRequest& request, std::size_t& max_body) {
+        return router->check_header(request, max_body);
+    };
     auto server =
         http::Server::start(http_options, [this](http::ServerRequest& request, http::Reply reply) {
             router->handle(request, std::move(reply));

@@ -8,6 +8,7 @@
 #include <rapidjson/writer.h>
 
 #include <ci/core/crypto.h>
+#include <ci/core/log.h>
 
 #include "core/json.h"
 
@@ -228,7 +229,10 @@ public:
         }
         for (const auto& entry : member->value.GetObject()) {
             if (!entry.value.IsString()) {
-                problem(fmt::format("\"{}.{}\" is not a string", key, entry.name.GetString()));
+                problem(fmt::format(
+                    "\"{}.{}\" is not a string",
+                    key,
+                    log::field({entry.name.GetString(), entry.name.GetStringLength()})));
                 continue;
             }
             out.emplace(std::string(entry.name.GetString(), entry.name.GetStringLength()),
@@ -465,7 +469,7 @@ Result<Message> decode(std::string_view line) {
         }
     }
     return fail(ErrorCode::InvalidArgument,
-                fmt::format("worker protocol: unknown message type \"{}\"", type));
+                fmt::format("worker protocol: unknown message type \"{}\"", log::field(type)));
 }
 
 std::string bound_challenge(std::string_view nonce, std::string_view exporter) {

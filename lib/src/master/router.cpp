@@ -5,6 +5,8 @@
 
 #include <fmt/format.h>
 
+#include <ci/core/log.h>
+
 #include "master/json.h"
 
 namespace ci::master {
@@ -69,8 +71,23 @@ void Router::add(std::string method,
                  std::string_view pattern,
                  RouteHandler handler,
                  bool authenticated,
-                 std::string summary) {
-    Route route{std::move(method), {}, std::move(handler), authenticated, std::move(summary)};
+                 std::string summary,
+                 std::size_t max_body) {
+    add(std::move(method),
+        pattern,
+        std::move(handler),
+        authenticated ? Guard::Authenticated : Guard::None,
+        std::move(summary),
+        max_body);
+}
+
+void Router::add(std::string method,
+                 std::string_view pattern,
+                 RouteHandler handler,
+                 Guard guard,
+                 std::string summary,
+                 std::size_t max_body) {
+    Route route{std::move(method), {}, std::move(handler), guard, std::move(summary), max_body};
     for (const auto segment : path_segments(pattern)) {
         route.segments.emplace_back(segment);
     }
@@ -94,6 +111,54 @@ bool Router::match(const Route& route,
     return true;
 }
 
+const Router::Route* Router::find(const http::ServerRequest& request) const {
+    const auto path = path_segments(request.path);
+    const bool head = request.method == "HEAD";
+    for (const auto& route : routes_) {
+        PathParams params;
+        if (match(route, path, params) &&
+            (route.method == request.method || (head && route.method == "GET"))) {
+            return &route;
+        }
+    }
+    return nullptr;
+}
+
+std::optional<http::ServerResponse> Router::check_header(const http::ServerRequest& request,
+                                                         std::size_t& max_body) {
+    const auto* route = find(request);
+    if (route == nullptr) {
+        max_body = std::min(max_body, api_max_body); // a 404 or 405 follows
+        return std::nullopt;
+    }
+    max_body = std::min(max_body, route->max_body);
+    switch (route->guard) {
+    case Guard::None:
+        return std::nullopt;
+    case Guard::Signed:
+        if (const auto wait = signature_failures_.blocked(request.remote_address)) {
+            return too_many_failures(*wait);
+        }
+        return std::nullopt;
+    case Guard::Authenticated:
+        break;
+    }
+    if (auto refused = refuse_cross_site(request)) {
+        return refused;
+    }
+    if (const auto wait = auth_failures_.blocked(request.remote_address)) {
+        return too_many_failures(*wait);
+    }
+    auto refused = check_(request);
+    if (!refused) {
+        auth_failures_.succeeded(request.remote_address);
+    } else if (refused->status == 401 && !request.header("authorization").empty()) {
+        // A browser's first try, without credentials, is not a guess.
+        auth_failures_.failed(request.remote_address);
+    }
+    return refused;
+}
+
 void Router::handle(http::ServerRequest& request, http::Reply reply) const {
     const auto path = path_segments(request.path);
     const bool head = request.method == "HEAD";
@@ -110,7 +175,7 @@ void Router::handle(http::ServerRequest& request, http::Reply reply) const {
             }
             continue;
         }
-        if (route.authenticated) {
+        if (route.guard == Guard::Authenticated) {
             if (auto refused = check_(request)) {
                 reply.send(std::move(*refused));
                 return;
@@ -122,8 +187,8 @@ void Router::handle(http::ServerRequest& request, http::Reply reply) const {
     if (!allowed.empty()) {
         auto response = error_response(405,
                                        fmt::format("{} {} is not allowed; use {}",
-                                                   request.method,
-                                                   request.path,
+                                                   log::field(request.method, 32),
+                                                   log::field(request.path),
                                                    fmt::join(allowed, " or ")));
         response.headers.emplace_back("Allow", fmt::format("{}", fmt::join(allowed, ", ")));
         reply.send(std::move(response));
@@ -132,9 +197,9 @@ void Router::handle(http::ServerRequest& request, http::Reply reply) const {
     reply.send(error_response(404,
                               request.path.starts_with("/api/")
                                   ? fmt::format("no {} {} in the API (GET /api/v1 lists it)",
-                                                request.method,
-                                                request.path)
-                                  : fmt::format("no such page: {}", request.path)));
+                                                log::field(request.method, 32),
+                                                log::field(request.path))
+                                  : fmt::format("no such page: {}", log::field(request.path))));
 }
 
 std::vector<std::string> Router::endpoints() const {

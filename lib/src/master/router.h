@@ -5,6 +5,13 @@
 // GET route answers HEAD too. A path that matches no route is a 404; one that matches only
 // with another method is a 405 naming the allowed ones. Routes marked `authenticated` run only
 // for a request that passes the router's check (the config's auth).
+//
+// Before a request's body is read (check_header, the HTTP server's HeaderCheck), the router
+// sets the body limit of the route it matches, and for an authenticated route refuses a
+// cross-site request (403) or a body that is not JSON (415), makes an address that sent wrong
+// passwords too often wait (429), and checks the password (401), all without reading the body.
+// A route marked `signed` (the webhook) is refused with 429 too while its address waits for
+// having sent wrong signatures (counted by signature_failures()).
 
 #include <functional>
 #include <map>
@@ -14,6 +21,8 @@
 #include <vector>
 
 #include <ci/http/server.h>
+
+#include "master/guards.h"
 
 namespace ci::master {
 
@@ -29,6 +38,17 @@ private:
     std::vector<std::pair<std::string_view, std::string_view>> values_;
 };
 
+/// The largest body of an API request, and of a GitHub webhook (GitHub's own cap: 25 MB).
+inline constexpr std::size_t api_max_body = std::size_t{64} * 1024;
+inline constexpr std::size_t webhook_max_body = std::size_t{25} * 1024 * 1024;
+
+/// How a route is guarded (see the top of this file).
+enum class Guard {
+    None,
+    Authenticated, ///< the router's check (the config's auth), and CSRF
+    Signed,        ///< checks its own signature, reporting failures to signature_failures()
+};
+
 using RouteHandler =
     std::function<void(http::ServerRequest& request, const PathParams& params, http::Reply reply)>;
 
@@ -38,15 +58,34 @@ public:
     using Check = std::function<std::optional<http::ServerResponse>(const http::ServerRequest&)>;
     explicit Router(Check check) : check_(std::move(check)) {}
 
-    /// Adds a route. `summary` is what GET /api/v1 lists for it (empty: not listed).
+    /// Adds a route. `summary` is what GET /api/v1 lists for it (empty: not listed). Its
+    /// bodies may be `max_body` bytes long.
     void add(std::string method,
              std::string_view pattern,
              RouteHandler handler,
              bool authenticated = false,
-             std::string summary = {});
+             std::string summary = {},
+             std::size_t max_body = api_max_body);
+    /// As above, with a guard.
+    void add(std::string method,
+             std::string_view pattern,
+             RouteHandler handler,
+             Guard guard,
+             std::string summary,
+             std::size_t max_body = api_max_body);
+
+    /// The HTTP server's HeaderCheck: what can be checked of `request` before its body is read
+    /// (see the top of this file). Thread-safe.
+    [[nodiscard]] std::optional<http::ServerResponse>
+    check_header(const http::ServerRequest& request, std::size_t& max_body);
 
     /// Answers `request` with the route it matches, or 404/405.
     void handle(http::ServerRequest& request, http::Reply reply) const;
+
+    /// Wrong webhook signatures, per address (a Signed route reports each one here).
+    [[nodiscard]] FailureLimiter& signature_failures() { return signature_failures_; }
+    /// Wrong passwords on authenticated routes, per address.
+    [[nodiscard]] FailureLimiter& auth_failures() { return auth_failures_; }
 
     /// The listed routes' summaries, in the order they were added.
     [[nodiscard]] std::vector<std::string> endpoints() const;
@@ -56,14 +95,19 @@ private:
         std::string method;
         std::vector<std::string> segments;
         RouteHandler handler;
-        bool authenticated = false;
+        Guard guard = Guard::None;
         std::string summary;
+        std::size_t max_body = api_max_body;
     };
     [[nodiscard]] static bool
     match(const Route& route, const std::vector<std::string_view>& path, PathParams& params);
+    /// The route `request` would run; nullptr for a 404 or 405.
+    [[nodiscard]] const Route* find(const http::ServerRequest& request) const;
 
     Check check_;
     std::vector<Route> routes_;
+    FailureLimiter auth_failures_{"API requests with a wrong user or password"};
+    FailureLimiter signature_failures_{"webhooks with a wrong signature"};
 };
 
 /// A query parameter as an integer clamped to [1, max]; `fallback` when absent or not one.

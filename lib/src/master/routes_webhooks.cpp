@@ -123,18 +123,23 @@ void github_push(Services& s, http::ServerRequest& request, http::Reply reply) {
     ingest_push(s, std::move(push->events), delivery, std::move(reply));
 }
 
-void github_hook(Services& s, http::ServerRequest& request, http::Reply reply) {
+void github_hook(Services& s,
+                 FailureLimiter& failures,
+                 http::ServerRequest& request,
+                 http::Reply reply) {
     const auto& secret = s.config.github.webhook_secret;
     if (!secret.empty()) {
         if (auto status = sched::verify_github_signature(
                 secret, request.body, request.header("x-hub-signature-256"));
             !status) {
             ++s.metrics.webhooks_rejected;
-            log::warn(
-                "webhook from {} refused: {}", request.remote_address, status.error().message);
+            // Logged by the limiter, once per interval with a count: a flood of wrong
+            // signatures is one line per 10 s, not one per try.
+            failures.failed(request.remote_address);
             reply.send(error_response(403, status.error().message));
             return;
         }
+        failures.succeeded(request.remote_address);
     }
     const std::string event(request.header("x-github-event"));
     if (event.empty()) {
@@ -160,11 +165,13 @@ void add_webhook_routes(Router& router, Services& services) {
     router.add(
         "POST",
         "/change_hook/github",
-        [&services](http::ServerRequest& request, const PathParams&, http::Reply reply) {
-            github_hook(services, request, std::move(reply));
+        [&services, &failures = router.signature_failures()](
+            http::ServerRequest& request, const PathParams&, http::Reply reply) {
+            github_hook(services, failures, request, std::move(reply));
         },
-        false,
-        "/change_hook/github (POST: GitHub push webhooks, X-Hub-Signature-256)");
+        Guard::Signed,
+        "/change_hook/github (POST: GitHub push webhooks, X-Hub-Signature-256)",
+        webhook_max_body);
 }
 
 } // namespace ci::master

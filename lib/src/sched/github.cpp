@@ -47,17 +47,26 @@ std::unexpected<Error> bad_payload(std::string_view what) {
     return fail(ErrorCode::InvalidArgument, fmt::format("GitHub push payload: {}", what));
 }
 
-// GitHub writes commit timestamps as "2026-11-24T10:00:00Z" or with an offset "+01:00".
+bool is_digit(char c) noexcept {
+    return c >= '0' && c <= '9';
+}
+
+// GitHub writes commit timestamps as "2026-11-24T10:00:00Z" or with an offset "+01:00". One that
+// cannot be read, or whose year is outside 1900-2200, is unknown ({}): a WallTime counts
+// nanoseconds in 64 bits (years 1678 to 2262), so a year 1013 overflowed it (found by the
+// webhook fuzz target).
 WallTime parse_timestamp(const std::string& text) {
     std::tm tm{};
     const char* rest = ::strptime(text.c_str(), "%Y-%m-%dT%H:%M:%S", &tm);
-    if (rest == nullptr) {
+    if (rest == nullptr || tm.tm_year < 0 || tm.tm_year > 300) {
         return {};
     }
     auto when = std::chrono::system_clock::from_time_t(::timegm(&tm));
-    if ((*rest == '+' || *rest == '-') && std::strlen(rest) >= 6) {
-        const int hours = std::atoi(rest + 1);
-        const int minutes = std::atoi(rest + 4);
+    // "+HH:MM" read digit by digit: atoi of a long number is undefined.
+    if ((*rest == '+' || *rest == '-') && std::strlen(rest) >= 6 && is_digit(rest[1]) &&
+        is_digit(rest[2]) && rest[3] == ':' && is_digit(rest[4]) && is_digit(rest[5])) {
+        const int hours = (rest[1] - '0') * 10 + (rest[2] - '0');
+        const int minutes = (rest[4] - '0') * 10 + (rest[5] - '0');
         const auto offset = std::chrono::hours(hours) + std::chrono::minutes(minutes);
         when += *rest == '+' ? -offset : offset;
     }

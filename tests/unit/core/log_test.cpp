@@ -1,3 +1,4 @@
+#include <chrono>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -137,4 +138,52 @@ TEST_CASE("log: concurrent writers and secret registration") {
     for (const auto& [level, line] : lines) {
         CHECK(line.find("secret-") == std::string::npos);
     }
+}
+
+TEST_CASE("log: field() escapes what could forge a line and cuts long values") {
+    using ci::log::field;
+    CHECK(field("worker/1") == "worker/1");
+    CHECK(field("caf\xc3\xa9") == "caf\xc3\xa9"); // valid UTF-8 stays readable
+    CHECK(field("a\nb\r\tc") == "a\\nb\\r\\tc");
+    CHECK(field("\x1b[31mred") == "\\x1b[31mred"); // an ANSI escape cannot colour the terminal
+    CHECK(field("say \"hi\" \\o/") == "say \\\"hi\\\" \\\\o/");
+    CHECK(field(std::string("nul\0x\x7f", 6)) == "nul\\x00x\\x7f");
+    CHECK(field("bad \xff\xfe \xc3(") == "bad \\xff\\xfe \\xc3(");
+    // C1 NEL, and U+202E (right-to-left override), spelled byte by byte: as a literal it would
+    // be the very trick it tests.
+    const std::string hidden = {'\xc2', '\x85', ' ', '\xe2', '\x80', '\xae'};
+    CHECK(field(hidden) == "\\u{0085} \\u{202e}");
+    SUBCASE("a 4 MiB value keeps its first bytes and says how many were cut") {
+        const std::string huge(std::size_t{4} * 1024 * 1024, 'x');
+        const auto cut = field(huge);
+        CHECK(cut == std::string(ci::log::default_field_bytes, 'x') + "...[4194104 more bytes]");
+        CHECK(field(huge, 3) == "xxx...[4194301 more bytes]");
+    }
+    SUBCASE("a cut never splits a character") {
+        CHECK(field("ab\xc3\xa9", 3) == "ab...[2 more bytes]");
+        CHECK(field("ab\xc3\xa9", 4) == "ab\xc3\xa9");
+    }
+    SUBCASE("every byte value gives a line of printable text or valid UTF-8") {
+        std::string all;
+        for (int c = 0; c < 256; ++c) {
+            all += static_cast<char>(c);
+        }
+        const auto escaped = field(all, all.size());
+        for (const char c : escaped) {
+            const auto byte = static_cast<unsigned char>(c);
+            CHECK((byte >= 0x20 && byte < 0x7f));
+        }
+    }
+}
+
+TEST_CASE("log: Throttle lets one line per interval through, with the count held back") {
+    ci::log::Throttle throttle(std::chrono::seconds(10));
+    const auto t0 = ci::log::Throttle::Clock::time_point() + std::chrono::hours(1);
+    CHECK(throttle.count(t0) == 1); // the first at once
+    for (int i = 0; i < 999; ++i) {
+        CHECK(throttle.count(t0 + std::chrono::milliseconds(i)) == 0);
+    }
+    CHECK(throttle.count(t0 + std::chrono::seconds(10)) == 1000); // 999 held back and this one
+    CHECK(throttle.count(t0 + std::chrono::seconds(11)) == 0);
+    CHECK(throttle.count(t0 + std::chrono::seconds(30)) == 2);
 }

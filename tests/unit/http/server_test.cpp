@@ -976,3 +976,233 @@ TEST_CASE("http server: several I/O threads serve many concurrent clients") {
         worker.join();
     }
 }
+
+TEST_CASE("http server: connections beyond the per-address limit get 503 and are closed") {
+    ServerOptions options;
+    options.max_connections_per_address = 3;
+    auto server =
+        start_server([](ServerRequest&, Reply reply) { reply.send(text_response("ok")); }, options);
+    std::vector<std::unique_ptr<RawClient>> held;
+    for (int i = 0; i < 3; ++i) {
+        held.push_back(std::make_unique<RawClient>(server->port()));
+        REQUIRE(held.back()->connected());
+    }
+    REQUIRE(eventually([&] { return server->connections() == 3; }));
+    {
+        RawClient over(server->port());
+        REQUIRE(over.connected());
+        const auto refused = over.read_response();
+        REQUIRE(refused);
+        CHECK(refused->status == 503);
+        CHECK(refused->header("retry-after") == "5");
+        CHECK(over.wait_closed());
+    }
+    // Those held still work, and a connection that closes makes room for another.
+    held[0]->send("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    const auto answer = held[0]->read_response();
+    REQUIRE(answer);
+    CHECK(answer->status == 200);
+    held.pop_back();
+    REQUIRE(eventually([&] { return server->connections() == 2; }));
+    RawClient again(server->port());
+    REQUIRE(again.connected());
+    again.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    const auto served = again.read_response();
+    REQUIRE(served);
+    CHECK(served->status == 200);
+}
+
+TEST_CASE("http server: the total connection limit holds whatever the address") {
+    ServerOptions options;
+    options.max_connections = 2;
+    auto server =
+        start_server([](ServerRequest&, Reply reply) { reply.send(text_response("ok")); }, options);
+    RawClient first(server->port());
+    RawClient second(server->port());
+    REQUIRE(eventually([&] { return server->connections() == 2; }));
+    RawClient third(server->port());
+    REQUIRE(third.connected());
+    const auto refused = third.read_response();
+    REQUIRE(refused);
+    CHECK(refused->status == 503);
+}
+
+TEST_CASE("http server: a header check answers before the body is read, and may lower max_body") {
+    std::atomic<int> handled{0};
+    std::atomic<int> checked{0};
+    ServerOptions options;
+    options.check_header = [&](const ServerRequest& request,
+                               std::size_t& max_body) -> std::optional<ServerResponse> {
+        ++checked;
+        CHECK(request.body.empty());
+        CHECK(request.remote_address == "127.0.0.1");
+        if (request.path == "/locked") {
+            return text_response("no", 401);
+        }
+        if (request.path == "/small") {
+            max_body = 10;
+        }
+        return std::nullopt;
+    };
+    auto server = start_server(
+        [&](ServerRequest& request, Reply reply) {
+            ++handled;
+            reply.send(text_response(request.body));
+        },
+        options);
+    SUBCASE("a refused request with Expect: 100-continue gets no 100 and its body is not read") {
+        RawClient client(server->port());
+        REQUIRE(client.connected());
+        client.send("POST /locked HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000\r\n"
+                    "Expect: 100-continue\r\n\r\n");
+        const auto response = client.read_response();
+        REQUIRE(response);
+        CHECK(response->status == 401);
+        CHECK(response->header("connection") == "close");
+        CHECK(client.wait_closed());
+        CHECK(handled == 0);
+    }
+    SUBCASE("a refused request without a body keeps its connection") {
+        RawClient client(server->port());
+        REQUIRE(client.connected());
+        client.send("GET /locked HTTP/1.1\r\nHost: x\r\n\r\nGET /open HTTP/1.1\r\nHost: x\r\n\r\n");
+        const auto refused = client.read_response();
+        REQUIRE(refused);
+        CHECK(refused->status == 401);
+        const auto served = client.read_response();
+        REQUIRE(served);
+        CHECK(served->status == 200);
+        CHECK(handled == 1);
+    }
+    SUBCASE("a lowered max_body: 413 by Content-Length and by chunks") {
+        RawClient client(server->port());
+        REQUIRE(client.connected());
+        client.send("POST /small HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\n01234567890");
+        const auto by_length = client.read_response();
+        REQUIRE(by_length);
+        CHECK(by_length->status == 413);
+        RawClient chunked(server->port());
+        chunked.send("POST /small HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                     "6\r\n012345\r\n6\r\n012345\r\n0\r\n\r\n");
+        const auto by_chunks = chunked.read_response();
+        REQUIRE(by_chunks);
+        CHECK(by_chunks->status == 413);
+        RawClient fits(server->port());
+        fits.send("POST /small HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n0123456789");
+        const auto served = fits.read_response();
+        REQUIRE(served);
+        CHECK(served->status == 200);
+        CHECK(served->body == "0123456789");
+        CHECK(handled == 1);
+    }
+}
+
+TEST_CASE("http server: bodies beyond max_body_memory get 503 with Retry-After") {
+    ServerOptions options;
+    options.max_body_memory = 1000;
+    Mailbox<Reply> held;
+    auto server = start_server(
+        [&](ServerRequest& request, Reply reply) {
+            if (request.path == "/hold") {
+                held.put(std::move(reply)); // keeps its body in memory until answered
+                return;
+            }
+            reply.send(text_response(std::to_string(request.body.size())));
+        },
+        options);
+    RawClient holder(server->port());
+    REQUIRE(holder.connected());
+    holder.send("POST /hold HTTP/1.1\r\nHost: x\r\nContent-Length: 800\r\n\r\n" +
+                std::string(800, 'h'));
+    auto reply = held.take();
+    REQUIRE(reply);
+    SUBCASE("declared by Content-Length: refused before the body is read") {
+        RawClient client(server->port());
+        client.send("POST /other HTTP/1.1\r\nHost: x\r\nContent-Length: 300\r\n\r\n");
+        const auto refused = client.read_response();
+        REQUIRE(refused);
+        CHECK(refused->status == 503);
+        CHECK(refused->header("retry-after") == "5");
+    }
+    SUBCASE("sent in chunks: refused when they pass it") {
+        RawClient client(server->port());
+        client.send("POST /other HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                    "c8\r\n" +
+                    std::string(200, 'c') + "\r\nc8\r\n" + std::string(200, 'c') + "\r\n0\r\n\r\n");
+        const auto refused = client.read_response();
+        REQUIRE(refused);
+        CHECK(refused->status == 503);
+    }
+    SUBCASE("a body that fits is served; once the held one is answered, room is back") {
+        RawClient client(server->port());
+        client.send("POST /other HTTP/1.1\r\nHost: x\r\nContent-Length: 150\r\n\r\n" +
+                    std::string(150, 'f'));
+        const auto fits = client.read_response();
+        REQUIRE(fits);
+        CHECK(fits->status == 200);
+        reply->send(text_response("done"));
+        REQUIRE(holder.read_response());
+        holder.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n"); // the next request frees the body
+        REQUIRE(holder.read_response());
+        RawClient large(server->port());
+        large.send("POST /other HTTP/1.1\r\nHost: x\r\nContent-Length: 900\r\n\r\n" +
+                   std::string(900, 'l'));
+        const auto served = large.read_response();
+        REQUIRE(served);
+        CHECK(served->status == 200);
+        CHECK(served->body == "900");
+    }
+    if (!reply->answered()) {
+        reply->send(text_response("done"));
+    }
+}
+
+TEST_CASE("http server: a header or body sent byte by byte is cut at its deadline (slowloris)") {
+    ServerOptions options;
+    options.idle_timeout = 60s; // long: only the header and request deadlines can close these
+    options.header_timeout = 1s;
+    options.request_timeout = 2s;
+    std::atomic<int> handled{0};
+    auto server = start_server(
+        [&](ServerRequest&, Reply reply) {
+            ++handled;
+            reply.send(text_response("ok"));
+        },
+        options);
+    // Sends `text` one byte per 100 ms; true when the server closed the connection before all
+    // of it was sent (or within 5 s after).
+    const auto cut_while_sending = [](RawClient& client, std::string_view text) {
+        for (const char c : text) {
+            if (!client.send(std::string_view(&c, 1))) {
+                return true;
+            }
+            std::this_thread::sleep_for(100ms);
+        }
+        return client.wait_closed();
+    };
+    SUBCASE("a header that takes longer than header_timeout") {
+        RawClient client(server->port());
+        REQUIRE(client.connected());
+        // 60 bytes: 6 s at this pace, well past the 1 s allowed.
+        const std::string header =
+            "GET / HTTP/1.1\r\nHost: x\r\nX-Slow: " + std::string(24, 's') + "\r\n\r\n";
+        CHECK(cut_while_sending(client, header));
+        CHECK(handled == 0);
+    }
+    SUBCASE("a body that takes longer than request_timeout") {
+        RawClient client(server->port());
+        REQUIRE(client.connected());
+        client.send("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 60\r\n\r\n");
+        CHECK(cut_while_sending(client, std::string(60, 'b')));
+        CHECK(handled == 0);
+    }
+    SUBCASE("a connection that waits before its first byte is not cut by header_timeout") {
+        RawClient client(server->port());
+        REQUIRE(client.connected());
+        std::this_thread::sleep_for(1500ms);
+        client.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+        const auto response = client.read_response();
+        REQUIRE(response);
+        CHECK(response->status == 200);
+    }
+}

@@ -1,6 +1,7 @@
 // The master in process, through its HTTP routes: a real store in a temp directory, real
 // sockets on 127.0.0.1, a local worker running real processes.
 
+#include <algorithm>
 #include <atomic>
 #include <csignal>
 #include <fstream>
@@ -13,6 +14,8 @@
 #include <rapidjson/document.h>
 #include <sys/resource.h>
 
+#include <ci/core/crypto.h>
+#include <ci/core/log.h>
 #include <ci/report/reporter.h>
 #include <ci/store/store.h>
 
@@ -492,4 +495,109 @@ TEST_CASE("master: a disk that fails makes the master degraded; nothing is lost,
     // The refused webhook stored nothing; sent again, it is new.
     CHECK(json_of(m.get("/api/v1/changes"))["changes"].Empty());
     CHECK(recorder->ops().size() == 1); // one report for the whole streak
+}
+
+TEST_CASE(
+    "master: a route that changes something refuses cross-site requests and non-JSON bodies") {
+    // Issue 14, item 6: a page of another site could POST text/plain with the user's credentials.
+    MasterFixture m(webhook_config("/srv/app.git", R"({name: t, run: "true"})", "remote"));
+    const auto auth = "Basic " + ci::crypto::base64_encode(m.user + ":" + m.password);
+    const auto force = [&](std::vector<std::pair<std::string, std::string>> headers,
+                           const std::string& body = R"({"reason": "csrf"})") {
+        headers.emplace_back("Authorization", auth);
+        return m.post("/api/v1/builders/tests/force", body, headers);
+    };
+    const auto error_of = [](const ci::http::Response& response) {
+        return text_of(json_of(response), "error");
+    };
+    const auto cross_origin = force({{"Origin", "https://evil.example"}});
+    CHECK(cross_origin.status == 403);
+    CHECK(error_of(cross_origin).find("another origin") != std::string::npos);
+    CHECK(force({{"Origin", "null"}}).status == 403);
+    const auto cross_site = force({{"Sec-Fetch-Site", "cross-site"}});
+    CHECK(cross_site.status == 403);
+    CHECK(error_of(cross_site).find("another site") != std::string::npos);
+    CHECK(force({{"Sec-Fetch-Site", "same-site"}}).status == 403); // a sibling subdomain
+    const auto text = force({{"Content-Type", "text/plain"}});
+    CHECK(text.status == 415);
+    CHECK(error_of(text).find("application/json") != std::string::npos);
+    CHECK(force({{"Content-Type", "application/x-www-form-urlencoded"}}).status == 415);
+    CHECK(m.get("/api/v1/buildrequests").body.find(R"("buildrequests":[])") != std::string::npos);
+
+    // The same site, and clients that are not browsers, pass.
+    const auto here = fmt::format("http://127.0.0.1:{}", m.master->web_port());
+    CHECK(force({{"Origin", here}, {"Sec-Fetch-Site", "same-origin"}}).status == 202);
+    CHECK(force({{"Sec-Fetch-Site", "none"}}).status == 202); // typed in the address bar
+    CHECK(force({{"Content-Type", "application/json; charset=utf-8"}}).status == 202);
+    CHECK(force({}, "").status == 202); // no body: no Content-Type needed
+    // A GET changes nothing and is not checked.
+    CHECK(m.get("/api/v1/builders").status == 200);
+}
+
+TEST_CASE("master: wrong passwords and signatures from one address are slowed down, and logged "
+          "once per interval") {
+    // Issue 14, item 5: 1,000 wrong passwords took 0.1 s and were not logged.
+    std::mutex mutex;
+    std::vector<std::string> lines;
+    ci::log::set_sink([&](ci::log::Level, std::string_view line) {
+        const std::lock_guard lock(mutex);
+        lines.emplace_back(line);
+    });
+    const auto lines_with = [&](std::string_view text) {
+        const std::lock_guard lock(mutex);
+        return std::count_if(lines.begin(), lines.end(), [&](const std::string& line) {
+            return line.find(text) != std::string::npos;
+        });
+    };
+    MasterFixture m(webhook_config("/srv/app.git", R"({name: t, run: "true"})", "remote"));
+    const std::vector<std::pair<std::string, std::string>> wrong = {
+        {"Authorization", "Basic YWRtaW46d3Jvbmc="}};
+    SUBCASE("basic auth") {
+        for (int i = 0; i < 6; ++i) { // five are free; the sixth starts a wait
+            CHECK(m.post("/api/v1/builders/tests/force", "", wrong).status == 401);
+        }
+        const auto waiting = m.post("/api/v1/builders/tests/force", "", wrong);
+        CHECK(waiting.status == 429);
+        REQUIRE(waiting.header("Retry-After") != nullptr);
+        CHECK(*waiting.header("Retry-After") == "1");
+        // While it waits, even the right password is not tried.
+        CHECK(m.post_auth("/api/v1/builders/tests/force").status == 429);
+        std::this_thread::sleep_for(1100ms);
+        CHECK(m.post_auth("/api/v1/builders/tests/force").status == 202);
+        // Success forgets the failures: five free ones again.
+        for (int i = 0; i < 5; ++i) {
+            CHECK(m.post("/api/v1/builders/tests/force", "", wrong).status == 401);
+        }
+        CHECK(lines_with("wrong user or password") == 1);
+        // Anonymous requests (a browser's first try) are no guesses.
+        for (int i = 0; i < 10; ++i) {
+            CHECK(m.post("/api/v1/builders/tests/force").status == 401);
+        }
+    }
+    SUBCASE("webhook signatures") {
+        const auto body = ci::test::push_payload("/srv/app.git", "main", std::string(40, 'a'));
+        for (int i = 0; i < 6; ++i) {
+            CHECK(send_push(m, body, fmt::format("bad-{}", i), "wrong-secret").status == 403);
+        }
+        const auto waiting = send_push(m, body, "good-0");
+        CHECK(waiting.status == 429);
+        CHECK(waiting.header("Retry-After") != nullptr);
+        CHECK(lines_with("wrong signature") == 1);
+        std::this_thread::sleep_for(1100ms);
+        CHECK(send_push(m, body, "good-1").status == 200);
+    }
+    ci::log::set_sink({});
+}
+
+TEST_CASE("master: an API body is at most 64 KiB, a webhook's 25 MiB") {
+    MasterFixture m(webhook_config("/srv/app.git", R"({name: t, run: "true"})", "remote"));
+    const std::string large(std::size_t{64} * 1024 + 1, ' ');
+    CHECK(m.post_auth("/api/v1/builders/tests/force", R"({"reason": "x"})" + large).status == 413);
+    CHECK(m.post_auth("/api/v1/builders/tests/force", R"({"reason": "x"})").status == 202);
+    // A webhook of 1 MiB (large pushes are) is read, and its signature checked.
+    const std::string big_push =
+        ci::test::push_payload("/srv/app.git", "main", std::string(40, 'b'));
+    const auto padded = big_push.substr(0, big_push.rfind('}')) + R"(, "padding": ")" +
+                        std::string(std::size_t{1024} * 1024, 'p') + "\"}";
+    CHECK(send_push(m, padded, "big-1").status == 200);
 }

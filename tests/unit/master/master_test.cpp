@@ -167,6 +167,28 @@ TEST_CASE("protocol: bad lines are errors that say what is wrong") {
               .find("\"command\" is missing or not a list") != std::string::npos);
 }
 
+TEST_CASE("protocol: an error quotes the line's text cut and escaped, for the log") {
+    // Issue 14: a 4 MiB "type" sent before the hello was logged whole; a newline in it forged a
+    // log line.
+    const std::string huge(std::size_t{4} * 1024 * 1024, 't');
+    auto decoded = protocol::decode(R"({"type": ")" + huge + R"("})");
+    REQUIRE_FALSE(decoded.has_value());
+    CHECK(decoded.error().message.size() < 400);
+    CHECK(decoded.error().message.find("more bytes]") != std::string::npos);
+    decoded = protocol::decode(R"({"type": "x\n2026-01-01 [error] forged\u001b[0m"})");
+    REQUIRE_FALSE(decoded.has_value());
+    CHECK(decoded.error().message.find('\n') == std::string::npos);
+    CHECK(decoded.error().message.find('\x1b') == std::string::npos);
+    CHECK(decoded.error().message.find("x\\n2026") != std::string::npos);
+    // A key of the line's own (a property's name) is cut too.
+    decoded = protocol::decode(R"({"type": "build", "build": 1, "builder": "b", "repository": )"
+                               R"("r", "url": "u", "branch": "m", "steps": [], "properties": {")" +
+                               huge + R"(": 1}})");
+    REQUIRE_FALSE(decoded.has_value());
+    CHECK(decoded.error().message.find("is not a string") != std::string::npos);
+    CHECK(decoded.error().message.size() < 400);
+}
+
 TEST_CASE("protocol: a line nested far too deep is an error, not a stack overflow") {
     // Issue 14: 300,000 levels sent before the hello overflowed the master's stack in the
     // recursive parse.

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <chrono>
 #include <string>
 
 #include <doctest/doctest.h>
@@ -260,4 +261,25 @@ TEST_CASE("github: webhook signatures are checked, and every bad one is refused"
     refused(secret, body, good.substr(0, good.size() - 1), "64 hex digits");
     refused(secret, body, good.substr(0, good.size() - 1) + "g", "64 hex digits");
     refused(secret, body, good + "00", "64 hex digits");
+}
+
+TEST_CASE("github: a timestamp out of range or with a bad offset is unknown, not an overflow") {
+    // Found by the webhook fuzz target: the year 1013 overflowed a nanosecond time_point (UB).
+    const auto when_of = [](const std::string& timestamp) {
+        std::string payload = branch_push;
+        const std::string known = "2026-11-24T10:00:00+01:00";
+        payload.replace(payload.find(known), known.size(), timestamp);
+        auto events = ci::sched::parse_github_push(payload, "flocker");
+        REQUIRE_OK(events);
+        return std::get<ci::sched::Push>((*events)[0]).changes[0].when;
+    };
+    const std::chrono::system_clock::time_point unknown{};
+    CHECK(when_of("1013-01-01T00:00:00Z") == unknown);
+    CHECK(when_of("99999-01-01T00:00:00Z") == unknown);
+    CHECK(when_of("1899-12-31T23:59:59Z") == unknown);
+    // An offset that is not two digits, a colon and two digits is ignored.
+    CHECK(when_of("2026-11-24T09:00:00+99999999999999999999") ==
+          std::chrono::system_clock::from_time_t(1795510800));
+    CHECK(when_of("2026-11-24T10:00:00+01:00") ==
+          std::chrono::system_clock::from_time_t(1795510800));
 }

@@ -15,7 +15,11 @@
 /// The default sink writes one line per message to standard error with a UTC timestamp.
 /// All functions are thread-safe.
 
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
 #include <functional>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -61,6 +65,40 @@ void set_sink(Sink sink);
 
 /// Redacts `message` and writes it if `level` passes the filter.
 void write(Level level, std::string_view message);
+
+/// How many bytes of a value field() keeps by default.
+inline constexpr std::size_t default_field_bytes = 200;
+
+/// `value` (text from outside: a worker's name, a request's path) made safe to put in one log
+/// line: at most `max_bytes` of it are kept (never splitting a UTF-8 character), followed by
+/// "...[N more bytes]" when it was longer; `\` and `"` are escaped with a backslash, `\n`, `\r`
+/// and `\t` written so, every other control character (C0, DEL, C1) and bidirectional
+/// formatting character as `\xNN` or `\u{NNNN}`, and each byte of an invalid UTF-8 sequence as
+/// `\xNN`. So a value can neither forge a line (a newline, an ANSI escape, a quote that ends the
+/// field early) nor make one a megabyte long. Put it between quotes in the message.
+[[nodiscard]] std::string field(std::string_view value,
+                                std::size_t max_bytes = default_field_bytes);
+
+/// Decides when an event that may repeat fast (a wrong password, a refused connection) is
+/// logged: the first at once, then at most one line per `interval`, which reports how many
+/// happened since the last line. Events after the last line are reported with the next one, if
+/// any. Thread-safe.
+class Throttle {
+public:
+    using Clock = std::chrono::steady_clock;
+
+    explicit Throttle(Clock::duration interval) : interval_(interval) {}
+
+    /// Counts one event at `now`. Returns the number of events to report in a line now (this
+    /// one and those held back since the last line), or 0 when it is not time for a line.
+    [[nodiscard]] std::uint64_t count(Clock::time_point now = Clock::now());
+
+private:
+    const Clock::duration interval_;
+    std::mutex mutex_;
+    Clock::time_point next_line_{};
+    std::uint64_t held_ = 0;
+};
 
 /// fmt-style helpers: `ci::log::info("started {} on port {}", name, port)`.
 template <class... Args> void trace(fmt::format_string<Args...> format, Args&&... args) {

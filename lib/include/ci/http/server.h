@@ -22,6 +22,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -133,15 +134,41 @@ private:
 /// exception escaping it is logged; an unanswered Reply then sends 500.
 using Handler = std::function<void(ServerRequest& request, Reply reply)>;
 
+/// Called on a server thread once a request's header has arrived, before its body is read:
+/// `request` has everything but the body. Returns an answer to refuse the request without
+/// reading its body (a wrong password, a body too large for its route), or nullopt to read the
+/// body and hand the request to the Handler. May lower `max_body` (which starts at
+/// ServerOptions::max_body) for this request: a larger body then gets 413. Must be quick and
+/// must not block. The connection closes after a refusal when a body was left unread.
+using HeaderCheck = std::function<std::optional<ServerResponse>(const ServerRequest& request,
+                                                                std::size_t& max_body)>;
+
 /// Settings of a server, fixed for its lifetime.
 struct ServerOptions {
     std::string address = "127.0.0.1"; ///< where to listen ("0.0.0.0" for every interface)
     std::uint16_t port = 0;            ///< 0: a free port (see Server::port())
-    /// Larger bodies get 413 and never reach the handler.
+    /// Larger bodies get 413 and never reach the handler (a HeaderCheck may lower it per request).
     std::size_t max_body = std::size_t{25} * 1024 * 1024;
-    /// A keep-alive connection idle this long is closed; also the longest a request may take to
-    /// arrive and a response to be written.
+    /// Request header size (request line and fields); larger ones get 431.
+    std::size_t max_header = std::size_t{16} * 1024;
+    /// The bytes the bodies of all requests being read or handled may hold together. A request
+    /// whose body would pass it gets 503 with `Retry-After`, before its body is read when it
+    /// says its length (Content-Length), else when its chunks pass it.
+    std::size_t max_body_memory = std::size_t{64} * 1024 * 1024;
+    /// Connections open at once, in all and from one address (an IPv6 address counts its /64):
+    /// a connection beyond either gets 503 with `Retry-After` and is closed before anything is
+    /// read from it.
+    std::size_t max_connections = 1024;
+    std::size_t max_connections_per_address = 128;
+    /// A keep-alive connection idle this long is closed (also the wait for a new connection's
+    /// first byte, and the longest a response may take to be written).
     std::chrono::seconds idle_timeout{75};
+    /// From a request's first byte: the longest its header may take to arrive, and the longest
+    /// the whole request (header and body) may take. A slower request is dropped (slowloris).
+    std::chrono::seconds header_timeout{10};
+    std::chrono::seconds request_timeout{60};
+    /// See HeaderCheck; empty: every request is read whole and handled.
+    HeaderCheck check_header;
     unsigned threads = 1; ///< I/O threads (0 counts as 1)
 };
 
