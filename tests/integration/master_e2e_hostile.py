@@ -390,8 +390,8 @@ def flood(case, master):
     # Log flooding: hellos with a 3 MiB name and a newline-forged line; the log grows little.
     before = harness.os.path.getsize(log_path)
     for i in range(20):
-        with socket.create_connection(("127.0.0.1", master.worker_port), timeout=10) as s:
-            challenge = json.loads(s.makefile("rb").readline())
+        with harness.WorkerSocket(master.worker_port, master.fingerprint(), timeout=10) as s:
+            challenge = json.loads(Lines(s).readline())
             name = ("\n2026-01-01 [error] forged \x1b[31m" if i == 0 else "") + "n" * (3 << 20)
             s.sendall(json.dumps({"type": "hello", "name": name, "proof": "0" * 64,
                                   "max_builds": 1,
@@ -400,8 +400,8 @@ def flood(case, master):
                 s.recv(200)
             except OSError:
                 pass
-        with socket.create_connection(("127.0.0.1", master.worker_port), timeout=10) as s:
-            s.makefile("rb").readline()
+        with harness.WorkerSocket(master.worker_port, master.fingerprint(), timeout=10) as s:
+            Lines(s).readline()
             s.sendall(json.dumps({"type": "t" * (3 << 20)}).encode() + b"\n")
             try:
                 s.recv(200)
