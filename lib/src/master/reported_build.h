@@ -3,8 +3,15 @@
 // A build reported as worker protocol messages: what ci-worker's agent (worker.cpp) and the
 // master's local workers (local_worker.cpp) both run.
 
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
 #include <functional>
+#include <map>
+#include <mutex>
+#include <optional>
 #include <stop_token>
+#include <utility>
 
 #include <ci/build/runner.h>
 
@@ -12,13 +19,37 @@
 
 namespace ci::master {
 
+/// The master's answers to trigger steps (protocol Triggered), handed from the thread that
+/// reads them to the build that waits. Thread-safe.
+class TriggerAnswers {
+public:
+    /// An answer arrived (kept until its build's step takes it).
+    void deliver(const protocol::Triggered& answer);
+    /// Waits for the answer to step `step` of build `build` until `deadline` or `stop`;
+    /// nullopt when none came.
+    [[nodiscard]] std::optional<protocol::Triggered>
+    wait(std::int64_t build,
+         int step,
+         std::chrono::steady_clock::time_point deadline,
+         const std::stop_token& stop);
+    /// Drops what is left of build `build` (it ended).
+    void forget(std::int64_t build);
+
+private:
+    std::mutex mutex_;
+    std::condition_variable_any arrived_;
+    std::map<std::pair<std::int64_t, int>, protocol::Triggered> answers_;
+};
+
 /// Runs one build (build::run_build) and reports it as protocol messages through `send`, in
 /// order: StepStarted, LogChunk (numbered from 0 per step), CheckedOut, StepFinished, and
-/// BuildFinished last. What ci-worker and the master's local workers both do. Returns the
-/// outcome it reported.
+/// BuildFinished last. What ci-worker and the master's local workers both do. At a trigger
+/// step it sends Trigger and waits for the master's Triggered in `answers` (null: trigger
+/// steps end "exception"). Returns the outcome it reported.
 build::BuildOutcome run_reported_build(const build::BuildSpec& spec,
                                        const build::RunnerOptions& options,
                                        const std::function<void(protocol::Message)>& send,
-                                       std::stop_token stop);
+                                       std::stop_token stop,
+                                       TriggerAnswers* answers = nullptr);
 
 } // namespace ci::master

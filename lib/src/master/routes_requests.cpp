@@ -55,6 +55,14 @@ void write_request(Json& json, const store::BuildRequest& request) {
     if (request.collapsed_into) {
         json.field("collapsed_into", *request.collapsed_into);
     }
+    if (request.request.triggered_by_request != 0) {
+        json.field("triggered_by_request", request.request.triggered_by_request)
+            .field("triggered_by_step", request.request.triggered_by_step);
+    }
+    if (const auto& pinned = request.request.pinned_merge) {
+        json.field("pinned_target", pinned->target)
+            .field("pinned_target_revision", pinned->target_revision);
+    }
     json.end();
 }
 
@@ -115,6 +123,7 @@ void cancel(Services& s, std::int64_t id, http::Reply reply) {
         log::info("build request {} cancelled by {}", id, api_user(s));
         if (auto request = store.request(id); request && *request) {
             s.reports.cancelled(**request); // a commit status left pending, a push's summary
+            s.coordinator.request_cancelled(id, (*request)->request.builder); // trigger steps
         }
         Json json;
         json.begin().field("cancelled", id).end();

@@ -250,6 +250,8 @@ private:
                 status(fmt::format("build {}: the master asked to stop it", stop->build));
                 found->second.thread.request_stop();
             }
+        } else if (const auto* triggered = std::get_if<protocol::Triggered>(&message)) {
+            answers_.deliver(*triggered);
         }
     }
 
@@ -258,7 +260,8 @@ private:
             spec,
             options_.runner,
             [this](const protocol::Message& message) { connection_.send(message); },
-            std::move(stop));
+            std::move(stop),
+            &answers_);
         status(fmt::format("build {} ended: {}", spec.build_id, to_string(outcome.result)));
     }
 
@@ -289,6 +292,7 @@ private:
 
     const WorkerOptions& options_;
     Connection& connection_;
+    TriggerAnswers answers_; // before jobs_: their threads wait on it
     std::mutex mutex_;
     std::map<std::int64_t, Job> jobs_;
 };
@@ -369,10 +373,43 @@ bool pause(std::chrono::milliseconds delay, const std::stop_token& drain) {
 
 } // namespace
 
+void TriggerAnswers::deliver(const protocol::Triggered& answer) {
+    {
+        const std::lock_guard lock(mutex_);
+        answers_.insert_or_assign({answer.build, answer.step}, answer);
+    }
+    arrived_.notify_all();
+}
+
+std::optional<protocol::Triggered>
+TriggerAnswers::wait(std::int64_t build,
+                     int step,
+                     std::chrono::steady_clock::time_point deadline,
+                     const std::stop_token& stop) {
+    // No deadline is time_point::max(): a year is as good, and safe from overflow in the wait.
+    deadline = std::min(deadline, std::chrono::steady_clock::now() + std::chrono::hours(24 * 365));
+    std::unique_lock lock(mutex_);
+    const auto key = std::pair(build, step);
+    arrived_.wait_until(lock, stop, deadline, [&] { return answers_.contains(key); });
+    const auto found = answers_.find(key);
+    if (found == answers_.end()) {
+        return std::nullopt;
+    }
+    auto answer = std::move(found->second);
+    answers_.erase(found);
+    return answer;
+}
+
+void TriggerAnswers::forget(std::int64_t build) {
+    const std::lock_guard lock(mutex_);
+    std::erase_if(answers_, [&](const auto& entry) { return entry.first.first == build; });
+}
+
 build::BuildOutcome run_reported_build(const build::BuildSpec& spec,
                                        const build::RunnerOptions& options,
                                        const std::function<void(protocol::Message)>& send,
-                                       std::stop_token stop) {
+                                       std::stop_token stop,
+                                       TriggerAnswers* answers) {
     const auto id = spec.build_id;
     BatchedSender sender(id, send);
     build::BuildObserver observer;
@@ -388,7 +425,29 @@ build::BuildOutcome run_reported_build(const build::BuildSpec& spec,
         sender.send(protocol::StepFinished{
             id, step, outcome.result, outcome.exit_code, outcome.description});
     };
+    if (answers != nullptr) {
+        observer.trigger = [&](int step,
+                               const build::StepSpec&,
+                               std::chrono::steady_clock::time_point deadline,
+                               const std::stop_token& stopped) -> build::StepOutcome {
+            sender.send(protocol::Trigger{id, step});
+            auto answer = answers->wait(id, step, deadline, stopped);
+            if (answer) {
+                return {answer->result, std::nullopt, answer->description};
+            }
+            if (stopped.stop_requested()) {
+                return {
+                    BuildResult::Cancelled, std::nullopt, "stopped while waiting for the master"};
+            }
+            return {BuildResult::Failure,
+                    std::nullopt,
+                    "timed out waiting for the master's answer (the triggered builds)"};
+        };
+    }
     auto outcome = build::run_build(spec, options, observer, std::move(stop));
+    if (answers != nullptr) {
+        answers->forget(id);
+    }
     sender.send(protocol::BuildFinished{id, outcome.result, outcome.message});
     return outcome;
 }

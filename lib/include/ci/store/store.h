@@ -30,7 +30,7 @@ namespace ci::store {
 using WallTime = std::chrono::system_clock::time_point;
 
 /// The schema version this libci writes.
-inline constexpr int schema_version = 6;
+inline constexpr int schema_version = 7;
 
 /// Where a build request is in its life.
 enum class RequestState {
@@ -198,6 +198,21 @@ public:
 
     /// Moves a claimed request to Completed, or back to Pending (its worker was lost).
     [[nodiscard]] virtual Status finish(std::int64_t request, RequestState state) = 0;
+
+    /// The requests of a trigger step, idempotently: the first call for (`request`, `step`)
+    /// queues `requests` (each with triggered_by_request/step set to them) in one transaction;
+    /// a later call (the triggering request's build retried, the master restarted) queues
+    /// nothing and returns the requests the first one queued. Returns their ids in order, and
+    /// whether they are new.
+    struct Triggered {
+        std::vector<std::int64_t> request_ids;
+        bool created = false;
+    };
+    [[nodiscard]] virtual Result<Triggered>
+    trigger(std::int64_t request,
+            int step,
+            const std::vector<sched::RequestBuild>& requests,
+            WallTime now) = 0;
 
     /// Cancels a pending request; false when it was not pending.
     [[nodiscard]] virtual Result<bool> cancel(std::int64_t request) = 0;
