@@ -98,6 +98,15 @@ void Triggers::ask(const std::string& worker, std::int64_t build, int step) {
                 fmt::format("step {} of builder {} is not a trigger step", step, found->builder)});
         return;
     }
+    if (builder->second.repository.empty()) {
+        // check-config refuses this; a Config built by hand may not have been checked.
+        answer(worker,
+               {build,
+                step,
+                BuildResult::Exception,
+                "a builder without a repository cannot trigger builds"});
+        return;
+    }
     p_.writes.post(
         fmt::format("the builds of trigger step {} of build {}", step, build),
         [this, worker, record = *found, step, trigger = *config_step->trigger](
@@ -189,8 +198,7 @@ Status Triggers::queue(store::Store& store,
             waiting_.push_back(Waiting{build.id, step, worker, triggered->request_ids, {}});
         }
     }
-    for (std::size_t i = 0; i < triggered->request_ids.size(); ++i) {
-        const auto id = triggered->request_ids[i];
+    for (const auto id : triggered->request_ids) {
         auto stored = store.request(id);
         if (!stored) {
             return fail(stored.error());
