@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
-"""A trigger step is not repeated by a master killed with -9: the build that triggered is
-killed with the master after its step queued the triggered request; after the restart its
-request runs again as a new build, reaches the same trigger step, and gets the request queued
-before (its log says so) instead of a second one. The triggered request runs once."""
+"""Trigger steps are not repeated by a master killed with -9. Two builds are killed with the
+master after their trigger steps queued their requests: `package` (wait: false) holds in its
+next step, `gate` (wait: true) waits for `slow`, which runs and holds. After the restart both
+requests run again as new builds and reach the same trigger steps: `package` gets the request
+queued before (its log says so), `gate` waits for the request queued before and takes its
+result; no second request is queued, and `slow` ends once (its lost build retried)."""
 
 import json
 import os
@@ -11,14 +13,9 @@ import signal
 import master_harness as harness
 
 
-def wait_holding(master, build):
-    """Waits until build `build` runs its step 2, `hold` (its log is a 404 until it starts)."""
-    def started():
-        steps = master.get(f"/api/v1/builds/{build}").get("steps", [])
-        return any(step["name"] == "hold" for step in steps)
-
-    harness.wait_for(f"step 2 of build {build}", started, 60)
-    master.wait_step_output(build, "holding", step=2)
+def step_started(master, build, name):
+    steps = master.get(f"/api/v1/builds/{build}").get("steps", [])
+    return any(step["name"] == name for step in steps)
 
 
 def main(case):
@@ -37,58 +34,87 @@ def main(case):
     workers: [remote]
     steps:
       - {{name: test, run: "echo accepted $(git rev-parse HEAD)"}}
+  gate:
+    repository: demo
+    workers: [remote]
+    steps:
+      - name: slow
+        trigger: {{builders: [slow], wait: true}}
+  slow:
+    repository: demo
+    workers: [remote]
+    steps:
+      - {{name: test, run: "echo slow holding; while [ -e {hold} ]; do sleep 0.1; done"}}
 schedulers:
-  force: {{type: force, builders: [package]}}
-  triggered: {{type: triggerable, builders: [acceptance]}}
+  force: {{type: force, builders: [package, gate]}}
+  triggered: {{type: triggerable, builders: [acceptance, slow]}}
 """
     open(hold, "w").close()
     master = case.start_master(case.write_config(config))
-    old_worker = case.start_workers(master, 1)[0]
+    workers = case.start_workers(master, 2)
     tip = case.repo.branch("feature/kill", ["kill.txt"])
-    status, answer = master.post("/api/v1/builders/package/force",
-                                 json.dumps({"branch": "feature/kill"}).encode(), auth=case.auth)
-    case.check(status == 202, f"forced the package build ({status} {answer})")
-    request = answer["requests"][0]
-    first = harness.wait_for("the package build", lambda: master.running_build(tip))
-    wait_holding(master, first["id"])
+    requests = {}
+    for builder in ("package", "gate"):
+        status, answer = master.post(f"/api/v1/builders/{builder}/force",
+                                     json.dumps({"branch": "feature/kill"}).encode(),
+                                     auth=case.auth)
+        case.check(status == 202, f"forced the {builder} build ({status} {answer})")
+        requests[builder] = answer["requests"][0]
 
-    def triggered():
-        return [r for r in master.all_requests() if r.get("triggered_by_request") == request]
+    def triggered(builder):
+        return [r for r in master.all_requests()
+                if r.get("triggered_by_request") == requests[builder]]
 
-    before = triggered()
-    case.check(len(before) == 1, f"the trigger step queued one request ({len(before)})")
+    def build_of(request, finished=False):
+        for build in master.builds(f"request={request}"):
+            if not finished or build["result"] not in ("running", "retry"):
+                return build
+        return None
+
+    first = harness.wait_for("the package build", lambda: build_of(requests["package"]))
+    harness.wait_for("package's step 2", lambda: step_started(master, first["id"], "hold"))
+    master.wait_step_output(first["id"], "holding", step=2)
+    slow_request = harness.wait_for("gate's triggered request", lambda: triggered("gate"))[0]
+    slow_first = harness.wait_for("the slow build", lambda: build_of(slow_request["id"]))
+    harness.wait_for("the slow build's step", lambda: step_started(master, slow_first["id"], "test"))
+    before = {builder: triggered(builder) for builder in requests}
+    case.check(all(len(queued) == 1 for queued in before.values()),
+               f"each trigger step queued one request ({[len(q) for q in before.values()]})")
     code = master.kill(signal.SIGKILL)
     case.check(code == -signal.SIGKILL, f"the master was killed by SIGKILL (status {code})")
-    old_worker.kill(signal.SIGKILL)  # it cannot follow the master to its new ports
+    for worker in workers:
+        worker.kill(signal.SIGKILL)  # they cannot follow the master to its new ports
 
     master.start()
-    case.start_worker(master, 1)
+    case.start_workers(master, 2)
     retried = harness.wait_for(
         "the package request's new build",
-        lambda: next((b for b in master.builds(f"request={request}") if b["id"] != first["id"]),
-                     None), 60)
-    wait_holding(master, retried["id"])
+        lambda: next((b for b in master.builds(f"request={requests['package']}")
+                      if b["id"] != first["id"]), None), 60)
+    harness.wait_for("the retried package's step 2",
+                     lambda: step_started(master, retried["id"], "hold"), 60)
     os.remove(hold)
-    done = harness.wait_for(
-        "the retried package build to end",
-        lambda: next((b for b in master.builds(f"request={request}")
-                      if b["result"] not in ("running", "retry")), None), 60)
-    case.check(done["result"] == "success", f"the retried build succeeded ({done['result']})")
-    log = master.step_log(done["id"], 1)
-    case.check("requested before" in log and f"request {before[0]['id']}" in log,
-               f"its trigger step got the request queued before ({log.strip()!r})")
-    after = triggered()
-    case.check([r["id"] for r in after] == [before[0]["id"]],
-               f"still one triggered request after the restart ({[r['id'] for r in after]})")
-    accepted = harness.wait_for(
-        "the triggered build",
-        lambda: next((b for b in master.builds(f"request={before[0]['id']}")
-                      if b["result"] not in ("running", "retry")), None), 60)
-    case.check(accepted["result"] == "success" and accepted["branch_tip"] == tip,
-               f"the triggered build ran ({accepted['result']})")
-    finished = [b for b in master.builds("builder=acceptance")
+    done = {builder: harness.wait_for(f"the retried {builder} build to end",
+                                      lambda r=request: build_of(r, finished=True), 60)
+            for builder, request in requests.items()}
+    case.check(all(b["result"] == "success" for b in done.values()),
+               f"the retried builds succeeded ({[b['result'] for b in done.values()]})")
+    log = master.step_log(done["package"]["id"], 1)
+    case.check("requested before" in log and f"request {before['package'][0]['id']}" in log,
+               f"package's trigger step got the request queued before ({log.strip()!r})")
+    after = {builder: triggered(builder) for builder in requests}
+    case.check(all([r["id"] for r in after[b]] == [r["id"] for r in before[b]] for b in requests),
+               "no trigger step queued a second request after the restart")
+    slow = build_of(slow_request["id"], finished=True)
+    case.check(slow["result"] == "success" and slow["id"] != slow_first["id"],
+               f"the slow request's lost build was retried and succeeded ({slow['result']})")
+    gate_log = master.step_log(done["gate"]["id"], 1)
+    case.check(f"slow: success (request {slow_request['id']}, build {slow['id']})" in gate_log,
+               f"the retried gate waited for that request's build ({gate_log.strip()!r})")
+    accepted = [b for b in master.builds("builder=acceptance")
                 if b["result"] not in ("running", "retry")]
-    case.check(len(finished) == 1, f"the acceptance builder built once ({len(finished)})")
+    case.check(len(accepted) == 1 and accepted[0]["branch_tip"] == tip,
+               f"the acceptance builder built once ({len(accepted)})")
 
 
 if __name__ == "__main__":
