@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A maintenance builder without a repository on a periodic scheduler: it runs on a ci-worker
 with no checkout, its steps in an empty work directory (what a run leaves is gone at the next),
-and CI_REPOSITORY is empty."""
+and CI_REPOSITORY is empty. It can be forced as well."""
 
 import json
 
@@ -14,6 +14,7 @@ STEP = ('echo "before: [$(ls -A | tr "\\n" " ")]"; echo "repository: [$CI_REPOSI
 def main(case):
     config = f"""
 buildmaster: {{web_port: 0, worker_port: 0, state: {case.tmp}/state.sqlite}}
+auth: {{user: {case.auth[0]}, password: "{case.auth[1]}"}}
 slaves:
   remote: {{passwords: ["{case.passwords[0]}", "{case.passwords[1]}"], max_builds: 2}}
 builders:
@@ -24,6 +25,7 @@ builders:
         run: {json.dumps(STEP)}
 schedulers:
   housekeeping: {{type: periodic, builders: [cleanup], interval: 2s}}
+  force: {{type: force, builders: [cleanup]}}
 """
     master = case.start_master(case.write_config(config))
     case.start_workers(master, 1)
@@ -47,6 +49,16 @@ schedulers:
     requests = [r for r in master.all_requests() if r["builder"] == "cleanup"]
     case.check(all(r["scheduler"] == "housekeeping" and r["repository"] == "" for r in requests),
                "its requests come from the periodic scheduler, without a repository")
+
+
+    # Forced too (no branch: there is none to default to).
+    status, answer = master.post("/api/v1/builders/cleanup/force", b"{}", auth=case.auth)
+    case.check(status == 202, f"forcing it is accepted ({status} {answer})")
+    forced = harness.wait_for(
+        "the forced run",
+        lambda: next((b for b in master.builds(f"request={answer['requests'][0]}")
+                      if b["result"] not in ("running", "retry")), None), 30)
+    case.check(forced["result"] == "success", f"the forced run succeeded ({forced['result']})")
 
 
 if __name__ == "__main__":
