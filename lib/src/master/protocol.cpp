@@ -295,22 +295,35 @@ private:
     std::optional<std::string> problem_;
 };
 
+// The list of strings `object[key]` into `out`; false (and a problem for `r`, naming `what`)
+// when it is missing or not a list. Items that are not strings are problems too.
+bool read_strings(Reader& r,
+                  const rapidjson::Value& object,
+                  const char* key,
+                  std::string_view what,
+                  std::vector<std::string>& out) {
+    const auto list = object.FindMember(key);
+    if (list == object.MemberEnd() || !list->value.IsArray()) {
+        r.problem(fmt::format("{} is missing or not a list", what));
+        return false;
+    }
+    for (const auto& item : list->value.GetArray()) {
+        if (!item.IsString()) {
+            r.problem(fmt::format("{} holds something that is not a string", what));
+            continue;
+        }
+        out.emplace_back(item.GetString(), item.GetStringLength());
+    }
+    return true;
+}
+
 void read_trigger(Reader& r, const rapidjson::Value& value, config::Trigger& out) {
     if (!value.IsObject()) {
         r.problem("a step's \"trigger\" is not an object");
         return;
     }
-    const auto builders = value.FindMember("builders");
-    if (builders == value.MemberEnd() || !builders->value.IsArray()) {
-        r.problem("a trigger's \"builders\" is missing or not a list");
+    if (!read_strings(r, value, "builders", "a trigger's \"builders\"", out.builders)) {
         return;
-    }
-    for (const auto& name : builders->value.GetArray()) {
-        if (!name.IsString()) {
-            r.problem("a trigger names a builder that is not a string");
-            continue;
-        }
-        out.builders.emplace_back(name.GetString(), name.GetStringLength());
     }
     Reader fields(value, "build");
     out.wait = fields.boolean("wait", false);
@@ -345,17 +358,8 @@ build::BuildSpec read_spec(Reader& r) {
         Reader s(item, "build");
         build::StepSpec step;
         step.name = s.text("name");
-        const auto command = item.FindMember("command");
-        if (command == item.MemberEnd() || !command->value.IsArray()) {
-            r.problem("a step's \"command\" is missing or not a list");
+        if (!read_strings(r, item, "command", "a step's \"command\"", step.command)) {
             continue;
-        }
-        for (const auto& arg : command->value.GetArray()) {
-            if (!arg.IsString()) {
-                r.problem("a step's command has an argument that is not a string");
-                continue;
-            }
-            step.command.emplace_back(arg.GetString(), arg.GetStringLength());
         }
         step.env = s.map(item, "env");
         step.workdir = s.text("workdir", false);
