@@ -111,8 +111,52 @@ private:
         }
     }
 
+    // Leases the build's work directory (step 0). Returns whether it has one.
+    bool lease_work_dir() {
+        auto lease = slots_->lease(spec_.builder);
+        if (!lease) {
+            return checkout_error(fmt::format(
+                "lease a work directory for builder {}: {}", spec_.builder, lease.error().message));
+        }
+        lease_ = std::move(*lease);
+        work_dir_ = lease_->directory();
+        properties_file_ = lease_->properties_file();
+        return true;
+    }
+
+    // Step 0 of a builder without a repository: a work directory, emptied. Returns whether the
+    // build goes on.
+    bool empty_work_dir() {
+        started(0, "workdir");
+        if (!lease_work_dir()) {
+            return false;
+        }
+        // Each build starts empty: what an earlier build left is not this build's input. Only
+        // the directory's entries go (symlinks themselves, never what they point to).
+        std::error_code error;
+        for (std::filesystem::directory_iterator entry(work_dir_, error), end;
+             !error && entry != end;
+             entry.increment(error)) {
+            std::filesystem::remove_all(entry->path(), error);
+            if (error) {
+                return checkout_error(
+                    fmt::format("empty {}: {}", entry->path().string(), error.message()));
+            }
+        }
+        if (error) {
+            return checkout_error(fmt::format("empty {}: {}", work_dir_.string(), error.message()));
+        }
+        output(0, fmt::format("no repository: the steps run in {}, emptied\n", work_dir_.string()));
+        finished(0, {success, std::nullopt, "an empty work directory"});
+        outcome_.result = success;
+        return true;
+    }
+
     // Step 0. Returns whether the build goes on.
     bool checkout() {
+        if (spec_.url.empty()) {
+            return empty_work_dir();
+        }
         started(0, "checkout");
         std::string text =
             fmt::format("checking out {} {}", spec_.is_tag ? "tag" : "branch", spec_.branch);
@@ -122,6 +166,10 @@ private:
         text += fmt::format(" from {}", scrub(spec_.url, options_.git_token));
         if (spec_.merge_target) {
             text += fmt::format(", merging {} into it", *spec_.merge_target);
+            if (spec_.target_revision) {
+                text += fmt::format(" at {} (pinned by the build that triggered this one)",
+                                    *spec_.target_revision);
+            }
         }
         output(0, text + "\n");
 
@@ -134,19 +182,15 @@ private:
             options.revision = spec_.revision;
         }
         options.target = spec_.merge_target;
+        options.target_revision = spec_.target_revision;
         options.identity = options_.identity;
         options.token = options_.git_token;
         options.ssh_key = options_.ssh_key;
 
         // The slot is this build's until run_build returns: no other build checks out there.
-        auto lease = slots_->lease(spec_.builder);
-        if (!lease) {
-            return checkout_error(fmt::format(
-                "lease a work directory for builder {}: {}", spec_.builder, lease.error().message));
+        if (!lease_work_dir()) {
+            return false;
         }
-        lease_ = std::move(*lease);
-        work_dir_ = lease_->directory();
-        properties_file_ = lease_->properties_file();
         auto result = git::checkout(work_dir_, options);
         if (!result) {
             return checkout_error(result.error().to_string());
@@ -232,9 +276,46 @@ private:
         return true;
     }
 
+    // Runs trigger step `number`: the master requests the builds and answers. Returns whether
+    // the build goes on.
+    bool trigger_step(int number, const StepSpec& step) {
+        std::string names;
+        for (const auto& builder : step.trigger->builders) {
+            names += (names.empty() ? "" : ", ") + builder;
+        }
+        output(number,
+               fmt::format("$ trigger {}{}\n", names, step.trigger->wait ? " (waiting)" : ""));
+        StepOutcome outcome;
+        if (observer_.trigger) {
+            auto deadline = deadline_.value_or(Clock::time_point::max());
+            if (step.timeout) {
+                deadline = std::min(deadline, Clock::now() + *step.timeout);
+            }
+            outcome = observer_.trigger(number, step, deadline, stop_);
+        } else {
+            outcome = {exception, std::nullopt, "no master to ask for triggered builds"};
+        }
+        output(number, fmt::format("-- {}: {}\n", to_string(outcome.result), outcome.description));
+        finished(number, outcome);
+        if (outcome.result == cancelled) {
+            note(cancelled, fmt::format("cancelled during step '{}'", step.name), true);
+            return false;
+        }
+        if (outcome.result != success) {
+            note(outcome.result,
+                 fmt::format("step '{}': {}", step.name, outcome.description),
+                 step.halt_on_failure);
+            return !step.halt_on_failure;
+        }
+        return true;
+    }
+
     // Runs step `number`. Returns whether the build goes on.
     bool step(int number, const StepSpec& step) {
         started(number, step.name);
+        if (step.trigger) {
+            return trigger_step(number, step);
+        }
         output(number, detail::header_line(step.command, step.workdir, step.timeout));
 
         const auto cannot_start = [&](const std::string& why) {
@@ -352,6 +433,9 @@ private:
         if (auto held = lease_->check(); !held) {
             return held;
         }
+        if (spec_.url.empty()) {
+            return {}; // nothing checked out: the lease is all there is to hold
+        }
         const auto& revision = outcome_.checkout.revision;
         auto head = git::head_commit(work_dir_);
         if (!head) {
@@ -454,6 +538,7 @@ std::vector<StepSpec> step_specs(const config::Builder& builder) {
             .timeout = step.timeout,
             .grace = step.grace,
             .halt_on_failure = step.halt_on_failure,
+            .trigger = step.trigger,
         });
     }
     return out;

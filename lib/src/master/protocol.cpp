@@ -54,6 +54,9 @@ void write_spec(Writer& w, const build::BuildSpec& spec) {
     if (spec.merge_target) {
         field(w, "merge_target", *spec.merge_target);
     }
+    if (spec.target_revision) {
+        field(w, "target_revision", *spec.target_revision);
+    }
     field(w, "timeout", static_cast<std::int64_t>(spec.timeout.count()));
     field(w, "properties", spec.properties);
     w.Key("steps");
@@ -74,6 +77,18 @@ void write_spec(Writer& w, const build::BuildSpec& spec) {
         }
         field(w, "grace", static_cast<std::int64_t>(step.grace.count()));
         field(w, "halt_on_failure", step.halt_on_failure);
+        if (step.trigger) {
+            w.Key("trigger");
+            w.StartObject();
+            w.Key("builders");
+            w.StartArray();
+            for (const auto& builder : step.trigger->builders) {
+                w.String(builder.data(), static_cast<rapidjson::SizeType>(builder.size()));
+            }
+            w.EndArray();
+            field(w, "wait", step.trigger->wait);
+            w.EndObject();
+        }
         w.EndObject();
     }
     w.EndArray();
@@ -142,6 +157,18 @@ struct Encoder {
         if (m.exit_code) {
             field(w, "exit_code", std::int64_t{*m.exit_code});
         }
+        field(w, "description", m.description);
+    }
+    void operator()(const Trigger& m) const {
+        field(w, "type", "trigger");
+        field(w, "build", m.build);
+        field(w, "step", std::int64_t{m.step});
+    }
+    void operator()(const Triggered& m) const {
+        field(w, "type", "triggered");
+        field(w, "build", m.build);
+        field(w, "step", std::int64_t{m.step});
+        field(w, "result", to_string(m.result));
         field(w, "description", m.description);
     }
     void operator()(const BuildFinished& m) const {
@@ -268,6 +295,43 @@ private:
     std::optional<std::string> problem_;
 };
 
+// The list of strings `object[key]` into `out`; false (and a problem for `r`, naming `what`)
+// when it is missing or not a list. Items that are not strings are problems too.
+bool read_strings(Reader& r,
+                  const rapidjson::Value& object,
+                  const char* key,
+                  std::string_view what,
+                  std::vector<std::string>& out) {
+    const auto list = object.FindMember(key);
+    if (list == object.MemberEnd() || !list->value.IsArray()) {
+        r.problem(fmt::format("{} is missing or not a list", what));
+        return false;
+    }
+    for (const auto& item : list->value.GetArray()) {
+        if (!item.IsString()) {
+            r.problem(fmt::format("{} holds something that is not a string", what));
+            continue;
+        }
+        out.emplace_back(item.GetString(), item.GetStringLength());
+    }
+    return true;
+}
+
+void read_trigger(Reader& r, const rapidjson::Value& value, config::Trigger& out) {
+    if (!value.IsObject()) {
+        r.problem("a step's \"trigger\" is not an object");
+        return;
+    }
+    if (!read_strings(r, value, "builders", "a trigger's \"builders\"", out.builders)) {
+        return;
+    }
+    Reader fields(value, "build");
+    out.wait = fields.boolean("wait", false);
+    if (const auto& problem = fields.first_problem()) {
+        r.problem(*problem);
+    }
+}
+
 build::BuildSpec read_spec(Reader& r) {
     build::BuildSpec spec;
     spec.build_id = r.integer("build");
@@ -278,6 +342,7 @@ build::BuildSpec read_spec(Reader& r) {
     spec.is_tag = r.boolean("is_tag", false);
     spec.revision = r.text("revision", false);
     spec.merge_target = r.optional_text("merge_target");
+    spec.target_revision = r.optional_text("target_revision");
     spec.timeout = std::chrono::seconds(r.integer("timeout", false, 3600));
     spec.properties = r.map(r.object(), "properties");
     const auto steps = r.object().FindMember("steps");
@@ -293,17 +358,8 @@ build::BuildSpec read_spec(Reader& r) {
         Reader s(item, "build");
         build::StepSpec step;
         step.name = s.text("name");
-        const auto command = item.FindMember("command");
-        if (command == item.MemberEnd() || !command->value.IsArray()) {
-            r.problem("a step's \"command\" is missing or not a list");
+        if (!read_strings(r, item, "command", "a step's \"command\"", step.command)) {
             continue;
-        }
-        for (const auto& arg : command->value.GetArray()) {
-            if (!arg.IsString()) {
-                r.problem("a step's command has an argument that is not a string");
-                continue;
-            }
-            step.command.emplace_back(arg.GetString(), arg.GetStringLength());
         }
         step.env = s.map(item, "env");
         step.workdir = s.text("workdir", false);
@@ -312,6 +368,9 @@ build::BuildSpec read_spec(Reader& r) {
         }
         step.grace = std::chrono::seconds(s.integer("grace", false, 10));
         step.halt_on_failure = s.boolean("halt_on_failure", true);
+        if (const auto trigger = item.FindMember("trigger"); trigger != item.MemberEnd()) {
+            read_trigger(s, trigger->value, step.trigger.emplace());
+        }
         if (const auto& problem = s.first_problem()) {
             r.problem(*problem);
         }
@@ -387,6 +446,15 @@ Result<Message> read_step_finished(Reader& r) {
     return r.done(std::move(m));
 }
 
+Result<Message> read_triggered(Reader& r) {
+    Triggered m;
+    m.build = r.integer("build");
+    m.step = r.small("step");
+    m.result = r.result("result");
+    m.description = r.text("description", false);
+    return r.done(std::move(m));
+}
+
 Result<Message> read_build_finished(Reader& r) {
     BuildFinished m;
     m.build = r.integer("build");
@@ -410,6 +478,11 @@ constexpr auto readers = std::to_array<std::pair<std::string_view, MessageReader
     {"log", read_log},
     {"step_finished", read_step_finished},
     {"build_finished", read_build_finished},
+    {"trigger",
+     [](Reader& r) {
+         return r.done(Trigger{r.integer("build"), r.small("step")});
+     }},
+    {"triggered", read_triggered},
 });
 } // namespace
 

@@ -120,7 +120,7 @@ void force(Services& s,
     forced.builders = {builder};
     forced.repository = found->second.repository;
     forced.branch = branch->value_or("");
-    if (forced.branch.empty()) {
+    if (forced.branch.empty() && !forced.repository.empty()) { // none: no repository
         forced.branch = s.config.repositories.at(forced.repository).default_branch;
     }
     forced.revision = revision->value_or("");

@@ -108,6 +108,17 @@ CREATE TABLE reports (
     state TEXT NOT NULL, queued_ms INTEGER NOT NULL, done_ms INTEGER);
 CREATE INDEX reports_by_state ON reports (reporter, state, id);
 )sql",
+    // 6 -> 7: requests of trigger steps: the merge their triggering build tested (pinned) and
+    // the step that asked for them, once per (request, step, builder) whatever retries ask.
+    R"sql(
+ALTER TABLE build_requests ADD COLUMN pinned_target TEXT;
+ALTER TABLE build_requests ADD COLUMN pinned_target_revision TEXT;
+ALTER TABLE build_requests ADD COLUMN triggered_by_request INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE build_requests ADD COLUMN triggered_by_step INTEGER NOT NULL DEFAULT 0;
+CREATE UNIQUE INDEX build_requests_by_trigger
+    ON build_requests (triggered_by_request, triggered_by_step, builder)
+    WHERE triggered_by_request != 0;
+)sql",
 };
 
 // The columns read_build() reads, in its order.
@@ -118,7 +129,8 @@ constexpr const char* build_columns =
 // The columns read_request() reads, in its order.
 constexpr const char* request_columns =
     "id, scheduler, builder, repository, branch, revision, change_ids, reason, properties, "
-    "collapsible, state, submitted_ms, claimed_by, collapsed_into";
+    "collapsible, state, submitted_ms, claimed_by, collapsed_into, pinned_target, "
+    "pinned_target_revision, triggered_by_request, triggered_by_step";
 
 std::int64_t to_ms(WallTime time) {
     return std::chrono::duration_cast<std::chrono::milliseconds>(time.time_since_epoch()).count();
@@ -658,6 +670,76 @@ public:
                         fmt::format("{}: build request {} is not claimed", path_, request));
         }
         return {};
+    }
+
+    Result<Triggered> trigger(std::int64_t request,
+                              int step,
+                              const std::vector<sched::RequestBuild>& requests,
+                              WallTime now,
+                              const RequestReports& reports = {}) override {
+        const std::lock_guard lock(mutex_);
+        // One write transaction: the check and the insert cannot be split by another writer.
+        if (auto status = execute("BEGIN IMMEDIATE", "queue triggered build requests"); !status) {
+            return fail(status.error());
+        }
+        auto triggered = trigger_locked(request, step, requests, now, reports);
+        if (!triggered) {
+            (void)execute("ROLLBACK", "roll back");
+            return triggered;
+        }
+        if (auto status = execute("COMMIT", "queue triggered build requests"); !status) {
+            (void)execute("ROLLBACK", "roll back");
+            return fail(status.error());
+        }
+        return triggered;
+    }
+
+    Result<Triggered> trigger_locked(std::int64_t request,
+                                     int step,
+                                     const std::vector<sched::RequestBuild>& requests,
+                                     WallTime now,
+                                     const RequestReports& reports) {
+        Triggered out;
+        auto existing = rows<std::int64_t>(
+            "SELECT id FROM build_requests WHERE triggered_by_request = ?1 AND "
+            "triggered_by_step = ?2 ORDER BY id",
+            [&](Statement& s) { s.bind(1, request).bind(2, std::int64_t{step}); },
+            [](const Statement& row) { return row.integer(0); },
+            fmt::format("read the requests of step {} of request {}", step, request));
+        if (!existing) {
+            return fail(existing.error());
+        }
+        if (!existing->empty()) {
+            out.request_ids = std::move(*existing);
+            return out;
+        }
+        Statement insert(*statements_, insert_request);
+        if (insert.prepared() != SQLITE_OK) {
+            return error("prepare a write");
+        }
+        for (auto build : requests) {
+            build.triggered_by_request = request;
+            build.triggered_by_step = step;
+            bind_request(insert, build, now);
+            const int code = insert.step();
+            insert.reset();
+            if (code != SQLITE_DONE) {
+                return error(fmt::format(
+                    "queue a build of {} for step {} of request {}", build.builder, step, request));
+            }
+            out.request_ids.push_back(sqlite3_last_insert_rowid(db_));
+            if (reports) {
+                if (auto status = insert_reports(
+                        reports(BuildRequest{
+                            out.request_ids.back(), build, RequestState::Pending, now, {}, {}}),
+                        nullptr);
+                    !status) {
+                    return fail(status.error());
+                }
+            }
+        }
+        out.created = true;
+        return out;
     }
 
     Result<bool> cancel(std::int64_t request,
@@ -1383,7 +1465,40 @@ private:
         if (!row.is_null(13)) {
             out.collapsed_into = row.integer(13);
         }
+        if (!row.is_null(14)) {
+            out.request.pinned_merge = sched::PinnedMerge{row.text(14), row.text(15)};
+        }
+        out.request.triggered_by_request = row.integer(16);
+        out.request.triggered_by_step = static_cast<int>(row.integer(17));
         return out;
+    }
+
+    // The statement that queues one request (bind it with bind_request).
+    static constexpr const char* insert_request =
+        "INSERT INTO build_requests (scheduler, builder, repository, branch, revision, "
+        "change_ids, reason, properties, collapsible, state, submitted_ms, pinned_target, "
+        "pinned_target_revision, triggered_by_request, triggered_by_step) VALUES (?1, ?2, ?3, "
+        "?4, ?5, ?6, ?7, ?8, ?9, 'pending', ?10, ?11, ?12, ?13, ?14)";
+
+    static void bind_request(Statement& statement, const sched::RequestBuild& build, WallTime now) {
+        statement.bind(1, build.scheduler)
+            .bind(2, build.builder)
+            .bind(3, build.repository)
+            .bind(4, build.branch)
+            .bind(5, build.revision)
+            .bind(6, join_ids(build.change_ids))
+            .bind(7, build.reason)
+            .bind(8, to_json(build.properties))
+            .bind(9, build.collapsible ? 1 : 0)
+            .bind(10, to_ms(now))
+            .bind(13, build.triggered_by_request)
+            .bind(14, std::int64_t{build.triggered_by_step});
+        if (build.pinned_merge) {
+            statement.bind(11, build.pinned_merge->target)
+                .bind(12, build.pinned_merge->target_revision);
+        } else {
+            statement.bind_null(11).bind_null(12);
+        }
     }
 
     Status write_batches(const std::vector<Batch>& batches,
@@ -1402,11 +1517,7 @@ private:
                              "AND branch = ?3");
         Statement save_periodic(*statements_, "INSERT OR REPLACE INTO periodic VALUES (?1, ?2)");
         Statement delivery(*statements_, "INSERT INTO webhook_deliveries VALUES (?2, ?1)");
-        Statement request(*statements_,
-                          "INSERT INTO build_requests (scheduler, builder, repository, "
-                          "branch, revision, change_ids, reason, properties, collapsible, "
-                          "state, submitted_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, "
-                          "'pending', ?10)");
+        Statement request(*statements_, insert_request);
         for (const auto* statement :
              {&change, &save_wait, &clear_wait, &save_periodic, &request, &delivery}) {
             if (statement->prepared() != SQLITE_OK) {
@@ -1469,16 +1580,7 @@ private:
                     save_periodic.bind(1, periodic->scheduler).bind(2, to_ms(periodic->next_run));
                     status = run(save_periodic, "save a periodic schedule");
                 } else if (const auto* build = std::get_if<sched::RequestBuild>(&action)) {
-                    request.bind(1, build->scheduler)
-                        .bind(2, build->builder)
-                        .bind(3, build->repository)
-                        .bind(4, build->branch)
-                        .bind(5, build->revision)
-                        .bind(6, join_ids(build->change_ids))
-                        .bind(7, build->reason)
-                        .bind(8, to_json(build->properties))
-                        .bind(9, build->collapsible ? 1 : 0)
-                        .bind(10, to_ms(now));
+                    bind_request(request, *build, now);
                     status = run(request, "queue a build request");
                     written.request_ids.push_back(sqlite3_last_insert_rowid(db_));
                     if (status && reports) {

@@ -421,7 +421,8 @@ TEST_CASE("runner: step_specs copies a builder's steps") {
                                           .workdir = "build",
                                           .timeout = 30s,
                                           .grace = 5s,
-                                          .halt_on_failure = false});
+                                          .halt_on_failure = false,
+                                          .trigger = std::nullopt});
 }
 
 TEST_CASE("runner: helpers: header line, names, workdirs") {
@@ -583,5 +584,79 @@ TEST_CASE("runner: a step does not run when the work directory no longer holds t
         CHECK(outcome.message.find("no longer holds this build's checkout of " +
                                    outcome.checkout.revision) != std::string::npos);
         CHECK_FALSE(std::filesystem::exists(f.work() / "never-ran"));
+    }
+}
+
+TEST_CASE("runner: a builder without a repository runs in its emptied work directory") {
+    ci::test::TempDir dir{"libci-runner-norepo"};
+    ci::build::BuildSpec spec;
+    spec.build_id = 7;
+    spec.builder = "cleanup";
+    spec.steps = {shell_step("list",
+                             "echo \"found:[$(ls -A)] repo=[$CI_REPOSITORY] rev=[$CI_REVISION]\"; "
+                             "echo left > leftover; mkdir -p sub; touch sub/file")};
+    ci::build::RunnerOptions options;
+    options.work_root = dir / "work";
+    options.cache_dir = dir / "cache";
+    const auto work = ci::build::WorkSlots::directory(options.work_root, spec.builder, 0);
+    // What an earlier build left, including a symbolic link out of the directory: the link
+    // goes, what it points to stays.
+    std::filesystem::create_directories(work / "old");
+    ci::test::write_file(dir / "outside", "keep me");
+    std::filesystem::create_symlink(dir / "outside", work / "link");
+    for (int run = 0; run < 2; ++run) {
+        CAPTURE(run);
+        Recorder recorder;
+        const auto outcome = ci::build::run_build(spec, options, recorder.observer(), {});
+        CHECK(outcome.result == ci::BuildResult::Success);
+        REQUIRE(recorder.started.size() == 2);
+        CHECK(recorder.started[0] == std::pair<int, std::string>{0, "workdir"});
+        CHECK(recorder.checkouts.empty()); // nothing checked out
+        CHECK(recorder.outcome(0).result == ci::BuildResult::Success);
+        // The step saw an empty directory.
+        CHECK(recorder.logs[1].find("\nfound:[] repo=[] rev=[]\n") != std::string::npos);
+        CHECK(std::filesystem::exists(work / "leftover"));
+    }
+    CHECK(ci::test::read_file(dir / "outside") == "keep me");
+    CHECK_FALSE(std::filesystem::exists(work / "link"));
+}
+
+TEST_CASE("runner: a trigger step asks the observer and takes its answer") {
+    Fixture f;
+    auto trigger = ci::build::StepSpec{};
+    trigger.name = "acceptance";
+    trigger.trigger = ci::config::Trigger{{"acceptance"}, true};
+    f.spec.steps = {trigger, shell_step("after", "touch after")};
+    std::vector<int> asked;
+    auto observer = f.recorder.observer();
+    SUBCASE("a success goes on") {
+        observer.trigger = [&](int step, const ci::build::StepSpec& spec, auto, auto) {
+            asked.push_back(step);
+            CHECK(spec.trigger->builders == std::vector<std::string>{"acceptance"});
+            return ci::build::StepOutcome{ci::BuildResult::Success, std::nullopt, "requested"};
+        };
+        const auto outcome = ci::build::run_build(f.spec, f.options, observer, {});
+        CHECK(outcome.result == ci::BuildResult::Success);
+        CHECK(asked == std::vector<int>{1});
+        CHECK(f.recorder.logs[1].find("$ trigger acceptance (waiting)\n") != std::string::npos);
+        CHECK(f.recorder.logs[1].find("-- success: requested") != std::string::npos);
+        CHECK(std::filesystem::exists(f.work() / "after"));
+    }
+    SUBCASE("the worst result of the triggered builds halts the build") {
+        observer.trigger = [&](int step, const ci::build::StepSpec&, auto, auto) {
+            asked.push_back(step);
+            return ci::build::StepOutcome{
+                ci::BuildResult::Failure, std::nullopt, "acceptance: failure (request 3)"};
+        };
+        const auto outcome = ci::build::run_build(f.spec, f.options, observer, {});
+        CHECK(outcome.result == ci::BuildResult::Failure);
+        CHECK(outcome.message == "step 'acceptance': acceptance: failure (request 3)");
+        CHECK(f.recorder.finished_steps() == std::vector<int>{0, 1});
+        CHECK_FALSE(std::filesystem::exists(f.work() / "after"));
+    }
+    SUBCASE("no one to ask: an exception") {
+        const auto outcome = ci::build::run_build(f.spec, f.options, f.recorder.observer(), {});
+        CHECK(outcome.result == ci::BuildResult::Exception);
+        CHECK(f.recorder.outcome(1).result == ci::BuildResult::Exception);
     }
 }

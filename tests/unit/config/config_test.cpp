@@ -436,7 +436,7 @@ builders:
       - {name: a, run: []}
       - {run: x, workdir: /abs}
 )");
-        CHECK(has_error(errors, "builders.b.repository", "missing required key"));
+        CHECK_FALSE(has_error(errors, "builders.b.repository", "")); // absent: no repository
         CHECK(has_error(errors, "builders.b.workers", "at least one worker class"));
         CHECK(has_error(errors, "builders.b.steps[0].workdir", "inside the checkout"));
         CHECK(has_error(errors, "builders.b.steps[1].run", "needs a command"));
@@ -480,7 +480,8 @@ TEST_CASE("config: schedulers") {
                          "  t: {type: nightly, builders: [app-tests]}\n");
         CHECK(has_error(errors, "schedulers.s.max_wait", "at least tree_stable_timer (60s)"));
         CHECK(has_error(errors, "schedulers.s.branches[0]", "invalid regular expression"));
-        CHECK(has_error(errors, "schedulers.t.type", "expected branch, force or periodic"));
+        CHECK(has_error(
+            errors, "schedulers.t.type", "expected branch, force, periodic or triggerable"));
     }
 }
 
@@ -717,4 +718,154 @@ TEST_CASE("config: every secret is listed for redaction") {
                          "exampleSecretKeyexampleSecretKeyexample0",
                          "ghp_exampletokenexampletokenexample0000",
                      });
+}
+
+TEST_CASE("config: release tags follow the old deployment's rule") {
+    // flocker_bb/steps.py (MergeForward._RELEASE_TAG_RE) and its VersionTests in
+    // ClusterHQ/build.clusterhq.com, plus the forms the rule names.
+    for (const char* release : {"1.2.3",
+                                "1.2.3.dev1",
+                                "1.2.3dev1",
+                                "1.2.3pre1",
+                                "1.2.3rc1",
+                                "1.2.3+doc1",
+                                "1.2.3.post1",
+                                "0.3.2",
+                                "0.3.2dev1",
+                                "0.3.2.dev1",
+                                "0.3.2pre1",
+                                "0.3.2rc1",
+                                "0.3.2.post11",
+                                "10.200.3000rc42"}) {
+        CAPTURE(release);
+        CHECK(ci::config::is_release_tag(release));
+    }
+    for (const char* other : {"1.2",
+                              "v1.2.3",
+                              "1.2.3.4",
+                              "0.3.2+1.gf661a6a",
+                              "0.3.2dev1+1.gf661a6a",
+                              "0.3.2pre1+1.gf661a6a",
+                              "0.3.2.post1+1.gf661a6a",
+                              "1.2.3.pre1",
+                              "1.2.3.rc1",
+                              "1.2.3post1",
+                              "1.2.3doc1",
+                              "1.2.3rc",
+                              "1.2.3\n",
+                              " 1.2.3",
+                              "",
+                              "release/1.2.3"}) {
+        CAPTURE(other);
+        CHECK_FALSE(ci::config::is_release_tag(other));
+    }
+    // The default tags pattern is the same rule, between slashes.
+    const ci::config::Scheduler scheduler;
+    CHECK(scheduler.tags ==
+          std::vector<std::string>{"/" + std::string(ci::config::release_tag_regex) + "/"});
+}
+
+TEST_CASE("config: trigger steps, triggerable schedulers, builders without a repository") {
+    const std::string base = R"(
+slaves:
+  local: {local: true}
+repositories:
+  app: {url: /srv/app.git}
+  other: {url: /srv/other.git}
+locks:
+  functional: {scope: worker}
+  cpu: {max_count: 2, scope: master}
+builders:
+  package:
+    repository: app
+    workers: [local]
+    steps:
+      - {name: build, run: make}
+      - {name: acceptance, trigger: {builders: [acceptance], wait: true}, timeout: 1h}
+  acceptance:
+    repository: app
+    workers: [local]
+    locks: [functional]
+    steps: [{name: test, run: make check}]
+  cleanup:
+    workers: [local]
+    steps: [{name: prune, run: "rm -rf old"}]
+)";
+    SUBCASE("a valid pipeline, and its JSON form") {
+        const auto config = parse_ok(base + R"(schedulers:
+  triggered: {type: triggerable, builders: [acceptance]}
+  nightly: {type: periodic, builders: [cleanup], interval: 1h}
+)");
+        const auto& steps = config.builders.at("package").steps;
+        REQUIRE(steps.size() == 2);
+        CHECK_FALSE(steps[0].trigger.has_value());
+        REQUIRE(steps[1].trigger.has_value());
+        CHECK(steps[1].trigger->builders == std::vector<std::string>{"acceptance"});
+        CHECK(steps[1].trigger->wait);
+        CHECK(steps[1].command.empty());
+        CHECK(steps[1].timeout == std::chrono::hours(1));
+        CHECK(config.builders.at("cleanup").repository.empty());
+        CHECK(config.schedulers.at("triggered").type == ci::config::Scheduler::Type::Triggerable);
+        CHECK(config.schedulers.at("nightly").repository.empty());
+        CHECK(config.locks.at("functional").scope == ci::config::Lock::Scope::Worker);
+        CHECK(config.locks.at("cpu").scope == ci::config::Lock::Scope::Master);
+        const auto json = ci::config::to_json(config);
+        auto back = ci::config::parse_config_json(json, "master.json");
+        INFO(all_diagnostics(back));
+        REQUIRE(back.ok());
+        CHECK(*back.config == config);
+    }
+    SUBCASE("what check-config refuses, naming the key") {
+        const auto errors = parse_errors(base + R"(  wrong:
+    repository: other
+    workers: [local]
+    merge_target: none
+    steps:
+      - {name: a, trigger: {builders: [package, acceptanse, cleanup, wrong]}, run: x}
+      - {name: b, trigger: {builders: []}}
+      - {name: c, trigger: {builders: [acceptance], wait: maybe}, env: {A: b}}
+      - {name: d, trigger: [acceptance]}
+  bare:
+    workers: [local]
+    merge_target: master
+    steps: [{name: t, trigger: {builders: [acceptance]}}]
+  nulled:
+    repository:
+    workers: [local]
+    steps: [{name: t, run: x}]
+schedulers:
+  triggered: {type: triggerable, builders: [acceptance, cleanup], tags: [x]}
+  nightly: {type: periodic, builders: [cleanup, package], interval: 1h}
+  weird: {type: triggerabel, builders: [cleanup]}
+)");
+        CHECK(has_error(errors, "builders.wrong.steps[0].run", "not valid for a trigger step"));
+        CHECK(has_error(errors, "builders.wrong.steps[0].trigger.builders[0]", "not triggerable"));
+        CHECK(has_error(errors,
+                        "builders.wrong.steps[0].trigger.builders[1]",
+                        "no builder named \"acceptanse\" (did you mean \"acceptance\"?)"));
+        CHECK(has_error(errors,
+                        "builders.wrong.steps[0].trigger.builders[2]",
+                        "builder \"cleanup\" has no repository, not \"other\""));
+        CHECK(has_error(
+            errors, "builders.wrong.steps[0].trigger.builders[3]", "cannot trigger itself"));
+        CHECK(has_error(errors, "builders.wrong.steps[1].trigger.builders", "at least one"));
+        CHECK(has_error(errors, "builders.wrong.steps[2].trigger.wait", "expected true or false"));
+        CHECK(has_error(errors, "builders.wrong.steps[2].env", "not valid for a trigger step"));
+        CHECK(has_error(errors, "builders.wrong.steps[3].trigger", ""));
+        CHECK(has_error(errors, "builders.bare.merge_target", "without a repository"));
+        CHECK(has_error(errors,
+                        "builders.bare.steps[0].trigger.builders[0]",
+                        "a builder without a repository cannot trigger"));
+        CHECK(has_error(errors, "builders.nulled.repository", "leave the key out"));
+        CHECK(has_error(errors, "schedulers.triggered.tags", "not valid for a triggerable"));
+        CHECK(has_error(errors,
+                        "schedulers.nightly.builders[1]",
+                        "builder \"package\" checks out repository \"app\": this scheduler "
+                        "needs a repository"));
+        CHECK_FALSE(has_error(errors, "schedulers.nightly.builders[0]", ""));
+        CHECK(has_error(errors, "schedulers.weird.type", "(did you mean \"triggerable\"?)"));
+        const auto scope = parse_errors("locks:\n  bad: {scope: workers}\n");
+        CHECK(has_error(scope, "locks.bad.scope", "expected master or worker, got \"workers\""));
+        CHECK(has_error(scope, "locks.bad.scope", "(did you mean \"worker\"?)"));
+    }
 }

@@ -251,10 +251,11 @@ TEST_CASE("master: a running step's log is followed live, as text and as events"
     CHECK(m.get(fmt::format("/api/v1/builds/{}/steps/7/events", id)).status == 404);
 
     const auto metrics = m.get("/metrics").body;
-    CHECK(metrics.find("ci_builds_finished_total{builder=\"tests\",result=\"success\"} 1") !=
-          std::string::npos);
-    CHECK(metrics.find("ci_build_duration_seconds_count{builder=\"tests\"} 1") !=
-          std::string::npos);
+    // Forced without a branch: the repository's default branch, on a local worker.
+    CHECK(metrics.find("ci_builds_finished_total{builder=\"tests\",worker_class=\"local\","
+                       "branch_type=\"master\",result=\"success\"} 1") != std::string::npos);
+    CHECK(metrics.find("ci_build_duration_seconds_count{builder=\"tests\",worker_class=\"local\","
+                       "branch_type=\"master\"} 1") != std::string::npos);
 }
 
 TEST_CASE("master: waits pending at a stop end at their deadline after the next start") {

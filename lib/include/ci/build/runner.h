@@ -51,6 +51,9 @@ struct StepSpec {
     std::optional<std::chrono::seconds> timeout; ///< nullopt: only the build's timeout applies
     std::chrono::seconds grace{10};              ///< between SIGTERM and SIGKILL
     bool halt_on_failure = true;                 ///< a failure (or exception) ends the build
+    /// A trigger step: no command; the build asks the master (BuildObserver::trigger) to
+    /// request builds of these builders and, with `wait`, waits for their result.
+    std::optional<config::Trigger> trigger;
     friend bool operator==(const StepSpec&, const StepSpec&) = default;
 };
 
@@ -59,13 +62,18 @@ struct BuildSpec {
     std::int64_t build_id = 0;
     std::string builder;    ///< the builder's name; also names its work directories
     std::string repository; ///< config name
-    std::string url;        ///< what `git clone` accepts (credentials come from RunnerOptions)
-    std::string branch;     ///< the branch (or tag, with is_tag) to build
+    /// What `git clone` accepts (credentials come from RunnerOptions); empty: a builder without
+    /// a repository: no checkout, the steps run in the work directory, emptied first.
+    std::string url;
+    std::string branch; ///< the branch (or tag, with is_tag) to build
     bool is_tag = false;
     std::string revision; ///< empty: the branch tip at checkout time
     /// The branch merged in; nullopt: none (the master resolved the builder's merge_target rule
     /// already, with git::merge_target_for).
     std::optional<std::string> merge_target;
+    /// The commit of merge_target to merge (a triggered build: the one its triggering build
+    /// merged); nullopt: the target's tip at checkout time.
+    std::optional<std::string> target_revision;
     std::chrono::seconds timeout{3600}; ///< the whole build, checkout included; zero: no limit
     std::map<std::string, std::string> properties; ///< given to steps as CI_PROP_<name>
     std::vector<StepSpec> steps;
@@ -123,6 +131,15 @@ struct BuildObserver {
     std::function<void(const CheckoutRecord&)> checked_out;
     /// A step ended; steps that were not run are never reported.
     std::function<void(int step, const StepOutcome&)> step_finished;
+    /// A trigger step (StepSpec::trigger) is reached: asks the master for its builds and
+    /// returns the step's outcome, blocking until the master answers, `stop` is requested (then
+    /// it returns Cancelled) or `deadline` passes (the step's or the build's timeout: then it
+    /// returns Failure). Empty: trigger steps end "exception" (there is no master to ask).
+    std::function<StepOutcome(int step,
+                              const StepSpec&,
+                              std::chrono::steady_clock::time_point deadline,
+                              std::stop_token stop)>
+        trigger;
 };
 
 /// How a build ended.
