@@ -24,6 +24,7 @@
 /// Pure: encode() and decode() do no I/O.
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -36,8 +37,9 @@
 namespace ci::master::protocol {
 
 /// The version both sides speak; a Hello of another version is refused. (2: log chunks' text
-/// after their line instead of in it.)
-inline constexpr int version = 2;
+/// after their line instead of in it. 3: step controls, set_property and test results: an
+/// older worker would run such steps without them.)
+inline constexpr int version = 3;
 /// The longest line either side accepts (a log chunk is far smaller).
 inline constexpr std::size_t max_line = std::size_t{4} * 1024 * 1024;
 
@@ -91,6 +93,8 @@ struct StepFinished {
     BuildResult result = BuildResult::Success; ///< "result" on the wire: to_string(result)
     std::optional<int> exit_code;
     std::string description;
+    std::optional<build::TestResults> tests;       ///< "tests": what its JUnit files held
+    std::map<std::string, std::string> properties; ///< "properties": what set_property set
 };
 struct BuildFinished {
     std::int64_t build = 0;
@@ -111,6 +115,10 @@ using Message = std::variant<Challenge,
                              LogChunk,
                              StepFinished,
                              BuildFinished>;
+
+/// The StepFinished that reports `outcome` of step `step` of build `build`.
+[[nodiscard]] StepFinished
+step_finished(std::int64_t build, int step, const build::StepOutcome& outcome);
 
 /// One line of JSON, ending in '\n'; for a LogChunk, followed by its text.
 [[nodiscard]] std::string encode(const Message& message);

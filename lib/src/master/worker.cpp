@@ -385,8 +385,7 @@ build::BuildOutcome run_reported_build(const build::BuildSpec& spec,
             protocol::CheckedOut{id, record.branch_tip, record.target_tip, record.merge_commit});
     };
     observer.step_finished = [&](int step, const build::StepOutcome& outcome) {
-        sender.send(protocol::StepFinished{
-            id, step, outcome.result, outcome.exit_code, outcome.description});
+        sender.send(protocol::step_finished(id, step, outcome));
     };
     auto outcome = build::run_build(spec, options, observer, std::move(stop));
     sender.send(protocol::BuildFinished{id, outcome.result, outcome.message});

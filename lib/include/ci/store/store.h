@@ -21,6 +21,7 @@
 #include <string_view>
 #include <vector>
 
+#include <ci/build/test_results.h>
 #include <ci/core/build_result.h>
 #include <ci/core/error.h>
 #include <ci/sched/scheduler.h>
@@ -30,7 +31,7 @@ namespace ci::store {
 using WallTime = std::chrono::system_clock::time_point;
 
 /// The schema version this libci writes.
-inline constexpr int schema_version = 6;
+inline constexpr int schema_version = 7;
 
 /// Where a build request is in its life.
 enum class RequestState {
@@ -76,6 +77,9 @@ struct Step {
     std::optional<WallTime> finished;
     std::optional<BuildResult> result; ///< nullopt while it runs
     std::optional<int> exit_code;
+    std::string description; ///< how it ended ("exited with status 1", "no output for 20m0s...")
+    std::optional<build::TestResults> tests;       ///< what its JUnit files held
+    std::map<std::string, std::string> properties; ///< what its set_property set
     friend bool operator==(const Step&, const Step&) = default;
 };
 
