@@ -116,6 +116,16 @@ void write_step(Writer& writer, const Step& step) {
         write_field(writer, "timeout", *step.timeout);
     }
     write_field(writer, "halt_on_failure", step.halt_on_failure);
+    write_field(writer, "always_run", step.always_run);
+    write_field(writer, "flunk_on_failure", step.flunk_on_failure);
+    write_field(writer, "warn_on_failure", step.warn_on_failure);
+    write_field(writer, "inactivity_timeout", step.inactivity_timeout);
+    if (!step.set_property.empty()) {
+        write_field(writer, "set_property", step.set_property);
+    }
+    if (!step.test_results.empty()) {
+        write_field(writer, "test_results", step.test_results);
+    }
     writer.EndObject();
 }
 

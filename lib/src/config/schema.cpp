@@ -9,6 +9,8 @@
 
 #include <fmt/format.h>
 
+#include <ci/config/placeholders.h>
+
 #include "config/reader.h"
 
 namespace ci::config::detail {
@@ -653,13 +655,31 @@ void Checker::check_builder(const std::string& name, const YAML::Node& node) {
     config_.builders.emplace(name, std::move(out));
 }
 
+// An absolute path, or one with a ".." component: it could leave the checkout.
+bool leaves_checkout(std::string_view path) {
+    return path.front() == '/' || path == ".." || path.starts_with("../") ||
+           path.find("/../") != std::string_view::npos || path.ends_with("/..");
+}
+
 std::optional<Step>
 Checker::check_step(const std::string& builder, const YAML::Node& node, const std::string& path) {
-    Fields fields(
-        reader_,
-        node,
-        path,
-        {"name", "run", "trigger", "env", "workdir", "timeout", "grace", "halt_on_failure"});
+    Fields fields(reader_,
+                  node,
+                  path,
+                  {"name",
+                   "run",
+                   "trigger",
+                   "env",
+                   "workdir",
+                   "timeout",
+                   "grace",
+                   "halt_on_failure",
+                   "always_run",
+                   "flunk_on_failure",
+                   "warn_on_failure",
+                   "inactivity_timeout",
+                   "set_property",
+                   "test_results"});
     if (!fields.valid()) {
         return std::nullopt;
     }
@@ -674,10 +694,28 @@ Checker::check_step(const std::string& builder, const YAML::Node& node, const st
         const Entry* run = fields.find("run");
         if (run->value.IsScalar()) {
             out.command = {"/bin/sh", "-c", run->value.Scalar()};
+            // A value pasted into shell text would be shell code: a forced property could run
+            // anything on the worker. So shell text is left to the shell (${HOME} is its own);
+            // the argv form keeps each value one argument.
+            if (mentions_placeholders(run->value.Scalar())) {
+                reader_.warning(run->value,
+                                fields.path("run"),
+                                "placeholders (${prop:NAME}, ${branch}, ...) are not filled in "
+                                "in a shell command: write run as a list (an argv), or use the "
+                                "environment (\"$CI_PROP_NAME\", \"$CI_BRANCH\", "
+                                "\"$CI_REVISION\", \"$CI_BUILD_ID\")");
+            }
         } else if (run->value.IsSequence()) {
             fields.read("run", out.command);
             if (out.command.empty()) {
                 reader_.error(run->value, fields.path("run"), "needs a command");
+            }
+            for (std::size_t i = 0; i < out.command.size() && !is_shell_command(out.command); ++i) {
+                if (auto valid = check_placeholders(out.command[i]); !valid) {
+                    reader_.error(run->value[i],
+                                  fmt::format("{}[{}]", fields.path("run"), i),
+                                  valid.error().message);
+                }
             }
         } else {
             reader_.error(run->value,
@@ -686,13 +724,18 @@ Checker::check_step(const std::string& builder, const YAML::Node& node, const st
         }
     }
     fields.read("env", out.env);
+    for (const auto& [name, value] : out.env) {
+        if (auto valid = check_placeholders(value); !valid) {
+            reader_.error(
+                fields.find("env")->value, fields.path("env") + "." + name, valid.error().message);
+        }
+    }
     fields.read("workdir", out.workdir);
+    if (auto valid = check_placeholders(out.workdir); !valid) {
+        reader_.error(fields.find("workdir")->value, fields.path("workdir"), valid.error().message);
+    }
     if (!out.workdir.empty()) {
-        const bool absolute = out.workdir.front() == '/';
-        const bool escapes = out.workdir == ".." || out.workdir.starts_with("../") ||
-                             out.workdir.find("/../") != std::string::npos ||
-                             out.workdir.ends_with("/..");
-        if (absolute || escapes) {
+        if (leaves_checkout(out.workdir)) {
             reader_.error(fields.find("workdir")->value,
                           fields.path("workdir"),
                           "must be a path inside the checkout (relative, without ..)");
@@ -701,6 +744,27 @@ Checker::check_step(const std::string& builder, const YAML::Node& node, const st
     fields.read("timeout", out.timeout);
     fields.read("grace", out.grace);
     fields.read("halt_on_failure", out.halt_on_failure);
+    fields.read("always_run", out.always_run);
+    fields.read("flunk_on_failure", out.flunk_on_failure);
+    // A failure that does not fail the build does not end it either, unless the file says so.
+    if (!out.flunk_on_failure && fields.find("halt_on_failure") == nullptr) {
+        out.halt_on_failure = false;
+    }
+    fields.read("warn_on_failure", out.warn_on_failure);
+    fields.read("inactivity_timeout", out.inactivity_timeout);
+    fields.read("set_property", out.set_property);
+    if (!out.set_property.empty() && !valid_property_name(out.set_property)) {
+        reader_.error(fields.find("set_property")->value,
+                      fields.path("set_property"),
+                      fmt::format("a property name is 1 to {} characters of [A-Za-z0-9_.-]",
+                                  max_property_name));
+    }
+    fields.read("test_results", out.test_results);
+    if (!out.test_results.empty() && leaves_checkout(out.test_results)) {
+        reader_.error(fields.find("test_results")->value,
+                      fields.path("test_results"),
+                      "must be a glob inside the checkout (relative, without ..)");
+    }
     return out;
 }
 

@@ -148,6 +148,9 @@ void Coordinator::step_finished(std::int64_t id, const protocol::StepFinished& f
     auto step = p_.running.step_finished(
         id, finished.step, finished.result, finished.exit_code, p_.clock.now());
     if (step) {
+        step->description = finished.description;
+        step->tests = finished.tests;
+        step->properties = finished.properties;
         p_.writes.post(
             fmt::format("the end of step {} of build {}", finished.step, id),
             [record = std::move(*step)](store::Store& store) { return store.save_step(record); });

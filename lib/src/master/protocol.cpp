@@ -89,6 +89,12 @@ void write_spec(Writer& w, const build::BuildSpec& spec) {
             field(w, "wait", step.trigger->wait);
             w.EndObject();
         }
+        field(w, "always_run", step.always_run);
+        field(w, "flunk_on_failure", step.flunk_on_failure);
+        field(w, "warn_on_failure", step.warn_on_failure);
+        field(w, "inactivity_timeout", static_cast<std::int64_t>(step.inactivity_timeout.count()));
+        field(w, "set_property", step.set_property);
+        field(w, "test_results", step.test_results);
         w.EndObject();
     }
     w.EndArray();
@@ -158,6 +164,24 @@ struct Encoder {
             field(w, "exit_code", std::int64_t{*m.exit_code});
         }
         field(w, "description", m.description);
+        if (m.tests) {
+            w.Key("tests");
+            w.StartObject();
+            field(w, "passed", std::int64_t{m.tests->passed});
+            field(w, "failed", std::int64_t{m.tests->failed});
+            field(w, "skipped", std::int64_t{m.tests->skipped});
+            field(w, "errors", std::int64_t{m.tests->errors});
+            w.Key("failed_tests");
+            w.StartArray();
+            for (const auto& name : m.tests->failed_tests) {
+                w.String(name.data(), static_cast<rapidjson::SizeType>(name.size()));
+            }
+            w.EndArray();
+            w.EndObject();
+        }
+        if (!m.properties.empty()) {
+            field(w, "properties", m.properties);
+        }
     }
     void operator()(const Trigger& m) const {
         field(w, "type", "trigger");
@@ -371,6 +395,12 @@ build::BuildSpec read_spec(Reader& r) {
         if (const auto trigger = item.FindMember("trigger"); trigger != item.MemberEnd()) {
             read_trigger(s, trigger->value, step.trigger.emplace());
         }
+        step.always_run = s.boolean("always_run", false);
+        step.flunk_on_failure = s.boolean("flunk_on_failure", true);
+        step.warn_on_failure = s.boolean("warn_on_failure", false);
+        step.inactivity_timeout = std::chrono::seconds(s.integer("inactivity_timeout", false, 0));
+        step.set_property = s.text("set_property", false);
+        step.test_results = s.text("test_results", false);
         if (const auto& problem = s.first_problem()) {
             r.problem(*problem);
         }
@@ -443,6 +473,35 @@ Result<Message> read_step_finished(Reader& r) {
         m.exit_code = r.small("exit_code");
     }
     m.description = r.text("description", false);
+    if (const auto tests = r.object().FindMember("tests"); tests != r.object().MemberEnd()) {
+        if (!tests->value.IsObject()) {
+            r.problem("\"tests\" is not an object");
+        } else {
+            Reader t(tests->value, "step_finished");
+            build::TestResults read;
+            read.passed = t.small("passed");
+            read.failed = t.small("failed");
+            read.skipped = t.small("skipped");
+            read.errors = t.small("errors");
+            const auto names = tests->value.FindMember("failed_tests");
+            if (names != tests->value.MemberEnd() && names->value.IsArray()) {
+                for (const auto& name : names->value.GetArray()) {
+                    if (!name.IsString() || read.failed_tests.size() >= build::max_failed_tests) {
+                        t.problem("\"tests.failed_tests\" holds a non-string or too many names");
+                        break;
+                    }
+                    read.failed_tests.emplace_back(name.GetString(), name.GetStringLength());
+                }
+            } else if (names != tests->value.MemberEnd()) {
+                t.problem("\"tests.failed_tests\" is not a list");
+            }
+            if (const auto& problem = t.first_problem()) {
+                r.problem("tests: " + *problem);
+            }
+            m.tests = std::move(read);
+        }
+    }
+    m.properties = r.map(r.object(), "properties");
     return r.done(std::move(m));
 }
 
@@ -485,6 +544,16 @@ constexpr auto readers = std::to_array<std::pair<std::string_view, MessageReader
     {"triggered", read_triggered},
 });
 } // namespace
+
+StepFinished step_finished(std::int64_t build, int step, const build::StepOutcome& outcome) {
+    return StepFinished{build,
+                        step,
+                        outcome.result,
+                        outcome.exit_code,
+                        outcome.description,
+                        outcome.tests,
+                        outcome.properties};
+}
 
 std::string encode(const Message& message) {
     rapidjson::StringBuffer buffer;

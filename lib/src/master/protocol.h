@@ -29,6 +29,7 @@
 /// Pure: encode() and decode() do no I/O.
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -42,8 +43,9 @@ namespace ci::master::protocol {
 
 /// The version both sides speak; a Hello of another version is refused. (2: log chunks' text
 /// after their line instead of in it; 3: TLS, and proofs bound to the TLS connection; 4: trigger
-/// steps, builds without a repository, pinned merge targets.)
-inline constexpr int version = 4;
+/// steps, builds without a repository, pinned merge targets; 5: step controls, set_property and
+/// test results: an older worker would run such steps without them.)
+inline constexpr int version = 5;
 /// The longest line either side accepts (a log chunk is far smaller).
 inline constexpr std::size_t max_line = std::size_t{4} * 1024 * 1024;
 
@@ -97,6 +99,8 @@ struct StepFinished {
     BuildResult result = BuildResult::Success; ///< "result" on the wire: to_string(result)
     std::optional<int> exit_code;
     std::string description;
+    std::optional<build::TestResults> tests;       ///< "tests": what its JUnit files held
+    std::map<std::string, std::string> properties; ///< "properties": what set_property set
 };
 /// Worker → master: build `build` reached trigger step `step`.
 struct Trigger {
@@ -131,6 +135,10 @@ using Message = std::variant<Challenge,
                              BuildFinished,
                              Trigger,
                              Triggered>;
+
+/// The StepFinished that reports `outcome` of step `step` of build `build`.
+[[nodiscard]] StepFinished
+step_finished(std::int64_t build, int step, const build::StepOutcome& outcome);
 
 /// One line of JSON, ending in '\n'; for a LogChunk, followed by its text.
 [[nodiscard]] std::string encode(const Message& message);

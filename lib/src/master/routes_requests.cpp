@@ -51,7 +51,8 @@ void write_request(Json& json, const store::BuildRequest& request) {
         .field("reason", request.request.reason)
         .field("state", state_text(request.state))
         .time("submitted", request.submitted)
-        .ids("changes", request.request.change_ids);
+        .ids("changes", request.request.change_ids)
+        .strings("properties", request.request.properties);
     if (request.collapsed_into) {
         json.field("collapsed_into", *request.collapsed_into);
     }

@@ -133,7 +133,11 @@ RunningBuilds::step_started(std::int64_t id, int step, std::string name, store::
         return std::nullopt;
     }
     auto& state = found->second.steps[step];
-    state.record = store::Step{id, step, std::move(name), now, std::nullopt, std::nullopt, {}};
+    state.record = store::Step{};
+    state.record.build_id = id;
+    state.record.number = step;
+    state.record.name = std::move(name);
+    state.record.started = now;
     return state.record;
 }
 

@@ -119,6 +119,13 @@ CREATE UNIQUE INDEX build_requests_by_trigger
     ON build_requests (triggered_by_request, triggered_by_step, builder)
     WHERE triggered_by_request != 0;
 )sql",
+    // 7 -> 8: how a step ended in words, its test results (JSON: counts and failed test names)
+    // and the properties it set (JSON object); NULL in steps stored before.
+    R"sql(
+ALTER TABLE steps ADD COLUMN description TEXT;
+ALTER TABLE steps ADD COLUMN tests TEXT;
+ALTER TABLE steps ADD COLUMN properties TEXT;
+)sql",
 };
 
 // The columns read_build() reads, in its order.
@@ -183,6 +190,55 @@ std::string to_json(const std::map<std::string, std::string>& values) {
     }
     writer.EndObject();
     return {buffer.GetString(), buffer.GetSize()};
+}
+
+std::string to_json(const build::TestResults& tests) {
+    rapidjson::StringBuffer buffer;
+    rapidjson::Writer<rapidjson::StringBuffer> writer(buffer);
+    writer.StartObject();
+    for (const auto& [key, value] : {std::pair{"passed", tests.passed},
+                                     std::pair{"failed", tests.failed},
+                                     std::pair{"skipped", tests.skipped},
+                                     std::pair{"errors", tests.errors}}) {
+        writer.Key(key);
+        writer.Int(value);
+    }
+    writer.Key("failed_tests");
+    writer.StartArray();
+    for (const auto& name : tests.failed_tests) {
+        writer.String(name.data(), static_cast<rapidjson::SizeType>(name.size()));
+    }
+    writer.EndArray();
+    writer.EndObject();
+    return {buffer.GetString(), buffer.GetSize()};
+}
+
+// What to_json(TestResults) wrote; nullopt for anything else.
+std::optional<build::TestResults> tests_from_json(const std::string& text) {
+    auto document = json::parse_object(text);
+    if (!document) {
+        return std::nullopt;
+    }
+    build::TestResults out;
+    for (auto [key, field] : {std::pair{"passed", &out.passed},
+                              std::pair{"failed", &out.failed},
+                              std::pair{"skipped", &out.skipped},
+                              std::pair{"errors", &out.errors}}) {
+        const auto member = document->FindMember(key);
+        if (member == document->MemberEnd() || !member->value.IsInt()) {
+            return std::nullopt;
+        }
+        *field = member->value.GetInt();
+    }
+    const auto names = document->FindMember("failed_tests");
+    if (names != document->MemberEnd() && names->value.IsArray()) {
+        for (const auto& name : names->value.GetArray()) {
+            if (name.IsString()) {
+                out.failed_tests.emplace_back(name.GetString(), name.GetStringLength());
+            }
+        }
+    }
+    return out;
 }
 
 std::vector<std::string> list_from_json(const std::string& text) {
@@ -902,15 +958,20 @@ public:
     Status save_step(const Step& step) override {
         const std::lock_guard lock(mutex_);
         Statement statement(*statements_,
-                            "INSERT OR REPLACE INTO steps VALUES (?1, ?2, ?3, ?4, ?5, ?6, "
-                            "?7)");
+                            "INSERT OR REPLACE INTO steps (build_id, number, name, started_ms, "
+                            "finished_ms, result, exit_code, description, tests, properties) "
+                            "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)");
         statement.bind(1, step.build_id)
             .bind(2, static_cast<std::int64_t>(step.number))
             .bind(3, step.name)
             .bind(4, step.started)
             .bind(5, step.finished)
             .bind(6, result_text(step.result))
-            .bind(7, step.exit_code);
+            .bind(7, step.exit_code)
+            .bind(8, step.description)
+            .bind(9, step.tests ? std::optional(to_json(*step.tests)) : std::nullopt)
+            .bind(10,
+                  step.properties.empty() ? std::nullopt : std::optional(to_json(step.properties)));
         if (statement.step() != SQLITE_DONE) {
             return fail(
                 error(fmt::format("save step {} of build {}", step.number, step.build_id)).error());
@@ -921,8 +982,8 @@ public:
     Result<std::vector<Step>> steps(std::int64_t build) override {
         const std::lock_guard lock(mutex_);
         return rows<Step>(
-            "SELECT number, name, started_ms, finished_ms, result, exit_code FROM steps WHERE "
-            "build_id = ?1 ORDER BY number",
+            "SELECT number, name, started_ms, finished_ms, result, exit_code, description, "
+            "tests, properties FROM steps WHERE build_id = ?1 ORDER BY number",
             [&](Statement& s) { s.bind(1, build); },
             [&](const Statement& row) -> Result<Step> {
                 auto result = read_result(row, 4);
@@ -937,7 +998,11 @@ public:
                             row.time(3),
                             *result,
                             row.is_null(5) ? std::nullopt
-                                           : std::optional<int>(static_cast<int>(row.integer(5)))};
+                                           : std::optional<int>(static_cast<int>(row.integer(5))),
+                            row.is_null(6) ? std::string() : row.text(6),
+                            row.is_null(7) ? std::nullopt : tests_from_json(row.text(7)),
+                            row.is_null(8) ? std::map<std::string, std::string>{}
+                                           : map_from_json(row.text(8))};
             },
             fmt::format("read steps of build {}", build));
     }

@@ -127,8 +127,7 @@ build::BuildOutcome run_reported_build(const build::BuildSpec& spec,
             protocol::CheckedOut{id, record.branch_tip, record.target_tip, record.merge_commit});
     };
     observer.step_finished = [&](int step, const build::StepOutcome& outcome) {
-        sender.send(protocol::StepFinished{
-            id, step, outcome.result, outcome.exit_code, outcome.description});
+        sender.send(protocol::step_finished(id, step, outcome));
     };
     if (answers != nullptr) {
         observer.trigger = [&](int step,
@@ -137,16 +136,19 @@ build::BuildOutcome run_reported_build(const build::BuildSpec& spec,
                                const std::stop_token& stopped) -> build::StepOutcome {
             sender.send(protocol::Trigger{id, step});
             auto answer = answers->wait(id, step, deadline, stopped);
+            build::StepOutcome outcome;
             if (answer) {
-                return {answer->result, std::nullopt, answer->description};
+                outcome.result = answer->result;
+                outcome.description = answer->description;
+            } else if (stopped.stop_requested()) {
+                outcome.result = BuildResult::Cancelled;
+                outcome.description = "stopped while waiting for the master";
+            } else {
+                outcome.result = BuildResult::Failure;
+                outcome.description =
+                    "timed out waiting for the master's answer (the triggered builds)";
             }
-            if (stopped.stop_requested()) {
-                return {
-                    BuildResult::Cancelled, std::nullopt, "stopped while waiting for the master"};
-            }
-            return {BuildResult::Failure,
-                    std::nullopt,
-                    "timed out waiting for the master's answer (the triggered builds)"};
+            return outcome;
         };
     }
     auto outcome = build::run_build(spec, options, observer, std::move(stop));

@@ -869,3 +869,86 @@ schedulers:
         CHECK(has_error(scope, "locks.bad.scope", "(did you mean \"worker\"?)"));
     }
 }
+
+TEST_CASE("config: step controls, properties and test results") {
+    SUBCASE("defaults") {
+        const auto step = parse_ok(minimal_pipeline).builders.at("app-tests").steps.at(0);
+        CHECK_FALSE(step.always_run);
+        CHECK(step.flunk_on_failure);
+        CHECK_FALSE(step.warn_on_failure);
+        CHECK(step.inactivity_timeout == std::chrono::minutes(20));
+        CHECK(step.set_property.empty());
+        CHECK(step.test_results.empty());
+    }
+    SUBCASE("every key read, placeholders in argv, env and workdir") {
+        const auto config = parse_ok(std::string(minimal_pipeline) + R"(
+      - name: version
+        run: ["python", "setup.py", "--version"]
+        set_property: version
+        always_run: true
+        flunk_on_failure: false
+        warn_on_failure: true
+        inactivity_timeout: 90s
+        test_results: "_trial_temp/*.xml"
+      - name: use
+        run: ["make", "V=${prop:version}", "$${literal}", "${branch}${revision}${build_id}"]
+        env: {V: "${prop:version}"}
+        workdir: "out/${prop:version}"
+      - {name: shell, run: "echo ${HOME}"}
+)");
+        const auto& steps = config.builders.at("app-tests").steps;
+        REQUIRE(steps.size() == 4);
+        CHECK(steps[1].set_property == "version");
+        // Not flunking, so not halting unless the file says so.
+        CHECK_FALSE(steps[1].halt_on_failure);
+        CHECK(steps[2].halt_on_failure);
+        CHECK(steps[1].always_run);
+        CHECK_FALSE(steps[1].flunk_on_failure);
+        CHECK(steps[1].warn_on_failure);
+        CHECK(steps[1].inactivity_timeout == std::chrono::seconds(90));
+        CHECK(steps[1].test_results == "_trial_temp/*.xml");
+        CHECK(steps[2].workdir == "out/${prop:version}");
+        // And through the JSON form unchanged.
+        auto back = ci::config::parse_config_json(ci::config::to_json(config), "j");
+        INFO(all_diagnostics(back));
+        REQUIRE(back.ok());
+        CHECK(*back.config == config);
+    }
+    SUBCASE("wrong values are errors naming the key") {
+        const auto errors = parse_errors(std::string(minimal_pipeline) + R"(
+      - name: a
+        run: ["echo", "${prop:}", "${nope}", "${branch"]
+        env: {X: "${prop:a b}"}
+        workdir: "${revision"
+        set_property: "not a name"
+        always_run: maybe
+        inactivity_timeout: forever
+        test_results: "../outside/*.xml"
+      - {name: b, run: x, test_results: /abs/*.xml, warn_on_failure: 1}
+)");
+        CHECK(has_error(errors, "builders.app-tests.steps[1].run[1]", "property name"));
+        CHECK(has_error(errors, "builders.app-tests.steps[1].run[2]", "unknown placeholder"));
+        CHECK(has_error(errors, "builders.app-tests.steps[1].run[3]", "closing"));
+        CHECK(has_error(errors, "builders.app-tests.steps[1].env.X", "property name"));
+        CHECK(has_error(errors, "builders.app-tests.steps[1].workdir", "closing"));
+        CHECK(has_error(errors, "builders.app-tests.steps[1].set_property", "property name"));
+        CHECK(
+            has_error(errors, "builders.app-tests.steps[1].always_run", "expected true or false"));
+        CHECK(has_error(
+            errors, "builders.app-tests.steps[1].inactivity_timeout", "expected a duration"));
+        CHECK(has_error(errors, "builders.app-tests.steps[1].test_results", "inside the checkout"));
+        CHECK(has_error(errors, "builders.app-tests.steps[2].test_results", "inside the checkout"));
+        CHECK(has_error(
+            errors, "builders.app-tests.steps[2].warn_on_failure", "expected true or false"));
+    }
+    SUBCASE("placeholders in a shell command are a warning: the shell gets its text as is") {
+        auto checked = ci::config::parse_config(
+            std::string(minimal_pipeline) + "      - {name: s, run: \"make V=${prop:version}\"}\n",
+            "test.yml");
+        REQUIRE(checked.ok());
+        CHECK(all_diagnostics(checked).find("builders.app-tests.steps[1].run: placeholders") !=
+              std::string::npos);
+        CHECK(checked.config->builders.at("app-tests").steps[1].command.back() ==
+              "make V=${prop:version}");
+    }
+}

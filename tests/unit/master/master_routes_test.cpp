@@ -170,7 +170,7 @@ TEST_CASE("master: every POST route needs the config's auth; without auth the AP
         CHECK(status != 401);
         CHECK(status != 403);
     }
-    CHECK(posts == 4); // force, cancel, stop, tokens
+    CHECK(posts == 5); // force, force several, cancel, stop, tokens
 
     MasterFixture open(webhook_config("/srv/app.git", R"({name: t, run: "true"})", "remote"),
                        false);

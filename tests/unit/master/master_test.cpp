@@ -76,6 +76,12 @@ TEST_CASE("protocol: every message survives encode and decode") {
     step.timeout = std::chrono::seconds(30);
     step.grace = std::chrono::seconds(2);
     step.halt_on_failure = false;
+    step.always_run = true;
+    step.flunk_on_failure = false;
+    step.warn_on_failure = true;
+    step.inactivity_timeout = std::chrono::seconds(1200);
+    step.set_property = "version";
+    step.test_results = "reports/*.xml";
     spec.steps = {step};
     const auto build = round_trip(protocol::StartBuild{spec}).spec;
     CHECK(build.build_id == 42);
@@ -138,12 +144,28 @@ TEST_CASE("protocol: every message survives encode and decode") {
     CHECK(protocol::encode(protocol::Welcome{7, false}).find("rotate") == std::string::npos);
     CHECK(round_trip(protocol::Refused{"no"}).reason == "no");
     const auto finished = round_trip(
-        protocol::StepFinished{3, 1, ci::BuildResult::Failure, 2, "exited with status 2"});
+        protocol::StepFinished{3, 1, ci::BuildResult::Failure, 2, "exited with status 2", {}, {}});
     CHECK(finished.exit_code == std::optional<int>(2));
     CHECK(finished.description == "exited with status 2");
-    CHECK_FALSE(
-        round_trip(protocol::StepFinished{3, 1, ci::BuildResult::Exception, std::nullopt, ""})
-            .exit_code.has_value());
+    CHECK_FALSE(finished.tests.has_value());
+    CHECK(finished.properties.empty());
+    const ci::build::TestResults tests{3, 1, 2, 1, {"a.b", "caf\xc3\xa9"}};
+    const auto with_results = round_trip(protocol::StepFinished{
+        3, 1, ci::BuildResult::Failure, 1, "exited with status 1", tests, {{"version", "1.2"}}});
+    CHECK(with_results.tests == std::optional(tests));
+    CHECK(with_results.properties == std::map<std::string, std::string>{{"version", "1.2"}});
+    CHECK_FALSE(protocol::decode(R"({"type": "step_finished", "build": 1, "step": 1, )"
+                                 R"("result": "failure", "tests": {"passed": "x"}})")
+                    .has_value());
+    CHECK_FALSE(protocol::decode(R"({"type": "step_finished", "build": 1, "step": 1, )"
+                                 R"("result": "failure", "tests": {"passed": 1, "failed": 0, )"
+                                 R"("skipped": 0, "errors": 0, "failed_tests": [1]}})")
+                    .has_value());
+    CHECK(round_trip(protocol::BuildFinished{3, ci::BuildResult::Warnings, ""}).result ==
+          ci::BuildResult::Warnings);
+    CHECK_FALSE(round_trip(protocol::StepFinished{
+                               3, 1, ci::BuildResult::Exception, std::nullopt, "", {}, {}})
+                    .exit_code.has_value());
     const auto checked = round_trip(protocol::CheckedOut{3, "a", "b", "c"});
     CHECK((checked.branch_tip + checked.target_tip + checked.merge_commit) == "abc");
     CHECK(round_trip(protocol::BuildFinished{3, ci::BuildResult::Success, ""}).result ==

@@ -225,8 +225,26 @@ struct Step {
     std::map<std::string, std::string> env; ///< `env`: added to the worker's environment
     std::string workdir;             ///< `workdir`: relative to the checkout; empty means its root
     std::optional<Duration> timeout; ///< `timeout`: absent means the builder's timeout only
-    Duration grace{10};          ///< `grace`: between SIGTERM and SIGKILL when the step is stopped
-    bool halt_on_failure = true; ///< `halt_on_failure`: a failure ends the build
+    Duration grace{10}; ///< `grace`: between SIGTERM and SIGKILL when the step is stopped
+    /// `halt_on_failure`: a failure ends the build (default: true, false when
+    /// flunk_on_failure is false).
+    bool halt_on_failure = true;
+    /// `always_run`: the step runs even after an earlier step ended the build (a failure with
+    /// halt_on_failure, or the build's timeout): cleanup steps.
+    bool always_run = false;
+    /// `flunk_on_failure`: a failure of this step makes the build `failure`.
+    bool flunk_on_failure = true;
+    /// `warn_on_failure`: a failure of this step makes the build `warnings` (when
+    /// flunk_on_failure is false; with both false its failure does not change the result).
+    bool warn_on_failure = false;
+    /// `inactivity_timeout`: the step is stopped after this long without output; zero: never.
+    Duration inactivity_timeout{1200};
+    /// `set_property`: the build property set to the step's trimmed standard output; empty:
+    /// none.
+    std::string set_property;
+    /// `test_results`: a glob (relative to the step's workdir) of JUnit XML files read once
+    /// the step ends; empty: none.
+    std::string test_results;
     friend bool operator==(const Step&, const Step&) = default;
 };
 

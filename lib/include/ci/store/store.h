@@ -23,6 +23,7 @@
 #include <utility>
 #include <vector>
 
+#include <ci/build/test_results.h>
 #include <ci/core/build_result.h>
 #include <ci/core/error.h>
 #include <ci/sched/scheduler.h>
@@ -78,6 +79,9 @@ struct Step {
     std::optional<WallTime> finished;
     std::optional<BuildResult> result; ///< nullopt while it runs
     std::optional<int> exit_code;
+    std::string description; ///< how it ended ("exited with status 1", "no output for 20m0s...")
+    std::optional<build::TestResults> tests;       ///< what its JUnit files held
+    std::map<std::string, std::string> properties; ///< what its set_property set
     friend bool operator==(const Step&, const Step&) = default;
 };
 
