@@ -33,7 +33,7 @@ namespace ci::store {
 using WallTime = std::chrono::system_clock::time_point;
 
 /// The schema version this libci writes.
-inline constexpr int schema_version = 7;
+inline constexpr int schema_version = 8;
 
 /// Where a build request is in its life.
 enum class RequestState {
