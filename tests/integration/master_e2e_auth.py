@@ -36,9 +36,10 @@ def main(case):
                "e2e" in build["reason"],
                f"the forced request built feature/good: {build['result']} ({build['reason']})")
     metrics = master.get("/metrics").splitlines()
-    line = 'ci_builds_finished_total{builder="tests",result="success"} 1'
+    labels = 'builder="tests",worker_class="remote",branch_type="other"'
+    line = f'ci_builds_finished_total{{{labels},result="success"}} 1'
     case.check(line in metrics, f"/metrics: {line}")
-    case.check(any(m.startswith('ci_build_duration_seconds_count{builder="tests"} 1')
+    case.check(any(m.startswith(f'ci_build_duration_seconds_count{{{labels}}} 1')
                    for m in metrics), "/metrics: one build duration observed")
 
 

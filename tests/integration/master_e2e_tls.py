@@ -19,6 +19,7 @@ and peers written here with Python's ssl and pyOpenSSL (not libci's TLS code):
 - `buildmaster.tls: false` with --insecure works, with a warning on both sides.
 """
 
+import json
 import os
 import socket
 import ssl
@@ -248,8 +249,9 @@ def main(case):
         with harness.WorkerSocket(master.worker_port, pinned, timeout=30) as guesser:
             challenge = guesser.recv(4096)
             started = time.monotonic()
+            version = json.loads(challenge.split(b"\n")[0])["protocol"]
             guesser.sendall(b'{"type": "hello", "name": "remote/1", "proof": "' + b"0" * 64 +
-                            b'", "max_builds": 1, "protocol": 3}\n')
+                            b'", "max_builds": 1, "protocol": ' + str(version).encode() + b'}\n')
             answer = guesser.recv(4096)
             times.append(time.monotonic() - started)
             case.check(b"refused" in answer and b"challenge" in challenge,

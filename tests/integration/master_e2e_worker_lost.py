@@ -28,8 +28,9 @@ def main(case):
     case.check(done["result"] == "success" and done["id"] == second["id"],
                f"the retried build succeeded ({done['id']}: {done['result']})")
     metrics = master.get("/metrics").splitlines()
-    for line in ('ci_builds_finished_total{builder="tests",result="retry"} 1',
-                 'ci_builds_finished_total{builder="tests",result="success"} 1'):
+    labels = 'builder="tests",worker_class="remote",branch_type="other"'
+    for line in (f'ci_builds_finished_total{{{labels},result="retry"}} 1',
+                 f'ci_builds_finished_total{{{labels},result="success"}} 1'):
         case.check(line in metrics, f"/metrics: {line}")
 
 

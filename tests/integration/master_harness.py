@@ -429,17 +429,8 @@ class Case:
         a latent class, one local worker, a lock of 1, builder `tests` running
         TEST_SCRIPT on `workers` under `locks`, a branch scheduler for `feature/*` with
         `tree_stable_timer`, a force scheduler, and `extra_schedulers` (YAML lines)."""
-        return f"""
-buildmaster: {{web_port: 0, worker_port: 0, state: {self.tmp}/state.sqlite}}
-auth: {{user: {self.auth[0]}, password: "{self.auth[1]}"}}
-github: {{webhook_secret: "{self.webhook_secret}"}}
-slaves:
-  remote: {{passwords: ["{self.passwords[0]}", "{self.passwords[1]}"], max_builds: 2}}
-  latent: {{ami: ci-image, slaves: 2}}
-  local: {{local: true}}
-repositories:
-  demo: {{url: "{self.repo.origin}"}}
-locks:
+        return self.remote_config("  latent: {ami: ci-image, slaves: 2}\n"
+                                  "  local: {local: true}\n") + f"""locks:
   one: {{max_count: 1}}
 builders:
   tests:
@@ -455,6 +446,39 @@ schedulers:
              tree_stable_timer: {tree_stable_timer}}}
   force: {{type: force, builders: [tests]}}
 {extra_schedulers}"""
+
+    def remote_config(self, extra_slaves=""):
+        """The start of a config: the master on port 0 with the case's state file, auth and
+        webhook secret, static workers `remote/0` and `remote/1` (max_builds 2) and
+        `extra_slaves` (YAML lines), and repository `demo`; add `builders` and `schedulers`."""
+        return f"""
+buildmaster: {{web_port: 0, worker_port: 0, state: {self.tmp}/state.sqlite}}
+auth: {{user: {self.auth[0]}, password: "{self.auth[1]}"}}
+github: {{webhook_secret: "{self.webhook_secret}"}}
+slaves:
+  remote: {{passwords: ["{self.passwords[0]}", "{self.passwords[1]}"], max_builds: 2}}
+{extra_slaves}repositories:
+  demo: {{url: "{self.repo.origin}"}}
+"""
+
+    def serial_lock_builds(self, master, count=3):
+        """Pushes `count` branches at once, waits for their builds and checks that they all
+        succeeded and never ran at once (the marks TEST_SCRIPT writes); returns the builds."""
+        open(self.marks, "w").close()
+        tips = [self.repo.branch(f"feature/lock-{i}", [f"lock{i}.txt"]) for i in range(count)]
+        for i, tip in enumerate(tips):
+            master.push(f"feature/lock-{i}", ZERO, tip, "lock")
+        builds = [wait_for("the lock builds", lambda tip=tip: master.finished_build(tip))
+                  for tip in tips]
+        self.check(all(b["result"] == "success" for b in builds),
+                   f"the {count} builds succeeded ({[b['result'] for b in builds]})")
+        lines = open(self.marks).read().split()
+        events = lines[0::2]
+        overlapping = any(events[i] == "start" and events[i + 1] == "start"
+                          for i in range(len(events) - 1))
+        self.check(len(events) == 2 * count and not overlapping,
+                   f"the lock never let two builds run at once: {' '.join(lines)}")
+        return builds
 
     def start_fake_github(self):
         """A local GitHub commit-status API (tests/support/fake_github.py) for this case's

@@ -65,6 +65,7 @@ int run_step(const RunStepOptions& options) {
     case ProcessResult::Termination::Signaled:
         return 128 + result->signal;
     case ProcessResult::Termination::TimedOut:
+    case ProcessResult::Termination::Inactive:
         return 124; // as coreutils' timeout does
     case ProcessResult::Termination::Cancelled:
         break;

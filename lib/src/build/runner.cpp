@@ -1,5 +1,7 @@
 #include <algorithm>
+#include <cstddef>
 #include <fstream>
+#include <glob.h>
 #include <iterator>
 #include <memory>
 #include <optional>
@@ -10,6 +12,7 @@
 
 #include <ci/build/runner.h>
 #include <ci/build/work_slots.h>
+#include <ci/config/placeholders.h>
 #include <ci/core/log.h>
 #include <ci/core/process.h>
 #include <ci/git/checkout.h>
@@ -48,6 +51,82 @@ std::string scrub(std::string_view text, const std::string& token) {
     return out;
 }
 
+// What a step's test_results glob found.
+struct Matches {
+    std::vector<std::filesystem::path> paths; // sorted
+    std::vector<std::string> problems;        // one line each: what was left out and why
+};
+
+// At most this many files are read for one step's test_results.
+constexpr std::size_t max_test_files = 1000;
+
+// The regular files (not symlinks) `pattern` matches under `cwd` that are inside `root` once
+// every symlink on their way is resolved: a link in the checkout cannot show a file of the
+// worker's to the master.
+Matches glob_files(const std::filesystem::path& root,
+                   const std::filesystem::path& cwd,
+                   const std::string& pattern) {
+    Matches out;
+    glob_t found{};
+    const std::string full = (cwd / pattern).string();
+    const int status = ::glob(full.c_str(), GLOB_NOSORT, nullptr, &found);
+    std::vector<std::filesystem::path> candidates;
+    if (status == 0) {
+        for (std::size_t i = 0; i < found.gl_pathc; ++i) {
+            candidates.emplace_back(found.gl_pathv[i]);
+        }
+    }
+    ::globfree(&found);
+    std::ranges::sort(candidates);
+    std::error_code error;
+    const auto real_root = std::filesystem::canonical(root, error);
+    for (const auto& path : candidates) {
+        const auto shown = path.lexically_relative(root).string();
+        const auto status_of = std::filesystem::symlink_status(path, error);
+        if (error || !std::filesystem::is_regular_file(status_of)) {
+            out.problems.push_back(shown + ": not a regular file (symlinks are not followed)");
+            continue;
+        }
+        const auto real = std::filesystem::canonical(path, error);
+        const auto inside = real.lexically_relative(real_root);
+        if (error || inside.empty() || *inside.begin() == "..") {
+            out.problems.push_back(shown + ": outside the work directory");
+            continue;
+        }
+        if (out.paths.size() >= max_test_files) {
+            out.problems.push_back(
+                fmt::format("more than {} files match: the rest are not read", max_test_files));
+            break;
+        }
+        out.paths.push_back(path);
+    }
+    return out;
+}
+
+// The contents of `path`, refused when larger than `limit`.
+Result<std::string> read_file(const std::filesystem::path& path, std::size_t limit) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) {
+        return fail(ErrorCode::Io, "cannot be opened");
+    }
+    std::string text(limit + 1, '\0');
+    in.read(text.data(), static_cast<std::streamsize>(limit + 1));
+    text.resize(static_cast<std::size_t>(in.gcount()));
+    if (text.size() > limit) {
+        return fail(ErrorCode::InvalidArgument,
+                    fmt::format("larger than {} bytes: not read", limit));
+    }
+    return text;
+}
+
+// A step's outcome without an exit code, tests or properties.
+StepOutcome ended(BuildResult result, std::string description) {
+    StepOutcome out;
+    out.result = result;
+    out.description = std::move(description);
+    return out;
+}
+
 // One build in progress: the spec, the observer and what has happened so far.
 class Build {
 public:
@@ -60,16 +139,22 @@ public:
         if (spec.timeout.count() > 0) {
             deadline_ = Clock::now() + spec.timeout;
         }
+        properties_ = spec.properties;
     }
 
     BuildOutcome run() {
         if (checkout()) {
+            // Once a step (or the timeout) ends the build, only always_run steps still run, and
+            // none after a stop request: cancelling means now.
+            bool halted = false;
             for (std::size_t i = 0; i < spec_.steps.size(); ++i) {
-                if (!before_step(spec_.steps[i])) {
-                    break;
-                }
-                if (!step(static_cast<int>(i) + 1, spec_.steps[i])) {
-                    break;
+                const auto& next = spec_.steps[i];
+                const int number = static_cast<int>(i) + 1;
+                halted = halted || !before_step(next);
+                if (!halted) {
+                    halted = !step(number, next, false);
+                } else if (next.always_run && !stop_.stop_requested()) {
+                    (void)step(number, next, true);
                 }
             }
         }
@@ -111,8 +196,52 @@ private:
         }
     }
 
+    // Leases the build's work directory (step 0). Returns whether it has one.
+    bool lease_work_dir() {
+        auto lease = slots_->lease(spec_.builder);
+        if (!lease) {
+            return checkout_error(fmt::format(
+                "lease a work directory for builder {}: {}", spec_.builder, lease.error().message));
+        }
+        lease_ = std::move(*lease);
+        work_dir_ = lease_->directory();
+        properties_file_ = lease_->properties_file();
+        return true;
+    }
+
+    // Step 0 of a builder without a repository: a work directory, emptied. Returns whether the
+    // build goes on.
+    bool empty_work_dir() {
+        started(0, "workdir");
+        if (!lease_work_dir()) {
+            return false;
+        }
+        // Each build starts empty: what an earlier build left is not this build's input. Only
+        // the directory's entries go (symlinks themselves, never what they point to).
+        std::error_code error;
+        for (std::filesystem::directory_iterator entry(work_dir_, error), end;
+             !error && entry != end;
+             entry.increment(error)) {
+            std::filesystem::remove_all(entry->path(), error);
+            if (error) {
+                return checkout_error(
+                    fmt::format("empty {}: {}", entry->path().string(), error.message()));
+            }
+        }
+        if (error) {
+            return checkout_error(fmt::format("empty {}: {}", work_dir_.string(), error.message()));
+        }
+        output(0, fmt::format("no repository: the steps run in {}, emptied\n", work_dir_.string()));
+        finished(0, ended(success, "an empty work directory"));
+        outcome_.result = success;
+        return true;
+    }
+
     // Step 0. Returns whether the build goes on.
     bool checkout() {
+        if (spec_.url.empty()) {
+            return empty_work_dir();
+        }
         started(0, "checkout");
         std::string text =
             fmt::format("checking out {} {}", spec_.is_tag ? "tag" : "branch", spec_.branch);
@@ -122,6 +251,10 @@ private:
         text += fmt::format(" from {}", scrub(spec_.url, options_.git_token));
         if (spec_.merge_target) {
             text += fmt::format(", merging {} into it", *spec_.merge_target);
+            if (spec_.target_revision) {
+                text += fmt::format(" at {} (pinned by the build that triggered this one)",
+                                    *spec_.target_revision);
+            }
         }
         output(0, text + "\n");
 
@@ -134,19 +267,15 @@ private:
             options.revision = spec_.revision;
         }
         options.target = spec_.merge_target;
+        options.target_revision = spec_.target_revision;
         options.identity = options_.identity;
         options.token = options_.git_token;
         options.ssh_key = options_.ssh_key;
 
         // The slot is this build's until run_build returns: no other build checks out there.
-        auto lease = slots_->lease(spec_.builder);
-        if (!lease) {
-            return checkout_error(fmt::format(
-                "lease a work directory for builder {}: {}", spec_.builder, lease.error().message));
+        if (!lease_work_dir()) {
+            return false;
         }
-        lease_ = std::move(*lease);
-        work_dir_ = lease_->directory();
-        properties_file_ = lease_->properties_file();
         auto result = git::checkout(work_dir_, options);
         if (!result) {
             return checkout_error(result.error().to_string());
@@ -190,19 +319,17 @@ private:
                 paths += (paths.empty() ? "" : ", ") + path;
             }
             finished(0,
-                     {failure,
-                      std::nullopt,
-                      fmt::format("merge conflict in {} path{}",
-                                  merge.conflicts.size(),
-                                  merge.conflicts.size() == 1 ? "" : "s")});
+                     ended(failure,
+                           fmt::format("merge conflict in {} path{}",
+                                       merge.conflicts.size(),
+                                       merge.conflicts.size() == 1 ? "" : "s")));
             note(
                 failure,
                 fmt::format("merging {} into {} conflicts: {}", record.target, spec_.branch, paths),
                 true);
             return false;
         }
-        finished(0,
-                 {success, std::nullopt, fmt::format("checked out {}", short_id(record.revision))});
+        finished(0, ended(success, fmt::format("checked out {}", short_id(record.revision))));
         outcome_.result = success;
         return true;
     }
@@ -210,7 +337,7 @@ private:
     bool checkout_error(const std::string& message) {
         const std::string text = scrub(message, options_.git_token);
         output(0, "error: " + text + "\n");
-        finished(0, {exception, std::nullopt, text});
+        finished(0, ended(exception, text));
         note(exception, "checkout: " + text, true);
         return false;
     }
@@ -232,31 +359,86 @@ private:
         return true;
     }
 
-    // Runs step `number`. Returns whether the build goes on.
-    bool step(int number, const StepSpec& step) {
-        started(number, step.name);
-        output(number, detail::header_line(step.command, step.workdir, step.timeout));
-
-        const auto cannot_start = [&](const std::string& why) {
-            output(number, "error: " + why + "\n");
-            finished(number, {exception, std::nullopt, why});
-            note(exception,
-                 fmt::format("step '{}' could not start: {}", step.name, why),
+    // Runs trigger step `number`: the master requests the builds and answers. Returns whether
+    // the build goes on.
+    bool trigger_step(int number, const StepSpec& step) {
+        std::string names;
+        for (const auto& builder : step.trigger->builders) {
+            names += (names.empty() ? "" : ", ") + builder;
+        }
+        output(number,
+               fmt::format("$ trigger {}{}\n", names, step.trigger->wait ? " (waiting)" : ""));
+        StepOutcome outcome;
+        if (observer_.trigger) {
+            auto deadline = deadline_.value_or(Clock::time_point::max());
+            if (step.timeout) {
+                deadline = std::min(deadline, Clock::now() + *step.timeout);
+            }
+            outcome = observer_.trigger(number, step, deadline, stop_);
+        } else {
+            outcome = ended(exception, "no master to ask for triggered builds");
+        }
+        output(number, fmt::format("-- {}: {}\n", to_string(outcome.result), outcome.description));
+        finished(number, outcome);
+        if (outcome.result == cancelled) {
+            note(cancelled, fmt::format("cancelled during step '{}'", step.name), true);
+            return false;
+        }
+        if (outcome.result != success) {
+            note(outcome.result,
+                 fmt::format("step '{}': {}", step.name, outcome.description),
                  step.halt_on_failure);
             return !step.halt_on_failure;
+        }
+        return true;
+    }
+
+    // What a failure of `step` makes the build.
+    static BuildResult failure_effect(const StepSpec& step) {
+        if (step.flunk_on_failure) {
+            return failure;
+        }
+        return step.warn_on_failure ? BuildResult::Warnings : success;
+    }
+
+    // Runs step `number`; `after_halt`: an always_run step after the build ended, which the
+    // build's deadline does not stop. Returns whether the build goes on.
+    bool step(int number, const StepSpec& step, bool after_halt) {
+        started(number, step.name);
+        if (step.trigger) {
+            return trigger_step(number, step);
+        }
+        // An always_run step after the build ended does not take over the build's message.
+        const bool halts = step.halt_on_failure && !after_halt;
+
+        const auto cannot_start = [&](const std::string& why, BuildResult result = exception) {
+            output(number, "error: " + why + "\n");
+            finished(number, ended(result, why));
+            note(result == exception ? exception : failure_effect(step),
+                 fmt::format("step '{}' could not start: {}", step.name, why),
+                 halts);
+            return !step.halt_on_failure;
         };
+
+        auto filled = fill_in(step);
+        if (!filled) {
+            output(number, detail::header_line(step.command, step.workdir, step.timeout));
+            return cannot_start(filled.error().message, failure);
+        }
+        const StepSpec& run = *filled;
+        output(number, detail::header_line(run.command, run.workdir, run.timeout));
 
         // Whatever happened since the checkout, the step runs on this build's tree or not at
         // all: a build must never report on a tree it did not check out.
         if (auto held = holds_checkout(); !held) {
             const auto& why = held.error().message;
             output(number, "error: " + why + "\n");
-            finished(number, {exception, std::nullopt, why});
+            finished(number, ended(exception, why));
             note(exception, fmt::format("step '{}' did not start: {}", step.name, why), true);
             return false;
         }
 
-        auto cwd = detail::resolve_workdir(work_dir_, step.workdir);
+        auto cwd = detail::resolve_workdir(work_dir_, run.workdir);
         if (!cwd) {
             return cannot_start(cwd.error().message);
         }
@@ -273,18 +455,22 @@ private:
         }
 
         ProcessSpec process;
-        process.argv = step.command;
+        process.argv = run.command;
         process.cwd = cwd->string();
-        process.env = environment(step);
+        process.env = environment(run);
         process.unset_env = options_.unset_env;
-        process.merge_stderr = true;
+        // A property is standard output alone; without one, the log keeps both streams'
+        // order as the kernel gave it.
+        const bool capture = !step.set_property.empty();
+        process.merge_stderr = !capture;
         process.kill_grace = step.grace;
+        process.inactivity_timeout = step.inactivity_timeout;
         process.stop = stop_;
         bool build_deadline = false;
         if (step.timeout) {
             process.timeout = *step.timeout;
         }
-        if (deadline_) {
+        if (deadline_ && !after_halt) {
             // At least 1ms: zero would mean no limit at all.
             const auto left = std::max(
                 std::chrono::duration_cast<std::chrono::milliseconds>(*deadline_ - Clock::now()),
@@ -295,8 +481,13 @@ private:
             }
         }
         bool line_open = false;
-        process.on_output = [&](OutputStream, std::string_view chunk) {
+        std::string captured;
+        process.on_output = [&](OutputStream stream, std::string_view chunk) {
             line_open = !chunk.empty() ? chunk.back() != '\n' : line_open;
+            if (capture && stream == OutputStream::Stdout &&
+                captured.size() <= detail::max_property_value) {
+                captured.append(chunk.substr(0, detail::max_property_value + 1 - captured.size()));
+            }
             output(number, chunk);
         };
 
@@ -319,7 +510,25 @@ private:
         } else {
             outcome.result = failure;
         }
-        output(number, fmt::format("{}-- {}\n", line_open ? "\n" : "", outcome.description));
+        std::string after = line_open ? "\n" : "";
+        if (outcome.result == success && capture) {
+            auto value = detail::property_value(step.set_property, captured);
+            if (!value) {
+                outcome.result = failure;
+                outcome.description = value.error().message;
+                after += "error: " + value.error().message + "\n";
+            } else {
+                properties_[step.set_property] = *value;
+                outcome.properties[step.set_property] = std::move(*value);
+                after += fmt::format("set_property: {} = \"{}\"\n",
+                                     step.set_property,
+                                     detail::shown_value(properties_[step.set_property]));
+            }
+        }
+        if (!step.test_results.empty()) {
+            outcome.tests = read_test_results(*cwd, step.test_results, after);
+        }
+        output(number, fmt::format("{}-- {}\n", after, outcome.description));
         finished(number, outcome);
 
         if (outcome.result == cancelled) {
@@ -335,12 +544,83 @@ private:
             return false;
         }
         if (outcome.result == failure) {
-            note(failure,
+            note(failure_effect(step),
                  fmt::format("step '{}' failed: {}", step.name, outcome.description),
-                 step.halt_on_failure);
+                 halts);
             return !step.halt_on_failure;
         }
         return true;
+    }
+
+    // `step` with its placeholders filled in (argv, env values, workdir).
+    Result<StepSpec> fill_in(const StepSpec& step) const {
+        config::PlaceholderValues values;
+        values.branch = spec_.branch;
+        values.revision = outcome_.checkout.revision;
+        values.build_id = spec_.build_id;
+        values.properties = properties_;
+        StepSpec out = step;
+        // A shell command's text is left to the shell (config/placeholders.h).
+        const std::size_t first = config::is_shell_command(out.command) ? out.command.size() : 0;
+        for (std::size_t i = first; i < out.command.size(); ++i) {
+            auto filled = config::fill_placeholders(out.command[i], values);
+            if (!filled) {
+                return fail(filled.error().code, "run: " + filled.error().message);
+            }
+            out.command[i] = std::move(*filled);
+        }
+        for (auto& [name, value] : out.env) {
+            auto filled = config::fill_placeholders(value, values);
+            if (!filled) {
+                return fail(filled.error().code,
+                            fmt::format("env.{}: {}", name, filled.error().message));
+            }
+            value = std::move(*filled);
+        }
+        auto workdir = config::fill_placeholders(out.workdir, values);
+        if (!workdir) {
+            return fail(workdir.error().code, "workdir: " + workdir.error().message);
+        }
+        out.workdir = std::move(*workdir);
+        return out;
+    }
+
+    // Reads the JUnit files `pattern` matches under `cwd` (inside the work directory only),
+    // adding a line per problem and a summary to `log`. nullopt when no file was read.
+    std::optional<TestResults> read_test_results(const std::filesystem::path& cwd,
+                                                 const std::string& pattern,
+                                                 std::string& log) const {
+        auto files = glob_files(work_dir_, cwd, pattern);
+        for (const auto& problem : files.problems) {
+            log += "test_results: " + problem + "\n";
+        }
+        if (files.paths.empty()) {
+            log += fmt::format("test_results: no file matches {}\n", pattern);
+            return std::nullopt;
+        }
+        TestResults total;
+        int read = 0;
+        for (const auto& path : files.paths) {
+            auto text = read_file(path, max_junit_size);
+            auto parsed = text ? parse_junit(*text) : Result<TestResults>(fail(text.error()));
+            if (!parsed) {
+                log += fmt::format("test_results: {}: {}\n",
+                                   path.lexically_relative(work_dir_).string(),
+                                   parsed.error().message);
+                continue;
+            }
+            total.add(*parsed);
+            ++read;
+        }
+        if (read == 0) {
+            return std::nullopt;
+        }
+        log += fmt::format(
+            "test results ({} file{}): {}\n", read, read == 1 ? "" : "s", total.summary());
+        for (const auto& name : total.failed_tests) {
+            log += "  failed: " + name + "\n";
+        }
+        return total;
     }
 
     // Whether the work directory is still this build's lease and HEAD there is still the
@@ -351,6 +631,9 @@ private:
         }
         if (auto held = lease_->check(); !held) {
             return held;
+        }
+        if (spec_.url.empty()) {
+            return {}; // nothing checked out: the lease is all there is to hold
         }
         const auto& revision = outcome_.checkout.revision;
         auto head = git::head_commit(work_dir_);
@@ -389,7 +672,7 @@ private:
         env["CI_REVISION"] = checkout.revision;
         env["CI_WORKDIR"] = work_dir_.string();
         env["CI_PROPERTIES"] = properties_file_.string();
-        for (const auto& [name, value] : spec_.properties) {
+        for (const auto& [name, value] : properties_) {
             env[detail::property_variable(name)] = value;
         }
         return env;
@@ -437,6 +720,8 @@ private:
     std::filesystem::path properties_file_;
     std::optional<Clock::time_point> deadline_;
     std::map<std::string, std::string> carried_; // values from CI_PROPERTIES so far
+    // The build's properties: the spec's, and those set_property set so far over them.
+    std::map<std::string, std::string> properties_;
     BuildOutcome outcome_;
 };
 
@@ -454,6 +739,13 @@ std::vector<StepSpec> step_specs(const config::Builder& builder) {
             .timeout = step.timeout,
             .grace = step.grace,
             .halt_on_failure = step.halt_on_failure,
+            .trigger = step.trigger,
+            .always_run = step.always_run,
+            .flunk_on_failure = step.flunk_on_failure,
+            .warn_on_failure = step.warn_on_failure,
+            .inactivity_timeout = step.inactivity_timeout,
+            .set_property = step.set_property,
+            .test_results = step.test_results,
         });
     }
     return out;

@@ -5,6 +5,8 @@
 
 #include <fmt/format.h>
 
+#include "core/utf8.h"
+
 namespace ci::build::detail {
 
 namespace {
@@ -203,6 +205,39 @@ std::string directory_name(std::string_view builder) {
         out.insert(out.begin(), '_');
     }
     return out;
+}
+
+Result<std::string> property_value(std::string_view name, std::string_view captured) {
+    if (captured.size() > max_property_value) {
+        return fail(ErrorCode::InvalidArgument,
+                    fmt::format("set_property {}: the standard output is larger than {} KiB, "
+                                "the most a property holds",
+                                name,
+                                max_property_value / 1024));
+    }
+    constexpr std::string_view space = " \t\r\n\v\f";
+    const auto first = captured.find_first_not_of(space);
+    if (first == std::string_view::npos) {
+        return std::string();
+    }
+    const auto value = captured.substr(first, captured.find_last_not_of(space) - first + 1);
+    if (value.find('\0') != std::string_view::npos) {
+        return fail(ErrorCode::InvalidArgument,
+                    fmt::format("set_property {}: the standard output holds a NUL byte", name));
+    }
+    if (auto bad = first_invalid_utf8(value)) {
+        return fail(ErrorCode::InvalidArgument,
+                    fmt::format("set_property {}: the standard output is not valid UTF-8 (byte "
+                                "{})",
+                                name,
+                                *bad));
+    }
+    return std::string(value);
+}
+
+std::string shown_value(std::string_view value) {
+    const auto line = value.substr(0, std::min(value.find('\n'), std::size_t{200}));
+    return line.size() < value.size() ? std::string(line) + " ..." : std::string(line);
 }
 
 } // namespace ci::build::detail

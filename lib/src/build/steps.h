@@ -36,6 +36,17 @@ struct PropertyLines {
 // Parses `text` as KEY=VALUE lines. Empty lines are skipped; a final '\r' is dropped.
 [[nodiscard]] PropertyLines parse_properties(std::string_view text);
 
+// The largest value set_property takes (the step's standard output, before trimming).
+inline constexpr std::size_t max_property_value = std::size_t{64} * 1024;
+
+// A step's standard output `captured` as the value of property `name`: without leading and
+// trailing white space. Fails with InvalidArgument naming the property when it is larger than
+// max_property_value, holds a NUL byte (no argument can), or is not valid UTF-8.
+[[nodiscard]] Result<std::string> property_value(std::string_view name, std::string_view captured);
+
+// A property's value for a log line: its first line, at most 200 bytes, with " ..." when cut.
+[[nodiscard]] std::string shown_value(std::string_view value);
+
 // "30s", "5m", "1h30m", "1h", "0s".
 [[nodiscard]] std::string duration_text(std::chrono::seconds duration);
 

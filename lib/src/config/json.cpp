@@ -99,22 +99,57 @@ void write_worker_class(Writer& writer, const WorkerClass& worker_class) {
 void write_step(Writer& writer, const Step& step) {
     writer.StartObject();
     write_field(writer, "name", step.name);
-    write_field(writer, "run", step.command);
-    write_field(writer, "env", step.env);
-    write_field(writer, "workdir", step.workdir);
+    if (step.trigger) {
+        // A trigger step runs no command: run, env, workdir and grace would be refused.
+        write_key(writer, "trigger");
+        writer.StartObject();
+        write_field(writer, "builders", step.trigger->builders);
+        write_field(writer, "wait", step.trigger->wait);
+        writer.EndObject();
+    } else {
+        write_field(writer, "run", step.command);
+        write_field(writer, "env", step.env);
+        write_field(writer, "workdir", step.workdir);
+        write_field(writer, "grace", step.grace);
+    }
     if (step.timeout) {
         write_field(writer, "timeout", *step.timeout);
     }
-    write_field(writer, "grace", step.grace);
     write_field(writer, "halt_on_failure", step.halt_on_failure);
+    write_field(writer, "always_run", step.always_run);
+    write_field(writer, "flunk_on_failure", step.flunk_on_failure);
+    write_field(writer, "warn_on_failure", step.warn_on_failure);
+    write_field(writer, "inactivity_timeout", step.inactivity_timeout);
+    if (!step.set_property.empty()) {
+        write_field(writer, "set_property", step.set_property);
+    }
+    if (!step.test_results.empty()) {
+        write_field(writer, "test_results", step.test_results);
+    }
     writer.EndObject();
+}
+
+void write_steps(Writer& writer, const std::vector<Step>& steps) {
+    write_key(writer, "steps");
+    writer.StartArray();
+    for (const auto& step : steps) {
+        write_step(writer, step);
+    }
+    writer.EndArray();
 }
 
 void write_builder(Writer& writer, const Builder& builder) {
     writer.StartObject();
-    write_field(writer, "repository", builder.repository);
     write_field(writer, "workers", builder.workers);
     write_field(writer, "locks", builder.locks);
+    if (builder.repository.empty()) {
+        // No repository: no key (and no merge_target, which needs one).
+        write_field(writer, "timeout", builder.timeout);
+        write_steps(writer, builder.steps);
+        writer.EndObject();
+        return;
+    }
+    write_field(writer, "repository", builder.repository);
     switch (builder.merge_target.mode) {
     case MergeTarget::Mode::Auto:
         write_field(writer, "merge_target", std::string_view("auto"));
@@ -127,12 +162,7 @@ void write_builder(Writer& writer, const Builder& builder) {
         break;
     }
     write_field(writer, "timeout", builder.timeout);
-    write_key(writer, "steps");
-    writer.StartArray();
-    for (const auto& step : builder.steps) {
-        write_step(writer, step);
-    }
-    writer.EndArray();
+    write_steps(writer, builder.steps);
     writer.EndObject();
 }
 
@@ -150,6 +180,11 @@ void write_scheduler(Writer& writer, const Scheduler& scheduler) {
     case Scheduler::Type::Periodic:
         write_field(writer, "type", std::string_view("periodic"));
         break;
+    case Scheduler::Type::Triggerable:
+        write_field(writer, "type", std::string_view("triggerable"));
+        write_field(writer, "builders", scheduler.builders);
+        writer.EndObject();
+        return;
     }
     write_field(writer, "builders", scheduler.builders);
     write_field(writer, "collapse_requests", scheduler.collapse_requests);
@@ -325,6 +360,8 @@ std::string to_json(const Config& config) {
     write_section(writer, "locks", config.locks, [](Writer& w, const Lock& lock) {
         w.StartObject();
         write_field(w, "max_count", std::int64_t{lock.max_count});
+        write_field(
+            w, "scope", std::string_view(lock.scope == Lock::Scope::Worker ? "worker" : "master"));
         w.EndObject();
     });
     write_section(writer, "builders", config.builders, write_builder);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 #include <iterator>
+#include <regex>
 #include <utility>
 
 #include <fmt/format.h>
@@ -148,6 +149,11 @@ std::string_view without_user_info(std::string_view authority) {
 }
 
 } // namespace
+
+bool is_release_tag(std::string_view name) {
+    static const std::regex release(release_tag_regex.begin(), release_tag_regex.end());
+    return std::regex_match(name.begin(), name.end(), release);
+}
 
 bool is_github_repository_name(std::string_view text) {
     const auto slash = text.find('/');

@@ -453,7 +453,7 @@ void Fields::read(std::string_view key, std::map<std::string, std::string>& out)
     }
 }
 
-void Fields::forbid(std::initializer_list<std::string_view> keys, std::string_view why) {
+void Fields::forbid(std::span<const std::string_view> keys, std::string_view why) {
     for (const auto key : keys) {
         if (const Entry* entry = find(key)) {
             reader_.error(entry->key_node, path(key), fmt::format("not valid {}", why));

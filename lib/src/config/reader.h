@@ -8,6 +8,7 @@
 #include <initializer_list>
 #include <map>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -108,7 +109,10 @@ public:
     void read(std::string_view key, std::map<std::string, std::string>& out);
 
     /// Reports each present key of `keys` as not valid here, saying `why`.
-    void forbid(std::initializer_list<std::string_view> keys, std::string_view why);
+    void forbid(std::initializer_list<std::string_view> keys, std::string_view why) {
+        forbid(std::span(keys.begin(), keys.size()), why);
+    }
+    void forbid(std::span<const std::string_view> keys, std::string_view why);
 
 private:
     Reader& reader_;

@@ -1,11 +1,15 @@
 #include "config/schema.h"
 
 #include <algorithm>
+#include <array>
+#include <iterator>
 #include <regex>
 #include <set>
 #include <utility>
 
 #include <fmt/format.h>
+
+#include <ci/config/placeholders.h>
 
 #include "config/reader.h"
 
@@ -122,7 +126,13 @@ private:
     void check_locks(const YAML::Node& node);
     void check_builders(const YAML::Node& node);
     void check_builder(const std::string& name, const YAML::Node& node);
-    std::optional<Step> check_step(const YAML::Node& node, const std::string& path);
+    std::optional<Step>
+    check_step(const std::string& builder, const YAML::Node& node, const std::string& path);
+    void check_trigger(const std::string& builder,
+                       const Entry& entry,
+                       const std::string& path,
+                       Trigger& out);
+    void check_triggered();
     void check_schedulers(const YAML::Node& node);
     void check_scheduler(const std::string& name, const YAML::Node& node);
     void check_failing_builders(const Entry& entry);
@@ -145,6 +155,13 @@ private:
     std::set<std::string> repositories_;
     std::set<std::string> locks_;
     std::set<std::string> builders_;
+    // Builders that a triggerable scheduler names, and the trigger steps' references to
+    // builders (checked once every scheduler is known), with the triggering builder's name.
+    std::set<std::string> triggerable_;
+    std::vector<std::pair<std::string, Reference>> triggered_;
+    // Periodic schedulers without a repository, with their builder references: those builders
+    // must have none either (checked once every builder is known).
+    std::vector<Reference> repositoryless_builders_;
 };
 
 std::optional<Config> Checker::check(const YAML::Node& root) {
@@ -212,6 +229,7 @@ std::optional<Config> Checker::check(const YAML::Node& root) {
     if (const auto* node = section("schedulers")) {
         check_schedulers(*node);
     }
+    check_triggered();
     if (const Entry* entry = fields.find("failing_builders")) {
         check_failing_builders(*entry);
     }
@@ -554,9 +572,20 @@ void Checker::check_locks(const YAML::Node& node) {
     }
     for (const auto& entry : *entries) {
         locks_.insert(entry.key);
-        Fields fields(reader_, entry.value, join_path("locks", entry.key), {"max_count"});
+        Fields fields(reader_, entry.value, join_path("locks", entry.key), {"max_count", "scope"});
         Lock out;
         fields.read("max_count", out.max_count, 1, max_count);
+        std::string scope;
+        fields.read("scope", scope);
+        if (scope == "worker") {
+            out.scope = Lock::Scope::Worker;
+        } else if (!scope.empty() && scope != "master") {
+            std::string message = fmt::format("expected master or worker, got \"{}\"", scope);
+            if (auto suggestion = closest_match(scope, {"master", "worker"})) {
+                message += fmt::format(" (did you mean \"{}\"?)", *suggestion);
+            }
+            reader_.error(fields.find("scope")->value, fields.path("scope"), std::move(message));
+        }
         config_.locks.emplace(entry.key, out);
     }
 }
@@ -608,7 +637,6 @@ void Checker::check_builder(const std::string& name, const YAML::Node& node) {
         return;
     }
     Builder out;
-    fields.require("repository");
     fields.require("workers");
     fields.require("steps");
     fields.read("repository", out.repository);
@@ -627,6 +655,18 @@ void Checker::check_builder(const std::string& name, const YAML::Node& node) {
     const auto locks = read_references(reader_, fields, "locks");
     check_known(locks, locks_, "lock");
     out.locks = names_of(locks);
+    if (const Entry* entry = fields.find("repository"); entry && entry->value.IsNull()) {
+        // `repository:` with nothing after it reads as "none" too easily: say what absent means.
+        reader_.error(entry->value,
+                      fields.path("repository"),
+                      "expected a repositories name (leave the key out for a builder without "
+                      "a repository)");
+    }
+    if (out.repository.empty() && fields.has("merge_target")) {
+        reader_.error(fields.find("merge_target")->key_node,
+                      fields.path("merge_target"),
+                      "not valid for a builder without a repository (nothing is checked out)");
+    }
     std::string merge_target;
     fields.read("merge_target", merge_target);
     if (merge_target == "auto" || merge_target.empty()) {
@@ -648,7 +688,7 @@ void Checker::check_builder(const std::string& name, const YAML::Node& node) {
             for (std::size_t i = 0; i < entry->value.size(); ++i) {
                 const YAML::Node step_node = entry->value[i];
                 const std::string step_path = fmt::format("{}[{}]", steps_path, i);
-                auto step = check_step(step_node, step_path);
+                auto step = check_step(name, step_node, step_path);
                 if (!step) {
                     continue;
                 }
@@ -665,25 +705,67 @@ void Checker::check_builder(const std::string& name, const YAML::Node& node) {
     config_.builders.emplace(name, std::move(out));
 }
 
-std::optional<Step> Checker::check_step(const YAML::Node& node, const std::string& path) {
+// An absolute path, or one with a ".." component: it could leave the checkout.
+bool leaves_checkout(std::string_view path) {
+    return path.front() == '/' || path == ".." || path.starts_with("../") ||
+           path.find("/../") != std::string_view::npos || path.ends_with("/..");
+}
+
+std::optional<Step>
+Checker::check_step(const std::string& builder, const YAML::Node& node, const std::string& path) {
     Fields fields(reader_,
                   node,
                   path,
-                  {"name", "run", "env", "workdir", "timeout", "grace", "halt_on_failure"});
+                  {"name",
+                   "run",
+                   "trigger",
+                   "env",
+                   "workdir",
+                   "timeout",
+                   "grace",
+                   "halt_on_failure",
+                   "always_run",
+                   "flunk_on_failure",
+                   "warn_on_failure",
+                   "inactivity_timeout",
+                   "set_property",
+                   "test_results"});
     if (!fields.valid()) {
         return std::nullopt;
     }
     Step out;
     fields.require("name");
     fields.read("name", out.name);
-    if (fields.require("run")) {
+    if (const Entry* trigger = fields.find("trigger")) {
+        fields.forbid({"run", "env", "workdir", "grace"},
+                      "for a trigger step (it runs no command)");
+        check_trigger(builder, *trigger, fields.path("trigger"), out.trigger.emplace());
+    } else if (fields.require("run")) {
         const Entry* run = fields.find("run");
         if (run->value.IsScalar()) {
             out.command = {"/bin/sh", "-c", run->value.Scalar()};
+            // A value pasted into shell text would be shell code: a forced property could run
+            // anything on the worker. So shell text is left to the shell (${HOME} is its own);
+            // the argv form keeps each value one argument.
+            if (mentions_placeholders(run->value.Scalar())) {
+                reader_.warning(run->value,
+                                fields.path("run"),
+                                "placeholders (${prop:NAME}, ${branch}, ...) are not filled in "
+                                "in a shell command: write run as a list (an argv), or use the "
+                                "environment (\"$CI_PROP_NAME\", \"$CI_BRANCH\", "
+                                "\"$CI_REVISION\", \"$CI_BUILD_ID\")");
+            }
         } else if (run->value.IsSequence()) {
             fields.read("run", out.command);
             if (out.command.empty()) {
                 reader_.error(run->value, fields.path("run"), "needs a command");
+            }
+            for (std::size_t i = 0; i < out.command.size() && !is_shell_command(out.command); ++i) {
+                if (auto valid = check_placeholders(out.command[i]); !valid) {
+                    reader_.error(run->value[i],
+                                  fmt::format("{}[{}]", fields.path("run"), i),
+                                  valid.error().message);
+                }
             }
         } else {
             reader_.error(run->value,
@@ -692,13 +774,18 @@ std::optional<Step> Checker::check_step(const YAML::Node& node, const std::strin
         }
     }
     fields.read("env", out.env);
+    for (const auto& [name, value] : out.env) {
+        if (auto valid = check_placeholders(value); !valid) {
+            reader_.error(
+                fields.find("env")->value, fields.path("env") + "." + name, valid.error().message);
+        }
+    }
     fields.read("workdir", out.workdir);
+    if (auto valid = check_placeholders(out.workdir); !valid) {
+        reader_.error(fields.find("workdir")->value, fields.path("workdir"), valid.error().message);
+    }
     if (!out.workdir.empty()) {
-        const bool absolute = out.workdir.front() == '/';
-        const bool escapes = out.workdir == ".." || out.workdir.starts_with("../") ||
-                             out.workdir.find("/../") != std::string::npos ||
-                             out.workdir.ends_with("/..");
-        if (absolute || escapes) {
+        if (leaves_checkout(out.workdir)) {
             reader_.error(fields.find("workdir")->value,
                           fields.path("workdir"),
                           "must be a path inside the checkout (relative, without ..)");
@@ -707,7 +794,98 @@ std::optional<Step> Checker::check_step(const YAML::Node& node, const std::strin
     fields.read("timeout", out.timeout);
     fields.read("grace", out.grace);
     fields.read("halt_on_failure", out.halt_on_failure);
+    fields.read("always_run", out.always_run);
+    fields.read("flunk_on_failure", out.flunk_on_failure);
+    // A failure that does not fail the build does not end it either, unless the file says so.
+    if (!out.flunk_on_failure && fields.find("halt_on_failure") == nullptr) {
+        out.halt_on_failure = false;
+    }
+    fields.read("warn_on_failure", out.warn_on_failure);
+    fields.read("inactivity_timeout", out.inactivity_timeout);
+    fields.read("set_property", out.set_property);
+    if (!out.set_property.empty() && !valid_property_name(out.set_property)) {
+        reader_.error(fields.find("set_property")->value,
+                      fields.path("set_property"),
+                      fmt::format("a property name is 1 to {} characters of [A-Za-z0-9_.-]",
+                                  max_property_name));
+    }
+    fields.read("test_results", out.test_results);
+    if (!out.test_results.empty() && leaves_checkout(out.test_results)) {
+        reader_.error(fields.find("test_results")->value,
+                      fields.path("test_results"),
+                      "must be a glob inside the checkout (relative, without ..)");
+    }
     return out;
+}
+
+void Checker::check_trigger(const std::string& builder,
+                            const Entry& entry,
+                            const std::string& path,
+                            Trigger& out) {
+    Fields fields(reader_, entry.value, path, {"builders", "wait"});
+    if (!fields.valid()) {
+        return;
+    }
+    if (fields.require("builders")) {
+        const auto builders = read_references(reader_, fields, "builders");
+        if (const Entry* list = fields.find("builders");
+            list->value.IsSequence() && list->value.size() == 0) {
+            reader_.error(list->value, fields.path("builders"), "needs at least one builder");
+        }
+        for (const auto& reference : builders) {
+            triggered_.emplace_back(builder, reference);
+        }
+        out.builders = names_of(builders);
+    }
+    fields.read("wait", out.wait);
+}
+
+// Trigger steps name builders that exist, that a triggerable scheduler offers, and that check
+// out the triggering builder's repository (the triggered builds test the same tree); periodic
+// schedulers without a repository name builders without one.
+void Checker::check_triggered() {
+    for (const auto& [from, reference] : triggered_) {
+        const auto source = config_.builders.find(from);
+        const auto target = config_.builders.find(reference.name);
+        if (!builders_.contains(reference.name)) {
+            check_known({reference}, builders_, "builder");
+        } else if (reference.name == from) {
+            reader_.error(reference.node, reference.path, "a builder cannot trigger itself");
+        } else if (!triggerable_.contains(reference.name)) {
+            reader_.error(reference.node,
+                          reference.path,
+                          fmt::format("builder \"{}\" is not triggerable: list it under a "
+                                      "scheduler of type triggerable",
+                                      reference.name));
+        } else if (source != config_.builders.end() && target != config_.builders.end() &&
+                   source->second.repository != target->second.repository) {
+            reader_.error(
+                reference.node,
+                reference.path,
+                source->second.repository.empty()
+                    ? std::string("a builder without a repository cannot trigger builds (they "
+                                  "would have no branch or revision to build)")
+                    : fmt::format("builder \"{}\" {}, not \"{}\" as this builder does: "
+                                  "triggered builds test the same tree",
+                                  reference.name,
+                                  target->second.repository.empty()
+                                      ? std::string("has no repository")
+                                      : fmt::format("checks out repository \"{}\"",
+                                                    target->second.repository),
+                                  source->second.repository));
+        }
+    }
+    for (const auto& reference : repositoryless_builders_) {
+        const auto builder = config_.builders.find(reference.name);
+        if (builder != config_.builders.end() && !builder->second.repository.empty()) {
+            reader_.error(reference.node,
+                          reference.path,
+                          fmt::format("builder \"{}\" checks out repository \"{}\": this "
+                                      "scheduler needs a repository",
+                                      reference.name,
+                                      builder->second.repository));
+        }
+    }
 }
 
 void Checker::check_patterns(const Fields& fields,
@@ -771,32 +949,34 @@ void Checker::check_scheduler(const std::string& name, const YAML::Node& node) {
     }
     std::string type;
     fields.read("type", type);
+    // The keys of one type only.
+    static constexpr std::array<std::string_view, 5> branch_keys{
+        "branches", "tags", "important_files", "tree_stable_timer", "max_wait"};
+    static constexpr std::array<std::string_view, 3> periodic_keys{"interval", "at", "branch"};
     if (type == "branch") {
         out.type = Scheduler::Type::Branch;
-        fields.forbid({"interval", "at", "branch"}, "for a branch scheduler");
+        fields.forbid(periodic_keys, "for a branch scheduler");
         fields.require("repository");
     } else if (type == "force") {
         out.type = Scheduler::Type::Force;
-        fields.forbid({"branches",
-                       "tags",
-                       "important_files",
-                       "tree_stable_timer",
-                       "max_wait",
-                       "interval",
-                       "at",
-                       "branch"},
-                      "for a force scheduler");
+        fields.forbid(branch_keys, "for a force scheduler");
+        fields.forbid(periodic_keys, "for a force scheduler");
     } else if (type == "periodic") {
         out.type = Scheduler::Type::Periodic;
-        fields.forbid({"branches", "tags", "important_files", "tree_stable_timer", "max_wait"},
-                      "for a periodic scheduler");
-        fields.require("repository");
+        fields.forbid(branch_keys, "for a periodic scheduler");
         if (fields.has("interval") == fields.has("at")) {
             reader_.error(node, path, "a periodic scheduler needs exactly one of interval and at");
         }
+    } else if (type == "triggerable") {
+        out.type = Scheduler::Type::Triggerable;
+        constexpr std::string_view why =
+            "for a triggerable scheduler (its builds are those trigger steps ask for)";
+        fields.forbid({"repository", "collapse_requests"}, why);
+        fields.forbid(branch_keys, why);
+        fields.forbid(periodic_keys, why);
     } else {
-        std::string message = "expected branch, force or periodic";
-        if (auto suggestion = closest_match(type, {"branch", "force", "periodic"})) {
+        std::string message = "expected branch, force, periodic or triggerable";
+        if (auto suggestion = closest_match(type, {"branch", "force", "periodic", "triggerable"})) {
             message += fmt::format(" (did you mean \"{}\"?)", *suggestion);
         }
         reader_.error(fields.find("type")->value, fields.path("type"), std::move(message));
@@ -805,6 +985,15 @@ void Checker::check_scheduler(const std::string& name, const YAML::Node& node) {
     const auto builders = read_references(reader_, fields, "builders");
     check_known(builders, builders_, "builder");
     out.builders = names_of(builders);
+    if (out.type == Scheduler::Type::Triggerable) {
+        for (const auto& reference : builders) {
+            triggerable_.insert(reference.name);
+        }
+    }
+    if (out.type == Scheduler::Type::Periodic && !fields.has("repository")) {
+        // Maintenance jobs: builders without a repository, run on a schedule.
+        std::ranges::copy(builders, std::back_inserter(repositoryless_builders_));
+    }
     fields.read("collapse_requests", out.collapse_requests);
     fields.read("repository", out.repository);
     if (const Entry* entry = fields.find("repository"); entry && !out.repository.empty()) {

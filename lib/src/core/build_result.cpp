@@ -9,6 +9,7 @@ namespace ci {
 namespace {
 
 constexpr std::array all_results{BuildResult::Success,
+                                 BuildResult::Warnings,
                                  BuildResult::Failure,
                                  BuildResult::Exception,
                                  BuildResult::Cancelled,
@@ -19,16 +20,18 @@ int severity(BuildResult result) noexcept {
     switch (result) {
     case BuildResult::Success:
         return 0;
-    case BuildResult::Failure:
+    case BuildResult::Warnings:
         return 1;
-    case BuildResult::Exception:
+    case BuildResult::Failure:
         return 2;
-    case BuildResult::Cancelled:
+    case BuildResult::Exception:
         return 3;
-    case BuildResult::Retry:
+    case BuildResult::Cancelled:
         return 4;
+    case BuildResult::Retry:
+        return 5;
     }
-    return 4;
+    return 5;
 }
 
 } // namespace
@@ -37,6 +40,8 @@ std::string_view to_string(BuildResult result) noexcept {
     switch (result) {
     case BuildResult::Success:
         return "success";
+    case BuildResult::Warnings:
+        return "warnings";
     case BuildResult::Failure:
         return "failure";
     case BuildResult::Exception:
@@ -56,8 +61,8 @@ Result<BuildResult> parse_build_result(std::string_view text) {
         }
     }
     return fail(ErrorCode::InvalidArgument,
-                fmt::format("\"{}\" is not a build result (success, failure, exception, "
-                            "cancelled or retry)",
+                fmt::format("\"{}\" is not a build result (success, warnings, failure, "
+                            "exception, cancelled or retry)",
                             text.substr(0, 64)));
 }
 

@@ -182,6 +182,7 @@ public:
         if (spec_.timeout.count() > 0) {
             deadline_ = start_ + spec_.timeout;
         }
+        last_output_ = start_;
     }
 
     ProcessResult run() {
@@ -273,6 +274,9 @@ private:
         if (deadline_ && !stopping_) {
             until(*deadline_);
         }
+        if (spec_.inactivity_timeout.count() > 0 && !stopping_ && !exited_) {
+            until(last_output_ + spec_.inactivity_timeout);
+        }
         if (kill_at_ && !killed_) {
             until(*kill_at_);
         }
@@ -290,6 +294,7 @@ private:
         std::array<char, 65536> buffer{};
         const ssize_t n = ::read(fd.get(), buffer.data(), buffer.size());
         if (n > 0) {
+            last_output_ = Clock::now();
             if (spec_.on_output) {
                 spec_.on_output(stream,
                                 std::string_view(buffer.data(), static_cast<std::size_t>(n)));
@@ -333,6 +338,11 @@ private:
         const auto now = Clock::now();
         if (!stopping_ && !exited_ && deadline_ && now >= *deadline_) {
             begin_stop(ProcessResult::Termination::TimedOut);
+        }
+        if (!stopping_ && !exited_ && spec_.inactivity_timeout.count() > 0 &&
+            now >= last_output_ + spec_.inactivity_timeout) {
+            result_.inactivity = spec_.inactivity_timeout;
+            begin_stop(ProcessResult::Termination::Inactive);
         }
         if (kill_at_ && !killed_ && now >= *kill_at_) {
             ::kill(-pid_, SIGKILL);
@@ -399,6 +409,7 @@ private:
     Fd wake_;
     Clock::time_point start_;
     std::optional<Clock::time_point> deadline_;
+    Clock::time_point last_output_; // the start, or the last output read
     std::optional<Clock::time_point> kill_at_;
     Clock::time_point drain_until_{};
     std::size_t stdin_offset_ = 0;
@@ -420,6 +431,10 @@ std::string ProcessResult::describe() const {
         return fmt::format("killed by signal {} ({})", signal, signal_name(signal));
     case Termination::TimedOut:
         text = fmt::format("timed out after {}", seconds_text(duration));
+        break;
+    case Termination::Inactive:
+        text = fmt::format(
+            "no output for {}: stopped after {}", seconds_text(inactivity), seconds_text(duration));
         break;
     case Termination::Cancelled:
         text = fmt::format("stopped on request after {}", seconds_text(duration));

@@ -596,10 +596,16 @@ Result<CheckoutResult> checkout(const std::filesystem::path& work_dir,
         }
         result.merge.branch_tip = *tip;
         if (options.target) {
-            auto target_tip = resolve(
-                repository.get(),
-                "refs/heads/" + *options.target,
-                fmt::format("merge target {} in {}", *options.target, log::redact(options.url)));
+            auto target_tip =
+                resolve(repository.get(),
+                        options.target_revision.value_or("refs/heads/" + *options.target),
+                        options.target_revision ? fmt::format("commit {} of merge target {} in {}",
+                                                              *options.target_revision,
+                                                              *options.target,
+                                                              log::redact(options.url))
+                                                : fmt::format("merge target {} in {}",
+                                                              *options.target,
+                                                              log::redact(options.url)));
             if (!target_tip) {
                 return fail(target_tip.error());
             }

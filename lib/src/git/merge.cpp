@@ -4,7 +4,6 @@
 #include <array>
 #include <map>
 #include <memory>
-#include <regex>
 #include <set>
 
 #include <fmt/format.h>
@@ -147,11 +146,8 @@ std::optional<std::string> merge_target_for(std::string_view branch,
     case config::MergeTarget::Mode::Auto:
         break;
     }
-    static const std::regex version(
-        R"(^[0-9]+(\.[0-9]+)+((dev|rc|pre|\.post)[0-9]+|\+doc[0-9]+)?$)");
-    const std::string name(branch);
     if (is_tag || branch == default_branch || branch.starts_with("release/") ||
-        std::regex_match(name, version)) {
+        config::is_release_tag(branch)) {
         return std::nullopt;
     }
     constexpr std::string_view maintenance = "release-maintenance/";

@@ -139,6 +139,8 @@ void Coordinator::message(const std::string& name, const Link* link, protocol::M
         step_finished(id, *finished);
     } else if (const auto* done = std::get_if<protocol::BuildFinished>(&message)) {
         finish(id, done->result, done->message);
+    } else if (const auto* trigger = std::get_if<protocol::Trigger>(&message)) {
+        p_.triggers.ask(name, id, trigger->step);
     }
 }
 
@@ -146,6 +148,9 @@ void Coordinator::step_finished(std::int64_t id, const protocol::StepFinished& f
     auto step = p_.running.step_finished(
         id, finished.step, finished.result, finished.exit_code, p_.clock.now());
     if (step) {
+        step->description = finished.description;
+        step->tests = finished.tests;
+        step->properties = finished.properties;
         p_.writes.post(
             fmt::format("the end of step {} of build {}", finished.step, id),
             [record = std::move(*step)](store::Store& store) { return store.save_step(record); });
@@ -184,23 +189,29 @@ void Coordinator::finish(std::int64_t id, BuildResult result, const std::string&
         },
         [&running,
          &reports = p_.reports,
+         &triggers = p_.triggers,
          report = std::move(report),
-         id,
+         build,
          again,
          wake = p_.wake_dispatcher] {
-            running.forget(id);
+            running.forget(build.id);
             if (report) {
                 reports.deliver(*report);
             }
             if (again) {
                 wake(); // its request is pending again
+            } else {
+                // On this thread, after its end is stored: a trigger step waiting for it hears
+                // of it once, whether it registered before or after (Triggers).
+                triggers.ended({build.request_id, build.builder, build.id, *build.result});
             }
         });
-    p_.locks.release(ended->locks);
+    p_.triggers.build_ended(id);
+    p_.locks.release(ended->locks, build.worker);
     p_.workers.release(build.worker, id);
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - ended->started).count();
-    p_.metrics.build_finished(build.builder, final_result, seconds);
+    p_.metrics.build_finished(ended->labels, final_result, seconds);
     log::info("build {} ({} on {}) ended: {}{}{}{}",
               id,
               build.builder,
@@ -212,6 +223,10 @@ void Coordinator::finish(std::int64_t id, BuildResult result, const std::string&
                                      "buildmaster.max_retries allows: it is not queued again)"
                                    : "");
     p_.wake_dispatcher();
+}
+
+void Coordinator::request_cancelled(std::int64_t request, const std::string& builder) {
+    p_.triggers.ended({request, builder, 0, BuildResult::Cancelled});
 }
 
 bool Coordinator::stop(std::int64_t id, const std::string& who) {

@@ -25,6 +25,7 @@
 #include "master/reports.h"
 #include "master/running.h"
 #include "master/store_writes.h"
+#include "master/triggers.h"
 #include "store/log_writer.h"
 
 namespace ci::master {
@@ -59,6 +60,7 @@ public:
         StoreWrites& writes;
         store::LogWriter& logs; ///< build logs, written on their own thread
         Reports& reports;       ///< told when a build's checkout is known and when it ends
+        Triggers& triggers;     ///< trigger steps, and the ends of the builds they wait for
         /// Called whenever a slot or a lock may have come free.
         std::function<void()> wake_dispatcher;
     };
@@ -77,6 +79,9 @@ public:
     /// gives back its slot and locks, counts it, ends its log followers. Does nothing when the
     /// build ended already.
     void finish(std::int64_t id, BuildResult result, const std::string& message);
+    /// Pending request `request` of `builder` was cancelled (and that is stored): a trigger
+    /// step waiting for it has its answer.
+    void request_cancelled(std::int64_t request, const std::string& builder);
     /// Asks build `id`'s worker to stop it; false when it is not running.
     bool stop(std::int64_t id, const std::string& who);
     /// No new workers from now on (shutdown); those connected stay until disconnect_all().

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "master/locks.h"
+
 namespace ci::master {
 
 std::vector<Assignment> assign(const std::vector<QueuedRequest>& queue,
@@ -14,19 +16,21 @@ std::vector<Assignment> assign(const std::vector<QueuedRequest>& queue,
         if (builder == config.builders.end()) {
             continue;
         }
-        const bool locks_free = std::ranges::all_of(builder->second.locks, [&](const auto& name) {
-            const auto lock = config.locks.find(name);
-            const int max = lock == config.locks.end() ? 1 : lock->second.max_count;
-            return locks_in_use[name] + 1 <= max;
-        });
-        if (!locks_free) {
-            continue;
-        }
+        const auto& locks = builder->second.locks;
+        // On `worker` (a lock of scope master: on any worker, the same key).
+        const auto locks_free = [&](const std::string& worker) {
+            return std::ranges::all_of(locks, [&](const auto& name) {
+                const auto lock = config.locks.find(name);
+                const int max = lock == config.locks.end() ? 1 : lock->second.max_count;
+                return locks_in_use[lock_key(config, name, worker)] + 1 <= max;
+            });
+        };
         WorkerLoad* best = nullptr;
         for (auto& worker : workers) {
             if (!worker.accepting || worker.running >= worker.max_builds ||
                 std::ranges::find(builder->second.workers, worker.worker_class) ==
-                    builder->second.workers.end()) {
+                    builder->second.workers.end() ||
+                !locks_free(worker.name)) {
                 continue;
             }
             if (best == nullptr) {
@@ -46,8 +50,8 @@ std::vector<Assignment> assign(const std::vector<QueuedRequest>& queue,
             continue;
         }
         ++best->running;
-        for (const auto& name : builder->second.locks) {
-            ++locks_in_use[name];
+        for (const auto& name : locks) {
+            ++locks_in_use[lock_key(config, name, best->name)];
         }
         out.push_back(Assignment{request.id, best->name});
     }

@@ -36,9 +36,9 @@ struct Assignment {
 // Assigns requests, oldest first, while workers and locks allow: a request goes to a worker of
 // one of its builder's classes that has a free slot (max_builds), choosing the least busy one
 // (fewest running builds, then the lowest share of its slots, then the name), and only when
-// every counting lock its builder names has room (locks_in_use + 1 <= max_count). A request
-// that cannot run now does not hold up later ones that can. Requests of unknown builders are
-// left alone.
+// every counting lock its builder names has room (locks_in_use + 1 <= max_count, counted by
+// lock_key: a lock of scope worker on that worker alone). A request that cannot run now does
+// not hold up later ones that can. Requests of unknown builders are left alone.
 [[nodiscard]] std::vector<Assignment> assign(const std::vector<QueuedRequest>& queue,
                                              std::vector<WorkerLoad> workers,
                                              std::map<std::string, int> locks_in_use,

@@ -5,9 +5,9 @@
 #include <fmt/format.h>
 
 #include <ci/core/log.h>
-#include <ci/git/merge.h>
 
 #include "master/dispatch.h"
+#include "master/triggers.h"
 
 namespace ci::master {
 
@@ -16,21 +16,26 @@ build::BuildSpec build_spec(const config::Config& config,
                             std::int64_t build_id,
                             bool is_tag) {
     const auto& builder = config.builders.at(request.request.builder);
-    const auto& repository = config.repositories.at(builder.repository);
     build::BuildSpec spec;
     spec.build_id = build_id;
     spec.builder = request.request.builder;
+    spec.timeout = builder.timeout;
+    spec.properties = request.request.properties;
+    spec.steps = build::step_specs(builder);
+    if (builder.repository.empty()) {
+        return spec; // no checkout: no URL, branch or merge
+    }
+    const auto& repository = config.repositories.at(builder.repository);
     spec.repository = builder.repository;
     spec.url = repository.url;
     spec.branch =
         request.request.branch.empty() ? repository.default_branch : request.request.branch;
     spec.is_tag = is_tag;
     spec.revision = request.request.revision;
-    spec.merge_target =
-        git::merge_target_for(spec.branch, is_tag, builder.merge_target, repository.default_branch);
-    spec.timeout = builder.timeout;
-    spec.properties = request.request.properties;
-    spec.steps = build::step_specs(builder);
+    spec.merge_target = merge_target_of(config, request, is_tag);
+    if (const auto& pinned = request.request.pinned_merge; pinned && spec.merge_target) {
+        spec.target_revision = pinned->target_revision;
+    }
     return spec;
 }
 
@@ -113,16 +118,16 @@ void Dispatcher::start_build(const store::BuildRequest& queued, const std::strin
     const auto& builder = p_.config.builders.at(builder_name);
     // Slot and locks first, in memory: the worker may have left or filled up since the pass
     // began, and a lock may have been taken.
-    if (!p_.locks.try_acquire(builder.locks)) {
+    if (!p_.locks.try_acquire(builder.locks, worker)) {
         return;
     }
     if (!p_.workers.reserve(worker)) {
-        p_.locks.release(builder.locks);
+        p_.locks.release(builder.locks, worker);
         return;
     }
     const auto give_back = [&] {
         p_.workers.unreserve(worker);
-        p_.locks.release(builder.locks);
+        p_.locks.release(builder.locks, worker);
     };
     // Claiming may collapse this request with newer ones of the same branch: the claimed one is
     // what runs.
@@ -161,10 +166,15 @@ void Dispatcher::start_build(const store::BuildRequest& queued, const std::strin
         }
     }
     protocol::StartBuild start{build_spec(p_.config, request, *build_id, is_tag)};
+    const auto view = p_.workers.view(worker);
     p_.running.add(
         store::Build{*build_id, request.id, builder_name, worker, started, {}, {}, {}, {}, {}},
         builder.locks,
-        retries_spent(request.id));
+        retries_spent(request.id),
+        BuildLabels{
+            builder_name,
+            view ? view->worker_class : std::string(),
+            std::string(branch_type(p_.config, builder.repository, start.spec.branch, is_tag))});
     // Its start is stored: reported now, before anything below may end it.
     p_.reports.started(request, *build_id);
     auto link = p_.workers.attach(worker, *build_id);

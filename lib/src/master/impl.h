@@ -31,6 +31,7 @@
 #include "master/running.h"
 #include "master/services.h"
 #include "master/store_writes.h"
+#include "master/triggers.h"
 #include "master/worker_server.h"
 #include "store/ingest.h"
 #include "store/log_writer.h"
@@ -60,6 +61,7 @@ struct MasterState {
     std::unique_ptr<Reports> reports; ///< reporters (GitHub statuses, Zulip, the embedder's own)
     /// `reports` for the reporters' own threads (a reporter giving up), set once it exists.
     std::atomic<Reports*> ops_reports{nullptr};
+    std::unique_ptr<Triggers> triggers; ///< trigger steps (answered through the workers' links)
     std::unique_ptr<Coordinator> coordinator;
     std::unique_ptr<Dispatcher> dispatcher;
     std::unique_ptr<store::Ingestor> ingestor;

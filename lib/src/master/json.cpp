@@ -67,6 +67,16 @@ Json& Json::strings(std::string_view k, const std::vector<std::string>& values) 
     return *this;
 }
 
+Json& Json::strings(std::string_view k, const std::map<std::string, std::string>& values) {
+    key(k);
+    writer_.StartObject();
+    for (const auto& [name, value] : values) {
+        key(name).str(value);
+    }
+    writer_.EndObject();
+    return *this;
+}
+
 Json& Json::ids(std::string_view k, const std::vector<std::int64_t>& values) {
     key(k);
     writer_.StartArray();

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -33,6 +34,8 @@ public:
     /// An ISO 8601 UTC time to the second ("2026-11-30T07:00:00Z"), or null.
     Json& time(std::string_view k, std::optional<WallTime> t);
     Json& strings(std::string_view k, const std::vector<std::string>& values);
+    /// An object of strings, by name (a build's properties).
+    Json& strings(std::string_view k, const std::map<std::string, std::string>& values);
     Json& ids(std::string_view k, const std::vector<std::int64_t>& values);
     Json& begin();
     Json& end();

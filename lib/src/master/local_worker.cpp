@@ -25,6 +25,8 @@ void LocalWorker::send(const protocol::Message& message) {
         if (auto found = jobs_.find(stop->build); found != jobs_.end()) {
             found->second.thread.request_stop();
         }
+    } else if (const auto* triggered = std::get_if<protocol::Triggered>(&message)) {
+        answers_.deliver(*triggered);
     }
 }
 
@@ -45,7 +47,8 @@ void LocalWorker::run(const build::BuildSpec& spec, std::stop_token stop) {
         spec,
         options_,
         [this](protocol::Message message) { events_.message(name_, this, std::move(message)); },
-        std::move(stop));
+        std::move(stop),
+        &answers_);
 }
 
 } // namespace ci::master

@@ -16,6 +16,7 @@
 
 #include "master/coordinator.h"
 #include "master/link.h"
+#include "worker/reported_build.h"
 
 namespace ci::master {
 
@@ -41,6 +42,7 @@ private:
     WorkerEvents& events_;
     std::string name_;
     build::RunnerOptions options_;
+    worker::TriggerAnswers answers_; // before jobs_: their threads wait on it
     std::mutex mutex_;
     std::map<std::int64_t, Job> jobs_;
 };

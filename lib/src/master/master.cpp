@@ -101,10 +101,19 @@ Status MasterState::start() {
     if (auto status = start_reporters(); !status) {
         return status;
     }
-    coordinator = std::make_unique<Coordinator>(Coordinator::Parts{
-        clock, credentials, workers, running, locks, metrics, *writes, *logs, *reports, [this] {
-            dispatcher->wake();
-        }});
+    triggers = std::make_unique<Triggers>(Triggers::Parts{
+        config, clock, *writes, workers, running, *reports, [this] { dispatcher->wake(); }});
+    coordinator = std::make_unique<Coordinator>(Coordinator::Parts{clock,
+                                                                   credentials,
+                                                                   workers,
+                                                                   running,
+                                                                   locks,
+                                                                   metrics,
+                                                                   *writes,
+                                                                   *logs,
+                                                                   *reports,
+                                                                   *triggers,
+                                                                   [this] { dispatcher->wake(); }});
     dispatcher = std::make_unique<Dispatcher>(Dispatcher::Parts{config,
                                                                 clock,
                                                                 *store,

@@ -4,10 +4,27 @@
 
 namespace ci::master {
 
-void Metrics::build_finished(const std::string& builder, BuildResult result, double seconds) {
+std::string_view branch_type(const config::Config& config,
+                             const std::string& repository,
+                             const std::string& branch,
+                             bool is_tag) {
+    const auto found = config.repositories.find(repository);
+    if (found == config.repositories.end()) {
+        return "other";
+    }
+    if (!is_tag && branch == found->second.default_branch) {
+        return "master";
+    }
+    if ((!is_tag && branch.starts_with("release/")) || config::is_release_tag(branch)) {
+        return "release";
+    }
+    return "other";
+}
+
+void Metrics::build_finished(const BuildLabels& labels, BuildResult result, double seconds) {
     const std::lock_guard lock(mutex_);
-    ++finished_[{builder, result}];
-    auto& histogram = durations_[builder];
+    ++finished_[{labels, result}];
+    auto& histogram = durations_[labels];
     const auto bucket = static_cast<std::size_t>(
         std::ranges::lower_bound(duration_buckets, seconds) - duration_buckets.begin());
     ++histogram.buckets[bucket];

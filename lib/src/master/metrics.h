@@ -10,12 +10,32 @@
 #include <map>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
+#include <ci/config/config.h>
 #include <ci/core/build_result.h>
 
 namespace ci::master {
+
+/// What a finished build is counted by besides its result. Every value comes from a bounded set:
+/// the config's builders and worker classes, and three branch types.
+struct BuildLabels {
+    std::string builder;
+    std::string worker_class; ///< the class of the worker that ran it ("" when unknown)
+    std::string branch_type;  ///< "master", "release" or "other" (branch_type())
+    friend auto operator<=>(const BuildLabels&, const BuildLabels&) = default;
+};
+
+/// The kind of branch a build of `repository` (a config name; empty: none) built: "master" for
+/// the repository's default branch, "release" for release/* branches and release tags
+/// (config::is_release_tag, also as a branch name), "other" for everything else (and for a
+/// builder without a repository).
+[[nodiscard]] std::string_view branch_type(const config::Config& config,
+                                           const std::string& repository,
+                                           const std::string& branch,
+                                           bool is_tag);
 
 /// Upper bounds of the build duration histogram's buckets, in seconds.
 inline constexpr std::array<double, 11> duration_buckets{
@@ -23,8 +43,8 @@ inline constexpr std::array<double, 11> duration_buckets{
 
 class Metrics {
 public:
-    /// A build of `builder` ended with `result` after `seconds`.
-    void build_finished(const std::string& builder, BuildResult result, double seconds);
+    /// A build ended with `result` after `seconds`.
+    void build_finished(const BuildLabels& labels, BuildResult result, double seconds);
 
     std::atomic<std::uint64_t> webhooks_accepted{0};
     std::atomic<std::uint64_t> webhooks_rejected{0};
@@ -38,8 +58,8 @@ public:
         std::uint64_t count = 0;
     };
     struct Snapshot {
-        std::map<std::pair<std::string, BuildResult>, std::uint64_t> finished;
-        std::map<std::string, Histogram> durations;
+        std::map<std::pair<BuildLabels, BuildResult>, std::uint64_t> finished;
+        std::map<BuildLabels, Histogram> durations;
         std::uint64_t webhooks_accepted = 0;
         std::uint64_t webhooks_rejected = 0;
         std::uint64_t webhooks_duplicate = 0;
@@ -49,8 +69,8 @@ public:
 
 private:
     std::mutex mutex_;
-    std::map<std::pair<std::string, BuildResult>, std::uint64_t> finished_;
-    std::map<std::string, Histogram> durations_;
+    std::map<std::pair<BuildLabels, BuildResult>, std::uint64_t> finished_;
+    std::map<BuildLabels, Histogram> durations_;
 };
 
 /// The gauges /metrics shows besides the counters, read from their owners.

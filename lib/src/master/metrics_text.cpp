@@ -35,25 +35,30 @@ void by_builder(std::string& out, std::string_view name, const std::map<std::str
     }
 }
 
-void durations(std::string& out, const std::map<std::string, Metrics::Histogram>& histograms) {
+// builder="..",worker_class="..",branch_type="..": the labels of a finished build.
+std::string build_labels(const BuildLabels& labels) {
+    return fmt::format(R"(builder="{}",worker_class="{}",branch_type="{}")",
+                       label(labels.builder),
+                       label(labels.worker_class),
+                       label(labels.branch_type));
+}
+
+void durations(std::string& out, const std::map<BuildLabels, Metrics::Histogram>& histograms) {
     family(out, "ci_build_duration_seconds", "histogram", "How long builds ran.");
-    for (const auto& [builder, histogram] : histograms) {
-        const auto name = label(builder);
+    for (const auto& [labels, histogram] : histograms) {
+        const auto names = build_labels(labels);
         std::uint64_t cumulative = 0;
         for (std::size_t i = 0; i < duration_buckets.size(); ++i) {
             cumulative += histogram.buckets[i];
-            out += fmt::format("ci_build_duration_seconds_bucket{{builder=\"{}\",le=\"{}\"}} {}\n",
-                               name,
+            out += fmt::format("ci_build_duration_seconds_bucket{{{},le=\"{}\"}} {}\n",
+                               names,
                                duration_buckets[i],
                                cumulative);
         }
-        out += fmt::format("ci_build_duration_seconds_bucket{{builder=\"{}\",le=\"+Inf\"}} {}\n",
-                           name,
-                           histogram.count);
         out += fmt::format(
-            "ci_build_duration_seconds_sum{{builder=\"{}\"}} {}\n", name, histogram.sum);
-        out += fmt::format(
-            "ci_build_duration_seconds_count{{builder=\"{}\"}} {}\n", name, histogram.count);
+            "ci_build_duration_seconds_bucket{{{},le=\"+Inf\"}} {}\n", names, histogram.count);
+        out += fmt::format("ci_build_duration_seconds_sum{{{}}} {}\n", names, histogram.sum);
+        out += fmt::format("ci_build_duration_seconds_count{{{}}} {}\n", names, histogram.count);
     }
 }
 
@@ -67,8 +72,8 @@ std::string prometheus_text(const Metrics::Snapshot& counters, const Gauges& gau
     by_builder(out, "ci_builds_running", gauges.running);
     family(out, "ci_builds_finished_total", "counter", "Builds finished since the master started.");
     for (const auto& [key, count] : counters.finished) {
-        out += fmt::format("ci_builds_finished_total{{builder=\"{}\",result=\"{}\"}} {}\n",
-                           label(key.first),
+        out += fmt::format("ci_builds_finished_total{{{},result=\"{}\"}} {}\n",
+                           build_labels(key.first),
                            to_string(key.second),
                            count);
     }

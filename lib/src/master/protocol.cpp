@@ -55,6 +55,9 @@ void write_spec(Writer& w, const build::BuildSpec& spec) {
     if (spec.merge_target) {
         field(w, "merge_target", *spec.merge_target);
     }
+    if (spec.target_revision) {
+        field(w, "target_revision", *spec.target_revision);
+    }
     field(w, "timeout", static_cast<std::int64_t>(spec.timeout.count()));
     field(w, "properties", spec.properties);
     w.Key("steps");
@@ -75,6 +78,24 @@ void write_spec(Writer& w, const build::BuildSpec& spec) {
         }
         field(w, "grace", static_cast<std::int64_t>(step.grace.count()));
         field(w, "halt_on_failure", step.halt_on_failure);
+        if (step.trigger) {
+            w.Key("trigger");
+            w.StartObject();
+            w.Key("builders");
+            w.StartArray();
+            for (const auto& builder : step.trigger->builders) {
+                w.String(builder.data(), static_cast<rapidjson::SizeType>(builder.size()));
+            }
+            w.EndArray();
+            field(w, "wait", step.trigger->wait);
+            w.EndObject();
+        }
+        field(w, "always_run", step.always_run);
+        field(w, "flunk_on_failure", step.flunk_on_failure);
+        field(w, "warn_on_failure", step.warn_on_failure);
+        field(w, "inactivity_timeout", static_cast<std::int64_t>(step.inactivity_timeout.count()));
+        field(w, "set_property", step.set_property);
+        field(w, "test_results", step.test_results);
         w.EndObject();
     }
     w.EndArray();
@@ -143,6 +164,36 @@ struct Encoder {
         if (m.exit_code) {
             field(w, "exit_code", std::int64_t{*m.exit_code});
         }
+        field(w, "description", m.description);
+        if (m.tests) {
+            w.Key("tests");
+            w.StartObject();
+            field(w, "passed", std::int64_t{m.tests->passed});
+            field(w, "failed", std::int64_t{m.tests->failed});
+            field(w, "skipped", std::int64_t{m.tests->skipped});
+            field(w, "errors", std::int64_t{m.tests->errors});
+            w.Key("failed_tests");
+            w.StartArray();
+            for (const auto& name : m.tests->failed_tests) {
+                w.String(name.data(), static_cast<rapidjson::SizeType>(name.size()));
+            }
+            w.EndArray();
+            w.EndObject();
+        }
+        if (!m.properties.empty()) {
+            field(w, "properties", m.properties);
+        }
+    }
+    void operator()(const Trigger& m) const {
+        field(w, "type", "trigger");
+        field(w, "build", m.build);
+        field(w, "step", std::int64_t{m.step});
+    }
+    void operator()(const Triggered& m) const {
+        field(w, "type", "triggered");
+        field(w, "build", m.build);
+        field(w, "step", std::int64_t{m.step});
+        field(w, "result", to_string(m.result));
         field(w, "description", m.description);
     }
     void operator()(const BuildFinished& m) const {
@@ -272,6 +323,43 @@ private:
     std::optional<std::string> problem_;
 };
 
+// The list of strings `object[key]` into `out`; false (and a problem for `r`, naming `what`)
+// when it is missing or not a list. Items that are not strings are problems too.
+bool read_strings(Reader& r,
+                  const rapidjson::Value& object,
+                  const char* key,
+                  std::string_view what,
+                  std::vector<std::string>& out) {
+    const auto list = object.FindMember(key);
+    if (list == object.MemberEnd() || !list->value.IsArray()) {
+        r.problem(fmt::format("{} is missing or not a list", what));
+        return false;
+    }
+    for (const auto& item : list->value.GetArray()) {
+        if (!item.IsString()) {
+            r.problem(fmt::format("{} holds something that is not a string", what));
+            continue;
+        }
+        out.emplace_back(item.GetString(), item.GetStringLength());
+    }
+    return true;
+}
+
+void read_trigger(Reader& r, const rapidjson::Value& value, config::Trigger& out) {
+    if (!value.IsObject()) {
+        r.problem("a step's \"trigger\" is not an object");
+        return;
+    }
+    if (!read_strings(r, value, "builders", "a trigger's \"builders\"", out.builders)) {
+        return;
+    }
+    Reader fields(value, "build");
+    out.wait = fields.boolean("wait", false);
+    if (const auto& problem = fields.first_problem()) {
+        r.problem(*problem);
+    }
+}
+
 build::BuildSpec read_spec(Reader& r) {
     build::BuildSpec spec;
     spec.build_id = r.integer("build");
@@ -282,6 +370,7 @@ build::BuildSpec read_spec(Reader& r) {
     spec.is_tag = r.boolean("is_tag", false);
     spec.revision = r.text("revision", false);
     spec.merge_target = r.optional_text("merge_target");
+    spec.target_revision = r.optional_text("target_revision");
     spec.timeout = std::chrono::seconds(r.integer("timeout", false, 3600));
     spec.properties = r.map(r.object(), "properties");
     const auto steps = r.object().FindMember("steps");
@@ -297,17 +386,8 @@ build::BuildSpec read_spec(Reader& r) {
         Reader s(item, "build");
         build::StepSpec step;
         step.name = s.text("name");
-        const auto command = item.FindMember("command");
-        if (command == item.MemberEnd() || !command->value.IsArray()) {
-            r.problem("a step's \"command\" is missing or not a list");
+        if (!read_strings(r, item, "command", "a step's \"command\"", step.command)) {
             continue;
-        }
-        for (const auto& arg : command->value.GetArray()) {
-            if (!arg.IsString()) {
-                r.problem("a step's command has an argument that is not a string");
-                continue;
-            }
-            step.command.emplace_back(arg.GetString(), arg.GetStringLength());
         }
         step.env = s.map(item, "env");
         step.workdir = s.text("workdir", false);
@@ -316,6 +396,15 @@ build::BuildSpec read_spec(Reader& r) {
         }
         step.grace = std::chrono::seconds(s.integer("grace", false, 10));
         step.halt_on_failure = s.boolean("halt_on_failure", true);
+        if (const auto trigger = item.FindMember("trigger"); trigger != item.MemberEnd()) {
+            read_trigger(s, trigger->value, step.trigger.emplace());
+        }
+        step.always_run = s.boolean("always_run", false);
+        step.flunk_on_failure = s.boolean("flunk_on_failure", true);
+        step.warn_on_failure = s.boolean("warn_on_failure", false);
+        step.inactivity_timeout = std::chrono::seconds(s.integer("inactivity_timeout", false, 0));
+        step.set_property = s.text("set_property", false);
+        step.test_results = s.text("test_results", false);
         if (const auto& problem = s.first_problem()) {
             r.problem(*problem);
         }
@@ -388,6 +477,44 @@ Result<Message> read_step_finished(Reader& r) {
         m.exit_code = r.small("exit_code");
     }
     m.description = r.text("description", false);
+    if (const auto tests = r.object().FindMember("tests"); tests != r.object().MemberEnd()) {
+        if (!tests->value.IsObject()) {
+            r.problem("\"tests\" is not an object");
+        } else {
+            Reader t(tests->value, "step_finished");
+            build::TestResults read;
+            read.passed = t.small("passed");
+            read.failed = t.small("failed");
+            read.skipped = t.small("skipped");
+            read.errors = t.small("errors");
+            const auto names = tests->value.FindMember("failed_tests");
+            if (names != tests->value.MemberEnd() && names->value.IsArray()) {
+                for (const auto& name : names->value.GetArray()) {
+                    if (!name.IsString() || read.failed_tests.size() >= build::max_failed_tests) {
+                        t.problem("\"tests.failed_tests\" holds a non-string or too many names");
+                        break;
+                    }
+                    read.failed_tests.emplace_back(name.GetString(), name.GetStringLength());
+                }
+            } else if (names != tests->value.MemberEnd()) {
+                t.problem("\"tests.failed_tests\" is not a list");
+            }
+            if (const auto& problem = t.first_problem()) {
+                r.problem("tests: " + *problem);
+            }
+            m.tests = std::move(read);
+        }
+    }
+    m.properties = r.map(r.object(), "properties");
+    return r.done(std::move(m));
+}
+
+Result<Message> read_triggered(Reader& r) {
+    Triggered m;
+    m.build = r.integer("build");
+    m.step = r.small("step");
+    m.result = r.result("result");
+    m.description = r.text("description", false);
     return r.done(std::move(m));
 }
 
@@ -414,8 +541,23 @@ constexpr auto readers = std::to_array<std::pair<std::string_view, MessageReader
     {"log", read_log},
     {"step_finished", read_step_finished},
     {"build_finished", read_build_finished},
+    {"trigger",
+     [](Reader& r) {
+         return r.done(Trigger{r.integer("build"), r.small("step")});
+     }},
+    {"triggered", read_triggered},
 });
 } // namespace
+
+StepFinished step_finished(std::int64_t build, int step, const build::StepOutcome& outcome) {
+    return StepFinished{build,
+                        step,
+                        outcome.result,
+                        outcome.exit_code,
+                        outcome.description,
+                        outcome.tests,
+                        outcome.properties};
+}
 
 std::string encode(const Message& message) {
     rapidjson::StringBuffer buffer;

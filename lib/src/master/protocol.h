@@ -19,13 +19,17 @@
 ///    is lost), StartBuild / StopBuild (master), and the build's progress (worker): CheckedOut,
 ///    StepStarted, LogChunk (numbered per step, so that a chunk sent twice is stored once),
 ///    StepFinished, BuildFinished. Drain (worker) asks for no more builds: the worker is
-///    stopping after its current ones.
+///    stopping after its current ones. At a trigger step the worker sends Trigger and the step
+///    waits for the master's Triggered (its result): the master requests the builds (once per
+///    request and step, however often it is asked) and, for `wait: true`, answers when they
+///    have ended.
 /// A LogChunk is the one message with bytes after its line: its line says how many ("size"),
 /// and that many bytes of the step's output follow, as they are (a log is any bytes; escaping
 /// it into JSON, and unescaping it, cost more than the rest of the master's log ingest).
 /// Pure: encode() and decode() do no I/O.
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -38,8 +42,10 @@
 namespace ci::master::protocol {
 
 /// The version both sides speak; a Hello of another version is refused. (2: log chunks' text
-/// after their line instead of in it; 3: TLS, and proofs bound to the TLS connection.)
-inline constexpr int version = 3;
+/// after their line instead of in it; 3: TLS, and proofs bound to the TLS connection; 4: trigger
+/// steps, builds without a repository, pinned merge targets; 5: step controls, set_property and
+/// test results: an older worker would run such steps without them.)
+inline constexpr int version = 5;
 /// The longest line either side accepts (a log chunk is far smaller).
 inline constexpr std::size_t max_line = std::size_t{4} * 1024 * 1024;
 
@@ -93,6 +99,20 @@ struct StepFinished {
     BuildResult result = BuildResult::Success; ///< "result" on the wire: to_string(result)
     std::optional<int> exit_code;
     std::string description;
+    std::optional<build::TestResults> tests;       ///< "tests": what its JUnit files held
+    std::map<std::string, std::string> properties; ///< "properties": what set_property set
+};
+/// Worker → master: build `build` reached trigger step `step`.
+struct Trigger {
+    std::int64_t build = 0;
+    int step = 0;
+};
+/// Master → worker: how trigger step `step` of build `build` ended.
+struct Triggered {
+    std::int64_t build = 0;
+    int step = 0;
+    BuildResult result = BuildResult::Success; ///< "result" on the wire: to_string(result)
+    std::string description;                   ///< what was requested, or why it failed
 };
 struct BuildFinished {
     std::int64_t build = 0;
@@ -112,7 +132,13 @@ using Message = std::variant<Challenge,
                              StepStarted,
                              LogChunk,
                              StepFinished,
-                             BuildFinished>;
+                             BuildFinished,
+                             Trigger,
+                             Triggered>;
+
+/// The StepFinished that reports `outcome` of step `step` of build `build`.
+[[nodiscard]] StepFinished
+step_finished(std::int64_t build, int step, const build::StepOutcome& outcome);
 
 /// One line of JSON, ending in '\n'; for a LogChunk, followed by its text.
 [[nodiscard]] std::string encode(const Message& message);

@@ -18,6 +18,17 @@ std::string_view result_text(const std::optional<BuildResult>& result, bool fini
     return result ? to_string(*result) : "unknown";
 }
 
+void write_tests(Json& json, const build::TestResults& tests) {
+    json.key("tests")
+        .begin()
+        .field("passed", tests.passed)
+        .field("failed", tests.failed)
+        .field("skipped", tests.skipped)
+        .field("errors", tests.errors)
+        .strings("failed_tests", tests.failed_tests)
+        .end();
+}
+
 void write_build(Json& json,
                  const store::Build& build,
                  const store::BuildRequest* request,
@@ -39,6 +50,27 @@ void write_build(Json& json,
         .field("target_tip", build.target_tip)
         .field("merge_commit", build.merge_commit);
     if (steps != nullptr) {
+        // The build's properties: those it was requested with, then what its steps set, in
+        // step order; its tests: every step's added up.
+        std::map<std::string, std::string> properties;
+        if (request != nullptr) {
+            properties = request->request.properties;
+        }
+        std::optional<build::TestResults> tests;
+        for (const auto& step : *steps) {
+            for (const auto& [name, value] : step.properties) {
+                properties[name] = value;
+            }
+            if (step.tests) {
+                tests = tests.value_or(build::TestResults{});
+                tests->add(*step.tests);
+            }
+        }
+        json.strings("properties", properties);
+        if (tests) {
+            write_tests(json, *tests);
+            json.field("summary", "tests: " + tests->summary());
+        }
         json.begin_array("steps");
         for (const auto& step : *steps) {
             json.begin()
@@ -49,6 +81,15 @@ void write_build(Json& json,
                 .field("result", result_text(step.result, step.finished.has_value()));
             if (step.exit_code) {
                 json.field("exit_code", *step.exit_code);
+            }
+            if (!step.description.empty()) {
+                json.field("description", step.description);
+            }
+            if (step.tests) {
+                write_tests(json, *step.tests);
+            }
+            if (!step.properties.empty()) {
+                json.strings("properties", step.properties);
             }
             json.field("log", fmt::format("/api/v1/builds/{}/steps/{}/log", build.id, step.number))
                 .end();

@@ -51,9 +51,18 @@ void write_request(Json& json, const store::BuildRequest& request) {
         .field("reason", request.request.reason)
         .field("state", state_text(request.state))
         .time("submitted", request.submitted)
-        .ids("changes", request.request.change_ids);
+        .ids("changes", request.request.change_ids)
+        .strings("properties", request.request.properties);
     if (request.collapsed_into) {
         json.field("collapsed_into", *request.collapsed_into);
+    }
+    if (request.request.triggered_by_request != 0) {
+        json.field("triggered_by_request", request.request.triggered_by_request)
+            .field("triggered_by_step", request.request.triggered_by_step);
+    }
+    if (const auto& pinned = request.request.pinned_merge) {
+        json.field("pinned_target", pinned->target)
+            .field("pinned_target_revision", pinned->target_revision);
     }
     json.end();
 }
@@ -105,8 +114,10 @@ void cancel(Services& s, std::int64_t id, http::Reply reply) {
         // The cancel's reports (a commit status left pending ends, a push's summary is sent)
         // are stored with it.
         std::optional<report::BuildReport> report;
+        std::string builder;
         if (auto request = store.request(id); request && *request) {
             report = s.reports.cancelled(**request);
+            builder = (*request)->request.builder;
         }
         auto cancelled = store.cancel(
             id, report ? s.reports.outbox(*report) : std::vector<store::OutboxMessage>{});
@@ -122,6 +133,9 @@ void cancel(Services& s, std::int64_t id, http::Reply reply) {
         log::info("build request {} cancelled by {}", id, api_user(s));
         if (report) {
             s.reports.deliver(*report);
+        }
+        if (!builder.empty()) {
+            s.coordinator.request_cancelled(id, builder); // trigger steps
         }
         Json json;
         json.begin().field("cancelled", id).end();

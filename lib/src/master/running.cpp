@@ -75,10 +75,17 @@ void Follower::end(std::string_view result) {
     }
 }
 
-void RunningBuilds::add(store::Build build, std::vector<std::string> locks, bool last_try) {
+void RunningBuilds::add(store::Build build,
+                        std::vector<std::string> locks,
+                        bool last_try,
+                        BuildLabels labels) {
     const std::lock_guard lock(mutex_);
     const auto id = build.id;
     Build added;
+    if (labels.builder.empty()) {
+        labels.builder = build.builder;
+    }
+    added.labels = std::move(labels);
     added.record = std::move(build);
     added.locks = std::move(locks);
     added.started = std::chrono::steady_clock::now();
@@ -126,7 +133,11 @@ RunningBuilds::step_started(std::int64_t id, int step, std::string name, store::
         return std::nullopt;
     }
     auto& state = found->second.steps[step];
-    state.record = store::Step{id, step, std::move(name), now, std::nullopt, std::nullopt, {}};
+    state.record = store::Step{};
+    state.record.build_id = id;
+    state.record.number = step;
+    state.record.name = std::move(name);
+    state.record.started = now;
     return state.record;
 }
 
@@ -219,7 +230,7 @@ RunningBuilds::end(std::int64_t id, BuildResult result, store::WallTime now) {
         end_followers(step,
                       step.record.result ? to_string(*step.record.result) : to_string(result));
     }
-    return EndedBuild{build.record, build.locks, build.started, retries_spent};
+    return EndedBuild{build.record, build.locks, build.started, build.labels, retries_spent};
 }
 
 void RunningBuilds::forget(std::int64_t id) {

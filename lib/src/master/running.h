@@ -20,6 +20,8 @@
 #include <ci/http/server.h>
 #include <ci/store/store.h>
 
+#include "master/metrics.h"
+
 namespace ci::master {
 
 /// One Server-Sent Event: `event: NAME` and the data, one `data:` line per line of it.
@@ -57,6 +59,7 @@ struct EndedBuild {
     store::Build build; ///< with `finished` and `result` set
     std::vector<std::string> locks;
     std::chrono::steady_clock::time_point started;
+    BuildLabels labels; ///< what /metrics counts it by
     /// It would have ended `retry`, but its request may not be retried again: it ended
     /// `exception` instead (see add()).
     bool retries_spent = false;
@@ -82,7 +85,11 @@ public:
     /// A build starts: `build` as stored by start_build, holding `locks`. `last_try`: its
     /// request was retried as often as allowed (buildmaster.max_retries), so that this build
     /// ends `exception` where it would end `retry`.
-    void add(store::Build build, std::vector<std::string> locks, bool last_try = false);
+    /// `labels`: what /metrics counts it by once it ends (an empty builder: the build's).
+    void add(store::Build build,
+             std::vector<std::string> locks,
+             bool last_try = false,
+             BuildLabels labels = {});
     /// True when build `id` runs on `worker`.
     [[nodiscard]] bool runs_on(std::int64_t id, const std::string& worker);
     /// The worker running `id` (nullopt: not running). Marks it stopping.
@@ -147,6 +154,7 @@ private:
         bool stop_requested = false;
         bool ended = false;
         bool last_try = false;
+        BuildLabels labels;
         std::map<int, StepState> steps;
     };
     void trim_locked(StepState& step) const;

@@ -35,6 +35,9 @@ std::optional<std::pair<State, std::string>> finished_state(BuildResult result) 
     switch (result) {
     case BuildResult::Success:
         return std::pair(State::Success, std::string("Build succeeded"));
+    case BuildResult::Warnings:
+        // As the old deployment showed Buildbot's WARNINGS: green, with a word of warning.
+        return std::pair(State::Success, std::string("Build succeeded with warnings"));
     case BuildResult::Failure:
         return std::pair(State::Failure, std::string("Build failed"));
     case BuildResult::Exception:

@@ -339,7 +339,16 @@ private:
                     break;
                 }
                 details.log_tail = last_lines(*text, settings_.tail_lines);
-                details.failed_tests = failed_tests(*text, settings_.max_tests);
+                // The step's JUnit results (test_results) name its failed tests best; the log's
+                // pytest and trial lines serve when it has none.
+                if (step.tests && !step.tests->failed_tests.empty()) {
+                    details.failed_tests = step.tests->failed_tests;
+                    if (details.failed_tests.size() > settings_.max_tests) {
+                        details.failed_tests.resize(settings_.max_tests);
+                    }
+                } else {
+                    details.failed_tests = failed_tests(*text, settings_.max_tests);
+                }
                 break;
             }
         }

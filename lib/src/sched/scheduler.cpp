@@ -277,7 +277,10 @@ struct Scheduler::State {
                                                   wait.change_ids,
                                                   reason,
                                                   {},
-                                                  rule->collapsible});
+                                                  rule->collapsible,
+                                                  {},
+                                                  0,
+                                                  0});
             }
             actions.emplace_back(ClearWait{wait.scheduler, wait.repository, wait.branch});
             erase_wait(it);
@@ -302,7 +305,10 @@ struct Scheduler::State {
                                                   {},
                                                   "periodic",
                                                   {},
-                                                  rule.collapsible});
+                                                  rule.collapsible,
+                                                  {},
+                                                  0,
+                                                  0});
             }
             next->second = rule.next_after(now);
             actions.emplace_back(SavePeriodic{rule.name, next->second});
@@ -345,6 +351,9 @@ Result<Scheduler> Scheduler::create(const config::Config& config) {
                                                      scheduler.collapse_requests});
             break;
         }
+        case config::Scheduler::Type::Triggerable:
+            // Its builds are requested by trigger steps (the master), never by events.
+            break;
         case config::Scheduler::Type::Force:
             state->force_rules.push_back(
                 ForceRule{name, scheduler.builders, scheduler.collapse_requests});

@@ -108,6 +108,24 @@ CREATE TABLE reports (
     state TEXT NOT NULL, queued_ms INTEGER NOT NULL, done_ms INTEGER);
 CREATE INDEX reports_by_state ON reports (reporter, state, id);
 )sql",
+    // 6 -> 7: requests of trigger steps: the merge their triggering build tested (pinned) and
+    // the step that asked for them, once per (request, step, builder) whatever retries ask.
+    R"sql(
+ALTER TABLE build_requests ADD COLUMN pinned_target TEXT;
+ALTER TABLE build_requests ADD COLUMN pinned_target_revision TEXT;
+ALTER TABLE build_requests ADD COLUMN triggered_by_request INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE build_requests ADD COLUMN triggered_by_step INTEGER NOT NULL DEFAULT 0;
+CREATE UNIQUE INDEX build_requests_by_trigger
+    ON build_requests (triggered_by_request, triggered_by_step, builder)
+    WHERE triggered_by_request != 0;
+)sql",
+    // 7 -> 8: how a step ended in words, its test results (JSON: counts and failed test names)
+    // and the properties it set (JSON object); NULL in steps stored before.
+    R"sql(
+ALTER TABLE steps ADD COLUMN description TEXT;
+ALTER TABLE steps ADD COLUMN tests TEXT;
+ALTER TABLE steps ADD COLUMN properties TEXT;
+)sql",
 };
 
 // The columns read_build() reads, in its order.
@@ -118,7 +136,8 @@ constexpr const char* build_columns =
 // The columns read_request() reads, in its order.
 constexpr const char* request_columns =
     "id, scheduler, builder, repository, branch, revision, change_ids, reason, properties, "
-    "collapsible, state, submitted_ms, claimed_by, collapsed_into";
+    "collapsible, state, submitted_ms, claimed_by, collapsed_into, pinned_target, "
+    "pinned_target_revision, triggered_by_request, triggered_by_step";
 
 std::int64_t to_ms(WallTime time) {
     return std::chrono::duration_cast<std::chrono::milliseconds>(time.time_since_epoch()).count();
@@ -171,6 +190,55 @@ std::string to_json(const std::map<std::string, std::string>& values) {
     }
     writer.EndObject();
     return {buffer.GetString(), buffer.GetSize()};
+}
+
+std::string to_json(const build::TestResults& tests) {
+    rapidjson::StringBuffer buffer;
+    rapidjson::Writer<rapidjson::StringBuffer> writer(buffer);
+    writer.StartObject();
+    for (const auto& [key, value] : {std::pair{"passed", tests.passed},
+                                     std::pair{"failed", tests.failed},
+                                     std::pair{"skipped", tests.skipped},
+                                     std::pair{"errors", tests.errors}}) {
+        writer.Key(key);
+        writer.Int(value);
+    }
+    writer.Key("failed_tests");
+    writer.StartArray();
+    for (const auto& name : tests.failed_tests) {
+        writer.String(name.data(), static_cast<rapidjson::SizeType>(name.size()));
+    }
+    writer.EndArray();
+    writer.EndObject();
+    return {buffer.GetString(), buffer.GetSize()};
+}
+
+// What to_json(TestResults) wrote; nullopt for anything else.
+std::optional<build::TestResults> tests_from_json(const std::string& text) {
+    auto document = json::parse_object(text);
+    if (!document) {
+        return std::nullopt;
+    }
+    build::TestResults out;
+    for (auto [key, field] : {std::pair{"passed", &out.passed},
+                              std::pair{"failed", &out.failed},
+                              std::pair{"skipped", &out.skipped},
+                              std::pair{"errors", &out.errors}}) {
+        const auto member = document->FindMember(key);
+        if (member == document->MemberEnd() || !member->value.IsInt()) {
+            return std::nullopt;
+        }
+        *field = member->value.GetInt();
+    }
+    const auto names = document->FindMember("failed_tests");
+    if (names != document->MemberEnd() && names->value.IsArray()) {
+        for (const auto& name : names->value.GetArray()) {
+            if (name.IsString()) {
+                out.failed_tests.emplace_back(name.GetString(), name.GetStringLength());
+            }
+        }
+    }
+    return out;
 }
 
 std::vector<std::string> list_from_json(const std::string& text) {
@@ -660,6 +728,76 @@ public:
         return {};
     }
 
+    Result<Triggered> trigger(std::int64_t request,
+                              int step,
+                              const std::vector<sched::RequestBuild>& requests,
+                              WallTime now,
+                              const RequestReports& reports = {}) override {
+        const std::lock_guard lock(mutex_);
+        // One write transaction: the check and the insert cannot be split by another writer.
+        if (auto status = execute("BEGIN IMMEDIATE", "queue triggered build requests"); !status) {
+            return fail(status.error());
+        }
+        auto triggered = trigger_locked(request, step, requests, now, reports);
+        if (!triggered) {
+            (void)execute("ROLLBACK", "roll back");
+            return triggered;
+        }
+        if (auto status = execute("COMMIT", "queue triggered build requests"); !status) {
+            (void)execute("ROLLBACK", "roll back");
+            return fail(status.error());
+        }
+        return triggered;
+    }
+
+    Result<Triggered> trigger_locked(std::int64_t request,
+                                     int step,
+                                     const std::vector<sched::RequestBuild>& requests,
+                                     WallTime now,
+                                     const RequestReports& reports) {
+        Triggered out;
+        auto existing = rows<std::int64_t>(
+            "SELECT id FROM build_requests WHERE triggered_by_request = ?1 AND "
+            "triggered_by_step = ?2 ORDER BY id",
+            [&](Statement& s) { s.bind(1, request).bind(2, std::int64_t{step}); },
+            [](const Statement& row) { return row.integer(0); },
+            fmt::format("read the requests of step {} of request {}", step, request));
+        if (!existing) {
+            return fail(existing.error());
+        }
+        if (!existing->empty()) {
+            out.request_ids = std::move(*existing);
+            return out;
+        }
+        Statement insert(*statements_, insert_request);
+        if (insert.prepared() != SQLITE_OK) {
+            return error("prepare a write");
+        }
+        for (auto build : requests) {
+            build.triggered_by_request = request;
+            build.triggered_by_step = step;
+            bind_request(insert, build, now);
+            const int code = insert.step();
+            insert.reset();
+            if (code != SQLITE_DONE) {
+                return error(fmt::format(
+                    "queue a build of {} for step {} of request {}", build.builder, step, request));
+            }
+            out.request_ids.push_back(sqlite3_last_insert_rowid(db_));
+            if (reports) {
+                if (auto status = insert_reports(
+                        reports(BuildRequest{
+                            out.request_ids.back(), build, RequestState::Pending, now, {}, {}}),
+                        nullptr);
+                    !status) {
+                    return fail(status.error());
+                }
+            }
+        }
+        out.created = true;
+        return out;
+    }
+
     Result<bool> cancel(std::int64_t request,
                         const std::vector<OutboxMessage>& reports = {}) override {
         const std::lock_guard lock(mutex_);
@@ -820,15 +958,20 @@ public:
     Status save_step(const Step& step) override {
         const std::lock_guard lock(mutex_);
         Statement statement(*statements_,
-                            "INSERT OR REPLACE INTO steps VALUES (?1, ?2, ?3, ?4, ?5, ?6, "
-                            "?7)");
+                            "INSERT OR REPLACE INTO steps (build_id, number, name, started_ms, "
+                            "finished_ms, result, exit_code, description, tests, properties) "
+                            "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)");
         statement.bind(1, step.build_id)
             .bind(2, static_cast<std::int64_t>(step.number))
             .bind(3, step.name)
             .bind(4, step.started)
             .bind(5, step.finished)
             .bind(6, result_text(step.result))
-            .bind(7, step.exit_code);
+            .bind(7, step.exit_code)
+            .bind(8, step.description)
+            .bind(9, step.tests ? std::optional(to_json(*step.tests)) : std::nullopt)
+            .bind(10,
+                  step.properties.empty() ? std::nullopt : std::optional(to_json(step.properties)));
         if (statement.step() != SQLITE_DONE) {
             return fail(
                 error(fmt::format("save step {} of build {}", step.number, step.build_id)).error());
@@ -839,8 +982,8 @@ public:
     Result<std::vector<Step>> steps(std::int64_t build) override {
         const std::lock_guard lock(mutex_);
         return rows<Step>(
-            "SELECT number, name, started_ms, finished_ms, result, exit_code FROM steps WHERE "
-            "build_id = ?1 ORDER BY number",
+            "SELECT number, name, started_ms, finished_ms, result, exit_code, description, "
+            "tests, properties FROM steps WHERE build_id = ?1 ORDER BY number",
             [&](Statement& s) { s.bind(1, build); },
             [&](const Statement& row) -> Result<Step> {
                 auto result = read_result(row, 4);
@@ -855,7 +998,11 @@ public:
                             row.time(3),
                             *result,
                             row.is_null(5) ? std::nullopt
-                                           : std::optional<int>(static_cast<int>(row.integer(5)))};
+                                           : std::optional<int>(static_cast<int>(row.integer(5))),
+                            row.is_null(6) ? std::string() : row.text(6),
+                            row.is_null(7) ? std::nullopt : tests_from_json(row.text(7)),
+                            row.is_null(8) ? std::map<std::string, std::string>{}
+                                           : map_from_json(row.text(8))};
             },
             fmt::format("read steps of build {}", build));
     }
@@ -1383,7 +1530,40 @@ private:
         if (!row.is_null(13)) {
             out.collapsed_into = row.integer(13);
         }
+        if (!row.is_null(14)) {
+            out.request.pinned_merge = sched::PinnedMerge{row.text(14), row.text(15)};
+        }
+        out.request.triggered_by_request = row.integer(16);
+        out.request.triggered_by_step = static_cast<int>(row.integer(17));
         return out;
+    }
+
+    // The statement that queues one request (bind it with bind_request).
+    static constexpr const char* insert_request =
+        "INSERT INTO build_requests (scheduler, builder, repository, branch, revision, "
+        "change_ids, reason, properties, collapsible, state, submitted_ms, pinned_target, "
+        "pinned_target_revision, triggered_by_request, triggered_by_step) VALUES (?1, ?2, ?3, "
+        "?4, ?5, ?6, ?7, ?8, ?9, 'pending', ?10, ?11, ?12, ?13, ?14)";
+
+    static void bind_request(Statement& statement, const sched::RequestBuild& build, WallTime now) {
+        statement.bind(1, build.scheduler)
+            .bind(2, build.builder)
+            .bind(3, build.repository)
+            .bind(4, build.branch)
+            .bind(5, build.revision)
+            .bind(6, join_ids(build.change_ids))
+            .bind(7, build.reason)
+            .bind(8, to_json(build.properties))
+            .bind(9, build.collapsible ? 1 : 0)
+            .bind(10, to_ms(now))
+            .bind(13, build.triggered_by_request)
+            .bind(14, std::int64_t{build.triggered_by_step});
+        if (build.pinned_merge) {
+            statement.bind(11, build.pinned_merge->target)
+                .bind(12, build.pinned_merge->target_revision);
+        } else {
+            statement.bind_null(11).bind_null(12);
+        }
     }
 
     Status write_batches(const std::vector<Batch>& batches,
@@ -1402,11 +1582,7 @@ private:
                              "AND branch = ?3");
         Statement save_periodic(*statements_, "INSERT OR REPLACE INTO periodic VALUES (?1, ?2)");
         Statement delivery(*statements_, "INSERT INTO webhook_deliveries VALUES (?2, ?1)");
-        Statement request(*statements_,
-                          "INSERT INTO build_requests (scheduler, builder, repository, "
-                          "branch, revision, change_ids, reason, properties, collapsible, "
-                          "state, submitted_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, "
-                          "'pending', ?10)");
+        Statement request(*statements_, insert_request);
         for (const auto* statement :
              {&change, &save_wait, &clear_wait, &save_periodic, &request, &delivery}) {
             if (statement->prepared() != SQLITE_OK) {
@@ -1469,16 +1645,7 @@ private:
                     save_periodic.bind(1, periodic->scheduler).bind(2, to_ms(periodic->next_run));
                     status = run(save_periodic, "save a periodic schedule");
                 } else if (const auto* build = std::get_if<sched::RequestBuild>(&action)) {
-                    request.bind(1, build->scheduler)
-                        .bind(2, build->builder)
-                        .bind(3, build->repository)
-                        .bind(4, build->branch)
-                        .bind(5, build->revision)
-                        .bind(6, join_ids(build->change_ids))
-                        .bind(7, build->reason)
-                        .bind(8, to_json(build->properties))
-                        .bind(9, build->collapsible ? 1 : 0)
-                        .bind(10, to_ms(now));
+                    bind_request(request, *build, now);
                     status = run(request, "queue a build request");
                     written.request_ids.push_back(sqlite3_last_insert_rowid(db_));
                     if (status && reports) {

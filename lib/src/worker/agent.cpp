@@ -507,6 +507,8 @@ private:
                 status(fmt::format("build {}: the master asked to stop it", stop->build));
                 found->second.thread.request_stop();
             }
+        } else if (const auto* triggered = std::get_if<protocol::Triggered>(&message)) {
+            answers_.deliver(*triggered);
         }
     }
 
@@ -518,7 +520,8 @@ private:
             [connection = connection_](const protocol::Message& message) {
                 connection->send(message, true);
             },
-            std::move(stop));
+            std::move(stop),
+            &answers_);
         status(fmt::format("build {} ended: {}", spec.build_id, to_string(outcome.result)));
     }
 
@@ -551,6 +554,7 @@ private:
     const WorkerOptions& options_;
     Loop& loop_;
     std::shared_ptr<Connection> connection_;
+    TriggerAnswers answers_; // before jobs_: their threads wait on it
     std::mutex mutex_;
     std::map<std::int64_t, Job> jobs_;
 };

@@ -1,5 +1,6 @@
 #include "worker/reported_build.h"
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
@@ -77,10 +78,43 @@ private:
 
 } // namespace
 
+void TriggerAnswers::deliver(const protocol::Triggered& answer) {
+    {
+        const std::lock_guard lock(mutex_);
+        answers_.insert_or_assign({answer.build, answer.step}, answer);
+    }
+    arrived_.notify_all();
+}
+
+std::optional<protocol::Triggered>
+TriggerAnswers::wait(std::int64_t build,
+                     int step,
+                     std::chrono::steady_clock::time_point deadline,
+                     const std::stop_token& stop) {
+    // No deadline is time_point::max(): a year is as good, and safe from overflow in the wait.
+    deadline = std::min(deadline, std::chrono::steady_clock::now() + std::chrono::hours(24 * 365));
+    std::unique_lock lock(mutex_);
+    const auto key = std::pair(build, step);
+    arrived_.wait_until(lock, stop, deadline, [&] { return answers_.contains(key); });
+    const auto found = answers_.find(key);
+    if (found == answers_.end()) {
+        return std::nullopt;
+    }
+    auto answer = std::move(found->second);
+    answers_.erase(found);
+    return answer;
+}
+
+void TriggerAnswers::forget(std::int64_t build) {
+    const std::lock_guard lock(mutex_);
+    std::erase_if(answers_, [&](const auto& entry) { return entry.first.first == build; });
+}
+
 build::BuildOutcome run_reported_build(const build::BuildSpec& spec,
                                        const build::RunnerOptions& options,
                                        const std::function<void(protocol::Message)>& send,
-                                       std::stop_token stop) {
+                                       std::stop_token stop,
+                                       TriggerAnswers* answers) {
     const auto id = spec.build_id;
     BatchedSender sender(id, send);
     build::BuildObserver observer;
@@ -93,10 +127,34 @@ build::BuildOutcome run_reported_build(const build::BuildSpec& spec,
             protocol::CheckedOut{id, record.branch_tip, record.target_tip, record.merge_commit});
     };
     observer.step_finished = [&](int step, const build::StepOutcome& outcome) {
-        sender.send(protocol::StepFinished{
-            id, step, outcome.result, outcome.exit_code, outcome.description});
+        sender.send(protocol::step_finished(id, step, outcome));
     };
+    if (answers != nullptr) {
+        observer.trigger = [&](int step,
+                               const build::StepSpec&,
+                               std::chrono::steady_clock::time_point deadline,
+                               const std::stop_token& stopped) -> build::StepOutcome {
+            sender.send(protocol::Trigger{id, step});
+            auto answer = answers->wait(id, step, deadline, stopped);
+            build::StepOutcome outcome;
+            if (answer) {
+                outcome.result = answer->result;
+                outcome.description = answer->description;
+            } else if (stopped.stop_requested()) {
+                outcome.result = BuildResult::Cancelled;
+                outcome.description = "stopped while waiting for the master";
+            } else {
+                outcome.result = BuildResult::Failure;
+                outcome.description =
+                    "timed out waiting for the master's answer (the triggered builds)";
+            }
+            return outcome;
+        };
+    }
     auto outcome = build::run_build(spec, options, observer, std::move(stop));
+    if (answers != nullptr) {
+        answers->forget(id);
+    }
     sender.send(protocol::BuildFinished{id, outcome.result, outcome.message});
     return outcome;
 }

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <regex>
@@ -412,6 +413,12 @@ TEST_CASE("runner: step_specs copies a builder's steps") {
     step.timeout = 30s;
     step.grace = 5s;
     step.halt_on_failure = false;
+    step.always_run = true;
+    step.flunk_on_failure = false;
+    step.warn_on_failure = true;
+    step.inactivity_timeout = 90s;
+    step.set_property = "version";
+    step.test_results = "reports/*.xml";
     builder.steps = {step};
     const auto specs = ci::build::step_specs(builder);
     REQUIRE(specs.size() == 1);
@@ -421,7 +428,14 @@ TEST_CASE("runner: step_specs copies a builder's steps") {
                                           .workdir = "build",
                                           .timeout = 30s,
                                           .grace = 5s,
-                                          .halt_on_failure = false});
+                                          .halt_on_failure = false,
+                                          .trigger = std::nullopt,
+                                          .always_run = true,
+                                          .flunk_on_failure = false,
+                                          .warn_on_failure = true,
+                                          .inactivity_timeout = 90s,
+                                          .set_property = "version",
+                                          .test_results = "reports/*.xml"});
 }
 
 TEST_CASE("runner: helpers: header line, names, workdirs") {
@@ -584,4 +598,286 @@ TEST_CASE("runner: a step does not run when the work directory no longer holds t
                                    outcome.checkout.revision) != std::string::npos);
         CHECK_FALSE(std::filesystem::exists(f.work() / "never-ran"));
     }
+}
+
+TEST_CASE("runner: a builder without a repository runs in its emptied work directory") {
+    ci::test::TempDir dir{"libci-runner-norepo"};
+    ci::build::BuildSpec spec;
+    spec.build_id = 7;
+    spec.builder = "cleanup";
+    spec.steps = {shell_step("list",
+                             "echo \"found:[$(ls -A)] repo=[$CI_REPOSITORY] rev=[$CI_REVISION]\"; "
+                             "echo left > leftover; mkdir -p sub; touch sub/file")};
+    ci::build::RunnerOptions options;
+    options.work_root = dir / "work";
+    options.cache_dir = dir / "cache";
+    const auto work = ci::build::WorkSlots::directory(options.work_root, spec.builder, 0);
+    // What an earlier build left, including a symbolic link out of the directory: the link
+    // goes, what it points to stays.
+    std::filesystem::create_directories(work / "old");
+    ci::test::write_file(dir / "outside", "keep me");
+    std::filesystem::create_symlink(dir / "outside", work / "link");
+    for (int run = 0; run < 2; ++run) {
+        CAPTURE(run);
+        Recorder recorder;
+        const auto outcome = ci::build::run_build(spec, options, recorder.observer(), {});
+        CHECK(outcome.result == ci::BuildResult::Success);
+        REQUIRE(recorder.started.size() == 2);
+        CHECK(recorder.started[0] == std::pair<int, std::string>{0, "workdir"});
+        CHECK(recorder.checkouts.empty()); // nothing checked out
+        CHECK(recorder.outcome(0).result == ci::BuildResult::Success);
+        // The step saw an empty directory.
+        CHECK(recorder.logs[1].find("\nfound:[] repo=[] rev=[]\n") != std::string::npos);
+        CHECK(std::filesystem::exists(work / "leftover"));
+    }
+    CHECK(ci::test::read_file(dir / "outside") == "keep me");
+    CHECK_FALSE(std::filesystem::exists(work / "link"));
+}
+
+TEST_CASE("runner: a trigger step asks the observer and takes its answer") {
+    Fixture f;
+    auto trigger = ci::build::StepSpec{};
+    trigger.name = "acceptance";
+    trigger.trigger = ci::config::Trigger{{"acceptance"}, true};
+    f.spec.steps = {trigger, shell_step("after", "touch after")};
+    std::vector<int> asked;
+    auto observer = f.recorder.observer();
+    SUBCASE("a success goes on") {
+        observer.trigger = [&](int step, const ci::build::StepSpec& spec, auto, auto) {
+            asked.push_back(step);
+            CHECK(spec.trigger->builders == std::vector<std::string>{"acceptance"});
+            ci::build::StepOutcome answer;
+            answer.result = ci::BuildResult::Success;
+            answer.description = "requested";
+            return answer;
+        };
+        const auto outcome = ci::build::run_build(f.spec, f.options, observer, {});
+        CHECK(outcome.result == ci::BuildResult::Success);
+        CHECK(asked == std::vector<int>{1});
+        CHECK(f.recorder.logs[1].find("$ trigger acceptance (waiting)\n") != std::string::npos);
+        CHECK(f.recorder.logs[1].find("-- success: requested") != std::string::npos);
+        CHECK(std::filesystem::exists(f.work() / "after"));
+    }
+    SUBCASE("the worst result of the triggered builds halts the build") {
+        observer.trigger = [&](int step, const ci::build::StepSpec&, auto, auto) {
+            asked.push_back(step);
+            ci::build::StepOutcome answer;
+            answer.result = ci::BuildResult::Failure;
+            answer.description = "acceptance: failure (request 3)";
+            return answer;
+        };
+        const auto outcome = ci::build::run_build(f.spec, f.options, observer, {});
+        CHECK(outcome.result == ci::BuildResult::Failure);
+        CHECK(outcome.message == "step 'acceptance': acceptance: failure (request 3)");
+        CHECK(f.recorder.finished_steps() == std::vector<int>{0, 1});
+        CHECK_FALSE(std::filesystem::exists(f.work() / "after"));
+    }
+    SUBCASE("no one to ask: an exception") {
+        const auto outcome = ci::build::run_build(f.spec, f.options, f.recorder.observer(), {});
+        CHECK(outcome.result == ci::BuildResult::Exception);
+        CHECK(f.recorder.outcome(1).result == ci::BuildResult::Exception);
+    }
+}
+TEST_CASE("runner: always_run steps run after a failure ended the build; others do not") {
+    Fixture f;
+    auto cleanup = shell_step("cleanup", "touch cleaned; echo cleaning");
+    cleanup.always_run = true;
+    auto second = shell_step("second cleanup", "exit 4");
+    second.always_run = true;
+    f.spec.steps = {shell_step("broken", "exit 3"),
+                    shell_step("skipped", "touch never-ran"),
+                    cleanup,
+                    second,
+                    shell_step("skipped too", "touch never-ran-2")};
+    const auto outcome = f.run();
+    CHECK(outcome.result == ci::BuildResult::Failure);
+    // The first failure is what the build says, not the cleanup's.
+    CHECK(outcome.message == "step 'broken' failed: exited with status 3");
+    CHECK(f.recorder.finished_steps() == std::vector<int>{0, 1, 3, 4});
+    CHECK(f.recorder.outcome(3).result == ci::BuildResult::Success);
+    CHECK(f.recorder.outcome(4).result == ci::BuildResult::Failure);
+    CHECK(std::filesystem::exists(f.work() / "cleaned"));
+    CHECK_FALSE(std::filesystem::exists(f.work() / "never-ran"));
+    CHECK_FALSE(std::filesystem::exists(f.work() / "never-ran-2"));
+}
+
+TEST_CASE("runner: always_run steps run after the build's timeout, under their own limits") {
+    Fixture f;
+    f.spec.timeout = 1s;
+    auto slow = shell_step("slow", "sleep 30");
+    slow.grace = 1s;
+    auto cleanup = shell_step("cleanup", "sleep 1; touch cleaned");
+    cleanup.always_run = true;
+    f.spec.steps = {slow, cleanup};
+    const auto outcome = f.run();
+    CHECK(outcome.result == ci::BuildResult::Failure);
+    CHECK(outcome.message == "build timed out after 1s during step 'slow'");
+    CHECK(f.recorder.finished_steps() == std::vector<int>{0, 1, 2});
+    CHECK(f.recorder.outcome(2).result == ci::BuildResult::Success);
+    CHECK(std::filesystem::exists(f.work() / "cleaned"));
+}
+
+TEST_CASE("runner: flunk_on_failure and warn_on_failure decide what a failure makes the build") {
+    Fixture f;
+    auto warn = shell_step("lint", "exit 1");
+    warn.flunk_on_failure = false;
+    warn.warn_on_failure = true;
+    warn.halt_on_failure = false;
+    auto ignored = shell_step("flaky", "exit 2");
+    ignored.flunk_on_failure = false;
+    ignored.halt_on_failure = false;
+    SUBCASE("warnings") {
+        f.spec.steps = {warn, shell_step("test", "true")};
+        const auto outcome = f.run();
+        CHECK(outcome.result == ci::BuildResult::Warnings);
+        CHECK(outcome.message == "step 'lint' failed: exited with status 1");
+        CHECK(f.recorder.outcome(1).result == ci::BuildResult::Failure);
+        CHECK(f.recorder.outcome(2).result == ci::BuildResult::Success);
+    }
+    SUBCASE("neither flunk nor warn: the build succeeds") {
+        f.spec.steps = {ignored, shell_step("test", "true")};
+        CHECK(f.run().result == ci::BuildResult::Success);
+        CHECK(f.recorder.outcome(1).result == ci::BuildResult::Failure);
+    }
+    SUBCASE("a flunking failure after a warning: failure") {
+        f.spec.steps = {warn, shell_step("test", "exit 5")};
+        const auto outcome = f.run();
+        CHECK(outcome.result == ci::BuildResult::Failure);
+        CHECK(outcome.message == "step 'test' failed: exited with status 5");
+    }
+    SUBCASE("a step that cannot start is an exception whatever its flags") {
+        ignored.command = {"/nonexistent/program"};
+        f.spec.steps = {ignored};
+        CHECK(f.run().result == ci::BuildResult::Exception);
+    }
+}
+
+TEST_CASE("runner: inactivity_timeout stops a silent step, not a chatty one") {
+    Fixture f;
+    auto silent = shell_step("silent", "echo one line; sleep 30");
+    silent.inactivity_timeout = 1s;
+    silent.grace = 1s;
+    // Writes every 0.3s for 2s: never silent for 1s, so it runs to its end.
+    auto chatty = shell_step("chatty", "for i in 1 2 3 4 5 6; do echo $i; sleep 0.3; done");
+    chatty.inactivity_timeout = 1s;
+    f.spec.steps = {chatty, silent, shell_step("after", "true")};
+    const auto start = std::chrono::steady_clock::now();
+    const auto outcome = f.run();
+    CHECK(std::chrono::steady_clock::now() - start < 20s);
+    CHECK(f.recorder.outcome(1).result == ci::BuildResult::Success);
+    CHECK(outcome.result == ci::BuildResult::Failure);
+    INFO(outcome.message);
+    CHECK(outcome.message.starts_with("step 'silent' failed: no output for 1s: stopped after"));
+    CHECK(f.recorder.outcome(2).description.starts_with("no output for 1s"));
+    CHECK(f.recorder.logs[2].find("-- no output for 1s") != std::string::npos);
+    CHECK(f.recorder.finished_steps() == std::vector<int>{0, 1, 2});
+}
+
+TEST_CASE("runner: set_property, then ${prop:NAME} and the build's values in later steps") {
+    Fixture f;
+    f.spec.properties = {{"forced", "from force"}};
+    auto version = shell_step("version", "echo '  1.2.3 '; echo 'to stderr' >&2");
+    version.set_property = "version";
+    ci::build::StepSpec use;
+    use.name = "use";
+    use.command = {"/bin/sh",
+                   "-c",
+                   R"(printf '%s|' "$@"; echo "env=$V prop_env=$CI_PROP_version"; pwd)",
+                   "argv0",
+                   "v=${prop:version}",
+                   "${prop:forced}",
+                   "${branch}",
+                   "${build_id}",
+                   "$${prop:version}",
+                   "a;b $(x)"};
+    use.env = {{"V", "${prop:version}-${revision}"}};
+    use.workdir = "out/${prop:version}";
+    f.spec.steps = {version, use};
+    const auto outcome = f.run();
+    REQUIRE(outcome.result == ci::BuildResult::Success);
+    CHECK(f.recorder.outcome(1).properties ==
+          std::map<std::string, std::string>{{"version", "1.2.3"}});
+    CHECK(f.recorder.logs[1].find("set_property: version = \"1.2.3\"") != std::string::npos);
+    const auto& log = f.recorder.logs[2];
+    INFO(log);
+    const auto revision = f.recorder.checkouts.at(0).revision;
+    CHECK(log.find("v=1.2.3|from force|feature|42|${prop:version}|a;b $(x)|env=1.2.3-" + revision +
+                   " prop_env=1.2.3\n") != std::string::npos);
+    CHECK(log.find((f.work() / "out" / "1.2.3").string() + "\n") != std::string::npos);
+}
+
+TEST_CASE("runner: set_property and placeholders that cannot be filled in fail the step") {
+    Fixture f;
+    SUBCASE("an unknown property") {
+        ci::build::StepSpec use;
+        use.name = "use";
+        use.command = {"echo", "${prop:nobody_set_me}"};
+        f.spec.steps = {use, shell_step("after", "touch ran")};
+        const auto outcome = f.run();
+        CHECK(outcome.result == ci::BuildResult::Failure);
+        CHECK(outcome.message.find("the build has no property \"nobody_set_me\"") !=
+              std::string::npos);
+        CHECK(f.recorder.outcome(1).result == ci::BuildResult::Failure);
+        CHECK_FALSE(std::filesystem::exists(f.work() / "ran"));
+    }
+    SUBCASE("output over 64 KiB") {
+        auto big = shell_step("big", "head -c 70000 /dev/zero | tr '\\0' x");
+        big.set_property = "big";
+        f.spec.steps = {big};
+        const auto outcome = f.run();
+        CHECK(outcome.result == ci::BuildResult::Failure);
+        CHECK(outcome.message.find("set_property big: the standard output is larger than 64 KiB") !=
+              std::string::npos);
+        CHECK(f.recorder.outcome(1).properties.empty());
+    }
+    SUBCASE("a failed step sets nothing") {
+        auto failing = shell_step("v", "echo 1.0; exit 1");
+        failing.set_property = "v";
+        failing.halt_on_failure = false;
+        ci::build::StepSpec use;
+        use.name = "use";
+        use.command = {"echo", "${prop:v}"};
+        f.spec.steps = {failing, use};
+        CHECK(f.run().result == ci::BuildResult::Failure);
+        CHECK(f.recorder.outcome(1).properties.empty());
+        CHECK(f.recorder.outcome(2).description.find("no property \"v\"") != std::string::npos);
+    }
+}
+
+TEST_CASE("runner: test_results reads JUnit files the glob matches, inside the checkout only") {
+    Fixture f;
+    const ci::test::TempDir outside{"libci-runner-outside"};
+    {
+        std::ofstream secret(outside / "secret.xml");
+        secret << "<testsuite><testcase name='leaked'><failure/></testcase></testsuite>";
+    }
+    const std::string write =
+        "mkdir -p reports && "
+        "printf '%s' '<testsuites><testsuite name=\"a\"><testcase classname=\"pkg.A\" "
+        "name=\"ok\"/><testcase classname=\"pkg.A\" name=\"bad\"><failure message=\"x\"/>"
+        "</testcase></testsuite></testsuites>' > reports/a.xml && "
+        "printf '%s' '<testsuite><testcase name=\"s\"><skipped/></testcase><testcase "
+        "name=\"e\"><error/></testcase></testsuite>' > reports/b.xml && "
+        "echo 'not xml' > reports/c.xml && "
+        "ln -s " +
+        (outside / "secret.xml").string() + " reports/d.xml; exit 1";
+    auto tests = shell_step("tests", write);
+    tests.test_results = "reports/*.xml";
+    f.spec.steps = {tests};
+    const auto outcome = f.run();
+    CHECK(outcome.result == ci::BuildResult::Failure);
+    const auto& results = f.recorder.outcome(1).tests;
+    REQUIRE(results.has_value());
+    CHECK(results->passed == 1);
+    CHECK(results->failed == 1);
+    CHECK(results->skipped == 1);
+    CHECK(results->errors == 1);
+    CHECK(results->failed_tests == std::vector<std::string>{"pkg.A.bad", "e"});
+    const auto& log = f.recorder.logs[1];
+    INFO(log);
+    CHECK(log.find("test_results: reports/c.xml: JUnit XML: ") != std::string::npos);
+    CHECK(log.find("test_results: reports/d.xml: not a regular file") != std::string::npos);
+    CHECK(log.find("test results (2 files): 1 passed, 1 failed, 1 skipped, 1 errors") !=
+          std::string::npos);
+    CHECK(log.find("leaked") == std::string::npos);
 }

@@ -436,7 +436,7 @@ builders:
       - {name: a, run: []}
       - {run: x, workdir: /abs}
 )");
-        CHECK(has_error(errors, "builders.b.repository", "missing required key"));
+        CHECK_FALSE(has_error(errors, "builders.b.repository", "")); // absent: no repository
         CHECK(has_error(errors, "builders.b.workers", "at least one worker class"));
         CHECK(has_error(errors, "builders.b.steps[0].workdir", "inside the checkout"));
         CHECK(has_error(errors, "builders.b.steps[1].run", "needs a command"));
@@ -480,7 +480,8 @@ TEST_CASE("config: schedulers") {
                          "  t: {type: nightly, builders: [app-tests]}\n");
         CHECK(has_error(errors, "schedulers.s.max_wait", "at least tree_stable_timer (60s)"));
         CHECK(has_error(errors, "schedulers.s.branches[0]", "invalid regular expression"));
-        CHECK(has_error(errors, "schedulers.t.type", "expected branch, force or periodic"));
+        CHECK(has_error(
+            errors, "schedulers.t.type", "expected branch, force, periodic or triggerable"));
     }
 }
 
@@ -827,4 +828,237 @@ TEST_CASE("config: every secret is listed for redaction") {
                          "exampleSecretKeyexampleSecretKeyexample0",
                          "ghp_exampletokenexampletokenexample0000",
                      });
+}
+
+TEST_CASE("config: release tags follow the old deployment's rule") {
+    // flocker_bb/steps.py (MergeForward._RELEASE_TAG_RE) and its VersionTests in
+    // ClusterHQ/build.clusterhq.com, plus the forms the rule names.
+    for (const char* release : {"1.2.3",
+                                "1.2.3.dev1",
+                                "1.2.3dev1",
+                                "1.2.3pre1",
+                                "1.2.3rc1",
+                                "1.2.3+doc1",
+                                "1.2.3.post1",
+                                "0.3.2",
+                                "0.3.2dev1",
+                                "0.3.2.dev1",
+                                "0.3.2pre1",
+                                "0.3.2rc1",
+                                "0.3.2.post11",
+                                "10.200.3000rc42"}) {
+        CAPTURE(release);
+        CHECK(ci::config::is_release_tag(release));
+    }
+    for (const char* other : {"1.2",
+                              "v1.2.3",
+                              "1.2.3.4",
+                              "0.3.2+1.gf661a6a",
+                              "0.3.2dev1+1.gf661a6a",
+                              "0.3.2pre1+1.gf661a6a",
+                              "0.3.2.post1+1.gf661a6a",
+                              "1.2.3.pre1",
+                              "1.2.3.rc1",
+                              "1.2.3post1",
+                              "1.2.3doc1",
+                              "1.2.3rc",
+                              "1.2.3\n",
+                              " 1.2.3",
+                              "",
+                              "release/1.2.3"}) {
+        CAPTURE(other);
+        CHECK_FALSE(ci::config::is_release_tag(other));
+    }
+    // The default tags pattern is the same rule, between slashes.
+    const ci::config::Scheduler scheduler;
+    CHECK(scheduler.tags ==
+          std::vector<std::string>{"/" + std::string(ci::config::release_tag_regex) + "/"});
+}
+
+TEST_CASE("config: trigger steps, triggerable schedulers, builders without a repository") {
+    const std::string base = R"(
+slaves:
+  local: {local: true}
+repositories:
+  app: {url: /srv/app.git}
+  other: {url: /srv/other.git}
+locks:
+  functional: {scope: worker}
+  cpu: {max_count: 2, scope: master}
+builders:
+  package:
+    repository: app
+    workers: [local]
+    steps:
+      - {name: build, run: make}
+      - {name: acceptance, trigger: {builders: [acceptance], wait: true}, timeout: 1h}
+  acceptance:
+    repository: app
+    workers: [local]
+    locks: [functional]
+    steps: [{name: test, run: make check}]
+  cleanup:
+    workers: [local]
+    steps: [{name: prune, run: "rm -rf old"}]
+)";
+    SUBCASE("a valid pipeline, and its JSON form") {
+        const auto config = parse_ok(base + R"(schedulers:
+  triggered: {type: triggerable, builders: [acceptance]}
+  nightly: {type: periodic, builders: [cleanup], interval: 1h}
+)");
+        const auto& steps = config.builders.at("package").steps;
+        REQUIRE(steps.size() == 2);
+        CHECK_FALSE(steps[0].trigger.has_value());
+        REQUIRE(steps[1].trigger.has_value());
+        CHECK(steps[1].trigger->builders == std::vector<std::string>{"acceptance"});
+        CHECK(steps[1].trigger->wait);
+        CHECK(steps[1].command.empty());
+        CHECK(steps[1].timeout == std::chrono::hours(1));
+        CHECK(config.builders.at("cleanup").repository.empty());
+        CHECK(config.schedulers.at("triggered").type == ci::config::Scheduler::Type::Triggerable);
+        CHECK(config.schedulers.at("nightly").repository.empty());
+        CHECK(config.locks.at("functional").scope == ci::config::Lock::Scope::Worker);
+        CHECK(config.locks.at("cpu").scope == ci::config::Lock::Scope::Master);
+        const auto json = ci::config::to_json(config);
+        auto back = ci::config::parse_config_json(json, "master.json");
+        INFO(all_diagnostics(back));
+        REQUIRE(back.ok());
+        CHECK(*back.config == config);
+    }
+    SUBCASE("what check-config refuses, naming the key") {
+        const auto errors = parse_errors(base + R"(  wrong:
+    repository: other
+    workers: [local]
+    merge_target: none
+    steps:
+      - {name: a, trigger: {builders: [package, acceptanse, cleanup, wrong]}, run: x}
+      - {name: b, trigger: {builders: []}}
+      - {name: c, trigger: {builders: [acceptance], wait: maybe}, env: {A: b}}
+      - {name: d, trigger: [acceptance]}
+  bare:
+    workers: [local]
+    merge_target: master
+    steps: [{name: t, trigger: {builders: [acceptance]}}]
+  nulled:
+    repository:
+    workers: [local]
+    steps: [{name: t, run: x}]
+schedulers:
+  triggered: {type: triggerable, builders: [acceptance, cleanup], tags: [x]}
+  nightly: {type: periodic, builders: [cleanup, package], interval: 1h}
+  weird: {type: triggerabel, builders: [cleanup]}
+)");
+        CHECK(has_error(errors, "builders.wrong.steps[0].run", "not valid for a trigger step"));
+        CHECK(has_error(errors, "builders.wrong.steps[0].trigger.builders[0]", "not triggerable"));
+        CHECK(has_error(errors,
+                        "builders.wrong.steps[0].trigger.builders[1]",
+                        "no builder named \"acceptanse\" (did you mean \"acceptance\"?)"));
+        CHECK(has_error(errors,
+                        "builders.wrong.steps[0].trigger.builders[2]",
+                        "builder \"cleanup\" has no repository, not \"other\""));
+        CHECK(has_error(
+            errors, "builders.wrong.steps[0].trigger.builders[3]", "cannot trigger itself"));
+        CHECK(has_error(errors, "builders.wrong.steps[1].trigger.builders", "at least one"));
+        CHECK(has_error(errors, "builders.wrong.steps[2].trigger.wait", "expected true or false"));
+        CHECK(has_error(errors, "builders.wrong.steps[2].env", "not valid for a trigger step"));
+        CHECK(has_error(errors, "builders.wrong.steps[3].trigger", ""));
+        CHECK(has_error(errors, "builders.bare.merge_target", "without a repository"));
+        CHECK(has_error(errors,
+                        "builders.bare.steps[0].trigger.builders[0]",
+                        "a builder without a repository cannot trigger"));
+        CHECK(has_error(errors, "builders.nulled.repository", "leave the key out"));
+        CHECK(has_error(errors, "schedulers.triggered.tags", "not valid for a triggerable"));
+        CHECK(has_error(errors,
+                        "schedulers.nightly.builders[1]",
+                        "builder \"package\" checks out repository \"app\": this scheduler "
+                        "needs a repository"));
+        CHECK_FALSE(has_error(errors, "schedulers.nightly.builders[0]", ""));
+        CHECK(has_error(errors, "schedulers.weird.type", "(did you mean \"triggerable\"?)"));
+        const auto scope = parse_errors("locks:\n  bad: {scope: workers}\n");
+        CHECK(has_error(scope, "locks.bad.scope", "expected master or worker, got \"workers\""));
+        CHECK(has_error(scope, "locks.bad.scope", "(did you mean \"worker\"?)"));
+    }
+}
+
+TEST_CASE("config: step controls, properties and test results") {
+    SUBCASE("defaults") {
+        const auto step = parse_ok(minimal_pipeline).builders.at("app-tests").steps.at(0);
+        CHECK_FALSE(step.always_run);
+        CHECK(step.flunk_on_failure);
+        CHECK_FALSE(step.warn_on_failure);
+        CHECK(step.inactivity_timeout == std::chrono::minutes(20));
+        CHECK(step.set_property.empty());
+        CHECK(step.test_results.empty());
+    }
+    SUBCASE("every key read, placeholders in argv, env and workdir") {
+        const auto config = parse_ok(std::string(minimal_pipeline) + R"(
+      - name: version
+        run: ["python", "setup.py", "--version"]
+        set_property: version
+        always_run: true
+        flunk_on_failure: false
+        warn_on_failure: true
+        inactivity_timeout: 90s
+        test_results: "_trial_temp/*.xml"
+      - name: use
+        run: ["make", "V=${prop:version}", "$${literal}", "${branch}${revision}${build_id}"]
+        env: {V: "${prop:version}"}
+        workdir: "out/${prop:version}"
+      - {name: shell, run: "echo ${HOME}"}
+)");
+        const auto& steps = config.builders.at("app-tests").steps;
+        REQUIRE(steps.size() == 4);
+        CHECK(steps[1].set_property == "version");
+        // Not flunking, so not halting unless the file says so.
+        CHECK_FALSE(steps[1].halt_on_failure);
+        CHECK(steps[2].halt_on_failure);
+        CHECK(steps[1].always_run);
+        CHECK_FALSE(steps[1].flunk_on_failure);
+        CHECK(steps[1].warn_on_failure);
+        CHECK(steps[1].inactivity_timeout == std::chrono::seconds(90));
+        CHECK(steps[1].test_results == "_trial_temp/*.xml");
+        CHECK(steps[2].workdir == "out/${prop:version}");
+        // And through the JSON form unchanged.
+        auto back = ci::config::parse_config_json(ci::config::to_json(config), "j");
+        INFO(all_diagnostics(back));
+        REQUIRE(back.ok());
+        CHECK(*back.config == config);
+    }
+    SUBCASE("wrong values are errors naming the key") {
+        const auto errors = parse_errors(std::string(minimal_pipeline) + R"(
+      - name: a
+        run: ["echo", "${prop:}", "${nope}", "${branch"]
+        env: {X: "${prop:a b}"}
+        workdir: "${revision"
+        set_property: "not a name"
+        always_run: maybe
+        inactivity_timeout: forever
+        test_results: "../outside/*.xml"
+      - {name: b, run: x, test_results: /abs/*.xml, warn_on_failure: 1}
+)");
+        CHECK(has_error(errors, "builders.app-tests.steps[1].run[1]", "property name"));
+        CHECK(has_error(errors, "builders.app-tests.steps[1].run[2]", "unknown placeholder"));
+        CHECK(has_error(errors, "builders.app-tests.steps[1].run[3]", "closing"));
+        CHECK(has_error(errors, "builders.app-tests.steps[1].env.X", "property name"));
+        CHECK(has_error(errors, "builders.app-tests.steps[1].workdir", "closing"));
+        CHECK(has_error(errors, "builders.app-tests.steps[1].set_property", "property name"));
+        CHECK(
+            has_error(errors, "builders.app-tests.steps[1].always_run", "expected true or false"));
+        CHECK(has_error(
+            errors, "builders.app-tests.steps[1].inactivity_timeout", "expected a duration"));
+        CHECK(has_error(errors, "builders.app-tests.steps[1].test_results", "inside the checkout"));
+        CHECK(has_error(errors, "builders.app-tests.steps[2].test_results", "inside the checkout"));
+        CHECK(has_error(
+            errors, "builders.app-tests.steps[2].warn_on_failure", "expected true or false"));
+    }
+    SUBCASE("placeholders in a shell command are a warning: the shell gets its text as is") {
+        auto checked = ci::config::parse_config(
+            std::string(minimal_pipeline) + "      - {name: s, run: \"make V=${prop:version}\"}\n",
+            "test.yml");
+        REQUIRE(checked.ok());
+        CHECK(all_diagnostics(checked).find("builders.app-tests.steps[1].run: placeholders") !=
+              std::string::npos);
+        CHECK(checked.config->builders.at("app-tests").steps[1].command.back() ==
+              "make V=${prop:version}");
+    }
 }

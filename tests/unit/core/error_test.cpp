@@ -80,6 +80,7 @@ TEST_CASE("error: every code has a distinct name") {
 
 TEST_CASE("build results: names both ways, unknown names refused, the worst one wins") {
     for (const auto result : {ci::BuildResult::Success,
+                              ci::BuildResult::Warnings,
                               ci::BuildResult::Failure,
                               ci::BuildResult::Exception,
                               ci::BuildResult::Cancelled,
@@ -89,13 +90,17 @@ TEST_CASE("build results: names both ways, unknown names refused, the worst one 
         CHECK(*parsed == result);
     }
     CHECK(ci::to_string(ci::BuildResult::Cancelled) == "cancelled");
-    for (const auto* bad : {"", "Success", "sucess", "warnings", "success "}) {
+    CHECK(ci::to_string(ci::BuildResult::Warnings) == "warnings");
+    for (const auto* bad : {"", "Success", "sucess", "warning", "success "}) {
         auto parsed = ci::parse_build_result(bad);
         REQUIRE_FALSE(parsed.has_value());
         CHECK(parsed.error().code == ci::ErrorCode::InvalidArgument);
     }
     using enum ci::BuildResult;
     CHECK(ci::worse(Success, Failure) == Failure);
+    CHECK(ci::worse(Success, Warnings) == Warnings);
+    CHECK(ci::worse(Warnings, Failure) == Failure);
+    CHECK(ci::worse(Failure, Warnings) == Failure);
     CHECK(ci::worse(Exception, Failure) == Exception);
     CHECK(ci::worse(Exception, Cancelled) == Cancelled);
     CHECK(ci::worse(Cancelled, Success) == Cancelled);

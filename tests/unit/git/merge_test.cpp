@@ -172,10 +172,15 @@ TEST_CASE("git: merge targets by the default rules") {
     };
     CHECK(target("master") == std::nullopt);
     CHECK(target("release/1.2") == std::nullopt);
-    for (const char* version :
-         {"1.2.3", "1.2.3dev1", "1.2.3rc1", "1.2.3pre1", "1.2.3.post1", "1.2.3+doc1"}) {
+    // The old deployment's release rule (config::is_release_tag, its cases in config_test): a
+    // branch named like a release is built as pushed, anything else is merged forward.
+    for (const char* version : {"1.2.3", "1.2.3.dev1", "0.3.2.post11"}) {
         CAPTURE(version);
         CHECK(target(version) == std::nullopt);
+    }
+    for (const char* other : {"1.2", "v1.2.3", "0.3.2+1.gf661a6a"}) {
+        CAPTURE(other);
+        CHECK(target(other) == "master");
     }
     CHECK(target("anything", true) == std::nullopt);
     CHECK(target("release-maintenance/1.2/fix-x") == "release/1.2");

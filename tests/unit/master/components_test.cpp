@@ -11,10 +11,12 @@
 #include "master/deliveries.h"
 #include "master/json.h"
 #include "master/locks.h"
+#include "master/metrics.h"
 #include "master/protocol.h"
 #include "master/registry.h"
 #include "master/router.h"
 #include "master/running.h"
+#include "master/triggers.h"
 
 using namespace std::chrono_literals;
 
@@ -26,7 +28,7 @@ slaves:
   linux: {passwords: [pw-0, pw-1], max_builds: 2}
   aws: {ami: ci-image, slaves: 2, max_builds: 3}
 repositories: {app: {url: /srv/app.git}}
-locks: {two: {max_count: 2}}
+locks: {two: {max_count: 2}, functional: {scope: worker}}
 builders: {tests: {repository: app, workers: [linux], locks: [two], steps: [{name: t, run: "true"}]}}
 schedulers: {force: {type: force, builders: [tests]}}
 )",
@@ -126,16 +128,36 @@ TEST_CASE("deliveries: new, in flight, stored, forgotten; the newest are kept") 
 TEST_CASE("locks: all or nothing, up to each lock's count") {
     const auto config = parts_config();
     ci::master::LockTable locks(config);
-    CHECK(locks.try_acquire({"two"}));
-    CHECK(locks.try_acquire({"two"}));
-    CHECK_FALSE(locks.try_acquire({"two"}));
-    CHECK(locks.try_acquire({"unknown"})); // a lock the config does not define counts 1
-    CHECK_FALSE(locks.try_acquire({"unknown", "two"}));
+    CHECK(locks.try_acquire({"two"}, "linux/0"));
+    CHECK(locks.try_acquire({"two"}, "linux/1"));
+    CHECK_FALSE(locks.try_acquire({"two"}, "linux/0"));
+    CHECK(locks.try_acquire({"unknown"}, "linux/0")); // a lock the config does not define counts 1
+    CHECK_FALSE(locks.try_acquire({"unknown", "two"}, "linux/1"));
     CHECK(locks.in_use() == std::map<std::string, int>{{"two", 2}, {"unknown", 1}});
-    locks.release({"two"});
-    CHECK(locks.try_acquire({"two"}));
-    locks.release({"two", "two", "unknown"});
+    locks.release({"two"}, "linux/1");
+    CHECK(locks.try_acquire({"two"}, "linux/1"));
+    locks.release({"two", "two", "unknown"}, "linux/0");
     CHECK(locks.in_use().empty());
+}
+
+TEST_CASE("locks: a lock of scope worker is counted on each worker apart") {
+    const auto config = parts_config();
+    REQUIRE(config.locks.at("functional").scope == ci::config::Lock::Scope::Worker);
+    ci::master::LockTable locks(config);
+    CHECK(locks.try_acquire({"functional"}, "linux/0"));
+    CHECK_FALSE(locks.try_acquire({"functional"}, "linux/0")); // one holder per worker
+    CHECK(locks.try_acquire({"functional"}, "linux/1"));       // another worker: its own
+    // All or nothing: a master-wide lock that has room does not keep a count when the
+    // per-worker one has none.
+    CHECK_FALSE(locks.try_acquire({"two", "functional"}, "linux/1"));
+    CHECK(locks.in_use().size() == 2);
+    CHECK(locks.in_use().at(ci::master::lock_key(config, "functional", "linux/0")) == 1);
+    CHECK(ci::master::lock_key(config, "functional", "linux/0") !=
+          ci::master::lock_key(config, "functional", "linux/1"));
+    CHECK(ci::master::lock_key(config, "two", "linux/0") == "two");
+    locks.release({"functional"}, "linux/0");
+    CHECK(locks.try_acquire({"functional"}, "linux/0"));
+    CHECK_FALSE(locks.try_acquire({"functional"}, "linux/1"));
 }
 
 TEST_CASE("registry: reserved slots count until attached; a worker that left gets no build") {
@@ -276,4 +298,118 @@ TEST_CASE("router: the listed endpoints, path segments and integer captures") {
     CHECK_FALSE(params.integer("missing").has_value());
     CHECK(params.integer("ok") == std::optional<std::int64_t>(42));
     CHECK(params.get("n") == "12x");
+}
+
+namespace {
+
+ci::config::Config trigger_config() {
+    auto checked = ci::config::parse_config(R"(
+slaves:
+  linux: {passwords: [pw-0], max_builds: 2}
+repositories: {app: {url: /srv/app.git, default_branch: main}}
+builders:
+  package:
+    repository: app
+    workers: [linux]
+    steps: [{name: b, run: "true"}, {name: t, trigger: {builders: [acceptance, docs]}}]
+  acceptance: {repository: app, workers: [linux], steps: [{name: t, run: "true"}]}
+  docs: {repository: app, workers: [linux], merge_target: none, steps: [{name: t, run: "true"}]}
+schedulers:
+  later: {type: triggerable, builders: [acceptance]}
+  docs-too: {type: triggerable, builders: [docs]}
+)",
+                                            "triggers.yml");
+    REQUIRE(checked.ok());
+    return *checked.config;
+}
+
+} // namespace
+
+TEST_CASE("triggers: requests for the same tree, pinned, with the triggering build's properties") {
+    const auto config = trigger_config();
+    ci::store::BuildRequest source;
+    source.id = 41;
+    source.request.builder = "package";
+    source.request.repository = "app";
+    source.request.branch = "feature/x";
+    source.request.change_ids = {5, 6};
+    source.request.properties = {{"flavour", "vanilla"}};
+    // Its merge target: the rule's (feature branches merge the default branch).
+    CHECK(ci::master::merge_target_of(config, source, false) == "main");
+    const ci::sched::PinnedMerge pinned{"main", std::string(40, 'c')};
+    const auto out = ci::master::triggered_requests(
+        config, source, *config.builders.at("package").steps[1].trigger, 2, 99, "abc", pinned);
+    REQUIRE(out.size() == 2);
+    CHECK(out[0].builder == "acceptance");
+    CHECK(out[0].scheduler == "later");
+    CHECK(out[1].scheduler == "docs-too");
+    for (const auto& request : out) {
+        CHECK(request.repository == "app");
+        CHECK(request.branch == "feature/x");
+        CHECK(request.revision == "abc");
+        CHECK(request.change_ids == std::vector<std::int64_t>{5, 6});
+        CHECK(request.properties == source.request.properties);
+        CHECK(request.pinned_merge == std::optional(pinned));
+        CHECK(request.triggered_by_request == 41);
+        CHECK(request.triggered_by_step == 2);
+        CHECK_FALSE(request.collapsible);
+        CHECK(request.reason == "triggered by build 99 (package, step 2)");
+    }
+    // A triggered build merges what is pinned, whatever its own builder's rule (docs: none).
+    ci::store::BuildRequest triggered{7, out[1], {}, {}, {}, {}};
+    CHECK(ci::master::merge_target_of(config, triggered, false) == "main");
+    triggered.request.pinned_merge = ci::sched::PinnedMerge{"", ""};
+    CHECK(ci::master::merge_target_of(config, triggered, false) == std::nullopt);
+    triggered.request.pinned_merge.reset();
+    CHECK(ci::master::merge_target_of(config, triggered, false) == std::nullopt); // its rule
+}
+
+TEST_CASE("triggers: a waiting step is answered once every request ended, with the worst") {
+    using ci::BuildResult;
+    using ci::master::TriggeredEnd;
+    std::map<std::int64_t, TriggeredEnd> ends;
+    CHECK_FALSE(ci::master::wait_answer(9, 2, {3, 4}, ends).has_value());
+    ends[3] = TriggeredEnd{3, "acceptance", 11, BuildResult::Success};
+    CHECK_FALSE(ci::master::wait_answer(9, 2, {3, 4}, ends).has_value());
+    ends[4] = TriggeredEnd{4, "docs", 12, BuildResult::Failure};
+    auto answer = ci::master::wait_answer(9, 2, {3, 4}, ends);
+    REQUIRE(answer.has_value());
+    CHECK(answer->build == 9);
+    CHECK(answer->step == 2);
+    CHECK(answer->result == BuildResult::Failure);
+    CHECK(answer->description ==
+          "acceptance: success (request 3, build 11); docs: failure (request 4, build 12)");
+    ends[4] = TriggeredEnd{4, "docs", 0, BuildResult::Cancelled}; // cancelled while pending
+    answer = ci::master::wait_answer(9, 2, {3, 4}, ends);
+    CHECK(answer->result == BuildResult::Cancelled);
+    CHECK(answer->description.ends_with("docs: cancelled (request 4)"));
+    CHECK(ci::master::wait_answer(9, 2, {3}, ends)->result == BuildResult::Success);
+}
+
+TEST_CASE("metrics: builds are counted by worker class and branch type") {
+    const auto config = trigger_config();
+    using ci::master::branch_type;
+    CHECK(branch_type(config, "app", "main", false) == "master");
+    CHECK(branch_type(config, "app", "master", false) == "other"); // not app's default branch
+    CHECK(branch_type(config, "app", "main", true) == "other");    // a tag named main
+    CHECK(branch_type(config, "app", "release/1.2", false) == "release");
+    CHECK(branch_type(config, "app", "1.2.3rc1", true) == "release");
+    CHECK(branch_type(config, "app", "1.2.3.post1", false) == "release");
+    CHECK(branch_type(config, "app", "v1.2.3", true) == "other");
+    CHECK(branch_type(config, "app", "feature/x", false) == "other");
+    CHECK(branch_type(config, "", "", false) == "other"); // no repository
+
+    ci::master::Metrics metrics;
+    metrics.build_finished({"acceptance", "linux", "release"}, ci::BuildResult::Success, 2);
+    metrics.build_finished({"acceptance", "linux", "release"}, ci::BuildResult::Success, 700);
+    metrics.build_finished({"acceptance", "aws", "other"}, ci::BuildResult::Failure, 2);
+    const auto text = ci::master::prometheus_text(metrics.snapshot(), {});
+    CHECK(text.find("ci_builds_finished_total{builder=\"acceptance\",worker_class=\"linux\","
+                    "branch_type=\"release\",result=\"success\"} 2\n") != std::string::npos);
+    CHECK(text.find("ci_builds_finished_total{builder=\"acceptance\",worker_class=\"aws\","
+                    "branch_type=\"other\",result=\"failure\"} 1\n") != std::string::npos);
+    CHECK(text.find("ci_build_duration_seconds_bucket{builder=\"acceptance\",worker_class="
+                    "\"linux\",branch_type=\"release\",le=\"600\"} 1\n") != std::string::npos);
+    CHECK(text.find("ci_build_duration_seconds_count{builder=\"acceptance\",worker_class="
+                    "\"linux\",branch_type=\"release\"} 2\n") != std::string::npos);
 }

@@ -174,7 +174,7 @@ TEST_CASE("master: every POST route needs the config's auth; without auth the AP
         CHECK(status != 401);
         CHECK(status != 403);
     }
-    CHECK(posts == 4); // force, cancel, stop, tokens
+    CHECK(posts == 5); // force, force several, cancel, stop, tokens
 
     MasterFixture open(webhook_config("/srv/app.git", R"({name: t, run: "true"})", "remote"),
                        false);
@@ -255,10 +255,11 @@ TEST_CASE("master: a running step's log is followed live, as text and as events"
     CHECK(m.get(fmt::format("/api/v1/builds/{}/steps/7/events", id)).status == 404);
 
     const auto metrics = m.get("/metrics").body;
-    CHECK(metrics.find("ci_builds_finished_total{builder=\"tests\",result=\"success\"} 1") !=
-          std::string::npos);
-    CHECK(metrics.find("ci_build_duration_seconds_count{builder=\"tests\"} 1") !=
-          std::string::npos);
+    // Forced without a branch: the repository's default branch, on a local worker.
+    CHECK(metrics.find("ci_builds_finished_total{builder=\"tests\",worker_class=\"local\","
+                       "branch_type=\"master\",result=\"success\"} 1") != std::string::npos);
+    CHECK(metrics.find("ci_build_duration_seconds_count{builder=\"tests\",worker_class=\"local\","
+                       "branch_type=\"master\"} 1") != std::string::npos);
 }
 
 TEST_CASE("master: waits pending at a stop end at their deadline after the next start") {

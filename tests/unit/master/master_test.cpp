@@ -8,6 +8,7 @@
 #include <ci/core/crypto.h>
 
 #include "master/dispatch.h"
+#include "master/locks.h"
 #include "master/protocol.h"
 
 namespace protocol = ci::master::protocol;
@@ -75,6 +76,12 @@ TEST_CASE("protocol: every message survives encode and decode") {
     step.timeout = std::chrono::seconds(30);
     step.grace = std::chrono::seconds(2);
     step.halt_on_failure = false;
+    step.always_run = true;
+    step.flunk_on_failure = false;
+    step.warn_on_failure = true;
+    step.inactivity_timeout = std::chrono::seconds(1200);
+    step.set_property = "version";
+    step.test_results = "reports/*.xml";
     spec.steps = {step};
     const auto build = round_trip(protocol::StartBuild{spec}).spec;
     CHECK(build.build_id == 42);
@@ -91,7 +98,28 @@ TEST_CASE("protocol: every message survives encode and decode") {
     spec.steps[0].timeout.reset();
     const auto no_target = round_trip(protocol::StartBuild{spec}).spec;
     CHECK_FALSE(no_target.merge_target.has_value());
+    CHECK_FALSE(no_target.target_revision.has_value());
     CHECK_FALSE(no_target.steps[0].timeout.has_value());
+    CHECK_FALSE(no_target.steps[0].trigger.has_value());
+
+    // A triggered build's pinned target, and a trigger step.
+    spec.merge_target = "master";
+    spec.target_revision = "0123abcd";
+    ci::build::StepSpec trigger;
+    trigger.name = "acceptance";
+    trigger.trigger = ci::config::Trigger{{"acceptance-a", "acceptance-b"}, true};
+    spec.steps.push_back(trigger);
+    const auto pinned = round_trip(protocol::StartBuild{spec}).spec;
+    CHECK(pinned.target_revision == std::optional<std::string>("0123abcd"));
+    REQUIRE(pinned.steps.size() == 2);
+    CHECK(pinned.steps[1] == trigger);
+    const auto asked = round_trip(protocol::Trigger{42, 2});
+    CHECK((asked.build == 42 && asked.step == 2));
+    const auto answered = round_trip(
+        protocol::Triggered{42, 2, ci::BuildResult::Failure, "acceptance-a: request 7 failure"});
+    CHECK(answered.result == ci::BuildResult::Failure);
+    CHECK(answered.description == "acceptance-a: request 7 failure");
+    CHECK(answered.step == 2);
 
     // A log is any bytes: newlines, quotes, control characters, invalid UTF-8, NULs.
     const std::string text("line 1\nline \"2\"\t\x01 caf\xc3\xa9 \xff\xfe\0end\n", 31);
@@ -116,12 +144,28 @@ TEST_CASE("protocol: every message survives encode and decode") {
     CHECK(protocol::encode(protocol::Welcome{7, false}).find("rotate") == std::string::npos);
     CHECK(round_trip(protocol::Refused{"no"}).reason == "no");
     const auto finished = round_trip(
-        protocol::StepFinished{3, 1, ci::BuildResult::Failure, 2, "exited with status 2"});
+        protocol::StepFinished{3, 1, ci::BuildResult::Failure, 2, "exited with status 2", {}, {}});
     CHECK(finished.exit_code == std::optional<int>(2));
     CHECK(finished.description == "exited with status 2");
-    CHECK_FALSE(
-        round_trip(protocol::StepFinished{3, 1, ci::BuildResult::Exception, std::nullopt, ""})
-            .exit_code.has_value());
+    CHECK_FALSE(finished.tests.has_value());
+    CHECK(finished.properties.empty());
+    const ci::build::TestResults tests{3, 1, 2, 1, {"a.b", "caf\xc3\xa9"}};
+    const auto with_results = round_trip(protocol::StepFinished{
+        3, 1, ci::BuildResult::Failure, 1, "exited with status 1", tests, {{"version", "1.2"}}});
+    CHECK(with_results.tests == std::optional(tests));
+    CHECK(with_results.properties == std::map<std::string, std::string>{{"version", "1.2"}});
+    CHECK_FALSE(protocol::decode(R"({"type": "step_finished", "build": 1, "step": 1, )"
+                                 R"("result": "failure", "tests": {"passed": "x"}})")
+                    .has_value());
+    CHECK_FALSE(protocol::decode(R"({"type": "step_finished", "build": 1, "step": 1, )"
+                                 R"("result": "failure", "tests": {"passed": 1, "failed": 0, )"
+                                 R"("skipped": 0, "errors": 0, "failed_tests": [1]}})")
+                    .has_value());
+    CHECK(round_trip(protocol::BuildFinished{3, ci::BuildResult::Warnings, ""}).result ==
+          ci::BuildResult::Warnings);
+    CHECK_FALSE(round_trip(protocol::StepFinished{
+                               3, 1, ci::BuildResult::Exception, std::nullopt, "", {}, {}})
+                    .exit_code.has_value());
     const auto checked = round_trip(protocol::CheckedOut{3, "a", "b", "c"});
     CHECK((checked.branch_tip + checked.target_tip + checked.merge_commit) == "abc");
     CHECK(round_trip(protocol::BuildFinished{3, ci::BuildResult::Success, ""}).result ==
@@ -259,6 +303,30 @@ TEST_CASE("dispatch: classes, slots, the least busy worker, and counting locks")
             {},
             config);
         CHECK(out == std::vector<Assignment>{{1, "linux/0"}, {3, "osx/0"}});
+    }
+    SUBCASE("a lock of scope worker: one build per worker, the others go elsewhere") {
+        auto per_worker = config;
+        per_worker.locks["one"].scope = ci::config::Lock::Scope::Worker;
+        const std::vector<WorkerLoad> workers = {
+            {"linux/0", "linux", 2, 0, true},
+            {"linux/1", "linux", 2, 0, true},
+        };
+        // Four "serial" builds (lock "one"), four slots: one build per worker holds the lock.
+        const std::vector<QueuedRequest> queue = {
+            {1, "serial"}, {2, "serial"}, {3, "serial"}, {4, "linux"}};
+        CHECK(ci::master::assign(queue, workers, {}, per_worker) ==
+              std::vector<Assignment>{{1, "linux/0"}, {2, "linux/1"}, {4, "linux/0"}});
+        // linux/0 holds it already: the next serial build goes to linux/1 although linux/0 is
+        // less busy.
+        const std::vector<WorkerLoad> busy = {
+            {"linux/0", "linux", 2, 1, true},
+            {"linux/1", "linux", 2, 1, true},
+        };
+        const auto held = ci::master::lock_key(per_worker, "one", "linux/0");
+        CHECK(ci::master::assign({{5, "serial"}, {6, "serial"}}, busy, {{held, 1}}, per_worker) ==
+              std::vector<Assignment>{{5, "linux/1"}});
+        // The same lock master-wide admits one build in all.
+        CHECK(ci::master::assign(queue, workers, {}, config).size() == 2);
     }
     SUBCASE("a draining worker gets nothing") {
         const std::vector<WorkerLoad> workers = {{"linux/0", "linux", 4, 0, false}};

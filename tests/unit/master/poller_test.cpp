@@ -116,14 +116,14 @@ TEST_CASE("poller: the first reading is the baseline; moves build, vanished refs
     // master moves, a branch and an annotated tag appear, feature vanishes.
     const std::string two = fixture.commit("two");
     git(fixture.repo, {"branch", "new"});
-    git(fixture.repo, {"tag", "-a", "-m", "release", "1.0"});
+    git(fixture.repo, {"tag", "-a", "-m", "release", "1.0.0"});
     git(fixture.repo, {"branch", "-D", "feature"});
     REQUIRE_OK(master.poller->poll("app"));
     CHECK(queued(*master.store) == std::set<std::pair<std::string, std::string>>{
-                                       {"1.0", two}, {"master", two}, {"new", two}});
+                                       {"1.0.0", two}, {"master", two}, {"new", two}});
     CHECK((*master.store->polled_refs("app"))->refs == ci::git::RefMap{{"refs/heads/master", two},
                                                                        {"refs/heads/new", two},
-                                                                       {"refs/tags/1.0", two}});
+                                                                       {"refs/tags/1.0.0", two}});
 
     auto unknown = master.poller->poll("elsewhere");
     REQUIRE_FALSE(unknown.has_value());

@@ -353,8 +353,10 @@ std::vector<std::pair<std::int64_t, std::int64_t>> run_builds(ci::store::Store& 
         REQUIRE_OK(build);
         const bool fails = std::string(builder) == "docs";
         const auto result = fails ? BuildResult::Failure : BuildResult::Success;
-        REQUIRE_OK(store.save_step({*build, 0, "checkout", t0, t0, BuildResult::Success, 0}));
-        REQUIRE_OK(store.save_step({*build, 1, "test", t0, t0 + 42s, result, fails ? 1 : 0}));
+        REQUIRE_OK(
+            store.save_step({*build, 0, "checkout", t0, t0, BuildResult::Success, 0, {}, {}, {}}));
+        REQUIRE_OK(
+            store.save_step({*build, 1, "test", t0, t0 + 42s, result, fails ? 1 : 0, {}, {}, {}}));
         REQUIRE_OK(store.append_log(*build, 1, 0, fails ? pytest_log : "ok\n"));
         auto record = store.build(*build);
         REQUIRE_OK(record);

@@ -37,6 +37,13 @@ std::unique_ptr<ci::store::Store> open(const std::filesystem::path& path) {
     return std::move(*store);
 }
 
+// SQL that takes a database back to schema 6: what migration 7 (trigger steps) adds is gone.
+constexpr const char* undo_schema_7 =
+    "DROP INDEX build_requests_by_trigger; ALTER TABLE build_requests DROP COLUMN pinned_target; "
+    "ALTER TABLE build_requests DROP COLUMN pinned_target_revision; ALTER TABLE build_requests "
+    "DROP COLUMN triggered_by_request; ALTER TABLE build_requests DROP COLUMN "
+    "triggered_by_step; ";
+
 ci::sched::RequestBuild
 request_for(const std::string& builder, const std::string& revision, bool collapsible = false) {
     ci::sched::RequestBuild build;
@@ -308,11 +315,16 @@ TEST_CASE("store: files it cannot use give clear errors and are left alone") {
 namespace {
 
 /// Runs `sql` on the database at `path` through a connection of its own.
-void execute_sql(const std::filesystem::path& path, const char* sql) {
+// SQL that takes the steps table back to before schema 8 (for the migration tests).
+const std::string without_schema_8_steps =
+    "ALTER TABLE steps DROP COLUMN description; ALTER TABLE steps DROP COLUMN tests; "
+    "ALTER TABLE steps DROP COLUMN properties; ";
+
+void execute_sql(const std::filesystem::path& path, const std::string& sql) {
     sqlite3* db = nullptr;
     REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
     char* message = nullptr;
-    const int code = sqlite3_exec(db, sql, nullptr, nullptr, &message);
+    const int code = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &message);
     INFO((message != nullptr ? message : ""));
     sqlite3_free(message);
     sqlite3_close(db);
@@ -536,14 +548,26 @@ TEST_CASE("store: builds, steps, compressed logs, workers and latent instances")
         REQUIRE_OK(started);
         build_id = *started;
 
-        ci::store::Step step{build_id, 0, "checkout", t0, std::nullopt, std::nullopt, std::nullopt};
+        ci::store::Step step{
+            build_id, 0, "checkout", t0, std::nullopt, std::nullopt, std::nullopt, {}, {}, {}};
         REQUIRE_OK(store->save_step(step));
         step.finished = t0 + 3s;
         step.result = ci::BuildResult::Success;
         step.exit_code = 0;
         REQUIRE_OK(store->save_step(step)); // an update, not a second step
-        REQUIRE_OK(
-            store->save_step({build_id, 1, "test", t0 + 3s, std::nullopt, std::nullopt, {}}));
+        REQUIRE_OK(store->save_step(
+            {build_id, 1, "test", t0 + 3s, std::nullopt, std::nullopt, {}, {}, {}, {}}));
+        // What a step says of itself: how it ended, its tests, the properties it set.
+        REQUIRE_OK(store->save_step({build_id,
+                                     2,
+                                     "junit",
+                                     t0 + 3s,
+                                     t0 + 4s,
+                                     ci::BuildResult::Failure,
+                                     1,
+                                     "no output for 20m: stopped after 20m",
+                                     ci::build::TestResults{5, 1, 2, 0, {"pkg.T.test_x"}},
+                                     {{"version", "1.2.3"}}}));
 
         // Chunks arrive in order, one twice (a worker that reconnected).
         for (int i = 0; i < 50; ++i) {
@@ -579,10 +603,16 @@ TEST_CASE("store: builds, steps, compressed logs, workers and latent instances")
     CHECK((*build)->merge_commit == "m1");
     auto steps = store->steps(build_id);
     REQUIRE_OK(steps);
-    REQUIRE(steps->size() == 2);
+    REQUIRE(steps->size() == 3);
     CHECK((*steps)[0].exit_code == 0);
     CHECK((*steps)[0].finished == t0 + 3s);
     CHECK_FALSE((*steps)[1].exit_code.has_value());
+    CHECK((*steps)[1].description.empty());
+    CHECK_FALSE((*steps)[1].tests.has_value());
+    CHECK((*steps)[1].properties.empty());
+    CHECK((*steps)[2].description == "no output for 20m: stopped after 20m");
+    CHECK((*steps)[2].tests == ci::build::TestResults{5, 1, 2, 0, {"pkg.T.test_x"}});
+    CHECK((*steps)[2].properties == std::map<std::string, std::string>{{"version", "1.2.3"}});
 
     auto log = store->log(build_id, 1);
     REQUIRE_OK(log);
@@ -617,8 +647,8 @@ TEST_CASE("store: a result that names no build result is an error, not a default
         auto request = store->claim({"tests"}, "master");
         REQUIRE_OK(request);
         build_id = *store->start_build((*request)->id, "tests", "local/0", t0);
-        REQUIRE_OK(
-            store->save_step({build_id, 0, "checkout", t0, t0, ci::BuildResult::Success, 0}));
+        REQUIRE_OK(store->save_step(
+            {build_id, 0, "checkout", t0, t0, ci::BuildResult::Success, 0, {}, {}, {}}));
         CHECK((*store->build(build_id))->result == std::nullopt); // running
     }
     execute_sql(path, "UPDATE builds SET finished_ms = 1, result = 'sucess'");
@@ -672,12 +702,13 @@ TEST_CASE("store: an older schema is migrated when opened") {
     ci::test::TempDir dir;
     const auto path = dir / "old.sqlite";
     { open(path); }
-    // Back to schema 1: what migrations 2 to 5 add is gone (waits keep their columns).
+    // Back to schema 1: what migrations 2 to 7 add is gone (waits keep their columns).
     execute_sql(path,
-                "ALTER TABLE build_requests DROP COLUMN collapsed_into; "
-                "DROP TABLE webhook_deliveries; DROP INDEX builds_by_builder; "
-                "DROP INDEX builds_by_request; DROP TABLE polled_refs; DROP TABLE reports; "
-                "PRAGMA user_version=1");
+                std::string(undo_schema_7) +
+                    "ALTER TABLE build_requests DROP COLUMN collapsed_into; "
+                    "DROP TABLE webhook_deliveries; DROP INDEX builds_by_builder; "
+                    "DROP INDEX builds_by_request; DROP TABLE polled_refs; DROP TABLE reports; " +
+                    without_schema_8_steps + "PRAGMA user_version=1");
     auto store = open(path);
     REQUIRE_OK(store->write({ci::store::Batch{{}, {request_for("tests", "a", true)}, {}}}, t0));
     auto claimed = store->claim({"tests"}, "d");
@@ -693,23 +724,45 @@ TEST_CASE("store: an older schema is migrated when opened") {
     sqlite3_close(db);
 }
 
+TEST_CASE("store: schema 7's steps are kept by the migration to schema 8") {
+    ci::test::TempDir dir;
+    const auto path = dir / "v7.sqlite";
+    { open(path); }
+    execute_sql(path,
+                without_schema_8_steps +
+                    "INSERT INTO steps VALUES (5, 1, 'old step', 0, 1000, 'failure', 2); "
+                    "PRAGMA user_version=7");
+    auto store = open(path);
+    auto steps = store->steps(5);
+    REQUIRE_OK(steps);
+    REQUIRE(steps->size() == 1);
+    CHECK((*steps)[0].name == "old step");
+    CHECK((*steps)[0].result == ci::BuildResult::Failure);
+    CHECK((*steps)[0].exit_code == 2);
+    CHECK((*steps)[0].description.empty());
+    CHECK_FALSE((*steps)[0].tests.has_value());
+    CHECK((*steps)[0].properties.empty());
+}
+
 TEST_CASE("store: schema 3's waits and deliveries are kept by the migration to schema 4") {
     ci::test::TempDir dir;
     const auto path = dir / "v3.sqlite";
     { open(path); }
     // Schema 3's two tables, as it made them, with rows in them (and no table of schema 5).
-    execute_sql(path,
-                "DROP TABLE reports; DROP TABLE polled_refs; DROP TABLE waits; DROP TABLE "
-                "webhook_deliveries; "
-                "CREATE TABLE waits (scheduler TEXT NOT NULL, repository TEXT NOT NULL, "
-                "branch TEXT NOT NULL, is_tag INTEGER NOT NULL, started_ms INTEGER NOT NULL, "
-                "deadline_ms INTEGER NOT NULL, revision TEXT NOT NULL, change_ids TEXT NOT NULL, "
-                "PRIMARY KEY (scheduler, repository, branch)); "
-                "CREATE TABLE deliveries (id TEXT PRIMARY KEY, received_ms INTEGER NOT NULL); "
-                "CREATE INDEX deliveries_by_time ON deliveries (received_ms); "
-                "INSERT INTO waits VALUES ('main', 'app', 'feature', 0, 1000, 6000, 'abc', '7,8'); "
-                "INSERT INTO deliveries VALUES ('newer', 3000), ('older', 2000); "
-                "PRAGMA user_version=3");
+    execute_sql(
+        path,
+        std::string(undo_schema_7) +
+            "DROP TABLE reports; DROP TABLE polled_refs; DROP TABLE waits; DROP TABLE "
+            "webhook_deliveries; "
+            "CREATE TABLE waits (scheduler TEXT NOT NULL, repository TEXT NOT NULL, "
+            "branch TEXT NOT NULL, is_tag INTEGER NOT NULL, started_ms INTEGER NOT NULL, "
+            "deadline_ms INTEGER NOT NULL, revision TEXT NOT NULL, change_ids TEXT NOT NULL, "
+            "PRIMARY KEY (scheduler, repository, branch)); "
+            "CREATE TABLE deliveries (id TEXT PRIMARY KEY, received_ms INTEGER NOT NULL); "
+            "CREATE INDEX deliveries_by_time ON deliveries (received_ms); "
+            "INSERT INTO waits VALUES ('main', 'app', 'feature', 0, 1000, 6000, 'abc', '7,8'); "
+            "INSERT INTO deliveries VALUES ('newer', 3000), ('older', 2000); " +
+            without_schema_8_steps + "PRAGMA user_version=3");
     auto store = open(path);
     auto state = store->scheduler_state();
     REQUIRE_OK(state);
@@ -737,7 +790,9 @@ TEST_CASE("store: schema 4 gains the poller's refs; saved refs survive a reopen"
         REQUIRE_OK(store->write({ci::store::Batch{{}, {request_for("tests", "a")}, {}}}, t0));
     }
     // Back to schema 4, a request queued.
-    execute_sql(path, "DROP TABLE reports; DROP TABLE polled_refs; PRAGMA user_version=4");
+    execute_sql(path,
+                std::string(undo_schema_7) + "DROP TABLE reports; DROP TABLE polled_refs; " +
+                    without_schema_8_steps + "PRAGMA user_version=4");
     const ci::store::PolledRefs refs{
         "/srv/git/app.git",
         {{"refs/heads/master", std::string(40, 'a')}, {"refs/tags/1.0", std::string(40, 'b')}},
@@ -783,7 +838,9 @@ TEST_CASE("store: schema 5 gains the reporters' outbox; queued messages survive 
         auto store = open(path);
         REQUIRE_OK(store->write({ci::store::Batch{{}, {request_for("tests", "a")}, {}}}, t0));
     }
-    execute_sql(path, "DROP TABLE reports; PRAGMA user_version=5");
+    execute_sql(path,
+                std::string(undo_schema_7) + "DROP TABLE reports; " + without_schema_8_steps +
+                    "PRAGMA user_version=5");
     std::vector<std::int64_t> ids;
     {
         auto store = open(path);
@@ -1018,4 +1075,58 @@ TEST_CASE("store: builds are listed newest first; a restart ends unfinished ones
     REQUIRE_OK(one);
     CHECK((*one)->state == ci::store::RequestState::Pending);
     CHECK_FALSE(store->request(9999)->has_value());
+}
+
+TEST_CASE("store: schema 6 gains trigger steps' requests; a trigger is queued once") {
+    ci::test::TempDir dir;
+    const auto path = dir / "v6.sqlite";
+    {
+        auto store = open(path);
+        REQUIRE_OK(store->write({ci::store::Batch{{}, {request_for("tests", "a")}, {}}}, t0));
+    }
+    execute_sql(path,
+                std::string(undo_schema_7) + without_schema_8_steps + "PRAGMA user_version=6");
+    auto store = open(path);
+    auto kept = store->requests(ci::store::RequestState::Pending);
+    REQUIRE_OK(kept);
+    REQUIRE(kept->size() == 1); // migrated: not pinned, not triggered
+    CHECK_FALSE((*kept)[0].request.pinned_merge.has_value());
+    CHECK((*kept)[0].request.triggered_by_request == 0);
+
+    auto acceptance = request_for("acceptance", std::string(40, 'b'));
+    acceptance.scheduler = "triggered";
+    acceptance.pinned_merge = ci::sched::PinnedMerge{"master", std::string(40, 'c')};
+    auto docs = request_for("docs", std::string(40, 'b'));
+    docs.pinned_merge = ci::sched::PinnedMerge{"", ""}; // pinned: built as pushed
+    const auto source = (*kept)[0].id;
+    auto first = store->trigger(source, 2, {acceptance, docs}, t0);
+    REQUIRE_OK(first);
+    CHECK(first->created);
+    REQUIRE(first->request_ids.size() == 2);
+    // Asked again (the build retried, the master restarted): the same requests, none new.
+    auto again = store->trigger(source, 2, {acceptance, docs}, t0 + 5s);
+    REQUIRE_OK(again);
+    CHECK_FALSE(again->created);
+    CHECK(again->request_ids == first->request_ids);
+    CHECK(store->requests(ci::store::RequestState::Pending)->size() == 3);
+    // Another step of the same request is another trigger.
+    auto other = store->trigger(source, 3, {acceptance}, t0);
+    REQUIRE_OK(other);
+    CHECK(other->created);
+    CHECK(store->requests(ci::store::RequestState::Pending)->size() == 4);
+
+    auto stored = store->request(first->request_ids[0]);
+    REQUIRE_OK(stored);
+    REQUIRE(stored->has_value());
+    const auto& request = (*stored)->request;
+    CHECK(request.builder == "acceptance");
+    CHECK(request.revision == std::string(40, 'b'));
+    CHECK(request.pinned_merge ==
+          std::optional(ci::sched::PinnedMerge{"master", std::string(40, 'c')}));
+    CHECK(request.triggered_by_request == source);
+    CHECK(request.triggered_by_step == 2);
+    CHECK(request.properties == std::map<std::string, std::string>{{"k", "v"}});
+    auto unmerged = store->request(first->request_ids[1]);
+    REQUIRE_OK(unmerged);
+    CHECK((*unmerged)->request.pinned_merge == std::optional(ci::sched::PinnedMerge{"", ""}));
 }

@@ -33,6 +33,7 @@
 #include <string_view>
 #include <vector>
 
+#include <ci/build/test_results.h>
 #include <ci/build/work_slots.h>
 #include <ci/config/config.h>
 #include <ci/core/build_result.h>
@@ -51,6 +52,19 @@ struct StepSpec {
     std::optional<std::chrono::seconds> timeout; ///< nullopt: only the build's timeout applies
     std::chrono::seconds grace{10};              ///< between SIGTERM and SIGKILL
     bool halt_on_failure = true;                 ///< a failure (or exception) ends the build
+    /// A trigger step: no command; the build asks the master (BuildObserver::trigger) to
+    /// request builds of these builders and, with `wait`, waits for their result.
+    std::optional<config::Trigger> trigger;
+    bool always_run = false;      ///< runs even after an earlier step (or the timeout) ended it
+    bool flunk_on_failure = true; ///< a failure makes the build "failure"
+    bool warn_on_failure = false; ///< without flunk_on_failure: a failure makes it "warnings"
+    /// Stopped (as by its timeout) after this long without output; zero: never.
+    std::chrono::seconds inactivity_timeout{0};
+    /// The build property set to the step's trimmed standard output when it succeeds (standard
+    /// error goes to the log only); empty: none.
+    std::string set_property;
+    /// JUnit XML files read when the step ends (a glob relative to its workdir); empty: none.
+    std::string test_results;
     friend bool operator==(const StepSpec&, const StepSpec&) = default;
 };
 
@@ -59,15 +73,22 @@ struct BuildSpec {
     std::int64_t build_id = 0;
     std::string builder;    ///< the builder's name; also names its work directories
     std::string repository; ///< config name
-    std::string url;        ///< what `git clone` accepts (credentials come from RunnerOptions)
-    std::string branch;     ///< the branch (or tag, with is_tag) to build
+    /// What `git clone` accepts (credentials come from RunnerOptions); empty: a builder without
+    /// a repository: no checkout, the steps run in the work directory, emptied first.
+    std::string url;
+    std::string branch; ///< the branch (or tag, with is_tag) to build
     bool is_tag = false;
     std::string revision; ///< empty: the branch tip at checkout time
     /// The branch merged in; nullopt: none (the master resolved the builder's merge_target rule
     /// already, with git::merge_target_for).
     std::optional<std::string> merge_target;
+    /// The commit of merge_target to merge (a triggered build: the one its triggering build
+    /// merged); nullopt: the target's tip at checkout time.
+    std::optional<std::string> target_revision;
     std::chrono::seconds timeout{3600}; ///< the whole build, checkout included; zero: no limit
-    std::map<std::string, std::string> properties; ///< given to steps as CI_PROP_<name>
+    /// Given to steps as CI_PROP_<name> and as ${prop:NAME} (config/placeholders.h), with the
+    /// properties earlier steps set (set_property) over them.
+    std::map<std::string, std::string> properties;
     std::vector<StepSpec> steps;
 };
 
@@ -110,6 +131,10 @@ struct StepOutcome {
     BuildResult result = BuildResult::Success;
     std::optional<int> exit_code; ///< when the process exited by itself
     std::string description;      ///< ProcessResult::describe(), or why it could not start
+    /// What its `test_results` files held; nullopt when it has none, or no file was read.
+    std::optional<TestResults> tests;
+    /// The property its `set_property` set (name -> value); empty when none was set.
+    std::map<std::string, std::string> properties;
 };
 
 /// What happens during a build, reported as it happens, on the thread that called run_build.
@@ -123,13 +148,24 @@ struct BuildObserver {
     std::function<void(const CheckoutRecord&)> checked_out;
     /// A step ended; steps that were not run are never reported.
     std::function<void(int step, const StepOutcome&)> step_finished;
+    /// A trigger step (StepSpec::trigger) is reached: asks the master for its builds and
+    /// returns the step's outcome, blocking until the master answers, `stop` is requested (then
+    /// it returns Cancelled) or `deadline` passes (the step's or the build's timeout: then it
+    /// returns Failure). Empty: trigger steps end "exception" (there is no master to ask).
+    std::function<StepOutcome(int step,
+                              const StepSpec&,
+                              std::chrono::steady_clock::time_point deadline,
+                              std::stop_token stop)>
+        trigger;
 };
 
 /// How a build ended.
 struct BuildOutcome {
-    /// Success; Failure (a step failed, the merge conflicted, or the build timed out);
-    /// Exception (checkout or infrastructure error, or a step could not start); Cancelled.
-    /// With several, the worst counts: cancelled > exception > failure > success.
+    /// Success; Warnings (a step with warn_on_failure and without flunk_on_failure failed);
+    /// Failure (a step with flunk_on_failure failed, the merge conflicted, or the build timed
+    /// out); Exception (checkout or infrastructure error, or a step could not start);
+    /// Cancelled. With several, the worst counts: cancelled > exception > failure > warnings >
+    /// success.
     BuildResult result = BuildResult::Success;
     CheckoutRecord checkout;
     std::string message; ///< one line for people: what failed, or empty on success
@@ -145,12 +181,19 @@ struct BuildOutcome {
 ///     there is still the commit it checked out; if not, the step and the build end
 ///     "exception", saying so (so a step must not move HEAD, e.g. by committing). A step that
 ///     does not succeed and has halt_on_failure ends the build: later steps are neither run
-///     nor reported. Otherwise the build goes on and ends "failure" (or "exception").
+///     nor reported, except those with always_run. Otherwise the build goes on. A failed step
+///     makes the build "failure" with flunk_on_failure, else "warnings" with warn_on_failure,
+///     else nothing; a step that could not start makes it "exception" whatever its flags.
+///     Placeholders in the argv, env values and workdir (config/placeholders.h) are filled in
+///     first: one that cannot be (a property nobody set) fails the step. A step silent for its
+///     inactivity_timeout is stopped like a timed-out one and fails, saying so.
 ///  3. `stop` cancels: the running step gets SIGTERM, then SIGKILL after its grace; the step and
-///     the build end "cancelled".
+///     the build end "cancelled", and no later step runs (not even always_run ones).
 ///  4. spec.timeout stops the build the same way: the running step and the build end "failure",
-///     the message says the build timed out. The checkout itself cannot be interrupted: a stop
-///     or the timeout takes effect when it returns.
+///     the message says the build timed out; always_run steps still run after it, each under
+///     its own timeout and inactivity_timeout only. The checkout itself cannot be interrupted:
+///     a stop or the timeout takes effect when it returns. No step runs after a checkout that
+///     failed.
 /// Never throws for a build's own failures; all of them are outcomes. Thread-safe: concurrent
 /// builds, of one builder or several, each run in a work directory of their own.
 [[nodiscard]] BuildOutcome run_build(const BuildSpec& spec,

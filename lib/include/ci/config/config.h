@@ -174,9 +174,26 @@ struct Repository {
 
 /// `locks.<name>`: a counting lock; builders that name it run at most `max_count` at once.
 struct Lock {
-    int max_count = 1; ///< `max_count`
+    /// `scope`: where `max_count` is counted.
+    enum class Scope {
+        Master, ///< `master`: across every worker
+        Worker, ///< `worker`: on each worker apart (one functional test run per worker)
+    };
+    int max_count = 1;           ///< `max_count`
+    Scope scope = Scope::Master; ///< `scope`
     friend bool operator==(const Lock&, const Lock&) = default;
 };
+
+/// The old deployment's rule for tags (and branch names) that are releases: MAJOR.MINOR.MICRO,
+/// optionally followed by one of devN, .devN, preN, rcN, +docN and .postN. 1.2.3, 1.2.3.dev1,
+/// 1.2.3dev1, 1.2.3pre1, 1.2.3rc1, 1.2.3+doc1 and 1.2.3.post1 match; 1.2, v1.2.3 and
+/// 1.2.3+1.gf661a6a do not. An ECMAScript regular expression: the default `tags` pattern of a
+/// branch scheduler and the merge-forward rule's test for a release (git::merge_target_for).
+inline constexpr std::string_view release_tag_regex =
+    R"(^[0-9]+\.[0-9]+\.[0-9]+(\.?dev[0-9]+|pre[0-9]+|rc[0-9]+|\+doc[0-9]+|\.post[0-9]+)?$)";
+
+/// True when `name` matches release_tag_regex. Pure; thread-safe.
+[[nodiscard]] bool is_release_tag(std::string_view name);
 
 /// What a builder's checkout merges into the branch before the steps run.
 struct MergeTarget {
@@ -190,23 +207,54 @@ struct MergeTarget {
     friend bool operator==(const MergeTarget&, const MergeTarget&) = default;
 };
 
-/// One `builders.<name>.steps[i]`: a command run in the checkout.
+/// A step's `trigger`: build requests for other builders, of the same repository, branch and
+/// revision, merged with the same merge target commit as the triggering build (pinned).
+struct Trigger {
+    std::vector<std::string>
+        builders;      ///< `builders` (required): builders of a triggerable scheduler
+    bool wait = false; ///< `wait`: the step waits for their builds and takes the worst result
+    friend bool operator==(const Trigger&, const Trigger&) = default;
+};
+
+/// One `builders.<name>.steps[i]`: a command run in the checkout, or a trigger.
 struct Step {
     std::string name; ///< `name` (required): shown in the UI and the logs
-    /// `run` (required): a list is the argv, run as is; a string is a shell command, stored as
-    /// {"/bin/sh", "-c", text}.
+    /// `run` (required unless `trigger`): a list is the argv, run as is; a string is a shell
+    /// command, stored as {"/bin/sh", "-c", text}. Empty for a trigger step.
     std::vector<std::string> command;
+    /// `trigger` (instead of `run`): the step triggers builds instead of running a command.
+    std::optional<Trigger> trigger;
     std::map<std::string, std::string> env; ///< `env`: added to the worker's environment
     std::string workdir;             ///< `workdir`: relative to the checkout; empty means its root
     std::optional<Duration> timeout; ///< `timeout`: absent means the builder's timeout only
-    Duration grace{10};          ///< `grace`: between SIGTERM and SIGKILL when the step is stopped
-    bool halt_on_failure = true; ///< `halt_on_failure`: a failure ends the build
+    Duration grace{10}; ///< `grace`: between SIGTERM and SIGKILL when the step is stopped
+    /// `halt_on_failure`: a failure ends the build (default: true, false when
+    /// flunk_on_failure is false).
+    bool halt_on_failure = true;
+    /// `always_run`: the step runs even after an earlier step ended the build (a failure with
+    /// halt_on_failure, or the build's timeout): cleanup steps.
+    bool always_run = false;
+    /// `flunk_on_failure`: a failure of this step makes the build `failure`.
+    bool flunk_on_failure = true;
+    /// `warn_on_failure`: a failure of this step makes the build `warnings` (when
+    /// flunk_on_failure is false; with both false its failure does not change the result).
+    bool warn_on_failure = false;
+    /// `inactivity_timeout`: the step is stopped after this long without output; zero: never.
+    Duration inactivity_timeout{1200};
+    /// `set_property`: the build property set to the step's trimmed standard output; empty:
+    /// none.
+    std::string set_property;
+    /// `test_results`: a glob (relative to the step's workdir) of JUnit XML files read once
+    /// the step ends; empty: none.
+    std::string test_results;
     friend bool operator==(const Step&, const Step&) = default;
 };
 
 /// `builders.<name>`: what to build, where, and how.
 struct Builder {
-    std::string repository;           ///< `repository` (required): a `repositories` name
+    /// `repository`: a `repositories` name; empty: none (no checkout: the steps run in an
+    /// empty work directory, e.g. maintenance jobs).
+    std::string repository;
     std::vector<std::string> workers; ///< `workers` (required): `slaves` class names
     std::vector<std::string> locks;   ///< `locks`: `locks` names held while the build runs
     MergeTarget merge_target;         ///< `merge_target`: auto (default), none, or a branch
@@ -218,20 +266,21 @@ struct Builder {
 /// `schedulers.<name>`: when builders run.
 struct Scheduler {
     enum class Type {
-        Branch,   ///< `branch`: on pushes, after the tree-stable wait
-        Force,    ///< `force`: on request (UI, API, CLI)
-        Periodic, ///< `periodic`: every `interval`, or daily `at` a UTC time
+        Branch,      ///< `branch`: on pushes, after the tree-stable wait
+        Force,       ///< `force`: on request (UI, API, CLI)
+        Periodic,    ///< `periodic`: every `interval`, or daily `at` a UTC time
+        Triggerable, ///< `triggerable`: only when a trigger step of another build asks
     };
     Type type = Type::Branch;          ///< `type` (required)
     std::vector<std::string> builders; ///< `builders` (required): `builders` names
-    /// `repository`: a `repositories` name; required for branch and periodic schedulers.
+    /// `repository`: a `repositories` name; required for branch schedulers, and for periodic
+    /// ones unless their builders have no repository.
     std::string repository;
     /// `branches` (branch): glob patterns, or /regular expressions/ between slashes.
     std::vector<std::string> branches{"master", "release/*"};
-    /// `tags` (branch): patterns of tag pushes that build; by default version tags (1.2.3,
-    /// 1.2.3dev1, 1.2.3rc1, 1.2.3pre1, 1.2.3.post1, 1.2.3+doc1).
-    std::vector<std::string> tags{
-        R"(/^[0-9]+(\.[0-9]+)+((dev|rc|pre|\.post)[0-9]+|\+doc[0-9]+)?$/)"};
+    /// `tags` (branch): patterns of tag pushes that build; by default release tags
+    /// (release_tag_regex between slashes).
+    std::vector<std::string> tags{"/" + std::string(release_tag_regex) + "/"};
     /// `important_files` (branch): globs; a change touching none of them never starts a wait.
     /// Empty means every file is important.
     std::vector<std::string> important_files;

@@ -40,6 +40,9 @@ struct ProcessSpec {
     std::optional<std::string> stdin_data;
     /// Stop the child after this long; zero: no limit.
     std::chrono::milliseconds timeout{0};
+    /// Stop the child (as a timeout does) when it has written nothing to its standard output
+    /// or error for this long; zero: no limit.
+    std::chrono::milliseconds inactivity_timeout{0};
     /// Time between SIGTERM and SIGKILL when the child is stopped.
     std::chrono::milliseconds kill_grace{5000};
     /// Deliver standard error as Stdout chunks, interleaved as it arrives (a build log).
@@ -57,6 +60,7 @@ struct ProcessResult {
         Exited,    ///< it exited by itself (exit_code)
         Signaled,  ///< a signal it did not get from us killed it (signal)
         TimedOut,  ///< we stopped it because its timeout passed
+        Inactive,  ///< we stopped it because it was silent for its inactivity_timeout
         Cancelled, ///< we stopped it because the stop token asked
     };
     Termination termination = Termination::Exited;
@@ -64,13 +68,16 @@ struct ProcessResult {
     int signal = 0;    ///< the signal that ended it, when one did
     std::chrono::milliseconds duration{0};
     bool killed_after_grace = false; ///< it ignored SIGTERM and got SIGKILL
+    /// When Inactive: the silence that stopped it (ProcessSpec::inactivity_timeout).
+    std::chrono::milliseconds inactivity{0};
 
     /// True when it exited by itself with status 0.
     [[nodiscard]] bool success() const noexcept {
         return termination == Termination::Exited && exit_code == 0;
     }
     /// "exited with status 1", "killed by signal 9 (SIGKILL)",
-    /// "timed out after 2s; killed with SIGKILL after a 1s grace", ...
+    /// "timed out after 2s; killed with SIGKILL after a 1s grace",
+    /// "no output for 20m0s: stopped after 25m3s; exited with status 143", ...
     [[nodiscard]] std::string describe() const;
 };
 

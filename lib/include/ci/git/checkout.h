@@ -39,6 +39,9 @@ struct CheckoutOptions {
     bool is_tag = false;
     std::optional<std::string> revision; ///< an exact commit instead of the tip
     std::optional<std::string> target;   ///< the branch to merge in; nullopt: none
+    /// The commit of `target` to merge instead of its tip (a triggered build, pinned to the
+    /// merge its triggering build tested); nullopt: the tip.
+    std::optional<std::string> target_revision;
     Identity identity;
     std::string token;   ///< HTTPS token (a secret); empty: none
     std::string ssh_key; ///< private key file for SSH; empty: the agent

@@ -39,8 +39,8 @@ struct Identity {
 inline constexpr std::string_view merge_message = "Merge forward.";
 
 /// What to merge into `branch` under `rule` (a builder's merge_target), or nullopt when the
-/// branch is built as pushed. The `auto` rules: master, release/* and version tags (1.2.3,
-/// 1.2.3dev1, 1.2.3rc1, 1.2.3pre1, 1.2.3.post1, 1.2.3+doc1) are not merged;
+/// branch is built as pushed. The `auto` rules: master, release/*, tags and names that are
+/// release tags (config::is_release_tag: 1.2.3, 1.2.3.dev1, 1.2.3rc1, ...) are not merged;
 /// release-maintenance/X/... merges release/X; everything else merges `default_branch`.
 [[nodiscard]] std::optional<std::string>
 merge_target_for(std::string_view branch,

@@ -81,6 +81,14 @@ struct Tick {};
 
 using Event = std::variant<Push, RefDeleted, ForceRequest, Tick>;
 
+/// The merge a triggering build tested, given to the builds it triggers so that they test the
+/// same tree even when the target branch has moved since.
+struct PinnedMerge {
+    std::string target;          ///< the branch merged in; empty: none (built as pushed)
+    std::string target_revision; ///< its commit then; empty when there is no target
+    friend bool operator==(const PinnedMerge&, const PinnedMerge&) = default;
+};
+
 /// A build to queue.
 struct RequestBuild {
     std::string scheduler;
@@ -94,6 +102,14 @@ struct RequestBuild {
     /// May be merged with other pending requests of the same builder and branch (the
     /// scheduler's collapse_requests); the store records it on the request.
     bool collapsible = false;
+    /// Set on a request of a trigger step: the merge its triggering build tested (`revision`
+    /// is then the branch tip that build used). nullopt: the builder's merge_target rule, at
+    /// the target's tip when the build starts.
+    std::optional<PinnedMerge> pinned_merge;
+    /// The trigger step that asked for it: the triggering build's request and the step's
+    /// number (1..N); 0 and 0 for other requests.
+    std::int64_t triggered_by_request = 0;
+    int triggered_by_step = 0;
     friend bool operator==(const RequestBuild&, const RequestBuild&) = default;
 };
 

@@ -23,6 +23,7 @@
 #include <utility>
 #include <vector>
 
+#include <ci/build/test_results.h>
 #include <ci/core/build_result.h>
 #include <ci/core/error.h>
 #include <ci/sched/scheduler.h>
@@ -32,7 +33,7 @@ namespace ci::store {
 using WallTime = std::chrono::system_clock::time_point;
 
 /// The schema version this libci writes.
-inline constexpr int schema_version = 6;
+inline constexpr int schema_version = 8;
 
 /// Where a build request is in its life.
 enum class RequestState {
@@ -78,6 +79,9 @@ struct Step {
     std::optional<WallTime> finished;
     std::optional<BuildResult> result; ///< nullopt while it runs
     std::optional<int> exit_code;
+    std::string description; ///< how it ended ("exited with status 1", "no output for 20m0s...")
+    std::optional<build::TestResults> tests;       ///< what its JUnit files held
+    std::map<std::string, std::string> properties; ///< what its set_property set
     friend bool operator==(const Step&, const Step&) = default;
 };
 
@@ -217,6 +221,23 @@ public:
 
     /// Moves a claimed request to Completed, or back to Pending (its worker was lost).
     [[nodiscard]] virtual Status finish(std::int64_t request, RequestState state) = 0;
+
+    /// The requests of a trigger step, idempotently: the first call for (`request`, `step`)
+    /// queues `requests` (each with triggered_by_request/step set to them) in one transaction;
+    /// a later call (the triggering request's build retried, the master restarted) queues
+    /// nothing and returns the requests the first one queued. Returns their ids in order, and
+    /// whether they are new. The outbox messages `reports` gives for each new request are
+    /// stored in the same transaction.
+    struct Triggered {
+        std::vector<std::int64_t> request_ids;
+        bool created = false;
+    };
+    [[nodiscard]] virtual Result<Triggered>
+    trigger(std::int64_t request,
+            int step,
+            const std::vector<sched::RequestBuild>& requests,
+            WallTime now,
+            const RequestReports& reports = {}) = 0;
 
     /// Cancels a pending request, storing `reports` in the same transaction; false (and nothing
     /// stored) when it was not pending.
