@@ -89,7 +89,10 @@ def main(case):
                        ({"builders": ["props"], "properties": {"n": "x" * 70000}}, "a huge value"),
                        ({"builders": ["props"], "properties": [1]}, "a list")]:
         status, answer = master.post("/api/v1/force", json.dumps(body).encode(), auth=auth)
-        case.check(status == 400, f"{what} is a 400 ({status} {answer})")
+        # A value over the 64 KiB property cap makes the body pass the API's 64 KiB body limit
+        # (docs/api.md, Limits): the server refuses it with 413 before the route reads it.
+        expect = 413 if what == "a huge value" else 400
+        case.check(status == expect, f"{what} is a {expect} ({status} {answer})")
     status, _ = master.post("/api/v1/force", json.dumps({"builders": ["props"]}).encode())
     case.check(status in (401, 403), f"forcing needs authentication ({status})")
     case.check(master.all_requests() == [], "the refused forces queued nothing")
