@@ -117,6 +117,23 @@ printf 'buildmaster: {tls: {cert: %s/a.pem}}\n' "$tmp" >"$tmp/tls.yml"
 expect 1 "a cert without its key is reported" -- "$master" check-config "$tmp/tls.yml"
 contains "$err" "buildmaster.tls.key: cert and key go together"
 
+# ci-master fingerprint: a data dir without a certificate (a wrong --data-dir) is refused, naming
+# the path, and nothing is created there; --create makes one (rotation) and prints its pin, which
+# a second run without --create prints again.
+printf 'buildmaster: {host: ci.example.org}\n' >"$tmp/fp.yml"
+mkdir -p "$tmp/fp-data"
+expect 1 "fingerprint refuses a data dir without a certificate" -- "$master" fingerprint --config "$tmp/fp.yml" --data-dir "$tmp/fp-data"
+contains "$err" "no certificate in $tmp/fp-data/tls/cert.pem"
+contains "$err" "--create"
+[[ ! -e $tmp/fp-data/tls ]] || { echo "FAIL: fingerprint created $tmp/fp-data/tls without --create"; failures=$((failures + 1)); }
+expect 0 "fingerprint --create makes the certificate" -- "$master" fingerprint --create --config "$tmp/fp.yml" --data-dir "$tmp/fp-data"
+created=$out
+contains "$created" "sha256:"
+expect 0 "fingerprint prints the certificate made before" -- "$master" fingerprint --config "$tmp/fp.yml" --data-dir "$tmp/fp-data"
+[[ $out == "$created" ]] || { echo "FAIL: fingerprint printed $out, then $created"; failures=$((failures + 1)); }
+expect 0 "fingerprint --help explains --create" -- "$master" fingerprint --help
+contains "$out" "--create"
+
 expect 0 "--help explains check-config" -- "$master" check-config --help
 contains "$out" "file:line:column: key.path: message"
 
