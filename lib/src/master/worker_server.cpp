@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <deque>
+#include <map>
 #include <optional>
 #include <thread>
 #include <utility> // before Asio: Boost 1.74 uses std::exchange without including it
@@ -17,6 +18,7 @@
 #include <ci/core/log.h>
 
 #include "master/coordinator.h"
+#include "master/guards.h"
 #include "master/login_throttle.h"
 #include "worker/stream.h"
 #include "worker/tls.h"
@@ -39,18 +41,45 @@ struct Shared {
     std::chrono::seconds heartbeat;
     std::optional<ssl::context> tls; // nullopt: plaintext (buildmaster.tls: false)
     LoginThrottle throttle;
+    WorkerPortLimits limits;
+    std::size_t open = 0;                                          // connections open
+    std::map<std::string, std::size_t, std::less<>> per_address{}; // by address_key()
+    log::Throttle refusals{std::chrono::seconds(10)};              // over the limits
+
+    // A connection from `key` ended.
+    void release(const std::string& key) {
+        --open;
+        if (const auto found = per_address.find(key);
+            found != per_address.end() && --found->second == 0) {
+            per_address.erase(found);
+        }
+    }
 };
+
+// The peer's address; an IPv4 peer of a dual-stack listener (::ffff:a.b.c.d) as a.b.c.d.
+std::string peer_address(const tcp::socket& socket) {
+    boost::system::error_code error;
+    auto address = socket.remote_endpoint(error).address();
+    if (error) {
+        return "?";
+    }
+    if (address.is_v6() && address.to_v6().is_v4_mapped()) {
+        address = net::ip::make_address_v4(net::ip::v4_mapped, address.to_v6());
+    }
+    return address.to_string();
+}
 
 // One worker connection. Lives on the server's I/O thread; send() and close() may be called from
 // any thread (they post to it).
 class Session final : public Link, public std::enable_shared_from_this<Session> {
 public:
-    Session(tcp::socket socket, Shared& shared)
+    // `key`: the connection counts against the per-address limit under it (released by shut).
+    Session(tcp::socket socket, Shared& shared, std::string address, std::string key)
         : stream_(std::move(socket)), input_(protocol::max_line), shared_(shared),
-          timer_(stream_.socket().get_executor()), delay_(stream_.socket().get_executor()) {
+          timer_(stream_.socket().get_executor()), delay_(stream_.socket().get_executor()),
+          address_(std::move(address)), key_(std::move(key)) {
         boost::system::error_code ignored;
         const auto endpoint = stream_.socket().remote_endpoint(ignored);
-        address_ = ignored ? std::string("?") : endpoint.address().to_string();
         peer_ = ignored ? std::string("?") : fmt::format("{}:{}", address_, endpoint.port());
     }
 
@@ -348,6 +377,7 @@ private:
             return;
         }
         open_ = false;
+        shared_.release(key_);
         timer_.cancel();
         delay_.cancel();
         stream_.close();
@@ -362,6 +392,7 @@ private:
     net::steady_timer timer_;
     net::steady_timer delay_; // a hello's wait after wrong proofs from its address
     std::string address_;
+    std::string key_; // address_key(address_)
     std::string peer_;
     std::string exporter_;  // hex; empty without TLS
     std::string transport_; // "TLSv1.3, session resumed", for the log
@@ -422,7 +453,40 @@ struct WorkerServer::Impl {
     std::thread thread;
     std::uint16_t port = 0;
 
-    Impl(WorkerEvents& m, std::chrono::seconds h) : shared{m, h, std::nullopt, {}} {}
+    Impl(WorkerEvents& m, std::chrono::seconds h, WorkerPortLimits limits)
+        : shared{m, h, std::nullopt, {}, limits} {}
+
+    // Counts a new connection from `key` when the limits allow it.
+    bool admit(const std::string& key) {
+        auto& mine = shared.per_address[key];
+        if (shared.open >= shared.limits.max_connections ||
+            mine >= shared.limits.max_connections_per_address) {
+            if (mine == 0) {
+                shared.per_address.erase(key);
+            }
+            return false;
+        }
+        ++mine;
+        ++shared.open;
+        return true;
+    }
+
+    // Closes a connection over the limits at once: nothing is read or sent (not even TLS).
+    void refuse(tcp::socket& socket, const std::string& address, const std::string& key) {
+        if (const auto count = shared.refusals.count(); count > 0) {
+            const auto found = shared.per_address.find(key);
+            log::warn("worker port: {} connection(s) refused over the limits (the last from {}, "
+                      "which had {} open of {} per address; {} open of {} in all)",
+                      count,
+                      address,
+                      found == shared.per_address.end() ? 0 : found->second,
+                      shared.limits.max_connections_per_address,
+                      shared.open,
+                      shared.limits.max_connections);
+        }
+        boost::system::error_code ignored;
+        socket.close(ignored);
+    }
 
     void accept() {
         acceptor.async_accept([this](const boost::system::error_code& error, tcp::socket socket) {
@@ -435,11 +499,17 @@ struct WorkerServer::Impl {
                 }
                 return;
             }
+            accept();
+            auto address = peer_address(socket);
+            auto key = address_key(address);
+            if (!admit(key)) {
+                refuse(socket, address, key);
+                return;
+            }
             boost::system::error_code ignored;
             socket.set_option(tcp::no_delay(true), ignored);
             socket.set_option(net::socket_base::keep_alive(true), ignored);
-            std::make_shared<Session>(std::move(socket), shared)->begin();
-            accept();
+            std::make_shared<Session>(std::move(socket), shared, std::move(address), key)->begin();
         });
     }
 };
@@ -450,8 +520,9 @@ Result<std::unique_ptr<WorkerServer>> WorkerServer::start(WorkerEvents& events,
                                                           const std::string& address,
                                                           std::uint16_t port,
                                                           std::chrono::seconds heartbeat,
-                                                          const WorkerPortTls& tls) {
-    auto impl = std::make_unique<Impl>(events, heartbeat);
+                                                          const WorkerPortTls& tls,
+                                                          WorkerPortLimits limits) {
+    auto impl = std::make_unique<Impl>(events, heartbeat, limits);
     if (tls.enabled) {
         auto context = make_context(tls);
         if (!context) {
