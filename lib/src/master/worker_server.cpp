@@ -18,8 +18,7 @@
 #include <ci/core/log.h>
 
 #include "master/coordinator.h"
-#include "master/guards.h"
-#include "master/login_throttle.h"
+#include "master/failure_limiter.h"
 #include "worker/stream.h"
 #include "worker/tls.h"
 
@@ -40,8 +39,9 @@ struct Shared {
     WorkerEvents& master;
     std::chrono::seconds heartbeat;
     std::optional<ssl::context> tls; // nullopt: plaintext (buildmaster.tls: false)
-    LoginThrottle throttle;
     WorkerPortLimits limits;
+    // Wrong proofs, by address: a hello waits what remains of its address's delay.
+    FailureLimiter throttle{"wrong worker proofs", FailureLimiter::worker_policy()};
     std::size_t open = 0;                                          // connections open
     std::map<std::string, std::size_t, std::less<>> per_address{}; // by address_key()
     log::Throttle refusals{std::chrono::seconds(10)};              // over the limits
@@ -255,7 +255,7 @@ private:
             }
             hello_seen_ = true;
             // Repeated wrong proofs from one address: its hellos wait, longer each time.
-            const auto wait = shared_.throttle.delay(address_, std::chrono::steady_clock::now());
+            const auto wait = shared_.throttle.wait(address_, std::chrono::steady_clock::now());
             if (wait.count() > 0) {
                 delay_.expires_after(wait);
                 delay_.async_wait([self = shared_from_this(), message = std::move(message)](
@@ -292,10 +292,9 @@ private:
         const auto login = shared_.master.login(
             hello->name, hello->proof, protocol::bound_challenge(nonce_, exporter_));
         if (!login) {
-            if (auto line = shared_.throttle.failed(
-                    address_, hello->name, std::chrono::steady_clock::now())) {
-                log::warn("{}", *line);
-            }
+            log_wrong_proof(
+                hello->name,
+                shared_.throttle.count_failure(address_, std::chrono::steady_clock::now()));
             refuse("unknown worker or wrong secret");
             return false;
         }
@@ -313,6 +312,25 @@ private:
         watch(shared_.heartbeat);
         shared_.master.connected(name_, *login, false, shared_from_this());
         return true;
+    }
+
+    // One line per address per interval, with the count of those not logged before it.
+    void log_wrong_proof(const std::string& name, const FailureLimiter::Failure& failure) const {
+        if (failure.log_count == 0) {
+            return;
+        }
+        std::string line =
+            fmt::format("worker connection from {}: refused \"{}\": unknown worker or wrong secret",
+                        address_,
+                        log::field(name));
+        if (failure.log_count > 1) {
+            line +=
+                fmt::format(" ({} more refused since the last such line)", failure.log_count - 1);
+        }
+        if (failure.failures > 1) {
+            line += fmt::format("; its next hello waits {} ms", failure.delay.count());
+        }
+        log::warn("{}", line);
     }
 
     void refuse(std::string reason) {
@@ -454,7 +472,7 @@ struct WorkerServer::Impl {
     std::uint16_t port = 0;
 
     Impl(WorkerEvents& m, std::chrono::seconds h, WorkerPortLimits limits)
-        : shared{m, h, std::nullopt, {}, limits} {}
+        : shared{m, h, std::nullopt, limits} {}
 
     // Counts a new connection from `key` when the limits allow it.
     bool admit(const std::string& key) {
