@@ -39,10 +39,19 @@ contains() {
   fi
 }
 
+# The old deployment's files have no deploy section: ci-deploy checks them with one (its check
+# asks for what start needs: an image for the default runtime, docker).
+mkdir -p "$tmp/old"
+for file in config.yml staging.yml; do
+  cp "$source_dir/tests/data/config/$file" "$tmp/old/$file"
+  printf 'deploy: {image: registry.example.org/libci/master}\n' >>"$tmp/old/$file"
+done
 for tool in "$master check-config" "$deploy check"; do
   name=$(basename "${tool%% *}")
+  old_dir=$source_dir/tests/data/config
+  [[ $name == ci-deploy ]] && old_dir=$tmp/old
   for file in config.yml staging.yml; do
-    expect 0 "$name accepts the old deployment's $file" -- $tool "$source_dir/tests/data/config/$file"
+    expect 0 "$name accepts the old deployment's $file" -- $tool "$old_dir/$file"
     contains "$out" "OK"
     contains "$err" "$file:11:1: warning: manhole: not supported by libci"
   done
@@ -108,6 +117,23 @@ printf 'buildmaster: {tls: {cert: %s/a.pem}}\n' "$tmp" >"$tmp/tls.yml"
 expect 1 "a cert without its key is reported" -- "$master" check-config "$tmp/tls.yml"
 contains "$err" "buildmaster.tls.key: cert and key go together"
 
+# ci-master fingerprint: a data dir without a certificate (a wrong --data-dir) is refused, naming
+# the path, and nothing is created there; --create makes one (rotation) and prints its pin, which
+# a second run without --create prints again.
+printf 'buildmaster: {host: ci.example.org}\n' >"$tmp/fp.yml"
+mkdir -p "$tmp/fp-data"
+expect 1 "fingerprint refuses a data dir without a certificate" -- "$master" fingerprint --config "$tmp/fp.yml" --data-dir "$tmp/fp-data"
+contains "$err" "no certificate in $tmp/fp-data/tls/cert.pem"
+contains "$err" "--create"
+[[ ! -e $tmp/fp-data/tls ]] || { echo "FAIL: fingerprint created $tmp/fp-data/tls without --create"; failures=$((failures + 1)); }
+expect 0 "fingerprint --create makes the certificate" -- "$master" fingerprint --create --config "$tmp/fp.yml" --data-dir "$tmp/fp-data"
+created=$out
+contains "$created" "sha256:"
+expect 0 "fingerprint prints the certificate made before" -- "$master" fingerprint --config "$tmp/fp.yml" --data-dir "$tmp/fp-data"
+[[ $out == "$created" ]] || { echo "FAIL: fingerprint printed $out, then $created"; failures=$((failures + 1)); }
+expect 0 "fingerprint --help explains --create" -- "$master" fingerprint --help
+contains "$out" "--create"
+
 expect 0 "--help explains check-config" -- "$master" check-config --help
 contains "$out" "file:line:column: key.path: message"
 
@@ -121,6 +147,13 @@ contains "$err" "config.yml:2:3: deploy.binary: required for runtime process"
 expect 1 "ci-deploy start refuses a config with errors" -- bash -c "cd '$tmp/cwd' && '$deploy' start"
 contains "$err" "refused: 2 errors in config.yml (nothing was changed)"
 printf 'buildmaster: {host: ci.example.org}\n' >"$tmp/cwd/config.yml"
+# check validates what a deploy command needs too: the default runtime (docker) needs an image.
+expect 1 "ci-deploy check needs deploy.image for the default runtime" -- bash -c "cd '$tmp/cwd' && '$deploy' check"
+contains "$err" "config.yml: deploy.image: required for runtime docker"
+contains "$err" "1 error"
+expect 1 "ci-deploy check needs deploy.image for a named file" -- "$deploy" check "$tmp/cwd/config.yml"
+contains "$err" "$tmp/cwd/config.yml: deploy.image: required for runtime docker"
+expect 0 "ci-master check-config does not ask for a deploy section" -- "$master" check-config "$tmp/cwd/config.yml"
 expect 1 "ci-deploy start needs deploy.image for the default runtime" -- bash -c "cd '$tmp/cwd' && '$deploy' start"
 contains "$err" "error: deploy.image: required for runtime docker"
 expect 0 "--help explains each ci-deploy command" -- "$deploy" --help

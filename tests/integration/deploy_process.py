@@ -8,9 +8,13 @@ ci-master, behind small wrapper scripts so that each "binary" is a different rel
  - check, then status (not running, exit 1), start (exit 0), status (version, uptime, health,
    builds, workers), also with the agent's key instead of --identity, and through the `local`
    target;
- - a build runs; `update` to a new binary waits for it (countdown), the master is untouched
-   meanwhile, and swaps once the build ended; Zulip (a local fake) gets before and after;
- - `update --timeout 1` while a build runs: refused (exit 1), the master untouched;
+ - the master's drain route: authenticated and CSRF-safe (401, 403, 415), then
+   `update --timeout 1` while a build runs: drained, refused (exit 1), undrained, the master
+   untouched;
+ - a build runs; `update` to a new binary drains the master, waits for the build (countdown),
+   the master is untouched meanwhile and a build forced then stays queued (a free slot
+   notwithstanding); it swaps once the build ended, and the new master (not drained) runs the
+   queued build; Zulip (a local fake) gets before and after;
  - `update` to a binary whose master never becomes healthy: rolled back (exit 2), the previous
    release runs again and is healthy; Zulip says so;
  - the supervisor restarts a master killed with SIGKILL; `logs` shows the supervisor's notes;
@@ -118,7 +122,7 @@ zulip:
   stream: builds
   ops_stream: ops
 slaves:
-  local: {{local: true}}
+  local: {{local: true, slaves: 2}}
 repositories:
   demo: {{url: "{case.repo.origin}"}}
 builders:
@@ -246,11 +250,27 @@ deploy:
         master.wait_step_output(build["id"], "waiting")
         old_master = pid("master")
 
+        # The drain route changes something: authenticated, CSRF-safe like the others.
+        refused = [master.post("/api/v1/master/drain")[0],
+                   master.post("/api/v1/master/drain", headers={"Origin": "http://evil.example"},
+                               auth=case.auth)[0],
+                   master.post("/api/v1/master/drain", b"drain",
+                               headers={"Content-Type": "text/plain"}, auth=case.auth)[0]]
+        case.check(refused == [401, 403, 415], f"drain needs the password, the same site and "
+                   f"JSON or no body ({refused})")
+        state = master.get("/api/v1/master")
+        case.check(state == {"drained": False, "running_builds": 1, "pending_requests": 0},
+                   f"GET /api/v1/master: not drained, 1 running build ({state})")
+
         status, output = deploy("update", cfg, "--timeout", "1", expect=1)
         case.check("refused: 1 build still running after 1s" in output,
                    f"update refuses when a build outlives --timeout:\n{output}")
+        case.check("drained: the master starts no new build" in output,
+                   f"update drained the master before it waited:\n{output}")
         case.check(pid("master") == old_master and alive(old_master),
                    "the refused update left the master running")
+        state = master.get("/api/v1/master")
+        case.check(not state["drained"], f"the refused update undrained the master ({state})")
 
         cfg = config(binaries["v2"])
         v2 = release_of(binaries["v2"])
@@ -274,9 +294,22 @@ deploy:
                     continue
                 leaked += [entry for secret in (case.auth[1], case.zulip_key) if secret in argv]
         case.check(not leaked, f"no process's arguments hold a secret of the config {leaked}")
+        # Drained: a build forced now stays queued though a slot is free, so none can start
+        # between the wait and the stop.
+        state = master.get("/api/v1/master")
+        case.check(state["drained"] and state["running_builds"] == 1,
+                   f"update drained the master: 1 build running ({state})")
+        queued_tip = case.repo.branch("feature/queued", ["queued.txt"])
+        answer = master.post("/api/v1/builders/tests/force",
+                             json.dumps({"branch": "feature/queued"}).encode(), auth=case.auth)
+        case.check(answer[0] == 202, f"a build is forced while drained ({answer})")
         time.sleep(1.5)
         case.check(updating.poll() is None and pid("master") == old_master and
                    alive(old_master), "update waits while the build runs; the master is untouched")
+        state = master.get("/api/v1/master")
+        case.check(state == {"drained": True, "running_builds": 1, "pending_requests": 1} and
+                   not [b for b in master.builds() if b["branch_tip"] == queued_tip],
+                   f"the build forced while drained stays queued ({state})")
         case.check(not [m for m in zulip.messages if m["to"] == "ops"],
                    "nothing is announced before the build ends")
         open(case.release, "w").close()
@@ -292,6 +325,12 @@ deploy:
                    f"({finished['result']})")
         case.check(pid("master") != old_master and not alive(old_master),
                    "a new master process runs")
+        # Drained is not kept across a restart: the new master runs the queued build.
+        queued = harness.wait_for("the queued build on the new master",
+                                  lambda: master_api().finished_build(queued_tip), 60)
+        case.check(queued["result"] == "success" and not master_api().get("/api/v1/master")[
+            "drained"], f"the new master is not drained and ran the queued build "
+                        f"({queued['result']})")
         # The master's own reporter posts build summaries to `builds`; ci-deploy posts to `ops`.
         announced = lambda: [m for m in zulip.messages if m["to"] == "ops"]  # noqa: E731
         texts = [m["content"] for m in announced()]

@@ -290,6 +290,43 @@ def flood(case, master):
     for s in sockets:
         s.close()
 
+    # The worker port: 300 connections from one address; at most 256 are kept (waiting for a
+    # TLS ClientHello), the rest are closed at once, before TLS, and logged once per 10 s with
+    # a count. Closed again, they are released: a worker still gets its challenge.
+    sockets, closed = [], 0
+    for _ in range(300):
+        sockets.append(socket.create_connection(("127.0.0.1", master.worker_port), timeout=5))
+    time.sleep(0.5)  # then each is looked at once, all well within the 10 s hello deadline
+    for s in sockets:
+        s.setblocking(False)
+        try:
+            if s.recv(64) == b"":
+                closed += 1
+        except BlockingIOError:
+            pass  # kept open: waits for a TLS ClientHello
+        except OSError:
+            closed += 1  # reset
+    case.check(closed == 300 - 256, f"300 worker port connections from one address: {closed} "
+               "closed at once (44: 256 per address)")
+    for s in sockets:
+        s.close()
+    harness.wait_for("the worker port's refusals in the log",
+                     lambda: "worker port: " in open(log_path, errors="replace").read(), 10)
+    with open(log_path, errors="replace") as log:
+        lines = [line for line in log if "connection(s) refused over the limits" in line and
+                 "worker port: " in line]
+    case.check(1 <= len(lines) <= 2 and "which had 256 open of 256 per address" in lines[0],
+               f"the worker port's refusals are logged once per 10 s with a count ({lines})")
+
+    def challenged():
+        try:
+            with harness.WorkerSocket(master.worker_port, master.fingerprint(), timeout=10) as s:
+                return b"challenge" in s.recv(200)
+        except Exception:  # noqa: BLE001 - a closed connection fails the handshake
+            return False
+    case.check(harness.wait_for("a worker's challenge after the flood", challenged, 10),
+               "closed connections are released: a worker connects after the flood")
+
     # Slowloris: 40 headers sent a byte at a time are cut 10 s after their first byte.
     slow = []
     for _ in range(40):

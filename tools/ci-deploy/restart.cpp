@@ -11,7 +11,8 @@ void setup_restart(CLI::App& app, Runner& runner) {
         runner,
         "restart",
         "Write the config again and restart the installed master (the same binary or image),\n"
-        "once running builds ended (--timeout, --force), then wait until it is healthy.",
+        "once running builds ended (drained first: no new build starts; --timeout, --force),\n"
+        "then wait until it is healthy.",
         TargetFlags{.waits_for_builds = true, .starts = true},
         std::make_shared<TargetCommand>(),
         ci::deploy::restart);

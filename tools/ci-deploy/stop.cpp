@@ -10,7 +10,8 @@ void setup_stop(CLI::App& app, Runner& runner) {
         app,
         runner,
         "stop",
-        "Stop the master once its running builds ended (--timeout, --force): SIGTERM, which\n"
+        "Drain the master (it starts no new build), then stop it once its running builds\n"
+        "ended (--timeout, --force): SIGTERM, which\n"
         "gives builds still running the master's shutdown grace, then kill after 30 s more.\n"
         "Exit 0 also when no master runs.",
         TargetFlags{.waits_for_builds = true, .starts = false},

@@ -1,4 +1,4 @@
-// `ci-master fingerprint [--config FILE] [--data-dir DIR]`
+// `ci-master fingerprint [--config FILE] [--data-dir DIR] [--create]`
 
 #include <cstdio>
 #include <memory>
@@ -17,6 +17,7 @@ namespace {
 struct FingerprintCommand {
     std::string config_path;
     std::string data_dir = ".";
+    bool create = false;
 };
 
 int run_fingerprint(const FingerprintCommand& command) {
@@ -25,10 +26,16 @@ int run_fingerprint(const FingerprintCommand& command) {
     if (!config) {
         return exit_code;
     }
-    auto fingerprint = ci::master::worker_certificate_fingerprint(*config, command.data_dir);
+    auto fingerprint = ci::master::worker_certificate_fingerprint(
+        *config,
+        command.data_dir,
+        command.create ? ci::master::MissingCertificate::Create
+                       : ci::master::MissingCertificate::Refuse);
     if (!fingerprint) {
         print_error(fingerprint.error());
-        return fingerprint.error().code == ErrorCode::InvalidArgument ? ExitFailure : ExitError;
+        const auto code = fingerprint.error().code;
+        return code == ErrorCode::InvalidArgument || code == ErrorCode::NotFound ? ExitFailure
+                                                                                 : ExitError;
     }
     std::printf("%s\n", fingerprint->c_str());
     return ExitOk;
@@ -43,13 +50,18 @@ void setup_fingerprint(CLI::App& app, Runner& runner) {
         "Print the SHA-256 fingerprint of the worker port's TLS certificate, what workers pin\n"
         "with `ci-worker start --fingerprint` (e.g. in EC2 user data). The certificate is\n"
         "buildmaster.tls.cert when the config names one; otherwise the self-signed one for\n"
-        "buildmaster.host in DATA_DIR/tls, created now if the master has not created it yet.\n"
-        "Exit status: 0 printed, 1 the config is invalid, TLS is off or the files cannot be\n"
-        "used, 2 usage, 3 an error.");
+        "buildmaster.host in DATA_DIR/tls that the master created on its first start. When\n"
+        "DATA_DIR/tls/cert.pem is missing (not the master's --data-dir?) it refuses, naming\n"
+        "the path, unless --create is given (a new certificate, e.g. to rotate it).\n"
+        "Exit status: 0 printed, 1 the config is invalid, TLS is off, there is no\n"
+        "certificate or the files cannot be used, 2 usage, 3 an error.");
     sub->add_option("--config",
                     command->config_path,
                     "config.yml, or the JSON form (*.json); default: $LIBCI_CONFIG");
     sub->add_option("--data-dir", command->data_dir, "The master's --data-dir")->default_str(".");
+    sub->add_flag("--create",
+                  command->create,
+                  "Create the self-signed certificate in DATA_DIR/tls when it is missing");
     sub->callback([&runner, command] { runner = [command] { return run_fingerprint(*command); }; });
 }
 

@@ -22,23 +22,34 @@ void print_diagnostics(const config::CheckedConfig& checked) {
     }
 }
 
-// What only reading other files shows: the worker port's certificate and key.
-int check_files(const config::Config& config) {
+// What only reading other files shows: the worker port's certificate and key; then the tool's
+// own check (`source` names the config in its error).
+int check_files(const config::Config& config, std::string_view source, const ExtraCheck& extra) {
     if (auto checked = master::check_worker_certificate(config); !checked) {
         std::fprintf(stderr, "%s\n1 error\n", log::redact(checked.error().message).c_str());
         return ExitFailure;
+    }
+    if (extra) {
+        if (auto checked = extra(config); !checked) {
+            std::fprintf(stderr,
+                         "%.*s: %s\n1 error\n",
+                         static_cast<int>(source.size()),
+                         source.data(),
+                         log::redact(checked.error().message).c_str());
+            return ExitFailure;
+        }
     }
     std::printf("OK\n");
     return ExitOk;
 }
 
-int report(const config::CheckedConfig& checked) {
+int report(const config::CheckedConfig& checked, std::string_view source, const ExtraCheck& extra) {
     print_diagnostics(checked);
     if (checked.ok()) {
         for (const auto& secret : config::secrets(*checked.config)) {
             (void)log::add_secret(secret);
         }
-        return check_files(*checked.config);
+        return check_files(*checked.config, source, extra);
     }
     const std::size_t count = checked.errors().size();
     std::fprintf(stderr, "%zu error%s\n", count, count == 1 ? "" : "s");
@@ -55,16 +66,16 @@ int report(const Error& error) {
     return ExitError;
 }
 
-int report(const Result<config::Config>& loaded) {
+int report(const Result<config::Config>& loaded, std::string_view source, const ExtraCheck& extra) {
     if (!loaded) {
         return report(loaded.error());
     }
-    return check_files(*loaded);
+    return check_files(*loaded, source, extra);
 }
 
 } // namespace
 
-int check_config(const std::optional<std::string>& path) {
+int check_config(const std::optional<std::string>& path, const ExtraCheck& extra) {
     if (!path) {
         auto taken = config::take_config_from_environment();
         if (taken && !*taken) {
@@ -77,24 +88,25 @@ int check_config(const std::optional<std::string>& path) {
         if (!taken) {
             return report(taken.error());
         }
-        return check_files(**taken);
+        return check_files(**taken, "$" + std::string(config::config_environment_variable), extra);
     }
     if (path->ends_with(".json")) {
-        return report(config::load_config_json_file(*path));
+        return report(config::load_config_json_file(*path), *path, extra);
     }
     auto checked = config::load_config(*path);
     if (!checked) {
         print_error(checked.error());
         return ExitError;
     }
-    return report(*checked);
+    return report(*checked, *path, extra);
 }
 
 void add_check_config_command(CLI::App& app,
                               Runner& runner,
                               std::string_view name,
                               std::string_view purpose,
-                              std::string_view default_file) {
+                              std::string_view default_file,
+                              ExtraCheck extra) {
     std::string help(purpose);
     help += "\nPrints every warning and error as file:line:column: key.path: message, then OK\n"
             "(exit 0) or the number of errors (exit 1). Exit 3 when the file cannot be read.\n"
@@ -111,7 +123,9 @@ void add_check_config_command(CLI::App& app,
         *path = std::string(default_file);
     }
     command->add_option("FILE", *path, "config.yml, or a JSON config (*.json)");
-    command->callback([&runner, path] { runner = [path] { return check_config(*path); }; });
+    command->callback([&runner, path, extra = std::move(extra)] {
+        runner = [path, extra] { return check_config(*path, extra); };
+    });
 }
 
 } // namespace ci::tools

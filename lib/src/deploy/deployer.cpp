@@ -148,6 +148,11 @@ public:
     }
 
     ~Session() {
+        if (drained_) {
+            // The command ended with the drained master still running (refused, or failed
+            // before it stopped it): it assigns builds again.
+            (void)set_drained(*drained_, false);
+        }
         if (locked_) {
             (void)run(unlock_script(settings_));
         }
@@ -354,13 +359,59 @@ public:
         return names;
     }
 
-    // Waits for running builds before the master is interrupted; nullopt to go on, else the
-    // outcome to return.
+    // POST /api/v1/master/drain or /undrain with the config's auth.
+    Status set_drained(const Base& base, bool drained) {
+        if (!config_.auth) {
+            return fail(ErrorCode::InvalidArgument,
+                        "the config has no auth section, and without it the API is read-only");
+        }
+        http::Request request;
+        request.method = "POST";
+        request.scheme = base.scheme;
+        request.host = base.host;
+        request.path = base.prefix + (drained ? "/api/v1/master/drain" : "/api/v1/master/undrain");
+        request.headers.emplace_back(
+            "Authorization",
+            "Basic " + crypto::base64_encode(config_.auth->user + ":" + config_.auth->password));
+        auto response = client_->send(request);
+        if (!response) {
+            return fail(response.error());
+        }
+        if (response->status != 200) {
+            return fail(
+                ErrorCode::Transport,
+                fmt::format("POST {}{}: HTTP {}", base.text(), request.path, response->status));
+        }
+        return {};
+    }
+
+    // Drains the running master: from now on it starts no new build, so none can start between
+    // the wait for running builds and the stop. A master that cannot be drained (an older one
+    // without the route, another password) is waited for as before, with a warning.
+    void drain(const Base& base) {
+        if (auto drained = set_drained(base, true); !drained) {
+            progress_.problem(fmt::format("warning: cannot drain the master ({}): a build may "
+                                          "still start before it stops",
+                                          log::redact(drained.error().message)));
+            return;
+        }
+        drained_ = base;
+        progress_.phase("drained: the master starts no new build (requests stay queued)");
+    }
+
+    // The master was stopped: nothing is left to undrain.
+    void stopped() { drained_.reset(); }
+
+    // Drains the master, then waits for its running builds before it is interrupted; nullopt
+    // to go on, else the outcome to return (the destructor undrains a master left running).
     std::optional<Outcome> wait_for_builds(const RemoteStatus& status) {
         if (!status.running) {
             return std::nullopt;
         }
         const auto base = api(status);
+        if (base) {
+            drain(*base);
+        }
         const auto started = Clock::now();
         bool counted = false;
         while (true) {
@@ -564,6 +615,7 @@ private:
     const Options& options_;
     Progress& progress_;
     std::unique_ptr<http::Client> client_;
+    std::optional<Base> drained_; ///< the API of a master this command drained
     bool unreachable_ = false;
     bool locked_ = false;
 };
@@ -622,6 +674,7 @@ bool stop_and_start(Session& session, bool previous) {
     if (!session.must(stop_script(session.settings()), "stopping the master")) {
         return false;
     }
+    session.stopped();
     session.progress().phase("starting the master");
     return session.must(start_script(session.settings(), previous), "starting the master");
 }
@@ -778,6 +831,7 @@ int stop(const config::Config& config, const Options& options, Progress& progres
     if (!session->must(stop_script(session->settings()), "stopping the master")) {
         return fail_exit(*session);
     }
+    session->stopped();
     progress.phase("stopped");
     return exit_code(Outcome::Done);
 }

@@ -66,6 +66,16 @@ void Dispatcher::stop() {
     }
 }
 
+void Dispatcher::set_drained(bool drained) {
+    {
+        const std::lock_guard passing(pass_mutex_);
+        drained_ = drained;
+    }
+    if (!drained) {
+        wake();
+    }
+}
+
 void Dispatcher::run() {
     std::unique_lock lock(mutex_);
     for (;;) {
@@ -76,7 +86,12 @@ void Dispatcher::run() {
         }
         wanted_ = false;
         lock.unlock();
-        pass();
+        {
+            const std::lock_guard passing(pass_mutex_);
+            if (!drained_) {
+                pass();
+            }
+        }
         lock.lock();
     }
 }

@@ -4,6 +4,7 @@
 // as assign() (dispatch.h) decides, whenever a request is queued or a slot or lock comes free
 // (and every few seconds, so that nothing waits on a lost wake-up).
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -56,6 +57,11 @@ public:
     void wake();
     /// Starts no more builds (shutdown); the thread ends.
     void stop();
+    /// Drained (`POST /api/v1/master/drain`): no new build starts, requests stay queued, until
+    /// undrained. Returns once no pass that may start a build is under way, so a build started
+    /// before the drain is already among the running builds. Not kept across restarts.
+    void set_drained(bool drained);
+    [[nodiscard]] bool drained() const { return drained_.load(); }
 
 private:
     void run();
@@ -65,6 +71,8 @@ private:
     bool retries_spent(std::int64_t request);
 
     Parts p_;
+    std::mutex pass_mutex_; ///< held by a pass; set_drained() waits for it
+    std::atomic<bool> drained_{false};
     std::mutex mutex_;
     std::condition_variable wake_;
     bool wanted_ = true;

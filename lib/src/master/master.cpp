@@ -232,6 +232,7 @@ Status MasterState::start_servers() {
                                                    *writes,
                                                    *coordinator,
                                                    *reports,
+                                                   *dispatcher,
                                                    accepting});
     router = std::make_unique<Router>(
         [this](const http::ServerRequest& request) { return check_auth(config, request); });
@@ -242,6 +243,7 @@ Status MasterState::start_servers() {
     add_build_routes(*router, *services);
     add_worker_routes(*router, *services);
     add_health_routes(*router, *services);
+    add_master_routes(*router, *services);
 
     auto tls = worker_port_tls(config, options.data_dir);
     if (!tls) {

@@ -12,6 +12,7 @@
 #include "master/coordinator.h"
 #include "master/credentials.h"
 #include "master/deliveries.h"
+#include "master/dispatcher.h"
 #include "master/metrics.h"
 #include "master/read_pool.h"
 #include "master/registry.h"
@@ -36,6 +37,7 @@ struct Services {
     StoreWrites& writes;
     Coordinator& coordinator;
     Reports& reports;
+    Dispatcher& dispatcher;             ///< drained and undrained by the API
     const std::atomic<bool>& accepting; ///< false once the master is shutting down
 };
 
@@ -47,6 +49,7 @@ void add_request_routes(Router& router, Services& services);
 void add_build_routes(Router& router, Services& services);
 void add_worker_routes(Router& router, Services& services);
 void add_health_routes(Router& router, Services& services);
+void add_master_routes(Router& router, Services& services);
 
 /// The user the config's auth names (who forced, cancelled or stopped something).
 [[nodiscard]] std::string api_user(const Services& services);

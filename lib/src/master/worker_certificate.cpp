@@ -32,10 +32,23 @@ Result<worker::tls::CertificateFiles> certificate_files(const config::Config& co
 } // namespace
 
 Result<std::string> worker_certificate_fingerprint(const config::Config& config,
-                                                   const std::filesystem::path& data_dir) {
+                                                   const std::filesystem::path& data_dir,
+                                                   MissingCertificate missing) {
     if (!config.buildmaster.tls.enabled) {
         return fail(ErrorCode::InvalidArgument,
                     "buildmaster.tls is false: the worker port has no certificate");
+    }
+    if (const auto cert = data_dir / "tls" / "cert.pem";
+        config.buildmaster.tls.cert.empty() && missing == MissingCertificate::Refuse) {
+        std::error_code error;
+        if (!std::filesystem::exists(cert, error)) {
+            return fail(ErrorCode::NotFound,
+                        fmt::format("no certificate in {}: is {} the master's --data-dir? (the "
+                                    "master creates it on its first start; --create creates one "
+                                    "there now)",
+                                    cert.string(),
+                                    data_dir.string()));
+        }
     }
     auto files = certificate_files(config, data_dir);
     if (!files) {

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <deque>
+#include <map>
 #include <optional>
 #include <thread>
 #include <utility> // before Asio: Boost 1.74 uses std::exchange without including it
@@ -17,7 +18,7 @@
 #include <ci/core/log.h>
 
 #include "master/coordinator.h"
-#include "master/login_throttle.h"
+#include "master/failure_limiter.h"
 #include "worker/stream.h"
 #include "worker/tls.h"
 
@@ -38,19 +39,47 @@ struct Shared {
     WorkerEvents& master;
     std::chrono::seconds heartbeat;
     std::optional<ssl::context> tls; // nullopt: plaintext (buildmaster.tls: false)
-    LoginThrottle throttle;
+    WorkerPortLimits limits;
+    // Wrong proofs, by address: a hello waits what remains of its address's delay.
+    FailureLimiter throttle{"wrong worker proofs", FailureLimiter::worker_policy()};
+    std::size_t open = 0;                                          // connections open
+    std::map<std::string, std::size_t, std::less<>> per_address{}; // by address_key()
+    log::Throttle refusals{std::chrono::seconds(10)};              // over the limits
+
+    // A connection from `key` ended.
+    void release(const std::string& key) {
+        --open;
+        if (const auto found = per_address.find(key);
+            found != per_address.end() && --found->second == 0) {
+            per_address.erase(found);
+        }
+    }
 };
+
+// The peer's address; an IPv4 peer of a dual-stack listener (::ffff:a.b.c.d) as a.b.c.d.
+std::string peer_address(const tcp::socket& socket) {
+    boost::system::error_code error;
+    auto address = socket.remote_endpoint(error).address();
+    if (error) {
+        return "?";
+    }
+    if (address.is_v6() && address.to_v6().is_v4_mapped()) {
+        address = net::ip::make_address_v4(net::ip::v4_mapped, address.to_v6());
+    }
+    return address.to_string();
+}
 
 // One worker connection. Lives on the server's I/O thread; send() and close() may be called from
 // any thread (they post to it).
 class Session final : public Link, public std::enable_shared_from_this<Session> {
 public:
-    Session(tcp::socket socket, Shared& shared)
+    // `key`: the connection counts against the per-address limit under it (released by shut).
+    Session(tcp::socket socket, Shared& shared, std::string address, std::string key)
         : stream_(std::move(socket)), input_(protocol::max_line), shared_(shared),
-          timer_(stream_.socket().get_executor()), delay_(stream_.socket().get_executor()) {
+          timer_(stream_.socket().get_executor()), delay_(stream_.socket().get_executor()),
+          address_(std::move(address)), key_(std::move(key)) {
         boost::system::error_code ignored;
         const auto endpoint = stream_.socket().remote_endpoint(ignored);
-        address_ = ignored ? std::string("?") : endpoint.address().to_string();
         peer_ = ignored ? std::string("?") : fmt::format("{}:{}", address_, endpoint.port());
     }
 
@@ -226,7 +255,7 @@ private:
             }
             hello_seen_ = true;
             // Repeated wrong proofs from one address: its hellos wait, longer each time.
-            const auto wait = shared_.throttle.delay(address_, std::chrono::steady_clock::now());
+            const auto wait = shared_.throttle.wait(address_, std::chrono::steady_clock::now());
             if (wait.count() > 0) {
                 delay_.expires_after(wait);
                 delay_.async_wait([self = shared_from_this(), message = std::move(message)](
@@ -263,10 +292,9 @@ private:
         const auto login = shared_.master.login(
             hello->name, hello->proof, protocol::bound_challenge(nonce_, exporter_));
         if (!login) {
-            if (auto line = shared_.throttle.failed(
-                    address_, hello->name, std::chrono::steady_clock::now())) {
-                log::warn("{}", *line);
-            }
+            log_wrong_proof(
+                hello->name,
+                shared_.throttle.count_failure(address_, std::chrono::steady_clock::now()));
             refuse("unknown worker or wrong secret");
             return false;
         }
@@ -284,6 +312,25 @@ private:
         watch(shared_.heartbeat);
         shared_.master.connected(name_, *login, false, shared_from_this());
         return true;
+    }
+
+    // One line per address per interval, with the count of those not logged before it.
+    void log_wrong_proof(const std::string& name, const FailureLimiter::Failure& failure) const {
+        if (failure.log_count == 0) {
+            return;
+        }
+        std::string line =
+            fmt::format("worker connection from {}: refused \"{}\": unknown worker or wrong secret",
+                        address_,
+                        log::field(name));
+        if (failure.log_count > 1) {
+            line +=
+                fmt::format(" ({} more refused since the last such line)", failure.log_count - 1);
+        }
+        if (failure.failures > 1) {
+            line += fmt::format("; its next hello waits {} ms", failure.delay.count());
+        }
+        log::warn("{}", line);
     }
 
     void refuse(std::string reason) {
@@ -348,6 +395,7 @@ private:
             return;
         }
         open_ = false;
+        shared_.release(key_);
         timer_.cancel();
         delay_.cancel();
         stream_.close();
@@ -362,6 +410,7 @@ private:
     net::steady_timer timer_;
     net::steady_timer delay_; // a hello's wait after wrong proofs from its address
     std::string address_;
+    std::string key_; // address_key(address_)
     std::string peer_;
     std::string exporter_;  // hex; empty without TLS
     std::string transport_; // "TLSv1.3, session resumed", for the log
@@ -422,7 +471,40 @@ struct WorkerServer::Impl {
     std::thread thread;
     std::uint16_t port = 0;
 
-    Impl(WorkerEvents& m, std::chrono::seconds h) : shared{m, h, std::nullopt, {}} {}
+    Impl(WorkerEvents& m, std::chrono::seconds h, WorkerPortLimits limits)
+        : shared{m, h, std::nullopt, limits} {}
+
+    // Counts a new connection from `key` when the limits allow it.
+    bool admit(const std::string& key) {
+        auto& mine = shared.per_address[key];
+        if (shared.open >= shared.limits.max_connections ||
+            mine >= shared.limits.max_connections_per_address) {
+            if (mine == 0) {
+                shared.per_address.erase(key);
+            }
+            return false;
+        }
+        ++mine;
+        ++shared.open;
+        return true;
+    }
+
+    // Closes a connection over the limits at once: nothing is read or sent (not even TLS).
+    void refuse(tcp::socket& socket, const std::string& address, const std::string& key) {
+        if (const auto count = shared.refusals.count(); count > 0) {
+            const auto found = shared.per_address.find(key);
+            log::warn("worker port: {} connection(s) refused over the limits (the last from {}, "
+                      "which had {} open of {} per address; {} open of {} in all)",
+                      count,
+                      address,
+                      found == shared.per_address.end() ? 0 : found->second,
+                      shared.limits.max_connections_per_address,
+                      shared.open,
+                      shared.limits.max_connections);
+        }
+        boost::system::error_code ignored;
+        socket.close(ignored);
+    }
 
     void accept() {
         acceptor.async_accept([this](const boost::system::error_code& error, tcp::socket socket) {
@@ -435,11 +517,17 @@ struct WorkerServer::Impl {
                 }
                 return;
             }
+            accept();
+            auto address = peer_address(socket);
+            auto key = address_key(address);
+            if (!admit(key)) {
+                refuse(socket, address, key);
+                return;
+            }
             boost::system::error_code ignored;
             socket.set_option(tcp::no_delay(true), ignored);
             socket.set_option(net::socket_base::keep_alive(true), ignored);
-            std::make_shared<Session>(std::move(socket), shared)->begin();
-            accept();
+            std::make_shared<Session>(std::move(socket), shared, std::move(address), key)->begin();
         });
     }
 };
@@ -450,8 +538,9 @@ Result<std::unique_ptr<WorkerServer>> WorkerServer::start(WorkerEvents& events,
                                                           const std::string& address,
                                                           std::uint16_t port,
                                                           std::chrono::seconds heartbeat,
-                                                          const WorkerPortTls& tls) {
-    auto impl = std::make_unique<Impl>(events, heartbeat);
+                                                          const WorkerPortTls& tls,
+                                                          WorkerPortLimits limits) {
+    auto impl = std::make_unique<Impl>(events, heartbeat, limits);
     if (tls.enabled) {
         auto context = make_context(tls);
         if (!context) {

@@ -7,6 +7,7 @@
 // buffer each.
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <filesystem>
 #include <memory>
@@ -28,6 +29,15 @@ struct WorkerPortTls {
     std::string ticket_keys;
 };
 
+/// Connections the worker port keeps open at once: in all, and from one address (an IPv6
+/// address counts by its /64). One over either is closed as soon as it is accepted, before TLS
+/// or a hello, and counted in a log line once per 10 s.
+struct WorkerPortLimits {
+    std::size_t max_connections = 2048;
+    /// Workers behind one NAT address (EC2 in a private subnet) share this.
+    std::size_t max_connections_per_address = 256;
+};
+
 class WorkerServer {
 public:
     struct Impl;
@@ -42,7 +52,8 @@ public:
                                                                      const std::string& address,
                                                                      std::uint16_t port,
                                                                      std::chrono::seconds heartbeat,
-                                                                     const WorkerPortTls& tls);
+                                                                     const WorkerPortTls& tls,
+                                                                     WorkerPortLimits limits = {});
     ~WorkerServer();
     [[nodiscard]] std::uint16_t port() const;
     // No new connections; those open stay.

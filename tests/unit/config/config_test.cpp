@@ -158,6 +158,9 @@ TEST_CASE("config: the example config loads and uses every section") {
     CHECK(builder.steps[0].command ==
           std::vector<std::string>{"/bin/sh", "-c", "git log --oneline -n 3"});
     CHECK(builder.steps[1].command == std::vector<std::string>{"/bin/sh", "./test.sh"});
+    // What `ci-deploy check examples/config.yml` needs: a runtime with what it requires.
+    CHECK(config.deploy.runtime == ci::config::Deploy::Runtime::Process);
+    CHECK(config.deploy.binary == "/usr/local/bin/ci-master");
     CHECK(builder.steps[1].timeout == std::chrono::minutes(10));
     CHECK(builder.timeout == std::chrono::minutes(30));
     CHECK(config.schedulers.at("branches").max_wait == std::chrono::minutes(2));

@@ -174,7 +174,7 @@ TEST_CASE("master: every POST route needs the config's auth; without auth the AP
         CHECK(status != 401);
         CHECK(status != 403);
     }
-    CHECK(posts == 5); // force, force several, cancel, stop, tokens
+    CHECK(posts == 7); // force, force several, cancel, stop, tokens, drain, undrain
 
     MasterFixture open(webhook_config("/srv/app.git", R"({name: t, run: "true"})", "remote"),
                        false);

@@ -77,14 +77,23 @@ struct WorkerToken {
     std::chrono::system_clock::time_point expires; ///< unused after this, it is refused
 };
 
+/// What worker_certificate_fingerprint does when `data_dir` has no self-signed certificate.
+enum class MissingCertificate {
+    Refuse, ///< fail (NotFound, naming the path): a wrong data dir would give a wrong pin
+    Create, ///< create it, as the master's first start does (rotation)
+};
+
 /// The worker port's certificate (docs/api.md, "TLS"): the config's `buildmaster.tls.cert`, or
-/// else the self-signed one for `buildmaster.host` in `data_dir`/tls, which this creates when it
-/// is missing (as the master's first start does). Returns its fingerprint, "sha256:" and 64 hex
-/// digits, what `ci-worker start --fingerprint` pins. Fails with InvalidArgument when TLS is
-/// off (`buildmaster.tls: false`) or the configured files cannot be used (naming the key and
-/// the file), Io when the self-signed certificate cannot be written.
+/// else the self-signed one for `buildmaster.host` in `data_dir`/tls (created when missing only
+/// with MissingCertificate::Create). Returns its fingerprint, "sha256:" and 64 hex digits, what
+/// `ci-worker start --fingerprint` pins. Fails with InvalidArgument when TLS is off
+/// (`buildmaster.tls: false`) or the configured files cannot be used (naming the key and the
+/// file), NotFound when the self-signed certificate is missing and `missing` is Refuse, Io when
+/// it cannot be written.
 [[nodiscard]] Result<std::string>
-worker_certificate_fingerprint(const config::Config& config, const std::filesystem::path& data_dir);
+worker_certificate_fingerprint(const config::Config& config,
+                               const std::filesystem::path& data_dir,
+                               MissingCertificate missing);
 
 /// Checks the files `buildmaster.tls.cert` and `buildmaster.tls.key` name, when the config
 /// names them: both readable PEM, the key that of the certificate. Errors name the key and the

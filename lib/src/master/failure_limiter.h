@@ -1,0 +1,108 @@
+#pragma once
+
+// Failed attempts (a wrong password or webhook signature on the HTTP port, a wrong proof on the
+// worker port) per client address, and the wait that makes an address that keeps failing slow:
+// the one implementation both ports use, with a policy each.
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include <ci/core/log.h>
+
+namespace ci::master {
+
+/// Counts failed attempts per client address (an IPv6 address by its /64, see address_key())
+/// and makes an address that keeps failing wait: after `free_failures` failures, each further
+/// one makes the address wait a delay that doubles from `first_delay` up to `max_delay`,
+/// counted from that failure. An address that has not failed for `forget_after` starts afresh,
+/// and so does one that succeeds. Failures are logged once per `log_interval` with a count: in
+/// all, or per address. Memory is bounded (`max_addresses`). Thread-safe.
+class FailureLimiter {
+public:
+    using Clock = std::chrono::steady_clock;
+
+    struct Policy {
+        int free_failures = 5;
+        std::chrono::milliseconds first_delay{1000};
+        std::chrono::milliseconds max_delay{60000};
+        std::chrono::seconds forget_after{600};
+        std::chrono::seconds log_interval{10};
+        /// true: at most one line per address per interval; false: one line per interval.
+        bool log_per_address = false;
+        /// Addresses remembered at most; beyond, the ones that failed longest ago are forgotten.
+        std::size_t max_addresses = 10000;
+    };
+
+    /// The HTTP port's wrong passwords and webhook signatures: 5 free, then 1 s doubling to
+    /// 60 s, one line per 10 s.
+    [[nodiscard]] static Policy http_policy() { return Policy{}; }
+    /// The worker port's wrong proofs: none free, 250 ms doubling to 10 s, one line per
+    /// address per 60 s.
+    [[nodiscard]] static Policy worker_policy() {
+        return Policy{0,
+                      std::chrono::milliseconds(250),
+                      std::chrono::milliseconds(10000),
+                      std::chrono::seconds(600),
+                      std::chrono::seconds(60),
+                      true,
+                      10000};
+    }
+
+    /// What a failure did.
+    struct Failure {
+        std::int64_t failures = 0;          ///< in a row from this address, this one included
+        std::chrono::milliseconds delay{0}; ///< the wait it set (0: still a free one)
+        std::uint64_t log_count = 0;        ///< a line is due: the failures it reports; else 0
+    };
+
+    /// `what` names the failure in the lines failed() logs: "wrong API password".
+    FailureLimiter(std::string what, Policy policy);
+    explicit FailureLimiter(std::string what) : FailureLimiter(std::move(what), http_policy()) {}
+
+    /// How long `address` must still wait before it may try again; 0 when it may now.
+    [[nodiscard]] std::chrono::milliseconds wait(const std::string& address,
+                                                 Clock::time_point now = Clock::now());
+    /// wait() in whole seconds, rounded up (what Retry-After says); nullopt when it may now.
+    [[nodiscard]] std::optional<std::chrono::seconds> blocked(const std::string& address,
+                                                              Clock::time_point now = Clock::now());
+
+    /// Counts a failure of `address` at `now` and logs "WHAT: N in the last S s (the last from
+    /// ADDRESS, ...)" when a line is due.
+    void failed(const std::string& address, Clock::time_point now = Clock::now());
+    /// Counts a failure without logging: the caller logs its own line when `log_count` > 0.
+    [[nodiscard]] Failure count_failure(const std::string& address, Clock::time_point now);
+
+    /// Forgets the failures of `address` (it proved it knows the secret).
+    void succeeded(const std::string& address);
+
+    /// Addresses remembered now (for tests).
+    [[nodiscard]] std::size_t addresses();
+
+private:
+    struct Record {
+        std::int64_t failures = 0;
+        Clock::time_point last_failure{};
+        Clock::time_point blocked_until{};
+        std::optional<Clock::time_point> logged; ///< per-address logging: the last line
+        std::uint64_t unlogged = 0;              ///< per-address logging: failures since then
+    };
+
+    void forget_oldest_locked(Clock::time_point now);
+
+    const std::string what_;
+    const Policy policy_;
+    log::Throttle log_;
+    std::mutex mutex_;
+    std::map<std::string, Record, std::less<>> records_;
+};
+
+/// The key FailureLimiter counts `address` under: an IPv4 address as it is, an IPv6 address as
+/// its /64 ("2001:db8:1:2::/64").
+[[nodiscard]] std::string address_key(const std::string& address);
+
+} // namespace ci::master
