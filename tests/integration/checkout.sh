@@ -98,4 +98,34 @@ git -C "$origin" commit -qm "lib as a submodule" && git -C "$origin" checkout -q
 [[ -f $tmp/sub2/lib/lib.txt ]] || fail "--submodules: lib/lib.txt missing"
 echo "ok: --submodules"
 
+# kill -9 in the middle of creating a mirror (the server accepted and never answered): no
+# half-made mirror is left where the next checkout would find it, and the next checkout, with
+# the server answering, makes it and cleans up after the killed one.
+support=$(dirname "${BASH_SOURCE[0]}")/../support
+git clone -q --bare "$origin" "$tmp/served/app.git"
+echo hang >"$tmp/mode"
+coproc daemon { exec python3 "$support/git_daemon.py" "$tmp/served" "$tmp/mode"; }
+read -r -u "${daemon[0]}" line
+url="git://${line#listening on }/app.git"
+"$worker" checkout "$url" "$tmp/killed" --branch feature --cache "$tmp/cache9" >/dev/null 2>&1 &
+victim=$!
+for _ in $(seq 100); do
+  compgen -G "$tmp/cache9/app-*.git.new-*" >/dev/null && break
+  sleep 0.1
+done
+sleep 0.3
+kill -9 $victim
+wait $victim 2>/dev/null
+compgen -G "$tmp/cache9/app-*.git.new-*" >/dev/null || fail "kill -9: no clone was under way"
+compgen -G "$tmp/cache9/app-*.git" >/dev/null && fail "kill -9: a half-made mirror is in place"
+echo serve >"$tmp/mode"
+"$worker" checkout "$url" "$tmp/killed" --branch feature --cache "$tmp/cache9" >/dev/null 2>&1 ||
+  fail "after kill -9: exit $?"
+[[ -f $tmp/killed/b.txt ]] || fail "after kill -9: nothing checked out"
+compgen -G "$tmp/cache9/app-*.git.new-*" >/dev/null && fail "after kill -9: the killed clone is left"
+[[ "$(git --git-dir="$(echo "$tmp"/cache9/app-*.git)" config --get-all remote.origin.fetch)" == \
+  $'+refs/heads/*:refs/heads/*\n+refs/tags/*:refs/tags/*' ]] || fail "after kill -9: refspecs"
+kill "$daemon_PID" 2>/dev/null
+echo "ok: kill -9 while creating a mirror"
+
 [[ $failures -eq 0 ]] || { echo "$failures check(s) failed"; exit 1; }

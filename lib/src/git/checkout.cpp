@@ -18,6 +18,7 @@
 #include <ci/core/log.h>
 
 #include "git/library.h"
+#include "git/mirror.h"
 #include "git/transport.h"
 
 namespace ci::git {
@@ -99,42 +100,6 @@ void report_checkout(const char* /*path*/, size_t completed, size_t total, void*
     }
 }
 
-// Opens the mirror, creating it when absent.
-Result<Repository> open_mirror(const std::filesystem::path& path, const std::string& url) {
-    git_repository* raw = nullptr;
-    if (std::filesystem::exists(path / "HEAD")) {
-        if (int code = git_repository_open_bare(&raw, path.c_str()); code != 0) {
-            return git_failure(fmt::format("open mirror {}", path.string()), code);
-        }
-        Repository repository(raw);
-        git_remote* remote = nullptr;
-        if (git_remote_lookup(&remote, raw, "origin") == 0) {
-            const Remote owned(remote);
-            if (url != git_remote_url(remote)) {
-                // The URL changed (a new host): keep the objects, follow the new URL.
-                git_remote_set_url(raw, "origin", url.c_str());
-            }
-            return repository;
-        }
-        return git_failure(fmt::format("mirror {} has no origin", path.string()), -1);
-    }
-    if (int code = git_repository_init(&raw, path.c_str(), 1); code != 0) {
-        return git_failure(fmt::format("create mirror {}", path.string()), code);
-    }
-    Repository repository(raw);
-    git_remote* remote = nullptr;
-    if (int code = git_remote_create_with_fetchspec(
-            &remote, raw, "origin", url.c_str(), "+refs/heads/*:refs/heads/*");
-        code != 0) {
-        return git_failure(fmt::format("create mirror {}", path.string()), code);
-    }
-    git_remote_free(remote);
-    if (int code = git_remote_add_fetch(raw, "origin", "+refs/tags/*:refs/tags/*"); code != 0) {
-        return git_failure(fmt::format("create mirror {}", path.string()), code);
-    }
-    return repository;
-}
-
 Status fetch(git_repository* repository, const std::string& url, CallbackState& state) {
     git_remote* raw = nullptr;
     if (int code = git_remote_lookup(&raw, repository, "origin"); code != 0) {
@@ -157,16 +122,6 @@ Status fetch(git_repository* repository, const std::string& url, CallbackState& 
     return {};
 }
 
-bool is_data_error(const Error& error) {
-    if (!error.native) {
-        return false;
-    }
-    const int klass = *error.native;
-    return klass == GIT_ERROR_ODB || klass == GIT_ERROR_OBJECT || klass == GIT_ERROR_REPOSITORY ||
-           klass == GIT_ERROR_INDEXER || klass == GIT_ERROR_REFERENCE || klass == GIT_ERROR_OS ||
-           klass == GIT_ERROR_ZLIB || klass == GIT_ERROR_CONFIG;
-}
-
 Result<std::string>
 resolve(git_repository* repository, const std::string& spec, const std::string& what) {
     git_object* raw = nullptr;
@@ -178,6 +133,82 @@ resolve(git_repository* repository, const std::string& spec, const std::string& 
     std::array<char, GIT_OID_HEXSZ + 1> text{};
     git_oid_tostr(text.data(), text.size(), git_object_id(object.get()));
     return std::string(text.data());
+}
+
+// The branch tip (or revision) and, when a target is given, its merge into it, written to the
+// mirror.
+Result<CheckoutResult> resolve_and_merge(git_repository* repository,
+                                         const std::filesystem::path& mirror,
+                                         const CheckoutOptions& options) {
+    CheckoutResult result;
+    const std::string ref =
+        options.is_tag ? "refs/tags/" + options.branch : "refs/heads/" + options.branch;
+    auto tip = resolve(repository,
+                       options.revision.value_or(ref),
+                       fmt::format("{} {} in {}",
+                                   options.revision ? "commit" : "branch",
+                                   options.revision.value_or(options.branch),
+                                   log::redact(options.url)));
+    if (!tip) {
+        return fail(tip.error());
+    }
+    result.merge.branch_tip = *tip;
+    if (options.target) {
+        auto target_tip = resolve(
+            repository,
+            options.target_revision.value_or("refs/heads/" + *options.target),
+            options.target_revision
+                ? fmt::format("commit {} of merge target {} in {}",
+                              *options.target_revision,
+                              *options.target,
+                              log::redact(options.url))
+                : fmt::format("merge target {} in {}", *options.target, log::redact(options.url)));
+        if (!target_tip) {
+            return fail(target_tip.error());
+        }
+        auto merged = merge_forward(mirror, *tip, *target_tip, options.identity);
+        if (!merged) {
+            return fail(merged.error());
+        }
+        result.merge = std::move(*merged);
+        result.target = options.target;
+    }
+    return result;
+}
+
+// The mirror at `path`, fetched: created when absent (atomically, see detail::replace_mirror),
+// cloned again when damaged. A fetch that fails while the mirror's data is sound (the remote
+// could not be reached, refused the credentials, timed out) is an error and leaves the mirror
+// as it was: work directories borrow its objects.
+Result<Repository> update_mirror(const std::filesystem::path& path,
+                                 const std::string& url,
+                                 const detail::Fetch& fetch) {
+    std::error_code error;
+    if (!std::filesystem::exists(path, error)) {
+        return detail::replace_mirror(path, url, fetch);
+    }
+    std::string damage;
+    {
+        auto opened = detail::open_mirror(path, url);
+        if (opened) {
+            auto fetched = fetch(opened->get());
+            if (fetched) {
+                return opened;
+            }
+            auto found = detail::mirror_damage(path, detail::is_data_error(fetched.error()));
+            if (!found) {
+                Error kept = fetched.error();
+                kept.message +=
+                    fmt::format(" (the mirror {} is sound and was kept)", path.string());
+                return fail(std::move(kept));
+            }
+            damage = *found;
+        } else {
+            damage = opened.error().message;
+        }
+    }
+    log::warn("mirror {} is damaged ({}); cloning it again", path.string(), damage);
+    return detail::replace_mirror(path, url, fetch);
 }
 
 // A work directory whose repository borrows the mirror's objects.
@@ -564,57 +595,34 @@ Result<CheckoutResult> checkout(const std::filesystem::path& work_dir,
         if (!lock) {
             return fail(lock.error());
         }
-        // A mirror that cannot be opened or fetched for a reason in its own data is cloned
-        // again, once; network and authentication failures are reported as they are.
-        Repository repository;
+        const detail::Fetch fetch_origin = [&](git_repository* repository) {
+            return fetch(repository, options.url, state);
+        };
+        auto repository = update_mirror(mirror, options.url, fetch_origin);
+        if (!repository) {
+            return fail(repository.error());
+        }
+        // Data found missing or unreadable only now (a fetch does not read every object it
+        // already has) is damage too when the mirror's check confirms it: cloned again, once.
         for (int attempt = 0;; ++attempt) {
-            auto opened = open_mirror(mirror, options.url);
-            Status fetched =
-                opened ? fetch(opened->get(), options.url, state) : Status(fail(opened.error()));
-            if (fetched) {
-                repository = std::move(*opened);
+            auto merged = resolve_and_merge(repository->get(), mirror, options);
+            if (merged) {
+                result = std::move(*merged);
                 break;
             }
-            if (attempt > 0 || !is_data_error(fetched.error())) {
-                return fail(fetched.error());
-            }
-            log::warn("mirror {} is damaged ({}); cloning it again",
-                      mirror.string(),
-                      fetched.error().message);
-            std::filesystem::remove_all(mirror, io_error);
-        }
-        const std::string ref =
-            options.is_tag ? "refs/tags/" + options.branch : "refs/heads/" + options.branch;
-        auto tip = resolve(repository.get(),
-                           options.revision.value_or(ref),
-                           fmt::format("{} {} in {}",
-                                       options.revision ? "commit" : "branch",
-                                       options.revision.value_or(options.branch),
-                                       log::redact(options.url)));
-        if (!tip) {
-            return fail(tip.error());
-        }
-        result.merge.branch_tip = *tip;
-        if (options.target) {
-            auto target_tip =
-                resolve(repository.get(),
-                        options.target_revision.value_or("refs/heads/" + *options.target),
-                        options.target_revision ? fmt::format("commit {} of merge target {} in {}",
-                                                              *options.target_revision,
-                                                              *options.target,
-                                                              log::redact(options.url))
-                                                : fmt::format("merge target {} in {}",
-                                                              *options.target,
-                                                              log::redact(options.url)));
-            if (!target_tip) {
-                return fail(target_tip.error());
-            }
-            auto merged = merge_forward(mirror, *tip, *target_tip, options.identity);
-            if (!merged) {
+            if (attempt > 0 || !detail::is_data_error(merged.error())) {
                 return fail(merged.error());
             }
-            result.merge = std::move(*merged);
-            result.target = options.target;
+            const auto damage = detail::mirror_damage(mirror, /*deep=*/true);
+            if (!damage) {
+                return fail(merged.error());
+            }
+            log::warn("mirror {} is damaged ({}); cloning it again", mirror.string(), *damage);
+            repository->reset();
+            repository = detail::replace_mirror(mirror, options.url, fetch_origin);
+            if (!repository) {
+                return fail(repository.error());
+            }
         }
     }
     auto work = open_work_dir(work_dir, mirror, options.url);

@@ -4,15 +4,18 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <cstdint>
 #include <cstdlib>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <regex>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include <doctest/doctest.h>
+#include <sys/stat.h>
 
 #include <ci/core/log.h>
 #include <ci/git/checkout.h>
@@ -399,4 +402,175 @@ TEST_CASE("checkout: an HTTPS-style token authenticates, and is never written or
     for (const auto& line : logged) {
         CHECK(line.find(token) == std::string::npos);
     }
+}
+
+namespace {
+
+// The repository `origin` served by a real `git daemon` (tests/support/git_daemon.py) on a port
+// the kernel picked; what the daemon does with the next connection is `mode_file`'s content.
+struct ServedOrigin {
+    ci::test::TempDir dir{"libci-daemon"};
+    std::filesystem::path mode_file = dir / "mode";
+    std::optional<ci::test::BackgroundProcess> daemon;
+    std::string url;
+
+    explicit ServedOrigin(const Origin& origin) {
+        const char* source_dir = std::getenv("LIBCI_SOURCE_DIR");
+        REQUIRE_MESSAGE(source_dir != nullptr, "LIBCI_SOURCE_DIR is unset: run under meson test");
+        git(dir.path(),
+            {"clone", "-q", "--bare", origin.repo.string(), (dir / "app.git").string()});
+        daemon.emplace(std::vector<std::string>{
+            "python3",
+            (std::filesystem::path(source_dir) / "tests" / "support" / "git_daemon.py").string(),
+            dir.path().string(),
+            mode_file.string()});
+        auto ready = daemon->wait_for_line(std::regex(R"(listening on (127\.0\.0\.1:\d+))"),
+                                           std::chrono::seconds(30));
+        INFO(daemon->output());
+        REQUIRE(ready.has_value());
+        url = "git://" + std::string((*ready)[1]) + "/app.git";
+    }
+    void set_mode(const std::string& mode) const { ci::test::write_file(mode_file, mode); }
+    // Pushes the origin's branches to the served copy.
+    void update(const Origin& origin) const {
+        git(origin.repo, {"push", "-q", "-f", (dir / "app.git").string(), "master", "feature"});
+    }
+};
+
+// The files of `dir` and their inode numbers: what a re-clone would replace.
+std::map<std::string, std::uintmax_t> inodes(const std::filesystem::path& dir) {
+    std::map<std::string, std::uintmax_t> found;
+    for (const auto& entry : std::filesystem::recursive_directory_iterator(dir)) {
+        struct stat info {};
+        if (::lstat(entry.path().c_str(), &info) == 0 && entry.is_regular_file()) {
+            found[std::filesystem::relative(entry.path(), dir).string()] = info.st_ino;
+        }
+    }
+    return found;
+}
+
+// A work directory checked out from a new cache: feature merged forward onto master.
+struct CheckedOut {
+    Origin origin;
+    ci::test::TempDir dir;
+    std::filesystem::path cache = dir / "cache";
+    std::filesystem::path work = dir / "work";
+    ci::git::CheckoutOptions options = options_for(origin, cache, "feature");
+    std::filesystem::path mirror = ci::git::mirror_path(cache, origin.url());
+    ci::git::CheckoutResult first;
+
+    CheckedOut() {
+        auto result = ci::git::checkout(work, options);
+        REQUIRE_OK(result);
+        first = std::move(*result);
+    }
+};
+
+} // namespace
+
+TEST_CASE("checkout: a server that drops or refuses the connection leaves the mirror alone") {
+    Origin origin;
+    ServedOrigin served(origin);
+    ci::test::TempDir dir;
+    const auto cache = dir / "cache";
+    const auto work = dir / "work";
+    auto options = options_for(origin, cache, "feature");
+    options.url = served.url;
+    auto first = ci::git::checkout(work, options);
+    REQUIRE_OK(first);
+    REQUIRE_FALSE(first->merge.merge_commit.empty()); // an object only the mirror holds
+    const auto mirror = ci::git::mirror_path(cache, served.url);
+    const auto objects = inodes(mirror / "objects");
+    REQUIRE_FALSE(objects.empty());
+
+    for (const std::string mode : {"hangup", "refuse"}) {
+        CAPTURE(mode);
+        if (mode == "refuse") {
+            served.daemon->stop();
+        } else {
+            served.set_mode(mode);
+        }
+        auto failed = ci::git::checkout(work, options);
+        REQUIRE_FALSE(failed.has_value());
+        CHECK(failed.error().code == ci::ErrorCode::Git);
+        // The error names the remote, and says the mirror was kept.
+        CHECK(failed.error().message.starts_with("fetch " + served.url + ": "));
+        CHECK(failed.error().message.find("kept") != std::string::npos);
+        // Not one object file of the mirror was replaced, and the work directory that borrows
+        // them still reads its history.
+        CHECK(inodes(mirror / "objects") == objects);
+        const auto log = ci::test::run_git(work, {"log", "-1", "--format=%H"});
+        CHECK(log.status == 0);
+        CHECK(log.out == first->merge.merge_commit);
+    }
+}
+
+TEST_CASE("checkout: a repository gone from its path keeps the mirror, and it fetches again") {
+    CheckedOut checked_out;
+    auto& [origin, dir, cache, work, options, mirror, first] = checked_out;
+    const auto objects = inodes(mirror / "objects");
+    std::filesystem::rename(origin.repo, origin.dir / "moved");
+    auto failed = ci::git::checkout(work, options);
+    REQUIRE_FALSE(failed.has_value());
+    CHECK(failed.error().message.starts_with("fetch " + origin.url() + ": "));
+    CHECK(inodes(mirror / "objects") == objects);
+    CHECK(ci::test::run_git(work, {"log", "-1", "--format=%H"}).out == first.merge.merge_commit);
+    std::filesystem::rename(origin.dir / "moved", origin.repo);
+    auto again = ci::git::checkout(work, options);
+    REQUIRE_OK(again);
+    CHECK(again->merge.merge_commit == first.merge.merge_commit);
+}
+
+TEST_CASE("checkout: a mirror missing an object is cloned again; work directories still read") {
+    CheckedOut checked_out;
+    auto& [origin, dir, cache, work, options, mirror, first] = checked_out;
+    // The fetched objects gone (the packs), the merge commit left (libci wrote it loose): what
+    // a disk that lost files leaves.
+    int packs = 0;
+    for (const auto& entry : std::filesystem::directory_iterator(mirror / "objects" / "pack")) {
+        std::filesystem::remove(entry.path());
+        ++packs;
+    }
+    REQUIRE(packs > 0);
+    REQUIRE(ci::test::run_git(work, {"log", "-1"}).status != 0);
+    auto again = ci::git::checkout(work, options);
+    REQUIRE_OK(again);
+    CHECK(again->merge.merge_commit == first.merge.merge_commit);
+    CHECK(ci::test::run_git(mirror, {"fsck", "--no-dangling"}).status == 0);
+    // A work directory that borrowed the old mirror's objects, at the merge commit libci made
+    // there, reads its whole history from the new one.
+    CHECK(ci::test::run_git(work, {"log", "--format=%H"}).status == 0);
+    CHECK(ci::test::run_git(work, {"fsck", "--no-dangling"}).status == 0);
+    // No temporary directory is left beside the mirror.
+    int entries = 0;
+    for (const auto& entry : std::filesystem::directory_iterator(cache)) {
+        CAPTURE(entry.path().string());
+        CHECK((entry.path() == mirror || entry.path().string() == mirror.string() + ".lock"));
+        ++entries;
+    }
+    CHECK(entries == 2);
+}
+
+TEST_CASE("checkout: a mirror left half-made (no fetch refspec) is repaired") {
+    // What a kill -9 between creating the mirror and configuring its remote used to leave.
+    Origin origin;
+    ci::test::TempDir dir;
+    const auto cache = dir / "cache";
+    const auto mirror = ci::git::mirror_path(cache, origin.url());
+    std::filesystem::create_directories(cache);
+    git(cache, {"init", "-q", "--bare", mirror.string()});
+    git(mirror, {"config", "remote.origin.url", origin.url()});
+    auto result = ci::git::checkout(dir / "work", options_for(origin, cache, "feature"));
+    REQUIRE_OK(result);
+    CHECK(result->merge.branch_tip == origin.feature_tip);
+    const auto specs = git(mirror, {"config", "--get-all", "remote.origin.fetch"});
+    CHECK(specs == "+refs/heads/*:refs/heads/*\n+refs/tags/*:refs/tags/*");
+
+    // A mirror directory with no repository in it at all (killed right after mkdir).
+    ci::test::TempDir dir2;
+    const auto mirror2 = ci::git::mirror_path(dir2 / "cache", origin.url());
+    std::filesystem::create_directories(mirror2 / "objects");
+    auto result2 = ci::git::checkout(dir2 / "work", options_for(origin, dir2 / "cache", "feature"));
+    REQUIRE_OK(result2);
+    CHECK(result2->merge.branch_tip == origin.feature_tip);
 }

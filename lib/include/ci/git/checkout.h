@@ -5,9 +5,18 @@
 /// incrementally, and a work directory holding the branch tip merged forward onto its target.
 ///
 /// The mirror is bare, one per URL, shared by every build on the worker: a file lock serializes
-/// fetches, and a mirror that cannot be opened or fetched is cloned again. Work directories
-/// borrow the mirror's objects (git alternates) instead of copying them, and are reused: each
-/// checkout forces the tree and removes untracked and ignored files.
+/// fetches. Work directories borrow the mirror's objects (git alternates) instead of copying
+/// them, and are reused: each checkout forces the tree and removes untracked and ignored files.
+///
+/// A mirror is created in a temporary directory beside its place and renamed into it once
+/// fetched, so a run killed meanwhile leaves nothing half-made where the next one looks (and a
+/// mirror found without its remote or refspecs is repaired). A fetch that fails while the
+/// mirror's own data is sound (the server refused or dropped the connection, the credentials
+/// were refused) is an error naming the URL and leaves the mirror untouched. Only a mirror
+/// that does not open, or whose branches and tags name objects that are missing or do not read,
+/// is cloned again: beside it, with the objects of the old one that still read and the new one
+/// lacks (libci's merge commits), then swapped in with one rename, so that work directories
+/// borrowing its objects keep reading their history.
 ///
 /// Credentials never reach a file or a log: an HTTPS token is given to libgit2 through its
 /// credentials callback, never written into a URL or `.git/config`.
@@ -62,7 +71,9 @@ struct CheckoutResult {
 /// Fetches, merges forward and checks out into `work_dir` (created when missing). A conflict is
 /// an outcome: `merge.conflicts` lists the paths and the work directory holds the branch tip,
 /// clean. Fails with Git (fetch, missing branch or commit, corrupt data that a fresh clone did
-/// not cure) or Io, naming the URL (without credentials) and what failed.
+/// not cure) or Io, naming the URL (without credentials) and what failed. libgit2 1.5 has no
+/// network timeouts: a server that accepts the connection and never answers holds the fetch
+/// (and the mirror's lock) until the connection ends.
 [[nodiscard]] Result<CheckoutResult> checkout(const std::filesystem::path& work_dir,
                                               const CheckoutOptions& options);
 
