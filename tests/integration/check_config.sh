@@ -97,6 +97,27 @@ expect 1 "a bad JSON config in \$LIBCI_CONFIG is reported" -- \
 contains "$err" "\$LIBCI_CONFIG: buildmaster.hots: unknown key (did you mean \"host\"?)"
 expect 2 "no FILE and no \$LIBCI_CONFIG is a usage error" -- env -u LIBCI_CONFIG "$master" check-config
 
+# Hostile texts (issue 15): one error at their place, quickly, never a crash or an endless read.
+deep=$(printf '%*s' 25000 '' | tr ' ' '[')$(printf '%*s' 25000 '' | tr ' ' ']')
+expect 1 "25,000 nested arrays in \$LIBCI_CONFIG are refused" -- env LIBCI_CONFIG="$deep" "$master" check-config
+contains "$err" "\$LIBCI_CONFIG:1:65: nested deeper than 64 arrays and objects"
+printf '{"a": %s}\n' "$deep" >"$tmp/deep.json"
+chmod 600 "$tmp/deep.json"
+expect 1 "a JSON file nested 25,000 deep is refused" -- "$master" check-config "$tmp/deep.json"
+contains "$err" "deep.json:1:70: nested deeper than 64 arrays and objects"
+printf 'a: %s\n' "$deep" >"$tmp/deep.yml"
+expect 1 "a YAML file nested 25,000 deep is refused" -- "$master" check-config "$tmp/deep.yml"
+contains "$err" "deep.yml:1:67: nested deeper than 64 mappings and lists"
+printf '\0buildmaster: {}\n' >"$tmp/nul.yml"
+expect 1 "a file starting with a NUL byte is refused" -- "$master" check-config "$tmp/nul.yml"
+contains "$err" "nul.yml:1:1: a NUL byte: a config is UTF-8 text"
+expect 1 "check-config /dev/zero stops at the size limit" -- timeout 20 "$master" check-config /dev/zero
+contains "$err" "/dev/zero: longer than 4 MiB, the limit for a config"
+printf '{"github": {"token": "a"}, "github": {}}' >"$tmp/dup.json"
+chmod 600 "$tmp/dup.json"
+expect 1 "a key twice in the JSON form is an error" -- "$master" check-config "$tmp/dup.json"
+contains "$err" "dup.json: github: duplicate key"
+
 # buildmaster.tls: the files it names are read (issue 17).
 printf 'buildmaster: {tls: {cert: %s/missing.pem, key: %s/missing.key}}\n' "$tmp" "$tmp" >"$tmp/tls.yml"
 expect 1 "a missing buildmaster.tls.cert is reported" -- "$master" check-config "$tmp/tls.yml"

@@ -6,6 +6,8 @@
 
 #include <cstdlib>
 #include <string>
+#include <tuple>
+#include <unordered_set>
 #include <utility>
 
 #include <fmt/format.h>
@@ -17,6 +19,7 @@
 #include <ci/config/load.h>
 
 #include "config/file.h"
+#include "config/reader.h"
 #include "config/schema.h"
 
 namespace ci::config {
@@ -229,8 +232,10 @@ void write_section(Writer& writer,
 }
 
 // A JSON value as the YAML tree the schema checker reads. Scalars become YAML scalars holding
-// their text, so "8010" and 8010 are read alike, as they are in YAML.
-YAML::Node to_yaml(const rapidjson::Value& value) {
+// their text, so "8010" and 8010 are read alike, as they are in YAML. A key written twice in one
+// object is reported at `path` (the first one is kept). Recursion is bounded: the text's depth
+// was checked before it was parsed.
+YAML::Node to_yaml(const rapidjson::Value& value, const std::string& path, detail::Reader& reader) {
     switch (value.GetType()) {
     case rapidjson::kNullType:
         return YAML::Node(YAML::NodeType::Null);
@@ -250,19 +255,24 @@ YAML::Node to_yaml(const rapidjson::Value& value) {
         return YAML::Node(fmt::format("{}", value.GetDouble()));
     case rapidjson::kArrayType: {
         YAML::Node sequence(YAML::NodeType::Sequence);
+        std::size_t index = 0;
         for (const auto& item : value.GetArray()) {
-            sequence.push_back(to_yaml(item));
+            sequence.push_back(to_yaml(item, fmt::format("{}[{}]", path, index++), reader));
         }
         return sequence;
     }
     case rapidjson::kObjectType: {
         YAML::Node map(YAML::NodeType::Map);
+        // yaml-cpp looks keys up one by one; a set keeps an object of many keys linear.
+        std::unordered_set<std::string> seen;
         for (const auto& member : value.GetObject()) {
-            const std::string key(member.name.GetString(), member.name.GetStringLength());
-            // A repeated key is kept once, as RapidJSON's own lookup does (first one).
-            if (!map[key].IsDefined()) {
-                map[key] = to_yaml(member.value);
+            std::string key(member.name.GetString(), member.name.GetStringLength());
+            std::string key_path = detail::join_path(path, key);
+            if (!seen.insert(key).second) {
+                reader.error(YAML::Node(), std::move(key_path), "duplicate key");
+                continue;
             }
+            map.force_insert(key, to_yaml(member.value, key_path, reader));
         }
         return map;
     }
@@ -391,31 +401,31 @@ std::string to_json(const Config& config) {
 }
 
 CheckedConfig parse_config_json(std::string_view text, std::string_view origin) {
+    static_assert(json::max_depth == max_config_depth);
     CheckedConfig checked;
-    auto document = json::parse_document(text);
+    if (auto refused = detail::refuse_text(text, origin)) {
+        checked.diagnostics.push_back(std::move(*refused));
+        return checked;
+    }
+    // A config's only fraction is max_spot_price, short: exact without full precision (which
+    // RapidJSON 1.1.0 gets wrong on some numbers, see core/json.cpp).
+    auto document = json::parse_document(text, json::Numbers::Outside);
     if (!document) {
         // A byte offset; turn it into the line and column editors show.
-        const std::size_t offset = std::min(document.error().offset, text.size());
-        int line = 1;
-        int column = 1;
-        for (std::size_t i = 0; i < offset; ++i) {
-            if (text[i] == '\n') {
-                ++line;
-                column = 1;
-            } else {
-                ++column;
-            }
-        }
         Diagnostic diagnostic;
         diagnostic.origin = std::string(origin);
-        diagnostic.line = line;
-        diagnostic.column = column;
+        std::tie(diagnostic.line, diagnostic.column) =
+            detail::line_and_column(text, document.error().offset);
         diagnostic.message = std::move(document.error().reason);
         checked.diagnostics.push_back(std::move(diagnostic));
         return checked;
     }
-    checked.config =
-        detail::check_document(to_yaml(*document), std::string(origin), checked.diagnostics);
+    detail::Reader reader(std::string(origin), checked.diagnostics);
+    const YAML::Node root = to_yaml(*document, "", reader);
+    auto config = detail::check_document(root, std::string(origin), checked.diagnostics);
+    if (!reader.has_errors()) {
+        checked.config = std::move(config);
+    }
     return checked;
 }
 
@@ -448,7 +458,7 @@ Result<Config> load_config_json_file(const std::filesystem::path& path) {
                                 path.string(),
                                 info.st_mode & 07777));
     }
-    auto text = detail::read_text_file(path, "read config");
+    auto text = detail::read_text_file(path, "read config", max_config_size + 1);
     if (!text) {
         return fail(text.error());
     }

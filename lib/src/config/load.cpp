@@ -4,9 +4,12 @@
 #include <cctype>
 #include <iterator>
 #include <regex>
+#include <sstream>
+#include <unordered_map>
 #include <utility>
 
 #include <fmt/format.h>
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include "config/file.h"
@@ -69,11 +72,147 @@ Result<Config> CheckedConfig::to_result() && {
     return fail(syntax ? ErrorCode::ConfigSyntax : ErrorCode::ConfigInvalid, std::move(message));
 }
 
+namespace {
+
+// Thrown by ShapeCheck to stop the parser at the first node beyond a limit.
+struct Beyond {
+    YAML::Mark mark;
+    std::string message;
+};
+
+// The shape of a YAML document from the parser's events, before any tree is built: the nesting
+// depth and the number of values, both counted with every alias expanded (an alias stands for
+// its anchor's whole node). Linear in the text, whatever its aliases: an anchor's depth and size
+// are computed once, when its node ends.
+class ShapeCheck : public YAML::EventHandler {
+public:
+    void OnDocumentStart(const YAML::Mark& /*mark*/) override {}
+    void OnDocumentEnd() override {}
+    void OnNull(const YAML::Mark& mark, YAML::anchor_t anchor) override {
+        leaf(mark, anchor, 1, 0);
+    }
+    void OnAlias(const YAML::Mark& mark, YAML::anchor_t anchor) override {
+        const auto found = anchors_.find(anchor);
+        if (found == anchors_.end()) {
+            // Its node has not ended: the alias is inside the node it names (a cycle).
+            throw Beyond{mark, "an alias inside the node it refers to"};
+        }
+        leaf(mark, 0, found->second.values, found->second.depth);
+    }
+    void OnScalar(const YAML::Mark& mark,
+                  const std::string& /*tag*/,
+                  YAML::anchor_t anchor,
+                  const std::string& /*value*/) override {
+        leaf(mark, anchor, 1, 0);
+    }
+    void OnSequenceStart(const YAML::Mark& mark,
+                         const std::string& /*tag*/,
+                         YAML::anchor_t anchor,
+                         YAML::EmitterStyle::value /*style*/) override {
+        open(mark, anchor);
+    }
+    void OnSequenceEnd() override { close(); }
+    void OnMapStart(const YAML::Mark& mark,
+                    const std::string& /*tag*/,
+                    YAML::anchor_t anchor,
+                    YAML::EmitterStyle::value /*style*/) override {
+        open(mark, anchor);
+    }
+    void OnMapEnd() override { close(); }
+
+private:
+    // A node's values (itself and everything in it) and depth (levels of mappings and lists,
+    // itself included: 0 for a scalar). While a node is open, `depth` is its children's deepest.
+    struct Shape {
+        std::size_t values = 0;
+        std::size_t depth = 0;
+    };
+    struct Open {
+        YAML::anchor_t anchor;
+        Shape shape;
+    };
+
+    void count(const YAML::Mark& mark, std::size_t values, std::size_t depth) {
+        total_ += values;
+        if (total_ > max_config_values) {
+            throw Beyond{
+                mark, fmt::format("more than {} values with aliases expanded", max_config_values)};
+        }
+        if (open_.size() + depth > max_config_depth) {
+            throw Beyond{mark,
+                         fmt::format("nested deeper than {} mappings and lists", max_config_depth)};
+        }
+        if (!open_.empty()) {
+            Shape& parent = open_.back().shape;
+            parent.values += values;
+            parent.depth = std::max(parent.depth, depth);
+        }
+    }
+    void
+    leaf(const YAML::Mark& mark, YAML::anchor_t anchor, std::size_t values, std::size_t depth) {
+        count(mark, values, depth);
+        if (anchor != YAML::NullAnchor) {
+            anchors_[anchor] = Shape{values, depth};
+        }
+    }
+    void open(const YAML::Mark& mark, YAML::anchor_t anchor) {
+        // The node itself: one value, one level (its contents are counted as they come).
+        count(mark, 1, 1);
+        open_.push_back(Open{anchor, Shape{1, 0}});
+    }
+    void close() {
+        if (open_.empty()) {
+            return;
+        }
+        const Open done = open_.back();
+        open_.pop_back();
+        if (!open_.empty()) {
+            // Its own value and level were counted when it opened; its contents now.
+            Shape& parent = open_.back().shape;
+            parent.values += done.shape.values - 1;
+            parent.depth = std::max(parent.depth, done.shape.depth + 1);
+        }
+        if (done.anchor != YAML::NullAnchor) {
+            anchors_[done.anchor] = Shape{done.shape.values, done.shape.depth + 1};
+        }
+    }
+
+    std::vector<Open> open_;
+    std::unordered_map<YAML::anchor_t, Shape> anchors_;
+    std::size_t total_ = 0;
+};
+
+Diagnostic error_at(std::string_view origin, const YAML::Mark& mark, std::string message) {
+    Diagnostic diagnostic;
+    diagnostic.origin = std::string(origin);
+    if (mark.line >= 0) {
+        diagnostic.line = mark.line + 1;
+        diagnostic.column = mark.column + 1;
+    }
+    diagnostic.message = std::move(message);
+    return diagnostic;
+}
+
+} // namespace
+
 CheckedConfig parse_config(std::string_view yaml, std::string_view origin) {
     CheckedConfig checked;
+    if (auto refused = detail::refuse_text(yaml, origin)) {
+        checked.diagnostics.push_back(std::move(*refused));
+        return checked;
+    }
     YAML::Node root;
     try {
+        // The shape first, from the parser's events; then the tree (the first document, as
+        // YAML::Load reads).
+        std::istringstream stream{std::string(yaml)};
+        YAML::Parser parser(stream);
+        ShapeCheck shape;
+        parser.HandleNextDocument(shape);
         root = YAML::Load(std::string(yaml));
+    } catch (const Beyond& beyond) {
+        checked.diagnostics.push_back(error_at(origin, beyond.mark, beyond.message));
+        return checked;
     } catch (const YAML::ParserException& error) {
         Diagnostic diagnostic;
         diagnostic.origin = std::string(origin);
@@ -96,7 +235,7 @@ CheckedConfig parse_config(std::string_view yaml, std::string_view origin) {
 }
 
 Result<CheckedConfig> load_config(const std::filesystem::path& path) {
-    auto text = detail::read_text_file(path, "read config");
+    auto text = detail::read_text_file(path, "read config", max_config_size + 1);
     if (!text) {
         return fail(text.error());
     }

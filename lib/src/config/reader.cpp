@@ -4,11 +4,13 @@
 #include <charconv>
 #include <cmath>
 #include <limits>
+#include <unordered_map>
 #include <utility>
 
 #include <fmt/format.h>
 
 #include "core/ascii.h"
+#include "core/utf8.h"
 
 namespace ci::config::detail {
 
@@ -32,25 +34,40 @@ std::string describe(const YAML::Node& node) {
 }
 
 // Optimal string alignment distance: Levenshtein plus adjacent transpositions, so "web_prot"
-// is one edit from "web_port".
+// is one edit from "web_port". Three rows of the matrix (a transposition looks two back): memory
+// in proportion to `b`, time to the product of the lengths (which closest_match bounds).
 std::size_t edit_distance(std::string_view a, std::string_view b) {
-    std::vector<std::vector<std::size_t>> d(a.size() + 1, std::vector<std::size_t>(b.size() + 1));
-    for (std::size_t i = 0; i <= a.size(); ++i) {
-        d[i][0] = i;
-    }
+    std::vector<std::size_t> before(b.size() + 1);
+    std::vector<std::size_t> previous(b.size() + 1);
+    std::vector<std::size_t> current(b.size() + 1);
     for (std::size_t j = 0; j <= b.size(); ++j) {
-        d[0][j] = j;
+        previous[j] = j;
     }
     for (std::size_t i = 1; i <= a.size(); ++i) {
+        current[0] = i;
         for (std::size_t j = 1; j <= b.size(); ++j) {
             const std::size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
-            d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost});
+            current[j] = std::min({previous[j] + 1, current[j - 1] + 1, previous[j - 1] + cost});
             if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1]) {
-                d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
+                current[j] = std::min(current[j], before[j - 2] + 1);
             }
         }
+        std::swap(before, previous);
+        std::swap(previous, current);
     }
-    return d[a.size()][b.size()];
+    return previous[b.size()];
+}
+
+// What makes a scalar or key unusable as text: a NUL character (a YAML "\0" or JSON "\u0000"
+// escape; a command or file name would end there) or invalid UTF-8 (a YAML "\uD800" escape).
+std::optional<std::string> text_problem(std::string_view text) {
+    if (text.find('\0') != std::string_view::npos) {
+        return "contains a NUL character";
+    }
+    if (first_invalid_utf8(text)) {
+        return "is not valid UTF-8";
+    }
+    return std::nullopt;
 }
 
 // "30s", "5m", "2h", "1h30m", "1h30m15s" or a bare number of seconds.
@@ -118,18 +135,27 @@ std::string join_path(std::string_view parent, std::string_view key) {
 
 std::optional<std::string_view> closest_match(std::string_view word,
                                               const std::vector<std::string_view>& candidates) {
+    if (word.size() > max_suggestion_length) {
+        return std::nullopt;
+    }
+    // Close enough to be a typo: a third of the word's letters, at least one, at most three.
+    const std::size_t limit = std::clamp<std::size_t>(word.size() / 3, 1, 3);
     const std::string word_lower = ascii_lower(word);
     std::optional<std::string_view> best;
     std::size_t best_distance = std::numeric_limits<std::size_t>::max();
     for (const auto candidate : candidates) {
+        // The distance is at least the difference in length: such candidates need no matrix.
+        const std::size_t apart = candidate.size() > word.size() ? candidate.size() - word.size()
+                                                                 : word.size() - candidate.size();
+        if (apart > limit) {
+            continue;
+        }
         const std::size_t distance = edit_distance(word_lower, ascii_lower(candidate));
         if (distance < best_distance) {
             best = candidate;
             best_distance = distance;
         }
     }
-    // Close enough to be a typo: a third of the word's letters, at least one, at most three.
-    const std::size_t limit = std::clamp<std::size_t>(word.size() / 3, 1, 3);
     if (best && best_distance <= limit) {
         return best;
     }
@@ -167,6 +193,10 @@ void Reader::warning(const YAML::Node& at, std::string path, std::string message
 std::optional<std::string> Reader::string(const YAML::Node& at, const std::string& path) {
     if (!at.IsScalar()) {
         error(at, path, fmt::format("expected a string, got {}", describe(at)));
+        return std::nullopt;
+    }
+    if (auto problem = text_problem(at.Scalar())) {
+        error(at, path, std::move(*problem));
         return std::nullopt;
     }
     return at.Scalar();
@@ -296,6 +326,8 @@ mapping_entries(Reader& reader, const YAML::Node& node, const std::string& path)
         reader.error(node, path, fmt::format("expected a mapping, got {}", describe(node)));
         return std::nullopt;
     }
+    // Index of each key in `entries`: a mapping of many keys stays linear.
+    std::unordered_map<std::string, std::size_t> seen;
     for (const auto& item : node) {
         if (!item.first.IsScalar()) {
             reader.error(item.first,
@@ -304,12 +336,18 @@ mapping_entries(Reader& reader, const YAML::Node& node, const std::string& path)
             continue;
         }
         const std::string& key = item.first.Scalar();
-        const auto duplicate = std::ranges::find(entries, key, &Entry::key);
-        if (duplicate != entries.end()) {
+        if (auto problem = text_problem(key)) {
+            reader.error(item.first, path, "a key " + std::move(*problem));
+            continue;
+        }
+        const auto [duplicate, added] = seen.emplace(key, entries.size());
+        if (!added) {
+            const YAML::Mark first = entries[duplicate->second].key_node.Mark();
             reader.error(item.first,
                          join_path(path, key),
-                         fmt::format("duplicate key (first defined on line {})",
-                                     duplicate->key_node.Mark().line + 1));
+                         first.line >= 0 ? fmt::format("duplicate key (first defined on line {})",
+                                                       first.line + 1)
+                                         : std::string("duplicate key"));
             continue;
         }
         entries.push_back(Entry{key, item.first, item.second});

@@ -8,15 +8,16 @@ namespace ci::json {
 namespace {
 
 // Iterative: RapidJSON's recursive descent uses stack in proportion to the nesting, and
-// too_deep() alone would leave that to one check. Full precision: config values and manifest
-// sizes read back exactly as written.
+// too_deep() alone would leave that to one check. Full precision: the store's own JSON reads
+// back exactly as written.
 constexpr unsigned parse_flags =
     rapidjson::kParseIterativeFlag | rapidjson::kParseFullPrecisionFlag;
 // For JSON from outside (parse_object: webhooks, API bodies, worker lines, answers of other
-// services): no full precision. RapidJSON 1.1.0's full-precision strtod has undefined behaviour
-// on numbers such as "-0e91" (clz(0), a shift by more than 63, and a read past its table of
-// cached powers of ten), found by the json and webhook fuzz targets. None of those readers uses
-// a fractional number; the normal path is exact for the short decimals people write.
+// services; the config's JSON form; the wheelhouse manifest, downloaded): no full precision.
+// RapidJSON 1.1.0's full-precision strtod has undefined behaviour on numbers such as "-0e91"
+// (clz(0), a shift by more than 63, and a read past its table of cached powers of ten), found by
+// the json and webhook fuzz targets. None of those readers uses a fractional number; the normal
+// path is exact for the short decimals people write.
 constexpr unsigned outside_parse_flags = rapidjson::kParseIterativeFlag;
 
 std::optional<Refusal> check_depth(std::string_view text) {
@@ -68,12 +69,16 @@ std::optional<std::size_t> too_deep(std::string_view text, std::size_t limit) {
     return std::nullopt;
 }
 
-std::expected<rapidjson::Document, Refusal> parse_document(std::string_view text) {
+std::expected<rapidjson::Document, Refusal> parse_document(std::string_view text, Numbers numbers) {
     if (auto refused = check_depth(text)) {
         return std::unexpected(std::move(*refused));
     }
     rapidjson::Document document;
-    document.Parse<parse_flags>(text.data(), text.size());
+    if (numbers == Numbers::Exact) {
+        document.Parse<parse_flags>(text.data(), text.size());
+    } else {
+        document.Parse<outside_parse_flags>(text.data(), text.size());
+    }
     return finish(std::move(document));
 }
 
@@ -86,7 +91,7 @@ Result<rapidjson::Document> parse_in_place(std::string& text) {
         return as_result(std::unexpected(std::move(*refused)));
     }
     rapidjson::Document document;
-    document.ParseInsitu<parse_flags>(text.data());
+    document.ParseInsitu<outside_parse_flags>(text.data());
     return as_result(finish(std::move(document)));
 }
 

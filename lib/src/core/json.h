@@ -35,15 +35,27 @@ struct Refusal {
     std::size_t offset = 0;
 };
 
+/// How numbers with a fraction or exponent are read.
+enum class Numbers {
+    /// RapidJSON's full-precision path: exact to the last bit, for libci's own JSON (the store).
+    Exact,
+    /// The normal path, for JSON from outside: RapidJSON 1.1.0's full-precision strtod has
+    /// undefined behaviour on numbers such as "-0e91" (see json.cpp). Integers are exact either
+    /// way; short decimals (0.25, 1.5) are too.
+    Outside,
+};
+
 /// Parses one JSON value (nothing but white space after it): the depth first (too_deep), then
-/// RapidJSON's iterative parser with full precision for numbers.
-[[nodiscard]] std::expected<rapidjson::Document, Refusal> parse_document(std::string_view text);
+/// RapidJSON's iterative parser, with full precision for numbers unless told Numbers::Outside.
+[[nodiscard]] std::expected<rapidjson::Document, Refusal>
+parse_document(std::string_view text, Numbers numbers = Numbers::Exact);
 
 /// parse_document with an ErrorCode::InvalidArgument: "<reason> (byte N)".
 [[nodiscard]] Result<rapidjson::Document> parse(std::string_view text);
 
 /// parse(), in place: strings are decoded where they lie in `text`, which must outlive the
-/// document and is changed.
+/// document and is changed. For JSON from outside (the wheelhouse manifest, downloaded): numbers
+/// as Numbers::Outside. The text ends at its first NUL byte.
 [[nodiscard]] Result<rapidjson::Document> parse_in_place(std::string& text);
 
 /// parse() of a JSON object: also fails (InvalidArgument, "not a JSON object") for a value of

@@ -1,15 +1,19 @@
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include <doctest/doctest.h>
+#include <fmt/format.h>
 #include <sys/stat.h>
 
 #include <ci/config/load.h>
 #include <ci/core/log.h>
 
+#include "config/reader.h"
 #include "support/require_ok.h"
 #include "support/temp_dir.h"
 
@@ -1073,4 +1077,165 @@ TEST_CASE("config: step controls, properties and test results") {
         CHECK(checked.config->builders.at("app-tests").steps[1].command.back() ==
               "make V=${prop:version}");
     }
+}
+
+// Issue 15: hostile config texts get one clear error at their place, in bounded time and memory.
+TEST_CASE("config: nesting beyond the limit is refused in both forms, through aliases too") {
+    const std::string deep = std::string(25000, '[') + std::string(25000, ']');
+    auto checked = ci::config::parse_config("a:\n  b: " + deep + "\n", "deep.yml");
+    REQUIRE(checked.errors().size() == 1);
+    CHECK(checked.errors()[0].to_string() ==
+          "deep.yml:2:68: nested deeper than 64 mappings and lists");
+
+    std::string block;
+    for (int i = 0; i < 2000; ++i) {
+        block += std::string(static_cast<std::size_t>(i), ' ') + "k:\n";
+    }
+    checked = ci::config::parse_config(block, "block.yml");
+    REQUIRE(checked.errors().size() == 1);
+    CHECK(checked.errors()[0].line == 65);
+    CHECK(checked.errors()[0].message == "nested deeper than 64 mappings and lists");
+
+    // 63 levels under an anchor, used three levels down (the root mapping, two lists): 66.
+    const std::string sixty_three = std::string(63, '[') + std::string(63, ']');
+    checked = ci::config::parse_config("a: &x " + sixty_three + "\nb: [[*x]]\n", "alias.yml");
+    REQUIRE(checked.errors().size() == 1);
+    CHECK(checked.errors()[0].to_string() ==
+          "alias.yml:2:6: nested deeper than 64 mappings and lists");
+    // At the limit (the root mapping is a level): no nesting error (the schema then says what it
+    // thinks of the keys).
+    checked = ci::config::parse_config("a: &x " + sixty_three + "\nb: *x\n", "alias.yml");
+    CHECK(all_diagnostics(checked).find("nested") == std::string::npos);
+
+    checked = ci::config::parse_config_json(deep, "$LIBCI_CONFIG");
+    REQUIRE(checked.errors().size() == 1);
+    CHECK(checked.errors()[0].to_string() ==
+          "$LIBCI_CONFIG:1:65: nested deeper than 64 arrays and objects");
+}
+
+TEST_CASE("config: aliases that multiply a text (billion laughs) are refused, not expanded") {
+    std::string yaml = "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n";
+    for (int i = 1; i < 9; ++i) {
+        yaml += fmt::format("a{}: &a{} [", i, i);
+        for (int j = 0; j < 10; ++j) {
+            yaml += fmt::format("{}*a{}", j == 0 ? "" : ", ", i - 1);
+        }
+        yaml += "]\n";
+    }
+    auto checked = ci::config::parse_config(yaml, "laughs.yml");
+    REQUIRE(checked.errors().size() == 1);
+    // a5 stands for 1,111,111 values.
+    CHECK(checked.errors()[0].line == 6);
+    CHECK(checked.errors()[0].message == "more than 1000000 values with aliases expanded");
+
+    checked = ci::config::parse_config("a: &a [1, *a]\n", "cycle.yml");
+    REQUIRE_FALSE(checked.ok());
+    CHECK(all_diagnostics(checked).find("cycle.yml:1:") != std::string::npos);
+}
+
+TEST_CASE("config: NUL bytes and invalid UTF-8 are refused, not read as an empty config") {
+    for (const auto& [text, where, what] :
+         {std::tuple{std::string("\0buildmaster: {}\n", 17), "x.yml:1:1: ", "a NUL byte"},
+          std::tuple{std::string("\0", 1), "x.yml:1:1: ", "a NUL byte"},
+          std::tuple{std::string("\0\0\0\0", 4), "x.yml:1:1: ", "a NUL byte"},
+          std::tuple{std::string("a: 1\nb: \xff\n"), "x.yml:2:4: ", "invalid UTF-8 (byte 0xff)"},
+          std::tuple{std::string("a: \xc0\xaf\n"), "x.yml:1:4: ", "invalid UTF-8 (byte 0xc0)"}}) {
+        CAPTURE(what);
+        auto checked = ci::config::parse_config(text, "x.yml");
+        REQUIRE(checked.errors().size() == 1);
+        CHECK(checked.errors()[0].to_string().starts_with(where));
+        CHECK(checked.errors()[0].message.find(what) != std::string::npos);
+        auto json = ci::config::parse_config_json(text, "x.yml");
+        REQUIRE(json.errors().size() == 1);
+        CHECK(json.errors()[0].to_string().starts_with(where));
+    }
+    // Escapes that make a NUL or a lone surrogate inside a value or a key.
+    CHECK(has_error(parse_errors("buildmaster:\n  host: \"a\\0b\"\n"),
+                    "buildmaster.host",
+                    "contains a NUL character"));
+    CHECK(parse_errors("buildmaster:\n  host: \"\\uD800\"\n")[0].to_string() ==
+          "test.yml:2:16: invalid unicode: 55296"); // yaml-cpp's own check
+    CHECK(has_error(parse_errors("buildmaster:\n  \"ho\\0st\": x\n"),
+                    "buildmaster",
+                    "a key contains a NUL character"));
+    auto json = ci::config::parse_config_json(R"({"buildmaster": {"host": "a\u0000b"}})", "$C");
+    CHECK(has_error(json.errors(), "buildmaster.host", "contains a NUL character"));
+}
+
+TEST_CASE("config: a key written twice is an error naming it, in both forms") {
+    CHECK(has_error(parse_errors("buildmaster:\n  host: a\n  host: b\n"),
+                    "buildmaster.host",
+                    "duplicate key (first defined on line 2)"));
+    auto checked = ci::config::parse_config_json(
+        R"({"buildmaster": {"host": "a", "web_port": 1, "host": "b"}, "github": {}})", "$C");
+    REQUIRE_FALSE(checked.ok());
+    REQUIRE(checked.errors().size() == 1);
+    CHECK(checked.errors()[0].to_string() == "$C: buildmaster.host: duplicate key");
+    checked = ci::config::parse_config_json(R"({"github": {}, "github": {}})", "$C");
+    CHECK(has_error(checked.errors(), "github", "duplicate key"));
+}
+
+TEST_CASE("config: a text over the size limit is refused; reading a file stops at it") {
+    auto checked = ci::config::parse_config(
+        "# " + std::string(ci::config::max_config_size, 'x') + "\n", "big.yml");
+    REQUIRE(checked.errors().size() == 1);
+    CHECK(checked.errors()[0].to_string() == "big.yml: longer than 4 MiB, the limit for a config");
+    // The largest text allowed is read (a comment: an empty config).
+    CHECK(ci::config::parse_config("#" + std::string(ci::config::max_config_size - 2, 'x') + "\n",
+                                   "max.yml")
+              .ok());
+
+    // An endless file: reading stops after the limit.
+    auto zero = ci::config::load_config("/dev/zero");
+    REQUIRE_OK(zero);
+    REQUIRE(zero->errors().size() == 1);
+    CHECK(zero->errors()[0].message == "longer than 4 MiB, the limit for a config");
+    ci::test::TempDir dir;
+    const auto json = dir / "big.json";
+    {
+        std::ofstream out(json);
+        out << "{" << std::string(ci::config::max_config_size, ' ') << "}";
+    }
+    std::filesystem::permissions(json, std::filesystem::perms::owner_read);
+    auto refused = ci::config::load_config_json_file(json);
+    REQUIRE_FALSE(refused.has_value());
+    CHECK(refused.error().message.find("longer than 4 MiB") != std::string::npos);
+}
+
+TEST_CASE("config: many keys and long names are checked in linear memory and time") {
+    // Two 25,000-character names: no suggestion (beyond max_suggestion_length), no matrix of
+    // their product (5 GB).
+    const std::string a(25000, 'a');
+    const std::string b = std::string(24999, 'a') + "b";
+    auto errors = ci::config::parse_config_json(
+                      fmt::format(R"({{"repositories": {{"{}": {{"url": "https://example.org/x"}}}},
+                            "builders": {{"one": {{"repository": "{}", "steps": []}}}}}})",
+                                  a,
+                                  b),
+                      "$C")
+                      .errors();
+    CHECK(has_error(errors, "builders.one.repository", "no repository named"));
+    CHECK_FALSE(has_error(errors, "builders.one.repository", "did you mean"));
+    CHECK(ci::config::detail::closest_match(std::string(2'000'000, 'h'), {"host"}) == std::nullopt);
+    CHECK(ci::config::detail::closest_match("hots", {"host", "port"}) == "host");
+    const std::string limit(ci::config::max_suggestion_length, 'p');
+    CHECK(ci::config::detail::closest_match(limit.substr(1) + "q", {limit}) == limit);
+
+    // 50,000 keys in one mapping, each an unknown key: duplicates are found by hashing (comparing
+    // each with those before took 10 s of CPU for 100,000).
+    std::string many = "buildmaster:\n";
+    for (int i = 0; i < 50000; ++i) {
+        many += fmt::format("  k{}: 1\n", i);
+    }
+    many += "  k7: 2\n";
+    auto checked = ci::config::parse_config(many, "many.yml");
+    CHECK(checked.errors().size() == 50001);
+    CHECK(has_error(checked.errors(), "buildmaster.k7", "duplicate key (first defined on line 9)"));
+    std::string many_json = "{\"buildmaster\": {";
+    for (int i = 0; i < 50000; ++i) {
+        many_json += fmt::format("\"k{}\": 1, ", i);
+    }
+    many_json += "\"k7\": 2}}";
+    checked = ci::config::parse_config_json(many_json, "$C");
+    CHECK(checked.errors().size() == 50001);
 }

@@ -8,6 +8,7 @@
 /// Diagnostic naming the origin (file), line, column and key path, e.g.
 /// `config.yml:12:3: slaves.aws/centos-7.max_builds: expected an integer, got "two"`.
 
+#include <cstddef>
 #include <filesystem>
 #include <optional>
 #include <string>
@@ -18,6 +19,21 @@
 #include <ci/core/error.h>
 
 namespace ci::config {
+
+/// Limits on a configuration text (both forms), checked before anything else reads it; a text
+/// beyond one gets an error naming the limit, never a crash or an unbounded wait.
+/// The largest config file or $LIBCI_CONFIG text, in bytes (4 MiB): reading stops there, so
+/// `check-config /dev/zero` ends.
+inline constexpr std::size_t max_config_size = std::size_t{4} << 20U;
+/// The deepest nesting of mappings and lists (YAML) or objects and arrays (JSON), counted
+/// through YAML aliases. A config nests 6 deep at most (a step's env).
+inline constexpr std::size_t max_config_depth = 64;
+/// The most values (scalars, mappings, lists) a YAML text may stand for with its aliases
+/// expanded: `&a [x, x]`, `&b [*a, *a]`, ... doubles at each step ("billion laughs").
+inline constexpr std::size_t max_config_values = 1'000'000;
+/// Names longer than this get no "did you mean" (every key of the schema is shorter); the
+/// comparison uses memory in proportion to the names, not their product.
+inline constexpr std::size_t max_suggestion_length = 64;
 
 /// One finding about a configuration text.
 struct Diagnostic {
@@ -53,10 +69,13 @@ struct CheckedConfig {
 };
 
 /// Checks YAML text. `origin` names it in diagnostics (usually the file's path). Never throws.
+/// A text longer than max_config_size, holding a NUL byte or invalid UTF-8, nested deeper than
+/// max_config_depth or standing for more than max_config_values is refused with one error at
+/// the place it goes wrong.
 [[nodiscard]] CheckedConfig parse_config(std::string_view yaml, std::string_view origin);
 
 /// Reads and checks a YAML file. Fails (NotFound, PermissionDenied, Io) only when the file cannot
-/// be read; problems in its content are diagnostics.
+/// be read; problems in its content are diagnostics. Reads at most max_config_size + 1 bytes.
 [[nodiscard]] Result<CheckedConfig> load_config(const std::filesystem::path& path);
 
 /// The JSON form of `config`: every key as in the YAML file, defaults written out, so that
@@ -64,7 +83,9 @@ struct CheckedConfig {
 [[nodiscard]] std::string to_json(const Config& config);
 
 /// Checks the JSON form (as written by to_json, or by hand: the same keys and rules as the YAML
-/// file apply). Line and column of diagnostics are known only for JSON syntax errors.
+/// file apply). Line and column of diagnostics are known only for JSON syntax errors (and the
+/// limits of parse_config, which apply here too: nesting is that of objects and arrays). A key
+/// written twice in one object is an error naming it.
 [[nodiscard]] CheckedConfig parse_config_json(std::string_view text, std::string_view origin);
 
 /// The environment variable that carries a master's config as JSON.
