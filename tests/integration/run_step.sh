@@ -55,6 +55,59 @@ if [[ -n "$state" && "$state" != Z* ]]; then
 fi
 check 2 "no command is a usage error" --
 
+# Issue 15: what --timeout and --grace accept. Each bad value is a usage error naming the option
+# and the value, and runs nothing.
+bad_seconds() { # bad_seconds OPTION VALUE MESSAGE
+  check 2 "$1 $2 is refused" -- "$1" "$2" -- sh -c "touch $tmp/ran"
+  expect_text err "error: $1: $2 $3"
+  if [[ -e $tmp/ran ]]; then
+    echo "FAIL: $1 $2 ran the step"
+    failures=$((failures + 1))
+    rm -f "$tmp/ran"
+  fi
+}
+bad_seconds --grace 1e10 "is more than 31536000 seconds (365 days)"
+bad_seconds --timeout nan "is not a number of seconds"
+bad_seconds --timeout inf "is not a number of seconds"
+bad_seconds --timeout 1e-7 "is below 1 millisecond, the resolution; 0 means none"
+bad_seconds --timeout -1 "is negative"
+bad_seconds --grace 0x10 "is not a number of seconds"
+bad_seconds --timeout 1e400 "is more than 31536000 seconds (365 days)"
+check 0 "--timeout 31536000 (the largest) and --grace 0 are accepted" -- \
+  --timeout 31536000 --grace 0 -- true
+# --grace 2.5: a step ignoring SIGTERM gets SIGKILL after the grace, not at once (the overflow
+# of 1e10 used to kill at once).
+start=$(date +%s%N)
+check 124 "--grace 0.5 waits before SIGKILL" -- --timeout 0.2 --grace 0.5 -- \
+  sh -c "trap '' TERM; while :; do sleep 0.05; done"
+elapsed_ms=$((($(date +%s%N) - start) / 1000000))
+if ((elapsed_ms < 650)); then
+  echo "FAIL: --grace 0.5 killed after ${elapsed_ms}ms in all, before the grace ran out"
+  failures=$((failures + 1))
+fi
+
+# Issue 15: processes that left the step's group or session do not outlive it either.
+check 124 "a setsid process that ignores SIGTERM is stopped at the timeout" -- \
+  --timeout 1 --grace 0.5 -- \
+  sh -c "setsid sh -c \"trap '' TERM; echo \\\$\\\$ > $tmp/setsid.pid; sleep 106\" & sleep 100"
+check 0 "a setsid process is stopped when the step exits" -- --grace 0.5 -- \
+  sh -c "setsid sh -c 'echo \$\$ > $tmp/setsid2.pid; exec sleep 107' >/dev/null 2>&1 & sleep 0.3"
+check 0 "a set -m job is stopped when the step exits" -- --grace 0.5 -- \
+  sh -c "set -m; (trap '' TERM; sleep 108) >/dev/null 2>&1 & echo \$! > $tmp/setm.pid; sleep 0.2"
+for file in setsid.pid setsid2.pid setm.pid; do
+  pid=$(cat "$tmp/$file" 2>/dev/null || true)
+  state=$([[ -n $pid ]] && ps -o stat= -p "$pid" 2>/dev/null || true)
+  if [[ -z $pid ]]; then
+    echo "FAIL: $file was not written"
+    failures=$((failures + 1))
+  elif [[ -n "$state" && "$state" != Z* ]]; then
+    echo "FAIL: the process in $file ($pid) outlived its step"
+    failures=$((failures + 1))
+  else
+    echo "ok: the process in $file is gone"
+  fi
+done
+
 # --help: one usage line, ours.
 "$worker" run-step --help >"$tmp/help" 2>&1
 if [[ $(grep -c '^Usage:' "$tmp/help") -ne 1 ]]; then

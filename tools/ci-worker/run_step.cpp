@@ -18,8 +18,8 @@ namespace ci::tools::worker {
 namespace {
 
 struct RunStepOptions {
-    double timeout_seconds = 0;
-    double grace_seconds = 10;
+    std::string timeout = "0";
+    std::string grace = "10";
     std::string cwd;
     std::vector<std::string> env;
     std::vector<std::string> command;
@@ -40,10 +40,16 @@ int run_step(const RunStepOptions& options) {
     ProcessSpec spec;
     spec.argv = options.command;
     spec.cwd = options.cwd;
-    spec.timeout =
-        std::chrono::milliseconds(static_cast<long long>(options.timeout_seconds * 1000));
-    spec.kill_grace =
-        std::chrono::milliseconds(static_cast<long long>(options.grace_seconds * 1000));
+    auto timeout = parse_seconds("--timeout", options.timeout);
+    auto grace = parse_seconds("--grace", options.grace);
+    for (const auto* parsed : {&timeout, &grace}) {
+        if (!*parsed) {
+            std::fprintf(stderr, "error: %s\n", parsed->error().message.c_str());
+            return ExitUsage;
+        }
+    }
+    spec.timeout = *timeout;
+    spec.kill_grace = *grace;
     for (const auto& assignment : options.env) {
         const auto equals = assignment.find('=');
         spec.env[assignment.substr(0, equals)] = assignment.substr(equals + 1);
@@ -99,23 +105,25 @@ void setup_run_step(CLI::App& app, Runner& runner) {
     auto options = std::make_shared<RunStepOptions>();
     auto* command = app.add_subcommand(
         "run-step",
-        "Run one build step as a worker runs it: COMMAND in its own process group, its output\n"
-        "streamed here; at the timeout the whole group gets SIGTERM, then SIGKILL after the\n"
-        "grace period, and anything the step leaves running is stopped when it ends.\n"
+        "Run one build step as a worker runs it: COMMAND in its own process group under a\n"
+        "supervisor that is a child subreaper, its output streamed here; at the timeout every\n"
+        "process of the step gets SIGTERM, then SIGKILL after the grace period, and anything\n"
+        "the step leaves running is stopped when it ends, even processes that left its group\n"
+        "or session (setsid, set -m). The step dies with this process (PR_SET_PDEATHSIG).\n"
         "Exit status: the step's own; 124 when it timed out; 128+N when signal N killed it;\n"
         "127 when it could not be started.");
     set_usage(*command, "ci-worker run-step [OPTIONS] [--] COMMAND [ARGS...]");
     command
         ->add_option("--timeout",
-                     options->timeout_seconds,
-                     "Seconds before the step is stopped; 0 means no limit")
-        ->check(CLI::NonNegativeNumber)
+                     options->timeout,
+                     "Seconds before the step is stopped (a decimal number, 0.001 to 31536000); "
+                     "0 means no limit")
         ->default_str("0");
     command
         ->add_option("--grace",
-                     options->grace_seconds,
-                     "Seconds between SIGTERM and SIGKILL when the step is stopped")
-        ->check(CLI::NonNegativeNumber)
+                     options->grace,
+                     "Seconds between SIGTERM and SIGKILL when the step is stopped (0, or "
+                     "0.001 to 31536000)")
         ->default_str("10");
     command->add_option("--cwd", options->cwd, "Working directory of the step")
         ->check(CLI::ExistingDirectory);

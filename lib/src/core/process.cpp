@@ -3,21 +3,29 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <cmath>
 #include <csignal>
+#include <cstdlib>
 #include <cstring>
 #include <dirent.h>
 #include <fcntl.h>
 #include <filesystem>
-#include <fstream>
+#include <grp.h>
+#include <mutex>
 #include <poll.h>
-#include <spawn.h>
+#include <pwd.h>
+#include <ranges>
+#include <set>
+#include <span>
 #include <string>
+#include <thread>
 #include <unistd.h>
 #include <utility>
 #include <vector>
 
 #include <fmt/format.h>
 #include <sys/eventfd.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -30,11 +38,14 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
-// How long output is still read after the child and its group are gone: only a process that
-// left the group (setsid) and kept our pipe can hold it open that long, and it is not waited for.
+// How long output is still read after the supervisor is gone: nothing of the step is left then,
+// so only a process that was handed our pipe from outside could hold it open.
 constexpr milliseconds drain_limit{1000};
-// How often the group is looked at while waiting for leftovers to exit.
+// How often the child is looked at without a pidfd (an old kernel).
 constexpr milliseconds group_poll_interval{20};
+// How long after the grace period a supervisor that has not finished is killed (it may have been
+// stopped with SIGSTOP by the step).
+constexpr milliseconds supervisor_backstop{2000};
 
 // Closes a descriptor when it goes out of scope.
 class Fd {
@@ -78,45 +89,6 @@ std::string seconds_text(milliseconds duration) {
     return fmt::format("{:.1f}s", static_cast<double>(duration.count()) / 1000.0);
 }
 
-// Processes of process group `group` that are not zombies, read from /proc. A zombie holds no
-// descriptors and runs nothing; our own unreaped child is one after it exits.
-bool group_has_live_members(pid_t group) {
-    DIR* proc = ::opendir("/proc");
-    if (proc == nullptr) {
-        // Without /proc, assume the worst; the caller's grace period bounds the wait.
-        return true;
-    }
-    bool found = false;
-    while (const dirent* entry = ::readdir(proc)) {
-        const char* name = entry->d_name;
-        if (name[0] < '0' || name[0] > '9') {
-            continue;
-        }
-        std::ifstream stat(std::string("/proc/") + name + "/stat");
-        std::string line;
-        if (!std::getline(stat, line)) {
-            continue;
-        }
-        // "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses.
-        const auto close = line.rfind(')');
-        if (close == std::string::npos || close + 2 >= line.size()) {
-            continue;
-        }
-        const char state = line[close + 2];
-        int parent = 0;
-        int pgrp = 0;
-        if (std::sscanf(line.c_str() + close + 3, "%d %d", &parent, &pgrp) != 2) {
-            continue;
-        }
-        if (pgrp == group && state != 'Z' && state != 'X') {
-            found = true;
-            break;
-        }
-    }
-    ::closedir(proc);
-    return found;
-}
-
 // The environment block for the child.
 std::vector<std::string> child_environment(const ProcessSpec& spec) {
     std::vector<std::string> out;
@@ -147,22 +119,6 @@ std::vector<char*> pointers(std::vector<std::string>& strings) {
     return out;
 }
 
-// posix_spawn's attribute and file-action objects, destroyed on every path.
-struct SpawnSetup {
-    posix_spawnattr_t attributes{};
-    posix_spawn_file_actions_t actions{};
-    SpawnSetup() {
-        posix_spawnattr_init(&attributes);
-        posix_spawn_file_actions_init(&actions);
-    }
-    ~SpawnSetup() {
-        posix_spawnattr_destroy(&attributes);
-        posix_spawn_file_actions_destroy(&actions);
-    }
-    SpawnSetup(const SpawnSetup&) = delete;
-    SpawnSetup& operator=(const SpawnSetup&) = delete;
-};
-
 std::unexpected<Error> spawn_error(const ProcessSpec& spec, std::string_view detail, int error) {
     const std::string where = spec.cwd.empty() ? std::string() : " in " + spec.cwd;
     return fail(
@@ -171,12 +127,407 @@ std::unexpected<Error> spawn_error(const ProcessSpec& spec, std::string_view det
         error);
 }
 
+// --- The supervisor --------------------------------------------------------------------------
+//
+// Everything from fork() to execve() runs in a copy of a process that may have many threads, so
+// it calls only async-signal-safe functions: no allocation, no locks, no stdio. What it needs is
+// prepared before the fork (Launch) and lives in memory the fork copied.
+
+// Why the child could not start, written by the forked processes to the parent.
+enum class Stage : int { Fork = 1, Setup, WorkingDirectory, Credentials, Exec };
+struct ExecReport {
+    int stage = 0;
+    int error = 0;
+};
+// How the child ended, written by the supervisor just before it exits.
+struct StatusReport {
+    int leader_status = 0;
+    int leader_reaped = 0;
+    int killed = 0; // something had to be stopped with SIGKILL
+};
+
+struct Launch {
+    const char* path = nullptr; // the program, already looked up in PATH
+    char* const* argv = nullptr;
+    char* const* envp = nullptr;
+    const char* cwd = nullptr; // nullptr: stay
+    int in_fd = -1;            // -1: /dev/null
+    int out_fd = -1;
+    int err_fd = -1;
+    int exec_report = -1;   // close-on-exec: EOF there means the child started
+    int status_report = -1; // StatusReport
+    int hold_fd = -1;
+    pid_t parent = 0;
+    long long grace_ms = 0;
+    bool run_as = false;
+    uid_t uid = 0;
+    gid_t gid = 0;
+    const gid_t* groups = nullptr;
+    std::size_t group_count = 0;
+};
+
+void write_report(int fd, const void* data, std::size_t size) {
+    while (::write(fd, data, size) < 0 && errno == EINTR) {
+    }
+}
+
+[[noreturn]] void fail_start(const Launch& launch, Stage stage, int error) {
+    const ExecReport report{static_cast<int>(stage), error};
+    write_report(launch.exec_report, &report, sizeof report);
+    ::_exit(127);
+}
+
+// Closes every descriptor from 3 up except those in `keep` (sorted, ascending).
+void close_others(std::span<const int> keep) {
+    unsigned int from = 3;
+    for (const int fd : keep) {
+        if (fd >= static_cast<int>(from)) {
+            if (static_cast<unsigned int>(fd) > from) {
+                ::syscall(SYS_close_range, from, static_cast<unsigned int>(fd) - 1, 0U);
+            }
+            from = static_cast<unsigned int>(fd) + 1;
+        }
+    }
+    ::syscall(SYS_close_range, from, ~0U, 0U);
+}
+
+// dup2 that also works when `from` is already `to` (then only close-on-exec is cleared).
+bool place(int from, int to) {
+    if (from == to) {
+        return ::fcntl(to, F_SETFD, 0) == 0;
+    }
+    return ::dup2(from, to) == to;
+}
+
+// The step leader: its own process group, its stdio, its directory and user, then exec.
+[[noreturn]] void start_leader(const Launch& launch, pid_t supervisor) {
+    ::setpgid(0, 0);
+    int in_fd = launch.in_fd;
+    if (in_fd < 0) {
+        in_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+    }
+    // Out of the way of 0-2 first, so that placing one cannot overwrite another.
+    const int in_high = ::fcntl(in_fd, F_DUPFD_CLOEXEC, 3);
+    const int out_high = ::fcntl(launch.out_fd, F_DUPFD_CLOEXEC, 3);
+    const int err_high = ::fcntl(launch.err_fd, F_DUPFD_CLOEXEC, 3);
+    if (in_fd < 0 || in_high < 0 || out_high < 0 || err_high < 0 || !place(in_high, 0) ||
+        !place(out_high, 1) || !place(err_high, 2)) {
+        fail_start(launch, Stage::Setup, errno);
+    }
+    const std::array<int, 1> keep{launch.exec_report};
+    close_others(keep);
+    if (launch.cwd != nullptr && ::chdir(launch.cwd) != 0) {
+        fail_start(launch, Stage::WorkingDirectory, errno);
+    }
+    if (launch.run_as) {
+        if (::setgroups(launch.group_count, launch.groups) != 0 || ::setgid(launch.gid) != 0 ||
+            ::setuid(launch.uid) != 0) {
+            fail_start(launch, Stage::Credentials, errno);
+        }
+    }
+    // After setuid, which clears it. The leader dies with its supervisor.
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != supervisor) {
+        ::_exit(127);
+    }
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    ::execve(launch.path, launch.argv, launch.envp);
+    fail_start(launch, Stage::Exec, errno);
+}
+
+// The processes below the supervisor, from /proc: static storage, since the supervisor may not
+// allocate (it is a forked copy; nothing else uses these).
+constexpr std::size_t max_processes = 65536;
+std::array<pid_t, max_processes> scanned_pids{};
+std::array<pid_t, max_processes> scanned_parents{};
+std::array<bool, max_processes> in_tree{};
+
+bool parse_int(const char*& at, const char* end, long long& value) {
+    while (at < end && *at == ' ') {
+        ++at;
+    }
+    if (at == end || *at < '0' || *at > '9') {
+        return false;
+    }
+    value = 0;
+    while (at < end && *at >= '0' && *at <= '9') {
+        value = value * 10 + (*at - '0');
+        ++at;
+    }
+    return true;
+}
+
+// Fills scanned_* with every process and its parent; returns how many.
+std::size_t scan_processes() {
+    const int dir = ::open("/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dir < 0) {
+        return 0;
+    }
+    std::size_t count = 0;
+    alignas(8) std::array<char, 8192> entries{};
+    for (;;) {
+        const ssize_t n = ::getdents64(dir, entries.data(), entries.size());
+        if (n <= 0) {
+            break;
+        }
+        for (ssize_t offset = 0; offset < n;) {
+            const auto* entry = reinterpret_cast<const dirent64*>(entries.data() + offset);
+            offset += entry->d_reclen;
+            const char* name = entry->d_name;
+            const char* name_end = name + std::strlen(name);
+            long long pid = 0;
+            if (!parse_int(name, name_end, pid) || name != name_end || count == max_processes) {
+                continue;
+            }
+            std::array<char, 64> path{};
+            std::array<char, 512> stat{};
+            // "/proc/" + pid + "/stat", without snprintf.
+            std::array<char, 24> digits{};
+            std::size_t length = 0;
+            for (long long rest = pid; rest > 0; rest /= 10) {
+                digits[length++] = static_cast<char>('0' + rest % 10);
+            }
+            std::size_t at = 0;
+            for (const char c : std::string_view("/proc/")) {
+                path[at++] = c;
+            }
+            while (length > 0) {
+                path[at++] = digits[--length];
+            }
+            for (const char c : std::string_view("/stat")) {
+                path[at++] = c;
+            }
+            const int fd = ::open(path.data(), O_RDONLY | O_CLOEXEC);
+            if (fd < 0) {
+                continue;
+            }
+            const ssize_t got = ::read(fd, stat.data(), stat.size());
+            ::close(fd);
+            if (got <= 0) {
+                continue;
+            }
+            // "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+            const char* end = stat.data() + got;
+            const char* close = end;
+            while (close > stat.data() && *(close - 1) != ')') {
+                --close;
+            }
+            if (close == stat.data() || close + 3 > end) {
+                continue;
+            }
+            const char* cursor = close + 2; // the state
+            if (*cursor == 'Z' || *cursor == 'X') {
+                continue; // a zombie runs nothing; ours are reaped by the loop
+            }
+            ++cursor;
+            long long parent = 0;
+            if (!parse_int(cursor, end, parent)) {
+                continue;
+            }
+            scanned_pids[count] = static_cast<pid_t>(pid);
+            scanned_parents[count] = static_cast<pid_t>(parent);
+            ++count;
+        }
+    }
+    ::close(dir);
+    return count;
+}
+
+// Sends `signal` to the leader's process group and to every live descendant of `root`; returns
+// whether any process got it.
+bool signal_tree(pid_t root, pid_t leader, int signal) {
+    bool any = ::kill(-leader, signal) == 0;
+    const std::size_t count = scan_processes();
+    for (std::size_t i = 0; i < count; ++i) {
+        in_tree[i] = false;
+    }
+    for (bool changed = true; changed;) {
+        changed = false;
+        for (std::size_t i = 0; i < count; ++i) {
+            if (in_tree[i]) {
+                continue;
+            }
+            bool below = scanned_parents[i] == root;
+            for (std::size_t j = 0; !below && j < count; ++j) {
+                below = in_tree[j] && scanned_pids[j] == scanned_parents[i];
+            }
+            if (below) {
+                in_tree[i] = true;
+                changed = true;
+            }
+        }
+    }
+    for (std::size_t i = 0; i < count; ++i) {
+        if (in_tree[i] && ::kill(scanned_pids[i], signal) == 0) {
+            any = true;
+        }
+    }
+    return any;
+}
+
+long long monotonic_ms() {
+    timespec now{};
+    ::clock_gettime(CLOCK_MONOTONIC, &now);
+    return static_cast<long long>(now.tv_sec) * 1000 + now.tv_nsec / 1000000;
+}
+
+// The supervisor: a child subreaper that starts the leader, reaps every process re-parented to
+// it, stops them all when the leader ends or a stop is asked (SIGTERM from run_process; SIGHUP
+// when run_process's thread died), and exits once it has no child left, that is, when nothing of
+// the step runs any more. All signals arrive blocked (run_process blocks them around fork).
+[[noreturn]] void supervise(const Launch& launch) {
+    struct sigaction defaults {};
+    defaults.sa_handler = SIG_DFL;
+    for (int signal = 1; signal < NSIG; ++signal) {
+        if (signal != SIGKILL && signal != SIGSTOP) {
+            ::sigaction(signal, &defaults, nullptr);
+        }
+    }
+    // Nothing of this process but what the supervisor needs: a copy of a master's listening
+    // socket or database here would outlive the master.
+    std::array<int, 6> keep{launch.in_fd,
+                            launch.out_fd,
+                            launch.err_fd,
+                            launch.exec_report,
+                            launch.status_report,
+                            launch.hold_fd};
+    std::ranges::sort(keep);
+    close_others(keep);
+    ::setpgid(0, 0);
+    ::prctl(PR_SET_PDEATHSIG, SIGHUP);
+    bool parent_gone = ::getppid() != launch.parent;
+    ::prctl(PR_SET_CHILD_SUBREAPER, 1);
+    const pid_t self = ::getpid();
+    const pid_t leader = ::fork();
+    if (leader == 0) {
+        start_leader(launch, self);
+    }
+    if (leader < 0) {
+        fail_start(launch, Stage::Fork, errno);
+    }
+    ::close(launch.exec_report);
+    for (const int fd : {launch.in_fd, launch.out_fd, launch.err_fd}) {
+        if (fd >= 0) {
+            ::close(fd);
+        }
+    }
+
+    sigset_t wanted;
+    sigemptyset(&wanted);
+    for (const int signal : {SIGCHLD, SIGTERM, SIGINT, SIGHUP}) {
+        sigaddset(&wanted, signal);
+    }
+    StatusReport status;
+    bool stopping = false;
+    bool killing = false;
+    long long kill_at = 0;
+    const auto stop = [&] {
+        if (!stopping) {
+            stopping = true;
+            (void)signal_tree(self, leader, SIGTERM);
+            kill_at = monotonic_ms() + launch.grace_ms;
+        }
+    };
+    for (;;) {
+        int wait_status = 0;
+        pid_t reaped = 0;
+        while ((reaped = ::waitpid(-1, &wait_status, WNOHANG)) > 0) {
+            if (reaped == leader) {
+                status.leader_status = wait_status;
+                status.leader_reaped = 1;
+            }
+        }
+        if (reaped < 0 && errno == ECHILD) {
+            break; // nothing of the step is left
+        }
+        if (parent_gone && !killing) {
+            killing = true;
+            stopping = true;
+        }
+        if (status.leader_reaped != 0) {
+            stop();
+        }
+        if (stopping && !killing && monotonic_ms() >= kill_at) {
+            killing = true;
+        }
+        if (killing && signal_tree(self, leader, SIGKILL)) {
+            status.killed = 1;
+        }
+        timespec wait{};
+        const timespec* timeout = nullptr;
+        if (killing) {
+            wait.tv_nsec = 20'000'000; // new orphans of the killed come to us; kill them too
+            timeout = &wait;
+        } else if (stopping) {
+            const long long left = std::max(0LL, kill_at - monotonic_ms());
+            wait.tv_sec = static_cast<time_t>(left / 1000);
+            wait.tv_nsec = static_cast<long>(left % 1000) * 1'000'000;
+            timeout = &wait;
+        }
+        siginfo_t info{};
+        const int got = ::sigtimedwait(&wanted, &info, timeout);
+        if (got == SIGTERM || got == SIGINT) {
+            stop();
+        } else if (got == SIGHUP && ::getppid() != launch.parent) {
+            parent_gone = true;
+        }
+    }
+    write_report(launch.status_report, &status, sizeof status);
+    ::_exit(0);
+}
+
+// The supervisors run_process started and has not reaped yet: the only children of this process
+// that the orphan reaper (become_subreaper) leaves alone. Forks happen under the mutex, so a new
+// supervisor is listed before the reaper can see it.
+std::mutex& children_mutex() {
+    static std::mutex mutex;
+    return mutex;
+}
+std::set<pid_t>& supervisors() {
+    static std::set<pid_t> pids;
+    return pids;
+}
+
+// argv[0] looked up in this process's PATH, as execvp would; ENOENT or EACCES when it is not
+// there.
+Result<std::string> find_program(const ProcessSpec& spec) {
+    const std::string& name = spec.argv.front();
+    if (name.find('/') != std::string::npos) {
+        return name;
+    }
+    const char* path = std::getenv("PATH");
+    const std::string_view directories = path != nullptr ? path : "/usr/local/bin:/bin:/usr/bin";
+    int error = ENOENT;
+    for (const auto part : std::views::split(directories, ':')) {
+        const std::string_view directory(part.begin(), part.end());
+        std::string candidate =
+            fmt::format("{}/{}", directory.empty() ? std::string_view(".") : directory, name);
+        struct stat info {};
+        if (::stat(candidate.c_str(), &info) != 0 || S_ISDIR(info.st_mode)) {
+            continue;
+        }
+        if (::access(candidate.c_str(), X_OK) == 0) {
+            return candidate;
+        }
+        error = EACCES;
+    }
+    return spawn_error(spec, "", error);
+}
+
 // Everything run_process tracks about one running child.
 class Child {
 public:
-    Child(const ProcessSpec& spec, pid_t pid, Fd out, Fd err, Fd in, Clock::time_point start)
+    Child(const ProcessSpec& spec,
+          pid_t pid,
+          Fd out,
+          Fd err,
+          Fd in,
+          Fd status,
+          Clock::time_point start)
         : spec_(spec), pid_(pid), out_(std::move(out)), err_(std::move(err)), in_(std::move(in)),
-          start_(start) {
+          status_(std::move(status)), start_(start) {
         pidfd_ = Fd(static_cast<int>(::syscall(SYS_pidfd_open, pid_, 0)));
         wake_ = Fd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
         if (spec_.timeout.count() > 0) {
@@ -226,9 +577,8 @@ private:
     }
 
     // Waits for output, input space, the child's exit or a stop request, and handles what
-    // came. `output_only`: only keep the pipes flowing, for a short while (while leftovers of
-    // the group are being stopped).
-    void wait_for_events(bool output_only = false) {
+    // came.
+    void wait_for_events() {
         std::array<pollfd, 5> fds{};
         std::size_t count = 0;
         const auto add = [&](const Fd& fd, short events) {
@@ -238,18 +588,14 @@ private:
         };
         add(out_, POLLIN);
         add(err_, POLLIN);
-        if (!output_only) {
-            if (in_.valid() && stdin_offset_ < stdin_size()) {
-                add(in_, POLLOUT);
-            }
-            if (!reaped_) {
-                add(pidfd_, POLLIN);
-            }
-            add(wake_, POLLIN);
+        if (in_.valid() && stdin_offset_ < stdin_size()) {
+            add(in_, POLLOUT);
         }
-        ::poll(fds.data(),
-               count,
-               output_only ? static_cast<int>(group_poll_interval.count()) : poll_timeout());
+        if (!reaped_) {
+            add(pidfd_, POLLIN);
+        }
+        add(wake_, POLLIN);
+        ::poll(fds.data(), count, poll_timeout());
         for (std::size_t i = 0; i < count; ++i) {
             if (fds[i].revents == 0) {
                 continue;
@@ -337,11 +683,14 @@ private:
         }
     }
 
+    // Asks the supervisor to stop the step (SIGTERM to all of it, SIGKILL after the grace). The
+    // supervisor itself is killed only if it has not finished well after that: then the leader
+    // dies with it, and become_subreaper's reaper takes what is left.
     void begin_stop(ProcessResult::Termination why) {
         stopping_ = true;
         result_.termination = why;
-        ::kill(-pid_, SIGTERM);
-        kill_at_ = Clock::now() + spec_.kill_grace;
+        ::kill(pid_, SIGTERM);
+        kill_at_ = Clock::now() + spec_.kill_grace + supervisor_backstop;
     }
 
     void handle_time() {
@@ -355,14 +704,13 @@ private:
             begin_stop(ProcessResult::Termination::Inactive);
         }
         if (kill_at_ && !killed_ && now >= *kill_at_) {
-            ::kill(-pid_, SIGKILL);
+            ::kill(pid_, SIGKILL);
             killed_ = true;
             result_.killed_after_grace = true;
         }
     }
 
-    // True once the child has exited; it stays a zombie (not reaped) so that its pid, which is
-    // also the group's id, cannot be reused while the group is being stopped.
+    // True once the supervisor has exited, which it does when nothing of the step is left.
     bool child_exited() const {
         siginfo_t info{};
         if (::waitid(P_PID, static_cast<id_t>(pid_), &info, WEXITED | WNOHANG | WNOWAIT) != 0) {
@@ -371,27 +719,25 @@ private:
         return info.si_pid == pid_;
     }
 
-    // Stops what the child left running in its group (SIGTERM, then SIGKILL after the grace),
-    // then reaps the child.
+    // Reaps the supervisor and takes how the step ended from its report.
     void end_group_and_reap() {
         exited_ = true;
-        if (group_has_live_members(pid_)) {
-            if (!kill_at_) {
-                ::kill(-pid_, SIGTERM);
-                kill_at_ = Clock::now() + spec_.kill_grace;
-            }
-            const auto leftovers_gone = [&] { return !group_has_live_members(pid_); };
-            while (!leftovers_gone()) {
-                handle_time();
-                if (killed_ && Clock::now() >= *kill_at_ + drain_limit) {
-                    break; // SIGKILL cannot be refused; whatever remains is on its way out
-                }
-                // Keep the pipes flowing meanwhile, so that a chatty leftover cannot block.
-                wait_for_events(/*output_only=*/true);
-            }
-        }
         int status = 0;
-        while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
+        {
+            const std::lock_guard lock(children_mutex());
+            while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
+            }
+            supervisors().erase(pid_);
+        }
+        StatusReport report;
+        ssize_t got = 0;
+        while ((got = ::read(status_.get(), &report, sizeof report)) < 0 && errno == EINTR) {
+        }
+        if (got == static_cast<ssize_t>(sizeof report) && report.leader_reaped != 0) {
+            status = report.leader_status;
+            if (report.killed != 0 && stopping_) {
+                result_.killed_after_grace = true;
+            }
         }
         reaped_ = true;
         result_.duration = std::chrono::duration_cast<milliseconds>(Clock::now() - start_);
@@ -415,6 +761,7 @@ private:
     Fd out_;
     Fd err_;
     Fd in_;
+    Fd status_; // the supervisor's StatusReport
     Fd pidfd_;
     Fd wake_;
     Clock::time_point start_;
@@ -504,59 +851,224 @@ Result<ProcessResult> run_process(const ProcessSpec& spec) {
         ::shutdown(in_child.get(), SHUT_WR);
     }
 
-    SpawnSetup setup;
-    posix_spawnattr_setflags(
-        &setup.attributes, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-    posix_spawnattr_setpgroup(&setup.attributes, 0);
-    sigset_t none;
-    sigemptyset(&none);
-    posix_spawnattr_setsigmask(&setup.attributes, &none);
-    // The child starts with default dispositions whatever the host ignores (SIGPIPE, SIGINT).
-    sigset_t defaults;
-    sigemptyset(&defaults);
-    for (int signal = 1; signal < NSIG; ++signal) {
-        if (signal != SIGKILL && signal != SIGSTOP) {
-            sigaddset(&defaults, signal);
-        }
+    auto program = find_program(spec);
+    if (!program) {
+        return std::unexpected(program.error());
     }
-    posix_spawnattr_setsigdefault(&setup.attributes, &defaults);
-
-    auto* actions = &setup.actions;
-    if (in_child.valid()) {
-        posix_spawn_file_actions_adddup2(actions, in_child.get(), STDIN_FILENO);
-    } else {
-        posix_spawn_file_actions_addopen(actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+    std::array<int, 2> exec_pipe{-1, -1};
+    std::array<int, 2> status_pipe{-1, -1};
+    if (::pipe2(exec_pipe.data(), O_CLOEXEC) != 0) {
+        return spawn_error(spec, "pipe: ", errno);
     }
-    posix_spawn_file_actions_adddup2(actions, out_write.get(), STDOUT_FILENO);
-    posix_spawn_file_actions_adddup2(
-        actions, spec.merge_stderr ? out_write.get() : err_write.get(), STDERR_FILENO);
-    // Descriptors the host inherited without close-on-exec stay out of the child too.
-    posix_spawn_file_actions_addclosefrom_np(actions, STDERR_FILENO + 1);
-    if (!spec.cwd.empty()) {
-        posix_spawn_file_actions_addchdir_np(actions, spec.cwd.c_str());
+    Fd exec_read(exec_pipe[0]);
+    Fd exec_write(exec_pipe[1]);
+    if (::pipe2(status_pipe.data(), O_CLOEXEC) != 0) {
+        return spawn_error(spec, "pipe: ", errno);
     }
+    Fd status_read(status_pipe[0]);
+    Fd status_write(status_pipe[1]);
 
     std::vector<std::string> arguments = spec.argv;
     std::vector<std::string> environment = child_environment(spec);
     auto argv = pointers(arguments);
     auto envp = pointers(environment);
+    Launch launch;
+    launch.path = program->c_str();
+    launch.argv = argv.data();
+    launch.envp = envp.data();
+    launch.cwd = spec.cwd.empty() ? nullptr : spec.cwd.c_str();
+    launch.in_fd = in_child.valid() ? in_child.get() : -1;
+    launch.out_fd = out_write.get();
+    launch.err_fd = spec.merge_stderr ? out_write.get() : err_write.get();
+    launch.exec_report = exec_write.get();
+    launch.status_report = status_write.get();
+    launch.hold_fd = spec.hold_fd;
+    launch.parent = ::getpid();
+    launch.grace_ms = spec.kill_grace.count();
+    if (spec.run_as) {
+        launch.run_as = true;
+        launch.uid = spec.run_as->uid;
+        launch.gid = spec.run_as->gid;
+        launch.groups = spec.run_as->groups.data();
+        launch.group_count = spec.run_as->groups.size();
+    }
+
     const auto start = Clock::now();
     pid_t pid = -1;
-    // posix_spawnp looks argv[0] up in the PATH of this process, as execvp does.
-    const int error =
-        ::posix_spawnp(&pid, argv.front(), actions, &setup.attributes, argv.data(), envp.data());
-    if (error != 0) {
-        return spawn_error(spec, "", error);
+    int fork_error = 0;
+    {
+        // Every signal blocked across the fork: the supervisor starts with them blocked and
+        // takes the ones it wants with sigtimedwait; this thread gets its mask back at once.
+        sigset_t all;
+        sigset_t previous;
+        sigfillset(&all);
+        ::pthread_sigmask(SIG_SETMASK, &all, &previous);
+        const std::lock_guard lock(children_mutex());
+        pid = ::fork();
+        if (pid == 0) {
+            supervise(launch);
+        }
+        fork_error = errno;
+        if (pid > 0) {
+            supervisors().insert(pid);
+        }
+        ::pthread_sigmask(SIG_SETMASK, &previous, nullptr);
+    }
+    if (pid < 0) {
+        return spawn_error(spec, "fork: ", fork_error);
     }
     out_write.reset();
     err_write.reset();
     in_child.reset();
+    exec_write.reset();
+    status_write.reset();
     if (in_parent.valid() && spec.stdin_data->empty()) {
         in_parent.reset();
     }
+    // End of file (the exec closed the last writer) means the child started.
+    ExecReport report;
+    ssize_t got = 0;
+    while ((got = ::read(exec_read.get(), &report, sizeof report)) < 0 && errno == EINTR) {
+    }
+    if (got == static_cast<ssize_t>(sizeof report)) {
+        {
+            const std::lock_guard lock(children_mutex());
+            while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+            }
+            supervisors().erase(pid);
+        }
+        switch (static_cast<Stage>(report.stage)) {
+        case Stage::WorkingDirectory:
+            return spawn_error(spec, "working directory: ", report.error);
+        case Stage::Credentials:
+            return spawn_error(
+                spec, fmt::format("run as user '{}': ", spec.run_as->name), report.error);
+        case Stage::Fork:
+            return spawn_error(spec, "fork: ", report.error);
+        case Stage::Setup:
+        case Stage::Exec:
+            break;
+        }
+        return spawn_error(spec, "", report.error);
+    }
 
-    Child child(spec, pid, std::move(out_read), std::move(err_read), std::move(in_parent), start);
+    Child child(spec,
+                pid,
+                std::move(out_read),
+                std::move(err_read),
+                std::move(in_parent),
+                std::move(status_read),
+                start);
     return child.run();
+}
+
+Result<RunAs> lookup_user(const std::string& name) {
+    std::array<char, 16384> buffer{};
+    passwd entry{};
+    passwd* found = nullptr;
+    const int error = ::getpwnam_r(name.c_str(), &entry, buffer.data(), buffer.size(), &found);
+    if (found == nullptr) {
+        return fail(ErrorCode::NotFound,
+                    fmt::format("step_user '{}': {}",
+                                name,
+                                error != 0 ? std::strerror(error) : "no such user"),
+                    error);
+    }
+    RunAs user;
+    user.name = name;
+    user.uid = entry.pw_uid;
+    user.gid = entry.pw_gid;
+    user.home = entry.pw_dir != nullptr ? entry.pw_dir : "/";
+    int count = 32;
+    user.groups.resize(static_cast<std::size_t>(count));
+    while (::getgrouplist(name.c_str(), user.gid, user.groups.data(), &count) < 0) {
+        user.groups.resize(static_cast<std::size_t>(count));
+    }
+    user.groups.resize(static_cast<std::size_t>(count));
+    return user;
+}
+
+namespace {
+
+// Kills and reaps the children of this process that are not supervisors of run_process.
+void reap_orphans() {
+    const pid_t self = ::getpid();
+    const std::lock_guard lock(children_mutex());
+    for (;;) {
+        siginfo_t info{};
+        // Look, without reaping, at any child that has exited; reap it unless it is ours.
+        if (::waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT) != 0 || info.si_pid == 0) {
+            break;
+        }
+        if (supervisors().contains(info.si_pid)) {
+            break; // its run_process reaps it; a later round sees the others
+        }
+        ::waitpid(info.si_pid, nullptr, WNOHANG);
+    }
+    const std::size_t count = scan_processes();
+    for (std::size_t i = 0; i < count; ++i) {
+        if (scanned_parents[i] == self && !supervisors().contains(scanned_pids[i])) {
+            ::kill(scanned_pids[i], SIGKILL);
+        }
+    }
+}
+
+} // namespace
+
+Status become_subreaper() {
+    static std::once_flag once;
+    static int error = 0;
+    std::call_once(once, [] {
+        if (::prctl(PR_SET_CHILD_SUBREAPER, 1) != 0) {
+            error = errno;
+            return;
+        }
+        std::thread([] {
+            for (;;) {
+                reap_orphans();
+                std::this_thread::sleep_for(std::chrono::seconds(1));
+            }
+        }).detach();
+    });
+    if (error != 0) {
+        return fail(ErrorCode::Unsupported,
+                    fmt::format("PR_SET_CHILD_SUBREAPER: {}", std::strerror(error)),
+                    error);
+    }
+    return {};
+}
+
+Result<std::chrono::milliseconds>
+parse_seconds(std::string_view option, std::string_view text, double max_seconds) {
+    const std::string copy(text);
+    const auto invalid = [&](std::string_view why) {
+        return fail(ErrorCode::InvalidArgument, fmt::format("{}: {} {}", option, copy, why));
+    };
+    // Plain decimal numbers only: strtod would also take "inf", "nan", hexadecimal and spaces.
+    const bool decimal = !copy.empty() && std::ranges::all_of(copy, [](char c) {
+        return (c >= '0' && c <= '9') || c == '.' || c == 'e' || c == 'E' || c == '-' || c == '+';
+    });
+    char* end = nullptr;
+    errno = 0;
+    const double seconds = decimal ? std::strtod(copy.c_str(), &end) : 0;
+    const bool out_of_range = errno == ERANGE;
+    if (!decimal || end != copy.c_str() + copy.size()) {
+        return invalid("is not a number of seconds");
+    }
+    if (seconds < 0) {
+        return invalid("is negative");
+    }
+    if (out_of_range && seconds == 0) {
+        return invalid("is below 1 millisecond, the resolution; 0 means none");
+    }
+    if (out_of_range || !std::isfinite(seconds) || seconds > max_seconds) {
+        return invalid(fmt::format(
+            "is more than {:.0f} seconds ({:.0f} days)", max_seconds, max_seconds / 86400));
+    }
+    if (seconds > 0 && seconds < 0.001) {
+        return invalid("is below 1 millisecond, the resolution; 0 means none");
+    }
+    return std::chrono::milliseconds(std::llround(seconds * 1000));
 }
 
 } // namespace ci

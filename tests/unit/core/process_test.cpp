@@ -317,3 +317,84 @@ TEST_CASE("process: concurrent runs keep their output apart and leak no descript
     auto fds = run_shell("ls /proc/self/fd | sort -n | tr '\\n' ' '");
     CHECK(fds.out == "0 1 2 3 ");
 }
+
+// Issue 15: a step's descendants that left its process group (setsid, `set -m`) are stopped
+// too: the step's supervisor is a child subreaper, so they are re-parented to it.
+TEST_CASE("process: descendants that left the step's group or session are stopped") {
+    ci::test::TempDir dir;
+    const auto pid_file = dir / "escaped.pid";
+
+    SUBCASE("a setsid process that ignores SIGTERM, at the step's timeout") {
+        ci::ProcessSpec spec;
+        spec.timeout = 300ms;
+        spec.kill_grace = 300ms;
+        auto result = run_shell("setsid sh -c \"trap '' TERM; echo \\$\\$ > " + pid_file.string() +
+                                    "; exec sleep 106\" & sleep 100",
+                                spec);
+        CHECK(result.result.termination == Termination::TimedOut);
+        const pid_t escaped = read_pid(pid_file);
+        REQUIRE(escaped > 0);
+        CHECK_FALSE(process_exists(escaped));
+    }
+    SUBCASE("a setsid process left running when the step exits by itself") {
+        ci::ProcessSpec spec;
+        spec.kill_grace = 300ms;
+        auto result = run_shell("setsid sh -c 'echo $$ > " + pid_file.string() +
+                                    "; exec sleep 107' >/dev/null 2>&1 </dev/null & "
+                                    "while [ ! -s " +
+                                    pid_file.string() + " ]; do sleep 0.01; done",
+                                spec);
+        CHECK(result.result.success());
+        const pid_t escaped = read_pid(pid_file);
+        REQUIRE(escaped > 0);
+        CHECK_FALSE(process_exists(escaped));
+    }
+    SUBCASE("a `set -m` job in a process group of its own, whose parent exited") {
+        ci::ProcessSpec spec;
+        spec.kill_grace = 300ms;
+        auto result = run_shell("set -m; (trap '' TERM; sleep 108) >/dev/null 2>&1 & echo $! > " +
+                                    pid_file.string(),
+                                spec);
+        CHECK(result.result.success());
+        const pid_t escaped = read_pid(pid_file);
+        REQUIRE(escaped > 0);
+        CHECK_FALSE(process_exists(escaped));
+    }
+}
+
+// Two steps at once in one process: stopping what one left behind never touches the other's.
+TEST_CASE("process: one step's cleanup leaves a concurrent step's processes alone") {
+    ci::test::TempDir dir;
+    const auto other_pid = dir / "other.pid";
+    const auto go = dir / "go";
+    std::atomic<bool> other_ok{false};
+    std::thread other([&] {
+        ci::ProcessSpec spec;
+        spec.kill_grace = 300ms;
+        // A setsid process of its own, running until `go` appears; the step waits for it.
+        spec.argv = {"/bin/sh",
+                     "-c",
+                     "setsid sh -c 'echo $$ > " + other_pid.string() + "; while [ ! -e " +
+                         go.string() + " ]; do sleep 0.02; done; echo finished' & wait"};
+        std::string out;
+        spec.on_output = [&](ci::OutputStream, std::string_view chunk) { out.append(chunk); };
+        auto result = ci::run_process(spec);
+        other_ok = result && result->success() && out == "finished\n";
+    });
+    while (read_pid(other_pid) <= 0) {
+        std::this_thread::sleep_for(10ms);
+    }
+    // This step leaves a setsid process and times out; its cleanup runs while the other lives.
+    const auto own_pid = dir / "own.pid";
+    ci::ProcessSpec spec;
+    spec.timeout = 200ms;
+    spec.kill_grace = 200ms;
+    auto result = run_shell(
+        "setsid sh -c 'echo $$ > " + own_pid.string() + "; exec sleep 109' & sleep 100", spec);
+    CHECK(result.result.termination == Termination::TimedOut);
+    CHECK_FALSE(process_exists(read_pid(own_pid)));
+    CHECK(process_exists(read_pid(other_pid)));
+    std::ofstream(go.string()) << "go\n";
+    other.join();
+    CHECK(other_ok);
+}

@@ -3,12 +3,18 @@
 /// \file
 /// Running a child process to completion: build steps, deployment commands, the git CLI.
 ///
-/// The child runs in a process group of its own. When it must stop (its timeout passed, or the
-/// caller asked through the stop token) the whole group gets SIGTERM, then SIGKILL after a grace
-/// period, so that grandchildren (a test runner's workers, a shell's pipeline) stop too. When
-/// the child exits by itself, whatever it left running in its group is stopped the same way: a
-/// build step never leaves processes behind. A non-zero exit or a signal is an outcome
-/// (ProcessResult), not an error; only failing to start the child is an Error.
+/// The child runs under a supervisor: a forked copy of this process that is a child subreaper
+/// (PR_SET_CHILD_SUBREAPER), so that every descendant of the child, even one that left its
+/// process group or session (`setsid`, a `set -m` job) and whose parent exited, stays below it.
+/// When the child must stop (its timeout passed, or the caller asked through the stop token)
+/// every descendant gets SIGTERM, then SIGKILL after a grace period. When the child exits by
+/// itself, whatever it left running is stopped the same way: a build step never leaves
+/// processes behind, and the processes of two children running at once never mix (each has
+/// its own supervisor). The supervisor dies with the thread that called run_process
+/// (PR_SET_PDEATHSIG; that thread waits in run_process until the supervisor is gone, so only
+/// the death of the whole process fires it), and then kills every descendant at once; the child
+/// itself dies with its supervisor (PR_SET_PDEATHSIG, SIGKILL). A non-zero exit or a signal is
+/// an outcome (ProcessResult), not an error; only failing to start the child is an Error.
 
 #include <chrono>
 #include <functional>
@@ -19,12 +25,23 @@
 #include <string_view>
 #include <vector>
 
+#include <sys/types.h>
+
 #include <ci/core/error.h>
 
 namespace ci {
 
 /// Which of the child's streams a chunk of output came from.
 enum class OutputStream { Stdout, Stderr };
+
+/// Another user to run a child as, from lookup_user.
+struct RunAs {
+    std::string name;
+    uid_t uid = 0;
+    gid_t gid = 0;
+    std::vector<gid_t> groups; ///< supplementary groups (getgrouplist)
+    std::string home;          ///< the child's HOME
+};
 
 /// What to run, and how.
 struct ProcessSpec {
@@ -56,6 +73,13 @@ struct ProcessSpec {
     /// step's log files are read there). Empty, or a zero interval: never.
     std::function<void()> on_tick;
     std::chrono::milliseconds tick_interval{0};
+    /// Run the child as this user (setgroups, setgid, setuid between fork and exec; this process
+    /// must be root), with HOME, USER and LOGNAME set to its own unless `env` sets them.
+    std::optional<RunAs> run_as;
+    /// A descriptor the supervisor keeps open until every process of the child has exited, e.g.
+    /// a work directory's lock file (flock): the lock outlives this process while the child's
+    /// processes are being stopped. The child does not get it. -1: none.
+    int hold_fd = -1;
 };
 
 /// How a child ended.
@@ -88,7 +112,27 @@ struct ProcessResult {
 /// Runs `spec` to completion, streaming its output to spec.on_output. Fails with
 /// InvalidArgument for an empty argv, ProcessSpawn (native: errno) when the child cannot start:
 /// "spawn 'make' in /build: No such file or directory". Thread-safe: any number of calls may
-/// run at once; it installs no signal handlers and reaps only its own child.
+/// run at once; it installs no signal handlers and reaps only its own child (the supervisor).
 [[nodiscard]] Result<ProcessResult> run_process(const ProcessSpec& spec);
+
+/// The user `name` from the user database, for ProcessSpec::run_as. Fails with NotFound
+/// ("step_user 'x': no such user").
+[[nodiscard]] Result<RunAs> lookup_user(const std::string& name);
+
+/// Makes this process a child subreaper (PR_SET_CHILD_SUBREAPER) and starts a thread that, once
+/// a second, kills (SIGKILL) and reaps the processes re-parented to it that run_process did not
+/// start: what is left of a child whose supervisor was killed. For a program's main (ci-worker,
+/// ci-master), never for a library that shares its process: every other child the process
+/// starts must come from run_process. Calling it again does nothing. Fails with Unsupported
+/// (native: errno) when the kernel refuses.
+[[nodiscard]] Status become_subreaper();
+
+/// A number of seconds for a command-line option ("--timeout 2.5"), in milliseconds: a finite
+/// decimal number from 0 up to `max_seconds`, 0 or at least 0.001 (the resolution). Fails with
+/// InvalidArgument naming `option`: "--grace: 1e10 is more than 31536000 seconds (365 days)",
+/// "--timeout: nan is not a number of seconds", "--timeout: 1e-7 is below 1 millisecond; 0
+/// means no limit".
+[[nodiscard]] Result<std::chrono::milliseconds>
+parse_seconds(std::string_view option, std::string_view text, double max_seconds = 31536000);
 
 } // namespace ci
