@@ -56,7 +56,8 @@ struct CheckedConfig {
 [[nodiscard]] CheckedConfig parse_config(std::string_view yaml, std::string_view origin);
 
 /// Reads and checks a YAML file. Fails (NotFound, PermissionDenied, Io) only when the file cannot
-/// be read; problems in its content are diagnostics.
+/// be read; problems in its content are diagnostics. Relative paths of other files the config
+/// names (`slaves.<class>.user_data_template`) are made relative to the file's directory.
 [[nodiscard]] Result<CheckedConfig> load_config(const std::filesystem::path& path);
 
 /// The JSON form of `config`: every key as in the YAML file, defaults written out, so that
