@@ -24,6 +24,10 @@ void setup_start(CLI::App& app, Runner& runner);
 /// missing, as `start` does).
 void setup_fingerprint(CLI::App& app, Runner& runner);
 
+/// `ci-master render-user-data --config FILE --class CLASS`: prints the user data of an EC2
+/// class's instances, the one-time token masked.
+void setup_render_user_data(CLI::App& app, Runner& runner);
+
 /// The config from `config_path` (YAML, or the 0600 JSON form) or, when empty, from
 /// $LIBCI_CONFIG; its diagnostics printed. nullopt with `exit_code` set when it is unusable.
 std::optional<config::Config> read_master_config(const std::string& config_path, int& exit_code);

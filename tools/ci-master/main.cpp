@@ -14,6 +14,7 @@ int main(int argc, char** argv) {
     ci::tools::master::setup_check_config(app, runner);
     ci::tools::master::setup_start(app, runner);
     ci::tools::master::setup_fingerprint(app, runner);
+    ci::tools::master::setup_render_user_data(app, runner);
     if (auto status = ci::tools::parse_command_line(app, argc, argv)) {
         return *status;
     }

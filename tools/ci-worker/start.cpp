@@ -1,4 +1,4 @@
-// `ci-worker start --master HOST:PORT --name NAME [--secret-file FILE] [options]`
+// `ci-worker start [--master HOST:PORT] [--name NAME] [--secret-file FILE] [options]`
 
 #include <cstdio>
 #include <cstdlib>
@@ -32,9 +32,52 @@ struct StartCommand {
     std::string fingerprint;
     bool insecure = false;
     int max_builds = 1;
+    std::string imds;
 };
 
 constexpr const char* secret_variable = "CI_WORKER_SECRET";
+constexpr const char* master_variable = "CI_MASTER";
+constexpr const char* name_variable = "CI_WORKER_NAME";
+constexpr const char* fingerprint_variable = "CI_MASTER_FINGERPRINT";
+
+// The value of $NAME (empty when unset), removed from the environment so that build steps do
+// not see how this worker reaches its master.
+std::string take_variable(const char* name) {
+    std::string value;
+    if (const char* set = std::getenv(name); set != nullptr) {
+        value = set;
+    }
+    ::unsetenv(name);
+    return value;
+}
+
+// What the flags leave out, from the environment (EC2 user data writes these into the systemd
+// unit's EnvironmentFile): --master from $CI_MASTER, --name from $CI_WORKER_NAME, and
+// --fingerprint from $CI_MASTER_FINGERPRINT when neither --ca nor --insecure is given.
+// The variables are removed from the environment whether used or not.
+Status fill_from_environment(StartCommand& command) {
+    auto master = take_variable(master_variable);
+    auto name = take_variable(name_variable);
+    auto fingerprint = take_variable(fingerprint_variable);
+    if (command.master.empty()) {
+        command.master = std::move(master);
+    }
+    if (command.name.empty()) {
+        command.name = std::move(name);
+    }
+    if (command.fingerprint.empty() && command.ca_file.empty() && !command.insecure) {
+        command.fingerprint = std::move(fingerprint);
+    }
+    if (command.master.empty()) {
+        return fail(ErrorCode::InvalidArgument,
+                    fmt::format("no master: give --master HOST:PORT or set ${}", master_variable));
+    }
+    if (command.name.empty()) {
+        return fail(ErrorCode::InvalidArgument,
+                    fmt::format("no worker name: give --name NAME or set ${}", name_variable));
+    }
+    return {};
+}
 
 // The secret: from --secret-file (its first line), else from $CI_WORKER_SECRET, which is then
 // removed from the environment so that no build step sees it.
@@ -62,7 +105,11 @@ Result<std::string> read_secret(const StartCommand& command) {
                 fmt::format("no secret: give --secret-file FILE or set ${}", secret_variable));
 }
 
-int run_start(const StartCommand& command) {
+int run_start(StartCommand command) {
+    if (auto status = fill_from_environment(command); !status) {
+        print_error(status.error());
+        return ExitUsage;
+    }
     const auto colon = command.master.rfind(':');
     int port = 0;
     if (colon == std::string::npos ||
@@ -90,6 +137,7 @@ int run_start(const StartCommand& command) {
     options.ca_file = command.ca_file;
     options.fingerprint = command.fingerprint;
     options.insecure = command.insecure;
+    options.imds_url = command.imds;
     options.runner.work_root = command.work_dir;
     options.runner.cache_dir = command.cache_dir.empty()
                                    ? std::filesystem::path(command.work_dir) / "cache"
@@ -134,15 +182,21 @@ void setup_start(CLI::App& app, Runner& runner) {
         "certificate pinned: what `ci-master fingerprint` prints) or --ca (a CA file; the\n"
         "certificate must name the host of --master) and refuses any other. --insecure\n"
         "(plaintext) only works with a master whose config says buildmaster.tls: false.\n"
+        "Without --master, --name or --fingerprint (and without --ca and --insecure), their\n"
+        "values come from $CI_MASTER, $CI_WORKER_NAME and $CI_MASTER_FINGERPRINT, as EC2 user\n"
+        "data writes them (/etc/libci/worker.env); the worker removes these variables from its\n"
+        "environment.\n"
         "Secrets come from files or the environment, never from arguments: the worker's secret\n"
         "from --secret-file or $CI_WORKER_SECRET (removed from the environment), git\n"
         "credentials from $CI_GIT_TOKEN (HTTPS) and $CI_GIT_SSH_KEY (key file; otherwise the\n"
         "SSH agent). Build steps see none of them.\n"
         "Exit status: 0 stopped by a signal, 1 the master refused the name or secret, or its\n"
         "certificate is not the expected one, 2 usage, 3 an error.");
-    sub->add_option("--master", command->master, "The master's worker port: HOST:PORT")->required();
-    sub->add_option("--name", command->name, "This worker's name in the master's config: CLASS/I")
-        ->required();
+    sub->add_option(
+        "--master", command->master, "The master's worker port: HOST:PORT ($CI_MASTER)");
+    sub->add_option("--name",
+                    command->name,
+                    "This worker's name in the master's config: CLASS/I ($CI_WORKER_NAME)");
     sub->add_option("--secret-file",
                     command->secret_file,
                     "A file whose first line is this worker's password (else $CI_WORKER_SECRET)");
@@ -155,7 +209,8 @@ void setup_start(CLI::App& app, Runner& runner) {
     auto* fingerprint =
         sub->add_option("--fingerprint",
                         command->fingerprint,
-                        "sha256:HEX: the master's certificate must be exactly this one (pinning)");
+                        "sha256:HEX: the master's certificate must be exactly this one\n"
+                        "(pinning; $CI_MASTER_FINGERPRINT)");
     auto* ca = sub->add_option("--ca",
                                command->ca_file,
                                "A PEM file of CA certificates: the master's certificate must\n"
@@ -171,6 +226,13 @@ void setup_start(CLI::App& app, Runner& runner) {
                     "Builds at once this worker reports (the master's config decides)")
         ->default_str("1")
         ->check(CLI::Range(1, 10000));
+    sub->add_option("--imds",
+                    command->imds,
+                    "Watch the EC2 instance metadata service at this URL (IMDSv2; on EC2:\n"
+                    "http://169.254.169.254) every second. A spot interruption notice: the worker\n"
+                    "tells the master, which ends its builds as retry and runs them elsewhere at\n"
+                    "once, and stops them. A rebalance recommendation: no new builds. Default:\n"
+                    "not watched (off EC2 there is nothing to watch)");
     sub->callback([&runner, command] { runner = [command] { return run_start(*command); }; });
 }
 

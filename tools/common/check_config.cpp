@@ -7,6 +7,7 @@
 #include <CLI/CLI.hpp>
 
 #include <ci/config/load.h>
+#include <ci/config/user_data.h>
 #include <ci/core/log.h>
 #include <ci/master/master.h>
 
@@ -22,12 +23,15 @@ void print_diagnostics(const config::CheckedConfig& checked) {
     }
 }
 
-// What only reading other files shows: the worker port's certificate and key; then the tool's
-// own check (`source` names the config in its error).
+// What only reading other files shows: the worker port's certificate and key, the user-data
+// templates of EC2 classes; then the tool's own check (`source` names the config in its error).
 int check_files(const config::Config& config, std::string_view source, const ExtraCheck& extra) {
-    if (auto checked = master::check_worker_certificate(config); !checked) {
-        std::fprintf(stderr, "%s\n1 error\n", log::redact(checked.error().message).c_str());
-        return ExitFailure;
+    for (const auto& checked :
+         {master::check_worker_certificate(config), config::check_user_data_templates(config)}) {
+        if (!checked) {
+            std::fprintf(stderr, "%s\n1 error\n", log::redact(checked.error().message).c_str());
+            return ExitFailure;
+        }
     }
     if (extra) {
         if (auto checked = extra(config); !checked) {

@@ -87,6 +87,8 @@ void write_worker_class(Writer& writer, const WorkerClass& worker_class) {
             writer.Double(*ec2->max_spot_price);
         }
         write_field(writer, "distribution", ec2->distribution);
+        write_field(writer, "user_data_template", ec2->user_data_template);
+        write_field(writer, "unreachable_timeout", ec2->unreachable_timeout);
     } else if (const auto* fixed = std::get_if<StaticWorkers>(&worker_class)) {
         write_field(writer, "passwords", fixed->passwords);
         write_field(writer, "max_builds", std::int64_t{fixed->max_builds});

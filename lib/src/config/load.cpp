@@ -239,7 +239,19 @@ Result<CheckedConfig> load_config(const std::filesystem::path& path) {
     if (!text) {
         return fail(text.error());
     }
-    return parse_config(*text, path.string());
+    auto checked = parse_config(*text, path.string());
+    // Files a config names are relative to the config file's directory.
+    if (checked.config) {
+        for (auto& [name, worker_class] : checked.config->slaves) {
+            auto* ec2 = std::get_if<Ec2Workers>(&worker_class);
+            if (ec2 != nullptr && !ec2->user_data_template.empty() &&
+                std::filesystem::path(ec2->user_data_template).is_relative()) {
+                ec2->user_data_template =
+                    (path.parent_path() / ec2->user_data_template).lexically_normal().string();
+            }
+        }
+    }
+    return checked;
 }
 
 std::vector<std::string> secrets(const Config& config) {

@@ -434,6 +434,8 @@ void Checker::check_worker_class(const std::string& name, const Entry& entry) {
                    "max_builds",
                    "max_spot_price",
                    "distribution",
+                   "user_data_template",
+                   "unreachable_timeout",
                    "passwords",
                    "local",
                    "openstack-image"});
@@ -487,9 +489,22 @@ void Checker::check_worker_class(const std::string& name, const Entry& entry) {
                           "must be a positive price in USD per hour");
         }
         fields.read("distribution", out.distribution);
+        // The file itself is read by check-config (check_user_data_templates): this checks
+        // text only.
+        fields.read("user_data_template", out.user_data_template);
+        fields.read("unreachable_timeout", out.unreachable_timeout);
+        if (fields.has("unreachable_timeout") && out.unreachable_timeout.count() < 60) {
+            reader_.error(fields.find("unreachable_timeout")->value,
+                          fields.path("unreachable_timeout"),
+                          "must be at least 60s (the watchdog checks once a minute)");
+        }
         config_.slaves.emplace(name, std::move(out));
     } else if (fixed) {
-        fields.forbid({"slaves", "instance_type", "max_spot_price"},
+        fields.forbid({"slaves",
+                       "instance_type",
+                       "max_spot_price",
+                       "user_data_template",
+                       "unreachable_timeout"},
                       "for a static worker class (it has passwords: one worker each)");
         StaticWorkers out;
         fields.read("passwords", out.passwords);
@@ -509,7 +524,11 @@ void Checker::check_worker_class(const std::string& name, const Entry& entry) {
         fields.read("distribution", out.distribution);
         config_.slaves.emplace(name, std::move(out));
     } else {
-        fields.forbid({"instance_type", "max_spot_price", "distribution"},
+        fields.forbid({"instance_type",
+                       "max_spot_price",
+                       "distribution",
+                       "user_data_template",
+                       "unreachable_timeout"},
                       "for a local worker class");
         bool enabled = true;
         fields.read("local", enabled);

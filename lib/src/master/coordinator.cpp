@@ -96,6 +96,10 @@ void Coordinator::message(const std::string& name, const Link* link, protocol::M
         p_.workers.drain(name);
         return;
     }
+    if (const auto* interrupted = std::get_if<protocol::Interrupted>(&message)) {
+        interrupt(name, interrupted->reason);
+        return;
+    }
     const auto id = build_of(message);
     if (!p_.running.runs_on(id, name)) {
         log::debug("worker {}: a message about build {}, which it is not running", name, id);
@@ -151,6 +155,27 @@ void Coordinator::message(const std::string& name, const Link* link, protocol::M
         finish(id, done->result, done->message);
     } else if (const auto* trigger = std::get_if<protocol::Trigger>(&message)) {
         p_.triggers.ask(name, id, trigger->step);
+    }
+}
+
+void Coordinator::interrupt(const std::string& name, const std::string& reason) {
+    // Its instance goes away in about two minutes: waiting for its builds, or for its
+    // heartbeats to stop, would only delay them. They run again elsewhere at once.
+    const std::string why =
+        fmt::format("worker {} is being interrupted ({})", name, reason.substr(0, 200));
+    p_.workers.drain(name);
+    const auto view = p_.workers.view(name);
+    const auto builds = view ? view->builds : std::vector<std::int64_t>{};
+    log::warn("{}: no new builds; {} running build(s) end as retry and their requests are "
+              "queued again",
+              why,
+              builds.size());
+    const auto link = p_.workers.link(name);
+    for (const auto build : builds) {
+        if (link) {
+            link->send(protocol::StopBuild{build});
+        }
+        finish(build, BuildResult::Retry, why);
     }
 }
 

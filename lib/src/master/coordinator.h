@@ -91,6 +91,8 @@ public:
 
 private:
     void step_finished(std::int64_t id, const protocol::StepFinished& finished);
+    /// Worker `name` said its instance is going away: no new builds, its builds end as retry.
+    void interrupt(const std::string& name, const std::string& reason);
     void save_worker(const std::string& name, const std::string& worker_class, const char* state);
 
     Parts p_;

@@ -130,6 +130,10 @@ struct Encoder {
     }
     void operator()(const Heartbeat&) const { field(w, "type", "heartbeat"); }
     void operator()(const Drain&) const { field(w, "type", "drain"); }
+    void operator()(const Interrupted& m) const {
+        field(w, "type", "interrupted");
+        field(w, "reason", m.reason);
+    }
     void operator()(const StartBuild& m) const {
         field(w, "type", "build");
         write_spec(w, m.spec);
@@ -575,6 +579,7 @@ constexpr auto readers = std::to_array<std::pair<std::string_view, MessageReader
     {"refused", [](Reader& r) { return r.done(Refused{r.text("reason")}); }},
     {"heartbeat", [](Reader& r) { return r.done(Heartbeat{}); }},
     {"drain", [](Reader& r) { return r.done(Drain{}); }},
+    {"interrupted", [](Reader& r) { return r.done(Interrupted{r.text("reason", false)}); }},
     {"build", [](Reader& r) { return r.done(StartBuild{read_spec(r)}); }},
     {"stop", [](Reader& r) { return r.done(StopBuild{r.integer("build")}); }},
     {"checked_out", read_checked_out},

@@ -19,7 +19,10 @@
 ///    is lost), StartBuild / StopBuild (master), and the build's progress (worker): CheckedOut,
 ///    StepStarted, LogChunk (numbered per step, so that a chunk sent twice is stored once),
 ///    StepFinished, BuildFinished. Drain (worker) asks for no more builds: the worker is
-///    stopping after its current ones. At a trigger step the worker sends Trigger and the step
+///    stopping after its current ones (or its instance got a rebalance recommendation).
+///    Interrupted (worker) says its instance is going away (a spot interruption notice): the
+///    master sends it no more builds, ends its running ones as retry and queues their requests
+///    at once. At a trigger step the worker sends Trigger and the step
 ///    waits for the master's Triggered (its result): the master requests the builds (once per
 ///    request and step, however often it is asked) and, for `wait: true`, answers when they
 ///    have ended.
@@ -44,8 +47,9 @@ namespace ci::master::protocol {
 /// The version both sides speak; a Hello of another version is refused. (2: log chunks' text
 /// after their line instead of in it; 3: TLS, and proofs bound to the TLS connection; 4: trigger
 /// steps, builds without a repository, pinned merge targets; 5: step controls, set_property and
-/// test results: an older worker would run such steps without them; 6: step log files.)
-inline constexpr int version = 6;
+/// test results: an older worker would run such steps without them; 6: step log files; 7: spot
+/// interruptions.)
+inline constexpr int version = 7;
 /// The longest line either side accepts (a log chunk is far smaller).
 inline constexpr std::size_t max_line = std::size_t{4} * 1024 * 1024;
 
@@ -70,6 +74,10 @@ struct Refused {
 };
 struct Heartbeat {};
 struct Drain {};
+/// Worker → master: the worker's instance is being interrupted (EC2 spot instance-action).
+struct Interrupted {
+    std::string reason; ///< for people: what the metadata service said
+};
 struct StartBuild {
     build::BuildSpec spec;
 };
@@ -135,6 +143,7 @@ using Message = std::variant<Challenge,
                              Refused,
                              Heartbeat,
                              Drain,
+                             Interrupted,
                              StartBuild,
                              StopBuild,
                              CheckedOut,

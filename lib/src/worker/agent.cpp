@@ -22,6 +22,7 @@
 
 #include <ci/core/crypto.h>
 #include <ci/core/log.h>
+#include <ci/worker/imds.h>
 
 #include "master/protocol.h"
 #include "worker/reported_build.h"
@@ -417,8 +418,11 @@ struct Job {
 // What the agent does on one authenticated connection: runs the builds it is sent.
 class Session {
 public:
-    Session(const WorkerOptions& options, Loop& loop, std::shared_ptr<Connection> connection)
-        : options_(options), loop_(loop), connection_(std::move(connection)) {}
+    Session(const WorkerOptions& options,
+            Loop& loop,
+            std::shared_ptr<Connection> connection,
+            const imds::Watcher* watcher)
+        : options_(options), loop_(loop), connection_(std::move(connection)), watcher_(watcher) {}
 
     ~Session() { stop_all(); }
     Session(const Session&) = delete;
@@ -440,6 +444,7 @@ public:
                     return true;
                 }
             }
+            watch_instance(drain_sent);
             while (auto line = connection_->next_line()) {
                 auto message = protocol::decode(*line);
                 if (!message) {
@@ -451,7 +456,7 @@ public:
                     connection_->close("the master sent a log chunk");
                     break;
                 }
-                handle(std::move(*message), drain_sent);
+                handle(std::move(*message), drain_sent || interrupted_ || rebalanced_);
             }
             if (const auto& closed = connection_->closed()) {
                 log::info("connection to the master: {}", *closed);
@@ -469,6 +474,31 @@ public:
     }
 
 private:
+    // What the instance metadata service said, told to the master once per connection: an
+    // interruption ends the running builds (the master retries them elsewhere at once), a
+    // rebalance recommendation only stops new ones.
+    void watch_instance(bool draining) {
+        if (watcher_ == nullptr || interrupted_) {
+            return;
+        }
+        const auto seen = watcher_->seen();
+        if (seen.notice == imds::Notice::Interruption) {
+            status(fmt::format("{}: telling the master; stopping the running builds, taking no "
+                               "new ones",
+                               seen.detail));
+            connection_->send(protocol::Interrupted{seen.detail}, false);
+            interrupted_ = true;
+            const std::lock_guard lock(mutex_);
+            for (auto& [id, job] : jobs_) {
+                job.thread.request_stop();
+            }
+        } else if (seen.notice == imds::Notice::Rebalance && !rebalanced_ && !draining) {
+            status(fmt::format("{}: asking the master for no new builds", seen.detail));
+            connection_->send(protocol::Drain{}, false);
+            rebalanced_ = true;
+        }
+    }
+
     void status(const std::string& line) const {
         log::info("{}", line);
         if (options_.on_status) {
@@ -554,7 +584,10 @@ private:
     const WorkerOptions& options_;
     Loop& loop_;
     std::shared_ptr<Connection> connection_;
-    TriggerAnswers answers_; // before jobs_: their threads wait on it
+    const imds::Watcher* watcher_; // null: not watched
+    bool interrupted_ = false;     // Interrupted sent on this connection
+    bool rebalanced_ = false;      // Drain sent for a rebalance recommendation
+    TriggerAnswers answers_;       // before jobs_: their threads wait on it
     std::mutex mutex_;
     std::map<std::int64_t, Job> jobs_;
 };
@@ -696,6 +729,16 @@ Status run_worker(const WorkerOptions& options, std::stop_token drain) {
         }
         tls = std::move(*client);
     }
+    std::unique_ptr<imds::Watcher> watcher;
+    if (!options.imds_url.empty()) {
+        auto started = imds::Watcher::start(options.imds_url, options.imds_interval);
+        if (!started) {
+            return fail(started.error());
+        }
+        watcher = std::move(*started);
+        status(fmt::format("watching the instance metadata at {} for spot interruptions",
+                           options.imds_url));
+    }
     Loop loop;
     std::mt19937_64 random(std::random_device{}());
     std::chrono::milliseconds delay(500);
@@ -723,7 +766,7 @@ Status run_worker(const WorkerOptions& options, std::stop_token drain) {
                 delay = std::chrono::milliseconds(500);
                 bool drained = false;
                 {
-                    Session session(options, loop, connection);
+                    Session session(options, loop, connection, watcher.get());
                     drained = session.serve(*welcomed, drain);
                     // What was queued before the drain completed goes out before the close.
                     if (drained) {

@@ -183,6 +183,10 @@ TEST_CASE("protocol: every message survives encode and decode") {
     CHECK(round_trip(protocol::StopBuild{9}).build == 9);
     round_trip(protocol::Heartbeat{});
     round_trip(protocol::Drain{});
+    CHECK(round_trip(protocol::Interrupted{"spot instance-action: terminate at T"}).reason ==
+          "spot instance-action: terminate at T");
+    CHECK(protocol::encode(protocol::Interrupted{"x"}) ==
+          "{\"type\":\"interrupted\",\"reason\":\"x\"}\n");
 }
 
 TEST_CASE("protocol: bad lines are errors that say what is wrong") {

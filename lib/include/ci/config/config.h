@@ -126,6 +126,13 @@ struct Ec2Workers {
     /// `max_spot_price`: USD per hour; present means spot instances, absent means on-demand.
     std::optional<double> max_spot_price;
     std::string distribution; ///< `distribution`: informational (e.g. "centos-7")
+    /// `user_data_template`: a cloud-init template file (ci/config/user_data.h), relative to
+    /// the config file's directory (load_config makes it so; the JSON form holds it as
+    /// resolved). Empty: the default template (share/user-data/worker.cloud-config).
+    std::string user_data_template;
+    /// `unreachable_timeout`: the default template's watchdog powers the instance off when the
+    /// master's worker port has been unreachable this long (`{{unreachable_timeout}}`).
+    Duration unreachable_timeout{1800};
     friend bool operator==(const Ec2Workers&, const Ec2Workers&) = default;
 };
 

@@ -47,6 +47,13 @@ struct WorkerOptions {
     /// `insecure`: no TLS at all, for a master with `buildmaster.tls: false` (`--insecure`; a
     /// warning is logged at each connection).
     bool insecure = false;
+    /// The EC2 instance metadata service to watch for spot interruptions and rebalance
+    /// recommendations ("http://169.254.169.254"; `ci-worker --imds`); empty: not watched.
+    /// On an interruption notice the worker tells the master (which retries its builds
+    /// elsewhere at once) and stops its builds; on a rebalance recommendation it takes no new
+    /// builds (worker::imds).
+    std::string imds_url;
+    std::chrono::milliseconds imds_interval{1000}; ///< how often it is polled
     /// Called with one line for people on each state change (connected, build started, ...).
     std::function<void(const std::string&)> on_status;
 };
