@@ -148,7 +148,17 @@ Result<std::string> read_user_data_template(const Ec2Workers& worker_class) {
     if (worker_class.user_data_template.empty()) {
         return std::string(default_user_data_template());
     }
-    return detail::read_text_file(worker_class.user_data_template, "read user data template");
+    // EC2 takes at most 16 KiB of user data (before base64): a longer template cannot launch.
+    constexpr std::size_t max_user_data = std::size_t{16} * 1024;
+    auto text = detail::read_text_file(
+        worker_class.user_data_template, "read user data template", max_user_data + 1);
+    if (text && text->size() > max_user_data) {
+        return fail(ErrorCode::InvalidArgument,
+                    fmt::format("user data template {}: more than {} bytes (EC2's limit)",
+                                worker_class.user_data_template.string(),
+                                max_user_data));
+    }
+    return text;
 }
 
 Status check_user_data_templates(const Config& config) {
