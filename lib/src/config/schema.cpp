@@ -5,6 +5,7 @@
 #include <iterator>
 #include <regex>
 #include <set>
+#include <tuple>
 #include <utility>
 
 #include <fmt/format.h>
@@ -117,6 +118,7 @@ private:
     void check_auth(const YAML::Node& node);
     void check_buildmaster(const YAML::Node& node);
     void check_worker_tls(const YAML::Node& node, const std::string& path);
+    void check_limits(const YAML::Node& node, const std::string& path);
     void check_github(const YAML::Node& node);
     void check_zulip(const YAML::Node& node);
     void check_aws(const YAML::Node& node);
@@ -257,11 +259,18 @@ void Checker::check_auth(const YAML::Node& node) {
 }
 
 void Checker::check_buildmaster(const YAML::Node& node) {
-    Fields fields(
-        reader_,
-        node,
-        "buildmaster",
-        {"host", "docker_tag", "web_port", "worker_port", "state", "url", "max_retries", "tls"});
+    Fields fields(reader_,
+                  node,
+                  "buildmaster",
+                  {"host",
+                   "docker_tag",
+                   "web_port",
+                   "worker_port",
+                   "state",
+                   "url",
+                   "max_retries",
+                   "tls",
+                   "limits"});
     Buildmaster& out = config_.buildmaster;
     fields.read("host", out.host);
     fields.read("docker_tag", out.docker_tag);
@@ -289,6 +298,76 @@ void Checker::check_buildmaster(const YAML::Node& node) {
     }
     if (const auto* tls = fields.find("tls"); tls != nullptr && !tls->value.IsNull()) {
         check_worker_tls(tls->value, fields.path("tls"));
+    }
+    if (const auto* limits = fields.find("limits"); limits != nullptr && !limits->value.IsNull()) {
+        check_limits(limits->value, fields.path("limits"));
+    }
+}
+
+// `buildmaster.limits`: each a count, a size in bytes or a duration in a sane range; a
+// per-address cap at most its total.
+void Checker::check_limits(const YAML::Node& node, const std::string& path) {
+    Fields fields(reader_,
+                  node,
+                  path,
+                  {"http_connections",
+                   "http_connections_per_address",
+                   "worker_connections",
+                   "worker_connections_per_address",
+                   "http_header_bytes",
+                   "body_memory_bytes",
+                   "idle_timeout",
+                   "header_timeout",
+                   "request_timeout",
+                   "hello_timeout"});
+    if (!fields.valid()) {
+        return;
+    }
+    Limits& out = config_.buildmaster.limits;
+    constexpr int max_connections = 1'000'000;
+    fields.read("http_connections", out.http_connections, 1, max_connections);
+    fields.read(
+        "http_connections_per_address", out.http_connections_per_address, 1, max_connections);
+    fields.read("worker_connections", out.worker_connections, 1, max_connections);
+    fields.read(
+        "worker_connections_per_address", out.worker_connections_per_address, 1, max_connections);
+    // The header: at least a request line and a few fields; at most 1 MiB.
+    fields.read("http_header_bytes", out.http_header_bytes, 1024, 1 << 20);
+    // Bodies in flight: at least one API body (64 KiB); at most 1 GiB.
+    fields.read("body_memory_bytes", out.body_memory_bytes, 64 * 1024, 1 << 30);
+    for (const auto& [key, total, per_address] : {std::tuple{"http_connections_per_address",
+                                                             out.http_connections,
+                                                             out.http_connections_per_address},
+                                                  std::tuple{"worker_connections_per_address",
+                                                             out.worker_connections,
+                                                             out.worker_connections_per_address}}) {
+        if (per_address > total && fields.has(key)) {
+            reader_.error(
+                fields.find(key)->value,
+                fields.path(key),
+                fmt::format("must be at most the total ({}), got {}", total, per_address));
+        }
+    }
+    const auto duration = [&](const char* key, Duration& value, Duration max) {
+        fields.read(key, value);
+        if (fields.has(key) && (value < Duration(1) || value > max)) {
+            reader_.error(fields.find(key)->value,
+                          fields.path(key),
+                          fmt::format("expected a duration from 1s to {}s, got {}s",
+                                      max.count(),
+                                      value.count()));
+        }
+    };
+    duration("idle_timeout", out.idle_timeout, Duration(3600));
+    duration("header_timeout", out.header_timeout, Duration(600));
+    duration("request_timeout", out.request_timeout, Duration(3600));
+    duration("hello_timeout", out.hello_timeout, Duration(600));
+    if (out.request_timeout < out.header_timeout && fields.has("request_timeout")) {
+        reader_.error(fields.find("request_timeout")->value,
+                      fields.path("request_timeout"),
+                      fmt::format("must be at least header_timeout ({}s), got {}s",
+                                  out.header_timeout.count(),
+                                  out.request_timeout.count()));
     }
 }
 

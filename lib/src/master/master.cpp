@@ -249,11 +249,16 @@ Status MasterState::start_servers() {
     if (!tls) {
         return fail(tls.error());
     }
-    auto workers_server = WorkerServer::start(*coordinator,
-                                              options.listen_address,
-                                              config.buildmaster.worker_port,
-                                              options.heartbeat,
-                                              *tls);
+    const auto& limits = config.buildmaster.limits;
+    auto workers_server = WorkerServer::start(
+        *coordinator,
+        options.listen_address,
+        config.buildmaster.worker_port,
+        options.heartbeat,
+        *tls,
+        WorkerPortLimits{static_cast<std::size_t>(limits.worker_connections),
+                         static_cast<std::size_t>(limits.worker_connections_per_address),
+                         limits.hello_timeout});
     if (!workers_server) {
         return fail(workers_server.error());
     }
@@ -264,6 +269,14 @@ Status MasterState::start_servers() {
     http_options.port = config.buildmaster.web_port;
     http_options.threads = std::max(1U, options.http_threads);
     http_options.max_body = webhook_max_body;
+    http_options.max_header = static_cast<std::size_t>(limits.http_header_bytes);
+    http_options.max_body_memory = static_cast<std::size_t>(limits.body_memory_bytes);
+    http_options.max_connections = static_cast<std::size_t>(limits.http_connections);
+    http_options.max_connections_per_address =
+        static_cast<std::size_t>(limits.http_connections_per_address);
+    http_options.idle_timeout = limits.idle_timeout;
+    http_options.header_timeout = limits.header_timeout;
+    http_options.request_timeout = limits.request_timeout;
     http_options.check_header = [this](const http::ServerRequest& request, std::size_t& max_body) {
         return router->check_header(request, max_body);
     };

@@ -85,7 +85,7 @@ public:
 
     void begin() {
         last_heard_ = std::chrono::steady_clock::now();
-        watch(WorkerServer::hello_timeout);
+        watch(shared_.limits.hello_timeout);
         if (!shared_.tls) {
             log::warn("worker connection from {} is not encrypted (buildmaster.tls: false): "
                       "builds, logs and commands cross the network in clear text",

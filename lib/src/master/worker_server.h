@@ -29,21 +29,21 @@ struct WorkerPortTls {
     std::string ticket_keys;
 };
 
-/// Connections the worker port keeps open at once: in all, and from one address (an IPv6
-/// address counts by its /64). One over either is closed as soon as it is accepted, before TLS
-/// or a hello, and counted in a log line once per 10 s.
+/// The worker port's limits (`buildmaster.limits`). Connections open at once, in all and from
+/// one address (an IPv6 address counts by its /64): one over either is closed as soon as it is
+/// accepted, before TLS or a hello, and counted in a log line once per 10 s.
 struct WorkerPortLimits {
     std::size_t max_connections = 2048;
     /// Workers behind one NAT address (EC2 in a private subnet) share this.
     std::size_t max_connections_per_address = 256;
+    /// A hello must arrive this long after the connection opened (TLS handshake included), or
+    /// the connection is closed.
+    std::chrono::seconds hello_timeout{10};
 };
 
 class WorkerServer {
 public:
     struct Impl;
-    /// A hello must arrive this long after the connection opened (TLS handshake included), or
-    /// the connection is closed.
-    static constexpr std::chrono::seconds hello_timeout{10};
 
     // Binds `address`:`port` and serves on its own thread, telling `events` about workers and
     // their messages. `events` must outlive it. Fails (InvalidArgument) when the certificate or

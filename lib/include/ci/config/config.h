@@ -46,6 +46,22 @@ struct WorkerTls {
 };
 
 /// `buildmaster`: where the master runs and what it listens on.
+/// `buildmaster.limits`: what clients of the master's two ports may make it hold (docs/api.md,
+/// "Limits"). The defaults are the values the table there gives.
+struct Limits {
+    int http_connections = 1024;              ///< HTTP connections open at once
+    int http_connections_per_address = 128;   ///< ... from one address (IPv6: its /64)
+    int worker_connections = 2048;            ///< worker port connections open at once
+    int worker_connections_per_address = 256; ///< ... from one address (IPv6: its /64)
+    int http_header_bytes = 16 * 1024;        ///< a request's header (request line and fields)
+    int body_memory_bytes = 64 * 1024 * 1024; ///< request bodies held at once, all together
+    Duration idle_timeout{75};                ///< a new connection's first byte, keep-alive waits
+    Duration header_timeout{10};              ///< from a request's first byte to its header
+    Duration request_timeout{60};             ///< from a request's first byte to its body
+    Duration hello_timeout{10};               ///< a worker connection's hello, TLS included
+    friend bool operator==(const Limits&, const Limits&) = default;
+};
+
 struct Buildmaster {
     std::string host = "localhost";    ///< `buildmaster.host`: the name workers and GitHub reach
     std::string docker_tag = "latest"; ///< `buildmaster.docker_tag`: image tag ci-deploy runs
@@ -62,6 +78,7 @@ struct Buildmaster {
     /// `exception` instead of `retry`, and the request is completed.
     int max_retries = 3;
     WorkerTls tls; ///< `buildmaster.tls`
+    Limits limits; ///< `buildmaster.limits`
     friend bool operator==(const Buildmaster&, const Buildmaster&) = default;
 };
 
