@@ -1,11 +1,14 @@
 #include <algorithm>
+#include <cerrno>
 #include <cstddef>
+#include <cstring>
 #include <fstream>
 #include <glob.h>
 #include <iterator>
 #include <memory>
 #include <optional>
 #include <system_error>
+#include <unistd.h>
 #include <utility>
 
 #include <fmt/format.h>
@@ -453,12 +456,23 @@ private:
                 return cannot_start(fmt::format("create {}", properties_file_.string()));
             }
         }
+        if (options_.step_user) {
+            // The step user's to write: the checkout (once a build) and CI_PROPERTIES.
+            if (auto given = hand_over(*options_.step_user); !given) {
+                return cannot_start(given.error().message);
+            }
+        }
 
         ProcessSpec process;
         process.argv = run.command;
         process.cwd = cwd->string();
         process.env = environment(run);
         process.unset_env = options_.unset_env;
+        process.run_as = options_.step_user;
+        // The work directory stays locked until nothing of the step runs, even if the worker
+        // (a master with local workers) dies before the step's processes: a retried build
+        // cannot start in it meanwhile.
+        process.hold_fd = lease_ ? lease_->lock_fd() : -1;
         // A property is standard output alone; without one, the log keeps both streams'
         // order as the kernel gave it.
         const bool capture = !step.set_property.empty();
@@ -482,16 +496,22 @@ private:
         }
         bool line_open = false;
         std::string captured;
+        // Known secrets never reach the log, even split across chunks (the redactor holds back
+        // a possible start of one until the next chunk).
+        std::vector<std::string> secrets = options_.log_secrets;
+        secrets.push_back(options_.git_token);
+        log::StreamRedactor redactor(std::move(secrets));
         process.on_output = [&](OutputStream stream, std::string_view chunk) {
             line_open = !chunk.empty() ? chunk.back() != '\n' : line_open;
             if (capture && stream == OutputStream::Stdout &&
                 captured.size() <= detail::max_property_value) {
                 captured.append(chunk.substr(0, detail::max_property_value + 1 - captured.size()));
             }
-            output(number, chunk);
+            output(number, redactor.feed(chunk));
         };
 
         auto result = run_process(process);
+        output(number, redactor.finish());
         if (!result) {
             return cannot_start(result.error().message);
         }
@@ -710,6 +730,48 @@ private:
         output(number, log);
     }
 
+    // Makes the work directory (every entry, symlinks themselves not followed) and the
+    // properties file the step user's.
+    Status hand_over(const RunAs& user) {
+        const auto give = [&](const std::filesystem::path& path) -> Status {
+            if (::lchown(path.c_str(), user.uid, user.gid) != 0) {
+                return fail(ErrorCode::Io,
+                            fmt::format("give {} to step_user '{}': {}",
+                                        path.string(),
+                                        user.name,
+                                        std::strerror(errno)),
+                            errno);
+            }
+            return {};
+        };
+        if (auto given = give(properties_file_); !given) {
+            return given;
+        }
+        if (handed_over_) {
+            return {};
+        }
+        if (auto given = give(work_dir_); !given) {
+            return given;
+        }
+        std::error_code error;
+        for (std::filesystem::recursive_directory_iterator it(work_dir_, error), end;
+             !error && it != end;
+             it.increment(error)) {
+            if (auto given = give(it->path()); !given) {
+                return given;
+            }
+        }
+        if (error) {
+            return fail(ErrorCode::Io,
+                        fmt::format("give {} to step_user '{}': {}",
+                                    work_dir_.string(),
+                                    user.name,
+                                    error.message()));
+        }
+        handed_over_ = true;
+        return {};
+    }
+
     const BuildSpec& spec_;
     const RunnerOptions& options_;
     const BuildObserver& observer_;
@@ -718,6 +780,7 @@ private:
     std::optional<WorkLease> lease_; // from the checkout on; released when the build ends
     std::filesystem::path work_dir_;
     std::filesystem::path properties_file_;
+    bool handed_over_ = false; // the work directory is the step user's (RunnerOptions::step_user)
     std::optional<Clock::time_point> deadline_;
     std::map<std::string, std::string> carried_; // values from CI_PROPERTIES so far
     // The build's properties: the spec's, and those set_property set so far over them.
