@@ -2,11 +2,13 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <unistd.h>
 #include <vector>
 
 #include <fmt/format.h>
@@ -47,28 +49,33 @@ Result<int> protect_secrets() {
     if (tokens.size() < env_start_field - first_field + 2) {
         return fail(ErrorCode::Io, "/proc/self/stat: no env_start/env_end fields");
     }
-    const auto start = std::stoull(tokens[env_start_field - first_field]);
-    const auto end = std::stoull(tokens[env_start_field - first_field + 1]);
-    // The kernel's own record of this process's memory: the block is ours to write.
-    auto* block = reinterpret_cast<char*>(static_cast<std::uintptr_t>(start));
-    const std::size_t size = end > start ? static_cast<std::size_t>(end - start) : 0;
-    int scrubbed = 0;
-    for (std::size_t at = 0; at < size;) {
-        char* entry = block + at;
-        const std::size_t length = strnlen(entry, size - at);
-        at += length + 1;
-        const std::string_view text(entry, length);
-        const auto equals = text.find('=');
-        if (equals == std::string_view::npos || !is_secret_variable(text.substr(0, equals))) {
+    const auto start =
+        static_cast<std::uintptr_t>(std::stoull(tokens[env_start_field - first_field]));
+    const auto end =
+        static_cast<std::uintptr_t>(std::stoull(tokens[env_start_field - first_field + 1]));
+    // The entries environ still points into the initial block (all of them, this early in main),
+    // collected first: setenv changes environ.
+    std::vector<char*> entries;
+    for (char** entry = environ; entry != nullptr && *entry != nullptr; ++entry) {
+        const auto address = reinterpret_cast<std::uintptr_t>(*entry);
+        if (address < start || address >= end) {
             continue;
         }
-        const std::string name(text.substr(0, equals));
-        if (const char* value = std::getenv(name.c_str());
-            value != nullptr && value >= entry && value < entry + length) {
-            const std::string copy(value);
-            ::setenv(name.c_str(), copy.c_str(), 1);
+        const std::string_view text(*entry);
+        const auto equals = text.find('=');
+        if (equals != std::string_view::npos && is_secret_variable(text.substr(0, equals))) {
+            entries.push_back(*entry);
         }
-        std::memset(entry, 0, length);
+    }
+    int scrubbed = 0;
+    for (char* entry : entries) {
+        const std::string_view text(entry);
+        const auto equals = text.find('=');
+        const std::string name(text.substr(0, equals));
+        // getenv keeps answering: the value moves to the heap first.
+        const std::string value(text.substr(equals + 1));
+        ::setenv(name.c_str(), value.c_str(), 1);
+        std::memset(entry, 0, text.size());
         ++scrubbed;
     }
     if (::prctl(PR_SET_DUMPABLE, 0) != 0) {
