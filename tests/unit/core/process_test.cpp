@@ -298,8 +298,8 @@ TEST_CASE("process: descendants that left the step's group or session are stoppe
         ci::ProcessSpec spec;
         spec.timeout = 300ms;
         spec.kill_grace = 300ms;
-        auto result = run_shell("setsid sh -c \"trap '' TERM; echo \\$\\$ > " + pid_file.string() +
-                                    "; exec sleep 106\" & sleep 100",
+        auto result = run_shell(R"(setsid sh -c "trap '' TERM; echo \$\$ > )" + pid_file.string() +
+                                    R"(; exec sleep 106" & sleep 100)",
                                 spec);
         CHECK(result.result.termination == Termination::TimedOut);
         const pid_t escaped = read_pid(pid_file);
