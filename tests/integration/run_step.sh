@@ -108,6 +108,71 @@ for file in setsid.pid setsid2.pid setm.pid; do
   fi
 done
 
+# Issue 15: a step cannot read the worker's secrets through /proc. Its parent is the step's
+# supervisor (a fork of ci-worker), its grandparent ci-worker itself; both started with
+# CI_WORKER_SECRET, CI_GIT_TOKEN and LIBCI_CONFIG in their environment.
+secret_worker=worker-secret-$RANDOM$RANDOM
+secret_token=git-token-$RANDOM$RANDOM
+secret_config='{"auth":{"password":"config-secret-'$RANDOM$RANDOM'"}}'
+peek='for pid in $PPID $(cut -d" " -f4 /proc/$PPID/stat); do
+  echo "environ of $pid:"; tr "\0" "\n" < /proc/$pid/environ 2>&1 || echo "unreadable";
+  echo "cmdline of $pid: $(tr "\0" " " < /proc/$pid/cmdline)"; done'
+peek_as() { # peek_as DESCRIPTION [RUNNER...]: runs ci-worker with the secrets, the step peeking
+  local what=$1
+  shift
+  CI_WORKER_SECRET=$secret_worker CI_GIT_TOKEN=$secret_token LIBCI_CONFIG=$secret_config \
+    "$@" "$worker" run-step --cwd "$tmp" ${step_user:+--step-user "$step_user"} -- \
+    sh -c "$peek" >"$tmp/peek" 2>&1
+  local status=$?
+  if [[ $status -ne 0 ]] || ! grep -q "cmdline of .*ci-worker run-step" "$tmp/peek"; then
+    echo "FAIL: $what: the peeking step did not run as planned (exit $status)"
+    sed 's/^/  /' "$tmp/peek"
+    failures=$((failures + 1))
+  elif grep -qF -e "$secret_worker" -e "$secret_token" -e "config-secret" "$tmp/peek"; then
+    echo "FAIL: $what: the step read a secret of ci-worker through /proc"
+    grep -F -e "$secret_worker" -e "$secret_token" -e "config-secret" "$tmp/peek" | sed 's/^/  /'
+    failures=$((failures + 1))
+  else
+    echo "ok: $what: no secret of ci-worker readable ($(grep -acx unreadable "$tmp/peek") of 2" \
+      "environ files refused)"
+  fi
+}
+chmod 755 "$tmp"
+covered=()
+if [[ $(id -u) -eq 0 ]]; then
+  # Root can read any environ: the scrubbed block is what keeps the secrets out.
+  step_user='' peek_as "a root step (the environ block scrubbed)"
+  covered+=("root")
+  step_user=nobody peek_as "a step run as nobody by a root worker (--step-user)"
+  grep -q "^uid=65534" <("$worker" run-step --step-user nobody -- id) ||
+    { echo "FAIL: --step-user nobody did not run the step as uid 65534"; failures=$((failures + 1)); }
+  covered+=("--step-user nobody")
+  # An unprivileged worker and a step of the same user: non-dumpable, so /proc refuses.
+  step_user='' peek_as "a step of the same unprivileged user as its worker (setpriv nobody)" \
+    setpriv --reuid=65534 --regid=65534 --clear-groups
+  # Both should be refused; seen once under load with one refused (the secrets absent from
+  # both all the same): at least one, and the output when not both.
+  refused=$(grep -acx unreadable "$tmp/peek")
+  if [[ $refused -ne 2 ]]; then
+    echo "note: only $refused of 2 environ files refused:"
+    grep -a -v = "$tmp/peek" | sed 's/^/  /'
+  fi
+  if [[ $refused -lt 1 ]]; then
+    echo "FAIL: a same-user step could open an environ file of its worker or supervisor"
+    grep -a -v = "$tmp/peek" | sed 's/^/  /'
+    failures=$((failures + 1))
+  fi
+  covered+=("unprivileged worker (nobody)")
+  check 2 "--step-user with a user that does not exist" -- --step-user libci-no-such-user -- true
+  expect_text err "step_user 'libci-no-such-user': no such user"
+else
+  step_user='' peek_as "a step of the same unprivileged user as its worker"
+  covered+=("unprivileged worker ($(id -un))")
+  check 127 "--step-user needs root" -- --step-user nobody -- true
+  expect_text err "Operation not permitted"
+fi
+echo "covered: ${covered[*]}"
+
 # --help: one usage line, ours.
 "$worker" run-step --help >"$tmp/help" 2>&1
 if [[ $(grep -c '^Usage:' "$tmp/help") -ne 1 ]]; then

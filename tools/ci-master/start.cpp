@@ -12,6 +12,7 @@
 
 #include <ci/config/load.h>
 #include <ci/core/log.h>
+#include <ci/core/process.h>
 #include <ci/master/master.h>
 
 #include "ci-master/commands.h"
@@ -121,6 +122,12 @@ int run_start(const StartCommand& command) {
     }
     // Every thread the master starts inherits this mask; the main thread waits for the signal.
     block_stop_signals();
+    // After the mask: the reaper's thread must not take SIGTERM. Leftovers of a local step whose
+    // supervisor was killed come to the master, which kills them.
+    if (auto subreaper = become_subreaper(); !subreaper) {
+        log::warn("{}: leftovers of a local step whose supervisor was killed go to init",
+                  subreaper.error().message);
+    }
     auto master = ci::master::Master::start(*config, options);
     if (!master) {
         print_error(master.error());

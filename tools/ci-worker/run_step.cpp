@@ -21,6 +21,7 @@ struct RunStepOptions {
     std::string timeout = "0";
     std::string grace = "10";
     std::string cwd;
+    std::string step_user;
     std::vector<std::string> env;
     std::vector<std::string> command;
 };
@@ -50,6 +51,14 @@ int run_step(const RunStepOptions& options) {
     }
     spec.timeout = *timeout;
     spec.kill_grace = *grace;
+    if (!options.step_user.empty()) {
+        auto user = lookup_user(options.step_user);
+        if (!user) {
+            std::fprintf(stderr, "error: --step-user: %s\n", user.error().message.c_str());
+            return ExitUsage;
+        }
+        spec.run_as = std::move(*user);
+    }
     for (const auto& assignment : options.env) {
         const auto equals = assignment.find('=');
         spec.env[assignment.substr(0, equals)] = assignment.substr(equals + 1);
@@ -127,6 +136,10 @@ void setup_run_step(CLI::App& app, Runner& runner) {
         ->default_str("10");
     command->add_option("--cwd", options->cwd, "Working directory of the step")
         ->check(CLI::ExistingDirectory);
+    command->add_option("--step-user",
+                        options->step_user,
+                        "Run the step as this user (setgid/setuid after fork; ci-worker must "
+                        "run as root), with its HOME, USER and LOGNAME");
     command
         ->add_option("--env",
                      options->env,

@@ -13,6 +13,7 @@
 #include <fmt/format.h>
 
 #include <ci/core/log.h>
+#include <ci/core/process.h>
 #include <ci/worker/agent.h>
 
 #include "ci-worker/commands.h"
@@ -30,6 +31,7 @@ struct StartCommand {
     std::string cache_dir;
     std::string ca_file;
     std::string fingerprint;
+    std::string step_user;
     bool insecure = false;
     int max_builds = 1;
     std::string imds;
@@ -132,6 +134,7 @@ int run_start(StartCommand command) {
     }
     options.port = static_cast<std::uint16_t>(port);
     options.name = command.name;
+    options.runner.log_secrets.push_back(*secret);
     options.secret = std::move(*secret);
     options.max_builds = command.max_builds;
     options.ca_file = command.ca_file;
@@ -139,6 +142,14 @@ int run_start(StartCommand command) {
     options.insecure = command.insecure;
     options.imds_url = command.imds;
     options.runner.work_root = command.work_dir;
+    if (!command.step_user.empty()) {
+        auto user = lookup_user(command.step_user);
+        if (!user) {
+            std::fprintf(stderr, "error: --step-user: %s\n", user.error().message.c_str());
+            return ExitUsage;
+        }
+        options.runner.step_user = std::move(*user);
+    }
     options.runner.cache_dir = command.cache_dir.empty()
                                    ? std::filesystem::path(command.work_dir) / "cache"
                                    : std::filesystem::path(command.cache_dir);
@@ -150,6 +161,12 @@ int run_start(StartCommand command) {
         options.runner.ssh_key = key;
     }
     block_stop_signals();
+    // After the mask: the reaper's thread must not take SIGTERM. Leftovers of a step whose
+    // supervisor was killed come to the worker, which kills them.
+    if (auto subreaper = become_subreaper(); !subreaper) {
+        log::warn("{}: leftovers of a step whose supervisor was killed go to init",
+                  subreaper.error().message);
+    }
     std::stop_source drain;
     std::thread([&drain] {
         const int signal = wait_for_stop_signal();
@@ -189,7 +206,10 @@ void setup_start(CLI::App& app, Runner& runner) {
         "Secrets come from files or the environment, never from arguments: the worker's secret\n"
         "from --secret-file or $CI_WORKER_SECRET (removed from the environment), git\n"
         "credentials from $CI_GIT_TOKEN (HTTPS) and $CI_GIT_SSH_KEY (key file; otherwise the\n"
-        "SSH agent). Build steps see none of them.\n"
+        "SSH agent). Build steps see none of them, in their environment or through /proc: the\n"
+        "worker overwrites them in its initial environment block and is not dumpable.\n"
+        "Each step runs under a supervisor that stops every process of it (setsid ones too)\n"
+        "when it ends; --step-user runs the steps as another user (the worker must be root).\n"
         "Exit status: 0 stopped by a signal, 1 the master refused the name or secret, or its\n"
         "certificate is not the expected one, 2 usage, 3 an error.");
     sub->add_option(
@@ -197,6 +217,10 @@ void setup_start(CLI::App& app, Runner& runner) {
     sub->add_option("--name",
                     command->name,
                     "This worker's name in the master's config: CLASS/I ($CI_WORKER_NAME)");
+    sub->add_option("--step-user",
+                    command->step_user,
+                    "Run build steps as this user (setgid/setuid after fork; the worker must be "
+                    "root); each build gives its work directory to that user first");
     sub->add_option("--secret-file",
                     command->secret_file,
                     "A file whose first line is this worker's password (else $CI_WORKER_SECRET)");

@@ -1,9 +1,12 @@
 #include <algorithm>
+#include <cerrno>
 #include <cstddef>
+#include <cstring>
 #include <fcntl.h>
 #include <fstream>
 #include <glob.h>
 #include <iterator>
+#include <map>
 #include <memory>
 #include <optional>
 #include <system_error>
@@ -570,12 +573,23 @@ private:
                 return cannot_start(fmt::format("create {}", properties_file_.string()));
             }
         }
+        if (options_.step_user) {
+            // The step user's to write: the checkout (once a build) and CI_PROPERTIES.
+            if (auto given = hand_over(*options_.step_user); !given) {
+                return cannot_start(given.error().message);
+            }
+        }
 
         ProcessSpec process;
         process.argv = run.command;
         process.cwd = cwd->string();
         process.env = environment(run);
         process.unset_env = options_.unset_env;
+        process.run_as = options_.step_user;
+        // The work directory stays locked until nothing of the step runs, even if the worker
+        // (a master with local workers) dies before the step's processes: a retried build
+        // cannot start in it meanwhile.
+        process.hold_fd = lease_ ? lease_->lock_fd() : -1;
         // A property is standard output alone; without one, the log keeps both streams'
         // order as the kernel gave it.
         const bool capture = !step.set_property.empty();
@@ -599,19 +613,27 @@ private:
         }
         bool line_open = false;
         std::string captured;
+        // Known secrets never reach the log, even split across chunks (the redactor holds back
+        // a possible start of one until the next chunk).
+        std::vector<std::string> secrets = options_.log_secrets;
+        secrets.push_back(options_.git_token);
+        log::StreamRedactor redactor(secrets);
         process.on_output = [&](OutputStream stream, std::string_view chunk) {
             line_open = !chunk.empty() ? chunk.back() != '\n' : line_open;
             if (capture && stream == OutputStream::Stdout &&
                 captured.size() <= detail::max_property_value) {
                 captured.append(chunk.substr(0, detail::max_property_value + 1 - captured.size()));
             }
-            output(number, chunk);
+            output(number, redactor.feed(chunk));
         };
 
         std::optional<LogFiles> logfiles;
+        // Log files are redacted as the log is, one redactor per file.
+        std::map<std::string, log::StreamRedactor> logfile_redactors;
         const LogFiles::Send send = [&](const std::string& name, std::string_view text) {
             if (observer_.logfile_output) {
-                observer_.logfile_output(number, name, text);
+                auto& file_redactor = logfile_redactors.try_emplace(name, secrets).first->second;
+                observer_.logfile_output(number, name, file_redactor.feed(text));
             }
         };
         const LogFiles::Note say = [&](const std::string& line) {
@@ -625,8 +647,14 @@ private:
         }
 
         auto result = run_process(process);
+        output(number, redactor.finish());
         if (logfiles) {
             logfiles->read(true, send, say);
+            for (auto& [name, file_redactor] : logfile_redactors) {
+                if (auto rest = file_redactor.finish(); !rest.empty()) {
+                    observer_.logfile_output(number, name, rest);
+                }
+            }
         }
         if (!result) {
             return cannot_start(result.error().message);
@@ -846,6 +874,48 @@ private:
         output(number, log);
     }
 
+    // Makes the work directory (every entry, symlinks themselves not followed) and the
+    // properties file the step user's.
+    Status hand_over(const RunAs& user) {
+        const auto give = [&](const std::filesystem::path& path) -> Status {
+            if (::lchown(path.c_str(), user.uid, user.gid) != 0) {
+                return fail(ErrorCode::Io,
+                            fmt::format("give {} to step_user '{}': {}",
+                                        path.string(),
+                                        user.name,
+                                        std::strerror(errno)),
+                            errno);
+            }
+            return {};
+        };
+        if (auto given = give(properties_file_); !given) {
+            return given;
+        }
+        if (handed_over_) {
+            return {};
+        }
+        if (auto given = give(work_dir_); !given) {
+            return given;
+        }
+        std::error_code error;
+        for (std::filesystem::recursive_directory_iterator it(work_dir_, error), end;
+             !error && it != end;
+             it.increment(error)) {
+            if (auto given = give(it->path()); !given) {
+                return given;
+            }
+        }
+        if (error) {
+            return fail(ErrorCode::Io,
+                        fmt::format("give {} to step_user '{}': {}",
+                                    work_dir_.string(),
+                                    user.name,
+                                    error.message()));
+        }
+        handed_over_ = true;
+        return {};
+    }
+
     const BuildSpec& spec_;
     const RunnerOptions& options_;
     const BuildObserver& observer_;
@@ -854,6 +924,7 @@ private:
     std::optional<WorkLease> lease_; // from the checkout on; released when the build ends
     std::filesystem::path work_dir_;
     std::filesystem::path properties_file_;
+    bool handed_over_ = false; // the work directory is the step user's (RunnerOptions::step_user)
     std::optional<Clock::time_point> deadline_;
     std::map<std::string, std::string> carried_; // values from CI_PROPERTIES so far
     // The build's properties: the spec's, and those set_property set so far over them.

@@ -346,4 +346,53 @@ std::uint64_t Throttle::count(Clock::time_point now) {
     return std::exchange(held_, 0);
 }
 
+StreamRedactor::StreamRedactor(std::vector<std::string> secrets) {
+    for (auto& secret : secrets) {
+        if (secret.size() >= min_secret_length) {
+            secrets_.push_back(std::move(secret));
+        }
+    }
+    std::ranges::sort(secrets_, std::greater{}, &std::string::size);
+}
+
+std::string StreamRedactor::feed(std::string_view chunk) {
+    std::string text = std::move(pending_);
+    pending_.clear();
+    text.append(chunk);
+    return scan(text, false);
+}
+
+std::string StreamRedactor::finish() {
+    std::string text = std::move(pending_);
+    pending_.clear();
+    return scan(text, true);
+}
+
+std::string StreamRedactor::scan(std::string_view text, bool final) {
+    std::string out;
+    out.reserve(text.size());
+    for (std::size_t at = 0; at < text.size();) {
+        const std::string_view rest = text.substr(at);
+        bool replaced = false;
+        for (const auto& secret : secrets_) {
+            if (rest.starts_with(secret)) {
+                out += redacted;
+                at += secret.size();
+                replaced = true;
+                break;
+            }
+            if (!final && rest.size() < secret.size() &&
+                std::string_view(secret).starts_with(rest)) {
+                pending_ = rest; // may be the start of this secret: wait for more
+                return out;
+            }
+        }
+        if (!replaced) {
+            out += text[at];
+            ++at;
+        }
+    }
+    return out;
+}
+
 } // namespace ci::log

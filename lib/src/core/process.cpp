@@ -103,7 +103,19 @@ std::vector<std::string> child_environment(const ProcessSpec& spec) {
             out.emplace_back(text);
         }
     }
-    for (const auto& [name, value] : spec.env) {
+    std::map<std::string, std::string> env = spec.env;
+    if (spec.run_as) {
+        // The user's own, unless the caller set them.
+        env.try_emplace("HOME", spec.run_as->home);
+        env.try_emplace("USER", spec.run_as->name);
+        env.try_emplace("LOGNAME", spec.run_as->name);
+    }
+    if (spec.inherit_env) {
+        std::erase_if(out, [&](const std::string& entry) {
+            return env.contains(entry.substr(0, entry.find('=')));
+        });
+    }
+    for (const auto& [name, value] : env) {
         out.push_back(fmt::format("{}={}", name, value));
     }
     return out;

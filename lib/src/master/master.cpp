@@ -305,6 +305,9 @@ void MasterState::start_local_workers() {
             runner.cache_dir = options.data_dir / "cache";
             runner.git_token = options.git_token;
             runner.ssh_key = options.ssh_key;
+            // A local step could find the config's secrets (a master's memory is its own);
+            // none of them reaches a log.
+            runner.log_secrets = config::secrets(config);
             coordinator->connected(name,
                                    Login{class_name, local->max_builds, false},
                                    true,

@@ -187,3 +187,39 @@ TEST_CASE("log: Throttle lets one line per interval through, with the count held
     CHECK(throttle.count(t0 + std::chrono::seconds(11)) == 0);
     CHECK(throttle.count(t0 + std::chrono::seconds(30)) == 2);
 }
+
+// Issue 15: known secrets out of a build log that arrives in chunks, split anywhere.
+TEST_CASE("log: StreamRedactor redacts secrets split across chunks") {
+    const std::string text = "start s3cret-value middle tok-12345 and s3cret-value end";
+    const std::string expected = "start [redacted] middle [redacted] and [redacted] end";
+    // Every way of cutting the text in two, and in one-byte chunks.
+    for (std::size_t cut = 0; cut <= text.size(); ++cut) {
+        ci::log::StreamRedactor redactor({"s3cret-value", "tok-12345", "ab"});
+        std::string out = redactor.feed(std::string_view(text).substr(0, cut));
+        out += redactor.feed(std::string_view(text).substr(cut));
+        out += redactor.finish();
+        CHECK_MESSAGE(out == expected, "cut at ", cut);
+    }
+    ci::log::StreamRedactor bytes({"s3cret-value", "tok-12345"});
+    std::string out;
+    for (const char c : text) {
+        out += bytes.feed(std::string_view(&c, 1));
+    }
+    out += bytes.finish();
+    CHECK(out == expected);
+
+    // A held-back start that turns out not to be a secret comes out whole, in order.
+    ci::log::StreamRedactor partial({"s3cret-value"});
+    CHECK(partial.feed("a s3cr") == "a ");
+    CHECK(partial.feed("x") == "s3crx");
+    CHECK(partial.feed("end s3c") == "end ");
+    CHECK(partial.finish() == "s3c");
+    // The longer of two overlapping secrets wins; the shorter still matches on its own.
+    ci::log::StreamRedactor overlap({"abcd", "abcdef"});
+    std::string both = overlap.feed("abcdef abcdx abcd");
+    both += overlap.finish();
+    CHECK(both == "[redacted] [redacted]x [redacted]");
+    // Values shorter than min_secret_length are not secrets: "ab" above redacted nothing.
+    ci::log::StreamRedactor none({"ab", ""});
+    CHECK(none.feed("ab abc") == "ab abc");
+}

@@ -4,8 +4,10 @@
 #include <atomic>
 #include <csignal>
 #include <dirent.h>
+#include <fcntl.h>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <string>
 #include <thread>
 #include <unistd.h>
@@ -13,7 +15,10 @@
 
 #include <doctest/doctest.h>
 #include <fmt/format.h>
+#include <sys/file.h>
+#include <sys/prctl.h>
 
+#include <ci/core/hardening.h>
 #include <ci/core/process.h>
 
 #include "support/require_ok.h"
@@ -328,8 +333,8 @@ TEST_CASE("process: descendants that left the step's group or session are stoppe
         ci::ProcessSpec spec;
         spec.timeout = 300ms;
         spec.kill_grace = 300ms;
-        auto result = run_shell("setsid sh -c \"trap '' TERM; echo \\$\\$ > " + pid_file.string() +
-                                    "; exec sleep 106\" & sleep 100",
+        auto result = run_shell(R"(setsid sh -c "trap '' TERM; echo \$\$ > )" + pid_file.string() +
+                                    R"(; exec sleep 106" & sleep 100)",
                                 spec);
         CHECK(result.result.termination == Termination::TimedOut);
         const pid_t escaped = read_pid(pid_file);
@@ -397,4 +402,83 @@ TEST_CASE("process: one step's cleanup leaves a concurrent step's processes alon
     std::ofstream(go.string()) << "go\n";
     other.join();
     CHECK(other_ok);
+}
+
+// Issue 15: the supervisor keeps hold_fd (a work directory's flock) until the step is gone, so
+// the lock outlives the caller's own descriptor; the child itself does not get it.
+TEST_CASE("process: hold_fd keeps a lock until every process of the child is gone") {
+    ci::test::TempDir dir;
+    const auto lock_file = dir / "slot.lock";
+    const auto go = dir / "go";
+    const auto started = dir / "started";
+    const int held = ::open(lock_file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    REQUIRE(held >= 0);
+    REQUIRE(::flock(held, LOCK_EX | LOCK_NB) == 0);
+    std::string fds;
+    std::thread step([&] {
+        ci::ProcessSpec spec;
+        spec.hold_fd = held;
+        spec.kill_grace = 200ms;
+        spec.argv = {"/bin/sh",
+                     "-c",
+                     "ls /proc/self/fd | sort -n | tr '\\n' ' '; touch " + started.string() +
+                         "; setsid sh -c 'while [ ! -e " + go.string() +
+                         " ]; do sleep 0.02; done' & exit 0"};
+        spec.on_output = [&](ci::OutputStream, std::string_view chunk) { fds.append(chunk); };
+        (void)ci::run_process(spec);
+    });
+    while (!std::filesystem::exists(started)) {
+        std::this_thread::sleep_for(10ms);
+    }
+    ::close(held); // as a dying worker would: only the supervisor holds the lock now
+    const auto try_lock = [&] {
+        const int fd = ::open(lock_file.c_str(), O_RDWR | O_CLOEXEC);
+        const bool locked = ::flock(fd, LOCK_EX | LOCK_NB) == 0;
+        ::close(fd);
+        return locked;
+    };
+    // The leader has exited; its setsid leftover runs until `go` or until it is stopped.
+    CHECK_FALSE(try_lock());
+    step.join(); // the supervisor stops the leftover, then exits
+    CHECK(try_lock());
+    CHECK(fds == "0 1 2 3 ");
+    std::ofstream(go.string()) << "go\n";
+}
+
+// Issue 15: protect_secrets overwrites secret entries of the initial environment block (what
+// /proc/PID/environ shows) and makes the process non-dumpable; getenv still answers. The test
+// runs itself again with a secret in its initial environment, since this process's block is
+// fixed at exec.
+TEST_CASE("process: protect_secrets scrubs /proc/self/environ and keeps getenv") {
+    const std::string value = "scrub-me-" + std::to_string(::getpid());
+    if (const char* token = std::getenv("LIBCI_SCRUB_TEST_TOKEN")) {
+        const std::string before(token);
+        auto scrubbed = ci::protect_secrets();
+        REQUIRE_OK(scrubbed);
+        CHECK(*scrubbed >= 1);
+        std::ifstream in("/proc/self/environ", std::ios::binary);
+        const std::string environ_text{std::istreambuf_iterator<char>(in), {}};
+        CHECK(environ_text.find(before) == std::string::npos);
+        CHECK(environ_text.find("LIBCI_SCRUB_TEST_PLAIN=visible") != std::string::npos);
+        REQUIRE(std::getenv("LIBCI_SCRUB_TEST_TOKEN") != nullptr);
+        CHECK(std::string(std::getenv("LIBCI_SCRUB_TEST_TOKEN")) == before);
+        CHECK(::prctl(PR_GET_DUMPABLE) == 0);
+        return;
+    }
+    CHECK(ci::is_secret_variable("CI_WORKER_SECRET"));
+    CHECK(ci::is_secret_variable("LIBCI_CONFIG"));
+    CHECK(ci::is_secret_variable("AWS_SECRET_ACCESS_KEY"));
+    CHECK(ci::is_secret_variable("my_api_token"));
+    CHECK_FALSE(ci::is_secret_variable("PATH"));
+    std::string out;
+    ci::ProcessSpec spec;
+    spec.argv = {"/proc/self/exe", "--test-case=*protect_secrets*"};
+    spec.env = {{"LIBCI_SCRUB_TEST_TOKEN", value}, {"LIBCI_SCRUB_TEST_PLAIN", "visible"}};
+    spec.merge_stderr = true;
+    spec.on_output = [&](ci::OutputStream, std::string_view chunk) { out.append(chunk); };
+    // /proc/self/exe is resolved in the supervisor's leader: this test binary again.
+    auto result = ci::run_process(spec);
+    REQUIRE_OK(result);
+    CHECK_MESSAGE(result->success(), out);
+    CHECK(out.find("1 passed") != std::string::npos);
 }

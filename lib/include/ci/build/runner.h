@@ -38,6 +38,7 @@
 #include <ci/build/work_slots.h>
 #include <ci/config/config.h>
 #include <ci/core/build_result.h>
+#include <ci/core/process.h>
 #include <ci/git/merge.h>
 
 namespace ci::build {
@@ -117,8 +118,22 @@ struct RunnerOptions {
     std::string git_token;           ///< HTTPS token (a secret); empty: none
     std::string ssh_key;             ///< private key file for SSH; empty: the agent
     git::Identity identity;          ///< who merge-forward commits are by
-    /// Variables of the worker's own environment that steps must not inherit (its secrets).
-    std::vector<std::string> unset_env{"CI_GIT_TOKEN", "CI_GIT_SSH_KEY"};
+    /// Variables of the worker's own environment that steps must not inherit (its secrets, and
+    /// a master's AWS keys and config, for its local workers).
+    std::vector<std::string> unset_env{"CI_GIT_TOKEN",
+                                       "CI_GIT_SSH_KEY",
+                                       "CI_WORKER_SECRET",
+                                       "LIBCI_CONFIG",
+                                       "AWS_SECRET_ACCESS_KEY",
+                                       "AWS_SESSION_TOKEN"};
+    /// Values replaced by "[redacted]" in step output before it is reported (the worker's
+    /// secret; a master's config secrets for its local workers), beside git_token; also when
+    /// split across chunks. Values shorter than log::min_secret_length are ignored.
+    std::vector<std::string> log_secrets;
+    /// Run the steps as this user (`ci-worker start --step-user`; the worker must be root);
+    /// before its first step a build gives its work directory (lchown, links not followed) and
+    /// CI_PROPERTIES file to that user. nullopt: steps run as the worker.
+    std::optional<RunAs> step_user;
 };
 
 /// The commits a checkout involved, as hexadecimal ids; each is empty when not applicable.

@@ -39,6 +39,10 @@ public:
     [[nodiscard]] const std::filesystem::path& directory() const noexcept { return directory_; }
     /// The slot's number, from 0.
     [[nodiscard]] int slot() const noexcept { return slot_; }
+    /// The descriptor holding the slot's flock, for ProcessSpec::hold_fd: a step's supervisor
+    /// keeps the lock until every process of the step is gone, even if this process dies first.
+    /// Owned by the lease; -1 once released.
+    [[nodiscard]] int lock_fd() const noexcept { return lock_fd_; }
     /// A file beside the directory for this build's own use (its CI_PROPERTIES):
     /// `<work root>/<builder>/<slot>.properties`.
     [[nodiscard]] std::filesystem::path properties_file() const;

@@ -23,6 +23,7 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -56,6 +57,27 @@ void clear_secrets();
 
 /// `message` with every secret and secret-shaped value replaced by "[redacted]" (rules above).
 [[nodiscard]] std::string redact(std::string_view message);
+
+/// Replaces known secret values by "[redacted]" in a stream that arrives in chunks (a build
+/// step's log), also where a secret is split across chunks: the end of a chunk that could be
+/// the start of a secret is held back until the next chunk (or finish) shows whether it is.
+/// Values shorter than min_secret_length are ignored; where two secrets could match at one
+/// place the longer wins. Not thread-safe: one per stream.
+class StreamRedactor {
+public:
+    explicit StreamRedactor(std::vector<std::string> secrets);
+    /// The text of `chunk` (after what was held back) that is safe to pass on now.
+    [[nodiscard]] std::string feed(std::string_view chunk);
+    /// What is still held back, at the end of the stream; the redactor is then empty again.
+    [[nodiscard]] std::string finish();
+
+private:
+    // Redacts `text`; unless `final`, holds back from the first place a secret may start but
+    // not end.
+    std::string scan(std::string_view text, bool final);
+    std::vector<std::string> secrets_; // longest first
+    std::string pending_;
+};
 
 /// Receives each message that passed the level filter, already redacted.
 using Sink = std::function<void(Level, std::string_view)>;
