@@ -155,7 +155,7 @@ Result<std::string> read_user_data_template(const Ec2Workers& worker_class) {
     if (text && text->size() > max_user_data) {
         return fail(ErrorCode::InvalidArgument,
                     fmt::format("user data template {}: more than {} bytes (EC2's limit)",
-                                worker_class.user_data_template.string(),
+                                worker_class.user_data_template,
                                 max_user_data));
     }
     return text;
