@@ -507,8 +507,8 @@ private:
                 status(fmt::format("build {}: the master asked to stop it", stop->build));
                 found->second.thread.request_stop();
             }
-        } else if (const auto* triggered = std::get_if<protocol::Triggered>(&message)) {
-            answers_.deliver(*triggered);
+        } else if (MasterAnswers::is_answer(message)) {
+            answers_.deliver(std::move(message));
         }
     }
 
@@ -554,7 +554,7 @@ private:
     const WorkerOptions& options_;
     Loop& loop_;
     std::shared_ptr<Connection> connection_;
-    TriggerAnswers answers_; // before jobs_: their threads wait on it
+    MasterAnswers answers_; // before jobs_: their threads wait on it
     std::mutex mutex_;
     std::map<std::int64_t, Job> jobs_;
 };
