@@ -7,7 +7,8 @@ In one run, on this machine: a ci-master and a ci-worker (TLS 1.3, the master's 
 certificate pinned, as deployed) run a build whose upload step sends one file of MB megabytes of
 random bytes; then `scp` sends the same file to the real OpenSSH sshd (Debian's openssh-server,
 started unprivileged on a port the kernel picks, one `sshd -i` per connection:
-tests/support/git_ssh_server.py) on 127.0.0.1. Each is timed ROUNDS times, the best kept.
+tests/support/git_ssh_server.py) on 127.0.0.1, with `scp -O` (the SCP protocol: that sshd has
+no SFTP subsystem configured). Each is timed ROUNDS times, the best kept.
 The upload's time is from the master's log: from its UploadBegin ("upload ... of N files") to
 the file stored (its SHA-256 checked, fsync'd, renamed) — so it includes the master's checks,
 which scp does not do; the worker's own SHA-256 pass before it sends is timed separately (the
@@ -106,7 +107,7 @@ def scp_rounds(case, harness, path, rounds):
         for round_number in range(rounds):
             target = f"{tmp}/scp-copy.bin"
             start = time.monotonic()
-            subprocess.run(["scp", "-q", "-P", str(port), "-i", f"{tmp}/key",
+            subprocess.run(["scp", "-O", "-q", "-P", str(port), "-i", f"{tmp}/key",
                             "-o", f"UserKnownHostsFile={tmp}/known_hosts",
                             "-o", "BatchMode=yes", path, f"{user}@127.0.0.1:{target}"],
                            check=True)
