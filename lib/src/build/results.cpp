@@ -16,7 +16,8 @@ std::string percent_encode(std::string_view text, bool encode_leading_dot) {
     out.reserve(text.size());
     for (std::size_t i = 0; i < text.size(); ++i) {
         const char c = text[i];
-        if (plain(c) && !(encode_leading_dot && i == 0 && c == '.')) {
+        const bool leading_dot = encode_leading_dot && i == 0 && c == '.';
+        if (plain(c) && !leading_dot) {
             out += c;
         } else {
             out += fmt::format("%{:02X}", static_cast<unsigned char>(c));

@@ -99,9 +99,9 @@ private:
     void begin(const std::string& worker, const protocol::UploadBegin& message);
     void chunk(const protocol::UploadChunk& message);
     void end(const std::string& worker, const protocol::UploadEnd& message);
-    void close(Upload& upload);
+    static void close(Upload& upload);
     protocol::UploadDone finish(Upload& upload);
-    void after_upload(Upload& upload, protocol::UploadDone& done);
+    static void after_upload(Upload& upload, protocol::UploadDone& done);
 
     const config::Config& config_;
     Options options_;

@@ -1134,7 +1134,7 @@ TEST_CASE("config: upload steps, after_upload and buildmaster.max_upload_size") 
         CHECK(has_error(errors, "builders.app-tests.steps[3].upload.to", "empty segment"));
         CHECK(has_error(errors, "builders.app-tests.steps[4].upload.to", "control character"));
         CHECK(has_error(errors, "builders.app-tests.steps[5].upload.to", "is empty"));
-        CHECK(has_error(errors, "builders.app-tests.steps[6].upload", "to"));
+        CHECK(has_error(errors, "builders.app-tests.steps[6].upload.to", "missing"));
         CHECK(has_error(errors, "builders.app-tests.steps[6].run", "upload step"));
         CHECK(has_error(errors, "builders.app-tests.steps[6].env", "upload step"));
         CHECK(has_error(errors, "builders.app-tests.steps[7].after_upload", "without upload"));
