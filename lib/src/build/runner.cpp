@@ -498,6 +498,13 @@ private:
         } else {
             outcome = ended(exception, "no master to ask for triggered builds");
         }
+        return answered(number, step, outcome, outcome.result);
+    }
+
+    // Logs and reports how step `number`, answered by the master (a trigger or an upload),
+    // ended; `effect`: what its failure makes the build. Returns whether the build goes on.
+    bool
+    answered(int number, const StepSpec& step, const StepOutcome& outcome, BuildResult effect) {
         output(number, fmt::format("-- {}: {}\n", to_string(outcome.result), outcome.description));
         finished(number, outcome);
         if (outcome.result == cancelled) {
@@ -505,12 +512,57 @@ private:
             return false;
         }
         if (outcome.result != success) {
-            note(outcome.result,
+            note(effect,
                  fmt::format("step '{}': {}", step.name, outcome.description),
                  step.halt_on_failure);
             return !step.halt_on_failure;
         }
         return true;
+    }
+
+    // Runs upload step `number`: the worker sends the files, the master stores them (and runs
+    // after_upload). Returns whether the build goes on.
+    bool upload_step(int number, const StepSpec& step) {
+        output(number, fmt::format("$ upload {} to {}\n", step.upload->from, step.upload->to));
+        StepOutcome outcome;
+        if (auto held = holds_checkout(); !held) {
+            outcome = ended(exception, held.error().message);
+        } else if (auto from = detail::resolve_workdir(work_dir_, step.upload->from); !from) {
+            outcome = ended(exception, from.error().message);
+        } else if (auto link = symlink_on_the_way(step.upload->from)) {
+            // It could lead out of the checkout: only what the checkout holds is uploaded.
+            outcome = ended(failure,
+                            fmt::format("{} is a symbolic link: only regular files and "
+                                        "directories inside the checkout are uploaded",
+                                        link->string()));
+        } else if (!observer_.upload) {
+            outcome = ended(exception, "no master to send an upload to");
+        } else {
+            auto deadline = deadline_.value_or(Clock::time_point::max());
+            if (step.timeout) {
+                deadline = std::min(deadline, Clock::now() + *step.timeout);
+            }
+            outcome = observer_.upload(number, step, *from, deadline, stop_);
+        }
+        return answered(
+            number, step, outcome, outcome.result == exception ? exception : failure_effect(step));
+    }
+
+    // The first symbolic link among the components of `relative` (under the work directory),
+    // if any.
+    std::optional<std::filesystem::path> symlink_on_the_way(const std::string& relative) const {
+        auto at = work_dir_;
+        for (const auto& part : std::filesystem::path(relative).lexically_normal()) {
+            if (part.empty() || part == ".") {
+                continue;
+            }
+            at /= part;
+            std::error_code error;
+            if (std::filesystem::is_symlink(std::filesystem::symlink_status(at, error))) {
+                return at;
+            }
+        }
+        return std::nullopt;
     }
 
     // What a failure of `step` makes the build.
@@ -527,6 +579,9 @@ private:
         started(number, step.name);
         if (step.trigger) {
             return trigger_step(number, step);
+        }
+        if (step.upload) {
+            return upload_step(number, step);
         }
         // An always_run step after the build ended does not take over the build's message.
         const bool halts = step.halt_on_failure && !after_halt;
@@ -836,6 +891,8 @@ private:
         env["CI_REVISION"] = checkout.revision;
         env["CI_WORKDIR"] = work_dir_.string();
         env["CI_PROPERTIES"] = properties_file_.string();
+        env["CI_MASTER_URL"] = spec_.master_url;
+        env["CI_RESULTS_URL"] = spec_.results_url;
         for (const auto& [name, value] : properties_) {
             env[detail::property_variable(name)] = value;
         }
@@ -947,6 +1004,7 @@ std::vector<StepSpec> step_specs(const config::Builder& builder) {
             .grace = step.grace,
             .halt_on_failure = step.halt_on_failure,
             .trigger = step.trigger,
+            .upload = step.upload,
             .always_run = step.always_run,
             .flunk_on_failure = step.flunk_on_failure,
             .warn_on_failure = step.warn_on_failure,

@@ -111,6 +111,16 @@ void write_step(Writer& writer, const Step& step) {
         write_field(writer, "builders", step.trigger->builders);
         write_field(writer, "wait", step.trigger->wait);
         writer.EndObject();
+    } else if (step.upload) {
+        // An upload step runs no command on the worker: run, env and grace would be refused.
+        write_key(writer, "upload");
+        writer.StartObject();
+        write_field(writer, "from", step.upload->from);
+        write_field(writer, "to", step.upload->to);
+        writer.EndObject();
+        if (!step.after_upload.empty()) {
+            write_field(writer, "after_upload", step.after_upload);
+        }
     } else {
         write_field(writer, "run", step.command);
         write_field(writer, "env", step.env);
@@ -305,6 +315,8 @@ std::string to_json(const Config& config) {
     write_field(writer, "state", config.buildmaster.state);
     write_field(writer, "url", config.buildmaster.url);
     write_field(writer, "max_retries", std::int64_t{config.buildmaster.max_retries});
+    write_field(
+        writer, "max_upload_size", static_cast<std::int64_t>(config.buildmaster.max_upload_size));
     if (!config.buildmaster.tls.enabled) {
         write_field(writer, "tls", false);
     } else if (!config.buildmaster.tls.cert.empty()) {

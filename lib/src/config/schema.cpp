@@ -10,6 +10,7 @@
 
 #include <fmt/format.h>
 
+#include <ci/build/results.h>
 #include <ci/config/placeholders.h>
 
 #include "config/reader.h"
@@ -19,6 +20,51 @@ namespace ci::config::detail {
 namespace {
 
 constexpr int max_count = 10000;
+
+// An S3 bucket name: 3 to 63 characters of [a-z0-9.-], starting and ending with a letter or
+// digit.
+bool valid_bucket_name(std::string_view name) {
+    const auto alnum = [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); };
+    return name.size() >= 3 && name.size() <= 63 && alnum(name.front()) && alnum(name.back()) &&
+           std::ranges::all_of(name, [&](char c) { return alnum(c) || c == '.' || c == '-'; });
+}
+
+// A size: bytes, or a whole number with KiB, MiB, GiB or TiB; 1 byte to 1 TiB.
+Result<std::uint64_t> parse_size(std::string_view text) {
+    std::uint64_t number = 0;
+    std::size_t i = 0;
+    constexpr std::uint64_t tib = std::uint64_t{1} << 40;
+    while (i < text.size() && text[i] >= '0' && text[i] <= '9') {
+        number = number * 10 + static_cast<std::uint64_t>(text[i] - '0');
+        if (number > tib) {
+            return fail(ErrorCode::InvalidArgument, "too large");
+        }
+        ++i;
+    }
+    if (i == 0) {
+        return fail(ErrorCode::InvalidArgument, "no number");
+    }
+    auto unit = text.substr(i);
+    while (unit.starts_with(' ')) {
+        unit.remove_prefix(1);
+    }
+    std::uint64_t scale = 1;
+    if (unit == "KiB") {
+        scale = std::uint64_t{1} << 10;
+    } else if (unit == "MiB") {
+        scale = std::uint64_t{1} << 20;
+    } else if (unit == "GiB") {
+        scale = std::uint64_t{1} << 30;
+    } else if (unit == "TiB") {
+        scale = tib;
+    } else if (!unit.empty() && unit != "B") {
+        return fail(ErrorCode::InvalidArgument, "unknown unit");
+    }
+    if (number == 0 || number > tib / scale) {
+        return fail(ErrorCode::InvalidArgument, "out of range");
+    }
+    return number * scale;
+}
 
 // A name listed under another section, remembered with its node so that a dangling reference
 // is reported where it is written.
@@ -135,6 +181,8 @@ private:
                        const std::string& path,
                        Trigger& out);
     void check_triggered();
+    void check_upload(const Entry& entry, const std::string& path, Upload& out);
+    void check_after_upload(Fields& fields, Step& out);
     void check_schedulers(const YAML::Node& node);
     void check_scheduler(const std::string& name, const YAML::Node& node);
     void check_failing_builders(const Entry& entry);
@@ -270,7 +318,8 @@ void Checker::check_buildmaster(const YAML::Node& node) {
                    "url",
                    "max_retries",
                    "tls",
-                   "limits"});
+                   "limits",
+                   "max_upload_size"});
     Buildmaster& out = config_.buildmaster;
     fields.read("host", out.host);
     fields.read("docker_tag", out.docker_tag);
@@ -287,6 +336,19 @@ void Checker::check_buildmaster(const YAML::Node& node) {
     fields.read("url", out.url);
     check_http_url(fields, "url", out.url);
     fields.read("max_retries", out.max_retries, 0, 100);
+    if (const Entry* size = fields.find("max_upload_size");
+        size != nullptr && !size->value.IsNull()) {
+        auto parsed = size->value.IsScalar() ? parse_size(size->value.Scalar())
+                                             : fail(ErrorCode::InvalidArgument, "not a scalar");
+        if (parsed) {
+            out.max_upload_size = *parsed;
+        } else {
+            reader_.error(size->value,
+                          fields.path("max_upload_size"),
+                          "expected a size from 1 byte to 1TiB: a number of bytes, or a number "
+                          "with KiB, MiB, GiB or TiB (e.g. \"2GiB\")");
+        }
+    }
     if (out.web_port == out.worker_port && out.web_port != 0 && fields.has("worker_port")) {
         reader_.error(fields.find("worker_port")->value,
                       fields.path("worker_port"),
@@ -817,6 +879,8 @@ Checker::check_step(const std::string& builder, const YAML::Node& node, const st
                   {"name",
                    "run",
                    "trigger",
+                   "upload",
+                   "after_upload",
                    "env",
                    "workdir",
                    "timeout",
@@ -839,6 +903,14 @@ Checker::check_step(const std::string& builder, const YAML::Node& node, const st
         fields.forbid({"run", "env", "workdir", "grace"},
                       "for a trigger step (it runs no command)");
         check_trigger(builder, *trigger, fields.path("trigger"), out.trigger.emplace());
+        fields.forbid({"upload", "after_upload"}, "for a trigger step");
+    } else if (const Entry* upload = fields.find("upload")) {
+        fields.forbid(
+            {"run", "env", "workdir", "grace", "set_property", "test_results", "logfiles"},
+            "for an upload step (it runs no command on the worker; from is relative "
+            "to the checkout)");
+        check_upload(*upload, fields.path("upload"), out.upload.emplace());
+        check_after_upload(fields, out);
     } else if (fields.require("run")) {
         const Entry* run = fields.find("run");
         if (run->value.IsScalar()) {
@@ -871,6 +943,9 @@ Checker::check_step(const std::string& builder, const YAML::Node& node, const st
                           fields.path("run"),
                           "expected a shell command (a string) or an argv (a list of strings)");
         }
+    }
+    if (!out.upload) {
+        fields.forbid({"after_upload"}, "without upload (it runs after an upload step)");
     }
     fields.read("env", out.env);
     for (const auto& [name, value] : out.env) {
@@ -929,6 +1004,80 @@ Checker::check_step(const std::string& builder, const YAML::Node& node, const st
         }
     }
     return out;
+}
+
+void Checker::check_upload(const Entry& entry, const std::string& path, Upload& out) {
+    Fields fields(reader_, entry.value, path, {"from", "to"});
+    if (!fields.valid()) {
+        return;
+    }
+    if (fields.require("from")) {
+        fields.read("from", out.from);
+        if (out.from.empty() || leaves_checkout(out.from)) {
+            reader_.error(fields.find("from")->value,
+                          fields.path("from"),
+                          "must be a path inside the checkout (relative, without ..)");
+        }
+    }
+    if (!fields.require("to")) {
+        return;
+    }
+    fields.read("to", out.to);
+    const auto& node = fields.find("to")->value;
+    if (out.to.starts_with("s3://")) {
+        const auto rest = std::string_view(out.to).substr(5);
+        const auto bucket = rest.substr(0, rest.find('/'));
+        const auto prefix = bucket.size() < rest.size() ? rest.substr(bucket.size() + 1) : "";
+        if (!valid_bucket_name(bucket)) {
+            reader_.error(node,
+                          fields.path("to"),
+                          "an S3 destination is s3://BUCKET or s3://BUCKET/PREFIX with a bucket "
+                          "name of 3 to 63 characters of [a-z0-9.-]");
+        } else if (!prefix.empty() && !build::check_relative_path(prefix)) {
+            reader_.error(node,
+                          fields.path("to"),
+                          fmt::format("the S3 prefix: {}",
+                                      build::check_relative_path(prefix).error().message));
+        } else {
+            reader_.warning(node,
+                            fields.path("to"),
+                            "not used yet: uploads to S3 are not sent yet (this step fails when "
+                            "it runs); uploads to the master (to: NAME) are");
+        }
+        return;
+    }
+    if (auto valid = build::check_relative_path(out.to); !valid) {
+        reader_.error(node,
+                      fields.path("to"),
+                      fmt::format("must name a directory under the build's results (or be "
+                                  "s3://BUCKET/PREFIX): {}",
+                                  valid.error().message));
+    }
+}
+
+void Checker::check_after_upload(Fields& fields, Step& out) {
+    const Entry* after = fields.find("after_upload");
+    if (after == nullptr || after->value.IsNull()) {
+        return;
+    }
+    if (after->value.IsScalar()) {
+        out.after_upload = {"/bin/sh", "-c", after->value.Scalar()};
+    } else if (after->value.IsSequence()) {
+        fields.read("after_upload", out.after_upload);
+    } else {
+        reader_.error(after->value,
+                      fields.path("after_upload"),
+                      "expected a shell command (a string) or an argv (a list of strings)");
+        return;
+    }
+    if (out.after_upload.empty() || out.after_upload.front().empty()) {
+        reader_.error(after->value, fields.path("after_upload"), "needs a command");
+    }
+    if (out.upload && out.upload->to.starts_with("s3://")) {
+        reader_.error(after->value,
+                      fields.path("after_upload"),
+                      "runs on the master in the uploaded directory: not for an S3 upload");
+    }
 }
 
 void Checker::check_trigger(const std::string& builder,

@@ -155,6 +155,10 @@ void Coordinator::message(const std::string& name, const Link* link, protocol::M
         finish(id, done->result, done->message);
     } else if (const auto* trigger = std::get_if<protocol::Trigger>(&message)) {
         p_.triggers.ask(name, id, trigger->step);
+    } else if (std::holds_alternative<protocol::UploadBegin>(message) ||
+               std::holds_alternative<protocol::UploadChunk>(message) ||
+               std::holds_alternative<protocol::UploadEnd>(message)) {
+        p_.uploads.add(name, std::move(message));
     }
 }
 
@@ -242,6 +246,7 @@ void Coordinator::finish(std::int64_t id, BuildResult result, const std::string&
             }
         });
     p_.triggers.build_ended(id);
+    p_.uploads.ended(id);
     p_.locks.release(ended->locks, build.worker);
     p_.workers.release(build.worker, id);
     const double seconds =
@@ -258,6 +263,10 @@ void Coordinator::finish(std::int64_t id, BuildResult result, const std::string&
                                      "buildmaster.max_retries allows: it is not queued again)"
                                    : "");
     p_.wake_dispatcher();
+}
+
+void Coordinator::starting(const build::BuildSpec& spec) {
+    p_.uploads.started(spec.build_id, spec.builder, spec.branch);
 }
 
 void Coordinator::request_cancelled(std::int64_t request, const std::string& builder) {

@@ -26,6 +26,7 @@
 #include "master/running.h"
 #include "master/store_writes.h"
 #include "master/triggers.h"
+#include "master/uploads.h"
 #include "store/log_writer.h"
 
 namespace ci::master {
@@ -61,6 +62,7 @@ public:
         store::LogWriter& logs; ///< build logs, written on their own thread
         Reports& reports;       ///< told when a build's checkout is known and when it ends
         Triggers& triggers;     ///< trigger steps, and the ends of the builds they wait for
+        Uploads& uploads;       ///< upload steps' files, written on their own thread
         /// Called whenever a slot or a lock may have come free.
         std::function<void()> wake_dispatcher;
     };
@@ -74,6 +76,10 @@ public:
                    std::shared_ptr<Link> link) override;
     void message(const std::string& name, const Link* link, protocol::Message message) override;
     void lost(const std::string& name, const Link* link, const std::string& why) override;
+
+    /// Build spec.build_id is sent to its worker (its upload steps' results go under its
+    /// builder and branch).
+    void starting(const build::BuildSpec& spec);
 
     /// Ends running build `id`: stores its end (and its request's: retry queues it again),
     /// gives back its slot and locks, counts it, ends its log followers. Does nothing when the

@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include <ci/build/results.h>
 #include <ci/core/log.h>
 
 #include "master/dispatch.h"
@@ -11,10 +12,19 @@
 
 namespace ci::master {
 
+std::string web_url(const config::Config& config, std::uint16_t bound_port) {
+    if (!config.buildmaster.url.empty()) {
+        return config.buildmaster.url;
+    }
+    const auto port = config.buildmaster.web_port != 0 ? config.buildmaster.web_port : bound_port;
+    return fmt::format("http://{}:{}", config.buildmaster.host, port);
+}
+
 build::BuildSpec build_spec(const config::Config& config,
                             const store::BuildRequest& request,
                             std::int64_t build_id,
-                            bool is_tag) {
+                            bool is_tag,
+                            const std::string& master_url) {
     const auto& builder = config.builders.at(request.request.builder);
     build::BuildSpec spec;
     spec.build_id = build_id;
@@ -22,7 +32,9 @@ build::BuildSpec build_spec(const config::Config& config,
     spec.timeout = builder.timeout;
     spec.properties = request.request.properties;
     spec.steps = build::step_specs(builder);
+    spec.master_url = master_url;
     if (builder.repository.empty()) {
+        spec.results_url = build::results_url(spec.master_url, spec.builder, {}, build_id);
         return spec; // no checkout: no URL, branch or merge
     }
     const auto& repository = config.repositories.at(builder.repository);
@@ -30,6 +42,7 @@ build::BuildSpec build_spec(const config::Config& config,
     spec.url = repository.url;
     spec.branch =
         request.request.branch.empty() ? repository.default_branch : request.request.branch;
+    spec.results_url = build::results_url(spec.master_url, spec.builder, spec.branch, build_id);
     spec.is_tag = is_tag;
     spec.revision = request.request.revision;
     spec.merge_target = merge_target_of(config, request, is_tag);
@@ -180,7 +193,8 @@ void Dispatcher::start_build(const store::BuildRequest& queued, const std::strin
             is_tag = (*change)->is_tag;
         }
     }
-    protocol::StartBuild start{build_spec(p_.config, request, *build_id, is_tag)};
+    protocol::StartBuild start{build_spec(
+        p_.config, request, *build_id, is_tag, p_.web_url ? p_.web_url() : web_url(p_.config))};
     const auto view = p_.workers.view(worker);
     p_.running.add(
         store::Build{*build_id, request.id, builder_name, worker, started, {}, {}, {}, {}, {}},
@@ -208,6 +222,7 @@ void Dispatcher::start_build(const store::BuildRequest& queued, const std::strin
                         protocol::max_line));
         return;
     }
+    p_.coordinator.starting(start.spec);
     log::info("build {} ({} on {}, request {}, branch {}) starts on {}",
               *build_id,
               builder_name,

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -25,12 +26,19 @@
 
 namespace ci::master {
 
+/// The master's web address as users reach it: buildmaster.url, or http://HOST:PORT with
+/// buildmaster.web_port, or `bound_port` (the port it listens on) when that is 0 and
+/// `bound_port` is not.
+[[nodiscard]] std::string web_url(const config::Config& config, std::uint16_t bound_port = 0);
+
 /// What a worker is sent for a claimed request: the builder's steps, the branch and its merge
 /// target (a pure function of the config and the request).
+/// `master_url`: web_url(), for CI_MASTER_URL and CI_RESULTS_URL.
 [[nodiscard]] build::BuildSpec build_spec(const config::Config& config,
                                           const store::BuildRequest& request,
                                           std::int64_t build_id,
-                                          bool is_tag);
+                                          bool is_tag,
+                                          const std::string& master_url);
 
 class Dispatcher {
 public:
@@ -43,8 +51,9 @@ public:
         LockTable& locks;
         Coordinator& coordinator;
         Metrics& metrics;
-        Reports& reports; ///< told when a build starts
-        std::string name; ///< the name requests are claimed under
+        Reports& reports;                     ///< told when a build starts
+        std::string name;                     ///< the name requests are claimed under
+        std::function<std::string()> web_url; ///< the master's web address (web_url())
     };
     explicit Dispatcher(Parts parts) : p_(std::move(parts)) {}
     /// Joins the thread.

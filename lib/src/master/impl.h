@@ -62,6 +62,7 @@ struct MasterState {
     /// `reports` for the reporters' own threads (a reporter giving up), set once it exists.
     std::atomic<Reports*> ops_reports{nullptr};
     std::unique_ptr<Triggers> triggers; ///< trigger steps (answered through the workers' links)
+    std::unique_ptr<Uploads> uploads;   ///< upload steps' files (answered through the links)
     std::unique_ptr<Coordinator> coordinator;
     std::unique_ptr<Dispatcher> dispatcher;
     std::unique_ptr<store::Ingestor> ingestor;

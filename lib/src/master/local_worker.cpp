@@ -25,8 +25,8 @@ void LocalWorker::send(const protocol::Message& message) {
         if (auto found = jobs_.find(stop->build); found != jobs_.end()) {
             found->second.thread.request_stop();
         }
-    } else if (const auto* triggered = std::get_if<protocol::Triggered>(&message)) {
-        answers_.deliver(*triggered);
+    } else if (worker::MasterAnswers::is_answer(message)) {
+        answers_.deliver(message);
     }
 }
 

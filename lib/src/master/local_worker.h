@@ -42,7 +42,7 @@ private:
     WorkerEvents& events_;
     std::string name_;
     build::RunnerOptions options_;
-    worker::TriggerAnswers answers_; // before jobs_: their threads wait on it
+    worker::MasterAnswers answers_; // before jobs_: their threads wait on it
     std::mutex mutex_;
     std::map<std::int64_t, Job> jobs_;
 };

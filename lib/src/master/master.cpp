@@ -103,6 +103,14 @@ Status MasterState::start() {
     }
     triggers = std::make_unique<Triggers>(Triggers::Parts{
         config, clock, *writes, workers, running, *reports, [this] { dispatcher->wake(); }});
+    uploads = std::make_unique<Uploads>(
+        config,
+        Uploads::Options{options.data_dir / "results", config.buildmaster.max_upload_size},
+        [this](const std::string& worker, protocol::Message message) {
+            if (auto link = workers.link(worker)) {
+                link->send(message);
+            }
+        });
     coordinator = std::make_unique<Coordinator>(Coordinator::Parts{clock,
                                                                    credentials,
                                                                    workers,
@@ -113,17 +121,20 @@ Status MasterState::start() {
                                                                    *logs,
                                                                    *reports,
                                                                    *triggers,
+                                                                   *uploads,
                                                                    [this] { dispatcher->wake(); }});
-    dispatcher = std::make_unique<Dispatcher>(Dispatcher::Parts{config,
-                                                                clock,
-                                                                *store,
-                                                                workers,
-                                                                running,
-                                                                locks,
-                                                                *coordinator,
-                                                                metrics,
-                                                                *reports,
-                                                                options.dispatcher_name});
+    dispatcher = std::make_unique<Dispatcher>(
+        Dispatcher::Parts{config,
+                          clock,
+                          *store,
+                          workers,
+                          running,
+                          locks,
+                          *coordinator,
+                          metrics,
+                          *reports,
+                          options.dispatcher_name,
+                          [this] { return web_url(config, http ? http->port() : 0); }});
     store::IngestOptions ingest_options;
     ingest_options.on_requests = [this](const std::vector<store::BuildRequest>& requests) {
         reports->requested(requests);
@@ -201,11 +212,7 @@ Status MasterState::start_reporters() {
         }
         log::info("zulip: reporting to {} (stream {})", config.zulip->site, config.zulip->stream);
     }
-    auto base = config.buildmaster.url;
-    if (base.empty()) {
-        base = fmt::format("http://{}:{}", config.buildmaster.host, config.buildmaster.web_port);
-    }
-    reports = std::make_unique<Reports>(config, clock, std::move(list), std::move(base));
+    reports = std::make_unique<Reports>(config, clock, std::move(list), web_url(config));
     ops_reports = reports.get();
     // A store that becomes degraded is told to the operators at once (Zulip's ops_stream).
     writes->on_degraded([this](const std::string& error) {

@@ -61,6 +61,8 @@ void write_spec(Writer& w, const build::BuildSpec& spec) {
     }
     field(w, "timeout", static_cast<std::int64_t>(spec.timeout.count()));
     field(w, "properties", spec.properties);
+    field(w, "master_url", spec.master_url);
+    field(w, "results_url", spec.results_url);
     w.Key("steps");
     w.StartArray();
     for (const auto& step : spec.steps) {
@@ -98,6 +100,13 @@ void write_spec(Writer& w, const build::BuildSpec& spec) {
         field(w, "set_property", step.set_property);
         field(w, "test_results", step.test_results);
         field(w, "logfiles", step.logfiles);
+        if (step.upload) {
+            w.Key("upload");
+            w.StartObject();
+            field(w, "from", step.upload->from);
+            field(w, "to", step.upload->to);
+            w.EndObject();
+        }
         w.EndObject();
     }
     w.EndArray();
@@ -209,6 +218,62 @@ struct Encoder {
         field(w, "step", std::int64_t{m.step});
         field(w, "result", to_string(m.result));
         field(w, "description", m.description);
+    }
+    void operator()(const UploadBegin& m) const {
+        field(w, "type", "upload_begin");
+        field(w, "build", m.build);
+        field(w, "step", std::int64_t{m.step});
+        field(w, "name", m.name);
+        w.Key("files");
+        w.StartArray();
+        for (const auto& file : m.files) {
+            w.StartObject();
+            field(w, "path", file.path);
+            if (file.directory) {
+                field(w, "directory", true);
+            } else {
+                field(w, "size", file.size);
+                field(w, "sha256", file.sha256);
+            }
+            field(w, "mode", std::int64_t{file.mode});
+            w.EndObject();
+        }
+        w.EndArray();
+    }
+    void operator()(const UploadReady& m) const {
+        field(w, "type", "upload_ready");
+        field(w, "build", m.build);
+        field(w, "step", std::int64_t{m.step});
+        w.Key("have");
+        w.StartArray();
+        for (const auto have : m.have) {
+            w.Int64(have);
+        }
+        w.EndArray();
+        if (!m.error.empty()) {
+            field(w, "error", m.error);
+        }
+    }
+    void operator()(const UploadChunk& m) const {
+        field(w, "type", "upload_chunk");
+        field(w, "build", m.build);
+        field(w, "step", std::int64_t{m.step});
+        field(w, "file", m.file);
+        field(w, "offset", m.offset);
+        field(w, "size", static_cast<std::int64_t>(m.data.size())); // the bytes follow the line
+    }
+    void operator()(const UploadEnd& m) const {
+        field(w, "type", "upload_end");
+        field(w, "build", m.build);
+        field(w, "step", std::int64_t{m.step});
+    }
+    void operator()(const UploadDone& m) const {
+        field(w, "type", "upload_done");
+        field(w, "build", m.build);
+        field(w, "step", std::int64_t{m.step});
+        field(w, "result", to_string(m.result));
+        field(w, "description", m.description);
+        field(w, "log", m.log);
     }
     void operator()(const BuildFinished& m) const {
         field(w, "type", "build_finished");
@@ -387,6 +452,8 @@ build::BuildSpec read_spec(Reader& r) {
     spec.target_revision = r.optional_text("target_revision");
     spec.timeout = std::chrono::seconds(r.integer("timeout", false, 3600));
     spec.properties = r.map(r.object(), "properties");
+    spec.master_url = r.text("master_url", false);
+    spec.results_url = r.text("results_url", false);
     const auto steps = r.object().FindMember("steps");
     if (steps == r.object().MemberEnd() || !steps->value.IsArray()) {
         r.problem("\"steps\" is missing or not a list");
@@ -420,6 +487,17 @@ build::BuildSpec read_spec(Reader& r) {
         step.set_property = s.text("set_property", false);
         step.test_results = s.text("test_results", false);
         step.logfiles = s.map(item, "logfiles");
+        if (const auto upload = item.FindMember("upload"); upload != item.MemberEnd()) {
+            if (upload->value.IsObject()) {
+                Reader u(upload->value, "build");
+                step.upload = config::Upload{u.text("from"), u.text("to")};
+                if (const auto& problem = u.first_problem()) {
+                    s.problem("upload: " + *problem);
+                }
+            } else {
+                s.problem("a step's \"upload\" is not an object");
+            }
+        }
         if (const auto& problem = s.first_problem()) {
             r.problem(*problem);
         }
@@ -552,6 +630,91 @@ Result<Message> read_triggered(Reader& r) {
     return r.done(std::move(m));
 }
 
+Result<Message> read_upload_begin(Reader& r) {
+    UploadBegin m;
+    m.build = r.integer("build");
+    m.step = r.small("step");
+    m.name = r.text("name");
+    const auto files = r.object().FindMember("files");
+    if (files == r.object().MemberEnd() || !files->value.IsArray()) {
+        r.problem("\"files\" is missing or not a list");
+        return r.done(std::move(m));
+    }
+    m.files.reserve(files->value.Size());
+    for (const auto& item : files->value.GetArray()) {
+        if (!item.IsObject()) {
+            r.problem("a file is not an object");
+            break;
+        }
+        Reader f(item, "upload_begin");
+        UploadFile file;
+        file.path = f.text("path");
+        file.directory = f.boolean("directory", false);
+        if (!file.directory) {
+            file.size = f.integer("size");
+            file.sha256 = f.text("sha256");
+            if (file.size < 0) {
+                f.problem("a file's \"size\" is negative");
+            }
+        }
+        file.mode = f.small("mode", false, 0644);
+        if (const auto& problem = f.first_problem()) {
+            r.problem(*problem);
+            break;
+        }
+        m.files.push_back(std::move(file));
+    }
+    return r.done(std::move(m));
+}
+
+Result<Message> read_upload_ready(Reader& r) {
+    UploadReady m;
+    m.build = r.integer("build");
+    m.step = r.small("step");
+    const auto have = r.object().FindMember("have");
+    if (have == r.object().MemberEnd() || !have->value.IsArray()) {
+        r.problem("\"have\" is missing or not a list");
+        return r.done(std::move(m));
+    }
+    for (const auto& item : have->value.GetArray()) {
+        if (!item.IsInt64() || item.GetInt64() < 0) {
+            r.problem("\"have\" holds something that is not a size");
+            break;
+        }
+        m.have.push_back(item.GetInt64());
+    }
+    m.error = r.text("error", false);
+    return r.done(std::move(m));
+}
+
+Result<Message> read_upload_chunk(Reader& r) {
+    UploadChunk m;
+    m.build = r.integer("build");
+    m.step = r.small("step");
+    m.file = r.integer("file");
+    m.offset = r.integer("offset");
+    if (m.file < 0 || m.offset < 0) {
+        r.problem("\"file\" or \"offset\" is negative");
+    }
+    const auto size = r.integer("size");
+    if (size < 0 || static_cast<std::uint64_t>(size) > upload_chunk) {
+        r.problem(fmt::format("\"size\" is not between 0 and {}", upload_chunk));
+    } else {
+        m.data.resize(static_cast<std::size_t>(size)); // filled by the reader: following_bytes()
+    }
+    return r.done(std::move(m));
+}
+
+Result<Message> read_upload_done(Reader& r) {
+    UploadDone m;
+    m.build = r.integer("build");
+    m.step = r.small("step");
+    m.result = r.result("result");
+    m.description = r.text("description", false);
+    m.log = r.text("log", false);
+    return r.done(std::move(m));
+}
+
 Result<Message> read_build_finished(Reader& r) {
     BuildFinished m;
     m.build = r.integer("build");
@@ -567,6 +730,8 @@ template <class M> auto* text_after(M& message) {
         out = &chunk->text;
     } else if (auto* file = std::get_if<LogFileChunk>(&message)) {
         out = &file->text;
+    } else if (auto* upload = std::get_if<UploadChunk>(&message)) {
+        out = &upload->data;
     }
     return out;
 }
@@ -593,7 +758,14 @@ constexpr auto readers = std::to_array<std::pair<std::string_view, MessageReader
          return r.done(Trigger{r.integer("build"), r.small("step")});
      }},
     {"triggered", read_triggered},
+    {"upload_begin", read_upload_begin},
+    {"upload_ready", read_upload_ready},
+    {"upload_chunk", read_upload_chunk},
+    {"upload_end",
+     [](Reader& r) { return r.done(UploadEnd{r.integer("build"), r.small("step")}); }},
+    {"upload_done", read_upload_done},
 });
+
 } // namespace
 
 StepFinished step_finished(std::int64_t build, int step, const build::StepOutcome& outcome) {

@@ -26,9 +26,14 @@
 ///    waits for the master's Triggered (its result): the master requests the builds (once per
 ///    request and step, however often it is asked) and, for `wait: true`, answers when they
 ///    have ended.
-/// A LogChunk is the one message with bytes after its line: its line says how many ("size"),
-/// and that many bytes of the step's output follow, as they are (a log is any bytes; escaping
-/// it into JSON, and unescaping it, cost more than the rest of the master's log ingest).
+/// A LogChunk is a message with bytes after its line: its line says how many ("size"), and
+/// that many bytes of the step's output follow, as they are (a log is any bytes; escaping it
+/// into JSON, and unescaping it, cost more than the rest of the master's log ingest). An
+/// UploadChunk's file bytes follow its line the same way.
+/// An upload step (worker): UploadBegin (the manifest: paths, sizes, modes, SHA-256s), the
+/// master's UploadReady (how much of each file it kept from an earlier attempt, or why it
+/// refuses), UploadChunks of at most upload_chunk bytes for the rest, UploadEnd; the master's
+/// UploadDone says how it ended (checked, stored, after_upload run).
 /// Pure: encode() and decode() do no I/O.
 
 #include <cstdint>
@@ -37,6 +42,7 @@
 #include <string>
 #include <string_view>
 #include <variant>
+#include <vector>
 
 #include <ci/build/runner.h>
 #include <ci/core/build_result.h>
@@ -48,10 +54,13 @@ namespace ci::master::protocol {
 /// after their line instead of in it; 3: TLS, and proofs bound to the TLS connection; 4: trigger
 /// steps, builds without a repository, pinned merge targets; 5: step controls, set_property and
 /// test results: an older worker would run such steps without them; 6: step log files; 7: spot
-/// interruptions.)
+/// interruptions and upload steps.)
 inline constexpr int version = 7;
 /// The longest line either side accepts (a log chunk is far smaller).
 inline constexpr std::size_t max_line = std::size_t{4} * 1024 * 1024;
+/// The most file bytes an UploadChunk carries (the worker sends this much at a time, so that
+/// heartbeats and other builds' logs get their turn on the connection).
+inline constexpr std::size_t upload_chunk = std::size_t{256} * 1024;
 
 struct Challenge {
     std::string nonce;
@@ -131,6 +140,56 @@ struct Triggered {
     BuildResult result = BuildResult::Success; ///< "result" on the wire: to_string(result)
     std::string description;                   ///< what was requested, or why it failed
 };
+/// One entry of an upload's manifest: a regular file or a directory, by its path relative to
+/// the uploaded directory (build::check_relative_path), with its size, permission bits and
+/// hex SHA-256 (files only).
+struct UploadFile {
+    std::string path;
+    bool directory = false;
+    std::int64_t size = 0;
+    int mode = 0644;
+    std::string sha256;
+};
+/// Worker → master: upload step `step` of build `build` sends these files as the results'
+/// `name` (the step's `to`).
+struct UploadBegin {
+    std::int64_t build = 0;
+    int step = 0;
+    std::string name;
+    std::vector<UploadFile> files;
+};
+/// Master → worker: the answer to an UploadBegin: how many bytes of each file (in manifest
+/// order) the master has already, kept from an earlier attempt (a reconnect): the worker sends
+/// the rest. `error` non-empty: refused (the size cap, a bad name), the step fails with it.
+struct UploadReady {
+    std::int64_t build = 0;
+    int step = 0;
+    std::vector<std::int64_t> have;
+    std::string error;
+};
+/// Worker → master: bytes of file `file` (its index in the manifest) from `offset`; like a
+/// LogChunk's text, they follow the line ("size" of them).
+struct UploadChunk {
+    std::int64_t build = 0;
+    int step = 0;
+    std::int64_t file = 0;
+    std::int64_t offset = 0;
+    std::string data;
+};
+/// Worker → master: every byte of the upload was sent.
+struct UploadEnd {
+    std::int64_t build = 0;
+    int step = 0;
+};
+/// Master → worker: how the upload ended: the files checked (size, SHA-256) and in place,
+/// after_upload run. `log`: what to show in the step's log (after_upload's output).
+struct UploadDone {
+    std::int64_t build = 0;
+    int step = 0;
+    BuildResult result = BuildResult::Success; ///< "result" on the wire: to_string(result)
+    std::string description;
+    std::string log;
+};
 struct BuildFinished {
     std::int64_t build = 0;
     BuildResult result = BuildResult::Success; ///< "result" on the wire: to_string(result)
@@ -153,7 +212,12 @@ using Message = std::variant<Challenge,
                              StepFinished,
                              BuildFinished,
                              Trigger,
-                             Triggered>;
+                             Triggered,
+                             UploadBegin,
+                             UploadReady,
+                             UploadChunk,
+                             UploadEnd,
+                             UploadDone>;
 
 /// The StepFinished that reports `outcome` of step `step` of build `build`.
 [[nodiscard]] StepFinished
@@ -168,8 +232,9 @@ step_finished(std::int64_t build, int step, const build::StepOutcome& outcome);
 [[nodiscard]] Result<Message> decode(std::string_view line);
 
 /// Where the bytes that follow a decoded message's line go: a LogChunk's or LogFileChunk's
-/// text, sized by decode() from its line's "size", for the reader to fill with exactly that many
-/// bytes from the connection. nullptr for every other message (nothing follows their line).
+/// text (an UploadChunk's data), sized by decode() from its line's "size", for the reader to
+/// fill with exactly that many bytes from the connection. nullptr for every other message
+/// (nothing follows their line).
 [[nodiscard]] std::string* following_bytes(Message& message);
 
 /// What a Hello's proof covers: the Challenge's nonce and, on a TLS connection, the connection's

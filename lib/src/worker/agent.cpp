@@ -537,8 +537,8 @@ private:
                 status(fmt::format("build {}: the master asked to stop it", stop->build));
                 found->second.thread.request_stop();
             }
-        } else if (const auto* triggered = std::get_if<protocol::Triggered>(&message)) {
-            answers_.deliver(*triggered);
+        } else if (MasterAnswers::is_answer(message)) {
+            answers_.deliver(std::move(message));
         }
     }
 
@@ -587,7 +587,7 @@ private:
     const imds::Watcher* watcher_; // null: not watched
     bool interrupted_ = false;     // Interrupted sent on this connection
     bool rebalanced_ = false;      // Drain sent for a rebalance recommendation
-    TriggerAnswers answers_;       // before jobs_: their threads wait on it
+    MasterAnswers answers_;        // before jobs_: their threads wait on it
     std::mutex mutex_;
     std::map<std::int64_t, Job> jobs_;
 };

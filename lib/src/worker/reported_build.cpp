@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "worker/log_batch.h"
+#include "worker/upload.h"
 
 namespace ci::worker {
 
@@ -79,19 +80,33 @@ private:
 
 } // namespace
 
-void TriggerAnswers::deliver(const protocol::Triggered& answer) {
+bool MasterAnswers::is_answer(const protocol::Message& message) {
+    return std::holds_alternative<protocol::Triggered>(message) ||
+           std::holds_alternative<protocol::UploadReady>(message) ||
+           std::holds_alternative<protocol::UploadDone>(message);
+}
+
+void MasterAnswers::deliver(protocol::Message answer) {
+    const auto key = std::visit(
+        [](const auto& m) -> std::pair<std::int64_t, int> {
+            if constexpr (requires { m.step; }) {
+                return {m.build, m.step};
+            } else {
+                return {0, 0};
+            }
+        },
+        answer);
     {
         const std::lock_guard lock(mutex_);
-        answers_.insert_or_assign({answer.build, answer.step}, answer);
+        answers_.insert_or_assign(key, std::move(answer));
     }
     arrived_.notify_all();
 }
 
-std::optional<protocol::Triggered>
-TriggerAnswers::wait(std::int64_t build,
-                     int step,
-                     std::chrono::steady_clock::time_point deadline,
-                     const std::stop_token& stop) {
+std::optional<protocol::Message> MasterAnswers::wait(std::int64_t build,
+                                                     int step,
+                                                     std::chrono::steady_clock::time_point deadline,
+                                                     const std::stop_token& stop) {
     // No deadline is time_point::max(): a year is as good, and safe from overflow in the wait.
     deadline = std::min(deadline, std::chrono::steady_clock::now() + std::chrono::hours(24 * 365));
     std::unique_lock lock(mutex_);
@@ -106,7 +121,7 @@ TriggerAnswers::wait(std::int64_t build,
     return answer;
 }
 
-void TriggerAnswers::forget(std::int64_t build) {
+void MasterAnswers::forget(std::int64_t build) {
     const std::lock_guard lock(mutex_);
     std::erase_if(answers_, [&](const auto& entry) { return entry.first.first == build; });
 }
@@ -115,7 +130,7 @@ build::BuildOutcome run_reported_build(const build::BuildSpec& spec,
                                        const build::RunnerOptions& options,
                                        const std::function<void(protocol::Message)>& send,
                                        std::stop_token stop,
-                                       TriggerAnswers* answers) {
+                                       MasterAnswers* answers) {
     const auto id = spec.build_id;
     BatchedSender sender(id, send);
     build::BuildObserver observer;
@@ -142,10 +157,14 @@ build::BuildOutcome run_reported_build(const build::BuildSpec& spec,
                                const std::stop_token& stopped) -> build::StepOutcome {
             sender.send(protocol::Trigger{id, step});
             auto answer = answers->wait(id, step, deadline, stopped);
+            const auto* triggered = answer ? std::get_if<protocol::Triggered>(&*answer) : nullptr;
             build::StepOutcome outcome;
-            if (answer) {
-                outcome.result = answer->result;
-                outcome.description = answer->description;
+            if (triggered != nullptr) {
+                outcome.result = triggered->result;
+                outcome.description = triggered->description;
+            } else if (answer) {
+                outcome.result = BuildResult::Exception;
+                outcome.description = "the master answered the trigger step with something else";
             } else if (stopped.stop_requested()) {
                 outcome.result = BuildResult::Cancelled;
                 outcome.description = "stopped while waiting for the master";
@@ -155,6 +174,24 @@ build::BuildOutcome run_reported_build(const build::BuildSpec& spec,
                     "timed out waiting for the master's answer (the triggered builds)";
             }
             return outcome;
+        };
+    }
+    if (answers != nullptr) {
+        observer.upload = [&](int step,
+                              const build::StepSpec& step_spec,
+                              const std::filesystem::path& from,
+                              std::chrono::steady_clock::time_point deadline,
+                              const std::stop_token& stopped) -> build::StepOutcome {
+            return send_upload(
+                UploadContext{id,
+                              step,
+                              [&](protocol::Message message) { sender.send(std::move(message)); },
+                              [&](std::string_view text) { sender.output(step, text); },
+                              [&] { return answers->wait(id, step, deadline, stopped); },
+                              stopped,
+                              deadline},
+                *step_spec.upload,
+                from);
         };
     }
     auto outcome = build::run_build(spec, options, observer, std::move(stop));

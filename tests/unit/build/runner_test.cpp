@@ -437,6 +437,7 @@ TEST_CASE("runner: step_specs copies a builder's steps") {
                                           .grace = 5s,
                                           .halt_on_failure = false,
                                           .trigger = std::nullopt,
+                                          .upload = std::nullopt,
                                           .always_run = true,
                                           .flunk_on_failure = false,
                                           .warn_on_failure = true,

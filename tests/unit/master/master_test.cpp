@@ -171,6 +171,44 @@ TEST_CASE("protocol: every message survives encode and decode") {
     CHECK_FALSE(protocol::decode(R"({"type": "logfile", "build": 1, "step": 1, )"
                                  R"("name": "../etc", "seq": 0, "size": 0})")
                     .has_value());
+    // Uploads: the manifest, the master's answer, chunks with their bytes after the line.
+    const auto begin = round_trip(protocol::UploadBegin{
+        5,
+        2,
+        "repo/deb",
+        {{"a.deb", false, 3, 0644, std::string(64, 'a')}, {"sub", true, 0, 0755, ""}}});
+    REQUIRE(begin.files.size() == 2);
+    CHECK(begin.name == "repo/deb");
+    CHECK(begin.files[0].size == 3);
+    CHECK(begin.files[0].sha256 == std::string(64, 'a'));
+    CHECK(begin.files[1].directory);
+    CHECK(begin.files[1].mode == 0755);
+    const auto ready = round_trip(protocol::UploadReady{5, 2, {0, 1024}, ""});
+    CHECK(ready.have == std::vector<std::int64_t>{0, 1024});
+    CHECK(round_trip(protocol::UploadReady{5, 2, {}, "over the cap"}).error == "over the cap");
+    const std::string bytes("\0\n{\"type\": \"x\"}\n\xff", 15);
+    const auto upload_chunk = round_trip(protocol::UploadChunk{5, 2, 1, 1024, bytes});
+    CHECK(upload_chunk.file == 1);
+    CHECK(upload_chunk.offset == 1024);
+    CHECK(upload_chunk.data == bytes);
+    CHECK(round_trip(protocol::UploadEnd{5, 2}).step == 2);
+    const auto upload_done =
+        round_trip(protocol::UploadDone{5, 2, ci::BuildResult::Failure, "after_upload", "out\n"});
+    CHECK(upload_done.result == ci::BuildResult::Failure);
+    CHECK(upload_done.log == "out\n");
+    // A chunk larger than upload_chunk, a negative offset or size, a file without its size.
+    CHECK_FALSE(protocol::decode(R"({"type": "upload_chunk", "build": 1, "step": 1, "file": 0, )"
+                                 R"("offset": 0, "size": 262145})")
+                    .has_value());
+    CHECK_FALSE(protocol::decode(R"({"type": "upload_chunk", "build": 1, "step": 1, "file": 0, )"
+                                 R"("offset": -1, "size": 1})")
+                    .has_value());
+    CHECK_FALSE(protocol::decode(R"({"type": "upload_begin", "build": 1, "step": 1, "name": "x", )"
+                                 R"("files": [{"path": "a", "sha256": "00"}]})")
+                    .has_value());
+    CHECK_FALSE(protocol::decode(R"({"type": "upload_ready", "build": 1, "step": 1, )"
+                                 R"("have": [-5]})")
+                    .has_value());
     CHECK(round_trip(protocol::BuildFinished{3, ci::BuildResult::Warnings, ""}).result ==
           ci::BuildResult::Warnings);
     CHECK_FALSE(round_trip(protocol::StepFinished{

@@ -10,6 +10,8 @@
 ///  - CI_BUILD_ID, CI_BUILDER, CI_REPOSITORY, CI_BRANCH, CI_BRANCH_TIP, CI_TARGET_BRANCH,
 ///    CI_TARGET_TIP, CI_MERGE_COMMIT (empty when not applicable), CI_REVISION (the commit
 ///    checked out) and CI_WORKDIR (the checkout's root);
+///  - CI_MASTER_URL (the master's web address) and CI_RESULTS_URL (this build's results
+///    directory there, see results.h), from the BuildSpec; empty when it has none;
 ///  - each build property `name` as CI_PROP_<name>, every character other than [A-Za-z0-9]
 ///    replaced by '_' (the case is kept);
 ///  - CI_PROPERTIES: a file, empty when the step starts, to which the step may append
@@ -57,6 +59,9 @@ struct StepSpec {
     /// A trigger step: no command; the build asks the master (BuildObserver::trigger) to
     /// request builds of these builders and, with `wait`, waits for their result.
     std::optional<config::Trigger> trigger;
+    /// An upload step: no command; the build sends `from` (relative to the checkout) to the
+    /// master (BuildObserver::upload), which stores it as the results' `to`.
+    std::optional<config::Upload> upload;
     bool always_run = false;      ///< runs even after an earlier step (or the timeout) ended it
     bool flunk_on_failure = true; ///< a failure makes the build "failure"
     bool warn_on_failure = false; ///< without flunk_on_failure: a failure makes it "warnings"
@@ -97,6 +102,8 @@ struct BuildSpec {
     /// properties earlier steps set (set_property) over them.
     std::map<std::string, std::string> properties;
     std::vector<StepSpec> steps;
+    std::string master_url;  ///< the master's web address: CI_MASTER_URL
+    std::string results_url; ///< this build's results directory there: CI_RESULTS_URL
 };
 
 /// The most of one log file (StepSpec::logfiles) a step sends: 64 MiB.
@@ -184,6 +191,15 @@ struct BuildObserver {
                               std::chrono::steady_clock::time_point deadline,
                               std::stop_token stop)>
         trigger;
+    /// An upload step (StepSpec::upload) is reached: sends `from` (an absolute path inside
+    /// the checkout) to the master and returns the step's outcome, as trigger does. Empty:
+    /// upload steps end "exception" (there is no master to send to).
+    std::function<StepOutcome(int step,
+                              const StepSpec&,
+                              const std::filesystem::path& from,
+                              std::chrono::steady_clock::time_point deadline,
+                              std::stop_token stop)>
+        upload;
 };
 
 /// How a build ended.

@@ -77,6 +77,9 @@ struct Buildmaster {
     /// ended `retry` (its worker was lost, the master restarted); the build after that ends
     /// `exception` instead of `retry`, and the request is completed.
     int max_retries = 3;
+    /// `buildmaster.max_upload_size`: the most bytes a build may upload (all its upload steps
+    /// together); a number of bytes, or a string such as "2GiB", "500MiB", "10KiB".
+    std::uint64_t max_upload_size = std::uint64_t{2} * 1024 * 1024 * 1024;
     WorkerTls tls; ///< `buildmaster.tls`
     Limits limits; ///< `buildmaster.limits`
     friend bool operator==(const Buildmaster&, const Buildmaster&) = default;
@@ -240,7 +243,17 @@ struct Trigger {
     friend bool operator==(const Trigger&, const Trigger&) = default;
 };
 
-/// One `builders.<name>.steps[i]`: a command run in the checkout, or a trigger.
+/// A step's `upload`: files sent from the worker to the master over the worker connection.
+struct Upload {
+    /// `from` (required): a file or directory, relative to the checkout (no "..").
+    std::string from;
+    /// `to` (required): the NAME under the build's results directory (one or more segments,
+    /// see build::check_relative_path), or "s3://bucket/prefix" (accepted, not used yet).
+    std::string to;
+    friend bool operator==(const Upload&, const Upload&) = default;
+};
+
+/// One `builders.<name>.steps[i]`: a command run in the checkout, a trigger, or an upload.
 struct Step {
     std::string name; ///< `name` (required): shown in the UI and the logs
     /// `run` (required unless `trigger`): a list is the argv, run as is; a string is a shell
@@ -248,6 +261,11 @@ struct Step {
     std::vector<std::string> command;
     /// `trigger` (instead of `run`): the step triggers builds instead of running a command.
     std::optional<Trigger> trigger;
+    /// `upload` (instead of `run`): the step sends files to the master.
+    std::optional<Upload> upload;
+    /// `after_upload` (upload steps): run by the master in the uploaded directory once it has
+    /// arrived whole; a string is a shell command ({"/bin/sh", "-c", text}). Empty: none.
+    std::vector<std::string> after_upload;
     std::map<std::string, std::string> env; ///< `env`: added to the worker's environment
     std::string workdir;             ///< `workdir`: relative to the checkout; empty means its root
     std::optional<Duration> timeout; ///< `timeout`: absent means the builder's timeout only
