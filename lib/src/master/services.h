@@ -12,6 +12,7 @@
 #include "master/coordinator.h"
 #include "master/credentials.h"
 #include "master/deliveries.h"
+#include "master/ec2_pool.h"
 #include "master/metrics.h"
 #include "master/read_pool.h"
 #include "master/registry.h"
@@ -37,6 +38,7 @@ struct Services {
     Coordinator& coordinator;
     Reports& reports;
     const std::atomic<bool>& accepting; ///< false once the master is shutting down
+    Ec2Pool* ec2; ///< EC2 latent workers (instances for the API and /metrics); null: none
 };
 
 /// Each resource's routes, one file each (routes_<resource>.cpp).
