@@ -172,7 +172,7 @@ Ec2Pool::~Ec2Pool() {
 }
 
 void Ec2Pool::start() {
-    thread_ = std::jthread([this](std::stop_token stop) { run(std::move(stop)); });
+    thread_ = std::jthread([this](const std::stop_token& stop) { run(stop); });
 }
 
 void Ec2Pool::wake() {
@@ -211,7 +211,7 @@ void Ec2Pool::stop() {
     }
 }
 
-void Ec2Pool::run(std::stop_token stop) {
+void Ec2Pool::run(const std::stop_token& stop) {
     step(true);
     std::unique_lock lock(mutex_);
     while (!stop.stop_requested()) {

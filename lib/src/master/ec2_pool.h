@@ -122,7 +122,7 @@ public:
 
 private:
     explicit Ec2Pool(Parts parts);
-    void run(std::stop_token stop);
+    void run(const std::stop_token& stop);
     PoolView view();
     void reconcile();
     void perform(const std::vector<PoolAction>& actions);

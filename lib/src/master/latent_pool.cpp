@@ -220,8 +220,7 @@ void LatentPool::check_instance(PoolInstance& instance,
     case InstanceState::Stopping:
     case InstanceState::Stopped:
     case InstanceState::Terminated:
-        return;
-    case InstanceState::Terminating:
+    case InstanceState::Terminating: // handled above
         return;
     case InstanceState::Pending:
     case InstanceState::Running:

@@ -227,7 +227,7 @@ private:
 
     PoolInstance* find_worker_mut(const std::string& worker);
     PoolInstance* find_id(const std::string& instance_id);
-    void change(PoolInstance& instance, InstanceState state);
+    static void change(PoolInstance& instance, InstanceState state);
     void end(PoolInstance& instance,
              const PoolClass& settings,
              bool may_stop,
