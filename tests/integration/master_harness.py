@@ -43,6 +43,11 @@ MASTER = os.path.join(BUILD, "tools", "ci-master", "ci-master")
 WORKER = os.path.join(BUILD, "tools", "ci-worker", "ci-worker")
 ZERO = "0" * 40
 
+# The masters' EC2 pools (the standard config has an EC2 class) never reach AWS from a test:
+# cases that launch instances point aws.endpoint_url at their own moto_server.
+os.environ["AWS_ENDPOINT_URL_EC2"] = "http://127.0.0.1:9"
+os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+
 
 def certificate_fingerprint(pem_path):
     """`sha256:HEX` of the first certificate of a PEM file, as `ci-worker --fingerprint` takes
@@ -209,8 +214,9 @@ class Master:
     """One ci-master process on port 0 (its ports read from --ports-file), and its REST API.
     Its logs are master-1.log, master-2.log... (one per start) in the case's temp dir."""
 
-    def __init__(self, case, config, env=None):
-        self.case, self.config, self.env = case, config, env
+    def __init__(self, case, config, env=None, args=()):
+        """`args`: more arguments of `ci-master start`."""
+        self.case, self.config, self.env, self.args = case, config, env, list(args)
         self.process = None
         self.web = self.worker_port = None
         self.starts = 0
@@ -226,7 +232,7 @@ class Master:
         self.process = subprocess.Popen(
             [MASTER, "start", "--config", self.config, "--listen", "127.0.0.1",
              "--data-dir", self.data_dir(), "--ports-file", ports,
-             "--heartbeat", "2", "--shutdown-grace", "30"],
+             "--heartbeat", "2", "--shutdown-grace", "30", *self.args],
             cwd=tmp, env=self.env, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True)
         log.close()
@@ -622,9 +628,10 @@ builders:
             out.write(text)
         return path
 
-    def start_master(self, config, env=None):
-        """Starts a ci-master with `config` (a path) and `env` (default: this environment)."""
-        master = Master(self, config, env)
+    def start_master(self, config, env=None, args=()):
+        """Starts a ci-master with `config` (a path), `env` (default: this environment) and
+        more arguments `args`."""
+        master = Master(self, config, env, args)
         self.masters.append(master)
         return master.start()
 

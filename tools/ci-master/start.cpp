@@ -80,6 +80,8 @@ struct StartCommand {
     std::string ports_file;
     int shutdown_grace = 60;
     int heartbeat = 10;
+    std::string ec2_token_dir;
+    int ec2_reconcile = 180;
 };
 
 // Written once both ports are bound, atomically (tests and scripts wait for it).
@@ -111,6 +113,8 @@ int run_start(const StartCommand& command) {
     options.data_dir = command.data_dir;
     options.shutdown_grace = std::chrono::seconds(command.shutdown_grace);
     options.heartbeat = std::chrono::seconds(command.heartbeat);
+    options.ec2_token_dir = command.ec2_token_dir;
+    options.ec2_reconcile = std::chrono::seconds(command.ec2_reconcile);
     // Git credentials of local workers and the poller: from the environment, never from
     // arguments.
     if (const char* token = std::getenv("CI_GIT_TOKEN")) {
@@ -193,6 +197,17 @@ void setup_start(CLI::App& app, Runner& runner) {
                     "Seconds between worker heartbeats; a worker silent for three of them is lost")
         ->default_str("10")
         ->check(CLI::Range(1, 3600));
+    sub->add_option("--ec2-reconcile",
+                    command->ec2_reconcile,
+                    "Seconds between reconciles of the EC2 instances tagged ci:master=<host>\n"
+                    "with what the master knows (unknown ones are terminated)")
+        ->default_str("180")
+        ->check(CLI::Range(1, 86400));
+    sub->add_option("--ec2-token-dir",
+                    command->ec2_token_dir,
+                    "Write each launched EC2 worker's name and one-time token to\n"
+                    "DIR/<instance-id>.env (mode 0600), for booting a worker by hand or a test")
+        ->check(CLI::ExistingDirectory);
     sub->callback([&runner, command] { runner = [command] { return run_start(*command); }; });
 }
 

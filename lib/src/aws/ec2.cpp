@@ -189,8 +189,12 @@ Result<InstancesPage> parse_describe_instances(std::string_view xml) {
 }
 
 Result<std::vector<StateChange>> parse_terminate_instances(std::string_view xml) {
+    return parse_state_changes(xml, "TerminateInstancesResponse");
+}
+
+Result<std::vector<StateChange>> parse_state_changes(std::string_view xml, const char* root_name) {
     pugi::xml_document document;
-    auto root = load_answer(document, xml, "TerminateInstancesResponse");
+    auto root = load_answer(document, xml, root_name);
     if (!root) {
         return fail(root.error());
     }
@@ -325,6 +329,30 @@ Ec2Client::terminate_instances(const std::vector<std::string>& instance_ids) {
         return fail(body.error());
     }
     return parse_terminate_instances(*body);
+}
+
+Result<std::vector<StateChange>>
+Ec2Client::stop_instances(const std::vector<std::string>& instance_ids) {
+    return change_states("StopInstances", instance_ids);
+}
+
+Result<std::vector<StateChange>>
+Ec2Client::start_instances(const std::vector<std::string>& instance_ids) {
+    return change_states("StartInstances", instance_ids);
+}
+
+Result<std::vector<StateChange>>
+Ec2Client::change_states(std::string_view action, const std::vector<std::string>& instance_ids) {
+    if (instance_ids.empty()) {
+        return std::vector<StateChange>{};
+    }
+    QueryParameters parameters;
+    append_list(parameters, "InstanceId", instance_ids);
+    auto body = call(action, parameters);
+    if (!body) {
+        return fail(body.error());
+    }
+    return parse_state_changes(*body, fmt::format("{}Response", action).c_str());
 }
 
 Result<std::vector<Image>> Ec2Client::describe_images(const std::vector<std::string>& owners,

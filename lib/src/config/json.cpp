@@ -89,6 +89,23 @@ void write_worker_class(Writer& writer, const WorkerClass& worker_class) {
         write_field(writer, "distribution", ec2->distribution);
         write_field(writer, "user_data_template", ec2->user_data_template);
         write_field(writer, "unreachable_timeout", ec2->unreachable_timeout);
+        write_field(writer, "key_name", ec2->key_name);
+        write_field(writer, "security_groups", ec2->security_groups);
+        write_field(writer, "subnet_id", ec2->subnet_id);
+        write_field(writer, "iam_instance_profile", ec2->iam_instance_profile);
+        write_field(writer, "tags", ec2->tags);
+        write_field(writer, "region", ec2->region);
+        write_field(writer, "missing_timeout", ec2->missing_timeout);
+        write_field(writer, "build_wait_timeout", ec2->build_wait_timeout);
+        if (ec2->max_lifetime) {
+            write_field(writer, "max_lifetime", *ec2->max_lifetime);
+        }
+        write_field(writer, "spot_fallback", ec2->spot_fallback);
+        write_field(writer,
+                    "idle_action",
+                    std::string_view(
+                        ec2->idle_action == Ec2Workers::IdleAction::Stop ? "stop" : "terminate"));
+        write_field(writer, "stopped_max", std::int64_t{ec2->stopped_max});
     } else if (const auto* fixed = std::get_if<StaticWorkers>(&worker_class)) {
         write_field(writer, "passwords", fixed->passwords);
         write_field(writer, "max_builds", std::int64_t{fixed->max_builds});
@@ -384,6 +401,7 @@ std::string to_json(const Config& config) {
     write_field(writer, "secret_identifier", config.aws.secret_identifier);
     write_field(writer, "region", config.aws.region);
     write_field(writer, "image_tags", config.aws.image_tags);
+    write_field(writer, "endpoint_url", config.aws.endpoint_url);
     writer.EndObject();
 
     write_section(writer, "slaves", config.slaves, write_worker_class);

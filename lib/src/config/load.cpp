@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdlib>
 #include <iterator>
 #include <regex>
 #include <sstream>
@@ -357,6 +358,22 @@ std::string github_repository(const Repository& repository) {
         return {};
     }
     return std::string(path);
+}
+
+} // namespace ci::config
+
+namespace ci::config {
+
+std::string ec2_endpoint_url(const Aws& aws) {
+    if (!aws.endpoint_url.empty()) {
+        return aws.endpoint_url;
+    }
+    for (const char* name : {"AWS_ENDPOINT_URL_EC2", "AWS_ENDPOINT_URL"}) {
+        if (const char* value = std::getenv(name); value != nullptr && *value != '\0') {
+            return value;
+        }
+    }
+    return {};
 }
 
 } // namespace ci::config

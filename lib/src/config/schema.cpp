@@ -168,6 +168,7 @@ private:
     void check_github(const YAML::Node& node);
     void check_zulip(const YAML::Node& node);
     void check_aws(const YAML::Node& node);
+    void check_ec2_class(Fields& fields, Ec2Workers& out);
     void check_slaves(const YAML::Node& node);
     void check_worker_class(const std::string& name, const Entry& entry);
     void check_repositories(const YAML::Node& node);
@@ -535,14 +536,24 @@ void Checker::check_zulip(const YAML::Node& node) {
 }
 
 void Checker::check_aws(const YAML::Node& node) {
-    Fields fields(
-        reader_, node, "aws", {"identifier", "secret_identifier", "region", "image_tags"});
+    Fields fields(reader_,
+                  node,
+                  "aws",
+                  {"identifier", "secret_identifier", "region", "image_tags", "endpoint_url"});
     Aws& out = config_.aws;
     fields.read("identifier", out.identifier);
     fields.read("secret_identifier", out.secret_identifier);
     fields.read("region", out.region);
     // image_tags is tri-state: absent keeps {production: "true"}, null or {} means no filter.
     fields.read("image_tags", out.image_tags);
+    fields.read("endpoint_url", out.endpoint_url);
+    if (!out.endpoint_url.empty() && !out.endpoint_url.starts_with("http://") &&
+        !out.endpoint_url.starts_with("https://")) {
+        reader_.error(
+            fields.find("endpoint_url")->value,
+            fields.path("endpoint_url"),
+            fmt::format(R"(expected an http:// or https:// URL, got "{}")", out.endpoint_url));
+    }
     if (out.identifier.empty() != out.secret_identifier.empty()) {
         const bool has_id = !out.identifier.empty();
         const std::string_view missing = has_id ? "secret_identifier" : "identifier";
@@ -550,6 +561,58 @@ void Checker::check_aws(const YAML::Node& node) {
         reader_.error(fields.node(),
                       fields.path(missing),
                       fmt::format("required when aws.{} is set", present));
+    }
+}
+
+// The keys of an EC2 class beyond its image, size and price.
+void Checker::check_ec2_class(Fields& fields, Ec2Workers& out) {
+    fields.read("key_name", out.key_name);
+    fields.read("security_groups", out.security_groups);
+    fields.read("subnet_id", out.subnet_id);
+    fields.read("iam_instance_profile", out.iam_instance_profile);
+    fields.read("tags", out.tags);
+    for (const auto& [key, value] : out.tags) {
+        // The pool's own tags find its instances again; a class must not overwrite them.
+        if (key == "Name" || key.starts_with("ci:") || key.starts_with("aws:")) {
+            reader_.error(fields.find("tags")->value,
+                          fields.path("tags") + "." + key,
+                          "is set by the master (Name, ci:*) or reserved by AWS (aws:*)");
+        }
+    }
+    fields.read("region", out.region);
+    fields.read("missing_timeout", out.missing_timeout);
+    fields.read("build_wait_timeout", out.build_wait_timeout);
+    fields.read("max_lifetime", out.max_lifetime);
+    const auto at_least_a_second = [&](std::string_view key, Duration value) {
+        if (value.count() <= 0 && fields.has(key)) {
+            reader_.error(fields.find(key)->value, fields.path(key), "must be at least 1s");
+        }
+    };
+    at_least_a_second("missing_timeout", out.missing_timeout);
+    at_least_a_second("build_wait_timeout", out.build_wait_timeout);
+    at_least_a_second("max_lifetime", out.max_lifetime.value_or(Duration{1}));
+    fields.read("spot_fallback", out.spot_fallback);
+    if (out.spot_fallback && !out.max_spot_price) {
+        reader_.error(fields.find("spot_fallback")->value,
+                      fields.path("spot_fallback"),
+                      "needs max_spot_price (a class without it launches on-demand already)");
+    }
+    std::string idle_action = "terminate";
+    fields.read("idle_action", idle_action);
+    if (idle_action == "stop") {
+        out.idle_action = Ec2Workers::IdleAction::Stop;
+    } else if (idle_action != "terminate") {
+        reader_.error(fields.find("idle_action")->value,
+                      fields.path("idle_action"),
+                      fmt::format(R"(expected "terminate" or "stop", got "{}")", idle_action));
+    }
+    fields.read("stopped_max", out.stopped_max, 0, max_count);
+    // Accepted early, said so: a stopped instance's worker cannot log in again after a start
+    // until the one-time token is renewed for it (issue 18's ec2-boot part).
+    if (out.idle_action == Ec2Workers::IdleAction::Stop) {
+        reader_.warning(fields.find("idle_action")->value,
+                        fields.path("idle_action"),
+                        "not used yet: idle instances are terminated, not stopped");
     }
 }
 
@@ -577,6 +640,18 @@ void Checker::check_worker_class(const std::string& name, const Entry& entry) {
                    "distribution",
                    "user_data_template",
                    "unreachable_timeout",
+                   "key_name",
+                   "security_groups",
+                   "subnet_id",
+                   "iam_instance_profile",
+                   "tags",
+                   "region",
+                   "missing_timeout",
+                   "build_wait_timeout",
+                   "max_lifetime",
+                   "spot_fallback",
+                   "idle_action",
+                   "stopped_max",
                    "passwords",
                    "local",
                    "openstack-image"});
@@ -609,13 +684,24 @@ void Checker::check_worker_class(const std::string& name, const Entry& entry) {
         unsupported_classes_.insert(name);
         return;
     }
+    // The keys only an EC2 class has (besides `ami`, which makes it one).
+    static constexpr std::array<std::string_view, 16> ec2_only{"instance_type",
+                                                               "user_data_template",
+                                                               "unreachable_timeout",
+                                                               "max_spot_price",
+                                                               "key_name",
+                                                               "security_groups",
+                                                               "subnet_id",
+                                                               "iam_instance_profile",
+                                                               "tags",
+                                                               "region",
+                                                               "missing_timeout",
+                                                               "build_wait_timeout",
+                                                               "max_lifetime",
+                                                               "spot_fallback",
+                                                               "idle_action",
+                                                               "stopped_max"};
     if (ec2) {
-        // Accepted early (the config of the deployment it replaces has them), said so.
-        reader_.warning(entry.key_node,
-                        path,
-                        "not used yet: the master does not start EC2 instances yet; workers of "
-                        "this class connect by themselves with one-time tokens "
-                        "(POST /api/v1/workers/tokens)");
         fields.forbid({"local"}, "for an EC2 worker class");
         Ec2Workers out;
         fields.require("ami");
@@ -639,14 +725,11 @@ void Checker::check_worker_class(const std::string& name, const Entry& entry) {
                           fields.path("unreachable_timeout"),
                           "must be at least 60s (the watchdog checks once a minute)");
         }
+        check_ec2_class(fields, out);
         config_.slaves.emplace(name, std::move(out));
     } else if (fixed) {
-        fields.forbid({"slaves",
-                       "instance_type",
-                       "max_spot_price",
-                       "user_data_template",
-                       "unreachable_timeout"},
-                      "for a static worker class (it has passwords: one worker each)");
+        fields.forbid({"slaves"}, "for a static worker class (it has passwords: one worker each)");
+        fields.forbid(std::span(ec2_only), "for a static worker class (only EC2 classes have it)");
         StaticWorkers out;
         fields.read("passwords", out.passwords);
         if (out.passwords.empty()) {
@@ -665,12 +748,8 @@ void Checker::check_worker_class(const std::string& name, const Entry& entry) {
         fields.read("distribution", out.distribution);
         config_.slaves.emplace(name, std::move(out));
     } else {
-        fields.forbid({"instance_type",
-                       "max_spot_price",
-                       "distribution",
-                       "user_data_template",
-                       "unreachable_timeout"},
-                      "for a local worker class");
+        fields.forbid({"distribution"}, "for a local worker class");
+        fields.forbid(std::span(ec2_only), "for a local worker class (only EC2 classes have it)");
         bool enabled = true;
         fields.read("local", enabled);
         if (!enabled) {

@@ -112,4 +112,9 @@ Result<WorkerToken> Credentials::issue_token(const std::string& worker_class,
     return issued;
 }
 
+void Credentials::revoke(const std::string& name) {
+    const std::lock_guard lock(mutex_);
+    latent_.erase(name);
+}
+
 } // namespace ci::master

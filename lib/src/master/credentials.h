@@ -41,6 +41,10 @@ public:
                                                   std::string name_suffix,
                                                   std::chrono::seconds lifetime);
 
+    /// Forgets the latent worker `name` (its instance ended): it can no longer log in. Static
+    /// workers are not affected. Idempotent.
+    void revoke(const std::string& name);
+
 private:
     struct Static {
         std::string worker_class;

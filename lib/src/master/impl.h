@@ -21,6 +21,7 @@
 #include "master/credentials.h"
 #include "master/deliveries.h"
 #include "master/dispatcher.h"
+#include "master/ec2_pool.h"
 #include "master/locks.h"
 #include "master/metrics.h"
 #include "master/poller.h"
@@ -72,6 +73,7 @@ struct MasterState {
     std::unique_ptr<http::Server> http;
     std::unique_ptr<WorkerServer> worker_server;
     std::unique_ptr<Poller> poller;
+    std::unique_ptr<Ec2Pool> ec2; ///< EC2 latent workers; null when no class has `ami`
 
     // A background loop that is not a part of its own (yet): worker records now and then, and
     // the store's health (an OpsEvent when it degrades). It waits on `quiet` until `stopping`.
@@ -89,6 +91,7 @@ private:
     Status start_reporters();
     Status start_servers();
     void start_local_workers();
+    Status start_ec2_pool();
     void run_housekeeper();
     void wait_for_builds(std::chrono::steady_clock::time_point deadline);
     void stop_builds();

@@ -139,6 +139,9 @@ Status MasterState::start() {
     ingest_options.on_requests = [this](const std::vector<store::BuildRequest>& requests) {
         reports->requested(requests);
         dispatcher->wake();
+        if (ec2) {
+            ec2->wake();
+        }
     };
     ingest_options.reports = [this](const store::BuildRequest& request) {
         return reports->request_outbox(request);
@@ -149,12 +152,8 @@ Status MasterState::start() {
         return fail(ingest.error());
     }
     ingestor = std::move(*ingest);
-    for (const auto& [class_name, worker_class] : config.slaves) {
-        if (std::holds_alternative<config::Ec2Workers>(worker_class)) {
-            log::warn("slaves.{}: EC2 latent workers are not started by this master yet; "
-                      "builders of this class wait for other workers",
-                      class_name);
-        }
+    if (auto status = start_ec2_pool(); !status) {
+        return status;
     }
     if (auto status = start_servers(); !status) {
         return status;
@@ -162,11 +161,39 @@ Status MasterState::start() {
     // Local workers last: they may start building at once.
     start_local_workers();
     dispatcher->start();
+    if (ec2) {
+        ec2->start();
+    }
     housekeeper = std::thread([this] { run_housekeeper(); });
     poller = std::make_unique<Poller>(
         config, *store, *ingestor, clock, GitCredentials{options.git_token, options.ssh_key});
     poller->on_store_write([this](const Status& status) { writes->note_other_write(status); });
     poller->start();
+    return {};
+}
+
+// The pool of EC2 latent workers, when some class has `ami`.
+Status MasterState::start_ec2_pool() {
+    const bool any = std::ranges::any_of(config.slaves, [](const auto& entry) {
+        return std::holds_alternative<config::Ec2Workers>(entry.second);
+    });
+    if (!any) {
+        return {};
+    }
+    auto pool = Ec2Pool::create(Ec2Pool::Parts{config,
+                                               clock,
+                                               credentials,
+                                               workers,
+                                               *reports,
+                                               config.buildmaster.state,
+                                               options.ec2_user_data,
+                                               options.ec2_token_dir,
+                                               options.ec2_reconcile,
+                                               {}});
+    if (!pool) {
+        return fail(pool.error());
+    }
+    ec2 = std::move(*pool);
     return {};
 }
 
@@ -240,7 +267,8 @@ Status MasterState::start_servers() {
                                                    *coordinator,
                                                    *reports,
                                                    *dispatcher,
-                                                   accepting});
+                                                   accepting,
+                                                   ec2.get()});
     router = std::make_unique<Router>(
         [this](const http::ServerRequest& request) { return check_auth(config, request); });
     add_webhook_routes(*router, *services);
@@ -392,6 +420,9 @@ void MasterState::shutdown() {
         if (dispatcher) {
             dispatcher->stop();
         }
+        if (ec2) {
+            ec2->hold_launches();
+        }
         if (poller) {
             poller->stop(); // no new changes either
         }
@@ -413,6 +444,9 @@ void MasterState::shutdown() {
         quiet.notify_all();
         if (housekeeper.joinable()) {
             housekeeper.join();
+        }
+        if (ec2) {
+            ec2->stop(); // its instances end with this run (their workers cannot log in again)
         }
         if (coordinator) {
             coordinator->disconnect_all();

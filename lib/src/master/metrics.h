@@ -11,6 +11,7 @@
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -79,6 +80,10 @@ struct Gauges {
     std::map<std::string, int> running; ///< by builder (every builder of the config listed)
     int workers_connected = 0;          ///< remote workers
     bool store_degraded = false;
+    /// EC2 instances by (class, market, state); every EC2 class listed with zeros.
+    std::map<std::tuple<std::string, std::string, std::string>, int> ec2_instances;
+    /// Seconds EC2 instances ran since the master started, by (class, market).
+    std::map<std::pair<std::string, std::string>, double> ec2_instance_seconds;
 };
 
 /// The Prometheus text exposition (version 0.0.4) of `counters` and `gauges`.

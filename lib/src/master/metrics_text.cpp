@@ -97,6 +97,29 @@ std::string prometheus_text(const Metrics::Snapshot& counters, const Gauges& gau
            "gauge",
            "1 while writes to the state database fail and are being retried.");
     out += fmt::format("ci_store_degraded {}\n", gauges.store_degraded ? 1 : 0);
+    if (!gauges.ec2_instances.empty()) {
+        family(out, "ci_ec2_instances", "gauge", "EC2 instances of the latent pools, by state.");
+        for (const auto& [key, count] : gauges.ec2_instances) {
+            const auto& [worker_class, market, state] = key;
+            out += fmt::format(R"(ci_ec2_instances{{class="{}",market="{}",state="{}"}} {})"
+                               "\n",
+                               label(worker_class),
+                               label(market),
+                               label(state),
+                               count);
+        }
+        family(out,
+               "ci_ec2_instance_seconds_total",
+               "counter",
+               "Seconds EC2 instances ran (pending to terminated) since the master started.");
+        for (const auto& [key, seconds] : gauges.ec2_instance_seconds) {
+            out += fmt::format(R"(ci_ec2_instance_seconds_total{{class="{}",market="{}"}} {})"
+                               "\n",
+                               label(key.first),
+                               label(key.second),
+                               seconds);
+        }
+    }
     return out;
 }
 

@@ -43,6 +43,30 @@ void metrics(Services& s, http::Reply reply) {
         }
         gauges.workers_connected = s.workers.remote_count();
         gauges.store_degraded = s.writes.degraded().has_value();
+        if (s.ec2 != nullptr) {
+            for (const auto& [name, worker_class] : s.config.slaves) {
+                if (!std::holds_alternative<config::Ec2Workers>(worker_class)) {
+                    continue;
+                }
+                for (const char* market : {"on-demand", "spot"}) {
+                    gauges.ec2_instance_seconds[{name, market}] = 0;
+                    for (const char* state : {"launching",
+                                              "pending",
+                                              "running",
+                                              "stopping",
+                                              "stopped",
+                                              "terminating"}) {
+                        gauges.ec2_instances[{name, market, state}] = 0;
+                    }
+                }
+            }
+            for (const auto& instance : s.ec2->instances()) {
+                ++gauges.ec2_instances[{instance.worker_class, instance.market, instance.state}];
+            }
+            for (const auto& [key, seconds] : s.ec2->instance_seconds()) {
+                gauges.ec2_instance_seconds[key] = seconds;
+            }
+        }
         http::ServerResponse response;
         response.content_type = "text/plain; version=0.0.4";
         response.body = prometheus_text(s.metrics.snapshot(), gauges);

@@ -1,6 +1,8 @@
 // /api/v1/workers: every worker the master knows (live state from the registry, the rest from
 // the store), and one-time tokens for EC2 latent workers.
 
+#include <algorithm>
+
 #include "core/json.h"
 #include "master/json.h"
 #include "master/services.h"
@@ -8,6 +10,25 @@
 namespace ci::master {
 
 namespace {
+
+// An EC2 worker's instance: id, type, market, launch time and state.
+void add_instance(Json& json, Services& s, const std::string& worker) {
+    if (s.ec2 == nullptr) {
+        return;
+    }
+    const auto instance = s.ec2->instance_of(worker);
+    if (!instance) {
+        return;
+    }
+    json.key("instance")
+        .begin()
+        .field("id", instance->instance_id)
+        .field("type", instance->instance_type)
+        .field("market", instance->market)
+        .time("launched", instance->launched)
+        .field("state", instance->state)
+        .end();
+}
 
 void list(Services& s, http::Reply reply) {
     s.reads.post([&s, reply](store::Store& store) mutable {
@@ -27,8 +48,28 @@ void list(Services& s, http::Reply reply) {
                 .field("local", live && live->local)
                 .field("state", live ? std::string_view(live->state()) : record.state)
                 .time("last_seen", record.last_seen)
-                .ids("builds", live ? live->builds : std::vector<std::int64_t>())
-                .end();
+                .ids("builds", live ? live->builds : std::vector<std::int64_t>());
+            add_instance(json, s, record.name);
+            json.end();
+        }
+        // Instances whose worker never connected (no worker record yet) are listed too.
+        if (s.ec2 != nullptr) {
+            for (const auto& instance : s.ec2->instances()) {
+                const bool listed = std::ranges::any_of(
+                    *stored, [&](const auto& record) { return record.name == instance.worker; });
+                if (listed || instance.worker.empty()) {
+                    continue;
+                }
+                json.begin()
+                    .field("name", instance.worker)
+                    .field("class", instance.worker_class)
+                    .field("connected", false)
+                    .field("local", false)
+                    .field("state", std::string_view("not connected"))
+                    .ids("builds", {});
+                add_instance(json, s, instance.worker);
+                json.end();
+            }
         }
         json.end_array().end();
         reply.send(json_response(200, json.text()));

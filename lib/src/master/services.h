@@ -13,6 +13,7 @@
 #include "master/credentials.h"
 #include "master/deliveries.h"
 #include "master/dispatcher.h"
+#include "master/ec2_pool.h"
 #include "master/metrics.h"
 #include "master/read_pool.h"
 #include "master/registry.h"
@@ -39,6 +40,7 @@ struct Services {
     Reports& reports;
     Dispatcher& dispatcher;             ///< drained and undrained by the API
     const std::atomic<bool>& accepting; ///< false once the master is shutting down
+    Ec2Pool* ec2; ///< EC2 latent workers (instances for the API and /metrics); null: none
 };
 
 /// Each resource's routes, one file each (routes_<resource>.cpp).

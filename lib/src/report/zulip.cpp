@@ -376,6 +376,9 @@ std::optional<Message> ops_message(const OpsEvent& event, const Settings& settin
     case OpsEvent::Kind::InstanceNotTerminated:
         kind = "an instance did not terminate";
         break;
+    case OpsEvent::Kind::InstanceProblem:
+        kind = "EC2 workers";
+        break;
     }
     return Message{*settings.ops_stream,
                    "libci",

@@ -133,6 +133,20 @@ CREATE TABLE logfile_chunks (
     sequence INTEGER NOT NULL, compressed BLOB NOT NULL,
     PRIMARY KEY (build_id, step, name, sequence)) WITHOUT ROWID;
 )sql",
+    // 9 -> 10: EC2 instances keyed
+    // by their launch's ClientToken, so that the intent is stored before RunInstances answers
+    // with an id; their worker, type and market.
+    R"sql(
+CREATE TABLE pool_instances (
+    client_token TEXT PRIMARY KEY, instance_id TEXT NOT NULL, class TEXT NOT NULL,
+    state TEXT NOT NULL, launched_ms INTEGER NOT NULL, terminated_ms INTEGER,
+    worker TEXT NOT NULL, instance_type TEXT NOT NULL, market TEXT NOT NULL) WITHOUT ROWID;
+INSERT OR IGNORE INTO pool_instances
+    SELECT client_token, instance_id, class, state, launched_ms, terminated_ms, '', '',
+           'on-demand' FROM latent_instances;
+DROP TABLE latent_instances;
+ALTER TABLE pool_instances RENAME TO latent_instances;
+)sql",
 };
 
 // The columns read_build() reads, in its order.
@@ -1164,15 +1178,21 @@ public:
         const std::lock_guard lock(mutex_);
         Statement statement(*statements_,
                             "INSERT OR REPLACE INTO latent_instances VALUES (?1, ?2, ?3, ?4, "
-                            "?5, ?6)");
-        statement.bind(1, instance.instance_id)
-            .bind(2, instance.worker_class)
-            .bind(3, instance.client_token)
+                            "?5, ?6, ?7, ?8, ?9)");
+        statement.bind(1, instance.client_token)
+            .bind(2, instance.instance_id)
+            .bind(3, instance.worker_class)
             .bind(4, instance.state)
             .bind(5, to_ms(instance.launched))
-            .bind(6, instance.terminated);
+            .bind(6, instance.terminated)
+            .bind(7, instance.worker)
+            .bind(8, instance.instance_type)
+            .bind(9, instance.market);
         if (statement.step() != SQLITE_DONE) {
-            return fail(error(fmt::format("save instance {}", instance.instance_id)).error());
+            return fail(error(fmt::format("save instance {} (launch {})",
+                                          instance.instance_id,
+                                          instance.client_token))
+                            .error());
         }
         return {};
     }
@@ -1180,8 +1200,9 @@ public:
     Result<std::vector<LatentInstance>> live_instances() override {
         const std::lock_guard lock(mutex_);
         return rows<LatentInstance>(
-            "SELECT instance_id, class, client_token, state, launched_ms, terminated_ms FROM "
-            "latent_instances WHERE state != 'terminated' ORDER BY launched_ms, instance_id",
+            "SELECT instance_id, class, client_token, state, launched_ms, terminated_ms, worker, "
+            "instance_type, market FROM latent_instances WHERE state != 'terminated' ORDER BY "
+            "launched_ms, client_token",
             [](Statement&) {},
             [](const Statement& row) {
                 return LatentInstance{row.text(0),
@@ -1189,7 +1210,10 @@ public:
                                       row.text(2),
                                       row.text(3),
                                       from_ms(row.integer(4)),
-                                      row.time(5)};
+                                      row.time(5),
+                                      row.text(6),
+                                      row.text(7),
+                                      row.text(8)};
             },
             "read latent instances");
     }

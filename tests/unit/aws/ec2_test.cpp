@@ -130,6 +130,18 @@ TEST_CASE("ec2: answers are parsed") {
     REQUIRE(terminated->size() == 1);
     CHECK((*terminated)[0].previous_state == "running");
     CHECK((*terminated)[0].current_state == "shutting-down");
+    auto stopped = ci::aws::parse_state_changes(R"(<StopInstancesResponse>
+  <instancesSet><item><instanceId>i-2</instanceId>
+    <currentState><code>64</code><name>stopping</name></currentState>
+    <previousState><code>16</code><name>running</name></previousState></item></instancesSet>
+</StopInstancesResponse>)",
+                                                "StopInstancesResponse");
+    REQUIRE_OK(stopped);
+    REQUIRE(stopped->size() == 1);
+    CHECK((*stopped)[0].current_state == "stopping");
+    // Another action's answer is not taken for this one.
+    CHECK_FALSE(ci::aws::parse_state_changes("<StartInstancesResponse/>", "StopInstancesResponse")
+                    .has_value());
 
     auto images = ci::aws::parse_describe_images(R"(<DescribeImagesResponse><imagesSet>
   <item><imageId>ami-1</imageId><name>buildslave-centos-7</name><imageState>available</imageState>

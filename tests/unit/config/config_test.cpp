@@ -126,19 +126,13 @@ TEST_CASE(
     CHECK(openstack.passwords.size() == 2);
 
     const auto warnings = checked.warnings();
-    REQUIRE(warnings.size() == 6);
+    REQUIRE(warnings.size() == 3);
     CHECK(warnings[0].key_path == "manhole");
     CHECK(warnings[0].line == 11);
     CHECK(warnings[1].key_path == "rackspace");
-    // The EC2 classes are accepted, and said not to be used yet (the master starts no instances).
-    CHECK(warnings[2].key_path == "slaves.aws/centos-7/zfs-head");
-    CHECK(warnings[3].key_path == "slaves.aws/ubuntu-14.04");
-    CHECK(warnings[4].key_path == "slaves.aws/centos-7");
-    for (std::size_t i = 2; i <= 4; ++i) {
-        CHECK(warnings[i].message.starts_with("not used yet: "));
-    }
-    CHECK(warnings[5].key_path == "slaves.rackspace/centos-7");
-    CHECK(warnings[5].to_string().find("config.yml:55:5: warning: slaves.rackspace/centos-7: ") !=
+    // The EC2 classes are used as they are (the master launches their instances): no warning.
+    CHECK(warnings[2].key_path == "slaves.rackspace/centos-7");
+    CHECK(warnings[2].to_string().find("config.yml:55:5: warning: slaves.rackspace/centos-7: ") !=
           std::string::npos);
 }
 
@@ -385,6 +379,118 @@ TEST_CASE("config: worker classes") {
         CHECK(has_error(
             parse_errors("slaves:\n  x: {passwords: []}\n"), "slaves.x.passwords", "at least one"));
     }
+}
+
+TEST_CASE("config: the keys of an EC2 pool") {
+    const auto config = parse_ok(R"(
+aws:
+    endpoint_url: http://127.0.0.1:5000
+slaves:
+    e:
+        ami: base
+        max_spot_price: 0.2
+        key_name: ops
+        security_groups: [sg-1, sg-2]
+        subnet_id: subnet-9
+        iam_instance_profile: ci-worker
+        tags: {team: ci}
+        region: eu-west-1
+        missing_timeout: 10m
+        build_wait_timeout: 60
+        max_lifetime: 24h
+        spot_fallback: true
+        idle_action: stop
+        stopped_max: 2
+    d:
+        ami: other
+)");
+    CHECK(config.aws.endpoint_url == "http://127.0.0.1:5000");
+    const auto& e = std::get<ci::config::Ec2Workers>(config.slaves.at("e"));
+    CHECK(e.key_name == "ops");
+    CHECK(e.security_groups == std::vector<std::string>{"sg-1", "sg-2"});
+    CHECK(e.subnet_id == "subnet-9");
+    CHECK(e.iam_instance_profile == "ci-worker");
+    CHECK(e.tags == std::map<std::string, std::string>{{"team", "ci"}});
+    CHECK(e.region == "eu-west-1");
+    CHECK(e.missing_timeout == std::chrono::minutes(10));
+    CHECK(e.build_wait_timeout == std::chrono::seconds(60));
+    CHECK(e.max_lifetime == std::chrono::hours(24));
+    CHECK(e.spot_fallback);
+    CHECK(e.idle_action == ci::config::Ec2Workers::IdleAction::Stop);
+    CHECK(e.stopped_max == 2);
+    // The defaults: the old deployment's 50 minutes idle, 20 minutes to connect, terminate.
+    const auto& d = std::get<ci::config::Ec2Workers>(config.slaves.at("d"));
+    CHECK(d.build_wait_timeout == std::chrono::seconds(3000));
+    CHECK(d.missing_timeout == std::chrono::seconds(1200));
+    CHECK_FALSE(d.max_lifetime.has_value());
+    CHECK_FALSE(d.spot_fallback);
+    CHECK(d.idle_action == ci::config::Ec2Workers::IdleAction::Terminate);
+    CHECK(d.region.empty());
+    // And the JSON form carries every one of them.
+    auto back = ci::config::parse_config_json(ci::config::to_json(config), "j");
+    REQUIRE(back.ok());
+    CHECK(*back.config == config);
+}
+
+TEST_CASE("config: idle_action stop is accepted and said not to be used yet") {
+    const auto checked =
+        ci::config::parse_config("slaves:\n  e: {ami: a, idle_action: stop}\n", "t.yml");
+    REQUIRE(checked.ok());
+    const auto warnings = checked.warnings();
+    REQUIRE(warnings.size() == 1);
+    CHECK(warnings[0].key_path == "slaves.e.idle_action");
+    CHECK(warnings[0].message.starts_with("not used yet: "));
+    CHECK(ci::config::parse_config("slaves:\n  e: {ami: a}\n", "t.yml").warnings().empty());
+}
+
+TEST_CASE("config: wrong EC2 pool keys are errors naming the key") {
+    const auto errors = parse_errors(R"(
+aws:
+    endpoint_url: 127.0.0.1:5000
+slaves:
+    e:
+        ami: base
+        security_groups: sg-1
+        tags: {Name: x, "ci:class": y, ok: z}
+        missing_timeout: 0
+        build_wait_timeout: soon
+        spot_fallback: true
+        idle_action: hibernate
+        stopped_max: -1
+    s:
+        passwords: [p]
+        idle_action: stop
+    l:
+        local: true
+        subnet_id: subnet-1
+)");
+    CHECK(has_error(errors, "aws.endpoint_url", "http:// or https://"));
+    CHECK(has_error(errors, "slaves.e.security_groups", "list"));
+    CHECK(has_error(errors, "slaves.e.tags.Name", "set by the master"));
+    CHECK(has_error(errors, "slaves.e.tags.ci:class", "set by the master"));
+    CHECK_FALSE(has_error(errors, "slaves.e.tags.ok", ""));
+    CHECK(has_error(errors, "slaves.e.missing_timeout", "at least 1s"));
+    CHECK(has_error(errors, "slaves.e.build_wait_timeout", ""));
+    CHECK(has_error(errors, "slaves.e.spot_fallback", "needs max_spot_price"));
+    CHECK(has_error(errors, "slaves.e.idle_action", R"(got "hibernate")"));
+    CHECK(has_error(errors, "slaves.e.stopped_max", "from 0 to"));
+    CHECK(has_error(errors, "slaves.s.idle_action", "not valid for a static worker class"));
+    CHECK(has_error(errors, "slaves.l.subnet_id", "not valid for a local worker class"));
+}
+
+TEST_CASE("config: the EC2 endpoint from the config, else the environment") {
+    ci::config::Aws aws;
+    ::unsetenv("AWS_ENDPOINT_URL_EC2");
+    ::unsetenv("AWS_ENDPOINT_URL");
+    CHECK(ci::config::ec2_endpoint_url(aws).empty());
+    ::setenv("AWS_ENDPOINT_URL", "http://all:1", 1);
+    CHECK(ci::config::ec2_endpoint_url(aws) == "http://all:1");
+    ::setenv("AWS_ENDPOINT_URL_EC2", "http://ec2:2", 1);
+    CHECK(ci::config::ec2_endpoint_url(aws) == "http://ec2:2");
+    aws.endpoint_url = "http://config:3";
+    CHECK(ci::config::ec2_endpoint_url(aws) == "http://config:3");
+    ::unsetenv("AWS_ENDPOINT_URL_EC2");
+    ::unsetenv("AWS_ENDPOINT_URL");
 }
 
 TEST_CASE("config: references between sections are checked") {

@@ -45,6 +45,7 @@ std::string text_of(const rapidjson::Value& value, const char* key) {
 std::string webhook_config(const std::string& url, const std::string& steps, const char* workers) {
     return fmt::format(R"(
 github: {{webhook_secret: hook-secret}}
+aws: {{identifier: AKIAROUTESTEST, secret_identifier: never-used, endpoint_url: "http://127.0.0.1:9"}}
 slaves:
   local: {{local: true, max_builds: 2}}
   remote: {{passwords: [pw-0]}}

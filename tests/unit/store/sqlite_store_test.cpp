@@ -591,8 +591,32 @@ TEST_CASE("store: builds, steps, compressed logs, workers and latent instances")
         CHECK(store->update_build(missing).error().code == ci::ErrorCode::NotFound);
 
         REQUIRE_OK(store->save_worker({"local/0", "local", "idle", t0}));
-        REQUIRE_OK(store->save_instance({"i-1", "aws/centos-7", "tok-1", "running", t0, {}}));
-        REQUIRE_OK(store->save_instance({"i-2", "aws/centos-7", "tok-2", "terminated", t0, t0}));
+        REQUIRE_OK(store->save_instance({"i-1",
+                                         "aws/centos-7",
+                                         "tok-1",
+                                         "running",
+                                         t0,
+                                         {},
+                                         "aws/centos-7/a",
+                                         "c3.large",
+                                         "spot"}));
+        REQUIRE_OK(store->save_instance({"i-2",
+                                         "aws/centos-7",
+                                         "tok-2",
+                                         "terminated",
+                                         t0,
+                                         t0,
+                                         "aws/centos-7/b",
+                                         "c3.large",
+                                         "spot"}));
+        // An intent (no instance id yet) beside another: keyed by the launch's token.
+        REQUIRE_OK(store->save_instance(
+            {"", "aws", "tok-3", "launching", t0 + 1s, {}, "aws/w3", "c5.large", "spot"}));
+        REQUIRE_OK(store->save_instance(
+            {"", "aws", "tok-4", "launching", t0 + 2s, {}, "aws/w4", "c5.large", "on-demand"}));
+        // Its id once RunInstances answered: the same row.
+        REQUIRE_OK(store->save_instance(
+            {"i-4", "aws", "tok-4", "pending", t0 + 2s, {}, "aws/w4", "c5.large", "on-demand"}));
     }
     auto store = open(path);
     auto build = store->build(build_id);
@@ -646,9 +670,35 @@ TEST_CASE("store: builds, steps, compressed logs, workers and latent instances")
           std::vector<ci::store::WorkerRecord>{{"local/0", "local", "idle", t0}});
     auto live = store->live_instances();
     REQUIRE_OK(live);
-    REQUIRE(live->size() == 1);
+    REQUIRE(live->size() == 3);
     CHECK((*live)[0].instance_id == "i-1");
     CHECK((*live)[0].client_token == "tok-1");
+    CHECK((*live)[1] ==
+          ci::store::LatentInstance{
+              "", "aws", "tok-3", "launching", t0 + 1s, {}, "aws/w3", "c5.large", "spot"});
+    CHECK((*live)[2].instance_id == "i-4");
+    CHECK((*live)[2].state == "pending");
+}
+
+TEST_CASE("store: schema 8's latent instances are kept by the migration to schema 9") {
+    ci::test::TempDir dir;
+    const auto path = dir / "v8.sqlite";
+    { open(path); }
+    execute_sql(path,
+                "DROP TABLE latent_instances; CREATE TABLE latent_instances (instance_id TEXT "
+                "PRIMARY KEY, class TEXT NOT NULL, client_token TEXT NOT NULL, state TEXT NOT "
+                "NULL, launched_ms INTEGER NOT NULL, terminated_ms INTEGER); INSERT INTO "
+                "latent_instances VALUES ('i-9', 'aws', 'tok-9', 'running', 1000, NULL); "
+                "PRAGMA user_version=8");
+    auto store = open(path);
+    auto live = store->live_instances();
+    REQUIRE_OK(live);
+    REQUIRE(live->size() == 1);
+    CHECK((*live)[0].instance_id == "i-9");
+    CHECK((*live)[0].client_token == "tok-9");
+    CHECK((*live)[0].state == "running");
+    CHECK((*live)[0].market == "on-demand");
+    CHECK((*live)[0].worker.empty());
 }
 
 TEST_CASE("store: a result that names no build result is an error, not a default") {

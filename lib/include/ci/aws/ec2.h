@@ -113,6 +113,10 @@ void append_filters(QueryParameters& parameters, const std::vector<Filter>& filt
 [[nodiscard]] Result<std::vector<Instance>> parse_run_instances(std::string_view xml);
 [[nodiscard]] Result<InstancesPage> parse_describe_instances(std::string_view xml);
 [[nodiscard]] Result<std::vector<StateChange>> parse_terminate_instances(std::string_view xml);
+/// The answer of TerminateInstances, StopInstances or StartInstances, whose root element is
+/// `root` ("StopInstancesResponse").
+[[nodiscard]] Result<std::vector<StateChange>> parse_state_changes(std::string_view xml,
+                                                                   const char* root);
 [[nodiscard]] Result<std::vector<Image>> parse_describe_images(std::string_view xml);
 /// The Error for a failed response: "<action>: <status> <Code>: <Message> (request id <id>)".
 [[nodiscard]] Error ec2_error(std::string_view action, const http::Response& response);
@@ -139,6 +143,12 @@ public:
                        const std::vector<std::string>& instance_ids = {});
     [[nodiscard]] Result<std::vector<StateChange>>
     terminate_instances(const std::vector<std::string>& instance_ids);
+    /// Stops EBS-backed instances (their disks stay; a stopped instance costs only storage).
+    [[nodiscard]] Result<std::vector<StateChange>>
+    stop_instances(const std::vector<std::string>& instance_ids);
+    /// Starts stopped instances again.
+    [[nodiscard]] Result<std::vector<StateChange>>
+    start_instances(const std::vector<std::string>& instance_ids);
     /// Images owned by `owners` (e.g. {"self"}) that match the filters.
     [[nodiscard]] Result<std::vector<Image>> describe_images(const std::vector<std::string>& owners,
                                                              const std::vector<Filter>& filters);
@@ -147,6 +157,8 @@ public:
 
 private:
     Result<std::string> call(std::string_view action, const QueryParameters& parameters);
+    Result<std::vector<StateChange>> change_states(std::string_view action,
+                                                   const std::vector<std::string>& instance_ids);
 
     std::shared_ptr<http::Client> http_;
     std::shared_ptr<CredentialsProvider> credentials_;

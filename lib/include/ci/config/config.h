@@ -133,6 +133,10 @@ struct Aws {
     /// `aws.image_tags`: tags an AMI must carry to be used. Missing from the file means
     /// {production: "true"}; null or {} means no filter (the newest image of that name).
     std::map<std::string, std::string> image_tags{{"production", "true"}};
+    /// `aws.endpoint_url`: where EC2 is reached (a VPC endpoint; moto in tests). Empty: the
+    /// environment's AWS_ENDPOINT_URL_EC2, else AWS_ENDPOINT_URL, else AWS's own for the region
+    /// (see ec2_endpoint_url).
+    std::string endpoint_url;
     friend bool operator==(const Aws&, const Aws&) = default;
 };
 
@@ -153,8 +157,40 @@ struct Ec2Workers {
     /// `unreachable_timeout`: the default template's watchdog powers the instance off when the
     /// master's worker port has been unreachable this long (`{{unreachable_timeout}}`).
     Duration unreachable_timeout{1800};
+    std::string key_name; ///< `key_name`: the EC2 key pair for SSH; empty: none
+    /// `security_groups`: security group ids (sg-...); empty: the subnet's default.
+    std::vector<std::string> security_groups;
+    std::string subnet_id;            ///< `subnet_id`: empty: the default VPC's
+    std::string iam_instance_profile; ///< `iam_instance_profile`: a name or an ARN; empty: none
+    /// `tags`: extra tags on each instance (beside Name, ci:master, ci:class, ci:worker).
+    std::map<std::string, std::string> tags;
+    std::string region; ///< `region`: empty means `aws.region`
+    /// `missing_timeout`: an instance whose worker has not connected this long after launch (or
+    /// since its connection dropped) is terminated.
+    Duration missing_timeout{1200};
+    /// `build_wait_timeout`: an instance whose worker has had no build this long is idle and
+    /// ends as `idle_action` says.
+    Duration build_wait_timeout{3000};
+    /// `max_lifetime`: an instance older than this takes no new builds and ends when idle;
+    /// absent: no limit.
+    std::optional<Duration> max_lifetime;
+    /// `spot_fallback`: when a spot launch fails for lack of capacity or a spot error, launch
+    /// on-demand instead (opt-in: it costs more).
+    bool spot_fallback = false;
+    /// `idle_action`: what ends an idle instance.
+    enum class IdleAction : std::uint8_t {
+        Terminate, ///< `terminate` (the default)
+        Stop,      ///< `stop`: kept stopped (its disk stays) and started again when needed
+    };
+    IdleAction idle_action = IdleAction::Terminate;
+    int stopped_max = 0; ///< `stopped_max`: at most this many stopped instances kept (stop)
     friend bool operator==(const Ec2Workers&, const Ec2Workers&) = default;
 };
+
+/// The EC2 endpoint URL for `aws`: `aws.endpoint_url`, else the environment's
+/// AWS_ENDPOINT_URL_EC2, else AWS_ENDPOINT_URL (the AWS SDKs' convention); empty means AWS's
+/// own endpoint for the region.
+[[nodiscard]] std::string ec2_endpoint_url(const Aws& aws);
 
 /// A worker class of static workers (`slaves.<class>` with `passwords`): one worker per password,
 /// named `<class>/<i>`, that connects to the master by itself.

@@ -20,6 +20,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -65,6 +66,19 @@ struct MasterOptions {
     /// GitHub reporter (which the config's `github.report_status` starts). The master stops
     /// them (Reporter::stop) when it shuts down.
     std::vector<std::shared_ptr<report::Reporter>> reporters;
+    /// The user data of an EC2 instance about to launch, from its class, worker name and
+    /// one-time token (a secret). Empty: instances launch with no user data (the cloud-init
+    /// template of issue 18's ec2-boot part renders it).
+    std::function<Result<std::string>(
+        const std::string& worker_class, const std::string& worker, const std::string& token)>
+        ec2_user_data;
+    /// When set, each launched EC2 worker's name and one-time token are written to
+    /// DIR/<instance-id>.env (mode 0600; CI_WORKER_NAME=, CI_WORKER_SECRET=), for a worker
+    /// started by hand or a test that plays the instance's boot.
+    std::filesystem::path ec2_token_dir;
+    /// How often the EC2 pools list their tagged instances and reconcile them with what they
+    /// know (also once at start).
+    std::chrono::seconds ec2_reconcile{180};
 };
 
 /// A one-time registration token for a worker of an EC2 latent class (`slaves.<class>` with

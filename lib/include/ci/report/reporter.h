@@ -60,7 +60,10 @@ struct OpsEvent {
     enum class Kind {
         ReporterGaveUp,        ///< a reporter dropped a message it could not send in time
         StoreDegraded,         ///< the master's writes to its store fail
-        InstanceNotTerminated, ///< a latent worker's instance did not terminate (EC2, to come)
+        InstanceNotTerminated, ///< a latent worker's instance did not terminate
+        /// an EC2 pool's trouble: a launch that failed, an instance that never connected or was
+        /// lost, an unknown tagged instance, a termination not seen
+        InstanceProblem,
     };
     Kind kind = Kind::ReporterGaveUp;
     std::string source; ///< who noticed: a reporter's name ("github"), "store", ...

@@ -33,7 +33,7 @@ namespace ci::store {
 using WallTime = std::chrono::system_clock::time_point;
 
 /// The schema version this libci writes.
-inline constexpr int schema_version = 9;
+inline constexpr int schema_version = 10;
 
 /// Where a build request is in its life.
 enum class RequestState {
@@ -96,13 +96,19 @@ struct WorkerRecord {
 
 /// An EC2 instance the master launched: stored before it is needed, so that a restarted master
 /// finds and reconciles it.
+/// Keyed by its launch's ClientToken: the intent is stored before RunInstances is called, when
+/// there is no instance id yet.
 struct LatentInstance {
-    std::string instance_id;
+    std::string instance_id; ///< empty while only the intent exists
     std::string worker_class;
-    std::string client_token;
-    std::string state; ///< "launching", "running", "terminating", "terminated"
+    std::string client_token; ///< the key: unique per launch
+    /// "launching", "pending", "running", "stopping", "stopped", "terminating", "terminated"
+    std::string state;
     WallTime launched{};
-    std::optional<WallTime> terminated;
+    std::optional<WallTime> terminated; ///< when its termination was asked for
+    std::string worker;                 ///< its worker's name (the ci:worker tag)
+    std::string instance_type;
+    std::string market = "on-demand"; ///< "on-demand" or "spot"
     friend bool operator==(const LatentInstance&, const LatentInstance&) = default;
 };
 
@@ -304,7 +310,7 @@ public:
     [[nodiscard]] virtual Status save_worker(const WorkerRecord& worker) = 0;
     [[nodiscard]] virtual Result<std::vector<WorkerRecord>> workers() = 0;
 
-    /// Creates or updates a latent instance (by instance id).
+    /// Creates or updates a latent instance (by client token).
     [[nodiscard]] virtual Status save_instance(const LatentInstance& instance) = 0;
     /// Instances not yet terminated.
     [[nodiscard]] virtual Result<std::vector<LatentInstance>> live_instances() = 0;

@@ -1,0 +1,308 @@
+#!/usr/bin/env python3
+"""The master's EC2 pool against moto_server (EC2 with SigV4 checked; spoken to here through
+boto3, not libci): a build request waiting for an EC2 class launches one spot instance with the
+newest production image, the class's type, key, security group, subnet and tags, and
+InstanceInitiatedShutdownBehavior=terminate; the test plays its boot by starting a real
+ci-worker with the name and one-time token the master wrote to --ec2-token-dir (the ec2-boot
+user data carries the same values); the build runs there; idle for build_wait_timeout, the
+instance is terminated. Then the master is killed with -9 right after a launch: restarted, it
+terminates that instance (its worker could not log in to the new run), terminates a tagged
+instance it never knew, launches a fresh one for the request still waiting, and at a graceful
+stop leaves no tagged instance running. SKIPs (exit 77) loudly when moto_server is missing."""
+
+import os
+import re
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import time
+import urllib.request
+
+import master_harness as harness
+
+HOST = "ci-ec2-test.example.org"
+REGION = "us-east-1"
+
+
+def moto_program():
+    return os.environ.get("LIBCI_MOTO_SERVER") or shutil.which("moto_server")
+
+
+class Moto:
+    """moto_server on port 0, with authentication switched on after three IAM calls that mint
+    the key pair the master and this test use."""
+
+    def __init__(self, case):
+        import boto3  # noqa: PLC0415 - only where moto is
+        self.boto3 = boto3
+        env = dict(os.environ, INITIAL_NO_AUTH_ACTION_COUNT="3")
+        self.log_path = os.path.join(case.tmp, "moto.log")
+        log = open(self.log_path, "w")
+        self.process = subprocess.Popen([moto_program(), "-H", "127.0.0.1", "-p", "0"],
+                                        stdout=log, stderr=subprocess.STDOUT, env=env,
+                                        start_new_session=True)
+        log.close()
+        self.endpoint = harness.wait_for("moto_server to listen", self.listening, 60)
+        iam = self.client("iam", "AKIAUNAUTHENTICATED", "unauthenticated")
+        iam.create_user(UserName="libci")
+        key = iam.create_access_key(UserName="libci")["AccessKey"]
+        iam.put_user_policy(UserName="libci", PolicyName="all", PolicyDocument=(
+            '{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", '
+            '"Resource": "*"}]}'))
+        self.key_id, self.secret = key["AccessKeyId"], key["SecretAccessKey"]
+        case.secrets.append(self.secret)
+        self.ec2 = self.client("ec2", self.key_id, self.secret)
+
+    def listening(self):
+        found = re.search(r"Running on (http://127\.0\.0\.1:\d+)", open(self.log_path).read())
+        return found.group(1) if found else None
+
+    def client(self, service, key_id, secret):
+        return self.boto3.client(service, endpoint_url=self.endpoint, region_name=REGION,
+                                 aws_access_key_id=key_id, aws_secret_access_key=secret)
+
+    def tagged(self, states=("pending", "running", "stopping", "stopped", "shutting-down")):
+        """The instances tagged ci:master=HOST in `states`, by id."""
+        found = {}
+        pages = self.ec2.get_paginator("describe_instances").paginate(Filters=[
+            {"Name": "tag:ci:master", "Values": [HOST]},
+            {"Name": "instance-state-name", "Values": list(states)}])
+        for page in pages:
+            for reservation in page["Reservations"]:
+                for instance in reservation["Instances"]:
+                    found[instance["InstanceId"]] = instance
+        return found
+
+    def state(self, instance_id):
+        answer = self.ec2.describe_instances(InstanceIds=[instance_id])
+        return answer["Reservations"][0]["Instances"][0]["State"]["Name"]
+
+    def stop(self):
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.process.wait(timeout=30)
+
+
+def make_image(moto, name, tags):
+    """An image owned by the account (CreateImage of a throw-away instance), with `tags`."""
+    base = moto.ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    helper = moto.ec2.run_instances(ImageId=base, MinCount=1, MaxCount=1,
+                                    InstanceType="t2.micro")["Instances"][0]["InstanceId"]
+    image = moto.ec2.create_image(InstanceId=helper, Name=name)["ImageId"]
+    moto.ec2.create_tags(Resources=[image],
+                         Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
+    moto.ec2.terminate_instances(InstanceIds=[helper])
+    return image
+
+
+def tags_of(instance):
+    return {tag["Key"]: tag["Value"] for tag in instance.get("Tags", [])}
+
+
+def token_file(token_dir, instance_id):
+    path = os.path.join(token_dir, instance_id + ".env")
+    return path if os.path.exists(path) else None
+
+
+def read_env(path):
+    values = dict(line.split("=", 1) for line in open(path).read().splitlines() if "=" in line)
+    return values["CI_WORKER_NAME"], values["CI_WORKER_SECRET"]
+
+
+def metric(master, name, labels):
+    text = master.get("/metrics")
+    for line in text.splitlines():
+        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def config(case, moto, image_setup):
+    return f"""
+buildmaster: {{host: {HOST}, web_port: 0, worker_port: 0, state: {case.tmp}/state.sqlite}}
+auth: {{user: {case.auth[0]}, password: "{case.auth[1]}"}}
+aws:
+  identifier: {moto.key_id}
+  secret_identifier: "{moto.secret}"
+  region: {REGION}
+  endpoint_url: "{moto.endpoint}"
+slaves:
+  aws:
+    ami: ci-base
+    slaves: 2
+    instance_type: c5.large
+    max_spot_price: 0.25
+    key_name: ci-key
+    security_groups: [{image_setup["group"]}]
+    subnet_id: {image_setup["subnet"]}
+    tags: {{team: ci}}
+    build_wait_timeout: 8
+    missing_timeout: 120
+builders:
+  on-ec2:
+    workers: [aws]
+    steps:
+      - name: hello
+        run: "echo built on $(hostname)"
+schedulers:
+  force: {{type: force, builders: [on-ec2]}}
+"""
+
+
+def force(case, master):
+    status, answer = master.post("/api/v1/builders/on-ec2/force", b"{}", auth=case.auth)
+    if status != 202:
+        raise AssertionError(f"force: {status} {answer}")
+    return answer["requests"][0]
+
+
+def build_of(master, request):
+    for build in master.builds():
+        if build.get("request") == request and build.get("result"):
+            return build
+    return None
+
+
+def main(case):
+    if not moto_program():
+        print("SKIP: moto_server not found (LIBCI_MOTO_SERVER unset, not in PATH; "
+              "scripts/test.sh tries pip install 'moto[server]'): the EC2 pool is not tested",
+              flush=True)
+        sys.exit(77)
+    moto = Moto(case)
+    try:
+        run(case, moto)
+    finally:
+        moto.stop()
+
+
+def run(case, moto):
+    ec2 = moto.ec2
+    # Images named ci-base: the newest production one must be used, not a newer one without
+    # the production tag, nor an older production one.
+    wanted = make_image(moto, "ci-base-2", {"base_name": "ci-base", "production": "true",
+                                            "timestamp": "20261102"})
+    make_image(moto, "ci-base-1", {"base_name": "ci-base", "production": "true",
+                                   "timestamp": "20261101"})
+    make_image(moto, "ci-base-3", {"base_name": "ci-base", "production": "false",
+                                   "timestamp": "20261103"})
+    ec2.create_key_pair(KeyName="ci-key")
+    vpc = ec2.describe_vpcs()["Vpcs"][0]["VpcId"]
+    subnet = ec2.describe_subnets()["Subnets"][0]["SubnetId"]
+    group = ec2.create_security_group(GroupName="ci-workers", Description="ci",
+                                      VpcId=vpc)["GroupId"]
+    token_dir = os.path.join(case.tmp, "tokens")
+    os.mkdir(token_dir, 0o700)
+    path = case.write_config(config(case, moto, {"group": group, "subnet": subnet}))
+    args = ["--ec2-token-dir", token_dir, "--ec2-reconcile", "3"]
+    master = case.start_master(path, args=args)
+
+    # 1. A waiting request launches one instance, with everything the class says.
+    request = force(case, master)
+    instances = harness.wait_for("an instance tagged for this master",
+                                 lambda: moto.tagged() or None, 30)
+    case.check(len(instances) == 1, f"one request, one instance ({len(instances)})")
+    instance_id, instance = next(iter(instances.items()))
+    tags = tags_of(instance)
+    case.check(tags.get("ci:master") == HOST and tags.get("ci:class") == "aws" and
+               tags.get("ci:worker", "").startswith("aws/") and tags.get("team") == "ci" and
+               tags.get("Name", "").startswith("libci-aws/"),
+               f"tagged at launch: {tags}")
+    case.check(instance["InstanceType"] == "c5.large", f"type {instance['InstanceType']}")
+    case.check(instance.get("InstanceLifecycle") == "spot",
+               f"spot (max_spot_price): {instance.get('InstanceLifecycle')}")
+    case.check(instance["ImageId"] == wanted,
+               f"the newest production image {wanted}: {instance['ImageId']}")
+    case.check(instance.get("KeyName") == "ci-key", f"key {instance.get('KeyName')}")
+    case.check(instance.get("SubnetId") == subnet, f"subnet {instance.get('SubnetId')}")
+    case.check(group in [g["GroupId"] for g in instance.get("SecurityGroups", [])],
+               f"security group {instance.get('SecurityGroups')}")
+    behaviour = ec2.describe_instance_attribute(
+        InstanceId=instance_id, Attribute="instanceInitiatedShutdownBehavior")
+    case.check(behaviour["InstanceInitiatedShutdownBehavior"]["Value"] == "terminate",
+               f"shutdown behaviour {behaviour['InstanceInitiatedShutdownBehavior']}")
+
+    env_path = harness.wait_for("the worker's token file",
+                                lambda: token_file(token_dir, instance_id), 10)
+    mode = stat.S_IMODE(os.stat(env_path).st_mode)
+    case.check(mode == 0o600, f"the token file is mode 0600 ({oct(mode)})")
+    name, token = read_env(env_path)
+    case.secrets.append(token)
+    case.check(name == tags.get("ci:worker"), f"the token file names the tagged worker {name}")
+    listed = {w["name"]: w for w in master.get("/api/v1/workers")["workers"]}
+    shown = listed.get(name, {}).get("instance", {})
+    case.check(shown.get("id") == instance_id and shown.get("type") == "c5.large" and
+               shown.get("market") == "spot" and shown.get("launched"),
+               f"the workers API shows the instance: {shown}")
+    # Still one instance for one request a few ticks later.
+    time.sleep(2)
+    case.check(len(moto.tagged()) == 1, "no second instance while the first boots")
+
+    # 2. The boot: a real ci-worker with the name and token the master gave.
+    worker = case.start_worker(master, 7, name=name, token=token)
+    build = harness.wait_for("the build on the EC2 worker", lambda: build_of(master, request), 60)
+    case.check(build["result"] == "success" and build["worker"] == name,
+               f"the build ran on {build['worker']}: {build['result']}")
+
+    # 3. Idle for build_wait_timeout (8 s): terminated.
+    harness.wait_for("the idle instance to be terminated",
+                     lambda: moto.state(instance_id) in ("shutting-down", "terminated"), 40)
+    case.check(True, "the idle instance was terminated")
+    worker.kill()
+    seconds = metric(master, "ci_ec2_instance_seconds_total", {"class": "aws", "market": "spot"})
+    case.check(seconds is not None and seconds > 0,
+               f"ci_ec2_instance_seconds_total counts the instance's time ({seconds})")
+    case.check(metric(master, "ci_ec2_instances",
+                      {"class": "aws", "market": "spot", "state": "running"}) == 0,
+               "ci_ec2_instances shows no running instance")
+
+    # 4. kill -9 right after a launch: restarted, the master never forgets the instance.
+    second = force(case, master)
+    launched = harness.wait_for("a second launch", lambda: moto.tagged(("pending", "running"))
+                                or None, 30, interval=0.02)
+    master.kill(signal.SIGKILL)
+    orphan_of_crash = next(iter(launched))
+    # And one tagged instance it never knew (another master's crash, a lost answer).
+    base = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    stranger = ec2.run_instances(ImageId=base, MinCount=1, MaxCount=1, InstanceType="t2.micro",
+                                 TagSpecifications=[{"ResourceType": "instance", "Tags": [
+                                     {"Key": "ci:master", "Value": HOST},
+                                     {"Key": "ci:class", "Value": "aws"}]}])
+    stranger_id = stranger["Instances"][0]["InstanceId"]
+    master.start()
+    for what, instance_id in (("the instance launched before the kill", orphan_of_crash),
+                              ("the unknown tagged instance", stranger_id)):
+        harness.wait_for(f"{what} to be terminated",
+                         lambda i=instance_id: moto.state(i) in ("shutting-down", "terminated"),
+                         30)
+        case.check(True, f"after the restart, {what} was terminated")
+    fresh = harness.wait_for("a fresh instance for the waiting request", lambda: {
+        i: x for i, x in moto.tagged(("pending", "running")).items()
+        if i not in (orphan_of_crash, stranger_id)} or None, 30)
+    fresh_id = next(iter(fresh))
+    case.check(len(fresh) == 1, f"one fresh instance for the request ({len(fresh)})")
+    name, token = read_env(harness.wait_for("its token file",
+                                            lambda: token_file(token_dir, fresh_id), 10))
+    case.secrets.append(token)
+    worker = case.start_worker(master, 8, name=name, token=token)
+    build = harness.wait_for("the waiting build on the fresh instance",
+                             lambda: build_of(master, second), 60)
+    case.check(build["result"] == "success" and build["worker"] == name,
+               f"the request that waited through the crash ran on {build['worker']}")
+
+    # 5. A graceful stop leaves nothing running.
+    master.kill(signal.SIGTERM)
+    worker.kill()
+    left = {i: x["State"]["Name"] for i, x in moto.tagged(("pending", "running")).items()}
+    case.check(not left, f"no tagged instance left running after the master stopped: {left}")
+    log = "".join(case.logs().values())
+    case.check("ec2: " in log and "tagged instance(s) this master does not know" in log,
+               "the unknown instance was logged as an operational error")
+
+
+if __name__ == "__main__":
+    harness.run(main)

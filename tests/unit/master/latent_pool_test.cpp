@@ -1,0 +1,506 @@
+#include <algorithm>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include <doctest/doctest.h>
+
+#include "master/latent_pool.h"
+
+using ci::WallTime;
+using ci::master::AlertAction;
+using ci::master::DrainAction;
+using ci::master::InstanceState;
+using ci::master::LatentPool;
+using ci::master::LaunchAction;
+using ci::master::LaunchFailure;
+using ci::master::LostAction;
+using ci::master::Market;
+using ci::master::ObservedInstance;
+using ci::master::PoolAction;
+using ci::master::PoolClass;
+using ci::master::PoolInstance;
+using ci::master::PoolView;
+using ci::master::StartAction;
+using ci::master::StopAction;
+using ci::master::TerminateAction;
+using std::chrono::minutes;
+using std::chrono::seconds;
+
+namespace {
+
+const WallTime t0 = WallTime{} + std::chrono::hours(24 * 365 * 50);
+
+// Deterministic names ("w1", "w2", ...) and a fixed jitter draw.
+struct Fixture {
+    int counter = 0;
+    double draw = 0.5;
+    PoolClass settings;
+    std::map<std::string, PoolClass> classes() const { return {{"aws", settings}}; }
+    LatentPool make() {
+        return LatentPool(
+            classes(),
+            {[this] { return "w" + std::to_string(++counter); }, [this] { return draw; }});
+    }
+};
+
+template <typename T> std::vector<T> of(const std::vector<PoolAction>& actions) {
+    std::vector<T> out;
+    for (const auto& action : actions) {
+        if (const auto* typed = std::get_if<T>(&action)) {
+            out.push_back(*typed);
+        }
+    }
+    return out;
+}
+
+PoolView waiting(int n) {
+    PoolView view;
+    view.waiting["aws"] = n;
+    return view;
+}
+
+PoolView connected(const std::string& worker, int builds, int waiting_requests = 0) {
+    PoolView view;
+    view.connected[worker] = builds;
+    view.waiting["aws"] = waiting_requests;
+    return view;
+}
+
+// Launches one instance and has EC2 answer with `id`; returns its worker name.
+std::string launch_one(LatentPool& pool, const std::string& id, WallTime now) {
+    const auto launches = of<LaunchAction>(pool.tick(waiting(1), now));
+    REQUIRE(launches.size() == 1);
+    pool.launched(launches[0].worker, id, false, now);
+    return launches[0].worker;
+}
+
+const PoolInstance& instance_of(const LatentPool& pool, const std::string& worker) {
+    const auto* found = pool.find_worker(worker);
+    REQUIRE(found != nullptr);
+    return *found;
+}
+
+} // namespace
+
+TEST_CASE("latent pool: a waiting request launches one instance, recorded before the call") {
+    Fixture f;
+    f.settings.max_instances = 3;
+    f.settings.instance_type = "c5.large";
+    auto pool = f.make();
+    CHECK(pool.tick(PoolView{}, t0).empty());
+    const auto launches = of<LaunchAction>(pool.tick(waiting(1), t0));
+    REQUIRE(launches.size() == 1);
+    CHECK(launches[0].worker_class == "aws");
+    CHECK(launches[0].worker == "aws/w1");
+    CHECK(launches[0].client_token == "w2");
+    CHECK(launches[0].market == Market::OnDemand);
+    // The intent exists before any answer: what the shell stores before RunInstances.
+    const auto& intent = instance_of(pool, "aws/w1");
+    CHECK(intent.state == InstanceState::Launching);
+    CHECK(intent.instance_id.empty());
+    CHECK(intent.client_token == "w2");
+    CHECK(intent.instance_type == "c5.large");
+    CHECK(intent.version > 0);
+    // The same request waiting again is covered by the instance on its way.
+    CHECK(of<LaunchAction>(pool.tick(waiting(1), t0 + seconds(1))).empty());
+    pool.launched("aws/w1", "i-1", false, t0 + seconds(2));
+    CHECK(instance_of(pool, "aws/w1").state == InstanceState::Pending);
+    CHECK(instance_of(pool, "aws/w1").instance_id == "i-1");
+    CHECK(of<LaunchAction>(pool.tick(waiting(1), t0 + seconds(3))).empty());
+    // A second request needs a second instance (max_builds 1).
+    CHECK(of<LaunchAction>(pool.tick(waiting(2), t0 + seconds(4))).size() == 1);
+}
+
+TEST_CASE("latent pool: capacity: slaves caps instances, max_builds packs requests") {
+    Fixture f;
+    f.settings.max_instances = 2;
+    f.settings.max_builds = 3;
+    auto pool = f.make();
+    // 7 requests need 3 instances of 3 slots; only 2 are allowed.
+    CHECK(of<LaunchAction>(pool.tick(waiting(7), t0)).size() == 2);
+    CHECK(of<LaunchAction>(pool.tick(waiting(7), t0 + seconds(1))).empty());
+    Fixture g;
+    g.settings.max_instances = 10;
+    g.settings.max_builds = 3;
+    auto packed = g.make();
+    CHECK(of<LaunchAction>(packed.tick(waiting(4), t0)).size() == 2); // ceil(4 / 3)
+    // Once an instance's worker is connected, its slots are the dispatcher's business: only
+    // what still waits counts.
+    auto view = waiting(1);
+    view.connected["aws/w1"] = 3;
+    view.connected["aws/w3"] = 3;
+    CHECK(of<LaunchAction>(packed.tick(view, t0 + seconds(1))).size() == 1);
+}
+
+TEST_CASE("latent pool: spot when priced, on-demand after no capacity only with spot_fallback") {
+    Fixture f;
+    f.settings.max_instances = 5;
+    f.settings.spot = true;
+    SUBCASE("without fallback: backoff, still spot") {
+        auto pool = f.make();
+        auto launch = of<LaunchAction>(pool.tick(waiting(1), t0));
+        REQUIRE(launch.size() == 1);
+        CHECK(launch[0].market == Market::Spot);
+        const auto alerts = of<AlertAction>(pool.launch_failed(
+            launch[0].worker, LaunchFailure::Capacity, "InsufficientInstanceCapacity", t0));
+        REQUIRE(alerts.size() == 1);
+        CHECK(alerts[0].message.find("InsufficientInstanceCapacity") != std::string::npos);
+        CHECK(instance_of(pool, launch[0].worker).state == InstanceState::Terminated);
+        CHECK(of<LaunchAction>(pool.tick(waiting(1), t0 + seconds(1))).empty());
+        launch = of<LaunchAction>(pool.tick(waiting(1), t0 + seconds(10)));
+        REQUIRE(launch.size() == 1);
+        CHECK(launch[0].market == Market::Spot);
+    }
+    SUBCASE("with fallback: on-demand at once, spot again after the pause") {
+        f.settings.spot_fallback = true;
+        auto pool = f.make();
+        auto launch = of<LaunchAction>(pool.tick(waiting(1), t0));
+        (void)pool.launch_failed(
+            launch[0].worker, LaunchFailure::Capacity, "InsufficientInstanceCapacity", t0);
+        launch = of<LaunchAction>(pool.tick(waiting(1), t0 + seconds(1)));
+        REQUIRE(launch.size() == 1);
+        CHECK(launch[0].market == Market::OnDemand);
+        pool.launched(launch[0].worker, "i-od", false, t0 + seconds(1));
+        CHECK(instance_of(pool, launch[0].worker).market == Market::OnDemand);
+        launch = of<LaunchAction>(pool.tick(waiting(2), t0 + LatentPool::spot_pause + seconds(2)));
+        REQUIRE(launch.size() == 1);
+        CHECK(launch[0].market == Market::Spot);
+    }
+    SUBCASE("a throttled spot launch does not fall back") {
+        f.settings.spot_fallback = true;
+        auto pool = f.make();
+        auto launch = of<LaunchAction>(pool.tick(waiting(1), t0));
+        (void)pool.launch_failed(
+            launch[0].worker, LaunchFailure::Throttled, "RequestLimitExceeded", t0);
+        launch = of<LaunchAction>(pool.tick(waiting(1), t0 + seconds(60)));
+        REQUIRE(launch.size() == 1);
+        CHECK(launch[0].market == Market::Spot);
+    }
+}
+
+TEST_CASE("latent pool: launch failures back off 10 s doubling to 240 s, with jitter") {
+    Fixture f;
+    f.settings.max_instances = 5;
+    for (const double draw : {0.0, 0.5, 0.999}) {
+        CAPTURE(draw);
+        f.draw = draw;
+        auto pool = f.make();
+        auto now = t0;
+        std::vector<double> delays;
+        for (int failure = 1; failure <= 7; ++failure) {
+            auto launch = of<LaunchAction>(pool.tick(waiting(1), now));
+            REQUIRE(launch.size() == 1);
+            (void)pool.launch_failed(
+                launch[0].worker, LaunchFailure::Throttled, "RequestLimitExceeded", now);
+            const auto until = pool.launch_held_until("aws");
+            REQUIRE(until.has_value());
+            const double delay = std::chrono::duration<double>(*until - now).count();
+            delays.push_back(delay);
+            // Nothing launches before the delay, something right after.
+            CHECK(of<LaunchAction>(pool.tick(waiting(1), *until - std::chrono::milliseconds(1)))
+                      .empty());
+            now = *until;
+        }
+        const std::vector<double> base{10, 20, 40, 80, 160, 240, 240};
+        for (std::size_t i = 0; i < base.size(); ++i) {
+            CAPTURE(i);
+            CHECK(delays[i] >= base[i] / 2);
+            CHECK(delays[i] <= base[i]);
+            CHECK(delays[i] == doctest::Approx(base[i] / 2 + base[i] / 2 * draw).epsilon(0.01));
+        }
+        // A success resets the backoff.
+        auto launch = of<LaunchAction>(pool.tick(waiting(1), now));
+        REQUIRE(launch.size() == 1);
+        pool.launched(launch[0].worker, "i-ok", false, now);
+        CHECK_FALSE(pool.launch_held_until("aws").has_value());
+    }
+}
+
+TEST_CASE("latent pool: missing_timeout ends an instance whose worker never connected") {
+    Fixture f;
+    f.settings.missing_timeout = minutes(20);
+    auto pool = f.make();
+    const auto worker = launch_one(pool, "i-1", t0);
+    CHECK(pool.tick(PoolView{}, t0 + minutes(19)).empty());
+    const auto actions = pool.tick(PoolView{}, t0 + minutes(20));
+    const auto terminations = of<TerminateAction>(actions);
+    REQUIRE(terminations.size() == 1);
+    CHECK(terminations[0].instance_ids == std::vector<std::string>{"i-1"});
+    const auto alerts = of<AlertAction>(actions);
+    REQUIRE(alerts.size() == 1);
+    CHECK(alerts[0].message.find("never connected") != std::string::npos);
+    CHECK(instance_of(pool, worker).state == InstanceState::Terminating);
+    // Not asked twice while the termination is under way.
+    CHECK(of<TerminateAction>(pool.tick(PoolView{}, t0 + minutes(21))).empty());
+}
+
+TEST_CASE("latent pool: idle instances end after build_wait_timeout; builds keep them") {
+    Fixture f;
+    f.settings.idle_timeout = seconds(3000);
+    auto pool = f.make();
+    const auto worker = launch_one(pool, "i-1", t0);
+    CHECK(pool.tick(connected(worker, 0), t0 + seconds(100)).empty());
+    CHECK(instance_of(pool, worker).connected_once);
+    // A build at 1000 s restarts the count.
+    CHECK(pool.tick(connected(worker, 1), t0 + seconds(1000)).empty());
+    CHECK(pool.tick(connected(worker, 0), t0 + seconds(3999)).empty());
+    const auto actions = pool.tick(connected(worker, 0), t0 + seconds(4000));
+    const auto ends = of<TerminateAction>(actions);
+    REQUIRE(ends.size() == 1);
+    CHECK(ends[0].reason.find("idle") != std::string::npos);
+    // Drained first, so that no build is sent to it meanwhile.
+    REQUIRE(of<DrainAction>(actions).size() == 1);
+    CHECK(of<DrainAction>(actions)[0].worker == worker);
+    CHECK(of<AlertAction>(actions).empty()); // an idle end is normal, not an operational error
+}
+
+TEST_CASE("latent pool: a worker that drops is given missing_timeout to come back") {
+    Fixture f;
+    f.settings.missing_timeout = minutes(5);
+    auto pool = f.make();
+    const auto worker = launch_one(pool, "i-1", t0);
+    CHECK(pool.tick(connected(worker, 1), t0 + minutes(1)).empty());
+    CHECK(pool.tick(PoolView{}, t0 + minutes(2)).empty()); // dropped
+    CHECK(pool.tick(PoolView{}, t0 + minutes(6)).empty());
+    // It came back in time: counted from zero again.
+    CHECK(pool.tick(connected(worker, 0), t0 + minutes(6) + seconds(30)).empty());
+    CHECK(pool.tick(PoolView{}, t0 + minutes(8)).empty());
+    const auto actions = pool.tick(PoolView{}, t0 + minutes(13));
+    REQUIRE(of<TerminateAction>(actions).size() == 1);
+    REQUIRE(of<LostAction>(actions).size() == 1);
+    CHECK(of<LostAction>(actions)[0].worker == worker);
+}
+
+TEST_CASE("latent pool: max_lifetime drains the worker and ends it when idle") {
+    Fixture f;
+    f.settings.max_lifetime = std::chrono::hours(6);
+    f.settings.idle_timeout = std::chrono::hours(100);
+    auto pool = f.make();
+    const auto worker = launch_one(pool, "i-1", t0);
+    (void)pool.tick(connected(worker, 1), t0 + minutes(1));
+    auto actions = pool.tick(connected(worker, 1), t0 + std::chrono::hours(6));
+    CHECK(of<DrainAction>(actions).size() == 1);
+    CHECK(of<TerminateAction>(actions).empty()); // its build finishes first
+    CHECK(pool.tick(connected(worker, 1), t0 + std::chrono::hours(7)).empty());
+    actions = pool.tick(connected(worker, 0), t0 + std::chrono::hours(7) + seconds(1));
+    REQUIRE(of<TerminateAction>(actions).size() == 1);
+    CHECK(of<TerminateAction>(actions)[0].reason.find("max_lifetime") != std::string::npos);
+}
+
+TEST_CASE("latent pool: idle_action stop keeps up to stopped_max, started again when needed") {
+    Fixture f;
+    f.settings.max_instances = 3;
+    f.settings.stop_when_idle = true;
+    f.settings.stopped_max = 1;
+    f.settings.idle_timeout = seconds(60);
+    auto pool = f.make();
+    auto launches = of<LaunchAction>(pool.tick(waiting(2), t0));
+    REQUIRE(launches.size() == 2);
+    pool.launched(launches[0].worker, "i-1", false, t0);
+    pool.launched(launches[1].worker, "i-2", false, t0);
+    PoolView both;
+    both.connected[launches[0].worker] = 0;
+    both.connected[launches[1].worker] = 0;
+    (void)pool.tick(both, t0 + seconds(1));
+    const auto actions = pool.tick(both, t0 + seconds(61));
+    // One stopped (room for one), the other terminated.
+    REQUIRE(of<StopAction>(actions).size() == 1);
+    REQUIRE(of<TerminateAction>(actions).size() == 1);
+    CHECK(of<StopAction>(actions)[0].instance_id == "i-1");
+    CHECK(of<TerminateAction>(actions)[0].instance_ids == std::vector<std::string>{"i-2"});
+    (void)pool.reconcile({{"i-1", "stopped", "aws", launches[0].worker, false},
+                          {"i-2", "terminated", "aws", launches[1].worker, false}},
+                         t0 + seconds(90));
+    CHECK(instance_of(pool, launches[0].worker).state == InstanceState::Stopped);
+    CHECK(instance_of(pool, launches[1].worker).state == InstanceState::Terminated);
+    pool.forget_terminated();
+    CHECK(pool.instances().size() == 1);
+    // A new request starts the stopped one instead of launching.
+    const auto next = pool.tick(waiting(1), t0 + seconds(100));
+    REQUIRE(of<StartAction>(next).size() == 1);
+    CHECK(of<StartAction>(next)[0].instance_id == "i-1");
+    CHECK(of<LaunchAction>(next).empty());
+    CHECK(instance_of(pool, launches[0].worker).state == InstanceState::Pending);
+}
+
+TEST_CASE("latent pool: a spot instance is never stopped") {
+    Fixture f;
+    f.settings.spot = true;
+    f.settings.stop_when_idle = true;
+    f.settings.stopped_max = 5;
+    f.settings.idle_timeout = seconds(60);
+    auto pool = f.make();
+    auto launch = of<LaunchAction>(pool.tick(waiting(1), t0));
+    pool.launched(launch[0].worker, "i-s", true, t0);
+    (void)pool.tick(connected(launch[0].worker, 0), t0 + seconds(1));
+    const auto actions = pool.tick(connected(launch[0].worker, 0), t0 + seconds(61));
+    CHECK(of<StopAction>(actions).empty());
+    CHECK(of<TerminateAction>(actions).size() == 1);
+}
+
+TEST_CASE("latent pool: terminations are verified, and sent again when not seen") {
+    Fixture f;
+    f.settings.missing_timeout = minutes(1);
+    auto pool = f.make();
+    const auto worker = launch_one(pool, "i-1", t0);
+    REQUIRE(of<TerminateAction>(pool.tick(PoolView{}, t0 + minutes(1))).size() == 1);
+    // EC2 still says running: no verification yet.
+    CHECK(pool.reconcile({{"i-1", "running", "aws", worker, false}}, t0 + minutes(2)).empty());
+    CHECK(instance_of(pool, worker).state == InstanceState::Terminating);
+    const auto again = pool.tick(PoolView{}, t0 + minutes(1) + LatentPool::resend_after);
+    REQUIRE(of<TerminateAction>(again).size() == 1);
+    REQUIRE(of<AlertAction>(again).size() == 1);
+    CHECK(of<AlertAction>(again)[0].message.find("still lists it") != std::string::npos);
+    (void)pool.reconcile({{"i-1", "shutting-down", "aws", worker, false}}, t0 + minutes(7));
+    CHECK(instance_of(pool, worker).state == InstanceState::Terminating);
+    const auto done =
+        pool.reconcile({{"i-1", "terminated", "aws", worker, false}}, t0 + minutes(8));
+    CHECK(done.empty()); // asked for: not a loss
+    CHECK(instance_of(pool, worker).state == InstanceState::Terminated);
+    // A failed TerminateInstances is tried again at the next tick.
+    auto other = f.make();
+    const auto w2 = launch_one(other, "i-2", t0);
+    REQUIRE(of<TerminateAction>(other.tick(PoolView{}, t0 + minutes(1))).size() == 1);
+    other.end_failed({"i-2"});
+    CHECK(of<TerminateAction>(other.tick(PoolView{}, t0 + minutes(1) + seconds(1))).size() == 1);
+    CHECK(instance_of(other, w2).state == InstanceState::Terminating);
+}
+
+TEST_CASE("latent pool: reconcile terminates unknown tagged instances and keeps verifying") {
+    Fixture f;
+    auto pool = f.make();
+    const auto worker = launch_one(pool, "i-1", t0);
+    const auto actions = pool.reconcile({{"i-1", "running", "aws", worker, false},
+                                         {"i-x", "running", "aws", "aws/old", false},
+                                         {"i-y", "pending", "gone", "gone/1", true},
+                                         {"i-z", "terminated", "aws", "aws/dead", false},
+                                         {"i-q", "shutting-down", "aws", "aws/q", false}},
+                                        t0 + seconds(5));
+    const auto ends = of<TerminateAction>(actions);
+    REQUIRE(ends.size() == 1);
+    CHECK(ends[0].instance_ids == std::vector<std::string>{"i-x", "i-y"});
+    REQUIRE(of<AlertAction>(actions).size() == 1);
+    CHECK(of<AlertAction>(actions)[0].message.find("i-x, i-y") != std::string::npos);
+    CHECK(of<LostAction>(actions).empty());
+    // They are tracked until EC2 shows them terminated, then forgotten.
+    CHECK(pool.instances().size() == 3);
+    (void)pool.reconcile(
+        {{"i-1", "running", "aws", worker, false}, {"i-x", "terminated", "aws", "aws/old", false}},
+        t0 + minutes(1));
+    pool.forget_terminated();
+    CHECK(pool.instances().size() == 1); // i-y no longer listed: gone
+    CHECK(pool.instances()[0].instance_id == "i-1");
+    CHECK(instance_of(pool, worker).state == InstanceState::Running);
+}
+
+TEST_CASE("latent pool: a lost RunInstances answer is found by the worker tag, or forgotten") {
+    Fixture f;
+    f.settings.max_instances = 2;
+    auto pool = f.make();
+    const auto launches = of<LaunchAction>(pool.tick(waiting(2), t0));
+    REQUIRE(launches.size() == 2);
+    CHECK(of<AlertAction>(
+              pool.launch_failed(launches[0].worker, LaunchFailure::Unknown, "timeout", t0))
+              .size() == 1);
+    CHECK(of<AlertAction>(
+              pool.launch_failed(launches[1].worker, LaunchFailure::Unknown, "timeout", t0))
+              .size() == 1);
+    // Both intents stay (and count: no launch for the same requests).
+    CHECK(instance_of(pool, launches[0].worker).state == InstanceState::Launching);
+    CHECK(of<LaunchAction>(pool.tick(waiting(2), t0 + seconds(60))).empty());
+    // EC2 lists the first (tag ci:worker): adopted, not terminated.
+    const auto actions =
+        pool.reconcile({{"i-7", "pending", "aws", launches[0].worker, true}}, t0 + seconds(30));
+    CHECK(of<TerminateAction>(actions).empty());
+    CHECK(instance_of(pool, launches[0].worker).instance_id == "i-7");
+    CHECK(instance_of(pool, launches[0].worker).state == InstanceState::Pending);
+    CHECK(instance_of(pool, launches[0].worker).market == Market::Spot);
+    // The second made no instance: forgotten after the grace, not before.
+    CHECK(instance_of(pool, launches[1].worker).state == InstanceState::Launching);
+    (void)pool.reconcile({{"i-7", "running", "aws", launches[0].worker, true}},
+                         t0 + LatentPool::launch_grace);
+    CHECK(instance_of(pool, launches[1].worker).state == InstanceState::Terminated);
+}
+
+TEST_CASE("latent pool: an instance ended by EC2 is lost: its builds are retried") {
+    Fixture f;
+    auto pool = f.make();
+    const auto worker = launch_one(pool, "i-1", t0);
+    (void)pool.tick(connected(worker, 1), t0 + seconds(10));
+    auto actions =
+        pool.reconcile({{"i-1", "shutting-down", "aws", worker, true}}, t0 + seconds(20));
+    REQUIRE(of<LostAction>(actions).size() == 1);
+    CHECK(of<LostAction>(actions)[0].worker == worker);
+    CHECK(instance_of(pool, worker).state == InstanceState::Terminating);
+    actions = pool.reconcile({{"i-1", "terminated", "aws", worker, true}}, t0 + seconds(40));
+    CHECK(of<LostAction>(actions).empty()); // told once
+    // An instance EC2 no longer lists at all is lost too.
+    const auto w2 = launch_one(pool, "i-2", t0 + minutes(1));
+    actions = pool.reconcile({}, t0 + minutes(1) + LatentPool::launch_grace);
+    REQUIRE(of<LostAction>(actions).size() == 1);
+    CHECK(of<LostAction>(actions)[0].worker == w2);
+}
+
+TEST_CASE("latent pool: instances of a previous master run are terminated, never forgotten") {
+    Fixture f;
+    auto pool = f.make();
+    PoolInstance running;
+    running.worker = "aws/old1";
+    running.worker_class = "aws";
+    running.instance_id = "i-old";
+    running.state = InstanceState::Running;
+    running.launched = t0;
+    PoolInstance intent;
+    intent.worker = "aws/old2";
+    intent.worker_class = "aws";
+    intent.client_token = "tok";
+    intent.state = InstanceState::Launching;
+    intent.launched = t0;
+    pool.restore({running, intent});
+    auto actions = pool.tick(PoolView{}, t0 + seconds(1));
+    REQUIRE(of<TerminateAction>(actions).size() == 1);
+    CHECK(of<TerminateAction>(actions)[0].instance_ids == std::vector<std::string>{"i-old"});
+    CHECK(of<DrainAction>(actions).empty());
+    // The intent's instance (the master died right after RunInstances) is found by its tag,
+    // and terminated as well: its worker cannot log in to this run.
+    (void)pool.reconcile({{"i-old", "shutting-down", "aws", "aws/old1", false},
+                          {"i-new", "running", "aws", "aws/old2", false}},
+                         t0 + seconds(2));
+    CHECK(instance_of(pool, "aws/old2").instance_id == "i-new");
+    actions = pool.tick(PoolView{}, t0 + seconds(3));
+    REQUIRE(of<TerminateAction>(actions).size() == 1);
+    CHECK(of<TerminateAction>(actions)[0].instance_ids == std::vector<std::string>{"i-new"});
+    // Orphans do not count against the class: a waiting request launches a new instance.
+    CHECK(of<LaunchAction>(pool.tick(waiting(1), t0 + seconds(4))).size() == 1);
+}
+
+TEST_CASE("latent pool: instance seconds per class and market") {
+    Fixture f;
+    f.settings.max_instances = 2;
+    auto pool = f.make();
+    (void)pool.tick(PoolView{}, t0);
+    const auto worker = launch_one(pool, "i-1", t0);
+    (void)pool.tick(connected(worker, 1), t0 + seconds(100));
+    (void)pool.tick(connected(worker, 1), t0 + seconds(250));
+    const auto& seconds_total = pool.instance_seconds();
+    REQUIRE(seconds_total.contains({"aws", Market::OnDemand}));
+    CHECK(seconds_total.at({"aws", Market::OnDemand}) == doctest::Approx(250));
+    // A clock that goes back adds nothing.
+    (void)pool.tick(connected(worker, 1), t0 + seconds(200));
+    CHECK(pool.instance_seconds().at({"aws", Market::OnDemand}) == doctest::Approx(250));
+}
+
+TEST_CASE("latent pool: state names round-trip") {
+    for (const auto state : {InstanceState::Launching,
+                             InstanceState::Pending,
+                             InstanceState::Running,
+                             InstanceState::Stopping,
+                             InstanceState::Stopped,
+                             InstanceState::Terminating,
+                             InstanceState::Terminated}) {
+        CHECK(ci::master::instance_state_from(ci::master::to_string(state)) == state);
+    }
+    CHECK_FALSE(ci::master::instance_state_from("exploded").has_value());
+    CHECK(std::string(ci::master::to_string(Market::Spot)) == "spot");
+}
