@@ -84,7 +84,8 @@ sys.exit(0 if got == want else "got %r, want %r" % (got, want))
 ' <<<"$out" || fail "weird names: the JSON does not hold the names git holds"
 echo "ok: names with a quote, a backslash and control characters are escaped"
 
-# --submodules: a branch that adds a submodule gets it checked out only when asked.
+# --submodules: a branch that adds a submodule gets it checked out only when asked (and, as
+# its URL is file://, only with --allow-local-submodules).
 git init -q -b master "$tmp/lib" && printf 'lib\n' >"$tmp/lib/lib.txt"
 git -C "$tmp/lib" add -A && git -C "$tmp/lib" commit -qm lib
 git -C "$origin" checkout -qb with-sub master
@@ -94,9 +95,24 @@ git -C "$origin" commit -qm "lib as a submodule" && git -C "$origin" checkout -q
   --cache "$tmp/cache" >/dev/null 2>&1 || fail "with-sub: exit $?"
 [[ ! -e $tmp/sub1/lib/lib.txt ]] || fail "submodule checked out without --submodules"
 "$worker" checkout "file://$origin" "$tmp/sub2" --branch with-sub --target none --submodules \
-  --cache "$tmp/cache" >/dev/null 2>&1 || fail "with-sub --submodules: exit $?"
+  --cache "$tmp/cache" >/dev/null 2>"$tmp/err" && fail "file:// submodule: not refused"
+grep -q "submodule lib (file://$tmp/lib) in $tmp/sub2: a local path or file:// URL, refused" \
+  "$tmp/err" || fail "file:// submodule: $(cat "$tmp/err")"
+"$worker" checkout "file://$origin" "$tmp/sub2" --branch with-sub --target none --submodules \
+  --allow-local-submodules --cache "$tmp/cache" >/dev/null 2>&1 ||
+  fail "with-sub --submodules --allow-local-submodules: exit $?"
 [[ -f $tmp/sub2/lib/lib.txt ]] || fail "--submodules: lib/lib.txt missing"
-echo "ok: --submodules"
+echo "ok: --submodules, local ones only with --allow-local-submodules"
+
+# A DEST that is neither empty nor a libci checkout is refused, untouched.
+mkdir -p "$tmp/mine" && echo precious >"$tmp/mine/notes.txt"
+"$worker" checkout "file://$origin" "$tmp/mine" --branch feature --cache "$tmp/cache" 2>"$tmp/err"
+status=$?
+[[ $status -eq 2 ]] || fail "non-empty DEST: exit $status, expected 2"
+grep -q "error: $tmp/mine is not empty and not a libci checkout" "$tmp/err" ||
+  fail "non-empty DEST: $(cat "$tmp/err")"
+[[ "$(cat "$tmp/mine/notes.txt")" == precious ]] || fail "non-empty DEST: its file changed"
+echo "ok: a DEST that is not a checkout is refused"
 
 # kill -9 in the middle of creating a mirror (the server accepted and never answered): no
 # half-made mirror is left where the next checkout would find it, and the next checkout, with

@@ -32,6 +32,7 @@ struct CheckoutCommand {
     std::string cache;
     bool json = false;
     bool submodules = false;
+    bool allow_local_submodules = false;
 };
 
 // Exit statuses of this subcommand, as its --help says.
@@ -103,6 +104,7 @@ int run_checkout(const CheckoutCommand& command) {
         options.ssh_key = key;
     }
     options.submodules = command.submodules;
+    options.allow_local_submodules = command.allow_local_submodules;
     const bool terminal = ::isatty(STDERR_FILENO) != 0 && !command.json;
     if (terminal) {
         options.on_progress = [](const git::Progress& progress) {
@@ -156,20 +158,28 @@ void setup_checkout(CLI::App& app, Runner& runner) {
         "Check out a branch merged forward onto its target, as a build does: the repository is\n"
         "mirrored (and fetched incrementally) under --cache, the branch tip is merged with its\n"
         "target ('Merge forward.', libci <ci@localhost>, the tip's committer date), and the\n"
-        "result is checked out in DEST, which is cleaned of untracked and ignored files.\n"
+        "result is checked out in DEST, which is cleaned of untracked and ignored files and of\n"
+        "symbolic links the tree does not hold. DEST must be absent, empty, or a checkout made\n"
+        "by libci (.git/libci-checkout); any other DEST is refused, untouched.\n"
         "Secrets come from the environment: CI_GIT_TOKEN (HTTPS token), CI_GIT_SSH_KEY (key\n"
         "file; otherwise the SSH agent). An SSH server's host key must be in\n"
         "~/.ssh/known_hosts.\n"
         "Exit status: 0 checked out (merged or not), 1 the merge conflicts (DEST holds the branch\n"
         "tip), 2 an error.");
     sub->add_option("URL", command->url, "The repository, as git clone takes it")->required();
-    sub->add_option("DEST", command->dest, "The work directory (created or reused)")->required();
+    sub->add_option(
+           "DEST", command->dest, "The work directory: absent, empty, or a libci checkout (reused)")
+        ->required();
     sub->add_option("--branch,-b", command->branch, "The branch (or tag, with --tag) to build")
         ->required();
     sub->add_flag("--tag", command->tag, "BRANCH names a tag");
     sub->add_flag("--submodules",
                   command->submodules,
                   "Also check out submodules, recursively, at the commits the tree records");
+    sub->add_flag("--allow-local-submodules",
+                  command->allow_local_submodules,
+                  "With --submodules: also submodules whose URL is a local path or file:// "
+                  "(refused by default, as git refuses them: CVE-2022-39253)");
     sub->add_option("--revision", command->revision, "Build this commit instead of the tip");
     sub->add_option("--target",
                     command->target,

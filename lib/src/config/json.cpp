@@ -417,6 +417,9 @@ std::string to_json(const Config& config) {
             if (!repository.github.empty()) {
                 write_field(w, "github", repository.github);
             }
+            if (repository.allow_local_submodules) {
+                write_field(w, "allow_local_submodules", repository.allow_local_submodules);
+            }
             w.EndObject();
         });
     write_section(writer, "locks", config.locks, [](Writer& w, const Lock& lock) {

@@ -771,10 +771,11 @@ void Checker::check_repositories(const YAML::Node& node) {
     }
     for (const auto& entry : *entries) {
         repositories_.insert(entry.key);
-        Fields fields(reader_,
-                      entry.value,
-                      join_path("repositories", entry.key),
-                      {"url", "default_branch", "poll_interval", "github"});
+        Fields fields(
+            reader_,
+            entry.value,
+            join_path("repositories", entry.key),
+            {"url", "default_branch", "poll_interval", "github", "allow_local_submodules"});
         if (!fields.valid()) {
             continue;
         }
@@ -787,6 +788,14 @@ void Checker::check_repositories(const YAML::Node& node) {
             reader_.error(fields.find("poll_interval")->value,
                           fields.path("poll_interval"),
                           "must be at least 1s (leave it out to poll never)");
+        }
+        if (const auto* allow = fields.find("allow_local_submodules")) {
+            fields.read("allow_local_submodules", out.allow_local_submodules);
+            // Accepted early (checkouts by hand have it), said so.
+            reader_.warning(allow->value,
+                            fields.path("allow_local_submodules"),
+                            "not used yet: builds do not check out submodules (ci-worker "
+                            "checkout --submodules --allow-local-submodules does)");
         }
         fields.read("github", out.github);
         if (!out.github.empty() && !is_github_repository_name(out.github)) {

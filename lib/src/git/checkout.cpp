@@ -211,10 +211,75 @@ Result<Repository> update_mirror(const std::filesystem::path& path,
     return detail::replace_mirror(path, url, fetch);
 }
 
-// A work directory whose repository borrows the mirror's objects.
+// The file in .git that marks a work directory as libci's.
+constexpr std::string_view checkout_marker = "libci-checkout";
+
+// Whether `git_dir` is the .git directory of a work directory libci checked out: a directory
+// (not a link) holding libci's marker, or, for one checked out before libci marked them, whose
+// objects are borrowed from a mirror under `cache_dir`.
+bool is_libci_checkout(const std::filesystem::path& git_dir,
+                       const std::filesystem::path& cache_dir) {
+    std::error_code error;
+    if (!std::filesystem::is_directory(std::filesystem::symlink_status(git_dir, error))) {
+        return false;
+    }
+    if (std::filesystem::is_regular_file(git_dir / checkout_marker, error)) {
+        return true;
+    }
+    std::ifstream alternates(git_dir / "objects" / "info" / "alternates");
+    std::string line;
+    const auto cache = std::filesystem::absolute(cache_dir, error).lexically_normal();
+    if (!std::getline(alternates, line) || error) {
+        return false;
+    }
+    const auto borrowed = std::filesystem::path(line).lexically_normal();
+    return borrowed.parent_path().parent_path() == cache && borrowed.filename() == "objects";
+}
+
+// Whether `work_dir` is a libci checkout to reuse (true) or absent or empty (false); anything
+// else is an error naming it: a checkout never wipes what it did not make.
+Result<bool> check_work_dir(const std::filesystem::path& work_dir,
+                            const std::filesystem::path& cache_dir) {
+    std::error_code error;
+    const auto status = std::filesystem::status(work_dir, error);
+    if (status.type() == std::filesystem::file_type::not_found) {
+        return false;
+    }
+    if (error) {
+        return fail(ErrorCode::Io,
+                    fmt::format("{} cannot be read: {}", work_dir.string(), error.message()));
+    }
+    if (!std::filesystem::is_directory(status)) {
+        return fail(ErrorCode::InvalidArgument,
+                    fmt::format("{} is not a directory: a checkout needs a directory, empty or "
+                                "checked out by libci before",
+                                work_dir.string()));
+    }
+    if (is_libci_checkout(work_dir / ".git", cache_dir)) {
+        return true;
+    }
+    const bool empty = std::filesystem::is_empty(work_dir, error);
+    if (error) {
+        return fail(ErrorCode::Io,
+                    fmt::format("{} cannot be read: {}", work_dir.string(), error.message()));
+    }
+    if (!empty) {
+        return fail(ErrorCode::InvalidArgument,
+                    fmt::format("{} is not empty and not a libci checkout (no .git/{}): a "
+                                "checkout would delete its files; empty it or choose another "
+                                "directory",
+                                work_dir.string(),
+                                checkout_marker));
+    }
+    return false;
+}
+
+// A work directory whose repository borrows the mirror's objects: `work_dir`'s own repository
+// when `reuse` (check_work_dir said it is a libci checkout), else a new one.
 Result<Repository> open_work_dir(const std::filesystem::path& work_dir,
                                  const std::filesystem::path& mirror,
-                                 const std::string& url) {
+                                 const std::string& url,
+                                 bool reuse) {
     std::error_code error;
     std::filesystem::create_directories(work_dir, error);
     if (error) {
@@ -222,16 +287,20 @@ Result<Repository> open_work_dir(const std::filesystem::path& work_dir,
                     fmt::format("create {}: {}", work_dir.string(), error.message()));
     }
     git_repository* raw = nullptr;
-    if (git_repository_open(&raw, work_dir.c_str()) != 0 ||
-        std::filesystem::path(git_repository_workdir(raw)) != work_dir / "") {
-        git_repository_free(raw);
-        raw = nullptr;
-        if (int code = git_repository_init(&raw, work_dir.c_str(), 0); code != 0) {
-            return git_failure(fmt::format("create work directory {}", work_dir.string()), code);
-        }
+    if (int code = reuse ? git_repository_open_ext(
+                               &raw, work_dir.c_str(), GIT_REPOSITORY_OPEN_NO_SEARCH, nullptr)
+                         : git_repository_init(&raw, work_dir.c_str(), 0);
+        code != 0) {
+        return git_failure(
+            fmt::format("{} work directory {}", reuse ? "open" : "create", work_dir.string()),
+            code);
     }
     Repository repository(raw);
-    const auto alternates = work_dir / ".git" / "objects" / "info" / "alternates";
+    const std::filesystem::path git_dir = git_repository_path(raw);
+    std::ofstream(git_dir / checkout_marker)
+        << "A work directory libci checks out; its objects are borrowed from "
+        << std::filesystem::absolute(mirror).string() << "\n";
+    const auto alternates = git_dir / "objects" / "info" / "alternates";
     std::filesystem::create_directories(alternates.parent_path(), error);
     std::ofstream(alternates) << std::filesystem::absolute(mirror / "objects").string() << "\n";
     // origin names the repository's URL (never with credentials: those go through the
@@ -250,10 +319,52 @@ Result<Repository> open_work_dir(const std::filesystem::path& work_dir,
     }
     // Reopen so that libgit2 reads the alternates just written.
     git_repository_free(repository.release());
-    if (int code = git_repository_open(&raw, work_dir.c_str()); code != 0) {
+    if (int code =
+            git_repository_open_ext(&raw, work_dir.c_str(), GIT_REPOSITORY_OPEN_NO_SEARCH, nullptr);
+        code != 0) {
         return git_failure(fmt::format("open work directory {}", work_dir.string()), code);
     }
     return Repository(raw);
+}
+
+// Removes every symbolic link under `work_dir` that its index does not hold at that path (the
+// tree's own links are the checkout's to change), following none and skipping .git
+// directories: a link a build left must not lead the checkout's writes and deletions out of the
+// directory.
+Status remove_symlinks(git_repository* repository, const std::filesystem::path& work_dir) {
+    git_index* index = nullptr;
+    if (int code = git_repository_index(&index, repository); code != 0) {
+        return git_failure(fmt::format("read the index of {}", work_dir.string()), code);
+    }
+    const std::unique_ptr<git_index, detail::Deleter<git_index, git_index_free>> owned(index);
+    const auto tracked_link = [&](const std::filesystem::path& path) {
+        const std::string relative = path.lexically_relative(work_dir).generic_string();
+        const git_index_entry* found = git_index_get_bypath(index, relative.c_str(), 0);
+        return found != nullptr && found->mode == GIT_FILEMODE_LINK;
+    };
+    std::error_code error;
+    std::filesystem::recursive_directory_iterator entry(work_dir, error);
+    for (const std::filesystem::recursive_directory_iterator end; !error && entry != end;
+         entry.increment(error)) {
+        if (entry->is_symlink(error)) {
+            if (tracked_link(entry->path())) {
+                continue;
+            }
+            std::filesystem::remove(entry->path(), error);
+            if (error) {
+                return fail(
+                    ErrorCode::Io,
+                    fmt::format("remove the link {}: {}", entry->path().string(), error.message()));
+            }
+        } else if (entry->path().filename() == ".git") {
+            entry.disable_recursion_pending();
+        }
+    }
+    if (error) {
+        return fail(ErrorCode::Io,
+                    fmt::format("look for links in {}: {}", work_dir.string(), error.message()));
+    }
+    return {};
 }
 
 // Whether some file of libgit2's search path `level` exists under the name `name`.
@@ -424,6 +535,19 @@ Result<Repository> open_submodule(git_repository* superproject,
     return repository;
 }
 
+// Whether `url` names a repository on this machine: file://, or a path (git's "local"
+// transport; not scp-like "host:path", where a colon comes before any slash).
+bool is_local_url(std::string_view url) {
+    if (url.starts_with("file://")) {
+        return true;
+    }
+    if (url.find("://") != std::string_view::npos) {
+        return false;
+    }
+    const std::size_t colon = url.find(':');
+    return colon == std::string_view::npos || url.find('/') < colon;
+}
+
 int update_submodule(git_submodule* submodule, const char* name, void* payload) {
     auto& walk = *static_cast<SubmoduleWalk*>(payload);
     const auto where = walk.work_dir / git_submodule_path(submodule);
@@ -442,6 +566,13 @@ int update_submodule(git_submodule* submodule, const char* name, void* payload) 
     }
     if (url.empty()) {
         return record(Error{ErrorCode::Git, what + ": .gitmodules gives it no URL", {}});
+    }
+    if (!walk.state->options->allow_local_submodules && is_local_url(url)) {
+        return record(Error{ErrorCode::Git,
+                            what + ": a local path or file:// URL, refused unless the "
+                                   "repository allows local submodules (as git refuses them "
+                                   "since 2.38.1, CVE-2022-39253)",
+                            {}});
     }
     auto repository = open_submodule(walk.repository, submodule, url, what);
     if (!repository) {
@@ -580,6 +711,11 @@ Result<CheckoutResult> checkout(const std::filesystem::path& work_dir,
     if (options.url.empty() || options.branch.empty()) {
         return fail(ErrorCode::InvalidArgument, "checkout: a URL and a branch are required");
     }
+    // Before anything changes: a DEST that is not ours is refused untouched.
+    const auto reuse = check_work_dir(work_dir, options.cache_dir);
+    if (!reuse) {
+        return fail(reuse.error());
+    }
     std::error_code io_error;
     std::filesystem::create_directories(options.cache_dir, io_error);
     if (io_error) {
@@ -625,9 +761,14 @@ Result<CheckoutResult> checkout(const std::filesystem::path& work_dir,
             }
         }
     }
-    auto work = open_work_dir(work_dir, mirror, options.url);
+    auto work = open_work_dir(work_dir, mirror, options.url, *reuse);
     if (!work) {
         return fail(work.error());
+    }
+    if (*reuse) {
+        if (auto status = remove_symlinks(work->get(), work_dir); !status) {
+            return fail(status.error());
+        }
     }
     // A conflict leaves the work directory clean, on the branch tip.
     result.checked_out =

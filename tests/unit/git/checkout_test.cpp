@@ -152,6 +152,43 @@ TEST_CASE("checkout: files come out byte for byte as git checks them out, attrib
     CHECK_FALSE(plain_tip.empty());
 }
 
+TEST_CASE("checkout: submodule URLs on this machine are refused unless allowed") {
+    // The oracle: git (>= 2.38.1) with its default protocol.file.allow=user refuses exactly
+    // these in `git submodule update`; checked here by the URL's form, as git's transport
+    // choice does.
+    Origin origin;
+    ci::test::TempDir dir;
+    const auto lib = dir / "lib";
+    std::filesystem::create_directories(lib);
+    git(lib, {"init", "-q", "-b", "master"});
+    ci::test::write_file(lib / "lib.txt", "lib\n");
+    git(lib, {"add", "-A"});
+    git(lib, {"commit", "-q", "-m", "lib"});
+    for (const std::string& url : {"file://" + lib.string(), lib.string()}) {
+        CAPTURE(url);
+        const std::string branch = url.starts_with("file:") ? "sub-url" : "sub-path";
+        git(origin.repo, {"checkout", "-q", "-b", branch, origin.master_tip});
+        git(origin.repo,
+            {"-c", "protocol.file.allow=always", "submodule", "add", "-q", url, branch});
+        origin.commit("lib as a submodule");
+        git(origin.repo, {"checkout", "-q", "master"});
+        std::filesystem::remove_all(origin.repo / branch); // git leaves the submodule there
+        // git refuses it by default:
+        const auto clone = dir / ("clone-" + branch);
+        git(dir.path(), {"clone", "-q", "-b", branch, origin.repo.string(), clone.string()});
+        CHECK(ci::test::run_git(clone, {"submodule", "update", "--init"}).status != 0);
+        auto options = options_for(origin, dir / "cache", branch, std::nullopt);
+        options.submodules = true;
+        auto refused = ci::git::checkout(dir / ("w-" + branch), options);
+        REQUIRE_FALSE(refused.has_value());
+        CHECK(refused.error().message.find("refused unless") != std::string::npos);
+        options.allow_local_submodules = true;
+        auto allowed = ci::git::checkout(dir / ("w-" + branch), options);
+        REQUIRE_OK(allowed);
+        CHECK(ci::test::read_file(dir / ("w-" + branch) / branch / "lib.txt") == "lib\n");
+    }
+}
+
 TEST_CASE("checkout: relative submodule URLs resolve as git resolves them") {
     const std::vector<std::array<std::string, 3>> cases = {
         {"https://github.com/org/app.git", "../lib.git", "https://github.com/org/lib.git"},
@@ -240,6 +277,17 @@ TEST_CASE("checkout: submodules, nested, only on request, at the commits the tre
     CHECK_FALSE(std::filesystem::exists(dir / "plain" / "middle" / "middle.txt"));
 
     options.submodules = true;
+    // Local submodules (file://, resolved from "../middle" against a file:// origin) are
+    // refused unless allowed, as git refuses them (CVE-2022-39253), and nothing is cloned.
+    auto refused = ci::git::checkout(dir / "refused", options);
+    REQUIRE_FALSE(refused.has_value());
+    CHECK(refused.error().message.starts_with("submodule middle (file://" +
+                                              (origin.dir / "middle").string() + ") in "));
+    CHECK(refused.error().message.find("refused unless the repository allows local submodules") !=
+          std::string::npos);
+    CHECK_FALSE(std::filesystem::exists(dir / "refused" / ".git" / "modules"));
+    CHECK_FALSE(std::filesystem::exists(dir / "refused" / "middle" / "middle.txt"));
+    options.allow_local_submodules = true;
     auto with = ci::git::checkout(dir / "work", options);
     REQUIRE_OK(with);
     CHECK(with->merge.branch_tip == feature_tip);
@@ -573,4 +621,106 @@ TEST_CASE("checkout: a mirror left half-made (no fetch refspec) is repaired") {
     auto result2 = ci::git::checkout(dir2 / "work", options_for(origin, dir2 / "cache", "feature"));
     REQUIRE_OK(result2);
     CHECK(result2->merge.branch_tip == origin.feature_tip);
+}
+
+TEST_CASE("checkout: nothing is written or deleted through a symlink that leads out") {
+    Origin origin;
+    // A branch that tracks a file under evil/ and under b-dir/evil/, and a branch whose evil is a
+    // tracked symlink leading out (checked out as git does: as a link).
+    git(origin.repo, {"checkout", "-q", "-b", "pwn", origin.master_tip});
+    ci::test::write_file(origin.repo / "evil" / "pwned", "pwned\n");
+    ci::test::write_file(origin.repo / "sub" / "evil" / "pwned", "pwned\n");
+    origin.commit("evil/pwned");
+    git(origin.repo, {"checkout", "-q", "-b", "link", origin.master_tip});
+    ci::test::write_file(origin.repo / "sub" / "keep.txt", "keep\n");
+    std::filesystem::create_symlink("../../outside", origin.repo / "evil");
+    origin.commit("evil as a link out");
+    git(origin.repo, {"checkout", "-q", "master"});
+    ci::test::write_file(origin.repo / "sub" / "keep.txt", "keep\n");
+    origin.commit("sub");
+
+    ci::test::TempDir dir;
+    const auto outside = dir / "outside";
+    ci::test::write_file(outside / "precious", "mine\n");
+    const auto work = dir / "work";
+    REQUIRE_OK(ci::git::checkout(work, options_for(origin, dir / "cache", "master", std::nullopt)));
+    // Left by a build: links out, at the top and in a tracked directory.
+    std::filesystem::create_symlink(outside, work / "evil");
+    std::filesystem::create_symlink(outside, work / "sub" / "evil");
+    auto pwn = ci::git::checkout(work, options_for(origin, dir / "cache", "pwn", std::nullopt));
+    REQUIRE_OK(pwn);
+    CHECK_FALSE(std::filesystem::exists(outside / "pwned"));
+    CHECK_FALSE(std::filesystem::is_symlink(work / "evil"));
+    CHECK(ci::test::read_file(work / "evil" / "pwned") == "pwned\n");
+    CHECK(ci::test::read_file(work / "sub" / "evil" / "pwned") == "pwned\n");
+    // The next checkout removes evil/pwned: from the work directory, nothing outside.
+    std::filesystem::remove_all(work / "evil");
+    std::filesystem::create_symlink(outside, work / "evil");
+    ci::test::write_file(outside / "pwned", "not the checkout's\n");
+    REQUIRE_OK(ci::git::checkout(work, options_for(origin, dir / "cache", "master", std::nullopt)));
+    CHECK(ci::test::read_file(outside / "pwned") == "not the checkout's\n");
+    CHECK(ci::test::read_file(outside / "precious") == "mine\n");
+    CHECK_FALSE(std::filesystem::exists(std::filesystem::symlink_status(work / "evil")));
+
+    // A tracked link out, then a branch with a file under its name.
+    auto link = ci::git::checkout(work, options_for(origin, dir / "cache", "link", std::nullopt));
+    REQUIRE_OK(link);
+    CHECK(std::filesystem::read_symlink(work / "evil") == "../../outside");
+    std::filesystem::remove(outside / "pwned");
+    REQUIRE_OK(ci::git::checkout(work, options_for(origin, dir / "cache", "pwn", std::nullopt)));
+    CHECK_FALSE(std::filesystem::exists(outside / "pwned"));
+    CHECK(ci::test::read_file(work / "evil" / "pwned") == "pwned\n");
+    // A tracked link comes back when checked out again.
+    REQUIRE_OK(ci::git::checkout(work, options_for(origin, dir / "cache", "link", std::nullopt)));
+    CHECK(std::filesystem::read_symlink(work / "evil") == "../../outside");
+    REQUIRE_OK(ci::git::checkout(work, options_for(origin, dir / "cache", "link", std::nullopt)));
+    CHECK(std::filesystem::read_symlink(work / "evil") == "../../outside");
+    CHECK(ci::test::read_file(outside / "precious") == "mine\n");
+}
+
+TEST_CASE("checkout: DEST must be absent, empty or a libci checkout") {
+    Origin origin;
+    ci::test::TempDir dir;
+    const auto options = options_for(origin, dir / "cache", "feature");
+    // Absent, and empty: checked out.
+    REQUIRE_OK(ci::git::checkout(dir / "absent", options));
+    std::filesystem::create_directories(dir / "empty");
+    REQUIRE_OK(ci::git::checkout(dir / "empty", options));
+    // A libci checkout: reused (also one made before libci marked them: a repository that
+    // borrows a mirror's objects from the cache).
+    REQUIRE_OK(ci::git::checkout(dir / "empty", options));
+    std::filesystem::remove(dir / "empty" / ".git" / "libci-checkout");
+    REQUIRE_OK(ci::git::checkout(dir / "empty", options));
+
+    // Anything else is an error naming it, and nothing in it changes.
+    const auto check_refused = [&](const std::filesystem::path& dest, const std::string& why) {
+        CAPTURE(dest.string());
+        auto refused = ci::git::checkout(dest, options);
+        REQUIRE_FALSE(refused.has_value());
+        CHECK(refused.error().message.starts_with(dest.string() + " "));
+        CHECK(refused.error().message.find(why) != std::string::npos);
+    };
+    ci::test::write_file(dir / "files" / "thesis.tex", "years of work\n");
+    check_refused(dir / "files", "is not empty and not a libci checkout");
+    CHECK(ci::test::read_file(dir / "files" / "thesis.tex") == "years of work\n");
+
+    git(dir.path(), {"clone", "-q", origin.repo.string(), (dir / "clone").string()});
+    ci::test::write_file(dir / "clone" / "work-in-progress.txt", "unsaved\n");
+    check_refused(dir / "clone", "is not empty and not a libci checkout");
+    CHECK(ci::test::read_file(dir / "clone" / "work-in-progress.txt") == "unsaved\n");
+
+    // A directory inside another repository (git would find that one above it).
+    ci::test::write_file(dir / "clone" / "nested" / "notes.txt", "notes\n");
+    check_refused(dir / "clone" / "nested", "is not empty and not a libci checkout");
+    CHECK(ci::test::read_file(dir / "clone" / "nested" / "notes.txt") == "notes\n");
+
+    ci::test::write_file(dir / "file", "a file\n");
+    check_refused(dir / "file", "is not a directory");
+    CHECK(ci::test::read_file(dir / "file") == "a file\n");
+
+    // A checkout whose .git a build replaced by a link to another repository.
+    std::filesystem::remove_all(dir / "absent" / ".git");
+    std::filesystem::create_symlink(dir / "clone" / ".git", dir / "absent" / ".git");
+    check_refused(dir / "absent", "is not empty and not a libci checkout");
+    CHECK(ci::test::read_file(dir / "clone" / "work-in-progress.txt") == "unsaved\n");
 }

@@ -223,6 +223,10 @@ struct Repository {
     /// `github`: "OWNER/REPO" where `url` is not GitHub's (a mirror, a test); empty means taken
     /// from `url` (see github_repository).
     std::string github;
+    /// `allow_local_submodules`: submodules whose URL is a local path or file:// may be checked
+    /// out (git::CheckoutOptions::allow_local_submodules). Not used yet: builds do not check
+    /// out submodules.
+    bool allow_local_submodules = false;
     friend bool operator==(const Repository&, const Repository&) = default;
 };
 

@@ -58,6 +58,11 @@ struct CheckoutOptions {
     /// tree records (fetched with the same credentials; cloned under the work directory's
     /// .git/modules, not mirrored).
     bool submodules = false;
+    /// Also submodules whose URL (resolved against the repository's) is a local path or
+    /// file://. Refused by default, as git refuses them since 2.38.1 (protocol.file.allow=user,
+    /// CVE-2022-39253): a pushed branch could otherwise read any repository on the worker, other
+    /// projects' mirrors included.
+    bool allow_local_submodules = false;
     std::function<void(const Progress&)> on_progress;
 };
 
@@ -68,7 +73,12 @@ struct CheckoutResult {
     std::string checked_out;           ///< the commit now in the work directory
 };
 
-/// Fetches, merges forward and checks out into `work_dir` (created when missing). A conflict is
+/// Fetches, merges forward and checks out into `work_dir`, which must be absent (it is
+/// created), empty, or a checkout made by libci (a repository there whose .git holds the file
+/// `libci-checkout`, or, made before that file, borrows its objects from a mirror under
+/// `cache_dir`): anything else fails with InvalidArgument naming it, before anything changes.
+/// Symbolic links under it that its index does not hold (a build's) are removed first, so that
+/// the checkout writes and deletes nothing through them outside the directory. A conflict is
 /// an outcome: `merge.conflicts` lists the paths and the work directory holds the branch tip,
 /// clean. Fails with Git (fetch, missing branch or commit, corrupt data that a fresh clone did
 /// not cure) or Io, naming the URL (without credentials) and what failed. libgit2 1.5 has no
