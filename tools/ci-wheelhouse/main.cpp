@@ -4,7 +4,8 @@
 #include <algorithm>
 #include <array>
 #include <cstdio>
-#include <fstream>
+#include <cstdlib>
+#include <initializer_list>
 #include <memory>
 #include <unistd.h>
 
@@ -30,22 +31,48 @@ using ci::tools::ExitFailure;
 using ci::tools::ExitOk;
 using ci::tools::ExitUsage;
 
-// The wheels of `dir` (sorted by name); bad ones are reported on standard error and left out.
-std::vector<wheelhouse::LocalWheel> read_wheels(const std::filesystem::path& dir, int& bad) {
+// The wheels of `dir` (sorted by name); bad ones are reported on standard error and counted in
+// `bad`, and so is what is named like a wheel but cannot be one (a directory, a FIFO, "*.WHL").
+// Fails when `dir` cannot be listed: it is then no wheelhouse at all, not one bad wheel.
+Result<std::vector<wheelhouse::LocalWheel>> read_wheels(const std::filesystem::path& dir,
+                                                        int& bad) {
     std::vector<std::filesystem::path> paths;
     std::error_code error;
-    for (const auto& entry : std::filesystem::directory_iterator(dir, error)) {
-        if (entry.is_regular_file() && entry.path().extension() == ".whl") {
-            paths.push_back(entry.path());
+    std::filesystem::directory_iterator entries(dir, error);
+    for (; !error && entries != std::filesystem::directory_iterator(); entries.increment(error)) {
+        const auto& entry = *entries;
+        const std::string name = entry.path().filename().string();
+        std::string suffix = name.substr(name.size() - std::min<std::size_t>(name.size(), 4));
+        std::ranges::transform(
+            suffix, suffix.begin(), [](char c) { return c >= 'A' && c <= 'Z' ? c + 32 : c; });
+        if (suffix != ".whl") {
+            continue; // the index's own files, and anything else that is not meant as a wheel
         }
+        std::error_code type_error;
+        const auto type = entry.status(type_error).type(); // follows a symbolic link
+        std::string_view why;
+        if (!name.ends_with(".whl")) {
+            why = "a wheel's name ends in \".whl\", in lower case (PEP 427)";
+        } else if (type_error) {
+            why = "it cannot be read (a dangling symbolic link?)";
+        } else if (type == std::filesystem::file_type::directory) {
+            why = "a directory";
+        } else if (type != std::filesystem::file_type::regular) {
+            why = "not a regular file (a FIFO, socket or device)";
+        }
+        if (!why.empty()) {
+            std::fprintf(stderr,
+                         "bad wheel, left out: %s: %s\n",
+                         entry.path().c_str(),
+                         std::string(why).c_str());
+            ++bad;
+            continue;
+        }
+        paths.push_back(entry.path());
     }
     if (error) {
-        tools::print_error(
-            Error{ErrorCode::Io,
-                  fmt::format("read directory {}: {}", dir.string(), error.message()),
-                  {}});
-        ++bad;
-        return {};
+        return fail(ErrorCode::Io,
+                    fmt::format("read directory {}: {}", dir.string(), error.message()));
     }
     std::ranges::sort(paths);
     std::vector<wheelhouse::LocalWheel> wheels;
@@ -69,31 +96,31 @@ struct IndexCommand {
 };
 
 int run_index(const IndexCommand& command) {
-    int bad = 0;
-    const auto wheels = read_wheels(command.dir, bad);
-    std::vector<wheelhouse::WheelEntry> entries;
     const std::filesystem::path dir = command.dir;
-    for (const auto& wheel : wheels) {
-        entries.push_back(wheel.entry);
-        std::ofstream(dir / (wheel.entry.file_name + ".metadata"), std::ios::binary)
-            << wheel.metadata;
+    int bad = 0;
+    // DIR must be there: it is never created (a mistyped name would get an empty index).
+    auto wheels = read_wheels(dir, bad);
+    if (!wheels) {
+        tools::print_error(wheels.error());
+        return ExitError;
     }
-    for (const auto& page : wheelhouse::build_index(entries, command.base_url)) {
-        // "dir/" is a key S3 can hold but a file system cannot: locally it is dir/index.html.
-        if (page.key.ends_with('/')) {
-            continue;
-        }
-        const auto path = dir / page.key;
-        std::filesystem::create_directories(path.parent_path());
-        std::ofstream out(path, std::ios::binary);
-        out << page.body;
-        if (!out) {
-            tools::print_error(Error{ErrorCode::Io, fmt::format("write {}", path.string()), {}});
-            return ExitError;
-        }
+    auto errors = wheelhouse::write_local_index(dir, *wheels, command.base_url);
+    if (!errors) {
+        tools::print_error(errors.error());
+        return ExitError;
+    }
+    for (const auto& error : *errors) {
+        tools::print_error(error);
+    }
+    if (!errors->empty()) {
+        std::fprintf(stderr,
+                     "error: the index of %s is incomplete: %zu file(s) could not be written\n",
+                     command.dir.c_str(),
+                     errors->size());
+        return ExitError;
     }
     std::printf("indexed %zu wheel(s) in %s (flat page: index; PEP 503: simple/)%s\n",
-                wheels.size(),
+                wheels->size(),
                 command.dir.c_str(),
                 bad > 0 ? fmt::format("; {} bad wheel(s) left out", bad).c_str() : "");
     return bad > 0 ? ExitFailure : ExitOk;
@@ -104,8 +131,8 @@ int run_index(const IndexCommand& command) {
 struct PublishCommand {
     std::string dir;
     std::string destination;
-    std::string endpoint_url;
-    std::string region = "us-east-1";
+    std::string endpoint_url; ///< empty: $AWS_ENDPOINT_URL_S3, $AWS_ENDPOINT_URL, AWS's own
+    std::string region;       ///< empty: $AWS_REGION, $AWS_DEFAULT_REGION, us-east-1
     std::string profile;
     std::string acl;
     bool dry_run = false;
@@ -140,7 +167,11 @@ int run_publish(const PublishCommand& command) {
     options.rescan = command.rescan;
 
     int bad = 0;
-    const auto wheels = read_wheels(command.dir, bad);
+    auto wheels = read_wheels(command.dir, bad);
+    if (!wheels) {
+        tools::print_error(wheels.error());
+        return ExitError;
+    }
 
     std::shared_ptr<http::Client> http = http::make_client();
     aws::CredentialsChainOptions chain;
@@ -151,9 +182,25 @@ int run_publish(const PublishCommand& command) {
             return name == "AWS_PROFILE" ? std::optional<std::string>(profile) : environment(name);
         };
     }
+    // As the AWS CLI and SDKs: the option, else the first of these variables that is set.
+    const auto option_or_environment = [](const std::string& option,
+                                          std::initializer_list<const char*> variables,
+                                          std::string fallback) -> std::string {
+        if (!option.empty()) {
+            return option;
+        }
+        for (const char* variable : variables) {
+            if (const char* value = std::getenv(variable); value != nullptr && *value != '\0') {
+                return value;
+            }
+        }
+        return fallback;
+    };
     aws::S3Endpoint endpoint;
-    endpoint.region = command.region;
-    endpoint.endpoint_url = command.endpoint_url;
+    endpoint.region =
+        option_or_environment(command.region, {"AWS_REGION", "AWS_DEFAULT_REGION"}, "us-east-1");
+    endpoint.endpoint_url = option_or_environment(
+        command.endpoint_url, {"AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"}, "");
     aws::S3Client s3(
         http, aws::make_credentials_chain(std::move(chain)), SystemClock::instance(), endpoint);
 
@@ -174,7 +221,7 @@ int run_publish(const PublishCommand& command) {
                          progress.total);
         };
     }
-    auto report = wheelhouse::publish(s3, wheels, options);
+    auto report = wheelhouse::publish(s3, *wheels, options);
     if (terminal) {
         std::fprintf(stderr, "\r\033[K");
     }
@@ -338,7 +385,12 @@ int main(int argc, char** argv) {
         "index",
         "Write the index of the wheels in DIR into DIR: 'index' (the flat find-links page),\n"
         "simple/ (PEP 503 HTML and PEP 691 JSON pages) and a <wheel>.metadata file per wheel.\n"
-        "Bad wheels (name, zip, METADATA) are reported and left out (exit status 1).");
+        "Bad wheels (name, zip, METADATA; a directory, FIFO or *.WHL named like a wheel) are\n"
+        "reported and left out (exit status 1). Each file is written to a temporary file and\n"
+        "renamed: a symbolic link of its name is replaced, never written through; a link where\n"
+        "a directory of the index goes (simple/, simple/PROJECT/) is refused. Exit status 3:\n"
+        "DIR cannot be read (it is never created), or a file could not be written (the pages\n"
+        "then advertise no .metadata file that is not there).");
     index_cmd->add_option("DIR", index->dir, "A directory of wheels")->required();
     index_cmd->add_option("--base-url",
                           index->base_url,
@@ -362,10 +414,14 @@ int main(int argc, char** argv) {
         "S3 error.");
     publish_cmd->add_option("DIR", publish->dir, "A directory of wheels")->required();
     publish_cmd->add_option("DESTINATION", publish->destination, "s3://BUCKET/PREFIX")->required();
-    publish_cmd->add_option(
-        "--endpoint-url", publish->endpoint_url, "An S3-compatible endpoint, as the AWS CLI's");
-    publish_cmd->add_option("--region", publish->region, "The bucket's region")
-        ->default_str("us-east-1");
+    publish_cmd->add_option("--endpoint-url",
+                            publish->endpoint_url,
+                            "An S3-compatible endpoint, as the AWS CLI's; default: "
+                            "$AWS_ENDPOINT_URL_S3, else $AWS_ENDPOINT_URL, else AWS");
+    publish_cmd->add_option("--region",
+                            publish->region,
+                            "The bucket's region; default: $AWS_REGION, else "
+                            "$AWS_DEFAULT_REGION, else us-east-1");
     publish_cmd->add_option("--profile", publish->profile, "A profile of ~/.aws/credentials");
     publish_cmd->add_option("--acl", publish->acl, "x-amz-acl of every object, e.g. public-read");
     publish_cmd->add_flag(

@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 #include <sys/stat.h>
 
+#include "core/fd.h"
 #include "core/utf8.h"
 
 namespace ci::config::detail {
@@ -38,29 +39,11 @@ errno_error(std::string_view what, const std::filesystem::path& path, int error)
                 error);
 }
 
-// Closes a descriptor on every path out of a function.
-class Descriptor {
-public:
-    explicit Descriptor(int fd) noexcept : fd_(fd) {}
-    ~Descriptor() {
-        if (fd_ >= 0) {
-            ::close(fd_);
-        }
-    }
-    Descriptor(const Descriptor&) = delete;
-    Descriptor& operator=(const Descriptor&) = delete;
-    [[nodiscard]] int get() const noexcept { return fd_; }
-    int release() noexcept { return std::exchange(fd_, -1); }
-
-private:
-    int fd_;
-};
-
 } // namespace
 
 Result<std::string>
 read_text_file(const std::filesystem::path& path, std::string_view what, std::size_t limit) {
-    const Descriptor fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    const Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
     if (fd.get() < 0) {
         return errno_error(what, path, errno);
     }
@@ -136,7 +119,7 @@ Status write_private_file(const std::filesystem::path& path, std::string_view co
     std::string temporary =
         (directory / fmt::format(".{}.XXXXXX", path.filename().string())).string();
     // mkstemp creates the file with mode 0600, so the secret is never readable by others.
-    Descriptor fd(::mkostemp(temporary.data(), O_CLOEXEC));
+    Fd fd(::mkostemp(temporary.data(), O_CLOEXEC));
     if (fd.get() < 0) {
         return errno_error("write", path, errno);
     }

@@ -31,6 +31,8 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 
+#include "core/fd.h"
+
 namespace ci {
 
 namespace {
@@ -46,35 +48,6 @@ constexpr milliseconds group_poll_interval{20};
 // How long after the grace period a supervisor that has not finished is killed (it may have been
 // stopped with SIGSTOP by the step).
 constexpr milliseconds supervisor_backstop{2000};
-
-// Closes a descriptor when it goes out of scope.
-class Fd {
-public:
-    Fd() = default;
-    explicit Fd(int fd) noexcept : fd_(fd) {}
-    ~Fd() { reset(); }
-    Fd(Fd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
-    Fd& operator=(Fd&& other) noexcept {
-        if (this != &other) {
-            reset();
-            fd_ = std::exchange(other.fd_, -1);
-        }
-        return *this;
-    }
-    Fd(const Fd&) = delete;
-    Fd& operator=(const Fd&) = delete;
-    [[nodiscard]] int get() const noexcept { return fd_; }
-    [[nodiscard]] bool valid() const noexcept { return fd_ >= 0; }
-    void reset() noexcept {
-        if (fd_ >= 0) {
-            ::close(fd_);
-            fd_ = -1;
-        }
-    }
-
-private:
-    int fd_ = -1;
-};
 
 std::string signal_name(int signal) {
     const char* abbreviation = ::sigabbrev_np(signal);

@@ -9,6 +9,8 @@
 
 #include <ci/http/request.h>
 
+#include "core/utf8.h"
+
 namespace ci::wheelhouse {
 
 namespace {
@@ -56,8 +58,11 @@ void append_wheel_link(std::string& out, const WheelEntry& wheel, std::string_vi
 
 using JsonWriter = rapidjson::Writer<rapidjson::StringBuffer>;
 
+// Valid UTF-8 always (RapidJSON's writer copies bytes as they are): text from a wheel's METADATA
+// or a downloaded manifest may hold anything, and one bad byte makes a page no client parses.
 void json_string(JsonWriter& out, std::string_view text) {
-    out.String(text.data(), static_cast<rapidjson::SizeType>(text.size()));
+    const std::string valid = to_valid_utf8(std::string(text));
+    out.String(valid.data(), static_cast<rapidjson::SizeType>(valid.size()));
 }
 
 void json_meta(JsonWriter& out) {
@@ -150,9 +155,19 @@ void add_html(std::vector<Page>& pages, const std::string& dir, const std::strin
 } // namespace
 
 std::string html_escape(std::string_view text) {
+    const std::string valid = to_valid_utf8(std::string(text));
     std::string out;
-    out.reserve(text.size());
-    for (const char c : text) {
+    out.reserve(valid.size());
+    for (const char c : valid) {
+        const auto byte = static_cast<unsigned char>(c);
+        if (byte == 0) {
+            out += "\uFFFD"; // &#0; is an error: HTML parsers make it U+FFFD
+            continue;
+        }
+        if (byte < 0x20 || byte == 0x7f) {
+            out += fmt::format("&#x{:x};", byte);
+            continue;
+        }
         switch (c) {
         case '&':
             out += "&amp;";

@@ -14,9 +14,6 @@ namespace ci::wheelhouse {
 
 namespace {
 
-// METADATA is a few kilobytes; a long description can make it a few hundred.
-constexpr zip_uint64_t max_metadata_size = 16U << 20U;
-
 struct ZipCloser {
     void operator()(zip_t* archive) const noexcept { zip_discard(archive); }
 };
@@ -125,8 +122,9 @@ Result<LocalWheel> read_wheel(const std::filesystem::path& path) {
         return invalid(fmt::format("cannot read METADATA: {}", zip_strerror(archive.get())));
     }
     if (stat.size > max_metadata_size) {
-        return invalid(fmt::format(
-            "METADATA is {} bytes, more than the {} allowed", stat.size, max_metadata_size));
+        return invalid(fmt::format("METADATA is {} bytes, more than the {} MiB allowed",
+                                   stat.size,
+                                   max_metadata_size >> 20U));
     }
     std::unique_ptr<zip_file_t, ZipFileCloser> file(
         zip_fopen_index(archive.get(), static_cast<zip_uint64_t>(metadata_index), 0));

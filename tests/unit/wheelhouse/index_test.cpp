@@ -11,6 +11,7 @@
 #include <ci/core/crypto.h>
 #include <ci/wheelhouse/index.h>
 
+#include "core/utf8.h"
 #include "support/require_ok.h"
 #include "support/temp_dir.h"
 
@@ -213,4 +214,30 @@ TEST_CASE("wheelhouse: HTML escaping and pip.conf") {
     const std::string conf = ci::wheelhouse::pip_conf("https://s3-us-west-2.amazonaws.com/w/f20/");
     CHECK(conf.find("[global]\nfind-links = https://s3-us-west-2.amazonaws.com/w/f20/index\n") !=
           std::string::npos);
+}
+
+// Issue 15: what METADATA says reaches the pages as valid UTF-8, its control characters escaped.
+TEST_CASE("wheelhouse: invalid UTF-8 and control characters from METADATA stay out of the pages") {
+    CHECK(ci::wheelhouse::html_escape(std::string("a\x01\tb\x7f\n\x00z", 8)) ==
+          "a&#x1;&#x9;b&#x7f;&#xa;\xEF\xBF\xBDz");
+    CHECK(ci::wheelhouse::html_escape("x\xff\xc0y") == "x\xEF\xBF\xBD\xEF\xBF\xBDy");
+
+    ci::test::TempDir dir;
+    const auto path = dir / "pkg_u-1.0-py3-none-any.whl";
+    write_zip(path,
+              {{"pkg_u-1.0.dist-info/METADATA",
+                metadata("pkg-u", "1.0", "Requires-Python: >=3\xff\x01\"<x>\n")}});
+    auto wheel = ci::wheelhouse::read_wheel(path);
+    REQUIRE_OK(wheel);
+    const auto pages = ci::wheelhouse::build_index(std::vector{wheel->entry});
+    rapidjson::Document json;
+    const std::string& body = page(pages, "simple/pkg-u/index.json").body;
+    json.Parse<rapidjson::kParseValidateEncodingFlag>(body.c_str());
+    REQUIRE_FALSE(json.HasParseError());
+    CHECK(std::string(json["files"][0]["requires-python"].GetString()) ==
+          ">=3\xEF\xBF\xBD\x01\"<x>");
+    const std::string& html = page(pages, "simple/pkg-u/index.html").body;
+    CHECK(html.find("data-requires-python=\"&gt;=3\xEF\xBF\xBD&#x1;&quot;&lt;x&gt;\"") !=
+          std::string::npos);
+    CHECK(ci::first_invalid_utf8(html) == std::nullopt);
 }

@@ -44,10 +44,15 @@ struct LocalWheel {
     std::string metadata;
 };
 
+/// The largest METADATA read_wheel reads (16 MiB): it is a few kilobytes, a long description
+/// makes it a few hundred; the size the archive states is checked before anything is read.
+inline constexpr std::uint64_t max_metadata_size = std::uint64_t{16} << 20U;
+
 /// Reads a wheel file: its name (PEP 427), size, sha256, and `<name>.dist-info/METADATA`
 /// (Name and Version must agree with the file name; Requires-Python is kept). Fails with
 /// InvalidArgument naming the file and what is wrong: a bad name, not a zip archive (or a
-/// corrupt one), no METADATA, a METADATA that disagrees with the file name.
+/// corrupt one), no METADATA, one larger than max_metadata_size, a METADATA that disagrees with
+/// the file name.
 [[nodiscard]] Result<LocalWheel> read_wheel(const std::filesystem::path& path);
 
 /// One file of the index.
@@ -71,7 +76,20 @@ struct Page {
                                             std::string_view base_url = {},
                                             const std::set<std::string>* only_projects = nullptr);
 
-/// Escapes &, <, >, " and ' for HTML text and attribute values.
+/// Writes the index of `wheels` into the directory `dir` (`ci-wheelhouse index`): each wheel's
+/// `<wheel>.metadata`, then the pages of build_index (a page `d/` only as `d/index.html`). Never
+/// follows a symbolic link: each file is written to a temporary file and renamed over its name
+/// (a link of that name is replaced, not written through), and a directory of the index that is
+/// a link, or a file, is refused. A `.metadata` file that cannot be written is left out of the
+/// pages. Fails (NotFound, Io) when `dir` cannot be opened (it is never created); otherwise
+/// returns the files that could not be written, one Io error each naming it (none: complete).
+[[nodiscard]] Result<std::vector<Error>> write_local_index(const std::filesystem::path& dir,
+                                                           const std::vector<LocalWheel>& wheels,
+                                                           std::string_view base_url = {});
+
+/// Escapes &, <, >, " and ' for HTML text and attribute values, and control characters as
+/// numeric references (NUL, which HTML does not allow, becomes U+FFFD); invalid UTF-8 becomes
+/// U+FFFD too, as it does in the PEP 691 JSON pages.
 [[nodiscard]] std::string html_escape(std::string_view text);
 
 /// The pip.conf that makes pip install from the wheelhouse at `url` (its flat index page,
