@@ -242,6 +242,7 @@ Status MasterState::start_servers() {
     add_build_routes(*router, *services);
     add_worker_routes(*router, *services);
     add_health_routes(*router, *services);
+    add_results_routes(*router, options.data_dir / "results");
 
     auto tls = worker_port_tls(config, options.data_dir);
     if (!tls) {
