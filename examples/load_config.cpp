@@ -6,6 +6,7 @@
 // and every warning; on errors, prints them all and exits 1.
 
 #include <cstdio>
+#include <string>
 #include <variant>
 
 #include <ci/config/load.h>
@@ -60,7 +61,11 @@ int main(int argc, char** argv) {
                     builder.repository.c_str(),
                     builder.steps.size());
         for (const auto& step : builder.steps) {
-            std::printf("  step %s: %s\n", step.name.c_str(), step.command.back().c_str());
+            // A trigger or upload step has no command: say what it does instead.
+            const std::string what = !step.command.empty() ? step.command.back()
+                                     : step.trigger        ? std::string("(trigger)")
+                                                           : std::string("(no command)");
+            std::printf("  step %s: %s\n", step.name.c_str(), what.c_str());
         }
     }
     for (const auto& [name, scheduler] : config.schedulers) {

@@ -4,7 +4,8 @@ forced at once with POST /api/v1/force and properties:
 - always_run: a cleanup step runs after a failure ended the build, the steps between do not;
 - warn_on_failure: a failing lint step makes the build `warnings`;
 - inactivity_timeout: a silent step is stopped and its step says why;
-- test_results: JUnit XML counts and failed test names in the build's JSON;
+- test_results: JUnit XML counts and failed test names in the build's JSON; logfiles: a step's
+  extra log stored and served;
 - set_property: `${prop:version}` set by one step reaches the next as one argument, with a
   forced property beside it; both are in the build's JSON.
 And the force API's refusals: an unknown builder (nothing queued), bad property names and values.
@@ -56,9 +57,10 @@ builders:
     workers: [remote]
     steps:
       - name: tests
-        run: ["sh", "-c", "mkdir -p reports && printf '%s' \\"$1\\" > reports/junit.xml; exit 1",
+        run: ["sh", "-c", "mkdir -p reports _trial_temp && echo 'trial says hi' > _trial_temp/test.log && printf '%s' \\"$1\\" > reports/junit.xml; exit 1",
               "sh", '{JUNIT}']
         test_results: "reports/*.xml"
+        logfiles: {{test.log: _trial_temp/test.log}}
   props:
     repository: demo
     workers: [remote]
@@ -148,6 +150,14 @@ def main(case):
     case.check(junit.get("summary") == "tests: 2 passed, 1 failed, 1 skipped, 1 errors",
                f"the build's summary ({junit.get('summary')})")
     case.check(junit["steps"][1].get("tests") == tests, "the step carries its own counts")
+    links = junit["steps"][1].get("logfiles", {})
+    case.check(links == {"test.log": f"/api/v1/builds/{junit['id']}/steps/1/logs/test.log"},
+               f"the step links its log file ({links})")
+    if "test.log" in links:
+        case.check(master.get(links["test.log"]) == "trial says hi\n",
+                   "the log file is served as the step wrote it")
+    status, _ = master.get_status(f"/api/v1/builds/{junit['id']}/steps/1/logs/nope")
+    case.check(status == 404, f"a log file the step does not have is a 404 ({status})")
 
     props = details["props"]
     case.check(props["result"] == "success", f"the props build succeeded ({props['result']})")

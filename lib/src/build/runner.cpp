@@ -1,14 +1,17 @@
 #include <algorithm>
 #include <cstddef>
+#include <fcntl.h>
 #include <fstream>
 #include <glob.h>
 #include <iterator>
 #include <memory>
 #include <optional>
 #include <system_error>
+#include <unistd.h>
 #include <utility>
 
 #include <fmt/format.h>
+#include <sys/stat.h>
 
 #include <ci/build/runner.h>
 #include <ci/build/work_slots.h>
@@ -126,6 +129,120 @@ StepOutcome ended(BuildResult result, std::string description) {
     out.description = std::move(description);
     return out;
 }
+
+// A step's log files (StepSpec::logfiles), followed while it runs: what each gains is sent,
+// in chunks of at most 64 KiB, up to max_logfile_size bytes of each.
+class LogFiles {
+public:
+    using Send = std::function<void(const std::string& name, std::string_view text)>;
+    using Note = std::function<void(const std::string& line)>;
+
+    // Where each file stands as the step starts: a file an earlier build left is not sent
+    // again (unless the step replaces or truncates it).
+    LogFiles(std::filesystem::path root,
+             const std::filesystem::path& cwd,
+             const std::map<std::string, std::string>& files)
+        : root_(std::move(root)) {
+        for (const auto& [name, file] : files) {
+            Followed followed{name, cwd / file};
+            struct stat info {};
+            if (::lstat(followed.path.c_str(), &info) == 0 && S_ISREG(info.st_mode)) {
+                followed.device = info.st_dev;
+                followed.inode = info.st_ino;
+                followed.offset = info.st_size;
+            }
+            files_.push_back(std::move(followed));
+        }
+    }
+
+    // Sends what the files gained: at most a few MiB each, or, with `to_end`, all there is.
+    void read(bool to_end, const Send& send, const Note& note) {
+        for (auto& file : files_) {
+            if (!file.done) {
+                read(file, to_end, send, note);
+            }
+        }
+    }
+
+private:
+    struct Followed {
+        std::string name;
+        std::filesystem::path path;
+        dev_t device = 0;
+        ino_t inode = 0;
+        off_t offset = 0;
+        std::size_t sent = 0;
+        bool done = false; // refused, or its cap reached
+    };
+
+    void read(Followed& file, bool to_end, const Send& send, const Note& note) const {
+        const auto shown = file.path.lexically_relative(root_).string();
+        struct stat info {};
+        if (::lstat(file.path.c_str(), &info) != 0) {
+            return; // not there (yet)
+        }
+        if (!S_ISREG(info.st_mode)) {
+            note(fmt::format("logfiles: {} ({}): not a regular file (symlinks are not "
+                             "followed); not read",
+                             file.name,
+                             shown));
+            file.done = true;
+            return;
+        }
+        std::error_code error;
+        const auto real = std::filesystem::canonical(file.path, error);
+        const auto real_root = std::filesystem::canonical(root_, error);
+        const auto inside = real.lexically_relative(real_root);
+        if (error || inside.empty() || *inside.begin() == "..") {
+            note(fmt::format(
+                "logfiles: {} ({}): outside the work directory; not read", file.name, shown));
+            file.done = true;
+            return;
+        }
+        const int fd = ::open(file.path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0) {
+            return;
+        }
+        struct stat opened {};
+        if (::fstat(fd, &opened) == 0) {
+            if (opened.st_dev != file.device || opened.st_ino != file.inode) {
+                file.device = opened.st_dev; // a new file: from its start
+                file.inode = opened.st_ino;
+                file.offset = 0;
+            } else if (opened.st_size < file.offset) {
+                file.offset = 0; // truncated: from its start again
+            }
+        }
+        constexpr std::size_t chunk = 65536;
+        const std::size_t budget = to_end ? max_logfile_size : std::size_t{4} * 1024 * 1024;
+        std::size_t read_now = 0;
+        std::string buffer(chunk, '\0');
+        while (read_now < budget) {
+            const std::size_t want =
+                std::min({chunk, budget - read_now, max_logfile_size - file.sent});
+            if (want == 0) {
+                note(fmt::format("logfiles: {}: larger than {} MiB; the rest is not sent",
+                                 file.name,
+                                 max_logfile_size / (std::size_t{1024} * 1024)));
+                file.done = true;
+                break;
+            }
+            const ssize_t n = ::pread(fd, buffer.data(), want, file.offset);
+            if (n <= 0) {
+                break;
+            }
+            const auto size = static_cast<std::size_t>(n);
+            send(file.name, std::string_view(buffer.data(), size));
+            file.offset += n;
+            file.sent += size;
+            read_now += size;
+        }
+        ::close(fd);
+    }
+
+    std::filesystem::path root_;
+    std::vector<Followed> files_;
+};
 
 // One build in progress: the spec, the observer and what has happened so far.
 class Build {
@@ -491,7 +608,26 @@ private:
             output(number, chunk);
         };
 
+        std::optional<LogFiles> logfiles;
+        const LogFiles::Send send = [&](const std::string& name, std::string_view text) {
+            if (observer_.logfile_output) {
+                observer_.logfile_output(number, name, text);
+            }
+        };
+        const LogFiles::Note say = [&](const std::string& line) {
+            output(number, fmt::format("{}{}\n", line_open ? "\n" : "", line));
+            line_open = false;
+        };
+        if (!run.logfiles.empty()) {
+            logfiles.emplace(work_dir_, *cwd, run.logfiles);
+            process.tick_interval = std::chrono::milliseconds(500);
+            process.on_tick = [&] { logfiles->read(false, send, say); };
+        }
+
         auto result = run_process(process);
+        if (logfiles) {
+            logfiles->read(true, send, say);
+        }
         if (!result) {
             return cannot_start(result.error().message);
         }
@@ -746,6 +882,7 @@ std::vector<StepSpec> step_specs(const config::Builder& builder) {
             .inactivity_timeout = step.inactivity_timeout,
             .set_property = step.set_property,
             .test_results = step.test_results,
+            .logfiles = step.logfiles,
         });
     }
     return out;

@@ -126,6 +126,9 @@ void write_step(Writer& writer, const Step& step) {
     if (!step.test_results.empty()) {
         write_field(writer, "test_results", step.test_results);
     }
+    if (!step.logfiles.empty()) {
+        write_field(writer, "logfiles", step.logfiles);
+    }
     writer.EndObject();
 }
 

@@ -729,7 +729,8 @@ Checker::check_step(const std::string& builder, const YAML::Node& node, const st
                    "warn_on_failure",
                    "inactivity_timeout",
                    "set_property",
-                   "test_results"});
+                   "test_results",
+                   "logfiles"});
     if (!fields.valid()) {
         return std::nullopt;
     }
@@ -814,6 +815,20 @@ Checker::check_step(const std::string& builder, const YAML::Node& node, const st
         reader_.error(fields.find("test_results")->value,
                       fields.path("test_results"),
                       "must be a glob inside the checkout (relative, without ..)");
+    }
+    fields.read("logfiles", out.logfiles);
+    for (const auto& [name, file] : out.logfiles) {
+        const auto& at = fields.find("logfiles")->value;
+        const auto key = fields.path("logfiles") + "." + name;
+        if (!valid_property_name(name)) {
+            reader_.error(at,
+                          key,
+                          fmt::format("a log name is 1 to {} characters of [A-Za-z0-9_.-]",
+                                      max_property_name));
+        }
+        if (file.empty() || leaves_checkout(file)) {
+            reader_.error(at, key, "must be a file inside the checkout (relative, without ..)");
+        }
     }
     return out;
 }

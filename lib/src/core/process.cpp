@@ -183,6 +183,9 @@ public:
             deadline_ = start_ + spec_.timeout;
         }
         last_output_ = start_;
+        if (spec_.on_tick && spec_.tick_interval.count() > 0) {
+            next_tick_ = start_ + spec_.tick_interval;
+        }
     }
 
     ProcessResult run() {
@@ -199,6 +202,10 @@ public:
         while (!finished()) {
             wait_for_events();
             handle_time();
+            if (next_tick_ && !reaped_ && Clock::now() >= *next_tick_) {
+                spec_.on_tick();
+                next_tick_ = Clock::now() + spec_.tick_interval;
+            }
             if (!reaped_ && child_exited()) {
                 end_group_and_reap();
             }
@@ -279,6 +286,9 @@ private:
         }
         if (kill_at_ && !killed_) {
             until(*kill_at_);
+        }
+        if (next_tick_ && !reaped_) {
+            until(*next_tick_);
         }
         if (reaped_) {
             until(drain_until_);
@@ -409,7 +419,8 @@ private:
     Fd wake_;
     Clock::time_point start_;
     std::optional<Clock::time_point> deadline_;
-    Clock::time_point last_output_; // the start, or the last output read
+    Clock::time_point last_output_;              // the start, or the last output read
+    std::optional<Clock::time_point> next_tick_; // when on_tick is due
     std::optional<Clock::time_point> kill_at_;
     Clock::time_point drain_until_{};
     std::size_t stdin_offset_ = 0;

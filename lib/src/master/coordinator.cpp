@@ -135,6 +135,16 @@ void Coordinator::message(const std::string& name, const Link* link, protocol::M
         // RunningBuilds drop it once it is on disk.
         p_.running.log(id, chunk->step, chunk->sequence, chunk->text);
         p_.logs.append(id, chunk->step, chunk->sequence, std::move(chunk->text));
+    } else if (auto* file = std::get_if<protocol::LogFileChunk>(&message)) {
+        p_.writes.post(fmt::format("chunk {} of log file {} of step {} of build {}",
+                                   file->sequence,
+                                   file->name,
+                                   file->step,
+                                   id),
+                       [chunk = std::move(*file)](store::Store& store) {
+                           return store.append_logfile(
+                               chunk.build, chunk.step, chunk.name, chunk.sequence, chunk.text);
+                       });
     } else if (const auto* finished = std::get_if<protocol::StepFinished>(&message)) {
         step_finished(id, *finished);
     } else if (const auto* done = std::get_if<protocol::BuildFinished>(&message)) {

@@ -7,6 +7,7 @@
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
+#include <ci/config/placeholders.h>
 #include <ci/core/crypto.h>
 #include <ci/core/log.h>
 
@@ -96,6 +97,7 @@ void write_spec(Writer& w, const build::BuildSpec& spec) {
         field(w, "inactivity_timeout", static_cast<std::int64_t>(step.inactivity_timeout.count()));
         field(w, "set_property", step.set_property);
         field(w, "test_results", step.test_results);
+        field(w, "logfiles", step.logfiles);
         w.EndObject();
     }
     w.EndArray();
@@ -153,6 +155,14 @@ struct Encoder {
         field(w, "type", "log");
         field(w, "build", m.build);
         field(w, "step", std::int64_t{m.step});
+        field(w, "seq", m.sequence);
+        field(w, "size", static_cast<std::int64_t>(m.text.size())); // the text follows the line
+    }
+    void operator()(const LogFileChunk& m) const {
+        field(w, "type", "logfile");
+        field(w, "build", m.build);
+        field(w, "step", std::int64_t{m.step});
+        field(w, "name", m.name);
         field(w, "seq", m.sequence);
         field(w, "size", static_cast<std::int64_t>(m.text.size())); // the text follows the line
     }
@@ -405,6 +415,7 @@ build::BuildSpec read_spec(Reader& r) {
         step.inactivity_timeout = std::chrono::seconds(s.integer("inactivity_timeout", false, 0));
         step.set_property = s.text("set_property", false);
         step.test_results = s.text("test_results", false);
+        step.logfiles = s.map(item, "logfiles");
         if (const auto& problem = s.first_problem()) {
             r.problem(*problem);
         }
@@ -454,17 +465,36 @@ Result<Message> read_step_started(Reader& r) {
     return r.done(std::move(m));
 }
 
+// The size of the bytes after a chunk's line, checked; `text` sized to be filled by the reader
+// (following_bytes()).
+void read_size(Reader& r, std::string& text) {
+    const auto size = r.integer("size");
+    if (size < 0 || static_cast<std::uint64_t>(size) > max_line) {
+        r.problem(fmt::format("\"size\" is not between 0 and {}", max_line));
+    } else {
+        text.resize(static_cast<std::size_t>(size));
+    }
+}
+
 Result<Message> read_log(Reader& r) {
     LogChunk m;
     m.build = r.integer("build");
     m.step = r.small("step");
     m.sequence = r.integer("seq");
-    const auto size = r.integer("size");
-    if (size < 0 || static_cast<std::uint64_t>(size) > max_line) {
-        r.problem(fmt::format("\"size\" is not between 0 and {}", max_line));
-    } else {
-        m.text.resize(static_cast<std::size_t>(size)); // filled by the reader: following_bytes()
+    read_size(r, m.text);
+    return r.done(std::move(m));
+}
+
+Result<Message> read_logfile(Reader& r) {
+    LogFileChunk m;
+    m.build = r.integer("build");
+    m.step = r.small("step");
+    m.name = r.text("name");
+    if (!m.name.empty() && !config::valid_property_name(m.name)) {
+        r.problem("\"name\" is not 1 to 64 characters of [A-Za-z0-9_.-]");
     }
+    m.sequence = r.integer("seq");
+    read_size(r, m.text);
     return r.done(std::move(m));
 }
 
@@ -526,6 +556,17 @@ Result<Message> read_build_finished(Reader& r) {
     return r.done(std::move(m));
 }
 
+// The text after a chunk's line (a const or mutable message); nullptr for other messages.
+template <class M> auto* text_after(M& message) {
+    decltype(&std::get_if<LogChunk>(&message)->text) out = nullptr;
+    if (auto* chunk = std::get_if<LogChunk>(&message)) {
+        out = &chunk->text;
+    } else if (auto* file = std::get_if<LogFileChunk>(&message)) {
+        out = &file->text;
+    }
+    return out;
+}
+
 using MessageReader = Result<Message> (*)(Reader&);
 constexpr auto readers = std::to_array<std::pair<std::string_view, MessageReader>>({
     {"challenge", read_challenge},
@@ -539,6 +580,7 @@ constexpr auto readers = std::to_array<std::pair<std::string_view, MessageReader
     {"checked_out", read_checked_out},
     {"step_started", read_step_started},
     {"log", read_log},
+    {"logfile", read_logfile},
     {"step_finished", read_step_finished},
     {"build_finished", read_build_finished},
     {"trigger",
@@ -565,20 +607,19 @@ std::string encode(const Message& message) {
     writer.StartObject();
     std::visit(Encoder{writer}, message);
     writer.EndObject();
-    const auto* chunk = std::get_if<LogChunk>(&message);
+    const auto* text = text_after(message);
     std::string line;
-    line.reserve(buffer.GetSize() + 1 + (chunk != nullptr ? chunk->text.size() : 0));
+    line.reserve(buffer.GetSize() + 1 + (text != nullptr ? text->size() : 0));
     line.append(buffer.GetString(), buffer.GetSize());
     line += '\n';
-    if (chunk != nullptr) {
-        line += chunk->text;
+    if (text != nullptr) {
+        line += *text;
     }
     return line;
 }
 
 std::string* following_bytes(Message& message) {
-    auto* chunk = std::get_if<LogChunk>(&message);
-    return chunk != nullptr ? &chunk->text : nullptr;
+    return text_after(message);
 }
 
 Result<Message> decode(std::string_view line) {

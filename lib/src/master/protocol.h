@@ -44,8 +44,8 @@ namespace ci::master::protocol {
 /// The version both sides speak; a Hello of another version is refused. (2: log chunks' text
 /// after their line instead of in it; 3: TLS, and proofs bound to the TLS connection; 4: trigger
 /// steps, builds without a repository, pinned merge targets; 5: step controls, set_property and
-/// test results: an older worker would run such steps without them.)
-inline constexpr int version = 5;
+/// test results: an older worker would run such steps without them; 6: step log files.)
+inline constexpr int version = 6;
 /// The longest line either side accepts (a log chunk is far smaller).
 inline constexpr std::size_t max_line = std::size_t{4} * 1024 * 1024;
 
@@ -93,6 +93,15 @@ struct LogChunk {
     std::int64_t sequence = 0; ///< 0, 1, 2, ... per step
     std::string text;
 };
+/// A chunk of one of a step's log files (StepSpec::logfiles); like a LogChunk, its text follows
+/// its line.
+struct LogFileChunk {
+    std::int64_t build = 0;
+    int step = 0;
+    std::string name;          ///< the log file's name ([A-Za-z0-9_.-], 1 to 64 characters)
+    std::int64_t sequence = 0; ///< 0, 1, 2, ... per step and name
+    std::string text;
+};
 struct StepFinished {
     std::int64_t build = 0;
     int step = 0;
@@ -131,6 +140,7 @@ using Message = std::variant<Challenge,
                              CheckedOut,
                              StepStarted,
                              LogChunk,
+                             LogFileChunk,
                              StepFinished,
                              BuildFinished,
                              Trigger,
@@ -148,9 +158,9 @@ step_finished(std::int64_t build, int step, const build::StepOutcome& outcome);
 /// max_line. A LogChunk's text comes back sized but not read: see following_bytes().
 [[nodiscard]] Result<Message> decode(std::string_view line);
 
-/// Where the bytes that follow a decoded message's line go: a LogChunk's text, sized by
-/// decode() from its line's "size", for the reader to fill with exactly that many bytes from
-/// the connection. nullptr for every other message (nothing follows their line).
+/// Where the bytes that follow a decoded message's line go: a LogChunk's or LogFileChunk's
+/// text, sized by decode() from its line's "size", for the reader to fill with exactly that many
+/// bytes from the connection. nullptr for every other message (nothing follows their line).
 [[nodiscard]] std::string* following_bytes(Message& message);
 
 /// What a Hello's proof covers: the Challenge's nonce and, on a TLS connection, the connection's

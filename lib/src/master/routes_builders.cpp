@@ -69,6 +69,8 @@ void list_builders(Services& s, http::Reply reply) {
 // of a step, and the request is stored and sent to a worker with each build).
 constexpr std::size_t max_forced_properties = 64;
 constexpr std::size_t max_forced_value = std::size_t{64} * 1024;
+// The longest `reason` of a force: a line or two for people, not a document.
+constexpr std::size_t max_force_reason = 1024;
 
 // What a force request's body says, checked; `error` set (a 400's message) when it is wrong.
 struct ForceBody {
@@ -130,6 +132,11 @@ ForceBody read_force_body(const rapidjson::Value& body) {
     out.branch = branch->value_or("");
     out.revision = revision->value_or("");
     out.reason = to_valid_utf8(reason->value_or(""));
+    if (out.reason.size() > max_force_reason) {
+        out.error =
+            fmt::format("reason: {} bytes, at most {}", out.reason.size(), max_force_reason);
+        return out;
+    }
     // What a webhook could not bring either: a branch git would refuse, a revision that is no
     // commit id (issue 14: megabytes of either made a build spec no worker accepts).
     if (!out.branch.empty()) {

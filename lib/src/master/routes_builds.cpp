@@ -32,7 +32,8 @@ void write_tests(Json& json, const build::TestResults& tests) {
 void write_build(Json& json,
                  const store::Build& build,
                  const store::BuildRequest* request,
-                 const std::vector<store::Step>* steps) {
+                 const std::vector<store::Step>* steps,
+                 const std::map<int, std::vector<std::string>>& logfiles = {}) {
     json.begin()
         .field("id", build.id)
         .field("request", build.request_id)
@@ -90,6 +91,14 @@ void write_build(Json& json,
             }
             if (!step.properties.empty()) {
                 json.strings("properties", step.properties);
+            }
+            if (const auto files = logfiles.find(step.number); files != logfiles.end()) {
+                std::map<std::string, std::string> links;
+                for (const auto& name : files->second) {
+                    links[name] = fmt::format(
+                        "/api/v1/builds/{}/steps/{}/logs/{}", build.id, step.number, name);
+                }
+                json.strings("logfiles", links);
             }
             json.field("log", fmt::format("/api/v1/builds/{}/steps/{}/log", build.id, step.number))
                 .end();
@@ -149,8 +158,13 @@ void one(Services& s, std::int64_t id, http::Reply reply) {
         }
         auto request = store.request((*build)->request_id);
         const store::BuildRequest* found = request && *request ? &**request : nullptr;
+        auto logfiles = store.logfile_names(id);
+        if (!logfiles) {
+            reply.send(error_response(500, logfiles.error().message));
+            return;
+        }
         Json json;
-        write_build(json, **build, found, &*steps);
+        write_build(json, **build, found, &*steps, *logfiles);
         reply.send(json_response(200, json.text()));
     });
 }
@@ -306,6 +320,27 @@ void step_log(Services& s, const LogQuery& q, http::Reply reply) {
         });
 }
 
+// One of a step's log files (StepSpec::logfiles), as the store has it so far: the worker
+// sends what the file gains about twice a second while the step runs.
+void logfile(Services& s, std::int64_t id, int step, std::string name, http::Reply reply) {
+    s.reads.post([reply, id, step, name = std::move(name)](store::Store& store) mutable {
+        auto text = store.logfile(id, step, name);
+        if (!text) {
+            reply.send(error_response(500, text.error().message));
+            return;
+        }
+        if (!*text) {
+            reply.send(error_response(
+                404, fmt::format("build {} step {} has no log file \"{}\"", id, step, name)));
+            return;
+        }
+        http::ServerResponse response;
+        response.content_type = "text/plain; charset=utf-8";
+        response.body = std::move(**text);
+        reply.send(std::move(response));
+    });
+}
+
 } // namespace
 
 void add_build_routes(Router& router, Services& services) {
@@ -344,25 +379,41 @@ void add_build_routes(Router& router, Services& services) {
         },
         true,
         "/api/v1/builds/{id}/stop (POST)");
+    // The step number of a path, or a 404 sent.
+    const auto with_step = [](const PathParams& params, http::Reply& reply) -> std::optional<int> {
+        const auto step = params.integer("n");
+        if (!step || *step > 100000) {
+            reply.send(error_response(404, "step numbers are integers"));
+            return std::nullopt;
+        }
+        return static_cast<int>(*step);
+    };
+    router.add(
+        "GET",
+        "/api/v1/builds/{id}/steps/{n}/logs/{name}",
+        [&services, with_id, with_step](
+            http::ServerRequest&, const PathParams& params, http::Reply reply) {
+            const auto id = with_id(params, reply);
+            const auto step = id ? with_step(params, reply) : std::nullopt;
+            if (step) {
+                logfile(services, *id, *step, std::string(params.get("name")), std::move(reply));
+            }
+        },
+        false,
+        "/api/v1/builds/{id}/steps/{n}/logs/{name}");
     for (const bool events : {false, true}) {
         router.add(
             "GET",
             events ? "/api/v1/builds/{id}/steps/{n}/events" : "/api/v1/builds/{id}/steps/{n}/log",
-            [&services, with_id, events](
+            [&services, with_id, with_step, events](
                 http::ServerRequest& request, const PathParams& params, http::Reply reply) {
                 const auto id = with_id(params, reply);
-                if (!id) {
+                const auto step = id ? with_step(params, reply) : std::nullopt;
+                if (!step) {
                     return;
                 }
-                const auto step = params.integer("n");
-                if (!step || *step > 100000) {
-                    reply.send(error_response(404, "step numbers are integers"));
-                    return;
-                }
-                const LogQuery query{*id,
-                                     static_cast<int>(*step),
-                                     events,
-                                     events || request.query.contains("follow")};
+                const LogQuery query{
+                    *id, *step, events, events || request.query.contains("follow")};
                 step_log(services, query, std::move(reply));
             },
             false,

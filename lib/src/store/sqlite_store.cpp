@@ -126,6 +126,13 @@ ALTER TABLE steps ADD COLUMN description TEXT;
 ALTER TABLE steps ADD COLUMN tests TEXT;
 ALTER TABLE steps ADD COLUMN properties TEXT;
 )sql",
+    // 8 -> 9: the chunks of steps' log files (logfiles), compressed as log chunks are.
+    R"sql(
+CREATE TABLE logfile_chunks (
+    build_id INTEGER NOT NULL, step INTEGER NOT NULL, name TEXT NOT NULL,
+    sequence INTEGER NOT NULL, compressed BLOB NOT NULL,
+    PRIMARY KEY (build_id, step, name, sequence)) WITHOUT ROWID;
+)sql",
 };
 
 // The columns read_build() reads, in its order.
@@ -1050,6 +1057,77 @@ public:
         }
         if (code != SQLITE_DONE) {
             return error(fmt::format("read the log of build {} step {}", build, step));
+        }
+        return out;
+    }
+
+    Status append_logfile(std::int64_t build,
+                          int step,
+                          const std::string& name,
+                          std::int64_t sequence,
+                          std::string_view text) override {
+        const std::lock_guard lock(mutex_);
+        const Unsynced unsynced(*this);
+        Statement statement(*statements_,
+                            "INSERT OR IGNORE INTO logfile_chunks VALUES (?1, ?2, ?3, ?4, ?5)");
+        statement.bind(1, build)
+            .bind(2, static_cast<std::int64_t>(step))
+            .bind(3, name)
+            .bind(4, sequence)
+            .bind_blob(5, detail::compress_log_text(text));
+        if (statement.step() != SQLITE_DONE) {
+            return fail(error(fmt::format("store chunk {} of log file {} of build {} step {}",
+                                          sequence,
+                                          name,
+                                          build,
+                                          step))
+                            .error());
+        }
+        return {};
+    }
+
+    Result<std::optional<std::string>>
+    logfile(std::int64_t build, int step, const std::string& name) override {
+        const std::lock_guard lock(mutex_);
+        Statement statement(*statements_,
+                            "SELECT sequence, compressed FROM logfile_chunks WHERE build_id = ?1 "
+                            "AND step = ?2 AND name = ?3 ORDER BY sequence");
+        statement.bind(1, build).bind(2, static_cast<std::int64_t>(step)).bind(3, name);
+        std::optional<std::string> out;
+        int code = SQLITE_OK;
+        while ((code = statement.step()) == SQLITE_ROW) {
+            auto text = detail::decompress_log_text(statement.blob(1));
+            if (!text) {
+                return fail(ErrorCode::Store,
+                            fmt::format("{}: chunk {} of log file {} of build {} step {} is "
+                                        "corrupt",
+                                        path_,
+                                        statement.integer(0),
+                                        name,
+                                        build,
+                                        step));
+            }
+            out = out.value_or("") + *text;
+        }
+        if (code != SQLITE_DONE) {
+            return error(fmt::format("read log file {} of build {} step {}", name, build, step));
+        }
+        return out;
+    }
+
+    Result<std::map<int, std::vector<std::string>>> logfile_names(std::int64_t build) override {
+        const std::lock_guard lock(mutex_);
+        Statement statement(*statements_,
+                            "SELECT DISTINCT step, name FROM logfile_chunks WHERE build_id = ?1 "
+                            "ORDER BY step, name");
+        statement.bind(1, build);
+        std::map<int, std::vector<std::string>> out;
+        int code = SQLITE_OK;
+        while ((code = statement.step()) == SQLITE_ROW) {
+            out[static_cast<int>(statement.integer(0))].push_back(statement.text(1));
+        }
+        if (code != SQLITE_DONE) {
+            return error(fmt::format("read the log file names of build {}", build));
         }
         return out;
     }

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
+#include <map>
 #include <mutex>
 #include <thread>
 
@@ -122,6 +123,11 @@ build::BuildOutcome run_reported_build(const build::BuildSpec& spec,
         sender.send(protocol::StepStarted{id, step, name});
     };
     observer.output = [&](int step, std::string_view text) { sender.output(step, text); };
+    std::map<std::pair<int, std::string>, std::int64_t> logfile_sequences;
+    observer.logfile_output = [&](int step, const std::string& name, std::string_view text) {
+        sender.send(protocol::LogFileChunk{
+            id, step, name, logfile_sequences[{step, name}]++, std::string(text)});
+    };
     observer.checked_out = [&](const build::CheckoutRecord& record) {
         sender.send(
             protocol::CheckedOut{id, record.branch_tip, record.target_tip, record.merge_commit});

@@ -14,6 +14,7 @@
 #include <stop_token>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -39,6 +40,8 @@ struct Recorder {
     std::map<int, std::string> logs;
     std::vector<std::pair<int, ci::build::StepOutcome>> finished;
     std::vector<ci::build::CheckoutRecord> checkouts;
+    // Each chunk of a log file: (step, name, text).
+    std::vector<std::tuple<int, std::string, std::string>> logfile_chunks;
     std::function<void(int)> on_start; // called after recording a start
 
     ci::build::BuildObserver observer() {
@@ -50,6 +53,9 @@ struct Recorder {
             }
         };
         observer.output = [this](int step, std::string_view text) { logs[step] += text; };
+        observer.logfile_output = [this](int step, const std::string& name, std::string_view text) {
+            logfile_chunks.emplace_back(step, name, std::string(text));
+        };
         observer.checked_out = [this](const ci::build::CheckoutRecord& record) {
             checkouts.push_back(record);
         };
@@ -419,6 +425,7 @@ TEST_CASE("runner: step_specs copies a builder's steps") {
     step.inactivity_timeout = 90s;
     step.set_property = "version";
     step.test_results = "reports/*.xml";
+    step.logfiles = {{"test.log", "t/test.log"}};
     builder.steps = {step};
     const auto specs = ci::build::step_specs(builder);
     REQUIRE(specs.size() == 1);
@@ -435,7 +442,8 @@ TEST_CASE("runner: step_specs copies a builder's steps") {
                                           .warn_on_failure = true,
                                           .inactivity_timeout = 90s,
                                           .set_property = "version",
-                                          .test_results = "reports/*.xml"});
+                                          .test_results = "reports/*.xml",
+                                          .logfiles = {{"test.log", "t/test.log"}}});
 }
 
 TEST_CASE("runner: helpers: header line, names, workdirs") {
@@ -880,4 +888,38 @@ TEST_CASE("runner: test_results reads JUnit files the glob matches, inside the c
     CHECK(log.find("test results (2 files): 1 passed, 1 failed, 1 skipped, 1 errors") !=
           std::string::npos);
     CHECK(log.find("leaked") == std::string::npos);
+}
+
+TEST_CASE("runner: logfiles are followed while the step runs, from where they stood") {
+    Fixture f;
+    const ci::test::TempDir outside{"libci-runner-logfile"};
+    // What an earlier step wrote to the file is not sent again with this step's log file.
+    auto earlier = shell_step("earlier", "mkdir -p t && echo 'earlier step' > t/test.log");
+    auto step = shell_step("tests",
+                           "echo 'line 1' >> t/test.log; sleep 1.5; echo 'line 2' >> t/test.log; "
+                           "echo 'fresh' > other.log; ln -sf " +
+                               (outside / "secret").string() + " link.log; echo done");
+    step.logfiles = {{"test.log", "t/test.log"}, {"other", "other.log"}, {"link", "link.log"}};
+    f.spec.steps = {earlier, step};
+    {
+        std::ofstream secret(outside / "secret");
+        secret << "not for the master\n";
+    }
+    REQUIRE(f.run().result == ci::BuildResult::Success);
+    std::map<std::string, std::string> texts;
+    std::map<std::string, int> chunks;
+    for (const auto& [number, name, text] : f.recorder.logfile_chunks) {
+        CHECK(number == 2);
+        texts[name] += text;
+        ++chunks[name];
+    }
+    CHECK(texts["test.log"] == "line 1\nline 2\n");
+    // Live: line 1 went out before line 2 was written.
+    CHECK(chunks["test.log"] >= 2);
+    CHECK(texts["other"] == "fresh\n");
+    CHECK_FALSE(texts.contains("link"));
+    const auto& log = f.recorder.logs[2];
+    INFO(log);
+    CHECK(log.find("logfiles: link (link.log): not a regular file") != std::string::npos);
+    CHECK(log.find("not for the master") == std::string::npos);
 }

@@ -1000,6 +1000,7 @@ TEST_CASE("config: step controls, properties and test results") {
         warn_on_failure: true
         inactivity_timeout: 90s
         test_results: "_trial_temp/*.xml"
+        logfiles: {test.log: _trial_temp/test.log}
       - name: use
         run: ["make", "V=${prop:version}", "$${literal}", "${branch}${revision}${build_id}"]
         env: {V: "${prop:version}"}
@@ -1017,6 +1018,8 @@ TEST_CASE("config: step controls, properties and test results") {
         CHECK(steps[1].warn_on_failure);
         CHECK(steps[1].inactivity_timeout == std::chrono::seconds(90));
         CHECK(steps[1].test_results == "_trial_temp/*.xml");
+        CHECK(steps[1].logfiles ==
+              std::map<std::string, std::string>{{"test.log", "_trial_temp/test.log"}});
         CHECK(steps[2].workdir == "out/${prop:version}");
         // And through the JSON form unchanged.
         auto back = ci::config::parse_config_json(ci::config::to_json(config), "j");
@@ -1034,7 +1037,8 @@ TEST_CASE("config: step controls, properties and test results") {
         always_run: maybe
         inactivity_timeout: forever
         test_results: "../outside/*.xml"
-      - {name: b, run: x, test_results: /abs/*.xml, warn_on_failure: 1}
+      - {name: b, run: x, test_results: /abs/*.xml, warn_on_failure: 1,
+         logfiles: {"a b": x.log, up: ../x.log, abs: /x.log, empty: ""}}
 )");
         CHECK(has_error(errors, "builders.app-tests.steps[1].run[1]", "property name"));
         CHECK(has_error(errors, "builders.app-tests.steps[1].run[2]", "unknown placeholder"));
@@ -1050,6 +1054,11 @@ TEST_CASE("config: step controls, properties and test results") {
         CHECK(has_error(errors, "builders.app-tests.steps[2].test_results", "inside the checkout"));
         CHECK(has_error(
             errors, "builders.app-tests.steps[2].warn_on_failure", "expected true or false"));
+        CHECK(has_error(errors, "builders.app-tests.steps[2].logfiles.a b", "a log name"));
+        CHECK(has_error(errors, "builders.app-tests.steps[2].logfiles.up", "inside the checkout"));
+        CHECK(has_error(errors, "builders.app-tests.steps[2].logfiles.abs", "inside the checkout"));
+        CHECK(
+            has_error(errors, "builders.app-tests.steps[2].logfiles.empty", "inside the checkout"));
     }
     SUBCASE("placeholders in a shell command are a warning: the shell gets its text as is") {
         auto checked = ci::config::parse_config(

@@ -189,6 +189,41 @@ TEST_CASE("process: a timeout stops a child that ignores SIGTERM with SIGKILL") 
     CHECK(polite.out == "bye\n");
 }
 
+TEST_CASE("process: inactivity_timeout stops a silent child; output keeps it alive") {
+    ci::ProcessSpec spec;
+    spec.inactivity_timeout = 500ms;
+    spec.kill_grace = 300ms;
+    auto silent = run_shell("echo started; sleep 30", spec);
+    CHECK(silent.out == "started\n");
+    CHECK(silent.result.termination == Termination::Inactive);
+    CHECK(silent.result.inactivity == 500ms);
+    CHECK(silent.result.describe().starts_with("no output for 0.5s: stopped after "));
+    // Output every 0.1s for 1.5s: never silent for 0.5s, so it ends by itself.
+    auto chatty = run_shell("for i in $(seq 15); do echo $i; sleep 0.1; done", spec);
+    CHECK(chatty.result.termination == Termination::Exited);
+    CHECK(chatty.result.success());
+}
+
+TEST_CASE("process: on_tick is called on the calling thread while the child runs") {
+    ci::ProcessSpec spec;
+    const auto caller = std::this_thread::get_id();
+    int ticks = 0;
+    bool other_thread = false;
+    spec.tick_interval = 50ms;
+    spec.on_tick = [&] {
+        ++ticks;
+        other_thread = other_thread || std::this_thread::get_id() != caller;
+    };
+    auto ran = run_shell("sleep 1", spec);
+    CHECK(ran.result.success());
+    CHECK(ticks >= 2); // loose: a loaded machine may run few of the 20 due
+    CHECK_FALSE(other_thread);
+    ticks = 0;
+    spec.tick_interval = 0ms;
+    CHECK(run_shell("sleep 0.2", spec).result.success());
+    CHECK(ticks == 0);
+}
+
 TEST_CASE("process: grandchildren are stopped with the child") {
     ci::test::TempDir dir;
     const auto pid_file = dir / "grandchild.pid";

@@ -378,6 +378,12 @@ TEST_CASE("master: a reporter the embedding program adds is told of requests, st
     CHECK(seen[5].event == BuildEvent::Finished);
     CHECK(seen[5].revision == origin.feature_tip);
     CHECK(m.post_auth("/api/v1/builders/tests/force", R"({"properties": {"n": 1}})").status == 400);
+    // A reason is a line or two, not a document: 1,025 bytes are refused and nothing is queued.
+    const auto long_reason =
+        m.post_auth("/api/v1/builders/tests/force",
+                    fmt::format(R"({{"reason": "{}"}})", std::string(1025, 'r')));
+    CHECK(long_reason.status == 400);
+    CHECK(long_reason.body.find("reason: 1025 bytes, at most 1024") != std::string::npos);
     m.stop();
     CHECK(recorder->stopped_);
 

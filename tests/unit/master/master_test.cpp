@@ -82,6 +82,7 @@ TEST_CASE("protocol: every message survives encode and decode") {
     step.inactivity_timeout = std::chrono::seconds(1200);
     step.set_property = "version";
     step.test_results = "reports/*.xml";
+    step.logfiles = {{"test.log", "_trial_temp/test.log"}};
     spec.steps = {step};
     const auto build = round_trip(protocol::StartBuild{spec}).spec;
     CHECK(build.build_id == 42);
@@ -160,6 +161,15 @@ TEST_CASE("protocol: every message survives encode and decode") {
     CHECK_FALSE(protocol::decode(R"({"type": "step_finished", "build": 1, "step": 1, )"
                                  R"("result": "failure", "tests": {"passed": 1, "failed": 0, )"
                                  R"("skipped": 0, "errors": 0, "failed_tests": [1]}})")
+                    .has_value());
+    const std::string file_text("a log file\n\0\xff", 13);
+    const auto file_chunk = round_trip(protocol::LogFileChunk{3, 2, "test.log", 4, file_text});
+    CHECK(file_chunk.name == "test.log");
+    CHECK(file_chunk.step == 2);
+    CHECK(file_chunk.sequence == 4);
+    CHECK(file_chunk.text == file_text);
+    CHECK_FALSE(protocol::decode(R"({"type": "logfile", "build": 1, "step": 1, )"
+                                 R"("name": "../etc", "seq": 0, "size": 0})")
                     .has_value());
     CHECK(round_trip(protocol::BuildFinished{3, ci::BuildResult::Warnings, ""}).result ==
           ci::BuildResult::Warnings);

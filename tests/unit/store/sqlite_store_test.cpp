@@ -315,10 +315,11 @@ TEST_CASE("store: files it cannot use give clear errors and are left alone") {
 namespace {
 
 /// Runs `sql` on the database at `path` through a connection of its own.
-// SQL that takes the steps table back to before schema 8 (for the migration tests).
+// SQL that takes the steps table back to before schema 8 and drops the log files of schema 9
+// (for the migration tests).
 const std::string without_schema_8_steps =
     "ALTER TABLE steps DROP COLUMN description; ALTER TABLE steps DROP COLUMN tests; "
-    "ALTER TABLE steps DROP COLUMN properties; ";
+    "ALTER TABLE steps DROP COLUMN properties; DROP TABLE logfile_chunks; ";
 
 void execute_sql(const std::filesystem::path& path, const std::string& sql) {
     sqlite3* db = nullptr;
@@ -617,6 +618,19 @@ TEST_CASE("store: builds, steps, compressed logs, workers and latent instances")
     auto log = store->log(build_id, 1);
     REQUIRE_OK(log);
     CHECK(*log == log_text);
+
+    // Log files: by step and name, in order, a chunk sent twice stored once.
+    REQUIRE_OK(store->append_logfile(build_id, 2, "test.log", 1, "second\n"));
+    REQUIRE_OK(store->append_logfile(build_id, 2, "test.log", 0, "first\n"));
+    REQUIRE_OK(store->append_logfile(build_id, 2, "test.log", 1, "again\n"));
+    REQUIRE_OK(store->append_logfile(build_id, 2, "a.log", 0, ""));
+    CHECK(store->logfile(build_id, 2, "test.log")->value_or("") == "first\nsecond\n");
+    CHECK(store->logfile(build_id, 2, "a.log")->value_or("x").empty());
+    CHECK_FALSE(store->logfile(build_id, 2, "nope")->has_value());
+    CHECK_FALSE(store->logfile(build_id, 1, "test.log")->has_value());
+    CHECK(*store->logfile_names(build_id) ==
+          std::map<int, std::vector<std::string>>{{2, {"a.log", "test.log"}}});
+    CHECK(store->logfile_names(build_id + 100)->empty());
     auto tail = store->log(build_id, 1, 48);
     REQUIRE_OK(tail);
     CHECK(tail->starts_with("line 48 "));

@@ -22,6 +22,7 @@
 /// The log never shows an environment value: values can be secrets.
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -65,6 +66,11 @@ struct StepSpec {
     std::string set_property;
     /// JUnit XML files read when the step ends (a glob relative to its workdir); empty: none.
     std::string test_results;
+    /// Extra logs: name -> a file relative to the step's workdir, followed while the step runs
+    /// (BuildObserver::logfile_output) from where it stood when the step started (from its
+    /// start if the step replaced it). Symlinks and files outside the work directory are not
+    /// read (said in the step's log); at most max_logfile_size bytes of each are sent.
+    std::map<std::string, std::string> logfiles;
     friend bool operator==(const StepSpec&, const StepSpec&) = default;
 };
 
@@ -91,6 +97,9 @@ struct BuildSpec {
     std::map<std::string, std::string> properties;
     std::vector<StepSpec> steps;
 };
+
+/// The most of one log file (StepSpec::logfiles) a step sends: 64 MiB.
+inline constexpr std::size_t max_logfile_size = std::size_t{64} * 1024 * 1024;
 
 /// Converts a builder's config into StepSpecs, one per step, in order.
 [[nodiscard]] std::vector<StepSpec> step_specs(const config::Builder& builder);
@@ -144,6 +153,9 @@ struct BuildObserver {
     std::function<void(int step, const std::string& name)> step_started;
     /// Log text of that step, in order, in chunks as they arrive (not split into lines).
     std::function<void(int step, std::string_view text)> output;
+    /// Text of one of the step's `logfiles`, in order, in chunks of at most 64 KiB, read about
+    /// twice a second while the step runs and once more when it ends.
+    std::function<void(int step, const std::string& name, std::string_view text)> logfile_output;
     /// The checkout is done (also when it conflicted).
     std::function<void(const CheckoutRecord&)> checked_out;
     /// A step ended; steps that were not run are never reported.

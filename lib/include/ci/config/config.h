@@ -247,6 +247,9 @@ struct Step {
     /// `test_results`: a glob (relative to the step's workdir) of JUnit XML files read once
     /// the step ends; empty: none.
     std::string test_results;
+    /// `logfiles`: extra logs of the step, name -> a file (relative to the step's workdir)
+    /// followed while the step runs.
+    std::map<std::string, std::string> logfiles;
     friend bool operator==(const Step&, const Step&) = default;
 };
 

@@ -52,6 +52,10 @@ struct ProcessSpec {
     std::function<void(OutputStream, std::string_view)> on_output;
     /// Asking for a stop ends the child like a timeout does (SIGTERM, grace, SIGKILL).
     std::stop_token stop;
+    /// Called about every tick_interval on the calling thread while the child runs (a build
+    /// step's log files are read there). Empty, or a zero interval: never.
+    std::function<void()> on_tick;
+    std::chrono::milliseconds tick_interval{0};
 };
 
 /// How a child ended.

@@ -33,7 +33,7 @@ namespace ci::store {
 using WallTime = std::chrono::system_clock::time_point;
 
 /// The schema version this libci writes.
-inline constexpr int schema_version = 8;
+inline constexpr int schema_version = 9;
 
 /// Where a build request is in its life.
 enum class RequestState {
@@ -283,6 +283,21 @@ public:
         int step,
         std::int64_t from = 0,
         std::int64_t to = std::numeric_limits<std::int64_t>::max()) = 0;
+
+    /// Stores chunk `sequence` of log file `name` of a step (StepSpec::logfiles), compressed.
+    /// Idempotent as append_log. Not synced to disk by itself, as a step's log is written at
+    /// synchronous=NORMAL: a crash of the machine may lose its last chunks.
+    [[nodiscard]] virtual Status append_logfile(std::int64_t build,
+                                                int step,
+                                                const std::string& name,
+                                                std::int64_t sequence,
+                                                std::string_view text) = 0;
+    /// Log file `name` of a step, whole; nullopt when no chunk of it was stored.
+    [[nodiscard]] virtual Result<std::optional<std::string>>
+    logfile(std::int64_t build, int step, const std::string& name) = 0;
+    /// The names of the log files stored for each step of a build, sorted.
+    [[nodiscard]] virtual Result<std::map<int, std::vector<std::string>>>
+    logfile_names(std::int64_t build) = 0;
 
     /// Creates or updates a worker (by name). Not synced to disk by itself (worker records are
     /// informational): a crash may lose the newest ones, never an earlier synchronous write.
