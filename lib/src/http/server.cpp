@@ -193,6 +193,21 @@ struct StreamChannel {
     bool finish_requested = false;
     bool abandoned = false;          ///< the stream was destroyed without finish()
     std::atomic<bool> closed{false}; ///< the client or the connection is gone
+    /// A sized stream (stream_sized): the body's length, and the bytes accepted so far.
+    std::optional<std::uint64_t> length;
+    std::uint64_t accepted = 0;
+    std::size_t queued = 0;           ///< bytes written by the producer, not yet sent
+    std::size_t drained_below = 0;    ///< when_drained's low water
+    std::function<void()> on_drained; ///< when_drained's callback, until it runs
+
+    /// Takes the drain callback when it is due (queued at most its low water, or closed).
+    /// Called with `mutex` held.
+    std::function<void()> take_due_callback() {
+        if (on_drained && (closed || queued <= drained_below)) {
+            return std::exchange(on_drained, nullptr);
+        }
+        return nullptr;
+    }
 };
 
 } // namespace detail
@@ -349,6 +364,8 @@ private:
     bool stream_writing_ = false;
     bool stream_finishing_ = false;
     bool stream_abandoning_ = false;
+    bool sized_stream_ = false;        ///< the stream has a Content-Length: no chunk framing
+    bool resume_after_cancel_ = false; ///< end_stream cancelled the background read
 
     // A lazy deadline: moving it later costs nothing; the timer re-waits when it fires early.
     SteadyClock::time_point deadline_ = SteadyClock::time_point::max();
@@ -669,14 +686,18 @@ void Connection::start_stream(int status,
                       status);
         status = 500;
     }
-    // No chunked encoding in HTTP/1.0: the body ends when the connection does.
-    keep_alive_ = keep_alive_ && !http10_ && server_.accepting();
+    // No chunked encoding in HTTP/1.0: the body ends when the connection does (unless its
+    // length is known).
+    keep_alive_ = keep_alive_ && (!http10_ || channel->length) && server_.accepting();
+    sized_stream_ = channel->length.has_value();
     head_.clear();
     append_status_line(status);
     if (!content_type.empty() && is_safe_field_text(content_type)) {
         head_.append("Content-Type: ").append(content_type).append(crlf);
     }
-    if (!http10_) {
+    if (channel->length) {
+        head_ += fmt::format("Content-Length: {}\r\n", *channel->length);
+    } else if (!http10_) {
         head_ += "Transfer-Encoding: chunked\r\n";
     }
     append_connection_field();
@@ -717,9 +738,17 @@ void Connection::pump_stream() {
     if (stream_head_pending_) {
         stream_buffers_.emplace_back(net::buffer(head_));
     }
-    if (http10_) {
+    if (http10_ || sized_stream_) {
         for (const auto& data : stream_batch_) {
             stream_buffers_.emplace_back(net::buffer(data));
+        }
+        if (finish && sized_stream_ && !head_request_) {
+            std::lock_guard lock(stream_channel_->mutex);
+            if (stream_channel_->accepted != stream_channel_->length) {
+                // Short of its Content-Length: only closing the connection tells the client.
+                finish = false;
+                abandoned = true;
+            }
         }
     } else {
         // Reserved first: the buffers point into chunk_sizes_, which must not move. A size line
@@ -765,13 +794,32 @@ void Connection::on_stream_written(error_code ec) {
     }
     disarm_deadline();
     stream_head_pending_ = false;
+    std::size_t sent = 0;
+    for (const auto& data : stream_batch_) {
+        sent += data.size();
+    }
     stream_batch_.clear();
+    std::function<void()> drained;
+    {
+        std::lock_guard lock(stream_channel_->mutex);
+        stream_channel_->queued -= std::min(sent, stream_channel_->queued);
+        drained = stream_channel_->take_due_callback();
+    }
     if (stream_finishing_) {
         end_stream(true);
     } else if (stream_abandoning_) {
         end_stream(false);
     } else {
-        pump_stream();
+        if (drained) {
+            drained(); // may write (and start the next write itself)
+        }
+        if (!closed_) {
+            pump_stream();
+        }
+        return;
+    }
+    if (drained) {
+        drained(); // the stream is over: lets the producer let go
     }
 }
 
@@ -786,6 +834,13 @@ void Connection::end_stream(bool complete) {
     } else if (background_read_pending_) {
         phase_ = Phase::AwaitingRequest;
         arm_deadline(server_.options().idle_timeout);
+        if (buffer_.size() > 0) {
+            // The next request (pipelined, as apt sends them) arrived during the stream: parse
+            // it now rather than when more bytes come, which a waiting client never sends.
+            resume_after_cancel_ = true;
+            error_code ignored;
+            socket_.cancel(ignored);
+        }
     } else {
         read_request();
     }
@@ -801,7 +856,12 @@ void Connection::read_in_background() {
 
 void Connection::on_background_read(error_code ec, std::size_t bytes) {
     background_read_pending_ = false;
+    const bool resume = std::exchange(resume_after_cancel_, false);
     if (closed_) {
+        return;
+    }
+    if (resume && ec == net::error::operation_aborted && phase_ == Phase::AwaitingRequest) {
+        read_request(); // cancelled by end_stream: a request waits in the buffer
         return;
     }
     if (ec) {
@@ -858,8 +918,16 @@ void Connection::close() {
     timer_.cancel();
     body_share_.give_all();
     if (stream_channel_) {
-        stream_channel_->closed = true;
+        std::function<void()> drained;
+        {
+            std::lock_guard lock(stream_channel_->mutex);
+            stream_channel_->closed = true;
+            drained = stream_channel_->take_due_callback();
+        }
         stream_channel_.reset();
+        if (drained) {
+            drained(); // lets the producer see closed() and let go
+        }
     }
     server_.unregister(*this);
 }
@@ -907,6 +975,7 @@ public:
     bool write(std::string data) override;
     void finish() override;
     [[nodiscard]] bool closed() const override;
+    bool when_drained(std::size_t low_water, std::function<void()> ready) override;
 
 private:
     void wake_connection();
@@ -982,9 +1051,17 @@ bool StreamHandle::write(std::string data) {
             reply_->server->stopped()) {
             return false;
         }
+        if (channel_->length) {
+            const auto room = *channel_->length - channel_->accepted;
+            if (data.size() > room) {
+                data.resize(room); // beyond the Content-Length: dropped
+            }
+            channel_->accepted += data.size();
+        }
         if (data.empty()) {
             return true;
         }
+        channel_->queued += data.size();
         channel_->pending.push_back(std::move(data));
         wake = !std::exchange(channel_->wake_posted, true);
     }
@@ -1011,6 +1088,17 @@ void StreamHandle::finish() {
 
 bool StreamHandle::closed() const {
     return channel_->closed.load() || !reply_->server || reply_->server->stopped();
+}
+
+bool StreamHandle::when_drained(std::size_t low_water, std::function<void()> ready) {
+    std::lock_guard lock(channel_->mutex);
+    if (channel_->closed || channel_->queued <= low_water) {
+        channel_->on_drained = nullptr;
+        return false;
+    }
+    channel_->drained_below = low_water;
+    channel_->on_drained = std::move(ready);
+    return true;
 }
 
 void StreamHandle::wake_connection() {
@@ -1054,7 +1142,20 @@ void Reply::send(ServerResponse response) {
 
 std::shared_ptr<ResponseStream>
 Reply::stream(int status, std::string content_type, Fields headers) {
+    return start_stream(status, std::move(content_type), std::nullopt, std::move(headers));
+}
+
+std::shared_ptr<ResponseStream>
+Reply::stream_sized(int status, std::string content_type, std::uint64_t length, Fields headers) {
+    return start_stream(status, std::move(content_type), length, std::move(headers));
+}
+
+std::shared_ptr<ResponseStream> Reply::start_stream(int status,
+                                                    std::string content_type,
+                                                    std::optional<std::uint64_t> length,
+                                                    Fields headers) {
     auto channel = std::make_shared<detail::StreamChannel>();
+    channel->length = length;
     if (!state_ || state_->answered.exchange(true)) {
         ci::log::warn("HTTP reply answered twice: the second answer (a stream) is dropped");
         channel->finish_requested = true;

@@ -97,10 +97,26 @@ void Router::add(std::string method,
 bool Router::match(const Route& route,
                    const std::vector<std::string_view>& path,
                    PathParams& params) {
-    if (route.segments.size() != path.size()) {
+    // A last segment "{name...}" captures the rest of the path (possibly nothing).
+    const bool tail = !route.segments.empty() && route.segments.back().ends_with("...}") &&
+                      route.segments.back().front() == '{';
+    const auto fixed = tail ? route.segments.size() - 1 : route.segments.size();
+    if (tail ? path.size() < fixed : path.size() != fixed) {
         return false;
     }
-    for (std::size_t i = 0; i < path.size(); ++i) {
+    if (tail) {
+        const auto& segment = route.segments.back();
+        const auto name = std::string_view(segment).substr(1, segment.size() - 5);
+        if (path.size() == fixed) {
+            params.add(name, {});
+        } else {
+            // The segments are views into one path: the rest runs from the first to the last.
+            const auto* begin = path[fixed].data();
+            const auto* end = path.back().data() + path.back().size();
+            params.add(name, std::string_view(begin, static_cast<std::size_t>(end - begin)));
+        }
+    }
+    for (std::size_t i = 0; i < fixed; ++i) {
         const auto& segment = route.segments[i];
         if (segment.size() > 2 && segment.front() == '{' && segment.back() == '}') {
             params.add(std::string_view(segment).substr(1, segment.size() - 2), path[i]);

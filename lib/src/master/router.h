@@ -1,10 +1,11 @@
 #pragma once
 
 // The master's HTTP routes: a table of (method, path pattern) -> handler. A pattern is a path
-// whose segments are literals or `{name}` captures ("/api/v1/builds/{id}/steps/{n}/log"); a
-// GET route answers HEAD too. A path that matches no route is a 404; one that matches only
-// with another method is a 405 naming the allowed ones. Routes marked `authenticated` run only
-// for a request that passes the router's check (the config's auth).
+// whose segments are literals or `{name}` captures ("/api/v1/builds/{id}/steps/{n}/log"), the
+// last of which may be `{name...}`, capturing the rest of the path, possibly empty
+// ("/results/{path...}"); a GET route answers HEAD too. A path that matches no route is a 404; one
+// that matches only with another method is a 405 naming the allowed ones. Routes marked
+// `authenticated` run only for a request that passes the router's check (the config's auth).
 //
 // Before a request's body is read (check_header, the HTTP server's HeaderCheck), the router
 // sets the body limit of the route it matches, and for an authenticated route refuses a

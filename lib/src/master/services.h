@@ -4,6 +4,7 @@
 // owns them and outlives every route.
 
 #include <atomic>
+#include <filesystem>
 
 #include <ci/config/config.h>
 #include <ci/core/clock.h>
@@ -52,6 +53,8 @@ void add_build_routes(Router& router, Services& services);
 void add_worker_routes(Router& router, Services& services);
 void add_health_routes(Router& router, Services& services);
 void add_master_routes(Router& router, Services& services);
+/// GET /results/...: the files under `results_dir` (DATA_DIR/results), read-only.
+void add_results_routes(Router& router, const std::filesystem::path& results_dir);
 
 /// The user the config's auth names (who forced, cancelled or stopped something).
 [[nodiscard]] std::string api_user(const Services& services);

@@ -1428,26 +1428,26 @@ TEST_CASE("config: many keys and long names are checked in linear memory and tim
         }
     }
 
-TEST_CASE("config: repositories.<r>.allow_local_submodules is accepted and said to be unused") {
-    auto checked = ci::config::parse_config(
-        "repositories:\n  app:\n    url: /srv/app.git\n    allow_local_submodules: true\n",
-        "test.yml");
-    INFO(all_diagnostics(checked));
-    REQUIRE(checked.ok());
-    CHECK(checked.config->repositories.at("app").allow_local_submodules);
-    REQUIRE(checked.diagnostics.size() == 1);
-    CHECK(checked.diagnostics[0].key_path == "repositories.app.allow_local_submodules");
-    CHECK(checked.diagnostics[0].message.starts_with("not used yet: "));
-    CHECK_FALSE(parse_ok("repositories:\n  app:\n    url: x\n")
-                    .repositories.at("app")
-                    .allow_local_submodules);
-    const auto wrong =
-        parse_errors("repositories:\n  app:\n    url: x\n    allow_local_submodules: sometimes\n");
-    REQUIRE(wrong.size() == 1);
-    CHECK(wrong[0].key_path == "repositories.app.allow_local_submodules");
-    // The JSON form writes it and reads it back.
-    const auto json = ci::config::to_json(*checked.config);
-    auto back = ci::config::parse_config_json(json, "round-trip.json");
-    REQUIRE(back.ok());
-    CHECK(back.config->repositories.at("app").allow_local_submodules);
-}
+    TEST_CASE("config: repositories.<r>.allow_local_submodules is accepted and said to be unused") {
+        auto checked = ci::config::parse_config(
+            "repositories:\n  app:\n    url: /srv/app.git\n    allow_local_submodules: true\n",
+            "test.yml");
+        INFO(all_diagnostics(checked));
+        REQUIRE(checked.ok());
+        CHECK(checked.config->repositories.at("app").allow_local_submodules);
+        REQUIRE(checked.diagnostics.size() == 1);
+        CHECK(checked.diagnostics[0].key_path == "repositories.app.allow_local_submodules");
+        CHECK(checked.diagnostics[0].message.starts_with("not used yet: "));
+        CHECK_FALSE(parse_ok("repositories:\n  app:\n    url: x\n")
+                        .repositories.at("app")
+                        .allow_local_submodules);
+        const auto wrong = parse_errors(
+            "repositories:\n  app:\n    url: x\n    allow_local_submodules: sometimes\n");
+        REQUIRE(wrong.size() == 1);
+        CHECK(wrong[0].key_path == "repositories.app.allow_local_submodules");
+        // The JSON form writes it and reads it back.
+        const auto json = ci::config::to_json(*checked.config);
+        auto back = ci::config::parse_config_json(json, "round-trip.json");
+        REQUIRE(back.ok());
+        CHECK(back.config->repositories.at("app").allow_local_submodules);
+    }

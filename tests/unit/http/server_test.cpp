@@ -1206,3 +1206,79 @@ TEST_CASE("http server: a header or body sent byte by byte is cut at its deadlin
         CHECK(response->status == 200);
     }
 }
+
+TEST_CASE("http server: a sized stream sends Content-Length, no chunks, and keeps the connection") {
+    auto server = start_server([&](ServerRequest& request, Reply reply) {
+        auto stream = reply.stream_sized(200, "application/octet-stream", 10);
+        if (request.path == "/short") {
+            stream->write("12345");
+        } else {
+            stream->write("12345");
+            stream->write("67890extra"); // beyond the length: dropped
+        }
+        stream->finish();
+    });
+    RawClient client(server->port());
+    REQUIRE(client.connected());
+    client.send("GET /whole HTTP/1.1\r\nHost: x\r\n\r\n");
+    auto whole = client.read_response();
+    REQUIRE(whole);
+    CHECK(whole->header("content-length") == "10");
+    CHECK_FALSE(whole->header("transfer-encoding"));
+    CHECK(whole->body == "1234567890"); // "extra" was dropped
+    // The same connection serves the next requests, a HEAD with its length and no body too.
+    client.send("GET /again HTTP/1.1\r\nHost: x\r\n\r\nHEAD /head HTTP/1.1\r\nHost: x\r\n\r\n");
+    auto again = client.read_response();
+    REQUIRE(again);
+    CHECK(again->body == "1234567890");
+    auto head = client.read_response(true);
+    REQUIRE(head);
+    CHECK(head->header("content-length") == "10");
+    client.send("GET /third HTTP/1.1\r\nHost: x\r\n\r\n");
+    auto third = client.read_response();
+    REQUIRE(third);
+    CHECK(third->body == "1234567890"); // no HEAD body was sent before it
+    CHECK(server->connections() == 1);
+
+    // Finished short of its length: the connection closes, so the client sees a cut body.
+    RawClient cut(server->port());
+    REQUIRE(cut.connected());
+    cut.send("GET /short HTTP/1.1\r\nHost: x\r\n\r\n");
+    CHECK(cut.wait_closed());
+    CHECK(cut.unread().ends_with("\r\n\r\n12345"));
+}
+
+TEST_CASE("http server: when_drained holds a producer until its client has taken the queue") {
+    Mailbox<std::shared_ptr<ResponseStream>> streams;
+    auto server = start_server([&](ServerRequest&, Reply reply) {
+        streams.put(reply.stream_sized(200, "application/octet-stream", 32 * 1024 * 1024));
+    });
+    RawClient client(server->port());
+    REQUIRE(client.connected());
+    client.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    auto stream = streams.take();
+    REQUIRE(stream);
+    // The client reads nothing: the socket buffers fill and the rest stays queued.
+    for (int i = 0; i < 32; ++i) {
+        (*stream)->write(std::string(1024 * 1024, 'x'));
+    }
+    std::atomic<int> calls{0};
+    CHECK((*stream)->when_drained(1024 * 1024, [&] { ++calls; }));
+    CHECK(calls == 0);
+    // A low water already met is not waited for: false, and the callback is not kept.
+    auto idle = start_server([&](ServerRequest&, Reply reply) {
+        streams.put(reply.stream_sized(200, "text/plain", 2));
+    });
+    RawClient other(idle->port());
+    REQUIRE(other.connected());
+    other.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    auto second = streams.take();
+    REQUIRE(second);
+    CHECK_FALSE((*second)->when_drained(0, [&] { calls += 100; }));
+    (*second)->write("ok");
+    (*second)->finish();
+    // Closing the slow client runs the held callback (the producer must see closed()).
+    client.close();
+    CHECK(eventually([&] { return calls == 1; }));
+    CHECK((*stream)->closed());
+}

@@ -46,6 +46,7 @@ public:
     }
     void finish() override { finished = true; }
     [[nodiscard]] bool closed() const override { return gone; }
+    bool when_drained(std::size_t, std::function<void()>) override { return false; }
     std::string text;
     bool finished = false;
     bool gone = false;

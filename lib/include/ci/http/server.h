@@ -85,6 +85,13 @@ public:
     virtual void finish() = 0;
     /// True once the client disconnected (or the server stopped).
     [[nodiscard]] virtual bool closed() const = 0;
+    /// Flow control for a producer that could write faster than the client reads (a file):
+    /// when more than `low_water` bytes are queued and not yet written, keeps `ready` and
+    /// returns true; `ready` then runs once, on a server thread, as soon as they are at most
+    /// `low_water`, or when the stream closes (check closed() in it). Returns false, without
+    /// keeping `ready`, when they already are at most `low_water` or the stream is closed: the
+    /// producer goes on writing. A second call replaces an earlier, not yet run `ready`.
+    virtual bool when_drained(std::size_t low_water, std::function<void()> ready) = 0;
 };
 
 /// How a handler answers: exactly one of send() or stream(), once, from any thread, now or later
@@ -108,6 +115,18 @@ public:
            std::string content_type,
            std::vector<std::pair<std::string, std::string>> headers = {});
 
+    /// As stream(), for a body whose size is known (a file): sent with `Content-Length:
+    /// length` rather than chunked, so clients can tell a whole body from a cut one and the
+    /// connection stays open for the next request (HTTP/1.0 too). The writes must add up to
+    /// exactly `length` bytes: bytes beyond it are dropped, and a stream finished short of it
+    /// closes the connection (the client sees a truncated body). For HEAD only the header is
+    /// sent (the stream is closed() at once).
+    std::shared_ptr<ResponseStream>
+    stream_sized(int status,
+                 std::string content_type,
+                 std::uint64_t length,
+                 std::vector<std::pair<std::string, std::string>> headers = {});
+
     /// True once send() or stream() was called on this Reply or one of its copies.
     [[nodiscard]] bool answered() const;
 
@@ -125,6 +144,11 @@ public:
 private:
     friend class detail::Connection;
     explicit Reply(std::shared_ptr<State> state);
+    std::shared_ptr<ResponseStream>
+    start_stream(int status,
+                 std::string content_type,
+                 std::optional<std::uint64_t> length,
+                 std::vector<std::pair<std::string, std::string>> headers);
 
     std::shared_ptr<State> state_;
 };
