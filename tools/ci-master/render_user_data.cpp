@@ -47,10 +47,14 @@ int run_render(const RenderCommand& command) {
         print_error(text.error());
         return ExitError;
     }
-    auto fingerprint = ci::master::worker_certificate_fingerprint(*config, command.data_dir);
+    auto fingerprint = ci::master::worker_certificate_fingerprint(
+        *config, command.data_dir, ci::master::MissingCertificate::Refuse);
     if (!fingerprint) {
         print_error(fingerprint.error());
-        return fingerprint.error().code == ErrorCode::InvalidArgument ? ExitFailure : ExitError;
+        return fingerprint.error().code == ErrorCode::InvalidArgument ||
+                       fingerprint.error().code == ErrorCode::NotFound
+                   ? ExitFailure
+                   : ExitError;
     }
     // What differs per instance, or is secret, is shown as what it stands for.
     config::UserDataValues values;
@@ -85,10 +89,11 @@ void setup_render_user_data(CLI::App& app, Runner& runner) {
         "placeholders filled in, so that a template can be checked before anything boots.\n"
         "What is secret or differs per instance is masked: the one-time token shows as\n"
         "[one-time token], the worker name as CLASS/[instance id]. The fingerprint is the\n"
-        "worker port's certificate's (as `ci-master fingerprint`: the self-signed certificate\n"
-        "in DATA_DIR/tls is created if missing).\n"
+        "worker port's certificate's (as `ci-master fingerprint`): DATA_DIR must be the\n"
+        "master's --data-dir; without a certificate in DATA_DIR/tls it refuses, naming the path.\n"
         "Exit status: 0 printed, 1 the config or template is invalid, CLASS is not an EC2\n"
-        "class, or TLS is off, 2 usage, 3 an error (a file cannot be read).");
+        "class, TLS is off, or there is no certificate, 2 usage, 3 an error (a file cannot be\n"
+        "read).");
     sub->add_option("--config",
                     command->config_path,
                     "config.yml, or the JSON form (*.json); default: $LIBCI_CONFIG");

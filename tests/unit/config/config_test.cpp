@@ -1346,48 +1346,50 @@ TEST_CASE("config: many keys and long names are checked in linear memory and tim
     many_json += "\"k7\": 2}}";
     checked = ci::config::parse_config_json(many_json, "$C");
     CHECK(checked.errors().size() == 50001);
-    TEST_CASE("config: upload steps, after_upload and buildmaster.max_upload_size") {
-        SUBCASE("read, with the defaults") {
-            const auto config = parse_ok(std::string(minimal_pipeline) + R"(
+}
+
+TEST_CASE("config: upload steps, after_upload and buildmaster.max_upload_size") {
+    SUBCASE("read, with the defaults") {
+        const auto config = parse_ok(std::string(minimal_pipeline) + R"(
       - name: upload
         upload: {from: out/repo, to: repo/deb}
         after_upload: "dpkg-scanpackages . | gzip > Packages.gz"
       - {name: argv, upload: {from: dist, to: python}, after_upload: [createrepo_c, .]}
 )");
-            CHECK(config.buildmaster.max_upload_size == std::uint64_t{2} << 30);
-            const auto& steps = config.builders.at("app-tests").steps;
-            REQUIRE(steps[1].upload.has_value());
-            CHECK(steps[1].upload->from == "out/repo");
-            CHECK(steps[1].upload->to == "repo/deb");
-            CHECK(steps[1].command.empty());
-            CHECK(steps[1].after_upload ==
-                  std::vector<std::string>{
-                      "/bin/sh", "-c", "dpkg-scanpackages . | gzip > Packages.gz"});
-            CHECK(steps[2].after_upload == std::vector<std::string>{"createrepo_c", "."});
-            const auto specs = ci::build::step_specs(config.builders.at("app-tests"));
-            REQUIRE(specs[1].upload.has_value());
-            CHECK(specs[1].upload->to == "repo/deb");
+        CHECK(config.buildmaster.max_upload_size == std::uint64_t{2} << 30);
+        const auto& steps = config.builders.at("app-tests").steps;
+        REQUIRE(steps[1].upload.has_value());
+        CHECK(steps[1].upload->from == "out/repo");
+        CHECK(steps[1].upload->to == "repo/deb");
+        CHECK(steps[1].command.empty());
+        CHECK(
+            steps[1].after_upload ==
+            std::vector<std::string>{"/bin/sh", "-c", "dpkg-scanpackages . | gzip > Packages.gz"});
+        CHECK(steps[2].after_upload == std::vector<std::string>{"createrepo_c", "."});
+        const auto specs = ci::build::step_specs(config.builders.at("app-tests"));
+        REQUIRE(specs[1].upload.has_value());
+        CHECK(specs[1].upload->to == "repo/deb");
+    }
+    SUBCASE("sizes") {
+        for (const auto& [text, bytes] :
+             std::vector<std::pair<std::string, std::uint64_t>>{{"1048576", 1048576},
+                                                                {"500MiB", 500ull << 20},
+                                                                {"\"10 KiB\"", 10240},
+                                                                {"1TiB", 1ull << 40}}) {
+            const auto config = parse_ok(std::string("buildmaster: {max_upload_size: ") + text +
+                                         "}\n" + minimal_pipeline);
+            CHECK(config.buildmaster.max_upload_size == bytes);
         }
-        SUBCASE("sizes") {
-            for (const auto& [text, bytes] :
-                 std::vector<std::pair<std::string, std::uint64_t>>{{"1048576", 1048576},
-                                                                    {"500MiB", 500ull << 20},
-                                                                    {"\"10 KiB\"", 10240},
-                                                                    {"1TiB", 1ull << 40}}) {
-                const auto config = parse_ok(std::string("buildmaster: {max_upload_size: ") + text +
+        for (const char* text :
+             {"0", "-1", "2TiB", "5 GB", "lots", "[1]", "99999999999999999999"}) {
+            const auto errors = parse_errors(std::string("buildmaster: {max_upload_size: ") + text +
                                              "}\n" + minimal_pipeline);
-                CHECK(config.buildmaster.max_upload_size == bytes);
-            }
-            for (const char* text :
-                 {"0", "-1", "2TiB", "5 GB", "lots", "[1]", "99999999999999999999"}) {
-                const auto errors = parse_errors(std::string("buildmaster: {max_upload_size: ") +
-                                                 text + "}\n" + minimal_pipeline);
-                INFO(text);
-                CHECK(has_error(errors, "buildmaster.max_upload_size", "expected a size"));
-            }
+            INFO(text);
+            CHECK(has_error(errors, "buildmaster.max_upload_size", "expected a size"));
         }
-        SUBCASE("hostile names and misplaced keys are errors naming the key") {
-            const auto errors = parse_errors(std::string(minimal_pipeline) + R"(
+    }
+    SUBCASE("hostile names and misplaced keys are errors naming the key") {
+        const auto errors = parse_errors(std::string(minimal_pipeline) + R"(
       - {name: a, upload: {from: ../x, to: "../up"}}
       - {name: b, upload: {from: /abs, to: /abs}}
       - {name: c, upload: {from: ok, to: "a//b"}}
@@ -1399,55 +1401,53 @@ TEST_CASE("config: many keys and long names are checked in linear memory and tim
       - {name: i, upload: {from: ok, to: "s3://Bad_Bucket/x"}}
       - {name: j, upload: {from: ok, to: "s3://good-bucket/p"}, after_upload: x}
 )");
-            CHECK(has_error(
-                errors, "builders.app-tests.steps[1].upload.from", "inside the checkout"));
-            CHECK(has_error(errors, "builders.app-tests.steps[1].upload.to", "\"..\" segment"));
-            CHECK(has_error(
-                errors, "builders.app-tests.steps[2].upload.from", "inside the checkout"));
-            CHECK(has_error(errors, "builders.app-tests.steps[2].upload.to", "absolute"));
-            CHECK(has_error(errors, "builders.app-tests.steps[3].upload.to", "empty segment"));
-            CHECK(has_error(errors, "builders.app-tests.steps[4].upload.to", "control character"));
-            CHECK(has_error(errors, "builders.app-tests.steps[5].upload.to", "is empty"));
-            CHECK(has_error(errors, "builders.app-tests.steps[6].upload.to", "missing"));
-            CHECK(has_error(errors, "builders.app-tests.steps[6].run", "upload step"));
-            CHECK(has_error(errors, "builders.app-tests.steps[6].env", "upload step"));
-            CHECK(has_error(errors, "builders.app-tests.steps[7].after_upload", "without upload"));
-            CHECK(has_error(errors, "builders.app-tests.steps[8].upload.extra", ""));
-            CHECK(has_error(errors, "builders.app-tests.steps[8].after_upload", "needs a command"));
-            CHECK(has_error(errors, "builders.app-tests.steps[9].upload.to", "bucket name"));
-            CHECK(has_error(errors, "builders.app-tests.steps[10].after_upload", "not for an S3"));
-        }
-        SUBCASE("an S3 destination is accepted, reported as not used yet") {
-            auto checked = ci::config::parse_config(
-                std::string(minimal_pipeline) +
-                    "      - {name: s3, upload: {from: docs, to: \"s3://docs-bucket/v1\"}}\n",
-                "test.yml");
-            REQUIRE(checked.ok());
-            CHECK(all_diagnostics(checked).find(
-                      "builders.app-tests.steps[1].upload.to: not used yet") != std::string::npos);
-        }
+        CHECK(has_error(errors, "builders.app-tests.steps[1].upload.from", "inside the checkout"));
+        CHECK(has_error(errors, "builders.app-tests.steps[1].upload.to", "\"..\" segment"));
+        CHECK(has_error(errors, "builders.app-tests.steps[2].upload.from", "inside the checkout"));
+        CHECK(has_error(errors, "builders.app-tests.steps[2].upload.to", "absolute"));
+        CHECK(has_error(errors, "builders.app-tests.steps[3].upload.to", "empty segment"));
+        CHECK(has_error(errors, "builders.app-tests.steps[4].upload.to", "control character"));
+        CHECK(has_error(errors, "builders.app-tests.steps[5].upload.to", "is empty"));
+        CHECK(has_error(errors, "builders.app-tests.steps[6].upload.to", "missing"));
+        CHECK(has_error(errors, "builders.app-tests.steps[6].run", "upload step"));
+        CHECK(has_error(errors, "builders.app-tests.steps[6].env", "upload step"));
+        CHECK(has_error(errors, "builders.app-tests.steps[7].after_upload", "without upload"));
+        CHECK(has_error(errors, "builders.app-tests.steps[8].upload.extra", ""));
+        CHECK(has_error(errors, "builders.app-tests.steps[8].after_upload", "needs a command"));
+        CHECK(has_error(errors, "builders.app-tests.steps[9].upload.to", "bucket name"));
+        CHECK(has_error(errors, "builders.app-tests.steps[10].after_upload", "not for an S3"));
     }
-
-    TEST_CASE("config: repositories.<r>.allow_local_submodules is accepted and said to be unused") {
+    SUBCASE("an S3 destination is accepted, reported as not used yet") {
         auto checked = ci::config::parse_config(
-            "repositories:\n  app:\n    url: /srv/app.git\n    allow_local_submodules: true\n",
+            std::string(minimal_pipeline) +
+                "      - {name: s3, upload: {from: docs, to: \"s3://docs-bucket/v1\"}}\n",
             "test.yml");
-        INFO(all_diagnostics(checked));
         REQUIRE(checked.ok());
-        CHECK(checked.config->repositories.at("app").allow_local_submodules);
-        REQUIRE(checked.diagnostics.size() == 1);
-        CHECK(checked.diagnostics[0].key_path == "repositories.app.allow_local_submodules");
-        CHECK(checked.diagnostics[0].message.starts_with("not used yet: "));
-        CHECK_FALSE(parse_ok("repositories:\n  app:\n    url: x\n")
-                        .repositories.at("app")
-                        .allow_local_submodules);
-        const auto wrong = parse_errors(
-            "repositories:\n  app:\n    url: x\n    allow_local_submodules: sometimes\n");
-        REQUIRE(wrong.size() == 1);
-        CHECK(wrong[0].key_path == "repositories.app.allow_local_submodules");
-        // The JSON form writes it and reads it back.
-        const auto json = ci::config::to_json(*checked.config);
-        auto back = ci::config::parse_config_json(json, "round-trip.json");
-        REQUIRE(back.ok());
-        CHECK(back.config->repositories.at("app").allow_local_submodules);
+        CHECK(all_diagnostics(checked).find(
+                  "builders.app-tests.steps[1].upload.to: not used yet") != std::string::npos);
     }
+}
+
+TEST_CASE("config: repositories.<r>.allow_local_submodules is accepted and said to be unused") {
+    auto checked = ci::config::parse_config(
+        "repositories:\n  app:\n    url: /srv/app.git\n    allow_local_submodules: true\n",
+        "test.yml");
+    INFO(all_diagnostics(checked));
+    REQUIRE(checked.ok());
+    CHECK(checked.config->repositories.at("app").allow_local_submodules);
+    REQUIRE(checked.diagnostics.size() == 1);
+    CHECK(checked.diagnostics[0].key_path == "repositories.app.allow_local_submodules");
+    CHECK(checked.diagnostics[0].message.starts_with("not used yet: "));
+    CHECK_FALSE(parse_ok("repositories:\n  app:\n    url: x\n")
+                    .repositories.at("app")
+                    .allow_local_submodules);
+    const auto wrong =
+        parse_errors("repositories:\n  app:\n    url: x\n    allow_local_submodules: sometimes\n");
+    REQUIRE(wrong.size() == 1);
+    CHECK(wrong[0].key_path == "repositories.app.allow_local_submodules");
+    // The JSON form writes it and reads it back.
+    const auto json = ci::config::to_json(*checked.config);
+    auto back = ci::config::parse_config_json(json, "round-trip.json");
+    REQUIRE(back.ok());
+    CHECK(back.config->repositories.at("app").allow_local_submodules);
+}
