@@ -418,12 +418,17 @@ TEST_CASE("process: hold_fd keeps a lock until every process of the child is gon
     std::thread step([&] {
         ci::ProcessSpec spec;
         spec.hold_fd = held;
-        spec.kill_grace = 200ms;
-        spec.argv = {"/bin/sh",
-                     "-c",
-                     "ls /proc/self/fd | sort -n | tr '\\n' ' '; touch " + started.string() +
-                         "; setsid sh -c 'while [ ! -e " + go.string() +
-                         " ]; do sleep 0.02; done' & exit 0"};
+        // The leftover ignores SIGTERM (set before it says it started, and the leader waits
+        // for that), so it lives out the grace: the lock is held for 3 s after the leader's
+        // exit, whatever the load. (A leftover that died at once raced the check below.)
+        spec.kill_grace = 3s;
+        spec.argv = {
+            "/bin/sh",
+            "-c",
+            "ls /proc/self/fd | sort -n | tr '\\n' ' '; setsid sh -c 'trap \"\" TERM; touch " +
+                started.string() + "; while [ ! -e " + go.string() +
+                " ]; do sleep 0.02; done' & while [ ! -e " + started.string() +
+                " ]; do sleep 0.01; done; exit 0"};
         spec.on_output = [&](ci::OutputStream, std::string_view chunk) { fds.append(chunk); };
         (void)ci::run_process(spec);
     });

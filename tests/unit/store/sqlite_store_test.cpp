@@ -680,16 +680,16 @@ TEST_CASE("store: builds, steps, compressed logs, workers and latent instances")
     CHECK((*live)[2].state == "pending");
 }
 
-TEST_CASE("store: schema 8's latent instances are kept by the migration to schema 9") {
+TEST_CASE("store: schema 9's latent instances are kept by the migration to schema 10") {
     ci::test::TempDir dir;
-    const auto path = dir / "v8.sqlite";
+    const auto path = dir / "v9.sqlite";
     { open(path); }
     execute_sql(path,
                 "DROP TABLE latent_instances; CREATE TABLE latent_instances (instance_id TEXT "
                 "PRIMARY KEY, class TEXT NOT NULL, client_token TEXT NOT NULL, state TEXT NOT "
                 "NULL, launched_ms INTEGER NOT NULL, terminated_ms INTEGER); INSERT INTO "
                 "latent_instances VALUES ('i-9', 'aws', 'tok-9', 'running', 1000, NULL); "
-                "PRAGMA user_version=8");
+                "PRAGMA user_version=9");
     auto store = open(path);
     auto live = store->live_instances();
     REQUIRE_OK(live);
