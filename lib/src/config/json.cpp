@@ -293,6 +293,7 @@ std::string to_json(const Config& config) {
     write_field(writer, "state", config.buildmaster.state);
     write_field(writer, "url", config.buildmaster.url);
     write_field(writer, "max_retries", std::int64_t{config.buildmaster.max_retries});
+    write_field(writer, "results_retention", config.buildmaster.results_retention);
     if (!config.buildmaster.tls.enabled) {
         write_field(writer, "tls", false);
     } else if (!config.buildmaster.tls.cert.empty()) {

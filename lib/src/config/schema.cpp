@@ -257,11 +257,18 @@ void Checker::check_auth(const YAML::Node& node) {
 }
 
 void Checker::check_buildmaster(const YAML::Node& node) {
-    Fields fields(
-        reader_,
-        node,
-        "buildmaster",
-        {"host", "docker_tag", "web_port", "worker_port", "state", "url", "max_retries", "tls"});
+    Fields fields(reader_,
+                  node,
+                  "buildmaster",
+                  {"host",
+                   "docker_tag",
+                   "web_port",
+                   "worker_port",
+                   "state",
+                   "url",
+                   "max_retries",
+                   "results_retention",
+                   "tls"});
     Buildmaster& out = config_.buildmaster;
     fields.read("host", out.host);
     fields.read("docker_tag", out.docker_tag);
@@ -278,6 +285,13 @@ void Checker::check_buildmaster(const YAML::Node& node) {
     fields.read("url", out.url);
     check_http_url(fields, "url", out.url);
     fields.read("max_retries", out.max_retries, 0, 100);
+    if (const auto* retention = fields.find("results_retention");
+        retention != nullptr && retention->value.IsScalar() &&
+        retention->value.Scalar() == "never") {
+        out.results_retention = Duration(0);
+    } else {
+        fields.read("results_retention", out.results_retention);
+    }
     if (out.web_port == out.worker_port && out.web_port != 0 && fields.has("worker_port")) {
         reader_.error(fields.find("worker_port")->value,
                       fields.path("worker_port"),

@@ -61,6 +61,10 @@ struct Buildmaster {
     /// ended `retry` (its worker was lost, the master restarted); the build after that ends
     /// `exception` instead of `retry`, and the request is completed.
     int max_retries = 3;
+    /// `buildmaster.results_retention`: how long a build's results (DATA_DIR/results/BUILDER/
+    /// BRANCH/BUILD) are kept, counted from the BUILD directory's modification time; the master
+    /// deletes older ones when it starts, then hourly. 0 (`0` or `never`): kept forever.
+    Duration results_retention{14 * 86400};
     WorkerTls tls; ///< `buildmaster.tls`
     friend bool operator==(const Buildmaster&, const Buildmaster&) = default;
 };
