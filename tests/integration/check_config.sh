@@ -76,6 +76,10 @@ YAML
   contains "$err" "retries.yml:1:28: buildmaster.max_retries:"
   contains "$err" "from 0 to 100, got -2"
 
+  printf 'buildmaster: {results_retention: 2w}\n' >"$tmp/retention.yml"
+  expect 1 "$name checks buildmaster.results_retention" -- $tool "$tmp/retention.yml"
+  contains "$err" "retention.yml:1:34: buildmaster.results_retention: expected a duration"
+
   expect 3 "$name exits 3 on an unreadable file" -- $tool "$tmp/absent.yml"
   contains "$err" "error: read config $tmp/absent.yml: No such file or directory"
 done

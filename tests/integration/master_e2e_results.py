@@ -62,9 +62,30 @@ def make_wheel(path):
 
 
 def main(case):
-    master = case.start_master(case.write_config(case.standard_config()))
+    # Retention (1 day here): a build stored 3 days ago is deleted when the master starts, one
+    # of an hour ago is kept, a symbolic link to an old directory outside is left alone.
+    results = os.path.join(case.tmp, "master-data", "results")
+    old_build = os.path.join(results, "packages", "old-branch", "3")
+    recent_build = os.path.join(results, "packages", "master", "6")
+    kept_outside = tempfile.mkdtemp(dir=case.tmp)
+    for directory, age in [(old_build, 3 * 86400), (recent_build, 3600), (kept_outside, 9 * 86400)]:
+        os.makedirs(directory, exist_ok=True)
+        with open(os.path.join(directory, "file.txt"), "w") as out:
+            out.write("x\n")
+        os.utime(directory, (time.time() - age, time.time() - age))
+    os.symlink(kept_outside, os.path.join(results, "packages", "master", "linked"))
+    config = case.standard_config().replace(
+        "buildmaster: {", "buildmaster: {results_retention: 1d, ", 1)
+    master = case.start_master(case.write_config(config))
+    harness.wait_for("the retention sweep", lambda: not os.path.exists(old_build), 10)
+    case.check(not os.path.exists(os.path.dirname(old_build)),
+               "the build past its retention and its emptied branch directory are deleted")
+    case.check(os.path.exists(os.path.join(recent_build, "file.txt")), "a recent build is kept")
+    case.check(os.path.exists(os.path.join(kept_outside, "file.txt")),
+               "nothing is deleted through a symbolic link")
+    harness.wait_for("the sweep's log line", lambda: "retention sweep deleted 1 build directories"
+                     in case.logs()["master-1.log"], 10)
     pid = master.process.pid
-    results = os.path.join(master.data_dir(), "results")
     build = os.path.join(results, "packages", "master", "7")
     os.makedirs(os.path.join(build, "repo", "repodata"))
     os.makedirs(os.path.join(build, "docs", "html"))

@@ -334,6 +334,7 @@ std::string to_json(const Config& config) {
     write_field(writer, "max_retries", std::int64_t{config.buildmaster.max_retries});
     write_field(
         writer, "max_upload_size", static_cast<std::int64_t>(config.buildmaster.max_upload_size));
+    write_field(writer, "results_retention", config.buildmaster.results_retention);
     if (!config.buildmaster.tls.enabled) {
         write_field(writer, "tls", false);
     } else if (!config.buildmaster.tls.cert.empty()) {

@@ -70,7 +70,7 @@ std::optional<std::string> text_problem(std::string_view text) {
     return std::nullopt;
 }
 
-// "30s", "5m", "2h", "1h30m", "1h30m15s" or a bare number of seconds.
+// "30s", "5m", "2h", "14d", "1h30m", "1d12h", "1h30m15s" or a bare number of seconds.
 std::optional<Duration> parse_duration(std::string_view text) {
     if (text.empty()) {
         return std::nullopt;
@@ -86,7 +86,7 @@ std::optional<Duration> parse_duration(std::string_view text) {
             return value < 0 ? std::nullopt : std::optional<Duration>(Duration(value));
         }
     }
-    int last_unit = 0; // 3 = h, 2 = m, 1 = s: units must come in that order, once each
+    int last_unit = 0; // 4 = d, 3 = h, 2 = m, 1 = s: units must come in that order, once each
     while (p != end) {
         std::int64_t value = 0;
         auto [next, ec] = std::from_chars(p, end, value);
@@ -96,6 +96,10 @@ std::optional<Duration> parse_duration(std::string_view text) {
         int unit = 0;
         std::int64_t scale = 0;
         switch (*next) {
+        case 'd':
+            unit = 4;
+            scale = 86400;
+            break;
         case 'h':
             unit = 3;
             scale = 3600;
@@ -258,8 +262,9 @@ std::optional<Duration> Reader::duration(const YAML::Node& at, const std::string
     }
     error(at,
           path,
-          fmt::format("expected a duration such as 30s, 5m, 1h30m or a number of seconds, got {}",
-                      describe(at)));
+          fmt::format(
+              "expected a duration such as 30s, 5m, 1h30m, 14d or a number of seconds, got {}",
+              describe(at)));
     return std::nullopt;
 }
 

@@ -320,7 +320,8 @@ void Checker::check_buildmaster(const YAML::Node& node) {
                    "max_retries",
                    "tls",
                    "limits",
-                   "max_upload_size"});
+                   "max_upload_size",
+                   "results_retention"});
     Buildmaster& out = config_.buildmaster;
     fields.read("host", out.host);
     fields.read("docker_tag", out.docker_tag);
@@ -349,6 +350,13 @@ void Checker::check_buildmaster(const YAML::Node& node) {
                           "expected a size from 1 byte to 1TiB: a number of bytes, or a number "
                           "with KiB, MiB, GiB or TiB (e.g. \"2GiB\")");
         }
+    }
+    if (const auto* retention = fields.find("results_retention");
+        retention != nullptr && retention->value.IsScalar() &&
+        retention->value.Scalar() == "never") {
+        out.results_retention = Duration(0);
+    } else {
+        fields.read("results_retention", out.results_retention);
     }
     if (out.web_port == out.worker_port && out.web_port != 0 && fields.has("worker_port")) {
         reader_.error(fields.find("worker_port")->value,

@@ -14,6 +14,7 @@
 #include "master/impl.h"
 #include "master/json.h"
 #include "master/local_worker.h"
+#include "master/results_retention.h"
 #include "master/worker_certificate.h"
 
 namespace ci::master {
@@ -27,6 +28,7 @@ constexpr auto delivery_window = std::chrono::hours(24 * 7);
 // What the store keeps of history it no longer needs (delivery ids, sent reports): a day more.
 constexpr auto history_kept = delivery_window + std::chrono::hours(24);
 constexpr auto prune_interval = std::chrono::hours(1);
+constexpr auto results_sweep_interval = std::chrono::hours(1);
 
 // The check of the routes that change something: HTTP basic with the config's auth.
 std::optional<http::ServerResponse> check_auth(const config::Config& config,
@@ -356,7 +358,22 @@ void MasterState::start_local_workers() {
 void MasterState::run_housekeeper() {
     std::unique_lock lock(quiet_mutex);
     auto next_prune = clock.now();
+    // Results past their retention: swept at once, then hourly. The sweep walks the disk
+    // without the lock: shutdown need not wait for it.
+    auto next_sweep = clock.now();
+    const auto sweep = [&] {
+        if (const auto now = clock.now();
+            now >= next_sweep && config.buildmaster.results_retention.count() > 0) {
+            next_sweep = now + results_sweep_interval;
+            lock.unlock();
+            (void)sweep_results(
+                options.data_dir / "results", now, config.buildmaster.results_retention);
+            lock.lock();
+        }
+    };
+    sweep();
     while (!quiet.wait_for(lock, std::chrono::seconds(30), [&] { return stopping; })) {
+        sweep();
         if (const auto now = clock.now(); now >= next_prune) {
             next_prune = now + prune_interval;
             writes->post("the pruning of old webhook deliveries and sent reports",

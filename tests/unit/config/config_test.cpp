@@ -1451,3 +1451,21 @@ TEST_CASE("config: repositories.<r>.allow_local_submodules is accepted and said 
     REQUIRE(back.ok());
     CHECK(back.config->repositories.at("app").allow_local_submodules);
 }
+TEST_CASE("config: buildmaster.results_retention is a duration in days too, 0 or never disables") {
+    using namespace std::chrono_literals;
+    CHECK(parse_ok("buildmaster: {}\n").buildmaster.results_retention == 14 * 24h);
+    CHECK(parse_ok("buildmaster: {results_retention: 7d}\n").buildmaster.results_retention ==
+          7 * 24h);
+    CHECK(parse_ok("buildmaster: {results_retention: 1d12h}\n").buildmaster.results_retention ==
+          36h);
+    CHECK(parse_ok("buildmaster: {results_retention: 90m}\n").buildmaster.results_retention ==
+          90min);
+    CHECK(parse_ok("buildmaster: {results_retention: 0}\n").buildmaster.results_retention == 0s);
+    CHECK(parse_ok("buildmaster: {results_retention: never}\n").buildmaster.results_retention ==
+          0s);
+    for (const auto* bad : {"fortnight", "-1d", "1h1d", "[1]", "2w"}) {
+        CAPTURE(bad);
+        auto errors = parse_errors(std::string("buildmaster: {results_retention: ") + bad + "}\n");
+        CHECK(has_error(errors, "buildmaster.results_retention", "expected a duration"));
+    }
+}

@@ -1,9 +1,19 @@
 // The pure parts of serving /results: request targets checked into safe segments (hostile
 // ones refused), content types, Range headers and directory listings (names escaped).
 
+#include <array>
+#include <chrono>
+#include <ctime>
+#include <fcntl.h>
+#include <filesystem>
+#include <fstream>
+
 #include <doctest/doctest.h>
+#include <sys/stat.h>
 
 #include "master/results.h"
+#include "master/results_retention.h"
+#include "support/temp_dir.h"
 
 using ci::master::listing_html;
 using ci::master::ListingEntry;
@@ -121,4 +131,55 @@ TEST_CASE("results listings: escaped names, encoded links, directories first wit
     CHECK(html.find("<td>12</td>") != std::string::npos);
     CHECK(html.find("a dir/") < html.find("&quot;q"));                     // directories first
     CHECK(listing_html("/results/", {}).find("../") == std::string::npos); // no parent at the root
+}
+
+namespace {
+
+void make_build(const std::filesystem::path& dir, std::time_t mtime) {
+    std::filesystem::create_directories(dir / "sub");
+    std::ofstream(dir / "sub" / "file.txt") << "x";
+    const std::array<timespec, 2> times{timespec{mtime, 0}, timespec{mtime, 0}};
+    REQUIRE(::utimensat(AT_FDCWD, dir.c_str(), times.data(), 0) == 0);
+}
+
+} // namespace
+
+TEST_CASE("results retention: BUILD directories older than the retention are deleted, no "
+          "symbolic link followed") {
+    using namespace std::chrono_literals;
+    ci::test::TempDir tmp;
+    const auto root = tmp.path() / "results";
+    const auto now = std::chrono::system_clock::from_time_t(1'800'000'000);
+    const auto day = std::time_t{86400};
+    make_build(root / "pkg" / "master" / "1", 1'800'000'000 - 15 * day); // 15 days: old
+    make_build(root / "pkg" / "master" / "2", 1'800'000'000 - 13 * day); // 13 days: kept
+    make_build(root / "pkg" / "release%2F1" / "3", 1'800'000'000 - 20 * day);
+    make_build(root / "docs" / "master" / "9", 1'800'000'000 - 1 * day);
+    // A symbolic link to a directory outside, as old as any: removed as a link only.
+    const auto outside = tmp.path() / "outside";
+    make_build(outside, 1'800'000'000 - 100 * day);
+    std::filesystem::create_directory_symlink(outside, root / "pkg" / "master" / "4");
+    std::filesystem::create_directory_symlink(outside, root / "linked");
+    // An old build holding a symbolic link out of the tree: the link goes, not its target.
+    make_build(root / "pkg" / "master" / "5", 1'800'000'000 - 30 * day);
+    std::filesystem::create_directory_symlink(outside, root / "pkg" / "master" / "5" / "out");
+    make_build(root / "pkg" / "master" / "5", 1'800'000'000 - 30 * day); // the link touched it
+
+    const auto report = ci::master::sweep_results(root, now, 14 * 24h);
+    CHECK(report.deleted == 3);
+    CHECK(report.failed == 0);
+    CHECK_FALSE(std::filesystem::exists(root / "pkg" / "master" / "1"));
+    CHECK_FALSE(std::filesystem::exists(root / "pkg" / "master" / "5"));
+    CHECK(std::filesystem::exists(root / "pkg" / "master" / "2" / "sub" / "file.txt"));
+    CHECK_FALSE(std::filesystem::exists(root / "pkg" / "release%2F1")); // left empty: removed
+    CHECK(std::filesystem::exists(root / "docs" / "master" / "9"));
+    CHECK(std::filesystem::is_symlink(root / "pkg" / "master" / "4")); // not a directory
+    CHECK(std::filesystem::is_symlink(root / "linked"));
+    CHECK(std::filesystem::exists(outside / "sub" / "file.txt")); // nothing followed
+
+    // A missing tree is an empty one; a second sweep finds nothing more.
+    CHECK(ci::master::sweep_results(tmp.path() / "none", now, 14 * 24h).deleted == 0);
+    CHECK(ci::master::sweep_results(root, now, 14 * 24h).deleted == 0);
+    // A day later build 2 (13 days old) is 14 days and a second: deleted.
+    CHECK(ci::master::sweep_results(root, now + 24h + 1s, 14 * 24h).deleted == 1);
 }

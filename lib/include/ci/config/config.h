@@ -80,6 +80,10 @@ struct Buildmaster {
     /// `buildmaster.max_upload_size`: the most bytes a build may upload (all its upload steps
     /// together); a number of bytes, or a string such as "2GiB", "500MiB", "10KiB".
     std::uint64_t max_upload_size = std::uint64_t{2} * 1024 * 1024 * 1024;
+    /// `buildmaster.results_retention`: how long a build's results (DATA_DIR/results/BUILDER/
+    /// BRANCH/BUILD) are kept, counted from the BUILD directory's modification time; the master
+    /// deletes older ones when it starts, then hourly. 0 (`0` or `never`): kept forever.
+    Duration results_retention{14 * 86400};
     WorkerTls tls; ///< `buildmaster.tls`
     Limits limits; ///< `buildmaster.limits`
     friend bool operator==(const Buildmaster&, const Buildmaster&) = default;
