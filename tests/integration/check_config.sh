@@ -14,30 +14,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 failures=0
 
-# expect STATUS DESCRIPTION -- COMMAND...: runs COMMAND, keeps its output in $out and $err.
-expect() {
-  local status=$1 what=$2
-  shift 3
-  "$@" >"$tmp/out" 2>"$tmp/err"
-  local got=$?
-  out=$(cat "$tmp/out")
-  err=$(cat "$tmp/err")
-  if [[ $got -ne $status ]]; then
-    echo "FAIL: $what: exit $got, expected $status"
-    echo "  stdout: $out"
-    echo "  stderr: $err"
-    failures=$((failures + 1))
-  else
-    echo "ok: $what"
-  fi
-}
-contains() {
-  if ! grep -qF -- "$2" <<<"$1"; then
-    echo "FAIL: expected to find: $2"
-    echo "  in: $1"
-    failures=$((failures + 1))
-  fi
-}
+source "$(dirname "${BASH_SOURCE[0]}")/expect.sh"
 
 # The old deployment's files have no deploy section: ci-deploy checks them with one (its check
 # asks for what start needs: an image for the default runtime, docker).
