@@ -1138,7 +1138,7 @@ void Checker::check_upload(const Entry& entry, const std::string& path, Upload& 
             reader_.warning(node,
                             fields.path("to"),
                             "not used yet: uploads to S3 are not sent yet (this step fails when "
-                            "it runs); uploads to the master (to: NAME) are");
+                            "it runs); uploads to the master (to: NAME) are sent");
         }
         return;
     }

@@ -108,7 +108,7 @@ Status MasterState::start() {
     uploads = std::make_unique<Uploads>(
         config,
         Uploads::Options{options.data_dir / "results", config.buildmaster.max_upload_size},
-        [this](const std::string& worker, protocol::Message message) {
+        [this](const std::string& worker, const protocol::Message& message) {
             if (auto link = workers.link(worker)) {
                 link->send(message);
             }

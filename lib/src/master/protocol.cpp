@@ -694,7 +694,7 @@ Result<Message> read_upload_chunk(Reader& r) {
     m.file = r.integer("file");
     m.offset = r.integer("offset");
     if (m.file < 0 || m.offset < 0) {
-        r.problem("\"file\" or \"offset\" is negative");
+        r.problem(R"("file" or "offset" is negative)");
     }
     const auto size = r.integer("size");
     if (size < 0 || static_cast<std::uint64_t>(size) > upload_chunk) {

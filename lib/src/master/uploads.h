@@ -100,7 +100,7 @@ private:
     void chunk(const protocol::UploadChunk& message);
     void end(const std::string& worker, const protocol::UploadEnd& message);
     static void close(Upload& upload);
-    protocol::UploadDone finish(Upload& upload);
+    static protocol::UploadDone finish(Upload& upload);
     static void after_upload(Upload& upload, protocol::UploadDone& done);
 
     const config::Config& config_;

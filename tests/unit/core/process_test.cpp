@@ -425,7 +425,7 @@ TEST_CASE("process: hold_fd keeps a lock until every process of the child is gon
         spec.argv = {
             "/bin/sh",
             "-c",
-            "ls /proc/self/fd | sort -n | tr '\\n' ' '; setsid sh -c 'trap \"\" TERM; touch " +
+            R"(ls /proc/self/fd | sort -n | tr '\n' ' '; setsid sh -c 'trap "" TERM; touch )" +
                 started.string() + "; while [ ! -e " + go.string() +
                 " ]; do sleep 0.02; done' & while [ ! -e " + started.string() +
                 " ]; do sleep 0.01; done; exit 0"};

@@ -1251,7 +1251,8 @@ TEST_CASE("http server: a sized stream sends Content-Length, no chunks, and keep
 TEST_CASE("http server: when_drained holds a producer until its client has taken the queue") {
     Mailbox<std::shared_ptr<ResponseStream>> streams;
     auto server = start_server([&](ServerRequest&, Reply reply) {
-        streams.put(reply.stream_sized(200, "application/octet-stream", 32 * 1024 * 1024));
+        streams.put(
+            reply.stream_sized(200, "application/octet-stream", std::uint64_t{32} * 1024 * 1024));
     });
     RawClient client(server->port());
     REQUIRE(client.connected());
@@ -1260,10 +1261,10 @@ TEST_CASE("http server: when_drained holds a producer until its client has taken
     REQUIRE(stream);
     // The client reads nothing: the socket buffers fill and the rest stays queued.
     for (int i = 0; i < 32; ++i) {
-        (*stream)->write(std::string(1024 * 1024, 'x'));
+        (*stream)->write(std::string(std::size_t{1024} * 1024, 'x'));
     }
     std::atomic<int> calls{0};
-    CHECK((*stream)->when_drained(1024 * 1024, [&] { ++calls; }));
+    CHECK((*stream)->when_drained(std::size_t{1024} * 1024, [&] { ++calls; }));
     CHECK(calls == 0);
     // A low water already met is not waited for: false, and the callback is not kept.
     auto idle = start_server([&](ServerRequest&, Reply reply) {

@@ -71,6 +71,7 @@ struct FakeEc2 final : ci::master::Ec2Api {
         REQUIRE(filters.size() == 1);
         CHECK(filters[0].name == "tag:ci:master");
         std::vector<ci::aws::Instance> out;
+        out.reserve(instances.size());
         for (const auto& [id, instance] : instances) {
             out.push_back(instance);
         }
@@ -142,7 +143,7 @@ struct Fixture {
         return std::move(*made);
     }
 
-    std::vector<ci::store::LatentInstance> stored() {
+    std::vector<ci::store::LatentInstance> stored() const {
         auto store = ci::store::open_sqlite(config.buildmaster.state);
         REQUIRE_OK(store);
         auto live = (*store)->live_instances();

@@ -16,7 +16,6 @@ using ci::master::LaunchAction;
 using ci::master::LaunchFailure;
 using ci::master::LostAction;
 using ci::master::Market;
-using ci::master::ObservedInstance;
 using ci::master::PoolAction;
 using ci::master::PoolClass;
 using ci::master::PoolInstance;

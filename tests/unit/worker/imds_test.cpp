@@ -40,7 +40,7 @@ TEST_CASE("imds: other statuses and bodies are errors, hostile text is tamed") {
     CHECK_FALSE(interpret(200, R"({"action": 5})", 404, ""));
     CHECK_FALSE(interpret(200, std::string(100000, '['), 404, ""));
     auto seen =
-        interpret(200, "{\"action\": \"stop\\n\\u0000" + std::string(500, 'x') + "\"}", 404, "");
+        interpret(200, R"({"action": "stop\n\u0000)" + std::string(500, 'x') + "\"}", 404, "");
     REQUIRE_OK(seen);
     CHECK(seen->notice == Notice::Interruption);
     CHECK(seen->detail.find('\n') == std::string::npos);
