@@ -52,7 +52,8 @@ void setup_fingerprint(CLI::App& app, Runner& runner) {
         "buildmaster.tls.cert when the config names one; otherwise the self-signed one for\n"
         "buildmaster.host in DATA_DIR/tls that the master created on its first start. When\n"
         "DATA_DIR/tls/cert.pem is missing (not the master's --data-dir?) it refuses, naming\n"
-        "the path, unless --create is given (a new certificate, e.g. to rotate it).\n"
+        "the path, unless --create is given (then it creates one; an existing certificate is\n"
+        "kept: to rotate it, remove cert.pem and key.pem first, see docs/api.md).\n"
         "Exit status: 0 printed, 1 the config is invalid, TLS is off, there is no\n"
         "certificate or the files cannot be used, 2 usage, 3 an error.");
     sub->add_option("--config",

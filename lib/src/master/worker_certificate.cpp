@@ -44,8 +44,8 @@ Result<std::string> worker_certificate_fingerprint(const config::Config& config,
         if (!std::filesystem::exists(cert, error)) {
             return fail(ErrorCode::NotFound,
                         fmt::format("no certificate in {}: is {} the master's --data-dir? (the "
-                                    "master creates it on its first start; --create creates one "
-                                    "there now)",
+                                    "master creates it on its first start; `ci-master fingerprint "
+                                    "--create` creates one there now)",
                                     cert.string(),
                                     data_dir.string()));
         }
