@@ -162,7 +162,8 @@ def force(case, master):
 
 def build_of(master, request):
     for build in master.builds():
-        if build.get("request") == request and build.get("result"):
+        # The API says "running" until the build ends.
+        if build.get("request") == request and build.get("result") not in (None, "", "running"):
             return build
     return None
 

@@ -201,12 +201,6 @@ def rss_bytes(pid):
     return 0
 
 
-def sanitized(pid):
-    with open(f"/proc/{pid}/maps") as maps:
-        text = maps.read()
-    return "libasan" in text or "libtsan" in text
-
-
 class Probe(threading.Thread):
     """GET /healthz from PROBE_ADDRESS on a new connection every 20 ms, and the master's RSS
     after each, until stop(): each probe's time, the failed ones, the highest RSS."""
@@ -480,7 +474,7 @@ def bounded(case, master):
                f"/healthz p99 under attack below {HEALTHZ_P99 * 1000:.0f} ms")
     case.check(worst is not None and worst < HEALTHZ_MAX,
                f"/healthz slowest answer under attack below {HEALTHZ_MAX * 1000:.0f} ms")
-    bound = SANITIZED_RSS_BOUND if sanitized(master.process.pid) else RSS_BOUND
+    bound = SANITIZED_RSS_BOUND if harness.sanitized(master.process.pid) else RSS_BOUND
     case.check(probe.rss_max < bound, f"the master's RSS stayed below {bound >> 20} MB "
                f"({probe.rss_max >> 20} MB)")
 

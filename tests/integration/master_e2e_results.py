@@ -141,11 +141,18 @@ def main(case):
                f"all {received} bytes arrived, sha256 intact")
     print(f"RSS before {before} KiB, while the client paused {paused_rss} KiB, "
           f"peak {peak} KiB; {BIG / elapsed / 1e6:.0f} MB/s")
-    case.check(paused_rss - before < 16 * 1024,
-               f"the master read no more than a few pieces ahead of a paused client "
-               f"(+{paused_rss - before} KiB)")
-    case.check(peak - before < 32 * 1024,
-               f"serving 200 MB raised the master's peak RSS by < 32 MiB (+{peak - before} KiB)")
+    if harness.sanitized(pid):
+        # ASan keeps freed memory in quarantine (up to 256 MB): RSS says nothing of what the
+        # master holds. The unsanitized run of this test checks the bounds.
+        print("NOTE: the master runs under a sanitizer: its RSS bounds are not checked here "
+              "(they are in the unsanitized run)")
+    else:
+        case.check(paused_rss - before < 16 * 1024,
+                   f"the master read no more than a few pieces ahead of a paused client "
+                   f"(+{paused_rss - before} KiB)")
+        case.check(peak - before < 32 * 1024,
+                   f"serving 200 MB raised the master's peak RSS by < 32 MiB "
+                   f"(+{peak - before} KiB)")
 
     # Ranges as apt and yum send them; HEAD; past the end.
     with open(os.path.join(build, "big.tar.gz"), "rb") as source:

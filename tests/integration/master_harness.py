@@ -80,6 +80,13 @@ def git(*args, cwd=None, env=None):
     return done.stdout.strip()
 
 
+def sanitized(pid):
+    """Whether process `pid` runs under ASan or TSan (memory figures then mean little)."""
+    with open(f"/proc/{pid}/maps") as maps:
+        text = maps.read()
+    return "libasan" in text or "libtsan" in text
+
+
 def wait_for(what, predicate, timeout=60.0, interval=0.1):
     """Polls `predicate` until it returns something true, and returns that; raises
     AssertionError naming `what` after `timeout` seconds."""
