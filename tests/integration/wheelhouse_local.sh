@@ -21,7 +21,7 @@ cleanup() {
 }
 trap cleanup EXIT
 failures=0
-fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
+source "$(dirname "${BASH_SOURCE[0]}")/expect.sh"
 
 # wheel DIR DIST VERSION [EXTRA_METADATA]: a minimal wheel made with Python's zipfile.
 wheel() {
@@ -36,25 +36,10 @@ with zipfile.ZipFile(f"{directory}/{dist}-{version}-py3-none-any.whl", "w") as z
 PY
 }
 
-# run NAME EXPECTED_STATUS -- COMMAND...: output in $out, $err.
-run() {
-  local name=$1 status=$2
-  shift 3
-  "$@" >"$tmp/out" 2>"$tmp/err"
-  local got=$?
-  out=$(cat "$tmp/out")
-  err=$(cat "$tmp/err")
-  if [[ $got -ne $status ]]; then
-    fail "$name: exit $got, expected $status; stdout: $out; stderr: $err"
-    return 1
-  fi
-  echo "ok: $name"
-}
-has() { grep -qF -- "$2" <<<"$1" || fail "expected '$2' in: $1"; }
 
 # A missing DIR.
-run "a missing DIR is an error" 3 -- "$tool" index "$tmp/absent"
-has "$err" "$tmp/absent: No such file or directory"
+expect 3 "a missing DIR is an error" -- "$tool" index "$tmp/absent"
+contains "$err" "$tmp/absent: No such file or directory"
 grep -q "bad wheel" <<<"$out$err" && fail "a missing DIR was called a bad wheel"
 [[ -e $tmp/absent ]] && fail "index created the missing DIR"
 
@@ -62,9 +47,9 @@ grep -q "bad wheel" <<<"$out$err" && fail "a missing DIR was called a bad wheel"
 mkdir "$tmp/w1"
 wheel "$tmp/w1" pkg_a 1.0
 echo "not a directory" >"$tmp/w1/simple"
-run "a file named simple is an error, not an abort" 3 -- "$tool" index "$tmp/w1"
-has "$err" "open directory $tmp/w1/simple: Not a directory"
-has "$err" "the index of $tmp/w1 is incomplete"
+expect 3 "a file named simple is an error, not an abort" -- "$tool" index "$tmp/w1"
+contains "$err" "open directory $tmp/w1/simple: Not a directory"
+contains "$err" "the index of $tmp/w1 is incomplete"
 
 # Symbolic links out of DIR.
 mkdir "$tmp/w2" "$tmp/outside"
@@ -73,7 +58,7 @@ echo "outside index" >"$tmp/outside/index"
 echo "outside metadata" >"$tmp/outside/metadata"
 ln -s "$tmp/outside/index" "$tmp/w2/index"
 ln -s "$tmp/outside/metadata" "$tmp/w2/pkg_a-1.0-py3-none-any.whl.metadata"
-run "links named index and *.metadata are replaced" 0 -- "$tool" index "$tmp/w2"
+expect 0 "links named index and *.metadata are replaced" -- "$tool" index "$tmp/w2"
 [[ $(cat "$tmp/outside/index") == "outside index" ]] || fail "index wrote through the link 'index'"
 [[ $(cat "$tmp/outside/metadata") == "outside metadata" ]] || fail "index wrote through a .metadata link"
 [[ -L $tmp/w2/index || -L $tmp/w2/pkg_a-1.0-py3-none-any.whl.metadata ]] && fail "the links are still there"
@@ -81,14 +66,14 @@ grep -q "Name: pkg_a" "$tmp/w2/pkg_a-1.0-py3-none-any.whl.metadata" || fail "no 
 mkdir "$tmp/outside/simple"
 rm -rf "$tmp/w2/simple"
 ln -s "$tmp/outside/simple" "$tmp/w2/simple"
-run "a link named simple is refused" 3 -- "$tool" index "$tmp/w2"
-has "$err" "open directory $tmp/w2/simple: a symbolic link, not followed out of the wheelhouse; remove it"
+expect 3 "a link named simple is refused" -- "$tool" index "$tmp/w2"
+contains "$err" "open directory $tmp/w2/simple: a symbolic link, not followed out of the wheelhouse; remove it"
 [[ -z $(ls -A "$tmp/outside/simple") ]] || fail "index wrote through the link 'simple': $(ls "$tmp/outside/simple")"
 rm "$tmp/w2/simple"
 mkdir "$tmp/w2/simple" "$tmp/outside/project"
 ln -s "$tmp/outside/project" "$tmp/w2/simple/pkg-a"
-run "a link for a project's directory is refused" 3 -- "$tool" index "$tmp/w2"
-has "$err" "open directory $tmp/w2/simple/pkg-a: a symbolic link"
+expect 3 "a link for a project's directory is refused" -- "$tool" index "$tmp/w2"
+contains "$err" "open directory $tmp/w2/simple/pkg-a: a symbolic link"
 [[ -z $(ls -A "$tmp/outside/project") ]] || fail "index wrote through simple/pkg-a"
 
 # A .metadata file that cannot be written (a directory holds its name).
@@ -96,8 +81,8 @@ mkdir "$tmp/w3"
 wheel "$tmp/w3" pkg_a 1.0
 wheel "$tmp/w3" pkg_b 1.0
 mkdir "$tmp/w3/pkg_a-1.0-py3-none-any.whl.metadata"
-run "an unwritable .metadata file is an error" 3 -- "$tool" index "$tmp/w3"
-has "$err" "write $tmp/w3/pkg_a-1.0-py3-none-any.whl.metadata: Is a directory"
+expect 3 "an unwritable .metadata file is an error" -- "$tool" index "$tmp/w3"
+contains "$err" "write $tmp/w3/pkg_a-1.0-py3-none-any.whl.metadata: Is a directory"
 grep "pkg_a-1.0" "$tmp/w3/index" | grep -q "data-core-metadata" &&
   fail "the pages advertise the .metadata file that was not written"
 grep "pkg_b-1.0" "$tmp/w3/index" | grep -q "data-core-metadata" ||
@@ -110,17 +95,17 @@ mkfifo "$tmp/w4/fifo-1.0-py3-none-any.whl"
 mkdir "$tmp/w4/dir-1.0-py3-none-any.whl"
 wheel "$tmp/w4" upper 1.0
 mv "$tmp/w4/upper-1.0-py3-none-any.whl" "$tmp/w4/upper-1.0-py3-none-any.WHL"
-run "a FIFO, a directory and *.WHL are reported" 1 -- timeout 20 "$tool" index "$tmp/w4"
-has "$err" "bad wheel, left out: $tmp/w4/fifo-1.0-py3-none-any.whl: not a regular file"
-has "$err" "bad wheel, left out: $tmp/w4/dir-1.0-py3-none-any.whl: a directory"
-has "$err" "bad wheel, left out: $tmp/w4/upper-1.0-py3-none-any.WHL: a wheel's name ends in \".whl\""
-has "$out" "indexed 1 wheel(s) in $tmp/w4"
-has "$out" "3 bad wheel(s) left out"
+expect 1 "a FIFO, a directory and *.WHL are reported" -- timeout 20 "$tool" index "$tmp/w4"
+contains "$err" "bad wheel, left out: $tmp/w4/fifo-1.0-py3-none-any.whl: not a regular file"
+contains "$err" "bad wheel, left out: $tmp/w4/dir-1.0-py3-none-any.whl: a directory"
+contains "$err" "bad wheel, left out: $tmp/w4/upper-1.0-py3-none-any.WHL: a wheel's name ends in \".whl\""
+contains "$out" "indexed 1 wheel(s) in $tmp/w4"
+contains "$out" "3 bad wheel(s) left out"
 
 # METADATA with invalid UTF-8 and control characters.
 mkdir "$tmp/w5"
 wheel "$tmp/w5" pkg_u 1.0 $'Requires-Python: >=3\xff\x01"<\n'
-run "invalid UTF-8 in METADATA" 0 -- "$tool" index "$tmp/w5"
+expect 0 "invalid UTF-8 in METADATA" -- "$tool" index "$tmp/w5"
 python3 - "$tmp/w5" <<'PY' || fail "the pages of METADATA with invalid UTF-8 are not valid"
 import json, sys
 root = sys.argv[1]
