@@ -15,6 +15,20 @@
 
 namespace ci {
 
+/// The value of hex digit `c` ('0'-'9', 'a'-'f', 'A'-'F'), or -1 for any other byte.
+[[nodiscard]] constexpr int ascii_hex_value(char c) noexcept {
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+    if (c >= 'a' && c <= 'f') {
+        return c - 'a' + 10;
+    }
+    if (c >= 'A' && c <= 'F') {
+        return c - 'A' + 10;
+    }
+    return -1;
+}
+
 /// `c` lower-cased if it is 'A'-'Z', else `c`.
 [[nodiscard]] constexpr char ascii_lower(char c) noexcept {
     return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;

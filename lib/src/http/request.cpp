@@ -6,23 +6,6 @@
 
 namespace ci::http {
 
-namespace {
-
-int hex_value(char c) {
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    return -1;
-}
-
-} // namespace
-
 const std::string* find_header(const Headers& headers, std::string_view name) {
     for (const auto& header : headers) {
         // Header names are ASCII (RFC 9110): compared without the locale.
@@ -78,8 +61,8 @@ void append_uri_decoded(std::string& out, std::string_view text, bool plus_is_sp
     for (std::size_t i = 0; i < text.size(); ++i) {
         const char c = text[i];
         if (c == '%' && i + 2 < text.size()) {
-            const int high = hex_value(text[i + 1]);
-            const int low = hex_value(text[i + 2]);
+            const int high = ascii_hex_value(text[i + 1]);
+            const int low = ascii_hex_value(text[i + 2]);
             if (high >= 0 && low >= 0) {
                 out.append(text.data() + start, i - start);
                 out.push_back(static_cast<char>((high << 4) | low));

@@ -10,6 +10,8 @@
 #include <ci/core/log.h>
 #include <ci/wheelhouse/index.h>
 
+#include "core/ascii.h"
+
 namespace ci::master {
 
 namespace {
@@ -17,19 +19,6 @@ namespace {
 using wheelhouse::html_escape; // the wheelhouse index pages escape names the same way
 
 constexpr std::string_view results_prefix = "/results";
-
-int hex_value(char c) {
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
-}
 
 Result<std::string> decode_segment(std::string_view raw) {
     std::string out;
@@ -39,8 +28,8 @@ Result<std::string> decode_segment(std::string_view raw) {
             out.push_back(raw[i]);
             continue;
         }
-        const int high = i + 2 < raw.size() ? hex_value(raw[i + 1]) : -1;
-        const int low = i + 2 < raw.size() ? hex_value(raw[i + 2]) : -1;
+        const int high = i + 2 < raw.size() ? ascii_hex_value(raw[i + 1]) : -1;
+        const int low = i + 2 < raw.size() ? ascii_hex_value(raw[i + 2]) : -1;
         if (high < 0 || low < 0) {
             return fail(ErrorCode::InvalidArgument,
                         fmt::format("bad percent escape in \"{}\"", log::field(raw)));

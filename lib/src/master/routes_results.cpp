@@ -19,6 +19,7 @@
 
 #include <ci/core/log.h>
 
+#include "core/fd.h"
 #include "master/json.h"
 #include "master/results.h"
 #include "master/services.h"
@@ -29,46 +30,16 @@ namespace {
 
 constexpr std::size_t piece_size = std::size_t{256} * 1024;
 
-/// An open descriptor, closed when destroyed.
-class Descriptor {
-public:
-    Descriptor() = default;
-    explicit Descriptor(int fd) : fd_(fd) {}
-    Descriptor(Descriptor&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
-    Descriptor& operator=(Descriptor&& other) noexcept {
-        if (this != &other) {
-            reset();
-            fd_ = std::exchange(other.fd_, -1);
-        }
-        return *this;
-    }
-    Descriptor(const Descriptor&) = delete;
-    Descriptor& operator=(const Descriptor&) = delete;
-    ~Descriptor() { reset(); }
-    [[nodiscard]] int get() const { return fd_; }
-    [[nodiscard]] int release() { return std::exchange(fd_, -1); }
-    [[nodiscard]] bool valid() const { return fd_ >= 0; }
-
-private:
-    void reset() {
-        if (fd_ >= 0) {
-            ::close(fd_);
-            fd_ = -1;
-        }
-    }
-    int fd_ = -1;
-};
-
 /// Opens `name` in the directory `dir` without following a symbolic link.
-Descriptor open_at(int dir, const char* name) {
-    return Descriptor(::openat(dir, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY));
+Fd open_at(int dir, const char* name) {
+    return Fd(::openat(dir, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY));
 }
 
 /// Sends a file's bytes [offset, offset + remaining) through a sized stream, one piece at a
 /// time, waiting for the client to take what was queued before reading more.
 class FileSender : public std::enable_shared_from_this<FileSender> {
 public:
-    FileSender(Descriptor file,
+    FileSender(Fd file,
                std::uint64_t offset,
                std::uint64_t remaining,
                std::shared_ptr<http::ResponseStream> stream)
@@ -104,7 +75,7 @@ public:
     }
 
 private:
-    Descriptor file_;
+    Fd file_;
     std::uint64_t offset_;
     std::uint64_t remaining_;
     std::shared_ptr<http::ResponseStream> stream_;
@@ -136,7 +107,7 @@ std::string url_of(const ResultsPath& path, bool directory) {
 
 /// The listing of the open directory `dir` (which it consumes): files and directories, never
 /// symbolic links or other kinds.
-void send_listing(Descriptor dir, const ResultsPath& path, http::Reply reply) {
+void send_listing(Fd dir, const ResultsPath& path, http::Reply reply) {
     const int fd = dir.release();
     DIR* stream = ::fdopendir(fd);
     if (stream == nullptr) {
@@ -169,7 +140,7 @@ void send_listing(Descriptor dir, const ResultsPath& path, http::Reply reply) {
     reply.send(std::move(response));
 }
 
-void send_file(Descriptor file,
+void send_file(Fd file,
                const struct stat& info,
                std::string_view name,
                const http::ServerRequest& request,
@@ -208,8 +179,7 @@ void serve(const std::filesystem::path& root,
             400, fmt::format("refused {}: {}", log::field(request.path), path.error().message)));
         return;
     }
-    auto current =
-        Descriptor(::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    auto current = Fd(::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
     if (!current.valid()) {
         reply.send(not_found(request.path)); // no result was ever stored
         return;
