@@ -151,6 +151,15 @@ struct Launch {
     std::size_t group_count = 0;
 };
 
+// Ends a forked child that did not exec (the supervisor, or a leader whose start failed). Not
+// _exit: ThreadSanitizer intercepts it and runs its end-of-process checks, which in a forked
+// child report every thread of the parent as leaked (and flush the parent's stdio buffers a
+// second time). The exit_group system call is what _exit makes, without the interceptor.
+[[noreturn]] void exit_forked(int status) {
+    ::syscall(SYS_exit_group, status);
+    __builtin_unreachable();
+}
+
 void write_report(int fd, const void* data, std::size_t size) {
     while (::write(fd, data, size) < 0 && errno == EINTR) {
     }
@@ -159,7 +168,7 @@ void write_report(int fd, const void* data, std::size_t size) {
 [[noreturn]] void fail_start(const Launch& launch, Stage stage, int error) {
     const ExecReport report{static_cast<int>(stage), error};
     write_report(launch.exec_report, &report, sizeof report);
-    ::_exit(127);
+    exit_forked(127);
 }
 
 // Closes every descriptor from 3 up except those in `keep` (sorted, ascending).
@@ -213,7 +222,7 @@ bool place(int from, int to) {
     // After setuid, which clears it. The leader dies with its supervisor.
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (::getppid() != supervisor) {
-        ::_exit(127);
+        exit_forked(127);
     }
     sigset_t none;
     sigemptyset(&none);
@@ -460,7 +469,7 @@ long long monotonic_ms() {
         }
     }
     write_report(launch.status_report, &status, sizeof status);
-    ::_exit(0);
+    exit_forked(0);
 }
 
 // The supervisors run_process started and has not reaped yet: the only children of this process

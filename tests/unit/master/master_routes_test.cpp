@@ -473,15 +473,23 @@ TEST_CASE("master: a disk that fails makes the master degraded; nothing is lost,
     const auto metrics = m.get("/metrics").body;
     const auto during = m.get(fmt::format("/api/v1/builds/{}", id));
     // Told at once (not at the housekeeper's next round, 30 s on).
-    for (int i = 0; i < 200 && recorder->ops().empty(); ++i) {
+    // Only the store's events: the latent class's pool reports its own trouble (its endpoint,
+    // port 9, refuses), at a time that depends on the machine's speed.
+    const auto store_ops = [&] {
+        auto ops = recorder->ops();
+        std::erase_if(ops, [](const ci::report::OpsEvent& op) {
+            return op.kind != ci::report::OpsEvent::Kind::StoreDegraded;
+        });
+        return ops;
+    };
+    for (int i = 0; i < 200 && store_ops().empty(); ++i) {
         std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
-    const auto ops = recorder->ops();
+    const auto ops = store_ops();
     REQUIRE(setrlimit(RLIMIT_FSIZE, &saved) == 0);
 
     // The operators heard of it once (Zulip's ops_stream), with the error.
     REQUIRE(ops.size() == 1);
-    CHECK(ops[0].kind == ci::report::OpsEvent::Kind::StoreDegraded);
     CHECK(ops[0].source == "store");
     CHECK(ops[0].text.starts_with("the master's writes to its store fail: "));
 
@@ -502,7 +510,7 @@ TEST_CASE("master: a disk that fails makes the master degraded; nothing is lost,
           std::string::npos);
     // The refused webhook stored nothing; sent again, it is new.
     CHECK(json_of(m.get("/api/v1/changes"))["changes"].Empty());
-    CHECK(recorder->ops().size() == 1); // one report for the whole streak
+    CHECK(store_ops().size() == 1); // one report for the whole streak
 }
 
 TEST_CASE(
