@@ -11,11 +11,13 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <deque>
 #include <filesystem>
 #include <future>
 #include <random>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -132,7 +134,21 @@ Outcome run(const std::filesystem::path& database, std::size_t max_batch, double
 } // namespace
 
 int main(int argc, char** argv) {
-    const double seconds = argc > 1 ? std::atof(argv[1]) : 5.0;
+    if (argc > 1 && (std::string_view(argv[1]) == "--help" || std::string_view(argv[1]) == "-h")) {
+        std::printf("usage: ingest_bench [SECONDS] [DIRECTORY]\n"
+                    "Durable ingest of push events at 1,000 branches, group commit vs one "
+                    "transaction per event.\nSECONDS per run (default 5); DIRECTORY on a real disk "
+                    "(default: the current one).\n");
+        return 0;
+    }
+    char* end = nullptr;
+    const double seconds = argc > 1 ? std::strtod(argv[1], &end) : 5.0;
+    if (argc > 3 || (argc > 1 && (end == argv[1] || *end != '\0' || !(seconds > 0)))) {
+        std::fprintf(stderr,
+                     "error: expected [SECONDS] (a positive number) and at most one more "
+                     "argument; --help says more\n");
+        return 2;
+    }
     const std::filesystem::path dir = argc > 2 ? argv[2] : ".";
     const auto database = dir / "ingest-bench.sqlite";
     const auto grouped = run(database, 4096, seconds);

@@ -15,6 +15,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <string>
+#include <string_view>
 
 #include <ci/aws/sigv4.h>
 #include <ci/core/crypto.h>
@@ -139,7 +140,21 @@ void bench_case(const char* name,
 } // namespace
 
 int main(int argc, char** argv) {
-    const double seconds = argc > 1 ? std::atof(argv[1]) : 2.0;
+    if (argc > 1 && (std::string_view(argv[1]) == "--help" || std::string_view(argv[1]) == "-h")) {
+        std::printf("usage: sigv4_bench [SECONDS_PER_CASE] [PAYLOAD_FILE]\n"
+                    "Signatures per second of libci's SigV4 signer and its floor; with "
+                    "PAYLOAD_FILE, SHA-256 throughput too.\nSECONDS_PER_CASE default 2; "
+                    "bench/sigv4/run.sh compares with botocore.\n");
+        return 0;
+    }
+    char* end = nullptr;
+    const double seconds = argc > 1 ? std::strtod(argv[1], &end) : 2.0;
+    if (argc > 3 || (argc > 1 && (end == argv[1] || *end != '\0' || !(seconds > 0)))) {
+        std::fprintf(stderr,
+                     "error: expected [SECONDS] (a positive number) and at most one more "
+                     "argument; --help says more\n");
+        return 2;
+    }
     bench_case("ec2_describe_instances", ec2_describe_instances(), params_for("ec2"), seconds);
     bench_case("s3_put_object", s3_put_object(), params_for("s3"), seconds);
     if (argc > 2) {

@@ -159,6 +159,12 @@ expect 0 "fingerprint prints the certificate made before" -- "$master" fingerpri
 expect 0 "fingerprint --help explains --create" -- "$master" fingerprint --help
 contains "$out" "--create"
 
+for tool in "$master" "$deploy"; do
+  expect 2 "$(basename "$tool") names an unknown command" -- "$tool" bogus
+  contains "$err" "error: unknown command 'bogus' (commands: "
+  contains "$err" "check"
+done
+
 expect 0 "--help explains check-config" -- "$master" check-config --help
 contains "$out" "file:line:column: key.path: message"
 

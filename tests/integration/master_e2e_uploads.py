@@ -193,6 +193,10 @@ def check_config_refusals(case):
 def main(case):
     check_config_refusals(case)
     master = case.start_master(case.write_config(config(case)))
+    # Before the first upload the tree is empty, not missing: a listing without entries.
+    listing = master.get("/results/")
+    case.check("Index of /results/" in listing and "<a href=" not in listing,
+               f"GET /results/ before any upload lists nothing ({listing[:200]!r})")
     relay = Relay(master.worker_port)
     direct = case.start_worker(master, 0, name="direct/0")
     relayed = case.start_worker(master, 1, name="relayed/0", port=relay.port)

@@ -62,9 +62,40 @@ void setup_common(CLI::App& app, std::string_view tool) {
         ->envname("CI_LOG_LEVEL");
 }
 
+namespace {
+
+// "unknown command 'NAME'" and the commands there are, when the first word that is not an
+// option names no subcommand (CLI11 itself only says that a subcommand is required).
+bool explain_unknown_command(const CLI::App& app) {
+    if (!app.get_subcommands().empty()) {
+        return false;
+    }
+    const auto extra = app.remaining();
+    if (extra.empty() || extra.front().starts_with('-')) {
+        return false;
+    }
+    std::string names;
+    for (const CLI::App* command : app.get_subcommands({})) {
+        names += (names.empty() ? "" : ", ") + command->get_name();
+    }
+    std::fprintf(stderr,
+                 "error: unknown command '%s' (commands: %s)\nRun with --help for more "
+                 "information.\n",
+                 ci::log::field(extra.front()).c_str(),
+                 names.c_str());
+    return true;
+}
+
+} // namespace
+
 std::optional<int> parse_command_line(CLI::App& app, int argc, char** argv) {
     try {
         app.parse(argc, argv);
+    } catch (const CLI::RequiredError& error) {
+        if (explain_unknown_command(app)) {
+            return ExitUsage;
+        }
+        return app.exit(error) == 0 ? ExitOk : ExitUsage;
     } catch (const CLI::ParseError& error) {
         const int status = app.exit(error);
         return status == 0 ? ExitOk : ExitUsage;

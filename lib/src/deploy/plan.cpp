@@ -71,9 +71,14 @@ Result<Settings> settings_from(const config::Config& config) {
                                     config::to_string(out.runtime)));
         }
         if (out.web_port == 0 || out.worker_port == 0) {
+            const char* keys = out.web_port != 0 ? "buildmaster.worker_port"
+                               : out.worker_port != 0
+                                   ? "buildmaster.web_port"
+                                   : "buildmaster.web_port, buildmaster.worker_port";
             return fail(ErrorCode::InvalidArgument,
-                        fmt::format("buildmaster.web_port, buildmaster.worker_port: runtime {} "
-                                    "publishes fixed ports; 0 (a free port) cannot be published",
+                        fmt::format("{}: runtime {} publishes fixed ports; 0 (a free port) "
+                                    "cannot be published",
+                                    keys,
                                     config::to_string(out.runtime)));
         }
     } else if (out.binary.empty()) {
@@ -425,8 +430,14 @@ std::string logs_script(const Settings& s, int lines, bool follow) {
                            follow ? " --follow" : "",
                            container_name);
     }
-    return fmt::format(
-        "exec tail -n {}{} {}\n", lines, follow ? " -F" : "", path(s, "log/master.log"));
+    // Said plainly when nothing was started there (tail's own words name only a file).
+    const std::string log = path(s, "log/master.log");
+    return fmt::format("[ -e {0} ] || {{ echo \"no master log at \"{0}\": nothing was started "
+                       "there (ci-deploy start)\" >&2; exit 3; }}\n"
+                       "exec tail -n {1}{2} {0}\n",
+                       log,
+                       lines,
+                       follow ? " -F" : "");
 }
 
 std::string prune_script(const Settings& s) {

@@ -181,7 +181,15 @@ void serve(const std::filesystem::path& root,
     }
     auto current = Fd(::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
     if (!current.valid()) {
-        reply.send(not_found(request.path)); // no result was ever stored
+        if (errno == ENOENT && path->segments.empty()) {
+            // No result was ever stored: the tree is empty, not missing.
+            http::ServerResponse response;
+            response.content_type = "text/html; charset=utf-8";
+            response.body = listing_html(url_of(*path, true), {});
+            reply.send(std::move(response));
+            return;
+        }
+        reply.send(not_found(request.path));
         return;
     }
     for (const auto& segment : path->segments) {

@@ -80,7 +80,20 @@ TEST_CASE("deploy: settings come from the config, with the default target") {
     missing = ci::deploy::settings_from(config);
     REQUIRE_FALSE(missing.has_value());
     CHECK(contains(missing.error().message, "cannot be published"));
+    // Only the port that is 0 is named.
+    CHECK(missing.error().message.starts_with("buildmaster.web_port: runtime podman publishes"));
     config.buildmaster.web_port = 8010;
+    config.buildmaster.worker_port = 0;
+    missing = ci::deploy::settings_from(config);
+    REQUIRE_FALSE(missing.has_value());
+    CHECK(missing.error().message.starts_with("buildmaster.worker_port: runtime podman"));
+    config.buildmaster.web_port = 0;
+    missing = ci::deploy::settings_from(config);
+    REQUIRE_FALSE(missing.has_value());
+    CHECK(missing.error().message.starts_with(
+        "buildmaster.web_port, buildmaster.worker_port: runtime podman"));
+    config.buildmaster.web_port = 8010;
+    config.buildmaster.worker_port = 9989;
     config.deploy.target = "ssh://root@-x";
     missing = ci::deploy::settings_from(config);
     REQUIRE_FALSE(missing.has_value());
@@ -243,6 +256,9 @@ TEST_CASE("deploy: process scripts quote the data dir and parse") {
     CHECK_FALSE(contains(ci::deploy::write_config_script(s), "chown"));
     CHECK(contains(ci::deploy::start_script(s), "setsid \"$d/bin/libci-supervise\" \"$d\" 60"));
     CHECK(ci::deploy::logs_script(s, 5, true) ==
+          "[ -e '/srv/libci two/log/master.log' ] || { echo \"no master log at "
+          "\"'/srv/libci two/log/master.log'\": nothing was started there (ci-deploy start)\" "
+          ">&2; exit 3; }\n"
           "exec tail -n 5 -F '/srv/libci two/log/master.log'\n");
     for (const auto& script : {ci::deploy::status_script(s),
                                ci::deploy::write_config_script(s),
@@ -346,4 +362,24 @@ TEST_CASE("deploy: what a person reads") {
           "Updating the libci master on ci.example.org from v1 to v2: it restarts now.");
     CHECK(contains(ci::deploy::announce_before("h", "", "v2"), "from (not running) to v2"));
     CHECK(contains(ci::deploy::announce_rolled_back("h", "v2", "v1"), "Rolled back to v1."));
+}
+
+TEST_CASE("deploy: logs of a target where nothing was started say so, not tail's words") {
+    auto s = process_settings();
+    s.data_dir = "/nonexistent/libci data";
+    for (const bool follow : {false, true}) {
+        ci::ProcessSpec spec;
+        spec.argv = {"/bin/sh", "-c", ci::deploy::logs_script(s, 10, follow)};
+        std::string err;
+        spec.on_output = [&](ci::OutputStream stream, std::string_view chunk) {
+            if (stream == ci::OutputStream::Stderr) {
+                err.append(chunk);
+            }
+        };
+        auto result = ci::run_process(spec);
+        REQUIRE_OK(result);
+        CHECK(result->exit_code == 3);
+        CHECK(err == "no master log at /nonexistent/libci data/log/master.log: nothing was "
+                     "started there (ci-deploy start)\n");
+    }
 }
