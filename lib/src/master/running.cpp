@@ -214,8 +214,10 @@ RunningBuilds::end(std::int64_t id, BuildResult result, store::WallTime now) {
     }
     auto& build = found->second;
     build.ended = true;
-    // A build stopped by request ends "cancelled", whatever its step said.
-    if (build.stop_requested && result != BuildResult::Retry) {
+    // A build stopped by request ends "cancelled", whatever its step said, and also when its
+    // worker is lost or the master shuts down before the stop is confirmed: nobody wants it run
+    // again.
+    if (build.stop_requested) {
         result = BuildResult::Cancelled;
     }
     // A request whose builds are lost again and again (a build that kills its worker) must not

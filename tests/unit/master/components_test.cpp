@@ -250,6 +250,17 @@ TEST_CASE("running builds: events followers get an end event with the step's res
     CHECK(stream->finished);
 }
 
+TEST_CASE("running builds: a build stopped on request whose worker is lost is not retried") {
+    ci::master::RunningBuilds running;
+    const auto t = std::chrono::system_clock::now();
+    running.add(ci::store::Build{10, 1, "tests", "w", t, {}, {}, {}, {}, {}}, {});
+    REQUIRE(running.request_stop(10) == std::optional<std::string>("w"));
+    auto ended = running.end(10, ci::BuildResult::Retry, t); // the worker went away
+    REQUIRE(ended.has_value());
+    CHECK(ended->build.result == ci::BuildResult::Cancelled);
+    CHECK_FALSE(ended->retries_spent);
+}
+
 TEST_CASE("running builds: a build on its request's last try ends exception, not retry") {
     ci::master::RunningBuilds running;
     const auto t = std::chrono::system_clock::now();
