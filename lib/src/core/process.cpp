@@ -683,6 +683,7 @@ private:
     void begin_stop(ProcessResult::Termination why) {
         stopping_ = true;
         result_.termination = why;
+        result_.stopped_after = std::chrono::duration_cast<milliseconds>(Clock::now() - start_);
         ::kill(pid_, SIGTERM);
         kill_at_ = Clock::now() + spec_.kill_grace + supervisor_backstop;
     }
@@ -782,22 +783,23 @@ std::string ProcessResult::describe() const {
     case Termination::Signaled:
         return fmt::format("killed by signal {} ({})", signal, signal_name(signal));
     case Termination::TimedOut:
-        text = fmt::format("timed out after {}", seconds_text(duration));
+        text = fmt::format("timed out after {}", seconds_text(stopped_after));
         break;
     case Termination::Inactive:
-        text = fmt::format(
-            "no output for {}: stopped after {}", seconds_text(inactivity), seconds_text(duration));
+        text = fmt::format("no output for {}: stopped after {}",
+                           seconds_text(inactivity),
+                           seconds_text(stopped_after));
         break;
     case Termination::Cancelled:
-        text = fmt::format("stopped on request after {}", seconds_text(duration));
+        text = fmt::format("stopped on request after {}", seconds_text(stopped_after));
         break;
     }
     if (killed_after_grace) {
         text += "; it ignored SIGTERM and was killed with SIGKILL";
     } else if (signal != 0) {
-        text += fmt::format("; ended by {}", signal_name(signal));
+        text += fmt::format("; then ended by {}", signal_name(signal));
     } else {
-        text += fmt::format("; exited with status {}", exit_code);
+        text += fmt::format("; it then exited with status {}", exit_code);
     }
     return text;
 }

@@ -185,6 +185,9 @@ TEST_CASE("process: a timeout stops a child that ignores SIGTERM with SIGKILL") 
     CHECK(stubborn.result.describe().starts_with("timed out after "));
     CHECK(stubborn.result.describe().ends_with("it ignored SIGTERM and was killed with SIGKILL"));
     CHECK(elapsed < 10s); // a sanity bound, not a measurement
+    // The time said is the stop's, not the end's: the grace comes after it.
+    CHECK(stubborn.result.stopped_after >= 300ms);
+    CHECK(stubborn.result.duration >= stubborn.result.stopped_after + 300ms);
 
     spec.kill_grace = 5s;
     auto polite = run_shell("trap 'echo bye; exit 7' TERM; while :; do sleep 0.05; done", spec);
@@ -192,6 +195,7 @@ TEST_CASE("process: a timeout stops a child that ignores SIGTERM with SIGKILL") 
     CHECK_FALSE(polite.result.killed_after_grace);
     CHECK(polite.result.exit_code == 7);
     CHECK(polite.out == "bye\n");
+    CHECK(polite.result.describe().ends_with("; it then exited with status 7"));
 }
 
 TEST_CASE("process: inactivity_timeout stops a silent child; output keeps it alive") {

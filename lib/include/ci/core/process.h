@@ -94,7 +94,10 @@ struct ProcessResult {
     Termination termination = Termination::Exited;
     int exit_code = 0; ///< when it exited (also after a stop, if it exited on SIGTERM itself)
     int signal = 0;    ///< the signal that ended it, when one did
-    std::chrono::milliseconds duration{0};
+    std::chrono::milliseconds duration{0}; ///< from its start to its end, any grace included
+    /// When we stopped it (TimedOut, Inactive, Cancelled): from its start to the stop, without
+    /// the time it then took to end.
+    std::chrono::milliseconds stopped_after{0};
     bool killed_after_grace = false; ///< it ignored SIGTERM and got SIGKILL
     /// When Inactive: the silence that stopped it (ProcessSpec::inactivity_timeout).
     std::chrono::milliseconds inactivity{0};
@@ -104,8 +107,9 @@ struct ProcessResult {
         return termination == Termination::Exited && exit_code == 0;
     }
     /// "exited with status 1", "killed by signal 9 (SIGKILL)",
-    /// "timed out after 2s; killed with SIGKILL after a 1s grace",
-    /// "no output for 20m0s: stopped after 25m3s; exited with status 143", ...
+    /// "timed out after 2s; it ignored SIGTERM and was killed with SIGKILL",
+    /// "no output for 20m0s: stopped after 25m3s; it then exited with status 143", ...: the time
+    /// said is when it was stopped (stopped_after), its end follows.
     [[nodiscard]] std::string describe() const;
 };
 
