@@ -1075,6 +1075,45 @@ public:
         return out;
     }
 
+    Result<LogPage> log_page(std::int64_t build,
+                             int step,
+                             std::int64_t from,
+                             std::int64_t to,
+                             std::size_t max_bytes) override {
+        const std::lock_guard lock(mutex_);
+        Statement statement(*statements_,
+                            "SELECT sequence, compressed FROM log_chunks WHERE build_id = "
+                            "?1 AND step = ?2 AND sequence >= ?3 AND sequence < ?4 "
+                            "ORDER BY sequence");
+        statement.bind(1, build).bind(2, static_cast<std::int64_t>(step)).bind(3, from).bind(4, to);
+        LogPage page;
+        page.next = from;
+        int code = SQLITE_OK;
+        while ((code = statement.step()) == SQLITE_ROW) {
+            const auto sequence = statement.integer(0);
+            if (page.text.size() >= max_bytes) {
+                page.more = true;
+                page.next = sequence;
+                return page;
+            }
+            auto text = detail::decompress_log_text(statement.blob(1));
+            if (!text) {
+                return fail(ErrorCode::Store,
+                            fmt::format("{}: log chunk {} of build {} step {} is corrupt",
+                                        path_,
+                                        sequence,
+                                        build,
+                                        step));
+            }
+            page.text += *text;
+            page.next = sequence + 1;
+        }
+        if (code != SQLITE_DONE) {
+            return error(fmt::format("read the log of build {} step {}", build, step));
+        }
+        return page;
+    }
+
     Status append_logfile(std::int64_t build,
                           int step,
                           const std::string& name,

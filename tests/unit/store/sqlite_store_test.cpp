@@ -665,6 +665,31 @@ TEST_CASE("store: builds, steps, compressed logs, workers and latent instances")
     CHECK(*middle ==
           "line 2 " + std::string(100, '.') + "\nline 3 " + std::string(100, '.') + "\n");
     CHECK(store->log(build_id, 1, 0, 0)->empty());
+    // Pages of whole chunks (each chunk 108 bytes or so): at least max_bytes, one chunk more at
+    // most; read one after the other, they are the log.
+    std::string paged;
+    std::int64_t next = 0;
+    int pages = 0;
+    for (bool more = true; more; ++pages) {
+        auto page = store->log_page(build_id, 1, next, 50, 1000);
+        REQUIRE_OK(page);
+        CHECK(page->text.size() < 1000 + 120);
+        more = page->more;
+        CHECK(page->next > next);
+        next = page->next;
+        paged += page->text;
+    }
+    CHECK(paged == log_text);
+    CHECK(pages == 5); // 10 chunks of ~108 bytes a page, 50 chunks
+    auto last = store->log_page(build_id, 1, 48, 49, 1);
+    REQUIRE_OK(last);
+    CHECK(last->text.starts_with("line 48 "));
+    CHECK_FALSE(last->more);
+    CHECK(last->next == 49);
+    auto none = store->log_page(build_id, 5, 0, 100, 1000);
+    REQUIRE_OK(none);
+    CHECK(none->text.empty());
+    CHECK_FALSE(none->more);
 
     CHECK(*store->workers() ==
           std::vector<ci::store::WorkerRecord>{{"local/0", "local", "idle", t0}});

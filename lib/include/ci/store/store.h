@@ -85,6 +85,13 @@ struct Step {
     friend bool operator==(const Step&, const Step&) = default;
 };
 
+/// A page of a step's log (Store::log_page).
+struct LogPage {
+    std::string text;      ///< the chunks read, decompressed, in order
+    std::int64_t next = 0; ///< where the next page starts: the first chunk not read
+    bool more = false;     ///< whether a chunk below `to` was left for the next page
+};
+
 /// A worker the master knows.
 struct WorkerRecord {
     std::string name;
@@ -289,6 +296,15 @@ public:
         int step,
         std::int64_t from = 0,
         std::int64_t to = std::numeric_limits<std::int64_t>::max()) = 0;
+
+    /// A piece of a step's log, for a reader that sends it page by page (LogPage).
+    /// The chunks from `from` up to (not including) `to`, in order and whole, until the text
+    /// holds at least `max_bytes` (so one page is at most `max_bytes` plus one chunk).
+    [[nodiscard]] virtual Result<LogPage> log_page(std::int64_t build,
+                                                   int step,
+                                                   std::int64_t from,
+                                                   std::int64_t to,
+                                                   std::size_t max_bytes) = 0;
 
     /// Stores chunk `sequence` of log file `name` of a step (StepSpec::logfiles), compressed.
     /// Idempotent as append_log. Not synced to disk by itself, as a step's log is written at
