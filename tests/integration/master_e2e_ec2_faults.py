@@ -49,12 +49,29 @@ HOLD = 1.0          # a "timeout" fault holds the call this long (past EC2_TIMEO
 ATTEMPTS = 4        # the HTTP client's attempts per call (http::RetryPolicy::max_attempts)
 BACKGROUND_RATE = 0.08
 SIGNALLED_RUNS = 3  # runs whose master is killed (-9), and as many stopped (SIGTERM)
+LANES = 2           # masters, each with its own buildmaster.host and every other run
+HOSTS = [HOST] + [f"ci-ec2-test-{lane}.example.org" for lane in range(1, LANES)]
+LIVE = ("pending", "running")
 # Faults of a RunInstances attempt; a timed-out one costs the pool EC2_TIMEOUT, so it is rarer.
 RUN_FAULTS = ("500", "throttle", "500-after", "lost") * 3 + ("timeout", "hang")
 NO_ANSWER_FAULTS = ("500", "500-after", "lost") * 3 + ("timeout", "hang")
 
 
-def config(case, endpoint, state, runs):
+def tagged(case, states):
+    """Every instance tagged ci:master=<one of HOSTS> in `states`, by id (read from moto
+    directly, not through the proxy)."""
+    found = {}
+    pages = case.moto.ec2.get_paginator("describe_instances").paginate(Filters=[
+        {"Name": "tag:ci:master", "Values": HOSTS},
+        {"Name": "instance-state-name", "Values": list(states)}])
+    for page in pages:
+        for reservation in page["Reservations"]:
+            for instance in reservation["Instances"]:
+                found[instance["InstanceId"]] = instance
+    return found
+
+
+def config(case, host, endpoint, state, runs):
     classes = "\n".join(
         f"  r{i:03}: {{ami: ci-base, slaves: 1, instance_type: t2.micro, missing_timeout: 1, "
         f"build_wait_timeout: 1}}" for i in range(runs))
@@ -63,7 +80,7 @@ def config(case, endpoint, state, runs):
         for i in range(runs))
     names = ", ".join(f"b{i:03}" for i in range(runs))
     return f"""
-buildmaster: {{host: {HOST}, web_port: 0, worker_port: 0, state: {state}}}
+buildmaster: {{host: {host}, web_port: 0, worker_port: 0, state: {state}}}
 auth: {{user: {case.auth[0]}, password: "{case.auth[1]}"}}
 aws: {{identifier: {case.moto.key_id}, secret_identifier: "{case.moto.secret}",
        region: {REGION}, endpoint_url: "{endpoint}"}}
@@ -84,10 +101,10 @@ def plan_for(rng, kind=None):
     if kind == "stop":  # the pool never hears the answer: 500s after the instance was made
         return kind, ["lost", "500", "500", "500"]
     roll = rng.random()
-    if roll < 0.14:
+    if roll < 0.35:  # only the other calls are faulted (at random)
         return "clean", []
-    if roll < 0.84:  # retried through
-        count = rng.choice((1, 1, 1, 1, 1, 1, 1, 2, 2, 3))
+    if roll < 0.85:  # retried through: each retry waits the HTTP client's backoff
+        count = rng.choice((1, 1, 1, 1, 1, 1, 2, 2, 3))
         faults = [rng.choice(RUN_FAULTS) for _ in range(count)]
     elif roll < 0.91:  # the pool is told RequestLimitExceeded
         faults = ["throttle"] * ATTEMPTS
@@ -228,8 +245,8 @@ class Runner:
         status = master.process.wait(timeout=60)
         if sig == signal.SIGTERM:
             self.case.check(status == 0, f"run {run.index}: the master stopped (exit {status})")
-            left = {i: instance for i, instance in self.case.moto.tagged(("pending", "running"))
-                    .items() if tags_of(instance).get("ci:class") == run.worker_class}
+            left = {i: instance for i, instance in tagged(self.case, LIVE).items()
+                    if tags_of(instance).get("ci:class") == run.worker_class}
             self.case.check(not left, f"run {run.index}: the stop terminated the instance of "
                             f"a launch it never heard the answer of: {sorted(left) or 'none left'}")
         master.start()
@@ -261,21 +278,41 @@ def main(case):
                                             "timestamp": "1"})
         faults = Faults(random.Random(rng.random()))
         proxy = Ec2Proxy(case.moto.endpoint, decide=faults, hold=HOLD)
-        state = os.path.join(case.tmp, "state.sqlite")
-        path = case.write_config(config(case, proxy.url, state, runs))
-        master = case.start_master(path, args=["--ec2-reconcile", "1",
-                                               "--ec2-timeout", str(EC2_TIMEOUT)])
-        kinds = {}
-        runner = Runner(case, master, proxy, faults)
+        masters, runners = [], []
+        for lane in range(LANES):
+            state = os.path.join(case.tmp, f"state-{lane}.sqlite")
+            path = case.write_config(config(case, HOSTS[lane], proxy.url, state, runs),
+                                     f"config-{lane}.yml")
+            masters.append(case.start_master(path, name=f"master-{'ab'[lane]}", args=[
+                "--ec2-reconcile", "1", "--ec2-timeout", str(EC2_TIMEOUT)]))
+            runners.append(Runner(case, masters[-1], proxy, faults))
         # A restart costs a second or two: a few runs, at places the seed picks.
         signalled = rng.sample(range(runs), min(runs, 2 * SIGNALLED_RUNS))
         special = {index: ("crash" if n % 2 == 0 else "stop")
                    for n, index in enumerate(signalled)}
+        lanes = [[] for _ in range(LANES)]
+        kinds = {}
         for index in range(runs):
             run = Run(index, random.Random(rng.random()), special.get(index))
             kinds[run.kind] = kinds.get(run.kind, 0) + 1
-            runner.run(run)
-        runner.drain()
+            lanes[index % LANES].append(run)
+        failures = []
+
+        def drive(runner, lane_runs):
+            try:
+                for run in lane_runs:
+                    runner.run(run)
+                runner.drain()
+            except Exception as error:  # noqa: BLE001 - reported by the main thread
+                failures.append(error)
+        threads = [threading.Thread(target=drive, args=(runners[lane], lanes[lane]))
+                   for lane in range(LANES)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if failures:
+            raise failures[0]
         print(f"runs by kind: {kinds}; {time.monotonic() - started:.1f} s so far", flush=True)
         print("EC2 calls through the proxy (count, seconds to answer in all): " + ", ".join(
             f"{action} {count} {seconds:.1f} s"
@@ -283,23 +320,23 @@ def main(case):
 
         with proxy.lock:
             faults.on = False
-        tagged = {}
+        left = {}
 
         def settled():
-            tagged.clear()
-            tagged.update(case.moto.tagged(("pending", "running")))
-            return not tagged
+            left.clear()
+            left.update(tagged(case, LIVE))
+            return not left
         try:
             harness.wait_for("no tagged instance left pending or running", settled, 30, 0.5)
         except AssertionError:
             pass
-        case.check(not tagged, "no instance is left running that no build needs: " + (
-            ", ".join(f"{i} ({tags_of(instance)})" for i, instance in tagged.items())
+        case.check(not left, "no instance is left running that no build needs: " + (
+            ", ".join(f"{i} ({tags_of(instance)})" for i, instance in left.items())
             or "none left"))
 
         attempts = proxy.leak_attempts
-        everything = case.moto.tagged(("pending", "running", "stopping", "stopped",
-                                       "shutting-down", "terminated"))
+        everything = tagged(case, ("pending", "running", "stopping", "stopped",
+                                   "shutting-down", "terminated"))
         print(f"leak attempts by the proxy: {len(attempts)}", flush=True)
         for attempt in attempts:
             ends = [everything[i]["State"]["Name"] if i in everything else "unknown to moto"
@@ -346,10 +383,12 @@ def main(case):
             case.check("got no answer" in logs,
                        "the master logged a launch that got no answer (reconcile decides)")
 
-        status = master.kill(signal.SIGTERM)
-        case.check(status == 0, f"the master stopped gracefully (exit {status})")
-        left = case.moto.tagged(("pending", "running"))
-        case.check(not left, f"nothing tagged is running after the stop: {sorted(left) or 'none'}")
+        for master in masters:
+            status = master.kill(signal.SIGTERM)
+            case.check(status == 0, f"{master.name} stopped gracefully (exit {status})")
+        left = tagged(case, LIVE)
+        case.check(not left, f"nothing tagged is running after the stops: "
+                   f"{sorted(left) or 'none'}")
         elapsed = time.monotonic() - started
         print(f"{runs} runs and the checks took {elapsed:.1f} s (seed {seed})", flush=True)
     finally:
