@@ -1,22 +1,24 @@
 #!/usr/bin/env python3
-"""The EC2 pool never leaks through a faulty EC2 (issue 18): one ci-master, 100 randomized runs
+"""The EC2 pool never leaks through a faulty EC2 (issue 18): 100 randomized runs
 (LIBCI_EC2_FAULT_RUNS), all drawn from one seed that is printed (LIBCI_EC2_FAULT_SEED=N
 replays the same scripts; the timing differs), against moto_server behind a fault-injecting
 proxy (ec2_proxy.py, which also keeps EC2's ClientToken idempotency that moto lacks).
 
-Why one master and a class per run: a master start per run costs a second or more, and a
-class's launch backoff (10 s and more after a failed launch) would hold the next run of the
-same class back. With its own class (`r007`, builder `b007`, `slaves: 1`, missing_timeout 1 s)
-each run's launch is the first of its class and its RunInstances calls are known by their
-ci:class tag; two runs are in flight at once (the next request is forced while the pool is
-busy with the previous launch), and the pool's own retries and backoff set the pace
-(`--ec2-timeout 0.5` keeps a timed-out attempt short). Six runs, at places the seed picks,
-signal the master the moment its RunInstances reaches the proxy: three SIGKILL it (the call is
-still forwarded: the instance exists and no master heard of it) and three SIGTERM it (the
-answer is lost and the retries fail: the stopping pool must find the instance by its tag);
-each time the master is started again.
+How 100 runs fit in well under a minute: no master start per run (a start costs a second or
+more) but two ci-masters for the whole test, each with its own buildmaster.host (so neither
+reconciles the other's instances), state and config, each driving every other run; and a class
+per run (`r007`, builder `b007`, `slaves: 1`, missing_timeout 1 s), so that each run's launch
+is the first of its class (no backoff left by an earlier run holds it back) and its
+RunInstances calls are known by their ci:class tag. A master's pool is one thread, so two runs
+are in flight per master (the next request is forced while the pool is busy with the previous
+launch); the pool's own retries and backoff set the pace (`--ec2-timeout 0.5` keeps a
+timed-out attempt short). Six runs, at places the seed picks, signal their master the moment
+its RunInstances reaches the proxy: three SIGKILL it (the call is still forwarded: the instance
+exists and no master heard of it) and three SIGTERM it (the answer is lost and the retries get
+500s: the stopping pool must find the instance by its tag); each time the master is started
+again.
 
-Each other run forces one build request for its class and scripts the faults of its first
+Each of the other runs forces one build request for its class and scripts the faults of its first
 launch's RunInstances attempts (the HTTP client makes up to 4, with the same ClientToken):
 none; 1 to 3 faults then an answer (the retries hide them from the pool); 4 RequestLimitExceeded
 (the pool backs off; nothing was launched); or 4 faults that leave the pool without an answer
@@ -30,8 +32,8 @@ deadline, no instance tagged ci:master=<host> is pending or running; every insta
 attempt (a RunInstances that made instances whose answer the master did not get) is listed in
 this log with what became of it, and is terminated; no worker got two instances; RunInstances
 itself was faulted with each of a timeout, an HTTP 500, RequestLimitExceeded and a lost answer
-after the instance was made; the master logged launches that failed and launches that got no
-answer; a graceful stop leaves nothing. SKIPs (exit 77) loudly when moto_server is missing."""
+after the instance was made; the masters logged launches that failed and launches that got no
+answer; graceful stops leave nothing. SKIPs (exit 77) loudly when moto_server is missing."""
 
 import os
 import random
@@ -188,9 +190,10 @@ class Run:
 
 
 class Runner:
-    """Runs one after another, two in flight: the next run's request is forced while the
-    pool is still busy with the previous launch (its class is another), and each request is
-    cancelled a random moment after its launch is over. A crash or stop run goes alone."""
+    """One master's runs, one after another, two in flight: the next run's request is forced
+    while the pool is still busy with the previous launch (its class is another), and each
+    request is cancelled a random moment after its launch is over. A crash or stop run goes
+    alone."""
 
     def __init__(self, case, master, proxy, faults):
         self.case, self.master, self.proxy, self.faults = case, master, proxy, faults

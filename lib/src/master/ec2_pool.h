@@ -5,8 +5,8 @@
 // requests no connected worker can take), asks the pool what to do, and does it against EC2,
 // storing each instance in the store (its own SQLite connection, written synchronously) before
 // the EC2 call that could create it and after every change. Every `reconcile` interval (and at
-// start) it lists the instances tagged ci:master=<buildmaster.host> and hands the list to the
-// pool, which ends what it does not know and verifies terminations.
+// start) it lists the instances tagged ci:master=<buildmaster.host> that are not terminated and
+// hands the list to the pool, which ends what it does not know and verifies terminations.
 //
 // Each launch gets a one-time worker token (Credentials::issue_token, valid for the class's
 // missing_timeout) and user data from the `user_data` seam; a terminated or lost instance's
