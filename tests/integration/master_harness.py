@@ -219,11 +219,13 @@ class Repo:
 
 class Master:
     """One ci-master process on port 0 (its ports read from --ports-file), and its REST API.
-    Its logs are master-1.log, master-2.log... (one per start) in the case's temp dir."""
+    Its logs are master-1.log, master-2.log... (one per start) in the case's temp dir, its data
+    dir master-data (another `name` than "master" for a second master of a case)."""
 
-    def __init__(self, case, config, env=None, args=()):
+    def __init__(self, case, config, env=None, args=(), name="master"):
         """`args`: more arguments of `ci-master start`."""
         self.case, self.config, self.env, self.args = case, config, env, list(args)
+        self.name = name
         self.process = None
         self.web = self.worker_port = None
         self.starts = 0
@@ -231,11 +233,11 @@ class Master:
     def start(self):
         """Starts the master (again) and waits for its ports; raises if it exits instead."""
         tmp = self.case.tmp
-        ports = os.path.join(tmp, "ports.json")
+        ports = os.path.join(tmp, f"{self.name}-ports.json")
         if os.path.exists(ports):
             os.remove(ports)
         self.starts += 1
-        log = open(os.path.join(tmp, f"master-{self.starts}.log"), "w")
+        log = open(os.path.join(tmp, f"{self.name}-{self.starts}.log"), "w")
         self.process = subprocess.Popen(
             [MASTER, "start", "--config", self.config, "--listen", "127.0.0.1",
              "--data-dir", self.data_dir(), "--ports-file", ports,
@@ -252,7 +254,7 @@ class Master:
         return self
 
     def data_dir(self):
-        return os.path.join(self.case.tmp, "master-data")
+        return os.path.join(self.case.tmp, f"{self.name}-data")
 
     def fingerprint(self):
         """The fingerprint of the self-signed certificate the master created for its worker
@@ -627,18 +629,19 @@ builders:
              branches: ["feature/*"], tree_stable_timer: 1s}}
 """
 
-    def write_config(self, text):
-        """Writes `text` as the case's config.yml (0600: it holds secrets); returns its path."""
-        path = os.path.join(self.tmp, "config.yml")
+    def write_config(self, text, name="config.yml"):
+        """Writes `text` as the case's config.yml (or `name`; 0600: it holds secrets); returns
+        its path."""
+        path = os.path.join(self.tmp, name)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as out:
             out.write(text)
         return path
 
-    def start_master(self, config, env=None, args=()):
+    def start_master(self, config, env=None, args=(), name="master"):
         """Starts a ci-master with `config` (a path), `env` (default: this environment) and
-        more arguments `args`."""
-        master = Master(self, config, env, args)
+        more arguments `args`; `name` tells a case's masters apart (logs, data dirs)."""
+        master = Master(self, config, env, args, name)
         self.masters.append(master)
         return master.start()
 

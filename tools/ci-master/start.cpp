@@ -82,6 +82,7 @@ struct StartCommand {
     int heartbeat = 10;
     std::string ec2_token_dir;
     int ec2_reconcile = 180;
+    std::string ec2_timeout = "30";
 };
 
 // Written once both ports are bound, atomically (tests and scripts wait for it).
@@ -100,6 +101,15 @@ bool write_ports_file(const std::string& path, std::uint16_t web, std::uint16_t 
 }
 
 int run_start(const StartCommand& command) {
+    auto ec2_timeout = parse_seconds("--ec2-timeout", command.ec2_timeout, 600);
+    if (ec2_timeout && ec2_timeout->count() == 0) {
+        ec2_timeout = fail(ErrorCode::InvalidArgument,
+                           "--ec2-timeout: 0 would let one EC2 call block the pool forever");
+    }
+    if (!ec2_timeout) {
+        std::fprintf(stderr, "error: %s\n", ec2_timeout.error().message.c_str());
+        return ExitUsage;
+    }
     int exit_code = ExitOk;
     auto config = read_master_config(command.config_path, exit_code);
     if (!config) {
@@ -115,6 +125,7 @@ int run_start(const StartCommand& command) {
     options.heartbeat = std::chrono::seconds(command.heartbeat);
     options.ec2_token_dir = command.ec2_token_dir;
     options.ec2_reconcile = std::chrono::seconds(command.ec2_reconcile);
+    options.ec2_timeout = *ec2_timeout;
     // Git credentials of local workers and the poller: from the environment, never from
     // arguments.
     if (const char* token = std::getenv("CI_GIT_TOKEN")) {
@@ -203,6 +214,11 @@ void setup_start(CLI::App& app, Runner& runner) {
                     "with what the master knows (unknown ones are terminated)")
         ->default_str("180")
         ->check(CLI::Range(1, 86400));
+    sub->add_option("--ec2-timeout",
+                    command->ec2_timeout,
+                    "Seconds one attempt of an EC2 call may take (decimals allowed); a call\n"
+                    "that timed out is retried, up to 4 attempts in all")
+        ->default_str("30");
     sub->add_option("--ec2-token-dir",
                     command->ec2_token_dir,
                     "Write each launched EC2 worker's name and one-time token to\n"

@@ -106,6 +106,16 @@ InstanceView to_view(const PoolInstance& instance) {
                         instance.launched};
 }
 
+// What reconcile lists: this master's instances that are not terminated. EC2 keeps listing a
+// terminated instance for about an hour, and a busy master would page through all of them at
+// each reconcile (moto keeps them for ever); one the pool knows that is no longer listed has
+// ended for the pool all the same (LatentPool::reconcile).
+std::vector<aws::Filter> reconcile_filters(const std::string& master_host) {
+    return {
+        {"tag:ci:master", {master_host}},
+        {"instance-state-name", {"pending", "running", "shutting-down", "stopping", "stopped"}}};
+}
+
 // A price as EC2 takes it: "0.1", not "0.100000".
 std::string price_text(double price) {
     return fmt::format("{}", price);
@@ -113,10 +123,13 @@ std::string price_text(double price) {
 
 } // namespace
 
-std::shared_ptr<Ec2Api>
-make_ec2_api(const config::Config& config, const std::string& region, const Clock& clock) {
+std::shared_ptr<Ec2Api> make_ec2_api(const config::Config& config,
+                                     const std::string& region,
+                                     const Clock& clock,
+                                     std::chrono::milliseconds timeout) {
     http::ClientOptions options;
-    options.timeout = std::chrono::seconds(30);
+    options.timeout = timeout;
+    options.connect_timeout = std::min(options.connect_timeout, timeout);
     options.retry = aws::aws_retry_policy();
     std::shared_ptr<http::Client> http = http::make_client(options);
     aws::CredentialsChainOptions chain;
@@ -195,6 +208,13 @@ void Ec2Pool::stop() {
         thread_.request_stop();
         wake_.notify_one();
         thread_.join();
+        // A launch whose answer was lost has no instance id yet: one more listing finds it by
+        // its tag, so that it ends with the others instead of waiting for the next start.
+        if (std::ranges::any_of(pool_.instances(), [](const PoolInstance& instance) {
+                return instance.state == InstanceState::Launching && instance.instance_id.empty();
+            })) {
+            reconcile();
+        }
         // The instances end with the master: their workers could not log in to the next run.
         std::vector<std::string> ids;
         for (const auto& instance : pool_.instances()) {
@@ -295,7 +315,7 @@ std::shared_ptr<Ec2Api> Ec2Pool::api_for(const std::string& worker_class) {
     const auto region = region_of(worker_class);
     auto& api = apis_[region];
     if (!api) {
-        api = p_.api ? p_.api(region) : make_ec2_api(p_.config, region, p_.clock);
+        api = p_.api ? p_.api(region) : make_ec2_api(p_.config, region, p_.clock, p_.timeout);
     }
     return api;
 }
@@ -311,9 +331,9 @@ void Ec2Pool::reconcile() {
     for (const auto& region : regions) {
         auto& api = apis_[region];
         if (!api) {
-            api = p_.api ? p_.api(region) : make_ec2_api(p_.config, region, p_.clock);
+            api = p_.api ? p_.api(region) : make_ec2_api(p_.config, region, p_.clock, p_.timeout);
         }
-        auto listed = api->describe_instances({{"tag:ci:master", {p_.config.buildmaster.host}}});
+        auto listed = api->describe_instances(reconcile_filters(p_.config.buildmaster.host));
         if (!listed) {
             // Nothing is concluded from a failed listing; the next reconcile tries again.
             alert(fmt::format("reconcile: listing the instances of region {}: {}",
@@ -422,7 +442,12 @@ void Ec2Pool::launch(const LaunchAction& action) {
     persist();
     const auto failed = [&](LaunchFailure failure, const std::string& error) {
         perform(pool_.launch_failed(action.worker, failure, error, p_.clock.now()));
-        p_.credentials.revoke(action.worker);
+        // No answer: the instance may exist and boot with this token; reconcile finds it by its
+        // tag, and its worker can still log in. The token goes when the pool ends or forgets
+        // the intent (persist).
+        if (failure != LaunchFailure::Unknown) {
+            p_.credentials.revoke(action.worker);
+        }
     };
     const auto* stored = pool_.find_worker(action.worker);
     if (stored == nullptr || saved_versions_[action.client_token] != stored->version) {
@@ -520,7 +545,7 @@ void Ec2Pool::end_instances(const std::vector<std::string>& ids,
     for (const auto& [region, list] : by_region) {
         auto& api = apis_[region];
         if (!api) {
-            api = p_.api ? p_.api(region) : make_ec2_api(p_.config, region, p_.clock);
+            api = p_.api ? p_.api(region) : make_ec2_api(p_.config, region, p_.clock, p_.timeout);
         }
         const auto done = stop_only ? api->stop_instances(list) : api->terminate_instances(list);
         if (!done) {
@@ -561,11 +586,15 @@ void Ec2Pool::persist() {
         }
         saved = instance.version;
     }
-    // Terminated ones are stored: they need no more memory.
+    // Terminated ones are stored: they need no more memory, and their workers no token (an
+    // intent forgotten after a launch with no answer still had one).
     for (const auto& instance : pool_.instances()) {
         if (instance.state == InstanceState::Terminated &&
             saved_versions_[instance.client_token] == instance.version) {
             saved_versions_.erase(instance.client_token);
+            if (!instance.orphaned) {
+                p_.credentials.revoke(instance.worker);
+            }
         }
     }
     pool_.forget_terminated();

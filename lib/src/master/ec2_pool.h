@@ -5,8 +5,8 @@
 // requests no connected worker can take), asks the pool what to do, and does it against EC2,
 // storing each instance in the store (its own SQLite connection, written synchronously) before
 // the EC2 call that could create it and after every change. Every `reconcile` interval (and at
-// start) it lists the instances tagged ci:master=<buildmaster.host> and hands the list to the
-// pool, which ends what it does not know and verifies terminations.
+// start) it lists the instances tagged ci:master=<buildmaster.host> that are not terminated and
+// hands the list to the pool, which ends what it does not know and verifies terminations.
 //
 // Each launch gets a one-time worker token (Credentials::issue_token, valid for the class's
 // missing_timeout) and user data from the `user_data` seam; a terminated or lost instance's
@@ -69,9 +69,12 @@ public:
     describe_images(const std::vector<aws::Filter>& filters) = 0;
 };
 
-/// An Ec2Api for `region` of the config's `aws` section (its endpoint: ec2_endpoint_url).
-[[nodiscard]] std::shared_ptr<Ec2Api>
-make_ec2_api(const config::Config& config, const std::string& region, const Clock& clock);
+/// An Ec2Api for `region` of the config's `aws` section (its endpoint: ec2_endpoint_url), whose
+/// calls each attempt may take `timeout`.
+[[nodiscard]] std::shared_ptr<Ec2Api> make_ec2_api(const config::Config& config,
+                                                   const std::string& region,
+                                                   const Clock& clock,
+                                                   std::chrono::milliseconds timeout);
 
 class Ec2Pool {
 public:
@@ -87,8 +90,10 @@ public:
         /// empty: none. For tests and manual boots (docs/operations.md).
         std::filesystem::path token_dir;
         std::chrono::seconds reconcile_every{180};
-        /// The EC2 API per region (tests); empty: make_ec2_api.
+        /// The EC2 API per region (tests); empty: make_ec2_api with `timeout`.
         std::function<std::shared_ptr<Ec2Api>(const std::string& region)> api;
+        /// How long one attempt of an EC2 call may take (make_ec2_api's).
+        std::chrono::milliseconds timeout{30000};
     };
 
     /// Opens its store connection and restores the instances a previous run stored. Fails

@@ -586,6 +586,11 @@ std::vector<PoolAction> LatentPool::reconcile(const std::vector<ObservedInstance
             if (!instance.orphaned) {
                 actions.emplace_back(
                     LostAction{instance.worker, "EC2 no longer lists its instance"});
+                actions.emplace_back(AlertAction{fmt::format(
+                    "instance {} (worker {}) ended without the master asking (EC2 no longer "
+                    "lists it)",
+                    instance.instance_id,
+                    instance.worker)});
             }
             change(instance, InstanceState::Terminated);
         }

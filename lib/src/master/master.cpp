@@ -191,7 +191,8 @@ Status MasterState::start_ec2_pool() {
                                                options.ec2_user_data,
                                                options.ec2_token_dir,
                                                options.ec2_reconcile,
-                                               {}});
+                                               {},
+                                               options.ec2_timeout});
     if (!pool) {
         return fail(pool.error());
     }

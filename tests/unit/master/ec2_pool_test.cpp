@@ -2,9 +2,11 @@
 // that the launch's intent is already in the store (read through a connection of its own).
 
 #include <algorithm>
+#include <atomic>
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <doctest/doctest.h>
@@ -14,6 +16,7 @@
 #include <ci/store/store.h>
 
 #include "master/ec2_pool.h"
+#include "master/protocol.h"
 #include "support/require_ok.h"
 #include "support/temp_dir.h"
 
@@ -42,6 +45,9 @@ struct FakeEc2 final : ci::master::Ec2Api {
     std::vector<std::string> terminated;
     std::map<std::string, ci::aws::Instance> instances; // what DescribeInstances lists
     std::optional<ci::Error> run_error;
+    /// The instance is made, then the answer is lost (no response: a transport error).
+    bool lose_answer = false;
+    std::atomic<int> run_calls{0}; // read by a test while the pool's thread runs
     int next_id = 1;
 
     ci::Result<std::vector<ci::aws::Instance>>
@@ -64,16 +70,23 @@ struct FakeEc2 final : ci::master::Ec2Api {
         instance.lifecycle = input.spot_max_price ? "spot" : "";
         instance.tags = input.tags;
         instances[instance.instance_id] = instance;
+        ++run_calls;
+        if (lose_answer) {
+            return ci::fail(ci::ErrorCode::Transport, "RunInstances: the connection was reset");
+        }
         return std::vector<ci::aws::Instance>{instance};
     }
     ci::Result<std::vector<ci::aws::Instance>>
     describe_instances(const std::vector<ci::aws::Filter>& filters) override {
-        REQUIRE(filters.size() == 1);
+        REQUIRE(filters.size() == 2);
         CHECK(filters[0].name == "tag:ci:master");
+        CHECK(filters[1].name == "instance-state-name");
+        CHECK(std::ranges::find(filters[1].values, "terminated") == filters[1].values.end());
         std::vector<ci::aws::Instance> out;
-        out.reserve(instances.size());
         for (const auto& [id, instance] : instances) {
-            out.push_back(instance);
+            if (std::ranges::find(filters[1].values, instance.state) != filters[1].values.end()) {
+                out.push_back(instance);
+            }
         }
         return out;
     }
@@ -258,4 +271,89 @@ TEST_CASE("ec2 pool: RequestLimitExceeded backs the class off; nothing is left b
     REQUIRE(stored.size() == 1);
     CHECK(stored[0].state == "launching");
     CHECK(stored[0].client_token == f.ec2->runs[2].client_token);
+}
+
+namespace {
+
+// The one-time token the renderer was given for the n-th launch ("class worker token").
+std::string rendered_token(const Fixture& f, std::size_t n) {
+    REQUIRE(f.rendered.size() > n);
+    return f.rendered[n].substr(f.rendered[n].rfind(' ') + 1);
+}
+
+} // namespace
+
+TEST_CASE("ec2 pool: a launch whose answer was lost keeps its token; reconcile adopts the "
+          "instance and its worker can log in") {
+    Fixture f;
+    f.ec2->lose_answer = true;
+    auto pool = f.pool();
+    pool->step(true);
+    REQUIRE(f.ec2->runs.size() == 1);
+    const auto worker = f.ec2->runs[0].tags.at("ci:worker");
+    const auto token = rendered_token(f, 0);
+    auto stored = f.stored();
+    REQUIRE(stored.size() == 1);
+    CHECK(stored[0].state == "launching");
+    CHECK(stored[0].instance_id.empty());
+    // The next reconcile finds the instance by its ci:worker tag.
+    f.ec2->lose_answer = false;
+    f.clock.advance(1s);
+    pool->step(true);
+    const auto shown = pool->instance_of(worker);
+    REQUIRE(shown.has_value());
+    CHECK(shown->instance_id == "i-1");
+    CHECK(shown->state == "pending");
+    CHECK(f.ec2->runs.size() == 1); // the waiting request is covered by the adopted instance
+    // Its worker boots with the token of the lost launch (it is in its user data): it logs in.
+    CHECK(f.credentials.login(worker, ci::master::protocol::proof(token, "n1"), "n1").has_value());
+}
+
+TEST_CASE("ec2 pool: a refused launch's token is revoked, and so is a lost launch's when the "
+          "pool forgets it") {
+    Fixture f;
+    f.ec2->run_error =
+        ci::Error{ci::ErrorCode::AwsService, "RunInstances: 400 InvalidParameterValue: no", 400};
+    auto pool = f.pool();
+    pool->step(true);
+    REQUIRE(f.ec2->runs.size() == 1);
+    const auto refused = f.ec2->runs[0].tags.at("ci:worker");
+    CHECK_FALSE(
+        f.credentials.login(refused, ci::master::protocol::proof(rendered_token(f, 0), "n1"), "n1")
+            .has_value());
+
+    // No answer and no instance made: reconcile forgets the intent after launch_grace.
+    f.ec2->run_error =
+        ci::Error{ci::ErrorCode::Transport, "RunInstances: the connection was reset", {}};
+    f.clock.advance(300s);
+    pool->step(false);
+    REQUIRE(f.ec2->runs.size() == 2);
+    f.ec2->instances.clear(); // the fake made one; EC2 made none
+    const auto lost = f.ec2->runs[1].tags.at("ci:worker");
+    f.clock.advance(ci::master::LatentPool::launch_grace + 1s);
+    f.ec2->run_error =
+        ci::Error{ci::ErrorCode::AwsService, "RunInstances: 400 InvalidParameterValue: no", 400};
+    pool->step(true);
+    CHECK_FALSE(pool->instance_of(lost).has_value());
+    CHECK_FALSE(
+        f.credentials.login(lost, ci::master::protocol::proof(rendered_token(f, 1), "n2"), "n2")
+            .has_value());
+}
+
+TEST_CASE("ec2 pool: a graceful stop finds and terminates a launch whose answer was lost") {
+    Fixture f;
+    f.ec2->lose_answer = true;
+    auto pool = f.pool();
+    pool->start();
+    // The thread reconciles, then launches; its answer is lost.
+    for (int i = 0; i < 500 && f.ec2->run_calls.load() == 0; ++i) {
+        std::this_thread::sleep_for(10ms);
+    }
+    REQUIRE(f.ec2->run_calls.load() == 1);
+    pool->stop(); // joins the thread: its step (the failed launch) is over first
+    CHECK(f.ec2->terminated == std::vector<std::string>{"i-1"});
+    // Its id is stored: the next start verifies the termination.
+    const auto stored = f.stored();
+    REQUIRE(stored.size() == 1);
+    CHECK(stored[0].instance_id == "i-1");
 }

@@ -439,6 +439,10 @@ TEST_CASE("latent pool: an instance ended by EC2 is lost: its builds are retried
     actions = pool.reconcile({}, t0 + minutes(1) + LatentPool::launch_grace);
     REQUIRE(of<LostAction>(actions).size() == 1);
     CHECK(of<LostAction>(actions)[0].worker == w2);
+    // An operational error, as when EC2 lists it terminated (the master lists only the
+    // instances that are not: Ec2Pool's reconcile filter).
+    REQUIRE(of<AlertAction>(actions).size() == 1);
+    CHECK(of<AlertAction>(actions)[0].message.find("i-2") != std::string::npos);
 }
 
 TEST_CASE("latent pool: instances of a previous master run are terminated, never forgotten") {

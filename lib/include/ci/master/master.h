@@ -79,6 +79,9 @@ struct MasterOptions {
     /// How often the EC2 pools list their tagged instances and reconcile them with what they
     /// know (also once at start).
     std::chrono::seconds ec2_reconcile{180};
+    /// How long one EC2 call (one attempt: a timed-out call is retried like a lost answer)
+    /// may take before the pool gives up on it.
+    std::chrono::milliseconds ec2_timeout{30000};
 };
 
 /// A one-time registration token for a worker of an EC2 latent class (`slaves.<class>` with
