@@ -314,10 +314,10 @@ Status parse_complete_multipart_upload(std::string_view what, const http::Respon
     // answers CompleteMultipartUploadResult; moto 5 CompleteMultipartUploadResponse).
     pugi::xml_document document;
     const auto parsed = document.load_buffer(response.body.data(), response.body.size());
-    if (parsed && document.child("Error")) {
+    if (parsed && !document.child("Error").empty()) {
         return fail(s3_error(what, response));
     }
-    if (!parsed || !document.document_element()) {
+    if (!parsed || document.document_element().empty()) {
         return fail(ErrorCode::AwsService,
                     fmt::format("{}: {} but the answer is not an XML document ({} bytes)",
                                 what,
