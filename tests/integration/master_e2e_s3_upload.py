@@ -7,7 +7,8 @@ client):
   the same SHA-256s; a single file as PREFIX/NAME; steps do not see the secret key, and no log
   shows it;
 - an upload to a missing bucket fails its step naming the key and S3's code (NoSuchBucket);
-- an upload to a server that is down fails its step saying so;
+- an upload to a server that is down fails its step saying so; `from` through a symbolic link
+  fails its step and sends nothing;
 - a 200 MB file: the worker's peak RSS grows by at most a few parts (the number is printed).
 SKIPs (exit 77) loudly without s3rver (LIBCI_S3RVER, node) or botocore.
 """
@@ -76,6 +77,12 @@ builders:
     steps:
       - {{name: make, run: "mkdir -p out && echo x > out/x.txt"}}
       - {{name: upload, upload: {{from: out, to: s3://artifacts/down}}}}
+  link-from:
+    repository: demo
+    workers: [up]
+    steps:
+      - {{name: make, run: "mkdir -p real && echo x > real/x.txt && ln -sfn real linked"}}
+      - {{name: upload, upload: {{from: linked/x.txt, to: s3://artifacts/link}}}}
   huge:
     repository: demo
     workers: [up]
@@ -83,7 +90,7 @@ builders:
       - {{name: make, run: "truncate -s {HUGE} huge.bin"}}
       - {{name: upload, upload: {{from: huge.bin, to: s3://artifacts/huge}}}}
 schedulers:
-  force: {{type: force, builders: [docs, missing-bucket, down, huge]}}
+  force: {{type: force, builders: [docs, missing-bucket, down, link-from, huge]}}
 """
 
 
@@ -183,7 +190,7 @@ def uploads(case, s3, endpoint):
     harness.wait_for("both workers", lambda: master.connected("up/0") and
                      master.connected("down/0"), 30)
 
-    details = force(case, master, ["docs", "missing-bucket", "down"])
+    details = force(case, master, ["docs", "missing-bucket", "down", "link-from"])
 
     # The tree: every regular file, same bytes, under the prefix; the link and FIFO skipped.
     docs = details["docs"]
@@ -236,6 +243,13 @@ def uploads(case, s3, endpoint):
                "x.txt was not uploaded to s3://artifacts/down/x.txt: PUT" in log and
                "after 4 attempts" in log,
                f"an upload to a server that is down fails, saying so ({log[-400:]!r})")
+
+    # `from` through a symbolic link: the step fails, nothing is sent.
+    link = details["link-from"]
+    log = master.step_log(link["id"], 2)
+    case.check(link["result"] == "failure" and "is a symbolic link" in log,
+               f"from through a symbolic link fails the step ({log[-300:]!r})")
+    case.check(objects(s3, "link/") == {}, "nothing of it was sent")
 
     # 200 MB: the worker's peak RSS (VmHWM) before and after.
     sanitized = harness.sanitized(up.process.pid)

@@ -71,6 +71,9 @@ build::StepOutcome send_to_s3(const UploadContext& context,
 
     http::ClientOptions http_options;
     http_options.retry = aws::aws_retry_policy();
+    // Per request (a part of 8 MiB, or a small file): slow links still make it (14 KB/s), a
+    // stalled connection does not hold the step for ever. A stop waits for the current part.
+    http_options.timeout = std::chrono::minutes(10);
     std::shared_ptr<http::Client> http = http::make_client(http_options);
     aws::CredentialsChainOptions chain;
     chain.environment = env;
