@@ -1123,7 +1123,10 @@ void Checker::check_upload(const Entry& entry, const std::string& path, Upload& 
     if (out.to.starts_with("s3://")) {
         const auto rest = std::string_view(out.to).substr(5);
         const auto bucket = rest.substr(0, rest.find('/'));
-        const auto prefix = bucket.size() < rest.size() ? rest.substr(bucket.size() + 1) : "";
+        auto prefix = bucket.size() < rest.size() ? rest.substr(bucket.size() + 1) : "";
+        if (prefix.ends_with('/')) {
+            prefix.remove_suffix(1); // "s3://bucket/docs/" is "s3://bucket/docs"
+        }
         if (!valid_bucket_name(bucket)) {
             reader_.error(node,
                           fields.path("to"),
@@ -1134,11 +1137,6 @@ void Checker::check_upload(const Entry& entry, const std::string& path, Upload& 
                           fields.path("to"),
                           fmt::format("the S3 prefix: {}",
                                       build::check_relative_path(prefix).error().message));
-        } else {
-            reader_.warning(node,
-                            fields.path("to"),
-                            "not used yet: uploads to S3 are not sent yet (this step fails when "
-                            "it runs); uploads to the master (to: NAME) are sent");
         }
         return;
     }

@@ -2,8 +2,10 @@
 // connection cache lets every request to a host reuse its connection; retries with exponential
 // backoff and full jitter.
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <memory>
@@ -16,6 +18,7 @@
 
 #include <curl/curl.h>
 #include <fmt/format.h>
+#include <sys/types.h>
 
 #include <ci/core/log.h>
 #include <ci/http/client.h>
@@ -39,16 +42,21 @@ struct UploadSource {
     std::string_view memory;
     std::size_t offset = 0;
     std::FILE* file = nullptr;
+    std::uint64_t file_left = 0; // bytes of the file still to send
 };
 
 std::size_t read_upload(char* buffer, std::size_t size, std::size_t count, void* user) {
     auto* source = static_cast<UploadSource*>(user);
     const std::size_t capacity = size * count;
     if (source->file != nullptr) {
-        const std::size_t n = std::fread(buffer, 1, capacity, source->file);
-        if (n == 0 && std::ferror(source->file) != 0) {
+        const auto wanted =
+            static_cast<std::size_t>(std::min<std::uint64_t>(capacity, source->file_left));
+        const std::size_t n = std::fread(buffer, 1, wanted, source->file);
+        if (n == 0 && wanted > 0) {
+            // An error, or a file that became shorter than the size curl announced.
             return CURL_READFUNC_ABORT;
         }
+        source->file_left -= n;
         return n;
     }
     const std::size_t n = std::min(capacity, source->memory.size() - source->offset);
@@ -246,9 +254,24 @@ private:
                         "{}: read body {}: {}", what, request.body_file, std::strerror(error)),
                     error);
             }
-            std::fseek(file.get(), 0, SEEK_END);
-            upload_size = static_cast<curl_off_t>(std::ftell(file.get()));
-            std::rewind(file.get());
+            ::fseeko(file.get(), 0, SEEK_END);
+            const auto file_size =
+                static_cast<std::uint64_t>(std::max<off_t>(::ftello(file.get()), 0));
+            const std::uint64_t offset = std::min(request.body_offset, file_size);
+            const std::uint64_t left = file_size - offset;
+            upload.file_left = request.body_size == 0 ? left : std::min(request.body_size, left);
+            if (request.body_size != 0 && upload.file_left < request.body_size) {
+                return fail(ErrorCode::Io,
+                            fmt::format("{}: read body {}: the file has {} bytes, fewer than the "
+                                        "{} from offset {} to send",
+                                        what,
+                                        request.body_file,
+                                        file_size,
+                                        request.body_size,
+                                        request.body_offset));
+            }
+            ::fseeko(file.get(), static_cast<off_t>(offset), SEEK_SET);
+            upload_size = static_cast<curl_off_t>(upload.file_left);
             upload.file = file.get();
         } else {
             upload.memory = request.body;

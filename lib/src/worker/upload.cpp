@@ -17,15 +17,6 @@ namespace ci::worker {
 namespace fs = std::filesystem;
 namespace protocol = master::protocol;
 
-namespace {
-
-struct Scan {
-    std::vector<protocol::UploadFile> files;
-    std::vector<fs::path> sources; // the file each entry is read from (empty for directories)
-    std::uint64_t bytes = 0;
-    std::size_t skipped = 0;
-};
-
 build::StepOutcome ended(BuildResult result, std::string description) {
     build::StepOutcome outcome;
     outcome.result = result;
@@ -33,31 +24,40 @@ build::StepOutcome ended(BuildResult result, std::string description) {
     return outcome;
 }
 
+namespace {
+
 int mode_of(const fs::path& path) {
     struct stat info {};
     return ::lstat(path.c_str(), &info) == 0 ? static_cast<int>(info.st_mode & 07777) : 0644;
 }
 
-// Adds the regular file `path` as `relative`, with its size and SHA-256.
-Status add_file(Scan& scan, const fs::path& path, const std::string& relative) {
+// Adds the regular file `path` as `relative`, with its size and (when `hash`) SHA-256.
+Status add_file(UploadScan& scan, const fs::path& path, const std::string& relative, bool hash) {
     std::error_code error;
     const auto size = fs::file_size(path, error);
     if (error) {
         return fail(ErrorCode::Io, fmt::format("{}: {}", path.string(), error.message()));
     }
-    auto digest = crypto::sha256_file(path);
-    if (!digest) {
-        return fail(digest.error());
+    std::string sha256;
+    if (hash) {
+        auto digest = crypto::sha256_file(path);
+        if (!digest) {
+            return fail(digest.error());
+        }
+        sha256 = crypto::to_hex(*digest);
     }
     scan.files.push_back(protocol::UploadFile{
-        relative, false, static_cast<std::int64_t>(size), mode_of(path), crypto::to_hex(*digest)});
+        relative, false, static_cast<std::int64_t>(size), mode_of(path), std::move(sha256)});
     scan.sources.push_back(path);
     scan.bytes += size;
     return {};
 }
 
-Result<Scan> scan(const fs::path& from, const std::function<void(std::string_view)>& output) {
-    Scan out;
+} // namespace
+
+Result<UploadScan>
+scan_upload(const fs::path& from, bool hash, const std::function<void(std::string_view)>& output) {
+    UploadScan out;
     std::error_code error;
     const auto status = fs::symlink_status(from, error);
     if (error || !fs::exists(status)) {
@@ -70,7 +70,7 @@ Result<Scan> scan(const fs::path& from, const std::function<void(std::string_vie
                                 from.string()));
     }
     if (fs::is_regular_file(status)) {
-        if (auto added = add_file(out, from, from.filename().string()); !added) {
+        if (auto added = add_file(out, from, from.filename().string(), hash); !added) {
             return fail(added.error());
         }
         return out;
@@ -107,7 +107,7 @@ Result<Scan> scan(const fs::path& from, const std::function<void(std::string_vie
             out.files.push_back(protocol::UploadFile{relative, true, 0, mode_of(entry.path()), {}});
             out.sources.emplace_back();
         } else if (fs::is_regular_file(kind)) {
-            if (auto added = add_file(out, entry.path(), relative); !added) {
+            if (auto added = add_file(out, entry.path(), relative, hash); !added) {
                 return fail(added.error());
             }
         } else {
@@ -116,6 +116,8 @@ Result<Scan> scan(const fs::path& from, const std::function<void(std::string_vie
     }
     return out;
 }
+
+namespace {
 
 // The answer of type T, or the outcome that ends the step without one.
 template <class T>
@@ -185,11 +187,9 @@ std::optional<build::StepOutcome> send_file(const UploadContext& context,
 build::StepOutcome
 send_upload(const UploadContext& context, const config::Upload& upload, const fs::path& from) {
     if (upload.to.starts_with("s3://")) {
-        return ended(BuildResult::Failure,
-                     "uploads to S3 (to: s3://...) are not sent yet: this libci accepts them in "
-                     "its config only");
+        return send_to_s3(context, upload, from);
     }
-    auto scanned = scan(from, context.output);
+    auto scanned = scan_upload(from, /*hash=*/true, context.output);
     if (!scanned) {
         return ended(BuildResult::Failure, scanned.error().message);
     }

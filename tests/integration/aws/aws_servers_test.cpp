@@ -4,6 +4,8 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <optional>
 #include <regex>
 #include <string>
@@ -132,6 +134,45 @@ ci::aws::Ec2Client ec2_client(const std::string& endpoint,
                               ci::aws::Ec2Endpoint{"us-east-1", endpoint});
 }
 
+// A file of `size` bytes that differ from part to part (a part sent twice or out of order would
+// show).
+std::filesystem::path patterned_file(const std::filesystem::path& path, std::size_t size) {
+    std::string content(size, '\0');
+    for (std::size_t i = 0; i < content.size(); ++i) {
+        content[i] = static_cast<char>((i * 31 + i / 4096) % 251);
+    }
+    return ci::test::write_file(path, content);
+}
+
+std::string read_all(const std::filesystem::path& path) {
+    std::ifstream in(path, std::ios::binary);
+    return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+// The multipart uploads S3 still holds for `bucket` (ListMultipartUploads), as its XML.
+std::string list_multipart_uploads(const std::string& endpoint,
+                                   const ci::aws::Credentials& credentials,
+                                   const std::string& bucket) {
+    auto request =
+        ci::aws::make_s3_request(ci::aws::S3Endpoint{"us-east-1", endpoint, {}}, "GET", bucket, "");
+    REQUIRE_OK(request);
+    request->query = "uploads";
+    ci::aws::SigningParams params;
+    params.region = "us-east-1";
+    params.service = "s3";
+    params.time = std::chrono::system_clock::now();
+    params.normalize_path = false;
+    params.double_uri_encode = false;
+    params.add_content_sha256_header = true;
+    auto signature = ci::aws::sign(*request, credentials, params);
+    REQUIRE_OK(signature);
+    auto response = http_client()->send(ci::aws::apply(*request, *signature));
+    REQUIRE_OK(response);
+    INFO(response->body);
+    REQUIRE(response->status == 200);
+    return response->body;
+}
+
 } // namespace
 
 TEST_CASE("aws servers: S3 against moto_server, which checks every signature") {
@@ -179,6 +220,52 @@ TEST_CASE("aws servers: S3 against moto_server, which checks every signature") {
         REQUIRE_OK(big);
         REQUIRE(big->has_value());
         CHECK((*big)->body == content);
+    }
+    SUBCASE("a file larger than a part goes in signed parts; a stop aborts the upload") {
+        ci::test::TempDir dir;
+        const auto path = patterned_file(dir / "big.bin", (11U << 20U) + 123);
+        std::vector<std::uint64_t> progress;
+        ci::aws::UploadFileInput file;
+        file.bucket = "wheels";
+        file.key = "dist/big.bin";
+        file.path = path.string();
+        file.part_size = ci::aws::min_part_size;
+        file.progress = [&](std::uint64_t sent) {
+            progress.push_back(sent);
+            return true;
+        };
+        auto uploaded = s3.upload_file(file);
+        REQUIRE_OK(uploaded);
+        CHECK(uploaded->parts == 3);
+        CHECK(uploaded->size == (11U << 20U) + 123);
+        CHECK(progress == std::vector<std::uint64_t>{5U << 20U, 10U << 20U, (11U << 20U) + 123});
+        auto back = s3.get_object("wheels", "dist/big.bin");
+        REQUIRE_OK(back);
+        REQUIRE(back->has_value());
+        CHECK((*back)->body == read_all(path));
+        // A multipart object's ETag is "<md5 of the parts' md5s>-<parts>".
+        CHECK((*back)->head.etag.ends_with("-3"));
+
+        file.key = "dist/stopped.bin";
+        file.progress = [](std::uint64_t) { return false; };
+        auto stopped = s3.upload_file(file);
+        REQUIRE_FALSE(stopped.has_value());
+        CHECK(stopped.error().code == ci::ErrorCode::Cancelled);
+        CHECK(stopped.error().message.find("aborting") == std::string::npos);
+        auto none = s3.head_object("wheels", "dist/stopped.bin");
+        REQUIRE_OK(none);
+        CHECK_FALSE(none->has_value());
+        // Aborted: S3 keeps none of its parts.
+        CHECK(
+            list_multipart_uploads(moto->endpoint, moto->credentials, "wheels").find("<Upload>") ==
+            std::string::npos);
+
+        file.key = "small.bin";
+        file.path = patterned_file(dir / "small.bin", 1000).string();
+        file.progress = {};
+        auto small = s3.upload_file(file);
+        REQUIRE_OK(small);
+        CHECK(small->parts == 0);
     }
     SUBCASE("listing, deleting, and a missing object") {
         // No '/' in the prefix: moto rejects correctly signed queries holding %2F (see
@@ -315,4 +402,27 @@ TEST_CASE("aws servers: S3 against s3rver, with listings over several pages") {
     REQUIRE(all->size() == count);
     CHECK(all->front().key == "fedora20-x86_64/pkg0000-1.0-py3-none-any.whl");
     CHECK(all->back().key == "fedora20-x86_64/pkg1049-1.0-py3-none-any.whl");
+
+    SUBCASE("multipart uploads, and a missing bucket named with S3's code") {
+        const auto path = patterned_file(data.path() / ".." / "s3rver-big.bin", (12U << 20U) + 7);
+        ci::aws::UploadFileInput file;
+        file.bucket = "wheelhouse";
+        file.key = "docs/a b/big.bin";
+        file.path = path.string();
+        file.part_size = ci::aws::min_part_size;
+        auto uploaded = s3.upload_file(file);
+        REQUIRE_OK(uploaded);
+        CHECK(uploaded->parts == 3);
+        auto back = s3.get_object("wheelhouse", "docs/a b/big.bin");
+        REQUIRE_OK(back);
+        REQUIRE(back->has_value());
+        CHECK((*back)->body == read_all(path));
+
+        file.bucket = "missing";
+        auto missing = s3.upload_file(file);
+        REQUIRE_FALSE(missing.has_value());
+        CHECK(missing.error().message.starts_with(
+            "POST s3://missing/docs/a b/big.bin (CreateMultipartUpload): 404 NoSuchBucket"));
+        std::filesystem::remove(path);
+    }
 }

@@ -150,3 +150,132 @@ TEST_CASE("s3: object heads and errors from responses") {
     CHECK(ci::aws::s3_error("HEAD s3://b/k", head_denied).message ==
           "HEAD s3://b/k: 403 Forbidden (request id R1)");
 }
+
+TEST_CASE("s3: multipart parts are planned within S3's limits") {
+    constexpr std::uint64_t mib = 1ULL << 20U;
+    auto parts = ci::aws::plan_parts(20 * mib + 1, 8 * mib);
+    REQUIRE_OK(parts);
+    REQUIRE(parts->size() == 3);
+    CHECK((*parts)[0] == ci::aws::PartPlan{1, 0, 8 * mib});
+    CHECK((*parts)[1] == ci::aws::PartPlan{2, 8 * mib, 8 * mib});
+    CHECK((*parts)[2] == ci::aws::PartPlan{3, 16 * mib, 4 * mib + 1});
+
+    auto exact = ci::aws::plan_parts(16 * mib, 8 * mib);
+    REQUIRE_OK(exact);
+    CHECK(exact->size() == 2);
+    CHECK(exact->back().size == 8 * mib);
+
+    SUBCASE("a file that would need more than 10,000 parts gets larger parts") {
+        const std::uint64_t size = 100'000 * mib; // ~98 GiB: 12,500 parts of 8 MiB
+        auto big = ci::aws::plan_parts(size, 8 * mib);
+        REQUIRE_OK(big);
+        CHECK(big->size() <= 10'000);
+        CHECK(big->front().size == 10 * mib);
+        std::uint64_t total = 0;
+        bool contiguous = true;
+        for (std::size_t i = 0; i < big->size(); ++i) {
+            contiguous = contiguous && (*big)[i].number == static_cast<int>(i) + 1 &&
+                         (*big)[i].offset == total;
+            total += (*big)[i].size;
+        }
+        CHECK(contiguous);
+        CHECK(total == size);
+    }
+    SUBCASE("sizes S3 refuses") {
+        CHECK(ci::aws::plan_parts(10 * mib, 5 * mib - 1).error().code ==
+              ci::ErrorCode::InvalidArgument);
+        CHECK_FALSE(ci::aws::plan_parts(10 * mib, (5ULL << 30U) + 1).has_value());
+        auto huge = ci::aws::plan_parts(10'000 * (5ULL << 30U) + 1, 8 * mib);
+        REQUIRE_FALSE(huge.has_value());
+        CHECK(huge.error().message.find("more than S3 takes") != std::string::npos);
+    }
+}
+
+TEST_CASE("s3: multipart requests") {
+    const S3Endpoint endpoint{"us-east-1", "http://h:1", {}};
+    auto create = ci::aws::make_create_multipart_upload(endpoint, "b", "dir/big file", "text/x");
+    REQUIRE_OK(create);
+    CHECK(create->method == "POST");
+    CHECK(create->path == "/b/dir/big%20file");
+    CHECK(create->query == "uploads");
+    CHECK(*ci::http::find_header(create->headers, "content-type") == "text/x");
+
+    auto part = ci::aws::make_upload_part(
+        endpoint, "b", "k", "id/with+signs", ci::aws::PartPlan{3, 100, 50}, "/tmp/f");
+    REQUIRE_OK(part);
+    CHECK(part->method == "PUT");
+    CHECK(part->query == "partNumber=3&uploadId=id%2Fwith%2Bsigns");
+    CHECK(part->body_file == "/tmp/f");
+    CHECK(part->body_offset == 100);
+    CHECK(part->body_size == 50);
+    CHECK_FALSE(ci::aws::make_upload_part(endpoint, "b", "k", "i", {0, 0, 1}, "/f").has_value());
+    CHECK_FALSE(
+        ci::aws::make_upload_part(endpoint, "b", "k", "i", {10'001, 0, 1}, "/f").has_value());
+
+    auto complete =
+        ci::aws::make_complete_multipart_upload(endpoint, "b", "k", "ID", {{1, "aa"}, {2, "b<&>"}});
+    REQUIRE_OK(complete);
+    CHECK(complete->method == "POST");
+    CHECK(complete->query == "uploadId=ID");
+    CHECK(complete->body ==
+          "<?xml version=\"1.0\"?><CompleteMultipartUpload "
+          "xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Part><PartNumber>1</PartNumber>"
+          "<ETag>\"aa\"</ETag></Part><Part><PartNumber>2</PartNumber><ETag>\"b&lt;&amp;&gt;\""
+          "</ETag></Part></CompleteMultipartUpload>");
+
+    auto abort = ci::aws::make_abort_multipart_upload(endpoint, "b", "k", "ID");
+    REQUIRE_OK(abort);
+    CHECK(abort->method == "DELETE");
+    CHECK(abort->query == "uploadId=ID");
+    CHECK(abort->body.empty());
+
+    CHECK_FALSE(ci::aws::make_create_multipart_upload(endpoint, "b", "", "").has_value());
+    CHECK_FALSE(ci::aws::make_abort_multipart_upload(endpoint, "", "k", "ID").has_value());
+}
+
+TEST_CASE("s3: multipart answers") {
+    auto id = ci::aws::parse_initiate_multipart_upload(
+        R"(<?xml version="1.0" encoding="UTF-8"?>
+<InitiateMultipartUploadResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">
+  <Bucket>b</Bucket><Key>k</Key><UploadId>VXBsb2FkIElE</UploadId>
+</InitiateMultipartUploadResult>)");
+    REQUIRE_OK(id);
+    CHECK(*id == "VXBsb2FkIElE");
+    CHECK_FALSE(ci::aws::parse_initiate_multipart_upload("<Error/>").has_value());
+    CHECK_FALSE(ci::aws::parse_initiate_multipart_upload(
+                    "<InitiateMultipartUploadResult><UploadId/></InitiateMultipartUploadResult>")
+                    .has_value());
+    CHECK_FALSE(ci::aws::parse_initiate_multipart_upload("<<<").has_value());
+
+    ci::http::Response done;
+    done.status = 200;
+    done.body = "<CompleteMultipartUploadResult><ETag>\"x-3\"</ETag>"
+                "</CompleteMultipartUploadResult>";
+    CHECK(ci::aws::parse_complete_multipart_upload("POST s3://b/k", done).has_value());
+
+    SUBCASE("a 200 whose body is an Error is a failure naming S3's code") {
+        ci::http::Response failed;
+        failed.status = 200;
+        failed.body = "<Error><Code>InternalError</Code><Message>We encountered an internal "
+                      "error.</Message><RequestId>R1</RequestId></Error>";
+        auto status = ci::aws::parse_complete_multipart_upload("POST s3://b/k", failed);
+        REQUIRE_FALSE(status.has_value());
+        CHECK(status.error().code == ci::ErrorCode::AwsService);
+        CHECK(status.error().message ==
+              "POST s3://b/k: 200 InternalError: We encountered an internal error. (request id "
+              "R1)");
+    }
+    SUBCASE("no document, or an error status") {
+        ci::http::Response odd;
+        odd.status = 200;
+        odd.body = "<CompleteMultipartUploadResult";
+        CHECK_FALSE(ci::aws::parse_complete_multipart_upload("POST s3://b/k", odd).has_value());
+        odd.body.clear();
+        CHECK_FALSE(ci::aws::parse_complete_multipart_upload("POST s3://b/k", odd).has_value());
+        odd.status = 400;
+        odd.body = "<Error><Code>InvalidPart</Code><Message>m</Message></Error>";
+        auto status = ci::aws::parse_complete_multipart_upload("POST s3://b/k", odd);
+        REQUIRE_FALSE(status.has_value());
+        CHECK(status.error().message.starts_with("POST s3://b/k: 400 InvalidPart: m"));
+    }
+}

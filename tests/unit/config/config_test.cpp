@@ -1417,14 +1417,17 @@ TEST_CASE("config: upload steps, after_upload and buildmaster.max_upload_size") 
         CHECK(has_error(errors, "builders.app-tests.steps[9].upload.to", "bucket name"));
         CHECK(has_error(errors, "builders.app-tests.steps[10].after_upload", "not for an S3"));
     }
-    SUBCASE("an S3 destination is accepted, reported as not used yet") {
+    SUBCASE("an S3 destination is accepted without a diagnostic (the worker sends it)") {
         auto checked = ci::config::parse_config(
             std::string(minimal_pipeline) +
-                "      - {name: s3, upload: {from: docs, to: \"s3://docs-bucket/v1\"}}\n",
+                "      - {name: s3, upload: {from: docs, to: \"s3://docs-bucket/v1/\"}}\n",
             "test.yml");
         REQUIRE(checked.ok());
-        CHECK(all_diagnostics(checked).find(
-                  "builders.app-tests.steps[1].upload.to: not used yet") != std::string::npos);
+        CHECK(all_diagnostics(checked).find("upload.to") == std::string::npos);
+        const auto& steps = checked.config->builders.at("app-tests").steps;
+        REQUIRE(steps.size() == 2);
+        REQUIRE(steps[1].upload.has_value());
+        CHECK(steps[1].upload->to == "s3://docs-bucket/v1/");
     }
 }
 

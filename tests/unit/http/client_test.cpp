@@ -212,6 +212,28 @@ TEST_CASE("http client: a body streamed from a file arrives whole, on every atte
     REQUIRE_FALSE(missing.has_value());
     CHECK(missing.error().code == ci::ErrorCode::Io);
     CHECK(missing.error().message.find("absent.bin") != std::string::npos);
+
+    // A range of the file (a multipart upload's part), sent again whole on a retry.
+    calls = 0;
+    request.body_file = file.string();
+    request.body_offset = 1000;
+    request.body_size = 5000;
+    auto part = fast_client(2)->send(request);
+    REQUIRE_OK(part);
+    CHECK(part->attempts == 2);
+    const auto parts = server.requests();
+    REQUIRE(parts.size() == 4); // the two above (the missing file sent none), and these two
+    CHECK(parts[2].body == content.substr(1000, 5000));
+    CHECK(parts[3].body == content.substr(1000, 5000));
+    request.body_size = 0; // the rest of the file
+    REQUIRE_OK(fast_client(1)->send(request));
+    CHECK(server.requests().back().body == content.substr(1000));
+    request.body_offset = content.size() - 10;
+    request.body_size = 11; // past the end: refused before anything is sent
+    auto past = fast_client(1)->send(request);
+    REQUIRE_FALSE(past.has_value());
+    CHECK(past.error().code == ci::ErrorCode::Io);
+    CHECK(server.requests().size() == 5);
 }
 
 TEST_CASE("http client: one client serves several threads at once") {

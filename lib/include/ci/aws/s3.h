@@ -87,6 +87,49 @@ struct PutObjectInput {
     std::map<std::string, std::string> metadata; ///< sent as x-amz-meta-<name>
 };
 
+/// One part of a multipart upload: its number (1 to 10,000) and where it is in the file.
+struct PartPlan {
+    int number = 0;
+    std::uint64_t offset = 0;
+    std::uint64_t size = 0;
+    friend bool operator==(const PartPlan&, const PartPlan&) = default;
+};
+
+/// A part S3 has stored: its number and the ETag UploadPart answered (without quotes).
+struct UploadedPart {
+    int number = 0;
+    std::string etag;
+    friend bool operator==(const UploadedPart&, const UploadedPart&) = default;
+};
+
+/// S3's limits on multipart uploads.
+inline constexpr std::uint64_t min_part_size = 5ULL << 20U; ///< every part but the last
+inline constexpr std::uint64_t max_part_size = 5ULL << 30U;
+inline constexpr int max_parts = 10000;
+/// The part size upload_file uses unless told otherwise (files up to it go in one PUT).
+inline constexpr std::uint64_t default_part_size = 8ULL << 20U;
+
+/// What upload_file sends: a file from disk, in one PUT up to `part_size` bytes, else as a
+/// multipart upload of parts of `part_size` bytes (more when the file would need more than
+/// 10,000 parts), each streamed from the file: memory stays bounded by curl's buffers, whatever
+/// the file's size.
+struct UploadFileInput {
+    std::string bucket;
+    std::string key;
+    std::string path; ///< the file
+    std::string content_type;
+    std::uint64_t part_size = default_part_size; ///< at least min_part_size
+    /// Called after each PUT (a whole small file, or a part) with the bytes of the file sent so
+    /// far; returning false stops the upload (Cancelled; a multipart upload is aborted).
+    std::function<bool(std::uint64_t sent)> progress;
+};
+
+/// How upload_file sent a file.
+struct UploadFileResult {
+    std::uint64_t size = 0;
+    int parts = 0; ///< 0: a single PUT
+};
+
 // Pure builders: requests not yet signed. Keys are encoded here (every byte but unreserved ones
 // and '/').
 
@@ -105,7 +148,46 @@ struct PutObjectInput {
                                                          int max_keys = 1000,
                                                          std::string_view delimiter = {});
 
+/// The parts of a file of `size` bytes in parts of `part_size` (raised so that there are at most
+/// 10,000): numbered from 1, the last one shorter. InvalidArgument for a part_size below
+/// min_part_size or above max_part_size, or a file too large for 10,000 parts of the maximum.
+[[nodiscard]] Result<std::vector<PartPlan>> plan_parts(std::uint64_t size, std::uint64_t part_size);
+/// CreateMultipartUpload: POST /key?uploads, with the object's content type.
+[[nodiscard]] Result<http::Request> make_create_multipart_upload(const S3Endpoint& endpoint,
+                                                                 std::string_view bucket,
+                                                                 std::string_view key,
+                                                                 std::string_view content_type);
+/// UploadPart: PUT /key?partNumber=N&uploadId=ID whose body is `part` of `file` (streamed).
+[[nodiscard]] Result<http::Request> make_upload_part(const S3Endpoint& endpoint,
+                                                     std::string_view bucket,
+                                                     std::string_view key,
+                                                     std::string_view upload_id,
+                                                     const PartPlan& part,
+                                                     const std::string& file);
+/// CompleteMultipartUpload: POST /key?uploadId=ID with the list of parts (number and ETag, in
+/// order) as its XML body.
+[[nodiscard]] Result<http::Request>
+make_complete_multipart_upload(const S3Endpoint& endpoint,
+                               std::string_view bucket,
+                               std::string_view key,
+                               std::string_view upload_id,
+                               const std::vector<UploadedPart>& parts);
+/// AbortMultipartUpload: DELETE /key?uploadId=ID.
+[[nodiscard]] Result<http::Request> make_abort_multipart_upload(const S3Endpoint& endpoint,
+                                                                std::string_view bucket,
+                                                                std::string_view key,
+                                                                std::string_view upload_id);
+
 // Pure parsers.
+
+/// The UploadId of an InitiateMultipartUploadResult document; AwsService when there is none.
+[[nodiscard]] Result<std::string> parse_initiate_multipart_upload(std::string_view xml);
+/// A CompleteMultipartUpload answer: S3 may answer 200 and still fail, with an Error document
+/// in the body (e.g. InternalError after a long assembly). An Error document is the Error for
+/// `what` ("<what>: 200 <Code>: ..."), a body that is no XML document an AwsService error, any
+/// other document (CompleteMultipartUploadResult) success.
+[[nodiscard]] Status parse_complete_multipart_upload(std::string_view what,
+                                                     const http::Response& response);
 
 /// A ListObjectsV2 result document. Fails with AwsService when it is not one.
 [[nodiscard]] Result<ListObjectsPage> parse_list_objects_v2(std::string_view xml);
@@ -125,6 +207,12 @@ public:
 
     /// Uploads an object. A body_file is hashed once, then streamed.
     [[nodiscard]] Status put_object(const PutObjectInput& input);
+    /// Uploads a file: one PUT up to input.part_size bytes, else a multipart upload
+    /// (CreateMultipartUpload, UploadPart for each part, CompleteMultipartUpload; on any failure
+    /// or a stop, AbortMultipartUpload, so that S3 keeps no parts). Each PUT's payload is hashed
+    /// from the file, then streamed from it. Errors name the request ("PUT s3://b/k part 3 of
+    /// 25: 503 SlowDown: ...").
+    [[nodiscard]] Result<UploadFileResult> upload_file(const UploadFileInput& input);
     /// The object, or nullopt when there is none.
     [[nodiscard]] Result<std::optional<Object>> get_object(std::string_view bucket,
                                                            std::string_view key);

@@ -4,6 +4,7 @@
 /// HTTP requests and responses as plain values. Building a request, signing it and parsing a
 /// response are pure functions of these; only the client (lib/src/http) touches the network.
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -33,6 +34,10 @@ struct Request {
     std::string body;
     /// When set, the body is this file's content, streamed from disk (`body` is then ignored).
     std::string body_file;
+    /// With body_file: the body is `body_size` bytes of the file from `body_offset` (a part of a
+    /// multipart upload); body_size 0 means the rest of the file.
+    std::uint64_t body_offset = 0;
+    std::uint64_t body_size = 0;
 
     /// "scheme://host/path?query".
     [[nodiscard]] std::string url() const;
