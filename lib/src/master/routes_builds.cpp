@@ -249,7 +249,7 @@ public:
     }
 
 private:
-    static constexpr std::size_t page_bytes = 256 * 1024;
+    static constexpr std::size_t page_bytes = std::size_t{256} * 1024;
 
     bool write(std::string text) {
         if (text.empty()) {
