@@ -189,6 +189,9 @@ void Coordinator::step_finished(std::int64_t id, const protocol::StepFinished& f
     if (step) {
         step->description = finished.description;
         step->tests = finished.tests;
+        if (finished.tests) {
+            p_.reports.step_tests(id, *finished.tests);
+        }
         step->properties = finished.properties;
         p_.writes.post(
             fmt::format("the end of step {} of build {}", finished.step, id),
