@@ -2,9 +2,9 @@
 """Zulip summaries on a local Zulip that checks them as Zulip does: a push whose builders pass
 and fail gets one summary once all of them ended, in its stream and topic, with each builder's
 result, link and JUnit test counts, the failing step's last lines and the failed test's name; a
-failure on the default branch also goes to the critical stream. Then Zulip down while a push's summary is
-queued and the master killed with -9: after the restart and Zulip's return it arrives once, and
-nothing sent before the kill is sent again."""
+failure on the default branch also goes to the critical stream. Then Zulip down while a push's
+summary is queued and the master killed with -9: after the restart and Zulip's return it arrives
+once, and nothing sent before the kill is sent again."""
 
 import signal
 import time

@@ -414,3 +414,25 @@ TEST_CASE("metrics: builds are counted by worker class and branch type") {
     CHECK(text.find("ci_build_duration_seconds_count{builder=\"acceptance\",worker_class="
                     "\"linux\",branch_type=\"release\"} 2\n") != std::string::npos);
 }
+
+TEST_CASE("metrics: uploads by builder, and the bytes kept as results") {
+    ci::master::Metrics metrics;
+    CHECK(ci::master::prometheus_text(metrics.snapshot(), {}).find("ci_upload_bytes_total{") ==
+          std::string::npos);     // no upload yet: no series
+    metrics.results_bytes = 1000; // a sweep measured it
+    metrics.upload_received("pkg/deb", 300);
+    metrics.upload_received("pkg/deb", 200);
+    metrics.upload_stored("pkg/deb", 7);
+    metrics.upload_failed("pkg/deb");
+    metrics.upload_failed("docs");
+    const auto text = ci::master::prometheus_text(metrics.snapshot(), {});
+    INFO(text);
+    CHECK(text.find("# TYPE ci_upload_bytes_total counter\n") != std::string::npos);
+    CHECK(text.find("ci_upload_bytes_total{builder=\"pkg/deb\"} 500\n") != std::string::npos);
+    CHECK(text.find("ci_upload_files_total{builder=\"pkg/deb\"} 7\n") != std::string::npos);
+    CHECK(text.find("ci_upload_failures_total{builder=\"pkg/deb\"} 1\n") != std::string::npos);
+    CHECK(text.find("ci_upload_failures_total{builder=\"docs\"} 1\n") != std::string::npos);
+    CHECK(text.find("ci_upload_bytes_total{builder=\"docs\"} 0\n") != std::string::npos);
+    CHECK(text.find("# TYPE ci_results_bytes gauge\n") != std::string::npos);
+    CHECK(text.find("ci_results_bytes 1500\n") != std::string::npos); // what uploads wrote since
+}
