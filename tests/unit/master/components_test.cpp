@@ -250,6 +250,35 @@ TEST_CASE("running builds: events followers get an end event with the step's res
     CHECK(stream->finished);
 }
 
+TEST_CASE("running builds: log file watchers register while their step may still write") {
+    struct Watcher final : ci::master::LogfileWatcher {
+        void stored() override {}
+        void ended() override {}
+    };
+    ci::master::RunningBuilds running;
+    const auto t = std::chrono::system_clock::now();
+    running.add(ci::store::Build{12, 1, "tests", "w", t, {}, {}, {}, {}, {}}, {});
+    const auto early = std::make_shared<Watcher>();
+    const auto other = std::make_shared<Watcher>();
+    CHECK(running.watch_logfile(12, 1, "test.log", early)); // step 1 has not started yet
+    REQUIRE(running.step_started(12, 1, "test", t));
+    CHECK(running.watch_logfile(12, 2, "other.log", other));
+    using Watchers = std::vector<std::shared_ptr<ci::master::LogfileWatcher>>;
+    CHECK(running.logfile_watchers(12, 1, "test.log") == Watchers{early});
+    CHECK(running.logfile_watchers(12, 1, "other.log").empty());
+    CHECK(running.logfile_watchers(99, 1, "test.log").empty()); // no such build
+    REQUIRE(running.step_finished(12, 1, ci::BuildResult::Success, 0, t));
+    // The step ended: nobody registers for it any more; its watchers are taken once.
+    CHECK_FALSE(running.watch_logfile(12, 1, "test.log", std::make_shared<Watcher>()));
+    CHECK(running.take_logfile_watchers(12, 1) == Watchers{early});
+    CHECK(running.take_logfile_watchers(12, 1).empty());
+    CHECK(running.logfile_watchers(12, 1, "test.log").empty());
+    // The build's end takes every step's.
+    REQUIRE(running.end(12, ci::BuildResult::Success, t));
+    CHECK_FALSE(running.watch_logfile(12, 3, "late.log", std::make_shared<Watcher>()));
+    CHECK(running.take_logfile_watchers(12, -1) == Watchers{other});
+}
+
 TEST_CASE("running builds: a build on its request's last try ends exception, not retry") {
     ci::master::RunningBuilds running;
     const auto t = std::chrono::system_clock::now();
