@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Commit statuses on a local GitHub that checks them as GitHub does: a passing and a failing
-branch get pending, pending with the build's link, then success or failure, on the pushed tip
-(never the merge commit), once each, in order; a builder of failing_builders reports nothing
+branch get pending, pending with the build's link, then success or failure (with the JUnit test
+counts and the failed test's name in the description), on the pushed tip (never the merge
+commit), once each, in order; a builder of failing_builders reports nothing
 unless forced with report_expected_failures: true; a builder outside github.builders reports
 nothing."""
 
@@ -32,6 +33,15 @@ def main(case):
         case.check(fake.accepted(tip, "libci/tests") == [PENDING, STARTED, (result, True)],
                    f"{tip[:12]} libci/tests: pending, pending with a link, {result}, once each "
                    f"({fake.accepted(tip, 'libci/tests')})")
+    # The JUnit counts of builder tests (TEST_SCRIPT's reports/junit.xml) in the final status.
+    finals = {s["sha"]: s.get("description") for s in fake.statuses
+              if s.get("context") == "libci/tests" and s["state"] != "pending"}
+    case.check(finals.get(tips["feature/pass"]) == "Build succeeded: 2 tests passed, 1 skipped",
+               f"the success status gives the test counts ({finals.get(tips['feature/pass'])!r})")
+    case.check(finals.get(tips["feature/fail"]) ==
+               "Build failed: 1 of 3 tests failed (app.Tests.test_broken)",
+               f"the failure status gives the counts and the failed test "
+               f"({finals.get(tips['feature/fail'])!r})")
     merges = {b["merge_commit"] for b in master.builds()}
     case.check(all(s["sha"] in expected for s in fake.statuses) and
                not merges & {s["sha"] for s in fake.statuses},

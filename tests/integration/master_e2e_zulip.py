@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """Zulip summaries on a local Zulip that checks them as Zulip does: a push whose builders pass
 and fail gets one summary once all of them ended, in its stream and topic, with each builder's
-result and link, the failing step's last lines and the failed test's name; a failure on the
-default branch also goes to the critical stream. Then Zulip down while a push's summary is
-queued and the master killed with -9: after the restart and Zulip's return it arrives once, and
-nothing sent before the kill is sent again."""
+result, link and JUnit test counts, the failing step's last lines and the failed test's name; a
+failure on the default branch also goes to the critical stream. Then Zulip down while a push's
+summary is queued and the master killed with -9: after the restart and Zulip's return it arrives
+once, and nothing sent before the kill is sent again."""
 
 import signal
 import time
@@ -45,6 +45,9 @@ def main(case):
                "each builder's line links to its build (buildmaster.url)")
     case.check("the tests fail: broken is here" in text,
                "a failed step's last lines are there (tests)")
+    case.check("), tests: 1 passed, 1 failed, 1 skipped, 0 errors, step `test`" in text and
+               "**tests**, step `test`: failed tests `app.Tests.test_broken`" in text,
+               "the JUnit counts and the failed test's name of builder tests are there")
     case.check("failed tests `tests/test_app.py::test_broken`" in text and
                "1 failed, 1 passed in 0.02s" in text,
                "the failed test's name and the last lines of pytest's output are there")

@@ -56,15 +56,25 @@ def certificate_fingerprint(pem_path):
     return "sha256:" + hashlib.sha256(der).hexdigest()
 
 # The step every case's builder runs: marks for the lock case, the revision it tested, a wait for
-# `$RELEASE` when the tree has a file `slow`, and a failure when it has a file `broken`.
+# `$RELEASE` when the tree has a file `slow`, and a failure when it has a file `broken`. It
+# writes JUnit XML to reports/junit.xml (read by builders with TEST_RESULTS): app.Tests.test_ok
+# passes, test_skip is skipped, test_broken fails when the tree has a file `broken`.
 TEST_SCRIPT = ('echo "start $CI_BUILD_ID" >> "$MARKS"\n'
                'echo "testing $(git rev-parse HEAD) (merge $CI_MERGE_COMMIT)"\n'
                'if [ -e slow ]; then echo waiting; '
                'while [ ! -e "$RELEASE" ]; do sleep 0.1; done; fi\n'
                'sleep 0.3\n'
                'echo "end $CI_BUILD_ID" >> "$MARKS"\n'
+               'mkdir -p reports; f=""; [ -e broken ] && f="<failure/>"\n'
+               'printf \'<testsuite><testcase classname="app.Tests" name="test_ok"/>'
+               '<testcase classname="app.Tests" name="test_broken">%s</testcase>'
+               '<testcase classname="app.Tests" name="test_skip"><skipped/></testcase>'
+               '</testsuite>\' "$f" > reports/junit.xml\n'
                'if [ -e broken ]; then echo "the tests fail: broken is here"; exit 3; fi\n'
                'echo all tests passed\n')
+
+# The step key (YAML, indented as test_builders' steps) that reads TEST_SCRIPT's JUnit XML.
+TEST_RESULTS = '        test_results: "reports/*.xml"\n'
 
 
 def git(*args, cwd=None, env=None):
@@ -511,9 +521,10 @@ slaves:
         self.github = fake_github.FakeGithub(self.github_token, "libci/demo", known).start()
         return self.github
 
-    def test_builders(self, names):
+    def test_builders(self, names, test_results=()):
         """The `builders` entries (YAML, indented by two) of builders `names` of repository
-        `demo`, each running TEST_SCRIPT on the local workers."""
+        `demo`, each running TEST_SCRIPT on the local workers; those in `test_results` read its
+        JUnit XML (TEST_RESULTS)."""
         return "".join(f"""  {name}:
     repository: demo
     workers: [local]
@@ -521,7 +532,7 @@ slaves:
       - name: test
         run: "sh ./test.sh"
         env: {{RELEASE: "{self.release}", MARKS: "{self.marks}"}}
-""" for name in names)
+""" + (TEST_RESULTS if name in test_results else "") for name in names)
 
     def github_head(self, github_extra=""):
         """The start of a config that reports commit statuses to the fake GitHub: buildmaster
@@ -540,16 +551,16 @@ github:
 
     def github_config(self):
         """A config that reports commit statuses to the fake GitHub: local workers (two at
-        once), builders `tests` (reported), `flaky` (in failing_builders) and `quiet` (outside
-        the `github.builders` filter), all run by the branch scheduler for `feature/*`; a force
-        scheduler for all three."""
+        once), builders `tests` (reported; reads TEST_SCRIPT's JUnit XML), `flaky` (in
+        failing_builders) and `quiet` (outside the `github.builders` filter), all run by the
+        branch scheduler for `feature/*`; a force scheduler for all three."""
         return self.github_head("  builders: [tests, flaky]\n") + f"""slaves:
   local: {{local: true, slaves: 3}}
 repositories:
   demo: {{url: "{self.repo.origin}", github: libci/demo}}
 failing_builders: [flaky]
 builders:
-""" + self.test_builders(("tests", "flaky", "quiet")) + f"""schedulers:
+""" + self.test_builders(("tests", "flaky", "quiet"), ("tests",)) + f"""schedulers:
   branches: {{type: branch, repository: demo, builders: [tests, flaky, quiet],
              branches: ["feature/*"], tree_stable_timer: 1s}}
   force: {{type: force, builders: [tests, flaky, quiet]}}
@@ -569,9 +580,9 @@ builders:
 
     def zulip_config(self):
         """A config that reports to the fake Zulip: local workers (three at once), builders
-        `tests` (TEST_SCRIPT), `lint` (passes) and `pytest` (prints pytest's summary of a failed
-        test when the tree has a file `broken`), run by a branch scheduler for `master` and
-        `feature/*`."""
+        `tests` (TEST_SCRIPT, its JUnit XML read), `lint` (passes) and `pytest` (prints pytest's
+        summary of a failed test when the tree has a file `broken`), run by a branch scheduler
+        for `master` and `feature/*`."""
         steps = {
             "tests": "sh ./test.sh",
             "lint": "echo lint ok",
@@ -603,7 +614,7 @@ builders:
       - name: test
         run: "{run}"
         env: {{RELEASE: "{self.release}", MARKS: "{self.marks}"}}
-""" for name, run in steps.items()) + """schedulers:
+""" + (TEST_RESULTS if name == "tests" else "") for name, run in steps.items()) + """schedulers:
   branches: {type: branch, repository: demo, builders: [tests, lint, pytest],
              branches: ["master", "feature/*"], tree_stable_timer: 1s}
 """

@@ -140,15 +140,25 @@ void Coordinator::message(const std::string& name, const Link* link, protocol::M
         p_.running.log(id, chunk->step, chunk->sequence, chunk->text);
         p_.logs.append(id, chunk->step, chunk->sequence, std::move(chunk->text));
     } else if (auto* file = std::get_if<protocol::LogFileChunk>(&message)) {
-        p_.writes.post(fmt::format("chunk {} of log file {} of step {} of build {}",
-                                   file->sequence,
-                                   file->name,
-                                   file->step,
-                                   id),
-                       [chunk = std::move(*file)](store::Store& store) {
-                           return store.append_logfile(
-                               chunk.build, chunk.step, chunk.name, chunk.sequence, chunk.text);
-                       });
+        auto what = fmt::format("chunk {} of log file {} of step {} of build {}",
+                                file->sequence,
+                                file->name,
+                                file->step,
+                                id);
+        const int step = file->step;
+        auto file_name = file->name;
+        p_.writes.post(
+            std::move(what),
+            [chunk = std::move(*file)](store::Store& store) {
+                return store.append_logfile(
+                    chunk.build, chunk.step, chunk.name, chunk.sequence, chunk.text);
+            },
+            // Stored: those following the file read what it gained.
+            [&running = p_.running, id, step, file_name = std::move(file_name)] {
+                for (const auto& watcher : running.logfile_watchers(id, step, file_name)) {
+                    watcher->stored();
+                }
+            });
     } else if (const auto* finished = std::get_if<protocol::StepFinished>(&message)) {
         step_finished(id, *finished);
     } else if (const auto* done = std::get_if<protocol::BuildFinished>(&message)) {
@@ -183,12 +193,32 @@ void Coordinator::interrupt(const std::string& name, const std::string& reason) 
     }
 }
 
+void Coordinator::end_logfile_watchers(std::int64_t id, int step) {
+    auto watchers = p_.running.take_logfile_watchers(id, step);
+    if (watchers.empty()) {
+        return;
+    }
+    // After the log file chunks queued before (the worker sent them before the step's end).
+    p_.writes.post(
+        fmt::format("the end of the log files of build {}", id),
+        [](store::Store&) -> Status { return {}; },
+        [watchers = std::move(watchers)] {
+            for (const auto& watcher : watchers) {
+                watcher->ended();
+            }
+        });
+}
+
 void Coordinator::step_finished(std::int64_t id, const protocol::StepFinished& finished) {
     auto step = p_.running.step_finished(
         id, finished.step, finished.result, finished.exit_code, p_.clock.now());
+    end_logfile_watchers(id, finished.step);
     if (step) {
         step->description = finished.description;
         step->tests = finished.tests;
+        if (finished.tests) {
+            p_.reports.step_tests(id, *finished.tests);
+        }
         step->properties = finished.properties;
         p_.writes.post(
             fmt::format("the end of step {} of build {}", finished.step, id),
@@ -245,6 +275,7 @@ void Coordinator::finish(std::int64_t id, BuildResult result, const std::string&
                 triggers.ended({build.request_id, build.builder, build.id, *build.result});
             }
         });
+    end_logfile_watchers(id, -1);
     p_.triggers.build_ended(id);
     p_.uploads.ended(id);
     p_.locks.release(ended->locks, build.worker);

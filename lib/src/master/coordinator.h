@@ -97,6 +97,9 @@ public:
 
 private:
     void step_finished(std::int64_t id, const protocol::StepFinished& finished);
+    /// Ends the log file watchers of step `step` of build `id` (every step's when < 0) once what
+    /// was queued for the store before is stored.
+    void end_logfile_watchers(std::int64_t id, int step);
     /// Worker `name` said its instance is going away: no new builds, its builds end as retry.
     void interrupt(const std::string& name, const std::string& reason);
     void save_worker(const std::string& name, const std::string& worker_class, const char* state);

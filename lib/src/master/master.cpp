@@ -107,7 +107,9 @@ Status MasterState::start() {
         config, clock, *writes, workers, running, *reports, [this] { dispatcher->wake(); }});
     uploads = std::make_unique<Uploads>(
         config,
-        Uploads::Options{options.data_dir / "results", config.buildmaster.max_upload_size},
+        Uploads::Options{.root = options.data_dir / "results",
+                         .max_per_build = config.buildmaster.max_upload_size,
+                         .metrics = &metrics},
         [this](const std::string& worker, const protocol::Message& message) {
             if (auto link = workers.link(worker)) {
                 link->send(message);
@@ -359,16 +361,21 @@ void MasterState::start_local_workers() {
 void MasterState::run_housekeeper() {
     std::unique_lock lock(quiet_mutex);
     auto next_prune = clock.now();
-    // Results past their retention: swept at once, then hourly. The sweep walks the disk
-    // without the lock: shutdown need not wait for it.
+    // Results past their retention (unless it is `never`) and partial files of uploads never
+    // resumed: swept at once, then hourly, and what is left measured (ci_results_bytes). The
+    // sweep walks the disk without the lock: shutdown need not wait for it.
     auto next_sweep = clock.now();
     const auto sweep = [&] {
-        if (const auto now = clock.now();
-            now >= next_sweep && config.buildmaster.results_retention.count() > 0) {
+        if (const auto now = clock.now(); now >= next_sweep) {
             next_sweep = now + results_sweep_interval;
             lock.unlock();
-            (void)sweep_results(
-                options.data_dir / "results", now, config.buildmaster.results_retention);
+            const auto retention = config.buildmaster.results_retention;
+            (void)uploads->sweep_partials(
+                now,
+                retention.count() > 0 ? std::min<std::chrono::seconds>(retention, partial_max_age)
+                                      : partial_max_age);
+            metrics.results_bytes =
+                sweep_results(options.data_dir / "results", now, retention).kept_bytes;
             lock.lock();
         }
     };

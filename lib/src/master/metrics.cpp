@@ -32,13 +32,31 @@ void Metrics::build_finished(const BuildLabels& labels, BuildResult result, doub
     ++histogram.count;
 }
 
+void Metrics::upload_received(const std::string& builder, std::uint64_t bytes) {
+    results_bytes += bytes;
+    const std::lock_guard lock(mutex_);
+    uploads_[builder].bytes += bytes;
+}
+
+void Metrics::upload_stored(const std::string& builder, std::uint64_t files) {
+    const std::lock_guard lock(mutex_);
+    uploads_[builder].files += files;
+}
+
+void Metrics::upload_failed(const std::string& builder) {
+    const std::lock_guard lock(mutex_);
+    ++uploads_[builder].failures;
+}
+
 Metrics::Snapshot Metrics::snapshot() {
     Snapshot out;
     {
         const std::lock_guard lock(mutex_);
         out.finished = finished_;
         out.durations = durations_;
+        out.uploads = uploads_;
     }
+    out.results_bytes = results_bytes.load();
     out.webhooks_accepted = webhooks_accepted.load();
     out.webhooks_rejected = webhooks_rejected.load();
     out.webhooks_duplicate = webhooks_duplicate.load();

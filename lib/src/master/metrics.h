@@ -53,6 +53,22 @@ public:
     /// Store writes that failed (each retry that fails counts again).
     std::atomic<std::uint64_t> store_errors{0};
 
+    /// Upload steps (Uploads): file bytes a builder's uploads wrote, files they stored, uploads
+    /// that failed (refused, incomplete, a SHA-256 mismatch, a disk error; not after_upload).
+    void upload_received(const std::string& builder, std::uint64_t bytes);
+    void upload_stored(const std::string& builder, std::uint64_t files);
+    void upload_failed(const std::string& builder);
+    /// The bytes under DATA_DIR/results: set by each sweep (at start, then hourly), increased
+    /// by what uploads write in between.
+    std::atomic<std::uint64_t> results_bytes{0};
+
+    /// Upload counters of one builder.
+    struct UploadCounts {
+        std::uint64_t bytes = 0;
+        std::uint64_t files = 0;
+        std::uint64_t failures = 0;
+    };
+
     struct Histogram {
         std::array<std::uint64_t, duration_buckets.size() + 1> buckets{}; // the last: +Inf
         double sum = 0;
@@ -65,6 +81,8 @@ public:
         std::uint64_t webhooks_rejected = 0;
         std::uint64_t webhooks_duplicate = 0;
         std::uint64_t store_errors = 0;
+        std::map<std::string, UploadCounts> uploads; ///< by builder (those that uploaded)
+        std::uint64_t results_bytes = 0;
     };
     [[nodiscard]] Snapshot snapshot();
 
@@ -72,6 +90,7 @@ private:
     std::mutex mutex_;
     std::map<std::pair<BuildLabels, BuildResult>, std::uint64_t> finished_;
     std::map<BuildLabels, Histogram> durations_;
+    std::map<std::string, UploadCounts> uploads_;
 };
 
 /// The gauges /metrics shows besides the counters, read from their owners.

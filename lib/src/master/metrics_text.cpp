@@ -97,6 +97,28 @@ std::string prometheus_text(const Metrics::Snapshot& counters, const Gauges& gau
            "gauge",
            "1 while writes to the state database fail and are being retried.");
     out += fmt::format("ci_store_degraded {}\n", gauges.store_degraded ? 1 : 0);
+    const auto uploads = [&](std::string_view name,
+                             std::string_view help,
+                             std::uint64_t Metrics::UploadCounts::*member) {
+        family(out, name, "counter", help);
+        for (const auto& [builder, counts] : counters.uploads) {
+            out += fmt::format("{}{{builder=\"{}\"}} {}\n", name, label(builder), counts.*member);
+        }
+    };
+    uploads("ci_upload_bytes_total",
+            "File bytes upload steps sent to the master (resumed bytes not counted again).",
+            &Metrics::UploadCounts::bytes);
+    uploads("ci_upload_files_total",
+            "Files upload steps stored in the results.",
+            &Metrics::UploadCounts::files);
+    uploads("ci_upload_failures_total",
+            "Uploads refused or failed (incomplete, SHA-256 mismatch, disk error).",
+            &Metrics::UploadCounts::failures);
+    family(out,
+           "ci_results_bytes",
+           "gauge",
+           "Bytes of the files under DATA_DIR/results (as of the last sweep, plus uploads since).");
+    out += fmt::format("ci_results_bytes {}\n", counters.results_bytes);
     if (!gauges.ec2_instances.empty()) {
         family(out, "ci_ec2_instances", "gauge", "EC2 instances of the latent pools, by state.");
         for (const auto& [key, count] : gauges.ec2_instances) {

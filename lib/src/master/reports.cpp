@@ -121,6 +121,18 @@ std::optional<report::BuildReport> Reports::checked_out(std::int64_t build,
     return found->second.report;
 }
 
+void Reports::step_tests(std::int64_t build, const build::TestResults& tests) {
+    if (reporters_.empty()) {
+        return;
+    }
+    const std::lock_guard lock(mutex_);
+    if (const auto found = running_.find(build); found != running_.end()) {
+        auto& total = found->second.report.tests;
+        total = total.value_or(build::TestResults{});
+        total->add(tests);
+    }
+}
+
 std::optional<report::BuildReport> Reports::finished(std::int64_t build, BuildResult result) {
     if (reporters_.empty()) {
         return std::nullopt;

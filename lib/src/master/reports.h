@@ -56,6 +56,8 @@ public:
     /// checkout, then deliver()), when it was held back for want of a revision.
     [[nodiscard]] std::optional<report::BuildReport> checked_out(std::int64_t build,
                                                                  const std::string& branch_tip);
+    /// A step of running build `build` read test results: added to its Finished report's.
+    void step_tests(std::int64_t build, const build::TestResults& tests);
     /// The build ended (its request is queued again when the result is Retry): its report, to
     /// store with the end and then deliver(); nullopt for a build this master did not start.
     [[nodiscard]] std::optional<report::BuildReport> finished(std::int64_t build,

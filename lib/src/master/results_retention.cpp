@@ -74,7 +74,63 @@ bool remove_tree(int parent, const std::string& name, int depth = 0) {
     return ::unlinkat(parent, name.c_str(), AT_REMOVEDIR) == 0 && ok;
 }
 
+/// The bytes of the regular files below the directory `fd` (which stays open), never
+/// following a symbolic link.
+std::uint64_t tree_bytes(int fd, int depth = 0) {
+    std::uint64_t total = 0;
+    for (const auto& name : names_in(fd)) {
+        struct stat info {};
+        if (::fstatat(fd, name.c_str(), &info, AT_SYMLINK_NOFOLLOW) != 0) {
+            continue;
+        }
+        if (S_ISREG(info.st_mode)) {
+            total += static_cast<std::uint64_t>(info.st_size);
+        } else if (S_ISDIR(info.st_mode) && depth < 256) {
+            const int child = ::openat(fd, name.c_str(), open_dir_flags);
+            if (child >= 0) {
+                total += tree_bytes(child, depth + 1);
+                ::close(child);
+            }
+        }
+    }
+    return total;
+}
+
 } // namespace
+
+SweepReport sweep_partials(const std::filesystem::path& partials,
+                           WallTime now,
+                           std::chrono::seconds max_age,
+                           const std::set<std::string>& in_use) {
+    SweepReport report;
+    const int fd = ::open(partials.c_str(), open_dir_flags);
+    if (fd < 0) {
+        return report; // no upload yet
+    }
+    const auto cutoff = std::chrono::system_clock::to_time_t(now - max_age);
+    for (const auto& name : names_in(fd)) {
+        struct stat info {};
+        if (in_use.contains(name) || ::fstatat(fd, name.c_str(), &info, AT_SYMLINK_NOFOLLOW) != 0 ||
+            S_ISDIR(info.st_mode) || info.st_mtime >= cutoff) {
+            continue;
+        }
+        if (::unlinkat(fd, name.c_str(), 0) == 0) {
+            ++report.deleted;
+            log::info("results: deleted the partial file {} ({} bytes) of an upload not resumed "
+                      "within {} s",
+                      log::field(name),
+                      info.st_size,
+                      max_age.count());
+        } else {
+            ++report.failed;
+            log::warn("results: could not delete the partial file {}: {}",
+                      log::field(name),
+                      std::strerror(errno));
+        }
+    }
+    ::close(fd);
+    return report;
+}
 
 SweepReport
 sweep_results(const std::filesystem::path& root, WallTime now, std::chrono::seconds retention) {
@@ -85,6 +141,9 @@ sweep_results(const std::filesystem::path& root, WallTime now, std::chrono::seco
     }
     const auto cutoff = std::chrono::system_clock::to_time_t(now - retention);
     for (const auto& [builder, builder_info] : subdirectories(root_fd)) {
+        if (retention.count() <= 0) {
+            break; // kept forever: measured only
+        }
         const int builder_fd = ::openat(root_fd, builder.c_str(), open_dir_flags);
         if (builder_fd < 0) {
             continue;
@@ -124,6 +183,7 @@ sweep_results(const std::filesystem::path& root, WallTime now, std::chrono::seco
         }
         ::close(builder_fd);
     }
+    report.kept_bytes = tree_bytes(root_fd);
     ::close(root_fd);
     if (report.deleted > 0 || report.failed > 0) {
         log::info("results: the retention sweep deleted {} build directories ({} failed)",

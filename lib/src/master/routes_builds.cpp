@@ -1,6 +1,10 @@
 // /api/v1/builds: builds (newest first), one build with its steps, stopping one, and a step's
 // log: whole, followed live (chunked text that curl shows as it comes), or as Server-Sent
-// Events. Logs of running builds come from memory (RunningBuilds), the rest from the store.
+// Events; a step's log files, whole or followed. Logs of running builds come from memory
+// (RunningBuilds), the rest (and log files) from the store.
+
+#include <memory>
+#include <mutex>
 
 #include <limits>
 #include <memory>
@@ -402,9 +406,121 @@ void step_log(Services& s, const LogQuery& q, http::Reply reply) {
     });
 }
 
+// Someone following one of a step's log files (?follow=1): sent what the store has of it, then
+// what it gains each time the coordinator says more is stored, until the step ends. One read
+// at a time; a read asked for meanwhile runs once after it, so nothing is sent twice or out of
+// order.
+class LogfileFollower final : public LogfileWatcher,
+                              public std::enable_shared_from_this<LogfileFollower> {
+public:
+    LogfileFollower(ReadPool& reads,
+                    std::shared_ptr<http::ResponseStream> stream,
+                    std::int64_t build,
+                    int step,
+                    std::string name)
+        : reads_(reads), stream_(std::move(stream)), build_(build), step_(step),
+          name_(std::move(name)) {}
+
+    void stored() override { pull(false); }
+    void ended() override { pull(true); }
+
+    // Reads the store now (or once the read in progress is done); `last`: then ends.
+    void pull(bool last) {
+        if (stream_->closed()) {
+            return; // the client went away
+        }
+        {
+            const std::lock_guard lock(mutex_);
+            ending_ = ending_ || last;
+            if (reading_) {
+                again_ = true;
+                return;
+            }
+            reading_ = true;
+        }
+        reads_.post([self = shared_from_this()](store::Store& store) { self->read(store); });
+    }
+
+private:
+    void read(store::Store& store) {
+        for (;;) {
+            auto text = store.logfile(build_, step_, name_);
+            const std::lock_guard lock(mutex_); // writes in order, one reader at a time
+            if (!text) {
+                stream_->write(
+                    fmt::format("\n(the log file could not be read: {})\n", text.error().message));
+                stream_->finish();
+                reading_ = false;
+                return;
+            }
+            if (*text && (*text)->size() > sent_) {
+                stream_->write((*text)->substr(sent_));
+                sent_ = (*text)->size();
+            }
+            if (again_ && !stream_->closed()) {
+                again_ = false;
+                continue;
+            }
+            reading_ = false;
+            if (ending_ || stream_->closed()) {
+                stream_->finish();
+            }
+            return;
+        }
+    }
+
+    ReadPool& reads_;
+    std::shared_ptr<http::ResponseStream> stream_;
+    std::int64_t build_;
+    int step_;
+    std::string name_;
+    std::mutex mutex_;
+    std::size_t sent_ = 0; // bytes of the file sent
+    bool reading_ = false;
+    bool again_ = false;
+    bool ending_ = false;
+};
+
+// Whether running build `id`'s builder has log file `name` in step `step`.
+bool has_logfile(Services& s, std::int64_t id, int step, const std::string& name) {
+    const auto builder = s.running.builder(id);
+    const auto found = builder ? s.config.builders.find(*builder) : s.config.builders.end();
+    if (found == s.config.builders.end() || step < 1 ||
+        static_cast<std::size_t>(step) > found->second.steps.size()) {
+        return false;
+    }
+    return found->second.steps[static_cast<std::size_t>(step) - 1].logfiles.contains(name);
+}
+
 // One of a step's log files (StepSpec::logfiles), as the store has it so far: the worker
-// sends what the file gains about twice a second while the step runs.
-void logfile(Services& s, std::int64_t id, int step, std::string name, http::Reply reply) {
+// sends what the file gains about twice a second while the step runs. `follow` while the
+// build runs: a chunked answer that goes on until the step ends.
+void logfile(
+    Services& s, std::int64_t id, int step, std::string name, bool follow, http::Reply reply) {
+    if (follow && s.running.builder(id)) {
+        if (!has_logfile(s, id, step, name)) {
+            reply.send(error_response(
+                404, fmt::format("build {} step {} has no log file \"{}\"", id, step, name)));
+            return;
+        }
+        auto follower = std::make_shared<LogfileFollower>(
+            s.reads,
+            reply.stream(200, "text/plain; charset=utf-8", {{"Cache-Control", "no-cache"}}),
+            id,
+            step,
+            name);
+        // Registered first: whatever is stored after the first read is read again.
+        if (s.running.watch_logfile(id, step, name, follower)) {
+            follower->pull(false);
+        } else {
+            // Its step ended: read once what was queued for the store before is stored.
+            s.writes.post(
+                fmt::format("a read of log file {} of build {}", name, id),
+                [](store::Store&) -> Status { return {}; },
+                [follower] { follower->pull(true); });
+        }
+        return;
+    }
     s.reads.post([reply, id, step, name = std::move(name)](store::Store& store) mutable {
         auto text = store.logfile(id, step, name);
         if (!text) {
@@ -474,15 +590,20 @@ void add_build_routes(Router& router, Services& services) {
         "GET",
         "/api/v1/builds/{id}/steps/{n}/logs/{name}",
         [&services, with_id, with_step](
-            http::ServerRequest&, const PathParams& params, http::Reply reply) {
+            http::ServerRequest& request, const PathParams& params, http::Reply reply) {
             const auto id = with_id(params, reply);
             const auto step = id ? with_step(params, reply) : std::nullopt;
             if (step) {
-                logfile(services, *id, *step, std::string(params.get("name")), std::move(reply));
+                logfile(services,
+                        *id,
+                        *step,
+                        std::string(params.get("name")),
+                        request.query.contains("follow"),
+                        std::move(reply));
             }
         },
         false,
-        "/api/v1/builds/{id}/steps/{n}/logs/{name}");
+        "/api/v1/builds/{id}/steps/{n}/logs/{name}?follow=1");
     for (const bool events : {false, true}) {
         router.add(
             "GET",

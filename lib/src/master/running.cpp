@@ -278,6 +278,57 @@ RunningBuilds::snapshot(std::int64_t id, int step, const std::shared_ptr<Followe
     return out;
 }
 
+bool RunningBuilds::watch_logfile(std::int64_t id,
+                                  int step,
+                                  const std::string& name,
+                                  std::shared_ptr<LogfileWatcher> watcher) {
+    const std::lock_guard lock(mutex_);
+    const auto found = builds_.find(id);
+    if (found == builds_.end() || found->second.ended) {
+        return false;
+    }
+    auto& build = found->second;
+    if (const auto state = build.steps.find(step);
+        state != build.steps.end() && state->second.record.finished) {
+        return false;
+    }
+    build.logfile_watchers[{step, name}].push_back(std::move(watcher));
+    return true;
+}
+
+std::vector<std::shared_ptr<LogfileWatcher>>
+RunningBuilds::logfile_watchers(std::int64_t id, int step, const std::string& name) {
+    const std::lock_guard lock(mutex_);
+    const auto found = builds_.find(id);
+    if (found == builds_.end()) {
+        return {};
+    }
+    const auto watchers = found->second.logfile_watchers.find({step, name});
+    return watchers == found->second.logfile_watchers.end()
+               ? std::vector<std::shared_ptr<LogfileWatcher>>{}
+               : watchers->second;
+}
+
+std::vector<std::shared_ptr<LogfileWatcher>> RunningBuilds::take_logfile_watchers(std::int64_t id,
+                                                                                  int step) {
+    const std::lock_guard lock(mutex_);
+    std::vector<std::shared_ptr<LogfileWatcher>> out;
+    const auto found = builds_.find(id);
+    if (found == builds_.end()) {
+        return out;
+    }
+    auto& watchers = found->second.logfile_watchers;
+    for (auto it = watchers.begin(); it != watchers.end();) {
+        if (step < 0 || it->first.first == step) {
+            out.insert(out.end(), it->second.begin(), it->second.end());
+            it = watchers.erase(it);
+        } else {
+            ++it;
+        }
+    }
+    return out;
+}
+
 std::vector<store::Build> RunningBuilds::builds() {
     const std::lock_guard lock(mutex_);
     std::vector<store::Build> out;

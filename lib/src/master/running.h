@@ -54,6 +54,18 @@ private:
     std::optional<std::string> ended_; // the result, once the step ended
 };
 
+/// Someone following one of a step's log files (StepSpec::logfiles) over HTTP. Log files are
+/// not kept in memory: a watcher is told when more of its file is in the store, and reads it
+/// there. Implementations must be thread-safe and quick (no waiting).
+class LogfileWatcher {
+public:
+    virtual ~LogfileWatcher() = default;
+    /// More of the file is in the store.
+    virtual void stored() = 0;
+    /// All of it is: its step (or build) ended and what it sent is stored.
+    virtual void ended() = 0;
+};
+
 /// What RunningBuilds::end returns: what the build held, for the caller to give back.
 struct EndedBuild {
     store::Build build; ///< with `finished` and `result` set
@@ -127,6 +139,21 @@ public:
     [[nodiscard]] std::optional<LogSnapshot>
     snapshot(std::int64_t id, int step, const std::shared_ptr<Follower>& follower);
 
+    /// Registers `watcher` for log file `name` of step `step` of build `id` while that step may
+    /// still write it (the build runs; the step has not ended, or not started). False when it
+    /// cannot (the store has all of the file there will be).
+    [[nodiscard]] bool watch_logfile(std::int64_t id,
+                                     int step,
+                                     const std::string& name,
+                                     std::shared_ptr<LogfileWatcher> watcher);
+    /// The watchers of log file `name` of step `step` of build `id`.
+    [[nodiscard]] std::vector<std::shared_ptr<LogfileWatcher>>
+    logfile_watchers(std::int64_t id, int step, const std::string& name);
+    /// Takes the watchers of step `step`'s log files (every step's when `step` < 0), once it
+    /// (or the build) ended: no watcher registers for them after that.
+    [[nodiscard]] std::vector<std::shared_ptr<LogfileWatcher>>
+    take_logfile_watchers(std::int64_t id, int step);
+
     /// The builder of build `id` while it is in memory (running, or ended and not forgotten).
     [[nodiscard]] std::optional<std::string> builder(std::int64_t id);
     /// Builds running now (not those ended and not yet forgotten), oldest first.
@@ -156,6 +183,9 @@ private:
         bool last_try = false;
         BuildLabels labels;
         std::map<int, StepState> steps;
+        /// Log file watchers by (step, file name).
+        std::map<std::pair<int, std::string>, std::vector<std::shared_ptr<LogfileWatcher>>>
+            logfile_watchers;
     };
     void trim_locked(StepState& step) const;
     static void end_followers(StepState& step, std::string_view result);

@@ -53,16 +53,27 @@ std::size_t bytes_of(const protocol::Message& message) {
 
 Uploads::Uploads(const config::Config& config, Options options, Reply reply)
     : config_(config), options_(std::move(options)), reply_(std::move(reply)),
-      thread_([this] { run(); }) {}
+      thread_([this] { run(); }) {
+    for (std::size_t i = 0; i < std::max<std::size_t>(1, options_.command_threads); ++i) {
+        command_threads_.emplace_back([this] { run_commands(); });
+    }
+}
 
 Uploads::~Uploads() {
     {
         const std::lock_guard lock(mutex_);
         stopping_ = true;
+        for (auto& [build, stop] : command_stops_) {
+            stop.request_stop(); // a running after_upload is stopped as a step is
+        }
     }
     work_.notify_all();
     room_.notify_all();
+    commands_ready_.notify_all();
     thread_.join();
+    for (auto& thread : command_threads_) {
+        thread.join();
+    }
     for (auto& [key, upload] : open_) {
         close(upload);
     }
@@ -91,6 +102,11 @@ void Uploads::ended(std::int64_t build) {
     {
         const std::lock_guard lock(mutex_);
         builds_.erase(build);
+        // Its after_upload, if one still runs or waits, is for nobody now.
+        const auto [first, last] = command_stops_.equal_range(build);
+        for (auto it = first; it != last; ++it) {
+            it->second.request_stop();
+        }
     }
     // Its open uploads are closed on the thread, in order after its last messages.
     add({}, protocol::UploadEnd{build, -1});
@@ -133,10 +149,51 @@ void Uploads::run() {
     }
 }
 
+void Uploads::run_commands() {
+    for (;;) {
+        Command command;
+        {
+            std::unique_lock lock(mutex_);
+            commands_ready_.wait(lock, [&] { return stopping_ || !commands_.empty(); });
+            if (stopping_) {
+                return;
+            }
+            command = std::move(commands_.front());
+            commands_.pop_front();
+        }
+        const bool wanted = !command.stop.stop_requested(); // its build did not end meanwhile
+        if (wanted) {
+            after_upload(command);
+        }
+        {
+            const std::lock_guard lock(mutex_);
+            const auto [first, last] = command_stops_.equal_range(command.done.build);
+            for (auto it = first; it != last; ++it) {
+                if (it->second == command.stop) {
+                    command_stops_.erase(it);
+                    break;
+                }
+            }
+        }
+        if (wanted) {
+            reply_(command.worker, std::move(command.done));
+        }
+    }
+}
+
+SweepReport Uploads::sweep_partials(WallTime now, std::chrono::seconds max_age) {
+    const std::lock_guard lock(partials_mutex_);
+    return master::sweep_partials(options_.root / ".partial", now, max_age, partials_in_use_);
+}
+
 void Uploads::begin(const std::string& worker, const protocol::UploadBegin& message) {
     protocol::UploadReady ready{message.build, message.step, {}, {}};
+    std::string known_builder; // once the build is known
     const auto refuse = [&](std::string why) {
         log::warn("build {} step {}: upload refused: {}", message.build, message.step, why);
+        if (options_.metrics != nullptr && !known_builder.empty()) {
+            options_.metrics->upload_failed(known_builder);
+        }
         ready.error = std::move(why);
         reply_(worker, std::move(ready));
     };
@@ -154,6 +211,7 @@ void Uploads::begin(const std::string& worker, const protocol::UploadBegin& mess
         }
         state = found->second;
     }
+    known_builder = state.builder;
     if (auto valid = build::check_relative_path(message.name); !valid) {
         return refuse("the upload's name " + valid.error().message);
     }
@@ -175,6 +233,7 @@ void Uploads::begin(const std::string& worker, const protocol::UploadBegin& mess
     upload.worker = worker;
     upload.build = message.build;
     upload.step = message.step;
+    upload.builder = state.builder;
     upload.name = message.name;
     upload.directory = options_.root /
                        build::results_path(state.builder, state.branch, message.build) /
@@ -214,22 +273,19 @@ void Uploads::begin(const std::string& worker, const protocol::UploadBegin& mess
     if (error) {
         return refuse(fmt::format("create {}: {}", partials.string(), error.message()));
     }
-    // A partial file another open upload writes is not shared: this one starts its own.
-    std::set<fs::path> in_use;
-    for (const auto& [other_key, other] : open_) {
-        for (const auto& file : other.files) {
-            in_use.insert(file.partial);
-        }
-    }
+    // A partial file another open upload writes is not shared: this one starts its own. The
+    // files this upload uses are in use (no sweep deletes them) until it is closed.
+    const std::lock_guard partials_lock(partials_mutex_);
     for (const auto& entry : message.files) {
         File file{entry, {}, 0, -1};
         if (!entry.directory) {
-            file.partial = partials / fmt::format("{}-{}", entry.sha256, entry.size);
-            if (in_use.contains(file.partial)) {
-                file.partial += fmt::format("-{}-{}", message.build, message.step);
-                fs::remove(file.partial, error);
+            auto name = fmt::format("{}-{}", entry.sha256, entry.size);
+            if (partials_in_use_.contains(name)) {
+                name += fmt::format("-{}-{}-{}", message.build, message.step, upload.files.size());
+                fs::remove(partials / name, error);
             }
-            in_use.insert(file.partial);
+            partials_in_use_.insert(name);
+            file.partial = partials / name;
             const auto size = fs::file_size(file.partial, error);
             if (!error) {
                 // Kept from an earlier attempt; more than the file can hold is not its.
@@ -306,6 +362,9 @@ void Uploads::chunk(const protocol::UploadChunk& message) {
     file.have += size;
     upload.received += message.data.size();
     received_ += message.data.size();
+    if (options_.metrics != nullptr) {
+        options_.metrics->upload_received(upload.builder, message.data.size());
+    }
 }
 
 void Uploads::end(const std::string& worker, const protocol::UploadEnd& message) {
@@ -319,17 +378,44 @@ void Uploads::end(const std::string& worker, const protocol::UploadEnd& message)
                                     {}});
         return;
     }
-    auto done = finish(found->second);
-    close(found->second);
+    auto& upload = found->second;
+    auto done = finish(upload);
+    if (done.result != BuildResult::Success || upload.after_upload.empty()) {
+        close(upload);
+        open_.erase(found);
+        reply_(worker, std::move(done));
+        return;
+    }
+    // Its after_upload runs on a thread of the commands' own: other uploads go on meanwhile.
+    Command command{worker,
+                    upload.name,
+                    upload.directory,
+                    upload.after_upload,
+                    upload.timeout,
+                    std::move(done),
+                    std::stop_source{}};
+    close(upload);
     open_.erase(found);
-    reply_(worker, std::move(done));
+    {
+        const std::lock_guard lock(mutex_);
+        if (stopping_ || !builds_.contains(command.done.build)) {
+            return; // the master stops, or the build ended: nobody waits for it
+        }
+        command_stops_.emplace(command.done.build, command.stop);
+        commands_.push_back(std::move(command));
+    }
+    commands_ready_.notify_one();
 }
 
 void Uploads::close(Upload& upload) {
+    const std::lock_guard lock(partials_mutex_);
     for (auto& file : upload.files) {
         if (file.fd >= 0) {
             ::close(file.fd);
             file.fd = -1;
+        }
+        if (!file.partial.empty()) {
+            partials_in_use_.erase(file.partial.filename().string());
         }
     }
 }
@@ -344,6 +430,9 @@ protocol::UploadDone Uploads::finish(Upload& upload) {
                   why);
         done.result = BuildResult::Failure;
         done.description = std::move(why);
+        if (options_.metrics != nullptr) {
+            options_.metrics->upload_failed(upload.builder);
+        }
         return done;
     };
     if (!upload.error.empty()) {
@@ -429,20 +518,22 @@ protocol::UploadDone Uploads::finish(Upload& upload) {
                                    upload.name,
                                    upload.received,
                                    upload.kept);
-    if (!upload.after_upload.empty()) {
-        after_upload(upload, done);
+    if (options_.metrics != nullptr) {
+        options_.metrics->upload_stored(upload.builder, files);
     }
     return done;
 }
 
-void Uploads::after_upload(Upload& upload, protocol::UploadDone& done) {
+void Uploads::after_upload(Command& command) {
+    auto& done = command.done;
     std::string output;
     bool cut = false;
     ProcessSpec spec;
-    spec.argv = upload.after_upload;
-    spec.cwd = upload.directory.string();
+    spec.argv = command.argv;
+    spec.cwd = command.directory.string();
     spec.merge_stderr = true;
-    spec.timeout = upload.timeout;
+    spec.timeout = command.timeout;
+    spec.stop = command.stop.get_token();
     spec.on_output = [&](OutputStream, std::string_view text) {
         output += text;
         if (output.size() > 2 * max_command_log) {
@@ -450,10 +541,10 @@ void Uploads::after_upload(Upload& upload, protocol::UploadDone& done) {
             cut = true;
         }
     };
-    const auto shown = upload.after_upload.size() == 3 && upload.after_upload[0] == "/bin/sh"
-                           ? upload.after_upload[2]
-                           : fmt::format("{}", fmt::join(upload.after_upload, " "));
-    done.log = fmt::format("$ after_upload (on the master, in {}): {}\n", upload.name, shown);
+    const auto shown = command.argv.size() == 3 && command.argv[0] == "/bin/sh"
+                           ? command.argv[2]
+                           : fmt::format("{}", fmt::join(command.argv, " "));
+    done.log = fmt::format("$ after_upload (on the master, in {}): {}\n", command.name, shown);
     const auto result = run_process(spec);
     if (output.size() > max_command_log) {
         output.erase(0, output.size() - max_command_log);
@@ -477,7 +568,7 @@ void Uploads::after_upload(Upload& upload, protocol::UploadDone& done) {
     } else {
         done.description += "; after_upload succeeded";
     }
-    log::info("build {} step {}: after_upload: {}", upload.build, upload.step, done.description);
+    log::info("build {} step {}: after_upload: {}", done.build, done.step, done.description);
 }
 
 } // namespace ci::master

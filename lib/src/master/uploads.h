@@ -13,7 +13,11 @@
 // fsync'd, moved into a staging directory beside NAME, given their modes (without group or
 // other write), and the staging directory renamed to NAME: a results directory is complete or
 // absent. Then the step's after_upload runs there (ci::run_process, under the step's timeout),
-// its output returned to the worker for the step's log. Every answer goes through `reply`.
+// on one of a few threads of its own (Options::command_threads; more wait their turn), so that
+// a long one delays no other build's upload; its output is returned to the worker for the
+// step's log, and it is stopped (as a step is) when its build ends. Every answer goes through
+// `reply`. A partial file no open upload uses is deleted by sweep_partials once it was not
+// written to for a while (the hourly results sweep).
 //
 // Refused, with the reason in UploadReady::error (the step fails with it): a NAME or a path
 // that build::check_relative_path refuses (absolute, "..", control characters, ...), two
@@ -31,13 +35,18 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <set>
+#include <stop_token>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include <ci/config/config.h>
+#include <ci/core/clock.h>
 
+#include "master/metrics.h"
 #include "master/protocol.h"
+#include "master/results_retention.h"
 
 namespace ci::master {
 
@@ -48,6 +57,8 @@ public:
         std::uint64_t max_per_build = 0;            ///< buildmaster.max_upload_size
         std::size_t memory_limit = 32 << 20;        ///< chunk bytes queued before add() waits
         std::chrono::seconds command_timeout{3600}; ///< after_upload without a step timeout
+        std::size_t command_threads = 4;            ///< after_upload commands run at once
+        Metrics* metrics = nullptr;                 ///< the upload counters, when given
     };
     /// `reply(worker, message)`: an answer for the worker that sent the upload.
     using Reply = std::function<void(const std::string& worker, protocol::Message message)>;
@@ -69,6 +80,11 @@ public:
     /// File bytes received and written since the start (chunks), for metrics and tests.
     [[nodiscard]] std::uint64_t bytes_received() const { return received_; }
 
+    /// Deletes the partial files (root/.partial) not written to for `max_age` that no open
+    /// upload uses (results_retention.h's sweep_partials). Any thread: an upload beginning
+    /// waits for it, and finds what it left.
+    SweepReport sweep_partials(WallTime now, std::chrono::seconds max_age);
+
 private:
     struct BuildState {
         std::string builder;
@@ -85,6 +101,7 @@ private:
         std::string worker;
         std::int64_t build = 0;
         int step = 0;
+        std::string builder;
         std::string name;
         std::filesystem::path directory; ///< DATA_DIR/results/BUILDER/BRANCH/BUILD/NAME
         std::vector<File> files;
@@ -95,13 +112,25 @@ private:
         std::string error;          ///< the first problem: reported at the end
     };
 
+    // An after_upload to run once its upload is stored, and the answer it completes.
+    struct Command {
+        std::string worker;
+        std::string name;
+        std::filesystem::path directory;
+        std::vector<std::string> argv;
+        std::chrono::seconds timeout{0};
+        protocol::UploadDone done;
+        std::stop_source stop; ///< asked when its build ends or the master stops
+    };
+
     void run();
+    void run_commands();
     void begin(const std::string& worker, const protocol::UploadBegin& message);
     void chunk(const protocol::UploadChunk& message);
     void end(const std::string& worker, const protocol::UploadEnd& message);
-    static void close(Upload& upload);
-    static protocol::UploadDone finish(Upload& upload);
-    static void after_upload(Upload& upload, protocol::UploadDone& done);
+    void close(Upload& upload);
+    protocol::UploadDone finish(Upload& upload);
+    static void after_upload(Command& command);
 
     const config::Config& config_;
     Options options_;
@@ -114,10 +143,20 @@ private:
     std::size_t queued_bytes_ = 0;
     bool stopping_ = false;
     std::map<std::int64_t, BuildState> builds_; // guarded by mutex_ (started/ended)
+    // after_upload commands waiting for a thread, and those queued or running by build (their
+    // stop sources); guarded by mutex_.
+    std::condition_variable commands_ready_;
+    std::deque<Command> commands_;
+    std::multimap<std::int64_t, std::stop_source> command_stops_;
+
+    // The partial files open uploads use (file names in root/.partial): a sweep leaves them.
+    std::mutex partials_mutex_;
+    std::set<std::string> partials_in_use_;
 
     // The thread's own: the open uploads, by (build, step).
     std::map<std::pair<std::int64_t, int>, Upload> open_;
     std::atomic<std::uint64_t> received_{0};
+    std::vector<std::thread> command_threads_;
     std::thread thread_; // last: it uses the members above
 };
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <fnmatch.h>
+#include <utility>
 
 #include <fmt/format.h>
 #include <rapidjson/document.h>
@@ -28,6 +29,43 @@ bool expected_failure(const BuildReport& report, const Settings& settings) {
             const auto found = report.properties.find(key);
             return found != report.properties.end() && found->second == "true";
         });
+}
+
+// "3 of 120 tests failed (a, b, …)" or "118 tests passed, 2 skipped", put after `text` (with
+// `separator`) within max_description bytes (so characters); `text` alone when nothing fits.
+std::string
+with_tests(std::string text, std::string_view separator, const build::TestResults& tests) {
+    const auto plural = [](int n) { return n == 1 ? "" : "s"; };
+    const int bad = tests.failed + tests.errors;
+    std::string counts;
+    if (bad > 0) {
+        counts = fmt::format("{} of {} test{} failed", bad, tests.total(), plural(tests.total()));
+    } else {
+        counts = fmt::format("{} test{} passed", tests.passed, plural(tests.passed));
+        if (tests.skipped > 0) {
+            counts += fmt::format(", {} skipped", tests.skipped);
+        }
+    }
+    auto out = fmt::format("{}{}{}", text, separator, counts);
+    if (out.size() > max_description) {
+        return text;
+    }
+    // The most names that fit, whole, in the order the runner gave them.
+    const auto& names = tests.failed_tests;
+    std::string listed;
+    std::string best;
+    for (std::size_t i = 0; i < names.size(); ++i) {
+        listed += (i == 0 ? "" : ", ") + names[i];
+        const bool all = i + 1 == names.size() && std::cmp_equal(names.size(), bad);
+        auto candidate = fmt::format("{} ({}{})", out, listed, all ? "" : ", …");
+        if (candidate.size() <= max_description) {
+            best = std::move(candidate);
+        }
+        if (listed.size() > max_description) {
+            break;
+        }
+    }
+    return best.empty() ? out : best;
 }
 
 // The state and description a finished build reports; nullopt for retry.
@@ -117,6 +155,12 @@ std::optional<CommitStatus> status_for(const BuildReport& report, const Settings
         }
         status.state = finished->first;
         status.description = finished->second;
+        if (report.tests && report.tests->total() > 0) {
+            // "Build failed: an infrastructure error; 3 of 120 tests failed"
+            const bool said = status.description.find(':') != std::string::npos;
+            status.description =
+                with_tests(std::move(status.description), said ? "; " : ": ", *report.tests);
+        }
         status.target_url = report.url;
         break;
     }

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <cctype>
+#include <limits>
 #include <set>
 #include <utility>
 
@@ -50,6 +51,61 @@ bool read(const rapidjson::Value& object, const char* key, std::int64_t& out) {
         return false;
     }
     out = member->value.GetInt64();
+    return true;
+}
+
+// A build's test results: {"passed", "failed", "skipped", "errors", "failed_tests"}.
+void write_tests(Writer& writer, const build::TestResults& tests) {
+    writer.Key("tests");
+    writer.StartObject();
+    write_field(writer, "passed", std::int64_t{tests.passed});
+    write_field(writer, "failed", std::int64_t{tests.failed});
+    write_field(writer, "skipped", std::int64_t{tests.skipped});
+    write_field(writer, "errors", std::int64_t{tests.errors});
+    writer.Key("failed_tests");
+    writer.StartArray();
+    for (const auto& name : tests.failed_tests) {
+        write_string(writer, name);
+    }
+    writer.EndArray();
+    writer.EndObject();
+}
+
+// What write_tests wrote as `object`'s "tests": nullopt when absent (stored by an older
+// master: no counts); false when damaged.
+bool read_tests(const rapidjson::Value& object, std::optional<build::TestResults>& out) {
+    const auto member = object.FindMember("tests");
+    if (member == object.MemberEnd()) {
+        return true;
+    }
+    const auto& value = member->value;
+    if (!value.IsObject()) {
+        return false;
+    }
+    build::TestResults tests;
+    const auto count = [&](const char* key, int& into) {
+        std::int64_t number = 0;
+        if (!read(value, key, number) || number < 0 || number > std::numeric_limits<int>::max()) {
+            return false;
+        }
+        into = static_cast<int>(number);
+        return true;
+    };
+    if (!count("passed", tests.passed) || !count("failed", tests.failed) ||
+        !count("skipped", tests.skipped) || !count("errors", tests.errors)) {
+        return false;
+    }
+    const auto names = value.FindMember("failed_tests");
+    if (names == value.MemberEnd() || !names->value.IsArray()) {
+        return false;
+    }
+    for (const auto& name : names->value.GetArray()) {
+        if (!name.IsString()) {
+            return false;
+        }
+        tests.failed_tests.emplace_back(name.GetString(), name.GetStringLength());
+    }
+    out = std::move(tests);
     return true;
 }
 
@@ -303,6 +359,9 @@ std::string summary(const Push& push, const Settings& settings) {
         if (line.built_by != 0) {
             out += " (built with a newer push)";
         }
+        if (line.tests) {
+            out += ", tests: " + line.tests->summary();
+        }
         if (!line.failed_step.empty()) {
             out += fmt::format(", step {}", code(line.failed_step));
         }
@@ -472,6 +531,9 @@ std::string to_json(const Push& push) {
         }
         writer.EndArray();
         write_field(writer, "built_by", line.built_by);
+        if (line.tests) {
+            write_tests(writer, *line.tests);
+        }
         writer.EndObject();
     }
     writer.EndArray();
@@ -500,7 +562,8 @@ Result<Push> parse_push(std::string_view json) {
             !read(item, "duration", duration) || !read(item, "url", line.url) ||
             !read(item, "failed_step", line.failed_step) ||
             !read(item, "log_tail", line.log_tail) || !read(item, "built_by", line.built_by) ||
-            !item.HasMember("failed_tests") || !item["failed_tests"].IsArray()) {
+            !item.HasMember("failed_tests") || !item["failed_tests"].IsArray() ||
+            !read_tests(item, line.tests)) {
             return damaged("push", json);
         }
         line.duration = std::chrono::seconds(duration);
@@ -552,6 +615,9 @@ std::string to_json(const BuildReport& report) {
         write_field(writer, "result", to_string(*report.result));
     }
     write_field(writer, "url", report.url);
+    if (report.tests) {
+        write_tests(writer, *report.tests);
+    }
     writer.Key("properties");
     writer.StartObject();
     for (const auto& [key, value] : report.properties) {
@@ -582,7 +648,8 @@ Result<BuildReport> parse_report(std::string_view json) {
         !read(document, "repository", report.repository) ||
         !read(document, "branch", report.branch) || !read(document, "revision", report.revision) ||
         !read(document, "url", report.url) || !read(document, "at_ms", at_ms) ||
-        !document.HasMember("properties") || !document["properties"].IsObject()) {
+        !document.HasMember("properties") || !document["properties"].IsObject() ||
+        !read_tests(document, report.tests)) {
         return damaged("build event", json);
     }
     const auto* named =

@@ -274,6 +274,10 @@ private:
                     line.failed_step = details.failed_step;
                     line.log_tail = details.log_tail;
                     line.failed_tests = details.failed_tests;
+                    line.tests = report.tests;
+                    if (line.tests) {
+                        line.tests->failed_tests.clear(); // the line's own are in failed_tests
+                    }
                 }
             }
             if (!push.ended()) {

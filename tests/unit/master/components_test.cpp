@@ -261,6 +261,35 @@ TEST_CASE("running builds: a build stopped on request whose worker is lost is no
     CHECK_FALSE(ended->retries_spent);
 }
 
+TEST_CASE("running builds: log file watchers register while their step may still write") {
+    struct Watcher final : ci::master::LogfileWatcher {
+        void stored() override {}
+        void ended() override {}
+    };
+    ci::master::RunningBuilds running;
+    const auto t = std::chrono::system_clock::now();
+    running.add(ci::store::Build{12, 1, "tests", "w", t, {}, {}, {}, {}, {}}, {});
+    const auto early = std::make_shared<Watcher>();
+    const auto other = std::make_shared<Watcher>();
+    CHECK(running.watch_logfile(12, 1, "test.log", early)); // step 1 has not started yet
+    REQUIRE(running.step_started(12, 1, "test", t));
+    CHECK(running.watch_logfile(12, 2, "other.log", other));
+    using Watchers = std::vector<std::shared_ptr<ci::master::LogfileWatcher>>;
+    CHECK(running.logfile_watchers(12, 1, "test.log") == Watchers{early});
+    CHECK(running.logfile_watchers(12, 1, "other.log").empty());
+    CHECK(running.logfile_watchers(99, 1, "test.log").empty()); // no such build
+    REQUIRE(running.step_finished(12, 1, ci::BuildResult::Success, 0, t));
+    // The step ended: nobody registers for it any more; its watchers are taken once.
+    CHECK_FALSE(running.watch_logfile(12, 1, "test.log", std::make_shared<Watcher>()));
+    CHECK(running.take_logfile_watchers(12, 1) == Watchers{early});
+    CHECK(running.take_logfile_watchers(12, 1).empty());
+    CHECK(running.logfile_watchers(12, 1, "test.log").empty());
+    // The build's end takes every step's.
+    REQUIRE(running.end(12, ci::BuildResult::Success, t));
+    CHECK_FALSE(running.watch_logfile(12, 3, "late.log", std::make_shared<Watcher>()));
+    CHECK(running.take_logfile_watchers(12, -1) == Watchers{other});
+}
+
 TEST_CASE("running builds: a build on its request's last try ends exception, not retry") {
     ci::master::RunningBuilds running;
     const auto t = std::chrono::system_clock::now();
@@ -424,4 +453,26 @@ TEST_CASE("metrics: builds are counted by worker class and branch type") {
                     "\"linux\",branch_type=\"release\",le=\"600\"} 1\n") != std::string::npos);
     CHECK(text.find("ci_build_duration_seconds_count{builder=\"acceptance\",worker_class="
                     "\"linux\",branch_type=\"release\"} 2\n") != std::string::npos);
+}
+
+TEST_CASE("metrics: uploads by builder, and the bytes kept as results") {
+    ci::master::Metrics metrics;
+    CHECK(ci::master::prometheus_text(metrics.snapshot(), {}).find("ci_upload_bytes_total{") ==
+          std::string::npos);     // no upload yet: no series
+    metrics.results_bytes = 1000; // a sweep measured it
+    metrics.upload_received("pkg/deb", 300);
+    metrics.upload_received("pkg/deb", 200);
+    metrics.upload_stored("pkg/deb", 7);
+    metrics.upload_failed("pkg/deb");
+    metrics.upload_failed("docs");
+    const auto text = ci::master::prometheus_text(metrics.snapshot(), {});
+    INFO(text);
+    CHECK(text.find("# TYPE ci_upload_bytes_total counter\n") != std::string::npos);
+    CHECK(text.find("ci_upload_bytes_total{builder=\"pkg/deb\"} 500\n") != std::string::npos);
+    CHECK(text.find("ci_upload_files_total{builder=\"pkg/deb\"} 7\n") != std::string::npos);
+    CHECK(text.find("ci_upload_failures_total{builder=\"pkg/deb\"} 1\n") != std::string::npos);
+    CHECK(text.find("ci_upload_failures_total{builder=\"docs\"} 1\n") != std::string::npos);
+    CHECK(text.find("ci_upload_bytes_total{builder=\"docs\"} 0\n") != std::string::npos);
+    CHECK(text.find("# TYPE ci_results_bytes gauge\n") != std::string::npos);
+    CHECK(text.find("ci_results_bytes 1500\n") != std::string::npos); // what uploads wrote since
 }

@@ -183,3 +183,56 @@ TEST_CASE("results retention: BUILD directories older than the retention are del
     // A day later build 2 (13 days old) is 14 days and a second: deleted.
     CHECK(ci::master::sweep_results(root, now + 24h + 1s, 14 * 24h).deleted == 1);
 }
+
+TEST_CASE("results retention: partial files of uploads not resumed are deleted after their age, "
+          "never those in use; what is left is measured") {
+    using namespace std::chrono_literals;
+    ci::test::TempDir tmp;
+    const auto root = tmp.path() / "results";
+    const auto partials = root / ".partial";
+    std::filesystem::create_directories(partials / "a-directory");
+    const std::time_t now_t = 1'800'000'000;
+    const auto now = std::chrono::system_clock::from_time_t(now_t);
+    const auto file = [&](const std::string& name, std::size_t size, std::time_t mtime) {
+        std::ofstream(partials / name) << std::string(size, 'p');
+        const std::array<timespec, 2> times{timespec{mtime, 0}, timespec{mtime, 0}};
+        REQUIRE(::utimensat(AT_FDCWD, (partials / name).c_str(), times.data(), 0) == 0);
+    };
+    file("aaaa-10", 10, now_t - 25 * 3600); // 25 h untouched: deleted
+    file("bbbb-5", 5, now_t - 48 * 3600);   // older, but an open upload uses it: kept
+    file("cccc-3", 3, now_t - 3600);        // written an hour ago: kept
+    // A symbolic link to a file outside, as old: removed as a link, its target kept.
+    const auto outside = tmp.path() / "outside.txt";
+    std::ofstream(outside) << "keep me";
+    std::filesystem::create_symlink(outside, partials / "dddd-7");
+    const std::array<timespec, 2> old_times{timespec{now_t - 30 * 3600, 0},
+                                            timespec{now_t - 30 * 3600, 0}};
+    REQUIRE(::utimensat(
+                AT_FDCWD, (partials / "dddd-7").c_str(), old_times.data(), AT_SYMLINK_NOFOLLOW) ==
+            0);
+    REQUIRE(::utimensat(AT_FDCWD, (partials / "a-directory").c_str(), old_times.data(), 0) == 0);
+
+    const auto report = ci::master::sweep_partials(partials, now, 24h, {"bbbb-5"});
+    CHECK(report.deleted == 2);
+    CHECK(report.failed == 0);
+    CHECK_FALSE(std::filesystem::exists(partials / "aaaa-10"));
+    CHECK_FALSE(std::filesystem::is_symlink(partials / "dddd-7"));
+    CHECK(std::filesystem::exists(outside));
+    CHECK(std::filesystem::exists(partials / "bbbb-5"));
+    CHECK(std::filesystem::exists(partials / "cccc-3"));
+    CHECK(std::filesystem::is_directory(partials / "a-directory")); // not a partial file
+    // Once no upload uses it, the old one goes too; a missing directory is an empty one.
+    CHECK(ci::master::sweep_partials(partials, now, 24h, {}).deleted == 1);
+    CHECK(ci::master::sweep_partials(tmp.path() / "none", now, 24h, {}).deleted == 0);
+
+    // The results sweep measures what is left, .partial included; with retention 0 (`never`)
+    // it deletes nothing, however old.
+    make_build(root / "pkg" / "master" / "1", now_t - 400 * 86400); // sub/file.txt: 1 byte
+    const auto kept = ci::master::sweep_results(root, now, 0s);
+    CHECK(kept.deleted == 0);
+    CHECK(kept.kept_bytes == 3 + 1);
+    CHECK(std::filesystem::exists(root / "pkg" / "master" / "1" / "sub" / "file.txt"));
+    const auto swept = ci::master::sweep_results(root, now, 14 * 24h);
+    CHECK(swept.deleted == 1);
+    CHECK(swept.kept_bytes == 3);
+}

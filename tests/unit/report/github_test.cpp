@@ -103,6 +103,51 @@ TEST_CASE("github: which state for which event") {
     }
 }
 
+TEST_CASE("github: a finished build's test counts in its description, within 140 characters") {
+    const auto s = settings();
+    const auto with = [&](BuildResult result, ci::build::TestResults tests) {
+        auto r = finished(result);
+        r.tests = std::move(tests);
+        const auto status = github::status_for(r, s);
+        REQUIRE(status);
+        CHECK(status->description.size() <= github::max_description);
+        return status->description;
+    };
+    ci::build::TestResults passing{118, 0, 2, 0, {}};
+    CHECK(with(BuildResult::Success, passing) == "Build succeeded: 118 tests passed, 2 skipped");
+    CHECK(with(BuildResult::Warnings, {1, 0, 0, 0, {}}) ==
+          "Build succeeded with warnings: 1 test passed");
+    ci::build::TestResults failing{117, 2, 0, 1, {"app.test_a", "app.test_b", "app.test_c"}};
+    CHECK(with(BuildResult::Failure, failing) ==
+          "Build failed: 3 of 120 tests failed (app.test_a, app.test_b, app.test_c)");
+    // An infrastructure error says so first.
+    CHECK(with(BuildResult::Exception, failing) ==
+          "Build failed: an infrastructure error; 3 of 120 tests failed (app.test_a, app.test_b, "
+          "app.test_c)");
+    // More names than fit: whole names only, then "…"; more failures than names kept: "…".
+    ci::build::TestResults many{0, 40, 0, 0, {}};
+    for (int i = 0; i < 40; ++i) {
+        many.failed_tests.push_back("tests.test_module.Tests.test_" + std::to_string(i));
+    }
+    const auto long_text = with(BuildResult::Failure, many);
+    CHECK(long_text.starts_with("Build failed: 40 of 40 tests failed (tests.test_module.Tests."
+                                "test_0, tests.test_module.Tests.test_1, "));
+    CHECK(long_text.ends_with(", …)"));
+    ci::build::TestResults capped{0, 150, 0, 0, {"a.b"}};
+    CHECK(with(BuildResult::Failure, capped) == "Build failed: 150 of 150 tests failed (a.b, …)");
+    // A name longer than the room left: the counts alone.
+    ci::build::TestResults huge{0, 1, 0, 0, {std::string(300, 'x')}};
+    CHECK(with(BuildResult::Failure, huge) == "Build failed: 1 of 1 test failed");
+    // Names in UTF-8 are never cut inside a character (whole names only).
+    ci::build::TestResults accents{0, 1, 0, 0, {"t\xc3\xa9st"}};
+    CHECK(with(BuildResult::Failure, accents) == "Build failed: 1 of 1 test failed (t\xc3\xa9st)");
+    // No test cases read, or none reported: the description alone; other events never.
+    CHECK(with(BuildResult::Success, {}) == "Build succeeded");
+    auto started = report(BuildEvent::Started);
+    started.tests = failing;
+    CHECK(github::status_for(started, s)->description == "Build started");
+}
+
 TEST_CASE("github: what is not reported") {
     auto s = settings();
     SUBCASE("an unknown revision, or a repository without OWNER/REPO") {

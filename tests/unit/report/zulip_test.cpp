@@ -150,6 +150,20 @@ TEST_CASE("zulip: the summary of a push") {
                     "running\nFAILED tests/test_a.py::test_one - assert 1 == 2\n```\n") !=
           std::string::npos);
     CHECK(zulip::topic_for(p) == "app : feature/x");
+    CHECK(text.find(", tests: ") == std::string::npos); // no step read test results
+
+    SUBCASE("test counts on each builder's line") {
+        auto counted = p;
+        counted.builds[0].tests = ci::build::TestResults{118, 0, 2, 0, {}};
+        counted.builds[1].tests = ci::build::TestResults{10, 1, 0, 0, {}};
+        const auto t = zulip::summary(counted, s);
+        INFO(t);
+        CHECK(t.find("* tests: success in 1m 15s ([build 101](http://ci.example.org/api/v1/"
+                     "builds/101)), tests: 118 passed, 0 failed, 2 skipped, 0 errors\n") !=
+              std::string::npos);
+        CHECK(t.find("builds/102)), tests: 10 passed, 1 failed, 0 skipped, 0 errors, step "
+                     "`test`\n") != std::string::npos);
+    }
 
     SUBCASE("all passed; an expected failure does not count") {
         const auto ok =
@@ -247,8 +261,22 @@ TEST_CASE("zulip: the request, the verdicts, and what is stored") {
                   {line(1, "tests", BuildResult::Success), line(2, "docs", BuildResult::Failure)});
     p.builds[1].failed_tests = {"a::b"};
     p.builds[1].log_tail = "tail";
-    p.builds.push_back(zulip::BuildLine{3, 0, "late", std::nullopt, 0s, "", "", "", {}, 9});
+    p.builds.push_back(
+        zulip::BuildLine{3, 0, "late", std::nullopt, 0s, "", "", "", {}, 9, std::nullopt});
+    p.builds[0].tests = ci::build::TestResults{5, 0, 1, 0, {}};
     CHECK(*zulip::parse_push(zulip::to_json(p)) == p);
+    // Rows stored before test counts were kept read without them; damaged counts are refused.
+    auto without = zulip::to_json(p);
+    const auto counts = without.find(",\"tests\":");
+    REQUIRE(counts != std::string::npos);
+    auto older = without;
+    older.erase(counts, older.find('}', counts) - counts + 1);
+    auto expected_older = p;
+    expected_older.builds[0].tests.reset();
+    CHECK(*zulip::parse_push(older) == expected_older);
+    auto negative = without;
+    negative.replace(negative.find("\"passed\":5"), 10, "\"passed\":-5");
+    CHECK_FALSE(zulip::parse_push(negative));
     CHECK_FALSE(zulip::parse_push("{\"id\": 1}"));
     CHECK_FALSE(zulip::parse_message("[]"));
 
@@ -265,6 +293,8 @@ TEST_CASE("zulip: the request, the verdicts, and what is stored") {
     event.url = "http://ci.example.org/api/v1/builds/9";
     event.properties = {{"report_expected_failures", "true"}, {"a\"b", "c\nd"}};
     event.at = ci::WallTime(std::chrono::milliseconds(1'700'000'000'123));
+    CHECK(*zulip::parse_report(zulip::to_json(event)) == event);
+    event.tests = ci::build::TestResults{3, 1, 0, 1, {"a.test_x", "a.test_\xc3\xa9"}};
     CHECK(*zulip::parse_report(zulip::to_json(event)) == event);
     event.event = BuildEvent::Requested;
     event.result.reset();

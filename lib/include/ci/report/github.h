@@ -12,7 +12,11 @@
 ///     `failure`, or `error` (exception, cancelled); a build that ended `retry` sends nothing
 ///     (the status stays pending: its request runs again);
 ///  4. a builder of `failing_builders` sends nothing unless its request has the property
-///     `report_expected_failures` set to `true`.
+///     `report_expected_failures` set to `true`;
+///  5. a finished build whose steps read test results (BuildReport::tests) says how many in its
+///     description: "Build failed: 3 of 120 tests failed (app.test_a, app.test_b, …)" (failures
+///     and errors count as failed; as many whole names as fit, "…" when some are left out),
+///     "Build succeeded: 118 tests passed, 2 skipped"; within max_description characters.
 
 #include <chrono>
 #include <map>

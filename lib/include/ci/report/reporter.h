@@ -23,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include <ci/build/test_results.h>
 #include <ci/core/build_result.h>
 #include <ci/store/store.h>
 
@@ -51,7 +52,10 @@ struct BuildReport {
     std::optional<BuildResult> result;             ///< Finished and Cancelled only
     std::string url;                               ///< the build's page; empty for Requested
     std::map<std::string, std::string> properties; ///< the request's properties (force, ...)
-    std::chrono::system_clock::time_point at{};    ///< when it happened
+    /// Finished only: what its steps' `test_results` read (JUnit), added up over its steps;
+    /// nullopt when no step read any.
+    std::optional<build::TestResults> tests;
+    std::chrono::system_clock::time_point at{}; ///< when it happened
     friend bool operator==(const BuildReport&, const BuildReport&) = default;
 };
 

@@ -11,9 +11,10 @@
 ///     topic `REPOSITORY : BRANCH` once every one of them ended (a build that ended `retry`
 ///     has not: its request runs again). A request collapsed into a newer one (of the same
 ///     builder and branch) ends with the build that built it.
-///  2. The summary lists each builder's result, duration and link; for a failure (or an
-///     exception) the failed step, its log's last lines (`tail_lines`) and the failed tests
-///     (failed_tests()).
+///  2. The summary lists each builder's result, duration, link and, when its steps read test
+///     results (`test_results`), their counts ("tests: 118 passed, 1 failed, 2 skipped, 0
+///     errors"); for a failure (or an exception) the failed step, its log's last lines
+///     (`tail_lines`) and the failed tests (its JUnit results' names, else failed_tests()).
 ///  3. A push of the repository's default branch with a failure of a builder outside
 ///     `failing_builders` also goes to `critical_stream`, when set.
 ///  4. Operational events (OpsEvent) go to `ops_stream`, when set, with the topic `libci`.
@@ -79,6 +80,8 @@ struct BuildLine {
     std::vector<std::string> failed_tests; ///< failures: from failed_tests()
     /// A request collapsed into a newer one: the request whose build built it (0: none).
     std::int64_t built_by = 0;
+    /// The counts of its steps' test results (BuildReport::tests; names in failed_tests).
+    std::optional<build::TestResults> tests;
     friend bool operator==(const BuildLine&, const BuildLine&) = default;
 };
 
