@@ -40,6 +40,7 @@ struct Shared {
     std::chrono::seconds heartbeat;
     std::optional<ssl::context> tls; // nullopt: plaintext (buildmaster.tls: false)
     WorkerPortLimits limits;
+    std::map<std::string, ClassFiles> files; // by class: sent right after the Welcome
     // Wrong proofs, by address: a hello waits what remains of its address's delay.
     FailureLimiter throttle{"wrong worker proofs", FailureLimiter::worker_policy()};
     std::size_t open = 0;                                          // connections open
@@ -302,8 +303,20 @@ private:
         name_ = hello->name;
         write_line(protocol::encode(
             protocol::Welcome{static_cast<int>(shared_.heartbeat.count()), login->rotate}));
+        // The class's files before anything else: the worker writes them before it reads the
+        // next message, so no build of it runs without them.
+        std::size_t files = 0;
+        if (const auto found = shared_.files.find(login->worker_class);
+            found != shared_.files.end()) {
+            write_line(found->second.messages);
+            files = found->second.count;
+        }
         if (stream_.tls() != nullptr) {
-            log::info("worker {} connected from {} ({})", name_, peer_, transport_);
+            log::info("worker {} connected from {} ({}){}",
+                      name_,
+                      peer_,
+                      transport_,
+                      files > 0 ? fmt::format("; sent it {} worker file(s)", files) : "");
         } else {
             log::warn(
                 "worker {} connected from {} without TLS (buildmaster.tls: false)", name_, peer_);
@@ -472,7 +485,7 @@ struct WorkerServer::Impl {
     std::uint16_t port = 0;
 
     Impl(WorkerEvents& m, std::chrono::seconds h, WorkerPortLimits limits)
-        : shared{m, h, std::nullopt, limits} {}
+        : shared{m, h, std::nullopt, limits, {}} {}
 
     // Counts a new connection from `key` when the limits allow it.
     bool admit(const std::string& key) {
@@ -539,8 +552,10 @@ Result<std::unique_ptr<WorkerServer>> WorkerServer::start(WorkerEvents& events,
                                                           std::uint16_t port,
                                                           std::chrono::seconds heartbeat,
                                                           const WorkerPortTls& tls,
-                                                          WorkerPortLimits limits) {
+                                                          WorkerPortLimits limits,
+                                                          std::map<std::string, ClassFiles> files) {
     auto impl = std::make_unique<Impl>(events, heartbeat, limits);
+    impl->shared.files = std::move(files);
     if (tls.enabled) {
         auto context = make_context(tls);
         if (!context) {
