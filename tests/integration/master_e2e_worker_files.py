@@ -4,10 +4,11 @@ class's workers over the TLS worker connection right after login; a real ci-work
 (mode 0600, new directories 0700) before it takes a build, so the build's step reads them. The
 contents never appear in the master's or the worker's log (a step that prints the token shows
 "[redacted]"), nor in any process's arguments. A worker that reconnects (the master killed -9
-and started again) gets them again: a file changed on the worker is put back. A worker whose
-destination is behind a symbolic link refuses to write through it and stops without running a
-build. check-config and `ci-master start` refuse a missing SOURCE, a DEST with "..", and a
-file over 1 MiB, naming file:line and the key."""
+and started again) gets them again: a file changed on the worker is put back; the relay between
+them never sees a content in clear. A latent (EC2) worker logging in with a one-time token gets
+its own class's files. A worker whose destination is behind a symbolic link refuses to write
+through it and stops without running a build. check-config and `ci-master start` refuse a
+missing SOURCE, a DEST with "..", and a file over 1 MiB, naming file:line and the key."""
 
 import hashlib
 import os
@@ -56,7 +57,10 @@ def main(case):
     files = (f'worker_files: {{.config/ci/token: secrets/token, '
              f'acceptance.yml: {secrets}/acceptance.yml, '
              f'"{absolute_key}": secrets/id_ed25519}}')
-    config = case.remote_config().replace("max_builds: 2}", "max_builds: 2, " + files + "}")
+    # The static class `remote`, and a latent (EC2) class whose workers log in with a token.
+    config = case.remote_config(
+        "  latent: {ami: ci-image, worker_files: {latent/token: secrets/token}}\n").replace(
+        "max_builds: 2}", "max_builds: 2, " + files + "}")
     config += f"""builders:
   files:
     repository: demo
@@ -136,6 +140,21 @@ schedulers:
                acceptance.encode().hex().encode() not in wire,
                f"the files crossed the network only inside TLS ({len(wire)} bytes recorded)")
 
+    # A latent worker (what an EC2 instance runs, with the token its user data holds) gets its
+    # class's files too.
+    status, issued = master.post("/api/v1/workers/tokens", b'{"class": "latent"}',
+                                 auth=case.auth)
+    case.check(status == 201, f"a one-time token for a latent worker ({status})")
+    case.secrets.append(issued["token"])
+    latent = case.start_worker(master, 5, name=issued["name"], token=issued["token"])
+    latent_token = os.path.join(case.tmp, "worker5", "latent", "token")
+    harness.wait_for("the latent worker's file", lambda: os.path.exists(latent_token), 30)
+    case.check(open(latent_token).read() == token + "\n" and
+               os.stat(latent_token).st_mode & 0o7777 == 0o600,
+               "the latent worker got its class's file, 0600")
+    case.check(not os.path.exists(os.path.join(case.tmp, "worker5", "acceptance.yml")),
+               "and not the other class's")
+
     # A destination behind a symbolic link: worker 1 refuses and stops, no build runs there.
     elsewhere = os.path.join(case.tmp, "elsewhere")
     os.makedirs(elsewhere)
@@ -151,7 +170,7 @@ schedulers:
 
     # Bad configs: check-config names file:line and the key; ci-master start refuses them too.
     base = config
-    bad = base.replace("secrets/token", "secrets/missing")
+    bad = base.replace("secrets/token", "secrets/missing", 1)
     status, output, path = check_config(case, bad, "missing.yml")
     case.check(status == 1 and
                f"{path}:{line_of(bad, 'secrets/missing')}:" in output and
@@ -172,7 +191,7 @@ schedulers:
 
     with open(os.path.join(secrets, "big"), "w") as out:
         out.write("x" * (1024 * 1024 + 1))
-    bad = base.replace("secrets/token", "secrets/big")
+    bad = base.replace("secrets/token", "secrets/big", 1)
     status, output, path = check_config(case, bad, "big.yml")
     case.check(status == 1 and "slaves.remote.worker_files..config/ci/token: " in output and
                "is larger than 1048576 bytes (1 MiB)" in output,
@@ -180,7 +199,8 @@ schedulers:
 
     logs = case.logs()
     master_logs = "".join(text for name, text in logs.items() if name.startswith("master"))
-    case.check("sent it 3 worker file(s)" in master_logs, "the master logs how many it sent")
+    case.check("sent it 3 worker file(s)" in master_logs and
+               "sent it 1 worker file(s)" in master_logs, "the master logs how many it sent")
 
 
 if __name__ == "__main__":

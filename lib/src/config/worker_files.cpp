@@ -127,6 +127,9 @@ read_worker_files(std::string_view worker_class, const std::map<std::string, std
 
 std::vector<std::string> worker_file_secrets(std::string_view content) {
     constexpr std::size_t min_line = 16;
+    // Every secret costs each log line and each chunk of build output a search: a large file
+    // of short lines would make redaction slow. Its first lines (a key is about 50) are kept.
+    constexpr std::size_t max_lines = 128;
     std::vector<std::string> out;
     std::string_view whole = content;
     while (!whole.empty() && (whole.back() == '\n' || whole.back() == '\r')) {
@@ -145,7 +148,7 @@ std::vector<std::string> worker_file_secrets(std::string_view content) {
         }
         const bool blank_free = std::ranges::none_of(
             line, [](char c) { return c == ' ' || c == '\t' || c == '\v' || c == '\f'; });
-        if (line.size() >= min_line && blank_free && line != whole) {
+        if (line.size() >= min_line && blank_free && line != whole && out.size() <= max_lines) {
             out.emplace_back(line);
         }
     }

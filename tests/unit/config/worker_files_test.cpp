@@ -9,6 +9,7 @@
 #include <variant>
 
 #include <doctest/doctest.h>
+#include <fmt/format.h>
 
 #include <ci/config/load.h>
 #include <ci/config/worker_files.h>
@@ -283,4 +284,13 @@ TEST_CASE("worker_file_secrets: the whole content and its token-like lines") {
     CHECK(ci::config::worker_file_secrets(key) ==
           std::vector<std::string>{key.substr(0, key.size() - 1),
                                    "b3BlbnNzaC1rZXktdjEAAAAABG5vbmU="});
+    // At most 128 lines besides the whole content.
+    std::string many;
+    for (int i = 0; i < 200; ++i) {
+        many += fmt::format("line-{:012}-of-many\n", i);
+    }
+    const auto secrets = ci::config::worker_file_secrets(many);
+    REQUIRE(secrets.size() == 129);
+    CHECK(secrets[1] == "line-000000000000-of-many");
+    CHECK(secrets[128] == "line-000000000127-of-many");
 }

@@ -64,7 +64,8 @@ read_worker_files(std::string_view worker_class, const std::map<std::string, std
 /// trailing newline), and each of its lines that holds no white space and is at least 16 bytes
 /// long (a token, a line of a key's base64), so that a build printing part of an SSH key or a
 /// token on a line of its own shows "[redacted]" instead. Lines with spaces (a config file's
-/// prose) are left, so that ordinary output is not redacted. Pure.
+/// prose) are left, so that ordinary output is not redacted; so are such lines after the
+/// first 128 (each secret costs every log line a search). Pure.
 [[nodiscard]] std::vector<std::string> worker_file_secrets(std::string_view content);
 
 } // namespace ci::config
