@@ -529,7 +529,8 @@ private:
         if (auto written = write_worker_file(
                 options_.runner.work_root, file.path, file.content, options_.runner.step_user);
             !written) {
-            failed_ = written.error();
+            // Io whatever the cause: the worker's setup, not its command line, is wrong.
+            failed_ = Error{ErrorCode::Io, written.error().message, written.error().native};
             connection_->close("a worker file could not be written");
             return;
         }
