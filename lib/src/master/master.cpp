@@ -46,15 +46,16 @@ Result<std::map<std::string, ClassFiles>> worker_files(const config::Config& con
         if (!read) {
             return fail(read.error());
         }
-        ClassFiles& encoded = out[name];
+        std::string messages;
         for (auto& file : *read) {
             for (const auto& secret : config::worker_file_secrets(file.content)) {
                 (void)log::add_secret(secret);
             }
-            encoded.messages +=
+            messages +=
                 protocol::encode(protocol::WorkerFile{file.destination, std::move(file.content)});
-            ++encoded.count;
         }
+        out[name] =
+            ClassFiles{std::make_shared<const std::string>(std::move(messages)), read->size()};
     }
     return out;
 }

@@ -308,7 +308,7 @@ private:
         std::size_t files = 0;
         if (const auto found = shared_.files.find(login->worker_class);
             found != shared_.files.end()) {
-            write_line(found->second.messages);
+            write_shared(found->second.messages); // shared: not copied for each worker
             files = found->second.count;
         }
         if (stream_.tls() != nullptr) {
@@ -378,17 +378,21 @@ private:
     }
 
     void write_line(std::string line) {
-        if (!open_) {
+        write_shared(std::make_shared<const std::string>(std::move(line)));
+    }
+
+    void write_shared(std::shared_ptr<const std::string> text) {
+        if (!open_ || !text) {
             return;
         }
-        output_.push_back(std::move(line));
+        output_.push_back(std::move(text));
         if (output_.size() == 1) {
             write_next();
         }
     }
 
     void write_next() {
-        stream_.async_write(net::buffer(output_.front()),
+        stream_.async_write(net::buffer(*output_.front()),
                             [self = shared_from_this()](auto error, std::size_t) {
                                 if (error) {
                                     self->shut(error.message());
@@ -429,7 +433,8 @@ private:
     std::string transport_; // "TLSv1.3, session resumed", for the log
     std::string nonce_;
     std::string name_; // set once authenticated
-    std::deque<std::string> output_;
+    // Shared: a class's worker files are one text however many of its workers log in at once.
+    std::deque<std::shared_ptr<const std::string>> output_;
     std::chrono::steady_clock::time_point last_heard_;
     bool open_ = true;
     bool hello_seen_ = false;

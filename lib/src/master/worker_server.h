@@ -43,10 +43,10 @@ struct WorkerPortLimits {
 };
 
 /// What a class's workers get right after their Welcome (`worker_files`): the encoded
-/// protocol::WorkerFile messages, one after the other, and how many there are (for the log).
-/// The text holds secrets: never logged.
+/// protocol::WorkerFile messages, one after the other (one text shared by every connection
+/// that sends it), and how many there are (for the log). The text holds secrets: never logged.
 struct ClassFiles {
-    std::string messages;
+    std::shared_ptr<const std::string> messages;
     std::size_t count = 0;
 };
 
