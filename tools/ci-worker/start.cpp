@@ -214,6 +214,8 @@ void setup_start(CLI::App& app, Runner& runner) {
         "$AWS_REGION; $AWS_ENDPOINT_URL_S3 or $AWS_ENDPOINT_URL); steps do not see the secrets.\n"
         "Each step runs under a supervisor that stops every process of it (setsid ones too)\n"
         "when it ends; --step-user runs the steps as another user (the worker must be root).\n"
+        "Files of the worker's class (worker_files) arrive after each login and are written\n"
+        "0600 before any build; one that cannot be written stops the worker (exit 3).\n"
         "Exit status: 0 stopped by a signal, 1 the master refused the name or secret, or its\n"
         "certificate is not the expected one, 2 usage, 3 an error.");
     sub->add_option(
@@ -231,7 +233,8 @@ void setup_start(CLI::App& app, Runner& runner) {
     sub->add_option("--work-dir",
                     command->work_dir,
                     "Where builds run: WORK_DIR/BUILDER/SLOT, one directory per build running\n"
-                    "at once (slot 0, 1, ...), reused by later builds of the builder")
+                    "at once (slot 0, 1, ...), reused by later builds of the builder; the\n"
+                    "class's worker_files with a relative path are written under it")
         ->default_str("ci-worker");
     sub->add_option("--cache-dir", command->cache_dir, "Git mirrors (default: WORK_DIR/cache)");
     auto* fingerprint =

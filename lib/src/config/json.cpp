@@ -106,10 +106,12 @@ void write_worker_class(Writer& writer, const WorkerClass& worker_class) {
                     std::string_view(
                         ec2->idle_action == Ec2Workers::IdleAction::Stop ? "stop" : "terminate"));
         write_field(writer, "stopped_max", std::int64_t{ec2->stopped_max});
+        write_field(writer, "worker_files", ec2->worker_files);
     } else if (const auto* fixed = std::get_if<StaticWorkers>(&worker_class)) {
         write_field(writer, "passwords", fixed->passwords);
         write_field(writer, "max_builds", std::int64_t{fixed->max_builds});
         write_field(writer, "distribution", fixed->distribution);
+        write_field(writer, "worker_files", fixed->worker_files);
     } else if (const auto* local = std::get_if<LocalWorkers>(&worker_class)) {
         write_field(writer, "local", true);
         write_field(writer, "slaves", std::int64_t{local->count});

@@ -196,7 +196,13 @@ Diagnostic error_at(std::string_view origin, const YAML::Mark& mark, std::string
 
 } // namespace
 
-CheckedConfig parse_config(std::string_view yaml, std::string_view origin) {
+namespace {
+
+// parse_config, with the directory of the file the text is from (nullptr: none; see
+// detail::check_document).
+CheckedConfig parse_yaml(std::string_view yaml,
+                         std::string_view origin,
+                         const std::filesystem::path* base_directory) {
     CheckedConfig checked;
     if (auto refused = detail::refuse_text(yaml, origin)) {
         checked.diagnostics.push_back(std::move(*refused));
@@ -231,8 +237,15 @@ CheckedConfig parse_config(std::string_view yaml, std::string_view origin) {
         checked.diagnostics.push_back(std::move(diagnostic));
         return checked;
     }
-    checked.config = detail::check_document(root, std::string(origin), checked.diagnostics);
+    checked.config =
+        detail::check_document(root, std::string(origin), checked.diagnostics, base_directory);
     return checked;
+}
+
+} // namespace
+
+CheckedConfig parse_config(std::string_view yaml, std::string_view origin) {
+    return parse_yaml(yaml, origin, nullptr);
 }
 
 Result<CheckedConfig> load_config(const std::filesystem::path& path) {
@@ -240,8 +253,10 @@ Result<CheckedConfig> load_config(const std::filesystem::path& path) {
     if (!text) {
         return fail(text.error());
     }
-    auto checked = parse_config(*text, path.string());
-    // Files a config names are relative to the config file's directory.
+    // Files a config names are relative to the config file's directory (worker_files: resolved
+    // and read by the check).
+    const auto directory = path.parent_path();
+    auto checked = parse_yaml(*text, path.string(), &directory);
     if (checked.config) {
         for (auto& [name, worker_class] : checked.config->slaves) {
             auto* ec2 = std::get_if<Ec2Workers>(&worker_class);

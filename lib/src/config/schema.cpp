@@ -12,6 +12,7 @@
 
 #include <ci/build/results.h>
 #include <ci/config/placeholders.h>
+#include <ci/config/worker_files.h>
 
 #include "config/reader.h"
 
@@ -156,7 +157,10 @@ bool is_regex_pattern(std::string_view pattern) {
 
 class Checker {
 public:
-    Checker(const std::string& origin, std::vector<Diagnostic>& out) : reader_(origin, out) {}
+    Checker(const std::string& origin,
+            std::vector<Diagnostic>& out,
+            const std::filesystem::path* base_directory)
+        : reader_(origin, out), base_directory_(base_directory) {}
 
     std::optional<Config> check(const YAML::Node& root);
 
@@ -170,6 +174,9 @@ private:
     void check_aws(const YAML::Node& node);
     void check_ec2_class(Fields& fields, Ec2Workers& out);
     void check_slaves(const YAML::Node& node);
+    void check_worker_files(const Fields& fields,
+                            const std::string& name,
+                            std::map<std::string, std::string>& out);
     void check_worker_class(const std::string& name, const Entry& entry);
     void check_repositories(const YAML::Node& node);
     void check_locks(const YAML::Node& node);
@@ -198,6 +205,9 @@ private:
                      const std::set<std::string>& unsupported = {});
 
     Reader reader_;
+    // The config file's directory: set when the text is a file's (load_config), whose
+    // worker_files sources are then resolved against it and read.
+    const std::filesystem::path* base_directory_;
     Config config_;
     // Names defined in each section, including entries that have errors of their own, so that
     // one mistake is not reported again by every reference to it.
@@ -660,6 +670,7 @@ void Checker::check_worker_class(const std::string& name, const Entry& entry) {
                    "spot_fallback",
                    "idle_action",
                    "stopped_max",
+                   "worker_files",
                    "passwords",
                    "local",
                    "openstack-image"});
@@ -734,6 +745,7 @@ void Checker::check_worker_class(const std::string& name, const Entry& entry) {
                           "must be at least 60s (the watchdog checks once a minute)");
         }
         check_ec2_class(fields, out);
+        check_worker_files(fields, name, out.worker_files);
         config_.slaves.emplace(name, std::move(out));
     } else if (fixed) {
         fields.forbid({"slaves"}, "for a static worker class (it has passwords: one worker each)");
@@ -754,9 +766,13 @@ void Checker::check_worker_class(const std::string& name, const Entry& entry) {
         }
         fields.read("max_builds", out.max_builds, 1, max_count);
         fields.read("distribution", out.distribution);
+        check_worker_files(fields, name, out.worker_files);
         config_.slaves.emplace(name, std::move(out));
     } else {
         fields.forbid({"distribution"}, "for a local worker class");
+        fields.forbid({"worker_files"},
+                      "for a local worker class (its workers run inside the master, which reads "
+                      "files itself)");
         fields.forbid(std::span(ec2_only), "for a local worker class (only EC2 classes have it)");
         bool enabled = true;
         fields.read("local", enabled);
@@ -769,6 +785,83 @@ void Checker::check_worker_class(const std::string& name, const Entry& entry) {
         fields.read("slaves", out.count, 1, max_count);
         fields.read("max_builds", out.max_builds, 1, max_count);
         config_.slaves.emplace(name, out);
+    }
+}
+
+// `worker_files`: DEST -> SOURCE. The DESTs are checked here; the SOURCEs too when the text is
+// a file's (base_directory_ set): each resolved against the file's directory, read, and held to
+// the size caps, so that check-config names a missing or oversized one at its line.
+void Checker::check_worker_files(const Fields& fields,
+                                 const std::string& name,
+                                 std::map<std::string, std::string>& out) {
+    const Entry* files = fields.find("worker_files");
+    if (files == nullptr) {
+        return;
+    }
+    const std::string path = fields.path("worker_files");
+    auto entries = mapping_entries(reader_, files->value, path);
+    if (!entries) {
+        return;
+    }
+    if (entries->size() > max_worker_files) {
+        reader_.error(files->key_node, path, fmt::format("more than {} files", max_worker_files));
+        return;
+    }
+    std::size_t total = 0;
+    bool ok = true;
+    for (const auto& entry : *entries) {
+        const std::string entry_path = join_path(path, entry.key);
+        if (auto checked = check_worker_file_destination(entry.key); !checked) {
+            reader_.error(entry.key_node, entry_path, checked.error().message);
+            ok = false;
+            continue;
+        }
+        if (entry.value.IsNull()) {
+            reader_.error(entry.key_node, entry_path, "needs a SOURCE: the file on the master");
+            ok = false;
+            continue;
+        }
+        auto source = reader_.string(entry.value, entry_path);
+        if (!source) {
+            ok = false;
+            continue;
+        }
+        if (source->empty()) {
+            reader_.error(entry.value, entry_path, "needs a SOURCE: the file on the master");
+            ok = false;
+            continue;
+        }
+        if (base_directory_ != nullptr && std::filesystem::path(*source).is_relative()) {
+            *source = (*base_directory_ / *source).lexically_normal().string();
+        }
+        if (base_directory_ != nullptr) {
+            auto read = read_worker_files(name, {{entry.key, *source}});
+            if (!read) {
+                // The message starts with the key path, which the diagnostic shows already.
+                std::string message = read.error().message;
+                if (message.starts_with(entry_path + ": ")) {
+                    message.erase(0, entry_path.size() + 2);
+                }
+                reader_.error(entry.value, entry_path, std::move(message));
+                ok = false;
+                continue;
+            }
+            total += read->front().content.size();
+            if (total > max_worker_files_size) {
+                reader_.error(entry.value,
+                              entry_path,
+                              fmt::format("the class's worker files are larger than {} bytes (4 "
+                                          "MiB) together",
+                                          max_worker_files_size));
+                ok = false;
+            }
+        }
+        out.emplace(entry.key, std::move(*source));
+    }
+    if (ok) {
+        if (auto checked = check_worker_file_destinations(out); !checked) {
+            reader_.error(files->key_node, path, checked.error().message);
+        }
     }
 }
 
@@ -1494,10 +1587,12 @@ void Checker::check_deploy(const YAML::Node& node) {
 
 } // namespace
 
-std::optional<Config>
-check_document(const YAML::Node& root, const std::string& origin, std::vector<Diagnostic>& out) {
+std::optional<Config> check_document(const YAML::Node& root,
+                                     const std::string& origin,
+                                     std::vector<Diagnostic>& out,
+                                     const std::filesystem::path* base_directory) {
     std::vector<Diagnostic> found;
-    Checker checker(origin, found);
+    Checker checker(origin, found, base_directory);
     auto config = checker.check(root);
     // Report in the order of the text; diagnostics without a position (JSON) keep their order.
     std::ranges::stable_sort(found, [](const Diagnostic& a, const Diagnostic& b) {

@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include <ci/build/runner.h>
+#include <ci/config/worker_files.h>
 #include <ci/core/crypto.h>
 #include <ci/core/log.h>
 #include <ci/http/client.h>
@@ -14,6 +15,7 @@
 #include "master/impl.h"
 #include "master/json.h"
 #include "master/local_worker.h"
+#include "master/protocol.h"
 #include "master/results_retention.h"
 #include "master/worker_certificate.h"
 
@@ -29,6 +31,34 @@ constexpr auto delivery_window = std::chrono::hours(24 * 7);
 constexpr auto history_kept = delivery_window + std::chrono::hours(24);
 constexpr auto prune_interval = std::chrono::hours(1);
 constexpr auto results_sweep_interval = std::chrono::hours(1);
+
+// Each class's worker_files read from the master's disk and encoded as the WorkerFile messages
+// its workers get after login; their contents become secrets of the log (never shown). Fails
+// with the first file that cannot be read or is over a cap, naming it (not its content).
+Result<std::map<std::string, ClassFiles>> worker_files(const config::Config& config) {
+    std::map<std::string, ClassFiles> out;
+    for (const auto& [name, worker_class] : config.slaves) {
+        const auto& files = config::worker_files_of(worker_class);
+        if (files.empty()) {
+            continue;
+        }
+        auto read = config::read_worker_files(name, files);
+        if (!read) {
+            return fail(read.error());
+        }
+        std::string messages;
+        for (auto& file : *read) {
+            for (const auto& secret : config::worker_file_secrets(file.content)) {
+                (void)log::add_secret(secret);
+            }
+            messages +=
+                protocol::encode(protocol::WorkerFile{file.destination, std::move(file.content)});
+        }
+        out[name] =
+            ClassFiles{std::make_shared<const std::string>(std::move(messages)), read->size()};
+    }
+    return out;
+}
 
 // The check of the routes that change something: HTTP basic with the config's auth.
 std::optional<http::ServerResponse> check_auth(const config::Config& config,
@@ -290,6 +320,10 @@ Status MasterState::start_servers() {
     if (!tls) {
         return fail(tls.error());
     }
+    auto files = worker_files(config);
+    if (!files) {
+        return fail(files.error());
+    }
     const auto& limits = config.buildmaster.limits;
     auto workers_server = WorkerServer::start(
         *coordinator,
@@ -299,7 +333,8 @@ Status MasterState::start_servers() {
         *tls,
         WorkerPortLimits{static_cast<std::size_t>(limits.worker_connections),
                          static_cast<std::size_t>(limits.worker_connections_per_address),
-                         limits.hello_timeout});
+                         limits.hello_timeout},
+        std::move(*files));
     if (!workers_server) {
         return fail(workers_server.error());
     }

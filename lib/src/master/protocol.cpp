@@ -8,9 +8,11 @@
 #include <rapidjson/writer.h>
 
 #include <ci/config/placeholders.h>
+#include <ci/config/worker_files.h>
 #include <ci/core/crypto.h>
 #include <ci/core/log.h>
 
+#include "core/ascii.h"
 #include "core/json.h"
 
 namespace ci::master::protocol {
@@ -136,6 +138,15 @@ struct Encoder {
     void operator()(const Refused& m) const {
         field(w, "type", "refused");
         field(w, "reason", m.reason);
+    }
+    void operator()(const WorkerFile& m) const {
+        field(w, "type", "worker_file");
+        field(w, "path", m.path);
+        // Hex: any bytes, JSON-safe, and no escaping rules to get wrong.
+        field(w,
+              "hex",
+              crypto::to_hex(std::span(reinterpret_cast<const std::uint8_t*>(m.content.data()),
+                                       m.content.size())));
     }
     void operator()(const Heartbeat&) const { field(w, "type", "heartbeat"); }
     void operator()(const Drain&) const { field(w, "type", "drain"); }
@@ -523,6 +534,29 @@ Result<Message> read_hello(Reader& r) {
     return r.done(std::move(m));
 }
 
+Result<Message> read_worker_file(Reader& r) {
+    WorkerFile m;
+    m.path = r.text("path");
+    const std::string hex = r.text("hex");
+    if (hex.size() % 2 != 0 || hex.size() / 2 > config::max_worker_file_size) {
+        r.problem(fmt::format("\"hex\" is not an even number of digits for at most {} bytes",
+                              config::max_worker_file_size));
+        return r.done(std::move(m));
+    }
+    m.content.reserve(hex.size() / 2);
+    for (std::size_t i = 0; i < hex.size(); i += 2) {
+        const int high = ascii_hex_value(hex[i]);
+        const int low = ascii_hex_value(hex[i + 1]);
+        if (high < 0 || low < 0) {
+            r.problem("\"hex\" holds a character that is not a hex digit");
+            m.content.clear();
+            break;
+        }
+        m.content.push_back(static_cast<char>((high << 4) | low));
+    }
+    return r.done(std::move(m));
+}
+
 Result<Message> read_welcome(Reader& r) {
     Welcome m;
     m.heartbeat_seconds = r.small("heartbeat_seconds");
@@ -742,6 +776,7 @@ constexpr auto readers = std::to_array<std::pair<std::string_view, MessageReader
     {"hello", read_hello},
     {"welcome", read_welcome},
     {"refused", [](Reader& r) { return r.done(Refused{r.text("reason")}); }},
+    {"worker_file", read_worker_file},
     {"heartbeat", [](Reader& r) { return r.done(Heartbeat{}); }},
     {"drain", [](Reader& r) { return r.done(Drain{}); }},
     {"interrupted", [](Reader& r) { return r.done(Interrupted{r.text("reason", false)}); }},

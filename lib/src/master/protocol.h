@@ -15,6 +15,10 @@
 ///    latent worker's first secret is a one-time token; its Welcome says to rotate: both sides
 ///    replace the secret by next_secret(secret, nonce), which the next connection must prove
 ///    (so a token in an instance's user-data is worthless once used, and no secret is sent);
+///    right after the Welcome, before anything else, one WorkerFile per file of the worker's
+///    class (`worker_files`, ci/config/worker_files.h): the worker writes each (0600, atomically)
+///    before it reads the next message, so no build starts without them; a worker that cannot
+///    write one ends its connection with an error instead of running builds;
 /// 4. then, in any order: Heartbeat (worker, every interval: a worker silent for three intervals
 ///    is lost), StartBuild / StopBuild (master), and the build's progress (worker): CheckedOut,
 ///    StepStarted, LogChunk (numbered per step, so that a chunk sent twice is stored once),
@@ -80,6 +84,13 @@ struct Welcome {
 };
 struct Refused {
     std::string reason;
+};
+/// Master → worker, right after the Welcome: a file the worker's class has (`worker_files`).
+/// `content` is a secret: on the wire as hex ("hex"), at most config::max_worker_file_size
+/// bytes; never logged by either side.
+struct WorkerFile {
+    std::string path; ///< DEST: absolute, or relative to the worker's work directory
+    std::string content;
 };
 struct Heartbeat {};
 struct Drain {};
@@ -200,6 +211,7 @@ using Message = std::variant<Challenge,
                              Hello,
                              Welcome,
                              Refused,
+                             WorkerFile,
                              Heartbeat,
                              Drain,
                              Interrupted,

@@ -40,6 +40,7 @@ struct Shared {
     std::chrono::seconds heartbeat;
     std::optional<ssl::context> tls; // nullopt: plaintext (buildmaster.tls: false)
     WorkerPortLimits limits;
+    std::map<std::string, ClassFiles> files; // by class: sent right after the Welcome
     // Wrong proofs, by address: a hello waits what remains of its address's delay.
     FailureLimiter throttle{"wrong worker proofs", FailureLimiter::worker_policy()};
     std::size_t open = 0;                                          // connections open
@@ -302,8 +303,20 @@ private:
         name_ = hello->name;
         write_line(protocol::encode(
             protocol::Welcome{static_cast<int>(shared_.heartbeat.count()), login->rotate}));
+        // The class's files before anything else: the worker writes them before it reads the
+        // next message, so no build of it runs without them.
+        std::size_t files = 0;
+        if (const auto found = shared_.files.find(login->worker_class);
+            found != shared_.files.end()) {
+            write_shared(found->second.messages); // shared: not copied for each worker
+            files = found->second.count;
+        }
         if (stream_.tls() != nullptr) {
-            log::info("worker {} connected from {} ({})", name_, peer_, transport_);
+            log::info("worker {} connected from {} ({}){}",
+                      name_,
+                      peer_,
+                      transport_,
+                      files > 0 ? fmt::format("; sent it {} worker file(s)", files) : "");
         } else {
             log::warn(
                 "worker {} connected from {} without TLS (buildmaster.tls: false)", name_, peer_);
@@ -365,17 +378,21 @@ private:
     }
 
     void write_line(std::string line) {
-        if (!open_) {
+        write_shared(std::make_shared<const std::string>(std::move(line)));
+    }
+
+    void write_shared(std::shared_ptr<const std::string> text) {
+        if (!open_ || !text) {
             return;
         }
-        output_.push_back(std::move(line));
+        output_.push_back(std::move(text));
         if (output_.size() == 1) {
             write_next();
         }
     }
 
     void write_next() {
-        stream_.async_write(net::buffer(output_.front()),
+        stream_.async_write(net::buffer(*output_.front()),
                             [self = shared_from_this()](auto error, std::size_t) {
                                 if (error) {
                                     self->shut(error.message());
@@ -416,7 +433,8 @@ private:
     std::string transport_; // "TLSv1.3, session resumed", for the log
     std::string nonce_;
     std::string name_; // set once authenticated
-    std::deque<std::string> output_;
+    // Shared: a class's worker files are one text however many of its workers log in at once.
+    std::deque<std::shared_ptr<const std::string>> output_;
     std::chrono::steady_clock::time_point last_heard_;
     bool open_ = true;
     bool hello_seen_ = false;
@@ -472,7 +490,7 @@ struct WorkerServer::Impl {
     std::uint16_t port = 0;
 
     Impl(WorkerEvents& m, std::chrono::seconds h, WorkerPortLimits limits)
-        : shared{m, h, std::nullopt, limits} {}
+        : shared{m, h, std::nullopt, limits, {}} {}
 
     // Counts a new connection from `key` when the limits allow it.
     bool admit(const std::string& key) {
@@ -539,8 +557,10 @@ Result<std::unique_ptr<WorkerServer>> WorkerServer::start(WorkerEvents& events,
                                                           std::uint16_t port,
                                                           std::chrono::seconds heartbeat,
                                                           const WorkerPortTls& tls,
-                                                          WorkerPortLimits limits) {
+                                                          WorkerPortLimits limits,
+                                                          std::map<std::string, ClassFiles> files) {
     auto impl = std::make_unique<Impl>(events, heartbeat, limits);
+    impl->shared.files = std::move(files);
     if (tls.enabled) {
         auto context = make_context(tls);
         if (!context) {

@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <string>
 
@@ -41,19 +42,29 @@ struct WorkerPortLimits {
     std::chrono::seconds hello_timeout{10};
 };
 
+/// What a class's workers get right after their Welcome (`worker_files`): the encoded
+/// protocol::WorkerFile messages, one after the other (one text shared by every connection
+/// that sends it), and how many there are (for the log). The text holds secrets: never logged.
+struct ClassFiles {
+    std::shared_ptr<const std::string> messages;
+    std::size_t count = 0;
+};
+
 class WorkerServer {
 public:
     struct Impl;
 
     // Binds `address`:`port` and serves on its own thread, telling `events` about workers and
     // their messages. `events` must outlive it. Fails (InvalidArgument) when the certificate or
-    // key cannot be used, naming the file.
-    [[nodiscard]] static Result<std::unique_ptr<WorkerServer>> start(WorkerEvents& events,
-                                                                     const std::string& address,
-                                                                     std::uint16_t port,
-                                                                     std::chrono::seconds heartbeat,
-                                                                     const WorkerPortTls& tls,
-                                                                     WorkerPortLimits limits = {});
+    // key cannot be used, naming the file. `files`: by class, what its workers get after login.
+    [[nodiscard]] static Result<std::unique_ptr<WorkerServer>>
+    start(WorkerEvents& events,
+          const std::string& address,
+          std::uint16_t port,
+          std::chrono::seconds heartbeat,
+          const WorkerPortTls& tls,
+          WorkerPortLimits limits = {},
+          std::map<std::string, ClassFiles> files = {});
     ~WorkerServer();
     [[nodiscard]] std::uint16_t port() const;
     // No new connections; those open stay.

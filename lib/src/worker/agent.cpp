@@ -20,11 +20,13 @@
 #include <boost/asio/ssl/context.hpp>
 #include <fmt/format.h>
 
+#include <ci/config/worker_files.h>
 #include <ci/core/crypto.h>
 #include <ci/core/log.h>
 #include <ci/worker/imds.h>
 
 #include "master/protocol.h"
+#include "worker/files.h"
 #include "worker/reported_build.h"
 #include "worker/stream.h"
 #include "worker/tls.h"
@@ -422,7 +424,8 @@ public:
             Loop& loop,
             std::shared_ptr<Connection> connection,
             const imds::Watcher* watcher)
-        : options_(options), loop_(loop), connection_(std::move(connection)), watcher_(watcher) {}
+        : options_(options), runner_(options.runner), loop_(loop),
+          connection_(std::move(connection)), watcher_(watcher) {}
 
     ~Session() { stop_all(); }
     Session(const Session&) = delete;
@@ -457,6 +460,9 @@ public:
                     break;
                 }
                 handle(std::move(*message), drain_sent || interrupted_ || rebalanced_);
+                if (failed_) {
+                    break; // the connection is closed: nothing after the file is read
+                }
             }
             if (const auto& closed = connection_->closed()) {
                 log::info("connection to the master: {}", *closed);
@@ -472,6 +478,10 @@ public:
                 std::min<Clock::duration>(next_heartbeat - now, std::chrono::milliseconds(200)));
         }
     }
+
+    // A worker file that cannot be written ends the connection and the worker (failed_): its
+    // builds must not run without it, and retrying would fail the same way.
+    [[nodiscard]] const std::optional<Error>& failed() const noexcept { return failed_; }
 
 private:
     // What the instance metadata service said, told to the master once per connection: an
@@ -506,8 +516,31 @@ private:
         }
     }
 
+    // A file of the worker's class (worker_files), sent right after the welcome: written before
+    // the next message (a StartBuild) is read. Its content never reaches a log: it is redacted
+    // from this process's log lines and from the builds' logs.
+    void receive(const protocol::WorkerFile& file) {
+        for (auto& secret : config::worker_file_secrets(file.content)) {
+            (void)log::add_secret(secret);
+            runner_.log_secrets.push_back(std::move(secret));
+        }
+        // With --step-user the steps, which read the files, run as that user: the files are
+        // theirs.
+        if (auto written = write_worker_file(
+                options_.runner.work_root, file.path, file.content, options_.runner.step_user);
+            !written) {
+            // Io whatever the cause: the worker's setup, not its command line, is wrong.
+            failed_ = Error{ErrorCode::Io, written.error().message, written.error().native};
+            connection_->close("a worker file could not be written");
+            return;
+        }
+        status(fmt::format("wrote worker file \"{}\" (mode 0600)", log::field(file.path)));
+    }
+
     void handle(protocol::Message message, bool draining) {
-        if (auto* start = std::get_if<protocol::StartBuild>(&message)) {
+        if (const auto* file = std::get_if<protocol::WorkerFile>(&message)) {
+            receive(*file);
+        } else if (auto* start = std::get_if<protocol::StartBuild>(&message)) {
             const auto id = start->spec.build_id;
             if (draining) {
                 // The master sent it before it saw our drain: refuse, it will be retried.
@@ -526,8 +559,9 @@ private:
             auto done = std::make_shared<std::atomic<bool>>(false);
             jobs_.emplace(
                 id,
-                Job{std::jthread([this, spec = std::move(start->spec), done](std::stop_token stop) {
-                        run(spec, std::move(stop));
+                Job{std::jthread([this, spec = std::move(start->spec), runner = runner_, done](
+                                     std::stop_token stop) {
+                        run(spec, runner, std::move(stop));
                         *done = true;
                     }),
                     done});
@@ -543,10 +577,11 @@ private:
     }
 
     // On the build's thread: its messages go to the loop through the connection's queue.
-    void run(const build::BuildSpec& spec, std::stop_token stop) {
+    void
+    run(const build::BuildSpec& spec, const build::RunnerOptions& runner, std::stop_token stop) {
         const auto outcome = run_reported_build(
             spec,
-            options_.runner,
+            runner,
             [connection = connection_](const protocol::Message& message) {
                 connection->send(message, true);
             },
@@ -582,6 +617,10 @@ private:
     }
 
     const WorkerOptions& options_;
+    // options_.runner, with the worker files' contents among its log secrets (each build gets a
+    // copy).
+    build::RunnerOptions runner_;
+    std::optional<Error> failed_; // a worker file could not be written
     Loop& loop_;
     std::shared_ptr<Connection> connection_;
     const imds::Watcher* watcher_; // null: not watched
@@ -765,9 +804,11 @@ Status run_worker(const WorkerOptions& options, std::stop_token drain) {
                 failures = 0;
                 delay = std::chrono::milliseconds(500);
                 bool drained = false;
+                std::optional<Error> failed;
                 {
                     Session session(options, loop, connection, watcher.get());
                     drained = session.serve(*welcomed, drain);
+                    failed = session.failed();
                     // What was queued before the drain completed goes out before the close.
                     if (drained) {
                         (void)loop.run_until(
@@ -777,6 +818,9 @@ Status run_worker(const WorkerOptions& options, std::stop_token drain) {
                     connection->close(drained ? "drained" : "lost");
                 }
                 loop.settle();
+                if (failed) {
+                    return fail(*failed);
+                }
                 if (drained) {
                     status("drained: every build has ended");
                     return {};

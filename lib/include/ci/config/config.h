@@ -188,6 +188,10 @@ struct Ec2Workers {
     };
     IdleAction idle_action = IdleAction::Terminate;
     int stopped_max = 0; ///< `stopped_max`: at most this many stopped instances kept (stop)
+    /// `worker_files`: DEST -> SOURCE, files the master sends each worker of the class after
+    /// its login, before any build (ci/config/worker_files.h). SOURCE is a file on the master
+    /// (load_config makes a relative one relative to the config file's directory).
+    std::map<std::string, std::string> worker_files;
     friend bool operator==(const Ec2Workers&, const Ec2Workers&) = default;
 };
 
@@ -202,6 +206,8 @@ struct StaticWorkers {
     std::vector<std::string> passwords; ///< `passwords` (required, not empty; secrets)
     int max_builds = 1;                 ///< `max_builds`: builds at once on one worker
     std::string distribution;           ///< `distribution`: informational
+    /// `worker_files`: as Ec2Workers::worker_files.
+    std::map<std::string, std::string> worker_files;
     friend bool operator==(const StaticWorkers&, const StaticWorkers&) = default;
 };
 

@@ -76,8 +76,10 @@ struct CheckedConfig {
 
 /// Reads and checks a YAML file. Fails (NotFound, PermissionDenied, Io) only when the file cannot
 /// be read; problems in its content are diagnostics. Reads at most max_config_size + 1 bytes.
-/// Relative paths of other files the config names (`slaves.<class>.user_data_template`) are made
-/// relative to the file's directory.
+/// Relative paths of other files the config names (`slaves.<class>.user_data_template`,
+/// `slaves.<class>.worker_files` sources) are made relative to the file's directory; each
+/// worker_files source is also read, and one that cannot be read or is over a size cap
+/// (ci/config/worker_files.h) is an error at its line.
 [[nodiscard]] Result<CheckedConfig> load_config(const std::filesystem::path& path);
 
 /// The JSON form of `config`: every key as in the YAML file, defaults written out, so that

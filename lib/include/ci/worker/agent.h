@@ -62,7 +62,9 @@ struct WorkerOptions {
 /// until the master refuses it (PermissionDenied with the master's reason: a wrong name or
 /// secret does not fix itself; also when the master's certificate is not the one expected, or
 /// the master does not speak TLS while this worker does, or the other way round) or
-/// max_connect_attempts is reached (Io). InvalidArgument when the options do not give exactly
+/// max_connect_attempts is reached (Io), or a file the master sent (`worker_files`) cannot be
+/// written (Io naming it: the worker stops rather than run builds without it; see
+/// docs/config.md, "Worker files"). InvalidArgument when the options do not give exactly
 /// one of ca_file, fingerprint and insecure, or the CA file cannot be read.
 /// TLS sessions are resumed across reconnections (tickets), so that many workers reconnecting
 /// to a restarted master cost it little; the status line of each connection says whether its
