@@ -58,8 +58,8 @@ namespace ci::master::protocol {
 /// after their line instead of in it; 3: TLS, and proofs bound to the TLS connection; 4: trigger
 /// steps, builds without a repository, pinned merge targets; 5: step controls, set_property and
 /// test results: an older worker would run such steps without them; 6: step log files; 7: spot
-/// interruptions and upload steps.)
-inline constexpr int version = 7;
+/// interruptions and upload steps; 8: worker_files, which an older worker would ignore.)
+inline constexpr int version = 8;
 /// The longest line either side accepts (a log chunk is far smaller).
 inline constexpr std::size_t max_line = std::size_t{4} * 1024 * 1024;
 /// The most file bytes an UploadChunk carries (the worker sends this much at a time, so that
