@@ -80,7 +80,6 @@ struct StartCommand {
     std::string ports_file;
     int shutdown_grace = 60;
     int heartbeat = 10;
-    std::string ec2_token_dir;
     int ec2_reconcile = 180;
 };
 
@@ -113,8 +112,15 @@ int run_start(const StartCommand& command) {
     options.data_dir = command.data_dir;
     options.shutdown_grace = std::chrono::seconds(command.shutdown_grace);
     options.heartbeat = std::chrono::seconds(command.heartbeat);
-    options.ec2_token_dir = command.ec2_token_dir;
     options.ec2_reconcile = std::chrono::seconds(command.ec2_reconcile);
+    // Each EC2 instance boots with its class's template filled in (what render-user-data
+    // prints); a template that cannot be read stops the start, before anything launches.
+    auto user_data = ci::master::ec2_user_data_renderer(*config);
+    if (!user_data) {
+        print_error(user_data.error());
+        return user_data.error().code == ErrorCode::InvalidArgument ? ExitFailure : ExitError;
+    }
+    options.ec2_user_data = std::move(*user_data);
     // Git credentials of local workers and the poller: from the environment, never from
     // arguments.
     if (const char* token = std::getenv("CI_GIT_TOKEN")) {
@@ -203,11 +209,6 @@ void setup_start(CLI::App& app, Runner& runner) {
                     "with what the master knows (unknown ones are terminated)")
         ->default_str("180")
         ->check(CLI::Range(1, 86400));
-    sub->add_option("--ec2-token-dir",
-                    command->ec2_token_dir,
-                    "Write each launched EC2 worker's name and one-time token to\n"
-                    "DIR/<instance-id>.env (mode 0600), for booting a worker by hand or a test")
-        ->check(CLI::ExistingDirectory);
     sub->callback([&runner, command] { runner = [command] { return run_start(*command); }; });
 }
 
