@@ -173,12 +173,16 @@ void setup_start(CLI::App& app, Runner& runner) {
         "/healthz, /metrics), the worker port buildmaster.worker_port, the scheduler and the\n"
         "state database buildmaster.state (SQLite; relative to the working directory).\n"
         "Workers of classes with `local: true` run inside the master; static workers connect\n"
-        "with `ci-worker start`.\n"
+        "with `ci-worker start`. EC2 classes (`ami`) launch instances whose user data is the\n"
+        "class's template filled in (what `render-user-data` prints; templates are read at\n"
+        "start); after a crash, the next start adopts the instances whose workers can log in\n"
+        "again and terminates the others.\n"
         "The config comes from --config (YAML, or the JSON form, which must be mode 0600) or,\n"
         "without --config, from $LIBCI_CONFIG (JSON; removed from the environment at once).\n"
         "A config with errors never starts a master (exit 1, every error printed).\n"
         "On SIGTERM: no new webhooks, workers or builds; running builds get --shutdown-grace\n"
-        "seconds to finish, then stop and are queued again; everything is on disk before exit.\n"
+        "seconds to finish, then stop and are queued again; EC2 instances are terminated;\n"
+        "everything is on disk before exit.\n"
         "Exit status: 0 stopped by a signal, 1 bad config, 2 usage, 3 could not start (port in\n"
         "use, state database unusable).");
     sub->add_option("--config,-c", command->config_path, "The configuration file");
