@@ -2,27 +2,34 @@
 """The master's EC2 pool against moto_server (EC2 with SigV4 checked; spoken to here through
 boto3, not libci): a build request waiting for an EC2 class launches one spot instance with the
 newest production image, the class's type, key, security group, subnet and tags, and
-InstanceInitiatedShutdownBehavior=terminate; the test plays its boot by starting a real
-ci-worker with the name and one-time token the master wrote to --ec2-token-dir (the ec2-boot
-user data carries the same values); the build runs there; idle for build_wait_timeout, the
+InstanceInitiatedShutdownBehavior=terminate; the test plays its boot from the instance's user
+data as EC2 keeps it (the worker.env its cloud-config writes: the master, the worker's name and
+one-time token, the master's fingerprint, and no other secret) by starting a real
+`ci-worker start` with that environment only; the build runs there; idle for build_wait_timeout, the
 instance is terminated. Then the master is killed with -9 right after a launch: restarted, it
-terminates that instance (its worker could not log in to the new run), terminates a tagged
-instance it never knew, launches a fresh one for the request still waiting, and at a graceful
-stop leaves no tagged instance running. SKIPs (exit 77) loudly when moto_server is missing."""
+adopts that instance (its worker's key is in the store) but, as its worker never boots,
+terminates it once its missing_timeout has run, terminates a tagged instance it never knew, and
+launches a fresh one for the request still waiting. Killed with -9 again while that instance's
+worker is connected, the restarted master adopts it: its worker logs in again and runs the next
+build, and nothing else is launched. A graceful stop leaves no tagged instance running. SKIPs (exit 77) loudly when moto_server is missing."""
 
+import base64
 import os
 import re
 import shutil
 import signal
-import stat
+import socket
 import subprocess
 import sys
 import time
 import urllib.request
 
+import yaml
+
 import master_harness as harness
 
-HOST = "ci-ec2-test.example.org"
+# The instances' workers dial buildmaster.host (their user data says so): here, this machine.
+HOST = "127.0.0.1"
 REGION = "us-east-1"
 
 
@@ -103,14 +110,75 @@ def tags_of(instance):
     return {tag["Key"]: tag["Value"] for tag in instance.get("Tags", [])}
 
 
-def token_file(token_dir, instance_id):
-    path = os.path.join(token_dir, instance_id + ".env")
-    return path if os.path.exists(path) else None
+def user_data_of(moto, instance_id):
+    """The instance's user data as EC2 keeps it (DescribeInstanceAttribute userData), decoded."""
+    answer = moto.ec2.describe_instance_attribute(InstanceId=instance_id, Attribute="userData")
+    encoded = answer.get("UserData", {}).get("Value")
+    return base64.b64decode(encoded).decode() if encoded else ""
 
 
-def read_env(path):
-    values = dict(line.split("=", 1) for line in open(path).read().splitlines() if "=" in line)
-    return values["CI_WORKER_NAME"], values["CI_WORKER_SECRET"]
+class Booted(harness.Worker):
+    """The boot of an instance, played from its user data alone: the worker.env its
+    cloud-config writes, and the ci-worker unit's ExecStart (its --work-dir moved into the test's
+    temp dir, its --imds dropped: there is no metadata service here). The process gets that
+    environment and PATH and HOME, nothing else: no name, token or fingerprint on its command
+    line or from the test. A harness.Worker for the rest (kill, log)."""
+
+    def __init__(self, case, moto, instance_id, index):  # noqa: PLW0231 - starts its own process
+        self.user_data = user_data_of(moto, instance_id)
+        files = {f["path"]: f for f in yaml.safe_load(self.user_data)["write_files"]}
+        env_file = files["/etc/libci/worker.env"]
+        if env_file.get("permissions") != "0600":
+            raise AssertionError(f"worker.env is not written 0600: {env_file.get('permissions')}")
+        self.env = dict(line.split("=", 1) for line in env_file["content"].splitlines()
+                        if "=" in line)
+        unit = files["/etc/systemd/system/ci-worker.service"]["content"]
+        exec_start = next(line.split("=", 1)[1] for line in unit.splitlines()
+                          if line.startswith("ExecStart="))
+        words = exec_start.split()
+        if words[:2] != ["/usr/local/bin/ci-worker", "start"]:
+            raise AssertionError(f"the unit does not run ci-worker start: {exec_start}")
+        args, rest = [], words[2:]
+        while rest:
+            flag, value, rest = rest[0], rest[1], rest[2:]
+            if flag == "--work-dir":
+                value = os.path.join(case.tmp, f"instance{index}")
+            if flag != "--imds":
+                args += [flag, value]
+        self.name = self.env.get("CI_WORKER_NAME", "")
+        environment = {"PATH": os.environ["PATH"], "HOME": case.tmp, **self.env}
+        self.log_path = os.path.join(case.tmp, f"instance{index}.log")
+        log = open(self.log_path, "a")
+        self.process = subprocess.Popen([harness.WORKER, "start", *args], cwd=case.tmp,
+                                        env=environment, stdout=log, stderr=subprocess.STDOUT,
+                                        start_new_session=True)
+        log.close()
+        case.workers.append(self)
+
+
+def boot(case, moto, master, instance_id, index, tags):
+    """Boots instance_id's worker from its user data and checks what that user data holds: the
+    master as the worker dials it, the tagged worker name, a one-time token, the master's
+    fingerprint, and no other secret of the master's."""
+    booted = Booted(case, moto, instance_id, index)
+    env = booted.env
+    token = env.get("CI_WORKER_SECRET", "")
+    case.secrets.append(token)
+    case.check(set(env) == {"CI_MASTER", "CI_WORKER_NAME", "CI_WORKER_SECRET",
+                            "CI_MASTER_FINGERPRINT"}, f"worker.env's variables: {sorted(env)}")
+    case.check(env.get("CI_MASTER") == f"{HOST}:{master.worker_port}",
+               f"CI_MASTER is the worker port as bound: {env.get('CI_MASTER')}")
+    case.check(env.get("CI_WORKER_NAME") == tags.get("ci:worker"),
+               f"CI_WORKER_NAME is the tagged worker: {env.get('CI_WORKER_NAME')}")
+    case.check(re.fullmatch(r"[0-9a-f]{64}", token) is not None,
+               "CI_WORKER_SECRET is a one-time token (64 hex digits)")
+    case.check(env.get("CI_MASTER_FINGERPRINT") == master.fingerprint(),
+               "CI_MASTER_FINGERPRINT pins the master's certificate")
+    others = [i for i, secret in enumerate(case.secrets[:-1]) if secret in booted.user_data]
+    case.check(not others, f"the user data holds no other secret of the master's ({others})")
+    case.check(token not in master.get("/api/v1/workers").__repr__(),
+               "the workers API does not show the token")
+    return booted
 
 
 def metric(master, name, labels):
@@ -123,7 +191,8 @@ def metric(master, name, labels):
 
 def config(case, moto, image_setup):
     return f"""
-buildmaster: {{host: {HOST}, web_port: 0, worker_port: 0, state: {case.tmp}/state.sqlite}}
+buildmaster: {{host: {HOST}, web_port: 0, worker_port: {image_setup["worker_port"]},
+              state: {case.tmp}/state.sqlite}}
 auth: {{user: {case.auth[0]}, password: "{case.auth[1]}"}}
 aws:
   identifier: {moto.key_id}
@@ -141,7 +210,7 @@ slaves:
     subnet_id: {image_setup["subnet"]}
     tags: {{team: ci}}
     build_wait_timeout: 8
-    missing_timeout: 120
+    missing_timeout: 15
 builders:
   on-ec2:
     workers: [aws]
@@ -196,10 +265,14 @@ def run(case, moto):
     subnet = ec2.describe_subnets()["Subnets"][0]["SubnetId"]
     group = ec2.create_security_group(GroupName="ci-workers", Description="ci",
                                       VpcId=vpc)["GroupId"]
-    token_dir = os.path.join(case.tmp, "tokens")
-    os.mkdir(token_dir, 0o700)
-    path = case.write_config(config(case, moto, {"group": group, "subnet": subnet}))
-    args = ["--ec2-token-dir", token_dir, "--ec2-reconcile", "3"]
+    # The worker port stays the same across the restart below, as a real master's does: the
+    # instances' user data names it. The system picks it (port 0), the master binds it again.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        worker_port = probe.getsockname()[1]
+    path = case.write_config(config(case, moto, {"group": group, "subnet": subnet,
+                                                 "worker_port": worker_port}))
+    args = ["--ec2-reconcile", "3"]
     master = case.start_master(path, args=args)
 
     # 1. A waiting request launches one instance, with everything the class says.
@@ -227,13 +300,7 @@ def run(case, moto):
     case.check(behaviour["InstanceInitiatedShutdownBehavior"]["Value"] == "terminate",
                f"shutdown behaviour {behaviour['InstanceInitiatedShutdownBehavior']}")
 
-    env_path = harness.wait_for("the worker's token file",
-                                lambda: token_file(token_dir, instance_id), 10)
-    mode = stat.S_IMODE(os.stat(env_path).st_mode)
-    case.check(mode == 0o600, f"the token file is mode 0600 ({oct(mode)})")
-    name, token = read_env(env_path)
-    case.secrets.append(token)
-    case.check(name == tags.get("ci:worker"), f"the token file names the tagged worker {name}")
+    name = tags.get("ci:worker")
     listed = {w["name"]: w for w in master.get("/api/v1/workers")["workers"]}
     shown = listed.get(name, {}).get("instance", {})
     case.check(shown.get("id") == instance_id and shown.get("type") == "c5.large" and
@@ -243,8 +310,8 @@ def run(case, moto):
     time.sleep(2)
     case.check(len(moto.tagged()) == 1, "no second instance while the first boots")
 
-    # 2. The boot: a real ci-worker with the name and token the master gave.
-    worker = case.start_worker(master, 7, name=name, token=token)
+    # 2. The boot: a real ci-worker with what the instance's user data says.
+    worker = boot(case, moto, master, instance_id, 7, tags)
     build = harness.wait_for("the build on the EC2 worker", lambda: build_of(master, request), 60)
     case.check(build["result"] == "success" and build["worker"] == name,
                f"the build ran on {build['worker']}: {build['result']}")
@@ -261,12 +328,14 @@ def run(case, moto):
                       {"class": "aws", "market": "spot", "state": "running"}) == 0,
                "ci_ec2_instances shows no running instance")
 
-    # 4. kill -9 right after a launch: restarted, the master never forgets the instance.
+    # 4. kill -9 right after a launch: restarted, the master adopts the instance (its worker's
+    # key is in the store) and keeps it while its missing_timeout (15 s from its launch) runs;
+    # its worker never boots here, so it is then terminated, never forgotten.
     second = force(case, master)
     launched = harness.wait_for("a second launch", lambda: moto.tagged(("pending", "running"))
                                 or None, 30, interval=0.02)
     master.kill(signal.SIGKILL)
-    orphan_of_crash = next(iter(launched))
+    never_booted = next(iter(launched))
     # And one tagged instance it never knew (another master's crash, a lost answer).
     base = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
     stranger = ec2.run_instances(ImageId=base, MinCount=1, MaxCount=1, InstanceType="t2.micro",
@@ -275,27 +344,48 @@ def run(case, moto):
                                      {"Key": "ci:class", "Value": "aws"}]}])
     stranger_id = stranger["Instances"][0]["InstanceId"]
     master.start()
-    for what, instance_id in (("the instance launched before the kill", orphan_of_crash),
-                              ("the unknown tagged instance", stranger_id)):
-        harness.wait_for(f"{what} to be terminated",
-                         lambda i=instance_id: moto.state(i) in ("shutting-down", "terminated"),
-                         30)
-        case.check(True, f"after the restart, {what} was terminated")
+    harness.wait_for("the unknown tagged instance to be terminated",
+                     lambda: moto.state(stranger_id) in ("shutting-down", "terminated"), 30)
+    case.check(True, "after the restart, the unknown tagged instance was terminated")
+    adopted = {w["name"]: w.get("instance", {}).get("id")
+               for w in master.get("/api/v1/workers")["workers"]}
+    case.check(moto.state(never_booted) in ("pending", "running") and
+               never_booted in adopted.values(),
+               f"the instance launched before the kill is adopted, not terminated: "
+               f"{moto.state(never_booted)}, workers API {adopted}")
+    harness.wait_for("the adopted instance whose worker never connected to be terminated",
+                     lambda: moto.state(never_booted) in ("shutting-down", "terminated"), 40)
+    case.check(moto.state(stranger_id) in ("shutting-down", "terminated"), "still terminated")
     fresh = harness.wait_for("a fresh instance for the waiting request", lambda: {
         i: x for i, x in moto.tagged(("pending", "running")).items()
-        if i not in (orphan_of_crash, stranger_id)} or None, 30)
+        if i not in (never_booted, stranger_id)} or None, 30)
     fresh_id = next(iter(fresh))
     case.check(len(fresh) == 1, f"one fresh instance for the request ({len(fresh)})")
-    name, token = read_env(harness.wait_for("its token file",
-                                            lambda: token_file(token_dir, fresh_id), 10))
-    case.secrets.append(token)
-    worker = case.start_worker(master, 8, name=name, token=token)
+    worker = boot(case, moto, master, fresh_id, 8, tags_of(fresh[fresh_id]))
+    name = worker.name
     build = harness.wait_for("the waiting build on the fresh instance",
                              lambda: build_of(master, second), 60)
     case.check(build["result"] == "success" and build["worker"] == name,
                f"the request that waited through the crash ran on {build['worker']}")
 
-    # 5. A graceful stop leaves nothing running.
+    # 5. kill -9 while the fresh instance's worker is connected (idle, before its
+    # build_wait_timeout): restarted, the master adopts it, its worker logs in again with its
+    # rotated secret (the store has only its key), and it runs the next build; no new launch.
+    master.kill(signal.SIGKILL)
+    master.start()
+    third = force(case, master)
+    build = harness.wait_for("the next build on the adopted instance",
+                             lambda: build_of(master, third), 60)
+    case.check(build["result"] == "success" and build["worker"] == name,
+               f"the adopted instance's worker ran the next build: {build['worker']} "
+               f"{build['result']}")
+    running = set(moto.tagged(("pending", "running")))
+    case.check(running == {fresh_id},
+               f"the adopted instance runs, and no other was launched: {sorted(running)}")
+    log = case.logs()[f"master-{master.starts}.log"]
+    case.check("1 adopted" in log, "the restarted master logged the adoption")
+
+    # 6. A graceful stop leaves nothing running.
     master.kill(signal.SIGTERM)
     worker.kill()
     left = {i: x["State"]["Name"] for i, x in moto.tagged(("pending", "running")).items()}
@@ -303,6 +393,8 @@ def run(case, moto):
     log = "".join(case.logs().values())
     case.check("ec2: " in log and "tagged instance(s) this master does not know" in log,
                "the unknown instance was logged as an operational error")
+    case.check("never connected within 15 s of its launch" in log,
+               "the adopted instance whose worker never connected was logged as one")
 
 
 if __name__ == "__main__":

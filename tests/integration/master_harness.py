@@ -168,10 +168,11 @@ class WorkerSocket:
 
 
 def proof(secret, nonce, connection):
-    """hex HMAC-SHA256(secret, nonce ":" exporter): the proof a hello sends on `connection` (a
-    WorkerSocket), with Python's own hmac."""
+    """hex HMAC-SHA256(hex SHA-256(secret), nonce ":" exporter): the proof a hello sends on
+    `connection` (a WorkerSocket), with Python's own hashlib and hmac."""
     challenge = f"{nonce}:{connection.exporter}"
-    return hmac.new(secret.encode(), challenge.encode(), hashlib.sha256).hexdigest()
+    key = hashlib.sha256(secret.encode()).hexdigest()
+    return hmac.new(key.encode(), challenge.encode(), hashlib.sha256).hexdigest()
 
 
 class Repo:

@@ -7,7 +7,6 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
-#include <ci/config/user_data.h>
 #include <ci/core/log.h>
 #include <ci/master/master.h>
 
@@ -42,10 +41,11 @@ int run_render(const RenderCommand& command) {
                           std::nullopt});
         return ExitFailure;
     }
-    auto text = config::read_user_data_template(*ec2);
-    if (!text) {
-        print_error(text.error());
-        return ExitError;
+    // The renderer the master launches with: the template checked as at start.
+    auto renderer = ci::master::ec2_user_data_renderer(*config);
+    if (!renderer) {
+        print_error(renderer.error());
+        return renderer.error().code == ErrorCode::InvalidArgument ? ExitFailure : ExitError;
     }
     auto fingerprint = ci::master::worker_certificate_fingerprint(
         *config, command.data_dir, ci::master::MissingCertificate::Refuse);
@@ -57,15 +57,11 @@ int run_render(const RenderCommand& command) {
                    : ExitError;
     }
     // What differs per instance, or is secret, is shown as what it stands for.
-    config::UserDataValues values;
-    values.master_host = config->buildmaster.host;
-    values.worker_port = config->buildmaster.worker_port;
-    values.master_fingerprint = *fingerprint;
-    values.worker_name = command.worker_class + "/[instance id]";
-    values.worker_token = "[one-time token]";
-    values.worker_class = command.worker_class;
-    values.unreachable_timeout = ec2->unreachable_timeout;
-    auto rendered = config::render_user_data(*text, values);
+    auto rendered = (*renderer)(ci::master::Ec2Launch{command.worker_class,
+                                                      command.worker_class + "/[instance id]",
+                                                      "[one-time token]",
+                                                      config->buildmaster.worker_port,
+                                                      *fingerprint});
     if (!rendered) {
         const std::string file =
             ec2->user_data_template.empty() ? "(default template)" : ec2->user_data_template;

@@ -80,7 +80,6 @@ struct StartCommand {
     std::string ports_file;
     int shutdown_grace = 60;
     int heartbeat = 10;
-    std::string ec2_token_dir;
     int ec2_reconcile = 180;
     std::string ec2_timeout = "30";
 };
@@ -123,9 +122,16 @@ int run_start(const StartCommand& command) {
     options.data_dir = command.data_dir;
     options.shutdown_grace = std::chrono::seconds(command.shutdown_grace);
     options.heartbeat = std::chrono::seconds(command.heartbeat);
-    options.ec2_token_dir = command.ec2_token_dir;
     options.ec2_reconcile = std::chrono::seconds(command.ec2_reconcile);
     options.ec2_timeout = *ec2_timeout;
+    // Each EC2 instance boots with its class's template filled in (what render-user-data
+    // prints); a template that cannot be read stops the start, before anything launches.
+    auto user_data = ci::master::ec2_user_data_renderer(*config);
+    if (!user_data) {
+        print_error(user_data.error());
+        return user_data.error().code == ErrorCode::InvalidArgument ? ExitFailure : ExitError;
+    }
+    options.ec2_user_data = std::move(*user_data);
     // Git credentials of local workers and the poller: from the environment, never from
     // arguments.
     if (const char* token = std::getenv("CI_GIT_TOKEN")) {
@@ -178,12 +184,16 @@ void setup_start(CLI::App& app, Runner& runner) {
         "/healthz, /metrics), the worker port buildmaster.worker_port, the scheduler and the\n"
         "state database buildmaster.state (SQLite; relative to the working directory).\n"
         "Workers of classes with `local: true` run inside the master; static workers connect\n"
-        "with `ci-worker start`.\n"
+        "with `ci-worker start`. EC2 classes (`ami`) launch instances whose user data is the\n"
+        "class's template filled in (what `render-user-data` prints; templates are read at\n"
+        "start); after a crash, the next start adopts the instances whose workers can log in\n"
+        "again and terminates the others.\n"
         "The config comes from --config (YAML, or the JSON form, which must be mode 0600) or,\n"
         "without --config, from $LIBCI_CONFIG (JSON; removed from the environment at once).\n"
         "A config with errors never starts a master (exit 1, every error printed).\n"
         "On SIGTERM: no new webhooks, workers or builds; running builds get --shutdown-grace\n"
-        "seconds to finish, then stop and are queued again; everything is on disk before exit.\n"
+        "seconds to finish, then stop and are queued again; EC2 instances are terminated;\n"
+        "everything is on disk before exit.\n"
         "Exit status: 0 stopped by a signal, 1 bad config, 2 usage, 3 could not start (port in\n"
         "use, state database unusable).");
     sub->add_option("--config,-c", command->config_path, "The configuration file");
@@ -219,11 +229,6 @@ void setup_start(CLI::App& app, Runner& runner) {
                     "Seconds one attempt of an EC2 call may take (decimals allowed); a call\n"
                     "that timed out is retried, up to 4 attempts in all")
         ->default_str("30");
-    sub->add_option("--ec2-token-dir",
-                    command->ec2_token_dir,
-                    "Write each launched EC2 worker's name and one-time token to\n"
-                    "DIR/<instance-id>.env (mode 0600), for booting a worker by hand or a test")
-        ->check(CLI::ExistingDirectory);
     sub->callback([&runner, command] { runner = [command] { return run_start(*command); }; });
 }
 

@@ -46,26 +46,37 @@ std::optional<Login> Credentials::latent_login_locked(const std::string& name,
     if (credential.expires && *credential.expires < clock_.now()) {
         log::warn("worker {}: its one-time token expired unused", name);
         latent_.erase(found);
+        (void)save_locked(name, nullptr);
         return std::nullopt;
     }
     const bool current =
-        crypto::constant_time_equal(proof, protocol::proof(credential.secret, nonce));
+        crypto::constant_time_equal(proof, protocol::proof_with_key(credential.key, nonce));
     const bool previous =
         !credential.previous.empty() &&
-        crypto::constant_time_equal(proof, protocol::proof(credential.previous, nonce));
+        crypto::constant_time_equal(proof, protocol::proof_with_key(credential.previous, nonce));
     if (!current && !previous) {
         return std::nullopt;
     }
-    // Both sides now derive the next secret from the one just proven (it is never sent). A used
-    // one-time token does not stay valid as the previous secret.
-    const std::string used = current ? credential.secret : credential.previous;
-    auto next = protocol::next_secret(used, nonce);
-    (void)log::add_secret(next);
+    // Both sides now derive the next secret from the one just proven (it is never sent); the
+    // master keeps its key. A used one-time token does not stay valid as the previous secret.
+    Latent next = credential;
+    const std::string& used = current ? credential.key : credential.previous;
+    auto next_secret = protocol::next_secret_with_key(used, nonce);
+    (void)log::add_secret(next_secret);
     if (current) {
-        credential.previous = credential.expires ? std::string() : credential.secret;
+        next.previous = credential.expires ? std::string() : credential.key;
     }
-    credential.secret = std::move(next);
-    credential.expires.reset();
+    next.key = protocol::secret_key(next_secret);
+    next.expires.reset();
+    // Stored before the welcome tells the worker to rotate: a master killed after it answers
+    // knows the key the worker will prove next (and the one before, should the welcome be lost).
+    if (auto saved = save_locked(name, &next); !saved) {
+        log::error("worker {}: its next key could not be stored ({}); refused, it tries again",
+                   name,
+                   saved.error().message);
+        return std::nullopt;
+    }
+    credential = std::move(next);
     return Login{credential.worker_class, credential.max_builds, true};
 }
 
@@ -104,8 +115,12 @@ Result<WorkerToken> Credentials::issue_token(const std::string& worker_class,
             return fail(ErrorCode::Conflict,
                         fmt::format("worker {} already has credentials", issued.name));
         }
-        latent_.emplace(issued.name,
-                        Latent{worker_class, ec2->max_builds, *token, {}, issued.expires});
+        Latent latent{
+            worker_class, ec2->max_builds, protocol::secret_key(*token), {}, issued.expires};
+        if (auto saved = save_locked(issued.name, &latent); !saved) {
+            return fail(saved.error());
+        }
+        latent_.emplace(issued.name, std::move(latent));
     }
     log::info(
         "one-time token issued for worker {} (valid for {} s)", issued.name, lifetime.count());
@@ -114,7 +129,65 @@ Result<WorkerToken> Credentials::issue_token(const std::string& worker_class,
 
 void Credentials::revoke(const std::string& name) {
     const std::lock_guard lock(mutex_);
-    latent_.erase(name);
+    if (latent_.erase(name) > 0) {
+        if (auto deleted = save_locked(name, nullptr); !deleted) {
+            log::error("worker {}: deleting its stored key: {}", name, deleted.error().message);
+        }
+    }
+}
+
+Status Credentials::save_locked(const std::string& name, const Latent* latent) {
+    if (!store_) {
+        return {};
+    }
+    if (latent == nullptr) {
+        return store_->delete_worker_key(name);
+    }
+    return store_->save_worker_key(store::WorkerKey{
+        name, latent->worker_class, latent->key, latent->previous, latent->expires});
+}
+
+Status Credentials::persist_to(std::unique_ptr<store::Store> store,
+                               const std::set<std::string>& keep) {
+    auto stored = store->worker_keys();
+    if (!stored) {
+        return fail(stored.error());
+    }
+    const std::lock_guard lock(mutex_);
+    std::map<std::string, Latent> restored;
+    for (const auto& record : *stored) {
+        const auto found = config_.slaves.find(record.worker_class);
+        const auto* ec2 = found == config_.slaves.end()
+                              ? nullptr
+                              : std::get_if<config::Ec2Workers>(&found->second);
+        if (latent_.contains(record.worker)) {
+            continue; // issued by this run (written again at its next change)
+        }
+        if (!keep.contains(record.worker) || ec2 == nullptr || static_.contains(record.worker)) {
+            if (auto deleted = store->delete_worker_key(record.worker); !deleted) {
+                return deleted;
+            }
+            continue;
+        }
+        restored.emplace(record.worker,
+                         Latent{record.worker_class,
+                                ec2->max_builds,
+                                record.key,
+                                record.previous_key,
+                                record.token_expires});
+    }
+    latent_.merge(restored);
+    store_ = std::move(store);
+    return {};
+}
+
+std::optional<bool> Credentials::token_unused(const std::string& name) {
+    const std::lock_guard lock(mutex_);
+    const auto found = latent_.find(name);
+    if (found == latent_.end()) {
+        return std::nullopt;
+    }
+    return found->second.expires.has_value();
 }
 
 } // namespace ci::master

@@ -1,7 +1,6 @@
 #include "master/ec2_pool.h"
 
 #include <algorithm>
-#include <fstream>
 #include <set>
 
 #include <fmt/format.h>
@@ -156,16 +155,41 @@ Result<std::unique_ptr<Ec2Pool>> Ec2Pool::create(Parts parts) {
     if (!stored) {
         return fail(stored.error());
     }
-    std::vector<PoolInstance> restored;
+    // The workers of the instances that may still be adopted keep their stored keys; the
+    // others' keys are deleted. The credentials write every key through their own connection.
+    std::set<std::string> adoptable;
     for (const auto& record : *stored) {
-        restored.push_back(from_record(record));
+        const auto state = instance_state_from(record.state);
+        if (state == InstanceState::Launching || state == InstanceState::Pending ||
+            state == InstanceState::Running) {
+            adoptable.insert(record.worker);
+        }
+    }
+    auto keys = store::open_sqlite(pool->p_.store_path);
+    if (!keys) {
+        return fail(keys.error());
+    }
+    if (auto persisted = pool->p_.credentials.persist_to(std::move(*keys), adoptable); !persisted) {
+        return fail(persisted.error());
+    }
+    std::vector<PoolInstance> restored;
+    std::size_t adopted = 0;
+    for (const auto& record : *stored) {
+        auto instance = from_record(record);
+        const auto unused = pool->p_.credentials.token_unused(instance.worker);
+        instance.orphaned = !unused.has_value();
+        instance.connected_once = unused.has_value() && !*unused;
+        adopted += instance.orphaned ? 0 : 1;
+        restored.push_back(std::move(instance));
     }
     if (!restored.empty()) {
-        log::warn("ec2: {} instance(s) stored by the previous run of the master are terminated "
-                  "(their workers cannot log in to this run)",
-                  restored.size());
+        log::warn("ec2: {} instance(s) stored by the previous run of the master: {} adopted "
+                  "(their workers may log in again), {} terminated (their workers cannot)",
+                  restored.size(),
+                  adopted,
+                  restored.size() - adopted);
     }
-    pool->pool_.restore(std::move(restored));
+    pool->pool_.restore(std::move(restored), pool->p_.clock.now());
     pool->publish();
     return pool;
 }
@@ -215,7 +239,8 @@ void Ec2Pool::stop() {
             })) {
             reconcile();
         }
-        // The instances end with the master: their workers could not log in to the next run.
+        // A graceful stop ends the instances with the master (a crash leaves them for the next
+        // start to adopt).
         std::vector<std::string> ids;
         for (const auto& instance : pool_.instances()) {
             if (!instance.instance_id.empty() && instance.state != InstanceState::Terminated &&
@@ -477,8 +502,6 @@ void Ec2Pool::launch(const LaunchAction& action) {
         }
         input.user_data = std::move(*rendered);
     }
-    // Without a renderer the user data stays empty: the ec2-boot work renders the cloud-init
-    // template (issue 18) and is passed in as MasterOptions::ec2_user_data.
     input.subnet_id = ec2.subnet_id;
     input.security_group_ids = ec2.security_groups;
     input.iam_instance_profile = ec2.iam_instance_profile;
@@ -509,20 +532,6 @@ void Ec2Pool::launch(const LaunchAction& action) {
     pool_.launched(action.worker, instance.instance_id, instance.lifecycle == "spot", now);
     persist();
     log::info("ec2: {} is instance {}", action.worker, instance.instance_id);
-    if (!p_.token_dir.empty()) {
-        const auto path = p_.token_dir / (instance.instance_id + ".env");
-        std::error_code ignored;
-        std::filesystem::remove(path, ignored);
-        std::ofstream out(path);
-        std::filesystem::permissions(path,
-                                     std::filesystem::perms::owner_read |
-                                         std::filesystem::perms::owner_write,
-                                     ignored);
-        out << fmt::format("CI_WORKER_NAME={}\nCI_WORKER_SECRET={}\n", action.worker, token->token);
-        if (!out.flush()) {
-            alert(fmt::format("writing {}: failed", path.string()));
-        }
-    }
 }
 
 void Ec2Pool::end_instances(const std::vector<std::string>& ids,

@@ -9,8 +9,10 @@
 // hands the list to the pool, which ends what it does not know and verifies terminations.
 //
 // Each launch gets a one-time worker token (Credentials::issue_token, valid for the class's
-// missing_timeout) and user data from the `user_data` seam; a terminated or lost instance's
-// worker credentials are revoked and its connection closed (its builds are retried).
+// missing_timeout; its key stored before RunInstances) and user data from the `user_data` seam;
+// a terminated or lost instance's worker credentials are revoked and its connection closed (its
+// builds are retried). At start, the stored instances whose workers still have stored keys are
+// adopted (LatentPool::restore), the others terminated.
 
 #include <atomic>
 #include <chrono>
@@ -86,9 +88,6 @@ public:
         Reports& reports;
         std::filesystem::path store_path; ///< the master's state (its own connection)
         UserDataRenderer user_data;       ///< empty: no user data
-        /// Each launched worker's name and token written to DIR/<instance-id>.env (mode 0600);
-        /// empty: none. For tests and manual boots (docs/operations.md).
-        std::filesystem::path token_dir;
         std::chrono::seconds reconcile_every{180};
         /// The EC2 API per region (tests); empty: make_ec2_api with `timeout`.
         std::function<std::shared_ptr<Ec2Api>(const std::string& region)> api;

@@ -74,6 +74,9 @@ struct MasterState {
     std::unique_ptr<WorkerServer> worker_server;
     std::unique_ptr<Poller> poller;
     std::unique_ptr<Ec2Pool> ec2; ///< EC2 latent workers; null when no class has `ami`
+    /// The worker port's certificate fingerprint (empty with TLS off), set by start_servers
+    /// before the EC2 pool starts: its instances' user data pins it.
+    std::string worker_fingerprint;
 
     // A background loop that is not a part of its own (yet): worker records now and then, and
     // the store's health (an OpsEvent when it degrades). It waits on `quiet` until `stopping`.
@@ -92,6 +95,7 @@ private:
     Status start_servers();
     void start_local_workers();
     Status start_ec2_pool();
+    UserDataRenderer ec2_user_data();
     void run_housekeeper();
     void wait_for_builds(std::chrono::steady_clock::time_point deadline);
     void stop_builds();

@@ -99,12 +99,14 @@ std::map<std::string, PoolClass> pool_classes(const config::Config& config) {
 LatentPool::LatentPool(std::map<std::string, PoolClass> classes, PoolRandom random)
     : classes_(std::move(classes)), random_(std::move(random)) {}
 
-void LatentPool::restore(std::vector<PoolInstance> stored) {
+void LatentPool::restore(std::vector<PoolInstance> stored, WallTime now) {
     for (auto& instance : stored) {
         if (instance.state == InstanceState::Terminated) {
             continue;
         }
-        instance.orphaned = true;
+        if (!instance.orphaned && instance.connected_once) {
+            instance.disconnected_at = now;
+        }
         ++instance.version;
         instances_.push_back(std::move(instance));
     }

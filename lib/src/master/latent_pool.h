@@ -15,6 +15,8 @@
 // - A termination is verified: the instance stays Terminating until reconcile() sees EC2 say
 //   "terminated" (or no longer list it); one still there resend_after later is terminated
 //   again and reported.
+// - A restarted master adopts the instances it had stored whose workers can still log in (their
+//   keys are in the store): they live on under the same rules; the others are terminated.
 // - reconcile() compares every instance tagged ci:master=<host> with what the pool knows: an
 //   unknown one (another run of this master, a lost RunInstances answer nobody claims) is
 //   terminated; an intent is matched to its instance by the ci:worker tag; an instance that
@@ -71,8 +73,8 @@ struct PoolInstance {
     std::optional<WallTime> ended_at;        ///< terminate (or stop) sent
     bool connected_once = false;
     bool draining = false; ///< past max_lifetime: takes no new builds
-    /// Restored from the store at start: its worker's credentials died with the old master
-    /// process, so it can never log in again and is terminated.
+    /// Restored from the store at start without its worker's credentials (or found by
+    /// reconcile, unknown): its worker can never log in, so it is terminated.
     bool orphaned = false;
     /// Bumped on every change: the shell stores the instances whose version moved.
     std::uint64_t version = 0;
@@ -177,9 +179,13 @@ public:
 
     LatentPool(std::map<std::string, PoolClass> classes, PoolRandom random);
 
-    /// Instances stored by a previous run of the master: each is marked orphaned and ended by
-    /// the next tick (its worker can no longer log in).
-    void restore(std::vector<PoolInstance> stored);
+    /// Instances stored by a previous run of the master (a crash: a graceful stop terminates
+    /// them). Those the shell marked `orphaned` (their worker's credentials are gone) are ended
+    /// by the next tick. The others are adopted: one whose worker had connected
+    /// (`connected_once`) counts as disconnected at `now`, so its worker has missing_timeout to
+    /// come back; one whose worker never connected still has until missing_timeout after its
+    /// launch. A Launching intent is matched to its instance by reconcile, as before.
+    void restore(std::vector<PoolInstance> stored, WallTime now);
 
     /// One step: updates what it knows of the workers from `view`, and returns the actions due
     /// at `now` (ends, launches, starts, drains, alerts).

@@ -220,8 +220,7 @@ Status MasterState::start_ec2_pool() {
                                                workers,
                                                *reports,
                                                config.buildmaster.state,
-                                               options.ec2_user_data,
-                                               options.ec2_token_dir,
+                                               ec2_user_data(),
                                                options.ec2_reconcile,
                                                {},
                                                options.ec2_timeout});
@@ -230,6 +229,24 @@ Status MasterState::start_ec2_pool() {
     }
     ec2 = std::move(*pool);
     return {};
+}
+
+// The pool's user data: options.ec2_user_data with the bound worker port and its certificate's
+// fingerprint (both known once start_servers ran, before the pool's thread starts).
+UserDataRenderer MasterState::ec2_user_data() {
+    if (!options.ec2_user_data) {
+        return {};
+    }
+    return [this](const std::string& worker_class,
+                  const std::string& worker,
+                  const std::string& token) -> Result<std::string> {
+        return options.ec2_user_data(
+            Ec2Launch{worker_class,
+                      worker,
+                      token,
+                      worker_server ? worker_server->port() : std::uint16_t{0},
+                      worker_fingerprint});
+    };
 }
 
 // The reporters an embedding program gave, GitHub's when github.report_status is true and
@@ -324,6 +341,7 @@ Status MasterState::start_servers() {
     if (!files) {
         return fail(files.error());
     }
+    worker_fingerprint = tls->fingerprint;
     const auto& limits = config.buildmaster.limits;
     auto workers_server = WorkerServer::start(
         *coordinator,

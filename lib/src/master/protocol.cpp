@@ -874,12 +874,24 @@ std::string bound_challenge(std::string_view nonce, std::string_view exporter) {
     return fmt::format("{}:{}", nonce, exporter);
 }
 
+std::string secret_key(std::string_view secret) {
+    return crypto::to_hex(crypto::sha256(secret));
+}
+
+std::string proof_with_key(std::string_view key, std::string_view nonce) {
+    return crypto::to_hex(crypto::hmac_sha256(key, nonce));
+}
+
 std::string proof(std::string_view secret, std::string_view nonce) {
-    return crypto::to_hex(crypto::hmac_sha256(secret, nonce));
+    return proof_with_key(secret_key(secret), nonce);
+}
+
+std::string next_secret_with_key(std::string_view key, std::string_view nonce) {
+    return crypto::to_hex(crypto::hmac_sha256(key, std::string("next:").append(nonce)));
 }
 
 std::string next_secret(std::string_view secret, std::string_view nonce) {
-    return crypto::to_hex(crypto::hmac_sha256(secret, std::string("next:").append(nonce)));
+    return next_secret_with_key(secret_key(secret), nonce);
 }
 
 } // namespace ci::master::protocol

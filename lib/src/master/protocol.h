@@ -8,7 +8,7 @@
 /// 0. TLS 1.3 (worker::tls; unless the master's config says `buildmaster.tls: false`): the worker
 ///    checks the master's certificate (a pinned fingerprint, or a CA and the host name);
 /// 1. master → worker: Challenge (a fresh random nonce);
-/// 2. worker → master: Hello with its name and proof = hex HMAC-SHA256(secret,
+/// 2. worker → master: Hello with its name and proof = hex HMAC-SHA256(secret_key(secret),
 ///    bound_challenge(nonce, TLS exporter)): the secret itself never crosses the network, and a
 ///    proof is useless on any other connection;
 /// 3. master → worker: Welcome (with the heartbeat interval) or Refused, then it closes. A
@@ -58,7 +58,8 @@ namespace ci::master::protocol {
 /// after their line instead of in it; 3: TLS, and proofs bound to the TLS connection; 4: trigger
 /// steps, builds without a repository, pinned merge targets; 5: step controls, set_property and
 /// test results: an older worker would run such steps without them; 6: step log files; 7: spot
-/// interruptions and upload steps; 8: worker_files, which an older worker would ignore.)
+/// interruptions and upload steps; 8: worker_files, which an older worker would ignore, and
+/// proofs keyed by the SHA-256 of the secret, so that a master may store keys, never secrets.)
 inline constexpr int version = 8;
 /// The longest line either side accepts (a log chunk is far smaller).
 inline constexpr std::size_t max_line = std::size_t{4} * 1024 * 1024;
@@ -255,11 +256,22 @@ step_finished(std::int64_t build, int step, const build::StepOutcome& outcome);
 /// plaintext connection (`buildmaster.tls: false`; `exporter` empty) it is the nonce alone.
 [[nodiscard]] std::string bound_challenge(std::string_view nonce, std::string_view exporter);
 
-/// hex HMAC-SHA256(secret, challenge): what a Hello proves (challenge: bound_challenge()).
-[[nodiscard]] std::string proof(std::string_view secret, std::string_view nonce);
+/// The key a secret's proofs and its next secret are computed with: hex SHA-256 of the secret.
+/// The master keeps only this of a latent worker's secret, in memory and in its store, so that a
+/// restarted master adopts the worker without having stored its token or secret (though the key
+/// is enough to answer a challenge: the store stays a secret).
+[[nodiscard]] std::string secret_key(std::string_view secret);
 
-/// hex HMAC-SHA256(secret, "next:" + nonce): a latent worker's secret after a login with
-/// `secret` answering `nonce` (the bound challenge the proof covered; see Welcome::rotate).
+/// hex HMAC-SHA256(secret_key(secret), challenge): what a Hello proves (challenge:
+/// bound_challenge()).
+[[nodiscard]] std::string proof(std::string_view secret, std::string_view nonce);
+/// proof() from the secret's key.
+[[nodiscard]] std::string proof_with_key(std::string_view key, std::string_view nonce);
+
+/// hex HMAC-SHA256(secret_key(secret), "next:" + nonce): a latent worker's secret after a login
+/// with `secret` answering `nonce` (the bound challenge the proof covered; see Welcome::rotate).
 [[nodiscard]] std::string next_secret(std::string_view secret, std::string_view nonce);
+/// next_secret() from the secret's key.
+[[nodiscard]] std::string next_secret_with_key(std::string_view key, std::string_view nonce);
 
 } // namespace ci::master::protocol

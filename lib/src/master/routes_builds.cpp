@@ -3,11 +3,9 @@
 // Events; a step's log files, whole or followed. Logs of running builds come from memory
 // (RunningBuilds), the rest (and log files) from the store.
 
-#include <memory>
-#include <mutex>
-
 #include <limits>
 #include <memory>
+#include <mutex>
 #include <utility>
 
 #include <fmt/format.h>

@@ -89,6 +89,7 @@ Result<WorkerPortTls> worker_port_tls(const config::Config& config,
     }
     settings.cert = files->cert;
     settings.key = files->key;
+    settings.fingerprint = *fingerprint;
     settings.ticket_keys = std::move(*keys);
     log::info("worker port: TLS 1.3 with {} ({}); its fingerprint: {}",
               settings.cert.string(),

@@ -25,6 +25,7 @@ struct WorkerPortTls {
     bool enabled = true;        ///< false: plaintext, each connection logged as unencrypted
     std::filesystem::path cert; ///< PEM chain, the master's certificate first
     std::filesystem::path key;  ///< PEM private key
+    std::string fingerprint;    ///< the certificate's, "sha256:HEX" (what workers pin)
     /// 80 bytes of session ticket keys (worker::tls::ticket_keys): tickets stay valid across
     /// restarts, so reconnecting workers resume their sessions instead of full handshakes.
     std::string ticket_keys;

@@ -147,6 +147,13 @@ INSERT OR IGNORE INTO pool_instances
 DROP TABLE latent_instances;
 ALTER TABLE pool_instances RENAME TO latent_instances;
 )sql",
+    // 10 -> 11: the keys of EC2 workers' secrets (SHA-256 of the token, then of each rotated
+    // secret), so that a restarted master adopts the instances whose workers can log in again.
+    R"sql(
+CREATE TABLE worker_keys (
+    worker TEXT PRIMARY KEY, class TEXT NOT NULL, key TEXT NOT NULL, previous_key TEXT NOT NULL,
+    token_expires_ms INTEGER) WITHOUT ROWID;
+)sql",
 };
 
 // The columns read_build() reads, in its order.
@@ -1255,6 +1262,43 @@ public:
                                       row.text(8)};
             },
             "read latent instances");
+    }
+
+    Status save_worker_key(const WorkerKey& key) override {
+        const std::lock_guard lock(mutex_);
+        Statement statement(*statements_,
+                            "INSERT OR REPLACE INTO worker_keys VALUES (?1, ?2, ?3, ?4, ?5)");
+        statement.bind(1, key.worker)
+            .bind(2, key.worker_class)
+            .bind(3, key.key)
+            .bind(4, key.previous_key)
+            .bind(5, key.token_expires);
+        if (statement.step() != SQLITE_DONE) {
+            return fail(error(fmt::format("save the key of worker {}", key.worker)).error());
+        }
+        return {};
+    }
+
+    Status delete_worker_key(const std::string& worker) override {
+        const std::lock_guard lock(mutex_);
+        Statement statement(*statements_, "DELETE FROM worker_keys WHERE worker = ?1");
+        statement.bind(1, worker);
+        if (statement.step() != SQLITE_DONE) {
+            return fail(error(fmt::format("delete the key of worker {}", worker)).error());
+        }
+        return {};
+    }
+
+    Result<std::vector<WorkerKey>> worker_keys() override {
+        const std::lock_guard lock(mutex_);
+        return rows<WorkerKey>(
+            "SELECT worker, class, key, previous_key, token_expires_ms FROM worker_keys ORDER BY "
+            "worker",
+            [](Statement&) {},
+            [](const Statement& row) {
+                return WorkerKey{row.text(0), row.text(1), row.text(2), row.text(3), row.time(4)};
+            },
+            "read worker keys");
     }
 
     Result<std::optional<PolledRefs>> polled_refs(const std::string& repository) override {

@@ -6,6 +6,7 @@
 
 #include <ci/config/load.h>
 #include <ci/core/clock.h>
+#include <ci/store/store.h>
 
 #include "master/credentials.h"
 #include "master/deliveries.h"
@@ -17,6 +18,8 @@
 #include "master/router.h"
 #include "master/running.h"
 #include "master/triggers.h"
+#include "support/require_ok.h"
+#include "support/temp_dir.h"
 
 using namespace std::chrono_literals;
 
@@ -110,6 +113,58 @@ TEST_CASE("credentials: a one-time token expires unused") {
     clock.advance(2min);
     CHECK_FALSE(
         credentials.login(issued->name, ci::master::protocol::proof(issued->token, "n"), "n"));
+}
+
+TEST_CASE("credentials: latent workers' keys are stored, never their secrets, and survive") {
+    const auto config = parts_config();
+    const ci::ManualClock clock(std::chrono::system_clock::now());
+    ci::test::TempDir dir;
+    const auto path = dir / "state.sqlite";
+    const auto connection = [&] {
+        auto store = ci::store::open_sqlite(path);
+        REQUIRE_OK(store);
+        return std::move(*store);
+    };
+    namespace protocol = ci::master::protocol;
+    std::string secret;
+    {
+        ci::master::Credentials before(config, clock);
+        REQUIRE_OK(before.persist_to(connection(), {}));
+        auto issued = before.issue_token("aws", "i-1", 15min);
+        REQUIRE(issued.has_value());
+        auto gone = before.issue_token("aws", "i-2", 15min);
+        REQUIRE(gone.has_value());
+        auto keys = connection()->worker_keys();
+        REQUIRE(keys->size() == 2);
+        CHECK((*keys)[0].key == protocol::secret_key(issued->token));
+        CHECK((*keys)[0].key != issued->token);
+        CHECK((*keys)[0].token_expires.has_value());
+        REQUIRE(before.token_unused("aws/i-1") == std::optional<bool>(true));
+        REQUIRE(before.login("aws/i-1", protocol::proof(issued->token, "n1"), "n1"));
+        CHECK(before.token_unused("aws/i-1") == std::optional<bool>(false));
+        CHECK_FALSE(before.token_unused("aws/none").has_value());
+        secret = protocol::next_secret(issued->token, "n1");
+        keys = connection()->worker_keys();
+        CHECK((*keys)[0].key == protocol::secret_key(secret));
+        CHECK((*keys)[0].previous_key.empty()); // a spent token is not kept
+        CHECK_FALSE((*keys)[0].token_expires.has_value());
+        // Revoked: its key goes too.
+        before.revoke("aws/i-2");
+        CHECK(connection()->worker_keys()->size() == 1);
+        // (the master is killed here: nothing else is written)
+    }
+    REQUIRE_OK(connection()->save_worker_key({"aws/i-3", "aws", std::string(64, 'f'), "", {}}));
+    ci::master::Credentials after(config, clock);
+    REQUIRE_OK(after.persist_to(connection(), {"aws/i-1"}));
+    // The adopted worker logs in with the secret it derived before the restart; the one not
+    // adopted is refused and its key deleted.
+    CHECK(after.login("aws/i-1", protocol::proof(secret, "n2"), "n2"));
+    CHECK_FALSE(after.token_unused("aws/i-3").has_value());
+    const auto keys = connection()->worker_keys();
+    REQUIRE(keys->size() == 1);
+    CHECK((*keys)[0].worker == "aws/i-1");
+    CHECK((*keys)[0].key == protocol::secret_key(protocol::next_secret(secret, "n2")));
+    CHECK((*keys)[0].previous_key == protocol::secret_key(secret));
 }
 
 TEST_CASE("deliveries: new, in flight, stored, forgotten; the newest are kept") {

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <string>
@@ -13,6 +14,7 @@
 
 #include <ci/config/load.h>
 #include <ci/core/clock.h>
+#include <ci/master/master.h>
 #include <ci/store/store.h>
 
 #include "master/ec2_pool.h"
@@ -135,11 +137,12 @@ struct Fixture {
         REQUIRE_OK((*store)->write({ci::store::Batch{{}, {request}, {}}}, clock.now()));
     }
 
-    std::unique_ptr<ci::master::Ec2Pool> pool() {
+    // `restarted`: the credentials of a new master process (default: the fixture's).
+    std::unique_ptr<ci::master::Ec2Pool> pool(ci::master::Credentials* restarted = nullptr) {
         auto made = ci::master::Ec2Pool::create(ci::master::Ec2Pool::Parts{
             config,
             clock,
-            credentials,
+            restarted != nullptr ? *restarted : credentials,
             workers,
             reports,
             config.buildmaster.state,
@@ -149,7 +152,6 @@ struct Fixture {
                 rendered.push_back(worker_class + " " + worker + " " + token);
                 return "#cloud-config\n";
             },
-            {},
             180s,
             [this](const std::string&) { return ec2; }});
         REQUIRE_OK(made);
@@ -219,7 +221,7 @@ TEST_CASE("ec2 pool: the intent is stored before RunInstances, the id after") {
     CHECK(f.ec2->runs.size() == 2);
 }
 
-TEST_CASE("ec2 pool: a restarted master terminates what the previous run left") {
+TEST_CASE("ec2 pool: a restarted master adopts what the previous run launched") {
     Fixture f;
     {
         auto pool = f.pool();
@@ -230,9 +232,21 @@ TEST_CASE("ec2 pool: a restarted master terminates what the previous run left") 
         pool.reset();
         CHECK(f.ec2->terminated.empty());
     }
-    auto pool = f.pool();
+    REQUIRE(f.rendered.size() == 1);
+    const auto worker = f.ec2->runs[0].tags.at("ci:worker");
+    const auto token = f.rendered[0].substr(f.rendered[0].rfind(' ') + 1);
+    ci::master::Credentials restarted(f.config, f.clock);
+    auto pool = f.pool(&restarted);
     pool->step(true);
-    CHECK(std::ranges::find(f.ec2->terminated, "i-1") != f.ec2->terminated.end());
+    CHECK(f.ec2->terminated.empty());
+    CHECK(f.ec2->runs.size() == 1); // the waiting request is covered by the adopted instance
+    const auto adopted = pool->instance_of(worker);
+    REQUIRE(adopted.has_value());
+    CHECK(adopted->instance_id == "i-1");
+    // Its worker boots late and logs in to the new master with the token of its user data.
+    CHECK(restarted.token_unused(worker) == std::optional<bool>(true));
+    namespace protocol = ci::master::protocol;
+    CHECK(restarted.login(worker, protocol::proof(token, "n1"), "n1"));
     // And an unknown tagged instance is terminated by the reconcile.
     ci::aws::Instance stranger;
     stranger.instance_id = "i-stranger";
@@ -240,10 +254,50 @@ TEST_CASE("ec2 pool: a restarted master terminates what the previous run left") 
     stranger.tags = {{"ci:master", f.config.buildmaster.host}};
     f.ec2->instances["i-stranger"] = stranger;
     pool->step(true);
-    CHECK(std::ranges::find(f.ec2->terminated, "i-stranger") != f.ec2->terminated.end());
+    CHECK(f.ec2->terminated == std::vector<std::string>{"i-stranger"});
     CHECK(std::ranges::any_of(f.stored(), [](const auto& r) {
         return r.instance_id == "i-stranger" && r.state == "terminating";
     }));
+}
+
+TEST_CASE("ec2 pool: a restarted master terminates what it cannot adopt, and what never "
+          "connects") {
+    Fixture f;
+    {
+        auto pool = f.pool();
+        pool->step(true);
+        REQUIRE(f.ec2->runs.size() == 1);
+        pool.reset();
+    }
+    // Its worker's key is gone (a store from before schema 11 had none): it cannot log in.
+    {
+        auto store = ci::store::open_sqlite(f.config.buildmaster.state);
+        REQUIRE_OK(store);
+        auto keys = (*store)->worker_keys();
+        REQUIRE_OK(keys);
+        REQUIRE(keys->size() == 1);
+        REQUIRE_OK((*store)->delete_worker_key((*keys)[0].worker));
+    }
+    ci::master::Credentials restarted(f.config, f.clock);
+    auto pool = f.pool(&restarted);
+    pool->step(true);
+    CHECK(f.ec2->terminated == std::vector<std::string>{"i-1"});
+    // The request still waits: a new instance is launched, and, adopted after another crash,
+    // it is terminated once missing_timeout (60 s) has passed since its launch without its
+    // worker connecting.
+    f.ec2->instances["i-1"].state = "terminated";
+    pool->step(true);
+    REQUIRE(f.ec2->runs.size() == 2);
+    pool.reset();
+    ci::master::Credentials again(f.config, f.clock);
+    pool = f.pool(&again);
+    f.clock.advance(59s);
+    pool->step(true);
+    CHECK(f.ec2->terminated == std::vector<std::string>{"i-1"});
+    f.clock.advance(2s);
+    pool->step(false);
+    CHECK(f.ec2->terminated == std::vector<std::string>{"i-1", "i-2"});
+    CHECK_FALSE(again.token_unused(f.ec2->runs[1].tags.at("ci:worker")).has_value());
 }
 
 TEST_CASE("ec2 pool: RequestLimitExceeded backs the class off; nothing is left behind") {
@@ -356,4 +410,48 @@ TEST_CASE("ec2 pool: a graceful stop finds and terminates a launch whose answer 
     const auto stored = f.stored();
     REQUIRE(stored.size() == 1);
     CHECK(stored[0].instance_id == "i-1");
+}
+
+TEST_CASE("ec2 user data: the class's template filled in for one launch") {
+    auto config = parse(pool_config);
+    config.buildmaster.host = "ci.example.org";
+    auto renderer = ci::master::ec2_user_data_renderer(config);
+    REQUIRE_OK(renderer);
+    const std::string token(64, 'a');
+    const std::string fingerprint = "sha256:" + std::string(64, 'b');
+    auto text = (*renderer)(ci::master::Ec2Launch{"aws", "aws/x1", token, 9989, fingerprint});
+    REQUIRE_OK(text);
+    CHECK(text->starts_with("#cloud-config\n"));
+    CHECK(text->find("CI_MASTER=ci.example.org:9989\n") != std::string::npos);
+    CHECK(text->find("CI_WORKER_NAME=aws/x1\n") != std::string::npos);
+    CHECK(text->find("CI_WORKER_SECRET=" + token + "\n") != std::string::npos);
+    CHECK(text->find("CI_MASTER_FINGERPRINT=" + fingerprint + "\n") != std::string::npos);
+    // No fingerprint (TLS off): a booted worker could not check the master.
+    auto plain = (*renderer)(ci::master::Ec2Launch{"aws", "aws/x1", token, 9989, ""});
+    REQUIRE_FALSE(plain);
+    CHECK(plain.error().message.find("buildmaster.tls is false") != std::string::npos);
+    // A class that is not an EC2 class of the config.
+    auto other = (*renderer)(ci::master::Ec2Launch{"osx", "osx/0", token, 9989, fingerprint});
+    REQUIRE_FALSE(other);
+    CHECK(other.error().message.find("slaves.osx") != std::string::npos);
+}
+
+TEST_CASE("ec2 user data: a template that cannot be read stops the renderer, naming it") {
+    ci::test::TempDir dir;
+    auto config = parse(pool_config);
+    auto& ec2 = std::get<ci::config::Ec2Workers>(config.slaves.at("aws"));
+    ec2.user_data_template = (dir / "missing.yml").string();
+    auto renderer = ci::master::ec2_user_data_renderer(config);
+    REQUIRE_FALSE(renderer);
+    CHECK(renderer.error().message.find("slaves.aws.user_data_template") != std::string::npos);
+    CHECK(renderer.error().message.find("missing.yml") != std::string::npos);
+    {
+        std::ofstream out(dir / "bad.yml");
+        out << "#cloud-config\n# {{worker_nmae}}\n";
+    }
+    ec2.user_data_template = (dir / "bad.yml").string();
+    renderer = ci::master::ec2_user_data_renderer(config);
+    REQUIRE_FALSE(renderer);
+    CHECK(renderer.error().message.find("bad.yml:2:3") != std::string::npos);
+    CHECK(renderer.error().message.find("worker_nmae") != std::string::npos);
 }

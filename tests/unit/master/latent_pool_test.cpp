@@ -445,7 +445,7 @@ TEST_CASE("latent pool: an instance ended by EC2 is lost: its builds are retried
     CHECK(of<AlertAction>(actions)[0].message.find("i-2") != std::string::npos);
 }
 
-TEST_CASE("latent pool: instances of a previous master run are terminated, never forgotten") {
+TEST_CASE("latent pool: stored instances whose workers cannot log in are terminated") {
     Fixture f;
     auto pool = f.make();
     PoolInstance running;
@@ -454,13 +454,15 @@ TEST_CASE("latent pool: instances of a previous master run are terminated, never
     running.instance_id = "i-old";
     running.state = InstanceState::Running;
     running.launched = t0;
+    running.orphaned = true; // no credentials stored
     PoolInstance intent;
     intent.worker = "aws/old2";
     intent.worker_class = "aws";
     intent.client_token = "tok";
     intent.state = InstanceState::Launching;
     intent.launched = t0;
-    pool.restore({running, intent});
+    intent.orphaned = true;
+    pool.restore({running, intent}, t0);
     auto actions = pool.tick(PoolView{}, t0 + seconds(1));
     REQUIRE(of<TerminateAction>(actions).size() == 1);
     CHECK(of<TerminateAction>(actions)[0].instance_ids == std::vector<std::string>{"i-old"});
@@ -476,6 +478,92 @@ TEST_CASE("latent pool: instances of a previous master run are terminated, never
     CHECK(of<TerminateAction>(actions)[0].instance_ids == std::vector<std::string>{"i-new"});
     // Orphans do not count against the class: a waiting request launches a new instance.
     CHECK(of<LaunchAction>(pool.tick(waiting(1), t0 + seconds(4))).size() == 1);
+}
+
+TEST_CASE("latent pool: a restarted master adopts the instances whose workers can log in") {
+    Fixture f; // missing_timeout 1200 s, build_wait_timeout 3000 s
+    auto pool = f.make();
+    const auto restart = t0 + minutes(60);
+    PoolInstance was_connected; // its worker had logged in before the crash
+    was_connected.worker = "aws/a";
+    was_connected.worker_class = "aws";
+    was_connected.client_token = "tok-a";
+    was_connected.instance_id = "i-a";
+    was_connected.state = InstanceState::Running;
+    was_connected.launched = t0;
+    was_connected.connected_once = true;
+    PoolInstance never; // launched, its token unused
+    never.worker = "aws/b";
+    never.worker_class = "aws";
+    never.client_token = "tok-b";
+    never.instance_id = "i-b";
+    never.state = InstanceState::Pending;
+    never.launched = restart - minutes(5);
+    PoolInstance intent; // the master died right after RunInstances
+    intent.worker = "aws/c";
+    intent.worker_class = "aws";
+    intent.client_token = "tok-c";
+    intent.state = InstanceState::Launching;
+    intent.launched = restart - seconds(1);
+    pool.restore({was_connected, never, intent}, restart);
+    // Launched an hour ago, but its worker gets missing_timeout from the restart to come back:
+    // nothing is ended, and the adopted instances count against the class (no launch).
+    PoolView view = waiting(1);
+    auto actions = pool.tick(view, restart + seconds(1));
+    CHECK(of<TerminateAction>(actions).empty());
+    CHECK(of<LaunchAction>(actions).empty());
+    CHECK(of<DrainAction>(actions).empty());
+    // The intent's instance is found by its tag and adopted, not terminated.
+    actions = pool.reconcile({{"i-a", "running", "aws", "aws/a", false},
+                              {"i-b", "running", "aws", "aws/b", false},
+                              {"i-c", "pending", "aws", "aws/c", false}},
+                             restart + seconds(2));
+    CHECK(of<TerminateAction>(actions).empty());
+    CHECK(instance_of(pool, "aws/c").instance_id == "i-c");
+    CHECK(instance_of(pool, "aws/c").state == InstanceState::Pending);
+    // aws/a's worker comes back and takes the waiting build.
+    view.connected["aws/a"] = 1;
+    actions = pool.tick(view, restart + minutes(10));
+    CHECK(of<TerminateAction>(actions).empty());
+    CHECK_FALSE(instance_of(pool, "aws/a").disconnected_at.has_value());
+    // aws/b never connects: ended missing_timeout after its launch (15 min after the restart);
+    // aws/c's worker has until 20 minutes after its launch.
+    actions = pool.tick(view, restart + minutes(15));
+    REQUIRE(of<TerminateAction>(actions).size() == 1);
+    CHECK(of<TerminateAction>(actions)[0].instance_ids == std::vector<std::string>{"i-b"});
+    CHECK(of<AlertAction>(actions).size() == 1);
+    actions = pool.tick(view, restart + minutes(19) + seconds(59));
+    REQUIRE(of<TerminateAction>(actions).size() == 1);
+    CHECK(of<TerminateAction>(actions)[0].instance_ids == std::vector<std::string>{"i-c"});
+    // EC2 no longer lists the two: their terminations are verified.
+    (void)pool.reconcile({{"i-a", "running", "aws", "aws/a", false}}, restart + minutes(21));
+    CHECK(instance_of(pool, "aws/b").state == InstanceState::Terminated);
+    CHECK(instance_of(pool, "aws/c").state == InstanceState::Terminated);
+    // aws/a lives on under the usual rules: idle for build_wait_timeout, it is terminated.
+    view.connected["aws/a"] = 0;
+    (void)pool.tick(view, restart + minutes(21));
+    actions = pool.tick(view, restart + minutes(21) + seconds(3000));
+    REQUIRE(of<TerminateAction>(actions).size() == 1);
+    CHECK(of<TerminateAction>(actions)[0].instance_ids == std::vector<std::string>{"i-a"});
+}
+
+TEST_CASE("latent pool: an adopted instance whose worker does not come back is lost") {
+    Fixture f;
+    auto pool = f.make();
+    PoolInstance was_connected;
+    was_connected.worker = "aws/a";
+    was_connected.worker_class = "aws";
+    was_connected.client_token = "tok-a";
+    was_connected.instance_id = "i-a";
+    was_connected.state = InstanceState::Running;
+    was_connected.launched = t0;
+    was_connected.connected_once = true;
+    pool.restore({was_connected}, t0 + minutes(60));
+    CHECK(of<TerminateAction>(pool.tick(PoolView{}, t0 + minutes(79))).empty());
+    const auto actions = pool.tick(PoolView{}, t0 + minutes(80));
+    REQUIRE(of<LostAction>(actions).size() == 1);
+    REQUIRE(of<TerminateAction>(actions).size() == 1);
+    CHECK(of<TerminateAction>(actions)[0].instance_ids == std::vector<std::string>{"i-a"});
 }
 
 TEST_CASE("latent pool: instance seconds per class and market") {

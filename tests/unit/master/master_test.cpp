@@ -5,8 +5,6 @@
 #include <doctest/doctest.h>
 #include <fmt/format.h>
 
-#include <ci/core/crypto.h>
-
 #include "master/dispatch.h"
 #include "master/locks.h"
 #include "master/protocol.h"
@@ -297,17 +295,24 @@ TEST_CASE("protocol: a line nested far too deep is an error, not a stack overflo
     CHECK_FALSE(protocol::decode(in_object).has_value());
 }
 
-TEST_CASE("protocol: the proof is HMAC-SHA256 of the nonce under the secret") {
-    // RFC 4231 test case 2: key "Jefe", data "what do ya want for nothing?".
+TEST_CASE("protocol: the proof is HMAC-SHA256 of the nonce under the secret's key") {
+    // The key is hex SHA-256 of the secret (what the master keeps of a latent worker's); values
+    // computed with Python's hashlib and hmac.
+    CHECK(protocol::secret_key("Jefe") ==
+          "005725b48609c45e6b9205b7ff0279d9db830a1e9c1da0582e8a24a26b861700");
     CHECK(protocol::proof("Jefe", "what do ya want for nothing?") ==
-          "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+          "0ac47ea2ff18af64cc245f0e479fe7e7083b3bce1d1f8ab27a53aedf3c3e8e77");
+    CHECK(protocol::proof_with_key(protocol::secret_key("Jefe"), "what do ya want for nothing?") ==
+          protocol::proof("Jefe", "what do ya want for nothing?"));
     CHECK(protocol::proof("secret", "nonce-1") != protocol::proof("secret", "nonce-2"));
-    // The rotated secret is HMAC(secret, "next:" + nonce): RFC 4231 case 2's key over other data
-    // differs from the proof, and depends on the nonce.
+    // The rotated secret is HMAC(key, "next:" + nonce): it differs from the proof, and depends
+    // on the nonce.
     CHECK(protocol::next_secret("Jefe", "n") ==
-          ci::crypto::to_hex(ci::crypto::hmac_sha256("Jefe", "next:n")));
+          "54a875eb54f5f4d665f62d82512f63a05633a3477b1a29dfd2997e22e67c3926");
+    CHECK(protocol::next_secret_with_key(protocol::secret_key("Jefe"), "n") ==
+          protocol::next_secret("Jefe", "n"));
     CHECK(protocol::next_secret("Jefe", "n") != protocol::proof("Jefe", "n"));
-    CHECK(protocol::next_secret("Jefe", "n").size() == 64);
+    CHECK(protocol::next_secret("Jefe", "m") != protocol::next_secret("Jefe", "n"));
 }
 
 TEST_CASE("dispatch: classes, slots, the least busy worker, and counting locks") {

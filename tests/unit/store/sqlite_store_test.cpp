@@ -315,11 +315,12 @@ TEST_CASE("store: files it cannot use give clear errors and are left alone") {
 namespace {
 
 /// Runs `sql` on the database at `path` through a connection of its own.
-// SQL that takes the steps table back to before schema 8 and drops the log files of schema 9
-// (for the migration tests).
+// SQL that takes the steps table back to before schema 8 and drops the log files of schema 9 and
+// the worker keys of schema 11 (for the migration tests).
 const std::string without_schema_8_steps =
     "ALTER TABLE steps DROP COLUMN description; ALTER TABLE steps DROP COLUMN tests; "
-    "ALTER TABLE steps DROP COLUMN properties; DROP TABLE logfile_chunks; ";
+    "ALTER TABLE steps DROP COLUMN properties; DROP TABLE logfile_chunks; "
+    "DROP TABLE worker_keys; ";
 
 void execute_sql(const std::filesystem::path& path, const std::string& sql) {
     sqlite3* db = nullptr;
@@ -705,6 +706,27 @@ TEST_CASE("store: builds, steps, compressed logs, workers and latent instances")
     CHECK((*live)[2].state == "pending");
 }
 
+TEST_CASE("store: worker keys are saved, replaced, deleted, and added by migration 11") {
+    ci::test::TempDir dir;
+    const auto path = dir / "v10.sqlite";
+    { open(path); }
+    execute_sql(path, "DROP TABLE worker_keys; PRAGMA user_version=10");
+    auto store = open(path);
+    CHECK(store->worker_keys()->empty());
+    const ci::store::WorkerKey fresh{"aws/a", "aws", std::string(64, 'a'), "", t0 + 1s};
+    REQUIRE_OK(store->save_worker_key(fresh));
+    REQUIRE_OK(store->save_worker_key({"aws/b", "aws", std::string(64, 'b'), "", {}}));
+    CHECK(*store->worker_keys() ==
+          std::vector<ci::store::WorkerKey>{fresh, {"aws/b", "aws", std::string(64, 'b'), "", {}}});
+    // A rotation replaces the row: the token's expiry goes, the key before is kept.
+    const ci::store::WorkerKey rotated{
+        "aws/a", "aws", std::string(64, 'c'), std::string(64, 'a'), {}};
+    REQUIRE_OK(store->save_worker_key(rotated));
+    REQUIRE_OK(store->delete_worker_key("aws/b"));
+    REQUIRE_OK(store->delete_worker_key("aws/none"));
+    CHECK(*store->worker_keys() == std::vector<ci::store::WorkerKey>{rotated});
+}
+
 TEST_CASE("store: schema 9's latent instances are kept by the migration to schema 10") {
     ci::test::TempDir dir;
     const auto path = dir / "v9.sqlite";
@@ -714,7 +736,7 @@ TEST_CASE("store: schema 9's latent instances are kept by the migration to schem
                 "PRIMARY KEY, class TEXT NOT NULL, client_token TEXT NOT NULL, state TEXT NOT "
                 "NULL, launched_ms INTEGER NOT NULL, terminated_ms INTEGER); INSERT INTO "
                 "latent_instances VALUES ('i-9', 'aws', 'tok-9', 'running', 1000, NULL); "
-                "PRAGMA user_version=9");
+                "DROP TABLE worker_keys; PRAGMA user_version=9");
     auto store = open(path);
     auto live = store->live_instances();
     REQUIRE_OK(live);

@@ -36,6 +36,27 @@ namespace detail {
 struct MasterState; ///< the implementation (lib/src/master)
 } // namespace detail
 
+/// An EC2 instance about to launch, as its user data sees it.
+struct Ec2Launch {
+    std::string worker_class; ///< `slaves.<class>`
+    std::string worker;       ///< its worker's name, "<class>/<suffix>" (also its ci:worker tag)
+    std::string token;        ///< its one-time registration token (a secret)
+    std::uint16_t worker_port = 0;  ///< the worker port as bound (the config's may be 0)
+    std::string master_fingerprint; ///< the worker port's certificate, "sha256:HEX"
+};
+
+/// The user data of an instance about to launch (the text EC2 hands to cloud-init).
+using Ec2UserData = std::function<Result<std::string>(const Ec2Launch& launch)>;
+
+/// The renderer `ci-master start` gives the master and `ci-master render-user-data` prints
+/// with: each EC2 class's `user_data_template` (else the default template) is read now, and
+/// each launch fills it in (config::render_user_data) with buildmaster.host, the bound worker
+/// port, the fingerprint, the worker's name and token, the class and its unreachable_timeout.
+/// Fails naming the file that cannot be read or the placeholder that is wrong. A launch fails
+/// (naming its class) when the class has no template read here or the fingerprint is empty
+/// (`buildmaster.tls: false`: a worker booted from it could not check the master).
+[[nodiscard]] Result<Ec2UserData> ec2_user_data_renderer(const config::Config& config);
+
 /// How a master runs (what the config file does not say).
 struct MasterOptions {
     /// Where the HTTP and worker ports listen: "0.0.0.0" (every interface) or one address.
@@ -66,16 +87,10 @@ struct MasterOptions {
     /// GitHub reporter (which the config's `github.report_status` starts). The master stops
     /// them (Reporter::stop) when it shuts down.
     std::vector<std::shared_ptr<report::Reporter>> reporters;
-    /// The user data of an EC2 instance about to launch, from its class, worker name and
-    /// one-time token (a secret). Empty: instances launch with no user data (the cloud-init
-    /// template of issue 18's ec2-boot part renders it).
-    std::function<Result<std::string>(
-        const std::string& worker_class, const std::string& worker, const std::string& token)>
-        ec2_user_data;
-    /// When set, each launched EC2 worker's name and one-time token are written to
-    /// DIR/<instance-id>.env (mode 0600; CI_WORKER_NAME=, CI_WORKER_SECRET=), for a worker
-    /// started by hand or a test that plays the instance's boot.
-    std::filesystem::path ec2_token_dir;
+    /// The user data of each EC2 instance about to launch (a secret: it holds the one-time
+    /// token). `ci-master start` passes ec2_user_data_renderer(config). Empty: instances launch
+    /// with no user data (an embedding program that boots its workers otherwise).
+    Ec2UserData ec2_user_data;
     /// How often the EC2 pools list their tagged instances and reconcile them with what they
     /// know (also once at start).
     std::chrono::seconds ec2_reconcile{180};
@@ -137,9 +152,10 @@ public:
 
     /// Issues a one-time token for a new worker of the EC2 latent class `worker_class`, named
     /// "<class>/<name_suffix>" (a random suffix when empty; an EC2 pool passes the instance id).
-    /// Fails with InvalidArgument for a class that is not an EC2 class of the config. Tokens
-    /// live in the master's memory: a restarted master forgets them (and the workers that used
-    /// them must be started again).
+    /// Fails with InvalidArgument for a class that is not an EC2 class of the config. A token
+    /// issued here is not one of the EC2 pool's instances: a restarted master forgets it (and a
+    /// worker that used it must be given a new one). The pool's own workers are adopted after a
+    /// crash (docs/architecture.md, "EC2 latent pools").
     [[nodiscard]] Result<WorkerToken>
     issue_worker_token(const std::string& worker_class,
                        std::string name_suffix = {},

@@ -33,7 +33,7 @@ namespace ci::store {
 using WallTime = std::chrono::system_clock::time_point;
 
 /// The schema version this libci writes.
-inline constexpr int schema_version = 10;
+inline constexpr int schema_version = 11;
 
 /// Where a build request is in its life.
 enum class RequestState {
@@ -117,6 +117,18 @@ struct LatentInstance {
     std::string instance_type;
     std::string market = "on-demand"; ///< "on-demand" or "spot"
     friend bool operator==(const LatentInstance&, const LatentInstance&) = default;
+};
+
+/// What a restarted master needs so that the worker of an EC2 instance it adopts can log in
+/// again: the key of the worker's current secret (SHA-256 of its one-time token, then of each
+/// rotated secret: never the token or the secret itself), and the one before.
+struct WorkerKey {
+    std::string worker;       ///< "<class>/<suffix>"
+    std::string worker_class; ///< its `slaves` class
+    std::string key;          ///< hex SHA-256 of its current secret
+    std::string previous_key; ///< the key before (valid until `key` is used); empty: none
+    std::optional<WallTime> token_expires; ///< while its one-time token is unused
+    friend bool operator==(const WorkerKey&, const WorkerKey&) = default;
 };
 
 /// What one scheduler step writes: new changes and the actions the scheduler returned for them.
@@ -330,6 +342,12 @@ public:
     [[nodiscard]] virtual Status save_instance(const LatentInstance& instance) = 0;
     /// Instances not yet terminated.
     [[nodiscard]] virtual Result<std::vector<LatentInstance>> live_instances() = 0;
+    /// Inserts or replaces the key of `key.worker` (synchronously).
+    [[nodiscard]] virtual Status save_worker_key(const WorkerKey& key) = 0;
+    /// Deletes the key of `worker` (none: nothing happens).
+    [[nodiscard]] virtual Status delete_worker_key(const std::string& worker) = 0;
+    /// Every stored key, by worker name.
+    [[nodiscard]] virtual Result<std::vector<WorkerKey>> worker_keys() = 0;
 
     /// The refs last saved for `repository`; nullopt when it was never polled.
     [[nodiscard]] virtual Result<std::optional<PolledRefs>>
