@@ -90,7 +90,8 @@ private:
     Status open_store();
     Status start_reporters();
     Status start_servers();
-    void start_local_workers();
+    /// Starts the local workers, their steps run as `step_users` (local_step_users).
+    void start_local_workers(const std::map<std::string, RunAs>& step_users);
     Status start_ec2_pool();
     void run_housekeeper();
     void wait_for_builds(std::chrono::steady_clock::time_point deadline);
