@@ -88,11 +88,11 @@ public:
     /// (automatic: BASE is the process's own cgroup, or its parent when that is libci-main),
     /// removes leftovers of processes that are gone (BASE/libci-step-PID-N whose PID is not
     /// running: a worker killed with its supervisors; this assumes every process using BASE is
-    /// in this PID namespace, so give processes of other containers their own BASE), and checks with a forked probe that a
-    /// child process can join a new cgroup there. Fails with Unsupported (no cgroup v2),
-    /// InvalidArgument (a `directory` that is not a cgroup2 directory) or PermissionDenied
-    /// (cannot create or join), with the reason: the caller then keeps the subreaper alone.
-    /// Call it before become_subreaper(), whose reaper would take the probe.
+    /// in this PID namespace, so give processes of other containers their own BASE), and checks
+    /// with a forked probe that a child process can join a new cgroup there. Fails with Unsupported
+    /// (no cgroup v2), InvalidArgument (a `directory` that is not a cgroup2 directory) or
+    /// PermissionDenied (cannot create or join), with the reason: the caller then keeps the
+    /// subreaper alone. Call it before become_subreaper(), whose reaper would take the probe.
     [[nodiscard]] static Result<std::shared_ptr<StepCgroups>> open(const Options& options);
 
     /// A new empty cgroup for one step, BASE/libci-step-PID-N. Fails with Io naming it.
