@@ -196,6 +196,21 @@ for option in --timeout --force --health-timeout --identity --ssh-config --api "
   contains "$out" "$option"
 done
 
+# Issue 15: slaves.<class>.step_user names a user that exists, and the master must be root.
+printf 'slaves:\n  local: {local: true, step_user: libci-no-such-user}\n' >"$tmp/nouser.yml"
+expect 1 "check-config refuses a step_user that does not exist" -- "$master" check-config "$tmp/nouser.yml"
+contains "$err" "slaves.local.step_user: step_user 'libci-no-such-user': no such user"
+printf 'slaves:\n  local: {local: true, step_user: nobody}\n' >"$tmp/nobody.yml"
+if [[ $(id -u) -eq 0 ]]; then
+  expect 0 "check-config accepts step_user nobody as root" -- "$master" check-config "$tmp/nobody.yml"
+  chmod 755 "$tmp"
+  expect 1 "check-config refuses step_user when not root" -- \
+    setpriv --reuid=65534 --regid=65534 --clear-groups "$master" check-config "$tmp/nobody.yml"
+else
+  expect 1 "check-config refuses step_user when not root" -- "$master" check-config "$tmp/nobody.yml"
+fi
+contains "$err" "slaves.local.step_user: the master must run as root to run steps as 'nobody'"
+
 if [[ $failures -ne 0 ]]; then
   echo "$failures check(s) failed"
   exit 1

@@ -1,11 +1,13 @@
 // `ci-master start [--config FILE] [options]`
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <memory>
 #include <optional>
 #include <string>
+#include <variant>
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
@@ -16,6 +18,7 @@
 #include <ci/master/master.h>
 
 #include "ci-master/commands.h"
+#include "common/cgroups.h"
 #include "common/signals.h"
 
 namespace ci::tools::master {
@@ -82,6 +85,7 @@ struct StartCommand {
     int heartbeat = 10;
     int ec2_reconcile = 180;
     std::string ec2_timeout = "30";
+    std::string cgroup = "auto";
 };
 
 // Written once both ports are bound, atomically (tests and scripts wait for it).
@@ -140,6 +144,17 @@ int run_start(const StartCommand& command) {
     }
     if (const char* key = std::getenv("CI_GIT_SSH_KEY")) {
         options.ssh_key = key;
+    }
+    // Only a master with local workers runs steps (and moves into a cgroup leaf for them).
+    if (std::ranges::any_of(config->slaves, [](const auto& entry) {
+            return std::holds_alternative<config::LocalWorkers>(entry.second);
+        })) {
+        auto cgroups = open_step_cgroups(command.cgroup);
+        if (!cgroups) {
+            print_error(cgroups.error());
+            return ExitUsage;
+        }
+        options.step_cgroups = *cgroups;
     }
     // Every thread the master starts inherits this mask; the main thread waits for the signal.
     block_stop_signals();
@@ -213,6 +228,7 @@ void setup_start(CLI::App& app, Runner& runner) {
                     "Seconds running builds may go on after SIGTERM")
         ->default_str("60")
         ->check(CLI::Range(0, 86400));
+    add_cgroup_option(*sub, command->cgroup);
     sub->add_option("--heartbeat",
                     command->heartbeat,
                     "Seconds between worker heartbeats; a worker silent for three of them is lost")

@@ -12,6 +12,7 @@
 #include <ci/core/process.h>
 
 #include "ci-worker/commands.h"
+#include "common/cgroups.h"
 
 namespace ci::tools::worker {
 
@@ -22,6 +23,7 @@ struct RunStepOptions {
     std::string grace = "10";
     std::string cwd;
     std::string step_user;
+    std::string cgroup = "auto";
     std::vector<std::string> env;
     std::vector<std::string> command;
 };
@@ -59,6 +61,13 @@ int run_step(const RunStepOptions& options) {
         }
         spec.run_as = std::move(*user);
     }
+    // Quiet: run-step's output is the step's.
+    auto cgroups = open_step_cgroups(options.cgroup, true);
+    if (!cgroups) {
+        print_error(cgroups.error());
+        return ExitUsage;
+    }
+    spec.cgroups = *cgroups;
     for (const auto& assignment : options.env) {
         const auto equals = assignment.find('=');
         spec.env[assignment.substr(0, equals)] = assignment.substr(equals + 1);
@@ -118,7 +127,8 @@ void setup_run_step(CLI::App& app, Runner& runner) {
         "supervisor that is a child subreaper, its output streamed here; at the timeout every\n"
         "process of the step gets SIGTERM, then SIGKILL after the grace period, and anything\n"
         "the step leaves running is stopped when it ends, even processes that left its group\n"
-        "or session (setsid, set -m). The step dies with this process (PR_SET_PDEATHSIG).\n"
+        "or session (setsid, set -m); with a cgroup (--cgroup), whatever is left in the step's\n"
+        "cgroup is killed too. The step dies with this process (PR_SET_PDEATHSIG).\n"
         "Exit status: the step's own; 124 when it timed out; 128+N when signal N killed it;\n"
         "127 when it could not be started.");
     set_usage(*command, "ci-worker run-step [OPTIONS] [--] COMMAND [ARGS...]");
@@ -140,6 +150,7 @@ void setup_run_step(CLI::App& app, Runner& runner) {
                         options->step_user,
                         "Run the step as this user (setgid/setuid after fork; ci-worker must "
                         "run as root), with its HOME, USER and LOGNAME");
+    add_cgroup_option(*command, options->cgroup);
     command
         ->add_option("--env",
                      options->env,

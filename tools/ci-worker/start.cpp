@@ -17,6 +17,7 @@
 #include <ci/worker/agent.h>
 
 #include "ci-worker/commands.h"
+#include "common/cgroups.h"
 #include "common/signals.h"
 
 namespace ci::tools::worker {
@@ -32,6 +33,7 @@ struct StartCommand {
     std::string ca_file;
     std::string fingerprint;
     std::string step_user;
+    std::string cgroup = "auto";
     bool insecure = false;
     int max_builds = 1;
     std::string imds;
@@ -160,6 +162,12 @@ int run_start(StartCommand command) {
     if (const char* key = std::getenv("CI_GIT_SSH_KEY")) {
         options.runner.ssh_key = key;
     }
+    auto cgroups = open_step_cgroups(command.cgroup);
+    if (!cgroups) {
+        print_error(cgroups.error());
+        return ExitUsage;
+    }
+    options.runner.cgroups = *cgroups;
     block_stop_signals();
     // After the mask: the reaper's thread must not take SIGTERM. Leftovers of a step whose
     // supervisor was killed come to the worker, which kills them.
@@ -213,7 +221,9 @@ void setup_start(CLI::App& app, Runner& runner) {
         "$AWS_SECRET_ACCESS_KEY, $AWS_SESSION_TOKEN, ~/.aws/credentials, the instance role;\n"
         "$AWS_REGION; $AWS_ENDPOINT_URL_S3 or $AWS_ENDPOINT_URL); steps do not see the secrets.\n"
         "Each step runs under a supervisor that stops every process of it (setsid ones too)\n"
-        "when it ends; --step-user runs the steps as another user (the worker must be root).\n"
+        "when it ends, and in a cgroup of its own where one can be made (--cgroup; the log\n"
+        "says which at start); --step-user runs the steps as another user (the worker must be "
+        "root).\n"
         "Files of the worker's class (worker_files) arrive after each login and are written\n"
         "0600 before any build; one that cannot be written stops the worker (exit 3).\n"
         "Exit status: 0 stopped by a signal, 1 the master refused the name or secret, or its\n"
@@ -227,6 +237,7 @@ void setup_start(CLI::App& app, Runner& runner) {
                     command->step_user,
                     "Run build steps as this user (setgid/setuid after fork; the worker must be "
                     "root); each build gives its work directory to that user first");
+    add_cgroup_option(*sub, command->cgroup);
     sub->add_option("--secret-file",
                     command->secret_file,
                     "A file whose first line is this worker's password (else $CI_WORKER_SECRET)");

@@ -26,8 +26,12 @@ void print_diagnostics(const config::CheckedConfig& checked) {
 // What only reading other files shows: the worker port's certificate and key, the user-data
 // templates of EC2 classes; then the tool's own check (`source` names the config in its error).
 int check_files(const config::Config& config, std::string_view source, const ExtraCheck& extra) {
-    for (const auto& checked :
-         {master::check_worker_certificate(config), config::check_user_data_templates(config)}) {
+    auto step_users = master::local_step_users(config);
+    const Status users_checked =
+        step_users ? Status() : Status(std::unexpected(step_users.error()));
+    for (const auto& checked : {master::check_worker_certificate(config),
+                                config::check_user_data_templates(config),
+                                users_checked}) {
         if (!checked) {
             std::fprintf(stderr, "%s\n1 error\n", log::redact(checked.error().message).c_str());
             return ExitFailure;

@@ -391,6 +391,8 @@ private:
         options.identity = options_.identity;
         options.token = options_.git_token;
         options.ssh_key = options_.ssh_key;
+        // The slot is the worker's: a step that deleted its .git does not lock it for good.
+        options.owned_work_dir = true;
 
         // The slot is this build's until run_build returns: no other build checks out there.
         if (!lease_work_dir()) {
@@ -641,6 +643,7 @@ private:
         process.env = environment(run);
         process.unset_env = options_.unset_env;
         process.run_as = options_.step_user;
+        process.cgroups = options_.cgroups;
         // The work directory stays locked until nothing of the step runs, even if the worker
         // (a master with local workers) dies before the step's processes: a retried build
         // cannot start in it meanwhile.

@@ -116,6 +116,9 @@ void write_worker_class(Writer& writer, const WorkerClass& worker_class) {
         write_field(writer, "local", true);
         write_field(writer, "slaves", std::int64_t{local->count});
         write_field(writer, "max_builds", std::int64_t{local->max_builds});
+        if (!local->step_user.empty()) {
+            write_field(writer, "step_user", local->step_user);
+        }
     }
     writer.EndObject();
 }

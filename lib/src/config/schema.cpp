@@ -673,6 +673,7 @@ void Checker::check_worker_class(const std::string& name, const Entry& entry) {
                    "worker_files",
                    "passwords",
                    "local",
+                   "step_user",
                    "openstack-image"});
     if (!fields.valid()) {
         return;
@@ -722,6 +723,9 @@ void Checker::check_worker_class(const std::string& name, const Entry& entry) {
                                                                "stopped_max"};
     if (ec2) {
         fields.forbid({"local"}, "for an EC2 worker class");
+        fields.forbid({"step_user"},
+                      "for an EC2 worker class (only local classes have it; a remote worker "
+                      "takes ci-worker start --step-user)");
         Ec2Workers out;
         fields.require("ami");
         fields.read("ami", out.ami);
@@ -750,6 +754,9 @@ void Checker::check_worker_class(const std::string& name, const Entry& entry) {
     } else if (fixed) {
         fields.forbid({"slaves"}, "for a static worker class (it has passwords: one worker each)");
         fields.forbid(std::span(ec2_only), "for a static worker class (only EC2 classes have it)");
+        fields.forbid({"step_user"},
+                      "for a static worker class (only local classes have it; a remote worker "
+                      "takes ci-worker start --step-user)");
         StaticWorkers out;
         fields.read("passwords", out.passwords);
         if (out.passwords.empty()) {
@@ -784,6 +791,12 @@ void Checker::check_worker_class(const std::string& name, const Entry& entry) {
         LocalWorkers out;
         fields.read("slaves", out.count, 1, max_count);
         fields.read("max_builds", out.max_builds, 1, max_count);
+        fields.read("step_user", out.step_user);
+        if (fields.has("step_user") && out.step_user.empty()) {
+            reader_.error(fields.find("step_user")->value,
+                          fields.path("step_user"),
+                          "must name a user (remove it to run steps as the master's user)");
+        }
         config_.slaves.emplace(name, out);
     }
 }

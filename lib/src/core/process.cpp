@@ -31,6 +31,9 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 
+#include <ci/core/cgroup.h>
+
+#include "core/cgroup_kill.h"
 #include "core/fd.h"
 
 namespace ci {
@@ -119,7 +122,7 @@ std::unexpected<Error> spawn_error(const ProcessSpec& spec, std::string_view det
 // prepared before the fork (Launch) and lives in memory the fork copied.
 
 // Why the child could not start, written by the forked processes to the parent.
-enum class Stage : int { Fork = 1, Setup, WorkingDirectory, Credentials, Exec };
+enum class Stage : int { Fork = 1, Setup, WorkingDirectory, Credentials, Exec, Cgroup };
 struct ExecReport {
     int stage = 0;
     int error = 0;
@@ -142,6 +145,8 @@ struct Launch {
     int exec_report = -1;   // close-on-exec: EOF there means the child started
     int status_report = -1; // StatusReport
     int hold_fd = -1;
+    int cgroup_fd = -1; // the step's cgroup directory; -1: none
+    bool cgroup_kill_file = true;
     pid_t parent = 0;
     long long grace_ms = 0;
     bool run_as = false;
@@ -195,6 +200,10 @@ bool place(int from, int to) {
 
 // The step leader: its own process group, its stdio, its directory and user, then exec.
 [[noreturn]] void start_leader(const Launch& launch, pid_t supervisor) {
+    // First, before it can start anything: all it starts is born in the cgroup too.
+    if (launch.cgroup_fd >= 0 && !detail::cgroup_join(launch.cgroup_fd)) {
+        fail_start(launch, Stage::Cgroup, errno);
+    }
     ::setpgid(0, 0);
     int in_fd = launch.in_fd;
     if (in_fd < 0) {
@@ -381,12 +390,13 @@ long long monotonic_ms() {
     }
     // Nothing of this process but what the supervisor needs: a copy of a master's listening
     // socket or database here would outlive the master.
-    std::array<int, 6> keep{launch.in_fd,
+    std::array<int, 7> keep{launch.in_fd,
                             launch.out_fd,
                             launch.err_fd,
                             launch.exec_report,
                             launch.status_report,
-                            launch.hold_fd};
+                            launch.hold_fd,
+                            launch.cgroup_fd};
     std::ranges::sort(keep);
     close_others(keep);
     ::setpgid(0, 0);
@@ -421,6 +431,9 @@ long long monotonic_ms() {
         if (!stopping) {
             stopping = true;
             (void)signal_tree(self, leader, SIGTERM);
+            if (launch.cgroup_fd >= 0) {
+                (void)detail::cgroup_signal_all(launch.cgroup_fd, SIGTERM);
+            }
             kill_at = monotonic_ms() + launch.grace_ms;
         }
     };
@@ -445,6 +458,11 @@ long long monotonic_ms() {
         }
         if (stopping && !killing && monotonic_ms() >= kill_at) {
             killing = true;
+        }
+        if (killing && launch.cgroup_fd >= 0 && detail::cgroup_populated(launch.cgroup_fd) != 0) {
+            // All at once, however fast they fork; then the tree for anything outside it.
+            detail::cgroup_kill_all(launch.cgroup_fd, launch.cgroup_kill_file);
+            status.killed = 1;
         }
         if (killing && signal_tree(self, leader, SIGKILL)) {
             status.killed = 1;
@@ -519,9 +537,10 @@ public:
           Fd err,
           Fd in,
           Fd status,
+          StepCgroup cgroup,
           Clock::time_point start)
         : spec_(spec), pid_(pid), out_(std::move(out)), err_(std::move(err)), in_(std::move(in)),
-          status_(std::move(status)), start_(start) {
+          status_(std::move(status)), cgroup_(std::move(cgroup)), start_(start) {
         pidfd_ = Fd(static_cast<int>(::syscall(SYS_pidfd_open, pid_, 0)));
         wake_ = Fd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
         if (spec_.timeout.count() > 0) {
@@ -734,6 +753,12 @@ private:
                 result_.killed_after_grace = true;
             }
         }
+        if (cgroup_.fd() >= 0) {
+            // The supervisor is done with the tree; what is still in the cgroup escaped it.
+            // Killed now, so that nothing of the step holds the output pipes or runs on.
+            result_.cgroup = cgroup_.path();
+            (void)cgroup_.destroy();
+        }
         reaped_ = true;
         result_.duration = std::chrono::duration_cast<milliseconds>(Clock::now() - start_);
         if (WIFEXITED(status)) {
@@ -757,6 +782,7 @@ private:
     Fd err_;
     Fd in_;
     Fd status_; // the supervisor's StatusReport
+    StepCgroup cgroup_;
     Fd pidfd_;
     Fd wake_;
     Clock::time_point start_;
@@ -851,6 +877,16 @@ Result<ProcessResult> run_process(const ProcessSpec& spec) {
     if (!program) {
         return std::unexpected(program.error());
     }
+    StepCgroup cgroup;
+    if (spec.cgroups) {
+        auto created = spec.cgroups->create_step();
+        if (!created) {
+            return fail(ErrorCode::ProcessSpawn,
+                        fmt::format("spawn '{}': {}", spec.argv.front(), created.error().message),
+                        created.error().native);
+        }
+        cgroup = std::move(*created);
+    }
     std::array<int, 2> exec_pipe{-1, -1};
     std::array<int, 2> status_pipe{-1, -1};
     if (::pipe2(exec_pipe.data(), O_CLOEXEC) != 0) {
@@ -879,6 +915,8 @@ Result<ProcessResult> run_process(const ProcessSpec& spec) {
     launch.exec_report = exec_write.get();
     launch.status_report = status_write.get();
     launch.hold_fd = spec.hold_fd;
+    launch.cgroup_fd = cgroup.fd();
+    launch.cgroup_kill_file = spec.cgroups && spec.cgroups->kill_file();
     launch.parent = ::getpid();
     launch.grace_ms = spec.kill_grace.count();
     if (spec.run_as) {
@@ -941,6 +979,8 @@ Result<ProcessResult> run_process(const ProcessSpec& spec) {
                 spec, fmt::format("run as user '{}': ", spec.run_as->name), report.error);
         case Stage::Fork:
             return spawn_error(spec, "fork: ", report.error);
+        case Stage::Cgroup:
+            return spawn_error(spec, fmt::format("join cgroup {}: ", cgroup.path()), report.error);
         case Stage::Setup:
         case Stage::Exec:
             break;
@@ -954,6 +994,7 @@ Result<ProcessResult> run_process(const ProcessSpec& spec) {
                 std::move(err_read),
                 std::move(in_parent),
                 std::move(status_read),
+                std::move(cgroup),
                 start);
     return child.run();
 }

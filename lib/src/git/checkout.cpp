@@ -243,9 +243,11 @@ bool is_libci_checkout(const std::filesystem::path& git_dir,
 }
 
 // Whether `work_dir` is a libci checkout to reuse (true) or absent or empty (false); anything
-// else is an error naming it: a checkout never wipes what it did not make.
+// else is an error naming it: a checkout never wipes what it did not make. Unless `owned` (the
+// caller's own slot, whose .git a step may have deleted): then it is emptied.
 Result<bool> check_work_dir(const std::filesystem::path& work_dir,
-                            const std::filesystem::path& cache_dir) {
+                            const std::filesystem::path& cache_dir,
+                            bool owned) {
     std::error_code error;
     const auto status = std::filesystem::status(work_dir, error);
     if (status.type() == std::filesystem::file_type::not_found) {
@@ -268,6 +270,27 @@ Result<bool> check_work_dir(const std::filesystem::path& work_dir,
     if (error) {
         return fail(ErrorCode::Io,
                     fmt::format("{} cannot be read: {}", work_dir.string(), error.message()));
+    }
+    if (!empty && owned) {
+        log::warn("{} is not a libci checkout any more (a step deleted its .git?): emptying it, "
+                  "as it is this worker's own work directory",
+                  work_dir.string());
+        for (const auto& entry : std::filesystem::directory_iterator(work_dir, error)) {
+            // remove_all removes a link itself, never what it points to.
+            std::filesystem::remove_all(entry.path(), error);
+            if (error) {
+                return fail(ErrorCode::Io,
+                            fmt::format("empty {}: remove {}: {}",
+                                        work_dir.string(),
+                                        entry.path().string(),
+                                        error.message()));
+            }
+        }
+        if (error) {
+            return fail(ErrorCode::Io,
+                        fmt::format("empty {}: {}", work_dir.string(), error.message()));
+        }
+        return false;
     }
     if (!empty) {
         return fail(ErrorCode::InvalidArgument,
@@ -718,7 +741,7 @@ Result<CheckoutResult> checkout(const std::filesystem::path& work_dir,
         return fail(ErrorCode::InvalidArgument, "checkout: a URL and a branch are required");
     }
     // Before anything changes: a DEST that is not ours is refused untouched.
-    const auto reuse = check_work_dir(work_dir, options.cache_dir);
+    const auto reuse = check_work_dir(work_dir, options.cache_dir, options.owned_work_dir);
     if (!reuse) {
         return fail(reuse.error());
     }

@@ -137,29 +137,24 @@ void Coordinator::message(const std::string& name, const Link* link, protocol::M
     } else if (auto* chunk = std::get_if<protocol::LogChunk>(&message)) {
         // Memory first (followers see it at once), then the log writer's queue; on_written lets
         // RunningBuilds drop it once it is on disk.
-        p_.running.log(id, chunk->step, chunk->sequence, chunk->text);
-        p_.logs.append(id, chunk->step, chunk->sequence, std::move(chunk->text));
+        // A remote worker does not know the config's secrets: they are redacted here.
+        store_log(id,
+                  chunk->step,
+                  chunk->sequence,
+                  redaction_.feed(id, chunk->step, {}, chunk->sequence, chunk->text));
     } else if (auto* file = std::get_if<protocol::LogFileChunk>(&message)) {
-        auto what = fmt::format("chunk {} of log file {} of step {} of build {}",
-                                file->sequence,
-                                file->name,
-                                file->step,
-                                id);
-        const int step = file->step;
-        auto file_name = file->name;
-        p_.writes.post(
-            std::move(what),
-            [chunk = std::move(*file)](store::Store& store) {
-                return store.append_logfile(
-                    chunk.build, chunk.step, chunk.name, chunk.sequence, chunk.text);
-            },
-            // Stored: those following the file read what it gained.
-            [&running = p_.running, id, step, file_name = std::move(file_name)] {
-                for (const auto& watcher : running.logfile_watchers(id, step, file_name)) {
-                    watcher->stored();
-                }
-            });
+        file->text = redaction_.feed(id, file->step, file->name, file->sequence, file->text);
+        store_logfile(std::move(*file));
     } else if (const auto* finished = std::get_if<protocol::StepFinished>(&message)) {
+        // What the redactors held back (a possible start of a secret) ends the step's streams.
+        for (auto& rest : redaction_.finish(id, finished->step)) {
+            if (rest.file.empty()) {
+                store_log(id, finished->step, rest.sequence, std::move(rest.text));
+            } else {
+                store_logfile(protocol::LogFileChunk{
+                    id, finished->step, std::move(rest.file), rest.sequence, std::move(rest.text)});
+            }
+        }
         step_finished(id, *finished);
     } else if (const auto* done = std::get_if<protocol::BuildFinished>(&message)) {
         finish(id, done->result, done->message);
@@ -170,6 +165,36 @@ void Coordinator::message(const std::string& name, const Link* link, protocol::M
                std::holds_alternative<protocol::UploadEnd>(message)) {
         p_.uploads.add(name, std::move(message));
     }
+}
+
+void Coordinator::store_log(std::int64_t id, int step, std::int64_t sequence, std::string text) {
+    // Memory first (followers see it at once), then the log writer's queue; on_written lets
+    // RunningBuilds drop it once it is on disk.
+    p_.running.log(id, step, sequence, text);
+    p_.logs.append(id, step, sequence, std::move(text));
+}
+
+void Coordinator::store_logfile(protocol::LogFileChunk chunk) {
+    auto what = fmt::format("chunk {} of log file {} of step {} of build {}",
+                            chunk.sequence,
+                            chunk.name,
+                            chunk.step,
+                            chunk.build);
+    const auto id = chunk.build;
+    const int step = chunk.step;
+    auto file_name = chunk.name;
+    p_.writes.post(
+        std::move(what),
+        [chunk = std::move(chunk)](store::Store& store) {
+            return store.append_logfile(
+                chunk.build, chunk.step, chunk.name, chunk.sequence, chunk.text);
+        },
+        // Stored: those following the file read what it gained.
+        [&running = p_.running, id, step, file_name = std::move(file_name)] {
+            for (const auto& watcher : running.logfile_watchers(id, step, file_name)) {
+                watcher->stored();
+            }
+        });
 }
 
 void Coordinator::interrupt(const std::string& name, const std::string& reason) {
@@ -227,6 +252,7 @@ void Coordinator::step_finished(std::int64_t id, const protocol::StepFinished& f
 }
 
 void Coordinator::finish(std::int64_t id, BuildResult result, const std::string& message) {
+    redaction_.forget(id);
     auto ended = p_.running.end(id, result, p_.clock.now());
     if (!ended) {
         return;

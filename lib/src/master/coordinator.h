@@ -11,6 +11,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <ci/config/config.h>
 #include <ci/core/build_result.h>
@@ -19,6 +20,7 @@
 #include "master/credentials.h"
 #include "master/link.h"
 #include "master/locks.h"
+#include "master/log_redaction.h"
 #include "master/metrics.h"
 #include "master/protocol.h"
 #include "master/registry.h"
@@ -65,8 +67,11 @@ public:
         Uploads& uploads;       ///< upload steps' files, written on their own thread
         /// Called whenever a slot or a lock may have come free.
         std::function<void()> wake_dispatcher;
+        /// Replaced by "[redacted]" in every worker's log chunks and log file chunks before
+        /// they are stored, across chunk boundaries: config::secrets(config).
+        std::vector<std::string> log_secrets = {};
     };
-    explicit Coordinator(Parts parts) : p_(std::move(parts)) {}
+    explicit Coordinator(Parts parts) : p_(std::move(parts)), redaction_(p_.log_secrets) {}
 
     std::optional<Login>
     login(const std::string& name, const std::string& proof, const std::string& nonce) override;
@@ -100,11 +105,15 @@ private:
     /// Ends the log file watchers of step `step` of build `id` (every step's when < 0) once what
     /// was queued for the store before is stored.
     void end_logfile_watchers(std::int64_t id, int step);
+    // A chunk of a step's log / of one of its log files, redacted, to memory and the store.
+    void store_log(std::int64_t id, int step, std::int64_t sequence, std::string text);
+    void store_logfile(protocol::LogFileChunk chunk);
     /// Worker `name` said its instance is going away: no new builds, its builds end as retry.
     void interrupt(const std::string& name, const std::string& reason);
     void save_worker(const std::string& name, const std::string& worker_class, const char* state);
 
     Parts p_;
+    LogRedaction redaction_; // after p_: made from its log_secrets
     std::atomic<bool> refusing_{false};
 };
 

@@ -93,7 +93,8 @@ private:
     Status open_store();
     Status start_reporters();
     Status start_servers();
-    void start_local_workers();
+    /// Starts the local workers, their steps run as `step_users` (local_step_users).
+    void start_local_workers(const std::map<std::string, RunAs>& step_users);
     Status start_ec2_pool();
     UserDataRenderer ec2_user_data();
     void run_housekeeper();

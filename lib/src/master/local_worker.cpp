@@ -1,8 +1,39 @@
 #include "master/local_worker.h"
 
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+#include <ci/master/master.h>
+
 #include "worker/reported_build.h"
 
 namespace ci::master {
+
+Result<std::map<std::string, RunAs>> local_step_users(const config::Config& config) {
+    std::map<std::string, RunAs> users;
+    for (const auto& [class_name, worker_class] : config.slaves) {
+        const auto* local = std::get_if<config::LocalWorkers>(&worker_class);
+        if (local == nullptr || local->step_user.empty()) {
+            continue;
+        }
+        const auto key = fmt::format("slaves.{}.step_user", class_name);
+        auto user = lookup_user(local->step_user);
+        if (!user) {
+            return std::unexpected(user.error().with_context(key));
+        }
+        if (::geteuid() != 0) {
+            return fail(ErrorCode::PermissionDenied,
+                        fmt::format("{}: the master must run as root to run steps as '{}' (it "
+                                    "runs as uid {})",
+                                    key,
+                                    local->step_user,
+                                    ::geteuid()));
+        }
+        users.emplace(class_name, std::move(*user));
+    }
+    return users;
+}
 
 void LocalWorker::send(const protocol::Message& message) {
     if (const auto* start = std::get_if<protocol::StartBuild>(&message)) {

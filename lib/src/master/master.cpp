@@ -127,6 +127,11 @@ Status MasterState::open_store() {
 }
 
 Status MasterState::start() {
+    // Before anything runs: a step_user that cannot be used is a start error naming its key.
+    auto step_users = local_step_users(config);
+    if (!step_users) {
+        return fail(step_users.error());
+    }
     if (auto status = open_store(); !status) {
         return status;
     }
@@ -156,7 +161,8 @@ Status MasterState::start() {
                                                                    *reports,
                                                                    *triggers,
                                                                    *uploads,
-                                                                   [this] { dispatcher->wake(); }});
+                                                                   [this] { dispatcher->wake(); },
+                                                                   config::secrets(config)});
     dispatcher = std::make_unique<Dispatcher>(
         Dispatcher::Parts{config,
                           clock,
@@ -193,7 +199,7 @@ Status MasterState::start() {
         return status;
     }
     // Local workers last: they may start building at once.
-    start_local_workers();
+    start_local_workers(*step_users);
     dispatcher->start();
     if (ec2) {
         ec2->start();
@@ -385,7 +391,7 @@ Status MasterState::start_servers() {
     return {};
 }
 
-void MasterState::start_local_workers() {
+void MasterState::start_local_workers(const std::map<std::string, RunAs>& step_users) {
     for (const auto& [class_name, worker_class] : config.slaves) {
         const auto* local = std::get_if<config::LocalWorkers>(&worker_class);
         if (local == nullptr) {
@@ -399,6 +405,10 @@ void MasterState::start_local_workers() {
             runner.cache_dir = options.data_dir / "cache";
             runner.git_token = options.git_token;
             runner.ssh_key = options.ssh_key;
+            runner.cgroups = options.step_cgroups;
+            if (const auto user = step_users.find(class_name); user != step_users.end()) {
+                runner.step_user = user->second;
+            }
             // A local step could find the config's secrets (a master's memory is its own);
             // none of them reaches a log.
             runner.log_secrets = config::secrets(config);

@@ -606,6 +606,18 @@ TEST_CASE("runner: a step does not run when the work directory no longer holds t
         CHECK(outcome.message.find("no longer holds this build's checkout of " +
                                    outcome.checkout.revision) != std::string::npos);
         CHECK_FALSE(std::filesystem::exists(f.work() / "never-ran"));
+
+        // The slot is the worker's own: the next build empties it and checks out again,
+        // instead of refusing it for good as not a libci checkout.
+        ci::test::write_file(f.work() / "left-behind.txt", "by the wiping step\n");
+        Recorder next;
+        f.spec.build_id = 43;
+        f.spec.steps = {shell_step("test", "test -d .git && touch ran")};
+        const auto again = ci::build::run_build(f.spec, f.options, next.observer(), {});
+        INFO("log: ", next.logs[0]);
+        CHECK(again.result == ci::BuildResult::Success);
+        CHECK(std::filesystem::exists(f.work() / "ran"));
+        CHECK_FALSE(std::filesystem::exists(f.work() / "left-behind.txt"));
     }
 }
 

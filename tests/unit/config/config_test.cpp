@@ -375,6 +375,24 @@ TEST_CASE("config: worker classes") {
         CHECK(has_error(errors, "slaves.x.max_builds", "from 1 to"));
         CHECK(has_error(errors, "slaves.x.max_spot_price", "positive"));
     }
+    SUBCASE("step_user: local classes only, a name (issue 15)") {
+        const auto config = parse_ok("slaves:\n  l: {local: true, slaves: 2, step_user: nobody}\n");
+        const auto& local = std::get<ci::config::LocalWorkers>(config.slaves.at("l"));
+        CHECK(local.step_user == "nobody");
+        CHECK(local.count == 2);
+        auto back = ci::config::parse_config_json(ci::config::to_json(config), "j");
+        REQUIRE(back.config);
+        CHECK(*back.config == config);
+        CHECK(has_error(parse_errors("slaves:\n  l: {local: true, step_user: \"\"}\n"),
+                        "slaves.l.step_user",
+                        "must name a user"));
+        CHECK(has_error(parse_errors("slaves:\n  s: {passwords: [p], step_user: nobody}\n"),
+                        "slaves.s.step_user",
+                        "not valid for a static worker class (only local classes have it"));
+        CHECK(has_error(parse_errors("slaves:\n  e: {ami: a, step_user: nobody}\n"),
+                        "slaves.e.step_user",
+                        "not valid for an EC2 worker class (only local classes have it"));
+    }
     SUBCASE("static workers need passwords") {
         CHECK(has_error(
             parse_errors("slaves:\n  x: {passwords: []}\n"), "slaves.x.passwords", "at least one"));

@@ -21,6 +21,7 @@
 #include <ci/core/hardening.h>
 #include <ci/core/process.h>
 
+#include "support/process_state.h"
 #include "support/require_ok.h"
 #include "support/temp_dir.h"
 
@@ -48,16 +49,7 @@ Captured run_shell(const std::string& script, ci::ProcessSpec spec = {}) {
     return captured;
 }
 
-bool process_exists(pid_t pid) {
-    // A zombie still answers kill(pid, 0); look at its state instead.
-    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-    std::string line;
-    if (!std::getline(stat, line)) {
-        return false;
-    }
-    const auto close = line.rfind(')');
-    return close != std::string::npos && line[close + 2] != 'Z';
-}
+using ci::test::process_running;
 
 pid_t read_pid(const std::filesystem::path& file) {
     std::ifstream in(file);
@@ -245,7 +237,7 @@ TEST_CASE("process: grandchildren are stopped with the child") {
         CHECK(result.result.termination == Termination::TimedOut);
         const pid_t grandchild = read_pid(pid_file);
         REQUIRE(grandchild > 0);
-        CHECK_FALSE(process_exists(grandchild));
+        CHECK_FALSE(process_running(grandchild));
     }
     SUBCASE("when the child exits and a grandchild keeps the output pipe open") {
         ci::ProcessSpec spec;
@@ -258,7 +250,7 @@ TEST_CASE("process: grandchildren are stopped with the child") {
         CHECK(result.out == "done\n");
         const pid_t grandchild = read_pid(pid_file);
         REQUIRE(grandchild > 0);
-        CHECK_FALSE(process_exists(grandchild));
+        CHECK_FALSE(process_running(grandchild));
     }
     SUBCASE("when a grandchild left no pipe open and ignores SIGTERM") {
         ci::ProcessSpec spec;
@@ -269,7 +261,7 @@ TEST_CASE("process: grandchildren are stopped with the child") {
         CHECK(result.result.success());
         const pid_t grandchild = read_pid(pid_file);
         REQUIRE(grandchild > 0);
-        CHECK_FALSE(process_exists(grandchild));
+        CHECK_FALSE(process_running(grandchild));
     }
 }
 
@@ -343,7 +335,7 @@ TEST_CASE("process: descendants that left the step's group or session are stoppe
         CHECK(result.result.termination == Termination::TimedOut);
         const pid_t escaped = read_pid(pid_file);
         REQUIRE(escaped > 0);
-        CHECK_FALSE(process_exists(escaped));
+        CHECK_FALSE(process_running(escaped));
     }
     SUBCASE("a setsid process left running when the step exits by itself") {
         ci::ProcessSpec spec;
@@ -356,7 +348,7 @@ TEST_CASE("process: descendants that left the step's group or session are stoppe
         CHECK(result.result.success());
         const pid_t escaped = read_pid(pid_file);
         REQUIRE(escaped > 0);
-        CHECK_FALSE(process_exists(escaped));
+        CHECK_FALSE(process_running(escaped));
     }
     SUBCASE("a `set -m` job in a process group of its own, whose parent exited") {
         ci::ProcessSpec spec;
@@ -367,7 +359,7 @@ TEST_CASE("process: descendants that left the step's group or session are stoppe
         CHECK(result.result.success());
         const pid_t escaped = read_pid(pid_file);
         REQUIRE(escaped > 0);
-        CHECK_FALSE(process_exists(escaped));
+        CHECK_FALSE(process_running(escaped));
     }
 }
 
@@ -401,8 +393,8 @@ TEST_CASE("process: one step's cleanup leaves a concurrent step's processes alon
     auto result = run_shell(
         "setsid sh -c 'echo $$ > " + own_pid.string() + "; exec sleep 109' & sleep 100", spec);
     CHECK(result.result.termination == Termination::TimedOut);
-    CHECK_FALSE(process_exists(read_pid(own_pid)));
-    CHECK(process_exists(read_pid(other_pid)));
+    CHECK_FALSE(process_running(read_pid(own_pid)));
+    CHECK(process_running(read_pid(other_pid)));
     std::ofstream(go.string()) << "go\n";
     other.join();
     CHECK(other_ok);

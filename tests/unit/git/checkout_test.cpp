@@ -724,3 +724,35 @@ TEST_CASE("checkout: DEST must be absent, empty or a libci checkout") {
     check_refused(dir / "absent", "is not empty and not a libci checkout");
     CHECK(ci::test::read_file(dir / "clone" / "work-in-progress.txt") == "unsaved\n");
 }
+
+TEST_CASE("checkout: a worker's own slot whose .git a step deleted is emptied, not refused") {
+    Origin origin;
+    ci::test::TempDir dir;
+    auto options = options_for(origin, dir / "cache", "feature");
+    const auto slot = dir / "work" / "builder" / "0";
+    REQUIRE_OK(ci::git::checkout(slot, options));
+    // What a careless step does: its .git gone, files of its own left, a link out.
+    std::filesystem::remove_all(slot / ".git");
+    ci::test::write_file(slot / "build" / "output.o", "object\n");
+    ci::test::write_file(dir / "outside" / "keep.txt", "keep\n");
+    std::filesystem::create_symlink(dir / "outside", slot / "link-out");
+
+    // A directory a user named is still refused, naming it.
+    auto refused = ci::git::checkout(slot, options);
+    REQUIRE_FALSE(refused.has_value());
+    CHECK(refused.error().message.starts_with(slot.string() + " is not empty and not a libci "
+                                                              "checkout"));
+    CHECK(std::filesystem::exists(slot / "build" / "output.o"));
+
+    // The worker's own slot: emptied and checked out again; nothing outside it touched.
+    options.owned_work_dir = true;
+    auto again = ci::git::checkout(slot, options);
+    REQUIRE_OK(again);
+    CHECK_FALSE(std::filesystem::exists(slot / "build"));
+    CHECK_FALSE(std::filesystem::is_symlink(slot / "link-out"));
+    CHECK(std::filesystem::is_regular_file(slot / ".git" / "libci-checkout"));
+    CHECK(ci::test::read_file(dir / "outside" / "keep.txt") == "keep\n");
+    auto head = ci::git::head_commit(slot);
+    REQUIRE_OK(head);
+    CHECK(*head == again->checked_out);
+}

@@ -141,6 +141,9 @@ struct RunnerOptions {
     /// before its first step a build gives its work directory (lchown, links not followed) and
     /// CI_PROPERTIES file to that user. nullopt: steps run as the worker.
     std::optional<RunAs> step_user;
+    /// Each step in a cgroup v2 of its own made by these (ProcessSpec::cgroups, core/cgroup.h);
+    /// null: the step's supervisor alone stops its processes.
+    std::shared_ptr<StepCgroups> cgroups;
 };
 
 /// The commits a checkout involved, as hexadecimal ids; each is empty when not applicable.

@@ -216,6 +216,8 @@ struct StaticWorkers {
 struct LocalWorkers {
     int count = 1;      ///< `slaves`: how many in-process workers
     int max_builds = 1; ///< `max_builds`: builds at once on one worker
+    /// `step_user`: the user steps run as (the master must be root); empty: the master's own.
+    std::string step_user;
     friend bool operator==(const LocalWorkers&, const LocalWorkers&) = default;
 };
 

@@ -19,6 +19,7 @@
 #include <chrono>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <stop_token>
 #include <string>
@@ -30,6 +31,8 @@
 #include <ci/core/error.h>
 
 namespace ci {
+
+class StepCgroups;
 
 /// Which of the child's streams a chunk of output came from.
 enum class OutputStream { Stdout, Stderr };
@@ -80,6 +83,11 @@ struct ProcessSpec {
     /// a work directory's lock file (flock): the lock outlives this process while the child's
     /// processes are being stopped. The child does not get it. -1: none.
     int hold_fd = -1;
+    /// Run the child in a cgroup v2 of its own made by these (core/cgroup.h): its leader joins
+    /// it before exec, and when the supervisor is done, whatever is still in it (a process that
+    /// escaped the tree) is killed and the cgroup removed before run_process returns. Null: the
+    /// supervisor alone.
+    std::shared_ptr<StepCgroups> cgroups;
 };
 
 /// How a child ended.
@@ -101,6 +109,8 @@ struct ProcessResult {
     bool killed_after_grace = false; ///< it ignored SIGTERM and got SIGKILL
     /// When Inactive: the silence that stopped it (ProcessSpec::inactivity_timeout).
     std::chrono::milliseconds inactivity{0};
+    /// The cgroup the child ran in (ProcessSpec::cgroups), now removed; empty: none.
+    std::string cgroup;
 
     /// True when it exited by itself with status 0.
     [[nodiscard]] bool success() const noexcept {
@@ -115,7 +125,8 @@ struct ProcessResult {
 
 /// Runs `spec` to completion, streaming its output to spec.on_output. Fails with
 /// InvalidArgument for an empty argv, ProcessSpawn (native: errno) when the child cannot start:
-/// "spawn 'make' in /build: No such file or directory". Thread-safe: any number of calls may
+/// "spawn 'make' in /build: No such file or directory"; also when its cgroup cannot be made
+/// or joined. Thread-safe: any number of calls may
 /// run at once; it installs no signal handlers and reaps only its own child (the supervisor).
 [[nodiscard]] Result<ProcessResult> run_process(const ProcessSpec& spec);
 

@@ -63,6 +63,10 @@ struct CheckoutOptions {
     /// CVE-2022-39253): a pushed branch could otherwise read any repository on the worker, other
     /// projects' mirrors included.
     bool allow_local_submodules = false;
+    /// The work directory is the caller's own (a worker's slot, WORK_DIR/BUILDER/SLOT): when it
+    /// is not empty and not a libci checkout (a step deleted its .git), it is emptied (links
+    /// removed, not followed) instead of refused. Never for a directory a user named.
+    bool owned_work_dir = false;
     std::function<void(const Progress&)> on_progress;
 };
 
@@ -76,7 +80,8 @@ struct CheckoutResult {
 /// Fetches, merges forward and checks out into `work_dir`, which must be absent (it is
 /// created), empty, or a checkout made by libci (a repository there whose .git holds the file
 /// `libci-checkout`, or, made before that file, borrows its objects from a mirror under
-/// `cache_dir`): anything else fails with InvalidArgument naming it, before anything changes.
+/// `cache_dir`): anything else fails with InvalidArgument naming it, before anything changes,
+/// unless `owned_work_dir` (then it is emptied first).
 /// Symbolic links under it that its index does not hold (a build's) are removed first, so that
 /// the checkout writes and deletes nothing through them outside the directory. A conflict is
 /// an outcome: `merge.conflicts` lists the paths and the work directory holds the branch tip,

@@ -21,6 +21,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -28,6 +29,7 @@
 #include <ci/config/config.h>
 #include <ci/core/clock.h>
 #include <ci/core/error.h>
+#include <ci/core/process.h>
 #include <ci/report/reporter.h>
 
 namespace ci::master {
@@ -79,6 +81,9 @@ struct MasterOptions {
     /// Private key file local workers and the poller use for SSH git remotes (empty: the SSH
     /// agent).
     std::string ssh_key;
+    /// Local workers run each step in a cgroup of its own made by these (core/cgroup.h);
+    /// null: the step's supervisor alone stops its processes.
+    std::shared_ptr<StepCgroups> step_cgroups;
     /// The name this master claims build requests under.
     std::string dispatcher_name = "master";
     /// The clock (tests); null: the system clock. Must outlive the master.
@@ -131,6 +136,13 @@ worker_certificate_fingerprint(const config::Config& config,
 /// names them: both readable PEM, the key that of the certificate. Errors name the key and the
 /// file. Success when the config names none (or TLS is off).
 [[nodiscard]] Status check_worker_certificate(const config::Config& config);
+
+/// The users of `slaves.<class>.step_user` (local worker classes), by class, from the user
+/// database. Fails with NotFound ("slaves.local.step_user: step_user 'x': no such user") or
+/// PermissionDenied when this process is not root ("slaves.local.step_user: the master must
+/// run as root to run steps as 'x' (it runs as uid 1000)"): check-config and Master::start
+/// check with it.
+[[nodiscard]] Result<std::map<std::string, RunAs>> local_step_users(const config::Config& config);
 
 /// A running master. Create with start(); destroying it shuts it down (see shutdown()).
 class Master {

@@ -1,0 +1,59 @@
+// The master's redaction of config secrets in workers' log chunks (issue 15): per step stream,
+// across chunk boundaries, with what was held back stored after the last chunk.
+
+#include <string>
+
+#include <doctest/doctest.h>
+
+#include "master/log_redaction.h"
+
+namespace {
+
+using ci::master::LogRedaction;
+
+TEST_CASE("log redaction: a config secret split across a remote worker's chunks") {
+    LogRedaction redaction({"zulip-api-key-123", "ghp_token_abcdef"});
+    std::string log;
+    log += redaction.feed(7, 1, "", 0, "leaked: zulip-api");
+    log += redaction.feed(7, 1, "", 1, "-key-123 and ghp_to");
+    // The start of the token is held back until the step ends.
+    CHECK(log == "leaked: [redacted] and ");
+    const auto rests = redaction.finish(7, 1);
+    REQUIRE(rests.size() == 1);
+    CHECK(rests[0].file.empty());
+    CHECK(rests[0].sequence == 2);
+    CHECK(rests[0].text == "ghp_to");
+    CHECK(redaction.finish(7, 1).empty());
+}
+
+TEST_CASE("log redaction: streams of steps, log files and builds are apart") {
+    LogRedaction redaction({"the-secret-value"});
+    // Halves in different streams are not one secret; each stream holds its own tail.
+    CHECK(redaction.feed(1, 1, "", 0, "a the-secret") == "a ");
+    CHECK(redaction.feed(1, 1, "test.log", 0, "b the-secret") == "b ");
+    CHECK(redaction.feed(2, 1, "", 0, "-value c") == "-value c");
+    CHECK(redaction.feed(1, 2, "", 0, "-value d") == "-value d");
+    CHECK(redaction.feed(1, 1, "test.log", 5, "-value e") == "[redacted] e");
+    CHECK(redaction.feed(1, 1, "", 3, "-value f the-secret-val") == "[redacted] f ");
+    auto rests = redaction.finish(1, 1);
+    REQUIRE(rests.size() == 1);
+    CHECK(rests[0].file.empty());
+    CHECK(rests[0].sequence == 4);
+    CHECK(rests[0].text == "the-secret-val");
+
+    // A build that ends without its steps' ends leaves nothing behind.
+    CHECK(redaction.feed(3, 1, "", 0, "x the-sec") == "x ");
+    redaction.forget(3);
+    CHECK(redaction.finish(3, 1).empty());
+    CHECK(redaction.feed(3, 1, "", 1, "ret-value") == "ret-value");
+}
+
+TEST_CASE("log redaction: no secrets, or only short ones, pass chunks through") {
+    LogRedaction none({});
+    CHECK(none.feed(1, 1, "", 0, "anything at all") == "anything at all");
+    CHECK(none.finish(1, 1).empty());
+    LogRedaction short_only({"abc"});
+    CHECK(short_only.feed(1, 1, "", 0, "abc abc ab") == "abc abc ab");
+}
+
+} // namespace
