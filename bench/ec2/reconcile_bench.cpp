@@ -132,7 +132,7 @@ schedulers: {{force: {{type: force, builders: [on-ec2]}}}}
     ci::master::WorkerRegistry workers;
     ci::master::Reports reports{config, clock, {}, "http://ci"};
     auto made = ci::master::Ec2Pool::create(ci::master::Ec2Pool::Parts{
-        config, clock, credentials, workers, reports, state, {}, {}, reconcile_every, {}});
+        config, clock, credentials, workers, reports, state, {}, reconcile_every, {}});
     if (!made) {
         return fail(made.error().to_string());
     }
