@@ -111,6 +111,7 @@ buildmaster:
     web_port: 0
     worker_port: 0
     state: {state}
+    limits: {{worker_connections_per_address: 2048}}  # the 1,000 workers are all on 127.0.0.1
 github:
     webhook_secret: "{secret}"
 slaves:

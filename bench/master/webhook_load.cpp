@@ -204,6 +204,20 @@ private:
     EVP_MAC_CTX* base_ = nullptr;
 };
 
+// The key a worker's proof is made with (protocol 8): the hex SHA-256 of its secret, so that a
+// master may store keys and never secrets.
+std::string secret_key(const std::string& secret) {
+    std::array<unsigned char, EVP_MAX_MD_SIZE> digest{};
+    unsigned int size = 0;
+    if (EVP_Digest(secret.data(), secret.size(), digest.data(), &size, EVP_sha256(), nullptr) !=
+        1) {
+        die("SHA-256 failed");
+    }
+    std::string out;
+    append_hex(out, digest.data(), size);
+    return out;
+}
+
 std::string hmac_sha256_hex(const std::string& key, std::string_view message) {
     Hmac hmac(key, "SHA256");
     std::string out;
@@ -1535,7 +1549,7 @@ private:
                       R"({"type":"hello","name":")" +
                           json_escape(options_.worker_class + "/" + std::to_string(w.index)) +
                           R"(","proof":")" +
-                          hmac_sha256_hex(password,
+                          hmac_sha256_hex(secret_key(password),
                                           w.exporter.empty() ? nonce : nonce + ":" + w.exporter) +
                           R"(","max_builds":1,"protocol":)" + std::to_string(version) + "}");
         } else if (type == "welcome") {

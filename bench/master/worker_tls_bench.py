@@ -61,7 +61,8 @@ class Master:
         config = os.path.join(self.root, "config.yml")
         write_private(config, f"""
 buildmaster: {{web_port: 0, worker_port: {self.worker_port}, state: {self.root}/state.sqlite,
-              tls: {"true" if self.tls else "false"}}}
+              tls: {"true" if self.tls else "false"},
+              limits: {{worker_connections_per_address: 2048}}}}  # every worker is on 127.0.0.1
 slaves:
   bench: {{passwords: [{", ".join(f'"{p}"' for p in self.passwords)}]}}
 """)

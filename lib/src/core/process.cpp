@@ -147,6 +147,7 @@ struct Launch {
     int hold_fd = -1;
     int cgroup_fd = -1; // the step's cgroup directory; -1: none
     bool cgroup_kill_file = true;
+    bool leave_running = false;
     pid_t parent = 0;
     long long grace_ms = 0;
     bool run_as = false;
@@ -402,7 +403,9 @@ long long monotonic_ms() {
     ::setpgid(0, 0);
     ::prctl(PR_SET_PDEATHSIG, SIGHUP);
     bool parent_gone = ::getppid() != launch.parent;
-    ::prctl(PR_SET_CHILD_SUBREAPER, 1);
+    if (!launch.leave_running) {
+        ::prctl(PR_SET_CHILD_SUBREAPER, 1);
+    }
     const pid_t self = ::getpid();
     const pid_t leader = ::fork();
     if (leader == 0) {
@@ -454,6 +457,9 @@ long long monotonic_ms() {
             stopping = true;
         }
         if (status.leader_reaped != 0) {
+            if (launch.leave_running && !stopping) {
+                break; // what the leader started is left running, as asked
+            }
             stop();
         }
         if (stopping && !killing && monotonic_ms() >= kill_at) {
@@ -915,6 +921,7 @@ Result<ProcessResult> run_process(const ProcessSpec& spec) {
     launch.exec_report = exec_write.get();
     launch.status_report = status_write.get();
     launch.hold_fd = spec.hold_fd;
+    launch.leave_running = spec.leave_running;
     launch.cgroup_fd = cgroup.fd();
     launch.cgroup_kill_file = spec.cgroups && spec.cgroups->kill_file();
     launch.parent = ::getpid();

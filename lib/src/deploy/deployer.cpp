@@ -206,6 +206,9 @@ public:
         spec.argv = command_line(settings_.target, options_.ssh, script);
         spec.stdin_data = std::move(input);
         spec.stop = options_.stop;
+        // The scripts start the master's supervisor in the background (setsid ... &): on the
+        // local target it must outlive the script, as it does when sshd runs it.
+        spec.leave_running = settings_.target.local;
         Ran ran;
         spec.on_output = [&](OutputStream which, std::string_view chunk) {
             if (stream && which == OutputStream::Stdout) {

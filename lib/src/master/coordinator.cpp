@@ -147,14 +147,7 @@ void Coordinator::message(const std::string& name, const Link* link, protocol::M
         store_logfile(std::move(*file));
     } else if (const auto* finished = std::get_if<protocol::StepFinished>(&message)) {
         // What the redactors held back (a possible start of a secret) ends the step's streams.
-        for (auto& rest : redaction_.finish(id, finished->step)) {
-            if (rest.file.empty()) {
-                store_log(id, finished->step, rest.sequence, std::move(rest.text));
-            } else {
-                store_logfile(protocol::LogFileChunk{
-                    id, finished->step, std::move(rest.file), rest.sequence, std::move(rest.text)});
-            }
-        }
+        store_rests(id, redaction_.finish(id, finished->step));
         step_finished(id, *finished);
     } else if (const auto* done = std::get_if<protocol::BuildFinished>(&message)) {
         finish(id, done->result, done->message);
@@ -164,6 +157,17 @@ void Coordinator::message(const std::string& name, const Link* link, protocol::M
                std::holds_alternative<protocol::UploadChunk>(message) ||
                std::holds_alternative<protocol::UploadEnd>(message)) {
         p_.uploads.add(name, std::move(message));
+    }
+}
+
+void Coordinator::store_rests(std::int64_t id, std::vector<LogRedaction::Rest> rests) {
+    for (auto& rest : rests) {
+        if (rest.file.empty()) {
+            store_log(id, rest.step, rest.sequence, std::move(rest.text));
+        } else {
+            store_logfile(protocol::LogFileChunk{
+                id, rest.step, std::move(rest.file), rest.sequence, std::move(rest.text)});
+        }
     }
 }
 
@@ -252,7 +256,9 @@ void Coordinator::step_finished(std::int64_t id, const protocol::StepFinished& f
 }
 
 void Coordinator::finish(std::int64_t id, BuildResult result, const std::string& message) {
-    redaction_.forget(id);
+    // A stream whose step sent no end (a worker lost, or one that ends its build without
+    // them) keeps nothing back: its last bytes are stored before the build ends.
+    store_rests(id, redaction_.finish_build(id));
     auto ended = p_.running.end(id, result, p_.clock.now());
     if (!ended) {
         return;

@@ -106,6 +106,8 @@ private:
     /// was queued for the store before is stored.
     void end_logfile_watchers(std::int64_t id, int step);
     // A chunk of a step's log / of one of its log files, redacted, to memory and the store.
+    // Stores what the redactors held back of the streams that ended.
+    void store_rests(std::int64_t id, std::vector<LogRedaction::Rest> rests);
     void store_log(std::int64_t id, int step, std::int64_t sequence, std::string text);
     void store_logfile(protocol::LogFileChunk chunk);
     /// Worker `name` said its instance is going away: no new builds, its builds end as retry.

@@ -1,6 +1,8 @@
 #include "master/log_redaction.h"
 
 #include <algorithm>
+#include <limits>
+#include <optional>
 #include <utility>
 
 namespace ci::master {
@@ -29,24 +31,30 @@ std::string LogRedaction::feed(std::int64_t build,
 }
 
 std::vector<LogRedaction::Rest> LogRedaction::finish(std::int64_t build, int step) {
+    return take(build, step);
+}
+
+std::vector<LogRedaction::Rest> LogRedaction::finish_build(std::int64_t build) {
+    return take(build, std::nullopt);
+}
+
+std::vector<LogRedaction::Rest> LogRedaction::take(std::int64_t build, std::optional<int> step) {
     std::vector<Rest> rests;
     const std::lock_guard lock(mutex_);
-    for (auto it = streams_.lower_bound(Key{build, step, std::string()});
-         it != streams_.end() && std::get<0>(it->first) == build && std::get<1>(it->first) == step;
+    const Key first{build, step.value_or(std::numeric_limits<int>::min()), std::string()};
+    for (auto it = streams_.lower_bound(first);
+         it != streams_.end() && std::get<0>(it->first) == build &&
+         (!step || std::get<1>(it->first) == *step);
          it = streams_.erase(it)) {
         auto text = it->second.redactor.finish();
         if (!text.empty()) {
-            rests.push_back(
-                Rest{std::get<2>(it->first), it->second.next_sequence, std::move(text)});
+            rests.push_back(Rest{std::get<2>(it->first),
+                                 it->second.next_sequence,
+                                 std::move(text),
+                                 std::get<1>(it->first)});
         }
     }
     return rests;
-}
-
-void LogRedaction::forget(std::int64_t build) {
-    const std::lock_guard lock(mutex_);
-    std::erase_if(streams_,
-                  [build](const auto& entry) { return std::get<0>(entry.first) == build; });
 }
 
 } // namespace ci::master

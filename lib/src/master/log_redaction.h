@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <tuple>
@@ -38,13 +39,18 @@ public:
         std::string file; ///< empty: the step's log
         std::int64_t sequence = 0;
         std::string text;
+        int step = 0;
     };
     /// The non-empty rests of step `step`'s streams, which are then forgotten.
     [[nodiscard]] std::vector<Rest> finish(std::int64_t build, int step);
-    /// Forgets every stream of `build` (it ended without its steps' ends).
-    void forget(std::int64_t build);
+    /// The non-empty rests of every stream of `build` still open (it ended without its steps'
+    /// ends: a worker that sent no step end, or was lost), which are then forgotten.
+    [[nodiscard]] std::vector<Rest> finish_build(std::int64_t build);
 
 private:
+    // The rests of `build`'s streams of step `step` (nullopt: of every step), forgotten.
+    std::vector<Rest> take(std::int64_t build, std::optional<int> step);
+
     struct Stream {
         log::StreamRedactor redactor;
         std::int64_t next_sequence = 0;

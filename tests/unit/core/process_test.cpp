@@ -163,6 +163,28 @@ TEST_CASE("process: what cannot start is an error naming the command") {
     CHECK(ci::run_process(ci::ProcessSpec{}).error().code == ci::ErrorCode::InvalidArgument);
 }
 
+TEST_CASE("process: leave_running leaves what the child started in the background alone") {
+    ci::test::TempDir dir;
+    const auto pid_file = dir / "pid";
+    const auto started = [&](bool leave) {
+        ci::ProcessSpec spec;
+        spec.leave_running = leave;
+        // What ci-deploy's start script does: a service in a session of its own, its output
+        // elsewhere, and the script ends.
+        auto ran = run_shell(
+            "setsid sleep 30 </dev/null >/dev/null 2>&1 & echo $! >" + pid_file.string(), spec);
+        CHECK(ran.result.success());
+        return static_cast<pid_t>(std::stol(ci::test::read_file(pid_file)));
+    };
+    const auto alive = [](pid_t pid) { return ci::test::process_running(pid); };
+    const pid_t left = started(true);
+    CHECK(alive(left));
+    ::kill(left, SIGKILL);
+    const pid_t stopped = started(false); // the default: nothing of a step outlives it
+    CHECK_FALSE(alive(stopped));
+    ::kill(stopped, SIGKILL);
+}
+
 TEST_CASE("process: a timeout stops a child that ignores SIGTERM with SIGKILL") {
     ci::ProcessSpec spec;
     spec.timeout = 300ms;

@@ -41,11 +41,24 @@ TEST_CASE("log redaction: streams of steps, log files and builds are apart") {
     CHECK(rests[0].sequence == 4);
     CHECK(rests[0].text == "the-secret-val");
 
-    // A build that ends without its steps' ends leaves nothing behind.
+    // A build that ends without its steps' ends: what each stream held back is given once,
+    // with its step (a raw worker's last byte was lost before), and nothing stays behind.
     CHECK(redaction.feed(3, 1, "", 0, "x the-sec") == "x ");
-    redaction.forget(3);
+    CHECK(redaction.feed(3, 2, "out.log", 0, "y the-") == "y ");
+    CHECK(redaction.feed(4, 1, "", 0, "z the-s") == "z ");
+    rests = redaction.finish_build(3);
+    REQUIRE(rests.size() == 2);
+    CHECK(rests[0].step == 1);
+    CHECK(rests[0].file.empty());
+    CHECK(rests[0].sequence == 1);
+    CHECK(rests[0].text == "the-sec");
+    CHECK(rests[1].step == 2);
+    CHECK(rests[1].file == "out.log");
+    CHECK(rests[1].text == "the-");
+    CHECK(redaction.finish_build(3).empty());
     CHECK(redaction.finish(3, 1).empty());
     CHECK(redaction.feed(3, 1, "", 1, "ret-value") == "ret-value");
+    CHECK(redaction.finish(4, 1).size() == 1); // another build's stream is its own
 }
 
 TEST_CASE("log redaction: no secrets, or only short ones, pass chunks through") {

@@ -83,6 +83,11 @@ struct ProcessSpec {
     /// a work directory's lock file (flock): the lock outlives this process while the child's
     /// processes are being stopped. The child does not get it. -1: none.
     int hold_fd = -1;
+    /// Leave alone what the child leaves running when it ends by itself (a service a deploy
+    /// script started with `setsid ... &`): the supervisor is then no subreaper and ends with
+    /// the child instead of stopping what is left. A timeout or stop still ends the whole tree.
+    /// Never for build steps.
+    bool leave_running = false;
     /// Run the child in a cgroup v2 of its own made by these (core/cgroup.h): its leader joins
     /// it before exec, and when the supervisor is done, whatever is still in it (a process that
     /// escaped the tree) is killed and the cgroup removed before run_process returns. Null: the
