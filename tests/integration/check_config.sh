@@ -165,6 +165,10 @@ for tool in "$master" "$deploy"; do
   contains "$err" "check"
 done
 
+expect 2 "start refuses a host name for --listen, before anything is made" -- "$master" start --listen localhost --config "$source_dir/examples/config.yml" --data-dir "$tmp/listen-data"
+contains "$err" "--listen: \"localhost\" is not an IP address"
+[[ ! -e $tmp/listen-data ]] || fail "start --listen localhost made $tmp/listen-data"
+
 expect 0 "--help explains check-config" -- "$master" check-config --help
 contains "$out" "file:line:column: key.path: message"
 

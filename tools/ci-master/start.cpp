@@ -1,6 +1,7 @@
 // `ci-master start [--config FILE] [options]`
 
 #include <algorithm>
+#include <array>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -10,6 +11,7 @@
 #include <variant>
 
 #include <CLI/CLI.hpp>
+#include <arpa/inet.h>
 #include <fmt/format.h>
 
 #include <ci/config/load.h>
@@ -171,9 +173,14 @@ int run_start(const StartCommand& command) {
     }
     const auto web = (*master)->web_port();
     const auto worker = (*master)->worker_port();
+    // An IPv6 address goes between brackets in a URL.
+    std::string host = command.listen == "0.0.0.0" ? config->buildmaster.host : command.listen;
+    if (host.find(':') != std::string::npos && !host.starts_with('[')) {
+        host = "[" + host + "]";
+    }
     log::info("serving http://{}:{}/ (REST API /api/v1, GitHub webhooks /change_hook/github, "
               "/metrics); workers connect to port {}",
-              command.listen == "0.0.0.0" ? config->buildmaster.host : command.listen,
+              host,
               web,
               worker);
     if (!command.ports_file.empty() && !write_ports_file(command.ports_file, web, worker)) {
@@ -212,8 +219,20 @@ void setup_start(CLI::App& app, Runner& runner) {
         "Exit status: 0 stopped by a signal, 1 bad config, 2 usage, 3 could not start (port in\n"
         "use, state database unusable).");
     sub->add_option("--config,-c", command->config_path, "The configuration file");
-    sub->add_option("--listen", command->listen, "The address both ports listen on")
-        ->default_str("0.0.0.0");
+    sub->add_option("--listen",
+                    command->listen,
+                    "The IP address both ports listen on (IPv4 or IPv6; not a host name)")
+        ->default_str("0.0.0.0")
+        ->check(CLI::Validator(
+            [](const std::string& address) -> std::string {
+                std::array<unsigned char, sizeof(in6_addr)> parsed{};
+                if (::inet_pton(AF_INET, address.c_str(), parsed.data()) == 1 ||
+                    ::inet_pton(AF_INET6, address.c_str(), parsed.data()) == 1) {
+                    return {};
+                }
+                return "\"" + address + "\" is not an IP address (e.g. 0.0.0.0, 127.0.0.1, ::)";
+            },
+            "IP"));
     sub->add_option("--data-dir",
                     command->data_dir,
                     "Where local workers keep work directories and git mirrors, and the worker\n"
