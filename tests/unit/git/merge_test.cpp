@@ -154,7 +154,6 @@ OracleAnswer git_merge(const std::filesystem::path& repo,
         return answer;
     }
     const std::string unmerged = git(repo, {"diff", "--name-only", "--diff-filter=U"});
-    fprintf(stderr, "DEBUG git ls-files -u:\n%s\n", git(repo, {"ls-files", "-u"}).c_str());
     std::istringstream in(unmerged);
     for (std::string path; std::getline(in, path);) {
         answer.conflicts.push_back(path);
