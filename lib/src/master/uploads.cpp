@@ -420,7 +420,7 @@ void Uploads::close(Upload& upload) {
     }
 }
 
-protocol::UploadDone Uploads::finish(Upload& upload) {
+protocol::UploadDone Uploads::finish(Upload& upload) const {
     protocol::UploadDone done{upload.build, upload.step, BuildResult::Success, {}, {}};
     const auto failed = [&](std::string why) {
         log::warn("build {} step {}: upload \"{}\" failed: {}",

@@ -129,7 +129,7 @@ private:
     void chunk(const protocol::UploadChunk& message);
     void end(const std::string& worker, const protocol::UploadEnd& message);
     void close(Upload& upload);
-    protocol::UploadDone finish(Upload& upload);
+    protocol::UploadDone finish(Upload& upload) const;
     static void after_upload(Command& command);
 
     const config::Config& config_;
