@@ -193,20 +193,22 @@ TEST_CASE("results retention: partial files of uploads not resumed are deleted a
     std::filesystem::create_directories(partials / "a-directory");
     const std::time_t now_t = 1'800'000'000;
     const auto now = std::chrono::system_clock::from_time_t(now_t);
+    constexpr std::time_t hour = 3600;
+    constexpr std::time_t day = 24 * hour;
     const auto file = [&](const std::string& name, std::size_t size, std::time_t mtime) {
         std::ofstream(partials / name) << std::string(size, 'p');
         const std::array<timespec, 2> times{timespec{mtime, 0}, timespec{mtime, 0}};
         REQUIRE(::utimensat(AT_FDCWD, (partials / name).c_str(), times.data(), 0) == 0);
     };
-    file("aaaa-10", 10, now_t - 25 * 3600); // 25 h untouched: deleted
-    file("bbbb-5", 5, now_t - 48 * 3600);   // older, but an open upload uses it: kept
+    file("aaaa-10", 10, now_t - 25 * hour); // 25 h untouched: deleted
+    file("bbbb-5", 5, now_t - 48 * hour);   // older, but an open upload uses it: kept
     file("cccc-3", 3, now_t - 3600);        // written an hour ago: kept
     // A symbolic link to a file outside, as old: removed as a link, its target kept.
     const auto outside = tmp.path() / "outside.txt";
     std::ofstream(outside) << "keep me";
     std::filesystem::create_symlink(outside, partials / "dddd-7");
-    const std::array<timespec, 2> old_times{timespec{now_t - 30 * 3600, 0},
-                                            timespec{now_t - 30 * 3600, 0}};
+    const std::array<timespec, 2> old_times{timespec{now_t - 30 * hour, 0},
+                                            timespec{now_t - 30 * hour, 0}};
     REQUIRE(::utimensat(
                 AT_FDCWD, (partials / "dddd-7").c_str(), old_times.data(), AT_SYMLINK_NOFOLLOW) ==
             0);
@@ -227,7 +229,7 @@ TEST_CASE("results retention: partial files of uploads not resumed are deleted a
 
     // The results sweep measures what is left, .partial included; with retention 0 (`never`)
     // it deletes nothing, however old.
-    make_build(root / "pkg" / "master" / "1", now_t - 400 * 86400); // sub/file.txt: 1 byte
+    make_build(root / "pkg" / "master" / "1", now_t - 400 * day); // sub/file.txt: 1 byte
     const auto kept = ci::master::sweep_results(root, now, 0s);
     CHECK(kept.deleted == 0);
     CHECK(kept.kept_bytes == 3 + 1);
