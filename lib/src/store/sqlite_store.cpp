@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 #include <functional>
+#include <limits>
 #include <mutex>
 #include <string>
 #include <unordered_map>
@@ -1056,30 +1057,11 @@ public:
 
     Result<std::string>
     log(std::int64_t build, int step, std::int64_t from, std::int64_t to) override {
-        const std::lock_guard lock(mutex_);
-        Statement statement(*statements_,
-                            "SELECT sequence, compressed FROM log_chunks WHERE build_id = "
-                            "?1 AND step = ?2 AND sequence >= ?3 AND sequence < ?4 "
-                            "ORDER BY sequence");
-        statement.bind(1, build).bind(2, static_cast<std::int64_t>(step)).bind(3, from).bind(4, to);
-        std::string out;
-        int code = SQLITE_OK;
-        while ((code = statement.step()) == SQLITE_ROW) {
-            auto text = detail::decompress_log_text(statement.blob(1));
-            if (!text) {
-                return fail(ErrorCode::Store,
-                            fmt::format("{}: log chunk {} of build {} step {} is corrupt",
-                                        path_,
-                                        statement.integer(0),
-                                        build,
-                                        step));
-            }
-            out += *text;
+        auto page = log_page(build, step, from, to, std::numeric_limits<std::size_t>::max());
+        if (!page) {
+            return fail(page.error());
         }
-        if (code != SQLITE_DONE) {
-            return error(fmt::format("read the log of build {} step {}", build, step));
-        }
-        return out;
+        return std::move(page->text);
     }
 
     Result<LogPage> log_page(std::int64_t build,
