@@ -31,6 +31,7 @@
 #include "master/router.h"
 #include "master/running.h"
 #include "master/services.h"
+#include "master/sessions.h"
 #include "master/store_writes.h"
 #include "master/triggers.h"
 #include "master/worker_server.h"
@@ -54,6 +55,7 @@ struct MasterState {
     WorkerRegistry workers;
     LockTable locks;
     RunningBuilds running;
+    Sessions sessions;
     std::atomic<bool> accepting{true};
 
     std::unique_ptr<store::Store> store;

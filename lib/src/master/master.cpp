@@ -326,7 +326,8 @@ Status MasterState::start_servers() {
                                                    *reports,
                                                    *dispatcher,
                                                    accepting,
-                                                   ec2.get()});
+                                                   ec2.get(),
+                                                   sessions});
     router = std::make_unique<Router>(
         [this](const http::ServerRequest& request) { return check_auth(config, request); });
     add_webhook_routes(*router, *services);

@@ -21,6 +21,7 @@
 #include "master/reports.h"
 #include "master/router.h"
 #include "master/running.h"
+#include "master/sessions.h"
 #include "master/store_writes.h"
 #include "store/ingest.h"
 
@@ -42,6 +43,7 @@ struct Services {
     Dispatcher& dispatcher;             ///< drained and undrained by the API
     const std::atomic<bool>& accepting; ///< false once the master is shutting down
     Ec2Pool* ec2; ///< EC2 latent workers (instances for the API and /metrics); null: none
+    const Sessions& sessions; ///< who is looking at a web UI page
 };
 
 /// Each resource's routes, one file each (routes_<resource>.cpp).
