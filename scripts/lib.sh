@@ -6,6 +6,7 @@ LIBCI_BUILD_PACKAGES=(
   g++ meson ninja-build pkg-config cmake git python3
   libcurl4-openssl-dev libssl-dev libgit2-dev libyaml-cpp-dev rapidjson-dev libcli11-dev
   doctest-dev libboost-dev libsqlite3-dev libpugixml-dev libzip-dev libspdlog-dev zlib1g-dev
+  libkainjow-mustache-dev # the web UI's templates (header-only)
 )
 # What the test suites use besides the build: real peers run on 127.0.0.1.
 LIBCI_TEST_PACKAGES=(

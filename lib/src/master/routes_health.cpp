@@ -93,14 +93,13 @@ void add_health_routes(Router& router, Services& services) {
         },
         false,
         "/metrics");
-    for (const auto* index : {"/", "/api/v1"}) {
-        router.add(
-            "GET", index, [&router](http::ServerRequest&, const PathParams&, http::Reply reply) {
-                Json json;
-                json.begin().strings("endpoints", router.endpoints()).end();
-                reply.send(json_response(200, json.text()));
-            });
-    }
+    // GET / is the web UI's home page (routes_ui.cpp).
+    router.add(
+        "GET", "/api/v1", [&router](http::ServerRequest&, const PathParams&, http::Reply reply) {
+            Json json;
+            json.begin().strings("endpoints", router.endpoints()).end();
+            reply.send(json_response(200, json.text()));
+        });
 }
 
 } // namespace ci::master

@@ -55,6 +55,8 @@ void add_build_routes(Router& router, Services& services);
 void add_worker_routes(Router& router, Services& services);
 void add_health_routes(Router& router, Services& services);
 void add_master_routes(Router& router, Services& services);
+/// The web UI: its pages (home, builders, workers, badges) and GET /static/NAME.
+void add_ui_routes(Router& router, Services& services);
 /// GET /results/...: the files under `results_dir` (DATA_DIR/results), read-only.
 void add_results_routes(Router& router, const std::filesystem::path& results_dir);
 

@@ -1,0 +1,55 @@
+#include "web/render.h"
+
+#include <map>
+#include <memory>
+
+#include <fmt/format.h>
+
+#include "web/assets.h"
+
+namespace ci::web {
+
+namespace {
+
+// Parsed templates of this thread, by name (static storage: the asset names live for good).
+// kainjow's render() is not const, so a parsed template is not shared between threads.
+kainjow::mustache::mustache* parsed(std::string_view name) {
+    thread_local std::map<std::string_view, std::unique_ptr<kainjow::mustache::mustache>> cache;
+    if (const auto found = cache.find(name); found != cache.end()) {
+        return found->second.get();
+    }
+    const auto* asset = find_asset(name);
+    if (asset == nullptr) {
+        return nullptr;
+    }
+    auto parsed_template = std::make_unique<kainjow::mustache::mustache>(std::string(asset->bytes));
+    return cache.emplace(asset->name, std::move(parsed_template)).first->second.get();
+}
+
+} // namespace
+
+Result<std::string> render(std::string_view name, const Data& data) {
+    auto* tmpl = parsed(name);
+    if (tmpl == nullptr) {
+        return fail(ErrorCode::InvalidArgument, fmt::format("no template \"{}\"", name));
+    }
+    if (!tmpl->is_valid()) {
+        return fail(ErrorCode::InvalidArgument,
+                    fmt::format("template \"{}\": {}", name, tmpl->error_message()));
+    }
+    return tmpl->render(data);
+}
+
+Result<std::string> render_text(const std::string& text, const Data& data) {
+    kainjow::mustache::mustache tmpl(text);
+    if (!tmpl.is_valid()) {
+        return fail(ErrorCode::InvalidArgument, "template: " + tmpl.error_message());
+    }
+    return tmpl.render(data);
+}
+
+std::string escape_html(std::string_view text) {
+    return kainjow::mustache::html_escape(std::string(text));
+}
+
+} // namespace ci::web

@@ -1,0 +1,34 @@
+#pragma once
+
+// Server-side HTML from the embedded mustache templates (kainjow mustache, header-only): `{{x}}`
+// is HTML-escaped (& < > " '), `{{{x}}}` is not and is reserved for HTML this code produced
+// itself (a page's rendered body inside the layout), never for data.
+//
+// Templates are parsed once per thread and kept (parsing a template again for every page would
+// cost more than rendering it).
+
+#include <string>
+#include <string_view>
+
+#include <kainjow/mustache.hpp>
+
+#include <ci/core/error.h>
+
+namespace ci::web {
+
+/// What a template renders: objects, lists, strings and booleans (mustache's data model).
+using Data = kainjow::mustache::data;
+using List = kainjow::mustache::list;
+using Object = kainjow::mustache::object;
+
+/// Renders the embedded template `name` ("home.mustache") with `data`. Fails (InvalidArgument)
+/// for an unknown template or one mustache cannot parse, naming it. Thread-safe.
+[[nodiscard]] Result<std::string> render(std::string_view name, const Data& data);
+
+/// Renders the template text `text` (tests; a template not embedded). Thread-safe.
+[[nodiscard]] Result<std::string> render_text(const std::string& text, const Data& data);
+
+/// `text` HTML-escaped as `{{x}}` does it: & < > " ' become entities.
+[[nodiscard]] std::string escape_html(std::string_view text);
+
+} // namespace ci::web
