@@ -175,7 +175,8 @@ TEST_CASE("master: every POST route needs the config's auth; without auth the AP
         CHECK(status != 401);
         CHECK(status != 403);
     }
-    CHECK(posts == 7); // force, force several, cancel, stop, tokens, drain, undrain
+    // force, force several, cancel, stop, tokens, drain, undrain, worker pause/resume/shutdown
+    CHECK(posts == 8);
 
     MasterFixture open(webhook_config("/srv/app.git", R"({name: t, run: "true"})", "remote"),
                        false);
