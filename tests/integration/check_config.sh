@@ -191,6 +191,11 @@ contains "$err" "$tmp/cwd/config.yml: deploy.image: required for runtime docker"
 expect 0 "ci-master check-config does not ask for a deploy section" -- "$master" check-config "$tmp/cwd/config.yml"
 expect 1 "ci-deploy start needs deploy.image for the default runtime" -- bash -c "cd '$tmp/cwd' && '$deploy' start"
 contains "$err" "error: deploy.image: required for runtime docker"
+# A CONFIG that cannot be read is refused (1), not "target unreachable" (3), naming the file.
+for command in start update restart stop status; do
+  expect 1 "ci-deploy $command refuses a missing CONFIG" -- "$deploy" "$command" "$tmp/missing.yml"
+  contains "$err" "refused: cannot read the config file $tmp/missing.yml (nothing was changed)"
+done
 expect 0 "--help explains each ci-deploy command" -- "$deploy" --help
 for command in check start update restart stop status logs; do
   contains "$out" "  $command "
