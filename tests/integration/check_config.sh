@@ -164,6 +164,19 @@ for tool in "$master" "$deploy"; do
   contains "$err" "error: unknown command 'bogus' (commands: "
   contains "$err" "check"
 done
+# A mistyped command or flag gets the closest one (CLI11 alone only says it was not expected).
+expect 2 "ci-deploy suggests a command" -- "$deploy" strat
+contains "$err" "error: unknown command 'strat': did you mean 'start'? (commands: "
+expect 2 "ci-master suggests a command" -- "$master" chek-config
+contains "$err" "did you mean 'check-config'?"
+expect 2 "ci-master start suggests a flag" -- "$master" start --confg "$tmp/x.yml"
+contains "$err" "--confg: did you mean --config?"
+expect 2 "ci-master start suggests a flag given with =" -- "$master" start --data-dri=/tmp/x
+contains "$err" "--data-dri: did you mean --data-dir?"
+expect 2 "ci-worker start suggests a flag" -- "$build_dir/tools/ci-worker/ci-worker" start --mastr 127.0.0.1:1
+contains "$err" "--mastr: did you mean --master?"
+expect 2 "a flag far from every flag gets no suggestion" -- "$master" start --zzzzzzzz
+[[ $err != *"did you mean"* ]] || fail "a suggestion for --zzzzzzzz: $err"
 
 expect 2 "start refuses a host name for --listen, before anything is made" -- "$master" start --listen localhost --config "$source_dir/examples/config.yml" --data-dir "$tmp/listen-data"
 contains "$err" "--listen: \"localhost\" is not an IP address"
