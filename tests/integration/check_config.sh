@@ -164,6 +164,19 @@ for tool in "$master" "$deploy"; do
   contains "$err" "error: unknown command 'bogus' (commands: "
   contains "$err" "check"
 done
+# A mistyped command or flag gets the closest one (CLI11 alone only says it was not expected).
+expect 2 "ci-deploy suggests a command" -- "$deploy" strat
+contains "$err" "error: unknown command 'strat': did you mean 'start'? (commands: "
+expect 2 "ci-master suggests a command" -- "$master" chek-config
+contains "$err" "did you mean 'check-config'?"
+expect 2 "ci-master start suggests a flag" -- "$master" start --confg "$tmp/x.yml"
+contains "$err" "--confg: did you mean --config?"
+expect 2 "ci-master start suggests a flag given with =" -- "$master" start --data-dri=/tmp/x
+contains "$err" "--data-dri: did you mean --data-dir?"
+expect 2 "ci-worker start suggests a flag" -- "$build_dir/tools/ci-worker/ci-worker" start --mastr 127.0.0.1:1
+contains "$err" "--mastr: did you mean --master?"
+expect 2 "a flag far from every flag gets no suggestion" -- "$master" start --zzzzzzzz
+[[ $err != *"did you mean"* ]] || fail "a suggestion for --zzzzzzzz: $err"
 
 expect 2 "start refuses a host name for --listen, before anything is made" -- "$master" start --listen localhost --config "$source_dir/examples/config.yml" --data-dir "$tmp/listen-data"
 contains "$err" "--listen: \"localhost\" is not an IP address"
@@ -191,6 +204,11 @@ contains "$err" "$tmp/cwd/config.yml: deploy.image: required for runtime docker"
 expect 0 "ci-master check-config does not ask for a deploy section" -- "$master" check-config "$tmp/cwd/config.yml"
 expect 1 "ci-deploy start needs deploy.image for the default runtime" -- bash -c "cd '$tmp/cwd' && '$deploy' start"
 contains "$err" "error: deploy.image: required for runtime docker"
+# A CONFIG that cannot be read is refused (1), not "target unreachable" (3), naming the file.
+for command in start update restart stop status; do
+  expect 1 "ci-deploy $command refuses a missing CONFIG" -- "$deploy" "$command" "$tmp/missing.yml"
+  contains "$err" "refused: cannot read the config file $tmp/missing.yml (nothing was changed)"
+done
 expect 0 "--help explains each ci-deploy command" -- "$deploy" --help
 for command in check start update restart stop status logs; do
   contains "$out" "  $command "

@@ -17,8 +17,12 @@ namespace {
 int run_target_command(const TargetCommand& command, const DeployAction& action) {
     auto checked = config::load_config(command.config_path);
     if (!checked) {
+        // Refused, not "unreachable" (exit 3 is for the target and the master's API).
         print_error(checked.error());
-        return ExitError;
+        std::fprintf(stderr,
+                     "refused: cannot read the config file %s (nothing was changed)\n",
+                     command.config_path.c_str());
+        return ExitFailure;
     }
     for (const auto& diagnostic : checked->diagnostics) {
         std::fprintf(stderr, "%s\n", log::redact(diagnostic.to_string()).c_str());
@@ -57,9 +61,10 @@ CLI::App* add_target_command(CLI::App& app,
             "\nThe target, runtime and paths come from CONFIG's deploy section (docs/config.md);\n"
             "ssh is the OpenSSH client in BatchMode: the key comes from the agent or --identity,\n"
             "and the host key must be known (~/.ssh/known_hosts, or --ssh-config).\n"
-            "Exit status: 0 done, 1 refused (errors in CONFIG, builds still running, a master\n"
-            "that is not healthy, another ci-deploy changing the target: it holds\n"
-            "DATA_DIR/run/deploy.lock), 2 rolled back (update), 3 target or API unreachable.");
+            "Exit status: 0 done, 1 refused (CONFIG unreadable or with errors, builds still\n"
+            "running, a master that is not healthy, another ci-deploy changing the target: it\n"
+            "holds DATA_DIR/run/deploy.lock), 2 rolled back (update), 3 target or API\n"
+            "unreachable.");
     sub->add_option("CONFIG", command->config_path, "The config file")->default_str("config.yml");
     sub->add_option("--identity,-i",
                     command->options.ssh.identity,

@@ -4,10 +4,13 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 
 #include <ci/core/log.h>
+#include <ci/core/suggest.h>
 #include <ci/version.h>
 
 namespace ci::tools {
@@ -75,15 +78,58 @@ bool explain_unknown_command(const CLI::App& app) {
         return false;
     }
     std::string names;
+    std::vector<std::string_view> candidates;
     for (const CLI::App* command : app.get_subcommands({})) {
         names += (names.empty() ? "" : ", ") + command->get_name();
+        candidates.emplace_back(command->get_name());
     }
+    const auto suggestion = closest_match(extra.front(), candidates);
     std::fprintf(stderr,
-                 "error: unknown command '%s' (commands: %s)\nRun with --help for more "
+                 "error: unknown command '%s'%s (commands: %s)\nRun with --help for more "
                  "information.\n",
                  ci::log::field(extra.front()).c_str(),
+                 suggestion ? (": did you mean '" + std::string(*suggestion) + "'?").c_str() : "",
                  names.c_str());
     return true;
+}
+
+// The command that was parsed last (the app itself when no subcommand was given).
+const CLI::App* innermost(const CLI::App& app) {
+    const CLI::App* current = &app;
+    for (;;) {
+        const auto chosen = current->get_subcommands();
+        if (chosen.empty()) {
+            return current;
+        }
+        current = chosen.front();
+    }
+}
+
+// "did you mean --config?" for each unknown --flag that is close to a flag of the command that
+// was parsed (or of the commands above it), after CLI11's own "not expected" error.
+void suggest_flags(const CLI::App& app, const std::vector<std::string>& extras) {
+    std::vector<std::string> flags;
+    for (const CLI::App* command = innermost(app); command != nullptr;
+         command = command->get_parent()) {
+        for (const CLI::Option* option : command->get_options()) {
+            for (const auto& name : option->get_lnames()) {
+                flags.push_back("--" + name);
+            }
+        }
+    }
+    const std::vector<std::string_view> candidates(flags.begin(), flags.end());
+    for (const auto& extra : extras) {
+        if (!extra.starts_with("--")) {
+            continue;
+        }
+        const auto flag = std::string_view(extra).substr(0, extra.find('='));
+        if (const auto suggestion = closest_match(flag, candidates)) {
+            std::fprintf(stderr,
+                         "%s: did you mean %s?\n",
+                         ci::log::field(flag).c_str(),
+                         std::string(*suggestion).c_str());
+        }
+    }
 }
 
 } // namespace
@@ -96,6 +142,17 @@ std::optional<int> parse_command_line(CLI::App& app, int argc, char** argv) {
             return ExitUsage;
         }
         return app.exit(error) == 0 ? ExitOk : ExitUsage;
+    } catch (const CLI::ExtrasError& error) {
+        (void)app.exit(error);
+        // What CLI11 did not take, from the command it was parsing (it stopped there).
+        std::vector<std::string> extras;
+        for (const CLI::App* command = innermost(app); command != nullptr;
+             command = command->get_parent()) {
+            const auto left = command->remaining();
+            extras.insert(extras.end(), left.begin(), left.end());
+        }
+        suggest_flags(app, extras);
+        return ExitUsage;
     } catch (const CLI::ParseError& error) {
         const int status = app.exit(error);
         return status == 0 ? ExitOk : ExitUsage;

@@ -17,6 +17,7 @@
 
 #include <ci/config/config.h>
 #include <ci/config/load.h>
+#include <ci/core/suggest.h>
 
 namespace ci::config::detail {
 
@@ -64,8 +65,7 @@ struct Entry {
 [[nodiscard]] std::string join_path(std::string_view parent, std::string_view key);
 
 /// The closest of `candidates` to `word` when it is close enough to be a likely typo.
-[[nodiscard]] std::optional<std::string_view>
-closest_match(std::string_view word, const std::vector<std::string_view>& candidates);
+using ci::closest_match;
 
 /// The entries of a mapping node, in order. Reports a node that is not a mapping (null counts as
 /// empty), non-scalar keys, and duplicate keys (the first one wins).

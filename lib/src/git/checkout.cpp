@@ -28,6 +28,7 @@ namespace {
 using detail::git_failure;
 using detail::Object;
 using detail::Remote;
+using detail::remote_failure;
 using detail::Repository;
 
 // An exclusive lock on a file beside the mirror, held while it is fetched and merged into, so
@@ -117,7 +118,7 @@ Status fetch(git_repository* repository, const std::string& url, CallbackState& 
     options.download_tags = GIT_REMOTE_DOWNLOAD_TAGS_NONE; // the refspec fetches every tag
     state.credentials.reset();
     if (int code = git_remote_fetch(remote.get(), nullptr, &options, nullptr); code != 0) {
-        return git_failure(fmt::format("fetch {}", url), code);
+        return remote_failure(fmt::format("fetch {}", url), url, code);
     }
     return {};
 }

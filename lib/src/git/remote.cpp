@@ -3,7 +3,6 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdlib>
-#include <filesystem>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -152,14 +151,6 @@ RefMap branches_and_tags(std::span<const git_remote_head* const> heads) {
     return refs;
 }
 
-// Whether `url` is a local path rather than a URL or scp-like "host:path" (git's rule: no
-// "://", and no ':' before the first '/').
-bool is_local_path(std::string_view url) {
-    const auto colon = url.find(':');
-    return url.find("://") == std::string_view::npos &&
-           (colon == std::string_view::npos || url.find('/') < colon);
-}
-
 Result<RefMap> read_refs(Listing& listing) {
     const std::string what = fmt::format("list the refs of {}", listing.url);
     git_remote* raw = nullptr;
@@ -174,15 +165,7 @@ Result<RefMap> read_refs(Listing& listing) {
     if (const int code =
             git_remote_connect(remote.get(), GIT_DIRECTION_FETCH, &callbacks, nullptr, nullptr);
         code != 0) {
-        std::error_code ignored;
-        if (is_local_path(listing.url) && !std::filesystem::exists(listing.url, ignored)) {
-            // libgit2 says "unsupported URL protocol" for a path that does not exist.
-            return fail(ErrorCode::Git,
-                        fmt::format("{}: no repository there: {} does not exist",
-                                    log::redact(what),
-                                    listing.url));
-        }
-        return detail::git_failure(what, code);
+        return detail::remote_failure(what, listing.url, code);
     }
     const git_remote_head** heads = nullptr;
     std::size_t count = 0;

@@ -1,5 +1,7 @@
 #include "git/transport.h"
 
+#include <filesystem>
+
 #include <fmt/format.h>
 
 #include <ci/core/log.h>
@@ -12,6 +14,28 @@ std::unexpected<Error> git_failure(std::string_view what, int code) {
                 log::redact(fmt::format(
                     "{}: {}", what, error != nullptr ? error->message : "unknown error")),
                 error != nullptr ? error->klass : code);
+}
+
+namespace {
+// Whether `url` is a local path rather than a URL or scp-like "host:path" (git's rule: no
+// "://", and no ':' before the first '/').
+bool is_local_path(std::string_view url) {
+    const auto colon = url.find(':');
+    return url.find("://") == std::string_view::npos &&
+           (colon == std::string_view::npos || url.find('/') < colon);
+}
+} // namespace
+
+std::unexpected<Error> remote_failure(std::string_view what, const std::string& url, int code) {
+    std::error_code ignored;
+    if (is_local_path(url) && !std::filesystem::exists(url, ignored)) {
+        // libgit2 says "unsupported URL protocol" for a path that does not exist.
+        return fail(ErrorCode::Git,
+                    fmt::format("{}: no repository there: {} does not exist",
+                                log::redact(what),
+                                log::redact(url)));
+    }
+    return git_failure(what, code);
 }
 
 int provide_credentials(git_credential** out,

@@ -27,6 +27,12 @@ using Object = std::unique_ptr<git_object, Deleter<git_object, git_object_free>>
 /// (credentials in a URL never reach it), native = libgit2's error class.
 [[nodiscard]] std::unexpected<Error> git_failure(std::string_view what, int code);
 
+/// git_failure() for a call that reached remote `url`, except that a local path that does not
+/// exist says so ("WHAT: no repository there: PATH does not exist") rather than libgit2's
+/// "unsupported URL protocol".
+[[nodiscard]] std::unexpected<Error>
+remote_failure(std::string_view what, const std::string& url, int code);
+
 /// The credentials offered to one remote, and what was offered last (for the error when the
 /// server refuses it).
 struct CredentialOffer {

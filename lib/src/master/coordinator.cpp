@@ -66,6 +66,7 @@ void Coordinator::lost(const std::string& name, const Link* link, const std::str
     if (!builds) {
         return; // an old connection of a worker that connected again
     }
+    const bool shut_down = view && view->shutting_down && builds->empty();
     if (!builds->empty()) {
         log::warn("worker {} lost ({}) during {} build(s): they end as retry and their requests "
                   "are queued again",
@@ -73,12 +74,12 @@ void Coordinator::lost(const std::string& name, const Link* link, const std::str
                   why,
                   builds->size());
     } else {
-        log::info("worker {} disconnected ({})", name, why);
+        log::info("worker {} {} ({})", name, shut_down ? "shut down" : "disconnected", why);
     }
     for (const auto build : *builds) {
         finish(build, BuildResult::Retry, fmt::format("worker {} lost: {}", name, why));
     }
-    save_worker(name, view ? view->worker_class : std::string(), "lost");
+    save_worker(name, view ? view->worker_class : std::string(), shut_down ? "shut down" : "lost");
     p_.wake_dispatcher();
 }
 
@@ -334,6 +335,44 @@ void Coordinator::starting(const build::BuildSpec& spec) {
 
 void Coordinator::request_cancelled(std::int64_t request, const std::string& builder) {
     p_.triggers.ended({request, builder, 0, BuildResult::Cancelled});
+}
+
+bool Coordinator::pause_worker(const std::string& name, bool paused, const std::string& who) {
+    if (!p_.workers.set_paused(name, paused)) {
+        return false;
+    }
+    log::info("worker {} {} by {}: {}",
+              name,
+              paused ? "paused" : "resumed",
+              log::field(who, 64),
+              paused ? "no new builds; its running builds go on" : "it takes builds again");
+    if (!paused) {
+        p_.wake_dispatcher();
+    }
+    return true;
+}
+
+WorkerRegistry::ShutDown Coordinator::shut_down_worker(const std::string& name,
+                                                       const std::string& who) {
+    std::shared_ptr<Link> link;
+    const auto outcome = p_.workers.shut_down(name, link);
+    if (outcome != WorkerRegistry::ShutDown::Started) {
+        return outcome;
+    }
+    const auto view = p_.workers.view(name);
+    const bool local = view && view->local;
+    log::info("worker {} shut down by {}: no new builds; {} once its {} running build(s) end",
+              name,
+              log::field(who, 64),
+              local ? "it stays idle (a local worker) until the master restarts"
+                    : "it is told to exit",
+              view ? view->builds.size() : 0);
+    // A remote worker finishes its builds and exits by itself (protocol::Shutdown); a
+    // local one ignores the message.
+    if (link) {
+        link->send(protocol::Shutdown{});
+    }
+    return outcome;
 }
 
 bool Coordinator::stop(std::int64_t id, const std::string& who) {

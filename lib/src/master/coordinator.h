@@ -95,6 +95,13 @@ public:
     void request_cancelled(std::int64_t request, const std::string& builder);
     /// Asks build `id`'s worker to stop it; false when it is not running.
     bool stop(std::int64_t id, const std::string& who);
+    /// Pauses (`paused`) or resumes worker `name` (WorkerRegistry::set_paused), and logs it
+    /// with `who`. Returns whether this changed anything.
+    bool pause_worker(const std::string& name, bool paused, const std::string& who);
+    /// Shuts worker `name` down gracefully: no new builds, and it is sent Shutdown, so that it
+    /// exits once its running builds have ended. A local worker (in the master's process) only
+    /// takes no more builds, until the master restarts. Logged with `who`.
+    WorkerRegistry::ShutDown shut_down_worker(const std::string& name, const std::string& who);
     /// No new workers from now on (shutdown); those connected stay until disconnect_all().
     void refuse_workers() { refusing_ = true; }
     /// Closes every worker's link (shutdown), recording them as disconnected.

@@ -150,6 +150,7 @@ struct Encoder {
     }
     void operator()(const Heartbeat&) const { field(w, "type", "heartbeat"); }
     void operator()(const Drain&) const { field(w, "type", "drain"); }
+    void operator()(const Shutdown&) const { field(w, "type", "shutdown"); }
     void operator()(const Interrupted& m) const {
         field(w, "type", "interrupted");
         field(w, "reason", m.reason);
@@ -779,6 +780,7 @@ constexpr auto readers = std::to_array<std::pair<std::string_view, MessageReader
     {"worker_file", read_worker_file},
     {"heartbeat", [](Reader& r) { return r.done(Heartbeat{}); }},
     {"drain", [](Reader& r) { return r.done(Drain{}); }},
+    {"shutdown", [](Reader& r) { return r.done(Shutdown{}); }},
     {"interrupted", [](Reader& r) { return r.done(Interrupted{r.text("reason", false)}); }},
     {"build", [](Reader& r) { return r.done(StartBuild{read_spec(r)}); }},
     {"stop", [](Reader& r) { return r.done(StopBuild{r.integer("build")}); }},
@@ -788,10 +790,7 @@ constexpr auto readers = std::to_array<std::pair<std::string_view, MessageReader
     {"logfile", read_logfile},
     {"step_finished", read_step_finished},
     {"build_finished", read_build_finished},
-    {"trigger",
-     [](Reader& r) {
-         return r.done(Trigger{r.integer("build"), r.small("step")});
-     }},
+    {"trigger", [](Reader& r) { return r.done(Trigger{r.integer("build"), r.small("step")}); }},
     {"triggered", read_triggered},
     {"upload_begin", read_upload_begin},
     {"upload_ready", read_upload_ready},

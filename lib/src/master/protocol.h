@@ -26,7 +26,10 @@
 ///    stopping after its current ones (or its instance got a rebalance recommendation).
 ///    Interrupted (worker) says its instance is going away (a spot interruption notice): the
 ///    master sends it no more builds, ends its running ones as retry and queues their requests
-///    at once. At a trigger step the worker sends Trigger and the step
+///    at once. Shutdown (master) asks the worker to exit: it takes no new builds (it answers
+///    a StartBuild that crossed the Shutdown with a retry), finishes its running ones and
+///    then exits (status 0); it also exits if the connection drops meanwhile, rather than
+///    reconnecting. At a trigger step the worker sends Trigger and the step
 ///    waits for the master's Triggered (its result): the master requests the builds (once per
 ///    request and step, however often it is asked) and, for `wait: true`, answers when they
 ///    have ended.
@@ -95,6 +98,9 @@ struct WorkerFile {
 };
 struct Heartbeat {};
 struct Drain {};
+/// Master → worker: finish the running builds, take no new ones, then exit (`POST
+/// /api/v1/workers/NAME/shutdown`).
+struct Shutdown {};
 /// Worker → master: the worker's instance is being interrupted (EC2 spot instance-action).
 struct Interrupted {
     std::string reason; ///< for people: what the metadata service said
@@ -215,6 +221,7 @@ using Message = std::variant<Challenge,
                              WorkerFile,
                              Heartbeat,
                              Drain,
+                             Shutdown,
                              Interrupted,
                              StartBuild,
                              StopBuild,

@@ -5,8 +5,14 @@
 namespace ci::master {
 
 const char* WorkerView::state() const {
+    if (shutting_down) {
+        return "shutting down";
+    }
     if (draining) {
         return "draining";
+    }
+    if (paused) {
+        return "paused";
     }
     return builds.empty() ? "idle" : "building";
 }
@@ -73,6 +79,35 @@ void WorkerRegistry::drain(const std::string& name) {
     }
 }
 
+bool WorkerRegistry::set_paused(const std::string& name, bool paused) {
+    const std::lock_guard lock(mutex_);
+    return paused ? paused_.insert(name).second : paused_.erase(name) > 0;
+}
+
+bool WorkerRegistry::paused(const std::string& name) {
+    const std::lock_guard lock(mutex_);
+    return paused_.contains(name);
+}
+
+WorkerRegistry::ShutDown WorkerRegistry::shut_down(const std::string& name,
+                                                   std::shared_ptr<Link>& link) {
+    const std::lock_guard lock(mutex_);
+    const auto found = workers_.find(name);
+    if (found == workers_.end()) {
+        return ShutDown::NotConnected;
+    }
+    if (found->second.shutting_down) {
+        return ShutDown::Already;
+    }
+    found->second.shutting_down = true;
+    link = found->second.link;
+    return ShutDown::Started;
+}
+
+bool WorkerRegistry::accepting(const std::string& name, const Worker& worker) const {
+    return !worker.draining && !worker.shutting_down && !paused_.contains(name);
+}
+
 bool WorkerRegistry::reserve(const std::string& name) {
     const std::lock_guard lock(mutex_);
     const auto found = workers_.find(name);
@@ -81,7 +116,7 @@ bool WorkerRegistry::reserve(const std::string& name) {
     }
     auto& worker = found->second;
     const auto used = static_cast<int>(worker.builds.size()) + worker.reserved;
-    if (worker.draining || used >= worker.max_builds) {
+    if (!accepting(name, worker) || used >= worker.max_builds) {
         return false;
     }
     ++worker.reserved;
@@ -129,25 +164,27 @@ std::vector<WorkerLoad> WorkerRegistry::loads() {
                                  worker.worker_class,
                                  worker.max_builds,
                                  static_cast<int>(worker.builds.size()) + worker.reserved,
-                                 !worker.draining});
+                                 accepting(name, worker)});
     }
     return out;
 }
 
 bool WorkerRegistry::any_free_slot() {
     const std::lock_guard lock(mutex_);
-    return std::ranges::any_of(workers_, [](const auto& entry) {
-        const auto& worker = entry.second;
-        return !worker.draining &&
+    return std::ranges::any_of(workers_, [this](const auto& entry) {
+        const auto& [name, worker] = entry;
+        return accepting(name, worker) &&
                static_cast<int>(worker.builds.size()) + worker.reserved < worker.max_builds;
     });
 }
 
-WorkerView WorkerRegistry::to_view(const std::string& name, const Worker& worker) {
+WorkerView WorkerRegistry::to_view(const std::string& name, const Worker& worker) const {
     return WorkerView{name,
                       worker.worker_class,
                       worker.local,
                       worker.draining,
+                      paused_.contains(name),
+                      worker.shutting_down,
                       {worker.builds.begin(), worker.builds.end()},
                       worker.last_seen};
 }

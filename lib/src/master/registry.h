@@ -25,9 +25,11 @@ struct WorkerView {
     std::string worker_class;
     bool local = false;
     bool draining = false;
+    bool paused = false;        ///< paused by a user (WorkerRegistry::set_paused)
+    bool shutting_down = false; ///< told to exit once its builds end (WorkerRegistry::shut_down)
     std::vector<std::int64_t> builds;
     std::chrono::steady_clock::time_point last_seen;
-    /// "draining", "building" or "idle".
+    /// "shutting down", "draining", "paused", "building" or "idle" (the first that holds).
     [[nodiscard]] const char* state() const;
 };
 
@@ -62,6 +64,22 @@ public:
     /// The worker takes no new builds.
     void drain(const std::string& name);
 
+    /// Pauses (or resumes) worker `name`, connected or not: a paused worker gets no new builds;
+    /// its running builds go on. Kept by name, so a reconnect does not unpause it; not kept
+    /// across a master restart. Returns whether this changed anything.
+    bool set_paused(const std::string& name, bool paused);
+    /// Whether `name` is paused (connected or not).
+    [[nodiscard]] bool paused(const std::string& name);
+    /// What shut_down() did.
+    enum class ShutDown {
+        NotConnected, ///< no such connected worker: nothing changed
+        Started,      ///< it takes no new builds from now on; tell it (the returned link)
+        Already,      ///< it was shutting down already
+    };
+    /// Worker `name`'s connection takes no new builds from now on (for good: a connection
+    /// shut down is not resumed). `link` is set to its link when Started.
+    [[nodiscard]] ShutDown shut_down(const std::string& name, std::shared_ptr<Link>& link);
+
     /// Holds a slot of `name` for a build about to start: false when the worker is gone,
     /// draining or full. A held slot counts as running until attach() or release().
     [[nodiscard]] bool reserve(const std::string& name);
@@ -91,15 +109,19 @@ private:
         int max_builds = 1;
         bool local = false;
         bool draining = false;
+        bool shutting_down = false;
         int reserved = 0;
         std::shared_ptr<Link> link;
         std::set<std::int64_t> builds;
         std::chrono::steady_clock::time_point last_seen;
     };
-    static WorkerView to_view(const std::string& name, const Worker& worker);
+    [[nodiscard]] WorkerView to_view(const std::string& name, const Worker& worker) const;
+    // Whether `name` (connected as `worker`) may be given a new build (under mutex_).
+    [[nodiscard]] bool accepting(const std::string& name, const Worker& worker) const;
 
     std::mutex mutex_;
     std::map<std::string, Worker> workers_;
+    std::set<std::string> paused_; ///< by name, connected or not
 };
 
 } // namespace ci::master

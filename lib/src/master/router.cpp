@@ -46,6 +46,27 @@ std::optional<std::int64_t> query_integer(const http::ServerRequest& request,
     return found == request.query.end() ? std::nullopt : to_integer(found->second);
 }
 
+Result<std::int64_t> query_number(const http::ServerRequest& request,
+                                  const std::string& name,
+                                  std::int64_t fallback,
+                                  std::int64_t min,
+                                  std::int64_t max) {
+    const auto found = request.query.find(name);
+    if (found == request.query.end()) {
+        return fallback;
+    }
+    const auto value = to_integer(found->second);
+    if (!value || *value < min || *value > max) {
+        return fail(ErrorCode::InvalidArgument,
+                    fmt::format("query parameter {}: expected an integer from {} to {}, not \"{}\"",
+                                name,
+                                min,
+                                max,
+                                log::field(found->second, 32)));
+    }
+    return *value;
+}
+
 int query_int(const http::ServerRequest& request, const std::string& name, int fallback, int max) {
     const auto value = query_integer(request, name);
     return value ? static_cast<int>(std::clamp<std::int64_t>(*value, 1, max)) : fallback;

@@ -21,6 +21,7 @@
 #include <string_view>
 #include <vector>
 
+#include <ci/core/error.h>
 #include <ci/http/server.h>
 
 #include "master/guards.h"
@@ -111,6 +112,13 @@ private:
     FailureLimiter signature_failures_{"webhooks with a wrong signature"};
 };
 
+/// A query parameter as an integer in [min, max]; `fallback` when it is absent. Fails with
+/// InvalidArgument naming the parameter (for a 400) when it is not an integer or out of range.
+[[nodiscard]] Result<std::int64_t> query_number(const http::ServerRequest& request,
+                                                const std::string& name,
+                                                std::int64_t fallback,
+                                                std::int64_t min,
+                                                std::int64_t max);
 /// A query parameter as an integer clamped to [1, max]; `fallback` when absent or not one.
 [[nodiscard]] int
 query_int(const http::ServerRequest& request, const std::string& name, int fallback, int max);

@@ -119,10 +119,22 @@ void list(Services& s, const http::ServerRequest& request, http::Reply reply) {
     if (const auto found = request.query.find("builder"); found != request.query.end()) {
         query.builder = found->second;
     }
-    query.request = query_integer(request, "request");
     query.unfinished_only = request.query.contains("running");
-    query.before_id = query_integer(request, "before").value_or(0);
-    query.limit = query_int(request, "limit", 50, 1000);
+    constexpr auto any_id = std::numeric_limits<std::int64_t>::max();
+    const auto request_id = query_number(request, "request", 0, 1, any_id);
+    const auto before = query_number(request, "before", 0, 0, any_id);
+    const auto limit = query_number(request, "limit", 50, 1, 1000);
+    for (const auto* checked : {&request_id, &before, &limit}) {
+        if (!*checked) {
+            reply.send(error_response(400, checked->error().message));
+            return;
+        }
+    }
+    if (request.query.contains("request")) {
+        query.request = *request_id;
+    }
+    query.before_id = *before;
+    query.limit = static_cast<int>(*limit);
     s.reads.post([reply, query](store::Store& store) mutable {
         auto builds = store.builds(query);
         if (!builds) {

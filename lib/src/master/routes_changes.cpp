@@ -1,5 +1,7 @@
 // /api/v1/changes: the changes webhooks and pollers stored, newest first.
 
+#include <limits>
+
 #include "master/json.h"
 #include "master/services.h"
 
@@ -30,9 +32,17 @@ void add_change_routes(Router& router, Services& services) {
         "GET",
         "/api/v1/changes",
         [&services](http::ServerRequest& request, const PathParams&, http::Reply reply) {
-            const auto limit = query_int(request, "limit", 50, 1000);
-            const auto before = query_integer(request, "before").value_or(0);
-            services.reads.post([reply, limit, before](store::Store& store) mutable {
+            const auto limit = query_number(request, "limit", 50, 1, 1000);
+            const auto before =
+                query_number(request, "before", 0, 0, std::numeric_limits<std::int64_t>::max());
+            for (const auto* checked : {&limit, &before}) {
+                if (!*checked) {
+                    reply.send(error_response(400, checked->error().message));
+                    return;
+                }
+            }
+            services.reads.post([reply, limit = static_cast<int>(*limit), before = *before](
+                                    store::Store& store) mutable {
                 auto changes = store.recent_changes(limit, before);
                 if (!changes) {
                     reply.send(error_response(500, changes.error().message));

@@ -75,8 +75,13 @@ void list(Services& s, const http::ServerRequest& request, http::Reply reply) {
             400, "state is one of pending, claimed, completed, cancelled, collapsed"));
         return;
     }
-    const auto limit = static_cast<std::size_t>(query_int(request, "limit", 1000, 100000));
-    s.reads.post([reply, state = *state, limit](store::Store& store) mutable {
+    const auto limit = query_number(request, "limit", 1000, 1, 100000);
+    if (!limit) {
+        reply.send(error_response(400, limit.error().message));
+        return;
+    }
+    s.reads.post([reply, state = *state, limit = static_cast<std::size_t>(*limit)](
+                     store::Store& store) mutable {
         auto requests = store.requests(state);
         if (!requests) {
             reply.send(error_response(500, requests.error().message));
@@ -115,10 +120,17 @@ void cancel(Services& s, std::int64_t id, http::Reply reply) {
         // are stored with it.
         std::optional<report::BuildReport> report;
         std::string builder;
-        if (auto request = store.request(id); request && *request) {
-            report = s.reports.cancelled(**request);
-            builder = (*request)->request.builder;
+        auto request = store.request(id);
+        if (!request) {
+            reply.send(error_response(500, request.error().message));
+            return;
         }
+        if (!*request) {
+            reply.send(error_response(404, fmt::format("no build request {}", id)));
+            return;
+        }
+        report = s.reports.cancelled(**request);
+        builder = (*request)->request.builder;
         auto cancelled = store.cancel(
             id, report ? s.reports.outbox(*report) : std::vector<store::OutboxMessage>{});
         if (!cancelled) {
@@ -126,8 +138,7 @@ void cancel(Services& s, std::int64_t id, http::Reply reply) {
             return;
         }
         if (!*cancelled) {
-            reply.send(error_response(
-                409, fmt::format("build request {} is not pending (or does not exist)", id)));
+            reply.send(error_response(409, fmt::format("build request {} is not pending", id)));
             return;
         }
         log::info("build request {} cancelled by {}", id, api_user(s));

@@ -1,11 +1,15 @@
 // /api/v1/workers: every worker the master knows (live state from the registry, the rest from
-// the store), and one-time tokens for EC2 latent workers.
+// the store), one of them, one-time tokens for EC2 latent workers, and what a user may do to
+// a worker (pause, resume, shutdown: worker_actions.h).
 
 #include <algorithm>
+
+#include <fmt/format.h>
 
 #include "core/json.h"
 #include "master/json.h"
 #include "master/services.h"
+#include "master/worker_actions.h"
 
 namespace ci::master {
 
@@ -30,6 +34,36 @@ void add_instance(Json& json, Services& s, const std::string& worker) {
         .end();
 }
 
+// One worker of the store, with its live state when it is connected.
+void write_worker(Json& json, Services& s, const store::WorkerRecord& record) {
+    const auto live = s.workers.view(record.name);
+    json.begin()
+        .field("name", record.name)
+        .field("class", record.worker_class)
+        .field("connected", live.has_value())
+        .field("local", live && live->local)
+        .field("state", live ? std::string_view(live->state()) : record.state)
+        .field("paused", live ? live->paused : s.workers.paused(record.name))
+        .time("last_seen", record.last_seen)
+        .ids("builds", live ? live->builds : std::vector<std::int64_t>());
+    add_instance(json, s, record.name);
+    json.end();
+}
+
+// An EC2 instance whose worker never connected (no worker record yet).
+void write_instance_worker(Json& json, Services& s, const InstanceView& instance) {
+    json.begin()
+        .field("name", instance.worker)
+        .field("class", instance.worker_class)
+        .field("connected", false)
+        .field("local", false)
+        .field("state", std::string_view("not connected"))
+        .field("paused", s.workers.paused(instance.worker))
+        .ids("builds", {});
+    add_instance(json, s, instance.worker);
+    json.end();
+}
+
 void list(Services& s, http::Reply reply) {
     s.reads.post([&s, reply](store::Store& store) mutable {
         auto stored = store.workers();
@@ -40,17 +74,7 @@ void list(Services& s, http::Reply reply) {
         Json json;
         json.begin().begin_array("workers");
         for (const auto& record : *stored) {
-            const auto live = s.workers.view(record.name);
-            json.begin()
-                .field("name", record.name)
-                .field("class", record.worker_class)
-                .field("connected", live.has_value())
-                .field("local", live && live->local)
-                .field("state", live ? std::string_view(live->state()) : record.state)
-                .time("last_seen", record.last_seen)
-                .ids("builds", live ? live->builds : std::vector<std::int64_t>());
-            add_instance(json, s, record.name);
-            json.end();
+            write_worker(json, s, record);
         }
         // Instances whose worker never connected (no worker record yet) are listed too.
         if (s.ec2 != nullptr) {
@@ -60,18 +84,68 @@ void list(Services& s, http::Reply reply) {
                 if (listed || instance.worker.empty()) {
                     continue;
                 }
-                json.begin()
-                    .field("name", instance.worker)
-                    .field("class", instance.worker_class)
-                    .field("connected", false)
-                    .field("local", false)
-                    .field("state", std::string_view("not connected"))
-                    .ids("builds", {});
-                add_instance(json, s, instance.worker);
-                json.end();
+                write_instance_worker(json, s, instance);
             }
         }
         json.end_array().end();
+        reply.send(json_response(200, json.text()));
+    });
+}
+
+// GET /api/v1/workers/NAME (a name has a '/': the rest of the path is the name).
+void show(Services& s, std::string name, http::Reply reply) {
+    s.reads.post([&s, name = std::move(name), reply](store::Store& store) mutable {
+        auto stored = store.workers();
+        if (!stored) {
+            reply.send(error_response(500, stored.error().message));
+            return;
+        }
+        Json json;
+        if (const auto found = std::ranges::find(*stored, name, &store::WorkerRecord::name);
+            found != stored->end()) {
+            write_worker(json, s, *found);
+            reply.send(json_response(200, json.text()));
+            return;
+        }
+        if (s.ec2 != nullptr) {
+            for (const auto& instance : s.ec2->instances()) {
+                if (instance.worker == name) {
+                    write_instance_worker(json, s, instance);
+                    reply.send(json_response(200, json.text()));
+                    return;
+                }
+            }
+        }
+        reply.send(error_response(404, fmt::format("no worker {}", name)));
+    });
+}
+
+// POST /api/v1/workers/NAME/ACTION: the path's last segment is the action, the rest the name.
+void act(Services& s, std::string_view rest, http::Reply reply) {
+    const auto slash = rest.rfind('/');
+    const auto action = slash == std::string_view::npos
+                            ? std::nullopt
+                            : parse_worker_action(rest.substr(slash + 1));
+    if (!action) {
+        reply.send(error_response(
+            404, "POST /api/v1/workers/NAME/pause, /resume or /shutdown: no such action"));
+        return;
+    }
+    s.reads.post([&s, name = std::string(rest.substr(0, slash)), action = *action, reply](
+                     store::Store& store) mutable {
+        const auto done = act_on_worker(s, store, name, action, api_user(s));
+        if (done.status != 200) {
+            reply.send(error_response(done.status, done.message));
+            return;
+        }
+        const auto live = s.workers.view(name);
+        Json json;
+        json.begin()
+            .field("name", name)
+            .field("connected", live.has_value())
+            .field("state", live ? live->state() : "not connected")
+            .field("paused", s.workers.paused(name));
+        json.field("message", done.message).end();
         reply.send(json_response(200, json.text()));
     });
 }
@@ -120,6 +194,24 @@ void add_worker_routes(Router& router, Services& services) {
         },
         true,
         "/api/v1/workers/tokens (POST)");
+    // After /tokens: a worker's name has a '/' ("<class>/<i>"), so the rest of the path is
+    // captured and split here.
+    router.add(
+        "GET",
+        "/api/v1/workers/{name...}",
+        [&services](http::ServerRequest&, const PathParams& params, http::Reply reply) {
+            show(services, std::string(params.get("name")), std::move(reply));
+        },
+        false,
+        "/api/v1/workers/{name}");
+    router.add(
+        "POST",
+        "/api/v1/workers/{rest...}",
+        [&services](http::ServerRequest&, const PathParams& params, http::Reply reply) {
+            act(services, params.get("rest"), std::move(reply));
+        },
+        Guard::Authenticated,
+        "/api/v1/workers/{name}/pause|resume|shutdown (POST)");
 }
 
 } // namespace ci::master

@@ -437,7 +437,7 @@ public:
         bool drain_sent = false;
         for (;;) {
             reap();
-            if (drain.stop_requested()) {
+            if (drain.stop_requested() || shutdown_) {
                 if (!drain_sent) {
                     status("draining: no new builds; finishing the running ones");
                     connection_->send(protocol::Drain{}, false);
@@ -459,7 +459,7 @@ public:
                     connection_->close("the master sent a log chunk");
                     break;
                 }
-                handle(std::move(*message), drain_sent || interrupted_ || rebalanced_);
+                handle(std::move(*message), drain_sent || shutdown_ || interrupted_ || rebalanced_);
                 if (failed_) {
                     break; // the connection is closed: nothing after the file is read
                 }
@@ -482,6 +482,9 @@ public:
     // A worker file that cannot be written ends the connection and the worker (failed_): its
     // builds must not run without it, and retrying would fail the same way.
     [[nodiscard]] const std::optional<Error>& failed() const noexcept { return failed_; }
+    // The master sent Shutdown: the worker exits once its builds end, or when the connection
+    // drops first (it does not reconnect).
+    [[nodiscard]] bool shutting_down() const noexcept { return shutdown_; }
 
 private:
     // What the instance metadata service said, told to the master once per connection: an
@@ -565,6 +568,12 @@ private:
                         *done = true;
                     }),
                     done});
+        } else if (std::holds_alternative<protocol::Shutdown>(message)) {
+            if (!shutdown_) {
+                status("the master asked this worker to shut down: it exits once its running "
+                       "builds end");
+                shutdown_ = true;
+            }
         } else if (const auto* stop = std::get_if<protocol::StopBuild>(&message)) {
             const std::lock_guard lock(mutex_);
             if (auto found = jobs_.find(stop->build); found != jobs_.end()) {
@@ -626,6 +635,7 @@ private:
     const imds::Watcher* watcher_; // null: not watched
     bool interrupted_ = false;     // Interrupted sent on this connection
     bool rebalanced_ = false;      // Drain sent for a rebalance recommendation
+    bool shutdown_ = false;        // the master sent Shutdown
     MasterAnswers answers_;        // before jobs_: their threads wait on it
     std::mutex mutex_;
     std::map<std::int64_t, Job> jobs_;
@@ -804,11 +814,13 @@ Status run_worker(const WorkerOptions& options, std::stop_token drain) {
                 failures = 0;
                 delay = std::chrono::milliseconds(500);
                 bool drained = false;
+                bool shut_down = false;
                 std::optional<Error> failed;
                 {
                     Session session(options, loop, connection, watcher.get());
                     drained = session.serve(*welcomed, drain);
                     failed = session.failed();
+                    shut_down = session.shutting_down();
                     // What was queued before the drain completed goes out before the close.
                     if (drained) {
                         (void)loop.run_until(
@@ -822,7 +834,12 @@ Status run_worker(const WorkerOptions& options, std::stop_token drain) {
                     return fail(*failed);
                 }
                 if (drained) {
-                    status("drained: every build has ended");
+                    status(shut_down ? "shut down by the master: every build has ended"
+                                     : "drained: every build has ended");
+                    return {};
+                }
+                if (shut_down) {
+                    status("lost the connection to the master while shutting down: exiting");
                     return {};
                 }
                 status("lost the connection to the master");

@@ -111,6 +111,20 @@ TEST_CASE("checkout: no target, an exact revision, a tag") {
     CHECK(revision->checked_out == origin.feature_tip);
 }
 
+TEST_CASE("checkout: a local path that does not exist says so") {
+    ci::test::TempDir dir;
+    ci::git::CheckoutOptions options;
+    options.url = (dir / "nowhere").string();
+    options.cache_dir = dir / "cache";
+    options.branch = "master";
+    auto result = ci::git::checkout(dir / "w", options);
+    REQUIRE_FALSE(result.has_value());
+    // libgit2 alone says "unsupported URL protocol".
+    CHECK(result.error().message.find("no repository there: " + options.url + " does not exist") !=
+          std::string::npos);
+    CHECK(result.error().message.find("unsupported URL protocol") == std::string::npos);
+}
+
 TEST_CASE("checkout: files come out byte for byte as git checks them out, attributes or not") {
     // Without any gitattributes libci turns libgit2's filters off (exact, and faster); with
     // them, end-of-line conversion and ident apply as they do for git. The oracle is a clone

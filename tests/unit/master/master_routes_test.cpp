@@ -175,7 +175,8 @@ TEST_CASE("master: every POST route needs the config's auth; without auth the AP
         CHECK(status != 401);
         CHECK(status != 403);
     }
-    CHECK(posts == 7); // force, force several, cancel, stop, tokens, drain, undrain
+    // force, force several, cancel, stop, tokens, drain, undrain, worker pause/resume/shutdown
+    CHECK(posts == 8);
 
     MasterFixture open(webhook_config("/srv/app.git", R"({name: t, run: "true"})", "remote"),
                        false);
@@ -196,6 +197,27 @@ TEST_CASE("master: unknown paths are 404; a known path with another method is 40
     CHECK(*wrong.header("Allow") == "POST");
     CHECK(m.post_auth("/api/v1/builds").status == 405);
     CHECK(m.get("/api/v1/buildrequests?state=nope").status == 400);
+    // A limit (or before, request) that is not an integer in range is a 400 naming it, not
+    // silently ignored.
+    for (const auto* path : {"/api/v1/builds?limit=abc",
+                             "/api/v1/builds?limit=0",
+                             "/api/v1/builds?limit=1001",
+                             "/api/v1/builds?before=x",
+                             "/api/v1/builds?request=-1",
+                             "/api/v1/changes?limit=abc",
+                             "/api/v1/changes?limit=99999999999999999999",
+                             "/api/v1/buildrequests?limit=abc",
+                             "/api/v1/buildrequests?limit=100001"}) {
+        INFO(path);
+        const auto refused = m.get(path);
+        CHECK(refused.status == 400);
+        const std::string parameter = std::string(path).substr(std::string(path).find('?') + 1);
+        CHECK(text_of(json_of(refused), "error")
+                  .starts_with("query parameter " + parameter.substr(0, parameter.find('='))));
+    }
+    CHECK(m.get("/api/v1/builds?limit=1000&before=5").status == 200);
+    CHECK(m.get("/api/v1/changes?limit=1").status == 200);
+    CHECK(m.get("/api/v1/buildrequests?limit=100000").status == 200);
     CHECK(m.get("/healthz").status == 200);
     // Issue 14: /healthz answered any method.
     const auto posted = m.post("/healthz", "{}");
@@ -436,6 +458,10 @@ TEST_CASE("master: a request cancelled while pending is reported as cancelled") 
     CHECK(seen[1].branch == "feature");
     // Cancelling it again changes nothing and reports nothing.
     CHECK(m.post_auth(fmt::format("/api/v1/buildrequests/{}/cancel", id), "").status == 409);
+    // A request that does not exist is not found, rather than "not pending".
+    const auto missing = m.post_auth(fmt::format("/api/v1/buildrequests/{}/cancel", id + 100), "");
+    CHECK(missing.status == 404);
+    CHECK(text_of(json_of(missing), "error") == fmt::format("no build request {}", id + 100));
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
     CHECK(recorder->reports().size() == 2);
     m.stop();

@@ -8,6 +8,7 @@
 #include "master/dispatch.h"
 #include "master/locks.h"
 #include "master/protocol.h"
+#include "master/registry.h"
 
 namespace protocol = ci::master::protocol;
 using ci::master::Assignment;
@@ -219,6 +220,8 @@ TEST_CASE("protocol: every message survives encode and decode") {
     CHECK(round_trip(protocol::StopBuild{9}).build == 9);
     round_trip(protocol::Heartbeat{});
     round_trip(protocol::Drain{});
+    round_trip(protocol::Shutdown{});
+    CHECK(protocol::encode(protocol::Shutdown{}) == "{\"type\":\"shutdown\"}\n");
     CHECK(round_trip(protocol::Interrupted{"spot instance-action: terminate at T"}).reason ==
           "spot instance-action: terminate at T");
     CHECK(protocol::encode(protocol::Interrupted{"x"}) ==
@@ -313,6 +316,65 @@ TEST_CASE("protocol: the proof is HMAC-SHA256 of the nonce under the secret's ke
           protocol::next_secret("Jefe", "n"));
     CHECK(protocol::next_secret("Jefe", "n") != protocol::proof("Jefe", "n"));
     CHECK(protocol::next_secret("Jefe", "m") != protocol::next_secret("Jefe", "n"));
+}
+
+namespace {
+class NullLink final : public ci::master::Link {
+public:
+    void send(const ci::master::protocol::Message&) override {}
+    void close() override {}
+};
+} // namespace
+
+TEST_CASE("dispatch: a paused worker gets no new build; its build goes on; a reconnect keeps it "
+          "paused") {
+    const auto config = two_builders();
+    ci::master::WorkerRegistry registry;
+    (void)registry.add("linux/0", "linux", 2, false, std::make_shared<NullLink>());
+    (void)registry.add("linux/1", "linux", 2, false, std::make_shared<NullLink>());
+    REQUIRE(registry.reserve("linux/0"));
+    REQUIRE(registry.attach("linux/0", 7) != nullptr);
+
+    CHECK(registry.set_paused("linux/0", true));
+    CHECK_FALSE(registry.set_paused("linux/0", true)); // already
+    CHECK(registry.view("linux/0")->builds == std::vector<std::int64_t>{7});
+    CHECK(std::string(registry.view("linux/0")->state()) == "paused");
+    // The idle linux/0 would win (fewer builds) were it not paused: everything goes to linux/1.
+    registry.release("linux/0", 7);
+    const auto out = ci::master::assign({{1, "linux"}, {2, "linux"}}, registry.loads(), {}, config);
+    CHECK(out == std::vector<Assignment>{{1, "linux/1"}, {2, "linux/1"}});
+    CHECK_FALSE(registry.reserve("linux/0"));
+
+    // Its connection drops and it connects again: still paused, by name.
+    CHECK(registry.remove("linux/0", registry.link("linux/0").get()).has_value());
+    CHECK(registry.paused("linux/0"));
+    (void)registry.add("linux/0", "linux", 2, false, std::make_shared<NullLink>());
+    CHECK(registry.view("linux/0")->paused);
+    CHECK_FALSE(registry.reserve("linux/0"));
+    // Every worker of the class paused: no free slot anywhere, the queue waits.
+    CHECK(registry.set_paused("linux/1", true));
+    CHECK_FALSE(registry.any_free_slot());
+    CHECK(ci::master::assign({{3, "linux"}}, registry.loads(), {}, config).empty());
+
+    CHECK(registry.set_paused("linux/0", false));
+    CHECK(registry.reserve("linux/0"));
+    CHECK(ci::master::assign({{3, "linux"}}, registry.loads(), {}, config) ==
+          std::vector<Assignment>{{3, "linux/0"}});
+}
+
+TEST_CASE("registry: a worker shut down takes no new builds, once, for that connection") {
+    ci::master::WorkerRegistry registry;
+    std::shared_ptr<ci::master::Link> link;
+    CHECK(registry.shut_down("linux/0", link) ==
+          ci::master::WorkerRegistry::ShutDown::NotConnected);
+    auto connection = std::make_shared<NullLink>();
+    (void)registry.add("linux/0", "linux", 1, false, connection);
+    CHECK(registry.shut_down("linux/0", link) == ci::master::WorkerRegistry::ShutDown::Started);
+    CHECK(link == connection);
+    CHECK(registry.shut_down("linux/0", link) == ci::master::WorkerRegistry::ShutDown::Already);
+    CHECK_FALSE(registry.reserve("linux/0"));
+    CHECK_FALSE(registry.loads().at(0).accepting);
+    CHECK(std::string(registry.view("linux/0")->state()) == "shutting down");
 }
 
 TEST_CASE("dispatch: classes, slots, the least busy worker, and counting locks") {

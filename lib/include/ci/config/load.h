@@ -17,6 +17,7 @@
 
 #include <ci/config/config.h>
 #include <ci/core/error.h>
+#include <ci/core/suggest.h>
 
 namespace ci::config {
 
@@ -33,7 +34,7 @@ inline constexpr std::size_t max_config_depth = 64;
 inline constexpr std::size_t max_config_values = 1'000'000;
 /// Names longer than this get no "did you mean" (every key of the schema is shorter); the
 /// comparison uses memory in proportion to the names, not their product.
-inline constexpr std::size_t max_suggestion_length = 64;
+using ci::max_suggestion_length;
 
 /// One finding about a configuration text.
 struct Diagnostic {
