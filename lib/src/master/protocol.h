@@ -63,7 +63,7 @@ namespace ci::master::protocol {
 /// test results: an older worker would run such steps without them; 6: step log files; 7: spot
 /// interruptions and upload steps; 8: worker_files, which an older worker would ignore, and
 /// proofs keyed by the SHA-256 of the secret, so that a master may store keys, never secrets.)
-inline constexpr int version = 8;
+inline constexpr int version = 9;
 /// The longest line either side accepts (a log chunk is far smaller).
 inline constexpr std::size_t max_line = std::size_t{4} * 1024 * 1024;
 /// The most file bytes an UploadChunk carries (the worker sends this much at a time, so that
