@@ -197,10 +197,15 @@ contains "$err" "refused: 2 errors in config.yml (nothing was changed)"
 printf 'buildmaster: {host: ci.example.org}\n' >"$tmp/cwd/config.yml"
 # check validates what a deploy command needs too: the default runtime (docker) needs an image.
 expect 1 "ci-deploy check needs deploy.image for the default runtime" -- bash -c "cd '$tmp/cwd' && '$deploy' check"
-contains "$err" "config.yml: deploy.image: required for runtime docker"
+# The deploy plan's errors are placed like the others (file:line:column), here at the start of
+# the file: there is no deploy section.
+contains "$err" "config.yml:1:1: deploy.image: required for runtime docker"
 contains "$err" "1 error"
 expect 1 "ci-deploy check needs deploy.image for a named file" -- "$deploy" check "$tmp/cwd/config.yml"
-contains "$err" "$tmp/cwd/config.yml: deploy.image: required for runtime docker"
+contains "$err" "$tmp/cwd/config.yml:1:1: deploy.image: required for runtime docker"
+printf 'buildmaster:\n  host: ci.example.org\n  web_port: 0\ndeploy:\n  image: registry.example.org/m\n' >"$tmp/ports.yml"
+expect 1 "ci-deploy check places a plan error at its key" -- "$deploy" check "$tmp/ports.yml"
+contains "$err" "$tmp/ports.yml:3:3: buildmaster.web_port: runtime docker publishes fixed ports"
 expect 0 "ci-master check-config does not ask for a deploy section" -- "$master" check-config "$tmp/cwd/config.yml"
 expect 1 "ci-deploy start needs deploy.image for the default runtime" -- bash -c "cd '$tmp/cwd' && '$deploy' start"
 contains "$err" "error: deploy.image: required for runtime docker"

@@ -2,10 +2,12 @@
 """Worker actions in the JSON API, with a real master and two real ci-worker processes over TLS:
 pause while a build runs (the build finishes, the next build goes to the other worker), resume,
 and a graceful shutdown during a build (the build finishes with its whole log, the worker process
-exits 0, no new build goes to it). The routes are authenticated and CSRF-checked, an unknown
-worker is a 404, and the master's log names the user."""
+exits 0, no new build goes to it); a paused worker killed and started again is still paused.
+The routes are authenticated and CSRF-checked, an unknown worker is a 404, and the master's log
+names the user."""
 
 import os
+import time
 
 import master_harness as harness
 
@@ -101,6 +103,26 @@ def main(case):
     case.check(on_w0 == sorted([build["id"], build2["id"]]),
                f"remote/0 ran only the two slow builds ({on_w0})")
     case.check(w1.process.poll() is None, "remote/1 still runs")
+
+    # A reconnect does not unpause: remote/1 paused, killed and started again.
+    case.check(act("remote/1", "pause")[0] == 200, "remote/1 paused before its restart")
+    w1.kill()
+    harness.wait_for("remote/1 gone", lambda: not listed("remote/1")["connected"], 30)
+    case.check(listed("remote/1")["paused"] is True, "remote/1 listed paused while disconnected")
+    again = case.start_worker(master, 1)
+    harness.wait_for("remote/1 back", lambda: master.connected("remote/1"), 30)
+    shown = listed("remote/1")
+    case.check(shown["paused"] is True and shown["state"] == "paused",
+               f"remote/1 is still paused after reconnecting ({shown})")
+    fast3 = case.repo.branch("feature/fast3", ["fast3.txt"])
+    master.push("feature/fast3", harness.ZERO, fast3)
+    time.sleep(3)  # tree_stable_timer 1 s, then a dispatch pass: it would have started by now
+    case.check(master.running_build(fast3) is None and master.finished_build(fast3) is None,
+               "no build starts on the paused worker that reconnected")
+    case.check(act("remote/1", "resume")[0] == 200, "remote/1 resumed after its restart")
+    done = harness.wait_for("the third fast build to end", lambda: master.finished_build(fast3))
+    case.check(done["worker"] == "remote/1", f"it ran on remote/1 once resumed ({done['worker']})")
+    case.check(again.process.poll() is None, "the restarted remote/1 runs")
     log = open(os.path.join(case.tmp, "master-1.log")).read()
     user = auth[0]
     for line in (f"worker remote/0 paused by {user}", f"worker remote/0 resumed by {user}",

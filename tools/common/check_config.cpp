@@ -5,6 +5,7 @@
 #include <string>
 
 #include <CLI/CLI.hpp>
+#include <fmt/format.h>
 
 #include <ci/config/load.h>
 #include <ci/config/user_data.h>
@@ -21,6 +22,25 @@ void print_diagnostics(const config::CheckedConfig& checked) {
     for (const auto& diagnostic : checked.diagnostics) {
         std::fprintf(stderr, "%s\n", log::redact(diagnostic.to_string()).c_str());
     }
+}
+
+// An error of the tool's own check, "KEY.PATH: message" (or "KEY.PATH, KEY.PATH: message"),
+// as file:line:column: key.path: message when `source` is a YAML file (JSON has no positions).
+std::string placed(std::string_view source, const std::string& message) {
+    const auto colon = message.find(": ");
+    const auto keys = message.substr(0, colon == std::string::npos ? 0 : colon);
+    const bool names_keys =
+        !keys.empty() &&
+        keys.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789_., ") == std::string::npos;
+    const bool yaml = !source.starts_with('$') && !source.ends_with(".json");
+    if (!yaml || !names_keys) {
+        return fmt::format("{}: {}", source, message);
+    }
+    // At the first key named.
+    auto diagnostic = config::locate(
+        std::string(source), keys.substr(0, keys.find(", ")), message.substr(colon + 2));
+    diagnostic.key_path = keys;
+    return diagnostic.to_string();
 }
 
 // What only reading other files shows: the worker port's certificate and key, the user-data
@@ -40,10 +60,8 @@ int check_files(const config::Config& config, std::string_view source, const Ext
     if (extra) {
         if (auto checked = extra(config); !checked) {
             std::fprintf(stderr,
-                         "%.*s: %s\n1 error\n",
-                         static_cast<int>(source.size()),
-                         source.data(),
-                         log::redact(checked.error().message).c_str());
+                         "%s\n1 error\n",
+                         log::redact(placed(source, checked.error().message)).c_str());
             return ExitFailure;
         }
     }

@@ -270,6 +270,45 @@ Result<CheckedConfig> load_config(const std::filesystem::path& path) {
     return checked;
 }
 
+Diagnostic locate(const std::filesystem::path& path, std::string key_path, std::string message) {
+    Diagnostic diagnostic;
+    diagnostic.origin = path.string();
+    diagnostic.message = std::move(message);
+    const auto text = detail::read_text_file(path, "read config", max_config_size + 1);
+    if (text && text->size() <= max_config_size) {
+        try {
+            YAML::Node node = YAML::Load(*text);
+            diagnostic.line = 1;
+            diagnostic.column = 1;
+            std::string_view rest = key_path;
+            while (!rest.empty() && node.IsMap()) {
+                const auto dot = rest.find('.');
+                const auto key = rest.substr(0, dot);
+                rest = dot == std::string_view::npos ? std::string_view() : rest.substr(dot + 1);
+                YAML::Node next;
+                for (const auto& entry : node) {
+                    if (entry.first.IsScalar() && entry.first.Scalar() == key) {
+                        const YAML::Mark mark = entry.first.Mark();
+                        diagnostic.line = mark.line + 1;
+                        diagnostic.column = mark.column + 1;
+                        next = entry.second;
+                        break;
+                    }
+                }
+                if (!next.IsDefined()) {
+                    break;
+                }
+                node = next;
+            }
+        } catch (const YAML::Exception&) {
+            diagnostic.line = 0;
+            diagnostic.column = 0;
+        }
+    }
+    diagnostic.key_path = std::move(key_path);
+    return diagnostic;
+}
+
 std::vector<std::string> secrets(const Config& config) {
     std::vector<std::string> out;
     const auto add = [&](const std::string& value) {

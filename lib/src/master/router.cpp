@@ -40,12 +40,6 @@ std::optional<std::int64_t> to_integer(std::string_view text) {
 }
 } // namespace
 
-std::optional<std::int64_t> query_integer(const http::ServerRequest& request,
-                                          const std::string& name) {
-    const auto found = request.query.find(name);
-    return found == request.query.end() ? std::nullopt : to_integer(found->second);
-}
-
 Result<std::int64_t> query_number(const http::ServerRequest& request,
                                   const std::string& name,
                                   std::int64_t fallback,
@@ -65,11 +59,6 @@ Result<std::int64_t> query_number(const http::ServerRequest& request,
                                 log::field(found->second, 32)));
     }
     return *value;
-}
-
-int query_int(const http::ServerRequest& request, const std::string& name, int fallback, int max) {
-    const auto value = query_integer(request, name);
-    return value ? static_cast<int>(std::clamp<std::int64_t>(*value, 1, max)) : fallback;
 }
 
 std::vector<std::string_view> path_segments(std::string_view path) {

@@ -119,12 +119,6 @@ private:
                                                 std::int64_t fallback,
                                                 std::int64_t min,
                                                 std::int64_t max);
-/// A query parameter as an integer clamped to [1, max]; `fallback` when absent or not one.
-[[nodiscard]] int
-query_int(const http::ServerRequest& request, const std::string& name, int fallback, int max);
-/// A query parameter as an integer; nullopt when absent or not one.
-[[nodiscard]] std::optional<std::int64_t> query_integer(const http::ServerRequest& request,
-                                                        const std::string& name);
 
 /// A path's non-empty segments: "/api/v1/builds/4/" -> {"api", "v1", "builds", "4"}.
 [[nodiscard]] std::vector<std::string_view> path_segments(std::string_view path);

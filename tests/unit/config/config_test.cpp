@@ -1490,3 +1490,22 @@ TEST_CASE("config: buildmaster.results_retention is a duration in days too, 0 or
         CHECK(has_error(errors, "buildmaster.results_retention", "expected a duration"));
     }
 }
+
+TEST_CASE("locate: an error found after the check is placed at its key, or its nearest parent") {
+    ci::test::TempDir dir;
+    const auto path = dir / "config.yml";
+    std::ofstream(path) << "buildmaster:\n  host: ci\n  web_port: 0\ndeploy:\n  runtime: docker\n";
+    const auto at = [&](const std::string& key) {
+        const auto found = ci::config::locate(path, key, "m");
+        return std::pair(found.line, found.column);
+    };
+    CHECK(at("buildmaster.web_port") == std::pair(3, 3));
+    CHECK(at("deploy.image") == std::pair(4, 1)); // absent: its section
+    CHECK(at("zulip.user") == std::pair(1, 1));   // nothing of it: the start
+    CHECK(ci::config::locate(path, "deploy.image", "required").to_string() ==
+          path.string() + ":4:1: deploy.image: required");
+    std::ofstream(path) << "a: [unclosed\n";
+    CHECK(at("a") == std::pair(0, 0));
+    CHECK(at("missing") == std::pair(0, 0));
+    CHECK(ci::config::locate(dir / "none.yml", "a", "m").line == 0);
+}

@@ -643,3 +643,30 @@ TEST_CASE("master: an API body is at most 64 KiB, a webhook's 25 MiB") {
                         std::string(std::size_t{1024} * 1024, 'p') + "\"}";
     CHECK(send_push(m, padded, "big-1").status == 200);
 }
+
+TEST_CASE("master: a local worker shut down stays, taking no builds; a restart forgets pause and "
+          "shutdown") {
+    ci::test::Origin origin;
+    MasterFixture m(webhook_config(origin.url(), R"({name: t, run: "true"})", "local"));
+    const auto worker_state = [&] {
+        return text_of(json_of(m.get("/api/v1/workers/local/0")), "state");
+    };
+    REQUIRE(m.post_auth("/api/v1/workers/local/0/pause", "").status == 200);
+    CHECK(worker_state() == "paused");
+    const auto shut = m.post_auth("/api/v1/workers/local/0/shutdown", "");
+    REQUIRE(shut.status == 200);
+    CHECK(text_of(json_of(shut), "state") == "shutting down");
+    CHECK(m.post_auth("/api/v1/workers/local/0/shutdown", "").status == 200); // idempotent
+    CHECK(m.post_auth("/api/v1/workers/local/0/resume", "").status == 409);
+    CHECK(m.post_auth("/api/v1/workers/local/7/pause", "").status == 404);
+    CHECK(m.post_auth("/api/v1/workers/local/0/reboot", "").status == 404);
+    // In the master's process: it is not disconnected, only takes no more builds.
+    CHECK(worker_state() == "shutting down");
+    CHECK(json_of(m.get("/api/v1/workers/local/0"))["connected"].GetBool());
+    CHECK(json_of(m.get("/api/v1/workers/local/0"))["paused"].GetBool());
+
+    m.stop();
+    m.start();
+    CHECK(worker_state() == "idle");
+    CHECK_FALSE(json_of(m.get("/api/v1/workers/local/0"))["paused"].GetBool());
+}

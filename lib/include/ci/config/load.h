@@ -83,6 +83,13 @@ struct CheckedConfig {
 /// (ci/config/worker_files.h) is an error at its line.
 [[nodiscard]] Result<CheckedConfig> load_config(const std::filesystem::path& path);
 
+/// A Diagnostic (an error) for a problem found in YAML file `path` after its check, e.g. by
+/// ci-deploy's plan: `key_path` ("deploy.image") and `message`, placed at the key of `key_path`
+/// in the file, or at the deepest of its parents there (line 1, column 1 when none is). No
+/// position when the file cannot be read or parsed again, or is larger than max_config_size.
+[[nodiscard]] Diagnostic
+locate(const std::filesystem::path& path, std::string key_path, std::string message);
+
 /// The JSON form of `config`: every key as in the YAML file, defaults written out, so that
 /// parse_config_json(to_json(c)) gives back c. It holds secrets: keep it out of logs.
 [[nodiscard]] std::string to_json(const Config& config);
