@@ -101,6 +101,7 @@ struct FakeEc2 final : ci::master::Ec2Api {
     }
     std::vector<std::string> stopped;
     std::vector<std::string> started;
+    std::optional<ci::Error> start_error;
     ci::Status stop_instances(const std::vector<std::string>& ids) override {
         for (const auto& id : ids) {
             stopped.push_back(id);
@@ -111,6 +112,9 @@ struct FakeEc2 final : ci::master::Ec2Api {
     ci::Status start_instances(const std::vector<std::string>& ids) override {
         for (const auto& id : ids) {
             started.push_back(id);
+            if (start_error) {
+                return ci::fail(*start_error);
+            }
             instances[id].state = "pending";
         }
         return {};
@@ -598,4 +602,26 @@ TEST_CASE("ec2 pool: a stopped instance a class no longer keeps is terminated wi
     CHECK(f.ec2->started.empty());
     CHECK_FALSE(f.credentials.token_unused("aws/kept").has_value());
     CHECK(std::ranges::none_of(f.keys(), [](const auto& key) { return key.worker == "aws/kept"; }));
+}
+
+TEST_CASE("ec2 pool: a stopped instance EC2 refuses to start is terminated, and one launched") {
+    Fixture f;
+    f.ec2_class().max_spot_price.reset();
+    f.ec2_class().idle_action = ci::config::Ec2Workers::IdleAction::Stop;
+    f.ec2_class().stopped_max = 1;
+    store_stopped(f);
+    f.ec2->start_error =
+        ci::Error{ci::ErrorCode::AwsService,
+                  "StartInstances: 400 InsufficientInstanceCapacity: no capacity in this zone",
+                  400};
+    auto pool = f.pool();
+    pool->step(true);
+    CHECK(f.ec2->started == std::vector<std::string>{"i-stopped"});
+    CHECK(f.ec2->terminated == std::vector<std::string>{"i-stopped"});
+    CHECK_FALSE(f.credentials.token_unused("aws/kept").has_value());
+    CHECK(std::ranges::none_of(f.keys(), [](const auto& key) { return key.worker == "aws/kept"; }));
+    // The request still waits: the next step launches a fresh instance for it.
+    CHECK(f.ec2->runs.empty());
+    pool->step(false);
+    CHECK(f.ec2->runs.size() == 1);
 }
