@@ -8,8 +8,9 @@
    with time.monotonic() once its headers are read). For each of SAMPLES build requests forced
    through the REST API, the time from just before the POST to the moment the master's
    RunInstances call reaches the proxy: the API, the store's ingest, the pool's wake-up, its
-   tick, the intent stored, the image looked up (DescribeImages at moto, a round trip included
-   in the figure and printed apart), the token issued, the call signed and sent. No peer: the
+   tick, the intent stored, the image (looked up with DescribeImages at moto by the first
+   launch, a round trip printed apart; the later ones take it from the pool's cache, fresh for
+   5 minutes), the token issued, the call signed and sent. No peer: the
    figure is compared with the target.
 2. Reconcile of COUNT tagged instances (target: under 1 s of master CPU): the pool itself
    (master/ec2_pool.h, the real Ec2Client over libcurl, its SQLite store) in
@@ -83,13 +84,18 @@ schedulers:
                 arrived.wait_for(lambda: len([c for c in proxy.calls
                                               if c.action == "RunInstances"]) > before, 30)
             run = proxy.calls_of("RunInstances")[before]
-            image = [c for c in proxy.calls_of("DescribeImages") if c.arrived >= start][0]
+            # The pool caches each class's image for Ec2Pool::image_ttl (5 minutes): only the
+            # first launch looks it up.
+            image = [c for c in proxy.calls_of("DescribeImages") if c.arrived >= start]
             totals.append((run.arrived - start) * 1000)
-            images.append((run.arrived - image.arrived) * 1000)
+            if image:
+                images.append((run.arrived - image[0].arrived) * 1000)
             answers.append((answered - start) * 1000)
             harness.wait_for("the RunInstances answer", lambda: run.outcome is not None, 30)
-            print(f"  launch {sample + 1}: {totals[-1]:.1f} ms to RunInstances "
-                  f"(DescribeImages at moto and after: {images[-1]:.1f} ms)", flush=True)
+            looked_up = (f"DescribeImages at moto and after: {images[-1]:.1f} ms" if image
+                         else "image from the pool's cache")
+            print(f"  launch {sample + 1}: {totals[-1]:.1f} ms to RunInstances ({looked_up})",
+                  flush=True)
             time.sleep(0.2)
         return totals, images, answers
     finally:
@@ -179,8 +185,10 @@ def main():
               f"min {min(totals):.1f}, max {max(totals):.1f} over {len(totals)} "
               f"(target < {TARGET_LAUNCH_MS} ms: {median_total / TARGET_LAUNCH_MS:.2f}x of it, "
               f"max {'met' if max(totals) < TARGET_LAUNCH_MS else 'NOT met'})")
-        print(f"  of which DescribeImages (at moto) to RunInstances: median "
-              f"{statistics.median(images):.1f} ms; the force answered after median "
+        looked_up = (f"median {statistics.median(images):.1f} ms" if images else "none")
+        print(f"  DescribeImages before {len(images)} of {len(totals)} launches (the others "
+              f"took the pool's cached image); DescribeImages (at moto) to RunInstances: "
+              f"{looked_up}; the force answered after median "
               f"{statistics.median(answers):.1f} ms")
         step = ours["reconcile_step.cpu_s.median"]
         print(f"reconcile of {args.count} instances ({pages} pages): libci step CPU median "

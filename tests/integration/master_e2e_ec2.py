@@ -119,8 +119,8 @@ def user_data_of(moto, instance_id):
 
 class Booted(harness.Worker):
     """The boot of an instance, played from its user data alone: the worker.env its
-    cloud-config writes, and the ci-worker unit's ExecStart (its --work-dir moved into the test's
-    temp dir, its --imds dropped: there is no metadata service here). The process gets that
+    cloud-config writes, and the ci-worker unit's ExecStart (its --work-dir and --secret-state
+    moved into the test's temp dir, its --imds dropped: there is no metadata service here). The process gets that
     environment and PATH and HOME, nothing else: no name, token or fingerprint on its command
     line or from the test. A harness.Worker for the rest (kill, log)."""
 
@@ -143,6 +143,11 @@ class Booted(harness.Worker):
             flag, value, rest = rest[0], rest[1], rest[2:]
             if flag == "--work-dir":
                 value = os.path.join(case.tmp, f"instance{index}")
+            if flag == "--secret-state":
+                # The instance's disk: a boot of the same index (a stopped instance started
+                # again) finds the secret its worker kept.
+                value = os.path.join(case.tmp, f"instance{index}-state", "worker-secret")
+                self.secret_state = value
             if flag != "--imds":
                 args += [flag, value]
         self.name = self.env.get("CI_WORKER_NAME", "")
@@ -237,17 +242,23 @@ def build_of(master, request):
     return None
 
 
-def main(case):
+def with_moto(case, run_case, untested):
+    """Runs `run_case(case, moto)` against a fresh moto_server; SKIPs (exit 77) loudly, saying
+    what is `untested`, when there is none."""
     if not moto_program():
         print("SKIP: moto_server not found (LIBCI_MOTO_SERVER unset, not in PATH; "
-              "scripts/test.sh tries pip install 'moto[server]'): the EC2 pool is not tested",
+              f"scripts/test.sh tries pip install 'moto[server]'): {untested} is not tested",
               flush=True)
         sys.exit(77)
     moto = Moto(case)
     try:
-        run(case, moto)
+        run_case(case, moto)
     finally:
         moto.stop()
+
+
+def main(case):
+    with_moto(case, run, "the EC2 pool")
 
 
 def run(case, moto):

@@ -15,6 +15,7 @@
 #include <ci/core/log.h>
 #include <ci/core/process.h>
 #include <ci/worker/agent.h>
+#include <ci/worker/secret_state.h>
 
 #include "ci-worker/commands.h"
 #include "common/cgroups.h"
@@ -28,6 +29,7 @@ struct StartCommand {
     std::string master;
     std::string name;
     std::string secret_file;
+    std::string secret_state;
     std::string work_dir = "ci-worker";
     std::string cache_dir;
     std::string ca_file;
@@ -129,6 +131,24 @@ int run_start(StartCommand command) {
         return ExitUsage;
     }
     (void)log::add_secret(*secret);
+    std::filesystem::path secret_state;
+    if (!command.secret_state.empty()) {
+        // The secret the last login derived, when this worker has logged in before (an EC2
+        // instance stopped and started again): its first one (the token) is spent.
+        secret_state = std::filesystem::absolute(command.secret_state).lexically_normal();
+        auto kept = ci::worker::load_secret_state(secret_state, command.name);
+        if (!kept) {
+            print_error(kept.error());
+            return ExitUsage;
+        }
+        if (*kept) {
+            (void)log::add_secret(**kept);
+            log::info("logging in with the secret kept in {} (the first login spent the "
+                      "one-time token)",
+                      secret_state.string());
+            secret = std::move(**kept);
+        }
+    }
     ci::worker::WorkerOptions options;
     options.host = command.master.substr(0, colon);
     if (options.host.starts_with('[') && options.host.ends_with(']')) {
@@ -138,6 +158,7 @@ int run_start(StartCommand command) {
     options.name = command.name;
     options.runner.log_secrets.push_back(*secret);
     options.secret = std::move(*secret);
+    options.secret_state = std::move(secret_state);
     options.max_builds = command.max_builds;
     options.ca_file = command.ca_file;
     options.fingerprint = command.fingerprint;
@@ -212,7 +233,9 @@ void setup_start(CLI::App& app, Runner& runner) {
         "data writes them (/etc/libci/worker.env); the worker removes these variables from its\n"
         "environment.\n"
         "Secrets come from files or the environment, never from arguments: the worker's secret\n"
-        "from --secret-file or $CI_WORKER_SECRET (removed from the environment), git\n"
+        "from --secret-file or $CI_WORKER_SECRET (removed from the environment), or, once an\n"
+        "EC2 worker has logged in, from --secret-state (where it keeps the secret each login\n"
+        "derives, so that a stopped instance started again logs in), git\n"
         "credentials from $CI_GIT_TOKEN (HTTPS) and $CI_GIT_SSH_KEY (key file; otherwise the\n"
         "SSH agent). Build steps see none of them, in their environment or through /proc: the\n"
         "worker overwrites them in its initial environment block and is not dumpable.\n"
@@ -241,6 +264,13 @@ void setup_start(CLI::App& app, Runner& runner) {
     sub->add_option("--secret-file",
                     command->secret_file,
                     "A file whose first line is this worker's password (else $CI_WORKER_SECRET)");
+    sub->add_option("--secret-state",
+                    command->secret_state,
+                    "A file where an EC2 worker keeps the secret each login derives from the\n"
+                    "one before (written 0600 after each login; its first secret, the one-time\n"
+                    "token, is spent at the first login). When it exists and names this worker,\n"
+                    "its secret is used instead of --secret-file or $CI_WORKER_SECRET, so that an\n"
+                    "instance stopped and started again (idle_action: stop) logs in again");
     sub->add_option("--work-dir",
                     command->work_dir,
                     "Where builds run: WORK_DIR/BUILDER/SLOT, one directory per build running\n"

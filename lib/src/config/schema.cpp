@@ -625,12 +625,32 @@ void Checker::check_ec2_class(Fields& fields, Ec2Workers& out) {
                       fmt::format(R"(expected "terminate" or "stop", got "{}")", idle_action));
     }
     fields.read("stopped_max", out.stopped_max, 0, max_count);
-    // Accepted early, said so: a stopped instance's worker cannot log in again after a start
-    // until the one-time token is renewed for it (issue 18's ec2-boot part).
-    if (out.idle_action == Ec2Workers::IdleAction::Stop) {
+    if (out.idle_action != Ec2Workers::IdleAction::Stop) {
+        if (out.stopped_max > 0) {
+            reader_.warning(fields.find("stopped_max")->value,
+                            fields.path("stopped_max"),
+                            "has no effect without idle_action: stop (idle instances are "
+                            "terminated)");
+        }
+        return;
+    }
+    if (out.stopped_max == 0) {
+        reader_.error(fields.find("idle_action")->value,
+                      fields.path("stopped_max"),
+                      "must be at least 1 with idle_action: stop (0 keeps no instance stopped)");
+    }
+    // EC2 stops a spot instance only when it was requested persistent with
+    // InstanceInterruptionBehavior=stop; the pool launches one-time spot requests, which can
+    // only be terminated. The class is valid: its on-demand instances (spot_fallback) stop.
+    if (out.max_spot_price) {
         reader_.warning(fields.find("idle_action")->value,
                         fields.path("idle_action"),
-                        "not used yet: idle instances are terminated, not stopped");
+                        out.spot_fallback
+                            ? "stop applies to on-demand instances only: this class's spot "
+                              "instances (max_spot_price) are terminated when idle; the "
+                              "on-demand ones spot_fallback launches are stopped"
+                            : "stop applies to on-demand instances only: this class launches "
+                              "spot instances (max_spot_price), which are terminated when idle");
     }
 }
 

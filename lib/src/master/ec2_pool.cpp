@@ -160,8 +160,10 @@ Result<std::unique_ptr<Ec2Pool>> Ec2Pool::create(Parts parts) {
     std::set<std::string> adoptable;
     for (const auto& record : *stored) {
         const auto state = instance_state_from(record.state);
+        // A stopped instance's worker logs in again when it is started: its key stays.
         if (state == InstanceState::Launching || state == InstanceState::Pending ||
-            state == InstanceState::Running) {
+            state == InstanceState::Running || state == InstanceState::Stopping ||
+            state == InstanceState::Stopped) {
             adoptable.insert(record.worker);
         }
     }
@@ -408,10 +410,10 @@ void Ec2Pool::perform(const std::vector<PoolAction>& actions) {
                 api_for(start_action->worker.substr(0, start_action->worker.rfind('/')))
                     ->start_instances({start_action->instance_id});
             if (!started) {
-                alert(fmt::format("starting instance {}: {}",
-                                  start_action->instance_id,
-                                  started.error().message));
-                pool_.end_failed({start_action->instance_id});
+                perform(pool_.start_failed(start_action->instance_id,
+                                           classify(started.error()),
+                                           started.error().message,
+                                           p_.clock.now()));
             }
         } else if (const auto* drain = std::get_if<DrainAction>(&action)) {
             p_.workers.drain(drain->worker);
@@ -424,6 +426,20 @@ void Ec2Pool::perform(const std::vector<PoolAction>& actions) {
 }
 
 Result<std::string> Ec2Pool::image_for(const std::string& worker_class) {
+    const auto now = p_.clock.now();
+    if (const auto cached = images_.find(worker_class); cached != images_.end() &&
+                                                        now < cached->second.until &&
+                                                        now >= cached->second.until - image_ttl) {
+        return cached->second.image_id;
+    }
+    auto found = look_up_image(worker_class);
+    if (found) {
+        images_[worker_class] = CachedImage{*found, now + image_ttl};
+    }
+    return found;
+}
+
+Result<std::string> Ec2Pool::look_up_image(const std::string& worker_class) {
     const auto& ec2 = std::get<config::Ec2Workers>(p_.config.slaves.at(worker_class));
     std::vector<aws::Filter> filters{{"tag:base_name", {ec2.ami}}, {"state", {"available"}}};
     for (const auto& [key, value] : p_.config.aws.image_tags) {
@@ -525,6 +541,11 @@ void Ec2Pool::launch(const LaunchAction& action) {
                                             "RunInstances: no instance in the answer",
                                             std::nullopt}
                                     : launched.error();
+        // InvalidAMIID.NotFound, .Unavailable, .Malformed: the cached image is gone (deregistered,
+        // or replaced); the next launch looks it up again.
+        if (error.message.find("InvalidAMIID") != std::string::npos) {
+            images_.erase(action.worker_class);
+        }
         failed(classify(error), error.message);
         return;
     }
@@ -544,7 +565,9 @@ void Ec2Pool::end_instances(const std::vector<std::string>& ids,
         for (const auto& instance : pool_.instances()) {
             if (instance.instance_id == id) {
                 region = region_of(instance.worker_class);
-                if (!instance.orphaned) {
+                // A stopped instance's worker logs in again when it is started: its key stays
+                // (in the store too) until the instance is terminated.
+                if (!instance.orphaned && !stop_only) {
                     p_.credentials.revoke(instance.worker);
                 }
             }
@@ -563,7 +586,7 @@ void Ec2Pool::end_instances(const std::vector<std::string>& ids,
                               fmt::join(list, ", "),
                               why,
                               done.error().message));
-            pool_.end_failed(list);
+            perform(pool_.end_failed(list, p_.clock.now()));
         }
     }
 }

@@ -11,8 +11,10 @@
 // Each launch gets a one-time worker token (Credentials::issue_token, valid for the class's
 // missing_timeout; its key stored before RunInstances) and user data from the `user_data` seam;
 // a terminated or lost instance's worker credentials are revoked and its connection closed (its
-// builds are retried). At start, the stored instances whose workers still have stored keys are
-// adopted (LatentPool::restore), the others terminated.
+// builds are retried); a stopped one's stay, so that its worker logs in again when it is
+// started (StartInstances, before any launch). At start, the stored instances whose workers
+// still have stored keys are adopted (LatentPool::restore), stopped ones included, the others
+// terminated. Each class's image is looked up at most once per image_ttl.
 
 #include <atomic>
 #include <chrono>
@@ -95,6 +97,10 @@ public:
         std::chrono::milliseconds timeout{30000};
     };
 
+    /// How long a class's image (DescribeImages by its tags, the newest) is used for launches
+    /// before it is looked up again. A launch refused with InvalidAMIID.* looks it up at once.
+    static constexpr std::chrono::seconds image_ttl{300};
+
     /// Opens its store connection and restores the instances a previous run stored. Fails
     /// with the store's error.
     [[nodiscard]] static Result<std::unique_ptr<Ec2Pool>> create(Parts parts);
@@ -134,7 +140,9 @@ private:
     void end_instances(const std::vector<std::string>& ids, const std::string& why, bool stop_only);
     void lost(const LostAction& action);
     void alert(const std::string& message);
+    // The class's image: from the cache while it is fresh (image_ttl), else looked up.
     Result<std::string> image_for(const std::string& worker_class);
+    Result<std::string> look_up_image(const std::string& worker_class);
     std::shared_ptr<Ec2Api> api_for(const std::string& worker_class);
     std::string region_of(const std::string& worker_class) const;
     void persist();
@@ -145,6 +153,11 @@ private:
     LatentPool pool_;
     std::map<std::string, std::uint64_t> saved_versions_; // client token -> version stored
     std::map<std::string, std::shared_ptr<Ec2Api>> apis_; // by region
+    struct CachedImage {
+        std::string image_id;
+        WallTime until;
+    };
+    std::map<std::string, CachedImage> images_; // by class
     std::optional<WallTime> next_reconcile_;
     std::atomic<bool> held_{false};
 

@@ -44,6 +44,23 @@ std::optional<InstanceState> from_ec2(std::string_view state) {
     return std::nullopt;
 }
 
+// Whole seconds from `from` to `to`, for messages.
+long long seconds_between(WallTime from, WallTime to) {
+    return std::chrono::duration_cast<std::chrono::seconds>(to - from).count();
+}
+
+// A stopped instance started again (by the pool, or by someone else): `launched` stays
+// (max_lifetime counts from the launch); missing_timeout counts from the start.
+void mark_started(PoolInstance& instance, WallTime now) {
+    instance.state = InstanceState::Pending;
+    instance.started_at = now;
+    instance.connected_once = false;
+    instance.disconnected_at.reset();
+    instance.ended_at.reset();
+    instance.busy_at.reset();
+    ++instance.version;
+}
+
 std::chrono::seconds backoff_delay(int failures) {
     auto delay = LatentPool::backoff_start;
     for (int i = 1; i < failures && delay < LatentPool::backoff_cap; ++i) {
@@ -87,9 +104,9 @@ std::map<std::string, PoolClass> pool_classes(const config::Config& config) {
         settings.missing_timeout = ec2->missing_timeout;
         settings.idle_timeout = ec2->build_wait_timeout;
         settings.max_lifetime = ec2->max_lifetime;
-        // idle_action: stop is not used yet (check-config says so): a started instance's
-        // worker has no token to log in with. The pool's stop rules wait for it.
-        settings.stop_when_idle = false;
+        // A stopped instance's worker logs in again with the secret it keeps on disk
+        // (ci-worker start --secret-state); its key stays in the store while it is stopped.
+        settings.stop_when_idle = ec2->idle_action == config::Ec2Workers::IdleAction::Stop;
         settings.stopped_max = ec2->stopped_max;
         classes.emplace(name, settings);
     }
@@ -184,13 +201,12 @@ void LatentPool::check_instance(PoolInstance& instance,
     if (instance.state == InstanceState::Terminating) {
         if (instance.ended_at && now - *instance.ended_at >= resend_after &&
             !instance.instance_id.empty()) {
-            actions.emplace_back(AlertAction{fmt::format(
-                "instance {} (worker {}) was asked to terminate at {} s "
-                "ago and EC2 still lists it; terminating it again",
-                instance.instance_id,
-                instance.worker,
-                std::chrono::duration_cast<std::chrono::seconds>(now - *instance.ended_at)
-                    .count())});
+            actions.emplace_back(
+                AlertAction{fmt::format("instance {} (worker {}) was asked to terminate at {} s "
+                                        "ago and EC2 still lists it; terminating it again",
+                                        instance.instance_id,
+                                        instance.worker,
+                                        seconds_between(*instance.ended_at, now))});
             instance.ended_at = now;
             ++instance.version;
             actions.emplace_back(
@@ -218,9 +234,24 @@ void LatentPool::check_instance(PoolInstance& instance,
     }
     const PoolClass& settings = settings_found->second;
     switch (instance.state) {
-    case InstanceState::Launching:
     case InstanceState::Stopping:
+        // Verified like a termination: reconcile() moves it to Stopped when EC2 says so.
+        if (instance.ended_at && now - *instance.ended_at >= resend_after) {
+            actions.emplace_back(AlertAction{fmt::format(
+                "instance {} (worker {}) was asked to stop {} s ago and EC2 does not list it "
+                "stopped; terminating it",
+                instance.instance_id,
+                instance.worker,
+                seconds_between(*instance.ended_at, now))});
+            end(instance, settings, false, "its stop was not seen", now, actions);
+        }
+        return;
     case InstanceState::Stopped:
+        if (settings.max_lifetime && now - instance.launched >= *settings.max_lifetime) {
+            end(instance, settings, false, "past its max_lifetime while stopped", now, actions);
+        }
+        return;
+    case InstanceState::Launching:
     case InstanceState::Terminated:
     case InstanceState::Terminating: // handled above
         return;
@@ -262,13 +293,14 @@ void LatentPool::check_instance(PoolInstance& instance,
         return;
     }
     if (!instance.connected_once) {
-        if (now - instance.launched >= settings.missing_timeout) {
+        if (now - instance.started_at.value_or(instance.launched) >= settings.missing_timeout) {
             actions.emplace_back(AlertAction{
-                fmt::format("instance {} (worker {}) never connected within {} s of its launch; "
+                fmt::format("instance {} (worker {}) never connected within {} s of its {}; "
                             "terminating it",
                             instance.instance_id,
                             instance.worker,
-                            settings.missing_timeout.count())});
+                            settings.missing_timeout.count(),
+                            instance.started_at ? "start (it had been stopped)" : "launch")});
             end(instance, settings, false, "never connected (missing_timeout)", now, actions);
         }
         return;
@@ -320,22 +352,26 @@ void LatentPool::launch_for_demand(const std::string& name,
     if (wanted <= 0) {
         return;
     }
-    // Stopped instances first: their disks are warm and they start in seconds.
+    // Stopped instances first: their disks are warm and they start in seconds. The most
+    // recently stopped first: its git mirrors and caches are the newest, and the least
+    // recently stopped are the first trim_stopped() terminates.
+    std::vector<PoolInstance*> stopped;
     for (auto& instance : instances_) {
+        if (instance.worker_class == name && !instance.orphaned &&
+            instance.state == InstanceState::Stopped) {
+            stopped.push_back(&instance);
+        }
+    }
+    std::ranges::stable_sort(stopped, [](const PoolInstance* a, const PoolInstance* b) {
+        return a->ended_at.value_or(WallTime{}) > b->ended_at.value_or(WallTime{});
+    });
+    for (auto* instance : stopped) {
         if (wanted == 0) {
             return;
         }
-        if (instance.worker_class == name && !instance.orphaned &&
-            instance.state == InstanceState::Stopped) {
-            change(instance, InstanceState::Pending);
-            instance.launched = now; // missing_timeout counts from the start
-            instance.connected_once = false;
-            instance.disconnected_at.reset();
-            instance.ended_at.reset();
-            instance.busy_at.reset();
-            actions.emplace_back(StartAction{instance.instance_id, instance.worker});
-            --wanted;
-        }
+        mark_started(*instance, now);
+        actions.emplace_back(StartAction{instance->instance_id, instance->worker});
+        --wanted;
     }
     auto& state = class_state_[name];
     if (state.next_launch && now < *state.next_launch) {
@@ -354,6 +390,43 @@ void LatentPool::launch_for_demand(const std::string& name,
         actions.emplace_back(
             LaunchAction{name, instance.worker, instance.client_token, instance.market});
         instances_.push_back(std::move(instance));
+    }
+}
+
+// A class keeps at most stopped_max stopped (or stopping) instances, none once it no longer
+// stops idle ones: the least recently stopped beyond that are terminated.
+void LatentPool::trim_stopped(const std::string& name,
+                              const PoolClass& settings,
+                              WallTime now,
+                              std::vector<PoolAction>& actions) {
+    const int limit = settings.stop_when_idle ? settings.stopped_max : 0;
+    int kept = 0;
+    std::vector<PoolInstance*> stopped;
+    for (auto& instance : instances_) {
+        if (instance.worker_class != name || instance.orphaned) {
+            continue;
+        }
+        if (instance.state == InstanceState::Stopping) {
+            ++kept;
+        } else if (instance.state == InstanceState::Stopped) {
+            ++kept;
+            stopped.push_back(&instance);
+        }
+    }
+    std::ranges::stable_sort(stopped, [](const PoolInstance* a, const PoolInstance* b) {
+        return a->ended_at.value_or(WallTime{}) < b->ended_at.value_or(WallTime{});
+    });
+    for (auto* instance : stopped) {
+        if (kept <= limit) {
+            return;
+        }
+        end(*instance,
+            settings,
+            false,
+            fmt::format("class {} keeps at most {} stopped instance(s)", name, limit),
+            now,
+            actions);
+        --kept;
     }
 }
 
@@ -383,6 +456,7 @@ std::vector<PoolAction> LatentPool::tick(const PoolView& view, WallTime now) {
     }
     for (const auto& [name, settings] : classes_) {
         launch_for_demand(name, settings, view, now, actions);
+        trim_stopped(name, settings, now, actions);
     }
     return actions;
 }
@@ -456,17 +530,55 @@ std::vector<PoolAction> LatentPool::launch_failed(const std::string& worker,
     return actions;
 }
 
-void LatentPool::end_failed(const std::vector<std::string>& instance_ids) {
+std::vector<PoolAction> LatentPool::end_failed(const std::vector<std::string>& instance_ids,
+                                               WallTime now) {
+    std::vector<PoolAction> actions;
     for (const auto& id : instance_ids) {
-        if (auto* instance = find_id(id)) {
-            // Tried again by the next tick: its end is due at once.
-            instance->ended_at = WallTime{};
-            ++instance->version;
-            if (instance->state == InstanceState::Stopping) {
-                change(*instance, InstanceState::Running);
-            }
+        auto* instance = find_id(id);
+        if (instance == nullptr) {
+            continue;
         }
+        if (instance->state == InstanceState::Stopping) {
+            // Its worker was drained and it is idle: terminated rather than left running.
+            instance->ended_at = now;
+            change(*instance, InstanceState::Terminating);
+            actions.emplace_back(TerminateAction{{id}, "its stop failed"});
+            continue;
+        }
+        // Tried again by the next tick: its end is due at once.
+        instance->ended_at = WallTime{};
+        ++instance->version;
     }
+    return actions;
+}
+
+std::vector<PoolAction> LatentPool::start_failed(const std::string& instance_id,
+                                                 LaunchFailure failure,
+                                                 const std::string& error,
+                                                 WallTime now) {
+    std::vector<PoolAction> actions;
+    auto* instance = find_id(instance_id);
+    if (instance == nullptr || instance->state != InstanceState::Pending) {
+        return actions;
+    }
+    if (failure == LaunchFailure::Unknown) {
+        actions.emplace_back(AlertAction{
+            fmt::format("start of instance {} (worker {}) got no answer ({}); its worker has "
+                        "missing_timeout to connect",
+                        instance_id,
+                        instance->worker,
+                        error)});
+        return actions;
+    }
+    actions.emplace_back(
+        AlertAction{fmt::format("start of instance {} (worker {}) failed: {}; terminating it",
+                                instance_id,
+                                instance->worker,
+                                error)});
+    instance->ended_at = now;
+    change(*instance, InstanceState::Terminating);
+    actions.emplace_back(TerminateAction{{instance_id}, "its start failed"});
+    return actions;
 }
 
 std::vector<PoolAction> LatentPool::reconcile(const std::vector<ObservedInstance>& observed,
@@ -545,6 +657,22 @@ std::vector<PoolAction> LatentPool::reconcile(const std::vector<ObservedInstance
             if (instance->state == InstanceState::Stopping ||
                 instance->state == InstanceState::Stopped) {
                 change(*instance, InstanceState::Stopped);
+            } else if (instance->state == InstanceState::Pending && instance->started_at &&
+                       !instance->connected_once) {
+                // Started by the pool: EC2 may list it stopped for a moment; not after
+                // launch_grace.
+                if (now - *instance->started_at >= launch_grace) {
+                    actions.emplace_back(AlertAction{
+                        fmt::format("instance {} (worker {}) was started {} s ago and EC2 still "
+                                    "lists it stopped; terminating it",
+                                    instance->instance_id,
+                                    instance->worker,
+                                    seconds_between(*instance->started_at, now))});
+                    instance->ended_at = now;
+                    change(*instance, InstanceState::Terminating);
+                    actions.emplace_back(
+                        TerminateAction{{instance->instance_id}, "started, but still stopped"});
+                }
             } else if (instance->state != InstanceState::Terminating) {
                 // Stopped by someone else (or a spot stop): not something the pool can use
                 // with confidence; ended.
@@ -559,7 +687,11 @@ std::vector<PoolAction> LatentPool::reconcile(const std::vector<ObservedInstance
             break;
         case InstanceState::Pending:
         case InstanceState::Running:
-            if (instance->state == InstanceState::Launching) {
+            if (instance->state == InstanceState::Stopped && !instance->orphaned) {
+                // Started by someone else: its worker boots and logs in, or missing_timeout
+                // ends it, as for a start of the pool's own.
+                mark_started(*instance, now);
+            } else if (instance->state == InstanceState::Launching) {
                 change(*instance, *ec2_state);
             } else if (instance->state == InstanceState::Pending &&
                        *ec2_state == InstanceState::Running) {

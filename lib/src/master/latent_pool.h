@@ -8,13 +8,21 @@
 // The rules it keeps (issue 18, "never leak"):
 // - A launch is recorded (state Launching, with its worker name and ClientToken) before the
 //   action is returned, so that the shell stores the intent before RunInstances is called.
-// - An instance whose worker never connected within missing_timeout of its launch, or whose
-//   connection dropped missing_timeout ago, is terminated; so is one whose worker had no build
-//   for build_wait_timeout (or stopped, with idle_action stop, while fewer than stopped_max are
-//   kept), and one older than max_lifetime once it is idle (it is drained first).
+// - An instance whose worker never connected within missing_timeout of its launch (or of its
+//   start, for a stopped one started again), or whose connection dropped missing_timeout ago,
+//   is terminated; so is one whose worker had no build for build_wait_timeout (or stopped,
+//   with idle_action stop, while its class keeps fewer than stopped_max stopped or stopping
+//   instances: on-demand ones only), and one older than max_lifetime once it is idle (it is
+//   drained first) or while it is stopped.
+// - Stopped instances are used before launching: when requests wait, the most recently
+//   stopped of the class is started (its disk has the newest git mirrors and caches; the
+//   oldest ones are the first to go when the class keeps too many). A class keeping more than
+//   stopped_max (0 once idle_action is no longer stop) terminates its least recently stopped.
+//   A start EC2 refused, or that EC2 still shows stopped launch_grace later, is terminated.
 // - A termination is verified: the instance stays Terminating until reconcile() sees EC2 say
 //   "terminated" (or no longer list it); one still there resend_after later is terminated
-//   again and reported.
+//   again and reported. A stop too: Stopping until reconcile() sees "stopped"; one not
+//   stopped resend_after later (or whose StopInstances failed) is terminated and reported.
 // - A restarted master adopts the instances it had stored whose workers can still log in (their
 //   keys are in the store): they live on under the same rules; the others are terminated.
 // - reconcile() compares every instance tagged ci:master=<host> with what the pool knows: an
@@ -71,6 +79,10 @@ struct PoolInstance {
     std::optional<WallTime> busy_at;
     std::optional<WallTime> disconnected_at; ///< its connection dropped (after connecting)
     std::optional<WallTime> ended_at;        ///< terminate (or stop) sent
+    /// StartInstances sent (a stopped instance started again): missing_timeout counts from
+    /// here until its worker connects. Not stored: a restarted master gives a started
+    /// instance's worker missing_timeout from the restart, as any adopted one.
+    std::optional<WallTime> started_at;
     bool connected_once = false;
     bool draining = false; ///< past max_lifetime: takes no new builds
     /// Restored from the store at start without its worker's credentials (or found by
@@ -200,9 +212,19 @@ public:
                                                         LaunchFailure failure,
                                                         const std::string& error,
                                                         WallTime now);
-    /// TerminateInstances (or StopInstances/StartInstances) failed for these instances: they
-    /// are tried again by a later tick.
-    void end_failed(const std::vector<std::string>& instance_ids);
+    /// TerminateInstances or StopInstances failed for these instances. A termination is tried
+    /// again by a later tick; a failed stop becomes a termination (returned, with an alert):
+    /// an idle instance is never left running.
+    [[nodiscard]] std::vector<PoolAction> end_failed(const std::vector<std::string>& instance_ids,
+                                                     WallTime now);
+    /// StartInstances failed for a stopped instance the pool was starting. `failure` as for a
+    /// launch: with no answer (Unknown) it may have started, and stays Pending under
+    /// missing_timeout; refused, it is terminated (returned, with an alert), and the demand
+    /// launches a fresh instance at the next tick.
+    [[nodiscard]] std::vector<PoolAction> start_failed(const std::string& instance_id,
+                                                       LaunchFailure failure,
+                                                       const std::string& error,
+                                                       WallTime now);
 
     /// Compares EC2's list of tagged instances (every page of DescribeInstances filtered by
     /// tag ci:master=<host>) with the pool and returns what to do about the differences.
@@ -244,6 +266,10 @@ private:
                         const PoolView& view,
                         WallTime now,
                         std::vector<PoolAction>& actions);
+    void trim_stopped(const std::string& name,
+                      const PoolClass& settings,
+                      WallTime now,
+                      std::vector<PoolAction>& actions);
     void launch_for_demand(const std::string& name,
                            const PoolClass& settings,
                            const PoolView& view,

@@ -24,6 +24,7 @@
 #include <ci/core/crypto.h>
 #include <ci/core/log.h>
 #include <ci/worker/imds.h>
+#include <ci/worker/secret_state.h>
 
 #include "master/protocol.h"
 #include "worker/files.h"
@@ -800,7 +801,17 @@ Status run_worker(const WorkerOptions& options, std::stop_token drain) {
         Result<std::chrono::seconds> welcomed = fail(ErrorCode::Io, "not connected");
         if (connected) {
             auto connection = *connected;
+            const std::string proven = secret;
             welcomed = log_in(loop, *connection, options, secret);
+            if (welcomed && secret != proven && !options.secret_state.empty()) {
+                // Saved at once: an instance stopped from now on boots with this secret.
+                if (auto saved = save_secret_state(options.secret_state, options.name, secret);
+                    !saved) {
+                    log::error("{}; a restart of this worker (an instance stopped and started "
+                               "again) cannot log in",
+                               saved.error().message);
+                }
+            }
             if (welcomed) {
                 status(fmt::format("connected to the master at {}:{} as {} ({})",
                                    options.host,

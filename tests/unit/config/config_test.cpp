@@ -450,15 +450,48 @@ slaves:
     CHECK(*back.config == config);
 }
 
-TEST_CASE("config: idle_action stop is accepted and said not to be used yet") {
-    const auto checked =
-        ci::config::parse_config("slaves:\n  e: {ami: a, idle_action: stop}\n", "t.yml");
-    REQUIRE(checked.ok());
-    const auto warnings = checked.warnings();
-    REQUIRE(warnings.size() == 1);
-    CHECK(warnings[0].key_path == "slaves.e.idle_action");
-    CHECK(warnings[0].message.starts_with("not used yet: "));
+TEST_CASE("config: idle_action stop needs stopped_max, and applies to on-demand instances") {
+    // On-demand: used, no warning.
+    const auto on_demand = ci::config::parse_config(
+        "slaves:\n  e: {ami: a, idle_action: stop, stopped_max: 2}\n", "t.yml");
+    INFO(all_diagnostics(on_demand));
+    REQUIRE(on_demand.ok());
+    CHECK(on_demand.diagnostics.empty());
+    // Without stopped_max (0): nothing would ever be stopped, an error naming the key.
+    const auto none = parse_errors("slaves:\n  e: {ami: a, idle_action: stop}\n");
+    REQUIRE(none.size() == 1);
+    CHECK(none[0].key_path == "slaves.e.stopped_max");
+    CHECK(none[0].message.find("at least 1 with idle_action: stop") != std::string::npos);
+    // A spot class: accepted with a warning (its spot instances are terminated when idle).
+    const auto spot = ci::config::parse_config(
+        "slaves:\n  e: {ami: a, max_spot_price: 0.1, idle_action: stop, stopped_max: 1}\n",
+        "t.yml");
+    REQUIRE(spot.ok());
+    REQUIRE(spot.warnings().size() == 1);
+    CHECK(spot.warnings()[0].key_path == "slaves.e.idle_action");
+    CHECK(spot.warnings()[0].message.starts_with("stop applies to on-demand instances only"));
+    const auto fallback =
+        ci::config::parse_config("slaves:\n  e: {ami: a, max_spot_price: 0.1, spot_fallback: "
+                                 "true, idle_action: stop, stopped_max: 1}\n",
+                                 "t.yml");
+    REQUIRE(fallback.warnings().size() == 1);
+    CHECK(fallback.warnings()[0].message.find("spot_fallback launches are stopped") !=
+          std::string::npos);
+    // stopped_max without idle_action stop: said to do nothing.
+    const auto unused =
+        ci::config::parse_config("slaves:\n  e: {ami: a, stopped_max: 3}\n", "t.yml");
+    REQUIRE(unused.ok());
+    REQUIRE(unused.warnings().size() == 1);
+    CHECK(unused.warnings()[0].key_path == "slaves.e.stopped_max");
+    CHECK(unused.warnings()[0].message.find("no effect without idle_action: stop") !=
+          std::string::npos);
     CHECK(ci::config::parse_config("slaves:\n  e: {ami: a}\n", "t.yml").warnings().empty());
+    // Nothing says "not used yet" any more.
+    for (const auto* checked : {&on_demand, &spot, &fallback, &unused}) {
+        for (const auto& diagnostic : checked->diagnostics) {
+            CHECK_FALSE(diagnostic.message.starts_with("not used yet"));
+        }
+    }
 }
 
 TEST_CASE("config: wrong EC2 pool keys are errors naming the key") {

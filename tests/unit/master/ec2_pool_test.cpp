@@ -99,10 +99,30 @@ struct FakeEc2 final : ci::master::Ec2Api {
         }
         return {};
     }
-    ci::Status stop_instances(const std::vector<std::string>&) override { return {}; }
-    ci::Status start_instances(const std::vector<std::string>&) override { return {}; }
+    std::vector<std::string> stopped;
+    std::vector<std::string> started;
+    std::optional<ci::Error> start_error;
+    ci::Status stop_instances(const std::vector<std::string>& ids) override {
+        for (const auto& id : ids) {
+            stopped.push_back(id);
+            instances[id].state = "stopped";
+        }
+        return {};
+    }
+    ci::Status start_instances(const std::vector<std::string>& ids) override {
+        for (const auto& id : ids) {
+            started.push_back(id);
+            if (start_error) {
+                return ci::fail(*start_error);
+            }
+            instances[id].state = "pending";
+        }
+        return {};
+    }
+    int image_calls = 0;
     ci::Result<std::vector<ci::aws::Image>>
     describe_images(const std::vector<ci::aws::Filter>& filters) override {
+        ++image_calls;
         CHECK(std::ranges::any_of(filters, [](const auto& f) {
             return f.name == "tag:base_name" && f.values == std::vector<std::string>{"ci-image"};
         }));
@@ -128,13 +148,7 @@ struct Fixture {
     Fixture() {
         config.buildmaster.state = (dir / "state.sqlite").string();
         ec2->store_path = config.buildmaster.state;
-        auto store = ci::store::open_sqlite(config.buildmaster.state);
-        REQUIRE_OK(store);
-        ci::sched::RequestBuild request;
-        request.scheduler = "force";
-        request.builder = "on-ec2";
-        request.reason = "forced";
-        REQUIRE_OK((*store)->write({ci::store::Batch{{}, {request}, {}}}, clock.now()));
+        request();
     }
 
     // `restarted`: the credentials of a new master process (default: the fixture's).
@@ -156,6 +170,29 @@ struct Fixture {
             [this](const std::string&) { return ec2; }});
         REQUIRE_OK(made);
         return std::move(*made);
+    }
+
+    // One more build request for the EC2 builder.
+    void request() const {
+        auto store = ci::store::open_sqlite(config.buildmaster.state);
+        REQUIRE_OK(store);
+        ci::sched::RequestBuild request;
+        request.scheduler = "force";
+        request.builder = "on-ec2";
+        request.reason = "forced";
+        REQUIRE_OK((*store)->write({ci::store::Batch{{}, {request}, {}}}, clock.now()));
+    }
+
+    ci::config::Ec2Workers& ec2_class() {
+        return std::get<ci::config::Ec2Workers>(config.slaves.at("aws"));
+    }
+
+    std::vector<ci::store::WorkerKey> keys() const {
+        auto store = ci::store::open_sqlite(config.buildmaster.state);
+        REQUIRE_OK(store);
+        auto keys = (*store)->worker_keys();
+        REQUIRE_OK(keys);
+        return *keys;
     }
 
     std::vector<ci::store::LatentInstance> stored() const {
@@ -454,4 +491,137 @@ TEST_CASE("ec2 user data: a template that cannot be read stops the renderer, nam
     REQUIRE_FALSE(renderer);
     CHECK(renderer.error().message.find("bad.yml:2:3") != std::string::npos);
     CHECK(renderer.error().message.find("worker_nmae") != std::string::npos);
+}
+
+namespace {
+
+// A previous run's instance i-stopped (worker aws/kept), stopped 10 minutes ago: its record and
+// its worker's key (its token spent) in the store, and EC2 listing it stopped.
+void store_stopped(Fixture& f) {
+    auto store = ci::store::open_sqlite(f.config.buildmaster.state);
+    REQUIRE_OK(store);
+    ci::store::LatentInstance record;
+    record.instance_id = "i-stopped";
+    record.worker_class = "aws";
+    record.client_token = "tok-stopped";
+    record.state = "stopped";
+    record.launched = f.clock.now() - 1h;
+    record.terminated = f.clock.now() - 10min;
+    record.worker = "aws/kept";
+    record.instance_type = "c3.large";
+    REQUIRE_OK((*store)->save_instance(record));
+    REQUIRE_OK((*store)->save_worker_key(
+        ci::store::WorkerKey{"aws/kept", "aws", std::string(64, 'a'), {}, std::nullopt}));
+    ci::aws::Instance listed;
+    listed.instance_id = "i-stopped";
+    listed.state = "stopped";
+    listed.tags = {
+        {"ci:master", f.config.buildmaster.host}, {"ci:class", "aws"}, {"ci:worker", "aws/kept"}};
+    f.ec2->instances["i-stopped"] = listed;
+}
+
+} // namespace
+
+TEST_CASE("ec2 pool: the image is looked up once per image_ttl, and again after InvalidAMIID") {
+    Fixture f;
+    f.ec2_class().count = 5;
+    auto pool = f.pool();
+    pool->step(true);
+    REQUIRE(f.ec2->runs.size() == 1);
+    CHECK(f.ec2->image_calls == 1);
+    // A second launch within the TTL takes the cached image.
+    f.request();
+    f.clock.advance(10s);
+    f.ec2->run_error = ci::Error{
+        ci::ErrorCode::AwsService,
+        "RunInstances: 400 InvalidAMIID.NotFound: The image id '[ami-new]' does not exist",
+        400};
+    pool->step(false);
+    REQUIRE(f.ec2->runs.size() == 2);
+    CHECK(f.ec2->runs[1].image_id == "ami-new");
+    CHECK(f.ec2->image_calls == 1);
+    // That launch was refused for its image: the next one looks it up again.
+    f.ec2->run_error.reset();
+    f.clock.advance(30s); // past the launch backoff
+    pool->step(false);
+    REQUIRE(f.ec2->runs.size() == 3);
+    CHECK(f.ec2->image_calls == 2);
+    // Another refusal (not about the image) keeps the cache.
+    f.request();
+    f.clock.advance(10s);
+    f.ec2->run_error =
+        ci::Error{ci::ErrorCode::AwsService, "RunInstances: 400 InvalidParameterValue: no", 400};
+    pool->step(false);
+    REQUIRE(f.ec2->runs.size() == 4);
+    CHECK(f.ec2->image_calls == 2);
+    f.ec2->run_error.reset();
+    // Past the TTL: looked up again, once for every launch of the step (the instances whose
+    // workers never connected were ended meanwhile: three requests wait).
+    f.clock.advance(ci::master::Ec2Pool::image_ttl);
+    pool->step(false);
+    REQUIRE(f.ec2->runs.size() == 7);
+    CHECK(f.ec2->image_calls == 3);
+}
+
+TEST_CASE("ec2 pool: a stopped instance keeps its worker's key and is started for a request") {
+    Fixture f;
+    f.ec2_class().max_spot_price.reset(); // on-demand
+    f.ec2_class().idle_action = ci::config::Ec2Workers::IdleAction::Stop;
+    f.ec2_class().stopped_max = 1;
+    // What a master killed -9 while an instance was stopped left.
+    store_stopped(f);
+    auto pool = f.pool();
+    CHECK(f.credentials.token_unused("aws/kept") == false); // adopted: its key is back
+    pool->step(true);
+    // The waiting request starts it: no RunInstances, no new token, the key kept.
+    CHECK(f.ec2->runs.empty());
+    CHECK(f.ec2->started == std::vector<std::string>{"i-stopped"});
+    CHECK(f.rendered.empty());
+    CHECK(f.credentials.token_unused("aws/kept") == false);
+    REQUIRE(f.keys().size() == 1);
+    CHECK(f.keys()[0].worker == "aws/kept");
+    CHECK(f.stored().at(0).state == "pending");
+    // Its worker never comes back (missing_timeout 60 s from the start): terminated, and its
+    // key goes with it.
+    f.clock.advance(61s);
+    pool->step(false);
+    CHECK(f.ec2->terminated == std::vector<std::string>{"i-stopped"});
+    CHECK_FALSE(f.credentials.token_unused("aws/kept").has_value());
+    CHECK(std::ranges::none_of(f.keys(), [](const auto& key) { return key.worker == "aws/kept"; }));
+}
+
+TEST_CASE("ec2 pool: a stopped instance a class no longer keeps is terminated with its key") {
+    Fixture f;
+    // The config says terminate now: the stopped instance of the previous run is not kept
+    // (nothing waits: with demand it would be started once more).
+    f.config.builders.clear();
+    store_stopped(f);
+    auto pool = f.pool();
+    pool->step(true);
+    CHECK(std::ranges::find(f.ec2->terminated, "i-stopped") != f.ec2->terminated.end());
+    CHECK(f.ec2->started.empty());
+    CHECK_FALSE(f.credentials.token_unused("aws/kept").has_value());
+    CHECK(std::ranges::none_of(f.keys(), [](const auto& key) { return key.worker == "aws/kept"; }));
+}
+
+TEST_CASE("ec2 pool: a stopped instance EC2 refuses to start is terminated, and one launched") {
+    Fixture f;
+    f.ec2_class().max_spot_price.reset();
+    f.ec2_class().idle_action = ci::config::Ec2Workers::IdleAction::Stop;
+    f.ec2_class().stopped_max = 1;
+    store_stopped(f);
+    f.ec2->start_error =
+        ci::Error{ci::ErrorCode::AwsService,
+                  "StartInstances: 400 InsufficientInstanceCapacity: no capacity in this zone",
+                  400};
+    auto pool = f.pool();
+    pool->step(true);
+    CHECK(f.ec2->started == std::vector<std::string>{"i-stopped"});
+    CHECK(f.ec2->terminated == std::vector<std::string>{"i-stopped"});
+    CHECK_FALSE(f.credentials.token_unused("aws/kept").has_value());
+    CHECK(std::ranges::none_of(f.keys(), [](const auto& key) { return key.worker == "aws/kept"; }));
+    // The request still waits: the next step launches a fresh instance for it.
+    CHECK(f.ec2->runs.empty());
+    pool->step(false);
+    CHECK(f.ec2->runs.size() == 1);
 }

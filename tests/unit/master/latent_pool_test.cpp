@@ -323,6 +323,274 @@ TEST_CASE("latent pool: idle_action stop keeps up to stopped_max, started again 
     CHECK(instance_of(pool, launches[0].worker).state == InstanceState::Pending);
 }
 
+namespace {
+
+// A pool whose class stops idle instances (idle 60 s, missing_timeout 5 min).
+Fixture stopping_fixture(int stopped_max) {
+    Fixture f;
+    f.settings.max_instances = 5;
+    f.settings.stop_when_idle = true;
+    f.settings.stopped_max = stopped_max;
+    f.settings.idle_timeout = seconds(60);
+    f.settings.missing_timeout = std::chrono::hours(1);
+    return f;
+}
+
+// Launches n instances at once ("i-1", "i-2", ...); returns their workers.
+std::vector<std::string> launch_n(LatentPool& pool, int n, WallTime now) {
+    const auto launches = of<LaunchAction>(pool.tick(waiting(n), now));
+    REQUIRE(launches.size() == static_cast<std::size_t>(n));
+    std::vector<std::string> workers;
+    for (std::size_t i = 0; i < launches.size(); ++i) {
+        pool.launched(launches[i].worker, "i-" + std::to_string(i + 1), false, now);
+        workers.push_back(launches[i].worker);
+    }
+    return workers;
+}
+
+// Connects `worker` (instance `id`) 61 s before `at`, idle: stopped at `at`, and EC2 says so.
+void stop_idle(LatentPool& pool, const std::string& worker, const std::string& id, WallTime at) {
+    (void)pool.tick(connected(worker, 0), at - seconds(61));
+    const auto actions = pool.tick(connected(worker, 0), at);
+    REQUIRE(of<StopAction>(actions).size() == 1);
+    CHECK(of<StopAction>(actions)[0].instance_id == id);
+    CHECK(of<TerminateAction>(actions).empty());
+    CHECK(of<LostAction>(actions).empty()); // its credentials stay: it logs in again
+    CHECK(instance_of(pool, worker).state == InstanceState::Stopping);
+    // EC2 lists it stopped, and the pool's other instances as they are.
+    std::vector<ci::master::ObservedInstance> observed;
+    for (const auto& instance : pool.instances()) {
+        if (instance.instance_id.empty() || instance.state == InstanceState::Terminated ||
+            instance.state == InstanceState::Terminating) {
+            continue;
+        }
+        const bool stopped = instance.instance_id == id || instance.state == InstanceState::Stopped;
+        observed.push_back(
+            {instance.instance_id, stopped ? "stopped" : "running", "aws", instance.worker, false});
+    }
+    CHECK(pool.reconcile(observed, at + seconds(1)).empty());
+    CHECK(instance_of(pool, worker).state == InstanceState::Stopped);
+}
+
+// Launches "i-1" 100 s before `at`, stopped at `at`; returns its worker.
+std::string stopped_one(LatentPool& pool, WallTime at) {
+    auto worker = launch_n(pool, 1, at - seconds(100)).at(0);
+    stop_idle(pool, worker, "i-1", at);
+    return worker;
+}
+
+} // namespace
+
+TEST_CASE("latent pool: beyond stopped_max, the next idle instance is terminated") {
+    auto f = stopping_fixture(1);
+    auto pool = f.make();
+    const auto workers = launch_n(pool, 2, t0);
+    const auto& first = workers[0];
+    const auto& second = workers[1];
+    stop_idle(pool, first, "i-1", t0 + minutes(10));
+    // The second instance goes idle while the first is kept stopped: terminated.
+    (void)pool.tick(connected(second, 0), t0 + minutes(11));
+    const auto actions = pool.tick(connected(second, 0), t0 + minutes(12));
+    CHECK(of<StopAction>(actions).empty());
+    REQUIRE(of<TerminateAction>(actions).size() == 1);
+    CHECK(of<TerminateAction>(actions)[0].instance_ids == std::vector<std::string>{"i-2"});
+    CHECK(instance_of(pool, first).state == InstanceState::Stopped);
+    // A stopped instance costs no compute: the seconds stop counting.
+    const auto counted = pool.instance_seconds().at({"aws", Market::OnDemand});
+    (void)pool.reconcile({{"i-1", "stopped", "aws", first, false}}, t0 + minutes(13));
+    (void)pool.tick(PoolView{}, t0 + minutes(30));
+    CHECK(pool.instance_seconds().at({"aws", Market::OnDemand}) == doctest::Approx(counted));
+}
+
+TEST_CASE("latent pool: the most recently stopped instance is started, before any launch") {
+    auto f = stopping_fixture(3);
+    auto pool = f.make();
+    const auto workers = launch_n(pool, 2, t0);
+    const auto& older = workers[0];
+    const auto& newer = workers[1];
+    stop_idle(pool, older, "i-1", t0 + minutes(10));
+    stop_idle(pool, newer, "i-2", t0 + minutes(20));
+    auto actions = pool.tick(waiting(1), t0 + minutes(30));
+    REQUIRE(of<StartAction>(actions).size() == 1);
+    CHECK(of<StartAction>(actions)[0].instance_id == "i-2");
+    CHECK(of<StartAction>(actions)[0].worker == newer);
+    CHECK(of<LaunchAction>(actions).empty());
+    const auto& started = instance_of(pool, newer);
+    CHECK(started.state == InstanceState::Pending);
+    CHECK(started.started_at == t0 + minutes(30));
+    CHECK(started.launched == t0); // max_lifetime counts from the launch
+    // While it boots, the same request does not start or launch another.
+    actions = pool.tick(waiting(1), t0 + minutes(30) + seconds(5));
+    CHECK(of<StartAction>(actions).empty());
+    CHECK(of<LaunchAction>(actions).empty());
+    // Two more requests: the other stopped one, then a launch.
+    actions = pool.tick(waiting(3), t0 + minutes(31));
+    REQUIRE(of<StartAction>(actions).size() == 1);
+    CHECK(of<StartAction>(actions)[0].instance_id == "i-1");
+    CHECK(of<StartAction>(actions)[0].worker == older);
+    CHECK(of<LaunchAction>(actions).size() == 1);
+    // The started worker logs in again: it is an instance like the others.
+    actions = pool.tick(connected(newer, 1), t0 + minutes(32));
+    CHECK(of<TerminateAction>(actions).empty());
+    CHECK(instance_of(pool, newer).connected_once);
+}
+
+TEST_CASE("latent pool: a started instance whose worker does not come back is terminated") {
+    auto f = stopping_fixture(1);
+    f.settings.missing_timeout = minutes(5);
+    auto pool = f.make();
+    const auto worker = stopped_one(pool, t0 + minutes(2));
+    // Stopped for a day: missing_timeout counts from the start, not from the launch.
+    const auto start = t0 + std::chrono::hours(24);
+    REQUIRE(of<StartAction>(pool.tick(waiting(1), start)).size() == 1);
+    CHECK(of<TerminateAction>(pool.tick(waiting(1), start + minutes(4))).empty());
+    const auto actions = pool.tick(waiting(1), start + minutes(5));
+    REQUIRE(of<TerminateAction>(actions).size() == 1);
+    CHECK(of<TerminateAction>(actions)[0].instance_ids == std::vector<std::string>{"i-1"});
+    REQUIRE(of<AlertAction>(actions).size() == 1);
+    CHECK(of<AlertAction>(actions)[0].message.find("of its start (it had been stopped)") !=
+          std::string::npos);
+    CHECK(instance_of(pool, worker).state == InstanceState::Terminating);
+}
+
+TEST_CASE("latent pool: stops are verified; one not seen, or refused, becomes a termination") {
+    auto f = stopping_fixture(2);
+    auto pool = f.make();
+    const auto worker = launch_one(pool, "i-1", t0);
+    (void)pool.tick(connected(worker, 0), t0 + seconds(1));
+    REQUIRE(of<StopAction>(pool.tick(connected(worker, 0), t0 + seconds(61))).size() == 1);
+    // EC2 still says running, then stopping: not verified yet.
+    CHECK(pool.reconcile({{"i-1", "running", "aws", worker, false}}, t0 + minutes(2)).empty());
+    CHECK(pool.reconcile({{"i-1", "stopping", "aws", worker, false}}, t0 + minutes(3)).empty());
+    CHECK(instance_of(pool, worker).state == InstanceState::Stopping);
+    CHECK(pool.tick(PoolView{}, t0 + seconds(60) + LatentPool::resend_after).empty());
+    const auto late = pool.tick(PoolView{}, t0 + seconds(61) + LatentPool::resend_after);
+    REQUIRE(of<TerminateAction>(late).size() == 1);
+    REQUIRE(of<AlertAction>(late).size() == 1);
+    CHECK(of<AlertAction>(late)[0].message.find("asked to stop") != std::string::npos);
+    CHECK(instance_of(pool, worker).state == InstanceState::Terminating);
+    // A StopInstances that failed: terminated at once.
+    auto other = f.make();
+    const auto w2 = launch_one(other, "i-2", t0);
+    (void)other.tick(connected(w2, 0), t0 + seconds(1));
+    REQUIRE(of<StopAction>(other.tick(connected(w2, 0), t0 + seconds(61))).size() == 1);
+    const auto failed = other.end_failed({"i-2"}, t0 + seconds(62));
+    REQUIRE(of<TerminateAction>(failed).size() == 1);
+    CHECK(of<TerminateAction>(failed)[0].instance_ids == std::vector<std::string>{"i-2"});
+    CHECK(instance_of(other, w2).state == InstanceState::Terminating);
+}
+
+TEST_CASE("latent pool: a start refused is terminated and replaced; one unanswered waits") {
+    auto f = stopping_fixture(2);
+    auto pool = f.make();
+    const auto workers = launch_n(pool, 2, t0);
+    const auto& first = workers[0];
+    const auto& second = workers[1];
+    stop_idle(pool, first, "i-1", t0 + minutes(10));
+    stop_idle(pool, second, "i-2", t0 + minutes(20));
+    REQUIRE(of<StartAction>(pool.tick(waiting(1), t0 + minutes(30))).size() == 1);
+    auto actions = pool.start_failed(
+        "i-2", LaunchFailure::Capacity, "InsufficientInstanceCapacity", t0 + minutes(30));
+    REQUIRE(of<TerminateAction>(actions).size() == 1);
+    CHECK(of<TerminateAction>(actions)[0].instance_ids == std::vector<std::string>{"i-2"});
+    CHECK(of<AlertAction>(actions).size() == 1);
+    CHECK(instance_of(pool, second).state == InstanceState::Terminating);
+    // The request still waits: the other stopped one is started next.
+    actions = pool.tick(waiting(1), t0 + minutes(30) + seconds(1));
+    REQUIRE(of<StartAction>(actions).size() == 1);
+    CHECK(of<StartAction>(actions)[0].instance_id == "i-1");
+    // No answer: it may have started; it stays under missing_timeout.
+    actions = pool.start_failed(
+        "i-1", LaunchFailure::Unknown, "timed out", t0 + minutes(30) + seconds(1));
+    CHECK(of<TerminateAction>(actions).empty());
+    CHECK(of<AlertAction>(actions).size() == 1);
+    CHECK(instance_of(pool, first).state == InstanceState::Pending);
+    // And EC2 listing it stopped past launch_grace: the start did not happen; terminated.
+    CHECK(pool.reconcile({{"i-1", "stopped", "aws", first, false}}, t0 + minutes(31)).empty());
+    actions = pool.reconcile({{"i-1", "stopped", "aws", first, false}},
+                             t0 + minutes(30) + seconds(1) + LatentPool::launch_grace);
+    REQUIRE(of<TerminateAction>(actions).size() == 1);
+    CHECK(of<TerminateAction>(actions)[0].instance_ids == std::vector<std::string>{"i-1"});
+    CHECK(of<LostAction>(actions).empty());
+}
+
+TEST_CASE("latent pool: reconcile keeps the stopped instances it knows, ends the others") {
+    auto f = stopping_fixture(1);
+    auto pool = f.make();
+    const auto known = stopped_one(pool, t0 + minutes(10));
+    // Known and stopped: kept. Stopped and unknown (tagged for this master): terminated.
+    auto actions = pool.reconcile(
+        {{"i-1", "stopped", "aws", known, false}, {"i-x", "stopped", "aws", "aws/stranger", false}},
+        t0 + minutes(20));
+    REQUIRE(of<TerminateAction>(actions).size() == 1);
+    CHECK(of<TerminateAction>(actions)[0].instance_ids == std::vector<std::string>{"i-x"});
+    CHECK(instance_of(pool, known).state == InstanceState::Stopped);
+    CHECK(of<TerminateAction>(pool.tick(PoolView{}, t0 + minutes(21))).empty());
+    // Started by someone else: its worker may boot and log in, as after a start of ours.
+    actions = pool.reconcile({{"i-1", "running", "aws", known, false}}, t0 + minutes(22));
+    CHECK(actions.empty());
+    CHECK(instance_of(pool, known).state == InstanceState::Pending);
+    CHECK(instance_of(pool, known).started_at == t0 + minutes(22));
+}
+
+TEST_CASE("latent pool: a restarted master keeps stopped_max of its stopped instances") {
+    // Stored by the previous run: three stopped (stopped_max was higher then), one orphaned.
+    auto f = stopping_fixture(2);
+    auto pool = f.make();
+    std::vector<PoolInstance> stored;
+    for (int i = 1; i <= 4; ++i) {
+        PoolInstance instance;
+        instance.worker = "aws/s" + std::to_string(i);
+        instance.worker_class = "aws";
+        instance.client_token = "tok-" + std::to_string(i);
+        instance.instance_id = "i-" + std::to_string(i);
+        instance.state = InstanceState::Stopped;
+        instance.launched = t0;
+        instance.ended_at = t0 + minutes(i); // i-1 stopped first
+        instance.connected_once = true;
+        instance.orphaned = i == 4; // its key is gone
+        stored.push_back(instance);
+    }
+    pool.restore(stored, t0 + minutes(30));
+    auto actions = pool.tick(PoolView{}, t0 + minutes(31));
+    std::vector<std::string> ended;
+    for (const auto& end : of<TerminateAction>(actions)) {
+        ended.insert(ended.end(), end.instance_ids.begin(), end.instance_ids.end());
+    }
+    std::ranges::sort(ended);
+    // The orphan, and the least recently stopped of the three adopted ones.
+    CHECK(ended == std::vector<std::string>{"i-1", "i-4"});
+    CHECK(instance_of(pool, "aws/s2").state == InstanceState::Stopped);
+    CHECK(instance_of(pool, "aws/s3").state == InstanceState::Stopped);
+    // The adopted ones are used: the most recently stopped first.
+    actions = pool.tick(waiting(1), t0 + minutes(32));
+    REQUIRE(of<StartAction>(actions).size() == 1);
+    CHECK(of<StartAction>(actions)[0].instance_id == "i-3");
+    // A class that no longer stops idle instances keeps none.
+    Fixture plain;
+    auto no_stop = plain.make();
+    stored.pop_back();
+    no_stop.restore(stored, t0 + minutes(30));
+    CHECK(of<TerminateAction>(no_stop.tick(PoolView{}, t0 + minutes(31))).size() == 3);
+}
+
+TEST_CASE("latent pool: a stopped instance past max_lifetime is terminated, not started") {
+    auto f = stopping_fixture(2);
+    f.settings.max_lifetime = std::chrono::hours(6);
+    auto pool = f.make();
+    const auto worker = stopped_one(pool, t0 + minutes(10));
+    CHECK(of<TerminateAction>(pool.tick(PoolView{}, t0 + std::chrono::hours(5))).empty());
+    // Launched 100 s before its stop at 10 minutes.
+    CHECK(of<TerminateAction>(pool.tick(PoolView{}, t0 + std::chrono::hours(6))).empty());
+    const auto actions = pool.tick(waiting(1), t0 + std::chrono::hours(6) + minutes(10));
+    REQUIRE(of<TerminateAction>(actions).size() == 1);
+    CHECK(of<TerminateAction>(actions)[0].reason.find("max_lifetime while stopped") !=
+          std::string::npos);
+    CHECK(of<StartAction>(actions).empty());
+    CHECK(of<LaunchAction>(actions).size() == 1);
+    CHECK(instance_of(pool, worker).state == InstanceState::Terminating);
+}
+
 TEST_CASE("latent pool: a spot instance is never stopped") {
     Fixture f;
     f.settings.spot = true;
@@ -361,7 +629,7 @@ TEST_CASE("latent pool: terminations are verified, and sent again when not seen"
     auto other = f.make();
     const auto w2 = launch_one(other, "i-2", t0);
     REQUIRE(of<TerminateAction>(other.tick(PoolView{}, t0 + minutes(1))).size() == 1);
-    other.end_failed({"i-2"});
+    CHECK(other.end_failed({"i-2"}, t0 + minutes(1)).empty());
     CHECK(of<TerminateAction>(other.tick(PoolView{}, t0 + minutes(1) + seconds(1))).size() == 1);
     CHECK(instance_of(other, w2).state == InstanceState::Terminating);
 }

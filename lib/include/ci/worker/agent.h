@@ -15,6 +15,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <filesystem>
 #include <functional>
 #include <stop_token>
 #include <string>
@@ -30,7 +31,14 @@ struct WorkerOptions {
     std::uint16_t port = 9989;      ///< its buildmaster.worker_port
     std::string name;               ///< as the master's config names it: "<class>/<i>"
     std::string secret;             ///< the worker's password (a secret)
-    int max_builds = 1;             ///< reported to the master (its config decides)
+    /// Where a latent worker keeps its secret across restarts (`ci-worker start
+    /// --secret-state`, absolute): after each login that rotates the secret, the new one is
+    /// saved there (save_secret_state, ci/worker/secret_state.h) so that the worker of an EC2
+    /// instance stopped and started again logs in with the secret the master expects. A save
+    /// that fails is logged as an error and the worker goes on (the secret stays in memory).
+    /// Empty: in memory only.
+    std::filesystem::path secret_state;
+    int max_builds = 1; ///< reported to the master (its config decides)
     /// Where builds run, git credentials. Without runner.slots, run_worker makes one WorkSlots
     /// over runner.work_root that all its builds lease their directories from.
     build::RunnerOptions runner;
