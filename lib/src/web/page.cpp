@@ -46,6 +46,7 @@ Result<std::string> render_page(const Frame& frame, std::string_view name, Data 
     if (const auto* viewer = layout.get("viewer")) {
         data.set("viewer", *viewer);
     }
+    add_partials(data);
     auto body = render(name, data);
     if (!body) {
         return fail(body.error());

@@ -48,6 +48,17 @@ Result<std::string> render_text(const std::string& text, const Data& data) {
     return tmpl.render(data);
 }
 
+void add_partials(Data& data) {
+    for (const auto& asset : assets()) {
+        if (!asset.name.starts_with('_') || !asset.name.ends_with(".mustache")) {
+            continue;
+        }
+        const auto bytes = asset.bytes;
+        data.set(std::string(asset.name.substr(0, asset.name.size() - 9)),
+                 Data(kainjow::mustache::partial([bytes] { return std::string(bytes); })));
+    }
+}
+
 std::string escape_html(std::string_view text) {
     return kainjow::mustache::html_escape(std::string(text));
 }

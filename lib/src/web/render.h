@@ -28,6 +28,10 @@ using Object = kainjow::mustache::object;
 /// Renders the template text `text` (tests; a template not embedded). Thread-safe.
 [[nodiscard]] Result<std::string> render_text(const std::string& text, const Data& data);
 
+/// Makes every embedded template whose name starts with '_' ("_force_fields.mustache") a partial
+/// of `data`, included as `{{> _force_fields}}`.
+void add_partials(Data& data);
+
 /// `text` HTML-escaped as `{{x}}` does it: & < > " ' become entities.
 [[nodiscard]] std::string escape_html(std::string_view text);
 
