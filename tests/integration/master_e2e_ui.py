@@ -169,6 +169,9 @@ schedulers:
     workers = check_page(case, master, "/workers", checked)
     case.check("local/0" in workers and "connected" in workers, "workers page: local/0 connected")
     case.check("/pause" not in workers, "workers page: no actions for an anonymous viewer")
+    listed = {w["name"]: w for w in master.get("/api/v1/workers")["workers"]}
+    case.check(listed["local/0"]["max_builds"] == 1 and "<td>1</td>" in workers,
+               f"max_builds on the page and in /api/v1/workers ({listed.get('local/0')})")
 
     # ETag: an unchanged page is a 304 for the live refresh.
     status, headers, _ = fetch(master, "/workers")

@@ -6,6 +6,7 @@
 #include "core/json.h"
 #include "master/json.h"
 #include "master/services.h"
+#include "master/ui.h"
 
 namespace ci::master {
 
@@ -48,7 +49,8 @@ void list(Services& s, http::Reply reply) {
                 .field("local", live && live->local)
                 .field("state", live ? std::string_view(live->state()) : record.state)
                 .time("last_seen", record.last_seen)
-                .ids("builds", live ? live->builds : std::vector<std::int64_t>());
+                .ids("builds", live ? live->builds : std::vector<std::int64_t>())
+                .field("max_builds", class_max_builds(s.config, record.worker_class));
             add_instance(json, s, record.name);
             json.end();
         }
@@ -66,7 +68,8 @@ void list(Services& s, http::Reply reply) {
                     .field("connected", false)
                     .field("local", false)
                     .field("state", std::string_view("not connected"))
-                    .ids("builds", {});
+                    .ids("builds", {})
+                    .field("max_builds", class_max_builds(s.config, instance.worker_class));
                 add_instance(json, s, instance.worker);
                 json.end();
             }

@@ -7,11 +7,18 @@
 
 #include <ci/config/config.h>
 #include <ci/core/clock.h>
+#include <ci/core/error.h>
+#include <ci/store/store.h>
 
 #include "web/grid.h"
 #include "web/render.h"
 
 namespace ci::master {
+
+/// What the grid is made of: the config's builders, failing builders and default branches, and
+/// the store's newest build of each builder and branch (Store::latest_builds). Call it on a
+/// reader thread.
+[[nodiscard]] Result<web::GridInput> grid_input(const config::Config& config, store::Store& store);
 
 /// What home.mustache renders: the filters' choices, the grid (and the failing builders' own
 /// section), the link to its JSON and the force form's builders.

@@ -52,7 +52,7 @@ Result<std::string> render_page(const Frame& frame, std::string_view name, Data 
         return fail(body.error());
     }
     // The one unescaped value of the layout: HTML this code rendered (with escaping) above.
-    layout.set("body", *body);
+    put(layout, "body", Data(*body));
     return render("layout.mustache", layout);
 }
 

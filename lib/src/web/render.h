@@ -21,6 +21,20 @@ using Data = kainjow::mustache::data;
 using List = kainjow::mustache::list;
 using Object = kainjow::mustache::object;
 
+/// An empty list, to fill with append().
+[[nodiscard]] inline Data make_list() {
+    return {Data::type::list};
+}
+
+/// Appends `item` to the list `list` by moving it (kainjow's push_back copies: a grid of 10,000
+/// cells copied at each level of nesting cost more than rendering it). `list` must be a list.
+void append(Data& list, Data item);
+
+/// Sets `object[key]` to `value` by moving it (kainjow's set() copies).
+inline void put(Data& object, const std::string& key, Data value) {
+    object[key] = std::move(value);
+}
+
 /// Renders the embedded template `name` ("home.mustache") with `data`. Fails (InvalidArgument)
 /// for an unknown template or one mustache cannot parse, naming it. Thread-safe.
 [[nodiscard]] Result<std::string> render(std::string_view name, const Data& data);

@@ -158,9 +158,9 @@ TEST_CASE(
     REQUIRE(page.has_value());
     CHECK(page->find("<th>&lt;script&gt;alert(1)&lt;/script&gt;</th>") != std::string::npos);
     CHECK(page->find("<script>alert") == std::string::npos);
-    CHECK(
-        page->find(R"(<a href="/builds/2" title="build 2 of tests on master: success, started )") !=
-        std::string::npos);
+    // Build 2 finished at t0 + 2 min: 8 minutes before `now`.
+    CHECK(page->find(R"(<a href="/builds/2"><span class="result success">success</span> )"
+                     R"(<span class="age">8m</span></a>)") != std::string::npos);
     CHECK(page->find("Known failures") != std::string::npos);
     CHECK(page->find("action=\"/force\"") == std::string::npos);
     frame.user = "alice";
