@@ -450,7 +450,7 @@ web::Data worker_row(const Services& s,
                                         std::pair{"resume", "Resume"},
                                         std::pair{"shutdown", "Shut down"}}) {
         web::Data a;
-        a.set("action_href", fmt::format("/workers/{}/{}", http::uri_encode(name), action));
+        a.set("action_href", fmt::format("/workers/{}/{}", http::uri_encode(name, true), action));
         a.set("action_label", std::string(label));
         actions.emplace_back(std::move(a));
     }
