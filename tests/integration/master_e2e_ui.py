@@ -13,6 +13,7 @@ import sys
 import urllib.error
 import urllib.parse
 import urllib.request
+import xml.etree.ElementTree
 
 import master_harness as h
 
@@ -193,6 +194,24 @@ schedulers:
     status, _, svg = fetch(master, "/badge/" + urllib.parse.quote(IMG, safe="") + ".svg")
     case.check(status == 404 and ">unknown</text>" in svg and "<img" not in svg,
                f"badge of an unknown builder: 404, an escaped unknown badge ({status})")
+
+    # Hostile queries and paths: answered with valid UTF-8 (fetch decodes strictly), well-formed
+    # HTML and SVG.
+    for path in ("/?branches=99999999999999999999", "/?result=%ff%fe", "/?repository=%00",
+                 "/builders/%ff%01"):
+        status, _, body = fetch(master, path)
+        parser = Checker()
+        parser.feed(body)
+        case.check(status in (200, 404) and not parser.errors and not parser.stack,
+                   f"GET {path}: {status}, well-formed")
+    for path in ("/badge/%ff%01.svg", "/badge/tests.svg?branch=%ff", "/badge/tests.txt"):
+        status, headers, svg = fetch(master, path)
+        try:
+            xml.etree.ElementTree.fromstring(svg)
+            parsed = True
+        except xml.etree.ElementTree.ParseError:
+            parsed = False
+        case.check(status in (200, 404) and parsed, f"GET {path}: {status}, well-formed SVG")
 
     # Static assets: cacheable for good when asked by hash, revalidated otherwise.
     css = re.search(r'href="(/static/style\.css\?v=[0-9a-f]{16})"', home).group(1)

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include "core/utf8.h"
 #include "web/render.h"
 
 namespace ci::web {
@@ -37,9 +38,22 @@ int text_width(std::string_view text) {
     return 10 + (7 * characters);
 }
 
+// Text XML allows: valid UTF-8 without control characters (a name from a URL may have either).
+std::string xml_text(std::string_view text) {
+    auto out = to_valid_utf8(std::string(text));
+    for (auto& c : out) {
+        if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
+            c = '?';
+        }
+    }
+    return out;
+}
+
 } // namespace
 
-std::string badge_svg(std::string_view label, std::string_view result) {
+std::string badge_svg(std::string_view label_in, std::string_view result_in) {
+    const auto label = xml_text(label_in);
+    const auto result = xml_text(result_in);
     const int left = text_width(label);
     const int right = text_width(result);
     const auto label_text = escape_html(label);

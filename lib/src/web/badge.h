@@ -10,7 +10,8 @@
 namespace ci::web {
 
 /// The SVG of a badge: `label` on grey, `result` on its colour (green for success, red for
-/// failure, ...; grey for "unknown" and anything else). Both texts are XML-escaped.
+/// failure, ...; grey for "unknown" and anything else). Both texts are XML-escaped, invalid
+/// UTF-8 replaced and control characters shown as '?' (the SVG stays well-formed XML).
 [[nodiscard]] std::string badge_svg(std::string_view label, std::string_view result);
 
 } // namespace ci::web

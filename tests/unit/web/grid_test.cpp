@@ -134,6 +134,11 @@ TEST_CASE("web badge: the result's colour; texts escaped; well-formed SVG") {
     CHECK(hostile.find("<script>") == std::string::npos);
     CHECK(hostile.find("&lt;script&gt;a&amp;b&lt;/script&gt;") != std::string::npos);
     CHECK(hostile.find("#6e7781") != std::string::npos);
+    const auto broken = ci::web::badge_svg("a\x01"
+                                           "b\xff",
+                                           "x");
+    CHECK(broken.find("a?b\xef\xbf\xbd") != std::string::npos); // U+FFFD for the bad byte
+    CHECK(broken.find('\x01') == std::string::npos);
     // Wider text, wider badge (a UTF-8 character counts once).
     CHECK(ci::web::badge_svg("a-much-longer-builder-name", "success").size() > ok.size());
     const auto width = [](const std::string& svg) {
