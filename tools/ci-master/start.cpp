@@ -178,8 +178,8 @@ int run_start(const StartCommand& command) {
     if (host.find(':') != std::string::npos && !host.starts_with('[')) {
         host = "[" + host + "]";
     }
-    log::info("serving http://{}:{}/ (REST API /api/v1, GitHub webhooks /change_hook/github, "
-              "/metrics); workers connect to port {}",
+    log::info("serving http://{}:{}/ (web UI /, REST API /api/v1, GitHub webhooks "
+              "/change_hook/github, /metrics); workers connect to port {}",
               host,
               web,
               worker);
@@ -202,8 +202,9 @@ void setup_start(CLI::App& app, Runner& runner) {
     auto* sub = app.add_subcommand(
         "start",
         "Run the master until SIGTERM or SIGINT: the HTTP service on buildmaster.web_port\n"
-        "(GitHub webhooks at POST /change_hook/github, the REST API under /api/v1, build logs,\n"
-        "/healthz, /metrics), the worker port buildmaster.worker_port, the scheduler and the\n"
+        "(the web UI at /, GitHub webhooks at POST /change_hook/github, the REST API under\n"
+        "/api/v1, build logs, /healthz, /metrics), the worker port buildmaster.worker_port, the "
+        "scheduler and the\n"
         "state database buildmaster.state (SQLite; relative to the working directory).\n"
         "Workers of classes with `local: true` run inside the master; static workers connect\n"
         "with `ci-worker start`. EC2 classes (`ami`) launch instances whose user data is the\n"

@@ -9,6 +9,7 @@
 #include "core/json.h"
 #include "master/json.h"
 #include "master/services.h"
+#include "master/ui.h"
 #include "master/worker_actions.h"
 
 namespace ci::master {
@@ -45,7 +46,8 @@ void write_worker(Json& json, Services& s, const store::WorkerRecord& record) {
         .field("state", live ? std::string_view(live->state()) : record.state)
         .field("paused", live ? live->paused : s.workers.paused(record.name))
         .time("last_seen", record.last_seen)
-        .ids("builds", live ? live->builds : std::vector<std::int64_t>());
+        .ids("builds", live ? live->builds : std::vector<std::int64_t>())
+        .field("max_builds", class_max_builds(s.config, record.worker_class));
     add_instance(json, s, record.name);
     json.end();
 }
@@ -59,7 +61,8 @@ void write_instance_worker(Json& json, Services& s, const InstanceView& instance
         .field("local", false)
         .field("state", std::string_view("not connected"))
         .field("paused", s.workers.paused(instance.worker))
-        .ids("builds", {});
+        .ids("builds", {})
+        .field("max_builds", class_max_builds(s.config, instance.worker_class));
     add_instance(json, s, instance.worker);
     json.end();
 }

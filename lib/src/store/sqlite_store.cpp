@@ -956,6 +956,29 @@ public:
             "list builds");
     }
 
+    Result<std::vector<BranchBuild>> latest_builds() override {
+        const std::lock_guard lock(mutex_);
+        // The newest build id of each group, then those builds with their requests' columns
+        // (builds.id is the primary key: the outer lookup is by rowid).
+        const std::string sql = fmt::format(
+            "SELECT {}, repository, branch FROM (SELECT b.*, r.repository, r.branch FROM builds b "
+            "JOIN build_requests r ON r.id = b.request_id WHERE b.id IN (SELECT MAX(b2.id) FROM "
+            "builds b2 JOIN build_requests r2 ON r2.id = b2.request_id GROUP BY b2.builder, "
+            "r2.repository, r2.branch))",
+            build_columns);
+        return rows<BranchBuild>(
+            sql.c_str(),
+            [](Statement&) {},
+            [&](const Statement& row) -> Result<BranchBuild> {
+                auto build = read_build(row);
+                if (!build) {
+                    return fail(build.error());
+                }
+                return BranchBuild{std::move(*build), row.text(10), row.text(11)};
+            },
+            "list the newest build of each branch");
+    }
+
     Result<int> recover_unfinished(WallTime now) override {
         const std::lock_guard lock(mutex_);
         if (auto status = execute("BEGIN IMMEDIATE", "recover unfinished builds"); !status) {

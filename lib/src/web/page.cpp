@@ -5,6 +5,7 @@
 #include <ci/core/log.h>
 #include <ci/http/request.h>
 
+#include "core/utf8.h"
 #include "web/assets.h"
 
 namespace ci::web {
@@ -21,7 +22,7 @@ Data nav_entry(std::string_view label, std::string_view href, bool active) {
 
 Data frame_data(const Frame& frame) {
     Data data;
-    data.set("title", frame.title);
+    data.set("title", to_valid_utf8(frame.title)); // it may quote a request (a builder name)
     List nav;
     nav.emplace_back(nav_entry("Home", "/", frame.nav == Nav::Home));
     nav.emplace_back(nav_entry("Workers", "/workers", frame.nav == Nav::Workers));
@@ -46,12 +47,13 @@ Result<std::string> render_page(const Frame& frame, std::string_view name, Data 
     if (const auto* viewer = layout.get("viewer")) {
         data.set("viewer", *viewer);
     }
+    add_partials(data);
     auto body = render(name, data);
     if (!body) {
         return fail(body.error());
     }
     // The one unescaped value of the layout: HTML this code rendered (with escaping) above.
-    layout.set("body", *body);
+    put(layout, "body", Data(*body));
     return render("layout.mustache", layout);
 }
 
@@ -92,7 +94,7 @@ http::ServerResponse page_response(const Frame& frame, std::string_view name, Da
 http::ServerResponse error_page(const Frame& frame, int status, std::string_view message) {
     Data data;
     data.set("status", std::to_string(status));
-    data.set("message", std::string(message));
+    data.set("message", to_valid_utf8(std::string(message))); // it may quote a request
     auto response = page_response(frame, "error.mustache", std::move(data));
     if (response.status == 200) {
         response.status = status;

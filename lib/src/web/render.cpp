@@ -48,6 +48,23 @@ Result<std::string> render_text(const std::string& text, const Data& data) {
     return tmpl.render(data);
 }
 
+void append(Data& list, Data item) {
+    // kainjow has no mutable access to a list: its storage is an object of its own (allocated
+    // by the Data, never const), so modifying it through the const reference is well-defined.
+    const_cast<List&>(list.list_value()).push_back(std::move(item)); // NOLINT(*-const-cast)
+}
+
+void add_partials(Data& data) {
+    for (const auto& asset : assets()) {
+        if (!asset.name.starts_with('_') || !asset.name.ends_with(".mustache")) {
+            continue;
+        }
+        const auto bytes = asset.bytes;
+        data.set(std::string(asset.name.substr(0, asset.name.size() - 9)),
+                 Data(kainjow::mustache::partial([bytes] { return std::string(bytes); })));
+    }
+}
+
 std::string escape_html(std::string_view text) {
     return kainjow::mustache::html_escape(std::string(text));
 }

@@ -1241,3 +1241,52 @@ TEST_CASE("store: schema 6 gains trigger steps' requests; a trigger is queued on
     REQUIRE_OK(unmerged);
     CHECK((*unmerged)->request.pinned_merge == std::optional(ci::sched::PinnedMerge{"", ""}));
 }
+
+TEST_CASE("store: latest_builds gives the newest build of each builder, repository and branch") {
+    ci::test::TempDir dir;
+    auto store = open(dir / "state.sqlite");
+    CHECK(store->latest_builds()->empty());
+    // tests on master twice, tests on feature, docs on master; the second master build runs.
+    auto feature = request_for("tests", "f1");
+    feature.branch = "feature";
+    auto other_repository = request_for("tests", "o1");
+    other_repository.repository = "other";
+    REQUIRE_OK(store->write({ci::store::Batch{{},
+                                              {request_for("tests", "m1"),
+                                               feature,
+                                               request_for("docs", "d1"),
+                                               request_for("tests", "m2"),
+                                               other_repository},
+                                              {}}},
+                            t0));
+    std::map<std::string, std::int64_t> ids;
+    for (int i = 0; i < 5; ++i) {
+        auto request = store->claim({"tests", "docs"}, "d");
+        REQUIRE_OK(request);
+        REQUIRE(request->has_value());
+        auto id = store->start_build((*request)->id, (*request)->request.builder, "w", t0 + i * 1s);
+        REQUIRE_OK(id);
+        ids[(*request)->request.revision] = *id;
+        if ((*request)->request.revision != "m2") {
+            auto build = store->build(*id);
+            REQUIRE_OK(build);
+            auto ended = **build;
+            ended.finished = t0 + 10s;
+            ended.result = ci::BuildResult::Failure;
+            REQUIRE_OK(store->end_build(ended, ci::store::RequestState::Completed, {}));
+        }
+    }
+    auto latest = store->latest_builds();
+    REQUIRE_OK(latest);
+    std::map<std::string, ci::store::BranchBuild> by_key;
+    for (auto& entry : *latest) {
+        by_key[entry.build.builder + " " + entry.repository + " " + entry.branch] = entry;
+    }
+    REQUIRE(by_key.size() == 4);
+    CHECK(by_key["tests app master"].build.id == ids["m2"]);
+    CHECK_FALSE(by_key["tests app master"].build.finished.has_value());
+    CHECK(by_key["tests app feature"].build.id == ids["f1"]);
+    CHECK(by_key["tests app feature"].build.result == ci::BuildResult::Failure);
+    CHECK(by_key["docs app master"].build.id == ids["d1"]);
+    CHECK(by_key["tests other master"].build.id == ids["o1"]);
+}

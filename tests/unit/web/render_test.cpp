@@ -3,6 +3,7 @@
 #include <string>
 
 #include <doctest/doctest.h>
+#include <fmt/format.h>
 
 #include "web/assets.h"
 #include "web/page.h"
@@ -111,4 +112,57 @@ TEST_CASE("web page: answers carry the security headers and are not cached") {
     CHECK_FALSE(contains(header("Content-Security-Policy"), "unsafe-inline"));
     CHECK(header("X-Content-Type-Options") == "nosniff");
     CHECK(header("Cache-Control") == "no-store");
+}
+
+TEST_CASE("web pages: action forms post to the shared routes with the viewer's CSRF token") {
+    ci::web::Frame frame;
+    frame.title = "t";
+    ci::web::Data request;
+    request.set("request_id", std::string("17"));
+    ci::web::Data pending;
+    pending.set("requests", ci::web::Data(ci::web::List{request}));
+    ci::web::Data builder;
+    builder.set("name", std::string("tests"));
+    builder.set("pending", pending);
+    builder.set("force_action", std::string("/builders/tests/force"));
+    builder.set("expected_failures", true);
+    ci::web::Data worker;
+    worker.set("worker_name", std::string("remote/0"));
+    worker.set("connected", true);
+    ci::web::Data action;
+    action.set("action_href", std::string("/workers/remote%2F0/pause"));
+    action.set("action_label", std::string("Pause"));
+    worker.set("actions", ci::web::Data(ci::web::List{action}));
+    ci::web::Data workers;
+    workers.set("has_workers", true);
+    workers.set("workers", ci::web::Data(ci::web::List{worker}));
+
+    SUBCASE("anonymous: no form at all") {
+        const auto b = ci::web::render_page(frame, "builder.mustache", builder);
+        REQUIRE(b.has_value());
+        CHECK_FALSE(contains(*b, "<form"));
+        const auto w = ci::web::render_page(frame, "workers.mustache", workers);
+        REQUIRE(w.has_value());
+        CHECK_FALSE(contains(*w, "<form"));
+    }
+    SUBCASE("logged in: cancel, force and worker actions, each with `csrf`") {
+        frame.user = "alice";
+        frame.csrf_token = "tok";
+        const auto b = ci::web::render_page(frame, "builder.mustache", builder);
+        REQUIRE(b.has_value());
+        CHECK(contains(*b,
+                       R"(<form method="post" action="/requests/17/cancel" class="inline">)"
+                       R"(<input type="hidden" name="csrf" value="tok" />)"));
+        CHECK(contains(*b, R"(<form class="force" method="post" action="/builders/tests/force">)"));
+        CHECK(contains(*b, R"(name="expected_failures")"));
+        for (const auto* field : {"branch", "revision", "reason", "properties"}) {
+            CHECK(contains(*b, fmt::format(R"(name="{}")", field)));
+        }
+        const auto w = ci::web::render_page(frame, "workers.mustache", workers);
+        REQUIRE(w.has_value());
+        CHECK(contains(*w,
+                       R"(<form method="post" action="/workers/remote%2F0/pause" class="inline">)"
+                       R"(<input type="hidden" name="csrf" value="tok" /><button type="submit">)"
+                       R"(Pause</button></form>)"));
+    }
 }

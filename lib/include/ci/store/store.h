@@ -191,6 +191,14 @@ struct BuildQuery {
     int limit = 50;
 };
 
+/// A build with what its request says of the branch it built (Store::latest_builds).
+struct BranchBuild {
+    Build build;
+    std::string repository; ///< its request's repository ("" for a builder without one)
+    std::string branch;     ///< its request's branch
+    friend bool operator==(const BranchBuild&, const BranchBuild&) = default;
+};
+
 class Store {
 public:
     virtual ~Store() = default;
@@ -289,6 +297,9 @@ public:
     [[nodiscard]] virtual Result<std::optional<Build>> build(std::int64_t id) = 0;
     /// Builds matching `query`, newest first.
     [[nodiscard]] virtual Result<std::vector<Build>> builds(const BuildQuery& query) = 0;
+    /// The newest build (running or not) of each builder, repository and branch, in no
+    /// particular order: what the web UI's grid shows. One query over every build.
+    [[nodiscard]] virtual Result<std::vector<BranchBuild>> latest_builds() = 0;
     /// After a master stopped without finishing its builds (a crash, kill -9): every unfinished
     /// build ends as "retry" at `now` and every claimed request returns to Pending, so that
     /// nothing acknowledged is lost. Returns how many builds it ended.
