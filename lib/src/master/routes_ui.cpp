@@ -76,7 +76,8 @@ std::string builder_href(std::string_view name) {
 }
 
 // The grid's filters from the query (?repository=R&result=X&branches=N).
-web::GridFilter grid_filter(const http::ServerRequest& request) {
+// A `branches` that is not an integer in 1-500 is an error naming it.
+Result<web::GridFilter> grid_filter(const http::ServerRequest& request) {
     web::GridFilter filter;
     if (const auto found = request.query.find("repository"); found != request.query.end()) {
         filter.repository = found->second;
@@ -84,7 +85,11 @@ web::GridFilter grid_filter(const http::ServerRequest& request) {
     if (const auto found = request.query.find("result"); found != request.query.end()) {
         filter.result = found->second;
     }
-    filter.max_branches = static_cast<std::size_t>(query_int(request, "branches", 50, 500));
+    const auto branches = query_number(request, "branches", 50, 1, 500);
+    if (!branches) {
+        return std::unexpected(branches.error());
+    }
+    filter.max_branches = static_cast<std::size_t>(*branches);
     return filter;
 }
 
@@ -226,20 +231,25 @@ http::ServerRequest conditions_of(const http::ServerRequest& request) {
 void home(Services& s, const http::ServerRequest& request, http::Reply reply) {
     auto page = frame(s, request, "Home", web::Nav::Home);
     page.live = true;
-    const auto filter = grid_filter(request);
-    s.reads.post([&s, page, filter, conditions = conditions_of(request), reply](
-                     store::Store& store) mutable {
-        auto input = grid_input(s.config, store);
-        if (!input) {
-            reply.send(web::error_page(page, 500, input.error().message));
-            return;
-        }
-        const auto grid = web::make_grid(*input, filter);
-        auto response = web::page_response(
-            page, "home.mustache", home_data(s.config, grid, filter, s.clock.now()));
-        conditional(conditions, response);
-        reply.send(std::move(response));
-    });
+    auto filter = grid_filter(request);
+    if (!filter) {
+        reply.send(web::error_page(page, 400, filter.error().message));
+        return;
+    }
+    s.reads.post(
+        [&s, page, filter = *std::move(filter), conditions = conditions_of(request), reply](
+            store::Store& store) mutable {
+            auto input = grid_input(s.config, store);
+            if (!input) {
+                reply.send(web::error_page(page, 500, input.error().message));
+                return;
+            }
+            const auto grid = web::make_grid(*input, filter);
+            auto response = web::page_response(
+                page, "home.mustache", home_data(s.config, grid, filter, s.clock.now()));
+            conditional(conditions, response);
+            reply.send(std::move(response));
+        });
 }
 
 void write_grid_rows(Json& json, const web::Grid& grid, const std::vector<web::GridRow>& rows) {
@@ -282,8 +292,12 @@ std::string grid_json(const web::Grid& grid) {
 namespace {
 
 void grid_api(Services& s, const http::ServerRequest& request, http::Reply reply) {
-    const auto filter = grid_filter(request);
-    s.reads.post([&s, filter, reply](store::Store& store) mutable {
+    auto filter = grid_filter(request);
+    if (!filter) {
+        reply.send(error_response(400, filter.error().message));
+        return;
+    }
+    s.reads.post([&s, filter = *std::move(filter), reply](store::Store& store) mutable {
         auto input = grid_input(s.config, store);
         if (!input) {
             reply.send(error_response(500, input.error().message));
