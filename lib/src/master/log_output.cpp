@@ -1,7 +1,6 @@
 #include "master/log_output.h"
 
 #include <algorithm>
-#include <charconv>
 #include <vector>
 
 #include <fmt/format.h>
@@ -9,61 +8,6 @@
 #include "master/running.h"
 
 namespace ci::master {
-
-namespace {
-
-// A non-negative integer of at most 18 digits (no sign, no overflow).
-std::optional<std::int64_t> number(std::string_view text) {
-    std::int64_t value = 0;
-    if (text.empty() || text.size() > 18 || text.front() == '+' || text.front() == '-') {
-        return std::nullopt;
-    }
-    const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
-    if (error != std::errc{} || end != text.data() + text.size()) {
-        return std::nullopt;
-    }
-    return value;
-}
-
-} // namespace
-
-std::optional<LogCursor> LogCursor::parse(std::string_view text) {
-    std::vector<std::string_view> fields;
-    while (fields.size() < 4) {
-        const auto dot = fields.size() < 3 ? text.find('.') : std::string_view::npos;
-        fields.push_back(text.substr(0, dot));
-        if (dot == std::string_view::npos) {
-            break;
-        }
-        text.remove_prefix(dot + 1);
-    }
-    LogCursor cursor;
-    const auto sequence = number(fields[0]);
-    if (!sequence) {
-        return std::nullopt;
-    }
-    cursor.sequence = *sequence;
-    if (fields.size() == 1) {
-        return cursor;
-    }
-    if (fields.size() != 4) {
-        return std::nullopt;
-    }
-    const auto offset = number(fields[1]);
-    const auto line = number(fields[2]);
-    const auto style = web::AnsiStyle::from_sgr(fields[3]);
-    if (!offset || !line || *line < 1 || !style) {
-        return std::nullopt;
-    }
-    cursor.offset = *offset;
-    cursor.line = *line;
-    cursor.style = *style;
-    return cursor;
-}
-
-std::string LogCursor::text() const {
-    return fmt::format("{}.{}.{}.{}", sequence, offset, line, style.sgr());
-}
 
 LogOutput::LogOutput(std::shared_ptr<http::ResponseStream> stream, LogFormat format, LogCursor from)
     : stream_(std::move(stream)), format_(format), from_(from.sequence), skip_(from.offset),

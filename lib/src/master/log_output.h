@@ -21,6 +21,7 @@
 #include <ci/http/server.h>
 
 #include "web/ansi.h"
+#include "web/log_view.h"
 
 namespace ci::master {
 
@@ -31,19 +32,7 @@ enum class LogFormat : std::uint8_t {
     HtmlEvents, ///< text/event-stream: `lines` and `partial` events of HTML, then `end`
 };
 
-/// A point of a step's log: `offset` bytes into the log as it goes on from chunk `sequence`;
-/// for HTML, a line start, with that line's number and the style there.
-struct LogCursor {
-    std::int64_t sequence = 0;
-    std::int64_t offset = 0;
-    std::int64_t line = 1;
-    web::AnsiStyle style;
-
-    /// "S" (a chunk) or "S.O.L.SGR" as text() writes it; nullopt for anything else (a
-    /// negative or huge number, a style that is not SGR parameters).
-    [[nodiscard]] static std::optional<LogCursor> parse(std::string_view text);
-    [[nodiscard]] std::string text() const;
-};
+using web::LogCursor;
 
 /// One client's log stream. Thread-safe; writes must come in log order (the sender of stored
 /// pages, then the follower, never both at once).
