@@ -59,22 +59,7 @@ void write_build(Json& json,
         .field("target_tip", build.target_tip)
         .field("merge_commit", build.merge_commit);
     if (steps != nullptr) {
-        // The build's properties: those it was requested with, then what its steps set, in
-        // step order; its tests: every step's added up.
-        std::map<std::string, std::string> properties;
-        if (request != nullptr) {
-            properties = request->request.properties;
-        }
-        std::optional<build::TestResults> tests;
-        for (const auto& step : *steps) {
-            for (const auto& [name, value] : step.properties) {
-                properties[name] = value;
-            }
-            if (step.tests) {
-                tests = tests.value_or(build::TestResults{});
-                tests->add(*step.tests);
-            }
-        }
+        const auto [properties, tests] = build_totals(request, *steps);
         json.strings("properties", properties);
         if (tests) {
             write_tests(json, *tests);
@@ -529,6 +514,24 @@ void logfile(
 }
 
 } // namespace
+
+BuildTotals build_totals(const store::BuildRequest* request,
+                         const std::vector<store::Step>& steps) {
+    BuildTotals out;
+    if (request != nullptr) {
+        out.properties = request->request.properties;
+    }
+    for (const auto& step : steps) {
+        for (const auto& [name, value] : step.properties) {
+            out.properties[name] = value;
+        }
+        if (step.tests) {
+            out.tests = out.tests.value_or(build::TestResults{});
+            out.tests->add(*step.tests);
+        }
+    }
+    return out;
+}
 
 void add_build_routes(Router& router, Services& services) {
     router.add(

@@ -8,6 +8,7 @@
 
 #include "core/utf8.h"
 #include "web/ansi.h"
+#include "web/assets.h"
 
 using ci::web::AnsiHtml;
 using ci::web::AnsiStyle;
@@ -228,4 +229,9 @@ TEST_CASE("ansi: the stylesheet covers every class") {
     CHECK(css.find(".log .bg255{background-color:#eeeeee}") != std::string::npos);
     CHECK(css.find(".log .fg196{color:#ff0000}") != std::string::npos);
     CHECK(css.find(".log .bold{") != std::string::npos);
+    // The build page's style sheet carries it as ansi_stylesheet() writes it (log.css was
+    // written from it: regenerate that part when the palette changes).
+    const auto* asset = ci::web::find_asset("log.css");
+    REQUIRE(asset != nullptr);
+    CHECK(asset->bytes.find(css) != std::string_view::npos);
 }
