@@ -120,6 +120,8 @@ def main(case):
     case.check('id="step-1-2"' in html and 'href="#step-1-2"' in html,
                "log lines have anchors step-N-L and links to them")
     case.check("\x1b" not in html, "no escape character reaches the page")
+    case.check("<dt>Branch tip</dt>" in html and "<dt>Merge commit</dt>" not in html,
+               "the page shows the branch tip, and no merge commit where there is none")
     found = re.search(r'data-events="([^"]+)" data-from="([^"]+)"', html)
     case.check(found is not None, "the running step's log carries its events URL and cursor")
     events_url = found.group(1).replace("&amp;", "&")

@@ -125,13 +125,19 @@ http::ServerResponse render(store::Store& store, const PageAsk& ask) {
         data.set("finished", wall_time(*b.finished));
         data.set("duration", duration_text(b.started, b.finished));
     }
-    data.set("branch_tip", b.branch_tip);
-    data.set("target_tip", b.target_tip);
-    data.set("merge_commit", b.merge_commit);
+    // Mustache shows a section of an empty string: absent values are left unset.
+    const auto set_text = [](web::Data& to, const std::string& name, const std::string& value) {
+        if (!value.empty()) {
+            to.set(name, value);
+        }
+    };
+    set_text(data, "branch_tip", b.branch_tip);
+    set_text(data, "target_tip", b.target_tip);
+    set_text(data, "merge_commit", b.merge_commit);
     if (requested != nullptr) {
-        data.set("branch", requested->request.branch);
-        data.set("repository", requested->request.repository);
-        data.set("reason", requested->request.reason);
+        set_text(data, "branch", requested->request.branch);
+        set_text(data, "repository", requested->request.repository);
+        set_text(data, "reason", requested->request.reason);
     }
     const auto [properties, tests] = build_totals(requested, *steps);
     if (tests) {
