@@ -78,20 +78,46 @@ std::int16_t nearest_index(int r, int g, int b) {
 }
 
 // SGR parameters: numbers separated by ';' (a group may hold ':' sub-parameters, as in
-// "38:2::255:0:0" or "4:3"). Empty means 0; huge values saturate.
-std::vector<std::vector<int>> sgr_groups(std::string_view params) {
-    std::vector<std::vector<int>> groups(1, std::vector<int>(1, 0));
+// "38:2::255:0:0" or "4:3"). Empty means 0; huge values saturate. Fixed capacity, no allocation
+// (a log may hold millions of SGR sequences): a CSI holds at most max_sequence_bytes, so at most
+// that many / 2 + 1 groups; a group keeps its first 6 sub-parameters.
+struct SgrGroup {
+    std::array<int, 6> values; // set as parsed: [0, count)
+    std::size_t count;
+    [[nodiscard]] std::size_t size() const { return count; }
+    [[nodiscard]] int front() const { return values[0]; }
+    [[nodiscard]] int operator[](std::size_t i) const { return values.at(i); }
+};
+
+struct SgrGroups {
+    std::array<SgrGroup, AnsiHtml::max_sequence_bytes / 2 + 2> groups; // set as parsed
+    std::size_t count = 0;
+    [[nodiscard]] std::size_t size() const { return count; }
+    [[nodiscard]] const SgrGroup& operator[](std::size_t i) const { return groups.at(i); }
+};
+
+void sgr_groups(std::string_view params, SgrGroups& out) {
+    const auto start_group = [&out] {
+        auto& group = out.groups.at(out.count++);
+        group.values[0] = 0;
+        group.count = 1;
+    };
+    start_group();
     for (const char c : params) {
+        auto& group = out.groups.at(out.count - 1);
         if (c == ';') {
-            groups.emplace_back(1, 0);
+            if (out.count < out.groups.size()) {
+                start_group();
+            }
         } else if (c == ':') {
-            groups.back().push_back(0);
+            if (group.count < group.values.size()) {
+                group.values.at(group.count++) = 0;
+            }
         } else if (c >= '0' && c <= '9') {
-            auto& value = groups.back().back();
+            auto& value = group.values.at(group.count - 1);
             value = std::min(value * 10 + (c - '0'), 1000000);
         }
     }
-    return groups;
 }
 
 void append_escaped(std::string& out, std::string_view bytes) {
@@ -542,27 +568,31 @@ void AnsiHtml::csi_dispatch(unsigned char final_byte) {
 }
 
 void AnsiHtml::apply_sgr(std::string_view params) {
-    const auto groups = sgr_groups(params);
+    SgrGroups groups; // not zeroed (4 KB per SGR): sgr_groups sets what it reads
+    sgr_groups(params, groups);
     const auto colour = [&](std::size_t& i, std::int16_t& target) {
         // 38;5;N or 38;2;R;G;B, or the same as one group of ':' sub-parameters.
         const auto& group = groups[i];
-        std::vector<int> args;
+        std::array<int, 5> args{};
+        std::size_t n = 0;
         if (group.size() > 1) {
-            args.assign(group.begin() + 1, group.end());
-            if (args.size() == 5 && args[0] == 2) {
-                args.erase(args.begin() + 1); // 38:2:<colour space>:R:G:B
+            for (std::size_t k = 1; k < group.size(); ++k) {
+                // 38:2:<colour space>:R:G:B: the colour space is left out.
+                if (group.size() != 6 || group[1] != 2 || k != 2) {
+                    args.at(n++) = group[k];
+                }
             }
         } else {
             for (std::size_t k = i + 1; k < groups.size() && k <= i + 4; ++k) {
-                args.push_back(groups[k].front());
+                args.at(n++) = groups[k].front();
             }
         }
-        if (!args.empty() && args[0] == 5 && args.size() >= 2) {
+        if (n >= 2 && args[0] == 5) {
             if (args[1] <= 255) {
                 target = static_cast<std::int16_t>(args[1]);
             }
             i += group.size() > 1 ? 0 : 2;
-        } else if (!args.empty() && args[0] == 2 && args.size() >= 4) {
+        } else if (n >= 4 && args[0] == 2) {
             if (args[1] <= 255 && args[2] <= 255 && args[3] <= 255) {
                 target = nearest_index(args[1], args[2], args[3]);
             }
