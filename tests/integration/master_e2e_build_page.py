@@ -173,6 +173,8 @@ def main(case):
     case.check("data-events" not in html, "a finished build's page does not follow anything")
     case.check('<span class="result failure" data-build-result="1">failure</span>' in html,
                "the page shows the build's result")
+    status, _, _, _ = page(master, f"/builds/{build['id']}?step=x")
+    case.check(status == 400, f"a step that is not a number is a 400 page ({status})")
     status, _, _, _ = page(master, "/builds/999999")
     case.check(status == 404, f"a build that does not exist is a 404 page ({status})")
 

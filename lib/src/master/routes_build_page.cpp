@@ -249,9 +249,18 @@ void build_page(Services& s,
     ask.frame.user = ask.viewer.user;
     ask.frame.csrf_token = ask.viewer.csrf_token;
     ask.frame.path = request.target;
-    if (const auto step = query_integer(request, "step"); step && *step <= 100000) {
-        ask.step = static_cast<int>(*step);
-        ask.from = query_integer(request, "from").value_or(0);
+    // ?step=N&from=L: which step's log, and from which line (as the API, a value that is not
+    // an integer in range is a 400 naming it).
+    const auto asked_step = query_number(request, "step", -1, 0, 100000);
+    const auto from = query_number(request, "from", 0, 0, std::numeric_limits<std::int64_t>::max());
+    if (!asked_step || !from) {
+        reply.send(web::error_page(
+            ask.frame, 400, !asked_step ? asked_step.error().message : from.error().message));
+        return;
+    }
+    if (*asked_step >= 0) {
+        ask.step = static_cast<int>(*asked_step);
+        ask.from = *from;
     }
     // What memory holds of a build in memory: its steps' newest log (not on disk yet).
     if (const auto builder = s.running.builder(id)) {
