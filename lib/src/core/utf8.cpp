@@ -13,28 +13,13 @@ struct Sequence {
 
 Sequence read_sequence(std::string_view text, std::size_t i) {
     const auto byte = [&](std::size_t k) { return static_cast<unsigned char>(text[k]); };
-    const unsigned char lead = byte(i);
-    if (lead < 0x80) {
-        return {1, true};
+    const auto lead = utf8_lead(byte(i));
+    if (lead.length == 0) {
+        return {1, false};
     }
-    // The continuation bytes a lead allows: the second one's range is narrower for E0 (no
-    // overlong forms), ED (no surrogates), F0 (no overlong forms) and F4 (nothing past U+10FFFF).
-    std::size_t continuations = 0;
-    unsigned char low = 0x80;
-    unsigned char high = 0xbf;
-    if (lead >= 0xc2 && lead <= 0xdf) {
-        continuations = 1;
-    } else if (lead >= 0xe0 && lead <= 0xef) {
-        continuations = 2;
-        low = lead == 0xe0 ? 0xa0 : 0x80;
-        high = lead == 0xed ? 0x9f : 0xbf;
-    } else if (lead >= 0xf0 && lead <= 0xf4) {
-        continuations = 3;
-        low = lead == 0xf0 ? 0x90 : 0x80;
-        high = lead == 0xf4 ? 0x8f : 0xbf;
-    } else {
-        return {1, false}; // 80-C1, F5-FF: never a lead
-    }
+    const std::size_t continuations = lead.length - 1;
+    unsigned char low = lead.low;
+    unsigned char high = lead.high;
     for (std::size_t k = 1; k <= continuations; ++k) {
         if (i + k >= text.size() || byte(i + k) < low || byte(i + k) > high) {
             return {k, false};
@@ -46,6 +31,26 @@ Sequence read_sequence(std::string_view text, std::size_t i) {
 }
 
 } // namespace
+
+Utf8Lead utf8_lead(unsigned char lead) {
+    if (lead < 0x80) {
+        return {1};
+    }
+    if (lead >= 0xc2 && lead <= 0xdf) {
+        return {2};
+    }
+    if (lead >= 0xe0 && lead <= 0xef) {
+        return {3,
+                static_cast<unsigned char>(lead == 0xe0 ? 0xa0 : 0x80),
+                static_cast<unsigned char>(lead == 0xed ? 0x9f : 0xbf)};
+    }
+    if (lead >= 0xf0 && lead <= 0xf4) {
+        return {4,
+                static_cast<unsigned char>(lead == 0xf0 ? 0x90 : 0x80),
+                static_cast<unsigned char>(lead == 0xf4 ? 0x8f : 0xbf)};
+    }
+    return {}; // 80-C1, F5-FF: never a lead
+}
 
 std::size_t utf8_sequence_length(std::string_view text, std::size_t i) {
     const auto sequence = read_sequence(text, i);

@@ -339,6 +339,7 @@ Status MasterState::start_servers() {
     add_health_routes(*router, *services);
     add_master_routes(*router, *services);
     add_ui_routes(*router, *services);
+    add_build_page_routes(*router, *services);
     add_results_routes(*router, options.data_dir / "results");
 
     auto tls = worker_port_tls(config, options.data_dir);

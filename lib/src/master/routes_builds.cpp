@@ -3,6 +3,7 @@
 // Events; a step's log files, whole or followed. Logs of running builds come from memory
 // (RunningBuilds), the rest (and log files) from the store.
 
+#include <functional>
 #include <limits>
 #include <memory>
 #include <mutex>
@@ -11,6 +12,7 @@
 #include <fmt/format.h>
 
 #include "master/json.h"
+#include "master/log_output.h"
 #include "master/services.h"
 
 namespace ci::master {
@@ -57,22 +59,7 @@ void write_build(Json& json,
         .field("target_tip", build.target_tip)
         .field("merge_commit", build.merge_commit);
     if (steps != nullptr) {
-        // The build's properties: those it was requested with, then what its steps set, in
-        // step order; its tests: every step's added up.
-        std::map<std::string, std::string> properties;
-        if (request != nullptr) {
-            properties = request->request.properties;
-        }
-        std::optional<build::TestResults> tests;
-        for (const auto& step : *steps) {
-            for (const auto& [name, value] : step.properties) {
-                properties[name] = value;
-            }
-            if (step.tests) {
-                tests = tests.value_or(build::TestResults{});
-                tests->add(*step.tests);
-            }
-        }
+        const auto [properties, tests] = build_totals(request, *steps);
         json.strings("properties", properties);
         if (tests) {
             write_tests(json, *tests);
@@ -210,92 +197,88 @@ void stop(Services& s, std::int64_t id, http::Reply reply) {
 struct LogQuery {
     std::int64_t build = 0;
     int step = 0;
-    bool events = false; // Server-Sent Events
+    LogFormat format = LogFormat::Text;
     bool follow = false; // stay open while the step runs
+    LogCursor from;      // where the client is (Last-Event-ID, or ?from=)
 };
 
 // Sends a step's log from the store a page at a time, each page read on the read pool once
 // the client has taken most of the one before, then `tail` (what memory holds of a running
-// build) and, for Server-Sent Events, the end event. What it buys: a reader of a 40 MB log
-// costs the master a page or two of memory, not the log (the whole log was read into one
-// string per request before).
+// build), then calls `done` (which ends the output, or primes a follower). What it buys: a
+// reader of a 40 MB log costs the master a page or two of memory, not the log.
 class LogSender : public std::enable_shared_from_this<LogSender> {
 public:
     LogSender(ReadPool& reads,
               const LogQuery& q,
+              std::shared_ptr<LogOutput> output,
               std::int64_t to,
-              std::string tail,
-              std::string result,
-              std::shared_ptr<http::ResponseStream> stream)
-        : reads_(reads), q_(q), to_(to), tail_(std::move(tail)), result_(std::move(result)),
-          stream_(std::move(stream)) {}
+              LogSnapshot tail,
+              std::function<void()> done)
+        : reads_(reads), q_(q), output_(std::move(output)), to_(to), next_(q.from.sequence),
+          tail_(std::move(tail)), done_(std::move(done)) {}
 
     // Sends on this thread, which must be one of the read pool's (it holds `store`).
     void send(store::Store& store) {
-        while (!stream_->closed()) {
+        while (!output_->closed()) {
             if (next_ < to_) {
                 auto page = store.log_page(q_.build, q_.step, next_, to_, page_bytes);
                 if (!page) {
-                    (void)write(fmt::format("\n(the rest of the log could not be read: {})\n",
-                                            page.error().message));
+                    output_->note(fmt::format("the rest of the log could not be read: {}",
+                                              page.error().message));
                     break;
                 }
+                const auto first = next_;
                 next_ = page->more ? page->next : to_;
-                if (!write(std::move(page->text))) {
+                if (!output_->write(first, page->next, page->text)) {
                     return;
                 }
-                if (stream_->when_drained(page_bytes, [self = shared_from_this()] {
+                if (output_->stream().when_drained(page_bytes, [self = shared_from_this()] {
                         self->reads_.post([self](store::Store& next) { self->send(next); });
                     })) {
                     return; // resumed once the client has taken what is queued
                 }
                 continue;
             }
-            if (!write(std::exchange(tail_, {}))) {
+            if (!tail_.memory.empty() &&
+                !output_->write(tail_.memory_first, tail_.next, tail_.memory)) {
                 return;
-            }
-            if (q_.events) {
-                stream_->write(sse_event("end", result_.empty() ? "unknown" : result_));
             }
             break;
         }
-        stream_->finish();
+        done_();
     }
 
 private:
     static constexpr std::size_t page_bytes = std::size_t{256} * 1024;
 
-    bool write(std::string text) {
-        if (text.empty()) {
-            return !stream_->closed();
-        }
-        return stream_->write(q_.events ? sse_event("log", text) : std::move(text));
-    }
-
     ReadPool& reads_;
     LogQuery q_;
+    std::shared_ptr<LogOutput> output_;
     std::int64_t to_;
-    std::int64_t next_ = 0;
-    std::string tail_;
-    std::string result_;
-    std::shared_ptr<http::ResponseStream> stream_;
+    std::int64_t next_;
+    LogSnapshot tail_;
+    std::function<void()> done_;
 };
 
-// Sends the log of `q` up to chunk `to` (not included), then `tail`, through `reply`.
+std::shared_ptr<LogOutput> log_output(const LogQuery& q, http::Reply& reply) {
+    std::vector<std::pair<std::string, std::string>> headers;
+    if (q.format != LogFormat::Text || q.follow) {
+        headers.emplace_back("Cache-Control", "no-cache");
+    }
+    return std::make_shared<LogOutput>(
+        reply.stream(200, LogOutput::content_type(q.format), std::move(headers)), q.format, q.from);
+}
+
+// Sends the log of `q` up to chunk `to` (not included), then `tail`, through `output`; then
+// `done`.
 void send_log(ReadPool& reads,
               store::Store& store,
               const LogQuery& q,
+              std::shared_ptr<LogOutput> output,
               std::int64_t to,
-              std::string tail,
-              std::string result,
-              http::Reply& reply) {
-    std::vector<std::pair<std::string, std::string>> headers;
-    if (q.events) {
-        headers.emplace_back("Cache-Control", "no-cache");
-    }
-    auto stream = reply.stream(
-        200, q.events ? "text/event-stream" : "text/plain; charset=utf-8", std::move(headers));
-    std::make_shared<LogSender>(reads, q, to, std::move(tail), std::move(result), std::move(stream))
+              LogSnapshot tail,
+              std::function<void()> done) {
+    std::make_shared<LogSender>(reads, q, std::move(output), to, std::move(tail), std::move(done))
         ->send(store);
 }
 
@@ -332,13 +315,14 @@ void stored_log(Services& s, const LogQuery& q, http::Reply reply) {
         if (result.empty() && (*build)->result) {
             result = to_string(*(*build)->result);
         }
+        auto output = log_output(q, reply);
         send_log(reads,
                  store,
                  q,
+                 output,
                  std::numeric_limits<std::int64_t>::max(),
                  {},
-                 std::move(result),
-                 reply);
+                 [output, result] { output->end(result); });
     });
 }
 
@@ -359,7 +343,7 @@ void step_log(Services& s, const LogQuery& q, http::Reply reply) {
         reply.send(error_response(404, fmt::format("build {} has no step {}", q.build, q.step)));
         return;
     }
-    auto snapshot = s.running.snapshot(q.build, q.step, nullptr);
+    auto snapshot = s.running.snapshot(q.build, q.step, nullptr, q.from.sequence);
     if (!snapshot) {
         stored_log(s, q, std::move(reply));
         return;
@@ -370,50 +354,30 @@ void step_log(Services& s, const LogQuery& q, http::Reply reply) {
             404, fmt::format("build {} has no step {} (not started)", q.build, q.step)));
         return;
     }
+    auto output = log_output(q, reply);
     std::shared_ptr<Follower> follower;
     if (q.follow && snapshot->live) {
         // Registered with a second snapshot, taken under the same lock that feeds followers:
         // no chunk falls between what it is primed with and what it is sent.
-        follower = std::make_shared<Follower>(
-            reply.stream(200,
-                         q.events ? "text/event-stream" : "text/plain; charset=utf-8",
-                         {{"Cache-Control", "no-cache"}}),
-            q.events);
-        snapshot = s.running.snapshot(q.build, q.step, follower);
+        follower = std::make_shared<Follower>(output);
+        snapshot = s.running.snapshot(q.build, q.step, follower, q.from.sequence);
         if (!snapshot) {
             snapshot = LogSnapshot{}; // ended and forgotten in between: the store has it all
             snapshot->in_store_before = std::numeric_limits<std::int64_t>::max();
         }
     }
-    s.reads.post([reply, q, follower, snapshot = std::move(*snapshot), &reads = s.reads](
-                     store::Store& store) mutable {
-        if (!follower) {
-            send_log(reads,
-                     store,
-                     q,
-                     snapshot.in_store_before,
-                     std::move(snapshot.memory),
-                     std::move(snapshot.result),
-                     reply);
-            return;
-        }
-        std::string text;
-        if (snapshot.in_store_before > 0) {
-            auto stored = store.log(q.build, q.step, 0, snapshot.in_store_before);
-            if (!stored) {
-                follower->prime(
-                    fmt::format("(the log could not be read: {})\n", stored.error().message));
-                follower->end("unknown");
-                return;
-            }
-            text = std::move(*stored);
-        }
-        text += snapshot.memory;
-        if (!snapshot.live) {
-            follower->end(snapshot.result.empty() ? "unknown" : snapshot.result);
-        }
-        follower->prime(std::move(text));
-    });
+    std::function<void()> done;
+    if (follower && snapshot->live) {
+        done = [follower] { follower->prime(); };
+    } else {
+        done = [output, result = snapshot->result] { output->end(result); };
+    }
+    s.reads.post(
+        [q, output, done = std::move(done), snapshot = std::move(*snapshot), &reads = s.reads](
+            store::Store& store) mutable {
+            const auto to = snapshot.in_store_before;
+            send_log(reads, store, q, output, to, std::move(snapshot), std::move(done));
+        });
 }
 
 // Someone following one of a step's log files (?follow=1): sent what the store has of it, then
@@ -551,6 +515,24 @@ void logfile(
 
 } // namespace
 
+BuildTotals build_totals(const store::BuildRequest* request,
+                         const std::vector<store::Step>& steps) {
+    BuildTotals out;
+    if (request != nullptr) {
+        out.properties = request->request.properties;
+    }
+    for (const auto& step : steps) {
+        for (const auto& [name, value] : step.properties) {
+            out.properties[name] = value;
+        }
+        if (step.tests) {
+            out.tests = out.tests.value_or(build::TestResults{});
+            out.tests->add(*step.tests);
+        }
+    }
+    return out;
+}
+
 void add_build_routes(Router& router, Services& services) {
     router.add(
         "GET",
@@ -625,12 +607,34 @@ void add_build_routes(Router& router, Services& services) {
                 if (!step) {
                     return;
                 }
-                const LogQuery query{
-                    *id, *step, events, events || request.query.contains("follow")};
+                LogQuery query{*id, *step, LogFormat::Text, request.query.contains("follow"), {}};
+                if (events) {
+                    query.follow = true;
+                    const auto format = request.query.find("format");
+                    query.format = format != request.query.end() && format->second == "html"
+                                       ? LogFormat::HtmlEvents
+                                       : LogFormat::TextEvents;
+                    // Where the client was: an EventSource that reconnects says it in
+                    // Last-Event-ID; a page that starts following says it in ?from=.
+                    std::string_view from = request.header("last-event-id");
+                    if (const auto found = request.query.find("from");
+                        from.empty() && found != request.query.end()) {
+                        from = found->second;
+                    }
+                    if (!from.empty()) {
+                        const auto cursor = LogCursor::parse(from);
+                        if (!cursor) {
+                            reply.send(error_response(
+                                400, fmt::format("not a log position: \"{}\"", from)));
+                            return;
+                        }
+                        query.from = *cursor;
+                    }
+                }
                 step_log(services, query, std::move(reply));
             },
             false,
-            events ? "/api/v1/builds/{id}/steps/{n}/events"
+            events ? "/api/v1/builds/{id}/steps/{n}/events?format=html&from=CURSOR"
                    : "/api/v1/builds/{id}/steps/{n}/log?follow=1");
     }
 }

@@ -6,8 +6,12 @@
 
 namespace ci::master {
 
-std::string sse_event(std::string_view event, std::string_view data) {
-    std::string out = fmt::format("event: {}\n", event);
+std::string sse_event(std::string_view event, std::string_view data, std::string_view id) {
+    std::string out;
+    if (!id.empty()) {
+        out = fmt::format("id: {}\n", id);
+    }
+    out += fmt::format("event: {}\n", event);
     // One data line per line: a client joins them with '\n' again.
     while (true) {
         const auto newline = data.find('\n');
@@ -27,41 +31,55 @@ std::string sse_event(std::string_view event, std::string_view data) {
     return out;
 }
 
-void Follower::write_locked(std::string_view text) {
-    if (!text.empty()) {
-        stream_->write(events_ ? sse_event("log", text) : std::string(text));
-    }
-}
-
-void Follower::finish_locked() {
-    if (events_) {
-        stream_->write(sse_event("end", *ended_));
-    }
-    stream_->finish();
-}
-
-void Follower::prime(std::string earlier) {
-    const std::lock_guard lock(mutex_);
-    earlier += held_;
+void Follower::cut_locked() {
+    gone_ = true;
     held_.clear();
-    write_locked(earlier);
+    output_->cut("this reader fell behind the log: reconnect to go on from the last event");
+}
+
+void Follower::prime() {
+    const std::lock_guard lock(mutex_);
     primed_ = true;
+    if (gone_) {
+        cut_locked();
+        return;
+    }
+    if (!held_.empty()) {
+        (void)output_->write(held_first_, held_next_, held_);
+        held_.clear();
+    }
     if (ended_) {
-        finish_locked();
+        output_->end(*ended_);
     }
 }
 
-bool Follower::deliver(std::string_view text) {
+bool Follower::deliver(std::int64_t sequence, std::string_view text) {
     const std::lock_guard lock(mutex_);
-    if (!primed_) {
-        held_ += text;
-        return true;
-    }
-    if (stream_->closed()) {
+    if (gone_) {
         return false;
     }
-    write_locked(text);
-    return true;
+    if (!primed_) {
+        if (held_.size() + text.size() > max_behind) {
+            gone_ = true; // cut off once primed: what it sent until then stays in order
+            held_.clear();
+            return false;
+        }
+        if (held_first_ < 0) {
+            held_first_ = sequence;
+        }
+        held_ += text;
+        held_next_ = sequence + 1;
+        return true;
+    }
+    if (output_->closed()) {
+        gone_ = true;
+        return false;
+    }
+    if (output_->behind(max_behind)) {
+        cut_locked();
+        return false;
+    }
+    return output_->write(sequence, sequence + 1, text);
 }
 
 void Follower::end(std::string_view result) {
@@ -70,8 +88,8 @@ void Follower::end(std::string_view result) {
         return;
     }
     ended_ = std::string(result);
-    if (primed_) {
-        finish_locked();
+    if (primed_ && !gone_) {
+        output_->end(result);
     }
 }
 
@@ -154,7 +172,8 @@ void RunningBuilds::log(std::int64_t id, int step, std::int64_t sequence, std::s
     state.next_sequence = sequence + 1;
     state.chunks.push_back(Chunk{sequence, std::string(text)});
     state.bytes += text.size();
-    std::erase_if(state.followers, [&](const auto& follower) { return !follower->deliver(text); });
+    std::erase_if(state.followers,
+                  [&](const auto& follower) { return !follower->deliver(sequence, text); });
     trim_locked(state);
 }
 
@@ -240,8 +259,10 @@ void RunningBuilds::forget(std::int64_t id) {
     builds_.erase(id);
 }
 
-std::optional<LogSnapshot>
-RunningBuilds::snapshot(std::int64_t id, int step, const std::shared_ptr<Follower>& follower) {
+std::optional<LogSnapshot> RunningBuilds::snapshot(std::int64_t id,
+                                                   int step,
+                                                   const std::shared_ptr<Follower>& follower,
+                                                   std::int64_t from) {
     const std::lock_guard lock(mutex_);
     const auto found = builds_.find(id);
     if (found == builds_.end()) {
@@ -264,8 +285,12 @@ RunningBuilds::snapshot(std::int64_t id, int step, const std::shared_ptr<Followe
     auto& s = state->second;
     out.started = true;
     out.in_store_before = s.chunks.empty() ? s.next_sequence : s.chunks.front().sequence;
+    out.next = s.next_sequence;
+    out.memory_first = std::max(from, out.in_store_before);
     for (const auto& chunk : s.chunks) {
-        out.memory += chunk.text;
+        if (chunk.sequence >= from) {
+            out.memory += chunk.text;
+        }
     }
     out.live = !build.ended && !s.record.finished;
     if (out.live && follower) {

@@ -20,37 +20,46 @@
 #include <ci/http/server.h>
 #include <ci/store/store.h>
 
+#include "master/log_output.h"
 #include "master/metrics.h"
 
 namespace ci::master {
 
-/// One Server-Sent Event: `event: NAME` and the data, one `data:` line per line of it.
-[[nodiscard]] std::string sse_event(std::string_view event, std::string_view data);
+/// One Server-Sent Event: `id: ID` (when given), `event: NAME` and the data, one `data:` line
+/// per line of it.
+[[nodiscard]] std::string
+sse_event(std::string_view event, std::string_view data, std::string_view id = {});
 
-/// Someone following a step's log over HTTP: plain text (curl) or Server-Sent Events. Until it
-/// is primed with what was written before it came, what arrives is held back, so the client
-/// sees the log in order. Thread-safe.
+/// Someone following a step's log over HTTP (through a LogOutput: text or Server-Sent Events).
+/// Until it is primed (the log written before it came was sent), what arrives is held back, so
+/// the client sees the log in order. Thread-safe.
+///
+/// Memory is bounded: a client that falls more than max_behind bytes behind (queued and not
+/// yet taken), or whose held-back part grows past that while it is primed, is cut off with a
+/// note; it reconnects where it was (Last-Event-ID) and reads the rest from the store at its
+/// own pace.
 class Follower {
 public:
-    Follower(std::shared_ptr<http::ResponseStream> stream, bool events)
-        : stream_(std::move(stream)), events_(events) {}
-    /// Sends the log written before the follower came (from the store and from memory), then
-    /// whatever arrived meanwhile.
-    void prime(std::string earlier);
-    /// More of the log; false once the client is gone.
-    bool deliver(std::string_view text);
+    static constexpr std::size_t max_behind = std::size_t{1} << 20;
+
+    explicit Follower(std::shared_ptr<LogOutput> output) : output_(std::move(output)) {}
+    /// The log written before the follower came was sent: sends whatever arrived meanwhile.
+    void prime();
+    /// Chunk `sequence` of the log; false once the client is gone (or was cut off).
+    bool deliver(std::int64_t sequence, std::string_view text);
     /// The step ended with `result`: the stream ends (after priming, when not primed yet).
     void end(std::string_view result);
 
 private:
-    void write_locked(std::string_view text);
-    void finish_locked();
+    void cut_locked();
 
-    std::shared_ptr<http::ResponseStream> stream_;
-    bool events_;
+    std::shared_ptr<LogOutput> output_;
     std::mutex mutex_;
     bool primed_ = false;
-    std::string held_;
+    bool gone_ = false;
+    std::string held_; // chunks [held_first_, held_next_)
+    std::int64_t held_first_ = -1;
+    std::int64_t held_next_ = 0;
     std::optional<std::string> ended_; // the result, once the step ended
 };
 
@@ -78,11 +87,13 @@ struct EndedBuild {
 };
 
 /// A step's log as RunningBuilds has it: chunks [0, in_store_before) are on disk, `memory`
-/// holds the rest in order.
+/// holds the rest in order (from chunk `memory_first`, up to `next`).
 struct LogSnapshot {
     std::int64_t in_store_before = 0;
     std::string memory;
-    bool live = false;    ///< the step is still running (a follower was registered)
+    std::int64_t memory_first = 0; ///< the first chunk in `memory`
+    std::int64_t next = 0;         ///< one past the newest chunk received
+    bool live = false;             ///< the step is still running (a follower was registered)
     bool started = false; ///< the step has started (false: not yet, or the build has no such step)
     std::string result;   ///< when not live: how the step ended ("" when unknown)
 };
@@ -134,10 +145,13 @@ public:
     end(std::int64_t id, BuildResult result, store::WallTime now);
     void forget(std::int64_t id);
 
-    /// A step's log as far as memory knows it, registering `follower` (when given) if the step
-    /// still runs. nullopt: the build is not in memory (everything is in the store).
-    [[nodiscard]] std::optional<LogSnapshot>
-    snapshot(std::int64_t id, int step, const std::shared_ptr<Follower>& follower);
+    /// A step's log as far as memory knows it, from chunk `from` on, registering `follower`
+    /// (when given) if the step still runs. nullopt: the build is not in memory (everything is
+    /// in the store).
+    [[nodiscard]] std::optional<LogSnapshot> snapshot(std::int64_t id,
+                                                      int step,
+                                                      const std::shared_ptr<Follower>& follower,
+                                                      std::int64_t from = 0);
 
     /// Registers `watcher` for log file `name` of step `step` of build `id` while that step may
     /// still write it (the build runs; the step has not ended, or not started). False when it

@@ -57,8 +57,20 @@ void add_health_routes(Router& router, Services& services);
 void add_master_routes(Router& router, Services& services);
 /// The web UI: its pages (home, builders, workers, badges) and GET /static/NAME.
 void add_ui_routes(Router& router, Services& services);
+/// GET /builds/{id}: the build page (routes_build_page.cpp).
+void add_build_page_routes(Router& router, Services& services);
 /// GET /results/...: the files under `results_dir` (DATA_DIR/results), read-only.
 void add_results_routes(Router& router, const std::filesystem::path& results_dir);
+
+/// What a build's steps add up to: its properties (those it was requested with, then what its
+/// steps set, in step order) and its tests (every step's added up; nullopt when none read
+/// any). For the JSON API and the build page alike.
+struct BuildTotals {
+    std::map<std::string, std::string> properties;
+    std::optional<build::TestResults> tests;
+};
+[[nodiscard]] BuildTotals build_totals(const store::BuildRequest* request,
+                                       const std::vector<store::Step>& steps);
 
 /// The user the config's auth names (who forced, cancelled or stopped something).
 [[nodiscard]] std::string api_user(const Services& services);

@@ -22,6 +22,9 @@
 #include "support/temp_dir.h"
 
 using namespace std::chrono_literals;
+using ci::master::LogCursor;
+using ci::master::LogFormat;
+using ci::master::LogOutput;
 
 namespace {
 
@@ -49,8 +52,9 @@ public:
     }
     void finish() override { finished = true; }
     [[nodiscard]] bool closed() const override { return gone; }
-    bool when_drained(std::size_t, std::function<void()>) override { return false; }
+    bool when_drained(std::size_t, std::function<void()>) override { return behind; }
     std::string text;
+    bool behind = false; // the client has not taken what was written
     bool finished = false;
     bool gone = false;
 };
@@ -258,15 +262,21 @@ TEST_CASE("running builds: a follower primed late still sees the log in order, o
     running.logged(7, 1, 0); // chunk 0 is on disk: over its share, memory lets it go
 
     auto stream = std::make_shared<RecordingStream>();
-    auto follower = std::make_shared<ci::master::Follower>(stream, false);
+    auto output = std::make_shared<LogOutput>(stream, LogFormat::Text, LogCursor{});
+    auto follower = std::make_shared<ci::master::Follower>(output);
     auto snapshot = running.snapshot(7, 1, follower);
     REQUIRE(snapshot.has_value());
     CHECK(snapshot->live);
     CHECK(snapshot->in_store_before == 1);
     CHECK(snapshot->memory == "bbbbbbbbbb\n");
+    CHECK(snapshot->memory_first == 1);
+    CHECK(snapshot->next == 2);
+    CHECK(running.snapshot(7, 1, nullptr, 2)->memory.empty()); // from chunk 2 on: nothing yet
     running.log(7, 1, 2, "cccccccccc\n"); // arrives before the follower is primed
     CHECK(stream->text.empty());
-    follower->prime("aaaaaaaaaa\n" + snapshot->memory); // chunk 0 read from the store
+    CHECK(output->write(0, 1, "aaaaaaaaaa\n")); // chunk 0 read from the store
+    CHECK(output->write(snapshot->memory_first, snapshot->next, snapshot->memory));
+    follower->prime();
     CHECK(stream->text == "aaaaaaaaaa\nbbbbbbbbbb\ncccccccccc\n");
     running.log(7, 1, 3, "dd\n");
     CHECK(stream->text.ends_with("cccccccccc\ndd\n"));
@@ -294,15 +304,82 @@ TEST_CASE("running builds: events followers get an end event with the step's res
     const auto t = std::chrono::system_clock::now();
     running.add(ci::store::Build{8, 1, "tests", "w", t, {}, {}, {}, {}, {}}, {});
     auto stream = std::make_shared<RecordingStream>();
-    auto follower = std::make_shared<ci::master::Follower>(stream, true);
+    auto follower = std::make_shared<ci::master::Follower>(
+        std::make_shared<LogOutput>(stream, LogFormat::TextEvents, LogCursor{}));
     REQUIRE(running.snapshot(8, 2, follower)->live); // step 2 has not started: it waits
-    follower->prime("");
+    follower->prime();
     REQUIRE(running.step_started(8, 2, "lint", t));
     running.log(8, 2, 0, "line 1\nline 2\n");
     CHECK(running.end(8, ci::BuildResult::Retry, t).has_value());
-    CHECK(stream->text == "event: log\ndata: line 1\ndata: line 2\ndata: \n\n"
+    CHECK(stream->text == "id: 1\nevent: log\ndata: line 1\ndata: line 2\ndata: \n\n"
                           "event: end\ndata: retry\n\n");
     CHECK(stream->finished);
+}
+
+TEST_CASE("log output: HTML events carry cursors a reconnecting client resumes from") {
+    auto stream = std::make_shared<RecordingStream>();
+    LogOutput first(stream, LogFormat::HtmlEvents, LogCursor{});
+    CHECK(first.write(0, 1, "\x1b[31mred\nsec"));
+    CHECK(first.write(1, 2, "ond <b>\nthird"));
+    first.end("success");
+    CHECK(stream->text == "id: 0.9.2.38;5;1\nevent: lines\ndata: 1\n"
+                          "data: <span class=\"fg1\">red</span>\n\n"
+                          "event: partial\ndata: <span class=\"fg1\">sec</span>\n\n"
+                          "id: 1.8.3.38;5;1\nevent: lines\ndata: 2\n"
+                          "data: <span class=\"fg1\">second &lt;b&gt;</span>\n\n"
+                          "event: partial\ndata: <span class=\"fg1\">third</span>\n\n"
+                          "event: lines\ndata: 3\ndata: <span class=\"fg1\">third</span>\n\n"
+                          "event: end\ndata: success\n\n");
+    CHECK(stream->finished);
+
+    // Back from the second id: chunk 0 is dropped, chunk 1's first 8 bytes skipped; line 3 is
+    // red without the escape that made it so.
+    const auto cursor = LogCursor::parse("1.8.3.38;5;1");
+    REQUIRE(cursor.has_value());
+    auto again = std::make_shared<RecordingStream>();
+    LogOutput second(again, LogFormat::HtmlEvents, *cursor);
+    CHECK(second.write(0, 1, "\x1b[31mred\nsec"));
+    CHECK(second.write(1, 2, "ond <b>\nthird\n"));
+    second.end("failure");
+    CHECK(again->text == "id: 2.0.4.38;5;1\nevent: lines\ndata: 3\n"
+                         "data: <span class=\"fg1\">third</span>\n\n"
+                         "event: end\ndata: failure\n\n");
+}
+
+TEST_CASE("running builds: a follower that falls behind is cut off, not buffered") {
+    ci::master::RunningBuilds running;
+    const auto t = std::chrono::system_clock::now();
+    running.add(ci::store::Build{9, 1, "tests", "w", t, {}, {}, {}, {}, {}}, {});
+    REQUIRE(running.step_started(9, 1, "big", t));
+
+    SUBCASE("while it reads") {
+        auto stream = std::make_shared<RecordingStream>();
+        auto follower = std::make_shared<ci::master::Follower>(
+            std::make_shared<LogOutput>(stream, LogFormat::TextEvents, LogCursor{}));
+        REQUIRE(running.snapshot(9, 1, follower)->live);
+        follower->prime();
+        running.log(9, 1, 0, "taken\n");
+        stream->behind = true; // the client stops reading
+        running.log(9, 1, 1, "not queued\n");
+        running.log(9, 1, 2, "nor this\n");
+        CHECK(stream->text.find("data: taken") != std::string::npos);
+        CHECK(stream->text.find("not queued") == std::string::npos);
+        CHECK(stream->text.find("event: note\ndata: this reader fell behind") != std::string::npos);
+        CHECK(stream->finished);
+    }
+    SUBCASE("while it is primed") {
+        auto stream = std::make_shared<RecordingStream>();
+        auto follower = std::make_shared<ci::master::Follower>(
+            std::make_shared<LogOutput>(stream, LogFormat::Text, LogCursor{}));
+        REQUIRE(running.snapshot(9, 1, follower)->live);
+        const std::string big(ci::master::Follower::max_behind / 2 + 1, 'x');
+        running.log(9, 1, 0, big);
+        running.log(9, 1, 1, big); // held back past max_behind: dropped
+        follower->prime();
+        CHECK(stream->text.find(big) == std::string::npos);
+        CHECK(stream->text.find("reconnect") != std::string::npos);
+        CHECK(stream->finished);
+    }
 }
 
 TEST_CASE("running builds: a build stopped on request whose worker is lost is not retried") {

@@ -269,11 +269,20 @@ TEST_CASE("master: a running step's log is followed live, as text and as events"
     CHECK(stored.find("first\nsecond\n-- exited with status 0") != std::string::npos);
     CHECK(followed.status == 200);
     CHECK(followed.body == stored);
-    CHECK(events.body.starts_with("event: log\ndata: $ echo first;"));
+    CHECK(events.body.starts_with("id: "));
+    CHECK(events.body.find("\nevent: log\ndata: $ echo first;") != std::string::npos);
     CHECK(events.body.find("data: first\n") != std::string::npos);
     CHECK(events.body.find("event: log\ndata: second\n") != std::string::npos);
     CHECK(events.body.ends_with("event: end\ndata: success\n\n"));
     CHECK(m.get(log_path + "?follow=1").body == stored); // finished: whole, at once
+    // From the first event's id on: what came after it, once.
+    const auto first_id = events.body.substr(4, events.body.find('\n') - 4);
+    const auto resumed =
+        m.get(fmt::format("/api/v1/builds/{}/steps/1/events?from={}", id, first_id)).body;
+    CHECK(resumed.find("echo first") == std::string::npos);
+    CHECK(resumed.find("data: second\n") != std::string::npos);
+    CHECK(resumed.ends_with("event: end\ndata: success\n\n"));
+    CHECK(m.get(fmt::format("/api/v1/builds/{}/steps/1/events?from=x", id)).status == 400);
     CHECK(m.get(fmt::format("/api/v1/builds/{}/steps/7/log", id)).status == 404);
     CHECK(m.get(fmt::format("/api/v1/builds/{}/steps/7/events", id)).status == 404);
 
