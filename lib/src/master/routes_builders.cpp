@@ -225,7 +225,7 @@ struct ForceResult {
     std::string error;
     std::vector<std::int64_t> requests;
 };
-using ForceDone = std::function<void(ForceResult)>;
+using ForceDone = std::function<void(const ForceResult&)>;
 
 // The core of every force (the JSON API's and the web UI's): `builders` (one: the route
 // /builders/NAME/force, whose unknown builder is a 404; several: all or nothing, an unknown
@@ -295,7 +295,7 @@ void force_builders(Services& s,
 
 // The JSON API's answer to a force.
 ForceDone json_answer(http::Reply reply) {
-    return [reply](ForceResult result) mutable {
+    return [reply](const ForceResult& result) mutable {
         if (!result.error.empty()) {
             reply.send(error_response(result.status, result.error));
             return;
@@ -366,7 +366,7 @@ void force_form(Services& s,
                        builder.has_value(),
                        read_force_form(form),
                        viewer.user,
-                       [reply, back](ForceResult result) mutable {
+                       [reply, back](const ForceResult& result) mutable {
                            reply.send(result.error.empty()
                                           ? see_other(back)
                                           : form_error(result.status, result.error));
