@@ -91,7 +91,7 @@ def main(case):
     status, headers, page = browser.get("/login?next=/builders/tests")
     case.check(status == 200 and headers["content-type"].startswith("text/html") and
                'name="next" value="/builders/tests"' in page and
-               "default-src 'self'" in headers.get("content-security-policy", ""),
+               "frame-ancestors 'none'" in headers.get("content-security-policy", ""),
                f"GET /login: the login page, next kept ({status})")
     status, headers, page = browser.get("/login?next=%22%3E%3Cscript%3E")
     case.check("<script>" not in page and "&quot;&gt;&lt;script&gt;" not in page,
@@ -248,6 +248,16 @@ def main(case):
                headers.get("location") == "/login?next=%2Fapi%2Fv1%2Fbuilders%3Fx%3D1",
                f"view: login: a page redirects to the login page ({status} "
                f"{headers.get('location')})")
+    status, headers, _ = viewer.get("/", {"Accept": "text/html,application/xhtml+xml"})
+    case.check(status == 303 and headers.get("location") == "/login?next=%2F",
+               f"view: login: the home page redirects to the login page ({status} "
+               f"{headers.get('location')})")
+    status, headers, page = viewer.get("/login?next=%2F")
+    style = re.search(r'href="(/static/style\.css[^"]*)"', page)
+    case.check(status == 200 and style is not None, f"the login page links its style ({status})")
+    if style:
+        status, _, _ = viewer.get(style.group(1).replace("&amp;", "&"))
+        case.check(status == 200, f"its style sheet is served without a login ({status})")
     status, headers, _ = viewer.get("/api/v1/builders")
     case.check(status == 401 and "basic" in headers.get("www-authenticate", "").lower(),
                f"view: login: the read API wants a login (401) ({status})")

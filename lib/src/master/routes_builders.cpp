@@ -359,6 +359,7 @@ void force_form(Services& s,
                 builders.emplace_back(name);
             }
         }
+        auto frame = page_frame(s, request, "Force");
         const auto back = came_from(
             request, builder ? "/builders/" + http::uri_encode(*builder) : std::string("/"));
         force_builders(s,
@@ -366,10 +367,10 @@ void force_form(Services& s,
                        builder.has_value(),
                        read_force_form(form),
                        viewer.user,
-                       [reply, back](const ForceResult& result) mutable {
+                       [reply, back, frame](const ForceResult& result) mutable {
                            reply.send(result.error.empty()
                                           ? see_other(back)
-                                          : form_error(result.status, result.error));
+                                          : form_error(frame, result.status, result.error));
                        });
     });
 }

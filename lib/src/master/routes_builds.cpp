@@ -231,9 +231,11 @@ void stop_form(Services& s,
         stop_build(s,
                    id,
                    viewer.user,
-                   [reply, back = came_from(request, fmt::format("/builds/{}", id))](
-                       int status, std::string error) mutable {
-                       reply.send(error.empty() ? see_other(back) : form_error(status, error));
+                   [reply,
+                    back = came_from(request, fmt::format("/builds/{}", id)),
+                    frame = page_frame(s, request, "Stop")](int status, std::string error) mutable {
+                       reply.send(error.empty() ? see_other(back)
+                                                : form_error(frame, status, error));
                    });
     });
 }

@@ -3,7 +3,6 @@
 // over the sessions (the API's HTTP basic, auth.view: login, a form's session).
 
 #include <fmt/format.h>
-#include <kainjow/mustache.hpp>
 
 #include <ci/core/crypto.h>
 #include <ci/core/log.h>
@@ -12,83 +11,24 @@
 #include "master/forms.h"
 #include "master/json.h"
 #include "master/services.h"
+#include "web/page.h"
 
 namespace ci::master {
 
 namespace {
 
-// A minimal page until the web UI's layout exists; mustache escapes every {{value}}.
-constexpr const char* login_template = R"(<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Log in - libci</title>
-</head>
-<body>
-<main>
-<h1>Log in</h1>
-{{#error}}<p role="alert">{{error}}</p>
-{{/error}}{{#user}}<p>You are logged in as {{user}}.</p>
-<form method="post" action="/logout">
-<input type="hidden" name="csrf" value="{{csrf}}">
-<p><button type="submit">Log out</button></p>
-</form>
-{{/user}}<form method="post" action="/login">
-<input type="hidden" name="next" value="{{next}}">
-<p><label for="user">User</label><br><input id="user" name="user" autocomplete="username" required autofocus></p>
-<p><label for="password">Password</label><br><input id="password" name="password" type="password" autocomplete="current-password" required></p>
-<p><button type="submit">Log in</button></p>
-</form>
-</main>
-</body>
-</html>
-)";
-
-constexpr const char* error_template = R"(<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{{status}} - libci</title>
-</head>
-<body>
-<main>
-<h1>{{status}}</h1>
-<p>{{message}}</p>
-<p><a href="/">Home</a></p>
-</main>
-</body>
-</html>
-)";
-
-// The headers of every page: no inline script, no framing, no sniffing, no caching.
-http::ServerResponse page(int status, std::string body) {
-    http::ServerResponse response;
-    response.status = status;
-    response.content_type = "text/html; charset=utf-8";
-    response.body = std::move(body);
-    response.headers.emplace_back("Content-Security-Policy",
-                                  "default-src 'self'; frame-ancestors 'none'; form-action 'self'");
-    response.headers.emplace_back("X-Content-Type-Options", "nosniff");
-    response.headers.emplace_back("Referrer-Policy", "same-origin");
-    response.headers.emplace_back("Cache-Control", "no-store");
-    return response;
-}
-
 http::ServerResponse
-login_page(int status, std::string_view next, std::string_view error, const Viewer& viewer) {
-    kainjow::mustache::mustache view{login_template};
-    kainjow::mustache::data data;
+login_page(const web::Frame& frame, int status, std::string_view next, std::string_view error) {
+    web::Data data;
     data.set("next", std::string(next));
     if (!error.empty()) {
         data.set("error", std::string(error));
     }
-    if (viewer.logged_in()) {
-        data.set("user", viewer.user);
-        data.set("csrf", viewer.csrf_token);
+    auto response = web::page_response(frame, "login.mustache", std::move(data));
+    if (response.status == 200) {
+        response.status = status;
     }
-    return page(status, view.render(data));
+    return response;
 }
 
 // 303 to the login page, which comes back to `next` once logged in.
@@ -113,13 +53,14 @@ void post_login(Services& s,
                 Router& router,
                 const http::ServerRequest& request,
                 http::Reply reply) {
+    const auto frame = page_frame(s, request, "Log in");
     if (!s.sessions.enabled()) {
-        reply.send(form_error(403, "the config has no auth: nobody can log in"));
+        reply.send(form_error(frame, 403, "the config has no auth: nobody can log in"));
         return;
     }
     auto form = parse_form(request.body);
     if (!form) {
-        reply.send(form_error(400, form.error().message));
+        reply.send(form_error(frame, 400, form.error().message));
         return;
     }
     const auto next = local_path(form->get("next"));
@@ -127,13 +68,13 @@ void post_login(Services& s,
     if (!user) {
         // Counted and logged (once per interval, with a count) with the API's wrong passwords.
         router.auth_failures().failed(request.remote_address);
-        reply.send(login_page(403, next, "Wrong user or password.", {}));
+        reply.send(login_page(frame, 403, next, "Wrong user or password."));
         return;
     }
     router.auth_failures().succeeded(request.remote_address);
     auto opened = s.sessions.open(*user);
     if (!opened) {
-        reply.send(form_error(500, opened.error().message));
+        reply.send(form_error(frame, 500, opened.error().message));
         return;
     }
     log::info("{} logged in (web UI, from {})", log::field(*user, 64), request.remote_address);
@@ -148,12 +89,19 @@ std::string api_user(const Services& services, const http::ServerRequest& reques
     return services.sessions.basic_user(request).value_or("(nobody)");
 }
 
-http::ServerResponse form_error(int status, std::string_view message) {
-    kainjow::mustache::mustache view{error_template};
-    kainjow::mustache::data data;
-    data.set("status", std::to_string(status));
-    data.set("message", std::string(message));
-    return page(status, view.render(data));
+web::Frame
+page_frame(const Services& services, const http::ServerRequest& request, std::string title) {
+    const auto viewer = services.sessions.viewer(request);
+    web::Frame frame;
+    frame.title = std::move(title);
+    frame.user = viewer.user;
+    frame.csrf_token = viewer.csrf_token;
+    frame.path = request.target;
+    return frame;
+}
+
+http::ServerResponse form_error(const web::Frame& frame, int status, std::string_view message) {
+    return web::error_page(frame, status, message);
 }
 
 void with_form(Services& services,
@@ -168,7 +116,7 @@ void with_form(Services& services,
     }
     auto form = parse_form(request.body, repeatable);
     if (!form) {
-        reply.send(form_error(400, form.error().message));
+        reply.send(form_error(page_frame(services, request, "Refused"), 400, form.error().message));
         return;
     }
     // The token of this session, which a page of another site cannot read.
@@ -178,8 +126,10 @@ void with_form(Services& services,
                   log::field(request.path),
                   form->has("csrf") ? "wrong" : "missing",
                   request.remote_address);
-        reply.send(form_error(
-            403, "the form's csrf token is missing or wrong: reload the page and try again"));
+        reply.send(
+            form_error(page_frame(services, request, "Refused"),
+                       403,
+                       "the form's csrf token is missing or wrong: reload the page and try again"));
         return;
     }
     then(*form, viewer);
@@ -239,10 +189,10 @@ void add_login_routes(Router& router, Services& services) {
         "/login",
         [&services](http::ServerRequest& request, const PathParams&, http::Reply reply) {
             const auto found = request.query.find("next");
-            reply.send(login_page(200,
+            reply.send(login_page(page_frame(services, request, "Log in"),
+                                  200,
                                   local_path(found == request.query.end() ? "/" : found->second),
-                                  {},
-                                  services.sessions.viewer(request)));
+                                  {}));
         },
         Guard::Public,
         "/login (the web UI's login page)");

@@ -182,19 +182,19 @@ void cancel_form(Services& s,
                  std::int64_t id,
                  http::Reply reply) {
     with_form(s, request, reply, {}, [&](const Form&, const Viewer& viewer) {
-        cancel_request(s,
-                       id,
-                       viewer.user,
-                       [reply, referer = came_from(request, {})](
-                           int status, std::string error, const std::string& builder) mutable {
-                           if (!error.empty()) {
-                               reply.send(form_error(status, error));
-                               return;
-                           }
-                           reply.send(see_other(!referer.empty()
-                                                    ? referer
-                                                    : "/builders/" + http::uri_encode(builder)));
-                       });
+        cancel_request(
+            s,
+            id,
+            viewer.user,
+            [reply, referer = came_from(request, {}), frame = page_frame(s, request, "Cancel")](
+                int status, std::string error, const std::string& builder) mutable {
+                if (!error.empty()) {
+                    reply.send(form_error(frame, status, error));
+                    return;
+                }
+                reply.send(see_other(!referer.empty() ? referer
+                                                      : "/builders/" + http::uri_encode(builder)));
+            });
     });
 }
 

@@ -69,11 +69,14 @@ void home(Services& s, const http::ServerRequest& request, http::Reply reply) {
 } // namespace
 
 void add_ui_routes(Router& router, Services& services) {
+    // Public: the login page needs its style sheet even with auth.view: login.
     router.add("GET",
                "/static/{name}",
                [](http::ServerRequest& request, const PathParams& params, http::Reply reply) {
                    reply.send(static_asset(request, params.get("name")));
-               });
+               },
+               Guard::Public,
+               {});
     router.add("GET",
                "/",
                [&services](http::ServerRequest& request, const PathParams&, http::Reply reply) {

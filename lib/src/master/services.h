@@ -27,6 +27,7 @@
 #include "master/sessions.h"
 #include "master/store_writes.h"
 #include "store/ingest.h"
+#include "web/page.h"
 
 namespace ci::master {
 
@@ -89,7 +90,12 @@ void with_form(Services& services,
 [[nodiscard]] Router::Check view_check(const config::Config& config, const Sessions& sessions);
 [[nodiscard]] Router::Check form_check(const config::Config& config, const Sessions& sessions);
 
-/// A form route's refusal, for a person: `status` with `message` as a small page.
-[[nodiscard]] http::ServerResponse form_error(int status, std::string_view message);
+/// The layout's frame of a page answered to `request`: its viewer, `title` and path.
+[[nodiscard]] web::Frame
+page_frame(const Services& services, const http::ServerRequest& request, std::string title);
+
+/// A form route's refusal, for a person: `status` with `message` as an error page.
+[[nodiscard]] http::ServerResponse
+form_error(const web::Frame& frame, int status, std::string_view message);
 
 } // namespace ci::master
