@@ -193,7 +193,7 @@ void one(Services& s, std::int64_t id, http::Reply reply) {
 void stop_build(Services& s,
                 std::int64_t id,
                 const std::string& who,
-                std::function<void(int status, std::string error)> done) {
+                std::function<void(int status, const std::string& error)> done) {
     if (s.coordinator.stop(id, who)) {
         done(202, {});
         return;
@@ -211,15 +211,16 @@ void stop_build(Services& s,
 }
 
 void stop(Services& s, const http::ServerRequest& request, std::int64_t id, http::Reply reply) {
-    stop_build(s, id, api_user(s, request), [reply, id](int status, std::string error) mutable {
-        if (!error.empty()) {
-            reply.send(error_response(status, error));
-            return;
-        }
-        Json json;
-        json.begin().field("stopping", id).end();
-        reply.send(json_response(202, json.text()));
-    });
+    stop_build(
+        s, id, api_user(s, request), [reply, id](int status, const std::string& error) mutable {
+            if (!error.empty()) {
+                reply.send(error_response(status, error));
+                return;
+            }
+            Json json;
+            json.begin().field("stopping", id).end();
+            reply.send(json_response(202, json.text()));
+        });
 }
 
 // POST /builds/{id}/stop: the build page's stop form; 303 back to the page.
@@ -228,15 +229,15 @@ void stop_form(Services& s,
                std::int64_t id,
                http::Reply reply) {
     with_form(s, request, reply, {}, [&](const Form&, const Viewer& viewer) {
-        stop_build(s,
-                   id,
-                   viewer.user,
-                   [reply,
-                    back = came_from(request, fmt::format("/builds/{}", id)),
-                    frame = page_frame(s, request, "Stop")](int status, std::string error) mutable {
-                       reply.send(error.empty() ? see_other(back)
-                                                : form_error(frame, status, error));
-                   });
+        stop_build(
+            s,
+            id,
+            viewer.user,
+            [reply,
+             back = came_from(request, fmt::format("/builds/{}", id)),
+             frame = page_frame(s, request, "Stop")](int status, const std::string& error) mutable {
+                reply.send(error.empty() ? see_other(back) : form_error(frame, status, error));
+            });
     });
 }
 

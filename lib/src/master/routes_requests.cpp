@@ -119,10 +119,11 @@ void one(Services& s, std::int64_t id, http::Reply reply) {
 // The core of a cancel (the JSON API's and the web UI's): `done` gets 200 and the request's
 // builder when the pending request `id` is cancelled (by `who`), 404 when there is no such
 // request, 409 when it is not pending.
-void cancel_request(Services& s,
-                    std::int64_t id,
-                    std::string who,
-                    std::function<void(int status, std::string error, std::string builder)> done) {
+void cancel_request(
+    Services& s,
+    std::int64_t id,
+    std::string who,
+    std::function<void(int status, const std::string& error, const std::string& builder)> done) {
     s.reads.post([&s, done = std::move(done), id, who = std::move(who)](store::Store& store) {
         // The cancel's reports (a commit status left pending ends, a push's summary is sent)
         // are stored with it.
@@ -164,7 +165,7 @@ void cancel(Services& s, const http::ServerRequest& request, std::int64_t id, ht
     cancel_request(s,
                    id,
                    api_user(s, request),
-                   [reply, id](int status, std::string error, std::string) mutable {
+                   [reply, id](int status, const std::string& error, const std::string&) mutable {
                        if (!error.empty()) {
                            reply.send(error_response(status, error));
                            return;
@@ -187,7 +188,7 @@ void cancel_form(Services& s,
             id,
             viewer.user,
             [reply, referer = came_from(request, {}), frame = page_frame(s, request, "Cancel")](
-                int status, std::string error, const std::string& builder) mutable {
+                int status, const std::string& error, const std::string& builder) mutable {
                 if (!error.empty()) {
                     reply.send(form_error(frame, status, error));
                     return;
