@@ -211,8 +211,20 @@ def main(case):
     for r in master.requests():
         master.post(f"/api/v1/buildrequests/{r['id']}/cancel", auth=case.auth)
 
-    # Stop a running build through the build page's form.
+    # Pause and resume a worker through the workers page's forms.
     case.start_workers(master, 1)
+    status, headers, _ = browser.post("/workers/remote/0/pause", {"csrf": csrf})
+    case.check(status == 303 and headers.get("location") == "/workers",
+               f"pause form: 303 to the workers page ({status} {headers.get('location')})")
+    case.check(master.get("/api/v1/workers/remote/0").get("paused") is True,
+               "the worker is paused")
+    status, _, _ = browser.post("/workers/remote/0/explode", {"csrf": csrf})
+    case.check(status == 404, f"an unknown worker action: 404 ({status})")
+    status, headers, _ = browser.post("/workers/remote/0/resume", {"csrf": csrf})
+    case.check(status == 303 and master.get("/api/v1/workers/remote/0").get("paused") is False,
+               f"resume form: 303, the worker is not paused ({status})")
+
+    # Stop a running build through the build page's form.
     tip, build = case.slow_build(master)
     status, headers, _ = browser.post(f"/builds/{build['id']}/stop", {"csrf": csrf})
     case.check(status == 303 and headers.get("location") == f"/builds/{build['id']}",
