@@ -28,6 +28,10 @@ void setup_fingerprint(CLI::App& app, Runner& runner);
 /// class's instances, the one-time token masked.
 void setup_render_user_data(CLI::App& app, Runner& runner);
 
+/// `ci-master hash-password [--pbkdf2]`: prints the PHC hash of a password read from the
+/// terminal (asked twice, no echo) or stdin, for auth.users.
+void setup_hash_password(CLI::App& app, Runner& runner);
+
 /// The config from `config_path` (YAML, or the 0600 JSON form) or, when empty, from
 /// $LIBCI_CONFIG; its diagnostics printed. nullopt with `exit_code` set when it is unusable.
 std::optional<config::Config> read_master_config(const std::string& config_path, int& exit_code);

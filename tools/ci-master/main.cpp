@@ -24,6 +24,7 @@ int main(int argc, char** argv) {
     ci::tools::master::setup_start(app, runner);
     ci::tools::master::setup_fingerprint(app, runner);
     ci::tools::master::setup_render_user_data(app, runner);
+    ci::tools::master::setup_hash_password(app, runner);
     if (auto status = ci::tools::parse_command_line(app, argc, argv)) {
         return *status;
     }

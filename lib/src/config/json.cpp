@@ -324,8 +324,24 @@ std::string to_json(const Config& config) {
     if (config.auth) {
         write_key(writer, "auth");
         writer.StartObject();
-        write_field(writer, "user", config.auth->user);
-        write_field(writer, "password", config.auth->password);
+        if (!config.auth->user.empty()) {
+            write_field(writer, "user", config.auth->user);
+            write_field(writer, "password", config.auth->password);
+        }
+        if (!config.auth->users.empty()) {
+            write_key(writer, "users");
+            writer.StartArray();
+            for (const auto& user : config.auth->users) {
+                writer.StartObject();
+                write_field(writer, "user", user.user);
+                write_field(writer, "password_hash", user.password_hash);
+                writer.EndObject();
+            }
+            writer.EndArray();
+        }
+        write_field(writer,
+                    "view",
+                    std::string_view(config.auth->view == AuthView::Login ? "login" : "anonymous"));
         writer.EndObject();
     }
     write_key(writer, "buildmaster");

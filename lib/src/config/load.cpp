@@ -318,6 +318,10 @@ std::vector<std::string> secrets(const Config& config) {
     };
     if (config.auth) {
         add(config.auth->password);
+        // Not the password, but what an offline guesser starts from.
+        for (const auto& user : config.auth->users) {
+            add(user.password_hash);
+        }
     }
     add(config.github.token);
     add(config.github.webhook_secret);

@@ -13,6 +13,7 @@
 #include <ci/build/results.h>
 #include <ci/config/placeholders.h>
 #include <ci/config/worker_files.h>
+#include <ci/core/password.h>
 
 #include "config/reader.h"
 
@@ -21,6 +22,14 @@ namespace ci::config::detail {
 namespace {
 
 constexpr int max_count = 10000;
+
+// A user of `auth`: what HTTP basic can carry (no ':') and a page can show.
+bool valid_auth_user(std::string_view name) {
+    return !name.empty() && name.size() <= 64 && name.front() != ' ' && name.back() != ' ' &&
+           std::ranges::all_of(name, [](char c) {
+               return static_cast<unsigned char>(c) >= 0x20 && c != ':' && c != 0x7f;
+           });
+}
 
 // An S3 bucket name: 3 to 63 characters of [a-z0-9.-], starting and ending with a letter or
 // digit.
@@ -308,12 +317,81 @@ void Checker::check_auth(const YAML::Node& node) {
     if (node.IsNull()) {
         return;
     }
-    Fields fields(reader_, node, "auth", {"user", "password"});
+    Fields fields(reader_, node, "auth", {"user", "password", "users", "view"});
+    if (!fields.valid()) {
+        return;
+    }
     Auth auth;
-    fields.require("user");
-    fields.require("password");
+    // The old single user, or `users`, or both; a user needs its password and the reverse.
+    if (!fields.has("users") || fields.has("user") || fields.has("password")) {
+        fields.require("user");
+        fields.require("password");
+    }
     fields.read("user", auth.user);
     fields.read("password", auth.password);
+    std::set<std::string> names;
+    const auto check_user_name =
+        [&](const YAML::Node& at, const std::string& path, const std::string& name) {
+            if (!valid_auth_user(name)) {
+                reader_.error(at,
+                              path,
+                              "a user is 1 to 64 printable characters without ':' or spaces at "
+                              "either end");
+            } else if (!names.insert(name).second) {
+                reader_.error(at, path, fmt::format("user \"{}\" is listed twice", name));
+            }
+        };
+    if (const Entry* user = fields.find("user"); user != nullptr && !auth.user.empty()) {
+        check_user_name(user->value, "auth.user", auth.user);
+    }
+    if (const Entry* password = fields.find("password");
+        password != nullptr && !auth.password.empty()) {
+        reader_.warning(password->key_node,
+                        "auth.password",
+                        "a plain password: list the user under auth.users with a "
+                        "password_hash from `ci-master hash-password` instead");
+    }
+    if (const Entry* users = fields.find("users"); users != nullptr && !users->value.IsNull()) {
+        if (!users->value.IsSequence()) {
+            reader_.error(
+                users->value, "auth.users", "expected a list of {user, password_hash} mappings");
+        } else {
+            for (std::size_t i = 0; i < users->value.size(); ++i) {
+                const auto path = fmt::format("auth.users[{}]", i);
+                Fields item(reader_, users->value[i], path, {"user", "password_hash"});
+                if (!item.valid()) {
+                    continue;
+                }
+                AuthUser user;
+                item.require("user");
+                item.require("password_hash");
+                item.read("user", user.user);
+                item.read("password_hash", user.password_hash);
+                if (const Entry* name = item.find("user"); name != nullptr && !user.user.empty()) {
+                    check_user_name(name->value, item.path("user"), user.user);
+                }
+                if (const Entry* hash = item.find("password_hash");
+                    hash != nullptr && !user.password_hash.empty()) {
+                    if (auto parsed = crypto::parse_password_hash(user.password_hash); !parsed) {
+                        reader_.error(hash->value,
+                                      item.path("password_hash"),
+                                      parsed.error().message +
+                                          " (a plain password belongs in auth.password)");
+                    }
+                }
+                auth.users.push_back(std::move(user));
+            }
+        }
+    }
+    if (const Entry* view = fields.find("view"); view != nullptr && !view->value.IsNull()) {
+        if (auto text = reader_.string(view->value, "auth.view")) {
+            if (*text == "login") {
+                auth.view = AuthView::Login;
+            } else if (*text != "anonymous") {
+                reader_.error(view->value, "auth.view", "expected anonymous or login");
+            }
+        }
+    }
     config_.auth = std::move(auth);
 }
 

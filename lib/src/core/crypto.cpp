@@ -80,6 +80,59 @@ std::string base64_encode(std::string_view data) {
     return out;
 }
 
+namespace {
+
+// A base64 character's 6 bits; -1 for any other character.
+int base64_value(char c) {
+    if (c >= 'A' && c <= 'Z') {
+        return c - 'A';
+    }
+    if (c >= 'a' && c <= 'z') {
+        return c - 'a' + 26;
+    }
+    if (c >= '0' && c <= '9') {
+        return c - '0' + 52;
+    }
+    if (c == '+') {
+        return 62;
+    }
+    return c == '/' ? 63 : -1;
+}
+
+} // namespace
+
+std::optional<std::string> base64_decode(std::string_view text) {
+    if (text.size() % 4 == 0 && text.ends_with("==")) {
+        text.remove_suffix(2);
+    } else if (text.size() % 4 == 0 && text.ends_with('=')) {
+        text.remove_suffix(1);
+    }
+    if (text.size() % 4 == 1) {
+        return std::nullopt;
+    }
+    std::string out;
+    out.reserve(text.size() / 4 * 3 + 2);
+    std::uint32_t bits = 0;
+    int count = 0;
+    for (const char c : text) {
+        const int value = base64_value(c);
+        if (value < 0) {
+            return std::nullopt;
+        }
+        bits = (bits << 6U) | static_cast<std::uint32_t>(value);
+        count += 6;
+        if (count >= 8) {
+            count -= 8;
+            out.push_back(static_cast<char>((bits >> static_cast<unsigned>(count)) & 0xFFU));
+        }
+    }
+    // What is left must be the zero bits that pad the last character.
+    if ((bits & ((1U << static_cast<unsigned>(count)) - 1U)) != 0) {
+        return std::nullopt;
+    }
+    return out;
+}
+
 Result<Digest> sha256_file(const std::filesystem::path& path) {
     const auto error = [&](int number) {
         const ErrorCode code = number == ENOENT   ? ErrorCode::NotFound

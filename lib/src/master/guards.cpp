@@ -45,7 +45,8 @@ bool has_body(const http::ServerRequest& request) {
 
 } // namespace
 
-std::optional<http::ServerResponse> refuse_cross_site(const http::ServerRequest& request) {
+std::optional<http::ServerResponse> refuse_cross_site(const http::ServerRequest& request,
+                                                      std::string_view expected_type) {
     if (const auto site = request.header("sec-fetch-site");
         !site.empty() && !ascii_iequals(site, "same-origin") && !ascii_iequals(site, "none")) {
         return error_response(
@@ -64,11 +65,12 @@ std::optional<http::ServerResponse> refuse_cross_site(const http::ServerRequest&
         }
     }
     if (has_body(request) &&
-        !ascii_iequals(media_type(request.header("content-type")), "application/json")) {
+        !ascii_iequals(media_type(request.header("content-type")), expected_type)) {
         return error_response(
             415,
-            fmt::format("the body must be JSON sent as Content-Type: application/json (not "
-                        "\"{}\")",
+            fmt::format("the body must be {} sent as Content-Type: {} (not \"{}\")",
+                        expected_type == "application/json" ? "JSON" : "a form",
+                        expected_type,
                         log::field(request.header("content-type"), 100)));
     }
     return std::nullopt;

@@ -60,30 +60,12 @@ Result<std::map<std::string, ClassFiles>> worker_files(const config::Config& con
     return out;
 }
 
-// The check of the routes that change something: HTTP basic with the config's auth.
-std::optional<http::ServerResponse> check_auth(const config::Config& config,
-                                               const http::ServerRequest& request) {
-    if (!config.auth) {
-        return error_response(403, "the config has no auth: the API is read-only");
-    }
-    const auto expected =
-        "Basic " + crypto::base64_encode(config.auth->user + ":" + config.auth->password);
-    if (!crypto::constant_time_equal(request.header("authorization"), expected)) {
-        auto refused = error_response(
-            401, "this needs the user and password of the config's auth (HTTP basic)");
-        // The challenge RFC 9110 requires with a 401: a browser asks for the password.
-        refused.headers.emplace_back("WWW-Authenticate", R"(Basic realm="libci")");
-        return refused;
-    }
-    return std::nullopt;
-}
-
 } // namespace
 
 MasterState::MasterState(config::Config c, MasterOptions o)
     : config(std::move(c)), options(std::move(o)),
       clock(options.clock != nullptr ? *options.clock : system_clock), credentials(config, clock),
-      locks(config) {}
+      locks(config), sessions(config, clock) {}
 
 MasterState::~MasterState() {
     shutdown();
@@ -329,7 +311,8 @@ Status MasterState::start_servers() {
                                                    ec2.get(),
                                                    sessions});
     router = std::make_unique<Router>(
-        [this](const http::ServerRequest& request) { return check_auth(config, request); });
+        api_check(config, sessions), view_check(config, sessions), form_check(config, sessions));
+    add_login_routes(*router, *services);
     add_webhook_routes(*router, *services);
     add_builder_routes(*router, *services);
     add_change_routes(*router, *services);
@@ -572,10 +555,6 @@ void MasterState::shutdown() {
 }
 
 } // namespace detail
-
-std::string api_user(const Services& services) {
-    return services.config.auth ? services.config.auth->user : std::string("(nobody)");
-}
 
 Master::Master(std::unique_ptr<detail::MasterState> state) : state_(std::move(state)) {}
 

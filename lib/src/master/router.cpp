@@ -160,6 +160,22 @@ std::optional<http::ServerResponse> Router::check_header(const http::ServerReque
     max_body = std::min(max_body, route->max_body);
     switch (route->guard) {
     case Guard::None:
+        return view_ ? check_view(request) : std::nullopt;
+    case Guard::Public:
+        return std::nullopt;
+    case Guard::Form:
+        if (auto refused = refuse_cross_site(request, form_media_type)) {
+            return refused;
+        }
+        return form_ ? form_(request)
+                     : std::optional(error_response(403, "the config has no auth: no logins"));
+    case Guard::Login:
+        if (auto refused = refuse_cross_site(request, form_media_type)) {
+            return refused;
+        }
+        if (const auto wait = auth_failures_.blocked(request.remote_address)) {
+            return too_many_failures(*wait);
+        }
         return std::nullopt;
     case Guard::Signed:
         if (const auto wait = signature_failures_.blocked(request.remote_address)) {
@@ -185,6 +201,22 @@ std::optional<http::ServerResponse> Router::check_header(const http::ServerReque
     return refused;
 }
 
+std::optional<http::ServerResponse> Router::check_view(const http::ServerRequest& request) {
+    const bool password = !request.header("authorization").empty();
+    if (password) {
+        if (const auto wait = auth_failures_.blocked(request.remote_address)) {
+            return too_many_failures(*wait);
+        }
+    }
+    auto refused = view_(request);
+    if (password && !refused) {
+        auth_failures_.succeeded(request.remote_address);
+    } else if (password && refused->status == 401) {
+        auth_failures_.failed(request.remote_address);
+    }
+    return refused;
+}
+
 void Router::handle(http::ServerRequest& request, http::Reply reply) const {
     const auto path = path_segments(request.path);
     const bool head = request.method == "HEAD";
@@ -201,8 +233,18 @@ void Router::handle(http::ServerRequest& request, http::Reply reply) const {
             }
             continue;
         }
-        if (route.guard == Guard::Authenticated) {
-            if (auto refused = check_(request)) {
+        // Again (the server ran check_header before the body): a handler runs only for a
+        // request its guard lets through, whoever calls handle().
+        const Check* check = route.guard == Guard::Authenticated ? &check_
+                             : route.guard == Guard::Form        ? &form_
+                             : route.guard == Guard::None        ? &view_
+                                                                 : nullptr;
+        if (route.guard == Guard::Form && !form_) {
+            reply.send(error_response(403, "the config has no auth: no logins"));
+            return;
+        }
+        if (check != nullptr && *check) {
+            if (auto refused = (*check)(request)) {
                 reply.send(std::move(*refused));
                 return;
             }

@@ -13,6 +13,14 @@
 // passwords too often wait (429), and checks the password (401), all without reading the body.
 // A route marked `signed` (the webhook) is refused with 429 too while its address waits for
 // having sent wrong signatures (counted by signature_failures()).
+//
+// The web UI's routes: a `Form` route (force, stop, cancel, logout) is refused cross-site (403)
+// or with a body that is not a form (415), and runs only for a viewer with a session (the form
+// check: else 303 to the login page); its handler checks the form's csrf field. `Login` (POST
+// /login) is refused cross-site too, and with 429 while its address waits for having sent wrong
+// passwords. Every other route (`None`) answers only what the view check lets through (with
+// `auth.view: login`, a session or HTTP basic), except `Public` ones (the login page, static
+// files, /healthz).
 
 #include <functional>
 #include <map>
@@ -46,9 +54,12 @@ inline constexpr std::size_t webhook_max_body = std::size_t{25} * 1024 * 1024;
 
 /// How a route is guarded (see the top of this file).
 enum class Guard {
-    None,
+    None,          ///< anyone the view check lets through
     Authenticated, ///< the router's check (the config's auth), and CSRF
     Signed,        ///< checks its own signature, reporting failures to signature_failures()
+    Form,          ///< a web UI form with a session (the form check); its handler checks csrf
+    Login,         ///< POST /login: same-site forms only, and rate limited
+    Public,        ///< anyone, whatever the view check says
 };
 
 using RouteHandler =
@@ -58,7 +69,11 @@ class Router {
 public:
     /// Checks a request to an authenticated route: nullopt to let it through, else the answer.
     using Check = std::function<std::optional<http::ServerResponse>(const http::ServerRequest&)>;
-    explicit Router(Check check) : check_(std::move(check)) {}
+    /// `check`: the Authenticated routes' (HTTP basic). `view`: the None routes' (none: anyone).
+    /// `form`: the Form routes' (none: refused). A view check's 401 to a request with an
+    /// Authorization header counts as a wrong password, as the API's does.
+    explicit Router(Check check, Check view = {}, Check form = {})
+        : check_(std::move(check)), view_(std::move(view)), form_(std::move(form)) {}
 
     /// Adds a route. `summary` is what GET /api/v1 lists for it (empty: not listed). Its
     /// bodies may be `max_body` bytes long.
@@ -106,9 +121,15 @@ private:
     /// The route `request` would run; nullptr for a 404 or 405.
     [[nodiscard]] const Route* find(const http::ServerRequest& request) const;
 
+    // The view check, counting wrong passwords.
+    [[nodiscard]] std::optional<http::ServerResponse>
+    check_view(const http::ServerRequest& request);
+
     Check check_;
+    Check view_;
+    Check form_;
     std::vector<Route> routes_;
-    FailureLimiter auth_failures_{"API requests with a wrong user or password"};
+    FailureLimiter auth_failures_{"wrong user or password (API or login)"};
     FailureLimiter signature_failures_{"webhooks with a wrong signature"};
 };
 

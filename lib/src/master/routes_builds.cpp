@@ -11,6 +11,7 @@
 
 #include <fmt/format.h>
 
+#include "master/forms.h"
 #include "master/json.h"
 #include "master/log_output.h"
 #include "master/services.h"
@@ -174,22 +175,56 @@ void one(Services& s, std::int64_t id, http::Reply reply) {
     });
 }
 
-void stop(Services& s, std::int64_t id, http::Reply reply) {
-    if (s.coordinator.stop(id, api_user(s))) {
-        Json json;
-        json.begin().field("stopping", id).end();
-        reply.send(json_response(202, json.text()));
+// The core of a stop (the JSON API's and the web UI's): `done` gets 202 when the build is
+// being stopped (by `who`), 404 when there is no such build, 409 when it has finished.
+void stop_build(Services& s,
+                std::int64_t id,
+                const std::string& who,
+                std::function<void(int status, const std::string& error)> done) {
+    if (s.coordinator.stop(id, who)) {
+        done(202, {});
         return;
     }
-    s.reads.post([reply, id](store::Store& store) mutable {
+    s.reads.post([done = std::move(done), id](store::Store& store) {
         auto build = store.build(id);
         if (!build) {
-            reply.send(error_response(500, build.error().message));
+            done(500, build.error().message);
         } else if (!*build) {
-            reply.send(error_response(404, fmt::format("no build {}", id)));
+            done(404, fmt::format("no build {}", id));
         } else {
-            reply.send(error_response(409, fmt::format("build {} has finished", id)));
+            done(409, fmt::format("build {} has finished", id));
         }
+    });
+}
+
+void stop(Services& s, const http::ServerRequest& request, std::int64_t id, http::Reply reply) {
+    stop_build(
+        s, id, api_user(s, request), [reply, id](int status, const std::string& error) mutable {
+            if (!error.empty()) {
+                reply.send(error_response(status, error));
+                return;
+            }
+            Json json;
+            json.begin().field("stopping", id).end();
+            reply.send(json_response(202, json.text()));
+        });
+}
+
+// POST /builds/{id}/stop: the build page's stop form; 303 back to the page.
+void stop_form(Services& s,
+               const http::ServerRequest& request,
+               std::int64_t id,
+               http::Reply reply) {
+    with_form(s, request, reply, {}, [&](const Form&, const Viewer& viewer) {
+        stop_build(
+            s,
+            id,
+            viewer.user,
+            [reply,
+             back = came_from(request, fmt::format("/builds/{}", id)),
+             frame = page_frame(s, request, "Stop")](int status, const std::string& error) mutable {
+                reply.send(error.empty() ? see_other(back) : form_error(frame, status, error));
+            });
     });
 }
 
@@ -562,13 +597,25 @@ void add_build_routes(Router& router, Services& services) {
     router.add(
         "POST",
         "/api/v1/builds/{id}/stop",
-        [&services, with_id](http::ServerRequest&, const PathParams& params, http::Reply reply) {
+        [&services,
+         with_id](http::ServerRequest& request, const PathParams& params, http::Reply reply) {
             if (const auto id = with_id(params, reply)) {
-                stop(services, *id, std::move(reply));
+                stop(services, request, *id, std::move(reply));
             }
         },
         true,
         "/api/v1/builds/{id}/stop (POST)");
+    router.add(
+        "POST",
+        "/builds/{id}/stop",
+        [&services,
+         with_id](http::ServerRequest& request, const PathParams& params, http::Reply reply) {
+            if (const auto id = with_id(params, reply)) {
+                stop_form(services, request, *id, std::move(reply));
+            }
+        },
+        Guard::Form,
+        "/builds/{id}/stop (POST, a web UI form)");
     // The step number of a path, or a 404 sent.
     const auto with_step = [](const PathParams& params, http::Reply& reply) -> std::optional<int> {
         const auto step = params.integer("n");

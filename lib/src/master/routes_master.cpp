@@ -30,14 +30,14 @@ void state(Services& s, store::Store& store, int status, http::Reply& reply) {
 }
 
 // Drains or undrains, off the HTTP thread: set_drained waits for a dispatcher pass under way.
-void set_drained(Services& s, bool drained, http::Reply reply) {
-    s.reads.post([&s, drained, reply](store::Store& store) mutable {
+void set_drained(Services& s, bool drained, std::string who, http::Reply reply) {
+    s.reads.post([&s, drained, reply, who = std::move(who)](store::Store& store) mutable {
         const bool was = s.dispatcher.drained();
         s.dispatcher.set_drained(drained);
         if (was != drained) {
             log::info("{} by {} (API): {}; {} running",
                       drained ? "drained" : "undrained",
-                      log::field(api_user(s), 64),
+                      log::field(who, 64),
                       drained ? "no new build starts" : "builds start again",
                       s.running.builds().size());
         }
@@ -62,8 +62,9 @@ void add_master_routes(Router& router, Services& services) {
         router.add(
             "POST",
             drained ? "/api/v1/master/drain" : "/api/v1/master/undrain",
-            [&services, drained](http::ServerRequest&, const PathParams&, http::Reply reply) {
-                set_drained(services, drained, std::move(reply));
+            [&services,
+             drained](http::ServerRequest& request, const PathParams&, http::Reply reply) {
+                set_drained(services, drained, api_user(services, request), std::move(reply));
             },
             true,
             drained ? "/api/v1/master/drain (POST)" : "/api/v1/master/undrain (POST)");

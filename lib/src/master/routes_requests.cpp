@@ -3,7 +3,9 @@
 #include <fmt/format.h>
 
 #include <ci/core/log.h>
+#include <ci/http/request.h>
 
+#include "master/forms.h"
 #include "master/json.h"
 #include "master/services.h"
 
@@ -114,19 +116,26 @@ void one(Services& s, std::int64_t id, http::Reply reply) {
     });
 }
 
-void cancel(Services& s, std::int64_t id, http::Reply reply) {
-    s.reads.post([&s, reply, id](store::Store& store) mutable {
+// The core of a cancel (the JSON API's and the web UI's): `done` gets 200 and the request's
+// builder when the pending request `id` is cancelled (by `who`), 404 when there is no such
+// request, 409 when it is not pending.
+void cancel_request(
+    Services& s,
+    std::int64_t id,
+    std::string who,
+    std::function<void(int status, const std::string& error, const std::string& builder)> done) {
+    s.reads.post([&s, done = std::move(done), id, who = std::move(who)](store::Store& store) {
         // The cancel's reports (a commit status left pending ends, a push's summary is sent)
         // are stored with it.
         std::optional<report::BuildReport> report;
         std::string builder;
         auto request = store.request(id);
         if (!request) {
-            reply.send(error_response(500, request.error().message));
+            done(500, request.error().message, {});
             return;
         }
         if (!*request) {
-            reply.send(error_response(404, fmt::format("no build request {}", id)));
+            done(404, fmt::format("no build request {}", id), {});
             return;
         }
         report = s.reports.cancelled(**request);
@@ -134,23 +143,59 @@ void cancel(Services& s, std::int64_t id, http::Reply reply) {
         auto cancelled = store.cancel(
             id, report ? s.reports.outbox(*report) : std::vector<store::OutboxMessage>{});
         if (!cancelled) {
-            reply.send(error_response(500, cancelled.error().message));
+            done(500, cancelled.error().message, {});
             return;
         }
         if (!*cancelled) {
-            reply.send(error_response(409, fmt::format("build request {} is not pending", id)));
+            done(409, fmt::format("build request {} is not pending", id), {});
             return;
         }
-        log::info("build request {} cancelled by {}", id, api_user(s));
+        log::info("build request {} cancelled by {}", id, log::field(who, 64));
         if (report) {
             s.reports.deliver(*report);
         }
         if (!builder.empty()) {
             s.coordinator.request_cancelled(id, builder); // trigger steps
         }
-        Json json;
-        json.begin().field("cancelled", id).end();
-        reply.send(json_response(200, json.text()));
+        done(200, {}, builder);
+    });
+}
+
+void cancel(Services& s, const http::ServerRequest& request, std::int64_t id, http::Reply reply) {
+    cancel_request(s,
+                   id,
+                   api_user(s, request),
+                   [reply, id](int status, const std::string& error, const std::string&) mutable {
+                       if (!error.empty()) {
+                           reply.send(error_response(status, error));
+                           return;
+                       }
+                       Json json;
+                       json.begin().field("cancelled", id).end();
+                       reply.send(json_response(200, json.text()));
+                   });
+}
+
+// POST /requests/{id}/cancel: the cancel form of a pending request; 303 back to the page (or
+// to the request's builder).
+void cancel_form(Services& s,
+                 const http::ServerRequest& request,
+                 std::int64_t id,
+                 http::Reply reply) {
+    with_form(s, request, reply, {}, [&](const Form&, const Viewer& viewer) {
+        cancel_request(
+            s,
+            id,
+            viewer.user,
+            [reply, referer = came_from(request, {}), frame = page_frame(s, request, "Cancel")](
+                int status, const std::string& error, const std::string& builder) mutable {
+                if (!error.empty()) {
+                    reply.send(form_error(frame, status, error));
+                    return;
+                }
+                reply.send(see_other(!referer.empty() ? referer
+                                                      : "/builders/" + http::uri_encode(builder)));
+            });
     });
 }
 
@@ -186,11 +231,20 @@ void add_request_routes(Router& router, Services& services) {
     router.add(
         "POST",
         "/api/v1/buildrequests/{id}/cancel",
-        [&services](http::ServerRequest&, const PathParams& params, http::Reply reply) {
-            with_id(params, reply, [&](std::int64_t id) { cancel(services, id, reply); });
+        [&services](http::ServerRequest& request, const PathParams& params, http::Reply reply) {
+            with_id(params, reply, [&](std::int64_t id) { cancel(services, request, id, reply); });
         },
         true,
         "/api/v1/buildrequests/{id}/cancel (POST)");
+    router.add(
+        "POST",
+        "/requests/{id}/cancel",
+        [&services](http::ServerRequest& request, const PathParams& params, http::Reply reply) {
+            with_id(
+                params, reply, [&](std::int64_t id) { cancel_form(services, request, id, reply); });
+        },
+        Guard::Form,
+        "/requests/{id}/cancel (POST, a web UI form)");
 }
 
 } // namespace ci::master

@@ -609,11 +609,14 @@ void add_ui_routes(Router& router, Services& services) {
         [&services](http::ServerRequest& request, const PathParams& params, http::Reply reply) {
             badge(services, request, params.get("file"), std::move(reply));
         });
+    // Public: the login page needs its style sheet even with auth.view: login.
     router.add("GET",
                "/static/{name}",
                [](http::ServerRequest& request, const PathParams& params, http::Reply reply) {
                    reply.send(static_asset(request, params.get("name")));
-               });
+               },
+               Guard::Public,
+               {});
     router.add("GET",
                "/",
                [&services](http::ServerRequest& request, const PathParams&, http::Reply reply) {

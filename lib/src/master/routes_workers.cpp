@@ -123,33 +123,74 @@ void show(Services& s, std::string name, http::Reply reply) {
     });
 }
 
-// POST /api/v1/workers/NAME/ACTION: the path's last segment is the action, the rest the name.
-void act(Services& s, std::string_view rest, http::Reply reply) {
+// The core of a worker action, the JSON API's and the web UI's: `rest` is "NAME/ACTION" (the
+// path's last segment is the action, the rest the name), done by `who`; `done` gets the outcome
+// and the name, on a reader thread (404 for an unknown action).
+void act_on(Services& s,
+            std::string_view rest,
+            std::string who,
+            std::function<void(const WorkerActionResult& result, const std::string& name)> done) {
     const auto slash = rest.rfind('/');
     const auto action = slash == std::string_view::npos
                             ? std::nullopt
                             : parse_worker_action(rest.substr(slash + 1));
     if (!action) {
-        reply.send(error_response(
-            404, "POST /api/v1/workers/NAME/pause, /resume or /shutdown: no such action"));
+        done(
+            WorkerActionResult{
+                404, "POST /api/v1/workers/NAME/pause, /resume or /shutdown: no such action"},
+            std::string(rest));
         return;
     }
-    s.reads.post([&s, name = std::string(rest.substr(0, slash)), action = *action, reply](
-                     store::Store& store) mutable {
-        const auto done = act_on_worker(s, store, name, action, api_user(s));
-        if (done.status != 200) {
-            reply.send(error_response(done.status, done.message));
-            return;
-        }
-        const auto live = s.workers.view(name);
-        Json json;
-        json.begin()
-            .field("name", name)
-            .field("connected", live.has_value())
-            .field("state", live ? live->state() : "not connected")
-            .field("paused", s.workers.paused(name));
-        json.field("message", done.message).end();
-        reply.send(json_response(200, json.text()));
+    s.reads.post([&s,
+                  name = std::string(rest.substr(0, slash)),
+                  action = *action,
+                  who = std::move(who),
+                  done = std::move(done)](store::Store& store) {
+        done(act_on_worker(s, store, name, action, who), name);
+    });
+}
+
+// POST /api/v1/workers/NAME/ACTION.
+void act(Services& s,
+         const http::ServerRequest& request,
+         std::string_view rest,
+         http::Reply reply) {
+    act_on(s,
+           rest,
+           api_user(s, request),
+           [&s, reply](const WorkerActionResult& done, const std::string& name) mutable {
+               if (done.status != 200) {
+                   reply.send(error_response(done.status, done.message));
+                   return;
+               }
+               const auto live = s.workers.view(name);
+               Json json;
+               json.begin()
+                   .field("name", name)
+                   .field("connected", live.has_value())
+                   .field("state", live ? live->state() : "not connected")
+                   .field("paused", s.workers.paused(name));
+               json.field("message", done.message).end();
+               reply.send(json_response(200, json.text()));
+           });
+}
+
+// POST /workers/NAME/ACTION: the workers page's forms; 303 back to the page.
+void act_form(Services& s,
+              const http::ServerRequest& request,
+              std::string_view rest,
+              http::Reply reply) {
+    with_form(s, request, reply, {}, [&](const Form&, const Viewer& viewer) {
+        act_on(s,
+               rest,
+               viewer.user,
+               [reply,
+                back = came_from(request, "/workers"),
+                frame = page_frame(s, request, "Workers")](const WorkerActionResult& done,
+                                                           const std::string&) mutable {
+                   reply.send(done.status == 200 ? see_other(back)
+                                                 : form_error(frame, done.status, done.message));
+               });
     });
 }
 
@@ -210,11 +251,19 @@ void add_worker_routes(Router& router, Services& services) {
     router.add(
         "POST",
         "/api/v1/workers/{rest...}",
-        [&services](http::ServerRequest&, const PathParams& params, http::Reply reply) {
-            act(services, params.get("rest"), std::move(reply));
+        [&services](http::ServerRequest& request, const PathParams& params, http::Reply reply) {
+            act(services, request, params.get("rest"), std::move(reply));
         },
         Guard::Authenticated,
         "/api/v1/workers/{name}/pause|resume|shutdown (POST)");
+    router.add(
+        "POST",
+        "/workers/{rest...}",
+        [&services](http::ServerRequest& request, const PathParams& params, http::Reply reply) {
+            act_form(services, request, params.get("rest"), std::move(reply));
+        },
+        Guard::Form,
+        "/workers/{name}/pause|resume|shutdown (POST, a web UI form)");
 }
 
 } // namespace ci::master

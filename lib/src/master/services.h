@@ -5,6 +5,8 @@
 
 #include <atomic>
 #include <filesystem>
+#include <functional>
+#include <initializer_list>
 
 #include <ci/config/config.h>
 #include <ci/core/clock.h>
@@ -15,6 +17,7 @@
 #include "master/deliveries.h"
 #include "master/dispatcher.h"
 #include "master/ec2_pool.h"
+#include "master/forms.h"
 #include "master/metrics.h"
 #include "master/read_pool.h"
 #include "master/registry.h"
@@ -24,6 +27,7 @@
 #include "master/sessions.h"
 #include "master/store_writes.h"
 #include "store/ingest.h"
+#include "web/page.h"
 
 namespace ci::master {
 
@@ -42,8 +46,8 @@ struct Services {
     Reports& reports;
     Dispatcher& dispatcher;             ///< drained and undrained by the API
     const std::atomic<bool>& accepting; ///< false once the master is shutting down
-    Ec2Pool* ec2; ///< EC2 latent workers (instances for the API and /metrics); null: none
-    const Sessions& sessions; ///< who is looking at a web UI page
+    Ec2Pool* ec2;       ///< EC2 latent workers (instances for the API and /metrics); null: none
+    Sessions& sessions; ///< who is looking at a web UI page; logins
 };
 
 /// Each resource's routes, one file each (routes_<resource>.cpp).
@@ -72,7 +76,38 @@ struct BuildTotals {
 [[nodiscard]] BuildTotals build_totals(const store::BuildRequest* request,
                                        const std::vector<store::Step>& steps);
 
-/// The user the config's auth names (who forced, cancelled or stopped something).
-[[nodiscard]] std::string api_user(const Services& services);
+/// The user of an API request that passed the router's check (its HTTP basic user): who
+/// forced, cancelled or stopped something.
+[[nodiscard]] std::string api_user(const Services& services, const http::ServerRequest& request);
+
+/// The web UI's logins: GET and POST /login, POST /logout (routes_login.cpp). Wrong passwords
+/// count in `router`'s auth_failures(), as the API's do.
+void add_login_routes(Router& router, Services& services);
+
+/// What every web UI form route does first: parses the request's form body (`repeatable`: the
+/// fields that may repeat), checks its `csrf` field against the session's token (constant
+/// time), then calls `then` with the form and the logged-in viewer. Answers itself (400 a bad
+/// form, 403 a missing or wrong token, 303 to the login page without a session) otherwise.
+void with_form(Services& services,
+               const http::ServerRequest& request,
+               http::Reply& reply,
+               std::initializer_list<std::string_view> repeatable,
+               const std::function<void(const Form& form, const Viewer& viewer)>& then);
+
+/// The router's checks over the sessions: the API's HTTP basic; the view check (empty unless
+/// auth.view is login: a session or HTTP basic, else 303 to the login page for a browser's page
+/// and 401 otherwise); the form routes' session (else 303 to the login page; empty without
+/// auth).
+[[nodiscard]] Router::Check api_check(const config::Config& config, const Sessions& sessions);
+[[nodiscard]] Router::Check view_check(const config::Config& config, const Sessions& sessions);
+[[nodiscard]] Router::Check form_check(const config::Config& config, const Sessions& sessions);
+
+/// The layout's frame of a page answered to `request`: its viewer, `title` and path.
+[[nodiscard]] web::Frame
+page_frame(const Services& services, const http::ServerRequest& request, std::string title);
+
+/// A form route's refusal, for a person: `status` with `message` as an error page.
+[[nodiscard]] http::ServerResponse
+form_error(const web::Frame& frame, int status, std::string_view message);
 
 } // namespace ci::master

@@ -5,11 +5,33 @@
 // actions) only to a logged-in viewer, and put its CSRF token into each form as the hidden field
 // `csrf`.
 //
-// Logins are not built yet: every viewer is anonymous (the web UI issue builds the login, the
-// session cookie and the form routes behind this interface).
+// Sessions also checks passwords, for POST /login and for the API's HTTP basic: the old single
+// `auth.user`/`auth.password` (plain, compared in constant time) and `auth.users` (hashes,
+// ci/core/password.h). A check costs what the hash costs (scrypt at the default parameters:
+// about 0.1 s and 32 MiB), so at most two run at once, and a user name that is not configured
+// costs a dummy hash as well (no timing tells which users exist). An API client that keeps
+// sending the same good credentials pays the hash once per five minutes: good Authorization
+// headers are remembered (by an HMAC under a random key, never the header itself).
+//
+// Sessions live in memory only: a restart of the master logs everyone out (docs/api.md). A
+// session id is 256 bits from the CSPRNG, sent as the cookie `libci_session` (HttpOnly,
+// SameSite=Strict, Path=/, Secure when the master is reached over HTTPS), and kept here only as
+// its SHA-256. A session ends at logout, after `idle_timeout` without a request, or
+// `max_age` after login.
 
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <map>
+#include <mutex>
+#include <optional>
 #include <string>
+#include <vector>
 
+#include <ci/config/config.h>
+#include <ci/core/clock.h>
+#include <ci/core/crypto.h>
+#include <ci/core/password.h>
 #include <ci/http/server.h>
 
 namespace ci::master {
@@ -22,11 +44,90 @@ struct Viewer {
     [[nodiscard]] bool logged_in() const { return !user.empty(); }
 };
 
-/// The web UI's logins.
+/// The session cookie's name.
+inline constexpr std::string_view session_cookie = "libci_session";
+
+/// How long sessions last, and how many there may be.
+struct SessionPolicy {
+    std::chrono::seconds idle_timeout{std::chrono::hours(12)};
+    std::chrono::seconds max_age{std::chrono::hours(24 * 7)};
+    std::size_t max_sessions = 10000; ///< beyond, the least recently used ends
+};
+
+/// The web UI's logins. Thread-safe.
 class Sessions {
 public:
-    /// The viewer of `request` (from its session cookie). Thread-safe.
+    /// Sessions for the users of `config.auth` (none when it is absent); `config` and `clock`
+    /// must outlive this. Parses the users' password hashes (check-config has checked them: one
+    /// that fails here only never matches).
+    Sessions(const config::Config& config, const Clock& clock, SessionPolicy policy = {});
+
+    /// The viewer of `request` (from its session cookie): anonymous without a live session. A
+    /// request with a live session keeps it alive (its idle time starts again).
     [[nodiscard]] Viewer viewer(const http::ServerRequest& request) const;
+
+    /// The user `user` when `password` is its password; nullopt otherwise. Costs a hash (see
+    /// the top of this file); blocks while two others run.
+    [[nodiscard]] std::optional<std::string> check_password(std::string_view user,
+                                                            std::string_view password) const;
+
+    /// The user of the request's `Authorization: Basic` header when its password is right;
+    /// nullopt when it is absent or wrong.
+    [[nodiscard]] std::optional<std::string> basic_user(const http::ServerRequest& request) const;
+
+    /// A new session of `user` (after check_password): its id, the cookie's value, and its
+    /// viewer. Fails with Internal when the CSPRNG fails.
+    struct Opened {
+        std::string id;
+        Viewer viewer;
+    };
+    [[nodiscard]] Result<Opened> open(const std::string& user);
+
+    /// Ends the session of `request`'s cookie (nothing when it has none).
+    void close(const http::ServerRequest& request);
+
+    /// The Set-Cookie value that gives the browser session `id` (empty: that removes the
+    /// cookie). Secure when `request` came over HTTPS: the config's buildmaster.url is https, or
+    /// a proxy says so (`X-Forwarded-Proto: https`).
+    [[nodiscard]] std::string set_cookie(const http::ServerRequest& request,
+                                         std::string_view id) const;
+
+    /// Whether any user can log in (the config has `auth`).
+    [[nodiscard]] bool enabled() const { return config_.auth.has_value(); }
+    /// Live sessions now (for tests and metrics).
+    [[nodiscard]] std::size_t size() const;
+
+private:
+    struct Session {
+        std::string user;
+        std::string csrf_token;
+        MonoTime created;
+        MonoTime used;
+    };
+    struct Remembered {
+        std::string user;
+        MonoTime until;
+    };
+
+    // The session of a cookie value, or nullptr; drops it when it has expired. Needs mutex_.
+    Session* find_locked(std::string_view id, MonoTime now) const;
+
+    const config::Config& config_;
+    const Clock& clock_;
+    const SessionPolicy policy_;
+    std::vector<std::pair<std::string, std::optional<crypto::PasswordHash>>> users_;
+    crypto::PasswordHash dummy_; ///< hashed for an unknown user, so that it costs the same
+    std::string basic_key_;      ///< the HMAC key of remembered Authorization headers
+
+    mutable std::mutex mutex_;
+    /// By the hex SHA-256 of the session id.
+    mutable std::map<std::string, Session, std::less<>> sessions_;
+    /// Good Authorization headers, by their HMAC under basic_key_.
+    mutable std::map<std::string, Remembered, std::less<>> remembered_;
+
+    mutable std::mutex hashing_mutex_;
+    mutable std::condition_variable hashing_done_;
+    mutable int hashing_ = 0;
 };
 
 } // namespace ci::master

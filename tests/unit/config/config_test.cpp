@@ -126,13 +126,16 @@ TEST_CASE(
     CHECK(openstack.passwords.size() == 2);
 
     const auto warnings = checked.warnings();
-    REQUIRE(warnings.size() == 3);
-    CHECK(warnings[0].key_path == "manhole");
-    CHECK(warnings[0].line == 11);
-    CHECK(warnings[1].key_path == "rackspace");
+    REQUIRE(warnings.size() == 4);
+    // The old plain password loads, with a warning that says what to do instead.
+    CHECK(warnings[0].key_path == "auth.password");
+    CHECK(warnings[0].message.find("ci-master hash-password") != std::string::npos);
+    CHECK(warnings[1].key_path == "manhole");
+    CHECK(warnings[1].line == 11);
+    CHECK(warnings[2].key_path == "rackspace");
     // The EC2 classes are used as they are (the master launches their instances): no warning.
-    CHECK(warnings[2].key_path == "slaves.rackspace/centos-7");
-    CHECK(warnings[2].to_string().find("config.yml:55:5: warning: slaves.rackspace/centos-7: ") !=
+    CHECK(warnings[3].key_path == "slaves.rackspace/centos-7");
+    CHECK(warnings[3].to_string().find("config.yml:55:5: warning: slaves.rackspace/centos-7: ") !=
           std::string::npos);
 }
 
@@ -752,16 +755,19 @@ TEST_CASE("config: the JSON form round-trips every config") {
         auto back = ci::config::parse_config_json(json, "round-trip.json");
         INFO(all_diagnostics(back));
         REQUIRE(back.ok());
-        // Only the warnings for keys not used yet (EC2 classes), as from the YAML.
+        // Only the warnings for keys not used yet (EC2 classes) and for a plain password, as
+        // from the YAML.
+        const auto kept = [](const ci::config::Diagnostic& d) {
+            return d.message.starts_with("not used yet: ") ||
+                   d.message.starts_with("a plain password: ");
+        };
         for (const auto& diagnostic : back.diagnostics) {
             CAPTURE(diagnostic.to_string());
             CHECK(diagnostic.severity == ci::config::Diagnostic::Severity::Warning);
-            CHECK(diagnostic.message.starts_with("not used yet: "));
+            CHECK(kept(diagnostic));
         }
-        CHECK(back.diagnostics.size() == static_cast<std::size_t>(std::ranges::count_if(
-                                             checked.diagnostics, [](const auto& d) {
-                                                 return d.message.starts_with("not used yet: ");
-                                             })));
+        CHECK(back.diagnostics.size() ==
+              static_cast<std::size_t>(std::ranges::count_if(checked.diagnostics, kept)));
         CHECK(*back.config == *checked.config);
         // And it is stable: writing the result again gives the same text.
         CHECK(ci::config::to_json(*back.config) == json);
@@ -1541,4 +1547,74 @@ TEST_CASE("locate: an error found after the check is placed at its key, or its n
     CHECK(at("a") == std::pair(0, 0));
     CHECK(at("missing") == std::pair(0, 0));
     CHECK(ci::config::locate(dir / "none.yml", "a", "m").line == 0);
+}
+
+TEST_CASE("config: auth.users with password hashes, auth.view, and the old single user") {
+    const std::string hash =
+        "$scrypt$ln=10,r=8,p=2$bGliY2ktdGVzdC1zYWx0IQ$zJSXuDWJ2HWCHbh2FAZdqz/l4j52LTu/k13XSAMC/gI";
+    const std::string pbkdf2 =
+        "$pbkdf2-sha256$i=1000$bGliY2ktdGVzdC1zYWx0IQ$jWA1e9l7C7RRKOusxmO0R/B9A3iPnx1AlgRc1AVbc1E";
+    SUBCASE("users only, view: login; the JSON form round-trips them") {
+        const auto config = parse_ok(fmt::format("auth:\n  view: login\n  users:\n"
+                                                 "    - {{user: alice, password_hash: '{}'}}\n"
+                                                 "    - user: bob\n      password_hash: '{}'\n",
+                                                 hash,
+                                                 pbkdf2));
+        REQUIRE(config.auth);
+        CHECK(config.auth->user.empty());
+        CHECK(config.auth->view == ci::config::AuthView::Login);
+        REQUIRE(config.auth->users.size() == 2);
+        CHECK(config.auth->users[0].user == "alice");
+        CHECK(config.auth->users[0].password_hash == hash);
+        CHECK(config.auth->users[1].user == "bob");
+        auto back = ci::config::parse_config_json(ci::config::to_json(config), "j");
+        REQUIRE(back.ok());
+        CHECK(*back.config == config);
+        // The hashes never reach a log.
+        const auto secrets = ci::config::secrets(config);
+        CHECK(std::ranges::find(secrets, hash) != secrets.end());
+        CHECK(std::ranges::find(secrets, pbkdf2) != secrets.end());
+    }
+    SUBCASE("the old single user is accepted with a warning; view defaults to anonymous") {
+        auto checked = ci::config::parse_config("auth: {user: admin, password: pw}\n", "c.yml");
+        REQUIRE(checked.ok());
+        CHECK(checked.config->auth->view == ci::config::AuthView::Anonymous);
+        CHECK(all_diagnostics(checked).find("c.yml:1:21: warning: auth.password: a plain "
+                                            "password") != std::string::npos);
+        const auto both = parse_ok(fmt::format(
+            "auth:\n  user: admin\n  password: pw\n  users: [{{user: alice, password_hash: "
+            "'{}'}}]\n",
+            hash));
+        CHECK(both.auth->user == "admin");
+        CHECK(both.auth->users.size() == 1);
+    }
+    SUBCASE("mistakes name their key") {
+        auto errors = parse_errors(
+            "auth:\n  view: everyone\n  users:\n    - {user: alice, password_hash: hunter2}\n"
+            "    - {user: 'a:b', password_hash: hunter2}\n    - {user: alice}\n"
+            "    - {user: bob, password: x}\n");
+        CHECK(has_error(errors, "auth.view", "expected anonymous or login"));
+        CHECK(has_error(errors, "auth.users[0].password_hash", "not a password hash"));
+        CHECK(has_error(errors, "auth.users[0].password_hash", "auth.password"));
+        CHECK(has_error(errors, "auth.users[1].user", "without ':'"));
+        CHECK(has_error(errors, "auth.users[2].password_hash", "missing required key"));
+        CHECK(has_error(errors, "auth.users[2].user", "listed twice"));
+        CHECK(has_error(errors, "auth.users[3].password", "unknown key"));
+        // The plain text is not repeated in the error.
+        for (const auto& error : errors) {
+            CHECK(error.message.find("hunter2") == std::string::npos);
+        }
+        errors = parse_errors("auth: {users: {alice: x}}\n");
+        CHECK(has_error(errors, "auth.users", "expected a list"));
+        errors = parse_errors("auth: {view: login}\n");
+        CHECK(has_error(errors, "auth.user", "missing required key"));
+        errors = parse_errors(fmt::format("auth:\n  password: pw\n  users: [{{user: a, "
+                                          "password_hash: '{}'}}]\n",
+                                          hash));
+        CHECK(has_error(errors, "auth.user", "missing required key"));
+        errors = parse_errors("auth:\n  users:\n    - {user: a, password_hash: "
+                              "'$scrypt$ln=30,r=8,p=1$bGliY2ktdGVzdC1zYWx0IQ$"
+                              "zJSXuDWJ2HWCHbh2FAZdqz/l4j52LTu/k13XSAMC/gI'}\n");
+        CHECK(has_error(errors, "auth.users[0].password_hash", "out of range"));
+    }
 }

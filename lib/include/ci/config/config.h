@@ -26,10 +26,29 @@ namespace ci::config {
 /// Durations in the file are "30s", "5m", "2h", "1h30m" or a bare number of seconds.
 using Duration = std::chrono::seconds;
 
-/// `auth`: the user and password of the web UI and of the REST API's write operations.
+/// One of `auth.users`: a login and the hash of its password (`ci-master hash-password`).
+struct AuthUser {
+    std::string user; ///< `user`: 1 to 64 printable characters, no ':' (HTTP basic's separator)
+    /// `password_hash`: a PHC string that ci::crypto::parse_password_hash accepts (checked when
+    /// the config is read; a secret: it never reaches a log).
+    std::string password_hash;
+    friend bool operator==(const AuthUser&, const AuthUser&) = default;
+};
+
+/// `auth.view`: who may look at the web UI's pages and the read API.
+enum class AuthView {
+    Anonymous, ///< `anonymous` (the default): anyone; actions still need a login
+    Login,     ///< `login`: only a logged-in user (session cookie) or HTTP basic
+};
+
+/// `auth`: the users of the web UI's actions (force, stop, cancel) and of the REST API's write
+/// operations: the old single `user`/`password` (a plain password, accepted with a warning),
+/// `users` with password hashes, or both.
 struct Auth {
-    std::string user;     ///< `auth.user` (required)
-    std::string password; ///< `auth.password` (required; a secret)
+    std::string user;            ///< `auth.user` (empty when absent; then `users` is required)
+    std::string password;        ///< `auth.password` (plain; a secret; required with `user`)
+    std::vector<AuthUser> users; ///< `auth.users`
+    AuthView view = AuthView::Anonymous; ///< `auth.view`
     friend bool operator==(const Auth&, const Auth&) = default;
 };
 

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -54,6 +55,12 @@ using Digest = std::array<std::uint8_t, 32>;
 
 /// Standard base64 (RFC 4648, with padding) of `data`: EC2 UserData, Content-MD5 headers.
 [[nodiscard]] std::string base64_encode(std::string_view data);
+
+/// Decodes standard base64 (RFC 4648 alphabet `A-Za-z0-9+/`), with or without its `=` padding
+/// (PHC strings omit it). nullopt for any other character, a misplaced `=`, a length no encoding
+/// has (4n+1 characters) or non-zero bits after the last byte (so each byte string has one
+/// encoding only).
+[[nodiscard]] std::optional<std::string> base64_decode(std::string_view text);
 
 /// SHA-256 of a file's content, read once in large sequential blocks (an upload's payload hash).
 /// Fails with NotFound, PermissionDenied or Io (native: errno), naming the file.
