@@ -171,10 +171,10 @@ def html_checks(case, master, plan, state_file):
             continue
         crawler = html_check.Crawler(base, header).crawl(paths)
         for url, problem in crawler.problems:
-            print(f"  {url[len(base) - 1:]}: {problem}")
+            print(f"  {url[len(base):]}: {problem}")
         case.check(not crawler.problems,
-                   f"html-check ({viewer}): {len(crawler.pages)} HTML pages well-formed, "
-                   f"{len(crawler.fetched)} URLs answer 200 ({len(crawler.problems)} problems)")
+                   f"html-check ({viewer}): {len(crawler.pages)} HTML pages and "
+                   f"{len(crawler.fetched)} URLs checked, {len(crawler.problems)} problems")
         pages = "".join(crawler.fetch(url)[2].decode(errors="replace") for url in crawler.pages)
         case.check(case.auth[1] not in pages, f"html-check ({viewer}): no page shows the password")
 
