@@ -8,7 +8,7 @@ first); forces a build through the builder page's form; watches its live log to 
 build page while the home page, open meanwhile, shows the result without a reload; opens the
 workers page; stops a running build through its form; is refused a force without a login, with
 a forged CSRF token and with none; a <script> in a branch name, a reason and log lines (static
-and live) shows as text and no dialog opens. Screenshots of each page go to
+and live) shows as text and no dialog opens; each page fits a phone's width. Screenshots of each page go to
 BUILD/test-artifacts/browser/.
 
 The UI is being built by several lanes at once: a scenario in GATED whose page or route does not
@@ -44,6 +44,7 @@ GATED = {
     "stop": "ui-auth (POST /builds/ID/stop) and ui-build (the build page)",
     "refused": "ui-auth (the form routes)",
     "xss": "ui-pages and ui-build (pages that show branches and logs)",
+    "phone": "ui-pages (HTML pages)",
     "html-check": "ui-pages (HTML pages)",
 }
 XSS_BRANCH = "feature/<svg/onload=alert(1)>"
@@ -125,21 +126,21 @@ def gates(master, build_id):
         "api": [], "login": ["login"], "force": ["login", "builder", "force"],
         "live-log": ["build"], "home-live": ["home"], "workers": ["workers"],
         "stop": ["login", "build", "stop"], "refused": ["builder", "force"],
-        "xss": [], "html-check": [],
+        "xss": [], "html-check": [], "phone": [],
     }
     xss_pages = [p for p in ("home", "builder", "build") if found[p][0]]
     strict = os.environ.get("LIBCI_BROWSER_STRICT") == "1"
     plan = {}
     for name, what in needs.items():
         missing = [found[w][1] for w in what if not found[w][0]]
-        if name in ("xss", "html-check") and not xss_pages:
+        if name in ("xss", "html-check", "phone") and not xss_pages:
             missing = ["no page shows branches or logs: " +
                        ", ".join(found[p][1] for p in ("home", "builder", "build"))]
         run = not missing or (name not in GATED) or strict
         reason = f"waits for {GATED.get(name)}: {'; '.join(missing)}" if missing else ""
         plan[name] = {"run": run, "reason": reason}
     plan["xss"]["pages"] = xss_pages
-    plan["html-check"]["pages"] = [path for name, path in (
+    plan["html-check"]["pages"] = plan["phone"]["pages"] = [path for name, path in (
         ("home", "/"), ("login", "/login"), ("builder", "/builders/tests"),
         ("workers", "/workers"), ("build", f"/builds/{build_id}")) if found[name][0] or strict]
     return plan

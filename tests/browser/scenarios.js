@@ -385,6 +385,25 @@ scenarios.xss = async () => {
   }
 };
 
+// On a phone's width (375 px) each page fits: nothing makes the document scroll sideways (a
+// long log line may scroll inside its own box).
+scenarios.phone = async () => {
+  const phone = await context.browser.newContext({ viewport: { width: 375, height: 740 }, isMobile: true });
+  for (const url of plan.scenarios.phone.pages) {
+    const page = await newPage(phone, 'phone');
+    await page.goto(plan.base + url);
+    const widths = await page.evaluate(() => [document.documentElement.scrollWidth, window.innerWidth]);
+    // A phone lays a page out 980 px wide and shrinks it without <meta name="viewport"
+    // content="width=device-width">, and widens the layout to fit content that neither wraps nor
+    // scrolls in its own box (a <pre> of long lines, a wide table).
+    check(widths[0] <= 375 && widths[1] === 375, `${url} fits a phone's width: laid out ${widths[1]} px ` +
+      `wide (document ${widths[0]} px) for a 375 px screen`);
+    await shot(page, 'phone' + url.replace(/\//g, '-').replace(/-$/, '-home'));
+    await page.close();
+  }
+  await phone.close();
+};
+
 (async () => {
   fs.mkdirSync(plan.artifacts, { recursive: true });
   const browser = await chromium.launch({
@@ -393,6 +412,7 @@ scenarios.xss = async () => {
       '--disable-background-networking', '--disable-component-update', '--disable-sync'],
   });
   console.log(`chromium ${browser.version()}`);
+  context.browser = browser;
   context.anonymous = await browser.newContext({ viewport: { width: 1280, height: 900 } });
   context.user = await browser.newContext({ viewport: { width: 1280, height: 900 } });
   for (const [name, scenario] of Object.entries(scenarios)) {
