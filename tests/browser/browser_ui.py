@@ -4,7 +4,7 @@
 (npm) through scenarios.js, then the HTML checker (html_check.py) over every page the UI serves.
 
 Scenarios (scenarios.js): the browser reads /healthz and the JSON API; logs in (a wrong password
-first); forces a build through the builder page's form; watches its live log to the end on the
+first); logs out in a second session, whose cookie then logs in no more; forces a build through the builder page's form; watches its live log to the end on the
 build page while the home page, open meanwhile, shows the result without a reload; opens the
 workers page; stops a running build through its form; is refused a force without a login, with
 a forged CSRF token and with none; a <script> in a branch name, a reason and log lines (static
@@ -37,6 +37,7 @@ import master_harness as harness  # noqa: E402 - tests/integration
 # Scenario -> the lane whose page or route it waits for. Empty it once they are all on main.
 GATED = {
     "login": "ui-auth",
+    "logout": "ui-auth",
     "force": "ui-auth (POST /builders/NAME/force) and ui-pages (the builder page)",
     "live-log": "ui-build (the build page)",
     "home-live": "ui-pages (the home page)",
@@ -123,7 +124,7 @@ def gates(master, build_id):
         "force": route("/builders/tests/force"), "stop": route(f"/builds/{build_id}/stop"),
     }
     needs = {
-        "api": [], "login": ["login"], "force": ["login", "builder", "force"],
+        "api": [], "login": ["login"], "logout": ["login"], "force": ["login", "builder", "force"],
         "live-log": ["build"], "home-live": ["home"], "workers": ["workers"],
         "stop": ["login", "build", "stop"], "refused": ["builder", "force"],
         "xss": [], "html-check": [], "phone": [],

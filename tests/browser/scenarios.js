@@ -176,6 +176,33 @@ scenarios.login = async () => {
   await page.close();
 };
 
+// Logging out ends the session on the master: its cookie, kept and sent again, logs in no more.
+scenarios.logout = async () => {
+  const other = await context.browser.newContext();
+  const page = await newPage(other, 'logout');
+  await page.goto(plan.base + '/login');
+  const form = page.locator('form[action$="/login"]');
+  await form.locator('[name=user]').fill(plan.user);
+  await form.locator('[name=password]').fill(plan.password);
+  await submit(page, form);
+  need(await page.locator('form[action$="/logout"]').count() >= 1, 'a second session logged in');
+  const cookies = await other.cookies();
+  const response = await submit(page, page.locator('form[action$="/logout"]').first());
+  check(response.status() === 303, `POST /logout: 303 (${response.status()})`);
+  check(await page.locator('form[action$="/logout"]').count() === 0, 'logged out: no log-out form');
+  await shot(page, 'logged-out');
+  await other.clearCookies();
+  await other.addCookies(cookies);
+  await page.goto(plan.base + '/');
+  check(await page.locator('form[action$="/logout"]').count() === 0,
+    'the old session cookie, sent again, is not logged in');
+  await other.close();
+  const still = await newPage(context.user, 'logout');
+  await still.goto(plan.base + '/');
+  check(await still.locator('form[action$="/logout"]').count() >= 1, 'the first session is still logged in');
+  await still.close();
+};
+
 // A slow build of builder `tests` (it prints "waiting", then waits for plan.release): forced
 // through the builder page's form when that scenario runs, else through the JSON API.
 scenarios.force = async () => {
