@@ -146,26 +146,27 @@ scenarios.api = async () => {
   await page.close();
 };
 
-scenarios.login = async () => {
-  const page = await newPage(context.user, 'login');
+// Opens /login in `page` and submits its form with `password`; returns the POST's response.
+async function logIn(page, password, screenshot) {
   await page.goto(plan.base + '/login');
-  await shot(page, 'login');
-  let form = page.locator('form[action$="/login"]');
+  if (screenshot) await shot(page, screenshot);
+  const form = page.locator('form[action$="/login"]');
   need(await form.count() === 1, 'the login page has one form posting to /login');
   await form.locator('[name=user]').fill(plan.user);
-  await form.locator('[name=password]').fill('wrong-' + plan.marker);
-  let response = await submit(page, form);
-  check(await page.locator('form[action$="/logout"]').count() === 0,
+  await form.locator('[name=password]').fill(password);
+  return submit(page, form);
+}
+const logoutForms = (page) => page.locator('form[action$="/logout"]');
+
+scenarios.login = async () => {
+  const page = await newPage(context.user, 'login');
+  let response = await logIn(page, 'wrong-' + plan.marker, 'login');
+  check(await logoutForms(page).count() === 0,
     `a wrong password does not log in (POST /login: ${response.status()})`);
   check(!(await text(page)).includes('wrong-' + plan.marker), 'the wrong password is not shown back');
-  await page.goto(plan.base + '/login');
-  form = page.locator('form[action$="/login"]');
-  await form.locator('[name=user]').fill(plan.user);
-  await form.locator('[name=password]').fill(plan.password);
-  response = await submit(page, form);
+  response = await logIn(page, plan.password);
   check(response.status() === 303, `POST /login with the right password: 303 (${response.status()})`);
-  check(await page.locator('form[action$="/logout"]').count() >= 1,
-    `logged in: the page offers to log out (${page.url()})`);
+  check(await logoutForms(page).count() >= 1, `logged in: the page offers to log out (${page.url()})`);
   const cookies = await context.user.cookies();
   const session = cookies.filter((c) => c.httpOnly && c.sameSite === 'Strict');
   check(session.length >= 1, `a session cookie HttpOnly and SameSite=Strict (${cookies.map((c) =>
@@ -180,26 +181,21 @@ scenarios.login = async () => {
 scenarios.logout = async () => {
   const other = await context.browser.newContext();
   const page = await newPage(other, 'logout');
-  await page.goto(plan.base + '/login');
-  const form = page.locator('form[action$="/login"]');
-  await form.locator('[name=user]').fill(plan.user);
-  await form.locator('[name=password]').fill(plan.password);
-  await submit(page, form);
-  need(await page.locator('form[action$="/logout"]').count() >= 1, 'a second session logged in');
+  await logIn(page, plan.password);
+  need(await logoutForms(page).count() >= 1, 'a second session logged in');
   const cookies = await other.cookies();
-  const response = await submit(page, page.locator('form[action$="/logout"]').first());
+  const response = await submit(page, logoutForms(page).first());
   check(response.status() === 303, `POST /logout: 303 (${response.status()})`);
-  check(await page.locator('form[action$="/logout"]').count() === 0, 'logged out: no log-out form');
+  check(await logoutForms(page).count() === 0, 'logged out: no log-out form');
   await shot(page, 'logged-out');
   await other.clearCookies();
   await other.addCookies(cookies);
   await page.goto(plan.base + '/');
-  check(await page.locator('form[action$="/logout"]').count() === 0,
-    'the old session cookie, sent again, is not logged in');
+  check(await logoutForms(page).count() === 0, 'the old session cookie, sent again, is not logged in');
   await other.close();
   const still = await newPage(context.user, 'logout');
   await still.goto(plan.base + '/');
-  check(await still.locator('form[action$="/logout"]').count() >= 1, 'the first session is still logged in');
+  check(await logoutForms(still).count() >= 1, 'the first session is still logged in');
   await still.close();
 };
 
