@@ -95,32 +95,39 @@ def config(case):
         "schedulers:\n  force: {type: force, builders: [tests, stoppable, xss]}\n"
 
 
-def status_of(master, method, path):
-    """(status, content type) of one request without credentials; redirects not followed."""
+def answer_of(master, method, path):
+    """(status, content type, body text) of one request without credentials; redirects not
+    followed."""
     request = urllib.request.Request(master.url(path), method=method, data=b"" if method ==
                                      "POST" else None)
     opener = urllib.request.build_opener(html_check._NoRedirect)
     try:
         with opener.open(request, timeout=30) as answer:
-            return answer.status, answer.headers.get("Content-Type", "")
+            return (answer.status, answer.headers.get("Content-Type", ""),
+                    answer.read().decode(errors="replace"))
     except urllib.error.HTTPError as error:
-        return error.code, error.headers.get("Content-Type", "")
+        return error.code, error.headers.get("Content-Type", ""), ""
 
 
 def gates(master, build_id):
-    """Which scenarios can run: {name: {"run", "reason"}} from what the master answers."""
-    def page(path):
-        status, content_type = status_of(master, "GET", path)
-        return status == 200 and content_type.startswith("text/html"), \
-            f"GET {path}: {status} {content_type}"
+    """Which scenarios can run: {name: {"run", "reason"}} from what the master answers. A page
+    counts once it is HTML holding what its scenarios look for (a lane in progress may serve a
+    page that does not show it yet)."""
+    def page(path, marker):
+        status, content_type, body = answer_of(master, "GET", path)
+        if status != 200 or not content_type.startswith("text/html"):
+            return False, f"GET {path}: {status} {content_type}"
+        return marker in body, f"GET {path} has no {marker!r} yet"
 
     def route(path):
-        status, _ = status_of(master, "POST", path)
+        status, _, _ = answer_of(master, "POST", path)
         return status not in (404, 405), f"POST {path}: {status}"
 
+    build_link = f'href="/builds/{build_id}'
     found = {
-        "home": page("/"), "login": page("/login"), "builder": page("/builders/tests"),
-        "workers": page("/workers"), "build": page(f"/builds/{build_id}"),
+        "home": page("/", build_link), "login": page("/login", 'action="/login"'),
+        "builder": page("/builders/tests", build_link), "workers": page("/workers", "remote/0"),
+        "build": page(f"/builds/{build_id}", 'id="step-1"'),
         "force": route("/builders/tests/force"), "stop": route(f"/builds/{build_id}/stop"),
     }
     needs = {
