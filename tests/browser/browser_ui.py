@@ -116,12 +116,12 @@ def gates(master, build_id):
     def page(path, marker):
         status, content_type, body = answer_of(master, "GET", path)
         if status != 200 or not content_type.startswith("text/html"):
-            return False, f"GET {path}: {status} {content_type}"
-        return marker in body, f"GET {path} has no {marker!r} yet"
+            return False, f"GET {path}: {status} {content_type}", False
+        return marker in body, f"GET {path} has no {marker!r} yet", True
 
     def route(path):
         status, _, _ = answer_of(master, "POST", path)
-        return status not in (404, 405), f"POST {path}: {status}"
+        return status not in (404, 405), f"POST {path}: {status}", False
 
     build_link = f'href="/builds/{build_id}'
     found = {
@@ -137,13 +137,18 @@ def gates(master, build_id):
         "xss": [], "html-check": [], "phone": [],
     }
     xss_pages = [p for p in ("home", "builder", "build") if found[p][0]]
+    pages = {"home": "/", "login": "/login", "builder": "/builders/tests", "workers": "/workers",
+             "build": f"/builds/{build_id}"}
+    html_pages = [path for name, path in pages.items() if found[name][2]]
     strict = os.environ.get("LIBCI_BROWSER_STRICT") == "1"
     plan = {}
     for name, what in needs.items():
         missing = [found[w][1] for w in what if not found[w][0]]
-        if name in ("xss", "html-check", "phone") and not xss_pages:
+        if name == "xss" and not xss_pages:
             missing = ["no page shows branches or logs: " +
                        ", ".join(found[p][1] for p in ("home", "builder", "build"))]
+        if name in ("html-check", "phone") and not html_pages:
+            missing = ["no HTML page: " + ", ".join(found[p][1] for p in pages)]
         run = not missing or (name not in GATED) or strict
         reason = f"waits for {GATED.get(name)}: {'; '.join(missing)}" if missing else ""
         plan[name] = {"run": run, "reason": reason}
@@ -154,10 +159,9 @@ def gates(master, build_id):
                "/workers": ("workers", "ui-pages"), "/builds/": ("build", "ui-build")}
     plan["html-check"]["pending"] = {} if strict else {
         prefix: f"{lane} ({found[key][1]})" for prefix, (key, lane) in pending.items()
-        if not found[key][0]}
-    plan["html-check"]["pages"] = plan["phone"]["pages"] = [path for name, path in (
-        ("home", "/"), ("login", "/login"), ("builder", "/builders/tests"),
-        ("workers", "/workers"), ("build", f"/builds/{build_id}")) if found[name][0] or strict]
+        if not found[key][2]}
+    plan["html-check"]["pages"] = plan["phone"]["pages"] = \
+        list(pages.values()) if strict else html_pages
     return plan
 
 

@@ -408,9 +408,15 @@ scenarios.xss = async () => {
   }
 };
 
-// On a phone's width (375 px) each page fits: nothing makes the document scroll sideways (a
-// long log line may scroll inside its own box).
+// Each page as a desktop shows it (a screenshot), and on a phone's width (375 px), where it fits:
+// nothing makes the document scroll sideways (a long log line may scroll inside its own box).
 scenarios.phone = async () => {
+  for (const url of plan.scenarios.phone.pages) {
+    const page = await newPage(context.anonymous, 'desktop');
+    await page.goto(plan.base + url);
+    await shot(page, 'desktop' + url.replace(/\//g, '-').replace(/-$/, '-home'));
+    await page.close();
+  }
   const phone = await context.browser.newContext({ viewport: { width: 375, height: 740 }, isMobile: true });
   for (const url of plan.scenarios.phone.pages) {
     const page = await newPage(phone, 'phone');
