@@ -13,6 +13,7 @@ LIBCI_TEST_PACKAGES=(
   python3-botocore python3-venv python3-openssl # python3-openssl: TLS workers in tests
   openssh-server openssh-client # the SSH checkout test runs a real sshd on 127.0.0.1
   python3-pip python3-setuptools python3-wheel curl # the wheelhouse test: pip builds, installs
+  chromium # the web UI's browser test (tests/browser), driven by npm playwright-core
 )
 
 log() { printf '==> %s\n' "$*" >&2; }
@@ -128,9 +129,10 @@ compile_tests() {
 }
 
 # Makes the test peers that are not Debian packages available under DIR/peers and exports where
-# they are: s3rver (npm) as LIBCI_S3RVER, and moto_server as LIBCI_MOTO_SERVER (from PATH, or
-# installed with pip into a venv). A peer that cannot be had is left unset: the tests that need
-# it then report a loud SKIP naming it.
+# they are: s3rver (npm) as LIBCI_S3RVER, playwright-core (npm) as LIBCI_PLAYWRIGHT (its package
+# directory under node_modules, for require()) with Debian's chromium as LIBCI_CHROMIUM, and
+# moto_server as LIBCI_MOTO_SERVER (from PATH, or installed with pip into a venv). A peer that
+# cannot be had is left unset: the tests that need it then report a loud SKIP naming it.
 ensure_test_peers() {
   mkdir -p "$1/peers"
   local dir
@@ -140,22 +142,35 @@ ensure_test_peers() {
   if ! command -v npm >/dev/null 2>&1; then
     ensure_packages nodejs npm || log "warning: cannot install nodejs and npm"
   fi
-  # A failed npm install is remembered like a failed pip install below: it takes minutes (its
-  # retries and the timeout) and would fail again on the next run all the same.
-  if [[ ! -f "$dir/node_modules/s3rver/bin/s3rver.js" ]]; then
+  # The npm packages missing under DIR/peers, installed by one npm install. A failed one is
+  # remembered like a failed pip install below: it takes minutes (its retries and the timeout)
+  # and would fail again on the next run all the same.
+  local -A npm_files=([s3rver@3]=s3rver/bin/s3rver.js [playwright-core@1]=playwright-core/index.js)
+  local missing=() spec
+  for spec in "${!npm_files[@]}"; do
+    [[ -f "$dir/node_modules/${npm_files[$spec]}" ]] || missing+=("$spec")
+  done
+  if [[ ${#missing[@]} -gt 0 ]]; then
     if [[ -f "$dir/npm-failed" ]]; then
-      log "s3rver unavailable (npm failed before; delete $dir/npm-failed to try again): its tests will SKIP"
+      log "${missing[*]} unavailable (npm failed before; delete $dir/npm-failed to try again): their tests will SKIP"
     elif command -v npm >/dev/null 2>&1; then
-      log "installing s3rver@3 (npm) into $dir"
-      if ! (cd "$dir" && timeout 300 npm install --no-audit --no-fund --loglevel=error s3rver@3 \
-        >"$dir/npm.log" 2>&1); then
-        log "warning: s3rver unavailable (npm failed, see $dir/npm.log): its tests will SKIP"
+      log "installing ${missing[*]} (npm) into $dir"
+      if ! (cd "$dir" && timeout 300 npm install --no-audit --no-fund --loglevel=error \
+        "${missing[@]}" >"$dir/npm.log" 2>&1); then
+        log "warning: ${missing[*]} unavailable (npm failed, see $dir/npm.log): their tests will SKIP"
         touch "$dir/npm-failed"
       fi
     fi
   fi
   if [[ -f "$dir/node_modules/s3rver/bin/s3rver.js" ]]; then
     export LIBCI_S3RVER=$dir/node_modules/s3rver/bin/s3rver.js
+  fi
+  if [[ -f "$dir/node_modules/playwright-core/index.js" ]]; then
+    export LIBCI_PLAYWRIGHT=$dir/node_modules/playwright-core
+  fi
+  if command -v chromium >/dev/null 2>&1; then
+    LIBCI_CHROMIUM=$(command -v chromium)
+    export LIBCI_CHROMIUM
   fi
   if command -v moto_server >/dev/null 2>&1; then
     LIBCI_MOTO_SERVER=$(command -v moto_server)
