@@ -11,9 +11,7 @@ a forged CSRF token and with none; a <script> in a branch name, a reason and log
 and live) shows as text and no dialog opens; each page fits a phone's width. Screenshots of each page go to
 BUILD/test-artifacts/browser/.
 
-The UI is being built by several lanes at once: a scenario in GATED whose page or route does not
-answer yet is SKIPped with a loud line naming the lane (LIBCI_BROWSER_STRICT=1 runs them all, so
-that a missing page fails). Once the lanes are on main, GATED is emptied.
+Every scenario runs: a page or route that is missing fails it, naming what it looked for.
 
 SKIPs (exit 77) loudly without chromium (LIBCI_CHROMIUM, else chromium on PATH), playwright-core
 (LIBCI_PLAYWRIGHT, else BUILD/peers/node_modules/playwright-core) or node: scripts/test.sh
@@ -25,8 +23,6 @@ import os
 import shutil
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 import uuid
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -34,20 +30,6 @@ sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 import html_check  # noqa: E402 - beside this file
 import master_harness as harness  # noqa: E402 - tests/integration
 
-# Scenario -> the lane whose page or route it waits for. Empty it once they are all on main.
-GATED = {
-    "login": "ui-auth",
-    "logout": "ui-auth",
-    "force": "ui-auth (POST /builders/NAME/force) and ui-pages (the builder page)",
-    "live-log": "ui-build (the build page)",
-    "home-live": "ui-pages (the home page)",
-    "workers": "ui-pages (the workers page)",
-    "stop": "ui-auth (POST /builds/ID/stop) and ui-build (the build page)",
-    "refused": "ui-auth (the form routes)",
-    "xss": "ui-pages and ui-build (pages that show branches and logs)",
-    "phone": "ui-pages (HTML pages)",
-    "html-check": "ui-pages (HTML pages)",
-}
 XSS_BRANCH = "feature/<svg/onload=alert(1)>"
 SLOW_BRANCH = "feature/ui-slow"
 # The xss builder's step: log lines with markup and ANSI colours, a wait, then a live line.
@@ -95,73 +77,15 @@ def config(case):
         "schedulers:\n  force: {type: force, builders: [tests, stoppable, xss]}\n"
 
 
-def answer_of(master, method, path):
-    """(status, content type, body text) of one request without credentials; redirects not
-    followed."""
-    request = urllib.request.Request(master.url(path), method=method, data=b"" if method ==
-                                     "POST" else None)
-    opener = urllib.request.build_opener(html_check._NoRedirect)
-    try:
-        with opener.open(request, timeout=30) as answer:
-            return (answer.status, answer.headers.get("Content-Type", ""),
-                    answer.read().decode(errors="replace"))
-    except urllib.error.HTTPError as error:
-        return error.code, error.headers.get("Content-Type", ""), ""
-
-
 def gates(master, build_id):
-    """Which scenarios can run: {name: {"run", "reason"}} from what the master answers. A page
-    counts once it is HTML holding what its scenarios look for (a lane in progress may serve a
-    page that does not show it yet)."""
-    def page(path, marker):
-        status, content_type, body = answer_of(master, "GET", path)
-        if status != 200 or not content_type.startswith("text/html"):
-            return False, f"GET {path}: {status} {content_type}", False
-        return marker in body, f"GET {path} has no {marker!r} yet", True
-
-    def route(path):
-        status, _, _ = answer_of(master, "POST", path)
-        return status not in (404, 405), f"POST {path}: {status}", False
-
-    build_link = f'href="/builds/{build_id}'
-    found = {
-        "home": page("/", build_link), "login": page("/login", 'action="/login"'),
-        "builder": page("/builders/tests", build_link), "workers": page("/workers", "remote/0"),
-        "build": page(f"/builds/{build_id}", 'id="step-1"'),
-        "force": route("/builders/tests/force"), "stop": route(f"/builds/{build_id}/stop"),
-    }
-    needs = {
-        "api": [], "login": ["login"], "logout": ["login"], "force": ["login", "builder", "force"],
-        "live-log": ["build"], "home-live": ["home"], "workers": ["workers"],
-        "stop": ["login", "build", "stop"], "refused": ["builder", "force"],
-        "xss": [], "html-check": [], "phone": [],
-    }
-    xss_pages = [p for p in ("home", "builder", "build") if found[p][0]]
-    pages = {"home": "/", "login": "/login", "builder": "/builders/tests", "workers": "/workers",
-             "build": f"/builds/{build_id}"}
-    html_pages = [path for name, path in pages.items() if found[name][2]]
-    strict = os.environ.get("LIBCI_BROWSER_STRICT") == "1"
-    plan = {}
-    for name, what in needs.items():
-        missing = [found[w][1] for w in what if not found[w][0]]
-        if name == "xss" and not xss_pages:
-            missing = ["no page shows branches or logs: " +
-                       ", ".join(found[p][1] for p in ("home", "builder", "build"))]
-        if name in ("html-check", "phone") and not html_pages:
-            missing = ["no HTML page: " + ", ".join(found[p][1] for p in pages)]
-        run = not missing or (name not in GATED) or strict
-        reason = f"waits for {GATED.get(name)}: {'; '.join(missing)}" if missing else ""
-        plan[name] = {"run": run, "reason": reason}
-    plan["xss"]["pages"] = xss_pages
-    # Links the landed pages already make to pages of lanes still on their way (e.g. "Log in"
-    # before /login exists): their 404s are SKIPped by the HTML checker, naming the lane.
-    pending = {"/login": ("login", "ui-auth"), "/builders/": ("builder", "ui-pages"),
-               "/workers": ("workers", "ui-pages"), "/builds/": ("build", "ui-build")}
-    plan["html-check"]["pending"] = {} if strict else {
-        prefix: f"{lane} ({found[key][1]})" for prefix, (key, lane) in pending.items()
-        if not found[key][2]}
-    plan["html-check"]["pages"] = plan["phone"]["pages"] = \
-        list(pages.values()) if strict else html_pages
+    """What each scenario runs over: {name: {"run", "reason", ...}}. Every scenario runs: a page
+    or route that is missing fails it (scenarios.js says which)."""
+    pages = ["/", "/login", "/builders/tests", "/workers", f"/builds/{build_id}"]
+    names = ("api", "login", "logout", "force", "live-log", "home-live", "workers", "stop",
+             "refused", "xss", "html-check", "phone")
+    plan = {name: {"run": True, "reason": ""} for name in names}
+    plan["xss"]["pages"] = ["home", "builder", "build"]
+    plan["html-check"]["pages"] = plan["phone"]["pages"] = pages
     return plan
 
 
@@ -192,14 +116,8 @@ def html_checks(case, master, plan, state_file):
         crawler = html_check.Crawler(base, header).crawl(paths)
         problems = []
         for url, problem in crawler.problems:
-            path = url[len(base):]
-            lane = next((lane for prefix, lane in gate["pending"].items()
-                         if path.startswith(prefix)), None)
-            if lane and problem == "GET answered 404":
-                print(f"SKIP: html-check: a link to {path} answers 404: waits for {lane}")
-            else:
-                print(f"  {path}: {problem}")
-                problems.append(problem)
+            print(f"  {url[len(base):]}: {problem}")
+            problems.append(problem)
         case.check(not problems,
                    f"html-check ({viewer}): {len(crawler.pages)} HTML pages and "
                    f"{len(crawler.fetched)} URLs checked, {len(problems)} problems")

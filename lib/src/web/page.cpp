@@ -33,7 +33,7 @@ Data frame_data(const Frame& frame) {
         viewer.set("csrf", frame.csrf_token);
         data.set("viewer", viewer);
     }
-    data.set("login", "/login?next=" + http::uri_encode(frame.path.empty() ? "/" : frame.path));
+    data.set("login", login_link(frame.path));
     data.set("style", static_url("style.css"));
     data.set("script", static_url("app.js"));
     data.set("live", frame.live);
@@ -41,6 +41,15 @@ Data frame_data(const Frame& frame) {
 }
 
 } // namespace
+
+std::string login_link(std::string_view path) {
+    // The login page links to itself as it is: a `next` of its own would nest without end
+    // (/login?next=/login%3Fnext%3D...), which a crawler follows page after page.
+    if (path == "/login" || path.starts_with("/login?")) {
+        return std::string(path);
+    }
+    return "/login?next=" + http::uri_encode(path.empty() ? "/" : path);
+}
 
 Result<std::string> render_page(const Frame& frame, std::string_view name, Data data) {
     auto layout = frame_data(frame);

@@ -27,6 +27,10 @@ struct Frame {
     bool live = false;      ///< the page refreshes itself (app.js looks for data-live)
 };
 
+/// The layout's login link on the page at `path` (path and query): `/login?next=PATH`, or the
+/// login page's own address on the login page itself.
+[[nodiscard]] std::string login_link(std::string_view path);
+
 /// Renders template `name` with `data` and puts it into the layout. Data of the body may use
 /// the frame's values too: `viewer` (an object with `user` and `csrf`, present only when someone
 /// is logged in). Fails as render() does. Thread-safe.
