@@ -12,16 +12,19 @@ std::string sse_event(std::string_view event, std::string_view data, std::string
         out = fmt::format("id: {}\n", id);
     }
     out += fmt::format("event: {}\n", event);
-    // One data line per line: a client joins them with '\n' again.
+    // One data line per line: a client joins them with '\n' again. A line of the data ends at
+    // CR, LF or CRLF, as a line of the stream does: a bare CR left in a data line would end it
+    // there for the client, and what follows it (a log's "event: end") would read as a field.
     while (true) {
-        const auto newline = data.find('\n');
+        const auto end = data.find_first_of("\r\n");
         out += "data: ";
-        out += data.substr(0, newline);
+        out += data.substr(0, end);
         out += '\n';
-        if (newline == std::string_view::npos) {
+        if (end == std::string_view::npos) {
             break;
         }
-        data.remove_prefix(newline + 1);
+        const auto width = data.substr(end, 2) == "\r\n" ? 2 : 1;
+        data.remove_prefix(end + width);
         if (data.empty()) {
             out += "data: \n";
             break;

@@ -26,7 +26,8 @@
 namespace ci::master {
 
 /// One Server-Sent Event: `id: ID` (when given), `event: NAME` and the data, one `data:` line
-/// per line of it.
+/// per line of it (a line ends at CR, LF or CRLF, as the stream's own lines do: the data can
+/// never add a field or an event of its own).
 [[nodiscard]] std::string
 sse_event(std::string_view event, std::string_view data, std::string_view id = {});
 

@@ -608,3 +608,60 @@ TEST_CASE("metrics: uploads by builder, and the bytes kept as results") {
     CHECK(text.find("# TYPE ci_results_bytes gauge\n") != std::string::npos);
     CHECK(text.find("ci_results_bytes 1500\n") != std::string::npos); // what uploads wrote since
 }
+
+namespace {
+
+// The fields of a Server-Sent Events stream as a browser reads them (the WHATWG rules: a line
+// ends at CR, LF or CRLF; an empty line ends an event): (event, data) per event.
+std::vector<std::pair<std::string, std::string>> read_sse(std::string_view stream) {
+    std::vector<std::pair<std::string, std::string>> events;
+    std::string event;
+    std::string data;
+    bool has_data = false;
+    while (!stream.empty()) {
+        const auto end = stream.find_first_of("\r\n");
+        const auto line = stream.substr(0, end);
+        if (end == std::string_view::npos) {
+            break;
+        }
+        stream.remove_prefix(end + (stream.substr(end, 2) == "\r\n" ? 2 : 1));
+        if (line.empty()) {
+            if (has_data) {
+                events.emplace_back(event.empty() ? "message" : event, data);
+            }
+            event.clear();
+            data.clear();
+            has_data = false;
+            continue;
+        }
+        const auto colon = line.find(':');
+        const auto field = line.substr(0, colon);
+        auto value = colon == std::string_view::npos ? std::string_view() : line.substr(colon + 1);
+        if (value.starts_with(' ')) {
+            value.remove_prefix(1);
+        }
+        if (field == "event") {
+            event = value;
+        } else if (field == "data") {
+            data += has_data ? "\n" : "";
+            data += value;
+            has_data = true;
+        }
+    }
+    return events;
+}
+
+} // namespace
+
+TEST_CASE("sse_event: a log's CR, LF or CRLF ends a data line; the log adds no field or event") {
+    // A step printed this to forge the end of its own step (the attack of the UI's review).
+    const auto forged = ci::master::sse_event("log", "ok\revent: end\rdata: success\r\r\nnext\n");
+    const auto events = read_sse(forged);
+    REQUIRE(events.size() == 1);
+    CHECK(events[0].first == "log");
+    CHECK(events[0].second == "ok\nevent: end\ndata: success\n\nnext\n");
+    CHECK(read_sse(ci::master::sse_event("log", "a\r\nb")) ==
+          std::vector<std::pair<std::string, std::string>>{{"log", "a\nb"}});
+    CHECK(read_sse(ci::master::sse_event("end", "success")) ==
+          std::vector<std::pair<std::string, std::string>>{{"end", "success"}});
+}
