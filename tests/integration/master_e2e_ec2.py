@@ -124,7 +124,7 @@ class Booted(harness.Worker):
     environment and PATH and HOME, nothing else: no name, token or fingerprint on its command
     line or from the test. A harness.Worker for the rest (kill, log)."""
 
-    def __init__(self, case, moto, instance_id, index):  # noqa: PLW0231 - starts its own process
+    def __init__(self, case, moto, instance_id, index, drop=()):  # noqa: PLW0231 - own process
         self.user_data = user_data_of(moto, instance_id)
         files = {f["path"]: f for f in yaml.safe_load(self.user_data)["write_files"]}
         env_file = files["/etc/libci/worker.env"]
@@ -151,7 +151,10 @@ class Booted(harness.Worker):
             if flag != "--imds":
                 args += [flag, value]
         self.name = self.env.get("CI_WORKER_NAME", "")
-        environment = {"PATH": os.environ["PATH"], "HOME": case.tmp, **self.env}
+        # `drop`: worker.env's variables this boot goes without (a disk whose worker.env lost
+        # the spent token: the kept secret alone must do).
+        environment = {"PATH": os.environ["PATH"], "HOME": case.tmp,
+                       **{k: v for k, v in self.env.items() if k not in drop}}
         self.log_path = os.path.join(case.tmp, f"instance{index}.log")
         log = open(self.log_path, "a")
         self.process = subprocess.Popen([harness.WORKER, "start", *args], cwd=case.tmp,

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -125,29 +126,34 @@ int run_start(StartCommand command) {
             stderr, "error: --master must be HOST:PORT, got \"%s\"\n", command.master.c_str());
         return ExitUsage;
     }
-    auto secret = read_secret(command);
-    if (!secret) {
-        print_error(secret.error());
-        return ExitUsage;
-    }
-    (void)log::add_secret(*secret);
     std::filesystem::path secret_state;
+    std::optional<std::string> kept;
     if (!command.secret_state.empty()) {
         // The secret the last login derived, when this worker has logged in before (an EC2
         // instance stopped and started again): its first one (the token) is spent.
         secret_state = std::filesystem::absolute(command.secret_state).lexically_normal();
-        auto kept = ci::worker::load_secret_state(secret_state, command.name);
-        if (!kept) {
-            print_error(kept.error());
+        auto loaded = ci::worker::load_secret_state(secret_state, command.name);
+        if (!loaded) {
+            print_error(loaded.error());
             return ExitUsage;
         }
-        if (*kept) {
-            (void)log::add_secret(**kept);
-            log::info("logging in with the secret kept in {} (the first login spent the "
-                      "one-time token)",
-                      secret_state.string());
-            secret = std::move(**kept);
-        }
+        kept = std::move(*loaded);
+    }
+    // Read even when a kept secret replaces it: $CI_WORKER_SECRET leaves the environment and
+    // the spent token stays out of the logs. Only a worker with nothing kept needs it.
+    auto secret = read_secret(command);
+    if (secret) {
+        (void)log::add_secret(*secret);
+    } else if (!kept) {
+        print_error(secret.error());
+        return ExitUsage;
+    }
+    if (kept) {
+        (void)log::add_secret(*kept);
+        log::info("logging in with the secret kept in {} (the first login spent the one-time "
+                  "token)",
+                  secret_state.string());
+        secret = std::move(*kept);
     }
     ci::worker::WorkerOptions options;
     options.host = command.master.substr(0, colon);
