@@ -173,6 +173,9 @@ def main(case):
     case.check("data-events" not in html, "a finished build's page does not follow anything")
     case.check('<span class="result failure" data-build-result="1">failure</span>' in html,
                "the page shows the build's result")
+    status, _, html, _ = page(master, f"/builds/{build['id']}?step=99&from=5")
+    case.check(status == 200 and '<details open="open" data-focus="1">' in html,
+               "a step the build does not have: the page opens as if none was asked")
     status, _, _, _ = page(master, f"/builds/{build['id']}?step=x")
     case.check(status == 400, f"a step that is not a number is a 400 page ({status})")
     status, _, _, _ = page(master, "/builds/999999")

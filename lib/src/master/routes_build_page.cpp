@@ -9,6 +9,7 @@
 // A 40 MB log is read page by page (Store::log_page) and scanned (AnsiHtml::skip), never held
 // or rendered whole: the page holds at most max_focus_bytes of it.
 
+#include <algorithm>
 #include <chrono>
 #include <limits>
 #include <map>
@@ -165,8 +166,15 @@ http::ServerResponse render(store::Store& store, const PageAsk& ask) {
     }
 
     // The focus step: asked for, else the first that failed, else the one running, else the
-    // last.
+    // last. A step asked for that the build does not have is as if none was asked (its `from`
+    // with it).
     std::optional<int> focus = ask.step;
+    auto from = ask.from;
+    if (focus &&
+        std::ranges::none_of(*steps, [&](const auto& step) { return step.number == *focus; })) {
+        focus.reset();
+        from = 0;
+    }
     for (const auto& step : *steps) {
         if (!focus && step.result && *step.result != BuildResult::Success &&
             *step.result != BuildResult::Warnings) {
@@ -190,7 +198,7 @@ http::ServerResponse render(store::Store& store, const PageAsk& ask) {
         const bool live = in_memory != nullptr && in_memory->live;
         web::LogView view(focused ? focus_lines : other_lines,
                           focused ? max_focus_bytes : max_other_bytes,
-                          focused ? ask.from : 0);
+                          focused ? from : 0);
         if (auto read = read_log(store, b.id, step.number, in_memory, view); !read) {
             return web::error_page(ask.frame, 500, read.error().message);
         }
@@ -217,7 +225,7 @@ http::ServerResponse render(store::Store& store, const PageAsk& ask) {
         if (!lines.lines.empty() && lines.lines.back().first < lines.total && !live) {
             s.set("later", std::to_string(lines.lines.back().first + 1));
         }
-        if (live && lines.after && (ask.from == 0 || !focused)) {
+        if (live && lines.after && (from == 0 || !focused)) {
             s.set("events",
                   fmt::format("/api/v1/builds/{}/steps/{}/events?format=html", b.id, step.number));
             s.set("from", lines.after->text());
