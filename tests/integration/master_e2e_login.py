@@ -218,6 +218,10 @@ def main(case):
                f"pause form: 303 to the workers page ({status} {headers.get('location')})")
     case.check(master.get("/api/v1/workers/remote/0").get("paused") is True,
                "the worker is paused")
+    _, _, page = browser.get("/workers")
+    offered = set(re.findall(r'action="/workers/remote(?:/|%2F)0/(\w+)"', page))
+    case.check(offered == {"resume", "shutdown"},
+               f"the workers page offers what undoes the pause, not the pause again ({offered})")
     status, _, _ = browser.post("/workers/remote/0/explode", {"csrf": csrf})
     case.check(status == 404, f"an unknown worker action: 404 ({status})")
     status, headers, _ = browser.post("/workers/remote/0/resume", {"csrf": csrf})

@@ -214,7 +214,7 @@ http::ServerResponse render(store::Store& store, const PageAsk& ask) {
         s.set("description", step.description);
         s.set("open", focused);
         s.set("focus", focused);
-        s.set("lines", std::to_string(lines.total));
+        s.set("lines", fmt::format("{} line{}", lines.total, lines.total == 1 ? "" : "s"));
         s.set("size", size_text(lines.bytes));
         s.set("raw", fmt::format("/api/v1/builds/{}/steps/{}/log", b.id, step.number));
         if (!lines.lines.empty() && lines.lines.front().first > 1) {

@@ -174,7 +174,10 @@ web::Data home_data(const config::Config& config,
         g.set("columns", web::Data(columns));
         web::put(g, "rows", grid_rows(grid.rows, now));
         if (grid.hidden_branches > 0) {
-            g.set("hidden", std::to_string(grid.hidden_branches));
+            g.set("hidden",
+                  grid.hidden_branches == 1 ? std::string("1 less active branch is not shown.")
+                                            : fmt::format("{} less active branches are not shown.",
+                                                          grid.hidden_branches));
         }
         web::put(data, "grid", std::move(g));
     }
@@ -432,7 +435,9 @@ web::Data worker_row(const Services& s,
     w.set("worker_name", name);
     w.set("worker_class", worker_class);
     w.set("connected", live.has_value());
-    w.set("worker_state", live ? std::string(live->state()) : stored_state);
+    // A worker that never connected is "not connected" already (the badge says so).
+    const std::string state = live ? std::string(live->state()) : stored_state;
+    w.set("worker_state", state == "not connected" ? std::string() : state);
     if (last_seen) {
         w.set("seen", web::age_text(*last_seen, now));
         w.set("seen_at", time_text(*last_seen));
@@ -459,10 +464,17 @@ web::Data worker_row(const Services& s,
             w.set("instance", i);
         }
     }
+    // What can be done now: pause or resume (whichever undoes the state), and shut down, for a
+    // worker that is not shutting down already.
     web::List actions;
-    for (const auto& [action, label] : {std::pair{"pause", "Pause"},
-                                        std::pair{"resume", "Resume"},
-                                        std::pair{"shutdown", "Shut down"}}) {
+    const bool paused = live && live->paused;
+    const bool leaving = live && live->shutting_down;
+    for (const auto& [action, label, offered] : {std::tuple{"pause", "Pause", !paused && !leaving},
+                                                 std::tuple{"resume", "Resume", paused && !leaving},
+                                                 std::tuple{"shutdown", "Shut down", !leaving}}) {
+        if (!offered) {
+            continue;
+        }
         web::Data a;
         a.set("action_href", fmt::format("/workers/{}/{}", http::uri_encode(name, true), action));
         a.set("action_label", std::string(label));
