@@ -156,9 +156,18 @@ def main(case):
         "state_file": state_file, "marker": uuid.uuid4().hex[:12],
         "branches": {"slow": SLOW_BRANCH, "xss": XSS_BRANCH}, "scenarios": plan}))
     env = dict(os.environ, LIBCI_BROWSER_PLAN=plan_file)
-    done = subprocess.run([node, os.path.join(HERE, "scenarios.js")], env=env, cwd=case.tmp,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          timeout=240)
+    # Within meson's timeout (360 s), so that a browser that hangs is reported with what it
+    # printed, not killed with the test in silence.
+    try:
+        done = subprocess.run([node, os.path.join(HERE, "scenarios.js")], env=env,
+                              cwd=case.tmp, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True, timeout=300)
+    except subprocess.TimeoutExpired as expired:
+        output = expired.stdout or b""  # bytes, even with text=True
+        print(output.decode(errors="replace") if isinstance(output, bytes) else output,
+              end="", flush=True)
+        case.check(False, "the browser scenarios ended within 300 s")
+        return
     print(done.stdout, end="", flush=True)
     failed = [line for line in done.stdout.splitlines() if line.startswith("FAIL")]
     case.check(done.returncode == 0 and not failed,

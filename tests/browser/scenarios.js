@@ -48,7 +48,8 @@ async function api(pathname, body) {
     method: 'POST', body: JSON.stringify(body),
     headers: { 'Content-Type': 'application/json', Authorization: basic },
   };
-  const answer = await fetch(plan.base + pathname, init);
+  // A deadline: a master that does not answer fails the scenario naming the request.
+  const answer = await fetch(plan.base + pathname, { ...init, signal: AbortSignal.timeout(30000) });
   const text = await answer.text();
   if (!answer.ok) throw new Error(`${init.method || 'GET'} ${pathname}: ${answer.status} ${text}`);
   return JSON.parse(text);
@@ -67,7 +68,8 @@ async function buildOfRequest(request) {
     (await api(`/api/v1/builds?request=${request}`)).builds[0]);
 }
 async function stepLog(id, step) {
-  const answer = await fetch(`${plan.base}/api/v1/builds/${id}/steps/${step}/log`);
+  const answer = await fetch(`${plan.base}/api/v1/builds/${id}/steps/${step}/log`,
+    { signal: AbortSignal.timeout(30000) });
   return answer.ok ? answer.text() : '';
 }
 async function finished(id, timeoutMs = 60000) {
@@ -433,13 +435,32 @@ scenarios.phone = async () => {
   await phone.close();
 };
 
+// Chromium, launched with a deadline: once, a launch on a busy machine hung until the test's
+// own timeout, which then killed the test without a word. A launch that does not answer within
+// 60 s is tried again (three times in all), each failure printed.
+async function launchBrowser() {
+  for (let attempt = 1; ; attempt += 1) {
+    const began = Date.now();
+    try {
+      const browser = await chromium.launch({
+        executablePath: plan.chromium,
+        timeout: 60000,
+        args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run',
+          '--disable-background-networking', '--disable-component-update', '--disable-sync',
+          '--disable-dev-shm-usage'],
+      });
+      console.log(`chromium launched in ${Date.now() - began} ms (attempt ${attempt})`);
+      return browser;
+    } catch (error) {
+      console.log(`chromium launch ${attempt} failed after ${Date.now() - began} ms: ${error}`);
+      if (attempt === 3) throw error;
+    }
+  }
+}
+
 (async () => {
   fs.mkdirSync(plan.artifacts, { recursive: true });
-  const browser = await chromium.launch({
-    executablePath: plan.chromium,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
+  const browser = await launchBrowser();
   console.log(`chromium ${browser.version()}`);
   context.browser = browser;
   context.anonymous = await browser.newContext({ viewport: { width: 1280, height: 900 } });
