@@ -128,6 +128,18 @@ async function submit(page, form) {
   return response;
 }
 
+// Closes a page with a deadline. A page closed right after a form it posted had answered (a 303
+// whose navigation was still under way) once never closed: page.close() has no timeout of its
+// own, and the test hung until it was killed. The navigation is given 5 s to settle first.
+async function closePage(page) {
+  await page.waitForLoadState('load', { timeout: 5000 }).catch(() => null);
+  const closed = await Promise.race([
+    page.close().then(() => true),
+    sleep(10000).then(() => false),
+  ]);
+  if (!closed) console.log(`note: a page (${page.url()}) did not close within 10 s; left open`);
+}
+
 const scenarios = {};
 const context = {}; // what scenarios share: browser contexts, builds
 
@@ -145,7 +157,7 @@ scenarios.api = async () => {
   check(connected.includes('remote/0') && connected.includes('remote/1'),
     `the browser sees the real workers connected in /api/v1/workers (${connected})`);
   await shot(page, 'api-workers');
-  await page.close();
+  await closePage(page);
 };
 
 // Opens /login in `page` and submits its form with `password`; returns the POST's response.
@@ -176,7 +188,7 @@ scenarios.login = async () => {
   check(!cookies.some((c) => c.value.includes(plan.password)), 'no cookie holds the password');
   await shot(page, 'logged-in');
   context.loggedIn = true;
-  await page.close();
+  await closePage(page);
 };
 
 // Logging out ends the session on the master: its cookie, kept and sent again, logs in no more.
@@ -198,7 +210,7 @@ scenarios.logout = async () => {
   const still = await newPage(context.user, 'logout');
   await still.goto(plan.base + '/');
   check(await logoutForms(still).count() >= 1, 'the first session is still logged in');
-  await still.close();
+  await closePage(still);
 };
 
 // A slow build of builder `tests` (it prints "waiting", then waits for plan.release): forced
@@ -221,7 +233,7 @@ scenarios.force = async () => {
   const b = await buildOfRequest(requests[0].id);
   check(b.branch === plan.branches.slow, `it builds ${plan.branches.slow} (${b.branch})`);
   context.slow = b;
-  await page.close();
+  await closePage(page);
 };
 
 async function slowBuild() {
@@ -263,7 +275,7 @@ scenarios['live-log'] = async () => {
     check(true, 'the build page shows the result once the build ends');
     check(page.navigations === 1, `... still without a reload (${page.navigations} navigations)`);
     await shot(page, 'build-finished');
-    await page.close();
+    await closePage(page);
   }
   if (home) {
     await finished(b.id);
@@ -276,7 +288,7 @@ scenarios['live-log'] = async () => {
     check(shown, `the home page shows build ${b.id}'s success without a reload`);
     check(home.navigations === 1, `the home page did not reload (${home.navigations} navigations)`);
     await shot(home, 'home-live');
-    await home.close();
+    await closePage(home);
   }
 };
 scenarios['home-live'] = null; // runs inside live-log (the same build)
@@ -289,7 +301,7 @@ scenarios.workers = async () => {
   check(body.includes('remote/0') && body.includes('remote/1'), 'the workers page lists remote/0 and remote/1');
   check(/connected/i.test(body), 'it says they are connected');
   await shot(page, 'workers');
-  await page.close();
+  await closePage(page);
 };
 
 scenarios.stop = async () => {
@@ -308,7 +320,7 @@ scenarios.stop = async () => {
   check(await page.locator(`form[action$="/builds/${b.id}/stop"]`).count() === 0,
     'a finished build offers no stop form');
   await shot(page, 'stopped');
-  await page.close();
+  await closePage(page);
 };
 
 // POST a force form built in the page itself (as a hostile page would), from `viewer`.
@@ -346,7 +358,7 @@ scenarios.refused = async () => {
   let response = await postForm(page, '/builders/tests/force', { branch: 'master', reason, csrf: 'x' });
   check(refused(response), `a force without a login is refused (${response.status()} ${response.headers().location || ''})`);
   check((await requestsWithReason(reason)).length === 0, 'it queued nothing');
-  await page.close();
+  await closePage(page);
   if (!context.loggedIn) {
     console.log('SKIP: the forged CSRF token part of scenario refused: no login (scenario login did not run)');
     return;
@@ -365,7 +377,7 @@ scenarios.refused = async () => {
     response = await submit(logged, form);
     check(response.status() === 403, `a logged-in force with ${how} is refused: 403 (${response.status()})`);
     check((await requestsWithReason(reason)).length === 0, `... and queued nothing`);
-    await logged.close();
+    await closePage(logged);
   }
 };
 
@@ -388,7 +400,7 @@ scenarios.xss = async () => {
     check(body.includes('<script>alert("live")</script>'), 'a live log line with <script> shows as text');
     check(body.includes(plan.branches.xss), 'the branch name with <svg/onload> shows as text');
     await shot(page, 'xss-build');
-    await page.close();
+    await closePage(page);
   } else {
     fs.writeFileSync(plan.xss_release, '');
   }
@@ -406,7 +418,7 @@ scenarios.xss = async () => {
       (e.tagName === 'SCRIPT' && e.textContent.includes('alert('))).length);
     check(injected === 0, `${urls[name]} holds no injected element (${injected})`);
     await shot(page, 'xss-' + name);
-    await page.close();
+    await closePage(page);
   }
 };
 
@@ -417,7 +429,7 @@ scenarios.phone = async () => {
     const page = await newPage(context.anonymous, 'desktop');
     await page.goto(plan.base + url);
     await shot(page, 'desktop' + url.replace(/\//g, '-').replace(/-$/, '-home'));
-    await page.close();
+    await closePage(page);
   }
   const phone = await context.browser.newContext({ viewport: { width: 375, height: 740 }, isMobile: true });
   for (const url of plan.scenarios.phone.pages) {
@@ -430,7 +442,7 @@ scenarios.phone = async () => {
     check(widths[0] <= 375 && widths[1] === 375, `${url} fits a phone's width: laid out ${widths[1]} px ` +
       `wide (document ${widths[0]} px) for a 375 px screen`);
     await shot(page, 'phone' + url.replace(/\//g, '-').replace(/-$/, '-home'));
-    await page.close();
+    await closePage(page);
   }
   await phone.close();
 };
@@ -491,7 +503,8 @@ async function launchBrowser() {
   check(pageErrors.length === 0, `no uncaught error in a page (${pageErrors.join('; ')})`);
   const state = await context.user.storageState();
   fs.writeFileSync(plan.state_file, JSON.stringify(state), { mode: 0o600 });
-  await browser.close();
+  // A deadline here too (see closePage): the process exits after it whatever the browser does.
+  await Promise.race([browser.close(), sleep(15000)]);
   console.log(`browser scenarios: ${failures.length} failure(s)`);
   process.exit(failures.length ? 1 : 0);
 })().catch((error) => {

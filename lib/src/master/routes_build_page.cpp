@@ -252,11 +252,8 @@ void build_page(Services& s,
                 http::Reply reply) {
     PageAsk ask;
     ask.id = id;
-    ask.viewer = s.sessions.viewer(request);
-    ask.frame.title = fmt::format("Build {}", id);
-    ask.frame.user = ask.viewer.user;
-    ask.frame.csrf_token = ask.viewer.csrf_token;
-    ask.frame.path = request.target;
+    ask.frame = page_frame(s, request, fmt::format("Build {}", id));
+    ask.viewer = Viewer{ask.frame.user, ask.frame.csrf_token};
     // ?step=N&from=L: which step's log, and from which line (as the API, a value that is not
     // an integer in range is a 400 naming it).
     const auto asked_step = query_number(request, "step", -1, 0, 100000);

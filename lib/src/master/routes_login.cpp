@@ -89,11 +89,14 @@ std::string api_user(const Services& services, const http::ServerRequest& reques
     return services.sessions.basic_user(request).value_or("(nobody)");
 }
 
-web::Frame
-page_frame(const Services& services, const http::ServerRequest& request, std::string title) {
+web::Frame page_frame(const Services& services,
+                      const http::ServerRequest& request,
+                      std::string title,
+                      web::Nav nav) {
     const auto viewer = services.sessions.viewer(request);
     web::Frame frame;
     frame.title = std::move(title);
+    frame.nav = nav;
     frame.user = viewer.user;
     frame.csrf_token = viewer.csrf_token;
     frame.path = request.target;

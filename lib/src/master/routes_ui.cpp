@@ -22,19 +22,6 @@ namespace ci::master {
 
 namespace {
 
-// The layout's frame for `request`: its viewer (from the session), title and navigation entry.
-web::Frame
-frame(const Services& s, const http::ServerRequest& request, std::string title, web::Nav nav) {
-    const auto viewer = s.sessions.viewer(request);
-    web::Frame out;
-    out.title = std::move(title);
-    out.nav = nav;
-    out.user = viewer.user;
-    out.csrf_token = viewer.csrf_token;
-    out.path = request.target;
-    return out;
-}
-
 // GET /static/NAME: an embedded asset (not a template). Its ETag is its content hash; asked for
 // with that hash (?v=HASH, as pages link it) it may be cached for good, else revalidated.
 http::ServerResponse static_asset(const http::ServerRequest& request, std::string_view name) {
@@ -232,7 +219,7 @@ http::ServerRequest conditions_of(const http::ServerRequest& request) {
 }
 
 void home(Services& s, const http::ServerRequest& request, http::Reply reply) {
-    auto page = frame(s, request, "Home", web::Nav::Home);
+    auto page = page_frame(s, request, "Home", web::Nav::Home);
     page.live = true;
     auto filter = grid_filter(request);
     if (!filter) {
@@ -391,7 +378,7 @@ void builder_page(Services& s,
                   const http::ServerRequest& request,
                   std::string name,
                   http::Reply reply) {
-    auto page = frame(s, request, "Builder " + name, web::Nav::Home);
+    auto page = page_frame(s, request, "Builder " + name, web::Nav::Home);
     page.live = true;
     const auto found = s.config.builders.find(name);
     if (found == s.config.builders.end()) {
@@ -485,7 +472,7 @@ web::Data worker_row(const Services& s,
 }
 
 void workers_page(Services& s, const http::ServerRequest& request, http::Reply reply) {
-    auto page = frame(s, request, "Workers", web::Nav::Workers);
+    auto page = page_frame(s, request, "Workers", web::Nav::Workers);
     page.live = true;
     s.reads.post(
         [&s, page, conditions = conditions_of(request), reply](store::Store& store) mutable {

@@ -102,9 +102,12 @@ void with_form(Services& services,
 [[nodiscard]] Router::Check view_check(const config::Config& config, const Sessions& sessions);
 [[nodiscard]] Router::Check form_check(const config::Config& config, const Sessions& sessions);
 
-/// The layout's frame of a page answered to `request`: its viewer, `title` and path.
-[[nodiscard]] web::Frame
-page_frame(const Services& services, const http::ServerRequest& request, std::string title);
+/// The layout's frame of a page answered to `request`: its viewer (from the session), `title`,
+/// path and highlighted navigation entry `nav`.
+[[nodiscard]] web::Frame page_frame(const Services& services,
+                                    const http::ServerRequest& request,
+                                    std::string title,
+                                    web::Nav nav = web::Nav::None);
 
 /// A form route's refusal, for a person: `status` with `message` as an error page.
 [[nodiscard]] http::ServerResponse
