@@ -422,9 +422,7 @@ web::Data worker_row(const Services& s,
     w.set("worker_name", name);
     w.set("worker_class", worker_class);
     w.set("connected", live.has_value());
-    // A worker that never connected is "not connected" already (the badge says so).
-    const std::string state = live ? std::string(live->state()) : stored_state;
-    w.set("worker_state", state == "not connected" ? std::string() : state);
+    w.set("worker_state", live ? std::string(live->state()) : stored_state);
     if (last_seen) {
         w.set("seen", web::age_text(*last_seen, now));
         w.set("seen_at", time_text(*last_seen));
@@ -502,7 +500,7 @@ void workers_page(Services& s, const http::ServerRequest& request, http::Reply r
                                                      instance.worker,
                                                      instance.worker_class,
                                                      std::nullopt,
-                                                     "not connected",
+                                                     "", // never connected: the badge says so
                                                      std::nullopt,
                                                      now));
                     }
