@@ -1,6 +1,5 @@
 #include "master/log_redaction.h"
 
-#include <algorithm>
 #include <limits>
 #include <optional>
 #include <utility>
@@ -26,8 +25,22 @@ std::string LogRedaction::feed(std::int64_t build,
         found = streams_.emplace(Key{build, step, file}, Stream{log::StreamRedactor(secrets_), 0})
                     .first;
     }
-    found->second.next_sequence = std::max(found->second.next_sequence, sequence + 1);
+    if (sequence < found->second.next_sequence) {
+        // A resend (a worker that reconnected sends again what it has no ack for): the store
+        // keeps the first copy and drops this one. Fed to the stream it would carry away the
+        // text held back from the last chunk, and be dropped with it; redacted on its own, the
+        // stream stays as it was.
+        return redact_whole(text);
+    }
+    found->second.next_sequence = sequence + 1;
     return found->second.redactor.feed(text);
+}
+
+std::string LogRedaction::redact_whole(std::string_view text) const {
+    log::StreamRedactor redactor(secrets_);
+    auto redacted = redactor.feed(text);
+    redacted += redactor.finish();
+    return redacted;
 }
 
 std::vector<LogRedaction::Rest> LogRedaction::finish(std::int64_t build, int step) {

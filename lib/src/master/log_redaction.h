@@ -27,7 +27,8 @@ public:
 
     /// The text to store for chunk `sequence` of a stream of step `step` of build `build`
     /// (`file`: a log file's name, empty for the step's log): what the redactor can pass on
-    /// now; it holds back a possible start of a secret until the next chunk or finish().
+    /// now; it holds back a possible start of a secret until the next chunk or finish(). A
+    /// chunk whose sequence the stream has seen (a resend) is redacted whole, on its own.
     [[nodiscard]] std::string feed(std::int64_t build,
                                    int step,
                                    const std::string& file,
@@ -48,6 +49,8 @@ public:
     [[nodiscard]] std::vector<Rest> finish_build(std::int64_t build);
 
 private:
+    // `text` redacted as a stream of its own, nothing held back.
+    [[nodiscard]] std::string redact_whole(std::string_view text) const;
     // The rests of `build`'s streams of step `step` (nullopt: of every step), forgotten.
     std::vector<Rest> take(std::int64_t build, std::optional<int> step);
 

@@ -97,6 +97,28 @@ Status read_log(store::Store& store,
     return {};
 }
 
+// The number of the step a build page opens at: `asked` when the build has it, else the first
+// that failed, else the one running, else the last; 0 for a build without steps. (An int, not an
+// optional: GCC 12 at -O3 warned of a maybe-uninitialized optional here.)
+int focus_step(const std::vector<store::Step>& steps, std::optional<int> asked) {
+    if (asked &&
+        std::ranges::any_of(steps, [&](const auto& step) { return step.number == *asked; })) {
+        return *asked;
+    }
+    for (const auto& step : steps) {
+        if (step.result && *step.result != BuildResult::Success &&
+            *step.result != BuildResult::Warnings) {
+            return step.number;
+        }
+    }
+    for (const auto& step : steps) {
+        if (!step.finished) {
+            return step.number;
+        }
+    }
+    return steps.empty() ? 0 : steps.back().number;
+}
+
 http::ServerResponse render(store::Store& store, const PageAsk& ask) {
     const auto started = std::chrono::steady_clock::now();
     auto build = store.build(ask.id);
@@ -165,34 +187,13 @@ http::ServerResponse render(store::Store& store, const PageAsk& ask) {
         data.set("csrf", ask.viewer.csrf_token);
     }
 
-    // The focus step: asked for, else the first that failed, else the one running, else the
-    // last. A step asked for that the build does not have is as if none was asked (its `from`
-    // with it).
-    std::optional<int> focus = ask.step;
-    auto from = ask.from;
-    if (focus &&
-        std::ranges::none_of(*steps, [&](const auto& step) { return step.number == *focus; })) {
-        focus.reset();
-        from = 0;
-    }
-    for (const auto& step : *steps) {
-        if (!focus && step.result && *step.result != BuildResult::Success &&
-            *step.result != BuildResult::Warnings) {
-            focus = step.number;
-        }
-    }
-    for (const auto& step : *steps) {
-        if (!focus && !step.finished) {
-            focus = step.number;
-        }
-    }
-    if (!focus && !steps->empty()) {
-        focus = steps->back().number;
-    }
+    const int focus = focus_step(*steps, ask.step);
+    // A step asked for that the build does not have is as if none was asked (its `from` with it).
+    const auto from = ask.step && focus == *ask.step ? ask.from : std::int64_t{0};
 
     web::List step_list;
     for (const auto& step : *steps) {
-        const bool focused = focus == step.number;
+        const bool focused = step.number == focus;
         const auto memory = ask.memory.find(step.number);
         const LogSnapshot* in_memory = memory != ask.memory.end() ? &memory->second : nullptr;
         const bool live = in_memory != nullptr && in_memory->live;

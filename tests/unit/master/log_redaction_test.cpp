@@ -26,6 +26,21 @@ TEST_CASE("log redaction: a config secret split across a remote worker's chunks"
     CHECK(redaction.finish(7, 1).empty());
 }
 
+TEST_CASE("log redaction: a resent chunk leaves what the stream held back where it was") {
+    // The end-to-end test (master_e2e_log_frames) lost the log's last byte whenever it matched
+    // the first byte of a random secret: the resend of chunk 0 carried it away, and the store
+    // dropped the resend as a duplicate.
+    LogRedaction redaction({"the-secret-value"});
+    CHECK(redaction.feed(3, 1, "", 0, "first chunk\n") == "first chunk\n");
+    CHECK(redaction.feed(3, 1, "", 1, "ends with t") == "ends with ");
+    // The resend is redacted whole, on its own.
+    CHECK(redaction.feed(3, 1, "", 0, "again the-secret-value and t") == "again [redacted] and t");
+    const auto rests = redaction.finish(3, 1);
+    REQUIRE(rests.size() == 1);
+    CHECK(rests[0].sequence == 2);
+    CHECK(rests[0].text == "t");
+}
+
 TEST_CASE("log redaction: streams of steps, log files and builds are apart") {
     LogRedaction redaction({"the-secret-value"});
     // Halves in different streams are not one secret; each stream holds its own tail.
