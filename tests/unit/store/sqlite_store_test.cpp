@@ -528,12 +528,19 @@ TEST_CASE("ingest: a failing disk backs the writer's retries off instead of a ho
     // 100, 200, 400, 800 ms...: a handful of attempts in 1.5 s of failures, not thousands.
     CHECK(failed_while_locked >= 1);
     CHECK(failed_while_locked <= 6);
-    for (int i = 0; i < 200 && store.requests(ci::store::RequestState::Pending)->empty(); ++i) {
+    // on_commit runs on the writer's thread after the commit, which a reader may see first: wait
+    // for both (the ASan run once read the request before the callback had counted it).
+    const auto committed_since = [&] {
+        const std::lock_guard guard(mutex);
+        return successes_after_failure;
+    };
+    for (int i = 0; i < 200 && (store.requests(ci::store::RequestState::Pending)->empty() ||
+                                committed_since() == 0);
+         ++i) {
         std::this_thread::sleep_for(50ms);
     }
     CHECK(store.requests(ci::store::RequestState::Pending)->size() == 1);
-    const std::lock_guard guard(mutex);
-    CHECK(successes_after_failure >= 1);
+    CHECK(committed_since() >= 1);
 }
 
 TEST_CASE("store: builds, steps, compressed logs, workers and latent instances") {
