@@ -37,7 +37,7 @@ ci::web::GridInput input() {
     ci::web::GridInput in;
     in.builders = {{"lint", "app"}, {"tests", "app"}, {"docs", "site"}, {"flaky", "app"}};
     in.failing = {"flaky"};
-    in.main_branches = {"master", "main"};
+    in.default_branches = {{"app", "master"}, {"site", "main"}};
     in.builds = {
         build(1, "tests", "old-feature", t0),
         build(2, "tests", "master", t0 + 1min),
@@ -111,6 +111,29 @@ TEST_CASE("web grid: filters by repository and result; a column cap keeps the mo
         CHECK(grid.hidden_branches == 1);
         CHECK(grid.rows[2].cells.size() == 3);
     }
+}
+
+TEST_CASE("web grid: the default branches are columns before their first build") {
+    auto in = input();
+    in.builds.clear();
+    auto grid = ci::web::make_grid(in, {});
+    CHECK(grid.branches == std::vector<std::string>{"main", "master"});
+    REQUIRE(grid.rows.size() == 3);
+    CHECK(grid.rows[2].builder == "tests");
+    REQUIRE(grid.rows[2].cells.size() == 2);
+    CHECK_FALSE(grid.rows[2].cells[0].has_value());
+    CHECK_FALSE(grid.rows[2].cells[1].has_value());
+    // Only the shown repository's; none under a result filter (no cell could match there).
+    ci::web::GridFilter filter;
+    filter.repository = "app";
+    CHECK(ci::web::make_grid(in, filter).branches == std::vector<std::string>{"master"});
+    filter = {};
+    filter.result = "success";
+    CHECK(ci::web::make_grid(in, filter).branches.empty());
+    // A build on another branch only: master stays, first.
+    in.builds = {build(1, "tests", "feature", t0)};
+    grid = ci::web::make_grid(in, {});
+    CHECK(grid.branches == std::vector<std::string>{"main", "master", "feature"});
 }
 
 TEST_CASE("web grid: ages and durations") {
