@@ -132,7 +132,7 @@ def main(case):
     browser.cookie = found.group(1) if found else None
     status, _, page = browser.get("/login")
     csrf = csrf_of(page)
-    case.check("logged in as alice" in page and csrf is not None,
+    case.check("logged in as <bdi>alice</bdi>" in page and csrf is not None,
                "the login page knows alice and gives her form a CSRF token")
 
     form = {"branch": "feature/form", "reason": "e2e form", "csrf": csrf,

@@ -18,6 +18,8 @@ import xml.etree.ElementTree
 import master_harness as h
 
 SCRIPT_BRANCH = "<script>alert(1)</script>"
+BIDI_BRANCH = "rtl-\u202egnp.exe"  # a right-to-left override: shows as "rtl-exe.png"
+BIDI_REASON = "see \u2066\u202eevil\u2069 here"
 IMG = "<img src=x onerror=alert(1)>"
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source",
         "track", "wbr"}
@@ -49,6 +51,10 @@ class Checker(html.parser.HTMLParser):
 
     def handle_data(self, data):
         self.text.append(data)
+        # Bidi controls (U+202A-202E, U+2066-2069) from data stay isolated in a <bdi>.
+        if any(0x202A <= ord(c) <= 0x202E or 0x2066 <= ord(c) <= 0x2069 for c in data) \
+                and "bdi" not in self.stack:
+            self.errors.append(f"a bidi control outside <bdi>: {data!r}")
 
 
 def fetch(master, path, headers=None):
@@ -110,12 +116,15 @@ schedulers:
     status, _, home = fetch(master, "/")
     case.check(status == 200 and ">master</th>" in home, "home before any build: master column")
     case.repo.branch(SCRIPT_BRANCH, ["script.txt"])
-    for builder, branch in (("tests", "master"), ("tests", SCRIPT_BRANCH), ("flaky", "master")):
-        status, answer = master.post(f"/api/v1/builders/{builder}/force",
-                                     json.dumps({"branch": branch}).encode(), auth=case.auth)
+    case.repo.branch(BIDI_BRANCH, ["bidi.txt"])
+    for builder, branch in (("tests", "master"), ("tests", SCRIPT_BRANCH), ("flaky", "master"),
+                            ("tests", BIDI_BRANCH)):
+        status, answer = master.post(
+            f"/api/v1/builders/{builder}/force",
+            json.dumps({"branch": branch, "reason": BIDI_REASON}).encode(), auth=case.auth)
         case.check(status == 202, f"forced {builder} on {branch!r} ({status} {answer})")
-    h.wait_for("three finished builds", lambda: len(
-        [b for b in master.builds() if b["result"] not in ("running", "retry")]) == 3, 90)
+    h.wait_for("four finished builds", lambda: len(
+        [b for b in master.builds() if b["result"] not in ("running", "retry")]) == 4, 90)
     results = {(b["builder"], b["branch"]): b for b in master.builds()}
     case.check(results[("tests", SCRIPT_BRANCH)]["result"] == "success",
                f"the build of the script branch succeeded ({results[('tests', SCRIPT_BRANCH)]})")
@@ -164,6 +173,12 @@ schedulers:
                    f"GET {path}: 400 naming {named!r} ({status} {body[:200]})")
 
     builder = check_page(case, master, "/builders/tests", checked)
+    case.check(f"<bdi>{BIDI_BRANCH}</bdi>" in builder and f"{BIDI_REASON} (by" in builder,
+               "builder page: a branch and a reason with bidi controls, each in a <bdi>")
+    bidi_build = check_page(case, master, f"/builds/{results[('tests', BIDI_BRANCH)]['id']}",
+                            checked)
+    case.check(f"<bdi>{BIDI_BRANCH}</bdi>" in bidi_build,
+               "build page: a branch with bidi controls in a <bdi>")
     case.check(escaped in builder and "local/" in builder,
                "builder page: the script branch as text, the worker")
     case.check('action="/builders/tests/force"' not in builder,
