@@ -186,7 +186,8 @@ TEST_CASE(
     auto page = ci::web::render_page(
         frame, "home.mustache", ci::master::home_data(config, grid, {}, t0 + 10min));
     REQUIRE(page.has_value());
-    CHECK(page->find("<th><bdi>&lt;script&gt;alert(1)&lt;/script&gt;</bdi></th>") != std::string::npos);
+    CHECK(page->find("<th><bdi>&lt;script&gt;alert(1)&lt;/script&gt;</bdi></th>") !=
+          std::string::npos);
     CHECK(page->find("<script>alert") == std::string::npos);
     CHECK(page->find("<th><bdi>rtl-\u202egnp.exe</bdi></th>") != std::string::npos);
     // Build 2 finished at t0 + 2 min: 8 minutes before `now`.
