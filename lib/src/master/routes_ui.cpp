@@ -80,6 +80,7 @@ Result<web::GridFilter> grid_filter(const config::Config& config,
     }
     if (!filter.repository.empty() && !config.repositories.contains(filter.repository)) {
         std::vector<std::string_view> known;
+        known.reserve(config.repositories.size());
         for (const auto& [name, repository] : config.repositories) {
             known.push_back(name);
         }

@@ -176,7 +176,10 @@ TEST_CASE(
     auto in = input();
     in.builds.push_back(build(8, "tests", "<script>alert(1)</script>", t0 + 8min));
     // A right-to-left override (U+202E) in a branch name stays inside its <bdi>.
-    in.builds.push_back(build(9, "tests", "rtl-\u202egnp.exe", t0 + 9min));
+    // (Built from bytes: a literal with one would be a misleading source line.)
+    const std::string rlo = {'\xe2', '\x80', '\xae'}; // U+202E
+    const std::string rli = {'\xe2', '\x81', '\xa7'}; // U+2067
+    in.builds.push_back(build(9, "tests", "rtl-" + rlo + "gnp.exe", t0 + 9min));
     ci::config::Config config;
     config.builders["tests"].repository = "app";
     config.failing_builders = {"flaky"};
@@ -189,18 +192,19 @@ TEST_CASE(
     CHECK(page->find("<th><bdi>&lt;script&gt;alert(1)&lt;/script&gt;</bdi></th>") !=
           std::string::npos);
     CHECK(page->find("<script>alert") == std::string::npos);
-    CHECK(page->find("<th><bdi>rtl-\u202egnp.exe</bdi></th>") != std::string::npos);
+    CHECK(page->find("<th><bdi>rtl-" + rlo + "gnp.exe</bdi></th>") != std::string::npos);
     // Build 2 finished at t0 + 2 min: 8 minutes before `now`.
     CHECK(page->find(R"(<a href="/builds/2"><span class="result success">success</span> )"
                      R"(<span class="age">8m</span></a>)") != std::string::npos);
     CHECK(page->find("Known failures") != std::string::npos);
     CHECK(page->find("action=\"/force\"") == std::string::npos);
-    frame.user = "al\u2067ice";
+    frame.user = "al" + rli + "ice";
     frame.csrf_token = "t0ken";
     page = ci::web::render_page(
         frame, "home.mustache", ci::master::home_data(config, grid, {}, t0 + 10min));
     REQUIRE(page.has_value());
-    CHECK(page->find("<span class=\"user\"><bdi>al\u2067ice</bdi></span>") != std::string::npos);
+    CHECK(page->find("<span class=\"user\"><bdi>al" + rli + "ice</bdi></span>") !=
+          std::string::npos);
     CHECK(page->find("action=\"/force\"") != std::string::npos);
     CHECK(page->find(R"(<input type="hidden" name="csrf" value="t0ken" />)") != std::string::npos);
     CHECK(page->find(R"(name="expected_failures")") != std::string::npos);
