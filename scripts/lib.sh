@@ -98,13 +98,37 @@ PY
   fi
 }
 
-# Builds DIR (or only the given ninja targets of it), printing only warnings and errors
-# (ninja's full output goes to DIR/ninja.log).
+# How many compilers a build runs at once: LIBCI_JOBS when set (a positive integer), else
+# the cores (nproc: ninja alone would run two more), but no more than one per 1.5 GiB of
+# available memory (a compile of libci's larger files takes about 1 GiB).
+build_jobs() {
+  if [[ -n ${LIBCI_JOBS:-} ]]; then
+    if [[ ! $LIBCI_JOBS =~ ^[1-9][0-9]{0,3}$ ]]; then
+      echo "error: LIBCI_JOBS must be a number of jobs from 1 to 9999, not '$LIBCI_JOBS'" >&2
+      return 1
+    fi
+    echo "$LIBCI_JOBS"
+    return
+  fi
+  local jobs by_memory available_kib
+  jobs=$(nproc 2>/dev/null || echo 1)
+  available_kib=$(awk '/^MemAvailable:/ {print $2}' /proc/meminfo 2>/dev/null || true)
+  if [[ -n $available_kib ]]; then
+    by_memory=$((available_kib / 1572864))
+    ((by_memory < jobs)) && jobs=$by_memory
+  fi
+  ((jobs < 1)) && jobs=1
+  echo "$jobs"
+}
+
+# Builds DIR (or only the given ninja targets of it) with build_jobs jobs, printing only
+# warnings and errors (ninja's full output goes to DIR/ninja.log).
 compile_build() {
-  local dir=$1
+  local dir=$1 jobs
   shift
-  log "building $dir${*:+: $*}"
-  if ! ninja -C "$dir" "$@" >"$dir/ninja.log" 2>&1; then
+  jobs=$(build_jobs) || return 1
+  log "building $dir${*:+: $*} ($jobs jobs at once; LIBCI_JOBS=N to change)"
+  if ! ninja -C "$dir" -j "$jobs" "$@" >"$dir/ninja.log" 2>&1; then
     grep -E -A12 'FAILED|error:' "$dir/ninja.log" | head -200 >&2
     echo "error: build failed; full log in $dir/ninja.log" >&2
     return 1

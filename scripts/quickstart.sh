@@ -4,7 +4,8 @@
 # in the foreground until Ctrl-C. Idempotent: a second run reuses the build directory and
 # recreates the demo.
 #   scripts/quickstart.sh [DEMO_DIR]     (default /tmp/libci-demo)
-# WEB_PORT and WORKER_PORT (default 8010 and 9989) choose the master's ports.
+# WEB_PORT and WORKER_PORT (default 8010 and 9989) choose the master's ports; LIBCI_JOBS the
+# compilers run at once (default: the cores, at most one per 1.5 GiB of available memory).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -29,7 +30,7 @@ if [[ -e $demo ]]; then
   fi
 fi
 log "setting up the demo in $demo"
-examples/demo/setup.sh "$demo" >/dev/null
+CI_MASTER=$master examples/demo/setup.sh "$demo" >/dev/null
 # The master starts in the background only until its ports are known (WEB_PORT=0 picks a free
 # one), then this script waits on it; Ctrl-C or SIGTERM is passed on as SIGTERM (a background
 # process of a script ignores SIGINT).
@@ -59,6 +60,8 @@ In another terminal, push to a branch and watch the build (5 s after the push go
   curl -s localhost:$port/api/v1/builds/ID               # one build (an id from the list) and its steps
   curl -s localhost:$port/api/v1/builds/ID/steps/1/log   # the test step's log
   curl -sN 'localhost:$port/api/v1/builds/ID/steps/1/log?follow=1'   # followed live
+Or open http://localhost:$port/ in a browser; log in as demo (the password is in
+$demo/demo-password) to force, stop and cancel builds.
 
 MSG
 # Until it stops (wait returns early when a signal is trapped: wait again).

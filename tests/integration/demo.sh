@@ -13,8 +13,16 @@ failures=0
 fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
 export GIT_CONFIG_NOSYSTEM=1 GIT_CONFIG_GLOBAL=/dev/null
 
-WEB_PORT=0 WORKER_PORT=0 "$LIBCI_SOURCE_DIR/examples/demo/setup.sh" "$tmp/demo" >/dev/null || exit 1
+WEB_PORT=0 WORKER_PORT=0 CI_MASTER=$master "$LIBCI_SOURCE_DIR/examples/demo/setup.sh" "$tmp/demo" \
+  >/dev/null || exit 1
 "$master" check-config "$tmp/demo/config.yml" >/dev/null || fail "the demo config does not check"
+# The demo's user: a random password made by setup.sh (0600 beside the config), only its hash in
+# the config.
+password=$(cat "$tmp/demo/demo-password")
+[[ ${#password} -ge 20 && $(stat -c %a "$tmp/demo/demo-password") == 600 ]] ||
+  fail "demo-password: a random password, mode 0600 (${#password} characters)"
+grep -qF "password_hash: '\$scrypt\$ln=" "$tmp/demo/config.yml" || fail "the config has no password hash"
+grep -qF -- "$password" "$tmp/demo/config.yml" && fail "the plain password is in the config"
 "$master" start --config "$tmp/demo/config.yml" --data-dir "$tmp/demo/data" --listen 127.0.0.1 \
   --ports-file "$tmp/ports.json" >"$tmp/master.log" 2>&1 &
 pid=$!
@@ -28,6 +36,21 @@ cd "$tmp/demo/work" || exit 1
 g() { git -c user.name=Dev -c user.email=dev@example.org "$@"; }
 g checkout -q feature/passing && echo more >>feature.txt && g commit -qam more && g push -q origin feature/passing
 g checkout -q feature/failing && echo more >>BROKEN && g commit -qam more && g push -q origin feature/failing
+
+# The README's web UI: log in as demo with the password setup.sh wrote; force (the demo has a
+# force scheduler); a wrong password is refused.
+# (The password through curl's config on stdin: never on the command line.)
+status=$(curl -s -o /dev/null -w '%{http_code}' --data-urlencode user=demo -K - \
+  -c "$tmp/cookies" "http://127.0.0.1:$port/login" <<<"data-urlencode = \"password=$password\"")
+{ [[ $status == 303 ]] && grep -q libci_session "$tmp/cookies"; } || fail "login as demo: $status"
+status=$(curl -s -o /dev/null -w '%{http_code}' --data-urlencode user=demo \
+  --data-urlencode password=wrong "http://127.0.0.1:$port/login")
+[[ $status == 403 ]] || fail "login with a wrong password: $status, not 403"
+forms=$(curl -s -b "$tmp/cookies" -H 'Accept: text/html' "http://127.0.0.1:$port/builders/demo-tests")
+grep -q 'action="/builders/demo-tests/force"' <<<"$forms" || fail "no force form once logged in"
+status=$(curl -s -o /dev/null -w '%{http_code}' -K - -H 'Content-Type: application/json' \
+  -d '{"branch": "master", "reason": "demo"}' "$api/builders/demo-tests/force" <<<"user = \"demo:$password\"")
+[[ $status == 202 ]] || fail "force through the API as demo: $status, not 202"
 
 # Both builds, as the README says to watch them.
 result_of() { # branch tip -> "result build_id" once finished

@@ -13,12 +13,15 @@ request starts the kept one again, whose worker logs in and builds, and nothing 
 boot with the stale token alone (no kept secret) is refused. A graceful stop terminates every
 instance, the stopped ones too. SKIPs (exit 77) loudly when moto_server is missing."""
 
+import html
 import os
+import re
 import signal
 import socket
 import stat
 import subprocess
 import time
+import urllib.request
 
 import master_harness as harness
 from master_e2e_ec2 import HOST, Booted, boot, build_of, force, make_image, metric, tags_of
@@ -127,6 +130,17 @@ def run(case, moto):
     shown = {w["name"]: w.get("instance", {}) for w in master.get("/api/v1/workers")["workers"]}
     case.check(shown.get(kept_name, {}).get("state") == "stopped",
                f"the workers API shows the stopped instance: {shown.get(kept_name)}")
+    # Its worker is not `lost`: the pool stopped it (the API and the workers page say so).
+    listed = {w["name"]: w for w in master.get("/api/v1/workers")["workers"]}
+    case.check(listed.get(kept_name, {}).get("state") == "stopped"
+               and listed[kept_name]["connected"] is False,
+               f"the workers API shows the stopped instance's worker stopped: "
+               f"{listed.get(kept_name)}")
+    page = urllib.request.urlopen(master.url("/workers"), timeout=30).read().decode()
+    row = re.search(r"<td>(?:<bdi>)?" + re.escape(html.escape(kept_name)) + r"(?:</bdi>)?</td>\s*<td>[^<]*</td>\s*"
+                    r"<td>(.*?)</td>", page)
+    case.check(row is not None and '<span class="result none">stopped</span>' in row.group(1),
+               f"the workers page shows its worker stopped ({row.group(1) if row else page[:300]})")
 
     # 3. A new request starts the stopped instance: no new instance, the same worker builds.
     before = run_instances_calls(moto)

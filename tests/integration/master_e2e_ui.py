@@ -18,6 +18,8 @@ import xml.etree.ElementTree
 import master_harness as h
 
 SCRIPT_BRANCH = "<script>alert(1)</script>"
+BIDI_BRANCH = "rtl-\u202egnp.exe"  # a right-to-left override: shows as "rtl-exe.png"
+BIDI_REASON = "see \u2066\u202eevil\u2069 here"
 IMG = "<img src=x onerror=alert(1)>"
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source",
         "track", "wbr"}
@@ -49,6 +51,12 @@ class Checker(html.parser.HTMLParser):
 
     def handle_data(self, data):
         self.text.append(data)
+        # Bidi controls (U+202A-202E, U+2066-2069) from data stay isolated in a <bdi> (in a
+        # log's <pre>, a line ends their effect: a newline ends a paragraph in Unicode's
+        # bidi algorithm).
+        if any(0x202A <= ord(c) <= 0x202E or 0x2066 <= ord(c) <= 0x2069 for c in data) \
+                and "bdi" not in self.stack and "pre" not in self.stack:
+            self.errors.append(f"a bidi control outside <bdi>: {data!r}")
 
 
 def fetch(master, path, headers=None):
@@ -102,13 +110,23 @@ schedulers:
   force: {type: force, builders: [tests, flaky]}
 """
     master = case.start_master(case.write_config(config))
+    # Before any build: the default branch is a column already (its cells empty).
+    grid = master.get("/api/v1/grid")
+    case.check(grid["branches"] == ["master"] and not any(
+        row["cells"] for row in grid["builders"]),
+        f"/api/v1/grid before any build: a master column, no cells ({grid})")
+    status, _, home = fetch(master, "/")
+    case.check(status == 200 and "<bdi>master</bdi></th>" in home, "home before any build: master column")
     case.repo.branch(SCRIPT_BRANCH, ["script.txt"])
-    for builder, branch in (("tests", "master"), ("tests", SCRIPT_BRANCH), ("flaky", "master")):
-        status, answer = master.post(f"/api/v1/builders/{builder}/force",
-                                     json.dumps({"branch": branch}).encode(), auth=case.auth)
+    case.repo.branch(BIDI_BRANCH, ["bidi.txt"])
+    for builder, branch in (("tests", "master"), ("tests", SCRIPT_BRANCH), ("flaky", "master"),
+                            ("tests", BIDI_BRANCH)):
+        status, answer = master.post(
+            f"/api/v1/builders/{builder}/force",
+            json.dumps({"branch": branch, "reason": BIDI_REASON}).encode(), auth=case.auth)
         case.check(status == 202, f"forced {builder} on {branch!r} ({status} {answer})")
-    h.wait_for("three finished builds", lambda: len(
-        [b for b in master.builds() if b["result"] not in ("running", "retry")]) == 3, 90)
+    h.wait_for("four finished builds", lambda: len(
+        [b for b in master.builds() if b["result"] not in ("running", "retry")]) == 4, 90)
     results = {(b["builder"], b["branch"]): b for b in master.builds()}
     case.check(results[("tests", SCRIPT_BRANCH)]["result"] == "success",
                f"the build of the script branch succeeded ({results[('tests', SCRIPT_BRANCH)]})")
@@ -132,7 +150,7 @@ schedulers:
     home = check_page(case, master, "/", checked)
     escaped = "&lt;script&gt;alert(1)&lt;/script&gt;"
     case.check(escaped in home, "home: the script branch shows as text")
-    case.check(home.index(">master</th>") < home.index(escaped),
+    case.check(home.index("<bdi>master</bdi></th>") < home.index(escaped),
                "home: master is the first column")
     known = home[home.index("Known failures"):]
     case.check("/builders/flaky" in known and "/builders/flaky" not in
@@ -145,10 +163,24 @@ schedulers:
     filtered = check_page(case, master, "/?result=failure", checked)
     case.check("/builders/flaky" in filtered and "/builders/tests" not in filtered,
                "home?result=failure: only flaky")
-    by_repo = check_page(case, master, "/?repository=nope", checked)
-    case.check("No builds match." in by_repo, "home?repository=nope: nothing")
+    by_repo = check_page(case, master, "/?repository=demo", checked)
+    case.check("/builders/tests" in by_repo, "home?repository=demo: its builders")
+    # An unknown filter value is a 400 naming what it may be, not "no builds".
+    for path, named in (("/?repository=nope", "it has demo"),
+                        ("/api/v1/grid?repository=nope", "it has demo"),
+                        ("/?result=nope", "success, warnings, failure"),
+                        ("/api/v1/grid?result=nope", "success, warnings, failure")):
+        status, _, body = fetch(master, path)
+        case.check(status == 400 and named in body and "nope" in body,
+                   f"GET {path}: 400 naming {named!r} ({status} {body[:200]})")
 
     builder = check_page(case, master, "/builders/tests", checked)
+    case.check(f"<bdi>{BIDI_BRANCH}</bdi>" in builder and f"{BIDI_REASON} (by" in builder,
+               "builder page: a branch and a reason with bidi controls, each in a <bdi>")
+    bidi_build = check_page(case, master, f"/builds/{results[('tests', BIDI_BRANCH)]['id']}",
+                            checked)
+    case.check(f"<bdi>{BIDI_BRANCH}</bdi>" in bidi_build,
+               "build page: a branch with bidi controls in a <bdi>")
     case.check(escaped in builder and "local/" in builder,
                "builder page: the script branch as text, the worker")
     case.check('action="/builders/tests/force"' not in builder,
@@ -160,8 +192,16 @@ schedulers:
 
     workers = check_page(case, master, "/workers", checked)
     case.check("local/0" in workers and "connected" in workers, "workers page: local/0 connected")
+    # The config's static workers that never connected are listed, as such.
+    never = '<span class="result none">never connected</span>'
+    case.check("<td>remote/0</td>" in workers and "<td>remote/1</td>" in workers
+               and workers.count(never) == 2,
+               "workers page: remote/0 and remote/1 never connected")
     case.check("/pause" not in workers, "workers page: no actions for an anonymous viewer")
     listed = {w["name"]: w for w in master.get("/api/v1/workers")["workers"]}
+    case.check(all(listed.get(name, {}).get("state") == "never connected"
+                   and listed[name]["connected"] is False for name in ("remote/0", "remote/1")),
+               f"/api/v1/workers: remote/0 and remote/1 never connected ({listed})")
     case.check(listed["local/0"]["max_builds"] == 1 and "<td>1</td>" in workers,
                f"max_builds on the page and in /api/v1/workers ({listed.get('local/0')})")
 
@@ -193,11 +233,12 @@ schedulers:
         status, _, body = fetch(master, path)
         parser = Checker()
         parser.feed(body)
-        # A `branches` that is not an integer in 1-500 is a 400 naming it, as the API's limits.
-        expected = (400,) if "branches=" in path else (200, 404)
+        # A `branches` that is not an integer in 1-500, a result or repository that is not
+        # one: a 400 naming the parameter.
+        expected = (404,) if path.startswith("/builders/") else (400,)
+        named = path[2:path.index("=")] if path.startswith("/?") else ""
         case.check(status in expected and not parser.errors and not parser.stack
-                   and ("branches" in body or status != 400),
-                   f"GET {path}: {status}, well-formed")
+                   and named in body, f"GET {path}: {status}, well-formed")
     for path in ("/badge/%ff%01.svg", "/badge/tests.svg?branch=%ff", "/badge/tests.txt"):
         status, headers, svg = fetch(master, path)
         try:

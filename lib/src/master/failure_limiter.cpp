@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <utility>
 #include <vector>
 
 #include <arpa/inet.h>
@@ -9,7 +10,7 @@
 namespace ci::master {
 
 FailureLimiter::FailureLimiter(std::string what, Policy policy)
-    : what_(std::move(what)), policy_(policy), log_(policy.log_interval) {}
+    : what_(std::move(what)), policy_(policy) {}
 
 std::chrono::milliseconds FailureLimiter::wait(const std::string& address, Clock::time_point now) {
     const std::lock_guard lock(mutex_);
@@ -56,7 +57,17 @@ FailureLimiter::Failure FailureLimiter::count_failure(const std::string& address
         record.blocked_until = now + out.delay;
     }
     if (!policy_.log_per_address) {
-        out.log_count = log_.count(now);
+        if (last_line_ && now - *last_line_ < policy_.log_interval) {
+            ++held_.count;
+            held_.address = address;
+            held_.failures = out.failures;
+            held_.waits = out.delay.count() > 0;
+        } else {
+            out.log_count = held_.count + 1;
+            out.log_span = held_.count > 0 ? span_locked(now) : std::chrono::seconds(0);
+            last_line_ = now;
+            held_ = Held{};
+        }
     } else if (record.logged && now - *record.logged < policy_.log_interval) {
         ++record.unlogged;
     } else {
@@ -70,14 +81,60 @@ FailureLimiter::Failure FailureLimiter::count_failure(const std::string& address
 void FailureLimiter::failed(const std::string& address, Clock::time_point now) {
     const auto failure = count_failure(address, now);
     if (failure.log_count > 0) {
-        log::warn("{}: {} in the last {} s (the last from {}, its failure {} in a row{})",
-                  what_,
-                  failure.log_count,
-                  policy_.log_interval.count(),
-                  log::field(address, 64),
-                  failure.failures,
-                  failure.delay.count() > 0 ? "; it must wait before it tries again" : "");
+        log_line(failure.log_count,
+                 failure.log_span,
+                 address,
+                 failure.failures,
+                 failure.delay.count() > 0);
     }
+}
+
+std::uint64_t FailureLimiter::flush(Clock::time_point now) {
+    Held held;
+    std::chrono::seconds span{0};
+    {
+        const std::lock_guard lock(mutex_);
+        if (policy_.log_per_address || held_.count == 0 || !last_line_ ||
+            now - *last_line_ < policy_.log_interval) {
+            return 0;
+        }
+        span = span_locked(now);
+        held = std::exchange(held_, Held{});
+        last_line_ = now;
+    }
+    log_line(held.count, span, held.address, held.failures, held.waits);
+    return held.count;
+}
+
+// The time since the last line, rounded up to whole seconds: the span held-back failures fell in.
+std::chrono::seconds FailureLimiter::span_locked(Clock::time_point now) const {
+    if (!last_line_) {
+        return std::chrono::seconds(0);
+    }
+    return std::chrono::ceil<std::chrono::seconds>(now - *last_line_);
+}
+
+void FailureLimiter::log_line(std::uint64_t count,
+                              std::chrono::seconds span,
+                              const std::string& address,
+                              std::int64_t failures,
+                              bool waits) const {
+    const auto* const wait_note = waits ? "; it must wait before it tries again" : "";
+    if (count == 1 && span.count() == 0) {
+        log::warn("{}: from {} (its failure {} in a row{})",
+                  what_,
+                  log::field(address, 64),
+                  failures,
+                  wait_note);
+        return;
+    }
+    log::warn("{}: {} in the last {} s (the last from {}, its failure {} in a row{})",
+              what_,
+              count,
+              span.count(),
+              log::field(address, 64),
+              failures,
+              wait_note);
 }
 
 void FailureLimiter::succeeded(const std::string& address) {

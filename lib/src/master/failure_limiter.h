@@ -21,7 +21,10 @@ namespace ci::master {
 /// one makes the address wait a delay that doubles from `first_delay` up to `max_delay`,
 /// counted from that failure. An address that has not failed for `forget_after` starts afresh,
 /// and so does one that succeeds. Failures are logged once per `log_interval` with a count: in
-/// all, or per address. Memory is bounded (`max_addresses`). Thread-safe.
+/// all, or per address. In all: the first failure after a quiet interval is logged at once, the
+/// ones after it in the interval are held back and logged with their true count and span by the
+/// next failure after the interval or by flush() (the master calls it periodically), whichever
+/// comes first. Memory is bounded (`max_addresses`). Thread-safe.
 class FailureLimiter {
 public:
     using Clock = std::chrono::steady_clock;
@@ -58,6 +61,9 @@ public:
         std::int64_t failures = 0;          ///< in a row from this address, this one included
         std::chrono::milliseconds delay{0}; ///< the wait it set (0: still a free one)
         std::uint64_t log_count = 0;        ///< a line is due: the failures it reports; else 0
+        /// With log_count: the time since the line before (the span those failures fell in);
+        /// 0 when no failure was held back (the line reports this one alone).
+        std::chrono::seconds log_span{0};
     };
 
     /// `what` names the failure in the lines failed() logs: "wrong API password".
@@ -71,9 +77,16 @@ public:
     [[nodiscard]] std::optional<std::chrono::seconds> blocked(const std::string& address,
                                                               Clock::time_point now = Clock::now());
 
-    /// Counts a failure of `address` at `now` and logs "WHAT: N in the last S s (the last from
-    /// ADDRESS, ...)" when a line is due.
+    /// Counts a failure of `address` at `now` and logs a line when one is due: "WHAT: from
+    /// ADDRESS (its failure N in a row...)" for the first failure after a quiet interval,
+    /// "WHAT: N in the last S s (the last from ADDRESS, ...)" with the ones held back since the
+    /// last line.
     void failed(const std::string& address, Clock::time_point now = Clock::now());
+    /// Logs the failures failed() held back once `log_interval` has passed since the last line
+    /// ("WHAT: N in the last S s", S the true time since that line). Returns how many it
+    /// logged (0: none held, or the interval has not passed). Not for the per-address policy
+    /// (its caller logs its own lines).
+    std::uint64_t flush(Clock::time_point now = Clock::now());
     /// Counts a failure without logging: the caller logs its own line when `log_count` > 0.
     [[nodiscard]] Failure count_failure(const std::string& address, Clock::time_point now);
 
@@ -92,12 +105,27 @@ private:
         std::uint64_t unlogged = 0;              ///< per-address logging: failures since then
     };
 
+    /// Failures held back from the lines in all (not per address).
+    struct Held {
+        std::uint64_t count = 0;
+        std::string address;       ///< the last one's
+        std::int64_t failures = 0; ///< in a row from it
+        bool waits = false;        ///< it must wait before it tries again
+    };
+
     void forget_oldest_locked(Clock::time_point now);
+    [[nodiscard]] std::chrono::seconds span_locked(Clock::time_point now) const;
+    void log_line(std::uint64_t count,
+                  std::chrono::seconds span,
+                  const std::string& address,
+                  std::int64_t failures,
+                  bool waits) const;
 
     const std::string what_;
     const Policy policy_;
-    log::Throttle log_;
     std::mutex mutex_;
+    std::optional<Clock::time_point> last_line_; ///< in all: when the last line was logged
+    Held held_;
     std::map<std::string, Record, std::less<>> records_;
 };
 

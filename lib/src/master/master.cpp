@@ -447,6 +447,12 @@ void MasterState::run_housekeeper() {
                              return {};
                          });
         }
+        // Wrong passwords and signatures held back from the last line: logged now, not only
+        // with the next failure.
+        if (router) {
+            (void)router->auth_failures().flush();
+            (void)router->signature_failures().flush();
+        }
         for (const auto& worker : workers.views()) {
             writes->post(fmt::format("the state of worker {}", worker.name),
                          [record =

@@ -17,10 +17,16 @@ namespace ci::master {
 
 namespace {
 
-http::ServerResponse
-login_page(const web::Frame& frame, int status, std::string_view next, std::string_view error) {
+// The login form; on a master without users (no `auth` section), no form (it could not
+// succeed) but what to add to the config.
+http::ServerResponse login_page(const web::Frame& frame,
+                                bool has_users,
+                                int status,
+                                std::string_view next,
+                                std::string_view error) {
     web::Data data;
     data.set("next", std::string(next));
+    data.set("no_users", !has_users);
     if (!error.empty()) {
         data.set("error", std::string(error));
     }
@@ -68,7 +74,7 @@ void post_login(Services& s,
     if (!user) {
         // Counted and logged (once per interval, with a count) with the API's wrong passwords.
         router.auth_failures().failed(request.remote_address);
-        reply.send(login_page(frame, 403, next, "Wrong user or password."));
+        reply.send(login_page(frame, true, 403, next, "Wrong user or password."));
         return;
     }
     router.auth_failures().succeeded(request.remote_address);
@@ -193,6 +199,7 @@ void add_login_routes(Router& router, Services& services) {
         [&services](http::ServerRequest& request, const PathParams&, http::Reply reply) {
             const auto found = request.query.find("next");
             reply.send(login_page(page_frame(services, request, "Log in"),
+                                  services.sessions.enabled(),
                                   200,
                                   local_path(found == request.query.end() ? "/" : found->second),
                                   {}));

@@ -2,12 +2,15 @@
 // Every datum a page shows is also in the JSON API (docs/api.md). Store reads go through the
 // read pool, never on the HTTP thread.
 
+#include <algorithm>
 #include <array>
 #include <variant>
 
 #include <fmt/chrono.h>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
+#include <ci/core/log.h>
 #include <ci/http/request.h>
 
 #include "master/json.h"
@@ -62,15 +65,41 @@ std::string builder_href(std::string_view name) {
     return "/builders/" + http::uri_encode(name);
 }
 
-// The grid's filters from the query (?repository=R&result=X&branches=N).
-// A `branches` that is not an integer in 1-500 is an error naming it.
-Result<web::GridFilter> grid_filter(const http::ServerRequest& request) {
+constexpr std::array<std::string_view, 7> result_names = {
+    "success", "warnings", "failure", "exception", "cancelled", "retry", "running"};
+
+// The grid's filters from the query (?repository=R&result=X&branches=N), each empty for all.
+// A `branches` that is not an integer in 1-500, a `result` that is not one of result_names and
+// a `repository` the config lacks are errors naming the parameter and what it may be (a 400:
+// not an empty grid that reads as "no builds").
+Result<web::GridFilter> grid_filter(const config::Config& config,
+                                    const http::ServerRequest& request) {
     web::GridFilter filter;
     if (const auto found = request.query.find("repository"); found != request.query.end()) {
         filter.repository = found->second;
     }
+    if (!filter.repository.empty() && !config.repositories.contains(filter.repository)) {
+        std::vector<std::string_view> known;
+        known.reserve(config.repositories.size());
+        for (const auto& [name, repository] : config.repositories) {
+            known.push_back(name);
+        }
+        return fail(ErrorCode::InvalidArgument,
+                    fmt::format("query parameter repository: \"{}\" is not a repository of this "
+                                "master; it has {}",
+                                log::field(filter.repository, 64),
+                                known.empty() ? std::string("none")
+                                              : fmt::format("{}", fmt::join(known, ", "))));
+    }
     if (const auto found = request.query.find("result"); found != request.query.end()) {
         filter.result = found->second;
+    }
+    if (!filter.result.empty() &&
+        std::ranges::find(result_names, filter.result) == result_names.end()) {
+        return fail(ErrorCode::InvalidArgument,
+                    fmt::format("query parameter result: expected one of {}, not \"{}\"",
+                                fmt::join(result_names, ", "),
+                                log::field(filter.result, 32)));
     }
     const auto branches = query_number(request, "branches", 50, 1, 500);
     if (!branches) {
@@ -106,9 +135,6 @@ web::Data grid_rows(const std::vector<web::GridRow>& rows, WallTime now) {
     return out;
 }
 
-constexpr std::array<std::string_view, 7> result_names = {
-    "success", "warnings", "failure", "exception", "cancelled", "retry", "running"};
-
 web::List options(const std::vector<std::string>& names, const std::string& selected) {
     web::List out;
     for (const auto& name : names) {
@@ -133,7 +159,7 @@ Result<web::GridInput> grid_input(const config::Config& config, store::Store& st
     }
     input.failing.insert(config.failing_builders.begin(), config.failing_builders.end());
     for (const auto& [name, repository] : config.repositories) {
-        input.main_branches.insert(repository.default_branch);
+        input.default_branches.emplace(name, repository.default_branch);
     }
     input.builds = std::move(*builds);
     return input;
@@ -221,7 +247,7 @@ http::ServerRequest conditions_of(const http::ServerRequest& request) {
 void home(Services& s, const http::ServerRequest& request, http::Reply reply) {
     auto page = page_frame(s, request, "Home", web::Nav::Home);
     page.live = true;
-    auto filter = grid_filter(request);
+    auto filter = grid_filter(s.config, request);
     if (!filter) {
         reply.send(web::error_page(page, 400, filter.error().message));
         return;
@@ -282,7 +308,7 @@ std::string grid_json(const web::Grid& grid) {
 namespace {
 
 void grid_api(Services& s, const http::ServerRequest& request, http::Reply reply) {
-    auto filter = grid_filter(request);
+    auto filter = grid_filter(s.config, request);
     if (!filter) {
         reply.send(error_response(400, filter.error().message));
         return;
@@ -411,21 +437,17 @@ int class_max_builds(const config::Config& config, const std::string& worker_cla
 
 namespace {
 
-web::Data worker_row(const Services& s,
-                     const std::string& name,
-                     const std::string& worker_class,
-                     const std::optional<WorkerView>& live,
-                     const std::string& stored_state,
-                     std::optional<WallTime> last_seen,
-                     WallTime now) {
+web::Data worker_row(const Services& s, const ListedWorker& worker, WallTime now) {
+    const auto& name = worker.name;
+    const auto& live = worker.live;
     web::Data w;
     w.set("worker_name", name);
-    w.set("worker_class", worker_class);
+    w.set("worker_class", worker.worker_class);
     w.set("connected", live.has_value());
-    w.set("worker_state", live ? std::string(live->state()) : stored_state);
-    if (last_seen) {
-        w.set("seen", web::age_text(*last_seen, now));
-        w.set("seen_at", time_text(*last_seen));
+    w.set("worker_state", worker.state);
+    if (worker.last_seen) {
+        w.set("seen", web::age_text(*worker.last_seen, now));
+        w.set("seen_at", time_text(*worker.last_seen));
     }
     web::List running;
     if (live) {
@@ -437,17 +459,15 @@ web::Data worker_row(const Services& s,
         }
     }
     w.set("running", web::Data(running));
-    w.set("max_builds", std::to_string(class_max_builds(s.config, worker_class)));
-    if (s.ec2 != nullptr) {
-        if (const auto instance = s.ec2->instance_of(name)) {
-            web::Data i;
-            i.set("instance_id", instance->instance_id);
-            i.set("instance_type", instance->instance_type);
-            i.set("instance_market", instance->market);
-            i.set("instance_state", instance->state);
-            i.set("instance_age", web::age_text(instance->launched, now));
-            w.set("instance", i);
-        }
+    w.set("max_builds", std::to_string(class_max_builds(s.config, worker.worker_class)));
+    if (const auto& instance = worker.instance) {
+        web::Data i;
+        i.set("instance_id", instance->instance_id);
+        i.set("instance_type", instance->instance_type);
+        i.set("instance_market", instance->market);
+        i.set("instance_state", instance->state);
+        i.set("instance_age", web::age_text(instance->launched, now));
+        w.set("instance", i);
     }
     // What can be done now: pause or resume (whichever undoes the state), and shut down, for a
     // worker that is not shutting down already.
@@ -481,30 +501,8 @@ void workers_page(Services& s, const http::ServerRequest& request, http::Reply r
             }
             const auto now = s.clock.now();
             web::List rows;
-            for (const auto& record : *stored) {
-                rows.emplace_back(worker_row(s,
-                                             record.name,
-                                             record.worker_class,
-                                             s.workers.view(record.name),
-                                             record.state,
-                                             record.last_seen,
-                                             now));
-            }
-            if (s.ec2 != nullptr) {
-                for (const auto& instance : s.ec2->instances()) {
-                    const bool listed = std::ranges::any_of(*stored, [&](const auto& record) {
-                        return record.name == instance.worker;
-                    });
-                    if (!listed && !instance.worker.empty()) {
-                        rows.emplace_back(worker_row(s,
-                                                     instance.worker,
-                                                     instance.worker_class,
-                                                     std::nullopt,
-                                                     "", // never connected: the badge says so
-                                                     std::nullopt,
-                                                     now));
-                    }
-                }
+            for (const auto& worker : listed_workers(s, *stored)) {
+                rows.emplace_back(worker_row(s, worker, now));
             }
             web::Data data;
             data.set("has_workers", !rows.empty());

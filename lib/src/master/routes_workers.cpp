@@ -3,6 +3,8 @@
 // a worker (pause, resume, shutdown: worker_actions.h).
 
 #include <algorithm>
+#include <set>
+#include <variant>
 
 #include <fmt/format.h>
 
@@ -17,11 +19,7 @@ namespace ci::master {
 namespace {
 
 // An EC2 worker's instance: id, type, market, launch time and state.
-void add_instance(Json& json, Services& s, const std::string& worker) {
-    if (s.ec2 == nullptr) {
-        return;
-    }
-    const auto instance = s.ec2->instance_of(worker);
+void add_instance(Json& json, const std::optional<InstanceView>& instance) {
     if (!instance) {
         return;
     }
@@ -35,35 +33,19 @@ void add_instance(Json& json, Services& s, const std::string& worker) {
         .end();
 }
 
-// One worker of the store, with its live state when it is connected.
-void write_worker(Json& json, Services& s, const store::WorkerRecord& record) {
-    const auto live = s.workers.view(record.name);
+void write_worker(Json& json, Services& s, const ListedWorker& worker) {
+    const auto& live = worker.live;
     json.begin()
-        .field("name", record.name)
-        .field("class", record.worker_class)
+        .field("name", worker.name)
+        .field("class", worker.worker_class)
         .field("connected", live.has_value())
         .field("local", live && live->local)
-        .field("state", live ? std::string_view(live->state()) : record.state)
-        .field("paused", live ? live->paused : s.workers.paused(record.name))
-        .time("last_seen", record.last_seen)
+        .field("state", worker.state)
+        .field("paused", live ? live->paused : s.workers.paused(worker.name))
+        .time("last_seen", worker.last_seen)
         .ids("builds", live ? live->builds : std::vector<std::int64_t>())
-        .field("max_builds", class_max_builds(s.config, record.worker_class));
-    add_instance(json, s, record.name);
-    json.end();
-}
-
-// An EC2 instance whose worker never connected (no worker record yet).
-void write_instance_worker(Json& json, Services& s, const InstanceView& instance) {
-    json.begin()
-        .field("name", instance.worker)
-        .field("class", instance.worker_class)
-        .field("connected", false)
-        .field("local", false)
-        .field("state", std::string_view("not connected"))
-        .field("paused", s.workers.paused(instance.worker))
-        .ids("builds", {})
-        .field("max_builds", class_max_builds(s.config, instance.worker_class));
-    add_instance(json, s, instance.worker);
+        .field("max_builds", class_max_builds(s.config, worker.worker_class));
+    add_instance(json, worker.instance);
     json.end();
 }
 
@@ -76,19 +58,8 @@ void list(Services& s, http::Reply reply) {
         }
         Json json;
         json.begin().begin_array("workers");
-        for (const auto& record : *stored) {
-            write_worker(json, s, record);
-        }
-        // Instances whose worker never connected (no worker record yet) are listed too.
-        if (s.ec2 != nullptr) {
-            for (const auto& instance : s.ec2->instances()) {
-                const bool listed = std::ranges::any_of(
-                    *stored, [&](const auto& record) { return record.name == instance.worker; });
-                if (listed || instance.worker.empty()) {
-                    continue;
-                }
-                write_instance_worker(json, s, instance);
-            }
+        for (const auto& worker : listed_workers(s, *stored)) {
+            write_worker(json, s, worker);
         }
         json.end_array().end();
         reply.send(json_response(200, json.text()));
@@ -103,20 +74,12 @@ void show(Services& s, std::string name, http::Reply reply) {
             reply.send(error_response(500, stored.error().message));
             return;
         }
-        Json json;
-        if (const auto found = std::ranges::find(*stored, name, &store::WorkerRecord::name);
-            found != stored->end()) {
-            write_worker(json, s, *found);
-            reply.send(json_response(200, json.text()));
-            return;
-        }
-        if (s.ec2 != nullptr) {
-            for (const auto& instance : s.ec2->instances()) {
-                if (instance.worker == name) {
-                    write_instance_worker(json, s, instance);
-                    reply.send(json_response(200, json.text()));
-                    return;
-                }
+        for (const auto& worker : listed_workers(s, *stored)) {
+            if (worker.name == name) {
+                Json json;
+                write_worker(json, s, worker);
+                reply.send(json_response(200, json.text()));
+                return;
             }
         }
         reply.send(error_response(404, fmt::format("no worker {}", name)));
@@ -220,6 +183,68 @@ void issue_token(Services& s, const http::ServerRequest& request, http::Reply re
 }
 
 } // namespace
+
+std::vector<ListedWorker> listed_workers(Services& s,
+                                         const std::vector<store::WorkerRecord>& stored) {
+    std::vector<ListedWorker> out;
+    std::set<std::string, std::less<>> names;
+    // An instance's state, when it tells more than a stored `lost`: the pool stopped it.
+    const auto offline_state = [](const std::optional<InstanceView>& instance,
+                                  const std::string& fallback) {
+        if (instance && (instance->state == "stopping" || instance->state == "stopped")) {
+            return instance->state;
+        }
+        return fallback;
+    };
+    const auto instance_of = [&s](const std::string& name) -> std::optional<InstanceView> {
+        return s.ec2 != nullptr ? s.ec2->instance_of(name) : std::nullopt;
+    };
+    for (const auto& record : stored) {
+        ListedWorker worker{record.name,
+                            record.worker_class,
+                            s.workers.view(record.name),
+                            instance_of(record.name),
+                            "",
+                            record.last_seen};
+        worker.state = worker.live ? std::string(worker.live->state())
+                                   : offline_state(worker.instance, record.state);
+        names.insert(record.name);
+        out.push_back(std::move(worker));
+    }
+    if (s.ec2 != nullptr) {
+        for (auto& instance : s.ec2->instances()) {
+            if (instance.worker.empty() || !names.insert(instance.worker).second) {
+                continue;
+            }
+            ListedWorker worker{instance.worker,
+                                instance.worker_class,
+                                std::nullopt,
+                                std::nullopt,
+                                offline_state(instance, "never connected"),
+                                std::nullopt};
+            worker.instance = std::move(instance);
+            out.push_back(std::move(worker));
+        }
+    }
+    for (const auto& [worker_class, workers] : s.config.slaves) {
+        const auto* const fixed = std::get_if<config::StaticWorkers>(&workers);
+        if (fixed == nullptr) {
+            continue;
+        }
+        for (std::size_t i = 0; i < fixed->passwords.size(); ++i) {
+            auto name = fmt::format("{}/{}", worker_class, i);
+            if (names.insert(name).second) {
+                out.push_back(ListedWorker{std::move(name),
+                                           worker_class,
+                                           std::nullopt,
+                                           std::nullopt,
+                                           "never connected",
+                                           std::nullopt});
+            }
+        }
+    }
+    return out;
+}
 
 void add_worker_routes(Router& router, Services& services) {
     router.add(

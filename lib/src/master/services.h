@@ -76,6 +76,26 @@ struct BuildTotals {
 [[nodiscard]] BuildTotals build_totals(const store::BuildRequest* request,
                                        const std::vector<store::Step>& steps);
 
+/// A worker as the workers page and GET /api/v1/workers list it.
+struct ListedWorker {
+    std::string name;
+    std::string worker_class;
+    std::optional<WorkerView> live;       ///< when it is connected
+    std::optional<InstanceView> instance; ///< its EC2 instance, for a worker of a pool
+    /// The live state; for a worker not connected: `stopping` or `stopped` when its instance is
+    /// (the pool stopped it; not `lost`), else what was last stored (`lost`, `shut down`...),
+    /// else `never connected`.
+    std::string state;
+    std::optional<WallTime> last_seen; ///< stored; none for a worker never connected
+};
+
+/// Every worker the master knows, in this order: the store's (each worker that ever
+/// connected), the workers of EC2 instances that have not connected yet, and the static
+/// workers of the config (`<class>/<i>`, one per password) that never connected. Call it on a
+/// reader thread with the store's workers.
+[[nodiscard]] std::vector<ListedWorker>
+listed_workers(Services& services, const std::vector<store::WorkerRecord>& stored);
+
 /// The user of an API request that passed the router's check (its HTTP basic user): who
 /// forced, cancelled or stopped something.
 [[nodiscard]] std::string api_user(const Services& services, const http::ServerRequest& request);

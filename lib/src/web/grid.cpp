@@ -49,13 +49,22 @@ Grid make_grid(const GridInput& input, const GridFilter& filter) {
         }
     }
 
+    std::set<std::string> main_branches;
+    for (const auto& [repository, branch] : input.default_branches) {
+        main_branches.insert(branch);
+        // A column from the start, for the repositories the rows show.
+        if (filter.result.empty() &&
+            (filter.repository.empty() || filter.repository == repository)) {
+            activity.try_emplace(branch, WallTime{});
+        }
+    }
     Grid grid;
     for (const auto& [branch, last] : activity) {
         grid.branches.push_back(branch);
     }
     std::ranges::sort(grid.branches, [&](const std::string& a, const std::string& b) {
-        const bool main_a = input.main_branches.contains(a);
-        const bool main_b = input.main_branches.contains(b);
+        const bool main_a = main_branches.contains(a);
+        const bool main_b = main_branches.contains(b);
         if (main_a != main_b) {
             return main_a;
         }

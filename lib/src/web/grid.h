@@ -4,7 +4,8 @@
 // build of that builder on that branch. Pure: no store, no clock (the caller passes `now`);
 // the page (home.mustache) and GET /api/v1/grid show the same Grid.
 //
-// Columns: the repositories' default branches first ("master"), by name, then the other
+// Columns: the repositories' default branches first ("master", there before their first build),
+// by name, then the other
 // branches by their last activity (the newest build start on them, any builder), newest first,
 // then by name. Rows: builders by name; those of `failing_builders` in a section of their own
 // (a known failure never reads as red).
@@ -25,8 +26,10 @@ namespace ci::web {
 struct GridInput {
     /// Builders by name, with their repository ("" for none): every builder of the config.
     std::map<std::string, std::string> builders;
-    std::set<std::string> failing;          ///< `failing_builders`
-    std::set<std::string> main_branches;    ///< each repository's default branch
+    std::set<std::string> failing; ///< `failing_builders`
+    /// Each repository's default branch, by repository: a column from the start (empty cells
+    /// until a build), unless a result filter is given.
+    std::map<std::string, std::string> default_branches;
     std::vector<store::BranchBuild> builds; ///< the newest build per builder and branch
 };
 

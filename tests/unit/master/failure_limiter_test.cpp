@@ -4,7 +4,12 @@
 // not logged); delays counted from the failure, forgotten after a quiet while or a success,
 // per address (IPv6 by /64); memory bounded.
 
+#include <string>
+#include <vector>
+
 #include <doctest/doctest.h>
+
+#include <ci/core/log.h>
 
 #include "master/failure_limiter.h"
 
@@ -67,7 +72,9 @@ TEST_CASE("failure limiter: one line per interval in all, or per address with th
         CHECK(global.count_failure("10.0.0.1", t0 + std::chrono::seconds(i)).log_count == 0);
     }
     CHECK(global.count_failure("10.0.0.2", t0 + 9s).log_count == 0); // one line for all
-    CHECK(global.count_failure("10.0.0.1", t0 + 10s).log_count == 11);
+    const auto line = global.count_failure("10.0.0.1", t0 + 10s);
+    CHECK(line.log_count == 11);
+    CHECK(line.log_span == 10s);
 
     FailureLimiter per_address("wrong worker proofs", FailureLimiter::worker_policy());
     CHECK(per_address.count_failure("10.0.0.1", t0).log_count == 1);
@@ -99,4 +106,61 @@ TEST_CASE("failure limiter: an IPv6 address counts by its /64; memory is bounded
     CHECK(small.addresses() <= 3);
     CHECK(small.wait("10.0.0.0", t0 + 4s) == 0ms); // forgotten first: failed longest ago
     CHECK(small.wait("10.0.0.4", t0 + 4s) == 250ms);
+}
+
+namespace {
+
+// The warnings logged while it lives.
+class CapturedLog {
+public:
+    CapturedLog() {
+        ci::log::set_sink([this](ci::log::Level level, std::string_view message) {
+            if (level == ci::log::Level::Warn) {
+                lines.emplace_back(message);
+            }
+        });
+    }
+    CapturedLog(const CapturedLog&) = delete;
+    CapturedLog& operator=(const CapturedLog&) = delete;
+    CapturedLog(CapturedLog&&) = delete;
+    CapturedLog& operator=(CapturedLog&&) = delete;
+    ~CapturedLog() { ci::log::set_sink({}); }
+    std::vector<std::string> lines;
+};
+
+} // namespace
+
+TEST_CASE("failure limiter: the first failure is logged at once, the held ones with their true "
+          "span, by flush() when no failure follows") {
+    const CapturedLog log;
+    FailureLimiter limiter("wrong passwords");
+    limiter.failed("10.0.0.1", t0);
+    REQUIRE(log.lines.size() == 1);
+    CHECK(log.lines[0] == "wrong passwords: from 10.0.0.1 (its failure 1 in a row)");
+    limiter.failed("10.0.0.1", t0 + 2s);
+    limiter.failed("10.0.0.2", t0 + 3s);
+    CHECK(log.lines.size() == 1);       // held back
+    CHECK(limiter.flush(t0 + 9s) == 0); // the interval has not passed
+    CHECK(log.lines.size() == 1);
+    // No failure follows: the periodic flush logs the two, over the 25 s since the last line.
+    CHECK(limiter.flush(t0 + 25s) == 2);
+    REQUIRE(log.lines.size() == 2);
+    CHECK(log.lines[1] ==
+          "wrong passwords: 2 in the last 25 s (the last from 10.0.0.2, its failure 1 in a row)");
+    CHECK(limiter.flush(t0 + 60s) == 0); // nothing held
+    // An hour later: logged at once, alone, not as "in the last 10 s".
+    limiter.failed("10.0.0.3", t0 + 3600s);
+    REQUIRE(log.lines.size() == 3);
+    CHECK(log.lines[2] == "wrong passwords: from 10.0.0.3 (its failure 1 in a row)");
+    // Held ones reported by the next failure after the interval, with the true span.
+    limiter.failed("10.0.0.3", t0 + 3601s);
+    limiter.failed("10.0.0.3", t0 + 3630s);
+    REQUIRE(log.lines.size() == 4);
+    CHECK(log.lines[3] ==
+          "wrong passwords: 2 in the last 30 s (the last from 10.0.0.3, its failure 3 in a row)");
+    // The per-address policy logs through its caller: flush has nothing to do there.
+    FailureLimiter workers("wrong worker proofs", FailureLimiter::worker_policy());
+    (void)workers.count_failure("10.0.0.1", t0);
+    (void)workers.count_failure("10.0.0.1", t0 + 1s);
+    CHECK(workers.flush(t0 + 120s) == 0);
 }

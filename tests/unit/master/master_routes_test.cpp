@@ -679,3 +679,62 @@ TEST_CASE("master: a local worker shut down stays, taking no builds; a restart f
     CHECK(worker_state() == "idle");
     CHECK_FALSE(json_of(m.get("/api/v1/workers/local/0"))["paused"].GetBool());
 }
+
+TEST_CASE("master: the web UI's leftovers: /login without users, workers never connected, grid "
+          "filters and the default branch's column") {
+    MasterFixture open(webhook_config("/srv/app.git", R"({name: t, run: "true"})", "remote"),
+                       false);
+    // No users: no form that cannot succeed, but how to add one.
+    const auto login = open.get("/login");
+    CHECK(login.status == 200);
+    CHECK(login.body.find("This master has no users") != std::string::npos);
+    CHECK(login.body.find("ci-master hash-password") != std::string::npos);
+    CHECK(login.body.find("action=\"/login\"") == std::string::npos);
+    CHECK(login.body.find("type=\"password\"") == std::string::npos);
+
+    // remote/0 (a static worker of the config) never connected: listed, as such.
+    const auto workers = json_of(open.get("/api/v1/workers"));
+    bool listed = false;
+    for (const auto& worker : workers["workers"].GetArray()) {
+        if (text_of(worker, "name") == "remote/0") {
+            listed = true;
+            CHECK_FALSE(worker["connected"].GetBool());
+            CHECK(text_of(worker, "state") == "never connected");
+            CHECK(text_of(worker, "class") == "remote");
+        }
+    }
+    CHECK(listed);
+    const auto one = open.get("/api/v1/workers/remote/0");
+    CHECK(one.status == 200);
+    CHECK(text_of(json_of(one), "state") == "never connected");
+    CHECK(open.get("/api/v1/workers/remote/1").status == 404); // one password: one worker
+    const auto page = open.get("/workers");
+    CHECK(page.status == 200);
+    CHECK(page.body.find("<td>remote/0</td>") != std::string::npos);
+    CHECK(page.body.find(R"(<span class="result none">never connected</span>)") !=
+          std::string::npos);
+
+    // Unknown filters are a 400 naming what they may be, not an empty grid.
+    for (const auto* path : {"/api/v1/grid?result=bogus", "/?result=bogus"}) {
+        const auto refused = open.get(path);
+        INFO(path);
+        CHECK(refused.status == 400);
+        CHECK(refused.body.find("success, warnings, failure, exception, cancelled, retry, "
+                                "running") != std::string::npos);
+    }
+    for (const auto* path : {"/api/v1/grid?repository=nope", "/?repository=nope"}) {
+        const auto refused = open.get(path);
+        INFO(path);
+        CHECK(refused.status == 400);
+        CHECK(refused.body.find("nope") != std::string::npos);
+        CHECK(refused.body.find("it has app") != std::string::npos);
+    }
+    CHECK(open.get("/api/v1/grid?result=&repository=").status == 200); // empty: all
+    CHECK(open.get("/api/v1/grid?repository=app&result=failure").status == 200);
+
+    // Before any build: the default branch is a column, its cells empty.
+    const auto grid = json_of(open.get("/api/v1/grid"));
+    REQUIRE(grid["branches"].Size() == 1);
+    CHECK(std::string(grid["branches"][0].GetString()) == "master");
+    CHECK(open.get("/").body.find("<th><bdi>master</bdi></th>") != std::string::npos);
+}

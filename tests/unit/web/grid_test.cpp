@@ -37,7 +37,7 @@ ci::web::GridInput input() {
     ci::web::GridInput in;
     in.builders = {{"lint", "app"}, {"tests", "app"}, {"docs", "site"}, {"flaky", "app"}};
     in.failing = {"flaky"};
-    in.main_branches = {"master", "main"};
+    in.default_branches = {{"app", "master"}, {"site", "main"}};
     in.builds = {
         build(1, "tests", "old-feature", t0),
         build(2, "tests", "master", t0 + 1min),
@@ -113,6 +113,29 @@ TEST_CASE("web grid: filters by repository and result; a column cap keeps the mo
     }
 }
 
+TEST_CASE("web grid: the default branches are columns before their first build") {
+    auto in = input();
+    in.builds.clear();
+    auto grid = ci::web::make_grid(in, {});
+    CHECK(grid.branches == std::vector<std::string>{"main", "master"});
+    REQUIRE(grid.rows.size() == 3);
+    CHECK(grid.rows[2].builder == "tests");
+    REQUIRE(grid.rows[2].cells.size() == 2);
+    CHECK_FALSE(grid.rows[2].cells[0].has_value());
+    CHECK_FALSE(grid.rows[2].cells[1].has_value());
+    // Only the shown repository's; none under a result filter (no cell could match there).
+    ci::web::GridFilter filter;
+    filter.repository = "app";
+    CHECK(ci::web::make_grid(in, filter).branches == std::vector<std::string>{"master"});
+    filter = {};
+    filter.result = "success";
+    CHECK(ci::web::make_grid(in, filter).branches.empty());
+    // A build on another branch only: master stays, first.
+    in.builds = {build(1, "tests", "feature", t0)};
+    grid = ci::web::make_grid(in, {});
+    CHECK(grid.branches == std::vector<std::string>{"main", "master", "feature"});
+}
+
 TEST_CASE("web grid: ages and durations") {
     CHECK(ci::web::age_text(t0, t0 + 30s) == "<1m");
     CHECK(ci::web::age_text(t0, t0 + 12min) == "12m");
@@ -152,6 +175,11 @@ TEST_CASE(
     "web home: the grid rendered, a script branch escaped, a force form only when logged in") {
     auto in = input();
     in.builds.push_back(build(8, "tests", "<script>alert(1)</script>", t0 + 8min));
+    // A right-to-left override (U+202E) in a branch name stays inside its <bdi>.
+    // (Built from bytes: a literal with one would be a misleading source line.)
+    const std::string rlo = {'\xe2', '\x80', '\xae'}; // U+202E
+    const std::string rli = {'\xe2', '\x81', '\xa7'}; // U+2067
+    in.builds.push_back(build(9, "tests", "rtl-" + rlo + "gnp.exe", t0 + 9min));
     ci::config::Config config;
     config.builders["tests"].repository = "app";
     config.failing_builders = {"flaky"};
@@ -161,18 +189,22 @@ TEST_CASE(
     auto page = ci::web::render_page(
         frame, "home.mustache", ci::master::home_data(config, grid, {}, t0 + 10min));
     REQUIRE(page.has_value());
-    CHECK(page->find("<th>&lt;script&gt;alert(1)&lt;/script&gt;</th>") != std::string::npos);
+    CHECK(page->find("<th><bdi>&lt;script&gt;alert(1)&lt;/script&gt;</bdi></th>") !=
+          std::string::npos);
     CHECK(page->find("<script>alert") == std::string::npos);
+    CHECK(page->find("<th><bdi>rtl-" + rlo + "gnp.exe</bdi></th>") != std::string::npos);
     // Build 2 finished at t0 + 2 min: 8 minutes before `now`.
     CHECK(page->find(R"(<a href="/builds/2"><span class="result success">success</span> )"
                      R"(<span class="age">8m</span></a>)") != std::string::npos);
     CHECK(page->find("Known failures") != std::string::npos);
     CHECK(page->find("action=\"/force\"") == std::string::npos);
-    frame.user = "alice";
+    frame.user = "al" + rli + "ice";
     frame.csrf_token = "t0ken";
     page = ci::web::render_page(
         frame, "home.mustache", ci::master::home_data(config, grid, {}, t0 + 10min));
     REQUIRE(page.has_value());
+    CHECK(page->find("<span class=\"user\"><bdi>al" + rli + "ice</bdi></span>") !=
+          std::string::npos);
     CHECK(page->find("action=\"/force\"") != std::string::npos);
     CHECK(page->find(R"(<input type="hidden" name="csrf" value="t0ken" />)") != std::string::npos);
     CHECK(page->find(R"(name="expected_failures")") != std::string::npos);
