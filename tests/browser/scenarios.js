@@ -257,12 +257,16 @@ scenarios['live-log'] = async () => {
     await home.goto(plan.base + '/');
   }
   let page = null;
+  let linesBefore = 0;
   if (plan.scenarios['live-log'].run) {
     page = await newPage(viewer, 'live-log');
     await page.goto(`${plan.base}/builds/${b.id}`);
     need(await page.locator('#step-1').count() === 1, 'the build page has #step-1');
     await waitText(page, /waiting/, 'the running step\'s output on the build page');
     check(true, 'the build page shows the running step\'s output so far');
+    check(await page.locator('[data-build-result]').textContent() === 'running',
+          'the build page\'s header says running');
+    linesBefore = Number(await page.locator('[data-step-lines="1"]').getAttribute('data-count'));
     await shot(page, 'build-running');
   }
   fs.writeFileSync(plan.release, '');
@@ -273,6 +277,15 @@ scenarios['live-log'] = async () => {
     check(done.result === 'success', `the build succeeded (${done.result})`);
     await waitText(page, /success/i, 'the result on the build page');
     check(true, 'the build page shows the result once the build ends');
+    // The header's result (from the polled JSON) and the step's line count (from its live log).
+    const header = await page.waitForFunction(
+      () => document.querySelector('[data-build-result]').textContent === 'success',
+      null, { timeout: 15000, polling: 200 }).then(() => true).catch(() => false);
+    check(header, 'the build page\'s header result turns to success without a reload');
+    const count = page.locator('[data-step-lines="1"]');
+    const after = Number(await count.getAttribute('data-count'));
+    check(after > linesBefore && (await count.textContent()) === `${after} lines`,
+          `the step's line count follows its live log (${linesBefore} then ${after})`);
     check(page.navigations === 1, `... still without a reload (${page.navigations} navigations)`);
     await shot(page, 'build-finished');
     await closePage(page);

@@ -118,7 +118,9 @@ void Coordinator::message(const std::string& name, const Link* link, protocol::M
             auto outbox = start ? p_.reports.outbox(*start) : std::vector<store::OutboxMessage>{};
             p_.writes.post(
                 fmt::format("the checkout of build {}", id),
-                [build = std::move(*build), outbox = std::move(outbox)](store::Store& store) {
+                [build = std::move(*build), outbox = std::move(outbox), grid = p_.grid](
+                    store::Store& store) {
+                    const GridCache::Write write(grid);
                     return store.update_build(build, outbox);
                 },
                 [&reports = p_.reports, start = std::move(start)] {
@@ -278,12 +280,14 @@ void Coordinator::finish(std::int64_t id, BuildResult result, const std::string&
                     id,
                     to_string(final_result),
                     build.request_id),
-        [build, again, outbox = std::move(outbox), &logs = p_.logs](store::Store& store) -> Status {
+        [build, again, outbox = std::move(outbox), &logs = p_.logs, grid = p_.grid](
+            store::Store& store) -> Status {
             // Its log first (the log writer's own queue): a reader of a finished build sees it
             // whole. A disk that fails keeps the chunks queued there; the end waits for them.
             if (auto flushed = logs.flush(build.id, std::chrono::seconds(10)); !flushed) {
                 return flushed;
             }
+            const GridCache::Write write(grid); // its cell's result
             return store.end_build(build,
                                    again ? store::RequestState::Pending
                                          : store::RequestState::Completed,

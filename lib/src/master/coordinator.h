@@ -18,6 +18,7 @@
 #include <ci/core/clock.h>
 
 #include "master/credentials.h"
+#include "master/grid_cache.h"
 #include "master/link.h"
 #include "master/locks.h"
 #include "master/log_redaction.h"
@@ -70,6 +71,8 @@ public:
         /// Replaced by "[redacted]" in every worker's log chunks and log file chunks before
         /// they are stored, across chunk boundaries: config::secrets(config).
         std::vector<std::string> log_secrets = {};
+        /// Told of each write of a build's checkout and end (null: none to tell).
+        GridCache* grid = nullptr;
     };
     explicit Coordinator(Parts parts) : p_(std::move(parts)), redaction_(p_.log_secrets) {}
 

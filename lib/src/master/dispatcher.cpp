@@ -171,10 +171,13 @@ void Dispatcher::start_build(const store::BuildRequest& queued, const std::strin
     const auto& request = **claimed;
     const auto started = p_.clock.now();
     // The start's reports are stored with it (a kill -9 cannot keep one without the other).
-    auto build_id =
-        p_.store.start_build(request.id, builder_name, worker, started, [&](std::int64_t build) {
-            return p_.reports.start_outbox(request, build);
-        });
+    auto build_id = [&] {
+        const GridCache::Write grid(p_.grid); // a new build in the grid
+        return p_.store.start_build(
+            request.id, builder_name, worker, started, [&](std::int64_t build) {
+                return p_.reports.start_outbox(request, build);
+            });
+    }();
     if (!build_id) {
         give_back();
         ++p_.metrics.store_errors;

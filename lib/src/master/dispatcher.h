@@ -19,6 +19,7 @@
 #include <ci/store/store.h>
 
 #include "master/coordinator.h"
+#include "master/grid_cache.h"
 #include "master/locks.h"
 #include "master/registry.h"
 #include "master/reports.h"
@@ -54,6 +55,7 @@ public:
         Reports& reports;                     ///< told when a build starts
         std::string name;                     ///< the name requests are claimed under
         std::function<std::string()> web_url; ///< the master's web address (web_url())
+        GridCache* grid = nullptr;            ///< told of each build's start (null: none to tell)
     };
     explicit Dispatcher(Parts parts) : p_(std::move(parts)) {}
     /// Joins the thread.

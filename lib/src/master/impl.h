@@ -22,6 +22,7 @@
 #include "master/deliveries.h"
 #include "master/dispatcher.h"
 #include "master/ec2_pool.h"
+#include "master/grid_cache.h"
 #include "master/locks.h"
 #include "master/metrics.h"
 #include "master/poller.h"
@@ -56,6 +57,7 @@ struct MasterState {
     LockTable locks;
     RunningBuilds running;
     Sessions sessions;
+    GridCache grid_cache{config}; ///< the home grid's store read, between builds
     std::atomic<bool> accepting{true};
 
     std::unique_ptr<store::Store> store;

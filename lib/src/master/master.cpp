@@ -144,7 +144,8 @@ Status MasterState::start() {
                                                                    *triggers,
                                                                    *uploads,
                                                                    [this] { dispatcher->wake(); },
-                                                                   config::secrets(config)});
+                                                                   config::secrets(config),
+                                                                   &grid_cache});
     dispatcher = std::make_unique<Dispatcher>(
         Dispatcher::Parts{config,
                           clock,
@@ -156,7 +157,8 @@ Status MasterState::start() {
                           metrics,
                           *reports,
                           options.dispatcher_name,
-                          [this] { return web_url(config, http ? http->port() : 0); }});
+                          [this] { return web_url(config, http ? http->port() : 0); },
+                          &grid_cache});
     store::IngestOptions ingest_options;
     ingest_options.on_requests = [this](const std::vector<store::BuildRequest>& requests) {
         reports->requested(requests);
@@ -309,7 +311,9 @@ Status MasterState::start_servers() {
                                                    *dispatcher,
                                                    accepting,
                                                    ec2.get(),
-                                                   sessions});
+                                                   sessions,
+                                                   options.data_dir / "results",
+                                                   grid_cache});
     router = std::make_unique<Router>(
         api_check(config, sessions), view_check(config, sessions), form_check(config, sessions));
     add_login_routes(*router, *services);

@@ -17,6 +17,7 @@
 #include <fmt/chrono.h>
 #include <fmt/format.h>
 
+#include "master/build_links.h"
 #include "master/services.h"
 #include "web/assets.h"
 #include "web/log_view.h"
@@ -119,7 +120,42 @@ int focus_step(const std::vector<store::Step>& steps, std::optional<int> asked) 
     return steps.empty() ? 0 : steps.back().number;
 }
 
-http::ServerResponse render(store::Store& store, const PageAsk& ask) {
+// The builds the build's trigger steps requested and the files its uploads stored.
+web::Data links_data(const BuildLinks& links) {
+    web::Data data;
+    web::List triggered;
+    for (const auto& t : links.triggered) {
+        web::Data item;
+        item.set("step", std::to_string(t.step));
+        item.set("builder", t.builder);
+        item.set("request", std::to_string(t.request));
+        item.set("state", t.state);
+        item.set("has_build", t.build != 0);
+        if (t.build != 0) {
+            item.set("build", std::to_string(t.build));
+            item.set("result", t.result);
+        }
+        triggered.emplace_back(std::move(item));
+    }
+    data.set("has_triggered", !triggered.empty());
+    data.set("triggered", web::Data(triggered));
+    data.set("triggered_count", std::to_string(links.triggered.size()));
+    data.set("has_results", !links.results_url.empty());
+    data.set("results", links.results_url);
+    web::List artifacts;
+    for (const auto& a : links.artifacts) {
+        web::Data item;
+        item.set("name", a.name + (a.directory ? "/" : ""));
+        item.set("url", a.url);
+        artifacts.emplace_back(std::move(item));
+    }
+    data.set("artifacts", web::Data(artifacts));
+    data.set("artifact_count", std::to_string(links.artifacts.size()));
+    data.set("more_artifacts", links.more_artifacts);
+    return data;
+}
+
+http::ServerResponse render(store::Store& store, const Services& services, const PageAsk& ask) {
     const auto started = std::chrono::steady_clock::now();
     auto build = store.build(ask.id);
     if (!build) {
@@ -162,6 +198,12 @@ http::ServerResponse render(store::Store& store, const PageAsk& ask) {
         set_text(data, "repository", requested->request.repository);
         set_text(data, "reason", requested->request.reason);
     }
+    auto links = build_links(store, services.config, services.results_dir, b, requested);
+    if (!links) {
+        return web::error_page(ask.frame, 500, links.error().message);
+    }
+    data.set("links", links_data(*links));
+    data.set("step_count", std::to_string(steps->size()));
     const auto [properties, tests] = build_totals(requested, *steps);
     if (tests) {
         web::Data t;
@@ -206,6 +248,7 @@ http::ServerResponse render(store::Store& store, const PageAsk& ask) {
         const auto lines = view.finish(!live);
         web::Data s;
         s.set("id", std::to_string(b.id));
+        s.set("line_count", std::to_string(lines.total));
         s.set("number", std::to_string(step.number));
         s.set("name", step.name);
         s.set("result",
@@ -279,8 +322,8 @@ void build_page(Services& s,
             }
         }
     }
-    s.reads.post([reply, ask = std::move(ask)](store::Store& store) mutable {
-        reply.send(render(store, ask));
+    s.reads.post([&s, reply, ask = std::move(ask)](store::Store& store) mutable {
+        reply.send(render(store, s, ask));
     });
 }
 

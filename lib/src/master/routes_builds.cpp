@@ -11,6 +11,7 @@
 
 #include <fmt/format.h>
 
+#include "master/build_links.h"
 #include "master/forms.h"
 #include "master/json.h"
 #include "master/log_output.h"
@@ -38,11 +39,47 @@ void write_tests(Json& json, const build::TestResults& tests) {
         .end();
 }
 
+// What a build led to (build_links.h): "triggered" (always, with a link to each build) and,
+// when its uploads stored anything, "results" and "artifacts".
+void write_links(Json& json, const BuildLinks& links) {
+    json.begin_array("triggered");
+    for (const auto& triggered : links.triggered) {
+        json.begin()
+            .field("request", triggered.request)
+            .field("step", triggered.step)
+            .field("builder", triggered.builder)
+            .field("state", triggered.state);
+        if (triggered.build != 0) {
+            json.field("build", triggered.build)
+                .field("result", triggered.result)
+                .field("url", fmt::format("/builds/{}", triggered.build))
+                .field("api", fmt::format("/api/v1/builds/{}", triggered.build));
+        }
+        json.end();
+    }
+    json.end_array();
+    if (!links.results_url.empty()) {
+        json.field("results", links.results_url).begin_array("artifacts");
+        for (const auto& artifact : links.artifacts) {
+            json.begin()
+                .field("name", artifact.name)
+                .field("directory", artifact.directory)
+                .field("url", artifact.url)
+                .end();
+        }
+        json.end_array();
+        if (links.more_artifacts) {
+            json.field("more_artifacts", true);
+        }
+    }
+}
+
 void write_build(Json& json,
                  const store::Build& build,
                  const store::BuildRequest* request,
                  const std::vector<store::Step>* steps,
-                 const std::map<int, std::vector<std::string>>& logfiles = {}) {
+                 const std::map<int, std::vector<std::string>>& logfiles = {},
+                 const BuildLinks* led_to = nullptr) {
     json.begin()
         .field("id", build.id)
         .field("request", build.request_id)
@@ -99,6 +136,9 @@ void write_build(Json& json,
         }
         json.end_array();
     }
+    if (led_to != nullptr) {
+        write_links(json, *led_to);
+    }
     json.end();
 }
 
@@ -147,7 +187,7 @@ void list(Services& s, const http::ServerRequest& request, http::Reply reply) {
 }
 
 void one(Services& s, std::int64_t id, http::Reply reply) {
-    s.reads.post([reply, id](store::Store& store) mutable {
+    s.reads.post([&s, reply, id](store::Store& store) mutable {
         auto build = store.build(id);
         if (!build) {
             reply.send(error_response(500, build.error().message));
@@ -169,8 +209,13 @@ void one(Services& s, std::int64_t id, http::Reply reply) {
             reply.send(error_response(500, logfiles.error().message));
             return;
         }
+        auto links = build_links(store, s.config, s.results_dir, **build, found);
+        if (!links) {
+            reply.send(error_response(500, links.error().message));
+            return;
+        }
         Json json;
-        write_build(json, **build, found, &*steps, *logfiles);
+        write_build(json, **build, found, &*steps, *logfiles, &*links);
         reply.send(json_response(200, json.text()));
     });
 }

@@ -11,9 +11,7 @@
 
 namespace ci::master {
 
-namespace {
-
-std::string_view state_text(store::RequestState state) {
+std::string_view request_state_text(store::RequestState state) {
     switch (state) {
     case store::RequestState::Pending:
         return "pending";
@@ -29,13 +27,15 @@ std::string_view state_text(store::RequestState state) {
     return "unknown";
 }
 
+namespace {
+
 std::optional<store::RequestState> state_from(std::string_view text) {
     for (const auto state : {store::RequestState::Pending,
                              store::RequestState::Claimed,
                              store::RequestState::Completed,
                              store::RequestState::Cancelled,
                              store::RequestState::Collapsed}) {
-        if (state_text(state) == text) {
+        if (request_state_text(state) == text) {
             return state;
         }
     }
@@ -51,7 +51,7 @@ void write_request(Json& json, const store::BuildRequest& request) {
         .field("branch", request.request.branch)
         .field("revision", request.request.revision)
         .field("reason", request.request.reason)
-        .field("state", state_text(request.state))
+        .field("state", request_state_text(request.state))
         .time("submitted", request.submitted)
         .ids("changes", request.request.change_ids)
         .strings("properties", request.request.properties);

@@ -18,6 +18,7 @@
 #include "master/dispatcher.h"
 #include "master/ec2_pool.h"
 #include "master/forms.h"
+#include "master/grid_cache.h"
 #include "master/metrics.h"
 #include "master/read_pool.h"
 #include "master/registry.h"
@@ -48,6 +49,10 @@ struct Services {
     const std::atomic<bool>& accepting; ///< false once the master is shutting down
     Ec2Pool* ec2;       ///< EC2 latent workers (instances for the API and /metrics); null: none
     Sessions& sessions; ///< who is looking at a web UI page; logins
+    /// DATA_DIR/results (served at /results): where a build's uploads are listed from; empty
+    /// for none.
+    std::filesystem::path results_dir;
+    GridCache& grid; ///< the home grid's store read, kept between builds
 };
 
 /// Each resource's routes, one file each (routes_<resource>.cpp).
@@ -95,6 +100,10 @@ struct ListedWorker {
 /// reader thread with the store's workers.
 [[nodiscard]] std::vector<ListedWorker>
 listed_workers(Services& services, const std::vector<store::WorkerRecord>& stored);
+
+/// A request's state as the API and the pages name it: "pending", "claimed", "completed",
+/// "cancelled", "collapsed".
+[[nodiscard]] std::string_view request_state_text(store::RequestState state);
 
 /// The user of an API request that passed the router's check (its HTTP basic user): who
 /// forced, cancelled or stopped something.

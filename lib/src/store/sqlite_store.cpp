@@ -713,6 +713,23 @@ public:
             "read build requests");
     }
 
+    Result<std::vector<BuildRequest>> requests_triggered_by(std::int64_t request) override {
+        if (request <= 0) {
+            return std::vector<BuildRequest>{}; // 0 marks "not triggered": never a trigger
+        }
+        const std::lock_guard lock(mutex_);
+        // The partial index on (triggered_by_request, triggered_by_step, builder) serves it.
+        const std::string sql = fmt::format("SELECT {} FROM build_requests WHERE "
+                                            "triggered_by_request = ?1 ORDER BY "
+                                            "triggered_by_step, id",
+                                            request_columns);
+        return rows<BuildRequest>(
+            sql.c_str(),
+            [&](Statement& s) { s.bind(1, request); },
+            [&](const Statement& row) { return read_request(row); },
+            fmt::format("read the requests triggered by request {}", request));
+    }
+
     Result<std::optional<BuildRequest>> claim(const std::vector<std::string>& builders,
                                               const std::string& dispatcher) override {
         const std::lock_guard lock(mutex_);

@@ -1247,6 +1247,17 @@ TEST_CASE("store: schema 6 gains trigger steps' requests; a trigger is queued on
     auto unmerged = store->request(first->request_ids[1]);
     REQUIRE_OK(unmerged);
     CHECK((*unmerged)->request.pinned_merge == std::optional(ci::sched::PinnedMerge{"", ""}));
+
+    // What the build page lists: the requests of every trigger step of `source`, by step.
+    auto triggered = store->requests_triggered_by(source);
+    REQUIRE_OK(triggered);
+    REQUIRE(triggered->size() == 3);
+    CHECK((*triggered)[0].id == first->request_ids[0]);
+    CHECK((*triggered)[1].id == first->request_ids[1]);
+    CHECK((*triggered)[2].id == other->request_ids[0]);
+    CHECK((*triggered)[2].request.triggered_by_step == 3);
+    CHECK(store->requests_triggered_by(first->request_ids[0])->empty());
+    CHECK(store->requests_triggered_by(0)->empty()); // not "every untriggered request"
 }
 
 TEST_CASE("store: latest_builds gives the newest build of each builder, repository and branch") {

@@ -241,6 +241,12 @@ public:
     /// Build requests in `state`, oldest first.
     [[nodiscard]] virtual Result<std::vector<BuildRequest>> requests(RequestState state) = 0;
 
+    /// The requests the trigger steps of request `request`'s builds queued (those whose
+    /// triggered_by_request is `request`), by step, then oldest first; empty when none. A
+    /// retried build of `request` shares them (Store::trigger queues a step's requests once).
+    [[nodiscard]] virtual Result<std::vector<BuildRequest>>
+    requests_triggered_by(std::int64_t request) = 0;
+
     /// Claims the oldest pending request of one of `builders` for `dispatcher`, atomically:
     /// however many dispatchers (threads, processes, masters) call this at once, each request
     /// is claimed by exactly one. nullopt when none is pending.
