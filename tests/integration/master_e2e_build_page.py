@@ -192,7 +192,8 @@ def main(case):
           f"client {elapsed * 1000:.0f} ms", flush=True)
     case.check(status == 200, f"the long log's page answers 200 ({status})")
     case.check(size < 1_500_000, f"the page of a {BIG_MB} MB log stays small ({size} bytes)")
-    totals = re.findall(r"(\d+) lines, ", html)  # step 0 (the checkout), then step 1
+    # Step 0 (the checkout), then step 1: "N lines" (with the count log.js keeps up to date).
+    totals = re.findall(r'data-count="\d+">(\d+) lines</span>, ', html)
     lines = int(totals[-1]) if totals else 0
     expected = -(-BIG_MB * 1024 * 1024 // 65)  # 65 bytes per line of `yes`, the last cut
     # The log's own lines: "$ command" first, "-- exited with status 0" last.

@@ -56,6 +56,28 @@ Result<std::shared_ptr<const web::GridInput>> GridCache::input(store::Store& sto
     return input;
 }
 
+Result<std::shared_ptr<const web::Grid>> GridCache::grid(store::Store& store,
+                                                         const web::GridFilter& filter) {
+    auto source = input(store);
+    if (!source) {
+        return fail(source.error());
+    }
+    {
+        const std::lock_guard lock(mutex_);
+        if (grid_ && grid_input_ == *source && grid_filter_ == filter) {
+            return grid_;
+        }
+    }
+    auto made = std::make_shared<const web::Grid>(web::make_grid(**source, filter));
+    const std::lock_guard lock(mutex_);
+    if (cached_ == *source) {
+        grid_ = made;
+        grid_input_ = *source;
+        grid_filter_ = filter;
+    }
+    return made;
+}
+
 GridCache::Counts GridCache::counts() const {
     const std::lock_guard lock(mutex_);
     return counts_;

@@ -1,8 +1,8 @@
 #pragma once
 
-// The home grid's store read (Store::latest_builds, ~16 ms at 200 builders x 50 branches),
-// kept between the writes that can change it, so that GET / and GET /api/v1/grid between builds
-// skip the query.
+// The home grid's store read (Store::latest_builds, ~16 ms at 200 builders x 50 branches) and
+// the last grid made of it (make_grid, ~3 ms, for the last filter asked), kept between the
+// writes that can change them, so that GET / and GET /api/v1/grid between builds skip both.
 //
 // Staleness: every write of the builds table (a build's start, checkout and end: Dispatcher,
 // Coordinator) runs inside a GridCache::Write, which bumps a generation when it begins and when
@@ -47,6 +47,11 @@ public:
     /// `store` (on a reader thread) and kept when no write overlapped the read.
     [[nodiscard]] Result<std::shared_ptr<const web::GridInput>> input(store::Store& store);
 
+    /// make_grid(input(store), filter): the grid kept when it was made of the input kept now
+    /// with the same filter, else made (and kept when that input is still the one kept).
+    [[nodiscard]] Result<std::shared_ptr<const web::Grid>> grid(store::Store& store,
+                                                                const web::GridFilter& filter);
+
     /// Reads answered from the copy and from the store, for tests and bench/ui.
     struct Counts {
         std::uint64_t hits = 0;
@@ -64,6 +69,9 @@ private:
     int writing_ = 0;
     std::shared_ptr<const web::GridInput> cached_;
     std::uint64_t cached_generation_ = 0;
+    std::shared_ptr<const web::Grid> grid_;            // made of grid_input_ with grid_filter_
+    std::shared_ptr<const web::GridInput> grid_input_; // held: never mistaken for a newer one
+    web::GridFilter grid_filter_;
     Counts counts_;
 };
 

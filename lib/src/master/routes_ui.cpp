@@ -255,14 +255,13 @@ void home(Services& s, const http::ServerRequest& request, http::Reply reply) {
     s.reads.post(
         [&s, page, filter = *std::move(filter), conditions = conditions_of(request), reply](
             store::Store& store) mutable {
-            auto input = s.grid.input(store); // kept between builds (grid_cache.h)
-            if (!input) {
-                reply.send(web::error_page(page, 500, input.error().message));
+            auto grid = s.grid.grid(store, filter); // kept between builds (grid_cache.h)
+            if (!grid) {
+                reply.send(web::error_page(page, 500, grid.error().message));
                 return;
             }
-            const auto grid = web::make_grid(**input, filter);
             auto response = web::page_response(
-                page, "home.mustache", home_data(s.config, grid, filter, s.clock.now()));
+                page, "home.mustache", home_data(s.config, **grid, filter, s.clock.now()));
             conditional(conditions, response);
             reply.send(std::move(response));
         });
@@ -314,12 +313,12 @@ void grid_api(Services& s, const http::ServerRequest& request, http::Reply reply
         return;
     }
     s.reads.post([&s, filter = *std::move(filter), reply](store::Store& store) mutable {
-        auto input = s.grid.input(store);
-        if (!input) {
-            reply.send(error_response(500, input.error().message));
+        auto grid = s.grid.grid(store, filter);
+        if (!grid) {
+            reply.send(error_response(500, grid.error().message));
             return;
         }
-        reply.send(json_response(200, grid_json(web::make_grid(**input, filter))));
+        reply.send(json_response(200, grid_json(**grid)));
     });
 }
 

@@ -38,6 +38,7 @@ struct GridFilter {
     std::string repository; ///< only builders of this repository; empty: all
     std::string result;     ///< only cells with this result ("failure", "running"...); empty: all
     std::size_t max_branches = 50; ///< columns at most (the most active ones are kept)
+    friend bool operator==(const GridFilter&, const GridFilter&) = default;
 };
 
 /// One cell: a build.

@@ -107,6 +107,28 @@ TEST_CASE("grid cache: kept between writes, read again after one, never kept acr
     auto fresh = cache.input(store);
     REQUIRE_OK(fresh);
     CHECK(fresh->get() != again->get());
+    // The grid made of it: kept for the same filter, made again for another or after a write.
+    auto grid = cache.grid(store, {});
+    REQUIRE_OK(grid);
+    CHECK((*grid)->rows.size() == 2); // every builder of the config
+    auto same = cache.grid(store, {});
+    REQUIRE_OK(same);
+    CHECK(same->get() == grid->get());
+    ci::web::GridFilter failures;
+    failures.result = "failure";
+    auto filtered = cache.grid(store, failures);
+    REQUIRE_OK(filtered);
+    CHECK(filtered->get() != grid->get());
+    CHECK((*filtered)->rows.size() == 1);
+    failures.result = "success";
+    auto none = cache.grid(store, failures);
+    REQUIRE_OK(none);
+    CHECK((*none)->rows.empty());
+    { const ci::master::GridCache::Write write(&cache); }
+    auto remade = cache.grid(store, failures);
+    REQUIRE_OK(remade);
+    CHECK(remade->get() != none->get());
+    CHECK((*remade)->rows.empty());
     // A null cache is allowed (nothing to tell).
     { const ci::master::GridCache::Write write(nullptr); }
 }
