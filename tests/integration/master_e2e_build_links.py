@@ -103,7 +103,7 @@ def main(case):
                in html, "the page lists the triggered request, pending")
     for artifact in artifacts:
         name = artifact["name"] + ("/" if artifact["directory"] else "")
-        case.check(f'<a href="{artifact["url"]}">{name}</a>' in html,
+        case.check(f'<a href="{artifact["url"]}"><bdi>{name}</bdi></a>' in html,
                    f"the page links to the upload {name}")
     case.check(f'<a href="{results}">{results}</a>' in html, "the page links to the results")
     case.check(f'id="build-head" data-build="{bid}" data-steps="6" data-triggered="1" '
