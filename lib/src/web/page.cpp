@@ -77,6 +77,13 @@ std::vector<std::pair<std::string, std::string>> security_headers() {
     };
 }
 
+std::vector<std::pair<std::string, std::string>> default_security_headers() {
+    return {
+        {"Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'"},
+        {"X-Content-Type-Options", "nosniff"},
+    };
+}
+
 http::ServerResponse html_response(int status, std::string body) {
     http::ServerResponse response;
     response.status = status;
