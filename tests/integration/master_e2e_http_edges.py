@@ -20,11 +20,11 @@ import hashlib
 import hmac
 import json
 import os
-import socket
 import urllib.parse
 import uuid
 
 import master_harness as harness
+from master_e2e_hostile import raw_request
 
 
 def config(case):
@@ -74,18 +74,10 @@ class Answer:
         return repr(self.raw[:300])
 
 
-def exchange(master, data, timeout=10):
+def exchange(master, data):
     """Sends `data` on a new connection, reads until the master closes it (every request here
     says Connection: close, or is refused with a close)."""
-    with socket.create_connection(("127.0.0.1", master.web), timeout=timeout) as s:
-        s.sendall(data)
-        answer = b""
-        try:
-            while chunk := s.recv(65536):
-                answer += chunk
-        except OSError:
-            pass
-    return Answer(answer)
+    return Answer(raw_request(master, data))
 
 
 def get(master, path, host=None, accept="application/json", extra=""):
