@@ -374,7 +374,7 @@ def flood(case, master):
         s.close()
 
     # Wrong passwords from 127.0.0.3: five 401s, then 429s; one log line, not 1,000.
-    wrong = (b"POST /api/v1/builders/tests/force HTTP/1.1\r\nHost: x\r\nAuthorization: " +
+    wrong = (b"POST /api/v1/builders/tests/force HTTP/1.1\r\nHost: localhost\r\nAuthorization: " +
              basic("admin", "wrong").encode() + b"\r\nContent-Length: 0\r\n\r\n")
     statuses = []
     with socket.create_connection(("127.0.0.1", master.web), timeout=10,

@@ -181,7 +181,7 @@ def main(case):
     connection = http.client.HTTPConnection("127.0.0.1", master.web, timeout=30)
     connection.connect()
     pipelined = b"".join(
-        f"GET /results/packages/master/7/{name} HTTP/1.1\r\nHost: x\r\nRange: bytes=0-3\r\n\r\n"
+        f"GET /results/packages/master/7/{name} HTTP/1.1\r\nHost: localhost\r\nRange: bytes=0-3\r\n\r\n"
         .encode() for name in ["repo/Packages", "big.tar.gz", "repo/repodata/repomd.xml"])
     connection.sock.sendall(pipelined)
     reader = connection.sock.makefile("rb")  # one buffer for all three answers

@@ -352,6 +352,7 @@ std::string to_json(const Config& config) {
     write_field(writer, "worker_port", std::int64_t{config.buildmaster.worker_port});
     write_field(writer, "state", config.buildmaster.state);
     write_field(writer, "url", config.buildmaster.url);
+    write_field(writer, "web_hosts", config.buildmaster.web_hosts);
     write_field(writer, "max_retries", std::int64_t{config.buildmaster.max_retries});
     write_field(
         writer, "max_upload_size", static_cast<std::int64_t>(config.buildmaster.max_upload_size));

@@ -127,6 +127,18 @@ bool is_image_tag(std::string_view tag) {
     });
 }
 
+// A name of buildmaster.web_hosts: a DNS name (letters, digits, '-', '.'), no port or scheme.
+bool is_web_host_name(std::string_view name) {
+    if (name.empty() || name.size() > 253 || name.front() == '.' || name.front() == '-' ||
+        name.find("..") != std::string_view::npos) {
+        return false;
+    }
+    return std::ranges::all_of(name, [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+               c == '.' || c == '-';
+    });
+}
+
 // An image name without its tag: lower-case path components separated by '/', an optional
 // registry host (with a port) first ("registry.example.org:5000/libci/master").
 bool is_image_name(std::string_view image) {
@@ -405,6 +417,7 @@ void Checker::check_buildmaster(const YAML::Node& node) {
                    "worker_port",
                    "state",
                    "url",
+                   "web_hosts",
                    "max_retries",
                    "tls",
                    "limits",
@@ -425,6 +438,19 @@ void Checker::check_buildmaster(const YAML::Node& node) {
     fields.read("state", out.state);
     fields.read("url", out.url);
     check_http_url(fields, "url", out.url);
+    fields.read("web_hosts", out.web_hosts);
+    if (const Entry* hosts = fields.find("web_hosts");
+        hosts != nullptr && hosts->value.IsSequence()) {
+        for (std::size_t i = 0; i < out.web_hosts.size() && i < hosts->value.size(); ++i) {
+            if (!is_web_host_name(out.web_hosts[i])) {
+                reader_.error(hosts->value[i],
+                              fmt::format("buildmaster.web_hosts[{}]", i),
+                              fmt::format("expected a host name (letters, digits, '-' and '.', "
+                                          "at most 253; no port, no scheme), got \"{}\"",
+                                          out.web_hosts[i]));
+            }
+        }
+    }
     fields.read("max_retries", out.max_retries, 0, 100);
     if (const Entry* size = fields.find("max_upload_size");
         size != nullptr && !size->value.IsNull()) {

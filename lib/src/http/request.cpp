@@ -54,6 +54,31 @@ std::string uri_encode(std::string_view text, bool keep_slash) {
     return out;
 }
 
+std::string uri_reference_encode(std::string_view reference) {
+    static constexpr std::string_view digits = "0123456789ABCDEF";
+    static constexpr std::string_view allowed_marks = "-._~:/?#[]@!$&'()*+,;=";
+    std::string out;
+    out.reserve(reference.size());
+    for (std::size_t i = 0; i < reference.size(); ++i) {
+        const char c = reference[i];
+        const auto byte = static_cast<unsigned char>(c);
+        const bool escape = c == '%' && i + 2 < reference.size() &&
+                            ascii_hex_value(reference[i + 1]) >= 0 &&
+                            ascii_hex_value(reference[i + 2]) >= 0;
+        const bool allowed = (byte >= 'A' && byte <= 'Z') || (byte >= 'a' && byte <= 'z') ||
+                             (byte >= '0' && byte <= '9') ||
+                             allowed_marks.find(c) != std::string_view::npos || escape;
+        if (allowed) {
+            out.push_back(c);
+        } else {
+            out.push_back('%');
+            out.push_back(digits[byte >> 4U]);
+            out.push_back(digits[byte & 0x0FU]);
+        }
+    }
+    return out;
+}
+
 void append_uri_decoded(std::string& out, std::string_view text, bool plus_is_space) {
     out.reserve(out.size() + text.size());
     // Runs of bytes that decode to themselves (most of any path or value) are copied whole.

@@ -116,6 +116,50 @@ bool is_safe_field_name(std::string_view name) noexcept {
     return !name.empty() && name.find_first_of("\r\n: \t") == std::string_view::npos;
 }
 
+// A request's Transfer-Encoding as RFC 9112 (6.1, 6.3) has the server treat it: a coding other
+// than chunked (and the no-op identity) is not understood, 501; chunked that is not the last
+// coding leaves the body's length unknown, 400. Both end the connection (the body is not
+// read: it would be taken for the next request). nullopt: the request may be read.
+std::optional<std::pair<int, std::string_view>>
+check_transfer_coding(const ServerRequest& request) {
+    bool chunked_seen = false;
+    bool chunked_last = false;
+    bool present = false;
+    for (const auto& [name, value] : request.headers) {
+        if (name != "transfer-encoding") {
+            continue;
+        }
+        present = true;
+        std::string_view rest = value;
+        while (!rest.empty()) {
+            const auto comma = rest.find(',');
+            auto coding = rest.substr(0, comma);
+            const auto first = coding.find_first_not_of(" \t");
+            coding = first == std::string_view::npos
+                         ? std::string_view()
+                         : coding.substr(first, coding.find_last_not_of(" \t") - first + 1);
+            rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+            if (coding.empty()) {
+                continue;
+            }
+            if (ascii_iequals(coding, "chunked")) {
+                chunked_seen = true;
+                chunked_last = true;
+            } else if (ascii_iequals(coding, "identity")) {
+                chunked_last = false;
+            } else {
+                return std::pair{501,
+                                 std::string_view("unsupported transfer coding (only chunked)")};
+            }
+        }
+    }
+    if (present && chunked_seen && !chunked_last) {
+        return std::pair{400,
+                         std::string_view("bad request: chunked must be the last transfer coding")};
+    }
+    return std::nullopt;
+}
+
 // "Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n", formatted once a second per thread.
 void append_date_field(std::string& out) {
     struct Cache {
@@ -464,6 +508,10 @@ void Connection::on_header() {
     head_request_ = request_.method == "HEAD";
     split_target(request_);
     request_.remote_address.assign(remote_address_);
+    if (const auto refused = check_transfer_coding(request_)) {
+        respond_error(refused->first, refused->second);
+        return;
+    }
     std::size_t max_body = server_.options().max_body;
     if (const auto& check = server_.options().check_header) {
         std::optional<ServerResponse> refused;
@@ -619,6 +667,14 @@ void Connection::append_extra_fields(const Fields& fields) {
             continue;
         }
         head_.append(name).append(": ").append(value).append(crlf);
+    }
+    for (const auto& [name, value] : server_.options().default_headers) {
+        const bool overridden = std::ranges::any_of(
+            fields, [&name](const auto& field) { return ascii_iequals(field.first, name); });
+        if (!overridden && is_safe_field_name(name) && is_safe_field_text(value) &&
+            !is_server_field(name)) {
+            head_.append(name).append(": ").append(value).append(crlf);
+        }
     }
 }
 

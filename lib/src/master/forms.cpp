@@ -139,13 +139,20 @@ std::string came_from(const http::ServerRequest& request, std::string_view fallb
     return local_path(path, fallback);
 }
 
-http::ServerResponse see_other(std::string location) {
+http::ServerResponse see_other(std::string_view target) {
+    // A path of a request (a branch with a space, a builder in UTF-8) is sent as a URI.
+    auto location = http::uri_reference_encode(target);
     http::ServerResponse response;
     response.status = 303;
     response.content_type = "text/plain; charset=utf-8";
     response.body = "See " + location + "\n";
     response.headers.emplace_back("Location", std::move(location));
     return response;
+}
+
+bool wants_page(const http::ServerRequest& request) {
+    return (request.method == "GET" || request.method == "HEAD") &&
+           request.header("accept").find("text/html") != std::string_view::npos;
 }
 
 } // namespace ci::master

@@ -57,7 +57,12 @@ inline constexpr std::size_t max_form_fields = 256;
 /// site (its host is the request's Host), else `fallback`.
 [[nodiscard]] std::string came_from(const http::ServerRequest& request, std::string_view fallback);
 
-/// 303 See Other to `location` (a local path).
-[[nodiscard]] http::ServerResponse see_other(std::string location);
+/// 303 See Other to `target` (a local path and query), sent percent-encoded where a URI does
+/// not allow it as it is (http::uri_reference_encode: a space, UTF-8, a control character).
+[[nodiscard]] http::ServerResponse see_other(std::string_view target);
+
+/// Whether a browser asks for a page: a GET or HEAD with `text/html` in its Accept (browsers
+/// send it when they navigate; scripts and fetch() do not).
+[[nodiscard]] bool wants_page(const http::ServerRequest& request);
 
 } // namespace ci::master

@@ -1,6 +1,12 @@
 #include "master/guards.h"
 
+#include <algorithm>
+
+#include <arpa/inet.h>
 #include <fmt/format.h>
+#include <netinet/in.h>
+
+#include <ci/core/log.h>
 
 #include "core/ascii.h"
 #include "master/json.h"
@@ -74,6 +80,112 @@ std::optional<http::ServerResponse> refuse_cross_site(const http::ServerRequest&
                         log::field(request.header("content-type"), 100)));
     }
     return std::nullopt;
+}
+
+namespace {
+
+// The host of an http(s) URL, lower-cased: "https://CI.example.org:8443/x" -> "ci.example.org";
+// "[::1]" keeps its brackets. "" when `url` has no "://".
+std::string url_host(std::string_view url) {
+    auto authority = origin_authority(url);
+    authority = authority.substr(0, authority.find_first_of("?#"));
+    authority.remove_prefix(authority.rfind('@') + 1); // npos + 1: nothing
+    if (authority.starts_with('[')) {
+        return ascii_lower(authority.substr(0, authority.find(']') + 1));
+    }
+    return ascii_lower(authority.substr(0, authority.find(':')));
+}
+
+bool is_ipv4(std::string_view text) {
+    std::string copy(text);
+    in_addr address{};
+    return ::inet_pton(AF_INET, copy.c_str(), &address) == 1;
+}
+
+bool is_ipv6(std::string_view text) {
+    std::string copy(text);
+    in6_addr address{};
+    return ::inet_pton(AF_INET6, copy.c_str(), &address) == 1;
+}
+
+bool is_port(std::string_view text) {
+    return !text.empty() && text.size() <= 5 &&
+           std::ranges::all_of(text, [](char c) { return c >= '0' && c <= '9'; });
+}
+
+} // namespace
+
+std::vector<std::string> served_host_names(std::string_view host,
+                                           std::string_view url,
+                                           const std::vector<std::string>& web_hosts) {
+    std::vector<std::string> names{"localhost"};
+    const auto add = [&names](std::string name) {
+        if (name.ends_with('.')) {
+            name.pop_back();
+        }
+        if (!name.empty() && std::ranges::find(names, name) == names.end()) {
+            names.push_back(std::move(name));
+        }
+    };
+    add(ascii_lower(host));
+    add(url_host(url));
+    for (const auto& name : web_hosts) {
+        add(ascii_lower(name));
+    }
+    return names;
+}
+
+std::optional<http::ServerResponse> refuse_wrong_host(const http::ServerRequest& request,
+                                                      const std::vector<std::string>& names) {
+    const auto host = request.header("host");
+    const auto fields = std::ranges::count_if(
+        request.headers, [](const auto& field) { return field.first == "host"; });
+    if (fields == 0) {
+        return std::nullopt;
+    }
+    const auto bad_host = [host] {
+        return error_response(
+            400,
+            fmt::format("bad Host header \"{}\": expected one host[:port]", log::field(host, 100)));
+    };
+    if (fields > 1) {
+        return bad_host();
+    }
+    std::string_view name = host;
+    if (name.starts_with('[')) {
+        // An IPv6 address: "[::1]:8010".
+        const auto close = name.find(']');
+        const auto rest = close == std::string_view::npos ? name : name.substr(close + 1);
+        const bool well_formed = close != std::string_view::npos &&
+                                 is_ipv6(name.substr(1, close - 1)) &&
+                                 (rest.empty() || (rest.front() == ':' && is_port(rest.substr(1))));
+        return well_formed ? std::nullopt : std::optional(bad_host());
+    }
+    if (const auto colon = name.find(':'); colon != std::string_view::npos) {
+        if (!is_port(name.substr(colon + 1))) {
+            return bad_host();
+        }
+        name = name.substr(0, colon);
+    }
+    if (name.empty()) {
+        return bad_host();
+    }
+    if (is_ipv4(name)) {
+        return std::nullopt;
+    }
+    auto lower = ascii_lower(name);
+    if (lower.ends_with('.')) {
+        lower.pop_back();
+    }
+    if (std::ranges::find(names, lower) != names.end()) {
+        return std::nullopt;
+    }
+    return error_response(
+        421,
+        fmt::format("this master is not served as \"{}\" (the request's Host header): a page of "
+                    "another site may have made its name resolve here (DNS rebinding). If it is "
+                    "this master's name, add it to buildmaster.web_hosts",
+                    log::field(name, 100)));
 }
 
 } // namespace ci::master

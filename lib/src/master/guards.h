@@ -7,7 +7,9 @@
 
 #include <chrono>
 #include <optional>
+#include <string>
 #include <string_view>
+#include <vector>
 
 #include <ci/http/server.h>
 
@@ -29,5 +31,20 @@ inline constexpr std::string_view form_media_type = "application/x-www-form-urle
 [[nodiscard]] std::optional<http::ServerResponse>
 refuse_cross_site(const http::ServerRequest& request,
                   std::string_view expected_type = "application/json");
+
+/// The host names a master is served as, lower-cased, without duplicates: `localhost`,
+/// `buildmaster.host`, the host of `buildmaster.url` and each of `buildmaster.web_hosts`.
+[[nodiscard]] std::vector<std::string> served_host_names(std::string_view host,
+                                                         std::string_view url,
+                                                         const std::vector<std::string>& web_hosts);
+
+/// Checks a request's `Host` header against DNS rebinding (a page of another site whose name
+/// was made to resolve to this master, reading what anonymous viewers may read): nullopt when
+/// it names one of `names` (lower-case; any port, a final '.' ignored) or an IP address (an
+/// IPv4 address, or an IPv6 address in brackets: no other site's page has that origin), or when
+/// the request has no Host (not a browser); a 400 when the Host is not a host[:port]; else a
+/// 421 naming the Host and the config key that would accept it.
+[[nodiscard]] std::optional<http::ServerResponse>
+refuse_wrong_host(const http::ServerRequest& request, const std::vector<std::string>& names);
 
 } // namespace ci::master

@@ -12,12 +12,14 @@
 #include <ci/report/github.h>
 #include <ci/report/zulip.h>
 
+#include "master/guards.h"
 #include "master/impl.h"
 #include "master/json.h"
 #include "master/local_worker.h"
 #include "master/protocol.h"
 #include "master/results_retention.h"
 #include "master/worker_certificate.h"
+#include "web/page.h"
 
 namespace ci::master {
 
@@ -328,6 +330,12 @@ Status MasterState::start_servers() {
     add_ui_routes(*router, *services);
     add_build_page_routes(*router, *services);
     add_results_routes(*router, options.data_dir / "results");
+    router->on_page_not_found(
+        [&s = *services](const http::ServerRequest& request, std::string_view message) {
+            return form_error(page_frame(s, request, "Not found"), 404, message);
+        });
+    router->check_hosts(served_host_names(
+        config.buildmaster.host, config.buildmaster.url, config.buildmaster.web_hosts));
 
     auto tls = worker_port_tls(config, options.data_dir);
     if (!tls) {
@@ -367,6 +375,7 @@ Status MasterState::start_servers() {
     http_options.idle_timeout = limits.idle_timeout;
     http_options.header_timeout = limits.header_timeout;
     http_options.request_timeout = limits.request_timeout;
+    http_options.default_headers = web::default_security_headers();
     http_options.check_header = [this](const http::ServerRequest& request, std::size_t& max_body) {
         return router->check_header(request, max_body);
     };

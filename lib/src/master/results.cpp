@@ -8,15 +8,13 @@
 #include <fmt/format.h>
 
 #include <ci/core/log.h>
-#include <ci/wheelhouse/index.h>
 
 #include "core/ascii.h"
+#include "core/html.h"
 
 namespace ci::master {
 
 namespace {
-
-using wheelhouse::html_escape; // the wheelhouse index pages escape names the same way
 
 constexpr std::string_view results_prefix = "/results";
 

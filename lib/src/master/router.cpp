@@ -7,6 +7,7 @@
 
 #include <ci/core/log.h>
 
+#include "master/forms.h"
 #include "master/json.h"
 
 namespace ci::master {
@@ -153,6 +154,9 @@ const Router::Route* Router::find(const http::ServerRequest& request) const {
 std::optional<http::ServerResponse> Router::check_header(const http::ServerRequest& request,
                                                          std::size_t& max_body) {
     const auto* route = find(request);
+    if (auto refused = check_host(request, route)) {
+        return refused;
+    }
     if (route == nullptr) {
         max_body = std::min(max_body, api_max_body); // a 404 or 405 follows
         return std::nullopt;
@@ -201,6 +205,15 @@ std::optional<http::ServerResponse> Router::check_header(const http::ServerReque
     return refused;
 }
 
+std::optional<http::ServerResponse> Router::check_host(const http::ServerRequest& request,
+                                                       const Route* route) const {
+    if (host_names_.empty() || (route != nullptr && route->guard == Guard::Signed) ||
+        request.path == "/healthz") {
+        return std::nullopt;
+    }
+    return refuse_wrong_host(request, host_names_);
+}
+
 std::optional<http::ServerResponse> Router::check_view(const http::ServerRequest& request) {
     const bool password = !request.header("authorization").empty();
     if (password) {
@@ -235,6 +248,10 @@ void Router::handle(http::ServerRequest& request, http::Reply reply) const {
         }
         // Again (the server ran check_header before the body): a handler runs only for a
         // request its guard lets through, whoever calls handle().
+        if (auto refused = check_host(request, &route)) {
+            reply.send(std::move(*refused));
+            return;
+        }
         const Check* check = route.guard == Guard::Authenticated ? &check_
                              : route.guard == Guard::Form        ? &form_
                              : route.guard == Guard::None        ? &view_
@@ -262,12 +279,16 @@ void Router::handle(http::ServerRequest& request, http::Reply reply) const {
         reply.send(std::move(response));
         return;
     }
-    reply.send(error_response(404,
-                              request.path.starts_with("/api/")
-                                  ? fmt::format("no {} {} in the API (GET /api/v1 lists it)",
-                                                log::field(request.method, 32),
-                                                log::field(request.path))
-                                  : fmt::format("no such page: {}", log::field(request.path))));
+    if (request.path.starts_with("/api/")) {
+        reply.send(error_response(404,
+                                  fmt::format("no {} {} in the API (GET /api/v1 lists it)",
+                                              log::field(request.method, 32),
+                                              log::field(request.path))));
+        return;
+    }
+    const auto message = fmt::format("no such page: {}", log::field(request.path));
+    reply.send(not_found_page_ && wants_page(request) ? not_found_page_(request, message)
+                                                      : error_response(404, message));
 }
 
 std::vector<std::string> Router::endpoints() const {

@@ -75,6 +75,20 @@ public:
     explicit Router(Check check, Check view = {}, Check form = {})
         : check_(std::move(check)), view_(std::move(view)), form_(std::move(form)) {}
 
+    /// Checks the Host of every request (refuse_wrong_host, guards.h: DNS rebinding) against
+    /// `names` (served_host_names), except the webhook's (Signed: its signature is its guard,
+    /// and GitHub sends whatever name its hook was given) and /healthz's (load balancers' probes
+    /// name an instance's address or an internal name). Empty (the default): no Host check.
+    /// Called before the server starts.
+    void check_hosts(std::vector<std::string> names) { host_names_ = std::move(names); }
+
+    /// What a browser asking for a page (forms.h, wants_page) gets for a path no route has:
+    /// an HTML 404 page from `page` (which gets the message); without it, or for any other
+    /// client, the JSON 404.
+    using NotFoundPage =
+        std::function<http::ServerResponse(const http::ServerRequest&, std::string_view message)>;
+    void on_page_not_found(NotFoundPage page) { not_found_page_ = std::move(page); }
+
     /// Adds a route. `summary` is what GET /api/v1 lists for it (empty: not listed). Its
     /// bodies may be `max_body` bytes long.
     void add(std::string method,
@@ -125,8 +139,14 @@ private:
     [[nodiscard]] std::optional<http::ServerResponse>
     check_view(const http::ServerRequest& request);
 
+    // The Host check's answer for `request` to `route` (nullptr: a 404 or 405).
+    [[nodiscard]] std::optional<http::ServerResponse> check_host(const http::ServerRequest& request,
+                                                                 const Route* route) const;
+
     Check check_;
     Check view_;
+    std::vector<std::string> host_names_;
+    NotFoundPage not_found_page_;
     Check form_;
     std::vector<Route> routes_;
     FailureLimiter auth_failures_{"wrong user or password (API or login)"};

@@ -49,12 +49,6 @@ http::ServerResponse basic_challenge(std::string_view message) {
     return refused;
 }
 
-// Whether a browser asks for a page (it sends Accept: text/html when it navigates).
-bool wants_page(const http::ServerRequest& request) {
-    return (request.method == "GET" || request.method == "HEAD") &&
-           request.header("accept").find("text/html") != std::string_view::npos;
-}
-
 void post_login(Services& s,
                 Router& router,
                 const http::ServerRequest& request,

@@ -146,7 +146,12 @@ void send_file(Fd file,
                const http::ServerRequest& request,
                http::Reply reply) {
     const auto size = static_cast<std::uint64_t>(info.st_size);
-    std::vector<std::pair<std::string, std::string>> headers{{"Accept-Ranges", "bytes"}};
+    // A build's file is the build's content, not the master's: not the master's strict default
+    // policy (an HTML report keeps its own styles, scripts and images), but a sandbox, so that
+    // it runs in an origin of its own and cannot act as the viewer on the master's pages.
+    std::vector<std::pair<std::string, std::string>> headers{
+        {"Accept-Ranges", "bytes"},
+        {"Content-Security-Policy", "sandbox allow-scripts allow-popups; frame-ancestors 'none'"}};
     const auto range = parse_range(request.header("range"), size);
     if (range.kind == RangeRequest::Kind::Unsatisfiable) {
         auto response = text_response(416, fmt::format("the file has {} bytes", size));

@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include "core/html.h"
 #include "core/utf8.h"
 
 namespace ci::web {
@@ -117,32 +118,6 @@ void sgr_groups(std::string_view params, SgrGroups& out) {
             auto& value = group.values.at(group.count - 1);
             value = std::min(value * 10 + (c - '0'), 1000000);
         }
-    }
-}
-
-void append_escaped(std::string& out, std::string_view bytes) {
-    if (bytes.size() != 1) {
-        out += bytes;
-        return;
-    }
-    switch (bytes[0]) {
-    case '&':
-        out += "&amp;";
-        break;
-    case '<':
-        out += "&lt;";
-        break;
-    case '>':
-        out += "&gt;";
-        break;
-    case '"':
-        out += "&quot;";
-        break;
-    case '\'':
-        out += "&#39;";
-        break;
-    default:
-        out += bytes[0];
     }
 }
 
@@ -502,7 +477,7 @@ std::string AnsiHtml::partial_html() const {
             }
             open = cell.style;
         }
-        append_escaped(out, std::string_view(cell.bytes.data(), cell.size));
+        append_html_escaped(out, std::string_view(cell.bytes.data(), cell.size));
     }
     if (!(open == plain)) {
         out += "</span>";

@@ -2,8 +2,8 @@
 
 #include <fmt/format.h>
 
+#include "core/html.h"
 #include "core/utf8.h"
-#include "web/render.h"
 
 namespace ci::web {
 
@@ -56,8 +56,8 @@ std::string badge_svg(std::string_view label_in, std::string_view result_in) {
     const auto result = xml_text(result_in);
     const int left = text_width(label);
     const int right = text_width(result);
-    const auto label_text = escape_html(label);
-    const auto result_text = escape_html(result);
+    const auto label_text = html_escape(label);
+    const auto result_text = html_escape(result);
     return fmt::format(
         R"(<svg xmlns="http://www.w3.org/2000/svg" width="{total}" height="20" role="img" aria-label="{label}: {result}">)"
         "<title>{label}: {result}</title>"

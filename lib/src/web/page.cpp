@@ -5,6 +5,7 @@
 #include <ci/core/log.h>
 #include <ci/http/request.h>
 
+#include "core/html.h"
 #include "core/utf8.h"
 #include "web/assets.h"
 
@@ -77,6 +78,13 @@ std::vector<std::pair<std::string, std::string>> security_headers() {
     };
 }
 
+std::vector<std::pair<std::string, std::string>> default_security_headers() {
+    return {
+        {"Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'"},
+        {"X-Content-Type-Options", "nosniff"},
+    };
+}
+
 http::ServerResponse html_response(int status, std::string body) {
     http::ServerResponse response;
     response.status = status;
@@ -95,7 +103,7 @@ http::ServerResponse page_response(const Frame& frame, std::string_view name, Da
                              "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
                              "<title>Error</title></head><body><p>The page could not be "
                              "rendered: " +
-                                 escape_html(page.error().message) + "</p></body></html>\n");
+                                 html_escape(page.error().message) + "</p></body></html>\n");
     }
     return html_response(200, std::move(*page));
 }

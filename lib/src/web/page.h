@@ -40,6 +40,13 @@ struct Frame {
 /// scripts, styles and images (no inline script), nosniff, a same-origin referrer, no framing.
 [[nodiscard]] std::vector<std::pair<std::string, std::string>> security_headers();
 
+/// Headers every answer of the master's HTTP port carries unless it sets its own (JSON, text,
+/// SVG, the server's own errors): nosniff, and a Content-Security-Policy that allows nothing
+/// (`default-src 'none'; frame-ancestors 'none'`), so that an answer that echoes a request
+/// (a path with `<script>` in a JSON error) never runs as a page. HTML pages replace the policy
+/// with security_headers()'s.
+[[nodiscard]] std::vector<std::pair<std::string, std::string>> default_security_headers();
+
 /// An HTML answer (text/html; charset=utf-8) with the security headers, not cached by browsers
 /// or proxies (pages show live state).
 [[nodiscard]] http::ServerResponse html_response(int status, std::string body);

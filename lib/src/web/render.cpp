@@ -5,11 +5,17 @@
 
 #include <fmt/format.h>
 
+#include "core/html.h"
 #include "web/assets.h"
 
 namespace ci::web {
 
 namespace {
+
+// Templates escape `{{x}}` as the rest of libci's HTML does (core/html.h).
+std::string escape(const std::string& text) {
+    return html_escape(text);
+}
 
 // Parsed templates of this thread, by name (static storage: the asset names live for good).
 // kainjow's render() is not const, so a parsed template is not shared between threads.
@@ -23,6 +29,7 @@ kainjow::mustache::mustache* parsed(std::string_view name) {
         return nullptr;
     }
     auto parsed_template = std::make_unique<kainjow::mustache::mustache>(std::string(asset->bytes));
+    parsed_template->set_custom_escape(escape);
     return cache.emplace(asset->name, std::move(parsed_template)).first->second.get();
 }
 
@@ -42,6 +49,7 @@ Result<std::string> render(std::string_view name, const Data& data) {
 
 Result<std::string> render_text(const std::string& text, const Data& data) {
     kainjow::mustache::mustache tmpl(text);
+    tmpl.set_custom_escape(escape);
     if (!tmpl.is_valid()) {
         return fail(ErrorCode::InvalidArgument, "template: " + tmpl.error_message());
     }
@@ -63,10 +71,6 @@ void add_partials(Data& data) {
         data.set(std::string(asset.name.substr(0, asset.name.size() - 9)),
                  Data(kainjow::mustache::partial([bytes] { return std::string(bytes); })));
     }
-}
-
-std::string escape_html(std::string_view text) {
-    return kainjow::mustache::html_escape(std::string(text));
 }
 
 } // namespace ci::web

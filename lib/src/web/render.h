@@ -46,7 +46,4 @@ inline void put(Data& object, const std::string& key, Data value) {
 /// of `data`, included as `{{> _force_fields}}`.
 void add_partials(Data& data);
 
-/// `text` HTML-escaped as `{{x}}` does it: & < > " ' become entities.
-[[nodiscard]] std::string escape_html(std::string_view text);
-
 } // namespace ci::web

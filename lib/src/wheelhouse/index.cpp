@@ -9,6 +9,7 @@
 
 #include <ci/http/request.h>
 
+#include "core/html.h"
 #include "core/utf8.h"
 
 namespace ci::wheelhouse {
@@ -153,43 +154,6 @@ void add_html(std::vector<Page>& pages, const std::string& dir, const std::strin
 }
 
 } // namespace
-
-std::string html_escape(std::string_view text) {
-    const std::string valid = to_valid_utf8(std::string(text));
-    std::string out;
-    out.reserve(valid.size());
-    for (const char c : valid) {
-        const auto byte = static_cast<unsigned char>(c);
-        if (byte == 0) {
-            out += "\uFFFD"; // &#0; is an error: HTML parsers make it U+FFFD
-            continue;
-        }
-        if (byte < 0x20 || byte == 0x7f) {
-            out += fmt::format("&#x{:x};", byte);
-            continue;
-        }
-        switch (c) {
-        case '&':
-            out += "&amp;";
-            break;
-        case '<':
-            out += "&lt;";
-            break;
-        case '>':
-            out += "&gt;";
-            break;
-        case '"':
-            out += "&quot;";
-            break;
-        case '\'':
-            out += "&#x27;";
-            break;
-        default:
-            out += c;
-        }
-    }
-    return out;
-}
 
 std::vector<Page> build_index(const std::vector<WheelEntry>& wheels,
                               std::string_view base_url,

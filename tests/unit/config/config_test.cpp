@@ -199,6 +199,31 @@ TEST_CASE("config: zulip.critical_stream null disables critical notifications") 
     CHECK(has_error(errors, "zulip.stream", "missing required key"));
 }
 
+TEST_CASE("config: buildmaster.web_hosts") {
+    auto config = parse_ok("buildmaster: {}\n");
+    CHECK(config.buildmaster.web_hosts.empty());
+    config = parse_ok("buildmaster: {web_hosts: [ci.example.org, Proxy-1.example.NET]}\n");
+    CHECK(config.buildmaster.web_hosts ==
+          std::vector<std::string>{"ci.example.org", "Proxy-1.example.NET"});
+    auto back = ci::config::parse_config_json(ci::config::to_json(config), "j");
+    REQUIRE(back.config);
+    CHECK(*back.config == config);
+    for (const char* bad : {"'ci.example.org:8010'",
+                            "'https://ci.example.org'",
+                            "'a b'",
+                            "'.example.org'",
+                            "'-x'",
+                            "'a..b'",
+                            "''"}) {
+        CAPTURE(bad);
+        const auto errors =
+            parse_errors(fmt::format("buildmaster: {{web_hosts: [ok, {}]}}\n", bad));
+        CHECK(has_error(errors, "buildmaster.web_hosts[1]", "expected a host name"));
+    }
+    CHECK(has_error(
+        parse_errors("buildmaster: {web_hosts: ci.example.org}\n"), "buildmaster.web_hosts", ""));
+}
+
 TEST_CASE("config: zulip.site, ops_stream and give_up") {
     auto config = parse_ok("zulip: {user: u, password: p, stream: s}\n");
     CHECK(config.zulip->site == "https://api.zulip.com");

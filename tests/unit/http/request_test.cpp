@@ -73,3 +73,25 @@ TEST_CASE("http: append_uri_decoded appends to what `out` holds") {
     ci::http::append_uri_decoded(out, "+c", true);
     CHECK(out == "prefix:a b c");
 }
+
+TEST_CASE("http: uri_reference_encode encodes what a URI does not allow and keeps the rest") {
+    using ci::http::uri_reference_encode;
+    // Already a URI: unchanged (reserved characters and %XX escapes kept).
+    for (const auto* kept : {"/builders/tests?branch=feature%2Fx&limit=5#top",
+                             "/a/b;c=d,e'f(g)*h!$i+j@k:l[m]~n_o.p-q",
+                             ""}) {
+        CAPTURE(kept);
+        CHECK(uri_reference_encode(kept) == kept);
+    }
+    CHECK(uri_reference_encode("/b?branch=a b") == "/b?branch=a%20b");
+    CHECK(uri_reference_encode("/t\xc3\xa9st") == "/t%C3%A9st");
+    CHECK(uri_reference_encode("/x\r\nSet-Cookie: a") == "/x%0D%0ASet-Cookie:%20a");
+    CHECK(uri_reference_encode("\"<>\\^`{|}\x7f") == "%22%3C%3E%5C%5E%60%7B%7C%7D%7F");
+    CHECK(uri_reference_encode("100%") == "100%25");
+    CHECK(uri_reference_encode("%4") == "%254");
+    CHECK(uri_reference_encode("%zz%41") == "%25zz%41");
+    CHECK(uri_reference_encode("a\0b"s) == "a%00b");
+    // Encoding twice changes nothing more.
+    const auto once = uri_reference_encode("/b?x=a b%\xff");
+    CHECK(uri_reference_encode(once) == once);
+}

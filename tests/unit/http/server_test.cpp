@@ -460,6 +460,106 @@ TEST_CASE("http server: keep-alive serves one request after another on one conne
     }
 }
 
+TEST_CASE("http server: a transfer coding other than chunked gets 501 and the connection closes") {
+    // RFC 9112, 6.1: a coding the server does not know must not be read past (its body would
+    // be taken for the next request: smuggling); chunked must be the last coding.
+    std::atomic<int> handled{0};
+    auto server = start_server([&](ServerRequest&, Reply reply) {
+        ++handled;
+        reply.send(text_response("ok"));
+    });
+    for (const char* request :
+         {"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\nContent-Length: 5\r\n\r\n"
+          "GET /",
+          "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, "
+          "chunked\r\n\r\n5\r\nabcde\r\n0\r\n\r\n",
+          "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: x-custom\r\n\r\n"}) {
+        CAPTURE(request);
+        RawClient client(server->port());
+        REQUIRE(client.connected());
+        client.send(request);
+        const auto response = client.read_response();
+        REQUIRE(response);
+        CHECK(response->status == 501);
+        CHECK(response->header("connection") == "close");
+        CHECK(response->body.find("transfer coding") != std::string::npos);
+        CHECK(client.wait_closed());
+    }
+    // chunked not last: the body's length cannot be known (RFC 9112, 6.3): 400.
+    RawClient not_last(server->port());
+    REQUIRE(not_last.connected());
+    not_last.send("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, identity\r\n"
+                  "Content-Length: 3\r\n\r\nabc");
+    const auto refused = not_last.read_response();
+    REQUIRE(refused);
+    CHECK(refused->status == 400);
+    CHECK(not_last.wait_closed());
+    CHECK(handled == 0);
+    // chunked alone, in any case, and identity before it still work.
+    for (const char* coding : {"chunked", "CHUNKED", "identity, chunked"}) {
+        CAPTURE(coding);
+        RawClient client(server->port());
+        REQUIRE(client.connected());
+        client.send(std::string("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: ") + coding +
+                    "\r\n\r\n3\r\nabc\r\n0\r\n\r\n");
+        const auto response = client.read_response();
+        REQUIRE(response);
+        CHECK(response->status == 200);
+    }
+    CHECK(handled == 3);
+}
+
+TEST_CASE("http server: default_headers go on every answer unless the answer sets its own") {
+    ServerOptions options;
+    options.default_headers = {{"X-Content-Type-Options", "nosniff"},
+                               {"Content-Security-Policy", "default-src 'none'"}};
+    options.max_header = 1024;
+    auto server = start_server(
+        [](ServerRequest& request, Reply reply) {
+            if (request.path == "/stream") {
+                auto stream = reply.stream(200, "text/plain");
+                stream->write("x");
+                stream->finish();
+                return;
+            }
+            ServerResponse response = text_response("<b>");
+            if (request.path == "/own") {
+                response.headers.emplace_back("content-security-policy", "script-src 'self'");
+            }
+            reply.send(std::move(response));
+        },
+        options);
+    const auto fetch = [&](const std::string& request) {
+        RawClient client(server->port());
+        REQUIRE(client.connected());
+        client.send(request);
+        auto response = client.read_response();
+        REQUIRE(response);
+        return *response;
+    };
+    for (const char* path : {"/", "/stream"}) {
+        CAPTURE(path);
+        const auto response = fetch(std::string("GET ") + path + " HTTP/1.1\r\nHost: x\r\n\r\n");
+        CHECK(response.header("x-content-type-options") == "nosniff");
+        CHECK(response.header("content-security-policy") == "default-src 'none'");
+    }
+    const auto own = fetch("GET /own HTTP/1.1\r\nHost: x\r\n\r\n");
+    CHECK(own.header("content-security-policy") == "script-src 'self'");
+    CHECK(own.header("x-content-type-options") == "nosniff");
+    const auto csp_fields =
+        std::count_if(own.headers.begin(), own.headers.end(), [](const auto& f) {
+            return f.first == "content-security-policy";
+        });
+    CHECK(csp_fields == 1);
+    // The server's own error answers carry them too.
+    const auto malformed = fetch("this is not http\r\n\r\n");
+    CHECK(malformed.status == 400);
+    CHECK(malformed.header("x-content-type-options") == "nosniff");
+    const auto huge = fetch("GET / HTTP/1.1\r\nX-Huge: " + std::string(2000, 'h') + "\r\n\r\n");
+    CHECK(huge.status == 431);
+    CHECK(huge.header("content-security-policy") == "default-src 'none'");
+}
+
 TEST_CASE("http server: fields the server owns cannot be overridden or injected") {
     auto server = start_server([](ServerRequest&, Reply reply) {
         ServerResponse response = text_response("12345");

@@ -96,6 +96,10 @@ struct Buildmaster {
     /// ended `retry` (its worker was lost, the master restarted); the build after that ends
     /// `exception` instead of `retry`, and the request is completed.
     int max_retries = 3;
+    /// `buildmaster.web_hosts`: more names the web port is served as (a reverse proxy's name, a
+    /// DNS alias): a request whose Host header names none of these, `host`, `url`'s host or
+    /// `localhost` (and is not an IP address) is refused with 421 (DNS rebinding).
+    std::vector<std::string> web_hosts;
     /// `buildmaster.max_upload_size`: the most bytes a build may upload (all its upload steps
     /// together); a number of bytes, or a string such as "2GiB", "500MiB", "10KiB".
     std::uint64_t max_upload_size = std::uint64_t{2} * 1024 * 1024 * 1024;

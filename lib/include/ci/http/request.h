@@ -51,6 +51,13 @@ struct Request {
 /// uri_encode, appending to `out` (for building a long string without temporaries).
 void append_uri_encoded(std::string& out, std::string_view text, bool keep_slash = false);
 
+/// `reference` (a URI or a path with its query, as a Location header or a link gives it) with
+/// every byte RFC 3986 does not allow in a URI reference percent-encoded: controls (CR and LF
+/// included), space, bytes above 0x7e (UTF-8 is encoded byte by byte), `"<>\\^`{|}`, and a '%'
+/// that does not start a %XX escape. What is allowed (reserved characters, %XX escapes) is
+/// kept: a reference that is already encoded comes back unchanged.
+[[nodiscard]] std::string uri_reference_encode(std::string_view reference);
+
 /// Appends `text` to `out` with every %XX (two hex digits, either case) decoded to its byte,
 /// whatever the byte is (%00 and bytes above 0x7f included; no UTF-8 check). A '%' not followed
 /// by two hex digits ("%", "%4", "%zz") is kept as it is, never an error. '+' becomes a space

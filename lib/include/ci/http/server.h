@@ -193,6 +193,11 @@ struct ServerOptions {
     std::chrono::seconds request_timeout{60};
     /// See HeaderCheck; empty: every request is read whole and handled.
     HeaderCheck check_header;
+    /// Fields every answer carries (security headers: `X-Content-Type-Options`, a
+    /// `Content-Security-Policy`), streams and the server's own error answers (400, 413, 431,
+    /// 501, 503) included, unless the answer sets a field of the same name (case-insensitive).
+    /// Filtered as ServerResponse::headers are.
+    std::vector<std::pair<std::string, std::string>> default_headers;
     unsigned threads = 1; ///< I/O threads (0 counts as 1)
 };
 

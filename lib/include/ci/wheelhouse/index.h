@@ -87,11 +87,6 @@ struct Page {
                                                            const std::vector<LocalWheel>& wheels,
                                                            std::string_view base_url = {});
 
-/// Escapes &, <, >, " and ' for HTML text and attribute values, and control characters as
-/// numeric references (NUL, which HTML does not allow, becomes U+FFFD); invalid UTF-8 becomes
-/// U+FFFD too, as it does in the PEP 691 JSON pages.
-[[nodiscard]] std::string html_escape(std::string_view text);
-
 /// The pip.conf that makes pip install from the wheelhouse at `url` (its flat index page,
 /// ".../PREFIX/index"; a URL ending in "/" gets "index" appended).
 [[nodiscard]] std::string pip_conf(std::string_view url);
