@@ -43,8 +43,10 @@ def main(case):
     old_auth = f'auth: {{user: {case.auth[0]}, password: "{case.auth[1]}"}}\n'
     new_auth = f"auth:\n    users:\n      - {{user: alice, password_hash: '{alice_hash}'}}\n"
     text = case.standard_config()
-    assert old_auth in text
-    master = case.start_master(case.write_config(text.replace(old_auth, new_auth)))
+    assert old_auth in text and "buildmaster: {" in text
+    text = text.replace(old_auth, new_auth).replace(
+        "buildmaster: {", "buildmaster: {trusted_proxies: [127.0.0.1, 10.0.0.0/8], ", 1)
+    master = case.start_master(case.write_config(text))
 
     status, _ = request(master, "POST", CANCEL, basic("alice", alice_password))
     case.check(status == 404, f"alice's right password passes the check (404 of a missing "
@@ -119,6 +121,22 @@ def main(case):
     status, headers = request(master, "POST", CANCEL, basic("bob", "again"))
     case.check(status == 429 and headers.get("retry-after"),
                f"a user this address failed for, over the address's cap: 429 ({status})")
+    # Behind the trusted proxy (127.0.0.1), X-Forwarded-For names the client: another client
+    # is not made to wait for this one's failures; a forged entry left of it changes nothing.
+    proxied = {"X-Forwarded-For": "6.6.6.6, 198.51.100.7, 10.1.2.3", **basic("bob", "again")}
+    status, _ = request(master, "POST", CANCEL, proxied)
+    case.check(status == 401, f"the same guess from another client behind the proxy: 401, "
+               f"checked ({status})")
+    body = urllib.parse.urlencode({"user": "alice", "password": alice_password, "next": "/"})
+    status, _ = request(master, "POST", "/login", {
+        "Content-Type": "application/x-www-form-urlencoded",
+        "X-Forwarded-For": "6.6.6.6, 198.51.100.8"}, body)
+    harness.wait_for("the login's log line", lambda: "logged in (web UI, from" in
+                     open(f"{case.tmp}/master-1.log").read(), 10)
+    log = open(f"{case.tmp}/master-1.log").read()
+    case.check(status == 303 and "alice logged in (web UI, from 198.51.100.8)" in log and
+               "6.6.6.6" not in log,
+               f"the log names the proxied client, the right-most untrusted address ({status})")
     body = urllib.parse.urlencode({"user": "alice", "password": alice_password, "next": "/"})
     status, headers = request(master, "POST", "/login", {
         "Content-Type": "application/x-www-form-urlencoded"}, body)

@@ -464,6 +464,9 @@ void Connection::on_header() {
     head_request_ = request_.method == "HEAD";
     split_target(request_);
     request_.remote_address.assign(remote_address_);
+    if (const auto& client = server_.options().client_address) {
+        request_.remote_address = client(remote_address_, request_);
+    }
     std::size_t max_body = server_.options().max_body;
     if (const auto& check = server_.options().check_header) {
         std::optional<ServerResponse> refused;

@@ -193,6 +193,12 @@ struct ServerOptions {
     std::chrono::seconds request_timeout{60};
     /// See HeaderCheck; empty: every request is read whole and handled.
     HeaderCheck check_header;
+    /// The client's address for ServerRequest::remote_address, from the peer's address and the
+    /// request's header (the master's trusted proxies: X-Forwarded-For); empty: the peer's.
+    /// Called on a server thread before check_header; must be quick. The connection limits
+    /// count the peer's address.
+    std::function<std::string(const std::string& peer, const ServerRequest& request)>
+        client_address;
     unsigned threads = 1; ///< I/O threads (0 counts as 1)
 };
 
