@@ -1,5 +1,6 @@
 #include "core/ip_network.h"
 
+#include <algorithm>
 #include <charconv>
 
 #include <arpa/inet.h>
@@ -46,12 +47,8 @@ std::string_view trim(std::string_view text) {
 }
 
 bool trusted_address(std::string_view address, const std::vector<IpNetwork>& trusted) {
-    for (const auto& network : trusted) {
-        if (network_contains(network, address)) {
-            return true;
-        }
-    }
-    return false;
+    return std::ranges::any_of(
+        trusted, [&](const IpNetwork& network) { return network_contains(network, address); });
 }
 
 } // namespace
