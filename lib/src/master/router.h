@@ -10,7 +10,8 @@
 // Before a request's body is read (check_header, the HTTP server's HeaderCheck), the router
 // sets the body limit of the route it matches, and for an authenticated route refuses a
 // cross-site request (403) or a body that is not JSON (415), makes an address that sent wrong
-// passwords too often wait (429), and checks the password (401), all without reading the body.
+// passwords too often wait (429), and refuses missing or malformed credentials (401), all
+// without reading the body; remembered right credentials pass there too.
 // Checking a password costs a hash (scrypt ~0.07 s and 32 MiB): such checks (a Verdict with
 // `slow`) do not run on the HTTP thread. check_header lets the request's body be read (when the
 // hash budget has room, else 503 with Retry-After), and handle() runs the hash on the router's
