@@ -134,6 +134,8 @@ public:
 
     /// Wrong webhook signatures, per address (a Signed route reports each one here).
     [[nodiscard]] FailureLimiter& signature_failures() { return signature_failures_; }
+    /// Wrong passwords per address, all users together (what logs the wrong-password lines).
+    [[nodiscard]] FailureLimiter& auth_failures() { return auth_failures_; }
 
     /// For a handler that checks a password itself (POST /login), before it posts the hash:
     /// 429 when `client` must wait before it tries `user` again, else nullopt.
