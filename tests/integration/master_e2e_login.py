@@ -108,9 +108,12 @@ def main(case):
     case.check(status == 429 and headers.get("retry-after") == "1",
                f"then even the right password waits: 429, Retry-After 1 ({status}, "
                f"{headers.get('retry-after')})")
-    time.sleep(1.1)
+    # Counted per (address, user): another user from this address is not made to wait.
     status, _, _ = browser.post("/login", {"user": "nobody", "password": "wrong"})
-    case.check(status == 403, f"an unknown user: 403 ({status})")
+    case.check(status == 403, f"an unknown user meanwhile: 403, not 429 ({status})")
+    time.sleep(1.1)
+    status, _, _ = browser.post("/login", {"user": "alice", "password": "wrong"})
+    case.check(status == 403, f"after the wait, a seventh wrong one: 403 ({status})")
     status, headers, _ = browser.post("/login", {"user": "alice", "password": alice_password})
     case.check(status == 429 and headers.get("retry-after") == "2",
                f"the wait grows: 429, Retry-After 2 ({status}, {headers.get('retry-after')})")
@@ -256,6 +259,16 @@ def main(case):
     status, headers, _ = browser.post("/login", {"user": case.auth[0], "password": case.auth[1]})
     case.check(status == 303, f"the old plain user logs in too ({status})")
     plain_cookie = re.match(r"libci_session=([0-9a-f]{64})", headers.get("set-cookie", ""))
+    # A login from a browser that has a session ends that session (a re-login).
+    browser.cookie = plain_cookie.group(1) if plain_cookie else None
+    status, headers, _ = browser.post("/login", {"user": "alice", "password": alice_password})
+    relogin = re.match(r"libci_session=([0-9a-f]{64})", headers.get("set-cookie", ""))
+    _, _, page = browser.get("/login")
+    case.check(status == 303 and relogin is not None and "logged in" not in page,
+               f"a re-login ends the browser's old session ({status})")
+    browser.cookie = relogin.group(1) if relogin else None
+    _, _, page = browser.get("/login")
+    case.check("logged in as alice" in page, "the new session is alice's")
     master.kill()
     config = case.write_config(text.replace(old_auth, new_auth + "    view: login\n"))
     master.start()

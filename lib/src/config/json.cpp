@@ -357,6 +357,9 @@ std::string to_json(const Config& config) {
     write_field(
         writer, "max_upload_size", static_cast<std::int64_t>(config.buildmaster.max_upload_size));
     write_field(writer, "results_retention", config.buildmaster.results_retention);
+    if (!config.buildmaster.trusted_proxies.empty()) {
+        write_field(writer, "trusted_proxies", config.buildmaster.trusted_proxies);
+    }
     if (!config.buildmaster.tls.enabled) {
         write_field(writer, "tls", false);
     } else if (!config.buildmaster.tls.cert.empty()) {

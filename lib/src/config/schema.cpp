@@ -16,6 +16,7 @@
 #include <ci/core/password.h>
 
 #include "config/reader.h"
+#include "core/ip_network.h"
 
 namespace ci::config::detail {
 
@@ -422,8 +423,19 @@ void Checker::check_buildmaster(const YAML::Node& node) {
                    "tls",
                    "limits",
                    "max_upload_size",
-                   "results_retention"});
+                   "results_retention",
+                   "trusted_proxies"});
     Buildmaster& out = config_.buildmaster;
+    fields.read("trusted_proxies", out.trusted_proxies);
+    for (std::size_t i = 0; i < out.trusted_proxies.size(); ++i) {
+        if (auto parsed = parse_ip_network(out.trusted_proxies[i]); !parsed) {
+            reader_.error(fields.find("trusted_proxies")->value[i],
+                          fmt::format("buildmaster.trusted_proxies[{}]", i),
+                          fmt::format("{}, got \"{}\"",
+                                      parsed.error().message,
+                                      out.trusted_proxies[i].substr(0, 64)));
+        }
+    }
     fields.read("host", out.host);
     fields.read("docker_tag", out.docker_tag);
     if (!is_image_tag(out.docker_tag) && fields.has("docker_tag")) {

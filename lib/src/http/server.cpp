@@ -508,6 +508,9 @@ void Connection::on_header() {
     head_request_ = request_.method == "HEAD";
     split_target(request_);
     request_.remote_address.assign(remote_address_);
+    if (const auto& client = server_.options().client_address) {
+        request_.remote_address = client(remote_address_, request_);
+    }
     if (const auto refused = check_transfer_coding(request_)) {
         respond_error(refused->first, refused->second);
         return;

@@ -137,6 +137,15 @@ void FailureLimiter::log_line(std::uint64_t count,
               wait_note);
 }
 
+std::int64_t FailureLimiter::failures(const std::string& address, Clock::time_point now) {
+    const std::lock_guard lock(mutex_);
+    const auto found = records_.find(address_key(address));
+    if (found == records_.end() || now - found->second.last_failure >= policy_.forget_after) {
+        return 0;
+    }
+    return found->second.failures;
+}
+
 void FailureLimiter::succeeded(const std::string& address) {
     const std::lock_guard lock(mutex_);
     if (const auto found = records_.find(address_key(address)); found != records_.end()) {

@@ -44,6 +44,13 @@ public:
     /// The HTTP port's wrong passwords and webhook signatures: 5 free, then 1 s doubling to
     /// 60 s, one line per 10 s.
     [[nodiscard]] static Policy http_policy() { return Policy{}; }
+    /// Wrong passwords per address, beside the stricter count per (address, user): 30 free,
+    /// then 1 s doubling to 60 s.
+    [[nodiscard]] static Policy address_policy() {
+        Policy policy;
+        policy.free_failures = 30;
+        return policy;
+    }
     /// The worker port's wrong proofs: none free, 250 ms doubling to 10 s, one line per
     /// address per 60 s.
     [[nodiscard]] static Policy worker_policy() {
@@ -89,6 +96,10 @@ public:
     std::uint64_t flush(Clock::time_point now = Clock::now());
     /// Counts a failure without logging: the caller logs its own line when `log_count` > 0.
     [[nodiscard]] Failure count_failure(const std::string& address, Clock::time_point now);
+
+    /// The failures in a row of `address` that are still remembered (0: none).
+    [[nodiscard]] std::int64_t failures(const std::string& address,
+                                        Clock::time_point now = Clock::now());
 
     /// Forgets the failures of `address` (it proved it knows the secret).
     void succeeded(const std::string& address);

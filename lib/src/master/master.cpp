@@ -12,6 +12,7 @@
 #include <ci/report/github.h>
 #include <ci/report/zulip.h>
 
+#include "core/ip_network.h"
 #include "master/guards.h"
 #include "master/impl.h"
 #include "master/json.h"
@@ -376,6 +377,25 @@ Status MasterState::start_servers() {
     http_options.header_timeout = limits.header_timeout;
     http_options.request_timeout = limits.request_timeout;
     http_options.default_headers = web::default_security_headers();
+    std::vector<IpNetwork> proxies;
+    for (const auto& proxy : config.buildmaster.trusted_proxies) {
+        if (auto network = parse_ip_network(proxy)) {
+            proxies.push_back(*network); // check-config refused the others
+        }
+    }
+    if (!proxies.empty()) {
+        http_options.client_address = [proxies =
+                                           std::move(proxies)](const std::string& peer,
+                                                               const http::ServerRequest& request) {
+            std::string forwarded;
+            for (const auto& [name, value] : request.headers) {
+                if (name == "x-forwarded-for") {
+                    forwarded += (forwarded.empty() ? "" : ",") + value;
+                }
+            }
+            return client_address(peer, forwarded, proxies);
+        };
+    }
     http_options.check_header = [this](const http::ServerRequest& request, std::size_t& max_body) {
         return router->check_header(request, max_body);
     };

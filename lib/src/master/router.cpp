@@ -151,6 +151,67 @@ const Router::Route* Router::find(const http::ServerRequest& request) const {
     return nullptr;
 }
 
+http::ServerResponse hashes_busy() {
+    auto response = error_response(
+        503, "too many password checks are waiting (the server's hash budget); try again soon");
+    response.headers.emplace_back("Retry-After", "1");
+    return response;
+}
+
+namespace {
+
+// The key of `user` from `client` in the per-pair limiter (a user name cut to 64 bytes).
+std::string pair_key(const std::string& client, const std::string& user) {
+    return address_key(client) + " " + user.substr(0, 64);
+}
+
+} // namespace
+
+std::optional<http::ServerResponse> Router::refuse_guess(const std::string& client,
+                                                         const std::string& user) {
+    const auto pair = pair_key(client, user);
+    if (const auto wait = pair_failures_.blocked(pair)) {
+        return too_many_failures(*wait);
+    }
+    // Over the address's looser cap, only users it has not failed for are still checked.
+    if (const auto wait = auth_failures_.blocked(client);
+        wait && pair_failures_.failures(pair) > 0) {
+        return too_many_failures(*wait);
+    }
+    return std::nullopt;
+}
+
+void Router::count_password(const std::string& client, const std::string& user, bool right) {
+    const auto pair = pair_key(client, user);
+    if (right) {
+        pair_failures_.succeeded(pair);
+        return;
+    }
+    (void)pair_failures_.count_failure(pair, FailureLimiter::Clock::now());
+    auth_failures_.failed(client); // logs the line
+}
+
+std::optional<http::ServerResponse> Router::screen(const http::ServerRequest& request,
+                                                   Verdict verdict) {
+    if (verdict.answer) {
+        // A browser's first try, without credentials, is not a guess.
+        if (verdict.answer->status == 401 && !request.header("authorization").empty()) {
+            count_password(request.remote_address, verdict.user, false);
+        }
+        return std::move(verdict.answer);
+    }
+    if (!verdict.slow) {
+        return std::nullopt; // remembered credentials, or none needed
+    }
+    if (auto refused = refuse_guess(request.remote_address, verdict.user)) {
+        return refused;
+    }
+    if (hashes_.full()) {
+        return hashes_busy();
+    }
+    return std::nullopt; // the body is read, then handle() checks the password on the pool
+}
+
 std::optional<http::ServerResponse> Router::check_header(const http::ServerRequest& request,
                                                          std::size_t& max_body) {
     const auto* route = find(request);
@@ -164,7 +225,7 @@ std::optional<http::ServerResponse> Router::check_header(const http::ServerReque
     max_body = std::min(max_body, route->max_body);
     switch (route->guard) {
     case Guard::None:
-        return view_ ? check_view(request) : std::nullopt;
+        return view_ ? screen(request, view_(request)) : std::nullopt;
     case Guard::Public:
         return std::nullopt;
     case Guard::Form:
@@ -177,10 +238,10 @@ std::optional<http::ServerResponse> Router::check_header(const http::ServerReque
         if (auto refused = refuse_cross_site(request, form_media_type)) {
             return refused;
         }
-        if (const auto wait = auth_failures_.blocked(request.remote_address)) {
-            return too_many_failures(*wait);
+        if (hashes_.full()) {
+            return hashes_busy();
         }
-        return std::nullopt;
+        return std::nullopt; // the handler checks its user (refuse_guess) once it has the form
     case Guard::Signed:
         if (const auto wait = signature_failures_.blocked(request.remote_address)) {
             return too_many_failures(*wait);
@@ -192,17 +253,7 @@ std::optional<http::ServerResponse> Router::check_header(const http::ServerReque
     if (auto refused = refuse_cross_site(request)) {
         return refused;
     }
-    if (const auto wait = auth_failures_.blocked(request.remote_address)) {
-        return too_many_failures(*wait);
-    }
-    auto refused = check_(request);
-    if (!refused) {
-        auth_failures_.succeeded(request.remote_address);
-    } else if (refused->status == 401 && !request.header("authorization").empty()) {
-        // A browser's first try, without credentials, is not a guess.
-        auth_failures_.failed(request.remote_address);
-    }
-    return refused;
+    return check_ ? screen(request, check_(request)) : std::nullopt;
 }
 
 std::optional<http::ServerResponse> Router::check_host(const http::ServerRequest& request,
@@ -214,23 +265,13 @@ std::optional<http::ServerResponse> Router::check_host(const http::ServerRequest
     return refuse_wrong_host(request, host_names_);
 }
 
-std::optional<http::ServerResponse> Router::check_view(const http::ServerRequest& request) {
-    const bool password = !request.header("authorization").empty();
-    if (password) {
-        if (const auto wait = auth_failures_.blocked(request.remote_address)) {
-            return too_many_failures(*wait);
-        }
-    }
-    auto refused = view_(request);
-    if (password && !refused) {
-        auth_failures_.succeeded(request.remote_address);
-    } else if (password && refused->status == 401) {
-        auth_failures_.failed(request.remote_address);
-    }
-    return refused;
+void Router::run(const Route& route, http::ServerRequest& request, const http::Reply& reply) {
+    PathParams params;
+    (void)match(route, path_segments(request.path), params);
+    route.handler(request, params, reply);
 }
 
-void Router::handle(http::ServerRequest& request, http::Reply reply) const {
+void Router::handle(http::ServerRequest& request, http::Reply reply) {
     const auto path = path_segments(request.path);
     const bool head = request.method == "HEAD";
     std::vector<std::string_view> allowed;
@@ -252,21 +293,49 @@ void Router::handle(http::ServerRequest& request, http::Reply reply) const {
             reply.send(std::move(*refused));
             return;
         }
-        const Check* check = route.guard == Guard::Authenticated ? &check_
-                             : route.guard == Guard::Form        ? &form_
-                             : route.guard == Guard::None        ? &view_
-                                                                 : nullptr;
-        if (route.guard == Guard::Form && !form_) {
-            reply.send(error_response(403, "the config has no auth: no logins"));
-            return;
-        }
-        if (check != nullptr && *check) {
-            if (auto refused = (*check)(request)) {
+        if (route.guard == Guard::Form) {
+            if (!form_) {
+                reply.send(error_response(403, "the config has no auth: no logins"));
+                return;
+            }
+            if (auto refused = form_(request)) {
                 reply.send(std::move(*refused));
                 return;
             }
         }
-        route.handler(request, params, std::move(reply));
+        const AuthCheck* check = route.guard == Guard::Authenticated ? &check_
+                                 : route.guard == Guard::None        ? &view_
+                                                                     : nullptr;
+        auto verdict = check != nullptr && *check ? (*check)(request) : Verdict::pass();
+        if (verdict.answer) {
+            reply.send(std::move(*verdict.answer));
+            return;
+        }
+        if (!verdict.slow) {
+            route.handler(request, params, std::move(reply));
+            return;
+        }
+        // A password to hash: on the pool; the handler runs afterwards on a server thread.
+        auto owned = std::make_shared<http::ServerRequest>(std::move(request));
+        const bool posted = hashes_.post([this,
+                                          &route,
+                                          owned,
+                                          reply,
+                                          slow = std::move(verdict.slow),
+                                          user = std::move(verdict.user)]() mutable {
+            auto refused = slow(*owned);
+            count_password(owned->remote_address, user, !refused);
+            reply.defer([&route, owned, reply, refused = std::move(refused)]() mutable {
+                if (refused) {
+                    reply.send(std::move(*refused));
+                } else {
+                    run(route, *owned, reply);
+                }
+            });
+        });
+        if (!posted) {
+            reply.send(hashes_busy());
+        }
         return;
     }
     if (!allowed.empty()) {

@@ -10,7 +10,17 @@
 // Before a request's body is read (check_header, the HTTP server's HeaderCheck), the router
 // sets the body limit of the route it matches, and for an authenticated route refuses a
 // cross-site request (403) or a body that is not JSON (415), makes an address that sent wrong
-// passwords too often wait (429), and checks the password (401), all without reading the body.
+// passwords too often wait (429), and refuses missing or malformed credentials (401), all
+// without reading the body; remembered right credentials pass there too.
+// Checking a password costs a hash (scrypt ~0.07 s and 32 MiB): such checks (a Verdict with
+// `slow`) do not run on the HTTP thread. check_header lets the request's body be read (when the
+// hash budget has room, else 503 with Retry-After), and handle() runs the hash on the router's
+// HashPool, then the handler on a server thread; credentials a check remembers as verified pass
+// at once. Wrong passwords count per (address, user) (5 free, then a growing wait: 429 without a
+// hash) and per address, more loosely (30 free): an address over its cap is still checked for a
+// user it has not failed for (a right password from behind a shared proxy gets through, at a
+// hash's cost), never again for one it has.
+//
 // A route marked `signed` (the webhook) is refused with 429 too while its address waits for
 // having sent wrong signatures (counted by signature_failures()).
 //
@@ -33,6 +43,7 @@
 #include <ci/http/server.h>
 
 #include "master/guards.h"
+#include "master/hash_pool.h"
 
 namespace ci::master {
 
@@ -65,15 +76,36 @@ enum class Guard {
 using RouteHandler =
     std::function<void(http::ServerRequest& request, const PathParams& params, http::Reply reply)>;
 
+/// What an authentication check decides on a server thread, quickly: refuse (`answer`), let
+/// through (neither set), or check a password (`slow`, run on the hash pool, which answers as
+/// a Check does).
+struct Verdict {
+    std::optional<http::ServerResponse> answer;
+    std::function<std::optional<http::ServerResponse>(const http::ServerRequest&)> slow;
+    std::string user; ///< the user the credentials name (wrong ones count per address and user)
+
+    [[nodiscard]] static Verdict pass() { return {}; }
+    [[nodiscard]] static Verdict refuse(http::ServerResponse response) {
+        return Verdict{std::move(response), {}, {}};
+    }
+};
+
 class Router {
 public:
-    /// Checks a request to an authenticated route: nullopt to let it through, else the answer.
+    /// Checks a request to a guarded route: nullopt to let it through, else the answer.
     using Check = std::function<std::optional<http::ServerResponse>(const http::ServerRequest&)>;
+    /// Checks credentials (see Verdict).
+    using AuthCheck = std::function<Verdict(const http::ServerRequest&)>;
     /// `check`: the Authenticated routes' (HTTP basic). `view`: the None routes' (none: anyone).
     /// `form`: the Form routes' (none: refused). A view check's 401 to a request with an
     /// Authorization header counts as a wrong password, as the API's does.
-    explicit Router(Check check, Check view = {}, Check form = {})
-        : check_(std::move(check)), view_(std::move(view)), form_(std::move(form)) {}
+    explicit Router(AuthCheck check,
+                    AuthCheck view = {},
+                    Check form = {},
+                    unsigned hash_threads = HashPool::default_threads,
+                    std::size_t hash_budget = HashPool::default_budget)
+        : check_(std::move(check)), view_(std::move(view)), form_(std::move(form)),
+          hashes_(hash_threads, hash_budget) {}
 
     /// Checks the Host of every request (refuse_wrong_host, guards.h: DNS rebinding) against
     /// `names` (served_host_names), except the webhook's (Signed: its signature is its guard,
@@ -110,13 +142,24 @@ public:
     [[nodiscard]] std::optional<http::ServerResponse>
     check_header(const http::ServerRequest& request, std::size_t& max_body);
 
-    /// Answers `request` with the route it matches, or 404/405.
-    void handle(http::ServerRequest& request, http::Reply reply) const;
+    /// Answers `request` with the route it matches, or 404/405; a password check first goes
+    /// to the hash pool (the handler then runs later, on a server thread).
+    void handle(http::ServerRequest& request, http::Reply reply);
 
     /// Wrong webhook signatures, per address (a Signed route reports each one here).
     [[nodiscard]] FailureLimiter& signature_failures() { return signature_failures_; }
-    /// Wrong passwords on authenticated routes, per address.
+    /// Wrong passwords per address, all users together (what logs the wrong-password lines).
     [[nodiscard]] FailureLimiter& auth_failures() { return auth_failures_; }
+
+    /// For a handler that checks a password itself (POST /login), before it posts the hash:
+    /// 429 when `client` must wait before it tries `user` again, else nullopt.
+    [[nodiscard]] std::optional<http::ServerResponse> refuse_guess(const std::string& client,
+                                                                   const std::string& user);
+    /// Counts a checked password of `user` from `client`: a wrong one for the address and for
+    /// the pair, a right one forgets the pair's failures.
+    void count_password(const std::string& client, const std::string& user, bool right);
+    /// The pool password checks run on.
+    [[nodiscard]] HashPool& hashes() { return hashes_; }
 
     /// The listed routes' summaries, in the order they were added.
     [[nodiscard]] std::vector<std::string> endpoints() const;
@@ -135,23 +178,32 @@ private:
     /// The route `request` would run; nullptr for a 404 or 405.
     [[nodiscard]] const Route* find(const http::ServerRequest& request) const;
 
-    // The view check, counting wrong passwords.
-    [[nodiscard]] std::optional<http::ServerResponse>
-    check_view(const http::ServerRequest& request);
+    // What check_header does with an auth check's verdict: counts a refusal of credentials,
+    // refuses a guess that must wait (429) or a hash over budget (503).
+    [[nodiscard]] std::optional<http::ServerResponse> screen(const http::ServerRequest& request,
+                                                             Verdict verdict);
+    // Runs `route` for `request`, whose guard let it through.
+    static void run(const Route& route, http::ServerRequest& request, const http::Reply& reply);
 
     // The Host check's answer for `request` to `route` (nullptr: a 404 or 405).
     [[nodiscard]] std::optional<http::ServerResponse> check_host(const http::ServerRequest& request,
                                                                  const Route* route) const;
 
-    Check check_;
-    Check view_;
+    AuthCheck check_;
+    AuthCheck view_;
     std::vector<std::string> host_names_;
     NotFoundPage not_found_page_;
     Check form_;
     std::vector<Route> routes_;
-    FailureLimiter auth_failures_{"wrong user or password (API or login)"};
+    FailureLimiter auth_failures_{"wrong user or password (API or login)",
+                                  FailureLimiter::address_policy()};
+    FailureLimiter pair_failures_{"", FailureLimiter::http_policy()}; ///< by address and user
     FailureLimiter signature_failures_{"webhooks with a wrong signature"};
+    HashPool hashes_; // last: destroyed (its threads joined) before what its checks use
 };
+
+/// 503 with Retry-After: the password checks' budget is spent.
+[[nodiscard]] http::ServerResponse hashes_busy();
 
 /// A query parameter as an integer in [min, max]; `fallback` when it is absent. Fails with
 /// InvalidArgument naming the parameter (for a 400) when it is not an integer or out of range.

@@ -49,10 +49,33 @@ http::ServerResponse basic_challenge(std::string_view message) {
     return refused;
 }
 
-void post_login(Services& s,
-                Router& router,
-                const http::ServerRequest& request,
-                http::Reply reply) {
+// What the router does with a request's HTTP basic credentials: through when they were right
+// lately, refused when absent or malformed, else checked (a hash) on the router's pool.
+Verdict basic_verdict(const Sessions& sessions, const http::ServerRequest& request) {
+    if (sessions.remembered_user(request)) {
+        return Verdict::pass();
+    }
+    static constexpr std::string_view wanted =
+        "this needs the user and password of a user of the config's auth (HTTP basic)";
+    auto sent = Sessions::basic_password(request);
+    if (!sent) {
+        return Verdict::refuse(basic_challenge(wanted));
+    }
+    Verdict verdict;
+    verdict.user = std::move(sent->user);
+    verdict.slow =
+        [&sessions](const http::ServerRequest& checked) -> std::optional<http::ServerResponse> {
+        if (sessions.basic_user(checked)) {
+            return std::nullopt;
+        }
+        return basic_challenge("wrong user or password (HTTP basic)");
+    };
+    return verdict;
+}
+
+// POST /login: the form's password is checked on the router's hash pool; the answer follows
+// from a server thread.
+void post_login(Services& s, Router& router, http::ServerRequest& request, http::Reply reply) {
     const auto frame = page_frame(s, request, "Log in");
     if (!s.sessions.enabled()) {
         reply.send(form_error(frame, 403, "the config has no auth: nobody can log in"));
@@ -63,24 +86,59 @@ void post_login(Services& s,
         reply.send(form_error(frame, 400, form.error().message));
         return;
     }
-    const auto next = local_path(form->get("next"));
-    const auto user = s.sessions.check_password(form->get("user"), form->get("password"));
-    if (!user) {
-        // Counted and logged (once per interval, with a count) with the API's wrong passwords.
-        router.auth_failures().failed(request.remote_address);
-        reply.send(login_page(frame, true, 403, next, "Wrong user or password."));
+    auto next = local_path(form->get("next"));
+    auto sent = SentPassword{std::string(form->get("user")), std::string(form->get("password"))};
+    if (auto refused = router.refuse_guess(request.remote_address, sent.user)) {
+        auto page = login_page(frame,
+                               true,
+                               refused->status,
+                               next,
+                               "Too many wrong passwords: wait a "
+                               "little, then try again.");
+        for (const auto& header : refused->headers) {
+            page.headers.push_back(header);
+        }
+        reply.send(std::move(page));
         return;
     }
-    router.auth_failures().succeeded(request.remote_address);
-    auto opened = s.sessions.open(*user);
-    if (!opened) {
-        reply.send(form_error(frame, 500, opened.error().message));
-        return;
+    auto owned = std::make_shared<http::ServerRequest>(std::move(request));
+    auto answer = [&s, &router, owned, reply, next, sent = std::move(sent)]() mutable {
+        const auto user = s.sessions.check_password(sent.user, sent.password);
+        router.count_password(owned->remote_address, sent.user, user.has_value());
+        reply.defer([&s, owned, reply, next = std::move(next), user]() mutable {
+            const auto& asked = *owned;
+            const auto login_frame = page_frame(s, asked, "Log in");
+            if (!user) {
+                reply.send(login_page(login_frame, true, 403, next, "Wrong user or password."));
+                return;
+            }
+            // A session this browser had (another user's, or its own) ends with the new login.
+            s.sessions.close(asked);
+            auto opened = s.sessions.open(*user);
+            if (!opened) {
+                reply.send(form_error(login_frame, 500, opened.error().message));
+                return;
+            }
+            log::info(
+                "{} logged in (web UI, from {})", log::field(*user, 64), asked.remote_address);
+            auto response = see_other(next);
+            response.headers.emplace_back("Set-Cookie", s.sessions.set_cookie(asked, opened->id));
+            reply.send(std::move(response));
+        });
+    };
+    if (!router.hashes().post(std::move(answer))) {
+        auto busy = hashes_busy();
+        auto page = login_page(page_frame(s, *owned, "Log in"),
+                               true,
+                               503,
+                               next,
+                               "Too many logins are being checked now: try again in a moment.");
+        // The page keeps its own headers (its CSP); Retry-After comes from the 503.
+        for (auto& header : busy.headers) {
+            page.headers.push_back(std::move(header));
+        }
+        reply.send(std::move(page));
     }
-    log::info("{} logged in (web UI, from {})", log::field(*user, 64), request.remote_address);
-    auto response = see_other(next);
-    response.headers.emplace_back("Set-Cookie", s.sessions.set_cookie(request, opened->id));
-    reply.send(std::move(response));
 }
 
 } // namespace
@@ -138,39 +196,33 @@ void with_form(Services& services,
     then(*form, viewer);
 }
 
-Router::Check api_check(const config::Config& config, const Sessions& sessions) {
-    return [&config,
-            &sessions](const http::ServerRequest& request) -> std::optional<http::ServerResponse> {
+Router::AuthCheck api_check(const config::Config& config, const Sessions& sessions) {
+    return [&config, &sessions](const http::ServerRequest& request) -> Verdict {
         if (!config.auth) {
-            return error_response(403, "the config has no auth: the API is read-only");
+            return Verdict::refuse(
+                error_response(403, "the config has no auth: the API is read-only"));
         }
-        if (!sessions.basic_user(request)) {
-            return basic_challenge(
-                "this needs the user and password of a user of the config's auth (HTTP basic)");
-        }
-        return std::nullopt;
+        return basic_verdict(sessions, request);
     };
 }
 
-Router::Check view_check(const config::Config& config, const Sessions& sessions) {
+Router::AuthCheck view_check(const config::Config& config, const Sessions& sessions) {
     if (!config.auth || config.auth->view != config::AuthView::Login) {
         return {};
     }
-    return [&sessions](const http::ServerRequest& request) -> std::optional<http::ServerResponse> {
+    return [&sessions](const http::ServerRequest& request) -> Verdict {
         if (!request.header("authorization").empty()) {
-            if (sessions.basic_user(request)) {
-                return std::nullopt;
-            }
-            return basic_challenge("wrong user or password (HTTP basic)");
+            return basic_verdict(sessions, request);
         }
         if (sessions.viewer(request).logged_in()) {
-            return std::nullopt;
+            return Verdict::pass();
         }
         if (wants_page(request)) {
-            return to_login(request.target);
+            return Verdict::refuse(to_login(request.target));
         }
-        return basic_challenge("auth.view is login: log in, or send a user and password of "
-                               "the config's auth (HTTP basic)");
+        return Verdict::refuse(
+            basic_challenge("auth.view is login: log in, or send a user and password of "
+                            "the config's auth (HTTP basic)"));
     };
 }
 

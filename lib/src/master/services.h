@@ -109,8 +109,8 @@ listed_workers(Services& services, const std::vector<store::WorkerRecord>& store
 /// forced, cancelled or stopped something.
 [[nodiscard]] std::string api_user(const Services& services, const http::ServerRequest& request);
 
-/// The web UI's logins: GET and POST /login, POST /logout (routes_login.cpp). Wrong passwords
-/// count in `router`'s auth_failures(), as the API's do.
+/// The web UI's logins: GET and POST /login, POST /logout (routes_login.cpp). POST /login checks
+/// its password on `router`'s hash pool; wrong passwords count as the API's do.
 void add_login_routes(Router& router, Services& services);
 
 /// What every web UI form route does first: parses the request's form body (`repeatable`: the
@@ -126,9 +126,9 @@ void with_form(Services& services,
 /// The router's checks over the sessions: the API's HTTP basic; the view check (empty unless
 /// auth.view is login: a session or HTTP basic, else 303 to the login page for a browser's page
 /// and 401 otherwise); the form routes' session (else 303 to the login page; empty without
-/// auth).
-[[nodiscard]] Router::Check api_check(const config::Config& config, const Sessions& sessions);
-[[nodiscard]] Router::Check view_check(const config::Config& config, const Sessions& sessions);
+/// auth). Credentials not remembered as right are a Verdict with `slow` (a hash).
+[[nodiscard]] Router::AuthCheck api_check(const config::Config& config, const Sessions& sessions);
+[[nodiscard]] Router::AuthCheck view_check(const config::Config& config, const Sessions& sessions);
 [[nodiscard]] Router::Check form_check(const config::Config& config, const Sessions& sessions);
 
 /// The layout's frame of a page answered to `request`: its viewer (from the session), `title`,

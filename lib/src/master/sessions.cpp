@@ -1,6 +1,7 @@
 #include "master/sessions.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include <fmt/format.h>
 
@@ -16,8 +17,6 @@ namespace {
 // How long a good Authorization header is remembered.
 constexpr auto remember_basic = std::chrono::minutes(5);
 constexpr std::size_t max_remembered = 1000;
-// Password hashes at once (each scrypt takes 32 MiB at the default parameters).
-constexpr int max_hashing = 2;
 constexpr std::size_t session_id_bytes = 32;
 
 std::string id_key(std::string_view id) {
@@ -29,6 +28,15 @@ bool well_formed_id(std::string_view id) {
     return id.size() == 2 * session_id_bytes && std::ranges::all_of(id, [](char c) {
                return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
            });
+}
+
+// What a check against `hash` costs, roughly, in seconds of one core (measured here: scrypt
+// ln=15, r=8, p=1 ~0.07 s; PBKDF2-SHA256 600,000 ~0.11 s). Only compared, to pick the dummy.
+double hash_cost(const crypto::PasswordHash& hash) {
+    if (hash.kind == crypto::PasswordHash::Kind::Scrypt) {
+        return 0.07 * std::ldexp(1.0, hash.log2_n - 15) * (hash.r / 8.0) * hash.p;
+    }
+    return 0.11 * hash.iterations / 600000.0;
 }
 
 } // namespace
@@ -52,11 +60,10 @@ Sessions::Sessions(const config::Config& config, const Clock& clock, SessionPoli
                                 parsed ? std::optional(std::move(*parsed)) : std::nullopt);
         }
     }
-    // An unknown user is checked against a hash that costs what the first user's does.
+    // An unknown user is checked against a hash that costs what the costliest user's does.
     for (const auto& [name, hash] : users_) {
-        if (hash) {
+        if (hash && (dummy_.hash.empty() || hash_cost(*hash) > hash_cost(dummy_))) {
             dummy_ = *hash;
-            break;
         }
     }
     dummy_.salt.assign(16, '\0');
@@ -72,11 +79,6 @@ std::optional<std::string> Sessions::check_password(std::string_view user,
         return std::nullopt;
     }
     const auto& auth = *config_.auth;
-    if (!auth.user.empty() && user == auth.user) {
-        // The old plain password: no hash to pay for.
-        return crypto::constant_time_equal(password, auth.password) ? std::optional(auth.user)
-                                                                    : std::nullopt;
-    }
     const crypto::PasswordHash* hash = nullptr;
     bool known = false;
     for (const auto& [name, parsed] : users_) {
@@ -86,38 +88,27 @@ std::optional<std::string> Sessions::check_password(std::string_view user,
             break;
         }
     }
-    if (hash == nullptr && users_.empty()) {
-        return std::nullopt; // nobody has a hash: nothing to hide by hashing
+    const bool plain = !auth.user.empty() && user == auth.user;
+    if (plain) {
+        known = false; // the old plain user: its password is compared below
+        hash = nullptr;
     }
-    {
-        std::unique_lock lock(hashing_mutex_);
-        hashing_done_.wait(lock, [this] { return hashing_ < max_hashing; });
-        ++hashing_;
+    // Every name costs one hash when any user has one: no timing tells a hashed user from the
+    // plain one or from a name that is not configured.
+    const bool right = users_.empty()
+                           ? false
+                           : crypto::verify_password(hash != nullptr ? *hash : dummy_, password);
+    if (plain) {
+        return crypto::constant_time_equal(password, auth.password) ? std::optional(auth.user)
+                                                                    : std::nullopt;
     }
-    const bool right = crypto::verify_password(hash != nullptr ? *hash : dummy_, password);
-    {
-        const std::lock_guard lock(hashing_mutex_);
-        --hashing_;
-    }
-    hashing_done_.notify_one();
     return right && known ? std::optional(std::string(user)) : std::nullopt;
 }
 
-std::optional<std::string> Sessions::basic_user(const http::ServerRequest& request) const {
+std::optional<SentPassword> Sessions::basic_password(const http::ServerRequest& request) {
     const auto header = request.header("authorization");
     if (header.size() < 6 || !ascii_iequals(header.substr(0, 6), "basic ")) {
         return std::nullopt;
-    }
-    const auto key = crypto::to_hex(crypto::hmac_sha256(basic_key_, header));
-    const auto now = clock_.monotonic();
-    {
-        const std::lock_guard lock(mutex_);
-        if (const auto found = remembered_.find(key); found != remembered_.end()) {
-            if (now < found->second.until) {
-                return found->second.user;
-            }
-            remembered_.erase(found);
-        }
     }
     auto decoded = crypto::base64_decode(header.substr(6));
     if (!decoded) {
@@ -127,8 +118,46 @@ std::optional<std::string> Sessions::basic_user(const http::ServerRequest& reque
     if (colon == std::string::npos) {
         return std::nullopt;
     }
-    auto user = check_password(std::string_view(*decoded).substr(0, colon),
-                               std::string_view(*decoded).substr(colon + 1));
+    return SentPassword{decoded->substr(0, colon), decoded->substr(colon + 1)};
+}
+
+std::optional<std::string> Sessions::remembered_locked(const std::string& key, MonoTime now) const {
+    // The key is an HMAC under a random key of this process: looking it up tells an attacker
+    // nothing of a header it does not know.
+    if (const auto found = remembered_.find(key); found != remembered_.end()) {
+        if (now < found->second.until) {
+            return found->second.user;
+        }
+        remembered_.erase(found);
+    }
+    return std::nullopt;
+}
+
+std::optional<std::string> Sessions::remembered_user(const http::ServerRequest& request) const {
+    const auto header = request.header("authorization");
+    if (header.empty()) {
+        return std::nullopt;
+    }
+    const auto key = crypto::to_hex(crypto::hmac_sha256(basic_key_, header));
+    const std::lock_guard lock(mutex_);
+    return remembered_locked(key, clock_.monotonic());
+}
+
+std::optional<std::string> Sessions::basic_user(const http::ServerRequest& request) const {
+    const auto header = request.header("authorization");
+    const auto key = crypto::to_hex(crypto::hmac_sha256(basic_key_, header));
+    const auto now = clock_.monotonic();
+    {
+        const std::lock_guard lock(mutex_);
+        if (auto user = remembered_locked(key, now)) {
+            return user;
+        }
+    }
+    const auto sent = basic_password(request);
+    if (!sent) {
+        return std::nullopt;
+    }
+    auto user = check_password(sent->user, sent->password);
     if (user) {
         const std::lock_guard lock(mutex_);
         if (remembered_.size() >= max_remembered) {
@@ -162,7 +191,7 @@ Viewer Sessions::viewer(const http::ServerRequest& request) const {
     }
     const auto now = clock_.monotonic();
     const std::lock_guard lock(mutex_);
-    for (const auto id : cookie_values(header, session_cookie)) {
+    for (const auto id : cookie_values(header, cookie_name(request))) {
         if (auto* session = find_locked(id, now)) {
             session->used = now;
             return Viewer{session->user, session->csrf_token};
@@ -196,21 +225,29 @@ Result<Sessions::Opened> Sessions::open(const std::string& user) {
 void Sessions::close(const http::ServerRequest& request) {
     const auto header = request.header("cookie");
     const std::lock_guard lock(mutex_);
-    for (const auto id : cookie_values(header, session_cookie)) {
+    for (const auto id : cookie_values(header, cookie_name(request))) {
         if (well_formed_id(id)) {
             sessions_.erase(id_key(id));
         }
     }
 }
 
+bool Sessions::secure(const http::ServerRequest& request) const {
+    return config_.buildmaster.url.starts_with("https://") ||
+           ascii_iequals(request.header("x-forwarded-proto"), "https");
+}
+
+std::string_view Sessions::cookie_name(const http::ServerRequest& request) const {
+    return secure(request) ? secure_session_cookie : session_cookie;
+}
+
 std::string Sessions::set_cookie(const http::ServerRequest& request, std::string_view id) const {
-    const bool secure = config_.buildmaster.url.starts_with("https://") ||
-                        ascii_iequals(request.header("x-forwarded-proto"), "https");
+    // `__Host-`: the browser keeps it only when Secure, with Path=/ and no Domain.
     return fmt::format("{}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
-                       session_cookie,
+                       cookie_name(request),
                        id,
                        id.empty() ? 0 : policy_.max_age.count(),
-                       secure ? "; Secure" : "");
+                       secure(request) ? "; Secure" : "");
 }
 
 std::size_t Sessions::size() const {

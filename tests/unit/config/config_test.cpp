@@ -1643,3 +1643,27 @@ TEST_CASE("config: auth.users with password hashes, auth.view, and the old singl
         CHECK(has_error(errors, "auth.users[0].password_hash", "out of range"));
     }
 }
+
+TEST_CASE("config: buildmaster.trusted_proxies, each an address or a network at its line") {
+    const auto config = parse_ok(
+        std::string("buildmaster: {trusted_proxies: [127.0.0.1, 10.0.0.0/8, 'fd00::/8']}\n") +
+        minimal_pipeline);
+    CHECK(config.buildmaster.trusted_proxies ==
+          std::vector<std::string>{"127.0.0.1", "10.0.0.0/8", "fd00::/8"});
+    const auto errors = parse_errors(std::string("buildmaster:\n"
+                                                 "  trusted_proxies:\n"
+                                                 "    - 127.0.0.1\n"
+                                                 "    - 10.0.0.0/33\n"
+                                                 "    - proxy.example.org\n") +
+                                     minimal_pipeline);
+    CHECK(has_error(errors, "buildmaster.trusted_proxies[1]", "prefix length"));
+    CHECK(has_error(errors, "buildmaster.trusted_proxies[2]", "expected an IP address"));
+    const auto at = std::ranges::find_if(errors, [](const auto& error) {
+        return error.key_path == "buildmaster.trusted_proxies[2]";
+    });
+    REQUIRE(at != errors.end());
+    CHECK(at->line == 5);
+    CHECK_FALSE(
+        parse_errors(std::string("buildmaster: {trusted_proxies: 10.0.0.0/8}\n") + minimal_pipeline)
+            .empty());
+}

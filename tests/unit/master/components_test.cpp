@@ -450,9 +450,7 @@ TEST_CASE("router: the listed endpoints, path segments and integer captures") {
     // Dispatching needs the HTTP server's Reply: master_routes_test drives the router through
     // real requests (404, 405 with Allow, auth on every POST). Here: the table's own parts.
     ci::master::Router router(
-        [](const ci::http::ServerRequest&) -> std::optional<ci::http::ServerResponse> {
-            return std::nullopt;
-        });
+        [](const ci::http::ServerRequest&) { return ci::master::Verdict::pass(); });
     const auto ignore =
         [](ci::http::ServerRequest&, const ci::master::PathParams&, const ci::http::Reply&) {};
     router.add("GET", "/api/v1/builds/{id}/steps/{n}/log", ignore, false, "log");

@@ -168,7 +168,13 @@ TEST_CASE("master: every POST route needs the config's auth; without auth the AP
         // Issue 14: a 401 carried no challenge, so a browser never asked for a password.
         REQUIRE(anonymous.header("WWW-Authenticate") != nullptr);
         CHECK(*anonymous.header("WWW-Authenticate") == R"(Basic realm="libci")");
-        const auto wrong = m.post(path, "{}", {{"Authorization", "Basic YWRtaW46d3Jvbmc="}});
+        // Another user each time: wrong passwords count per (address, user), 5 free.
+        const auto wrong =
+            m.post(path,
+                   "{}",
+                   {{"Authorization",
+                     "Basic " + ci::crypto::base64_encode("intruder" + std::to_string(posts) +
+                                                          ":wrong")}});
         CHECK(wrong.status == 401);
         CHECK(wrong.header("WWW-Authenticate") != nullptr);
         const auto status = m.post_auth(path, R"({"class": "latent"})").status;

@@ -158,8 +158,17 @@ TEST_CASE("sessions: a session is a 256-bit id in a cookie, with its own CSRF to
         CHECK(sessions.set_cookie({}, "") ==
               "libci_session=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
         auto https = auth_config("buildmaster: {url: 'https://ci.example.org/'}\n");
-        const Sessions secure(https, clock);
-        CHECK(secure.set_cookie({}, first->id).ends_with("; Secure"));
+        Sessions secure(https, clock);
+        CHECK(secure.set_cookie({}, first->id) == "__Host-libci_session=" + first->id +
+                                                      "; Path=/; HttpOnly; SameSite=Strict; "
+                                                      "Max-Age=604800; Secure");
+        // Over HTTPS only the __Host- cookie is read (a plain one could be planted by a
+        // sibling host or a plain-HTTP page).
+        auto opened = secure.open("alice");
+        REQUIRE(opened.has_value());
+        CHECK_FALSE(secure.viewer(with_cookie(opened->id)).logged_in());
+        CHECK(
+            secure.viewer(with_header("cookie", "__Host-libci_session=" + opened->id)).logged_in());
     }
 }
 
@@ -275,4 +284,29 @@ TEST_CASE("forms: cookies, local paths and the page a form came from") {
     CHECK(response.status == 303);
     REQUIRE(response.headers.size() == 1);
     CHECK(response.headers[0] == std::pair<std::string, std::string>{"Location", "/builders/a"});
+}
+
+TEST_CASE("sessions: HTTP basic credentials decoded, and remembered only once right") {
+    const auto config = auth_config();
+    const ci::ManualClock clock;
+    const Sessions sessions(config, clock);
+    const auto basic = [](const std::string& pair) {
+        return with_header("authorization", "Basic " + ci::crypto::base64_encode(pair));
+    };
+    const auto sent = Sessions::basic_password(basic("alice:pa:ss"));
+    REQUIRE(sent.has_value());
+    CHECK(sent->user == "alice");
+    CHECK(sent->password == "pa:ss");
+    CHECK_FALSE(Sessions::basic_password(basic("no colon")));
+    CHECK_FALSE(Sessions::basic_password(with_header("authorization", "Basic !!!")));
+    CHECK_FALSE(Sessions::basic_password(with_header("authorization", "Bearer x")));
+    const auto right = basic("alice:" + alice_password);
+    CHECK_FALSE(sessions.remembered_user(right));
+    CHECK_FALSE(sessions.basic_user(basic("alice:wrong")));
+    CHECK_FALSE(sessions.remembered_user(basic("alice:wrong")));
+    CHECK(sessions.basic_user(right) == "alice");
+    CHECK(sessions.remembered_user(right) == "alice");
+    // The plain user is checked after a dummy hash too, and still only by its password.
+    CHECK(sessions.basic_user(basic("admin:plain-pw")) == "admin");
+    CHECK_FALSE(sessions.basic_user(basic("admin:plain-p")));
 }

@@ -109,6 +109,9 @@ struct Buildmaster {
     Duration results_retention{14 * 86400};
     WorkerTls tls; ///< `buildmaster.tls`
     Limits limits; ///< `buildmaster.limits`
+    /// `buildmaster.trusted_proxies`: reverse proxies (IP addresses or ADDRESS/PREFIX networks,
+    /// as written) whose X-Forwarded-For names the client of a request they pass on.
+    std::vector<std::string> trusted_proxies;
     friend bool operator==(const Buildmaster&, const Buildmaster&) = default;
 };
 

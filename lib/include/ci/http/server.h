@@ -198,6 +198,12 @@ struct ServerOptions {
     /// 501, 503) included, unless the answer sets a field of the same name (case-insensitive).
     /// Filtered as ServerResponse::headers are.
     std::vector<std::pair<std::string, std::string>> default_headers;
+    /// The client's address for ServerRequest::remote_address, from the peer's address and the
+    /// request's header (the master's trusted proxies: X-Forwarded-For); empty: the peer's.
+    /// Called on a server thread before check_header; must be quick. The connection limits
+    /// count the peer's address.
+    std::function<std::string(const std::string& peer, const ServerRequest& request)>
+        client_address;
     unsigned threads = 1; ///< I/O threads (0 counts as 1)
 };
 
