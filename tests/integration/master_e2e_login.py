@@ -268,7 +268,7 @@ def main(case):
                f"a re-login ends the browser's old session ({status})")
     browser.cookie = relogin.group(1) if relogin else None
     _, _, page = browser.get("/login")
-    case.check("logged in as alice" in page, "the new session is alice's")
+    case.check("logged in as <bdi>alice</bdi>" in page, "the new session is alice's")
     master.kill()
     config = case.write_config(text.replace(old_auth, new_auth + "    view: login\n"))
     master.start()
