@@ -55,16 +55,20 @@ CLI::App* add_target_command(CLI::App& app,
                              TargetFlags flags,
                              const std::shared_ptr<TargetCommand>& command,
                              const DeployAction& action) {
+    // A command that says its own exit status (status) is not given the common one.
+    const bool own_exit_status = help.find("Exit ") != std::string::npos;
     auto* sub = app.add_subcommand(
         name,
         help +
             "\nThe target, runtime and paths come from CONFIG's deploy section (docs/config.md);\n"
             "ssh is the OpenSSH client in BatchMode: the key comes from the agent or --identity,\n"
-            "and the host key must be known (~/.ssh/known_hosts, or --ssh-config).\n"
-            "Exit status: 0 done, 1 refused (CONFIG unreadable or with errors, builds still\n"
-            "running, a master that is not healthy, another ci-deploy changing the target: it\n"
-            "holds DATA_DIR/run/deploy.lock), 2 rolled back (update), 3 target or API\n"
-            "unreachable.");
+            "and the host key must be known (~/.ssh/known_hosts, or --ssh-config)." +
+            (own_exit_status
+                 ? std::string()
+                 : "\nExit status: 0 done, 1 refused (CONFIG unreadable or with errors, builds "
+                   "still\nrunning, a master that is not healthy, another ci-deploy changing the "
+                   "target: it\nholds DATA_DIR/run/deploy.lock), 2 rolled back (update), 3 target "
+                   "or API\nunreachable."));
     sub->add_option("CONFIG", command->config_path, "The config file")->default_str("config.yml");
     sub->add_option("--identity,-i",
                     command->options.ssh.identity,
