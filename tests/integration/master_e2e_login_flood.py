@@ -79,6 +79,21 @@ def main(case):
     try:
         harness.wait_for("a 503 of the spent hash budget",
                          lambda: any(s == 503 for _, s, _ in list(flood_statuses)), 60)
+        # One address cannot take the whole budget (the hostile tester's F1: a flood of new
+        # user names from one address kept every fresh login out with 503): another client's
+        # first login (never remembered) is checked and passes.
+        fresh = []
+        for _ in range(10):
+            body = urllib.parse.urlencode({"user": "alice", "password": alice_password})
+            status, _ = request(master, "POST", "/login", {
+                "Content-Type": "application/x-www-form-urlencoded",
+                "X-Forwarded-For": "198.51.100.9"}, body)
+            fresh.append(status)
+            if status == 303:
+                break
+            time.sleep(0.2)
+        case.check(fresh[-1] == 303, f"during the flood another client's fresh login passes "
+                   f"({fresh})")
         # While checks are queued and refused: /healthz answers, and remembered credentials
         # pass without a check.
         for _ in range(40):
@@ -112,6 +127,23 @@ def main(case):
                f"{len(busy)} refused with 503 and Retry-After: 1 once the budget was spent")
     checked = sum(1 for _, status, _ in flood_statuses if status in (401, 403))
     case.check(checked >= 1, f"{checked} wrong passwords were checked during the flood")
+    # Guesses sent at once for one user are not all hashed before any is counted (the hostile
+    # tester's F2: 16 parallel guesses were all checked, 16 a minute instead of 5 then 1): at
+    # most the 5 free ones are checked, the others are refused (429, or 503 beyond the
+    # address's share of the budget).
+    burst = []
+    burst_threads = [threading.Thread(target=lambda: burst.append(request(
+        master, "POST", CANCEL, {"X-Forwarded-For": "198.51.100.20",
+                                 **basic("carol", "wrong")})[0])) for _ in range(16)]
+    for thread in burst_threads:
+        thread.start()
+    for thread in burst_threads:
+        thread.join(120)
+    burst_checked = burst.count(401)
+    case.check(len(burst) == 16 and 1 <= burst_checked <= 5 and
+               set(burst) <= {401, 429, 503},
+               f"16 guesses at once for one user: {burst_checked} checked (at most the 5 "
+               f"free), the rest refused ({sorted(burst)})")
     # Past the address's 30 free failures (how many the flood got checked depends on the
     # machine's speed): more wrong ones, one at a time, each for a user not tried before.
     topped = [request(master, "POST", CANCEL, basic(f"more{i}", "wrong"))[0]

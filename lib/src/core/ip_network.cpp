@@ -36,6 +36,18 @@ bool parse_address(std::string_view text, bool& v6, std::array<unsigned char, 16
     return true;
 }
 
+// The text of a parsed address as inet_ntop writes it: one spelling per address, so limits keyed
+// by the text cannot be dodged with another spelling, and an IPv4-mapped IPv6 address written
+// by a dual-stack proxy is its IPv4 address (it was keyed by its IPv6 /64, ::/64, shared by
+// every IPv4 client of that proxy).
+std::string address_text(bool v6, const std::array<unsigned char, 16>& bytes) {
+    std::array<char, INET6_ADDRSTRLEN> text{};
+    if (inet_ntop(v6 ? AF_INET6 : AF_INET, bytes.data(), text.data(), text.size()) == nullptr) {
+        return {};
+    }
+    return {text.data()};
+}
+
 std::string_view trim(std::string_view text) {
     while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) {
         text.remove_prefix(1);
@@ -120,7 +132,7 @@ std::string client_address(const std::string& peer,
         if (!parse_address(entry, v6, bytes)) {
             return client; // not an address: the proxy that passed it on is the client
         }
-        client = std::string(entry);
+        client = address_text(v6, bytes);
         if (!trusted_address(entry, trusted)) {
             return client;
         }

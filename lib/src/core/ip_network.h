@@ -33,6 +33,8 @@ struct IpNetwork {
 /// it got the request from, so that one is the first that no trusted proxy vouches for), or the
 /// left-most when all are trusted. An entry that is not an IP address ends the walk: the
 /// client is then the trusted hop right of it (the proxy that passed it on), never the entry.
+/// An address from `forwarded` is returned as inet_ntop writes it, an IPv4-mapped IPv6 address
+/// ("::ffff:10.0.0.1") as its IPv4 address.
 [[nodiscard]] std::string client_address(const std::string& peer,
                                          std::string_view forwarded,
                                          const std::vector<IpNetwork>& trusted);

@@ -181,6 +181,36 @@ std::optional<http::ServerResponse> Router::refuse_guess(const std::string& clie
     return std::nullopt;
 }
 
+std::expected<Router::CheckClaim, http::ServerResponse>
+Router::claim_check(const std::string& client, const std::string& user) {
+    auto pair = pair_key(client, user);
+    auto address = address_key(client);
+    const auto free_left = std::max<std::int64_t>(
+        1, FailureLimiter::http_policy().free_failures - pair_failures_.failures(pair));
+    const std::lock_guard lock(claims_mutex_);
+    const auto running = pair_checks_.find(pair);
+    if (running != pair_checks_.end() && running->second >= free_left) {
+        return std::unexpected(too_many_failures(std::chrono::seconds(1)));
+    }
+    const auto held = address_checks_.find(address);
+    if (held != address_checks_.end() && held->second >= max_checks_per_address) {
+        return std::unexpected(hashes_busy());
+    }
+    ++pair_checks_[pair];
+    ++address_checks_[address];
+    // The deleter gives the place back; `this` only makes the pointer non-null.
+    return CheckClaim(static_cast<void*>(this),
+                      [this, pair = std::move(pair), address = std::move(address)](void*) {
+                          const std::lock_guard release(claims_mutex_);
+                          if (--pair_checks_[pair] <= 0) {
+                              pair_checks_.erase(pair);
+                          }
+                          if (--address_checks_[address] <= 0) {
+                              address_checks_.erase(address);
+                          }
+                      });
+}
+
 void Router::count_password(const std::string& client, const std::string& user, bool right) {
     const auto pair = pair_key(client, user);
     if (right) {
@@ -316,15 +346,22 @@ void Router::handle(http::ServerRequest& request, http::Reply reply) {
             return;
         }
         // A password to hash: on the pool; the handler runs afterwards on a server thread.
+        auto claim = claim_check(request.remote_address, verdict.user);
+        if (!claim) {
+            reply.send(std::move(claim.error()));
+            return;
+        }
         auto owned = std::make_shared<http::ServerRequest>(std::move(request));
         const bool posted = hashes_.post([this,
                                           &route,
                                           owned,
                                           reply,
+                                          claim = std::move(*claim),
                                           slow = std::move(verdict.slow),
                                           user = std::move(verdict.user)]() mutable {
             auto refused = slow(*owned);
             count_password(owned->remote_address, user, !refused);
+            claim.reset(); // counted: the pair's next check may run
             reply.defer([&route, owned, reply, refused = std::move(refused)]() mutable {
                 if (refused) {
                     reply.send(std::move(*refused));

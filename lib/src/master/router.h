@@ -32,8 +32,11 @@
 // `auth.view: login`, a session or HTTP basic), except `Public` ones (the login page, static
 // files, /healthz).
 
+#include <expected>
 #include <functional>
 #include <map>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -158,6 +161,19 @@ public:
     /// Counts a checked password of `user` from `client`: a wrong one for the address and for
     /// the pair, a right one forgets the pair's failures.
     void count_password(const std::string& client, const std::string& user, bool right);
+    /// A place among the password checks running or queued (claim_check), given back when
+    /// its last copy goes: hold it in the check posted to the pool, until it was counted.
+    using CheckClaim = std::shared_ptr<void>;
+    /// The checks of one address running or queued at once, at most: a share of the pool's
+    /// budget (16), so one address cannot keep every other's logins out.
+    static constexpr int max_checks_per_address = 4;
+    /// Before a password check of `user` from `client` is posted to the pool (after
+    /// refuse_guess): its claim, or the answer when it must not run now: 429 when the pair has
+    /// as many checks running as it has free failures left (at least one; guesses sent at once
+    /// would otherwise all be hashed before any was counted), 503 when `client` holds
+    /// max_checks_per_address of them.
+    [[nodiscard]] std::expected<CheckClaim, http::ServerResponse>
+    claim_check(const std::string& client, const std::string& user);
     /// The pool password checks run on.
     [[nodiscard]] HashPool& hashes() { return hashes_; }
 
@@ -199,6 +215,9 @@ private:
                                   FailureLimiter::address_policy()};
     FailureLimiter pair_failures_{"", FailureLimiter::http_policy()}; ///< by address and user
     FailureLimiter signature_failures_{"webhooks with a wrong signature"};
+    std::mutex claims_mutex_;
+    std::map<std::string, int> pair_checks_;    // checks running or queued, by pair_key
+    std::map<std::string, int> address_checks_; // the same, by address_key
     HashPool hashes_; // last: destroyed (its threads joined) before what its checks use
 };
 

@@ -37,6 +37,21 @@ http::ServerResponse login_page(const web::Frame& frame,
     return response;
 }
 
+// The login page answering a login that is not checked now (`refused`: the router's 429 or
+// 503), with its status and Retry-After.
+http::ServerResponse login_refused(const web::Frame& frame,
+                                   std::string_view next,
+                                   const http::ServerResponse& refused,
+                                   std::string_view message) {
+    auto page = login_page(frame, true, refused.status, next, message);
+    for (const auto& header : refused.headers) {
+        if (header.first == "Retry-After") {
+            page.headers.push_back(header);
+        }
+    }
+    return page;
+}
+
 // 303 to the login page, which comes back to `next` once logged in.
 http::ServerResponse to_login(std::string_view next) {
     return see_other("/login?next=" + http::uri_encode(local_path(next)));
@@ -89,22 +104,33 @@ void post_login(Services& s, Router& router, http::ServerRequest& request, http:
     auto next = local_path(form->get("next"));
     auto sent = SentPassword{std::string(form->get("user")), std::string(form->get("password"))};
     if (auto refused = router.refuse_guess(request.remote_address, sent.user)) {
-        auto page = login_page(frame,
-                               true,
-                               refused->status,
-                               next,
-                               "Too many wrong passwords: wait a "
-                               "little, then try again.");
-        for (const auto& header : refused->headers) {
-            page.headers.push_back(header);
-        }
-        reply.send(std::move(page));
+        reply.send(login_refused(
+            frame, next, *refused, "Too many wrong passwords: wait a little, then try again."));
+        return;
+    }
+    auto claim = router.claim_check(request.remote_address, sent.user);
+    if (!claim) {
+        reply.send(login_refused(frame,
+                                 next,
+                                 claim.error(),
+                                 claim.error().status == 429
+                                     ? "This user's password is being checked already: wait a "
+                                       "moment, then try again."
+                                     : "Too many logins are being checked now: try again in a "
+                                       "moment."));
         return;
     }
     auto owned = std::make_shared<http::ServerRequest>(std::move(request));
-    auto answer = [&s, &router, owned, reply, next, sent = std::move(sent)]() mutable {
+    auto answer = [&s,
+                   &router,
+                   owned,
+                   reply,
+                   next,
+                   claim = std::move(*claim),
+                   sent = std::move(sent)]() mutable {
         const auto user = s.sessions.check_password(sent.user, sent.password);
         router.count_password(owned->remote_address, sent.user, user.has_value());
+        claim.reset(); // counted: the pair's next check may run
         reply.defer([&s, owned, reply, next = std::move(next), user]() mutable {
             const auto& asked = *owned;
             const auto login_frame = page_frame(s, asked, "Log in");
@@ -127,17 +153,10 @@ void post_login(Services& s, Router& router, http::ServerRequest& request, http:
         });
     };
     if (!router.hashes().post(std::move(answer))) {
-        auto busy = hashes_busy();
-        auto page = login_page(page_frame(s, *owned, "Log in"),
-                               true,
-                               503,
-                               next,
-                               "Too many logins are being checked now: try again in a moment.");
-        // The page keeps its own headers (its CSP); Retry-After comes from the 503.
-        for (auto& header : busy.headers) {
-            page.headers.push_back(std::move(header));
-        }
-        reply.send(std::move(page));
+        reply.send(login_refused(page_frame(s, *owned, "Log in"),
+                                 next,
+                                 hashes_busy(),
+                                 "Too many logins are being checked now: try again in a moment."));
     }
 }
 

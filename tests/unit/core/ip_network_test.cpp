@@ -82,4 +82,10 @@ TEST_CASE("ip networks: the client behind trusted proxies") {
           "10.1.1.1");
     CHECK(ci::client_address("127.0.0.1", ",,, ,", trusted) == "127.0.0.1");
     CHECK(ci::client_address("127.0.0.1", std::string(100000, ','), trusted) == "127.0.0.1");
+    // One spelling per address: an IPv4-mapped entry (a dual-stack proxy writes them) is its
+    // IPv4 address, not one of ::/64 that every such client would share (the hostile tester's
+    // F3), and IPv6 is written as inet_ntop writes it.
+    CHECK(ci::client_address("127.0.0.1", "::ffff:9.9.9.9", trusted) == "9.9.9.9");
+    CHECK(ci::client_address("127.0.0.1", "::FFFF:0808:0808", trusted) == "8.8.8.8");
+    CHECK(ci::client_address("127.0.0.1", "2001:DB8:0:0::7", trusted) == "2001:db8::7");
 }
