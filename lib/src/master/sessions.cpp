@@ -208,14 +208,26 @@ Result<Sessions::Opened> Sessions::open(const std::string& user) {
     }
     const auto now = clock_.monotonic();
     const std::lock_guard lock(mutex_);
-    if (sessions_.size() >= policy_.max_sessions) {
-        // The least recently used goes (a flood of logins of one user cannot grow memory).
-        auto oldest = sessions_.begin();
-        for (auto it = sessions_.begin(); it != sessions_.end(); ++it) {
-            if (it->second.used < oldest->second.used) {
-                oldest = it;
+    // Beyond the user's own cap, the user's least recently used session goes; beyond the
+    // cap of all, the least recently used of all (memory stays bounded either way).
+    auto oldest = sessions_.end();
+    auto oldest_of_user = sessions_.end();
+    std::size_t of_user = 0;
+    for (auto it = sessions_.begin(); it != sessions_.end(); ++it) {
+        if (oldest == sessions_.end() || it->second.used < oldest->second.used) {
+            oldest = it;
+        }
+        if (it->second.user == user) {
+            ++of_user;
+            if (oldest_of_user == sessions_.end() ||
+                it->second.used < oldest_of_user->second.used) {
+                oldest_of_user = it;
             }
         }
+    }
+    if (of_user >= policy_.max_sessions_per_user && oldest_of_user != sessions_.end()) {
+        sessions_.erase(oldest_of_user);
+    } else if (sessions_.size() >= policy_.max_sessions && oldest != sessions_.end()) {
         sessions_.erase(oldest);
     }
     sessions_[id_key(*id)] = Session{user, *csrf, now, now};

@@ -61,6 +61,9 @@ struct SessionPolicy {
     std::chrono::seconds idle_timeout{std::chrono::hours(12)};
     std::chrono::seconds max_age{std::chrono::hours(24 * 7)};
     std::size_t max_sessions = 10000; ///< beyond, the least recently used ends
+    /// Sessions of one user at most; beyond, that user's least recently used ends (so that one
+    /// account logging in over and over cannot end everyone else's sessions).
+    std::size_t max_sessions_per_user = 100;
 };
 
 /// The web UI's logins. Thread-safe.

@@ -194,6 +194,31 @@ TEST_CASE("sessions: their number is bounded (the least recently used ends)") {
     CHECK(sessions.viewer(with_cookie(ids[2])).logged_in());
 }
 
+TEST_CASE("sessions: one user's logins end that user's oldest session, not another's") {
+    // The hostile tester: with only the cap of all, one account logging in 10,000 times ended
+    // every other user's session.
+    const auto config = auth_config();
+    ci::ManualClock clock;
+    ci::master::SessionPolicy policy;
+    policy.max_sessions = 5;
+    policy.max_sessions_per_user = 2;
+    Sessions sessions(config, clock, policy);
+    auto bob = sessions.open("bob");
+    REQUIRE(bob);
+    std::vector<std::string> alice;
+    for (int i = 0; i < 10; ++i) {
+        clock.advance(1s);
+        auto opened = sessions.open("alice");
+        REQUIRE(opened);
+        alice.push_back(opened->id);
+    }
+    CHECK(sessions.size() == 3);
+    CHECK(sessions.viewer(with_cookie(bob->id)).logged_in());
+    CHECK(sessions.viewer(with_cookie(alice[9])).logged_in());
+    CHECK(sessions.viewer(with_cookie(alice[8])).logged_in());
+    CHECK_FALSE(sessions.viewer(with_cookie(alice[7])).logged_in());
+}
+
 TEST_CASE("forms: urlencoded bodies, hostile ones refused with the field named") {
     auto form = ci::master::parse_form("user=al%C3%A9+x&password=p%26w%3D&next=%2Fbuilders%2Fa&"
                                        "&empty=&flag");
