@@ -5,8 +5,8 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <optional>
 #include <string_view>
+#include <utility>
 
 #include <boost/asio/buffer.hpp>
 
@@ -19,13 +19,13 @@ namespace {
 ci::master::Router& router() {
     static ci::master::Router* r = [] {
         auto* made = new ci::master::Router(
-            [](const ci::http::ServerRequest& request) -> std::optional<ci::http::ServerResponse> {
+            [](const ci::http::ServerRequest& request) -> ci::master::Verdict {
                 if (request.header("authorization") == "Basic YTpi") {
-                    return std::nullopt;
+                    return ci::master::Verdict::pass();
                 }
                 ci::http::ServerResponse refused;
                 refused.status = 401;
-                return refused;
+                return ci::master::Verdict::refuse(std::move(refused));
             });
         const auto noop =
             [](ci::http::ServerRequest&, const ci::master::PathParams&, const ci::http::Reply&) {};
